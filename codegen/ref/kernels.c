@@ -1,0 +1,115 @@
+/* Reference kernels. Numerics follow ../shared/spec/bitnet-gguf.md §3 and
+ * Hugging Face transformers' BitNet: float32 activations, int32 ternary
+ * accumulation, reductions in double so the oracle is the accurate side. */
+#include <math.h>
+#include <string.h>
+
+#include "../../ir/quant.h"
+#include "ref.h"
+
+float bn_ref_quantize_row(const float *x, int64_t k, int8_t *q) {
+  float m = 0;
+  for (int64_t i = 0; i < k; i++) m = fmaxf(m, fabsf(x[i]));
+  float s = 127.0f / fmaxf(m, 1e-5f);
+  for (int64_t i = 0; i < k; i++) {
+    float r = nearbyintf(x[i] * s); /* default rounding mode: half to even */
+    q[i] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
+  }
+  return s;
+}
+
+void bn_ref_bitlinear(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float tensor_scale,
+                      float *y, int8_t *q, float *s, int8_t *trit, float *bscale) {
+  int be = bn_dtype_table[w->dtype].block_elems;
+  uint64_t total = (uint64_t)N * (uint64_t)K;
+  for (int64_t t = 0; t < T; t++) s[t] = bn_ref_quantize_row(x + t * K, K, q + t * K);
+  for (int64_t n = 0; n < N; n++) {
+    bn_ternary_decode(w->dtype, w->data, total, (uint64_t)(n * K), (uint64_t)K, trit, bscale);
+    for (int64_t t = 0; t < T; t++) {
+      const int8_t *qt = q + t * K;
+      /* Blocks sharing a scale (all of them, in real models) accumulate in
+       * one exact int32; a new scale flushes the sum. */
+      double sum = 0;
+      int32_t acc = 0;
+      float cur = bscale[0];
+      for (int64_t b = 0; b < K / be; b++) {
+        if (bscale[b] != cur) {
+          sum += (double)acc * cur;
+          acc = 0;
+          cur = bscale[b];
+        }
+        for (int64_t i = b * be; i < (b + 1) * be; i++) acc += qt[i] * trit[i];
+      }
+      sum += (double)acc * cur;
+      y[t * N + n] = (float)(sum / s[t] * tensor_scale);
+    }
+  }
+}
+
+void bn_ref_rmsnorm(const float *x, int64_t T, int64_t n, const float *w, float eps, float *y) {
+  for (int64_t t = 0; t < T; t++) {
+    const float *r = x + t * n;
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)r[i] * r[i];
+    float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++) y[t * n + i] = r[i] * inv * w[i];
+  }
+}
+
+void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, float base, int pos, float *y) {
+  int half = dims / 2;
+  for (int64_t t = 0; t < T; t++)
+    for (int h = 0; h < heads; h++) {
+      const float *a = x + (t * heads + h) * head_dim;
+      float *o = y + (t * heads + h) * head_dim;
+      memcpy(o, a, (size_t)head_dim * sizeof *o);
+      for (int i = 0; i < half; i++) {
+        double theta = (double)(pos + t) * pow((double)base, -2.0 * i / dims);
+        double c = cos(theta), s = sin(theta);
+        o[i] = (float)(a[i] * c - a[i + half] * s);
+        o[i + half] = (float)(a[i] * s + a[i + half] * c);
+      }
+    }
+}
+
+void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
+                      int head_dim, int pos, float *kc, float *vc, float *scores, float *y) {
+  int64_t kvw = (int64_t)kv_heads * head_dim;
+  memcpy(kc + (int64_t)pos * kvw, k, (size_t)(T * kvw) * sizeof *kc);
+  memcpy(vc + (int64_t)pos * kvw, v, (size_t)(T * kvw) * sizeof *vc);
+  int group = heads / kv_heads;
+  double scale = 1.0 / sqrt((double)head_dim);
+  for (int64_t t = 0; t < T; t++)
+    for (int h = 0; h < heads; h++) {
+      const float *qh = q + (t * heads + h) * head_dim;
+      int kvh = h / group;
+      int64_t n = pos + t + 1;
+      double mx = -INFINITY, sum = 0;
+      for (int64_t j = 0; j < n; j++) {
+        const float *kj = kc + j * kvw + kvh * head_dim;
+        double d = 0;
+        for (int i = 0; i < head_dim; i++) d += (double)qh[i] * kj[i];
+        scores[j] = (float)(d * scale);
+        mx = fmax(mx, scores[j]);
+      }
+      for (int64_t j = 0; j < n; j++) sum += (scores[j] = (float)exp(scores[j] - mx));
+      float *o = y + (t * heads + h) * head_dim;
+      for (int i = 0; i < head_dim; i++) {
+        double acc = 0;
+        for (int64_t j = 0; j < n; j++) acc += (double)scores[j] * vc[j * kvw + kvh * head_dim + i];
+        o[i] = (float)(acc / sum);
+      }
+    }
+}
+
+void bn_ref_matmul_f(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float *wrow, float *y) {
+  uint64_t total = (uint64_t)N * (uint64_t)K;
+  for (int64_t n = 0; n < N; n++) {
+    bn_dequant(w->dtype, w->data, total, (uint64_t)(n * K), (uint64_t)K, wrow);
+    for (int64_t t = 0; t < T; t++) {
+      double acc = 0;
+      for (int64_t i = 0; i < K; i++) acc += (double)x[t * K + i] * wrow[i];
+      y[t * N + n] = (float)acc;
+    }
+  }
+}

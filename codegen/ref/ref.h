@@ -1,0 +1,40 @@
+/* The reference kernels and interpreter: plain scalar C with BitNet b1.58
+ * semantics. This is the oracle every fast backend is tested against. */
+#ifndef BN_REF_H
+#define BN_REF_H
+
+#include <stdint.h>
+
+#include "../../ir/ir.h"
+
+/* --- kernels (row-major, T rows) --- */
+
+/* Per-token absmax int8: s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x*s), -128, 127). Returns s. */
+float bn_ref_quantize_row(const float *x, int64_t k, int8_t *q);
+/* y[t][n] = sum_i q[t][i] * w[n][i] (int32, exact) for ternary weights; then
+ * y_f = acc * block_scale / s[t] (* tensor_scale). scratch: trit[K], bscale[K / 128]. */
+void bn_ref_bitlinear(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float tensor_scale,
+                      float *y, int8_t *q_scratch, float *s_scratch, int8_t *trit, float *bscale);
+void bn_ref_rmsnorm(const float *x, int64_t T, int64_t n, const float *w, float eps, float *y);
+/* NeoX RoPE over the first `dims` dims of each head; token t is at position pos + t. */
+void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, float base, int pos, float *y);
+/* Causal GQA attention; K/V rows of this step are first written into the cache at pos..pos+T-1. */
+void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
+                      int head_dim, int pos, float *kcache, float *vcache, float *scores, float *y);
+/* logits[t][n] = sum_i x[t][i] * W[n][i] with W of any non-ternary type. */
+void bn_ref_matmul_f(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float *wrow, float *y);
+
+/* --- interpreter --- */
+typedef struct bn_ref bn_ref;
+
+/* Prepares to run g on up to max_tokens tokens per call with a KV cache of
+ * n_ctx positions. All memory is allocated here; eval allocates nothing. */
+bn_status bn_ref_create(const bn_graph *g, int max_tokens, int n_ctx, bn_ref **out, bn_error *err);
+/* Runs tokens[0..n) at positions pos..pos+n-1; *out points at the first
+ * output, [n x width] floats, valid until the next call. */
+bn_status bn_ref_eval(bn_ref *r, const int32_t *tokens, int n, int pos, const float **out, bn_error *err);
+int64_t bn_ref_output_width(const bn_ref *r);
+size_t bn_ref_bytes(const bn_ref *r); /* activations + KV cache */
+void bn_ref_free(bn_ref *r);
+
+#endif

@@ -1,0 +1,119 @@
+/* Graph construction: values, nodes, outputs and the string pool. */
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ir.h"
+
+#define GROW(arr, n, cap)                                            \
+  ((n) < (cap) ? 1 : grow((void **)&(arr), &(cap), sizeof *(arr)))
+
+static int grow(void **p, int *cap, size_t elem) {
+  int nc = *cap ? *cap * 2 : 16;
+  void *q = realloc(*p, (size_t)nc * elem);
+  if (!q) return 0;
+  *p = q;
+  *cap = nc;
+  return 1;
+}
+
+void bn_graph_init(bn_graph *g, const char *arch) {
+  memset(g, 0, sizeof *g);
+  snprintf(g->arch, sizeof g->arch, "%s", arch ? arch : "");
+}
+
+void bn_graph_free(bn_graph *g) {
+  for (int i = 0; i < g->n_strings; i++) free(g->strings[i]);
+  free(g->strings);
+  free(g->values);
+  free(g->nodes);
+  free(g->outputs);
+  memset(g, 0, sizeof *g);
+}
+
+static const char *intern(bn_graph *g, const char *s) {
+  if (!GROW(g->strings, g->n_strings, g->cap_strings)) return NULL;
+  char *c = strdup(s);
+  if (c) g->strings[g->n_strings++] = c;
+  return c;
+}
+
+static int add_value(bn_graph *g, bn_value_kind kind, const char *name, bn_dtype t, bn_shape s) {
+  if (!GROW(g->values, g->n_values, g->cap_values)) return -1;
+  const char *nm = intern(g, name);
+  if (!nm) return -1;
+  bn_value *v = &g->values[g->n_values];
+  memset(v, 0, sizeof *v);
+  v->kind = kind;
+  v->name = nm;
+  v->dtype = t;
+  v->shape = s;
+  v->node = -1;
+  return g->n_values++;
+}
+
+int bn_graph_add_input(bn_graph *g, const char *name, bn_dtype t, bn_shape s) {
+  return add_value(g, BN_VAL_INPUT, name, t, s);
+}
+
+int bn_graph_add_weight(bn_graph *g, const char *name, bn_dtype t, bn_shape s, const void *data,
+                        size_t nbytes) {
+  int id = add_value(g, BN_VAL_WEIGHT, name, t, s);
+  if (id >= 0) {
+    g->values[id].data = data;
+    g->values[id].nbytes = nbytes;
+  }
+  return id;
+}
+
+int bn_graph_add_node_typed(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
+                            const double *attr, bn_dtype t, bn_shape s) {
+  if (n_in > BN_MAX_IN || !GROW(g->nodes, g->n_nodes, g->cap_nodes)) return -1;
+  int out = add_value(g, BN_VAL_NODE, out_name, t, s);
+  if (out < 0) return -1;
+  bn_node *n = &g->nodes[g->n_nodes];
+  memset(n, 0, sizeof *n);
+  n->op = op;
+  n->n_in = n_in;
+  memcpy(n->in, in, (size_t)n_in * sizeof *in);
+  if (attr) memcpy(n->attr, attr, sizeof n->attr);
+  n->out = out;
+  g->values[out].node = g->n_nodes;
+  g->n_nodes++;
+  return out;
+}
+
+int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
+                      const double *attr, bn_error *err) {
+  const bn_op_info *info = &bn_op_table[op];
+  if (n_in < info->min_in || n_in > info->max_in) {
+    bn_fail(err, BN_E_INVALID, "%s: takes %d..%d operands, got %d", info->name, info->min_in,
+            info->max_in, n_in);
+    return -1;
+  }
+  for (int i = 0; i < n_in; i++)
+    if (in[i] < 0 || in[i] >= g->n_values) {
+      bn_fail(err, BN_E_INVALID, "%s %%%s: operand %d is not a value", info->name, out_name, i);
+      return -1;
+    }
+  bn_node tmp = {.op = op, .n_in = n_in};
+  memcpy(tmp.in, in, (size_t)n_in * sizeof *in);
+  if (attr) memcpy(tmp.attr, attr, sizeof tmp.attr);
+  bn_shape s;
+  if (info->shape(g, &tmp, &s, err)) return -1;
+  int out = bn_graph_add_node_typed(g, op, out_name, in, n_in, attr, BN_DT_F32, s);
+  if (out < 0) bn_fail(err, BN_E_NOMEM, "out of memory adding %s", info->name);
+  return out;
+}
+
+int bn_graph_mark_output(bn_graph *g, int value) {
+  if (!GROW(g->outputs, g->n_outputs, g->cap_outputs)) return -1;
+  g->outputs[g->n_outputs++] = value;
+  return 0;
+}
+
+int bn_graph_find_value(const bn_graph *g, const char *name, size_t len) {
+  for (int i = g->n_values - 1; i >= 0; i--)
+    if (strlen(g->values[i].name) == len && !memcmp(g->values[i].name, name, len)) return i;
+  return -1;
+}

@@ -1,0 +1,128 @@
+/* The graph IR: element types, shapes with symbolic dimensions, values,
+ * nodes and graphs. Ops come from ops.def, types from dtypes.def. */
+#ifndef BN_IR_H
+#define BN_IR_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "status.h"
+
+typedef enum {
+#define X(id, name, ggml, be, bb, tern) BN_DT_##id,
+#include "dtypes.def"
+#undef X
+  BN_DT_COUNT
+} bn_dtype;
+
+typedef enum {
+#define X(id, name, mn, mx, shape, a0, a1, a2, a3) BN_OP_##id,
+#include "ops.def"
+#undef X
+  BN_OP_COUNT
+} bn_op;
+
+enum { BN_MAX_RANK = 4, BN_MAX_IN = 4, BN_MAX_ATTR = 4 };
+
+/* Symbolic dimensions: negative values in a shape. */
+enum { BN_DIM_T = -1, /* tokens in this step */ BN_DIM_P = -2 /* past length */ };
+
+typedef struct {
+  int rank;
+  int64_t d[BN_MAX_RANK]; /* outermost first: a weight of N rows of K is [N, K] */
+} bn_shape;
+
+typedef enum { BN_VAL_INPUT, BN_VAL_WEIGHT, BN_VAL_NODE } bn_value_kind;
+
+typedef struct {
+  bn_value_kind kind;
+  const char *name;   /* owned by the graph's string pool */
+  bn_dtype dtype;
+  bn_shape shape;
+  int node;           /* producing node for BN_VAL_NODE, else -1 */
+  const void *data;   /* weights: bytes in the model file (may be NULL in .bnir) */
+  size_t nbytes;
+} bn_value;
+
+typedef struct {
+  bn_op op;
+  int n_in;
+  int in[BN_MAX_IN];   /* value ids */
+  double attr[BN_MAX_ATTR];
+  int out;             /* value id */
+} bn_node;
+
+typedef struct {
+  char arch[32];
+  bn_value *values;
+  int n_values, cap_values;
+  bn_node *nodes;
+  int n_nodes, cap_nodes;
+  int *outputs;
+  int n_outputs, cap_outputs;
+  char **strings;      /* string pool: every name the graph owns */
+  int n_strings, cap_strings;
+} bn_graph;
+
+/* --- op and type tables --- */
+typedef bn_status (*bn_shape_rule)(const bn_graph *g, const bn_node *n, bn_shape *out, bn_error *err);
+
+typedef struct {
+  const char *name;
+  int min_in, max_in;
+  bn_shape_rule shape;
+  const char *attr[BN_MAX_ATTR];
+} bn_op_info;
+
+typedef struct {
+  const char *name;
+  int ggml_id;
+  int block_elems, block_bytes;
+  int ternary;
+} bn_dtype_info;
+
+extern const bn_op_info bn_op_table[BN_OP_COUNT];
+extern const bn_dtype_info bn_dtype_table[BN_DT_COUNT];
+
+int bn_op_from_name(const char *name, size_t len);        /* -1 if unknown */
+int bn_dtype_from_name(const char *name, size_t len);     /* -1 if unknown */
+int bn_dtype_from_ggml(uint32_t ggml_id);                 /* -1 if unknown */
+/* Bytes of a tensor of n elements; 0 if n is not a whole number of blocks
+ * or the size overflows. */
+uint64_t bn_dtype_nbytes(bn_dtype t, uint64_t n);
+
+/* --- shapes --- */
+int64_t bn_shape_numel(const bn_shape *s, int64_t tokens); /* T replaced by tokens, P by 0 */
+int bn_shape_eq(const bn_shape *a, const bn_shape *b);
+bn_shape bn_shape_make(int rank, const int64_t *d);
+
+/* --- graph building --- */
+void bn_graph_init(bn_graph *g, const char *arch);
+void bn_graph_free(bn_graph *g);
+/* Each returns the new value id, or -1 on out of memory. */
+int bn_graph_add_input(bn_graph *g, const char *name, bn_dtype t, bn_shape s);
+int bn_graph_add_weight(bn_graph *g, const char *name, bn_dtype t, bn_shape s, const void *data, size_t nbytes);
+/* Adds a node; output shape comes from the op's shape rule. Returns the
+ * output value id or -1 (err says why). */
+int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
+                      const double *attr, bn_error *err);
+/* Same, with a declared output type and shape (the parser uses this; the
+ * verifier checks the declaration against the shape rule). */
+int bn_graph_add_node_typed(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
+                            const double *attr, bn_dtype t, bn_shape s);
+int bn_graph_mark_output(bn_graph *g, int value);
+int bn_graph_find_value(const bn_graph *g, const char *name, size_t len); /* -1 if absent */
+
+/* --- checking and printing --- */
+bn_status bn_graph_verify(const bn_graph *g, bn_error *err);
+/* Writes the textual IR; returns a malloc'd string (NULL on OOM). */
+char *bn_graph_print(const bn_graph *g);
+
+/* Shape rules used by ops.def. */
+bn_status bn_shape_embed(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
+bn_status bn_shape_same(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
+bn_status bn_shape_linear(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
+bn_status bn_shape_attention(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
+bn_status bn_shape_binary(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
+
+#endif

@@ -1,0 +1,39 @@
+/* A model: the graph plus what the runtime needs beside it: the
+ * hyperparameters and the vocabulary. Importers fill it; the plan stores it. */
+#ifndef BN_MODEL_H
+#define BN_MODEL_H
+
+#include "ir.h"
+
+typedef enum { BN_VOCAB_SPM, BN_VOCAB_BPE } bn_vocab_kind;
+
+enum { BN_TOK_NORMAL = 1, BN_TOK_UNKNOWN = 2, BN_TOK_CONTROL = 3, BN_TOK_USER = 4, BN_TOK_UNUSED = 5, BN_TOK_BYTE = 6 };
+
+typedef struct {
+  bn_vocab_kind kind;
+  int n_tokens;
+  char **tokens;     /* NUL-terminated copies */
+  float *scores;     /* SPM merge scores (may be all 0) */
+  int32_t *types;    /* BN_TOK_* */
+  int n_merges;
+  char **merges;     /* BPE: "left right", rank = index */
+  int bos, eos, unk; /* -1 when absent */
+  int add_bos;
+} bn_vocab;
+
+typedef struct {
+  char arch[32];
+  int n_ctx, n_embd, n_layer, n_ff, n_head, n_head_kv, head_dim, n_rot, n_vocab;
+  float rope_base, eps;
+} bn_hparams;
+
+typedef struct {
+  bn_hparams hp;
+  bn_vocab vocab;
+  bn_graph graph;
+} bn_model;
+
+void bn_vocab_free(bn_vocab *v);
+void bn_model_free(bn_model *m);
+
+#endif

@@ -1,0 +1,152 @@
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+float bn_half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) bits = sign;
+    else { /* subnormal: value = man * 2^-24 */
+      float f = (float)man * 5.9604644775390625e-8f;
+      return sign ? -f : f;
+    }
+  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+  else bits = sign | ((exp + 112) << 23) | (man << 13);
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t bn_float_to_half(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
+  if (ax >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 : 0));
+  if (ax >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* rounds to inf */
+  if (ax < 0x38800000) { /* subnormal or zero in half */
+    float a;
+    memcpy(&a, &ax, 4);
+    return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f)); /* a / 2^-24 */
+  }
+  uint32_t r = ax + 0xfff + ((ax >> 13) & 1); /* round to nearest even */
+  return (uint16_t)(sign | ((r - 0x38000000) >> 13));
+}
+
+float bn_bf16_to_float(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static float rdh(const uint8_t *p) { return bn_half_to_float(rd16(p)); }
+
+float bn_i2s_scale(const void *tensor, uint64_t total) {
+  float s;
+  memcpy(&s, (const uint8_t *)tensor + total / 4, 4);
+  return s;
+}
+
+static void deq_q6_k(const uint8_t *b, float *y) {
+  const uint8_t *ql = b, *qh = b + 128;
+  const int8_t *sc = (const int8_t *)(b + 192);
+  float d = rdh(b + 208);
+  for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, y += 128)
+    for (int l = 0; l < 32; l++) {
+      int is = l / 16;
+      int q1 = ((ql[l] & 15) | ((qh[l] >> 0 & 3) << 4)) - 32;
+      int q2 = ((ql[l + 32] & 15) | ((qh[l] >> 2 & 3) << 4)) - 32;
+      int q3 = ((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32;
+      int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32;
+      y[l] = d * sc[is] * q1;
+      y[l + 32] = d * sc[is + 2] * q2;
+      y[l + 64] = d * sc[is + 4] * q3;
+      y[l + 96] = d * sc[is + 6] * q4;
+    }
+}
+
+/* TQ1_0 trit n of byte b: the byte is a base-3 fixed-point fraction. */
+static int tq1_trit(uint8_t b, int n) {
+  static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+  uint8_t q = (uint8_t)(b * pow3[n]);
+  return (int)(((uint16_t)q * 3) >> 8);
+}
+
+static void tern_tq1_0(const uint8_t *b, int8_t *t) {
+  const uint8_t *qs = b, *qh = b + 48;
+  for (int n = 0; n < 5; n++)
+    for (int m = 0; m < 32; m++) *t++ = (int8_t)(tq1_trit(qs[m], n) - 1);
+  for (int n = 0; n < 5; n++)
+    for (int m = 0; m < 16; m++) *t++ = (int8_t)(tq1_trit(qs[32 + m], n) - 1);
+  for (int n = 0; n < 4; n++)
+    for (int j = 0; j < 4; j++) *t++ = (int8_t)(tq1_trit(qh[j], n) - 1);
+}
+
+static void tern_tq2_0(const uint8_t *b, int8_t *t) {
+  for (int j = 0; j < 64; j += 32)
+    for (int l = 0; l < 4; l++)
+      for (int m = 0; m < 32; m++) *t++ = (int8_t)(((b[j + m] >> (2 * l)) & 3) - 1);
+}
+
+/* I2_S code c: 0 -> -1, 1 -> 0, 2 -> +1 (3 never written; read as 0). */
+static void tern_i2_s(const uint8_t *b, int8_t *t) {
+  static const int8_t val[4] = {-1, 0, 1, 0};
+  for (int j = 0; j < 128; j++) t[j] = val[(b[j % 32] >> (6 - 2 * (j / 32))) & 3];
+}
+
+void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n,
+                       int8_t *trit, float *scale) {
+  const bn_dtype_info *info = &bn_dtype_table[t];
+  const uint8_t *p = (const uint8_t *)tensor + start / info->block_elems * info->block_bytes;
+  float s_i2 = t == BN_DT_I2_S ? bn_i2s_scale(tensor, total) : 0;
+  for (uint64_t i = 0; i < n; i += info->block_elems, p += info->block_bytes) {
+    switch (t) {
+    case BN_DT_TQ1_0: tern_tq1_0(p, trit + i); *scale++ = rdh(p + 52); break;
+    case BN_DT_TQ2_0: tern_tq2_0(p, trit + i); *scale++ = rdh(p + 64); break;
+    case BN_DT_I2_S: tern_i2_s(p, trit + i); *scale++ = s_i2; break;
+    default: break;
+    }
+  }
+}
+
+void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n, float *out) {
+  const bn_dtype_info *info = &bn_dtype_table[t];
+  const uint8_t *p = (const uint8_t *)tensor + start / info->block_elems * info->block_bytes;
+  if (info->ternary) {
+    int8_t trit[256];
+    float sc;
+    for (uint64_t i = 0; i < n; i += info->block_elems, p += info->block_bytes) {
+      bn_ternary_decode(t, tensor, total, start + i, (uint64_t)info->block_elems, trit, &sc);
+      for (int k = 0; k < info->block_elems; k++) out[i + k] = trit[k] * sc;
+    }
+    return;
+  }
+  for (uint64_t i = 0; i < n; i += info->block_elems, p += info->block_bytes) {
+    float *y = out + i;
+    switch (t) {
+    case BN_DT_F32: memcpy(y, p, 4); break;
+    case BN_DT_F16: *y = rdh(p); break;
+    case BN_DT_BF16: *y = bn_bf16_to_float(rd16(p)); break;
+    case BN_DT_I32: { int32_t v; memcpy(&v, p, 4); *y = (float)v; break; }
+    case BN_DT_I8: *y = (float)(int8_t)p[0]; break;
+    case BN_DT_Q4_0: {
+      float d = rdh(p);
+      for (int k = 0; k < 16; k++) {
+        y[k] = d * ((p[2 + k] & 15) - 8);
+        y[k + 16] = d * ((p[2 + k] >> 4) - 8);
+      }
+      break;
+    }
+    case BN_DT_Q8_0: {
+      float d = rdh(p);
+      for (int k = 0; k < 32; k++) y[k] = d * (int8_t)p[2 + k];
+      break;
+    }
+    case BN_DT_Q6_K: deq_q6_k(p, y); break;
+    default: break;
+    }
+  }
+}

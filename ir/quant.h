@@ -1,0 +1,28 @@
+/* Element-type semantics: half/bfloat conversion, dequantization to float
+ * for every dtype, and ternary decoding (codes + block scales) for the
+ * ternary types. Block layouts follow ggml (see docs/formats.md). */
+#ifndef BN_QUANT_H
+#define BN_QUANT_H
+
+#include <stdint.h>
+
+#include "ir.h"
+
+float bn_half_to_float(uint16_t h);
+uint16_t bn_float_to_half(float f); /* round to nearest even */
+float bn_bf16_to_float(uint16_t h);
+
+/* Dequantizes elements [start, start+n) of a tensor holding `total`
+ * elements of type t. start and n must be multiples of the block size. */
+void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n, float *out);
+
+/* Decodes elements [start, start+n) of a ternary tensor into trits
+ * (-1, 0, +1) and one scale per block (n / block_elems entries): element i
+ * is trit[i] * scale[i / block_elems]. */
+void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n,
+                       int8_t *trit, float *scale);
+
+/* The per-tensor scale stored after an I2_S code array. */
+float bn_i2s_scale(const void *tensor, uint64_t total);
+
+#endif
