@@ -102,7 +102,7 @@ static int weight(importer *im, const char *name, int64_t rows, int64_t cols, in
   int ok = kind == W_TERNARY ? di->ternary
            : kind == W_FLOAT ? (t->dtype == BN_DT_F32 || t->dtype == BN_DT_F16 || t->dtype == BN_DT_BF16)
                              : !di->ternary;
-  if (ok && kind == W_TERNARY && cols % di->block_elems) ok = 0;
+  if (ok && kind == W_TERNARY && cols % bn_ternary_group(t->dtype, cols)) ok = 0;
   if (!ok) {
     im->st = bn_fail(im->err, BN_E_FORMAT, "%s: tensor '%s' has type %s, which is not allowed here%s", im->f->path, name,
                      di->name, kind == W_TERNARY ? " (need a ternary type with whole blocks per row)" : "");

@@ -33,6 +33,10 @@ typedef struct {
   bn_graph graph;
 } bn_model;
 
+/* GPT-2's byte-to-unicode table: printable Latin-1 bytes map to themselves,
+ * the others to U+0100 upward in byte order. */
+uint32_t bn_bpe_byte_to_cp(unsigned char b);
+
 void bn_vocab_free(bn_vocab *v);
 void bn_model_free(bn_model *m);
 

@@ -91,23 +91,73 @@ static void tern_tq2_0(const uint8_t *b, int8_t *t) {
       for (int m = 0; m < 32; m++) *t++ = (int8_t)(((b[j + m] >> (2 * l)) & 3) - 1);
 }
 
-/* I2_S code c: 0 -> -1, 1 -> 0, 2 -> +1 (3 never written; read as 0). */
-static void tern_i2_s(const uint8_t *b, int8_t *t) {
+/* I2_S element e: block e / 128, byte e % 32 of it, bits 6 - 2 * ((e % 128) / 32).
+ * Code 0 -> -1, 1 -> 0, 2 -> +1 (3 is never written; read as 0). */
+static int8_t i2s_trit(const uint8_t *base, uint64_t e) {
   static const int8_t val[4] = {-1, 0, 1, 0};
-  for (int j = 0; j < 128; j++) t[j] = val[(b[j % 32] >> (6 - 2 * (j / 32))) & 3];
+  uint64_t j = e % 128;
+  return val[(base[e / 128 * 32 + j % 32] >> (6 - 2 * (j / 32))) & 3];
 }
+
+int64_t bn_ternary_group(bn_dtype t, int64_t k) { return t == BN_DT_I2_S ? k : bn_dtype_table[t].block_elems; }
 
 void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n,
                        int8_t *trit, float *scale) {
   const bn_dtype_info *info = &bn_dtype_table[t];
+  if (t == BN_DT_I2_S) {
+    for (uint64_t i = 0; i < n; i++) trit[i] = i2s_trit(tensor, start + i);
+    scale[0] = bn_i2s_scale(tensor, total);
+    return;
+  }
   const uint8_t *p = (const uint8_t *)tensor + start / info->block_elems * info->block_bytes;
-  float s_i2 = t == BN_DT_I2_S ? bn_i2s_scale(tensor, total) : 0;
   for (uint64_t i = 0; i < n; i += info->block_elems, p += info->block_bytes) {
-    switch (t) {
-    case BN_DT_TQ1_0: tern_tq1_0(p, trit + i); *scale++ = rdh(p + 52); break;
-    case BN_DT_TQ2_0: tern_tq2_0(p, trit + i); *scale++ = rdh(p + 64); break;
-    case BN_DT_I2_S: tern_i2_s(p, trit + i); *scale++ = s_i2; break;
-    default: break;
+    if (t == BN_DT_TQ1_0) {
+      tern_tq1_0(p, trit + i);
+      *scale++ = rdh(p + 52);
+    } else {
+      tern_tq2_0(p, trit + i);
+      *scale++ = rdh(p + 64);
+    }
+  }
+}
+
+/* TQ1_0 packs 5 (or 4, then one shift) trits as a base-3 number, first trit
+ * most significant, scaled to a byte by ceiling division: the inverse of tq1_trit. */
+static uint8_t tq1_pack(const int8_t *t, int count, int stride) {
+  unsigned q = 0;
+  for (int k = 0; k < count; k++) q = q * 3 + (unsigned)(t[k * stride] + 1);
+  for (int k = count; k < 5; k++) q *= 3;
+  return (uint8_t)((q * 256 + 242) / 243);
+}
+
+void bn_ternary_encode(bn_dtype t, const int8_t *trit, uint64_t n, float scale, void *out) {
+  uint8_t *o = out;
+  uint16_t d = bn_float_to_half(scale);
+  if (t == BN_DT_I2_S) {
+    memset(o, 0, n / 4 + 32);
+    for (uint64_t e = 0; e < n; e++) {
+      uint64_t j = e % 128;
+      o[e / 128 * 32 + j % 32] |= (uint8_t)((trit[e] + 1) << (6 - 2 * (j / 32)));
+    }
+    memcpy(o + n / 4, &scale, 4);
+    return;
+  }
+  for (uint64_t b = 0; b < n / 256; b++, trit += 256) {
+    if (t == BN_DT_TQ2_0) {
+      uint8_t *qs = o + b * 66;
+      for (int j = 0; j < 2; j++)
+        for (int m = 0; m < 32; m++) {
+          uint8_t q = 0;
+          for (int l = 0; l < 4; l++) q |= (uint8_t)((trit[j * 128 + l * 32 + m] + 1) << (2 * l));
+          qs[j * 32 + m] = q;
+        }
+      memcpy(qs + 64, &d, 2);
+    } else {
+      uint8_t *qs = o + b * 54;
+      for (int m = 0; m < 32; m++) qs[m] = tq1_pack(trit + m, 5, 32);
+      for (int m = 0; m < 16; m++) qs[32 + m] = tq1_pack(trit + 160 + m, 5, 16);
+      for (int j = 0; j < 4; j++) qs[48 + j] = tq1_pack(trit + 240 + j, 4, 4);
+      memcpy(qs + 52, &d, 2);
     }
   }
 }
@@ -115,12 +165,17 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
 void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n, float *out) {
   const bn_dtype_info *info = &bn_dtype_table[t];
   const uint8_t *p = (const uint8_t *)tensor + start / info->block_elems * info->block_bytes;
+  if (t == BN_DT_I2_S) {
+    float sc = bn_i2s_scale(tensor, total);
+    for (uint64_t i = 0; i < n; i++) out[i] = i2s_trit(tensor, start + i) * sc;
+    return;
+  }
   if (info->ternary) {
     int8_t trit[256];
     float sc;
-    for (uint64_t i = 0; i < n; i += info->block_elems, p += info->block_bytes) {
-      bn_ternary_decode(t, tensor, total, start + i, (uint64_t)info->block_elems, trit, &sc);
-      for (int k = 0; k < info->block_elems; k++) out[i + k] = trit[k] * sc;
+    for (uint64_t i = 0; i < n; i += 256) {
+      bn_ternary_decode(t, tensor, total, start + i, 256, trit, &sc);
+      for (int k = 0; k < 256; k++) out[i + k] = trit[k] * sc;
     }
     return;
   }

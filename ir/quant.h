@@ -22,6 +22,14 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
 void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n,
                        int8_t *trit, float *scale);
 
+/* Elements sharing one scale in a row of K: the block size, or K for I2_S
+ * (one scale per tensor; its 128-blocks may straddle rows). */
+int64_t bn_ternary_group(bn_dtype t, int64_t k);
+
+/* Encodes n trits (-1, 0, +1) as a whole tensor of type t with one scale
+ * (written as every block's d for TQ types). out: bn_dtype_nbytes(t, n). */
+void bn_ternary_encode(bn_dtype t, const int8_t *trit, uint64_t n, float scale, void *out);
+
 /* The per-tensor scale stored after an I2_S code array. */
 float bn_i2s_scale(const void *tensor, uint64_t total);
 

@@ -20,7 +20,7 @@ float bn_ref_quantize_row(const float *x, int64_t k, int8_t *q) {
 
 void bn_ref_bitlinear(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float tensor_scale,
                       float *y, int8_t *q, float *s, int8_t *trit, float *bscale) {
-  int be = bn_dtype_table[w->dtype].block_elems;
+  int64_t be = bn_ternary_group(w->dtype, K);
   uint64_t total = (uint64_t)N * (uint64_t)K;
   for (int64_t t = 0; t < T; t++) s[t] = bn_ref_quantize_row(x + t * K, K, q + t * K);
   for (int64_t n = 0; n < N; n++) {

@@ -1,0 +1,33 @@
+/* bnc synth: real-format GGUF files with seeded random ternary weights for
+ * any supported arch, at named shapes, with a working tokenizer. */
+#ifndef BN_SYNTH_H
+#define BN_SYNTH_H
+
+#include <stdint.h>
+
+#include "gguf.h"
+
+typedef struct {
+  const char *name; /* tiny, large, 3b, 2b4t */
+  const char *arch;
+  int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+  float rope_base;
+} bn_synth_shape;
+
+typedef struct {
+  const bn_synth_shape *shape;
+  const char *arch;     /* overrides the shape's arch when set */
+  bn_dtype ternary;     /* TQ1_0, TQ2_0 or I2_S */
+  bn_dtype embd;        /* F16 (default), F32, Q8_0 ... any non-ternary type bnc can write */
+  uint64_t seed;
+  int progress;         /* print a progress line to stderr */
+} bn_synth_params;
+
+const bn_synth_shape *bn_synth_find_shape(const char *name);
+const char *bn_synth_shape_names(void);
+bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *err);
+
+/* The tokenizer part (synth_vocab.c): adds tokenizer.ggml.* keys. */
+bn_status bn_synth_vocab(bn_gguf_writer *w, int gpt2, int n_vocab, bn_error *err);
+
+#endif

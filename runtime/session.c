@@ -1,0 +1,128 @@
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../codegen/ref/ref.h"
+
+struct bn_session {
+  const bn_model *m;
+  bn_session_params p;
+  bn_ref *exec;
+  bn_tokenizer *tok;
+  bn_sampler *sampler;
+  int32_t *hist; /* n_ctx tokens */
+  float *logits; /* one row, for the sampler to modify */
+  bn_timings t;
+};
+
+double bn_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+bn_status bn_session_create(const bn_model *m, const bn_session_params *p, bn_session **out, bn_error *err) {
+  double t0 = bn_now();
+  bn_session *s = calloc(1, sizeof *s);
+  if (!s) return bn_fail(err, BN_E_NOMEM, "session: out of memory");
+  s->m = m;
+  s->p = *p;
+  if (s->p.n_ctx <= 0 || s->p.n_ctx > m->hp.n_ctx) s->p.n_ctx = m->hp.n_ctx;
+  if (s->p.n_batch <= 0) s->p.n_batch = 32;
+  if (s->p.n_batch > s->p.n_ctx) s->p.n_batch = s->p.n_ctx;
+  bn_status st;
+  if ((st = bn_ref_create(&m->graph, s->p.n_batch, s->p.n_ctx, &s->exec, err)) ||
+      (st = bn_tok_create(&m->vocab, &s->tok, err)) ||
+      (st = bn_sampler_create(&s->p.sampler, m->hp.n_vocab, &s->sampler, err))) {
+    bn_session_free(s);
+    return st;
+  }
+  s->hist = malloc((size_t)s->p.n_ctx * sizeof *s->hist);
+  s->logits = malloc((size_t)m->hp.n_vocab * sizeof *s->logits);
+  if (!s->hist || !s->logits) {
+    bn_session_free(s);
+    return bn_fail(err, BN_E_NOMEM, "session: out of memory");
+  }
+  s->t.prepare_s = bn_now() - t0;
+  *out = s;
+  return BN_OK;
+}
+
+void bn_session_free(bn_session *s) {
+  if (!s) return;
+  bn_ref_free(s->exec);
+  bn_tok_free(s->tok);
+  bn_sampler_free(s->sampler);
+  free(s->hist);
+  free(s->logits);
+  free(s);
+}
+
+/* Runs tokens[0..n) at positions pos.. in chunks; *last gets the final row. */
+static bn_status run_chunks(bn_session *s, const int32_t *tokens, int n, int pos, float *all, const float **last,
+                            bn_error *err) {
+  int V = s->m->hp.n_vocab;
+  for (int i = 0; i < n; i += s->p.n_batch) {
+    int c = n - i < s->p.n_batch ? n - i : s->p.n_batch;
+    const float *out;
+    bn_status st = bn_ref_eval(s->exec, tokens + i, c, pos + i, &out, err);
+    if (st) return st;
+    if (all) memcpy(all + (size_t)i * V, out, (size_t)c * V * sizeof *out);
+    *last = out + (size_t)(c - 1) * V;
+  }
+  return BN_OK;
+}
+
+bn_status bn_session_eval(bn_session *s, const int32_t *tokens, int n, float *out, bn_error *err) {
+  if (n < 1 || n > s->p.n_ctx)
+    return bn_fail(err, BN_E_RANGE, "eval: %d tokens do not fit the context of %d", n, s->p.n_ctx);
+  const float *last;
+  double t0 = bn_now();
+  bn_status st = run_chunks(s, tokens, n, 0, out, &last, err);
+  s->t.prompt_s += bn_now() - t0;
+  s->t.n_prompt += n;
+  return st;
+}
+
+bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, bn_piece_fn fn, void *user,
+                              bn_error *err) {
+  size_t len = strlen(prompt);
+  if (len == 0) return bn_fail(err, BN_E_INVALID, "prompt: empty (give some text with -p)");
+  double t0 = bn_now();
+  int n = 0;
+  bn_status st = bn_tok_encode(s->tok, prompt, len, s->m->vocab.add_bos, s->hist, s->p.n_ctx, &n, err);
+  s->t.tokenize_s += bn_now() - t0;
+  if (st == BN_E_RANGE || (!st && n >= s->p.n_ctx))
+    return bn_fail(err, BN_E_RANGE, "prompt: %d+ tokens do not fit the context of %d (leave room to generate)",
+                   n, s->p.n_ctx);
+  if (st) return st;
+  const float *last;
+  t0 = bn_now();
+  if ((st = run_chunks(s, s->hist, n, 0, NULL, &last, err))) return st;
+  s->t.prompt_s += bn_now() - t0;
+  s->t.n_prompt += n;
+  int V = s->m->hp.n_vocab;
+  for (int i = 0; i < n_predict && n < s->p.n_ctx; i++) {
+    double ts = bn_now();
+    memcpy(s->logits, last, (size_t)V * sizeof *last);
+    int32_t tok = bn_sampler_sample(s->sampler, s->logits, s->hist, n);
+    s->t.sample_s += bn_now() - ts;
+    if (tok == s->m->vocab.eos) break;
+    s->hist[n] = tok;
+    size_t plen;
+    const char *piece = bn_tok_piece(s->tok, tok, NULL, &plen);
+    if (fn) fn(piece, plen, user);
+    double tg = bn_now();
+    st = bn_ref_eval(s->exec, &s->hist[n], 1, n, &last, err);
+    s->t.gen_s += bn_now() - tg;
+    n++;
+    s->t.n_gen++;
+    if (st) return st;
+  }
+  return BN_OK;
+}
+
+const bn_timings *bn_session_timings(const bn_session *s) { return &s->t; }
+const bn_tokenizer *bn_session_tokenizer(const bn_session *s) { return s->tok; }

@@ -1,0 +1,38 @@
+/* A session: one model, its KV cache (inside the executor), tokenizer and
+ * sampler. Prompt processing runs in chunks of n_batch tokens, then one
+ * token per step; every stage is timed. */
+#ifndef BN_RT_SESSION_H
+#define BN_RT_SESSION_H
+
+#include "../ir/model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+typedef struct {
+  double prepare_s, tokenize_s, prompt_s, gen_s, sample_s;
+  int n_prompt, n_gen;
+} bn_timings;
+
+typedef struct {
+  int n_ctx;   /* 0: the model's context length */
+  int n_batch; /* prompt chunk size; 0: 32 */
+  bn_sampler_params sampler;
+} bn_session_params;
+
+typedef struct bn_session bn_session;
+typedef void (*bn_piece_fn)(const char *text, size_t len, void *user);
+
+bn_status bn_session_create(const bn_model *m, const bn_session_params *p, bn_session **out, bn_error *err);
+void bn_session_free(bn_session *s);
+/* Tokenizes prompt, processes it, then samples up to n_predict tokens
+ * (stopping at EOS or a full context), passing each token's text to fn. */
+bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, bn_piece_fn fn, void *user,
+                              bn_error *err);
+/* Evaluates tokens from position 0 and copies every position's logits into
+ * out[n][n_vocab]. */
+bn_status bn_session_eval(bn_session *s, const int32_t *tokens, int n, float *out, bn_error *err);
+const bn_timings *bn_session_timings(const bn_session *s);
+const bn_tokenizer *bn_session_tokenizer(const bn_session *s);
+double bn_now(void);
+
+#endif

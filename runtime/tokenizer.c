@@ -1,0 +1,218 @@
+/* Tokenizer construction, decoding and the parts both kinds share. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <xxhash.h>
+
+#include "tok_internal.h"
+
+bn_status bn_strmap_init(bn_strmap *m, size_t n) {
+  m->cap = 16;
+  while (m->cap < n * 2) m->cap *= 2;
+  m->key = calloc(m->cap, sizeof *m->key);
+  m->val = calloc(m->cap, sizeof *m->val);
+  return m->key && m->val ? BN_OK : BN_E_NOMEM;
+}
+
+void bn_strmap_free(bn_strmap *m) {
+  free(m->key);
+  free(m->val);
+  memset(m, 0, sizeof *m);
+}
+
+void bn_strmap_put(bn_strmap *m, const char *key, int val) {
+  size_t len = strlen(key), i = XXH3_64bits(key, len) & (m->cap - 1);
+  while (m->key[i]) {
+    if (!strcmp(m->key[i], key)) return;
+    i = (i + 1) & (m->cap - 1);
+  }
+  m->key[i] = key;
+  m->val[i] = val;
+}
+
+int bn_strmap_get(const bn_strmap *m, const char *key, size_t len) {
+  if (!m->cap) return -1;
+  size_t i = XXH3_64bits(key, len) & (m->cap - 1);
+  while (m->key[i]) {
+    if (!strncmp(m->key[i], key, len) && m->key[i][len] == 0) return m->val[i];
+    i = (i + 1) & (m->cap - 1);
+  }
+  return -1;
+}
+
+bn_status bn_idbuf_push(bn_idbuf *b, int32_t id) {
+  if (b->n >= b->cap) return BN_E_RANGE;
+  b->ids[b->n++] = id;
+  return BN_OK;
+}
+
+/* SPM piece text: U+2581 is a space, <0xXX> a raw byte. */
+static size_t spm_piece(const bn_vocab *v, int id, char *out) {
+  const char *s = v->tokens[id];
+  unsigned hex;
+  if (v->types[id] == BN_TOK_BYTE && sscanf(s, "<0x%2X>", &hex) == 1) {
+    out[0] = (char)hex;
+    return 1;
+  }
+  size_t n = 0;
+  for (; *s; s++) {
+    if (!strncmp(s, "\xe2\x96\x81", 3)) {
+      out[n++] = ' ';
+      s += 2;
+    } else out[n++] = *s;
+  }
+  return n;
+}
+
+/* BPE piece text: every code point maps back through GPT-2's byte table. */
+static size_t bpe_piece(const bn_vocab *v, int id, char *out) {
+  const unsigned char *s = (const unsigned char *)v->tokens[id];
+  size_t n = 0;
+  while (*s) {
+    int l = bn_utf8_len(*s);
+    uint32_t cp = l == 1 ? *s : (uint32_t)(*s & (0x7f >> l));
+    for (int k = 1; k < l && s[k]; k++) cp = cp << 6 | (s[k] & 0x3f);
+    int b = bn_bpe_cp_to_byte(cp);
+    if (b < 0) { /* not byte-mapped (e.g. added tokens): keep the text */
+      memcpy(out + n, s, (size_t)l);
+      n += (size_t)l;
+    } else out[n++] = (char)b;
+    s += l;
+  }
+  return n;
+}
+
+bn_status bn_tok_create(const bn_vocab *v, bn_tokenizer **out, bn_error *err) {
+  bn_tokenizer *t = calloc(1, sizeof *t);
+  if (!t) return bn_fail(err, BN_E_NOMEM, "tokenizer: out of memory");
+  t->v = v;
+  t->piece = calloc((size_t)v->n_tokens, sizeof *t->piece);
+  t->piece_len = calloc((size_t)v->n_tokens, sizeof *t->piece_len);
+  if (!t->piece || !t->piece_len || bn_strmap_init(&t->tok, (size_t)v->n_tokens)) goto oom;
+  for (int i = 0; i < 256; i++) t->byte_tok[i] = -1;
+  for (int i = 0; i < v->n_tokens; i++) {
+    bn_strmap_put(&t->tok, v->tokens[i], i);
+    char *p = malloc(strlen(v->tokens[i]) + 1);
+    if (!p) goto oom;
+    int control = v->types[i] == BN_TOK_CONTROL || v->types[i] == BN_TOK_UNKNOWN;
+    t->piece_len[i] = control ? 0 : v->kind == BN_VOCAB_SPM ? spm_piece(v, i, p) : bpe_piece(v, i, p);
+    t->piece[i] = p;
+    if (v->kind == BN_VOCAB_SPM && v->types[i] == BN_TOK_BYTE && t->piece_len[i] == 1)
+      t->byte_tok[(unsigned char)p[0]] = i;
+  }
+  if (v->kind == BN_VOCAB_BPE) {
+    for (int b = 0; b < 256; b++) {
+      char u[5] = {0};
+      bn_utf8_encode(bn_bpe_byte_to_cp((unsigned char)b), u);
+      t->byte_tok[b] = bn_strmap_get(&t->tok, u, strlen(u));
+    }
+    bn_status st = bn_tok_bpe_init(t, err);
+    if (st) {
+      bn_tok_free(t);
+      return st;
+    }
+  }
+  *out = t;
+  return BN_OK;
+oom:
+  bn_tok_free(t);
+  return bn_fail(err, BN_E_NOMEM, "tokenizer: out of memory");
+}
+
+void bn_tok_free(bn_tokenizer *t) {
+  if (!t) return;
+  if (t->piece)
+    for (int i = 0; i < t->v->n_tokens; i++) free(t->piece[i]);
+  free(t->piece);
+  free(t->piece_len);
+  bn_strmap_free(&t->tok);
+  bn_tok_bpe_fini(t);
+  free(t);
+}
+
+bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int32_t *ids, int cap,
+                        int *n, bn_error *err) {
+  long bad = bn_utf8_invalid_at(text, len);
+  *n = 0;
+  if (bad >= 0)
+    return bn_fail(err, BN_E_INVALID, "prompt: invalid UTF-8 at byte %ld (0x%02x)", bad, (unsigned char)text[bad]);
+  bn_idbuf b = {ids, cap, 0};
+  if (add_bos && t->v->bos >= 0 && bn_idbuf_push(&b, t->v->bos))
+    return bn_fail(err, BN_E_RANGE, "prompt: more than %d tokens", cap);
+  bn_status st = t->v->kind == BN_VOCAB_SPM ? bn_tok_spm_encode(t, text, len, &b, err)
+                                            : bn_tok_bpe_encode(t, text, len, &b, err);
+  *n = b.n;
+  return st;
+}
+
+const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, char buf[8], size_t *len) {
+  (void)buf;
+  if (id < 0 || id >= t->v->n_tokens) {
+    *len = 0;
+    return "";
+  }
+  *len = t->piece_len[id];
+  return t->piece[id];
+}
+
+size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out, size_t cap) {
+  size_t total = 0;
+  int first = 1;
+  for (int i = 0; i < n; i++) {
+    size_t len;
+    const char *p = bn_tok_piece(t, ids[i], NULL, &len);
+    if (first && len && t->v->kind == BN_VOCAB_SPM && p[0] == ' ') p++, len--;
+    if (len) first = 0;
+    for (size_t k = 0; k < len; k++, total++)
+      if (total + 1 < cap) out[total] = p[k];
+  }
+  if (cap) out[total < cap ? total : cap - 1] = 0;
+  return total;
+}
+
+int bn_tok_bos(const bn_tokenizer *t) { return t->v->bos; }
+int bn_tok_eos(const bn_tokenizer *t) { return t->v->eos; }
+
+bn_status bn_symbols_merge(const bn_tokenizer *t, const char *buf, size_t len, bn_pair_prio prio,
+                           bn_status (*emit)(const bn_tokenizer *, const char *, size_t, bn_idbuf *), bn_idbuf *out) {
+  if (!len) return BN_OK;
+  bn_symbols s = {0};
+  s.start = malloc(len * sizeof(int));
+  s.len = malloc(len * sizeof(int));
+  s.next = malloc(len * sizeof(int));
+  s.pair = malloc(len * sizeof(double));
+  bn_status st = BN_OK;
+  if (!s.start || !s.len || !s.next || !s.pair) {
+    st = BN_E_NOMEM;
+    goto done;
+  }
+  for (size_t i = 0; i < len; s.n++) {
+    int l = bn_utf8_len((unsigned char)buf[i]);
+    if (i + (size_t)l > len) l = (int)(len - i);
+    s.start[s.n] = (int)i;
+    s.len[s.n] = l;
+    s.next[s.n] = s.n + 1;
+    i += (size_t)l;
+  }
+  s.next[s.n - 1] = -1;
+  for (int i = 0; i < s.n; i++)
+    s.pair[i] = s.next[i] < 0 ? -INFINITY : prio(t, buf + s.start[i], (size_t)s.len[i], (size_t)s.len[s.next[i]]);
+  for (;;) {
+    int best = -1, prev_best = -1;
+    for (int i = 0, prev = -1; i >= 0; prev = i, i = s.next[i])
+      if (s.pair[i] > -INFINITY && (best < 0 || s.pair[i] > s.pair[best])) best = i, prev_best = prev;
+    if (best < 0) break;
+    int nx = s.next[best];
+    s.len[best] += s.len[nx];
+    s.next[best] = s.next[nx];
+    s.pair[best] = s.next[best] < 0 ? -INFINITY
+                                    : prio(t, buf + s.start[best], (size_t)s.len[best], (size_t)s.len[s.next[best]]);
+    if (prev_best >= 0)
+      s.pair[prev_best] = prio(t, buf + s.start[prev_best], (size_t)s.len[prev_best], (size_t)s.len[best]);
+  }
+  for (int i = 0; i >= 0 && !st; i = s.next[i]) st = emit(t, buf + s.start[i], (size_t)s.len[i], out);
+done:
+  free(s.start), free(s.len), free(s.next), free(s.pair);
+  return st;
+}

@@ -1,0 +1,76 @@
+/* bnc: the command-line driver. Each subcommand lives in its own cmd_*.c. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char USAGE[] =
+    "usage: bnc <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  inspect MODEL.gguf            print metadata and the tensor table\n"
+    "  ir FILE [-o OUT]              print the graph IR of a GGUF model or a .bnir file\n"
+    "  synth -o OUT.gguf [options]   write a model with random ternary weights\n"
+    "  run MODEL.gguf -p TEXT [-n N] generate text, then print load / prompt / generation speed\n"
+    "  eval MODEL.gguf --tokens IDS --logits-out FILE\n"
+    "                                write the float32 logits of every position\n"
+    "\n"
+    "Run `bnc <command> --help` for the options of one command.\n"
+    "Not yet available: compile, bench (see the issues list).\n";
+
+int bn_cli_fail(const bn_error *err) {
+  fprintf(stderr, "bnc: %s\n", err->msg);
+  return 1;
+}
+
+int bn_cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "bnc %s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (see bnc %s --help)\n", cmd);
+  return 2;
+}
+
+int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
+  char *end;
+  long v = s ? strtol(s, &end, 10) : 0;
+  if (!s || !*s || *end || v < lo || v > hi)
+    return bn_cli_usage_error(cmd, "%s needs an integer in %ld..%ld, got '%s'", opt, lo, hi, s ? s : "");
+  *out = v;
+  return 0;
+}
+
+int bn_cli_float(const char *cmd, const char *opt, const char *s, double *out) {
+  char *end;
+  double v = s ? strtod(s, &end) : 0;
+  if (!s || !*s || *end || v != v) return bn_cli_usage_error(cmd, "%s needs a number, got '%s'", opt, s ? s : "");
+  *out = v;
+  return 0;
+}
+
+bn_status bn_cli_load(const char *path, bn_gguf *f, bn_model *m, bn_error *err) {
+  bn_status st = bn_gguf_open(f, path, err);
+  if (st) return st;
+  if ((st = bn_import_gguf(f, m, err))) bn_gguf_close(f);
+  return st;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    fputs(USAGE, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+  } cmds[] = {{"inspect", bn_cmd_inspect}, {"ir", bn_cmd_ir},     {"synth", bn_cmd_synth},
+              {"run", bn_cmd_run},         {"eval", bn_cmd_eval}};
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "bnc: unknown command '%s'\n\n%s", argv[1], USAGE);
+  return 2;
+}
