@@ -6,6 +6,24 @@
 #include "../ir/model.h"
 #include "gguf.h"
 
+/* Where the graph builder finds tensors (a GGUF file, or shapes alone). */
+typedef struct {
+  bn_dtype dtype;
+  uint32_t n_dims;
+  uint64_t dims[4]; /* innermost first, as GGUF stores them */
+  const void *data; /* NULL: shape only */
+  uint64_t nbytes;
+} bn_tensor_ref;
+
+typedef struct {
+  const char *name; /* for messages: the file */
+  void *ctx;
+  int (*find)(void *ctx, const char *tensor, bn_tensor_ref *out); /* 0 if absent */
+} bn_tensor_src;
+
+bn_status bn_import_graph(const bn_hparams *hp, const bn_tensor_src *src, bn_graph *g, bn_error *err);
+int bn_arch_is_relu2(const char *arch);
+
 /* Architectures: "bitnet" (SiLU FFN) and "bitnet-b1.58" / "bitnet-25" (relu²). */
 bn_status bn_import_gguf(const bn_gguf *f, bn_model *m, bn_error *err);
 bn_status bn_import_hparams(const bn_gguf *f, bn_hparams *hp, bn_error *err);

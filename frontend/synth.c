@@ -12,7 +12,7 @@
 #include "synth.h"
 
 static const bn_synth_shape SHAPES[] = {
-    {"tiny", "bitnet", 256, 2, 4, 4, 512, 512, 256, 10000.0f},
+    {"tiny", "bitnet", 256, 2, 4, 2, 512, 512, 256, 10000.0f}, /* GQA, to exercise it */
     {"large", "bitnet", 1536, 24, 16, 16, 4096, 32002, 2048, 10000.0f},
     {"3b", "bitnet", 3200, 26, 32, 32, 8640, 32002, 2048, 10000.0f},
     {"2b4t", "bitnet-b1.58", 2560, 30, 20, 5, 6912, 128256, 4096, 500000.0f},
@@ -76,25 +76,99 @@ static int float_tensor(synth *s, const char *name, bn_dtype t, int nd, const ui
   return 1;
 }
 
-static int norm(synth *s, const char *name, int64_t n) {
+static int norm(synth *s, const char *name, const bn_tensor_ref *t) {
+  uint64_t n = t->dims[0];
   float *v = keep(s, (size_t)n * 4);
   if (!v) return 0;
-  for (int64_t i = 0; i < n; i++) v[i] = (float)(1 + 0.1 * normal(&s->rng));
-  uint64_t d = (uint64_t)n;
-  return float_tensor(s, name, BN_DT_F32, 1, &d, v, d);
+  for (uint64_t i = 0; i < n; i++) v[i] = (float)(1 + 0.1 * normal(&s->rng));
+  return float_tensor(s, name, BN_DT_F32, 1, t->dims, v, n);
 }
 
-static int ternary(synth *s, const char *name, bn_dtype t, int64_t k, int64_t n) {
-  uint64_t cnt = (uint64_t)(k * n);
+static int ternary(synth *s, const char *name, const bn_tensor_ref *t) {
+  uint64_t k = t->dims[0], cnt = t->dims[0] * t->dims[1];
   for (uint64_t i = 0; i < cnt; i++) s->trit[i] = (int8_t)(bn_rng_next(&s->rng) % 3) - 1;
-  uint8_t *o = keep(s, bn_dtype_nbytes(t, cnt));
+  uint8_t *o = keep(s, bn_dtype_nbytes(t->dtype, cnt));
   if (!o) return 0;
   /* |y| ~ sqrt(2k/3) * rms(x) before the scale: bring it back to ~rms(x). */
-  float scale = (float)(1.0 / sqrt(2.0 * k / 3.0) * (0.8 + 0.4 * bn_rng_unit(&s->rng)));
-  bn_ternary_encode(t, s->trit, cnt, scale, o);
-  uint64_t dims[2] = {(uint64_t)k, (uint64_t)n};
-  bn_gguf_w_tensor(s->w, name, (uint32_t)bn_dtype_table[t].ggml_id, 2, dims, o, bn_dtype_nbytes(t, cnt));
+  float scale = (float)(1.0 / sqrt(2.0 * (double)k / 3.0) * (0.8 + 0.4 * bn_rng_unit(&s->rng)));
+  bn_ternary_encode(t->dtype, s->trit, cnt, scale, o);
+  bn_gguf_w_tensor(s->w, name, (uint32_t)bn_dtype_table[t->dtype].ggml_id, 2, t->dims, o,
+                   bn_dtype_nbytes(t->dtype, cnt));
   return 1;
+}
+
+/* Per-layer tensors: name suffix, then dims[0] (K) and dims[1] (N) as
+ * E, F, Ekv (kv width) or 0 (1-D), and whether it is ternary. */
+enum { D_NONE, D_E, D_F, D_KV };
+static const struct {
+  const char *suffix;
+  int k, n, ternary;
+} LAYER_TENSORS[] = {
+    {"attn_norm.weight", D_E, D_NONE, 0},   {"attn_sub_norm.weight", D_E, D_NONE, 0},
+    {"ffn_norm.weight", D_E, D_NONE, 0},    {"ffn_sub_norm.weight", D_F, D_NONE, 0},
+    {"attn_q.weight", D_E, D_E, 1},         {"attn_k.weight", D_E, D_KV, 1},
+    {"attn_v.weight", D_E, D_KV, 1},        {"attn_output.weight", D_E, D_E, 1},
+    {"ffn_gate.weight", D_E, D_F, 1},       {"ffn_up.weight", D_E, D_F, 1},
+    {"ffn_down.weight", D_F, D_E, 1},
+};
+enum { N_LAYER_TENSORS = sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0] };
+
+static uint64_t dim_of(const bn_synth_shape *sh, int d) {
+  return d == D_E ? (uint64_t)sh->n_embd : d == D_F ? (uint64_t)sh->n_ff
+         : d == D_KV ? (uint64_t)(sh->n_embd / sh->n_head * sh->n_head_kv) : 1;
+}
+
+/* The tensor `name` of a synth model: its type and dims (no data). */
+static int synth_find(void *ctx, const char *name, bn_tensor_ref *out) {
+  const bn_synth_params *p = ctx;
+  const bn_synth_shape *sh = p->shape;
+  memset(out, 0, sizeof *out);
+  out->n_dims = 1;
+  out->dims[0] = (uint64_t)sh->n_embd;
+  out->dims[1] = out->dims[2] = out->dims[3] = 1;
+  out->dtype = BN_DT_F32;
+  if (!strcmp(name, "output_norm.weight")) return 1;
+  if (!strcmp(name, "token_embd.weight")) {
+    out->dtype = p->embd;
+    out->n_dims = 2;
+    out->dims[1] = (uint64_t)sh->n_vocab;
+    return 1;
+  }
+  int layer, len = 0;
+  if (sscanf(name, "blk.%d.%n", &layer, &len) != 1 || !len || layer < 0 || layer >= sh->n_layer) return 0;
+  for (int i = 0; i < N_LAYER_TENSORS; i++)
+    if (!strcmp(name + len, LAYER_TENSORS[i].suffix)) {
+      out->dims[0] = dim_of(sh, LAYER_TENSORS[i].k);
+      if (LAYER_TENSORS[i].ternary) {
+        out->n_dims = 2;
+        out->dims[1] = dim_of(sh, LAYER_TENSORS[i].n);
+        out->dtype = p->ternary;
+      }
+      return 1;
+    }
+  return 0;
+}
+
+const char *bn_synth_arch(const bn_synth_params *p) { return p->arch ? p->arch : p->shape->arch; }
+
+void bn_synth_hparams(const bn_synth_params *p, bn_hparams *hp) {
+  const bn_synth_shape *sh = p->shape;
+  memset(hp, 0, sizeof *hp);
+  snprintf(hp->arch, sizeof hp->arch, "%s", bn_synth_arch(p));
+  hp->n_ctx = sh->n_ctx;
+  hp->n_embd = sh->n_embd;
+  hp->n_layer = sh->n_layer;
+  hp->n_ff = sh->n_ff;
+  hp->n_head = sh->n_head;
+  hp->n_head_kv = sh->n_head_kv;
+  hp->head_dim = hp->n_rot = sh->n_embd / sh->n_head;
+  hp->n_vocab = sh->n_vocab;
+  hp->rope_base = sh->rope_base;
+  hp->eps = 1e-5f;
+}
+
+bn_tensor_src bn_synth_tensor_src(const bn_synth_params *p) {
+  return (bn_tensor_src){p->shape->name, (void *)p, synth_find};
 }
 
 static bn_status check(const bn_synth_params *p, const bn_synth_shape *sh, const char *arch, bn_error *err) {
@@ -113,11 +187,13 @@ static bn_status check(const bn_synth_params *p, const bn_synth_shape *sh, const
 
 bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *err) {
   const bn_synth_shape *sh = p->shape;
-  const char *arch = p->arch ? p->arch : sh->arch;
+  const char *arch = bn_synth_arch(p);
   bn_status st = check(p, sh, arch, err);
   if (st) return st;
   synth s = {bn_gguf_writer_new(), NULL, 0, 0, p->seed ? p->seed : 1, NULL};
-  int64_t E = sh->n_embd, F = sh->n_ff, hd = E / sh->n_head, Ekv = hd * sh->n_head_kv;
+  bn_hparams hp;
+  bn_synth_hparams(p, &hp);
+  int64_t E = hp.n_embd, F = hp.n_ff;
   s.trit = malloc((size_t)(E * (F > E ? F : E)));
   if (!s.w || !s.trit) {
     st = bn_fail(err, BN_E_NOMEM, "synth: out of memory");
@@ -128,18 +204,18 @@ bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *e
   bn_gguf_w_str(s.w, "general.architecture", arch);
   snprintf(k, sizeof k, "bnc-synth-%s-%s", sh->name, bn_dtype_table[p->ternary].name);
   bn_gguf_w_str(s.w, "general.name", k);
-  bn_gguf_w_u32(s.w, KEY("context_length"), (uint32_t)sh->n_ctx);
-  bn_gguf_w_u32(s.w, KEY("embedding_length"), (uint32_t)E);
-  bn_gguf_w_u32(s.w, KEY("block_count"), (uint32_t)sh->n_layer);
-  bn_gguf_w_u32(s.w, KEY("feed_forward_length"), (uint32_t)F);
-  bn_gguf_w_u32(s.w, KEY("attention.head_count"), (uint32_t)sh->n_head);
-  bn_gguf_w_u32(s.w, KEY("attention.head_count_kv"), (uint32_t)sh->n_head_kv);
-  bn_gguf_w_f32(s.w, KEY("rope.freq_base"), sh->rope_base);
-  bn_gguf_w_f32(s.w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
-  bn_gguf_w_u32(s.w, KEY("rope.dimension_count"), (uint32_t)hd);
-  bn_gguf_w_u32(s.w, KEY("vocab_size"), (uint32_t)sh->n_vocab);
+  bn_gguf_w_u32(s.w, KEY("context_length"), (uint32_t)hp.n_ctx);
+  bn_gguf_w_u32(s.w, KEY("embedding_length"), (uint32_t)hp.n_embd);
+  bn_gguf_w_u32(s.w, KEY("block_count"), (uint32_t)hp.n_layer);
+  bn_gguf_w_u32(s.w, KEY("feed_forward_length"), (uint32_t)hp.n_ff);
+  bn_gguf_w_u32(s.w, KEY("attention.head_count"), (uint32_t)hp.n_head);
+  bn_gguf_w_u32(s.w, KEY("attention.head_count_kv"), (uint32_t)hp.n_head_kv);
+  bn_gguf_w_f32(s.w, KEY("rope.freq_base"), hp.rope_base);
+  bn_gguf_w_f32(s.w, KEY("attention.layer_norm_rms_epsilon"), hp.eps);
+  bn_gguf_w_u32(s.w, KEY("rope.dimension_count"), (uint32_t)hp.n_rot);
+  bn_gguf_w_u32(s.w, KEY("vocab_size"), (uint32_t)hp.n_vocab);
 #undef KEY
-  if ((st = bn_synth_vocab(s.w, strcmp(arch, "bitnet") != 0, sh->n_vocab, err))) goto done;
+  if ((st = bn_synth_vocab(s.w, bn_arch_is_relu2(arch), hp.n_vocab, err))) goto done;
   {
     uint64_t n = (uint64_t)E * (uint64_t)sh->n_vocab, dims[2] = {(uint64_t)E, (uint64_t)sh->n_vocab};
     float *v = malloc(n * sizeof *v);
@@ -148,22 +224,20 @@ bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *e
       goto done;
     }
     for (uint64_t i = 0; i < n; i++) v[i] = (float)(normal(&s.rng) * 2 / sqrt((double)E)); /* logits of std ~2 */
-    int ok = float_tensor(&s, "token_embd.weight", p->embd, 2, dims, v, n) && norm(&s, "output_norm.weight", E);
+    bn_tensor_ref on;
+    synth_find((void *)p, "output_norm.weight", &on);
+    int ok = float_tensor(&s, "token_embd.weight", p->embd, 2, dims, v, n) && norm(&s, "output_norm.weight", &on);
     free(v);
     if (!ok) goto oom;
   }
   for (int L = 0; L < sh->n_layer; L++) {
-    char nm[96];
-#define T(fmt) (snprintf(nm, sizeof nm, "blk.%d." fmt, L), nm)
-    if (!norm(&s, T("attn_norm.weight"), E) || !norm(&s, T("attn_sub_norm.weight"), E) ||
-        !norm(&s, T("ffn_norm.weight"), E) || !norm(&s, T("ffn_sub_norm.weight"), F) ||
-        !ternary(&s, T("attn_q.weight"), p->ternary, E, E) || !ternary(&s, T("attn_k.weight"), p->ternary, E, Ekv) ||
-        !ternary(&s, T("attn_v.weight"), p->ternary, E, Ekv) ||
-        !ternary(&s, T("attn_output.weight"), p->ternary, E, E) ||
-        !ternary(&s, T("ffn_gate.weight"), p->ternary, E, F) || !ternary(&s, T("ffn_up.weight"), p->ternary, E, F) ||
-        !ternary(&s, T("ffn_down.weight"), p->ternary, F, E))
-      goto oom;
-#undef T
+    for (int i = 0; i < N_LAYER_TENSORS; i++) {
+      char nm[96];
+      bn_tensor_ref t;
+      snprintf(nm, sizeof nm, "blk.%d.%s", L, LAYER_TENSORS[i].suffix);
+      synth_find((void *)p, nm, &t);
+      if (!(LAYER_TENSORS[i].ternary ? ternary(&s, nm, &t) : norm(&s, nm, &t))) goto oom;
+    }
     if (p->progress) fprintf(stderr, "\rsynth %s: layer %d/%d", sh->name, L + 1, sh->n_layer);
   }
   if (p->progress) fprintf(stderr, "\rsynth %s: writing %s\n", sh->name, path);

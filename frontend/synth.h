@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "gguf.h"
+#include "import.h"
 
 typedef struct {
   const char *name; /* tiny, large, 3b, 2b4t */
@@ -25,6 +25,11 @@ typedef struct {
 
 const bn_synth_shape *bn_synth_find_shape(const char *name);
 const char *bn_synth_shape_names(void);
+const char *bn_synth_arch(const bn_synth_params *p);
+/* The hyperparameters and tensor shapes (no data) of a synth model: the
+ * graph of any shape without writing a file. */
+void bn_synth_hparams(const bn_synth_params *p, bn_hparams *hp);
+bn_tensor_src bn_synth_tensor_src(const bn_synth_params *p);
 bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *err);
 
 /* The tokenizer part (synth_vocab.c): adds tokenizer.ggml.* keys. */

@@ -4,11 +4,14 @@
 #include <string.h>
 
 #include "../frontend/irparse.h"
+#include "../frontend/synth.h"
 #include "cli.h"
 
 static const char HELP[] =
     "usage: bnc ir FILE [-o OUT]\n"
+    "       bnc ir --shape tiny|large|3b|2b4t [--arch ARCH] [--type tq1_0|tq2_0|i2_s] [-o OUT]\n"
     "  FILE is a GGUF model (imported) or a .bnir text file (parsed and verified).\n"
+    "  --shape prints the graph of a `bnc synth` shape without any file (weights have no data).\n"
     "  Prints the textual IR, which `bnc ir` reads back: print -> parse -> print is byte-identical.\n";
 
 static int ends_with(const char *s, const char *suf) {
@@ -18,18 +21,35 @@ static int ends_with(const char *s, const char *suf) {
 
 int bn_cmd_ir(int argc, char **argv) {
   const char *in = NULL, *out = NULL;
+  bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0};
   for (int i = 1; i < argc; i++) {
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(HELP, stdout), 0;
-    if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
+    if (!strcmp(argv[i], "-o") && v) out = argv[++i];
+    else if (!strcmp(argv[i], "--shape") && v) {
+      if (!(sp.shape = bn_synth_find_shape(argv[++i])))
+        return bn_cli_usage_error("ir", "unknown --shape '%s' (%s)", v, bn_synth_shape_names());
+    } else if (!strcmp(argv[i], "--arch") && v) sp.arch = argv[++i];
+    else if (!strcmp(argv[i], "--type") && v) {
+      int t = bn_dtype_from_name(v, strlen(v));
+      if (t < 0 || !bn_dtype_table[t].ternary) return bn_cli_usage_error("ir", "--type '%s' is not ternary", v);
+      sp.ternary = (bn_dtype)t;
+      i++;
+    }
     else if (argv[i][0] != '-' && !in) in = argv[i];
     else return bn_cli_usage_error("ir", "unexpected argument '%s'", argv[i]);
   }
-  if (!in) return bn_cli_usage_error("ir", "missing FILE");
+  if (!in == !sp.shape) return bn_cli_usage_error("ir", "give one FILE or --shape");
   bn_error err = {0};
   bn_gguf f = {0};
   bn_model m = {0};
   bn_graph *g = &m.graph;
-  bn_status st = ends_with(in, ".bnir") ? bn_ir_parse_file(in, g, &err) : bn_cli_load(in, &f, &m, &err);
+  bn_status st;
+  if (sp.shape) {
+    bn_tensor_src src = bn_synth_tensor_src(&sp);
+    bn_synth_hparams(&sp, &m.hp);
+    st = bn_import_graph(&m.hp, &src, g, &err);
+  } else st = ends_with(in, ".bnir") ? bn_ir_parse_file(in, g, &err) : bn_cli_load(in, &f, &m, &err);
   if (st) return bn_cli_fail(&err);
   char *text = bn_graph_print(g);
   FILE *fp = out ? fopen(out, "wb") : stdout;
