@@ -1,0 +1,273 @@
+/* The reference interpreter against independent expectations:
+ *  - logits from Hugging Face transformers for files written by other tools
+ *    (tests/data, see its README), within 1e-4 of the logit range;
+ *  - a straightforward float forward pass written here from the
+ *    dequantized tensors of synth models, within 1e-4 relative;
+ *  - the same logits whether the prompt runs at once, in chunks or token by token. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../codegen/ref/ref.h"
+#include "../frontend/import.h"
+#include "../frontend/synth.h"
+#include "../ir/quant.h"
+#include "testutil.h"
+
+static const int32_t HF_TOKENS[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+
+/* Runs n tokens through the interpreter in chunks of `chunk`; returns n x V logits. */
+static float *run_ref(const bn_model *m, const int32_t *tok, int n, int chunk) {
+  bn_ref *r;
+  bn_error err = {0};
+  assert_int_equal(bn_ref_create(&m->graph, chunk, 64, &r, &err), BN_OK);
+  size_t V = (size_t)m->hp.n_vocab;
+  float *out = malloc((size_t)n * V * sizeof *out);
+  for (int i = 0; i < n; i += chunk) {
+    int c = n - i < chunk ? n - i : chunk;
+    const float *l;
+    assert_int_equal(bn_ref_eval(r, tok + i, c, i, &l, &err), BN_OK);
+    memcpy(out + (size_t)i * V, l, (size_t)c * V * sizeof *l);
+  }
+  bn_ref_free(r);
+  return out;
+}
+
+static void check_hf_file(const char *name) {
+  char path[512], lpath[512];
+  snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, name);
+  snprintf(lpath, sizeof lpath, "%s/%s.logits", BNC_TEST_DATA, name);
+  bn_gguf f;
+  bn_model m;
+  bn_error err = {0};
+  assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  size_t len, V = (size_t)m.hp.n_vocab;
+  float *want = tu_read(lpath, &len);
+  assert_non_null(want);
+  assert_int_equal(len, 12 * V * sizeof(float));
+  int chunks[] = {12, 5, 1};
+  for (int c = 0; c < 3; c++) {
+    float *got = run_ref(&m, HF_TOKENS, 12, chunks[c]);
+    double rel = tu_rel_to_range(got, want, 12 * V);
+    printf("  %s chunk %2d: max |diff| / logit range = %.3g\n", name, chunks[c], rel);
+    assert_true(rel < 1e-4);
+    free(got);
+  }
+  free(want);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+}
+
+static void test_hf_t2_tq2_0(void **s) { (void)s; check_hf_file("t2-TQ2_0"); }
+static void test_hf_t2_tq1_0(void **s) { (void)s; check_hf_file("t2-TQ1_0"); }
+static void test_hf_t2_i2_s(void **s) { (void)s; check_hf_file("t2-I2_S"); }
+static void test_hf_b158_tq2_0(void **s) { (void)s; check_hf_file("b158-TQ2_0"); }
+static void test_hf_b158_tq1_0(void **s) { (void)s; check_hf_file("b158-TQ1_0"); }
+
+/* ---- an independent float forward pass over dequantized tensors ---- */
+
+static float *deq(const bn_gguf *f, const char *name) {
+  const bn_gguf_tensor *t = bn_gguf_tensor_find(f, name);
+  assert_non_null(t);
+  float *w = malloc(t->nelems * sizeof *w);
+  bn_dequant(t->dtype, t->data, t->nelems, 0, t->nelems, w);
+  return w;
+}
+
+static float *deq_layer(const bn_gguf *f, int L, const char *what) {
+  char n[96];
+  snprintf(n, sizeof n, "blk.%d.%s.weight", L, what);
+  return deq(f, n);
+}
+
+/* As transformers computes it in float32: (x * rsqrt(mean(x^2) + eps)) * w. */
+static void rmsnorm(float *x, int n, const float *w, float eps, float *y) {
+  double ss = 0;
+  for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+  float r = (float)(1 / sqrt(ss / n + eps));
+  for (int i = 0; i < n; i++) y[i] = (x[i] * r) * w[i];
+}
+
+/* BitNet b1.58 BitLinear: per-token absmax int8 activations, float weights. */
+static void bitlinear(const float *x, int K, const float *W, int N, float *y) {
+  float m = 1e-5f;
+  for (int i = 0; i < K; i++) m = fmaxf(m, fabsf(x[i]));
+  float s = 127.0f / m;
+  float *q = malloc((size_t)K * sizeof *q);
+  for (int i = 0; i < K; i++) q[i] = fminf(127, fmaxf(-128, rintf(x[i] * s)));
+  for (int n = 0; n < N; n++) {
+    double acc = 0;
+    for (int i = 0; i < K; i++) acc += (double)q[i] * W[(size_t)n * K + i];
+    y[n] = (float)(acc / s);
+  }
+  free(q);
+}
+
+static void rope(float *v, int heads, int hd, int pos, float base) {
+  for (int h = 0; h < heads; h++)
+    for (int i = 0; i < hd / 2; i++) {
+      double th = pos / pow(base, 2.0 * i / hd);
+      float *a = v + h * hd + i, *b = a + hd / 2, x = *a, y = *b;
+      *a = (float)(x * cos(th) - y * sin(th));
+      *b = (float)(x * sin(th) + y * cos(th));
+    }
+}
+
+static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_t *tok, int T) {
+  int E = hp->n_embd, F = hp->n_ff, H = hp->n_head, Hkv = hp->n_head_kv, hd = hp->head_dim, V = hp->n_vocab;
+  int relu2 = bn_arch_is_relu2(hp->arch);
+  float *emb = deq(f, "token_embd.weight");
+  float *x = calloc((size_t)T * E, 4), *h = calloc((size_t)E, 4), *a = calloc((size_t)E, 4);
+  float *K = calloc((size_t)T * Hkv * hd, 4), *Vc = calloc((size_t)T * Hkv * hd, 4), *Q = calloc((size_t)T * E, 4);
+  float *g = calloc((size_t)F, 4), *u = calloc((size_t)F, 4), *o = calloc((size_t)E, 4), *sc = calloc((size_t)T, 8);
+  for (int t = 0; t < T; t++) memcpy(x + (size_t)t * E, emb + (size_t)tok[t] * E, (size_t)E * 4);
+  for (int L = 0; L < hp->n_layer; L++) {
+    float *wn = deq_layer(f, L, "attn_norm"), *wq = deq_layer(f, L, "attn_q"), *wk = deq_layer(f, L, "attn_k");
+    float *wv = deq_layer(f, L, "attn_v"), *wo = deq_layer(f, L, "attn_output"), *ws = deq_layer(f, L, "attn_sub_norm");
+    float *fn = deq_layer(f, L, "ffn_norm"), *wg = deq_layer(f, L, "ffn_gate"), *wu = deq_layer(f, L, "ffn_up");
+    float *wd = deq_layer(f, L, "ffn_down"), *fs = deq_layer(f, L, "ffn_sub_norm");
+    for (int t = 0; t < T; t++) {
+      rmsnorm(x + (size_t)t * E, E, wn, hp->eps, h);
+      bitlinear(h, E, wq, E, Q + (size_t)t * E);
+      bitlinear(h, E, wk, Hkv * hd, K + (size_t)t * Hkv * hd);
+      bitlinear(h, E, wv, Hkv * hd, Vc + (size_t)t * Hkv * hd);
+      rope(Q + (size_t)t * E, H, hd, t, hp->rope_base);
+      rope(K + (size_t)t * Hkv * hd, Hkv, hd, t, hp->rope_base);
+    }
+    for (int t = 0; t < T; t++) {
+      for (int hh = 0; hh < H; hh++) {
+        int kh = hh / (H / Hkv);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j <= t; j++) {
+          double d = 0;
+          for (int i = 0; i < hd; i++) d += (double)Q[(size_t)t * E + hh * hd + i] * K[((size_t)j * Hkv + kh) * hd + i];
+          sc[j] = d / sqrt(hd);
+          mx = fmax(mx, sc[j]);
+        }
+        for (int j = 0; j <= t; j++) sum += exp(sc[j] - mx);
+        for (int i = 0; i < hd; i++) {
+          double acc = 0;
+          for (int j = 0; j <= t; j++) acc += exp(sc[j] - mx) / sum * Vc[((size_t)j * Hkv + kh) * hd + i];
+          a[hh * hd + i] = (float)acc;
+        }
+      }
+      rmsnorm(a, E, ws, hp->eps, h);
+      bitlinear(h, E, wo, E, o);
+      float *xt = x + (size_t)t * E;
+      for (int i = 0; i < E; i++) xt[i] += o[i];
+      rmsnorm(xt, E, fn, hp->eps, h);
+      bitlinear(h, E, wg, F, g);
+      bitlinear(h, E, wu, F, u);
+      for (int i = 0; i < F; i++) {
+        float act = relu2 ? (g[i] > 0 ? g[i] * g[i] : 0) : g[i] / (1 + expf(-g[i]));
+        g[i] = act * u[i];
+      }
+      float *m = malloc((size_t)F * 4);
+      rmsnorm(g, F, fs, hp->eps, m);
+      bitlinear(m, F, wd, E, o);
+      free(m);
+      for (int i = 0; i < E; i++) xt[i] += o[i];
+    }
+    free(wn), free(wq), free(wk), free(wv), free(wo), free(ws), free(fn), free(wg), free(wu), free(wd), free(fs);
+  }
+  float *on = deq(f, "output_norm.weight");
+  float *logits = malloc((size_t)T * V * 4);
+  for (int t = 0; t < T; t++) {
+    rmsnorm(x + (size_t)t * E, E, on, hp->eps, h);
+    for (int v = 0; v < V; v++) {
+      double acc = 0;
+      for (int i = 0; i < E; i++) acc += (double)h[i] * emb[(size_t)v * E + i];
+      logits[(size_t)t * V + v] = (float)acc;
+    }
+  }
+  free(on), free(emb), free(x), free(h), free(a), free(K), free(Vc), free(Q), free(g), free(u), free(o), free(sc);
+  return logits;
+}
+
+static void check_synth(const char *arch, bn_dtype type) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/interp-%s-%s.gguf", BNC_TEST_TMP, arch, bn_dtype_table[type].name);
+  bn_synth_params p = {bn_synth_find_shape("tiny"), arch, type, BN_DT_F16, 5, 0};
+  bn_error err = {0};
+  assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
+  bn_gguf f;
+  bn_model m;
+  assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  int32_t tok[9] = {1, 300, 7, 42, 511, 100, 260, 3, 77};
+  float *got = run_ref(&m, tok, 9, 4);
+  float *want = float_forward(&f, &m.hp, tok, 9);
+  size_t n = 9 * (size_t)m.hp.n_vocab;
+  double maxrel = 0;
+  for (size_t i = 0; i < n; i++) maxrel = fmax(maxrel, fabs(got[i] - want[i]) / fmax(fabs(want[i]), 1e-2));
+  printf("  synth tiny %s %s: max relative diff %.3g\n", arch, bn_dtype_table[type].name, maxrel);
+  assert_true(maxrel < 1e-4);
+  free(got), free(want);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  remove(path);
+}
+
+static void test_float_forward_bitnet(void **s) {
+  (void)s;
+  check_synth("bitnet", BN_DT_I2_S);
+  check_synth("bitnet", BN_DT_TQ1_0);
+  check_synth("bitnet", BN_DT_TQ2_0);
+}
+
+static void test_float_forward_b158(void **s) {
+  (void)s;
+  check_synth("bitnet-b1.58", BN_DT_I2_S);
+  check_synth("bitnet-b1.58", BN_DT_TQ1_0);
+  check_synth("bitnet-b1.58", BN_DT_TQ2_0);
+}
+
+/* Activation quantization rounds half to even and clamps, as torch.round does. */
+static void test_quantize_row(void **s) {
+  (void)s;
+  float x[6] = {127.0f, 0.5f, 1.5f, -2.5f, -127.0f, 63.5f};
+  int8_t q[6];
+  float sc = bn_ref_quantize_row(x, 6, q);
+  assert_true(sc == 1.0f);
+  int8_t want[6] = {127, 0, 2, -2, -127, 64};
+  assert_memory_equal(q, want, 6);
+  float z[3] = {0, 0, 0};
+  assert_true(bn_ref_quantize_row(z, 3, q) == 127.0f / 1e-5f);
+}
+
+static void test_eval_rejects_bad_tokens(void **s) {
+  (void)s;
+  char path[512];
+  snprintf(path, sizeof path, "%s/t2-TQ2_0.gguf", BNC_TEST_DATA);
+  bn_gguf f;
+  bn_model m;
+  bn_error err = {0};
+  assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  bn_ref *r;
+  assert_int_equal(bn_ref_create(&m.graph, 4, 8, &r, &err), BN_OK);
+  const float *l;
+  int32_t bad[2] = {5, 600};
+  assert_int_equal(bn_ref_eval(r, bad, 2, 0, &l, &err), BN_E_RANGE);
+  assert_non_null(strstr(err.msg, "600"));
+  int32_t ok[4] = {1, 2, 3, 4};
+  assert_int_equal(bn_ref_eval(r, ok, 4, 6, &l, &err), BN_E_RANGE); /* past the context of 8 */
+  bn_ref_free(r);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hf_t2_tq2_0),          cmocka_unit_test(test_hf_t2_tq1_0),
+      cmocka_unit_test(test_hf_t2_i2_s),           cmocka_unit_test(test_hf_b158_tq2_0),
+      cmocka_unit_test(test_hf_b158_tq1_0),        cmocka_unit_test(test_float_forward_bitnet),
+      cmocka_unit_test(test_float_forward_b158),   cmocka_unit_test(test_quantize_row),
+      cmocka_unit_test(test_eval_rejects_bad_tokens),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
