@@ -22,8 +22,8 @@ typedef void *yyscan_t;
 static void bnir_error(BNIR_LTYPE *loc, yyscan_t scanner, bn_irp_ctx *ctx, const char *msg);
 static void fail_at(bn_irp_ctx *ctx, BNIR_LTYPE *loc, const char *fmt, const char *arg);
 static int value_ref(bn_irp_ctx *ctx, BNIR_LTYPE *loc, const char *name);
-static int declare(bn_irp_ctx *ctx, BNIR_LTYPE *loc, int kind, char *name, char *type);
-static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *out, char *op, char *type);
+static int declare(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *tloc, int kind, char *name, char *type);
+static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *oploc, BNIR_LTYPE *tloc, char *out, char *op, char *type);
 static void add_dim(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *d);
 static void add_attr(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *name, char *val);
 }
@@ -32,42 +32,43 @@ static void add_attr(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *name, char *val);
 %parse-param {bn_irp_ctx *ctx}
 
 %union { char *str; }
-%token KW_HEADER KW_GRAPH KW_INPUT KW_WEIGHT KW_OUTPUT BAD_CHAR
-%token <str> VALNAME STRING NUMBER IDENT
+%token KW_HEADER "'bnc.ir'" KW_GRAPH "'graph'" KW_INPUT "'input'" KW_WEIGHT "'weight'" KW_OUTPUT "'output'"
+%token BAD_CHAR "invalid character"
+%token <str> VALNAME "%value" STRING "string" NUMBER "number" IDENT "identifier"
 %type <str> type
 %destructor { free($$); } <str>
 
 %%
 file: KW_HEADER NUMBER { int bad = strcmp($2, "1") != 0;
                          if (bad) fail_at(ctx, &@2, "unsupported IR version %s", $2);
-                         free($2); if (bad) YYABORT; }
-      KW_GRAPH STRING { snprintf(ctx->g->arch, sizeof ctx->g->arch, "%s", $5); free($5); }
+                         free($2); $2 = NULL; if (bad) YYABORT; }
+      KW_GRAPH STRING { snprintf(ctx->g->arch, sizeof ctx->g->arch, "%s", $5); free($5); $5 = NULL; }
       '{' items '}'
     ;
 
 items: %empty | items item ;
 
-item: KW_INPUT VALNAME ':' type   { if (declare(ctx, &@2, BN_VAL_INPUT, $2, $4)) YYABORT; }
-    | KW_WEIGHT VALNAME ':' type  { if (declare(ctx, &@2, BN_VAL_WEIGHT, $2, $4)) YYABORT; }
-    | KW_OUTPUT VALNAME           { int v = value_ref(ctx, &@2, $2); free($2); if (v < 0) YYABORT;
+item: KW_INPUT VALNAME ':' type   { int bad = declare(ctx, &@2, &@4, BN_VAL_INPUT, $2, $4); $2 = $4 = NULL; if (bad) YYABORT; }
+    | KW_WEIGHT VALNAME ':' type  { int bad = declare(ctx, &@2, &@4, BN_VAL_WEIGHT, $2, $4); $2 = $4 = NULL; if (bad) YYABORT; }
+    | KW_OUTPUT VALNAME           { int v = value_ref(ctx, &@2, $2); free($2); $2 = NULL; if (v < 0) YYABORT;
                                     if (bn_graph_mark_output(ctx->g, v)) YYABORT; }
     | VALNAME '=' IDENT { ctx->n_in = 0; ctx->n_attr = 0; }
-      operands attrs ':' type     { if (add_node(ctx, &@1, $1, $3, $8)) YYABORT; }
+      operands attrs ':' type     { int bad = add_node(ctx, &@1, &@3, &@8, $1, $3, $8); $1 = $3 = $8 = NULL; if (bad) YYABORT; }
     ;
 
 operands: operand | operands ',' operand ;
-operand: VALNAME { int v = value_ref(ctx, &@1, $1); free($1); if (v < 0) YYABORT;
+operand: VALNAME { int v = value_ref(ctx, &@1, $1); free($1); $1 = NULL; if (v < 0) YYABORT;
                    if (ctx->n_in == BN_MAX_IN) { fail_at(ctx, &@1, "too many operands%s", ""); YYABORT; }
                    ctx->in[ctx->n_in++] = v; } ;
 
 attrs: %empty | '{' attr_list '}' ;
 attr_list: attr | attr_list ',' attr ;
-attr: IDENT '=' NUMBER { add_attr(ctx, &@1, $1, $3); if (ctx->failed) YYABORT; } ;
+attr: IDENT '=' NUMBER { add_attr(ctx, &@1, $1, $3); $1 = $3 = NULL; if (ctx->failed) YYABORT; } ;
 
-type: IDENT { ctx->rank = 0; } '[' dims ']' { $$ = $1; } ;
+type: IDENT { ctx->rank = 0; } '[' dims ']' { $$ = $1; $1 = NULL; } ;
 dims: dim | dims ',' dim ;
-dim: NUMBER { add_dim(ctx, &@1, $1); if (ctx->failed) YYABORT; }
-   | IDENT  { add_dim(ctx, &@1, $1); if (ctx->failed) YYABORT; } ;
+dim: NUMBER { add_dim(ctx, &@1, $1); $1 = NULL; if (ctx->failed) YYABORT; }
+   | IDENT  { add_dim(ctx, &@1, $1); $1 = NULL; if (ctx->failed) YYABORT; } ;
 %%
 
 char *bn_irp_strdup(const char *s, size_t n) {
@@ -137,9 +138,9 @@ static int parse_type(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *type, bn_dtype *t)
   return d < 0;
 }
 
-static int declare(bn_irp_ctx *ctx, BNIR_LTYPE *loc, int kind, char *name, char *type) {
+static int declare(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *tloc, int kind, char *name, char *type) {
   bn_dtype t;
-  if (parse_type(ctx, loc, type, &t)) return free(name), 1;
+  if (parse_type(ctx, tloc, type, &t)) return free(name), 1;
   if (bn_graph_find_value(ctx->g, name, strlen(name)) >= 0) {
     fail_at(ctx, loc, "value %%%s is defined twice", name);
     return free(name), 1;
@@ -150,12 +151,12 @@ static int declare(bn_irp_ctx *ctx, BNIR_LTYPE *loc, int kind, char *name, char 
   return id < 0;
 }
 
-static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *out, char *op, char *type) {
+static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *oploc, BNIR_LTYPE *tloc, char *out, char *op, char *type) {
   int rc = 1;
   int o = bn_op_from_name(op, strlen(op));
   bn_dtype t;
   double attr[BN_MAX_ATTR] = {0};
-  if (o < 0) fail_at(ctx, loc, "unknown op '%s'", op);
+  if (o < 0) fail_at(ctx, oploc, "unknown op '%s'", op);
   else if (bn_graph_find_value(ctx->g, out, strlen(out)) >= 0) fail_at(ctx, loc, "value %%%s is defined twice", out);
   else {
     const bn_op_info *info = &bn_op_table[o];
@@ -168,11 +169,11 @@ static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *out, char *op, char 
       else attr[slot] = ctx->pending[a];
     }
     if (!ctx->failed && (ctx->n_in < info->min_in || ctx->n_in > info->max_in))
-      fail_at(ctx, loc, "wrong number of operands for '%s'", op);
+      fail_at(ctx, oploc, "wrong number of operands for '%s'", op);
   }
   for (int a = 0; a < ctx->n_attr; a++) free(ctx->attr_name[a]);
   ctx->n_attr = 0;
-  if (!parse_type(ctx, loc, type, &t) && !ctx->failed) {
+  if (!parse_type(ctx, tloc, type, &t) && !ctx->failed) {
     bn_shape s = bn_shape_make(ctx->rank, ctx->dims);
     rc = bn_graph_add_node_typed(ctx->g, (bn_op)o, out, ctx->in, ctx->n_in, attr, t, s) < 0;
   }
