@@ -162,8 +162,9 @@ size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out
   for (int i = 0; i < n; i++) {
     size_t len;
     const char *p = bn_tok_piece(t, ids[i], NULL, &len);
-    if (first && len && t->v->kind == BN_VOCAB_SPM && p[0] == ' ') p++, len--;
-    if (len) first = 0;
+    if (!len) continue;
+    if (first && t->v->kind == BN_VOCAB_SPM && p[0] == ' ') p++, len--; /* the prefixed space */
+    first = 0;
     for (size_t k = 0; k < len; k++, total++)
       if (total + 1 < cap) out[total] = p[k];
   }

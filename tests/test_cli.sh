@@ -1,1 +1,68 @@
 #!/bin/sh
+# The bnc command line end to end: help, synth -> inspect / ir / run / eval
+# on every arch and ternary type, the shipped example model, and bad input
+# (each must give exactly one "bnc: ..." line on stderr and a non-zero exit).
+# usage: test_cli.sh BNC SOURCE_DIR WORK_DIR
+set -u
+BNC=$1 SRC=$2 WORK=$3
+mkdir -p "$WORK"
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect_error DESCRIPTION SUBSTRING -- command...
+expect_error() {
+  desc=$1 want=$2
+  shift 3
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  rc=$?
+  lines=$(grep -c . "$WORK/err")
+  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then fail "$desc: exit $rc"; return; fi
+  if [ "$lines" -ne 1 ]; then fail "$desc: $lines lines on stderr"; cat "$WORK/err"; return; fi
+  grep -qF -- "$want" "$WORK/err" || fail "$desc: stderr lacks '$want': $(cat "$WORK/err")"
+}
+
+for c in "" inspect ir synth run eval; do
+  $BNC $c --help >/dev/null 2>&1 || fail "bnc $c --help"
+done
+
+for arch in bitnet bitnet-b1.58; do
+  for type in tq1_0 tq2_0 i2_s; do
+    m="$WORK/tiny-$arch-$type.gguf"
+    $BNC synth --shape tiny --arch $arch --type $type -o "$m" 2>/dev/null || fail "synth $arch $type"
+    $BNC inspect "$m" | grep -q "blk.1.ffn_down.weight *$type" || fail "inspect $arch $type"
+    $BNC ir "$m" > "$WORK/a.bnir" && $BNC ir "$WORK/a.bnir" | cmp -s - "$WORK/a.bnir" || fail "ir round trip $arch $type"
+    $BNC run "$m" -p "hello world" -n 8 --temp 0 >"$WORK/run1" 2>"$WORK/stats" || fail "run $arch $type"
+    grep -q "generation 8 tokens" "$WORK/stats" || fail "run stats $arch $type: $(cat "$WORK/stats")"
+    $BNC run "$m" -p "hello world" -n 8 --temp 0 >"$WORK/run2" 2>/dev/null
+    cmp -s "$WORK/run1" "$WORK/run2" || fail "greedy run not deterministic $arch $type"
+    $BNC eval "$m" --tokens "1 5 17 300" --logits-out "$WORK/l.bin" 2>/dev/null || fail "eval $arch $type"
+    [ "$(wc -c < "$WORK/l.bin")" -eq $((4 * 512 * 4)) ] || fail "eval size $arch $type"
+  done
+done
+
+# The model that ships with the repo
+ls "$SRC"/examples/*.gguf >/dev/null 2>&1 || fail "no example model in examples/"
+for m in "$SRC"/examples/*.gguf; do
+  $BNC run "$m" -p "Once upon a time" -n 16 >/dev/null 2>"$WORK/stats" || fail "run $m: $(cat "$WORK/stats")"
+done
+
+m="$WORK/tiny-bitnet-i2_s.gguf"
+expect_error "missing file" "nope.gguf: cannot open" -- $BNC run "$WORK/nope.gguf" -p hi
+expect_error "empty prompt" "prompt: empty" -- $BNC run "$m" -p ""
+expect_error "non-UTF-8 prompt" "invalid UTF-8 at byte 2" -- $BNC run "$m" -p "$(printf 'ab\377')"
+expect_error "prompt past context" "do not fit the context of 8" -- $BNC run "$m" -c 8 -p "one two three four five six seven eight nine"
+expect_error "token out of range" "outside the vocabulary" -- $BNC eval "$m" --tokens "1 99999" --logits-out "$WORK/x"
+expect_error "bad token list" "not a list of token ids" -- $BNC eval "$m" --tokens "1 x" --logits-out "$WORK/x"
+expect_error "unknown option" "unknown option '--frobnicate'" -- $BNC run "$m" --frobnicate 1
+expect_error "bad number" "-n needs an integer" -- $BNC run "$m" -p hi -n lots
+expect_error "unknown command" "unknown command 'frob'" -- $BNC frob
+expect_error "unknown shape" "unknown --shape 'huge'" -- $BNC synth --shape huge -o "$WORK/x.gguf"
+expect_error "3b in tq2_0" "not whole tq2_0 blocks" -- $BNC synth --shape 3b --type tq2_0 -o "$WORK/x.gguf"
+printf 'bnc.ir 1\ngraph "x" {\n  input %%t : i32[T]\n  %%y = embed %%t, %%w : f32[T, 4]\n}\n' > "$WORK/bad.bnir"
+expect_error "bad .bnir" "bad.bnir:4:18: unknown value %w" -- $BNC ir "$WORK/bad.bnir"
+while IFS="$(printf '\t')" read -r name want; do
+  expect_error "corpus $name" "$want" -- $BNC run "$SRC/tests/bad/$name" -p hi
+done < "$SRC/tests/bad/gguf.expect"
+
+[ $fails -eq 0 ] && echo "all CLI checks passed"
+exit $fails

@@ -1,1 +1,99 @@
-int main(void){return 0;}
+/* The sampler: greedy is argmax, the distribution follows softmax(logits / T),
+ * top-k / top-p cut the tail, the repetition penalty follows llama.cpp's
+ * rule, and a seed fixes the sequence. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../runtime/sampler.h"
+
+static bn_sampler *make(float temp, int top_k, float top_p, float rp, uint64_t seed, int n) {
+  bn_sampler_params p = {temp, top_k, top_p, rp, 64, seed};
+  bn_sampler *s;
+  bn_error err = {0};
+  assert_int_equal(bn_sampler_create(&p, n, &s, &err), BN_OK);
+  return s;
+}
+
+static void test_greedy_is_argmax(void **state) {
+  (void)state;
+  bn_sampler *s = make(0, 40, 0.95f, 1.0f, 1, 5);
+  float l[5] = {0.1f, 3.0f, -1.0f, 3.0f, 2.9f};
+  assert_int_equal(bn_sampler_sample(s, l, NULL, 0), 1); /* first of the tied maxima */
+  bn_sampler_free(s);
+  s = make(1.0f, 1, 1.0f, 1.0f, 7, 5); /* top-k 1 at any temperature */
+  for (int i = 0; i < 50; i++) {
+    float m[5] = {0.1f, 2.0f, -1.0f, 3.0f, 2.9f};
+    assert_int_equal(bn_sampler_sample(s, m, NULL, 0), 3);
+  }
+  bn_sampler_free(s);
+}
+
+static void test_distribution_follows_softmax(void **state) {
+  (void)state;
+  const double p[3] = {0.5, 0.3, 0.2};
+  int count[3] = {0};
+  bn_sampler *s = make(2.0f, 0, 1.0f, 1.0f, 12345, 3);
+  enum { N = 40000 };
+  for (int i = 0; i < N; i++) {
+    float l[3];
+    for (int k = 0; k < 3; k++) l[k] = (float)(2.0 * log(p[k])); /* divided by T = 2 gives log p */
+    count[bn_sampler_sample(s, l, NULL, 0)]++;
+  }
+  for (int k = 0; k < 3; k++) assert_true(fabs((double)count[k] / N - p[k]) < 0.015);
+  bn_sampler_free(s);
+}
+
+static void test_top_p_cuts_tail(void **state) {
+  (void)state;
+  bn_sampler *s = make(1.0f, 0, 0.6f, 1.0f, 3, 3);
+  int seen[3] = {0};
+  for (int i = 0; i < 2000; i++) {
+    float l[3] = {logf(0.5f), logf(0.3f), logf(0.2f)};
+    seen[bn_sampler_sample(s, l, NULL, 0)]++;
+  }
+  assert_true(seen[0] > 0 && seen[1] > 0);
+  assert_int_equal(seen[2], 0); /* 0.5 < 0.6 <= 0.5 + 0.3: the nucleus is {0, 1} */
+  bn_sampler_free(s);
+}
+
+static void test_repetition_penalty(void **state) {
+  (void)state;
+  bn_sampler *s = make(0, 0, 1.0f, 1.1f, 1, 3);
+  int32_t hist[1] = {0};
+  float l[3] = {2.0f, 1.9f, -5.0f}; /* 2.0 / 1.1 = 1.82 < 1.9 */
+  assert_int_equal(bn_sampler_sample(s, l, hist, 1), 1);
+  float m[3] = {-1.0f, -1.05f, -5.0f}; /* a negative logit is multiplied: -1.1 < -1.05 */
+  assert_int_equal(bn_sampler_sample(s, m, hist, 1), 1);
+  bn_sampler_free(s);
+}
+
+static void test_seed_fixes_sequence(void **state) {
+  (void)state;
+  int32_t a[64], b[64], c[64];
+  bn_sampler *s1 = make(1.0f, 0, 1.0f, 1.0f, 99, 16), *s2 = make(1.0f, 0, 1.0f, 1.0f, 99, 16),
+             *s3 = make(1.0f, 0, 1.0f, 1.0f, 100, 16);
+  for (int i = 0; i < 64; i++) {
+    float l1[16], l2[16], l3[16];
+    for (int k = 0; k < 16; k++) l1[k] = l2[k] = l3[k] = (float)(k % 5) * 0.3f;
+    a[i] = bn_sampler_sample(s1, l1, NULL, 0);
+    b[i] = bn_sampler_sample(s2, l2, NULL, 0);
+    c[i] = bn_sampler_sample(s3, l3, NULL, 0);
+  }
+  assert_memory_equal(a, b, sizeof a);
+  assert_memory_not_equal(a, c, sizeof a);
+  bn_sampler_free(s1), bn_sampler_free(s2), bn_sampler_free(s3);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_greedy_is_argmax), cmocka_unit_test(test_distribution_follows_softmax),
+      cmocka_unit_test(test_top_p_cuts_tail), cmocka_unit_test(test_repetition_penalty),
+      cmocka_unit_test(test_seed_fixes_sequence),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,1 +1,198 @@
-int main(void){return 0;}
+/* Tokenizers on hand-built vocabularies, with tokenizations worked out by
+ * hand from the rules in ../shared/spec/bitnet-gguf.md §4. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../frontend/synth.h"
+#include "../runtime/tokenizer.h"
+#include "testutil.h"
+
+static void add_token(bn_vocab *v, const char *text, float score, int type) {
+  v->tokens = realloc(v->tokens, (size_t)(v->n_tokens + 1) * sizeof *v->tokens);
+  v->scores = realloc(v->scores, (size_t)(v->n_tokens + 1) * sizeof *v->scores);
+  v->types = realloc(v->types, (size_t)(v->n_tokens + 1) * sizeof *v->types);
+  v->tokens[v->n_tokens] = strdup(text);
+  v->scores[v->n_tokens] = score;
+  v->types[v->n_tokens] = type;
+  v->n_tokens++;
+}
+
+static int find(const bn_vocab *v, const char *text) {
+  for (int i = 0; i < v->n_tokens; i++)
+    if (!strcmp(v->tokens[i], text)) return i;
+  fail_msg("no token '%s'", text);
+  return -1;
+}
+
+#define SP "\xe2\x96\x81" /* U+2581 */
+
+/* <unk> <s> </s>, 256 byte tokens, then pieces with scores. */
+static void spm_vocab(bn_vocab *v) {
+  memset(v, 0, sizeof *v);
+  v->kind = BN_VOCAB_SPM;
+  add_token(v, "<unk>", 0, BN_TOK_UNKNOWN);
+  add_token(v, "<s>", 0, BN_TOK_CONTROL);
+  add_token(v, "</s>", 0, BN_TOK_CONTROL);
+  for (int b = 0; b < 256; b++) {
+    char t[8];
+    snprintf(t, sizeof t, "<0x%02X>", b);
+    add_token(v, t, 0, BN_TOK_BYTE);
+  }
+  const char *pieces[] = {SP, "h", "e", "l", "o", "w", "r", "d", "ll", "or", "he", "hell", "hello", "wor", SP "wor",
+                          SP "hello", "ld"};
+  const float scores[] = {-1, -2, -3, -4, -5, -6, -7, -8, 5.0f, 4.5f, 4.0f, 3.0f, 2.5f, 2.0f, 1.5f, 1.0f, 0.5f};
+  for (size_t i = 0; i < sizeof pieces / sizeof *pieces; i++) add_token(v, pieces[i], scores[i], BN_TOK_NORMAL);
+  v->bos = 1, v->eos = 2, v->unk = 0, v->add_bos = 1;
+}
+
+static void encode(const bn_tokenizer *t, const char *text, int add_bos, int32_t *ids, int *n) {
+  bn_error err = {0};
+  if (bn_tok_encode(t, text, strlen(text), add_bos, ids, 64, n, &err)) fail_msg("%s", err.msg);
+}
+
+/* "▁hello▁world": ll (5) > or (4.5) > he (4) > hell (3) > hello (2.5) > wor (2) > ▁wor (1.5) > ▁hello (1) > ld (0.5). */
+static void test_spm_known_tokenization(void **state) {
+  (void)state;
+  bn_vocab v;
+  spm_vocab(&v);
+  bn_tokenizer *t;
+  bn_error err = {0};
+  assert_int_equal(bn_tok_create(&v, &t, &err), BN_OK);
+  int32_t ids[64];
+  int n;
+  encode(t, "hello world", 1, ids, &n);
+  int32_t want[4] = {1, find(&v, SP "hello"), find(&v, SP "wor"), find(&v, "ld")};
+  assert_int_equal(n, 4);
+  assert_memory_equal(ids, want, sizeof want);
+  /* é has no piece: its two UTF-8 bytes fall back to byte tokens */
+  encode(t, "h\xc3\xa9", 0, ids, &n);
+  int32_t want2[4] = {find(&v, SP), find(&v, "h"), 3 + 0xc3, 3 + 0xa9};
+  assert_int_equal(n, 4);
+  assert_memory_equal(ids, want2, sizeof want2);
+  char out[64];
+  const char *texts[] = {"hello world", "h\xc3\xa9", "  two  spaces ", "wor\nld"};
+  for (int i = 0; i < 4; i++) {
+    encode(t, texts[i], 1, ids, &n);
+    bn_tok_decode(t, ids, n, out, sizeof out);
+    assert_string_equal(out, texts[i]);
+  }
+  bn_tok_free(t);
+  bn_vocab_free(&v);
+}
+
+/* GPT-2 byte symbols (in byte order) plus merges, ranked by position. */
+static void bpe_vocab(bn_vocab *v, const char *const *merges, int n_merges) {
+  memset(v, 0, sizeof *v);
+  v->kind = BN_VOCAB_BPE;
+  for (int b = 0; b < 256; b++) {
+    char u[5] = {0};
+    bn_utf8_encode(bn_bpe_byte_to_cp((unsigned char)b), u);
+    add_token(v, u, 0, BN_TOK_NORMAL);
+  }
+  v->merges = calloc((size_t)n_merges, sizeof *v->merges);
+  for (int i = 0; i < n_merges; i++) {
+    v->merges[v->n_merges++] = strdup(merges[i]);
+    char joined[64];
+    const char *sp = strchr(merges[i], ' ');
+    snprintf(joined, sizeof joined, "%.*s%s", (int)(sp - merges[i]), merges[i], sp + 1);
+    add_token(v, joined, 0, BN_TOK_NORMAL);
+  }
+  add_token(v, "<|begin_of_text|>", 0, BN_TOK_CONTROL);
+  v->bos = v->n_tokens - 1, v->eos = -1, v->unk = -1, v->add_bos = 1;
+}
+
+static void test_bpe_known_tokenization(void **state) {
+  (void)state;
+  const char *merges[] = {"h e", "l l", "he ll", "hell o", "\xc4\xa0 w", "o r", "\xc4\xa0w or", "l d",
+                          "m \xc4\xa0", "1 2", "12 3", "3 4", "\xc4\x8a \xc4\x8a"};
+  bn_vocab v;
+  bpe_vocab(&v, merges, 13);
+  bn_tokenizer *t;
+  bn_error err = {0};
+  assert_int_equal(bn_tok_create(&v, &t, &err), BN_OK);
+  int32_t ids[64];
+  int n;
+  encode(t, "hello world!", 1, ids, &n);
+  int32_t want[5] = {v.bos, find(&v, "hello"), find(&v, "\xc4\xa0wor"), find(&v, "ld"), find(&v, "!")};
+  assert_int_equal(n, 5);
+  assert_memory_equal(ids, want, sizeof want);
+  /* pre-tokenizer pieces: I | 'm | ' ' | 123 | 45 | ' ok' | \n\n — so "m Ġ" and "3 4" never merge */
+  encode(t, "I'm 12345 ok\n\n", 0, ids, &n);
+  const char *pieces[] = {"I", "'", "m", "\xc4\xa0", "123", "4", "5", "\xc4\xa0", "o", "k", "\xc4\x8a\xc4\x8a"};
+  assert_int_equal(n, 11);
+  for (int i = 0; i < 11; i++) assert_int_equal(ids[i], find(&v, pieces[i]));
+  char out[64];
+  const char *texts[] = {"hello world!", "I'm 12345 ok\n\n", "caf\xc3\xa9 \xe2\x82\xac 3.14\ttab", " lead"};
+  for (int i = 0; i < 4; i++) {
+    encode(t, texts[i], 1, ids, &n);
+    bn_tok_decode(t, ids, n, out, sizeof out);
+    assert_string_equal(out, texts[i]);
+  }
+  bn_tok_free(t);
+  bn_vocab_free(&v);
+}
+
+static void test_invalid_utf8_and_overflow(void **state) {
+  (void)state;
+  bn_vocab v;
+  spm_vocab(&v);
+  bn_tokenizer *t;
+  bn_error err = {0};
+  assert_int_equal(bn_tok_create(&v, &t, &err), BN_OK);
+  int32_t ids[4];
+  int n;
+  const char *bad[] = {"ab\xff", "\xc3", "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80"};
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(bn_tok_encode(t, bad[i], strlen(bad[i]), 1, ids, 4, &n, &err), BN_E_INVALID);
+    assert_non_null(strstr(err.msg, "invalid UTF-8"));
+  }
+  assert_int_equal(bn_tok_encode(t, "hello world hello world", 23, 1, ids, 4, &n, &err), BN_E_RANGE);
+  bn_tok_free(t);
+  bn_vocab_free(&v);
+}
+
+/* The tokenizers that bnc synth writes round-trip ordinary text. */
+static void test_synth_vocabs_roundtrip(void **state) {
+  (void)state;
+  const char *archs[] = {"bitnet", "bitnet-b1.58"};
+  for (int a = 0; a < 2; a++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tok-%s.gguf", BNC_TEST_TMP, archs[a]);
+    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_I2_S, BN_DT_F16, 1, 0};
+    bn_error err = {0};
+    assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
+    bn_gguf f;
+    bn_vocab v;
+    assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
+    assert_int_equal(bn_import_vocab(&f, &v, &err), BN_OK);
+    assert_int_equal(v.n_tokens, 512);
+    bn_tokenizer *t;
+    assert_int_equal(bn_tok_create(&v, &t, &err), BN_OK);
+    const char *text = "The quick brown fox, 42 times: na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac!\n";
+    int32_t ids[256];
+    int n;
+    assert_int_equal(bn_tok_encode(t, text, strlen(text), 1, ids, 256, &n, &err), BN_OK);
+    assert_int_equal(ids[0], v.bos);
+    assert_true(n < (int)strlen(text)); /* merges happened */
+    char out[256];
+    bn_tok_decode(t, ids, n, out, sizeof out);
+    assert_string_equal(out, text);
+    bn_tok_free(t);
+    bn_vocab_free(&v);
+    bn_gguf_close(&f);
+    remove(path);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_spm_known_tokenization), cmocka_unit_test(test_bpe_known_tokenization),
+      cmocka_unit_test(test_invalid_utf8_and_overflow), cmocka_unit_test(test_synth_vocabs_roundtrip),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -71,6 +71,6 @@ int main(int argc, char **argv) {
               {"run", bn_cmd_run},         {"eval", bn_cmd_eval}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
-  fprintf(stderr, "bnc: unknown command '%s'\n\n%s", argv[1], USAGE);
+  fprintf(stderr, "bnc: unknown command '%s' (see bnc --help)\n", argv[1]);
   return 2;
 }
