@@ -190,7 +190,7 @@ static bn_status check_layout(bn_gguf *f, size_t data_start, bn_error *err) {
     else if (i > 0 && order[i - 1]->offset + order[i - 1]->nbytes > t->offset)
       st = bn_fail(err, BN_E_FORMAT, "%s: tensor '%.*s' overlaps tensor '%.*s'", f->path, (int)t->name.len,
                    t->name.ptr, (int)order[i - 1]->name.len, order[i - 1]->name.ptr);
-    t->data = f->base + data_start + t->offset;
+    else t->data = f->base + data_start + t->offset;
   }
   free(order);
   return st;

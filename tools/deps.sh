@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian packages bnc needs, only if some are missing.
+# Every package the design names is installed now, so later work never fights the build.
+set -eu
+PKGS="gcc g++ make cmake pkg-config flex bison llvm-19-dev libasmjit-dev libcmocka-dev libpcre2-dev
+      libxxhash-dev libcjson-dev clang libclang-rt-14-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
