@@ -59,6 +59,15 @@ static void test_top_p_cuts_tail(void **state) {
   assert_true(seen[0] > 0 && seen[1] > 0);
   assert_int_equal(seen[2], 0); /* 0.5 < 0.6 <= 0.5 + 0.3: the nucleus is {0, 1} */
   bn_sampler_free(s);
+  /* top-k 2, then top-p 0.6 over the renormalized pair (0.625, 0.375): only token 1 of 4 survives */
+  s = make(1.0f, 2, 0.6f, 1.0f, 3, 4);
+  memset(seen, 0, sizeof seen);
+  for (int i = 0; i < 500; i++) {
+    float l[4] = {logf(0.3f), logf(0.5f), logf(0.05f), logf(0.15f)};
+    int t = bn_sampler_sample(s, l, NULL, 0);
+    assert_true(t == 1);
+  }
+  bn_sampler_free(s);
 }
 
 static void test_repetition_penalty(void **state) {
@@ -69,6 +78,9 @@ static void test_repetition_penalty(void **state) {
   assert_int_equal(bn_sampler_sample(s, l, hist, 1), 1);
   float m[3] = {-1.0f, -1.05f, -5.0f}; /* a negative logit is multiplied: -1.1 < -1.05 */
   assert_int_equal(bn_sampler_sample(s, m, hist, 1), 1);
+  int32_t twice[2] = {0, 0}; /* a repeated token is penalized once: 2.2 / 1.1 = 2.0 > 1.95 */
+  float r[3] = {2.2f, 1.95f, -5.0f};
+  assert_int_equal(bn_sampler_sample(s, r, twice, 2), 0);
   bn_sampler_free(s);
 }
 
