@@ -104,6 +104,27 @@ static void test_reads_other_tools(void **state) {
   }
 }
 
+/* GGUF v2 shares v3's layout: the same bytes with version 2 read the same. */
+static void test_reads_version_2(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/t2-TQ1_0.gguf", BNC_TEST_DATA);
+  size_t len;
+  uint8_t *buf = tu_read(path, &len);
+  assert_non_null(buf);
+  buf[4] = 2;
+  bn_gguf f;
+  bn_model m;
+  bn_error err = {0};
+  assert_int_equal(bn_gguf_parse(&f, buf, len, "v2", &err), BN_OK);
+  assert_int_equal(f.version, 2);
+  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  assert_int_equal(m.hp.n_embd, 256);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  free(buf);
+}
+
 static void test_bad_corpus(void **state) {
   (void)state;
   char path[512];
@@ -188,7 +209,7 @@ static void test_byte_flips(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writer_roundtrip), cmocka_unit_test(test_reads_other_tools),
-      cmocka_unit_test(test_bad_corpus),       cmocka_unit_test(test_every_truncation),
+      cmocka_unit_test(test_reads_version_2), cmocka_unit_test(test_bad_corpus),       cmocka_unit_test(test_every_truncation),
       cmocka_unit_test(test_byte_flips),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -117,7 +117,8 @@ static void rope(float *v, int heads, int hd, int pos, float base) {
     }
 }
 
-static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_t *tok, int T) {
+/* q_scale: when set, layer L's attn_q output is multiplied by q_scale[L] (a per-tensor .scale). */
+static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_t *tok, int T, const float *q_scale) {
   int E = hp->n_embd, F = hp->n_ff, H = hp->n_head, Hkv = hp->n_head_kv, hd = hp->head_dim, V = hp->n_vocab;
   int relu2 = bn_arch_is_relu2(hp->arch);
   float *emb = deq(f, "token_embd.weight");
@@ -133,6 +134,8 @@ static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_
     for (int t = 0; t < T; t++) {
       rmsnorm(x + (size_t)t * E, E, wn, hp->eps, h);
       bitlinear(h, E, wq, E, Q + (size_t)t * E);
+      if (q_scale)
+        for (int i = 0; i < E; i++) Q[(size_t)t * E + i] *= q_scale[L];
       bitlinear(h, E, wk, Hkv * hd, K + (size_t)t * Hkv * hd);
       bitlinear(h, E, wv, Hkv * hd, Vc + (size_t)t * Hkv * hd);
       rope(Q + (size_t)t * E, H, hd, t, hp->rope_base);
@@ -200,7 +203,7 @@ static void check_synth(const char *arch, bn_dtype type) {
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
   int32_t tok[9] = {1, 300, 7, 42, 511, 100, 260, 3, 77};
   float *got = run_ref(&m, tok, 9, 4);
-  float *want = float_forward(&f, &m.hp, tok, 9);
+  float *want = float_forward(&f, &m.hp, tok, 9, NULL);
   size_t n = 9 * (size_t)m.hp.n_vocab;
   double maxrel = 0;
   for (size_t i = 0; i < n; i++) maxrel = fmax(maxrel, fabs(got[i] - want[i]) / fmax(fabs(want[i]), 1e-2));
@@ -224,6 +227,61 @@ static void test_float_forward_b158(void **s) {
   check_synth("bitnet-b1.58", BN_DT_I2_S);
   check_synth("bitnet-b1.58", BN_DT_TQ1_0);
   check_synth("bitnet-b1.58", BN_DT_TQ2_0);
+}
+
+/* A GGUF source that adds blk.L.attn_q.scale tensors (as older bitnet.cpp converters write). */
+static const float Q_SCALE[2] = {1.5f, 0.25f};
+
+static int scaled_find(void *ctx, const char *name, bn_tensor_ref *out) {
+  int L;
+  char rest[32];
+  if (sscanf(name, "blk.%d.%31s", &L, rest) == 2 && !strcmp(rest, "attn_q.scale") && L >= 0 && L < 2) {
+    memset(out, 0, sizeof *out);
+    out->dtype = BN_DT_F32;
+    out->n_dims = 1;
+    out->dims[0] = out->dims[1] = out->dims[2] = out->dims[3] = 1;
+    out->data = &Q_SCALE[L];
+    out->nbytes = 4;
+    return 1;
+  }
+  const bn_gguf_tensor *t = bn_gguf_tensor_find(ctx, name);
+  if (!t) return 0;
+  out->dtype = t->dtype;
+  out->n_dims = t->n_dims;
+  memcpy(out->dims, t->dims, sizeof out->dims);
+  out->data = t->data;
+  out->nbytes = t->nbytes;
+  return 1;
+}
+
+static void test_per_tensor_scale(void **s) {
+  (void)s;
+  char path[512];
+  snprintf(path, sizeof path, "%s/interp-scale.gguf", BNC_TEST_TMP);
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 9, 0};
+  bn_error err = {0};
+  assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
+  bn_gguf f;
+  bn_model m;
+  assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  bn_graph_free(&m.graph);
+  bn_tensor_src src = {path, &f, scaled_find};
+  assert_int_equal(bn_import_graph(&m.hp, &src, &m.graph, &err), BN_OK);
+  int with_scale = 0;
+  for (int i = 0; i < m.graph.n_nodes; i++) with_scale += m.graph.nodes[i].op == BN_OP_BITLINEAR && m.graph.nodes[i].n_in == 3;
+  assert_int_equal(with_scale, 2);
+  int32_t tok[5] = {1, 2, 300, 400, 5};
+  float *got = run_ref(&m, tok, 5, 5);
+  float *want = float_forward(&f, &m.hp, tok, 5, Q_SCALE);
+  float *plain = float_forward(&f, &m.hp, tok, 5, NULL);
+  size_t n = 5 * (size_t)m.hp.n_vocab;
+  assert_true(tu_rel_to_range(got, want, n) < 1e-5);
+  assert_true(tu_rel_to_range(plain, want, n) > 1e-3); /* the scales matter */
+  free(got), free(want), free(plain);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  remove(path);
 }
 
 /* Activation quantization rounds half to even and clamps, as torch.round does. */
@@ -267,7 +325,7 @@ int main(void) {
       cmocka_unit_test(test_hf_t2_i2_s),           cmocka_unit_test(test_hf_b158_tq2_0),
       cmocka_unit_test(test_hf_b158_tq1_0),        cmocka_unit_test(test_float_forward_bitnet),
       cmocka_unit_test(test_float_forward_b158),   cmocka_unit_test(test_quantize_row),
-      cmocka_unit_test(test_eval_rejects_bad_tokens),
+      cmocka_unit_test(test_eval_rejects_bad_tokens), cmocka_unit_test(test_per_tensor_scale),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

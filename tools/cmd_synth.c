@@ -1,6 +1,8 @@
 /* bnc synth: write a synthetic GGUF model. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../frontend/synth.h"
 #include "cli.h"
@@ -44,6 +46,11 @@ int bn_cmd_synth(int argc, char **argv) {
   }
   if (!out) return bn_cli_usage_error("synth", "missing -o OUT.gguf");
   bn_error err = {0};
+  p.progress = isatty(2); /* a live \r line on a terminal only */
   if (bn_synth_write(&p, out, &err)) return bn_cli_fail(&err);
+  struct stat st;
+  if (!stat(out, &st))
+    fprintf(stderr, "bnc synth: wrote %s (%s, %s, %s, %.1f MiB)\n", out, p.shape->name, bn_synth_arch(&p),
+            bn_dtype_table[p.ternary].name, st.st_size / 1048576.0);
   return 0;
 }
