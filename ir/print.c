@@ -1,4 +1,4 @@
-/* The printer: the textual IR that frontend/irparse.y reads back.
+/* The printer: the textual IR that ir/irparse.y reads back.
  *
  *   bnc.ir 1
  *   graph "bitnet" {

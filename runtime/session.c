@@ -109,7 +109,7 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     memcpy(s->logits, last, (size_t)V * sizeof *last);
     int32_t tok = bn_sampler_sample(s->sampler, s->logits, s->hist, n);
     s->t.sample_s += bn_now() - ts;
-    if (tok == s->m->vocab.eos) break;
+    if (tok == s->m->vocab.eos && !s->p.ignore_eos) break;
     s->hist[n] = tok;
     size_t plen;
     const char *piece = bn_tok_piece(s->tok, tok, NULL, &plen);

@@ -16,6 +16,7 @@ typedef struct {
 typedef struct {
   int n_ctx;   /* 0: the model's context length */
   int n_batch; /* prompt chunk size; 0: 32 */
+  int ignore_eos; /* keep generating past the end-of-sequence token */
   bn_sampler_params sampler;
 } bn_session_params;
 

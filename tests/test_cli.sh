@@ -31,9 +31,9 @@ for arch in bitnet bitnet-b1.58; do
     $BNC synth --shape tiny --arch $arch --type $type -o "$m" 2>/dev/null || fail "synth $arch $type"
     $BNC inspect "$m" | grep -q "blk.1.ffn_down.weight *$type" || fail "inspect $arch $type"
     $BNC ir "$m" > "$WORK/a.bnir" && $BNC ir "$WORK/a.bnir" | cmp -s - "$WORK/a.bnir" || fail "ir round trip $arch $type"
-    $BNC run "$m" -p "hello world" -n 8 --temp 0 >"$WORK/run1" 2>"$WORK/stats" || fail "run $arch $type"
+    $BNC run "$m" -p "hello world" -n 8 --temp 0 --ignore-eos >"$WORK/run1" 2>"$WORK/stats" || fail "run $arch $type"
     grep -q "generation 8 tokens" "$WORK/stats" || fail "run stats $arch $type: $(cat "$WORK/stats")"
-    $BNC run "$m" -p "hello world" -n 8 --temp 0 >"$WORK/run2" 2>/dev/null
+    $BNC run "$m" -p "hello world" -n 8 --temp 0 --ignore-eos >"$WORK/run2" 2>/dev/null
     cmp -s "$WORK/run1" "$WORK/run2" || fail "greedy run not deterministic $arch $type"
     $BNC eval "$m" --tokens "1 5 17 300" --logits-out "$WORK/l.bin" 2>/dev/null || fail "eval $arch $type"
     [ "$(wc -c < "$WORK/l.bin")" -eq $((4 * 512 * 4)) ] || fail "eval size $arch $type"

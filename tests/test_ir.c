@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../frontend/irparse.h"
+#include "../ir/irparse.h"
 #include "../frontend/synth.h"
 #include "testutil.h"
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../frontend/irparse.h"
+#include "../ir/irparse.h"
 #include "../frontend/synth.h"
 #include "cli.h"
 

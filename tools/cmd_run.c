@@ -17,6 +17,7 @@ static const char RUN_HELP[] =
     "  --seed S             sampler seed (default 42)\n"
     "  -c, --ctx N          context size (default: the model's)\n"
     "  -b, --batch N        prompt chunk size (default 32)\n"
+    "  --ignore-eos         do not stop at the end-of-sequence token\n"
     "  Executes with the reference interpreter (codegen/ref), the exact but slow oracle.\n";
 
 static const char EVAL_HELP[] =
@@ -27,6 +28,7 @@ static const char EVAL_HELP[] =
 typedef struct {
   const char *model, *prompt, *tokens, *logits_out;
   long n_predict, n_ctx, n_batch;
+  int ignore_eos;
   bn_sampler_params sp;
 } run_opts;
 
@@ -36,6 +38,10 @@ static int parse(const char *cmd, int argc, char **argv, run_opts *o) {
     if (a[0] != '-') {
       if (o->model) return bn_cli_usage_error(cmd, "unexpected argument '%s'", a);
       o->model = a;
+      continue;
+    }
+    if (!strcmp(a, "--ignore-eos")) {
+      o->ignore_eos = 1;
       continue;
     }
     if (!v) return bn_cli_usage_error(cmd, "option %s needs a value", a);
@@ -85,7 +91,7 @@ int bn_cmd_run(int argc, char **argv) {
   bn_model m;
   double t0 = bn_now();
   if (bn_cli_load(o.model, &f, &m, &err)) return bn_cli_fail(&err);
-  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, o.sp};
+  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, o.ignore_eos, o.sp};
   bn_session *s;
   if (bn_session_create(&m, &sp, &s, &err)) {
     bn_model_free(&m), bn_gguf_close(&f);
@@ -150,7 +156,7 @@ int bn_cmd_eval(int argc, char **argv) {
   bn_gguf f;
   bn_model m;
   if (bn_cli_load(o.model, &f, &m, &err)) return free(ids), bn_cli_fail(&err);
-  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, o.sp};
+  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, o.ignore_eos, o.sp};
   bn_session *s = NULL;
   size_t V = (size_t)m.hp.n_vocab;
   float *logits = malloc((size_t)n * V * sizeof *logits);

@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../../frontend/irparse.h"
+#include "../../ir/irparse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bn_graph g;

@@ -2,7 +2,7 @@
 #ifndef BN_IRPARSE_CTX_H
 #define BN_IRPARSE_CTX_H
 
-#include "../ir/ir.h"
+#include "ir.h"
 
 typedef struct {
   const char *name;

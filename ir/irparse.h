@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "../ir/ir.h"
+#include "ir.h"
 
 bn_status bn_ir_parse(const char *text, size_t len, const char *name, bn_graph *g, bn_error *err);
 bn_status bn_ir_parse_file(const char *path, bn_graph *g, bn_error *err);
