@@ -23,6 +23,13 @@ void bn_graph_init(bn_graph *g, const char *arch) {
 }
 
 void bn_graph_free(bn_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i].body) {
+      bn_graph_free(g->nodes[i].body);
+      free(g->nodes[i].body);
+    }
+  for (int i = 0; i < g->n_owned; i++) free(g->owned[i]);
+  free(g->owned);
   for (int i = 0; i < g->n_strings; i++) free(g->strings[i]);
   free(g->strings);
   free(g->values);
@@ -83,8 +90,17 @@ int bn_graph_add_node_typed(bn_graph *g, bn_op op, const char *out_name, const i
   return out;
 }
 
-int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
-                      const double *attr, bn_error *err) {
+void *bn_graph_own(bn_graph *g, void *data) {
+  if (!data || !GROW(g->owned, g->n_owned, g->cap_owned)) {
+    free(data);
+    return NULL;
+  }
+  g->owned[g->n_owned++] = data;
+  return data;
+}
+
+static int add_checked(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in, const double *attr,
+                       bn_graph *body, bn_error *err) {
   const bn_op_info *info = &bn_op_table[op];
   if (n_in < info->min_in || n_in > info->max_in) {
     bn_fail(err, BN_E_INVALID, "%s: takes %d..%d operands, got %d", info->name, info->min_in,
@@ -96,13 +112,29 @@ int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in
       bn_fail(err, BN_E_INVALID, "%s %%%s: operand %d is not a value", info->name, out_name, i);
       return -1;
     }
-  bn_node tmp = {.op = op, .n_in = n_in};
+  bn_node tmp = {.op = op, .n_in = n_in, .body = body};
   memcpy(tmp.in, in, (size_t)n_in * sizeof *in);
   if (attr) memcpy(tmp.attr, attr, sizeof tmp.attr);
   bn_shape s;
-  if (info->shape(g, &tmp, &s, err)) return -1;
-  int out = bn_graph_add_node_typed(g, op, out_name, in, n_in, attr, BN_DT_F32, s);
-  if (out < 0) bn_fail(err, BN_E_NOMEM, "out of memory adding %s", info->name);
+  bn_dtype t;
+  if (info->rule(g, &tmp, &t, &s, err)) return -1;
+  int out = bn_graph_add_node_typed(g, op, out_name, in, n_in, attr, t, s);
+  if (out < 0) return bn_fail(err, BN_E_NOMEM, "out of memory adding %s", info->name), -1;
+  g->nodes[g->n_nodes - 1].body = body;
+  return out;
+}
+
+int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in, const double *attr,
+                      bn_error *err) {
+  return add_checked(g, op, out_name, in, n_in, attr, NULL, err);
+}
+
+int bn_graph_add_fused(bn_graph *g, const char *out_name, const int *in, int n_in, bn_graph *body, bn_error *err) {
+  int out = add_checked(g, BN_OP_FUSED, out_name, in, n_in, NULL, body, err);
+  if (out < 0) {
+    bn_graph_free(body);
+    free(body);
+  }
   return out;
 }
 

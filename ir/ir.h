@@ -22,7 +22,7 @@ typedef enum {
   BN_OP_COUNT
 } bn_op;
 
-enum { BN_MAX_RANK = 4, BN_MAX_IN = 4, BN_MAX_ATTR = 4 };
+enum { BN_MAX_RANK = 4, BN_MAX_IN = 8, BN_MAX_ATTR = 4 };
 
 /* Symbolic dimensions: negative values in a shape. */
 enum { BN_DIM_T = -1, /* tokens in this step */ BN_DIM_P = -2 /* past length */ };
@@ -44,15 +44,18 @@ typedef struct {
   size_t nbytes;
 } bn_value;
 
+typedef struct bn_graph bn_graph;
+
 typedef struct {
   bn_op op;
   int n_in;
   int in[BN_MAX_IN];   /* value ids */
   double attr[BN_MAX_ATTR];
   int out;             /* value id */
+  bn_graph *body;      /* BN_OP_FUSED: owned graph over inputs %arg0.. with one output */
 } bn_node;
 
-typedef struct {
+struct bn_graph {
   char arch[32];
   bn_value *values;
   int n_values, cap_values;
@@ -62,15 +65,18 @@ typedef struct {
   int n_outputs, cap_outputs;
   char **strings;      /* string pool: every name the graph owns */
   int n_strings, cap_strings;
-} bn_graph;
+  void **owned;        /* weight data made by passes (packed weights), freed with the graph */
+  int n_owned, cap_owned;
+};
 
 /* --- op and type tables --- */
-typedef bn_status (*bn_shape_rule)(const bn_graph *g, const bn_node *n, bn_shape *out, bn_error *err);
+/* Computes a node's output type and shape from its operands and attributes. */
+typedef bn_status (*bn_type_rule)(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err);
 
 typedef struct {
   const char *name;
   int min_in, max_in;
-  bn_shape_rule shape;
+  bn_type_rule rule;
   const char *attr[BN_MAX_ATTR];
 } bn_op_info;
 
@@ -88,8 +94,13 @@ int bn_op_from_name(const char *name, size_t len);        /* -1 if unknown */
 int bn_dtype_from_name(const char *name, size_t len);     /* -1 if unknown */
 int bn_dtype_from_ggml(uint32_t ggml_id);                 /* -1 if unknown */
 /* Bytes of a tensor of n elements; 0 if n is not a whole number of blocks
- * or the size overflows. */
+ * or the size overflows. Not for TP2/QA8 (see bn_value_bytes). */
 uint64_t bn_dtype_nbytes(bn_dtype t, uint64_t n);
+/* Bytes of a value of type t and shape s with T = tokens (any dtype); 0 if invalid. */
+uint64_t bn_value_bytes(bn_dtype t, const bn_shape *s, int64_t tokens);
+/* QA8 rows: the int8 codes padded to 64 bytes, then the f32 scale and the
+ * i32 sum of the codes (the unsigned-offset trick), padded to 64. */
+static inline int64_t bn_qa8_row_bytes(int64_t k) { return (k + 63) / 64 * 64 + 64; }
 
 /* --- shapes --- */
 int64_t bn_shape_numel(const bn_shape *s, int64_t tokens); /* T replaced by tokens, P by 0 */
@@ -102,6 +113,8 @@ void bn_graph_free(bn_graph *g);
 /* Each returns the new value id, or -1 on out of memory. */
 int bn_graph_add_input(bn_graph *g, const char *name, bn_dtype t, bn_shape s);
 int bn_graph_add_weight(bn_graph *g, const char *name, bn_dtype t, bn_shape s, const void *data, size_t nbytes);
+/* Takes ownership of data (malloc'd), freed with the graph; returns NULL on OOM. */
+void *bn_graph_own(bn_graph *g, void *data);
 /* Adds a node; output shape comes from the op's shape rule. Returns the
  * output value id or -1 (err says why). */
 int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
@@ -110,6 +123,8 @@ int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in
  * verifier checks the declaration against the shape rule). */
 int bn_graph_add_node_typed(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
                             const double *attr, bn_dtype t, bn_shape s);
+/* A fused node over body (ownership passes to g, also on failure). */
+int bn_graph_add_fused(bn_graph *g, const char *out_name, const int *in, int n_in, bn_graph *body, bn_error *err);
 int bn_graph_mark_output(bn_graph *g, int value);
 int bn_graph_find_value(const bn_graph *g, const char *name, size_t len); /* -1 if absent */
 
@@ -118,11 +133,18 @@ bn_status bn_graph_verify(const bn_graph *g, bn_error *err);
 /* Writes the textual IR; returns a malloc'd string (NULL on OOM). */
 char *bn_graph_print(const bn_graph *g);
 
-/* Shape rules used by ops.def. */
-bn_status bn_shape_embed(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
-bn_status bn_shape_same(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
-bn_status bn_shape_linear(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
-bn_status bn_shape_attention(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
-bn_status bn_shape_binary(const bn_graph *, const bn_node *, bn_shape *, bn_error *);
+/* Type rules used by ops.def. */
+#define BN_RULE(name) bn_status name(const bn_graph *, const bn_node *, bn_dtype *, bn_shape *, bn_error *)
+BN_RULE(bn_rule_embed);
+BN_RULE(bn_rule_same);
+BN_RULE(bn_rule_linear);
+BN_RULE(bn_rule_attention);
+BN_RULE(bn_rule_binary);
+BN_RULE(bn_rule_quantize);
+BN_RULE(bn_rule_tmatmul);
+BN_RULE(bn_rule_dequant);
+BN_RULE(bn_rule_slice);
+BN_RULE(bn_rule_fused);
+#undef BN_RULE
 
 #endif

@@ -26,6 +26,8 @@ static int declare(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *tloc, int kind,
 static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *oploc, BNIR_LTYPE *tloc, char *out, char *op, char *type);
 static void add_dim(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *d);
 static void add_attr(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *name, char *val);
+static int body_start(bn_irp_ctx *ctx, BNIR_LTYPE *loc);
+static void body_end(bn_irp_ctx *ctx);
 }
 
 %param {yyscan_t scanner}
@@ -53,15 +55,20 @@ item: KW_INPUT VALNAME ':' type   { int bad = declare(ctx, &@2, &@4, BN_VAL_INPU
     | KW_OUTPUT VALNAME           { int v = value_ref(ctx, &@2, $2); free($2); $2 = NULL; if (v < 0) YYABORT;
                                     if (bn_graph_mark_output(ctx->g, v)) YYABORT; }
     | VALNAME '=' IDENT { ctx->n_in = 0; ctx->n_attr = 0; }
-      operands attrs ':' type     { int bad = add_node(ctx, &@1, &@3, &@8, $1, $3, $8); $1 = $3 = $8 = NULL; if (bad) YYABORT; }
+      operands node_tail ':' type { int bad = add_node(ctx, &@1, &@3, &@8, $1, $3, $8); $1 = $3 = $8 = NULL; if (bad) YYABORT; }
     ;
+
+node_tail: %empty
+         | '{' attr_list '}'
+         | '{' body_start items '}' { body_end(ctx); }
+         ;
+body_start: %empty { if (body_start(ctx, &@$)) YYABORT; } ;
 
 operands: operand | operands ',' operand ;
 operand: VALNAME { int v = value_ref(ctx, &@1, $1); free($1); $1 = NULL; if (v < 0) YYABORT;
                    if (ctx->n_in == BN_MAX_IN) { fail_at(ctx, &@1, "too many operands%s", ""); YYABORT; }
                    ctx->in[ctx->n_in++] = v; } ;
 
-attrs: %empty | '{' attr_list '}' ;
 attr_list: attr | attr_list ',' attr ;
 attr: IDENT '=' NUMBER { add_attr(ctx, &@1, $1, $3); $1 = $3 = NULL; if (ctx->failed) YYABORT; } ;
 
@@ -130,6 +137,38 @@ static void add_attr(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *name, char *val) {
   free(val);
 }
 
+/* A fused node's body: parsed into its own graph, then attached by add_node. */
+static int body_start(bn_irp_ctx *ctx, BNIR_LTYPE *loc) {
+  if (ctx->outer) {
+    fail_at(ctx, loc, "fused bodies do not nest%s", "");
+    return 1;
+  }
+  bn_graph *b = calloc(1, sizeof *b);
+  if (!b) return 1;
+  bn_graph_init(b, "body");
+  ctx->outer = ctx->g;
+  ctx->outer_n_in = ctx->n_in;
+  memcpy(ctx->outer_in, ctx->in, sizeof ctx->in);
+  ctx->g = b;
+  return 0;
+}
+
+static void body_end(bn_irp_ctx *ctx) {
+  ctx->body = ctx->g;
+  ctx->g = ctx->outer;
+  ctx->outer = NULL;
+  ctx->n_in = ctx->outer_n_in;
+  memcpy(ctx->in, ctx->outer_in, sizeof ctx->in);
+  ctx->n_attr = 0;
+}
+
+static void free_body(bn_graph *b) {
+  if (b) {
+    bn_graph_free(b);
+    free(b);
+  }
+}
+
 static int parse_type(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *type, bn_dtype *t) {
   int d = bn_dtype_from_name(type, strlen(type));
   if (d < 0) fail_at(ctx, loc, "unknown element type '%s'", type);
@@ -173,10 +212,16 @@ static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *oploc, BNIR_LT
   }
   for (int a = 0; a < ctx->n_attr; a++) free(ctx->attr_name[a]);
   ctx->n_attr = 0;
+  bn_graph *body = ctx->body;
+  ctx->body = NULL;
+  if (!ctx->failed && (o == BN_OP_FUSED) != (body != NULL))
+    fail_at(ctx, oploc, body ? "only fused nodes have a body, not '%s'" : "'%s' needs a body", op);
   if (!parse_type(ctx, tloc, type, &t) && !ctx->failed) {
     bn_shape s = bn_shape_make(ctx->rank, ctx->dims);
     rc = bn_graph_add_node_typed(ctx->g, (bn_op)o, out, ctx->in, ctx->n_in, attr, t, s) < 0;
+    if (!rc) ctx->g->nodes[ctx->g->n_nodes - 1].body = body, body = NULL;
   }
+  free_body(body);
   free(out);
   free(op);
   return rc || ctx->failed;
@@ -192,6 +237,11 @@ bn_status bn_ir_parse(const char *text, size_t len, const char *name, bn_graph *
   bnir__delete_buffer(buf, sc);
   bnir_lex_destroy(sc);
   for (int a = 0; a < ctx.n_attr; a++) free(ctx.attr_name[a]);
+  if (ctx.outer) { /* failed inside a body */
+    free_body(ctx.g);
+    ctx.g = ctx.outer;
+  }
+  free_body(ctx.body);
   bn_status st = BN_OK;
   if (rc || ctx.failed) st = ctx.failed ? BN_E_FORMAT : bn_fail(err, BN_E_FORMAT, "%s: parse failed", name);
   else if ((st = bn_graph_verify(g, err))) {

@@ -16,6 +16,9 @@ typedef struct {
   double pending[8];
   int attr_line[8], attr_col[8];
   int n_attr;
+  /* while parsing a fused node's body: the enclosing graph and its node's operands */
+  bn_graph *outer, *body;
+  int outer_in[BN_MAX_IN + 1], outer_n_in;
   int64_t dims[BN_MAX_RANK + 1];
   int rank;
 } bn_irp_ctx;

@@ -9,6 +9,7 @@
  *     output %logits
  *   }
  *
+ * A fused node prints its body, a graph over inputs %arg0.., between braces.
  * Attributes print with %.17g so that print -> parse -> print is exact. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,34 +54,46 @@ static void put_type(sbuf *b, const bn_value *v) {
   put(b, "]");
 }
 
-char *bn_graph_print(const bn_graph *g) {
-  sbuf b = {0};
-  put(&b, "bnc.ir 1\ngraph \"%s\" {\n", g->arch);
+static void put_graph(sbuf *b, const bn_graph *g, const char *ind) {
   for (int i = 0; i < g->n_values; i++) {
     const bn_value *v = &g->values[i];
     if (v->kind == BN_VAL_NODE) continue;
-    put(&b, "  %s %%%s : ", v->kind == BN_VAL_INPUT ? "input" : "weight", v->name);
-    put_type(&b, v);
-    put(&b, "\n");
+    put(b, "%s%s %%%s : ", ind, v->kind == BN_VAL_INPUT ? "input" : "weight", v->name);
+    put_type(b, v);
+    put(b, "\n");
   }
   for (int i = 0; i < g->n_nodes; i++) {
     const bn_node *n = &g->nodes[i];
     const bn_op_info *info = &bn_op_table[n->op];
-    put(&b, "  %%%s = %s", g->values[n->out].name, info->name);
-    for (int k = 0; k < n->n_in; k++) put(&b, "%s%%%s", k ? ", " : " ", g->values[n->in[k]].name);
+    put(b, "%s%%%s = %s", ind, g->values[n->out].name, info->name);
+    for (int k = 0; k < n->n_in; k++) put(b, "%s%%%s", k ? ", " : " ", g->values[n->in[k]].name);
     int first = 1;
     for (int a = 0; a < BN_MAX_ATTR; a++) {
       if (!info->attr[a]) continue;
-      put(&b, "%s%s = %.17g", first ? " {" : ", ", info->attr[a], n->attr[a]);
+      put(b, "%s%s = %.17g", first ? " {" : ", ", info->attr[a], n->attr[a]);
       first = 0;
     }
-    if (!first) put(&b, "}");
-    put(&b, " : ");
-    put_type(&b, &g->values[n->out]);
-    put(&b, "\n");
+    if (!first) put(b, "}");
+    if (n->body) {
+      put(b, " {\n");
+      put_graph(b, n->body, "      ");
+      put(b, "%s}", ind);
+    }
+    put(b, " : ");
+    put_type(b, &g->values[n->out]);
+    put(b, "\n");
   }
-  for (int i = 0; i < g->n_outputs; i++) put(&b, "  output %%%s\n", g->values[g->outputs[i]].name);
+  for (int i = 0; i < g->n_outputs; i++) put(b, "%soutput %%%s\n", ind, g->values[g->outputs[i]].name);
+}
+
+char *bn_graph_print(const bn_graph *g) {
+  sbuf b = {0};
+  put(&b, "bnc.ir 1\ngraph \"%s\" {\n", g->arch);
+  put_graph(&b, g, "  ");
   put(&b, "}\n");
-  if (b.oom) { free(b.buf); return NULL; }
+  if (b.oom) {
+    free(b.buf);
+    return NULL;
+  }
   return b.buf;
 }

@@ -99,7 +99,48 @@ static int8_t i2s_trit(const uint8_t *base, uint64_t e) {
   return val[(base[e / 128 * 32 + j % 32] >> (6 - 2 * (j / 32))) & 3];
 }
 
-int64_t bn_ternary_group(bn_dtype t, int64_t k) { return t == BN_DT_I2_S ? k : bn_dtype_table[t].block_elems; }
+int64_t bn_ternary_group(bn_dtype t, int64_t k) {
+  return t == BN_DT_I2_S || t == BN_DT_TP2 ? k : bn_dtype_table[t].block_elems;
+}
+
+static float rdf(const uint8_t *p) {
+  float f;
+  memcpy(&f, p, 4);
+  return f;
+}
+
+void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale) {
+  uint8_t *p = (uint8_t *)tensor + row * (k / 4);
+  memset(p, 0, k / 4);
+  for (uint64_t j = 0; j < k; j++) p[j / 64 * 16 + j % 16] |= (uint8_t)((trit[j] + 1) << (2 * (j % 64 / 16)));
+  memcpy((uint8_t *)tensor + rows * k / 4 + 4 * row, &scale, 4);
+}
+
+static void tern_tp2(const uint8_t *p, uint64_t k, int8_t *t) {
+  static const int8_t val[4] = {-1, 0, 1, 0};
+  for (uint64_t j = 0; j < k; j++) t[j] = val[(p[j / 64 * 16 + j % 16] >> (2 * (j % 64 / 16))) & 3];
+}
+
+float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint64_t row, uint64_t k) {
+  const uint8_t *p = tensor;
+  switch (t) {
+  case BN_DT_I2_S: return bn_i2s_scale(tensor, total);
+  case BN_DT_TP2: return rdf(p + total / 4 + 4 * row);
+  case BN_DT_TQ1_0: return rdh(p + row * k / 256 * 54 + 52);
+  case BN_DT_TQ2_0: return rdh(p + row * k / 256 * 66 + 64);
+  default: return 0;
+  }
+}
+
+int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint64_t k) {
+  if (t != BN_DT_TQ1_0 && t != BN_DT_TQ2_0) return 1;
+  const uint8_t *p = tensor;
+  int bb = bn_dtype_table[t].block_bytes;
+  for (uint64_t r = 0; r < rows; r++)
+    for (uint64_t b = 1; b < k / 256; b++)
+      if (memcmp(p + (r * k / 256 + b) * bb + bb - 2, p + (r * k / 256) * bb + bb - 2, 2)) return 0;
+  return 1;
+}
 
 void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n,
                        int8_t *trit, float *scale) {
@@ -107,6 +148,11 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
   if (t == BN_DT_I2_S) {
     for (uint64_t i = 0; i < n; i++) trit[i] = i2s_trit(tensor, start + i);
     scale[0] = bn_i2s_scale(tensor, total);
+    return;
+  }
+  if (t == BN_DT_TP2) {
+    tern_tp2((const uint8_t *)tensor + start / 4, n, trit);
+    scale[0] = rdf((const uint8_t *)tensor + total / 4 + 4 * (start / n));
     return;
   }
   const uint8_t *p = (const uint8_t *)tensor + start / info->block_elems * info->block_bytes;
@@ -168,6 +214,16 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
   if (t == BN_DT_I2_S) {
     float sc = bn_i2s_scale(tensor, total);
     for (uint64_t i = 0; i < n; i++) out[i] = i2s_trit(tensor, start + i) * sc;
+    return;
+  }
+  if (t == BN_DT_TP2) { /* whole rows */
+    int8_t trit[64];
+    for (uint64_t i = 0; i < n; i += 64) {
+      tern_tp2((const uint8_t *)tensor + (start + i) / 4, 64, trit);
+      uint64_t row = (start + i) / (n > 0 ? n : 1);
+      float sc = rdf((const uint8_t *)tensor + total / 4 + 4 * row);
+      for (int k = 0; k < 64; k++) out[i + k] = trit[k] * sc;
+    }
     return;
   }
   if (info->ternary) {

@@ -23,12 +23,23 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
                        int8_t *trit, float *scale);
 
 /* Elements sharing one scale in a row of K: the block size, or K for I2_S
- * (one scale per tensor; its 128-blocks may straddle rows). */
+ * (one scale per tensor; its 128-blocks may straddle rows) and TP2 (one per row). */
 int64_t bn_ternary_group(bn_dtype t, int64_t k);
 
 /* Encodes n trits (-1, 0, +1) as a whole tensor of type t with one scale
  * (written as every block's d for TQ types). out: bn_dtype_nbytes(t, n). */
 void bn_ternary_encode(bn_dtype t, const int8_t *trit, uint64_t n, float scale, void *out);
+
+/* The scale of row `row` (K elements) when all of its blocks share one (the
+ * first block's otherwise). */
+float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint64_t row, uint64_t k);
+/* Returns 1 if every row of the tensor uses a single scale. */
+int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint64_t k);
+
+/* TP2, bnc's packed ternary layout: row-major rows of K/64 groups of 16
+ * bytes (element j of a group at byte j % 16, bits 2 (j / 16), code t + 1),
+ * then one f32 scale per row. Writes row `row` of a tensor of `rows` rows. */
+void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale);
 
 /* The per-tensor scale stored after an I2_S code array. */
 float bn_i2s_scale(const void *tensor, uint64_t total);

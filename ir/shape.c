@@ -1,4 +1,4 @@
-/* Shapes and the shape rules named in ops.def. */
+/* Shapes, value sizes and the type rules named in ops.def. */
 #include <string.h>
 
 #include "ir.h"
@@ -23,77 +23,168 @@ int bn_shape_eq(const bn_shape *a, const bn_shape *b) {
   return 1;
 }
 
-static const bn_value *in_val(const bn_graph *g, const bn_node *n, int i) { return &g->values[n->in[i]]; }
-
-static bn_status need_rank(const bn_graph *g, const bn_node *n, int i, int rank, bn_error *err) {
-  const bn_value *v = in_val(g, n, i);
-  if (v->shape.rank != rank)
-    return bn_fail(err, BN_E_INVALID, "%s: operand %d (%%%s) has rank %d, expected %d",
-                   bn_op_table[n->op].name, i, v->name, v->shape.rank, rank);
-  return BN_OK;
+uint64_t bn_value_bytes(bn_dtype t, const bn_shape *s, int64_t tokens) {
+  int64_t n = bn_shape_numel(s, tokens), k = s->rank ? s->d[s->rank - 1] : 1;
+  if (n <= 0 || k <= 0) return 0;
+  if (t == BN_DT_QA8) return (uint64_t)(n / k * bn_qa8_row_bytes(k));
+  if (t == BN_DT_TP2) return k % 64 ? 0 : (uint64_t)(n / 4 + n / k * 4);
+  return bn_dtype_nbytes(t, (uint64_t)n);
 }
 
-/* embed(tokens[T], table[V, E]) -> [T, E] */
-bn_status bn_shape_embed(const bn_graph *g, const bn_node *n, bn_shape *out, bn_error *err) {
-  if (need_rank(g, n, 0, 1, err) || need_rank(g, n, 1, 2, err)) return err ? err->code : BN_E_INVALID;
-  if (in_val(g, n, 0)->dtype != BN_DT_I32)
-    return bn_fail(err, BN_E_INVALID, "embed: tokens %%%s must be i32", in_val(g, n, 0)->name);
-  int64_t d[2] = {in_val(g, n, 0)->shape.d[0], in_val(g, n, 1)->shape.d[1]};
+static const bn_value *in_val(const bn_graph *g, const bn_node *n, int i) { return &g->values[n->in[i]]; }
+
+static bn_status need(const bn_graph *g, const bn_node *n, int i, int rank, int dtype, bn_error *err) {
+  const bn_value *v = in_val(g, n, i);
+  if (v->shape.rank != rank)
+    return bn_fail(err, BN_E_INVALID, "%s: operand %d (%%%s) has rank %d, expected %d", bn_op_table[n->op].name, i,
+                   v->name, v->shape.rank, rank);
+  if (dtype >= 0 && v->dtype != (bn_dtype)dtype)
+    return bn_fail(err, BN_E_INVALID, "%s: operand %d (%%%s) has type %s, expected %s", bn_op_table[n->op].name, i,
+                   v->name, bn_dtype_table[v->dtype].name, bn_dtype_table[dtype].name);
+  return BN_OK;
+}
+#define NEED(i, rank, dtype)                                                 \
+  do {                                                                       \
+    bn_status st_ = need(g, n, i, rank, dtype, err);                         \
+    if (st_) return st_;                                                     \
+  } while (0)
+
+static bn_status out2(bn_dtype *dt, bn_shape *out, bn_dtype t, int64_t a, int64_t b) {
+  int64_t d[2] = {a, b};
+  *dt = t;
   *out = bn_shape_make(2, d);
   return BN_OK;
 }
 
-bn_status bn_shape_same(const bn_graph *g, const bn_node *n, bn_shape *out, bn_error *err) {
+/* embed(tokens i32[T], table[V, E]) -> f32[T, E] */
+bn_status bn_rule_embed(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, 1, BN_DT_I32);
+  NEED(1, 2, -1);
+  return out2(dt, out, BN_DT_F32, in_val(g, n, 0)->shape.d[0], in_val(g, n, 1)->shape.d[1]);
+}
+
+bn_status bn_rule_same(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, in_val(g, n, 0)->shape.rank, BN_DT_F32);
+  *dt = BN_DT_F32;
   *out = in_val(g, n, 0)->shape;
   if (n->op == BN_OP_RMSNORM) {
     const bn_value *x = in_val(g, n, 0), *w = in_val(g, n, 1);
     if (w->shape.rank != 1 || x->shape.rank < 1 || w->shape.d[0] != x->shape.d[x->shape.rank - 1])
-      return bn_fail(err, BN_E_INVALID, "rmsnorm: weight %%%s does not match the last dim of %%%s",
-                     w->name, x->name);
+      return bn_fail(err, BN_E_INVALID, "rmsnorm: weight %%%s does not match the last dim of %%%s", w->name, x->name);
   }
   return BN_OK;
 }
 
-/* bitlinear / output_proj (x[T, K], W[N, K] [, scale[1]]) -> [T, N] */
-bn_status bn_shape_linear(const bn_graph *g, const bn_node *n, bn_shape *out, bn_error *err) {
-  if (need_rank(g, n, 0, 2, err) || need_rank(g, n, 1, 2, err)) return err ? err->code : BN_E_INVALID;
-  const bn_value *x = in_val(g, n, 0), *w = in_val(g, n, 1);
-  if (x->shape.d[1] != w->shape.d[1])
-    return bn_fail(err, BN_E_INVALID, "%s: %%%s has %lld columns but weight %%%s has rows of %lld",
-                   bn_op_table[n->op].name, x->name, (long long)x->shape.d[1], w->name,
-                   (long long)w->shape.d[1]);
-  int tern = bn_dtype_table[w->dtype].ternary;
-  if (n->op == BN_OP_BITLINEAR && !tern)
-    return bn_fail(err, BN_E_INVALID, "bitlinear: weight %%%s has non-ternary type %s", w->name,
-                   bn_dtype_table[w->dtype].name);
-  if (n->op == BN_OP_OUTPUT_PROJ && tern)
-    return bn_fail(err, BN_E_INVALID, "output_proj: weight %%%s is ternary", w->name);
-  if (n->n_in == 3 && bn_shape_numel(&in_val(g, n, 2)->shape, 0) != 1)
-    return bn_fail(err, BN_E_INVALID, "bitlinear: scale %%%s must have one element", in_val(g, n, 2)->name);
-  int64_t d[2] = {x->shape.d[0], w->shape.d[0]};
-  *out = bn_shape_make(2, d);
+static bn_status check_weight(const bn_graph *g, const bn_node *n, int i, int64_t k, int ternary, bn_error *err) {
+  const bn_value *w = in_val(g, n, i);
+  if (w->shape.rank != 2 || w->shape.d[1] != k)
+    return bn_fail(err, BN_E_INVALID, "%s: weight %%%s does not have rows of %lld", bn_op_table[n->op].name, w->name,
+                   (long long)k);
+  if (bn_dtype_table[w->dtype].ternary != ternary || w->dtype == BN_DT_QA8)
+    return bn_fail(err, BN_E_INVALID, "%s: weight %%%s has %sternary type %s", bn_op_table[n->op].name, w->name,
+                   ternary ? "non-" : "", bn_dtype_table[w->dtype].name);
   return BN_OK;
 }
 
+/* bitlinear / output_proj (x f32[T, K], W[N, K] [, scale f32[1]]) -> f32[T, N] */
+bn_status bn_rule_linear(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, 2, BN_DT_F32);
+  const bn_value *x = in_val(g, n, 0);
+  bn_status st = check_weight(g, n, 1, x->shape.d[1], n->op == BN_OP_BITLINEAR, err);
+  if (st) return st;
+  if (n->n_in == 3 && (bn_shape_numel(&in_val(g, n, 2)->shape, 0) != 1 || in_val(g, n, 2)->dtype != BN_DT_F32))
+    return bn_fail(err, BN_E_INVALID, "bitlinear: scale %%%s must be one f32", in_val(g, n, 2)->name);
+  return out2(dt, out, BN_DT_F32, x->shape.d[0], in_val(g, n, 1)->shape.d[0]);
+}
+
 /* attention(q[T, H*D], k[T, Hkv*D], v[T, Hkv*D]) -> [T, H*D] */
-bn_status bn_shape_attention(const bn_graph *g, const bn_node *n, bn_shape *out, bn_error *err) {
-  for (int i = 0; i < 3; i++)
-    if (need_rank(g, n, i, 2, err)) return err ? err->code : BN_E_INVALID;
+bn_status bn_rule_attention(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  for (int i = 0; i < 3; i++) NEED(i, 2, BN_DT_F32);
   int64_t h = (int64_t)n->attr[1], hkv = (int64_t)n->attr[2], hd = (int64_t)n->attr[3];
-  if (h <= 0 || hkv <= 0 || hd <= 0 || h % hkv)
-    return bn_fail(err, BN_E_INVALID, "attention: bad heads=%lld kv_heads=%lld head_dim=%lld",
+  if (h <= 0 || hkv <= 0 || hd <= 0 || h % hkv || n->attr[0] < 0)
+    return bn_fail(err, BN_E_INVALID, "attention: bad layer=%g heads=%lld kv_heads=%lld head_dim=%lld", n->attr[0],
                    (long long)h, (long long)hkv, (long long)hd);
   if (in_val(g, n, 0)->shape.d[1] != h * hd || in_val(g, n, 1)->shape.d[1] != hkv * hd ||
       in_val(g, n, 2)->shape.d[1] != hkv * hd)
     return bn_fail(err, BN_E_INVALID, "attention: q/k/v widths do not match heads x head_dim");
+  *dt = BN_DT_F32;
   *out = in_val(g, n, 0)->shape;
   return BN_OK;
 }
 
-bn_status bn_shape_binary(const bn_graph *g, const bn_node *n, bn_shape *out, bn_error *err) {
+bn_status bn_rule_binary(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, in_val(g, n, 0)->shape.rank, BN_DT_F32);
+  NEED(1, in_val(g, n, 0)->shape.rank, BN_DT_F32);
   if (!bn_shape_eq(&in_val(g, n, 0)->shape, &in_val(g, n, 1)->shape))
     return bn_fail(err, BN_E_INVALID, "%s: %%%s and %%%s differ in shape", bn_op_table[n->op].name,
                    in_val(g, n, 0)->name, in_val(g, n, 1)->name);
+  *dt = BN_DT_F32;
   *out = in_val(g, n, 0)->shape;
+  return BN_OK;
+}
+
+/* quantize(x f32[T, K]) -> qa8[T, K] */
+bn_status bn_rule_quantize(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, 2, BN_DT_F32);
+  *dt = BN_DT_QA8;
+  *out = in_val(g, n, 0)->shape;
+  return BN_OK;
+}
+
+/* tmatmul(xq qa8[T, K], W ternary[N, K]) -> i32[T, N]: sum of q * t per row */
+bn_status bn_rule_tmatmul(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, 2, BN_DT_QA8);
+  bn_status st = check_weight(g, n, 1, in_val(g, n, 0)->shape.d[1], 1, err);
+  if (st) return st;
+  return out2(dt, out, BN_DT_I32, in_val(g, n, 0)->shape.d[0], in_val(g, n, 1)->shape.d[0]);
+}
+
+/* dequant(acc i32[T, N], xq qa8[T, K], W ternary[N, K] [, scale f32[1]]) -> f32[T, N] */
+bn_status bn_rule_dequant(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, 2, BN_DT_I32);
+  NEED(1, 2, BN_DT_QA8);
+  const bn_value *acc = in_val(g, n, 0), *xq = in_val(g, n, 1);
+  bn_status st = check_weight(g, n, 2, xq->shape.d[1], 1, err);
+  if (st) return st;
+  if (acc->shape.d[0] != xq->shape.d[0] || acc->shape.d[1] != in_val(g, n, 2)->shape.d[0])
+    return bn_fail(err, BN_E_INVALID, "dequant: %%%s does not match %%%s x %%%s", acc->name, xq->name,
+                   in_val(g, n, 2)->name);
+  if (n->n_in == 4 && (bn_shape_numel(&in_val(g, n, 3)->shape, 0) != 1 || in_val(g, n, 3)->dtype != BN_DT_F32))
+    return bn_fail(err, BN_E_INVALID, "dequant: scale %%%s must be one f32", in_val(g, n, 3)->name);
+  return out2(dt, out, BN_DT_F32, acc->shape.d[0], acc->shape.d[1]);
+}
+
+/* slice(x f32[T, n]) {offset, width} -> f32[T, width]: columns offset.. */
+bn_status bn_rule_slice(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, 2, BN_DT_F32);
+  int64_t off = (int64_t)n->attr[0], w = (int64_t)n->attr[1], cols = in_val(g, n, 0)->shape.d[1];
+  if (off < 0 || w <= 0 || off + w > cols || off != n->attr[0] || w != n->attr[1])
+    return bn_fail(err, BN_E_INVALID, "slice: columns %g..+%g outside the %lld of %%%s", n->attr[0], n->attr[1],
+                   (long long)cols, in_val(g, n, 0)->name);
+  return out2(dt, out, BN_DT_F32, in_val(g, n, 0)->shape.d[0], w);
+}
+
+/* fused(args...) -> the body's output; the body's inputs match the operands. */
+bn_status bn_rule_fused(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  const bn_graph *b = n->body;
+  if (!b || b->n_outputs != 1)
+    return bn_fail(err, BN_E_INVALID, "fused: needs a body with one output");
+  int k = 0;
+  for (int i = 0; i < b->n_values; i++) {
+    const bn_value *v = &b->values[i];
+    if (v->kind == BN_VAL_WEIGHT) return bn_fail(err, BN_E_INVALID, "fused: body declares weight %%%s", v->name);
+    if (v->kind != BN_VAL_INPUT) continue;
+    if (k >= n->n_in) return bn_fail(err, BN_E_INVALID, "fused: body has more inputs than the %d operands", n->n_in);
+    const bn_value *a = in_val(g, n, k);
+    if (a->dtype != v->dtype || !bn_shape_eq(&a->shape, &v->shape))
+      return bn_fail(err, BN_E_INVALID, "fused: operand %d (%%%s) does not match body input %%%s", k, a->name, v->name);
+    k++;
+  }
+  if (k != n->n_in) return bn_fail(err, BN_E_INVALID, "fused: %d operands but the body has %d inputs", n->n_in, k);
+  for (int i = 0; i < b->n_nodes; i++)
+    if (b->nodes[i].op == BN_OP_FUSED) return bn_fail(err, BN_E_INVALID, "fused: bodies do not nest");
+  const bn_value *o = &b->values[b->outputs[0]];
+  *dt = o->dtype;
+  *out = o->shape;
   return BN_OK;
 }

@@ -6,6 +6,16 @@
 #include "ir.h"
 
 bn_status bn_graph_verify(const bn_graph *g, bn_error *err) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const bn_node *n = &g->nodes[i];
+    if ((n->op == BN_OP_FUSED) != (n->body != NULL))
+      return bn_fail(err, BN_E_INVALID, "node %%%s: only fused nodes have a body", g->values[n->out].name);
+    if (n->body) {
+      bn_error e2;
+      if (bn_graph_verify(n->body, &e2))
+        return bn_fail(err, BN_E_INVALID, "in the body of %%%s: %s", g->values[n->out].name, e2.msg);
+    }
+  }
   for (int i = 0; i < g->n_values; i++)
     for (int j = 0; j < i; j++)
       if (!strcmp(g->values[i].name, g->values[j].name))
@@ -26,10 +36,11 @@ bn_status bn_graph_verify(const bn_graph *g, bn_error *err) {
                        g->values[v].name);
     }
     bn_shape s;
+    bn_dtype t;
     bn_error e2;
-    if (info->shape(g, n, &s, &e2))
+    if (info->rule(g, n, &t, &s, &e2))
       return bn_fail(err, BN_E_INVALID, "node %%%s: %s", out, e2.msg);
-    if (!bn_shape_eq(&s, &g->values[n->out].shape) || g->values[n->out].dtype != BN_DT_F32)
+    if (!bn_shape_eq(&s, &g->values[n->out].shape) || g->values[n->out].dtype != t)
       return bn_fail(err, BN_E_INVALID, "node %%%s (%s): declared type does not match the shape rule", out,
                      info->name);
   }

@@ -18,6 +18,48 @@ float bn_ref_quantize_row(const float *x, int64_t k, int8_t *q) {
   return s;
 }
 
+void bn_ref_quantize(const float *x, int64_t T, int64_t K, uint8_t *qa) {
+  int64_t stride = bn_qa8_row_bytes(K), meta = stride - 64;
+  for (int64_t t = 0; t < T; t++) {
+    uint8_t *row = qa + t * stride;
+    float s = bn_ref_quantize_row(x + t * K, K, (int8_t *)row);
+    int32_t sum = 0;
+    for (int64_t i = 0; i < K; i++) sum += (int8_t)row[i];
+    memset(row + K, 0, (size_t)(meta - K));
+    memcpy(row + meta, &s, 4);
+    memcpy(row + meta + 4, &sum, 4);
+  }
+}
+
+void bn_ref_tmatmul(const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn_value *w, int32_t *acc,
+                    int8_t *trit, float *bscale) {
+  int64_t stride = bn_qa8_row_bytes(K);
+  uint64_t total = (uint64_t)N * (uint64_t)K;
+  for (int64_t n = 0; n < N; n++) {
+    bn_ternary_decode(w->dtype, w->data, total, (uint64_t)(n * K), (uint64_t)K, trit, bscale);
+    for (int64_t t = 0; t < T; t++) {
+      const int8_t *q = (const int8_t *)(qa + t * stride);
+      int32_t a = 0;
+      for (int64_t i = 0; i < K; i++) a += q[i] * trit[i];
+      acc[t * N + n] = a;
+    }
+  }
+}
+
+void bn_ref_dequant(const int32_t *acc, const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn_value *w,
+                    float tensor_scale, float *y) {
+  int64_t stride = bn_qa8_row_bytes(K);
+  uint64_t total = (uint64_t)N * (uint64_t)K;
+  for (int64_t n = 0; n < N; n++) {
+    double rs = bn_ternary_row_scale(w->dtype, w->data, total, (uint64_t)n, (uint64_t)K);
+    for (int64_t t = 0; t < T; t++) {
+      float s;
+      memcpy(&s, qa + t * stride + stride - 64, 4);
+      y[t * N + n] = (float)((double)acc[t * N + n] * rs / s * tensor_scale); /* as bn_ref_bitlinear */
+    }
+  }
+}
+
 void bn_ref_bitlinear(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float tensor_scale,
                       float *y, int8_t *q, float *s, int8_t *trit, float *bscale) {
   int64_t be = bn_ternary_group(w->dtype, K);

@@ -11,10 +11,18 @@
 
 /* Per-token absmax int8: s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x*s), -128, 127). Returns s. */
 float bn_ref_quantize_row(const float *x, int64_t k, int8_t *q);
+/* quantize: T rows of x into QA8 rows (codes, scale s, sum of codes). */
+void bn_ref_quantize(const float *x, int64_t T, int64_t K, uint8_t *qa);
 /* y[t][n] = sum_i q[t][i] * w[n][i] (int32, exact) for ternary weights; then
  * y_f = acc * block_scale / s[t] (* tensor_scale). scratch: trit[K], bscale[K / 128]. */
 void bn_ref_bitlinear(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float tensor_scale,
                       float *y, int8_t *q_scratch, float *s_scratch, int8_t *trit, float *bscale);
+/* acc[t][n] = sum_i q[t][i] * trit[n][i] over QA8 rows (exact int32). */
+void bn_ref_tmatmul(const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn_value *w, int32_t *acc,
+                    int8_t *trit, float *bscale);
+/* y[t][n] = acc[t][n] * row_scale(W, n) / s[t] * tensor_scale. */
+void bn_ref_dequant(const int32_t *acc, const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn_value *w,
+                    float tensor_scale, float *y);
 void bn_ref_rmsnorm(const float *x, int64_t T, int64_t n, const float *w, float eps, float *y);
 /* NeoX RoPE over the first `dims` dims of each head; token t is at position pos + t. */
 void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, float base, int pos, float *y);
@@ -24,7 +32,34 @@ void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T,
 /* logits[t][n] = sum_i x[t][i] * W[n][i] with W of any non-ternary type. */
 void bn_ref_matmul_f(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float *wrow, float *y);
 
-/* --- interpreter --- */
+/* --- running one node --- */
+
+/* Scratch the kernels need, sized for the largest row and step. */
+typedef struct {
+  int8_t *q, *trit;
+  float *s, *bscale, *fw, *scores;
+} bn_ref_scratch;
+
+/* Where a node runs: the buffer of every value, the step, the KV cache. */
+typedef struct bn_ref_env {
+  const bn_graph *g;
+  void **val;          /* per value id: its buffer (weights: their data) */
+  int64_t T;           /* tokens in this step */
+  int pos;             /* position of the first */
+  float **kc, **vc;    /* per layer: [n_ctx][kv_heads * head_dim] */
+  bn_ref_scratch *scratch;
+  void ***body_val;    /* per node of g: the value buffers of its fused body, else NULL */
+} bn_ref_env;
+
+/* Bytes of scratch for graph g (bodies included) at up to max_tokens tokens and n_ctx positions. */
+void bn_ref_scratch_size(const bn_graph *g, int max_tokens, int n_ctx, int64_t sizes[6]);
+void bn_ref_run_node(const bn_ref_env *env, int node);
+/* The number of KV-cache layers g uses (1 + the largest attention layer). */
+int bn_ref_kv_layers(const bn_graph *g);
+/* KV width (kv_heads * head_dim) of layer L, 0 if no attention uses it. */
+int64_t bn_ref_kv_width(const bn_graph *g, int layer);
+
+/* --- the self-contained interpreter --- */
 typedef struct bn_ref bn_ref;
 
 /* Prepares to run g on up to max_tokens tokens per call with a KV cache of
@@ -33,6 +68,8 @@ bn_status bn_ref_create(const bn_graph *g, int max_tokens, int n_ctx, bn_ref **o
 /* Runs tokens[0..n) at positions pos..pos+n-1; *out points at the first
  * output, [n x width] floats, valid until the next call. */
 bn_status bn_ref_eval(bn_ref *r, const int32_t *tokens, int n, int pos, const float **out, bn_error *err);
+/* Checks that tokens are valid ids for g's embedding. */
+bn_status bn_ref_check_tokens(const bn_graph *g, const int32_t *tokens, int n, bn_error *err);
 int64_t bn_ref_output_width(const bn_ref *r);
 size_t bn_ref_bytes(const bn_ref *r); /* activations + KV cache */
 void bn_ref_free(bn_ref *r);
