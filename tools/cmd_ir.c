@@ -5,6 +5,7 @@
 
 #include "../ir/irparse.h"
 #include "../frontend/synth.h"
+#include "../passes/pass.h"
 #include "cli.h"
 
 static const char HELP[] =
@@ -12,6 +13,10 @@ static const char HELP[] =
     "       bnc ir --shape tiny|large|3b|2b4t [--arch ARCH] [--type tq1_0|tq2_0|i2_s] [-o OUT]\n"
     "  FILE is a GGUF model (imported) or a .bnir text file (parsed and verified).\n"
     "  --shape prints the graph of a `bnc synth` shape without any file (weights have no data).\n"
+    "  --after=PASS  run the compiler pipeline and print the IR after PASS (parseable);\n"
+    "  --after=all   print it after every pass, each graph headed by a '# after PASS' comment.\n"
+    "  Passes, in order: infer-shapes lower-bitlinear pack-weights fold-constants fuse-projections\n"
+    "  fuse-matmul fuse-gate fuse-norm-quant dce plan-memory\n"
     "  Prints the textual IR, which `bnc ir` reads back: print -> parse -> print is byte-identical.\n";
 
 static int ends_with(const char *s, const char *suf) {
@@ -19,8 +24,24 @@ static int ends_with(const char *s, const char *suf) {
   return a >= b && !strcmp(s + a - b, suf);
 }
 
+typedef struct {
+  FILE *fp;
+  const char *after;
+  int ok;
+} dump_ctx;
+
+static void dump(const char *pass, const bn_graph *g, double seconds, void *user) {
+  dump_ctx *d = user;
+  (void)seconds;
+  if (strcmp(d->after, "all") && strcmp(d->after, pass)) return;
+  char *text = bn_graph_print(g);
+  if (!strcmp(d->after, "all")) fprintf(d->fp, "# after %s\n", pass);
+  d->ok = d->ok && text && fputs(text, d->fp) >= 0;
+  free(text);
+}
+
 int bn_cmd_ir(int argc, char **argv) {
-  const char *in = NULL, *out = NULL;
+  const char *in = NULL, *out = NULL, *after = NULL;
   bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0};
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -29,6 +50,9 @@ int bn_cmd_ir(int argc, char **argv) {
     else if (!strcmp(argv[i], "--shape") && v) {
       if (!(sp.shape = bn_synth_find_shape(argv[++i])))
         return bn_cli_usage_error("ir", "unknown --shape '%s' (%s)", v, bn_synth_shape_names());
+    } else if (!strncmp(argv[i], "--after=", 8)) {
+      after = argv[i] + 8;
+      if (strcmp(after, "all") && !bn_pass_find(after)) return bn_cli_usage_error("ir", "no pass named '%s'", after);
     } else if (!strcmp(argv[i], "--arch") && v) sp.arch = argv[++i];
     else if (!strcmp(argv[i], "--type") && v) {
       int t = bn_dtype_from_name(v, strlen(v));
@@ -51,11 +75,26 @@ int bn_cmd_ir(int argc, char **argv) {
     st = bn_import_graph(&m.hp, &src, g, &err);
   } else st = ends_with(in, ".bnir") ? bn_ir_parse_file(in, g, &err) : bn_cli_load(in, &f, &m, &err);
   if (st) return bn_cli_fail(&err);
-  char *text = bn_graph_print(g);
   FILE *fp = out ? fopen(out, "wb") : stdout;
-  int ok = text && fp && fputs(text, fp) >= 0;
+  int ok = fp != NULL;
+  if (after && fp) {
+    dump_ctx d = {fp, after, 1};
+    bn_pass_opts po = {32, 1};
+    bn_memplan mp;
+    if ((st = bn_pass_run_pipeline(g, &po, &mp, dump, &d, &err))) {
+      if (out) fclose(fp);
+      bn_model_free(&m);
+      if (f.base) bn_gguf_close(&f);
+      return bn_cli_fail(&err);
+    }
+    bn_memplan_free(&mp);
+    ok = d.ok;
+  } else if (fp) {
+    char *text = bn_graph_print(g);
+    ok = text && fputs(text, fp) >= 0;
+    free(text);
+  }
   if (out && fp) ok = fclose(fp) == 0 && ok;
-  free(text);
   bn_model_free(&m);
   if (f.base) bn_gguf_close(&f);
   if (!ok) return bn_fail(&err, BN_E_IO, "%s: cannot write", out ? out : "stdout"), bn_cli_fail(&err);

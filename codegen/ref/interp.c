@@ -43,18 +43,28 @@ void bn_ref_scratch_size(const bn_graph *g, int max_tokens, int n_ctx, int64_t s
   sz[5] = 4 * (int64_t)n_ctx;    /* scores */
 }
 
+/* Value `id` with its data where env keeps it: inside a fused body a weight
+ * is an input (%argN) whose bytes are the outer weight's. */
+static bn_value at(const bn_ref_env *env, int id) {
+  bn_value v = env->g->values[id];
+  v.data = env->val[id];
+  return v;
+}
+
 /* A small float weight (norm weights, scales) as floats. */
-static const float *as_float(const bn_ref_env *env, const bn_value *w) {
-  uint64_t n = (uint64_t)bn_shape_numel(&w->shape, 0);
-  if (w->dtype == BN_DT_F32) return w->data;
-  bn_dequant(w->dtype, w->data, n, 0, n, env->scratch->fw);
+static const float *as_float(const bn_ref_env *env, int id) {
+  bn_value w = at(env, id);
+  uint64_t n = (uint64_t)bn_shape_numel(&w.shape, 0);
+  if (w.dtype == BN_DT_F32) return w.data;
+  bn_dequant(w.dtype, w.data, n, 0, n, env->scratch->fw);
   return env->scratch->fw;
 }
 
 void bn_ref_run_node(const bn_ref_env *env, int idx) {
   const bn_graph *g = env->g;
   const bn_node *n = &g->nodes[idx];
-  const bn_value *in0 = &g->values[n->in[0]], *in1 = n->n_in > 1 ? &g->values[n->in[1]] : NULL;
+  const bn_value *in0 = &g->values[n->in[0]];
+  bn_value w1 = n->n_in > 1 ? at(env, n->in[1]) : (bn_value){0}, *in1 = &w1;
   const bn_value *outv = &g->values[n->out];
   bn_ref_scratch *sc = env->scratch;
   void *y = env->val[n->out];
@@ -69,9 +79,9 @@ void bn_ref_run_node(const bn_ref_env *env, int idx) {
       bn_dequant(in1->dtype, in1->data, total, (uint64_t)(tok[t] * w), (uint64_t)w, yf + t * w);
     break;
   }
-  case BN_OP_RMSNORM: bn_ref_rmsnorm(a, T, w, as_float(env, in1), (float)n->attr[0], yf); break;
+  case BN_OP_RMSNORM: bn_ref_rmsnorm(a, T, w, as_float(env, n->in[1]), (float)n->attr[0], yf); break;
   case BN_OP_BITLINEAR: {
-    float ts = n->n_in == 3 ? as_float(env, &g->values[n->in[2]])[0] : 1.0f;
+    float ts = n->n_in == 3 ? as_float(env, n->in[2])[0] : 1.0f;
     bn_ref_bitlinear(a, T, k0, w, in1, ts, yf, sc->q, sc->s, sc->trit, sc->bscale);
     break;
   }
@@ -90,9 +100,9 @@ void bn_ref_run_node(const bn_ref_env *env, int idx) {
   case BN_OP_QUANTIZE: bn_ref_quantize(a, T, k0, y); break;
   case BN_OP_TMATMUL: bn_ref_tmatmul((const uint8_t *)a, T, k0, w, in1, y, sc->trit, sc->bscale); break;
   case BN_OP_DEQUANT: {
-    const bn_value *wv = &g->values[n->in[2]];
-    float ts = n->n_in == 4 ? as_float(env, &g->values[n->in[3]])[0] : 1.0f;
-    bn_ref_dequant((const int32_t *)a, (const uint8_t *)b, T, row_width(wv), w, wv, ts, yf);
+    bn_value wv = at(env, n->in[2]);
+    float ts = n->n_in == 4 ? as_float(env, n->in[3])[0] : 1.0f;
+    bn_ref_dequant((const int32_t *)a, (const uint8_t *)b, T, row_width(&wv), w, &wv, ts, yf);
     break;
   }
   case BN_OP_SLICE: {
@@ -159,6 +169,7 @@ static bn_status assign_buffers(bn_ref *r, const bn_graph *g, void **val, int fi
   for (int i = 0; i < g->n_outputs && !st; i++) last[g->outputs[i]] = g->n_nodes;
   for (int i = 0; i < g->n_nodes && !st; i++) {
     const bn_value *v = &g->values[g->nodes[i].out];
+    if (val[g->nodes[i].out]) continue; /* bound already: a body's result is its node's output */
     size_t need = (size_t)bn_value_bytes(v->dtype, &v->shape, r->max_tokens);
     int pick = -1;
     for (int s = first; s < r->n_slots; s++)
@@ -212,6 +223,7 @@ static bn_status bind(bn_ref *r, const bn_graph *g, void **val, bn_error *err) {
     r->env.body_val[i] = bv;
     for (int k = 0, a = 0; k < n->body->n_values; k++)
       if (n->body->values[k].kind == BN_VAL_INPUT) bv[k] = val[n->in[a++]];
+    bv[n->body->outputs[0]] = val[n->out];
     if ((st = assign_buffers(r, n->body, bv, body_pool, err))) return st;
   }
   return st;

@@ -1,0 +1,43 @@
+/* lower-bitlinear: bitlinear(x, W [, s]) becomes
+ *     xq  = quantize x          per-token int8 + scale (+ sum of codes)
+ *     acc = tmatmul xq, W       exact int32 sums of codes x trits
+ *     y   = dequant acc, xq, W [, s]   acc * row_scale(W) / scale(xq) [* s]
+ * which is bitlinear's definition when every row of W has one scale. The
+ * projections of one input share its quantize (%x.q8). A TQ
+ * tensor whose blocks within a row differ in scale (no real model has one)
+ * stays a bitlinear: its integer sums are not one number per row. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../ir/quant.h"
+#include "rewrite.h"
+
+bn_status bn_pass_lower_bitlinear(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
+  (void)o;
+  bn_rw rw;
+  bn_status st = bn_rw_begin(&rw, g, err);
+  if (st) return st;
+  int *xq_of = malloc((size_t)g->n_values * sizeof *xq_of); /* src value -> its quantize in dst */
+  if (!xq_of) return bn_rw_abort(&rw), bn_fail(err, BN_E_NOMEM, "out of memory");
+  for (int i = 0; i < g->n_values; i++) xq_of[i] = -1;
+  for (int i = 0; i < g->n_nodes && !rw.st; i++) {
+    const bn_node *n = &g->nodes[i];
+    const bn_value *w = n->op == BN_OP_BITLINEAR ? &g->values[n->in[1]] : NULL;
+    if (!w || (w->data && !bn_ternary_rows_uniform(w->dtype, w->data, (uint64_t)w->shape.d[0], (uint64_t)w->shape.d[1]))) {
+      bn_rw_copy(&rw, i);
+      continue;
+    }
+    const char *name = g->values[n->out].name;
+    char qn[160], an[160];
+    snprintf(qn, sizeof qn, "%s.q8", g->values[n->in[0]].name);
+    snprintf(an, sizeof an, "%s.acc", name);
+    int x = bn_rw_val(&rw, n->in[0]), wid = bn_rw_val(&rw, n->in[1]);
+    if (xq_of[n->in[0]] < 0) xq_of[n->in[0]] = bn_rw_add(&rw, BN_OP_QUANTIZE, qn, &x, 1, NULL);
+    int xq = xq_of[n->in[0]];
+    int acc = bn_rw_add(&rw, BN_OP_TMATMUL, an, (int[]){xq, wid}, 2, NULL);
+    int in[4] = {acc, xq, wid, n->n_in == 3 ? bn_rw_val(&rw, n->in[2]) : -1};
+    rw.map[n->out] = bn_rw_add(&rw, BN_OP_DEQUANT, name, in, n->n_in == 3 ? 4 : 3, NULL);
+  }
+  free(xq_of);
+  return bn_rw_end(&rw, g);
+}

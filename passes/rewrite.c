@@ -1,0 +1,180 @@
+#include "rewrite.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int copy_value(bn_graph *dst, const bn_value *v) {
+  return v->kind == BN_VAL_INPUT ? bn_graph_add_input(dst, v->name, v->dtype, v->shape)
+                                 : bn_graph_add_weight(dst, v->name, v->dtype, v->shape, v->data, v->nbytes);
+}
+
+bn_status bn_rw_begin(bn_rw *rw, const bn_graph *src, bn_error *err) {
+  memset(rw, 0, sizeof *rw);
+  rw->src = src;
+  rw->err = err;
+  bn_graph_init(&rw->dst, src->arch);
+  rw->map = malloc((size_t)(src->n_values + 1) * sizeof *rw->map);
+  rw->uses = calloc((size_t)src->n_values + 1, sizeof *rw->uses);
+  if (!rw->map || !rw->uses) {
+    bn_rw_abort(rw);
+    return bn_fail(err, BN_E_NOMEM, "out of memory");
+  }
+  for (int i = 0; i < src->n_values; i++) rw->map[i] = -1;
+  for (int i = 0; i < src->n_nodes; i++)
+    for (int k = 0; k < src->nodes[i].n_in; k++) rw->uses[src->nodes[i].in[k]]++;
+  for (int i = 0; i < src->n_outputs; i++) rw->uses[src->outputs[i]]++;
+  /* inputs first, in order: they are the graph's interface */
+  for (int i = 0; i < src->n_values; i++)
+    if (src->values[i].kind == BN_VAL_INPUT && bn_rw_val(rw, i) < 0) return rw->st;
+  return BN_OK;
+}
+
+int bn_rw_val(bn_rw *rw, int v) {
+  if (rw->map[v] >= 0 || rw->st) return rw->map[v];
+  const bn_value *sv = &rw->src->values[v];
+  if (sv->kind == BN_VAL_NODE) {
+    rw->st = bn_fail(rw->err, BN_E_INVALID, "rewrite: %%%s is used before it is made", sv->name);
+    return -1;
+  }
+  if ((rw->map[v] = copy_value(&rw->dst, sv)) < 0) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
+  return rw->map[v];
+}
+
+const bn_node *bn_rw_def(const bn_rw *rw, int v) {
+  const bn_value *sv = &rw->src->values[v];
+  return sv->kind == BN_VAL_NODE ? &rw->src->nodes[sv->node] : NULL;
+}
+
+static bn_graph *copy_body(const bn_graph *b) {
+  bn_body nb;
+  bn_body_begin(&nb, b);
+  for (int i = 0; i < b->n_values; i++)
+    if (b->values[i].kind == BN_VAL_INPUT) bn_body_arg(&nb, i);
+  for (int i = 0; i < b->n_nodes; i++) bn_body_node(&nb, i);
+  return bn_body_end(&nb, b->outputs[0]);
+}
+
+int bn_rw_copy(bn_rw *rw, int node) {
+  const bn_node *n = &rw->src->nodes[node];
+  int in[BN_MAX_IN];
+  for (int k = 0; k < n->n_in; k++) in[k] = bn_rw_val(rw, n->in[k]);
+  const char *name = rw->src->values[n->out].name;
+  int out = n->body ? bn_rw_add_fused(rw, name, in, n->n_in, copy_body(n->body))
+                    : bn_rw_add(rw, n->op, name, in, n->n_in, n->attr);
+  if (out >= 0) rw->map[n->out] = out;
+  return out;
+}
+
+int bn_rw_add(bn_rw *rw, bn_op op, const char *name, const int *in, int n_in, const double *attr) {
+  if (rw->st) return -1;
+  int out = bn_graph_add_node(&rw->dst, op, name, in, n_in, attr, rw->err);
+  if (out < 0) rw->st = rw->err->code ? rw->err->code : BN_E_INVALID;
+  return out;
+}
+
+int bn_rw_add_fused(bn_rw *rw, const char *name, const int *in, int n_in, bn_graph *body) {
+  if (rw->st || !body) {
+    if (body) bn_graph_free(body), free(body);
+    if (!rw->st) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory building a fused body");
+    return -1;
+  }
+  int out = bn_graph_add_fused(&rw->dst, name, in, n_in, body, rw->err);
+  if (out < 0) rw->st = rw->err->code ? rw->err->code : BN_E_INVALID;
+  return out;
+}
+
+int bn_rw_weight(bn_rw *rw, const char *name, bn_dtype t, bn_shape s, void *data, size_t nbytes) {
+  if (rw->st || !bn_graph_own(&rw->dst, data)) {
+    if (!rw->st) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
+    return -1;
+  }
+  int id = bn_graph_add_weight(&rw->dst, name, t, s, data, nbytes);
+  if (id < 0) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
+  return id;
+}
+
+bn_status bn_rw_end(bn_rw *rw, bn_graph *g) {
+  for (int i = 0; i < rw->src->n_outputs && !rw->st; i++) {
+    int v = rw->map[rw->src->outputs[i]];
+    if (v < 0) rw->st = bn_fail(rw->err, BN_E_INVALID, "rewrite: output %%%s was dropped", rw->src->values[rw->src->outputs[i]].name);
+    else if (bn_graph_mark_output(&rw->dst, v)) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
+  }
+  if (rw->st) {
+    bn_status st = rw->st;
+    bn_rw_abort(rw);
+    return st;
+  }
+  /* owned data (packed weights) moves to the new graph */
+  for (int i = 0; i < g->n_owned; i++)
+    if (!bn_graph_own(&rw->dst, g->owned[i])) {
+      bn_rw_abort(rw);
+      return bn_fail(rw->err, BN_E_NOMEM, "out of memory");
+    }
+  g->n_owned = 0;
+  free(rw->map), free(rw->uses);
+  bn_graph_free(g);
+  *g = rw->dst;
+  return BN_OK;
+}
+
+void bn_rw_abort(bn_rw *rw) {
+  bn_graph_free(&rw->dst);
+  free(rw->map), free(rw->uses);
+  rw->map = rw->uses = NULL;
+}
+
+void bn_body_begin(bn_body *b, const bn_graph *src) {
+  b->src = src;
+  b->n_args = 0;
+  b->g = calloc(1, sizeof *b->g);
+  b->map = malloc((size_t)(src->n_values + 1) * sizeof *b->map);
+  b->ok = b->g && b->map;
+  if (b->g) bn_graph_init(b->g, "body");
+  for (int i = 0; b->map && i < src->n_values; i++) b->map[i] = -1;
+}
+
+void bn_body_arg(bn_body *b, int v) {
+  if (!b->ok) return;
+  char name[16];
+  snprintf(name, sizeof name, "arg%d", b->n_args++);
+  const bn_value *sv = &b->src->values[v];
+  b->ok = (b->map[v] = bn_graph_add_input(b->g, name, sv->dtype, sv->shape)) >= 0;
+}
+
+void bn_body_node(bn_body *b, int node) {
+  if (!b->ok) return;
+  const bn_node *n = &b->src->nodes[node];
+  int in[BN_MAX_IN];
+  for (int k = 0; k < n->n_in; k++)
+    if ((in[k] = b->map[n->in[k]]) < 0) b->ok = 0;
+  if (!b->ok) return;
+  bn_error err;
+  b->ok = (b->map[n->out] = bn_graph_add_node(b->g, n->op, b->src->values[n->out].name, in, n->n_in, n->attr, &err)) >= 0;
+}
+
+bn_graph *bn_body_end(bn_body *b, int v) {
+  bn_graph *g = b->g;
+  if (b->ok && (b->map[v] < 0 || bn_graph_mark_output(g, b->map[v]))) b->ok = 0;
+  free(b->map);
+  if (!b->ok && g) {
+    bn_graph_free(g);
+    free(g);
+    g = NULL;
+  }
+  return g;
+}
+
+int bn_rw_fuse(bn_rw *rw, const int *nodes, int n, const int *args, int n_args, int out) {
+  bn_body b;
+  bn_body_begin(&b, rw->src);
+  int in[BN_MAX_IN];
+  for (int k = 0; k < n_args; k++) {
+    bn_body_arg(&b, args[k]);
+    in[k] = bn_rw_val(rw, args[k]);
+  }
+  for (int k = 0; k < n; k++) bn_body_node(&b, nodes[k]);
+  int id = bn_rw_add_fused(rw, rw->src->values[out].name, in, n_args, bn_body_end(&b, out));
+  if (id >= 0) rw->map[out] = id;
+  return id;
+}

@@ -1,0 +1,57 @@
+/* Rebuilding a graph: a pass copies the nodes it keeps and adds the ones it
+ * makes, in order, into a new graph; value ids are mapped old -> new. Weights
+ * and inputs are copied first; data the old graph owned moves over. */
+#ifndef BN_REWRITE_H
+#define BN_REWRITE_H
+
+#include "pass.h"
+
+typedef struct {
+  const bn_graph *src;
+  bn_graph dst;
+  int *map;    /* src value id -> dst value id (-1: not yet) */
+  int *uses;   /* src value id -> number of operand uses (+1 if a graph output) */
+  bn_error *err;
+  bn_status st;
+} bn_rw;
+
+bn_status bn_rw_begin(bn_rw *rw, const bn_graph *src, bn_error *err);
+/* Copies src node i with mapped operands (a body is deep-copied). */
+int bn_rw_copy(bn_rw *rw, int node);
+/* Adds a node over dst value ids; sets rw->st on failure. */
+int bn_rw_add(bn_rw *rw, bn_op op, const char *name, const int *in, int n_in, const double *attr);
+int bn_rw_add_fused(bn_rw *rw, const char *name, const int *in, int n_in, bn_graph *body);
+/* Adds a weight owning data. */
+int bn_rw_weight(bn_rw *rw, const char *name, bn_dtype t, bn_shape s, void *data, size_t nbytes);
+/* The dst id of src value v (copied on demand for weights and inputs). */
+int bn_rw_val(bn_rw *rw, int v);
+/* Finishes: marks outputs, replaces *g (== src) by the new graph. */
+bn_status bn_rw_end(bn_rw *rw, bn_graph *g);
+void bn_rw_abort(bn_rw *rw);
+
+/* The node producing src value v, or NULL. */
+const bn_node *bn_rw_def(const bn_rw *rw, int v);
+
+/* Building a fused body: inputs %arg0.. then nodes copied from src. */
+typedef struct {
+  bn_graph *g;
+  const bn_graph *src;
+  int *map; /* src value id -> body value id */
+  int n_args;
+  int ok;
+} bn_body;
+
+void bn_body_begin(bn_body *b, const bn_graph *src);
+/* Makes src value v the next argument of the body. */
+void bn_body_arg(bn_body *b, int v);
+/* Copies src node i into the body (its operands must be args or earlier body nodes). */
+void bn_body_node(bn_body *b, int node);
+/* Marks the body's output (src value v); returns the body, or NULL on failure. */
+bn_graph *bn_body_end(bn_body *b, int v);
+
+/* Emits a fused node made of src nodes[0..n) (in graph order) over src
+ * values args[0..n_args) as %arg0..; its result is src value `out`, which
+ * maps to the new node. */
+int bn_rw_fuse(bn_rw *rw, const int *nodes, int n, const int *args, int n_args, int out);
+
+#endif
