@@ -192,11 +192,157 @@ static void test_packed_matmul_exact(void **state) {
     }
 }
 
+/* ---- each pass on its own: what it leaves in the graph ---- */
+
+static void histogram(const bn_graph *g, int h[BN_OP_COUNT]) {
+  memset(h, 0, BN_OP_COUNT * sizeof *h);
+  for (int i = 0; i < g->n_nodes; i++) h[g->nodes[i].op]++;
+}
+
+static int weights_of_type(const bn_graph *g, bn_dtype t) {
+  int n = 0;
+  for (int i = 0; i < g->n_values; i++) n += g->values[i].kind == BN_VAL_WEIGHT && g->values[i].dtype == t;
+  return n;
+}
+
+static void load(const char *name, bn_gguf *f, bn_model *m) {
+  char path[512];
+  bn_error err = {0};
+  snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, name);
+  assert_int_equal(bn_gguf_open(f, path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(f, m, &err), BN_OK);
+}
+
+static void run_pass(bn_graph *g, const char *name) {
+  bn_pass_opts o = {8, 1};
+  bn_error err = {0};
+  if (bn_pass_find(name)->run(g, &o, &err) || bn_graph_verify(g, &err)) fail_msg("%s: %s", name, err.msg);
+}
+
+/* 3 layers of t2 (SiLU, 4 heads): the op counts after each pass, in order. */
+static void test_each_pass_shape_of_graph(void **state) {
+  (void)state;
+  bn_gguf f;
+  bn_model m;
+  load("t2-I2_S", &f, &m);
+  int h[BN_OP_COUNT];
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_BITLINEAR], 21);
+  assert_int_equal(h[BN_OP_RMSNORM], 13);
+
+  m.graph.values[m.graph.nodes[5].out].shape.d[1] = 7; /* a wrong declared shape */
+  run_pass(&m.graph, "infer-shapes");
+  assert_int_equal(m.graph.values[m.graph.nodes[5].out].shape.d[1], 256);
+
+  run_pass(&m.graph, "lower-bitlinear");
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_BITLINEAR], 0);
+  assert_int_equal(h[BN_OP_TMATMUL], 21);
+  assert_int_equal(h[BN_OP_DEQUANT], 21);
+  assert_int_equal(h[BN_OP_QUANTIZE], 12); /* one per distinct input: attn_in, attn_sub, ffn_in, ffn_sub */
+
+  run_pass(&m.graph, "pack-weights");
+  assert_int_equal(weights_of_type(&m.graph, BN_DT_I2_S), 0);
+  assert_int_equal(weights_of_type(&m.graph, BN_DT_TP2), 21);
+
+  run_pass(&m.graph, "fold-constants");
+  run_pass(&m.graph, "fuse-projections");
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_TMATMUL], 12); /* qkv, o, gate_up, down */
+  assert_int_equal(h[BN_OP_SLICE], 15);
+  assert_int_equal(weights_of_type(&m.graph, BN_DT_TP2), 12);
+
+  run_pass(&m.graph, "fuse-matmul");
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_TMATMUL] + h[BN_OP_DEQUANT] + h[BN_OP_ADD], 0);
+  assert_int_equal(h[BN_OP_FUSED], 12);
+
+  run_pass(&m.graph, "fuse-gate");
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_SILU] + h[BN_OP_MUL], 0);
+  assert_int_equal(h[BN_OP_SLICE], 9);
+  assert_int_equal(h[BN_OP_FUSED], 15);
+
+  run_pass(&m.graph, "fuse-norm-quant");
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_QUANTIZE], 0);
+  assert_int_equal(h[BN_OP_RMSNORM], 1); /* the output norm feeds a float matmul */
+  assert_int_equal(h[BN_OP_FUSED], 24);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+}
+
+static const float SCALE[2] = {1.75f, 0.5f};
+
+/* fold-constants: per-tensor scales end up in the packed row scales. */
+static void test_fold_constants(void **state) {
+  (void)state;
+  bn_gguf f;
+  bn_model m, ref;
+  load("b158-TQ2_0", &f, &m);
+  load("b158-TQ2_0", &f, &ref);
+  bn_model *both[2] = {&m, &ref};
+  for (int k = 0; k < 2; k++) { /* give two bitlinears of layer 1 a .scale operand */
+    bn_graph *g = &both[k]->graph;
+    int64_t one = 1;
+    for (int i = 0, done = 0; i < g->n_nodes && done < 2; i++)
+      if (g->nodes[i].op == BN_OP_BITLINEAR && !strncmp(g->values[g->nodes[i].out].name, "l1.", 3)) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "scale%d", done);
+        g->nodes[i].in[2] = bn_graph_add_weight(g, nm, BN_DT_F32, bn_shape_make(1, &one), &SCALE[done], 4);
+        g->nodes[i].n_in = 3;
+        done++;
+      }
+  }
+  const char *before[] = {"infer-shapes", "lower-bitlinear", "pack-weights"};
+  for (int i = 0; i < 3; i++) run_pass(&m.graph, before[i]);
+  int four = 0, h[BN_OP_COUNT];
+  for (int i = 0; i < m.graph.n_nodes; i++) four += m.graph.nodes[i].op == BN_OP_DEQUANT && m.graph.nodes[i].n_in == 4;
+  assert_int_equal(four, 2);
+  run_pass(&m.graph, "fold-constants");
+  for (int i = 0; i < m.graph.n_nodes; i++) assert_false(m.graph.nodes[i].op == BN_OP_DEQUANT && m.graph.nodes[i].n_in == 4);
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_DEQUANT], 21);
+  int32_t tok[6] = {1, 2, 3, 500, 600, 7};
+  size_t V = (size_t)m.hp.n_vocab;
+  float *a = run(&ref.graph, tok, 6, 6, V), *b = run(&m.graph, tok, 6, 6, V);
+  assert_true(tu_rel_to_range(b, a, 6 * V) < 1e-5);
+  free(a), free(b);
+  bn_model_free(&m);
+  bn_model_free(&ref);
+  bn_gguf_close(&f);
+}
+
+/* dce: a node nothing reads, and the weight only it read, disappear. */
+static void test_dce(void **state) {
+  (void)state;
+  bn_gguf f;
+  bn_model m;
+  load("t2-TQ1_0", &f, &m);
+  bn_graph *g = &m.graph;
+  int64_t d = 256;
+  float w[256] = {0};
+  int wid = bn_graph_add_weight(g, "lonely", BN_DT_F32, bn_shape_make(1, &d), w, sizeof w);
+  bn_error err = {0};
+  int x0 = bn_graph_find_value(g, "x0", 2);
+  assert_true(bn_graph_add_node(g, BN_OP_RMSNORM, "dead", (int[]){x0, wid}, 2, (double[]){1e-5}, &err) >= 0);
+  int n = g->n_nodes;
+  run_pass(g, "dce");
+  assert_int_equal(g->n_nodes, n - 1);
+  assert_int_equal(bn_graph_find_value(g, "dead", 4), -1);
+  assert_int_equal(bn_graph_find_value(g, "lonely", 6), -1);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_packed_matmul_exact),
       cmocka_unit_test(test_pipeline_other_tools_files),
       cmocka_unit_test(test_pipeline_synth),
+      cmocka_unit_test(test_each_pass_shape_of_graph),
+      cmocka_unit_test(test_fold_constants),
+      cmocka_unit_test(test_dce),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
