@@ -15,10 +15,9 @@ typedef struct {
   int max_tokens;
   int64_t arena_bytes;   /* the arena's size */
   int64_t sum_bytes;     /* the sum of every planned buffer: what no reuse would need */
-  int n_values;          /* of the graph */
-  int64_t *offset;       /* per value id: offset in the arena, -1 if not planned (weights, inputs) */
-  int n_nodes;
-  int64_t **body_offset; /* per node: per body value offset (fused nodes), else NULL */
+  int n_nodes;           /* of the graph; plans are keyed by node index, which printing keeps */
+  int64_t *offset;       /* per node: the arena offset of its output */
+  int64_t **body_offset; /* per fused node: per body value (inputs -1, the result = the node's offset) */
 } bn_memplan;
 
 void bn_memplan_free(bn_memplan *m);
@@ -26,6 +25,11 @@ void bn_memplan_free(bn_memplan *m);
  * an aligned region inside the arena, and no two values that are live at the
  * same time overlap. */
 bn_status bn_memplan_check(const bn_memplan *m, const bn_graph *g, bn_error *err);
+
+/* The arena offset of value v of g (a node output), or -1. */
+static inline int64_t bn_memplan_value_offset(const bn_memplan *m, const bn_graph *g, int v) {
+  return g->values[v].kind == BN_VAL_NODE ? m->offset[g->values[v].node] : -1;
+}
 
 /* Liveness: the first and last node index at which each value is live
  * (node outputs from their node to their last use; graph outputs to the end). */

@@ -44,14 +44,13 @@ static void place(region *r, int i) {
 bn_status bn_plan_memory(const bn_graph *g, int max_tokens, bn_memplan *mp, bn_error *err) {
   memset(mp, 0, sizeof *mp);
   mp->max_tokens = max_tokens;
-  mp->n_values = g->n_values;
   mp->n_nodes = g->n_nodes;
   int cap = g->n_nodes;
   for (int i = 0; i < g->n_nodes; i++)
     if (g->nodes[i].body) cap += g->nodes[i].body->n_nodes;
   region *r = malloc((size_t)(cap + 1) * sizeof *r);
   int *first = malloc((size_t)g->n_values * sizeof *first), *last = malloc((size_t)g->n_values * sizeof *last);
-  mp->offset = malloc((size_t)g->n_values * sizeof *mp->offset);
+  mp->offset = malloc(((size_t)g->n_nodes + 1) * sizeof *mp->offset);
   mp->body_offset = calloc((size_t)g->n_nodes + 1, sizeof *mp->body_offset);
   bn_status st = r && first && last && mp->offset && mp->body_offset ? BN_OK : bn_fail(err, BN_E_NOMEM, "out of memory");
   int n = 0;
@@ -74,7 +73,7 @@ bn_status bn_plan_memory(const bn_graph *g, int max_tokens, bn_memplan *mp, bn_e
       mp->sum_bytes += r[i].bytes;
       if (r[i].off + r[i].bytes > mp->arena_bytes) mp->arena_bytes = align(r[i].off + r[i].bytes);
     }
-    for (int i = 0; i < g->n_values; i++) mp->offset[i] = -1;
+    for (int i = 0; i < g->n_nodes; i++) mp->offset[i] = -1;
     for (int i = 0; i < g->n_nodes && !st; i++) {
       const bn_graph *b = g->nodes[i].body;
       if (!b) continue;
@@ -83,11 +82,11 @@ bn_status bn_plan_memory(const bn_graph *g, int max_tokens, bn_memplan *mp, bn_e
       for (int k = 0; !st && k < b->n_values; k++) mp->body_offset[i][k] = -1;
     }
     for (int i = 0; i < n && !st; i++) {
-      if (r[i].node < 0) mp->offset[r[i].value] = r[i].off;
+      if (r[i].node < 0) mp->offset[g->values[r[i].value].node] = r[i].off;
       else mp->body_offset[r[i].node][r[i].value] = r[i].off;
     }
     for (int i = 0; i < g->n_nodes && !st; i++) /* a body's result is its node's output */
-      if (g->nodes[i].body) mp->body_offset[i][g->nodes[i].body->outputs[0]] = mp->offset[g->nodes[i].out];
+      if (g->nodes[i].body) mp->body_offset[i][g->nodes[i].body->outputs[0]] = mp->offset[i];
   }
   free(r), free(first), free(last);
   if (st) bn_memplan_free(mp);

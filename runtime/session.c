@@ -4,12 +4,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "../codegen/ref/ref.h"
 
 struct bn_session {
   const bn_model *m;
   bn_session_params p;
-  bn_ref *exec;
+  bn_exec *exec;
+  bn_trace *trace;
   bn_tokenizer *tok;
   bn_sampler *sampler;
   int32_t *hist; /* n_ctx tokens */
@@ -23,17 +23,18 @@ double bn_now(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-bn_status bn_session_create(const bn_model *m, const bn_session_params *p, bn_session **out, bn_error *err) {
+bn_status bn_session_create(const bn_model *m, const bn_memplan *mp, const bn_session_params *p, bn_session **out,
+                            bn_error *err) {
   double t0 = bn_now();
   bn_session *s = calloc(1, sizeof *s);
   if (!s) return bn_fail(err, BN_E_NOMEM, "session: out of memory");
   s->m = m;
   s->p = *p;
   if (s->p.n_ctx <= 0 || s->p.n_ctx > m->hp.n_ctx) s->p.n_ctx = m->hp.n_ctx;
-  if (s->p.n_batch <= 0) s->p.n_batch = 32;
+  if (s->p.n_batch <= 0 || s->p.n_batch > mp->max_tokens) s->p.n_batch = mp->max_tokens;
   if (s->p.n_batch > s->p.n_ctx) s->p.n_batch = s->p.n_ctx;
   bn_status st;
-  if ((st = bn_ref_create(&m->graph, s->p.n_batch, s->p.n_ctx, &s->exec, err)) ||
+  if ((st = bn_exec_create(&m->graph, mp, s->p.n_ctx, &s->exec, err)) ||
       (st = bn_tok_create(&m->vocab, &s->tok, err)) ||
       (st = bn_sampler_create(&s->p.sampler, m->hp.n_vocab, &s->sampler, err))) {
     bn_session_free(s);
@@ -52,7 +53,7 @@ bn_status bn_session_create(const bn_model *m, const bn_session_params *p, bn_se
 
 void bn_session_free(bn_session *s) {
   if (!s) return;
-  bn_ref_free(s->exec);
+  bn_exec_free(s->exec);
   bn_tok_free(s->tok);
   bn_sampler_free(s->sampler);
   free(s->hist);
@@ -67,7 +68,9 @@ static bn_status run_chunks(bn_session *s, const int32_t *tokens, int n, int pos
   for (int i = 0; i < n; i += s->p.n_batch) {
     int c = n - i < s->p.n_batch ? n - i : s->p.n_batch;
     const float *out;
-    bn_status st = bn_ref_eval(s->exec, tokens + i, c, pos + i, &out, err);
+    int64_t t0 = bn_trace_now_ns();
+    bn_status st = bn_exec_run(s->exec, tokens + i, c, pos + i, &out, err);
+    if (s->trace) bn_trace_add(s->trace, "prompt chunk", "stage", t0, bn_trace_now_ns(), 0, c);
     if (st) return st;
     if (all) memcpy(all + (size_t)i * V, out, (size_t)c * V * sizeof *out);
     *last = out + (size_t)(c - 1) * V;
@@ -94,6 +97,7 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
   int n = 0;
   bn_status st = bn_tok_encode(s->tok, prompt, len, s->m->vocab.add_bos, s->hist, s->p.n_ctx, &n, err);
   s->t.tokenize_s += bn_now() - t0;
+  if (s->trace) bn_trace_add(s->trace, "tokenize", "stage", (int64_t)(t0 * 1e9), bn_trace_now_ns(), 0, n);
   if (st == BN_E_RANGE || (!st && n >= s->p.n_ctx))
     return bn_fail(err, BN_E_RANGE, "prompt: %d+ tokens do not fit the context of %d (leave room to generate)",
                    n, s->p.n_ctx);
@@ -109,13 +113,16 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     memcpy(s->logits, last, (size_t)V * sizeof *last);
     int32_t tok = bn_sampler_sample(s->sampler, s->logits, s->hist, n);
     s->t.sample_s += bn_now() - ts;
+    if (s->trace) bn_trace_add(s->trace, "sample", "stage", (int64_t)(ts * 1e9), bn_trace_now_ns(), 0, 1);
     if (tok == s->m->vocab.eos && !s->p.ignore_eos) break;
     s->hist[n] = tok;
     size_t plen;
     const char *piece = bn_tok_piece(s->tok, tok, NULL, &plen);
     if (fn) fn(piece, plen, user);
     double tg = bn_now();
-    st = bn_ref_eval(s->exec, &s->hist[n], 1, n, &last, err);
+    int64_t t0 = bn_trace_now_ns();
+    st = bn_exec_run(s->exec, &s->hist[n], 1, n, &last, err);
+    if (s->trace) bn_trace_add(s->trace, "decode step", "stage", t0, bn_trace_now_ns(), 0, 1);
     s->t.gen_s += bn_now() - tg;
     n++;
     s->t.n_gen++;
@@ -126,3 +133,8 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
 
 const bn_timings *bn_session_timings(const bn_session *s) { return &s->t; }
 const bn_tokenizer *bn_session_tokenizer(const bn_session *s) { return s->tok; }
+bn_exec *bn_session_exec(bn_session *s) { return s->exec; }
+void bn_session_set_trace(bn_session *s, bn_trace *t) {
+  s->trace = t;
+  bn_exec_set_trace(s->exec, t);
+}

@@ -1,10 +1,12 @@
-/* A session: one model, its KV cache (inside the executor), tokenizer and
- * sampler. Prompt processing runs in chunks of n_batch tokens, then one
- * token per step; every stage is timed. */
+/* A session: one compiled model (graph + memory plan), its executor (arena,
+ * KV cache), tokenizer and sampler. Prompt processing runs in chunks of
+ * n_batch tokens, then one token per step; every stage is timed. */
 #ifndef BN_RT_SESSION_H
 #define BN_RT_SESSION_H
 
+#include "../ir/memplan.h"
 #include "../ir/model.h"
+#include "exec.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -15,7 +17,7 @@ typedef struct {
 
 typedef struct {
   int n_ctx;   /* 0: the model's context length */
-  int n_batch; /* prompt chunk size; 0: 32 */
+  int n_batch; /* prompt chunk size; 0 or more than the plan serves: the plan's */
   int ignore_eos; /* keep generating past the end-of-sequence token */
   bn_sampler_params sampler;
 } bn_session_params;
@@ -23,7 +25,8 @@ typedef struct {
 typedef struct bn_session bn_session;
 typedef void (*bn_piece_fn)(const char *text, size_t len, void *user);
 
-bn_status bn_session_create(const bn_model *m, const bn_session_params *p, bn_session **out, bn_error *err);
+bn_status bn_session_create(const bn_model *m, const bn_memplan *mp, const bn_session_params *p, bn_session **out,
+                            bn_error *err);
 void bn_session_free(bn_session *s);
 /* Tokenizes prompt, processes it, then samples up to n_predict tokens
  * (stopping at EOS or a full context), passing each token's text to fn. */
@@ -34,6 +37,9 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
 bn_status bn_session_eval(bn_session *s, const int32_t *tokens, int n, float *out, bn_error *err);
 const bn_timings *bn_session_timings(const bn_session *s);
 const bn_tokenizer *bn_session_tokenizer(const bn_session *s);
+bn_exec *bn_session_exec(bn_session *s);
+/* Records stages (and, through the executor, kernels) into t; NULL stops. */
+void bn_session_set_trace(bn_session *s, bn_trace *t);
 double bn_now(void);
 
 #endif

@@ -70,8 +70,9 @@ static void brute_force_plan_check(const bn_graph *g, const bn_memplan *mp) {
     int m = 0;
     for (int v = 0; v < n; v++)
       if (g->values[v].kind == BN_VAL_NODE && first[v] <= i && i <= last[v]) {
-        lo[m] = mp->offset[v];
-        hi[m++] = mp->offset[v] + (int64_t)bn_value_bytes(g->values[v].dtype, &g->values[v].shape, mp->max_tokens);
+        lo[m] = mp->offset[g->values[v].node];
+        hi[m] = lo[m] + (int64_t)bn_value_bytes(g->values[v].dtype, &g->values[v].shape, mp->max_tokens);
+        m++;
       }
     const bn_graph *b = g->nodes[i].body;
     for (int k = 0; b && k < b->n_nodes; k++)

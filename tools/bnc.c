@@ -11,14 +11,16 @@ static const char USAGE[] =
     "\n"
     "commands:\n"
     "  inspect MODEL.gguf            print metadata and the tensor table\n"
-    "  ir FILE [-o OUT]              print the graph IR of a GGUF model or a .bnir file\n"
+    "  ir FILE [-o OUT]              print the graph IR of a GGUF, a .bnplan or a .bnir file\n"
     "  synth -o OUT.gguf [options]   write a model with random ternary weights\n"
-    "  run MODEL.gguf -p TEXT [-n N] generate text, then print load / prompt / generation speed\n"
-    "  eval MODEL.gguf --tokens IDS --logits-out FILE\n"
+    "  compile MODEL.gguf -o OUT.bnplan\n"
+    "                                run the pass pipeline and write a plan\n"
+    "  run MODEL -p TEXT [-n N]      generate text (MODEL: .bnplan or .gguf), then print the speed\n"
+    "  eval MODEL --tokens IDS --logits-out FILE\n"
     "                                write the float32 logits of every position\n"
     "\n"
     "Run `bnc <command> --help` for the options of one command.\n"
-    "Not yet available: compile, bench (see the issues list).\n";
+    "Not yet available: bench (see the issues list).\n";
 
 int bn_cli_fail(const bn_error *err) {
   fprintf(stderr, "bnc: %s\n", err->msg);
@@ -68,7 +70,7 @@ int main(int argc, char **argv) {
     const char *name;
     int (*fn)(int, char **);
   } cmds[] = {{"inspect", bn_cmd_inspect}, {"ir", bn_cmd_ir},     {"synth", bn_cmd_synth},
-              {"run", bn_cmd_run},         {"eval", bn_cmd_eval}};
+              {"run", bn_cmd_run},         {"eval", bn_cmd_eval},   {"compile", bn_cmd_compile}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "bnc: unknown command '%s' (see bnc --help)\n", argv[1]);

@@ -4,18 +4,34 @@
 
 #include "../frontend/gguf.h"
 #include "../frontend/import.h"
+#include "../runtime/plan.h"
 
 int bn_cmd_inspect(int argc, char **argv);
 int bn_cmd_ir(int argc, char **argv);
 int bn_cmd_synth(int argc, char **argv);
 int bn_cmd_run(int argc, char **argv);
 int bn_cmd_eval(int argc, char **argv);
+int bn_cmd_compile(int argc, char **argv);
 
 /* Prints "bnc: <message>" to stderr and returns 1 (the exit status). */
 int bn_cli_fail(const bn_error *err);
 int bn_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Opens a GGUF and imports it. */
 bn_status bn_cli_load(const char *path, bn_gguf *f, bn_model *m, bn_error *err);
+
+/* A model ready to run: from a .bnplan, or a GGUF compiled in memory. */
+typedef struct {
+  int is_plan;
+  bn_plan plan;
+  bn_gguf f;
+  bn_model gm;
+  bn_memplan mp;
+  bn_model *m;    /* the model to run */
+  bn_memplan *mem;
+} bn_cli_model;
+
+bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_error *err);
+void bn_cli_close_model(bn_cli_model *cm);
 /* Parses an integer/float option value; on error prints and returns nonzero. */
 int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int bn_cli_float(const char *cmd, const char *opt, const char *s, double *out);

@@ -73,6 +73,14 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_tensor_src src = bn_synth_tensor_src(&sp);
     bn_synth_hparams(&sp, &m.hp);
     st = bn_import_graph(&m.hp, &src, g, &err);
+  } else if (bn_plan_sniff(in)) {
+    bn_plan plan;
+    if ((st = bn_plan_open(&plan, in, &err))) return bn_cli_fail(&err);
+    char *text = bn_graph_print(&plan.model.graph);
+    int ok = text && fputs(text, stdout) >= 0;
+    free(text);
+    bn_plan_close(&plan);
+    return ok ? 0 : 1;
   } else st = ends_with(in, ".bnir") ? bn_ir_parse_file(in, g, &err) : bn_cli_load(in, &f, &m, &err);
   if (st) return bn_cli_fail(&err);
   FILE *fp = out ? fopen(out, "wb") : stdout;

@@ -1,4 +1,5 @@
-/* bnc run: generate text; bnc eval: write the logits of given tokens. */
+/* bnc run: generate text; bnc eval: write the logits of given tokens.
+ * Both take a .bnplan or a GGUF (compiled in memory first). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,8 @@
 #include "cli.h"
 
 static const char RUN_HELP[] =
-    "usage: bnc run MODEL.gguf -p TEXT [-n N] [options]\n"
+    "usage: bnc run MODEL -p TEXT [-n N] [options]\n"
+    "  MODEL is a .bnplan (from bnc compile) or a GGUF (compiled in memory first).\n"
     "  Streams the continuation of TEXT, then prints load time, prompt tokens/s and generation tokens/s.\n"
     "  -n N                 tokens to generate (default 32)\n"
     "  --temp T             temperature; 0 = greedy (default 0.8)\n"
@@ -16,19 +18,22 @@ static const char RUN_HELP[] =
     "  --repeat-penalty R   (default 1.1; 1 = off)\n"
     "  --seed S             sampler seed (default 42)\n"
     "  -c, --ctx N          context size (default: the model's)\n"
-    "  -b, --batch N        prompt chunk size (default 32)\n"
+    "  -b, --batch N        prompt chunk size (default: the plan's, 32 for a GGUF)\n"
     "  --ignore-eos         do not stop at the end-of-sequence token\n"
-    "  Executes with the reference interpreter (codegen/ref), the exact but slow oracle.\n";
+    "  --stats              print time per stage and per kernel kind\n"
+    "  --profile FILE       write a Chrome trace (chrome://tracing, ui.perfetto.dev) of every stage and kernel\n"
+    "  Kernels: the reference kernels (codegen/ref), exact and scalar.\n";
 
 static const char EVAL_HELP[] =
-    "usage: bnc eval MODEL.gguf --tokens \"1 5 17\" --logits-out FILE [-b N]\n"
+    "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [--poison]\n"
     "  Runs the token ids from position 0 and writes the logits of every position as float32,\n"
-    "  little-endian, row-major [tokens x vocab].\n";
+    "  little-endian, row-major [tokens x vocab].\n"
+    "  --poison   fill the arena regions of dead values with NaN after each kernel (checks the memory plan)\n";
 
 typedef struct {
-  const char *model, *prompt, *tokens, *logits_out;
+  const char *model, *prompt, *tokens, *logits_out, *profile;
   long n_predict, n_ctx, n_batch;
-  int ignore_eos;
+  int ignore_eos, stats, poison;
   bn_sampler_params sp;
 } run_opts;
 
@@ -40,8 +45,10 @@ static int parse(const char *cmd, int argc, char **argv, run_opts *o) {
       o->model = a;
       continue;
     }
-    if (!strcmp(a, "--ignore-eos")) {
-      o->ignore_eos = 1;
+    int *flag = !strcmp(a, "--ignore-eos") ? &o->ignore_eos : !strcmp(a, "--stats") ? &o->stats
+                : !strcmp(a, "--poison") ? &o->poison : NULL;
+    if (flag) {
+      *flag = 1;
       continue;
     }
     if (!v) return bn_cli_usage_error(cmd, "option %s needs a value", a);
@@ -51,6 +58,7 @@ static int parse(const char *cmd, int argc, char **argv, run_opts *o) {
     if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
     else if (!strcmp(a, "--tokens")) o->tokens = v;
     else if (!strcmp(a, "--logits-out")) o->logits_out = v;
+    else if (!strcmp(a, "--profile")) o->profile = v;
     else if (!strcmp(a, "-n")) { if (bn_cli_int(cmd, a, v, 0, 1 << 20, &o->n_predict)) return 2; }
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (bn_cli_int(cmd, a, v, 1, 1 << 20, &o->n_ctx)) return 2; }
     else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (bn_cli_int(cmd, a, v, 1, 4096, &o->n_batch)) return 2; }
@@ -64,7 +72,7 @@ static int parse(const char *cmd, int argc, char **argv, run_opts *o) {
     } else if (!strcmp(a, "--seed")) { if (bn_cli_int(cmd, a, v, 0, 0x7fffffffL, &l)) return 2; o->sp.seed = (uint64_t)l; }
     else return bn_cli_usage_error(cmd, "unknown option '%s'", a);
   }
-  if (!o->model) return bn_cli_usage_error(cmd, "missing MODEL.gguf");
+  if (!o->model) return bn_cli_usage_error(cmd, "missing MODEL");
   return 0;
 }
 
@@ -80,6 +88,37 @@ static void print_piece(const char *text, size_t len, void *user) {
   fflush(stdout);
 }
 
+static int by_time(const void *a, const void *b) {
+  double x = ((const bn_exec_stat *)a)->seconds, y = ((const bn_exec_stat *)b)->seconds;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void print_stats(bn_session *s, double load) {
+  const bn_timings *t = bn_session_timings(s);
+  bn_exec *e = bn_session_exec(s);
+  fprintf(stderr, "\n%-34s %10s %8s\n", "stage", "ms", "tokens");
+  fprintf(stderr, "%-34s %10.2f\n", "load (map/import/compile)", load * 1e3);
+  fprintf(stderr, "%-34s %10.2f\n", "kernel preparation", t->prepare_s * 1e3);
+  fprintf(stderr, "%-34s %10.3f %8d\n", "tokenize", t->tokenize_s * 1e3, t->n_prompt);
+  fprintf(stderr, "%-34s %10.2f %8d\n", "prompt (prefill)", t->prompt_s * 1e3, t->n_prompt);
+  fprintf(stderr, "%-34s %10.2f %8d\n", "generation (decode)", t->gen_s * 1e3, t->n_gen);
+  fprintf(stderr, "%-34s %10.3f %8d\n", "sampling", t->sample_s * 1e3, t->n_gen);
+  const bn_exec_stat *st;
+  int n = bn_exec_stats(e, &st);
+  bn_exec_stat sorted[256];
+  double total = 0;
+  if (n > 256) n = 256;
+  memcpy(sorted, st, (size_t)n * sizeof *st);
+  qsort(sorted, (size_t)n, sizeof *sorted, by_time);
+  for (int i = 0; i < n; i++) total += sorted[i].seconds;
+  fprintf(stderr, "\n%-40s %8s %10s %7s %10s\n", "kernel kind", "calls", "ms", "%", "us/call");
+  for (int i = 0; i < n; i++)
+    fprintf(stderr, "%-44s %8ld %10.2f %6.1f%% %10.1f\n", sorted[i].kind, sorted[i].calls, sorted[i].seconds * 1e3,
+            total > 0 ? 100 * sorted[i].seconds / total : 0, sorted[i].calls ? sorted[i].seconds * 1e6 / sorted[i].calls : 0);
+  fprintf(stderr, "%-44s %8s %10.2f\n", "all kernels", "", total * 1e3);
+  fprintf(stderr, "arena %.2f MiB, KV cache %.2f MiB\n", bn_exec_arena_bytes(e) / 1048576.0, bn_exec_kv_bytes(e) / 1048576.0);
+}
+
 int bn_cmd_run(int argc, char **argv) {
   if (wants_help(argc, argv)) return fputs(RUN_HELP, stdout), 0;
   run_opts o = {.n_predict = 32, .sp = bn_sampler_defaults()};
@@ -87,30 +126,41 @@ int bn_cmd_run(int argc, char **argv) {
   if (rc) return rc;
   if (!o.prompt) return bn_cli_usage_error("run", "missing -p TEXT");
   bn_error err = {0};
-  bn_gguf f;
-  bn_model m;
+  bn_cli_model cm;
+  bn_trace trace = {0};
   double t0 = bn_now();
-  if (bn_cli_load(o.model, &f, &m, &err)) return bn_cli_fail(&err);
+  if (o.profile && bn_trace_init(&trace, 1 << 22, &err)) return bn_cli_fail(&err);
+  int64_t load0 = bn_trace_now_ns();
+  if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return bn_trace_free(&trace), bn_cli_fail(&err);
   bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, o.ignore_eos, o.sp};
   bn_session *s;
-  if (bn_session_create(&m, &sp, &s, &err)) {
-    bn_model_free(&m), bn_gguf_close(&f);
+  if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
+    bn_cli_close_model(&cm);
+    bn_trace_free(&trace);
     return bn_cli_fail(&err);
   }
   double load = bn_now() - t0;
+  if (o.profile) {
+    bn_trace_add(&trace, "load", "stage", load0, bn_trace_now_ns(), 0, 0);
+    bn_session_set_trace(s, &trace);
+  }
   fputs(o.prompt, stdout);
   fflush(stdout);
   bn_status st = bn_session_generate(s, o.prompt, (int)o.n_predict, print_piece, NULL, &err);
   printf("\n");
   const bn_timings *t = bn_session_timings(s);
   if (!st)
-    fprintf(stderr, "\nload %.3f s | prompt %d tokens, %.2f tokens/s | generation %d tokens, %.2f tokens/s | "
-                    "tokenize %.3f ms, sampling %.3f ms\n",
-            load, t->n_prompt, t->n_prompt / (t->prompt_s > 0 ? t->prompt_s : 1e-9), t->n_gen,
-            t->n_gen / (t->gen_s > 0 ? t->gen_s : 1e-9), t->tokenize_s * 1e3, t->sample_s * 1e3);
+    fprintf(stderr, "\nload %.3f s | prompt %d tokens, %.2f tokens/s | generation %d tokens, %.2f tokens/s\n", load,
+            t->n_prompt, t->n_prompt / (t->prompt_s > 0 ? t->prompt_s : 1e-9), t->n_gen,
+            t->n_gen / (t->gen_s > 0 ? t->gen_s : 1e-9));
+  if (!st && o.stats) print_stats(s, load);
+  if (!st && o.profile) {
+    st = bn_trace_write(&trace, o.profile, &err);
+    if (!st) fprintf(stderr, "trace: %d events in %s\n", trace.n, o.profile);
+  }
   bn_session_free(s);
-  bn_model_free(&m);
-  bn_gguf_close(&f);
+  bn_cli_close_model(&cm);
+  bn_trace_free(&trace);
   return st ? bn_cli_fail(&err) : 0;
 }
 
@@ -153,14 +203,14 @@ int bn_cmd_eval(int argc, char **argv) {
   int n = parse_tokens(o.tokens, &ids);
   if (n < 0) return 2;
   bn_error err = {0};
-  bn_gguf f;
-  bn_model m;
-  if (bn_cli_load(o.model, &f, &m, &err)) return free(ids), bn_cli_fail(&err);
-  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, o.ignore_eos, o.sp};
+  bn_cli_model cm;
+  if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return free(ids), bn_cli_fail(&err);
+  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, 0, o.sp};
   bn_session *s = NULL;
-  size_t V = (size_t)m.hp.n_vocab;
+  size_t V = (size_t)cm.m->hp.n_vocab;
   float *logits = malloc((size_t)n * V * sizeof *logits);
-  bn_status st = logits ? bn_session_create(&m, &sp, &s, &err) : bn_fail(&err, BN_E_NOMEM, "out of memory");
+  bn_status st = logits ? bn_session_create(cm.m, cm.mem, &sp, &s, &err) : bn_fail(&err, BN_E_NOMEM, "out of memory");
+  if (!st && o.poison) bn_exec_set_poison(bn_session_exec(s), 1);
   if (!st) st = bn_session_eval(s, ids, n, logits, &err);
   if (!st) {
     FILE *fp = fopen(o.logits_out, "wb");
@@ -172,7 +222,6 @@ int bn_cmd_eval(int argc, char **argv) {
   bn_session_free(s);
   free(logits);
   free(ids);
-  bn_model_free(&m);
-  bn_gguf_close(&f);
+  bn_cli_close_model(&cm);
   return st ? bn_cli_fail(&err) : 0;
 }

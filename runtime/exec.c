@@ -1,0 +1,193 @@
+#include "exec.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../codegen/ref/ref.h"
+
+struct bn_exec {
+  const bn_graph *g;
+  const bn_memplan *mp;
+  int n_ctx, n_layers, n_kinds, poison, step;
+  uint8_t *arena;
+  int32_t *tokens;
+  bn_ref_env env;
+  bn_ref_scratch scratch;
+  void *scratch_mem;
+  int *kind_of;        /* per node */
+  bn_exec_stat *stats; /* per kind */
+  int *last;           /* per value: last reader */
+  bn_trace *trace;
+  size_t kv_bytes;
+};
+
+/* "rope", or "fused:tmatmul+dequant+add" */
+static void kind_name(const bn_node *n, char *out, size_t cap) {
+  if (!n->body) {
+    snprintf(out, cap, "%s", bn_op_table[n->op].name);
+    return;
+  }
+  size_t len = (size_t)snprintf(out, cap, "fused:");
+  for (int i = 0; i < n->body->n_nodes && len < cap; i++)
+    len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? "+" : "", bn_op_table[n->body->nodes[i].op].name);
+}
+
+static bn_status bind_values(bn_exec *e, bn_error *err) {
+  const bn_graph *g = e->g;
+  const bn_memplan *mp = e->mp;
+  for (int i = 0; i < g->n_values; i++) {
+    const bn_value *v = &g->values[i];
+    if (v->kind == BN_VAL_WEIGHT) {
+      if (!v->data) return bn_fail(err, BN_E_INVALID, "weight %%%s has no data", v->name);
+      e->env.val[i] = (void *)v->data;
+    } else if (v->kind == BN_VAL_INPUT) {
+      if (v->dtype != BN_DT_I32) return bn_fail(err, BN_E_UNSUPPORTED, "input %%%s: only i32 tokens", v->name);
+      e->env.val[i] = e->tokens;
+    } else e->env.val[i] = e->arena + mp->offset[v->node];
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    const bn_node *n = &g->nodes[i];
+    if (!n->body) continue;
+    void **bv = calloc((size_t)n->body->n_values, sizeof *bv);
+    if (!bv) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+    e->env.body_val[i] = bv;
+    for (int k = 0, a = 0; k < n->body->n_values; k++)
+      bv[k] = n->body->values[k].kind == BN_VAL_INPUT ? e->env.val[n->in[a++]] : e->arena + mp->body_offset[i][k];
+    bv[n->body->outputs[0]] = e->env.val[n->out];
+  }
+  return BN_OK;
+}
+
+static bn_status make_kinds(bn_exec *e, bn_error *err) {
+  const bn_graph *g = e->g;
+  e->kind_of = malloc((size_t)g->n_nodes * sizeof *e->kind_of);
+  e->stats = calloc((size_t)g->n_nodes + 1, sizeof *e->stats);
+  if (!e->kind_of || !e->stats) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  for (int i = 0; i < g->n_nodes; i++) {
+    char k[96];
+    kind_name(&g->nodes[i], k, sizeof k);
+    int j = 0;
+    while (j < e->n_kinds && strcmp(e->stats[j].kind, k)) j++;
+    if (j == e->n_kinds) snprintf(e->stats[e->n_kinds++].kind, sizeof e->stats[0].kind, "%s", k);
+    e->kind_of[i] = j;
+  }
+  return BN_OK;
+}
+
+bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, bn_exec **out, bn_error *err) {
+  *out = NULL;
+  bn_status st = bn_memplan_check(mp, g, err);
+  if (st) return st;
+  bn_exec *e = calloc(1, sizeof *e);
+  if (!e) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  e->g = g;
+  e->mp = mp;
+  e->n_ctx = n_ctx;
+  e->env.g = g;
+  e->n_layers = bn_ref_kv_layers(g);
+  e->arena = aligned_alloc(BN_ARENA_ALIGN, (size_t)(mp->arena_bytes ? mp->arena_bytes : BN_ARENA_ALIGN));
+  e->tokens = calloc((size_t)mp->max_tokens, sizeof *e->tokens);
+  e->env.val = calloc((size_t)g->n_values, sizeof *e->env.val);
+  e->env.body_val = calloc((size_t)g->n_nodes + 1, sizeof *e->env.body_val);
+  e->env.kc = calloc((size_t)e->n_layers + 1, sizeof *e->env.kc);
+  e->env.vc = calloc((size_t)e->n_layers + 1, sizeof *e->env.vc);
+  e->last = malloc((size_t)g->n_values * sizeof *e->last);
+  int64_t sz[6], total = 0;
+  bn_ref_scratch_size(g, mp->max_tokens, n_ctx, sz);
+  for (int i = 0; i < 6; i++) total += (sz[i] + 63) / 64 * 64;
+  uint8_t *s = e->scratch_mem = calloc(1, (size_t)total);
+  if (!e->arena || !e->tokens || !e->env.val || !e->env.body_val || !e->env.kc || !e->env.vc || !e->last || !s) {
+    bn_exec_free(e);
+    return bn_fail(err, BN_E_NOMEM, "executor: out of memory (arena %lld bytes)", (long long)mp->arena_bytes);
+  }
+  void **parts[6] = {(void **)&e->scratch.q, (void **)&e->scratch.trit, (void **)&e->scratch.s,
+                     (void **)&e->scratch.bscale, (void **)&e->scratch.fw, (void **)&e->scratch.scores};
+  for (int i = 0; i < 6; i++, s += (sz[i - 1] + 63) / 64 * 64) *parts[i] = s;
+  e->env.scratch = &e->scratch;
+  for (int L = 0; L < e->n_layers; L++) {
+    size_t bytes = (size_t)bn_ref_kv_width(g, L) * (size_t)n_ctx * sizeof(float);
+    e->env.kc[L] = calloc(1, bytes ? bytes : 1);
+    e->env.vc[L] = calloc(1, bytes ? bytes : 1);
+    e->kv_bytes += 2 * bytes;
+    if (!e->env.kc[L] || !e->env.vc[L]) {
+      bn_exec_free(e);
+      return bn_fail(err, BN_E_NOMEM, "executor: out of memory for the KV cache (%d positions)", n_ctx);
+    }
+  }
+  int *first = malloc((size_t)g->n_values * sizeof *first);
+  if (!first) st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  else bn_liveness(g, first, e->last);
+  free(first);
+  if (st || (st = bind_values(e, err)) || (st = make_kinds(e, err))) {
+    bn_exec_free(e);
+    return st;
+  }
+  *out = e;
+  return BN_OK;
+}
+
+void bn_exec_free(bn_exec *e) {
+  if (!e) return;
+  for (int L = 0; L < e->n_layers && e->env.kc; L++) free(e->env.kc[L]), free(e->env.vc[L]);
+  if (e->env.body_val)
+    for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
+  free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
+  free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last);
+  free(e);
+}
+
+static void poison_dead(bn_exec *e, int node) {
+  const bn_graph *g = e->g;
+  const bn_node *n = &g->nodes[node];
+  for (int k = 0; k < n->n_in; k++) {
+    const bn_value *v = &g->values[n->in[k]];
+    if (v->kind != BN_VAL_NODE || e->last[n->in[k]] != node) continue;
+    uint64_t bytes = bn_value_bytes(v->dtype, &v->shape, e->mp->max_tokens);
+    memset(e->arena + e->mp->offset[v->node], 0xff, bytes); /* NaN as f32, -1 as int */
+  }
+  if (n->body) /* body intermediates die with their node */
+    for (int k = 0; k < n->body->n_nodes; k++) {
+      int bvid = n->body->nodes[k].out;
+      if (bvid == n->body->outputs[0]) continue;
+      const bn_value *v = &n->body->values[bvid];
+      memset(e->arena + e->mp->body_offset[node][bvid], 0xff, bn_value_bytes(v->dtype, &v->shape, e->mp->max_tokens));
+    }
+}
+
+bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const float **out, bn_error *err) {
+  const bn_graph *g = e->g;
+  if (n < 1 || n > e->mp->max_tokens)
+    return bn_fail(err, BN_E_RANGE, "eval: %d tokens per step (the plan serves 1..%d)", n, e->mp->max_tokens);
+  if (pos < 0 || pos + n > e->n_ctx)
+    return bn_fail(err, BN_E_RANGE, "eval: positions %d..%d exceed the context of %d", pos, pos + n - 1, e->n_ctx);
+  bn_status st = bn_ref_check_tokens(g, tokens, n, err);
+  if (st) return st;
+  memcpy(e->tokens, tokens, (size_t)n * sizeof *tokens);
+  e->env.T = n;
+  e->env.pos = pos;
+  e->step++;
+  for (int i = 0; i < g->n_nodes; i++) {
+    int64_t t0 = bn_trace_now_ns();
+    bn_ref_run_node(&e->env, i);
+    int64_t t1 = bn_trace_now_ns();
+    bn_exec_stat *s = &e->stats[e->kind_of[i]];
+    s->seconds += (double)(t1 - t0) * 1e-9;
+    s->calls++;
+    if (e->trace) bn_trace_add(e->trace, s->kind, "kernel", t0, t1, e->step, n);
+    if (e->poison) poison_dead(e, i);
+  }
+  *out = e->env.val[g->outputs[0]];
+  return BN_OK;
+}
+
+void bn_exec_set_poison(bn_exec *e, int on) { e->poison = on; }
+void bn_exec_set_trace(bn_exec *e, bn_trace *t) { e->trace = t; }
+int bn_exec_stats(const bn_exec *e, const bn_exec_stat **stats) {
+  *stats = e->stats;
+  return e->n_kinds;
+}
+int bn_exec_max_tokens(const bn_exec *e) { return e->mp->max_tokens; }
+int64_t bn_exec_arena_bytes(const bn_exec *e) { return e->mp->arena_bytes; }
+size_t bn_exec_kv_bytes(const bn_exec *e) { return e->kv_bytes; }

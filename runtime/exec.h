@@ -1,0 +1,33 @@
+/* The executor: runs a compiled graph over its planned arena. Everything is
+ * allocated at create time (arena, KV cache, scratch, pointer tables); a step
+ * allocates nothing. Every node is timed and its time added to its kernel
+ * kind ("rope", "fused:tmatmul+dequant+add", ...); a trace recorder, when
+ * attached, keeps one event per node. */
+#ifndef BN_RT_EXEC_H
+#define BN_RT_EXEC_H
+
+#include "../ir/memplan.h"
+#include "trace.h"
+
+typedef struct bn_exec bn_exec;
+
+typedef struct {
+  char kind[96];
+  double seconds;
+  long calls;
+} bn_exec_stat;
+
+bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, bn_exec **out, bn_error *err);
+void bn_exec_free(bn_exec *e);
+/* Runs tokens[0..n) at positions pos..; *out: the first output [n x width]. */
+bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const float **out, bn_error *err);
+/* Debug: after each node, fill the arena regions of values that just died
+ * with NaN, so a plan that let a live value be overwritten shows up. */
+void bn_exec_set_poison(bn_exec *e, int on);
+void bn_exec_set_trace(bn_exec *e, bn_trace *t);
+int bn_exec_stats(const bn_exec *e, const bn_exec_stat **stats); /* returns the number of kinds */
+int bn_exec_max_tokens(const bn_exec *e);
+int64_t bn_exec_arena_bytes(const bn_exec *e);
+size_t bn_exec_kv_bytes(const bn_exec *e);
+
+#endif

@@ -1,0 +1,180 @@
+/* Writing .bnplan files: each section is built in memory (the weights are
+ * streamed from where they are), then header, table and sections go out in
+ * order, each section at a 64-byte boundary. The hash covers every byte
+ * after the header. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../ir/irparse.h"
+#include "plan.h"
+#include "plan_format.h"
+
+typedef struct {
+  uint8_t *p;
+  size_t n, cap;
+  int oom;
+} buf;
+
+static void put(buf *b, const void *src, size_t n) {
+  if (b->n + n > b->cap) {
+    size_t nc = b->cap ? b->cap : 4096;
+    while (nc < b->n + n) nc *= 2;
+    uint8_t *q = realloc(b->p, nc);
+    if (!q) {
+      b->oom = 1;
+      return;
+    }
+    b->p = q, b->cap = nc;
+  }
+  memcpy(b->p + b->n, src, n);
+  b->n += n;
+}
+static void u32(buf *b, uint32_t v) { put(b, &v, 4); }
+static void i32(buf *b, int32_t v) { put(b, &v, 4); }
+static void u64(buf *b, uint64_t v) { put(b, &v, 8); }
+static void f32(buf *b, float v) { put(b, &v, 4); }
+static void str(buf *b, const char *s) {
+  u32(b, (uint32_t)strlen(s));
+  put(b, s, strlen(s));
+}
+
+static void hparams(buf *b, const bn_hparams *h) {
+  char arch[32] = {0};
+  snprintf(arch, sizeof arch, "%s", h->arch);
+  put(b, arch, sizeof arch);
+  int32_t v[9] = {h->n_ctx, h->n_embd, h->n_layer, h->n_ff, h->n_head, h->n_head_kv, h->head_dim, h->n_rot, h->n_vocab};
+  for (int i = 0; i < 9; i++) i32(b, v[i]);
+  f32(b, h->rope_base);
+  f32(b, h->eps);
+}
+
+static void vocab(buf *b, const bn_vocab *v) {
+  u32(b, (uint32_t)v->kind);
+  u32(b, (uint32_t)v->n_tokens);
+  u32(b, (uint32_t)v->n_merges);
+  i32(b, v->bos), i32(b, v->eos), i32(b, v->unk), u32(b, (uint32_t)v->add_bos);
+  for (int i = 0; i < v->n_tokens; i++) {
+    str(b, v->tokens[i]);
+    f32(b, v->scores[i]);
+    i32(b, v->types[i]);
+  }
+  for (int i = 0; i < v->n_merges; i++) str(b, v->merges[i]);
+}
+
+static void memplan(buf *b, const bn_memplan *m, const bn_graph *g) {
+  u32(b, (uint32_t)m->max_tokens), u32(b, (uint32_t)m->n_nodes), u32(b, 0), u32(b, 0);
+  u64(b, (uint64_t)m->arena_bytes), u64(b, (uint64_t)m->sum_bytes);
+  for (int i = 0; i < m->n_nodes; i++) u64(b, (uint64_t)m->offset[i]);
+  for (int i = 0; i < m->n_nodes; i++) {
+    int n = g->nodes[i].body ? g->nodes[i].body->n_values : 0;
+    u32(b, (uint32_t)n);
+    for (int k = 0; k < n; k++) u64(b, (uint64_t)m->body_offset[i][k]);
+  }
+}
+
+static uint64_t align(uint64_t x) { return (x + BN_PLAN_ALIGN - 1) / BN_PLAN_ALIGN * BN_PLAN_ALIGN; }
+
+/* The weight index (name, offset in the weights section, bytes); returns the section's size. */
+static uint64_t weight_index(buf *b, const bn_graph *g) {
+  uint64_t off = 0;
+  uint32_t n = 0;
+  for (int i = 0; i < g->n_values; i++) n += g->values[i].kind == BN_VAL_WEIGHT;
+  u32(b, n);
+  for (int i = 0; i < g->n_values; i++) {
+    const bn_value *v = &g->values[i];
+    if (v->kind != BN_VAL_WEIGHT) continue;
+    str(b, v->name);
+    u64(b, off);
+    u64(b, v->nbytes);
+    off = align(off + v->nbytes);
+  }
+  return off;
+}
+
+static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const bn_graph *g, const uint64_t *off,
+                     uint64_t weights_off) {
+  static const uint8_t zeros[BN_PLAN_ALIGN];
+  uint64_t pos = 0;
+  if (fwrite(hdr, 1, BN_PLAN_HEADER + (size_t)BN_PLAN_ENTRY * BN_SEC_COUNT, fp) != BN_PLAN_HEADER + (size_t)BN_PLAN_ENTRY * BN_SEC_COUNT)
+    return 0;
+  pos = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * BN_SEC_COUNT;
+  for (int s = 0; s < n_secs; s++) {
+    if (fwrite(zeros, 1, off[s] - pos, fp) != off[s] - pos || fwrite(secs[s].p, 1, secs[s].n, fp) != secs[s].n) return 0;
+    pos = off[s] + secs[s].n;
+  }
+  for (int i = 0; i < g->n_values; i++) {
+    const bn_value *v = &g->values[i];
+    if (v->kind != BN_VAL_WEIGHT) continue;
+    uint64_t at = align(pos - weights_off) + weights_off;
+    if (fwrite(zeros, 1, at - pos, fp) != at - pos || fwrite(v->data, 1, v->nbytes, fp) != v->nbytes) return 0;
+    pos = at + v->nbytes;
+  }
+  return 1;
+}
+
+bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *target, const char *path,
+                        bn_error *err) {
+  const bn_graph *g = &m->graph;
+  for (int i = 0; i < g->n_values; i++)
+    if (g->values[i].kind == BN_VAL_WEIGHT && !g->values[i].data)
+      return bn_fail(err, BN_E_INVALID, "%s: weight %%%s has no data to store", path, g->values[i].name);
+  buf secs[BN_SEC_COUNT - 1] = {{0}};
+  hparams(&secs[0], &m->hp);
+  vocab(&secs[1], &m->vocab);
+  char *ir = bn_graph_print(g);
+  if (ir) put(&secs[2], ir, strlen(ir));
+  free(ir);
+  memplan(&secs[3], mp, g);
+  uint64_t weights_bytes = weight_index(&secs[4], g);
+  bn_status st = BN_OK;
+  for (int s = 0; s < BN_SEC_COUNT - 2; s++)
+    if (secs[s].oom || !ir) st = bn_fail(err, BN_E_NOMEM, "%s: out of memory", path);
+  /* layout: header, table, then sections at 64-byte boundaries, weights last */
+  uint64_t off[BN_SEC_COUNT] = {0}, pos = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * BN_SEC_COUNT;
+  for (int s = 0; s < BN_SEC_COUNT - 2; s++) {
+    off[s] = align(pos);
+    pos = off[s] + secs[s].n;
+  }
+  off[BN_SEC_COUNT - 2] = align(pos);
+  uint64_t file_bytes = off[BN_SEC_COUNT - 2] + weights_bytes;
+  uint8_t hdr[BN_PLAN_HEADER + BN_PLAN_ENTRY * BN_SEC_COUNT] = {0};
+  memcpy(hdr, BN_PLAN_MAGIC, 8);
+  uint32_t h32[2] = {BN_PLAN_VERSION, BN_PLAN_HEADER}, nsec = BN_SEC_COUNT - 1;
+  memcpy(hdr + 8, h32, 8);
+  memcpy(hdr + 16, &file_bytes, 8);
+  memcpy(hdr + 32, &nsec, 4);
+  snprintf((char *)hdr + 40, 24, "%s", target);
+  for (int s = 0; s < BN_SEC_COUNT - 1; s++) {
+    uint8_t *e = hdr + BN_PLAN_HEADER + BN_PLAN_ENTRY * s;
+    uint32_t id = (uint32_t)s + 1;
+    uint64_t bytes = s == BN_SEC_COUNT - 2 ? weights_bytes : secs[s].n;
+    memcpy(e, &id, 4);
+    memcpy(e + 8, &off[s], 8);
+    memcpy(e + 16, &bytes, 8);
+  }
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  FILE *fp = st ? NULL : fopen(tmp, "w+b");
+  if (!st && !fp) st = bn_fail(err, BN_E_IO, "%s: cannot create", tmp);
+  if (!st && !write_all(fp, hdr, secs, BN_SEC_COUNT - 2, g, off, off[BN_SEC_COUNT - 2]))
+    st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
+  if (!st) { /* hash everything after the header, then write it into the header */
+    XXH3_state_t *hs = XXH3_createState();
+    uint8_t chunk[1 << 16];
+    size_t got;
+    XXH3_64bits_reset(hs);
+    fseek(fp, BN_PLAN_HEADER, SEEK_SET);
+    while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0) XXH3_64bits_update(hs, chunk, got);
+    uint64_t hash = XXH3_64bits_digest(hs);
+    XXH3_freeState(hs);
+    if (fseek(fp, 24, SEEK_SET) || fwrite(&hash, 8, 1, fp) != 1) st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
+  }
+  if (fp && fclose(fp) && !st) st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
+  if (!st && rename(tmp, path)) st = bn_fail(err, BN_E_IO, "%s: cannot write", path);
+  if (st && fp) remove(tmp);
+  for (int s = 0; s < BN_SEC_COUNT - 1; s++) free(secs[s].p);
+  return st;
+}

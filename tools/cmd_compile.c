@@ -1,0 +1,86 @@
+/* bnc compile: GGUF -> optimized IR -> .bnplan. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../passes/pass.h"
+#include "../runtime/session.h"
+#include "cli.h"
+
+static const char HELP[] =
+    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
+    "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
+    "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes.\n"
+    "  --batch N          the largest step the memory plan serves: the prompt chunk (default 32)\n"
+    "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
+    "  --time-passes      print each pass's time\n"
+    "  Passes, in order: infer-shapes lower-bitlinear pack-weights fold-constants fuse-projections\n"
+    "  fuse-matmul fuse-gate fuse-norm-quant dce plan-memory\n";
+
+typedef struct {
+  const char *out, *dump;
+  int time;
+  int failed;
+} hook_ctx;
+
+static void hook(const char *pass, const bn_graph *g, double seconds, void *user) {
+  hook_ctx *h = user;
+  if (h->time) fprintf(stderr, "  %-18s %9.3f ms  %4d nodes\n", pass, seconds * 1e3, g->n_nodes);
+  if (!h->dump || (strcmp(h->dump, "all") && strcmp(h->dump, pass))) return;
+  char path[4096];
+  snprintf(path, sizeof path, "%s.%s.bnir", h->out, pass);
+  char *text = bn_graph_print(g);
+  FILE *fp = text ? fopen(path, "wb") : NULL;
+  int ok = fp && fputs(text, fp) >= 0;
+  if (fp) ok = fclose(fp) == 0 && ok;
+  free(text);
+  if (!ok) {
+    fprintf(stderr, "bnc: %s: cannot write\n", path);
+    h->failed = 1;
+  } else fprintf(stderr, "wrote %s\n", path);
+}
+
+int bn_cmd_compile(int argc, char **argv) {
+  const char *in = NULL;
+  long batch = 32;
+  hook_ctx h = {0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
+    if (!strcmp(a, "-o") && v) h.out = argv[++i];
+    else if (!strcmp(a, "--batch") && v) {
+      if (bn_cli_int("compile", a, argv[++i], 1, 4096, &batch)) return 2;
+    } else if (!strncmp(a, "--dump-after=", 13)) {
+      h.dump = a + 13;
+      if (strcmp(h.dump, "all") && !bn_pass_find(h.dump)) return bn_cli_usage_error("compile", "no pass named '%s'", h.dump);
+    } else if (!strcmp(a, "--time-passes")) h.time = 1;
+    else if (a[0] != '-' && !in) in = a;
+    else return bn_cli_usage_error("compile", "unexpected argument '%s'", a);
+  }
+  if (!in || !h.out) return bn_cli_usage_error("compile", "needs MODEL.gguf and -o OUT.bnplan");
+  bn_error err = {0};
+  bn_gguf f;
+  bn_model m;
+  double t0 = bn_now();
+  if (bn_cli_load(in, &f, &m, &err)) return bn_cli_fail(&err);
+  bn_pass_opts po = {(int)batch, 1};
+  bn_memplan mp;
+  if (h.time) fprintf(stderr, "passes:\n");
+  bn_status st = bn_pass_run_pipeline(&m.graph, &po, &mp, hook, &h, &err);
+  if (!st) {
+    st = bn_plan_write(&m, &mp, "ref", h.out, &err);
+    bn_memplan_free(&mp);
+  }
+  if (!st && !h.failed) {
+    struct stat sb;
+    stat(h.out, &sb);
+    fprintf(stderr, "bnc compile: %s -> %s: %.1f MiB, %d nodes, arena %.2f MiB for %ld tokens (%.2f MiB unplanned), %.2f s\n",
+            in, h.out, sb.st_size / 1048576.0, m.graph.n_nodes, mp.arena_bytes / 1048576.0, batch,
+            mp.sum_bytes / 1048576.0, bn_now() - t0);
+  }
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  if (st) return bn_cli_fail(&err);
+  return h.failed;
+}
