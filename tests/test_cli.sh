@@ -60,9 +60,28 @@ expect_error "unknown shape" "unknown --shape 'huge'" -- $BNC synth --shape huge
 expect_error "3b in tq2_0" "not whole tq2_0 blocks" -- $BNC synth --shape 3b --type tq2_0 -o "$WORK/x.gguf"
 printf 'bnc.ir 1\ngraph "x" {\n  input %%t : i32[T]\n  %%y = embed %%t, %%w : f32[T, 4]\n}\n' > "$WORK/bad.bnir"
 expect_error "bad .bnir" "bad.bnir:4:18: unknown value %w" -- $BNC ir "$WORK/bad.bnir"
+cat "$SRC/tests/bad/gguf.expect" "$SRC/tests/bad/plan.expect" > "$WORK/expect" # (a pipe would lose $fails)
 while IFS="$(printf '\t')" read -r name want; do
   expect_error "corpus $name" "$want" -- $BNC run "$SRC/tests/bad/$name" -p hi
-done < "$SRC/tests/bad/gguf.expect"
+done < "$WORK/expect"
+
+# compile -> run a plan; the plan answers like the GGUF it came from
+p="$WORK/tiny.bnplan"
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$p" --dump-after=fuse-gate 2>"$WORK/err" || fail "compile: $(cat "$WORK/err")"
+$BNC ir "$p.fuse-gate.bnir" | cmp -s - "$p.fuse-gate.bnir" || fail "--dump-after output does not round-trip"
+$BNC ir "$p" | grep -q "fused %l0.gate_up" || fail "bnc ir on a plan"
+$BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lp.bin" 2>/dev/null || fail "eval plan"
+$BNC eval "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" --tokens "1 5 17 300" --logits-out "$WORK/lg.bin" 2>/dev/null
+cmp -s "$WORK/lp.bin" "$WORK/lg.bin" || fail "plan and GGUF logits differ"
+$BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lq.bin" --poison 2>/dev/null
+cmp -s "$WORK/lp.bin" "$WORK/lq.bin" || fail "poisoned run differs"
+$BNC run "$p" -p "hello" -n 4 --stats --profile "$WORK/trace.json" >/dev/null 2>"$WORK/stats" || fail "run --stats --profile"
+grep -q "fused:tmatmul+dequant+add" "$WORK/stats" || fail "stats table lacks kernel kinds"
+grep -q '"traceEvents"' "$WORK/trace.json" || fail "profile is not a Chrome trace"
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/again.bnplan" 2>/dev/null
+cmp -s "$p" "$WORK/again.bnplan" || fail "compile is not deterministic"
+expect_error "compile without -o" "needs MODEL.gguf and -o" -- $BNC compile "$m"
+expect_error "unknown pass" "no pass named 'fuse-all'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --dump-after=fuse-all
 
 [ $fails -eq 0 ] && echo "all CLI checks passed"
 exit $fails
