@@ -15,6 +15,7 @@ struct bn_session {
   int32_t *hist; /* n_ctx tokens */
   float *logits; /* one row, for the sampler to modify */
   bn_timings t;
+  int n_past; /* positions in the KV cache (bn_session_append) */
 };
 
 double bn_now(void) {
@@ -118,7 +119,7 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     s->hist[n] = tok;
     size_t plen;
     const char *piece = bn_tok_piece(s->tok, tok, NULL, &plen);
-    if (fn) fn(piece, plen, user);
+    if (fn && fn(tok, piece, plen, user)) break;
     double tg = bn_now();
     int64_t t0 = bn_trace_now_ns();
     st = bn_exec_run(s->exec, &s->hist[n], 1, n, &last, err);
@@ -128,8 +129,23 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     s->t.n_gen++;
     if (st) return st;
   }
+  s->n_past = n;
   return BN_OK;
 }
+
+bn_status bn_session_append(bn_session *s, const int32_t *tokens, int n, const float **last, bn_error *err) {
+  if (n < 1 || s->n_past + n > s->p.n_ctx)
+    return bn_fail(err, BN_E_RANGE, "eval: %d more tokens after %d do not fit the context of %d", n, s->n_past, s->p.n_ctx);
+  double t0 = bn_now();
+  bn_status st = run_chunks(s, tokens, n, s->n_past, NULL, last, err);
+  s->t.prompt_s += bn_now() - t0;
+  if (!st) s->n_past += n, s->t.n_prompt += n;
+  return st;
+}
+
+void bn_session_reset(bn_session *s) { s->n_past = 0; }
+int bn_session_n_past(const bn_session *s) { return s->n_past; }
+const bn_session_params *bn_session_params_of(const bn_session *s) { return &s->p; }
 
 const bn_timings *bn_session_timings(const bn_session *s) { return &s->t; }
 const bn_tokenizer *bn_session_tokenizer(const bn_session *s) { return s->tok; }

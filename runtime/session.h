@@ -23,7 +23,8 @@ typedef struct {
 } bn_session_params;
 
 typedef struct bn_session bn_session;
-typedef void (*bn_piece_fn)(const char *text, size_t len, void *user);
+/* Gets each generated token and its text; returning nonzero stops generation. */
+typedef int (*bn_piece_fn)(int32_t token, const char *text, size_t len, void *user);
 
 bn_status bn_session_create(const bn_model *m, const bn_memplan *mp, const bn_session_params *p, bn_session **out,
                             bn_error *err);
@@ -35,6 +36,12 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
 /* Evaluates tokens from position 0 and copies every position's logits into
  * out[n][n_vocab]. */
 bn_status bn_session_eval(bn_session *s, const int32_t *tokens, int n, float *out, bn_error *err);
+/* Evaluates tokens after the n_past already in the KV cache; *last points
+ * at the logits of the last one. bn_session_reset empties the cache. */
+bn_status bn_session_append(bn_session *s, const int32_t *tokens, int n, const float **last, bn_error *err);
+void bn_session_reset(bn_session *s);
+int bn_session_n_past(const bn_session *s);
+const bn_session_params *bn_session_params_of(const bn_session *s);
 const bn_timings *bn_session_timings(const bn_session *s);
 const bn_tokenizer *bn_session_tokenizer(const bn_session *s);
 bn_exec *bn_session_exec(bn_session *s);

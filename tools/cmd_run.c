@@ -82,10 +82,11 @@ static int wants_help(int argc, char **argv) {
   return 0;
 }
 
-static void print_piece(const char *text, size_t len, void *user) {
-  (void)user;
+static int print_piece(int32_t token, const char *text, size_t len, void *user) {
+  (void)token, (void)user;
   fwrite(text, 1, len, stdout);
   fflush(stdout);
+  return 0;
 }
 
 static int by_time(const void *a, const void *b) {

@@ -1,0 +1,97 @@
+/* bnc — the runtime C API. The only header a program that runs compiled
+ * BitNet b1.58 plans needs; link with the bnc runtime libraries.
+ *
+ *   bnc_plan *plan;
+ *   if (bnc_plan_open("model.bnplan", &plan)) { fprintf(stderr, "%s\n", bnc_last_error()); ... }
+ *   bnc_session_params sp = bnc_session_default_params();
+ *   bnc_session *s;
+ *   bnc_session_create(plan, &sp, &s);
+ *   bnc_generate(s, "Once upon a time", 32, on_token, NULL);
+ *   bnc_session_free(s);
+ *   bnc_plan_free(plan);
+ *
+ * Every function that can fail returns a bnc_status; bnc_last_error() gives
+ * the message of this thread's last failure (file, field, value). A session
+ * allocates everything when it is created: evaluating and generating
+ * allocate nothing per token. */
+#ifndef BNC_H
+#define BNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  BNC_OK = 0,
+  BNC_ERR_IO,          /* a file could not be opened, read or written */
+  BNC_ERR_FORMAT,      /* a damaged or foreign file */
+  BNC_ERR_UNSUPPORTED,
+  BNC_ERR_INVALID,     /* a bad argument */
+  BNC_ERR_NOMEM,
+  BNC_ERR_RANGE        /* e.g. more tokens than the context holds */
+} bnc_status;
+
+typedef struct bnc_plan bnc_plan;
+typedef struct bnc_session bnc_session;
+
+/* The message of this thread's last failure ("" if none). */
+const char *bnc_last_error(void);
+
+/* Maps and validates a plan written by `bnc compile`. */
+bnc_status bnc_plan_open(const char *path, bnc_plan **out);
+void bnc_plan_free(bnc_plan *plan);
+int bnc_plan_vocab_size(const bnc_plan *plan);
+int bnc_plan_context_length(const bnc_plan *plan);
+/* The architecture name ("bitnet", "bitnet-b1.58", ...). */
+const char *bnc_plan_arch(const bnc_plan *plan);
+
+typedef struct {
+  int threads;          /* worker threads; the reference kernels run on 1 */
+  int n_ctx;            /* context size; 0: the model's */
+  int n_batch;          /* prompt chunk; 0: the plan's */
+  float temperature;    /* <= 0: greedy */
+  int top_k;            /* <= 0: off */
+  float top_p;          /* >= 1: off */
+  float repeat_penalty; /* 1: off */
+  uint64_t seed;
+  int ignore_eos;       /* keep generating past the end-of-sequence token */
+} bnc_session_params;
+
+bnc_session_params bnc_session_default_params(void);
+/* The plan must outlive the session. */
+bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, bnc_session **out);
+void bnc_session_free(bnc_session *s);
+
+/* UTF-8 text -> token ids (BOS first when the model wants one). *n gets the count. */
+bnc_status bnc_tokenize(bnc_session *s, const char *text, int32_t *ids, int cap, int *n);
+/* The text of one token (its bytes; control tokens give ""). */
+const char *bnc_token_text(bnc_session *s, int32_t token, size_t *len);
+
+/* Evaluates tokens after those already in the session's KV cache. */
+bnc_status bnc_eval(bnc_session *s, const int32_t *tokens, int n);
+/* The logits (vocab size floats) of the last evaluated token; valid until the next call. */
+const float *bnc_logits(bnc_session *s);
+/* Empties the KV cache: the next bnc_eval starts at position 0. */
+void bnc_reset(bnc_session *s);
+
+/* Called with each generated token; return nonzero to stop. */
+typedef int (*bnc_token_cb)(int32_t token, const char *text, size_t len, void *user);
+/* Resets, processes the prompt, then samples up to n_predict tokens. */
+bnc_status bnc_generate(bnc_session *s, const char *prompt, int n_predict, bnc_token_cb cb, void *user);
+
+typedef struct {
+  double load_s, prepare_s, tokenize_s, prompt_s, generate_s, sample_s;
+  int prompt_tokens, generated_tokens;
+} bnc_timings;
+
+/* Seconds per stage so far (load: the plan's bnc_plan_open). */
+void bnc_session_timings(const bnc_session *s, bnc_timings *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
