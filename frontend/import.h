@@ -22,6 +22,9 @@ typedef struct {
 } bn_tensor_src;
 
 bn_status bn_import_graph(const bn_hparams *hp, const bn_tensor_src *src, bn_graph *g, bn_error *err);
+/* The tensors of an open GGUF file as a source. */
+bn_tensor_src bn_gguf_tensor_src(const bn_gguf *f);
+int bn_gguf_src_find(void *gguf, const char *name, bn_tensor_ref *out);
 int bn_arch_is_relu2(const char *arch);
 
 /* Architectures: "bitnet" (SiLU FFN) and "bitnet-b1.58" / "bitnet-25" (relu²). */

@@ -4,7 +4,7 @@
 
 #include "import.h"
 
-static int gguf_find(void *ctx, const char *name, bn_tensor_ref *out) {
+int bn_gguf_src_find(void *ctx, const char *name, bn_tensor_ref *out) {
   const bn_gguf_tensor *t = bn_gguf_tensor_find(ctx, name);
   if (!t) return 0;
   out->dtype = t->dtype;
@@ -14,6 +14,8 @@ static int gguf_find(void *ctx, const char *name, bn_tensor_ref *out) {
   out->nbytes = t->nbytes;
   return 1;
 }
+
+bn_tensor_src bn_gguf_tensor_src(const bn_gguf *f) { return (bn_tensor_src){f->path, (void *)f, bn_gguf_src_find}; }
 
 bn_status bn_import_gguf(const bn_gguf *f, bn_model *m, bn_error *err) {
   memset(m, 0, sizeof *m);
@@ -25,7 +27,7 @@ bn_status bn_import_gguf(const bn_gguf *f, bn_model *m, bn_error *err) {
     return bn_fail(err, BN_E_FORMAT, "%s: tokenizer.ggml.tokens has %d entries but the model has %d", f->path,
                    m->vocab.n_tokens, m->hp.n_vocab);
   }
-  bn_tensor_src src = {f->path, (void *)f, gguf_find};
+  bn_tensor_src src = bn_gguf_tensor_src(f);
   if ((st = bn_import_graph(&m->hp, &src, &m->graph, err))) bn_model_free(m);
   return st;
 }

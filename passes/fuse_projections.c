@@ -44,7 +44,11 @@ static int concat_weights(bn_rw *rw, const group *gr, const char *name) {
   size_t nbytes = (size_t)bn_value_bytes(BN_DT_TP2, &s, 0);
   char wn[200];
   snprintf(wn, sizeof wn, "%s.w", name);
-  if (!have_data) return bn_graph_add_weight(&rw->dst, wn, BN_DT_TP2, s, NULL, nbytes);
+  if (!have_data) {
+    int id = bn_graph_add_weight(&rw->dst, wn, BN_DT_TP2, s, NULL, nbytes);
+    if (id < 0) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
+    return id;
+  }
   uint8_t *out = malloc(nbytes), *codes = out, *scales = out ? out + N * K / 4 : NULL;
   if (!out) return rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory"), -1;
   for (int k = 0; k < gr->n; k++) {

@@ -16,7 +16,11 @@ static int pack(bn_rw *rw, int v) {
   char name[160];
   snprintf(name, sizeof name, "%s.tp2", w->name);
   size_t nbytes = (size_t)bn_value_bytes(BN_DT_TP2, &w->shape, 0);
-  if (!w->data) return bn_graph_add_weight(&rw->dst, name, BN_DT_TP2, w->shape, NULL, nbytes);
+  if (!w->data) { /* a .bnir graph: the type changes, there are no bytes to move */
+    int id = bn_graph_add_weight(&rw->dst, name, BN_DT_TP2, w->shape, NULL, nbytes);
+    if (id < 0) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
+    return id;
+  }
   uint8_t *out = malloc(nbytes);
   int8_t *trit = malloc((size_t)K);
   float *sc = malloc((size_t)K * sizeof *sc);

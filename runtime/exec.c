@@ -158,15 +158,8 @@ static void poison_dead(bn_exec *e, int node) {
 
 bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const float **out, bn_error *err) {
   const bn_graph *g = e->g;
-  if (n < 1 || n > e->mp->max_tokens)
-    return bn_fail(err, BN_E_RANGE, "eval: %d tokens per step (the plan serves 1..%d)", n, e->mp->max_tokens);
-  if (pos < 0 || pos + n > e->n_ctx)
-    return bn_fail(err, BN_E_RANGE, "eval: positions %d..%d exceed the context of %d", pos, pos + n - 1, e->n_ctx);
-  bn_status st = bn_ref_check_tokens(g, tokens, n, err);
+  bn_status st = bn_ref_begin_step(&e->env, e->tokens, tokens, n, pos, e->mp->max_tokens, e->n_ctx, err);
   if (st) return st;
-  memcpy(e->tokens, tokens, (size_t)n * sizeof *tokens);
-  e->env.T = n;
-  e->env.pos = pos;
   e->step++;
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = bn_trace_now_ns();

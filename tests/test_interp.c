@@ -244,14 +244,7 @@ static int scaled_find(void *ctx, const char *name, bn_tensor_ref *out) {
     out->nbytes = 4;
     return 1;
   }
-  const bn_gguf_tensor *t = bn_gguf_tensor_find(ctx, name);
-  if (!t) return 0;
-  out->dtype = t->dtype;
-  out->n_dims = t->n_dims;
-  memcpy(out->dims, t->dims, sizeof out->dims);
-  out->data = t->data;
-  out->nbytes = t->nbytes;
-  return 1;
+  return bn_gguf_src_find(ctx, name, out);
 }
 
 static void test_per_tensor_scale(void **s) {

@@ -122,7 +122,12 @@ void bn_ref_run_node(const bn_ref_env *env, int idx) {
   }
 }
 
-bn_status bn_ref_check_tokens(const bn_graph *g, const int32_t *tokens, int n, bn_error *err) {
+bn_status bn_ref_begin_step(bn_ref_env *env, int32_t *token_buf, const int32_t *tokens, int n, int pos, int max_tokens,
+                            int n_ctx, bn_error *err) {
+  const bn_graph *g = env->g;
+  if (n < 1 || n > max_tokens) return bn_fail(err, BN_E_RANGE, "eval: %d tokens per step (1..%d)", n, max_tokens);
+  if (pos < 0 || pos + n > n_ctx)
+    return bn_fail(err, BN_E_RANGE, "eval: positions %d..%d exceed the context of %d", pos, pos + n - 1, n_ctx);
   for (int i = 0; i < g->n_nodes; i++) {
     const bn_node *nd = &g->nodes[i];
     if (nd->op != BN_OP_EMBED) continue;
@@ -132,6 +137,9 @@ bn_status bn_ref_check_tokens(const bn_graph *g, const int32_t *tokens, int n, b
         return bn_fail(err, BN_E_RANGE, "eval: token id %d at index %d is outside the vocabulary (0..%lld)", tokens[t],
                        t, (long long)V - 1);
   }
+  memcpy(token_buf, tokens, (size_t)n * sizeof *tokens);
+  env->T = n;
+  env->pos = pos;
   return BN_OK;
 }
 
@@ -291,14 +299,8 @@ bn_status bn_ref_create(const bn_graph *g, int max_tokens, int n_ctx, bn_ref **o
 
 bn_status bn_ref_eval(bn_ref *r, const int32_t *tokens, int n, int pos, const float **out, bn_error *err) {
   const bn_graph *g = r->env.g;
-  if (n < 1 || n > r->max_tokens) return bn_fail(err, BN_E_RANGE, "eval: %d tokens per call (1..%d)", n, r->max_tokens);
-  if (pos < 0 || pos + n > r->n_ctx)
-    return bn_fail(err, BN_E_RANGE, "eval: positions %d..%d exceed the context of %d", pos, pos + n - 1, r->n_ctx);
-  bn_status st = bn_ref_check_tokens(g, tokens, n, err);
+  bn_status st = bn_ref_begin_step(&r->env, r->tokens, tokens, n, pos, r->max_tokens, r->n_ctx, err);
   if (st) return st;
-  memcpy(r->tokens, tokens, (size_t)n * sizeof *tokens);
-  r->env.T = n;
-  r->env.pos = pos;
   for (int i = 0; i < g->n_nodes; i++) bn_ref_run_node(&r->env, i);
   *out = r->env.val[g->outputs[0]];
   return BN_OK;

@@ -68,8 +68,11 @@ bn_status bn_ref_create(const bn_graph *g, int max_tokens, int n_ctx, bn_ref **o
 /* Runs tokens[0..n) at positions pos..pos+n-1; *out points at the first
  * output, [n x width] floats, valid until the next call. */
 bn_status bn_ref_eval(bn_ref *r, const int32_t *tokens, int n, int pos, const float **out, bn_error *err);
-/* Checks that tokens are valid ids for g's embedding. */
-bn_status bn_ref_check_tokens(const bn_graph *g, const int32_t *tokens, int n, bn_error *err);
+/* Checks a step of n tokens at pos: 1 <= n <= max_tokens, the positions fit
+ * n_ctx, every id is in g's vocabulary; then stores the ids in env's token
+ * buffer and sets T and pos. */
+bn_status bn_ref_begin_step(bn_ref_env *env, int32_t *token_buf, const int32_t *tokens, int n, int pos, int max_tokens,
+                            int n_ctx, bn_error *err);
 int64_t bn_ref_output_width(const bn_ref *r);
 size_t bn_ref_bytes(const bn_ref *r); /* activations + KV cache */
 void bn_ref_free(bn_ref *r);
