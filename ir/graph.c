@@ -83,7 +83,8 @@ int bn_graph_add_node_typed(bn_graph *g, bn_op op, const char *out_name, const i
   n->op = op;
   n->n_in = n_in;
   memcpy(n->in, in, (size_t)n_in * sizeof *in);
-  if (attr) memcpy(n->attr, attr, sizeof n->attr);
+  for (int a = 0; attr && a < BN_MAX_ATTR; a++) /* only the attributes the op declares are read */
+    if (bn_op_table[op].attr[a]) n->attr[a] = attr[a];
   n->out = out;
   g->values[out].node = g->n_nodes;
   g->n_nodes++;
@@ -114,7 +115,8 @@ static int add_checked(bn_graph *g, bn_op op, const char *out_name, const int *i
     }
   bn_node tmp = {.op = op, .n_in = n_in, .body = body};
   memcpy(tmp.in, in, (size_t)n_in * sizeof *in);
-  if (attr) memcpy(tmp.attr, attr, sizeof tmp.attr);
+  for (int a = 0; attr && a < BN_MAX_ATTR; a++)
+    if (info->attr[a]) tmp.attr[a] = attr[a];
   bn_shape s;
   bn_dtype t;
   if (info->rule(g, &tmp, &t, &s, err)) return -1;

@@ -115,8 +115,9 @@ int bn_graph_add_input(bn_graph *g, const char *name, bn_dtype t, bn_shape s);
 int bn_graph_add_weight(bn_graph *g, const char *name, bn_dtype t, bn_shape s, const void *data, size_t nbytes);
 /* Takes ownership of data (malloc'd), freed with the graph; returns NULL on OOM. */
 void *bn_graph_own(bn_graph *g, void *data);
-/* Adds a node; output shape comes from the op's shape rule. Returns the
- * output value id or -1 (err says why). */
+/* Adds a node; output type and shape come from the op's rule. attr holds
+ * the op's declared attributes in order (NULL: all 0). Returns the output
+ * value id or -1 (err says why). */
 int bn_graph_add_node(bn_graph *g, bn_op op, const char *out_name, const int *in, int n_in,
                       const double *attr, bn_error *err);
 /* Same, with a declared output type and shape (the parser uses this; the

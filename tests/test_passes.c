@@ -278,10 +278,10 @@ static const float SCALE[2] = {1.75f, 0.5f};
 /* fold-constants: per-tensor scales end up in the packed row scales. */
 static void test_fold_constants(void **state) {
   (void)state;
-  bn_gguf f;
+  bn_gguf f, f2;
   bn_model m, ref;
   load("b158-TQ2_0", &f, &m);
-  load("b158-TQ2_0", &f, &ref);
+  load("b158-TQ2_0", &f2, &ref);
   bn_model *both[2] = {&m, &ref};
   for (int k = 0; k < 2; k++) { /* give two bitlinears of layer 1 a .scale operand */
     bn_graph *g = &both[k]->graph;
@@ -312,6 +312,7 @@ static void test_fold_constants(void **state) {
   bn_model_free(&m);
   bn_model_free(&ref);
   bn_gguf_close(&f);
+  bn_gguf_close(&f2);
 }
 
 /* dce: a node nothing reads, and the weight only it read, disappear. */
