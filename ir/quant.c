@@ -112,15 +112,15 @@ static float rdf(const uint8_t *p) {
 void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale) {
   uint8_t *p = (uint8_t *)tensor + row * (k / 4);
   memset(p, 0, k / 4);
-  for (uint64_t j = 0; j < k; j++) p[j / 64 * 16 + j % 16] |= (uint8_t)((trit[j] + 1) << (2 * (j % 64 / 16)));
+  for (uint64_t j = 0; j < k; j++) p[j / 256 * 64 + j % 64] |= (uint8_t)((trit[j] + 1) << (2 * (j % 256 / 64)));
   memcpy((uint8_t *)tensor + rows * k / 4 + 4 * row, &scale, 4);
 }
 
 static void tern_tp2(const uint8_t *p, uint64_t k, int8_t *t) {
   static const int8_t val[4] = {-1, 0, 1, 0};
-  for (uint64_t g = 0; g < k / 64; g++, p += 16, t += 64) /* group: 16 bytes, 4 shifts */
+  for (uint64_t g = 0; g < k / 256; g++, p += 64, t += 256) /* group: 64 bytes, 4 shifts of 64 elements */
     for (int sh = 0; sh < 4; sh++)
-      for (int b = 0; b < 16; b++) t[sh * 16 + b] = val[(p[b] >> (2 * sh)) & 3];
+      for (int b = 0; b < 64; b++) t[sh * 64 + b] = val[(p[b] >> (2 * sh)) & 3];
 }
 
 float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint64_t row, uint64_t k) {
@@ -219,12 +219,12 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
     return;
   }
   if (t == BN_DT_TP2) { /* whole rows */
-    int8_t trit[64];
-    for (uint64_t i = 0; i < n; i += 64) {
-      tern_tp2((const uint8_t *)tensor + (start + i) / 4, 64, trit);
+    int8_t trit[256];
+    for (uint64_t i = 0; i < n; i += 256) {
+      tern_tp2((const uint8_t *)tensor + (start + i) / 4, 256, trit);
       uint64_t row = (start + i) / (n > 0 ? n : 1);
       float sc = rdf((const uint8_t *)tensor + total / 4 + 4 * row);
-      for (int k = 0; k < 64; k++) out[i + k] = trit[k] * sc;
+      for (int k = 0; k < 256; k++) out[i + k] = trit[k] * sc;
     }
     return;
   }

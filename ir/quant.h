@@ -36,9 +36,12 @@ float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint6
 /* Returns 1 if every row of the tensor uses a single scale. */
 int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint64_t k);
 
-/* TP2, bnc's packed ternary layout: row-major rows of K/64 groups of 16
- * bytes (element j of a group at byte j % 16, bits 2 (j / 16), code t + 1),
- * then one f32 scale per row. Writes row `row` of a tensor of `rows` rows. */
+/* TP2, bnc's packed ternary layout: row-major rows of K/256 groups of 64
+ * bytes (element j of a group at byte j % 64, bits 2 (j / 64), code t + 1),
+ * then one f32 scale per row. One 64-byte load, shifted by 0, 2, 4, 6 and
+ * masked, gives the codes of 64 consecutive elements each: what a VNNI
+ * (64 lanes) or AVX2 (2 x 32) kernel multiplies with the activations as they
+ * are. Writes row `row` of a tensor of `rows` rows. */
 void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale);
 
 /* The per-tensor scale stored after an I2_S code array. */

@@ -1,6 +1,6 @@
 /* pack-weights: every ternary weight a tmatmul reads (TQ1_0, TQ2_0 or I2_S,
  * as the file stored it) is re-laid as TP2, the layout the kernels stream:
- * rows of 64-element groups of 2-bit codes plus one f32 scale per row. The
+ * rows of 256-element groups of 2-bit codes plus one f32 scale per row. The
  * trits and scales are the same numbers, so the results are bit-identical.
  * Weights without data (a .bnir graph) get a TP2 type and no data. */
 #include <stdio.h>
@@ -50,7 +50,7 @@ bn_status bn_pass_pack_weights(bn_graph *g, const bn_pass_opts *o, bn_error *err
     const bn_node *n = &g->nodes[i];
     int wi = n->op == BN_OP_TMATMUL ? 1 : n->op == BN_OP_DEQUANT ? 2 : -1;
     const bn_value *w = wi >= 0 ? &g->values[n->in[wi]] : NULL;
-    if (!w || w->dtype == BN_DT_TP2 || w->shape.d[1] % 64) {
+    if (!w || w->dtype == BN_DT_TP2 || w->shape.d[1] % 256) { /* rows of whole 256-groups only (not 3B's 3200) */
       bn_rw_copy(&rw, i);
       continue;
     }
