@@ -1,0 +1,215 @@
+/* ORC LLJIT set-up, the kernel cache (one kernel per unique key), and the
+ * host-ISA choice. */
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Support.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gen.h"
+#include "llvm.h"
+
+typedef struct {
+  int64_t k, n;
+  int mode;
+  bn_mm_kernel fn;
+} entry;
+
+struct bn_llvm {
+  bn_isa isa;
+  LLVMOrcLLJITRef jit;
+  LLVMTargetMachineRef tm;
+  entry *cache;
+  int n_cache, cap_cache;
+  double compile_s;
+  pthread_mutex_t lock;
+};
+
+static int cpu_has(const char *feature) {
+  char *f = LLVMGetHostCPUFeatures();
+  char want[64];
+  snprintf(want, sizeof want, "+%s", feature);
+  const char *p = strstr(f, want);
+  int has = p && (p[strlen(want)] == ',' || p[strlen(want)] == 0);
+  LLVMDisposeMessage(f);
+  return has;
+}
+
+bn_isa bn_llvm_host_isa(void) {
+  const char *force = getenv("BNC_ISA");
+  if (force && !strcmp(force, "avx2")) return BN_ISA_AVX2;
+  if (force && !strcmp(force, "avx512")) return BN_ISA_AVX512_VNNI;
+  return cpu_has("avx512vnni") && cpu_has("avx512bw") ? BN_ISA_AVX512_VNNI : BN_ISA_AVX2;
+}
+
+const char *bn_isa_name(bn_isa isa) { return isa == BN_ISA_AVX512_VNNI ? "avx512-vnni" : "avx2"; }
+
+static bn_status llvm_fail(bn_error *err, LLVMErrorRef e, const char *what) {
+  char *msg = LLVMGetErrorMessage(e);
+  bn_fail(err, BN_E_UNSUPPORTED, "llvm: %s: %s", what, msg);
+  LLVMDisposeErrorMessage(msg);
+  return BN_E_UNSUPPORTED;
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static void init_llvm(void) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+}
+
+bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err) {
+  *out = NULL;
+  pthread_once(&init_once, init_llvm);
+  if (!cpu_has("avx2")) return bn_fail(err, BN_E_UNSUPPORTED, "llvm: this CPU has no AVX2");
+  if (isa == BN_ISA_AVX512_VNNI && !(cpu_has("avx512vnni") && cpu_has("avx512bw")))
+    return bn_fail(err, BN_E_UNSUPPORTED, "llvm: this CPU has no AVX-512 VNNI");
+  bn_llvm *j = calloc(1, sizeof *j);
+  if (!j) return bn_fail(err, BN_E_NOMEM, "out of memory");
+  j->isa = isa;
+  pthread_mutex_init(&j->lock, NULL);
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, NULL);
+  if (e) {
+    free(j);
+    return llvm_fail(err, e, "creating the JIT");
+  }
+  char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures(), *msg = NULL;
+  LLVMTargetRef target;
+  if (!LLVMGetTargetFromTriple(triple, &target, &msg))
+    j->tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
+                                    LLVMCodeModelJITDefault);
+  LLVMDisposeMessage(triple), LLVMDisposeMessage(cpu), LLVMDisposeMessage(feat);
+  if (!j->tm) {
+    bn_fail(err, BN_E_UNSUPPORTED, "llvm: no target machine for this host: %s", msg ? msg : "?");
+    LLVMDisposeMessage(msg);
+    bn_llvm_free(j);
+    return BN_E_UNSUPPORTED;
+  }
+  *out = j;
+  return BN_OK;
+}
+
+void bn_llvm_free(bn_llvm *j) {
+  if (!j) return;
+  if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
+  if (j->tm) LLVMDisposeTargetMachine(j->tm);
+  pthread_mutex_destroy(&j->lock);
+  free(j->cache);
+  free(j);
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Builds and optimizes the module of one kernel in ctx. */
+static bn_status build(bn_llvm *j, LLVMContextRef ctx, int64_t K, int64_t N, bn_mm_mode mode, const char *name,
+                       LLVMModuleRef *out, bn_error *err) {
+  LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, ctx);
+  LLVMSetTarget(m, LLVMOrcLLJITGetTripleString(j->jit));
+  LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
+  bn_gen_matmul(ctx, m, name, K, N, mode, j->isa);
+  char *msg = NULL;
+  if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
+    bn_fail(err, BN_E_INVALID, "llvm: kernel %s does not verify: %.300s", name, msg);
+    LLVMDisposeMessage(msg);
+    LLVMDisposeModule(m);
+    return BN_E_INVALID;
+  }
+  LLVMDisposeMessage(msg);
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", j->tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (e) {
+    LLVMDisposeModule(m);
+    return llvm_fail(err, e, "optimizing");
+  }
+  *out = m;
+  return BN_OK;
+}
+
+static void kernel_name(char *buf, size_t cap, int64_t K, int64_t N, bn_mm_mode mode, bn_isa isa) {
+  static const char *modes[] = {"acc", "dq", "dqadd"};
+  snprintf(buf, cap, "bn_mm_%s_%s_k%lld_n%lld", bn_isa_name(isa), modes[mode], (long long)K, (long long)N);
+  for (char *p = buf; *p; p++)
+    if (*p == '-') *p = '_';
+}
+
+bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err) {
+  if (K <= 0 || K % 256 || N <= 0) return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", (long long)K, (long long)N);
+  pthread_mutex_lock(&j->lock);
+  for (int i = 0; i < j->n_cache; i++)
+    if (j->cache[i].k == K && j->cache[i].n == N && j->cache[i].mode == (int)mode) {
+      *out = j->cache[i].fn;
+      pthread_mutex_unlock(&j->lock);
+      return BN_OK;
+    }
+  double t0 = now();
+  char name[96];
+  kernel_name(name, sizeof name, K, N, mode, j->isa);
+  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  LLVMModuleRef m;
+  bn_status st = build(j, LLVMOrcThreadSafeContextGetContext(tsc), K, N, mode, name, &m, err);
+  if (!st) {
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
+    LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
+    LLVMOrcExecutorAddress addr = 0;
+    if (!e) e = LLVMOrcLLJITLookup(j->jit, &addr, name);
+    if (e) st = llvm_fail(err, e, "compiling");
+    else {
+      if (j->n_cache == j->cap_cache) {
+        int nc = j->cap_cache ? 2 * j->cap_cache : 16;
+        entry *c = realloc(j->cache, (size_t)nc * sizeof *c);
+        if (c) j->cache = c, j->cap_cache = nc;
+      }
+      *out = (bn_mm_kernel)(uintptr_t)addr;
+      if (j->n_cache < j->cap_cache) j->cache[j->n_cache++] = (entry){K, N, (int)mode, *out};
+    }
+  }
+  LLVMOrcDisposeThreadSafeContext(tsc);
+  j->compile_s += now() - t0;
+  pthread_mutex_unlock(&j->lock);
+  return st;
+}
+
+char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err) {
+  char name[96];
+  kernel_name(name, sizeof name, K, N, mode, j->isa);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef m;
+  char *text = NULL;
+  if (!build(j, ctx, K, N, mode, name, &m, err)) {
+    if (!strcmp(emit, "asm")) {
+      LLVMMemoryBufferRef buf;
+      char *msg = NULL;
+      if (!LLVMTargetMachineEmitToMemoryBuffer(j->tm, m, LLVMAssemblyFile, &msg, &buf)) {
+        size_t n = LLVMGetBufferSize(buf);
+        if ((text = malloc(n + 1))) memcpy(text, LLVMGetBufferStart(buf), n), text[n] = 0;
+        LLVMDisposeMemoryBuffer(buf);
+      } else bn_fail(err, BN_E_INVALID, "llvm: %s", msg);
+      LLVMDisposeMessage(msg);
+    } else {
+      char *ir = LLVMPrintModuleToString(m);
+      text = strdup(ir);
+      LLVMDisposeMessage(ir);
+    }
+    LLVMDisposeModule(m);
+  }
+  LLVMContextDispose(ctx);
+  return text;
+}
+
+double bn_llvm_compile_seconds(const bn_llvm *j, int *kernels) {
+  if (kernels) *kernels = j->n_cache;
+  return j->compile_s;
+}

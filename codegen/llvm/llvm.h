@@ -1,0 +1,40 @@
+/* The LLVM backend: kernels built as LLVM IR through the LLVM-C API with
+ * every shape a constant, optimized at O3 for the host CPU and JIT-compiled
+ * with ORC LLJIT. Each unique kernel (shape, mode, ISA) is built once and
+ * shared by every node that needs it. */
+#ifndef BN_LLVM_H
+#define BN_LLVM_H
+
+#include <stdint.h>
+
+#include "../../ir/ir.h"
+
+typedef enum { BN_ISA_AVX2, BN_ISA_AVX512_VNNI } bn_isa;
+
+/* What a ternary matmul kernel writes for each token t and row n:
+ *   ACC:    acc[t][n] = sum_k q[t][k] * trit[n][k]                (int32, exact)
+ *   DQ:     y[t][n]   = acc * row_scale[n] / s[t]
+ *   DQ_ADD: y[t][n]   = resid[t][n] + acc * row_scale[n] / s[t]
+ * (the dequantization in double, as the reference kernels do, so results
+ * are bit-identical to them). */
+typedef enum { BN_MM_ACC, BN_MM_DQ, BN_MM_DQ_ADD } bn_mm_mode;
+
+/* qa: T rows of QA8 (K codes); w: TP2 [N, K]; rows n0..n1 of the output. */
+typedef void (*bn_mm_kernel)(const uint8_t *qa, const uint8_t *w, void *out, const float *resid, int64_t T, int64_t n0,
+                             int64_t n1);
+
+typedef struct bn_llvm bn_llvm;
+
+/* The best ISA this CPU has; BNC_ISA=avx2|avx512 in the environment forces one. */
+bn_isa bn_llvm_host_isa(void);
+const char *bn_isa_name(bn_isa isa);
+bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err);
+void bn_llvm_free(bn_llvm *j);
+/* The kernel for rows of K (a multiple of 256) and N outputs; built on first use. */
+bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err);
+/* The optimized LLVM IR (emit = "llvm") or assembly ("asm") of that kernel, malloc'd. */
+char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err);
+/* Seconds spent building and compiling kernels so far, and how many. */
+double bn_llvm_compile_seconds(const bn_llvm *j, int *kernels);
+
+#endif

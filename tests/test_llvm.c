@@ -1,0 +1,120 @@
+/* The LLVM backend against the reference kernels: every generated ternary
+ * matmul kernel, on both ISA paths (AVX2 and AVX-512 VNNI where the CPU has
+ * it), over many shapes including odd ones and every token-tile remainder,
+ * split by rows as threads split it. Integer sums must be equal exactly;
+ * dequantized floats (computed the same way) must be equal too, and the test
+ * states the 1e-5 relative bound the issue asks for. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../codegen/llvm/llvm.h"
+#include "../codegen/ref/ref.h"
+#include "../ir/quant.h"
+#include "../ir/rng.h"
+#include "testutil.h"
+
+static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
+  int64_t dims[2] = {N, K};
+  bn_shape s = bn_shape_make(2, dims);
+  uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0));
+  int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
+  for (int r = 0; r < N; r++) {
+    for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(rng) % 3) - 1;
+    bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(rng)));
+  }
+  float *x = malloc((size_t)T * K * sizeof *x), *resid = malloc((size_t)T * N * sizeof *resid);
+  for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(rng) * 8 - 4) * (i % 7 == 0 ? 30 : 1);
+  for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(rng) - 0.5);
+  uint8_t *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
+  bn_ref_quantize(x, T, K, qa);
+  bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, s, -1, w, 0};
+  int32_t *acc_ref = malloc((size_t)T * N * 4), *acc = malloc((size_t)T * N * 4);
+  float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4), bs[64];
+  bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
+  bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
+  bn_error err = {0};
+  for (int mode = 0; mode < 3; mode++) {
+    bn_mm_kernel k;
+    if (bn_llvm_matmul(j, K, N, (bn_mm_mode)mode, &k, &err)) fail_msg("%s", err.msg);
+    memset(acc, 0x5a, (size_t)T * N * 4);
+    memset(y, 0x5a, (size_t)T * N * 4);
+    int split = N / 3; /* two row ranges, as two threads would run them */
+    void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
+    k(qa, w, out, resid, T, 0, split);
+    k(qa, w, out, resid, T, split, N);
+    for (int i = 0; i < T * N; i++) {
+      if (mode == BN_MM_ACC) {
+        if (acc[i] != acc_ref[i])
+          fail_msg("%s ACC T=%d K=%d N=%d [%d]: %d != %d", bn_isa_name(bn_llvm_host_isa()), T, K, N, i, acc[i], acc_ref[i]);
+      } else {
+        float want = mode == BN_MM_DQ ? y_ref[i] : resid[i] + y_ref[i];
+        if (!(fabsf(y[i] - want) <= 1e-5f * fmaxf(fabsf(want), 1e-3f)))
+          fail_msg("mode %d T=%d K=%d N=%d [%d]: %g != %g", mode, T, K, N, i, y[i], want);
+        assert_true(y[i] == want); /* same operations in the same order: bit-identical */
+      }
+    }
+  }
+  free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
+}
+
+static void run_isa(bn_isa isa) {
+  bn_llvm *j;
+  bn_error err = {0};
+  if (bn_llvm_create(isa, &j, &err)) {
+    printf("  %s: skipped (%s)\n", bn_isa_name(isa), err.msg);
+    return;
+  }
+  uint64_t rng = 1234 + (uint64_t)isa;
+  const int Ts[] = {1, 2, 3, 4, 5, 8, 13};
+  const int Ks[] = {256, 512, 768, 1536};
+  const int Ns[] = {1, 3, 17, 64, 129};
+  int n = 0;
+  for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
+    for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
+      for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++, n++) check_shape(j, Ts[a], Ks[b], Ns[c], &rng);
+  check_shape(j, 32, 2560, 64, &rng); /* 2B-4T's width */
+  check_shape(j, 9, 6912, 7, &rng);   /* and its FFN */
+  int kernels;
+  double s = bn_llvm_compile_seconds(j, &kernels);
+  printf("  %s: %d shapes x 3 modes, %d kernels compiled in %.2f s\n", bn_isa_name(isa), n + 2, kernels, s);
+  bn_llvm_free(j);
+}
+
+static void test_avx2(void **state) {
+  (void)state;
+  run_isa(BN_ISA_AVX2);
+}
+
+static void test_avx512_vnni(void **state) {
+  (void)state;
+  run_isa(BN_ISA_AVX512_VNNI);
+}
+
+static void test_kernel_text(void **state) {
+  (void)state;
+  bn_llvm *j;
+  bn_error err = {0};
+  if (bn_llvm_create(BN_ISA_AVX2, &j, &err)) skip();
+  char *ir = bn_llvm_matmul_text(j, 512, 8, BN_MM_DQ_ADD, "llvm", &err);
+  assert_non_null(ir);
+  assert_non_null(strstr(ir, "define void @bn_mm_avx2_dqadd_k512_n8"));
+  assert_non_null(strstr(ir, "llvm.x86.avx2.pmadd.ub.sw"));
+  char *as = bn_llvm_matmul_text(j, 512, 8, BN_MM_DQ_ADD, "asm", &err);
+  assert_non_null(as);
+  assert_non_null(strstr(as, "vpmaddubsw"));
+  free(ir), free(as);
+  bn_llvm_free(j);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_avx2),
+      cmocka_unit_test(test_avx512_vnni),
+      cmocka_unit_test(test_kernel_text),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
