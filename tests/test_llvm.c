@@ -94,6 +94,48 @@ static void test_avx512_vnni(void **state) {
   run_isa(BN_ISA_AVX512_VNNI);
 }
 
+/* The output projection: f16 and f32 weights, float accumulation vs the reference's double sums. */
+static void test_float_matmul(void **state) {
+  (void)state;
+  for (int isa = 0; isa < 2; isa++) {
+    bn_llvm *j;
+    bn_error err = {0};
+    if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
+    uint64_t rng = 5;
+    const int shapes[][3] = {{1, 256, 600}, {5, 512, 33}, {4, 1536, 7}, {13, 256, 1}};
+    for (int si = 0; si < 4; si++)
+      for (int wt = 0; wt < 2; wt++) {
+        int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        bn_dtype type = wt ? BN_DT_F16 : BN_DT_F32;
+        float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * N * 4), *want = malloc((size_t)T * N * 4);
+        float *row = malloc((size_t)K * 4);
+        uint8_t *w = malloc((size_t)N * K * 4);
+        for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
+        for (int i = 0; i < N * K; i++) {
+          float v = (float)(bn_rng_unit(&rng) * 0.2 - 0.1);
+          if (wt) {
+            uint16_t h = bn_float_to_half(v);
+            memcpy(w + 2 * i, &h, 2);
+          } else memcpy(w + 4 * i, &v, 4);
+        }
+        int64_t d[2] = {N, K};
+        bn_value wv = {BN_VAL_WEIGHT, "w", type, bn_shape_make(2, d), -1, w, 0};
+        bn_ref_matmul_f(x, T, K, N, &wv, row, want);
+        bn_mf_kernel k;
+        if (bn_llvm_matmul_f(j, K, N, type, &k, &err)) fail_msg("%s", err.msg);
+        k(x, w, y, T, 0, N / 2);
+        k(x, w, y, T, N / 2, N);
+        double scale = 0;
+        for (int i = 0; i < T * N; i++) scale = fmax(scale, fabs(want[i]));
+        for (int i = 0; i < T * N; i++)
+          if (fabs(y[i] - want[i]) > 1e-5 * scale)
+            fail_msg("%s %s T=%d K=%d N=%d [%d]: %g vs %g", bn_isa_name((bn_isa)isa), bn_dtype_table[type].name, T, K, N, i, y[i], want[i]);
+        free(x), free(y), free(want), free(row), free(w);
+      }
+    bn_llvm_free(j);
+  }
+}
+
 static void test_kernel_text(void **state) {
   (void)state;
   bn_llvm *j;
@@ -114,6 +156,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_avx512_vnni),
+      cmocka_unit_test(test_float_matmul),
       cmocka_unit_test(test_kernel_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,5 @@
-/* IR generators of the LLVM backend (one file per kernel family). */
+/* IR generation for the LLVM backend: a small kit shared by the kernel
+ * generators (one file per kernel family). */
 #ifndef BN_LLVM_GEN_H
 #define BN_LLVM_GEN_H
 
@@ -6,7 +7,41 @@
 
 #include "llvm.h"
 
-/* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` to m. */
+typedef struct bn_gen {
+  LLVMContextRef c;
+  LLVMModuleRef m;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  LLVMTypeRef i8, i16, i32, i64, f16, f32, f64, ptr;
+  bn_isa isa;
+  int64_t K, N;           /* the kernel's constant shape */
+  LLVMValueRef arg[8];    /* the function's parameters */
+  void *ctx;              /* the generator's own state */
+} bn_gen;
+
+/* Starts `void name(ptr x n_ptr (noalias), i64 x n_i64)` with an entry block. */
+void bn_gen_begin(bn_gen *g, LLVMContextRef c, LLVMModuleRef m, const char *name, int n_ptr, int n_i64, bn_isa isa,
+                  int64_t K, int64_t N);
+void bn_gen_end(bn_gen *g); /* returns void, frees the builder */
+
+LLVMValueRef bn_gen_c64(bn_gen *g, int64_t v);
+LLVMValueRef bn_gen_splat(LLVMTypeRef elem, int n, long long v);
+LLVMValueRef bn_gen_gep(bn_gen *g, LLVMValueRef base, LLVMValueRef byte_off);
+LLVMValueRef bn_gen_load(bn_gen *g, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef byte_off);
+void bn_gen_store(bn_gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef byte_off);
+/* An alloca in the entry block (so it becomes a register). */
+LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name);
+LLVMValueRef bn_gen_call(bn_gen *g, const char *intrinsic, LLVMTypeRef *overload, int n_over, LLVMValueRef *args, int n);
+
+/* for n in [n0, n1): for t in [0, T) in tiles of `tile` tokens, then one at a time:
+ * tile_fn(g, n, t, tt). Counters live in allocas (mem2reg makes them registers). */
+typedef void (*bn_gen_tile_fn)(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt);
+void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int tile, bn_gen_tile_fn tile_fn);
+
+/* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c). */
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, bn_isa isa);
+/* Adds `void name(ptr x, ptr w, ptr y, i64 T, i64 n0, i64 n1)`: y = x * W^T for a float
+ * (f32 or f16) W of N rows of K (gen_matvec_f.c). */
+void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_dtype wtype, bn_isa isa);
 
 #endif

@@ -18,10 +18,16 @@
 #include "gen.h"
 #include "llvm.h"
 
+/* A kernel's identity: family (ternary / float matmul), shape and variant. */
 typedef struct {
+  int family; /* 0: ternary matmul (variant = bn_mm_mode), 1: float matmul (variant = weight dtype) */
   int64_t k, n;
-  int mode;
-  bn_mm_kernel fn;
+  int variant;
+} kkey;
+
+typedef struct {
+  kkey key;
+  void *fn;
 } entry;
 
 struct bn_llvm {
@@ -113,12 +119,13 @@ static double now(void) {
 }
 
 /* Builds and optimizes the module of one kernel in ctx. */
-static bn_status build(bn_llvm *j, LLVMContextRef ctx, int64_t K, int64_t N, bn_mm_mode mode, const char *name,
-                       LLVMModuleRef *out, bn_error *err) {
+static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char *name, LLVMModuleRef *out,
+                       bn_error *err) {
   LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, ctx);
   LLVMSetTarget(m, LLVMOrcLLJITGetTripleString(j->jit));
   LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
-  bn_gen_matmul(ctx, m, name, K, N, mode, j->isa);
+  if (key->family == 0) bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
+  else bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
   char *msg = NULL;
   if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
     bn_fail(err, BN_E_INVALID, "llvm: kernel %s does not verify: %.300s", name, msg);
@@ -138,28 +145,33 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, int64_t K, int64_t N, bn_
   return BN_OK;
 }
 
-static void kernel_name(char *buf, size_t cap, int64_t K, int64_t N, bn_mm_mode mode, bn_isa isa) {
+static void kernel_name(char *buf, size_t cap, const kkey *key, bn_isa isa) {
   static const char *modes[] = {"acc", "dq", "dqadd"};
-  snprintf(buf, cap, "bn_mm_%s_%s_k%lld_n%lld", bn_isa_name(isa), modes[mode], (long long)K, (long long)N);
+  const char *variant = key->family == 0 ? modes[key->variant] : bn_dtype_table[key->variant].name;
+  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld", key->family == 0 ? "mm" : "mf", bn_isa_name(isa), variant,
+           (long long)key->k, (long long)key->n);
   for (char *p = buf; *p; p++)
     if (*p == '-') *p = '_';
 }
 
-bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err) {
-  if (K <= 0 || K % 256 || N <= 0) return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", (long long)K, (long long)N);
+static int same_key(const kkey *a, const kkey *b) {
+  return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant;
+}
+
+static bn_status kernel(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   pthread_mutex_lock(&j->lock);
   for (int i = 0; i < j->n_cache; i++)
-    if (j->cache[i].k == K && j->cache[i].n == N && j->cache[i].mode == (int)mode) {
+    if (same_key(&j->cache[i].key, key)) {
       *out = j->cache[i].fn;
       pthread_mutex_unlock(&j->lock);
       return BN_OK;
     }
   double t0 = now();
   char name[96];
-  kernel_name(name, sizeof name, K, N, mode, j->isa);
+  kernel_name(name, sizeof name, key, j->isa);
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMModuleRef m;
-  bn_status st = build(j, LLVMOrcThreadSafeContextGetContext(tsc), K, N, mode, name, &m, err);
+  bn_status st = build(j, LLVMOrcThreadSafeContextGetContext(tsc), key, name, &m, err);
   if (!st) {
     LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
     LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
@@ -172,8 +184,8 @@ bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_m
         entry *c = realloc(j->cache, (size_t)nc * sizeof *c);
         if (c) j->cache = c, j->cap_cache = nc;
       }
-      *out = (bn_mm_kernel)(uintptr_t)addr;
-      if (j->n_cache < j->cap_cache) j->cache[j->n_cache++] = (entry){K, N, (int)mode, *out};
+      *out = (void *)(uintptr_t)addr;
+      if (j->n_cache < j->cap_cache) j->cache[j->n_cache++] = (entry){*key, *out};
     }
   }
   LLVMOrcDisposeThreadSafeContext(tsc);
@@ -182,13 +194,44 @@ bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_m
   return st;
 }
 
+static kkey mm_key(int64_t K, int64_t N, bn_mm_mode mode) {
+  kkey k;
+  memset(&k, 0, sizeof k);
+  k.family = 0, k.k = K, k.n = N, k.variant = (int)mode;
+  return k;
+}
+
+bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err) {
+  if (K <= 0 || K % 256 || N <= 0)
+    return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", (long long)K, (long long)N);
+  kkey key = mm_key(K, N, mode);
+  void *fn;
+  bn_status st = kernel(j, &key, &fn, err);
+  if (!st) *out = (bn_mm_kernel)fn;
+  return st;
+}
+
+bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err) {
+  int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
+  if (K <= 0 || K % lanes || N <= 0 || (wtype != BN_DT_F16 && wtype != BN_DT_F32))
+    return bn_fail(err, BN_E_UNSUPPORTED, "llvm: float matmul K=%lld type %s", (long long)K, bn_dtype_table[wtype].name);
+  kkey key;
+  memset(&key, 0, sizeof key);
+  key.family = 1, key.k = K, key.n = N, key.variant = (int)wtype;
+  void *fn;
+  bn_status st = kernel(j, &key, &fn, err);
+  if (!st) *out = (bn_mf_kernel)fn;
+  return st;
+}
+
 char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err) {
   char name[96];
-  kernel_name(name, sizeof name, K, N, mode, j->isa);
+  kkey key = mm_key(K, N, mode);
+  kernel_name(name, sizeof name, &key, j->isa);
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef m;
   char *text = NULL;
-  if (!build(j, ctx, K, N, mode, name, &m, err)) {
+  if (!build(j, ctx, &key, name, &m, err)) {
     if (!strcmp(emit, "asm")) {
       LLVMMemoryBufferRef buf;
       char *msg = NULL;

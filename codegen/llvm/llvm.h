@@ -23,6 +23,9 @@ typedef enum { BN_MM_ACC, BN_MM_DQ, BN_MM_DQ_ADD } bn_mm_mode;
 typedef void (*bn_mm_kernel)(const uint8_t *qa, const uint8_t *w, void *out, const float *resid, int64_t T, int64_t n0,
                              int64_t n1);
 
+/* x: T rows of K floats; w: N rows of K (f16 or f32); y[t][n] for rows n0..n1. */
+typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T, int64_t n0, int64_t n1);
+
 typedef struct bn_llvm bn_llvm;
 
 /* The best ISA this CPU has; BNC_ISA=avx2|avx512 in the environment forces one. */
@@ -32,6 +35,8 @@ bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err);
 void bn_llvm_free(bn_llvm *j);
 /* The kernel for rows of K (a multiple of 256) and N outputs; built on first use. */
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err);
+/* The float matmul (output projection) kernel for f16/f32 rows of K. */
+bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err);
 /* The optimized LLVM IR (emit = "llvm") or assembly ("asm") of that kernel, malloc'd. */
 char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err);
 /* Seconds spent building and compiling kernels so far, and how many. */

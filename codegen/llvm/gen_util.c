@@ -1,0 +1,100 @@
+#include <string.h>
+
+#include "gen.h"
+
+void bn_gen_begin(bn_gen *g, LLVMContextRef c, LLVMModuleRef m, const char *name, int n_ptr, int n_i64, bn_isa isa,
+                  int64_t K, int64_t N) {
+  void *ctx = g->ctx;
+  memset(g, 0, sizeof *g);
+  g->ctx = ctx;
+  g->c = c, g->m = m, g->isa = isa, g->K = K, g->N = N;
+  g->b = LLVMCreateBuilderInContext(c);
+  g->i8 = LLVMInt8TypeInContext(c), g->i16 = LLVMInt16TypeInContext(c), g->i32 = LLVMInt32TypeInContext(c);
+  g->i64 = LLVMInt64TypeInContext(c), g->f16 = LLVMHalfTypeInContext(c), g->f32 = LLVMFloatTypeInContext(c);
+  g->f64 = LLVMDoubleTypeInContext(c), g->ptr = LLVMPointerTypeInContext(c, 0);
+  LLVMTypeRef params[8];
+  for (int i = 0; i < n_ptr + n_i64; i++) params[i] = i < n_ptr ? g->ptr : g->i64;
+  g->fn = LLVMAddFunction(m, name, LLVMFunctionType(LLVMVoidTypeInContext(c), params, (unsigned)(n_ptr + n_i64), 0));
+  for (int i = 0; i < n_ptr + n_i64; i++) g->arg[i] = LLVMGetParam(g->fn, (unsigned)i);
+  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+  for (int i = 0; i < n_ptr; i++) /* buffers never alias */
+    LLVMAddAttributeAtIndex(g->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c, noalias, 0));
+  LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(c, g->fn, "entry"));
+}
+
+void bn_gen_end(bn_gen *g) {
+  LLVMBuildRetVoid(g->b);
+  LLVMDisposeBuilder(g->b);
+}
+
+LLVMValueRef bn_gen_c64(bn_gen *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
+
+LLVMValueRef bn_gen_splat(LLVMTypeRef elem, int n, long long v) {
+  LLVMValueRef e[64];
+  for (int i = 0; i < n; i++) e[i] = LLVMConstInt(elem, (unsigned long long)v, 1);
+  return LLVMConstVector(e, (unsigned)n);
+}
+
+LLVMValueRef bn_gen_gep(bn_gen *g, LLVMValueRef base, LLVMValueRef off) {
+  return LLVMBuildGEP2(g->b, g->i8, base, &off, 1, "");
+}
+
+LLVMValueRef bn_gen_load(bn_gen *g, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef off) {
+  LLVMValueRef v = LLVMBuildLoad2(g->b, t, bn_gen_gep(g, base, off), "");
+  LLVMSetAlignment(v, 1);
+  return v;
+}
+
+void bn_gen_store(bn_gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef off) {
+  LLVMSetAlignment(LLVMBuildStore(g->b, v, bn_gen_gep(g, base, off)), 1);
+}
+
+LLVMValueRef bn_gen_call(bn_gen *g, const char *name, LLVMTypeRef *over, int n_over, LLVMValueRef *args, int n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->m, id, over, (size_t)n_over);
+  return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, over, (size_t)n_over), f, args, (unsigned)n, "");
+}
+
+static LLVMBasicBlockRef block(bn_gen *g, const char *name) { return LLVMAppendBasicBlockInContext(g->c, g->fn, name); }
+
+/* while (t + tt <= T) { tile_fn(n, t, tt); t += tt; } */
+static void token_loop(bn_gen *g, LLVMValueRef n, LLVMValueRef t_var, LLVMValueRef T, int tt, bn_gen_tile_fn tile_fn) {
+  LLVMBasicBlockRef head = block(g, "t.head"), body = block(g, "t.body"), done = block(g, "t.done");
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, head);
+  LLVMValueRef t = LLVMBuildLoad2(g->b, g->i64, t_var, "t");
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLE, LLVMBuildAdd(g->b, t, bn_gen_c64(g, tt), ""), T, ""), body, done);
+  LLVMPositionBuilderAtEnd(g->b, body);
+  tile_fn(g, n, t, tt);
+  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, t, bn_gen_c64(g, tt), ""), t_var);
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, done);
+}
+
+void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int tile, bn_gen_tile_fn tile_fn) {
+  LLVMValueRef n_var = bn_gen_alloca(g, g->i64, "n.var"), t_var = bn_gen_alloca(g, g->i64, "t.var");
+  LLVMBasicBlockRef head = block(g, "n.head"), body = block(g, "n.body"), exit = block(g, "exit");
+  LLVMBuildStore(g->b, n0, n_var);
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, head);
+  LLVMValueRef n = LLVMBuildLoad2(g->b, g->i64, n_var, "n");
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, n, n1, ""), body, exit);
+  LLVMPositionBuilderAtEnd(g->b, body);
+  LLVMBuildStore(g->b, bn_gen_c64(g, 0), t_var);
+  token_loop(g, n, t_var, T, tile, tile_fn);
+  if (tile > 1) token_loop(g, n, t_var, T, 1, tile_fn);
+  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, n, bn_gen_c64(g, 1), ""), n_var);
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, exit);
+}
+
+LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name) {
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(g->c);
+  LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(g->fn);
+  LLVMValueRef first = LLVMGetFirstInstruction(entry);
+  if (first) LLVMPositionBuilderBefore(b, first);
+  else LLVMPositionBuilderAtEnd(b, entry);
+  LLVMValueRef a = LLVMBuildAlloca(b, t, name); /* in the entry block, where mem2reg promotes it */
+  LLVMDisposeBuilder(b);
+  return a;
+}

@@ -1,0 +1,18 @@
+/* A pool of worker threads for splitting kernels by rows. The caller is
+ * thread 0; workers spin (with pause) on a generation counter between jobs,
+ * so handing out a job costs a cache line, not a system call. */
+#ifndef BN_RT_POOL_H
+#define BN_RT_POOL_H
+
+#include "../ir/status.h"
+
+typedef struct bn_pool bn_pool;
+typedef void (*bn_pool_fn)(void *ctx, int thread, int n_threads);
+
+bn_status bn_pool_create(int n_threads, bn_pool **out, bn_error *err);
+void bn_pool_free(bn_pool *p);
+int bn_pool_size(const bn_pool *p);
+/* Runs fn(ctx, i, n) on every thread i (the caller is 0) and returns when all are done. */
+void bn_pool_run(bn_pool *p, bn_pool_fn fn, void *ctx);
+
+#endif
