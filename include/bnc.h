@@ -49,7 +49,7 @@ int bnc_plan_context_length(const bnc_plan *plan);
 const char *bnc_plan_arch(const bnc_plan *plan);
 
 typedef struct {
-  int threads;          /* worker threads; the reference kernels run on 1 */
+  int threads;          /* threads for the JIT kernels (0 or 1: one) */
   int n_ctx;            /* context size; 0: the model's */
   int n_batch;          /* prompt chunk; 0: the plan's */
   float temperature;    /* <= 0: greedy */

@@ -63,11 +63,12 @@ bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, 
   bn_error err = {0};
   *out = NULL;
   if (!plan || !params) return bn_fail(&err, BN_E_INVALID, "bnc_session_create: no plan or parameters"), fail(&err);
-  if (params->threads != 1 && params->threads != 0)
-    return bn_fail(&err, BN_E_UNSUPPORTED, "threads = %d: the reference kernels run on 1 thread", params->threads),
-           fail(&err);
-  bn_session_params sp = {params->n_ctx, params->n_batch, params->ignore_eos,
-                          {params->temperature, params->top_k, params->top_p, params->repeat_penalty, 64, params->seed}};
+  if (params->threads < 0 || params->threads > 512)
+    return bn_fail(&err, BN_E_INVALID, "threads = %d (0..512)", params->threads), fail(&err);
+  bn_session_params sp = {.n_ctx = params->n_ctx, .n_batch = params->n_batch, .ignore_eos = params->ignore_eos,
+                          .exec = {BN_BACKEND_LLVM, params->threads > 0 ? params->threads : 1},
+                          .sampler = {params->temperature, params->top_k, params->top_p, params->repeat_penalty, 64,
+                                      params->seed}};
   bnc_session *s = calloc(1, sizeof *s);
   if (!s) return bn_fail(&err, BN_E_NOMEM, "out of memory"), fail(&err);
   s->plan = plan;

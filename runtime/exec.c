@@ -6,6 +6,16 @@
 #include <string.h>
 
 #include "../codegen/ref/ref.h"
+#include "pool.h"
+
+/* A node with JIT code: which kernel, on which buffers. */
+typedef struct {
+  int kind; /* 0: none, 1: ternary matmul, 2: float matmul */
+  void *fn;
+  const void *a, *w, *resid;
+  void *out;
+  int64_t N;
+} jit_node;
 
 struct bn_exec {
   const bn_graph *g;
@@ -21,7 +31,66 @@ struct bn_exec {
   int *last;           /* per value: last reader */
   bn_trace *trace;
   size_t kv_bytes;
+  bn_llvm *llvm;
+  bn_pool *pool;
+  jit_node *jit;
+  int n_jit;
 };
+
+/* The body ops of a fused node, as one string: "tmatmul+dequant+add". */
+static int body_is(const bn_node *n, const bn_op *ops, int count) {
+  if (!n->body || n->body->n_nodes != count) return 0;
+  for (int i = 0; i < count; i++)
+    if (n->body->nodes[i].op != ops[i]) return 0;
+  return 1;
+}
+
+/* Finds JIT code for node i, or leaves it to the reference kernels. */
+static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
+  const bn_graph *g = e->g;
+  const bn_node *n = &g->nodes[i];
+  jit_node *j = &e->jit[i];
+  static const bn_op mm2[2] = {BN_OP_TMATMUL, BN_OP_DEQUANT}, mm3[3] = {BN_OP_TMATMUL, BN_OP_DEQUANT, BN_OP_ADD};
+  int with_add = body_is(n, mm3, 3);
+  if (with_add || body_is(n, mm2, 2)) {
+    const bn_value *w = &g->values[n->in[1]];
+    const bn_node *dq = &n->body->nodes[1];
+    if (w->dtype != BN_DT_TP2 || dq->n_in != 3) return BN_OK;
+    bn_mm_kernel k;
+    bn_status st = bn_llvm_matmul(e->llvm, w->shape.d[1], w->shape.d[0], with_add ? BN_MM_DQ_ADD : BN_MM_DQ, &k, err);
+    if (st) return st;
+    *j = (jit_node){1, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], with_add ? e->env.val[n->in[2]] : NULL,
+                    e->env.val[n->out], w->shape.d[0]};
+  } else if (n->op == BN_OP_OUTPUT_PROJ) {
+    const bn_value *w = &g->values[n->in[1]];
+    bn_mf_kernel k;
+    bn_error e2;
+    if (bn_llvm_matmul_f(e->llvm, w->shape.d[1], w->shape.d[0], w->dtype, &k, &e2)) return BN_OK; /* e.g. Q6_K: reference */
+    *j = (jit_node){2, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], NULL, e->env.val[n->out], w->shape.d[0]};
+  } else return BN_OK;
+  e->n_jit++;
+  return BN_OK;
+}
+
+typedef struct {
+  const jit_node *j;
+  int64_t T;
+} job;
+
+/* Thread i of n takes rows [N i / n, N (i + 1) / n). */
+static void run_job(void *ctx, int i, int n) {
+  const job *jb = ctx;
+  const jit_node *j = jb->j;
+  int64_t n0 = j->N * i / n, n1 = j->N * (i + 1) / n;
+  if (n0 == n1) return;
+  if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, jb->T, n0, n1);
+  else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, jb->T, n0, n1);
+}
+
+int bn_exec_jit_nodes(const bn_exec *e, double *compile_seconds) {
+  if (compile_seconds) *compile_seconds = e->llvm ? bn_llvm_compile_seconds(e->llvm, NULL) : 0;
+  return e->n_jit;
+}
 
 /* "rope", or "fused:tmatmul+dequant+add" */
 static void kind_name(const bn_node *n, char *out, size_t cap) {
@@ -76,7 +145,8 @@ static bn_status make_kinds(bn_exec *e, bn_error *err) {
   return BN_OK;
 }
 
-bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, bn_exec **out, bn_error *err) {
+bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, const bn_exec_opts *opts, bn_exec **out,
+                         bn_error *err) {
   *out = NULL;
   bn_status st = bn_memplan_check(mp, g, err);
   if (st) return st;
@@ -120,9 +190,20 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, bn_
   if (!first) st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   else bn_liveness(g, first, e->last);
   free(first);
-  if (st || (st = bind_values(e, err)) || (st = make_kinds(e, err))) {
+  if (st || (st = bind_values(e, err)) || (st = make_kinds(e, err)) ||
+      (st = bn_pool_create(opts && opts->threads > 0 ? opts->threads : 1, &e->pool, err))) {
     bn_exec_free(e);
     return st;
+  }
+  if (opts && opts->backend == BN_BACKEND_LLVM) {
+    e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit);
+    if (!e->jit) st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+    else st = bn_llvm_create(bn_llvm_host_isa(), &e->llvm, err);
+    for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
+    if (st) {
+      bn_exec_free(e);
+      return st;
+    }
   }
   *out = e;
   return BN_OK;
@@ -134,7 +215,9 @@ void bn_exec_free(bn_exec *e) {
   if (e->env.body_val)
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
-  free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last);
+  free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit);
+  bn_pool_free(e->pool);
+  bn_llvm_free(e->llvm);
   free(e);
 }
 
@@ -163,7 +246,10 @@ bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const f
   e->step++;
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = bn_trace_now_ns();
-    bn_ref_run_node(&e->env, i);
+    if (e->jit && e->jit[i].kind) {
+      job jb = {&e->jit[i], n};
+      bn_pool_run(e->pool, run_job, &jb);
+    } else bn_ref_run_node(&e->env, i);
     int64_t t1 = bn_trace_now_ns();
     bn_exec_stat *s = &e->stats[e->kind_of[i]];
     s->seconds += (double)(t1 - t0) * 1e-9;

@@ -6,10 +6,18 @@
 #ifndef BN_RT_EXEC_H
 #define BN_RT_EXEC_H
 
+#include "../codegen/llvm/llvm.h"
 #include "../ir/memplan.h"
 #include "trace.h"
 
 typedef struct bn_exec bn_exec;
+
+typedef enum { BN_BACKEND_REF, BN_BACKEND_LLVM } bn_backend;
+
+typedef struct {
+  bn_backend backend; /* LLVM: JIT kernels where one exists, the reference kernels elsewhere */
+  int threads;        /* kernels with JIT code are split by rows over this many threads */
+} bn_exec_opts;
 
 typedef struct {
   char kind[96];
@@ -17,7 +25,10 @@ typedef struct {
   long calls;
 } bn_exec_stat;
 
-bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, bn_exec **out, bn_error *err);
+bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, const bn_exec_opts *opts, bn_exec **out,
+                         bn_error *err);
+/* How many nodes run JIT code, and the JIT's compile time so far. */
+int bn_exec_jit_nodes(const bn_exec *e, double *compile_seconds);
 void bn_exec_free(bn_exec *e);
 /* Runs tokens[0..n) at positions pos..; *out: the first output [n x width]. */
 bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const float **out, bn_error *err);

@@ -19,6 +19,7 @@ typedef struct {
   int n_ctx;   /* 0: the model's context length */
   int n_batch; /* prompt chunk size; 0 or more than the plan serves: the plan's */
   int ignore_eos; /* keep generating past the end-of-sequence token */
+  bn_exec_opts exec; /* backend and threads */
   bn_sampler_params sampler;
 } bn_session_params;
 

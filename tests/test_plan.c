@@ -36,7 +36,7 @@ static void compile(const char *gguf, const char *out, int batch) {
 }
 
 static float *eval_session(const bn_model *m, const bn_memplan *mp, const int32_t *tok, int n, int poison) {
-  bn_session_params sp = {64, 0, 0, bn_sampler_defaults()};
+  bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_REF, 1}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   bn_error err = {0};
   if (bn_session_create(m, mp, &sp, &s, &err)) fail_msg("%s", err.msg);

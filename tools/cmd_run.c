@@ -20,19 +20,23 @@ static const char RUN_HELP[] =
     "  -c, --ctx N          context size (default: the model's)\n"
     "  -b, --batch N        prompt chunk size (default: the plan's, 32 for a GGUF)\n"
     "  --ignore-eos         do not stop at the end-of-sequence token\n"
+    "  -t, --threads N      threads for the JIT kernels (default 1)\n"
+    "  --backend llvm|ref   llvm (default): JIT-compiled vector kernels for this CPU where one exists,\n"
+    "                       the reference kernels elsewhere; ref: the reference kernels only\n"
     "  --stats              print time per stage and per kernel kind\n"
     "  --profile FILE       write a Chrome trace (chrome://tracing, ui.perfetto.dev) of every stage and kernel\n"
-    "  Kernels: the reference kernels (codegen/ref), exact and scalar.\n";
+    "  BNC_ISA=avx2|avx512 in the environment forces an instruction set for the JIT kernels.\n";
 
 static const char EVAL_HELP[] =
-    "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [--poison]\n"
+    "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [-t N] [--backend llvm|ref] [--poison]\n"
     "  Runs the token ids from position 0 and writes the logits of every position as float32,\n"
     "  little-endian, row-major [tokens x vocab].\n"
     "  --poison   fill the arena regions of dead values with NaN after each kernel (checks the memory plan)\n";
 
 typedef struct {
   const char *model, *prompt, *tokens, *logits_out, *profile;
-  long n_predict, n_ctx, n_batch;
+  long n_predict, n_ctx, n_batch, threads;
+  bn_backend backend;
   int ignore_eos, stats, poison;
   bn_sampler_params sp;
 } run_opts;
@@ -59,6 +63,12 @@ static int parse(const char *cmd, int argc, char **argv, run_opts *o) {
     else if (!strcmp(a, "--tokens")) o->tokens = v;
     else if (!strcmp(a, "--logits-out")) o->logits_out = v;
     else if (!strcmp(a, "--profile")) o->profile = v;
+    else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (bn_cli_int(cmd, a, v, 1, 512, &o->threads)) return 2; }
+    else if (!strcmp(a, "--backend")) {
+      if (!strcmp(v, "ref")) o->backend = BN_BACKEND_REF;
+      else if (!strcmp(v, "llvm")) o->backend = BN_BACKEND_LLVM;
+      else return bn_cli_usage_error(cmd, "--backend must be ref or llvm, got '%s'", v);
+    }
     else if (!strcmp(a, "-n")) { if (bn_cli_int(cmd, a, v, 0, 1 << 20, &o->n_predict)) return 2; }
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (bn_cli_int(cmd, a, v, 1, 1 << 20, &o->n_ctx)) return 2; }
     else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (bn_cli_int(cmd, a, v, 1, 4096, &o->n_batch)) return 2; }
@@ -122,7 +132,7 @@ static void print_stats(bn_session *s, double load) {
 
 int bn_cmd_run(int argc, char **argv) {
   if (wants_help(argc, argv)) return fputs(RUN_HELP, stdout), 0;
-  run_opts o = {.n_predict = 32, .sp = bn_sampler_defaults()};
+  run_opts o = {.n_predict = 32, .threads = 1, .backend = BN_BACKEND_LLVM, .sp = bn_sampler_defaults()};
   int rc = parse("run", argc, argv, &o);
   if (rc) return rc;
   if (!o.prompt) return bn_cli_usage_error("run", "missing -p TEXT");
@@ -133,7 +143,8 @@ int bn_cmd_run(int argc, char **argv) {
   if (o.profile && bn_trace_init(&trace, 1 << 22, &err)) return bn_cli_fail(&err);
   int64_t load0 = bn_trace_now_ns();
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return bn_trace_free(&trace), bn_cli_fail(&err);
-  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, o.ignore_eos, o.sp};
+  bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .ignore_eos = o.ignore_eos,
+                          .exec = {o.backend, (int)o.threads}, .sampler = o.sp};
   bn_session *s;
   if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
     bn_cli_close_model(&cm);
@@ -196,7 +207,7 @@ static int parse_tokens(const char *s, int32_t **out) {
 
 int bn_cmd_eval(int argc, char **argv) {
   if (wants_help(argc, argv)) return fputs(EVAL_HELP, stdout), 0;
-  run_opts o = {.sp = bn_sampler_defaults()};
+  run_opts o = {.threads = 1, .backend = BN_BACKEND_LLVM, .sp = bn_sampler_defaults()};
   int rc = parse("eval", argc, argv, &o);
   if (rc) return rc;
   if (!o.tokens || !o.logits_out) return bn_cli_usage_error("eval", "needs --tokens and --logits-out");
@@ -206,7 +217,8 @@ int bn_cmd_eval(int argc, char **argv) {
   bn_error err = {0};
   bn_cli_model cm;
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return free(ids), bn_cli_fail(&err);
-  bn_session_params sp = {(int)o.n_ctx, (int)o.n_batch, 0, o.sp};
+  bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .exec = {o.backend, (int)o.threads},
+                          .sampler = o.sp};
   bn_session *s = NULL;
   size_t V = (size_t)cm.m->hp.n_vocab;
   float *logits = malloc((size_t)n * V * sizeof *logits);
