@@ -12,6 +12,9 @@
 #include <cmocka.h>
 
 #include "../codegen/llvm/llvm.h"
+#include "../frontend/synth.h"
+#include "../passes/pass.h"
+#include "../runtime/session.h"
 #include "../codegen/ref/ref.h"
 #include "../ir/quant.h"
 #include "../ir/rng.h"
@@ -136,6 +139,14 @@ static void test_float_matmul(void **state) {
   }
 }
 
+/* Collects generated token ids as text "id id ...". */
+static int collect(int32_t tok, const char *piece, size_t len, void *user) {
+  (void)piece, (void)len;
+  char *buf = user;
+  snprintf(buf + strlen(buf), 512 - strlen(buf), "%d ", tok);
+  return 0;
+}
+
 static void test_kernel_text(void **state) {
   (void)state;
   bn_llvm *j;
@@ -152,12 +163,86 @@ static void test_kernel_text(void **state) {
   bn_llvm_free(j);
 }
 
+/* End to end: a compiled model on the LLVM backend (1 and 2 threads) against
+ * the unfused reference interpreter: logits within 1e-4 of the logit range,
+ * and greedy generation picks the same tokens. */
+static void check_model(const char *path, const char *what) {
+  bn_gguf f;
+  bn_model ref, opt;
+  bn_memplan mp;
+  bn_error err = {0};
+  assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &ref, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &opt, &err), BN_OK);
+  bn_pass_opts po = {8, 1};
+  if (bn_pass_run_pipeline(&opt.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  int32_t tok[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+  size_t V = (size_t)ref.hp.n_vocab;
+  bn_ref *r;
+  const float *want;
+  assert_int_equal(bn_ref_create(&ref.graph, 12, 64, &r, &err), BN_OK);
+  assert_int_equal(bn_ref_eval(r, tok, 12, 0, &want, &err), BN_OK);
+  char text[2][512];
+  for (int threads = 1; threads <= 2; threads++) {
+    bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, threads}, .sampler = bn_sampler_defaults()};
+    bn_session *s;
+    if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
+    assert_true(bn_exec_jit_nodes(bn_session_exec(s), NULL) > 0);
+    float *got = malloc(12 * V * sizeof *got);
+    assert_int_equal(bn_session_eval(s, tok, 12, got, &err), BN_OK);
+    double rel = tu_rel_to_range(got, want, 12 * V);
+    printf("  %s, %d thread(s): max |diff| / logit range %.3g\n", what, threads, rel);
+    assert_true(rel < 1e-4);
+    free(got);
+    bn_session_free(s);
+  }
+  /* greedy: the reference backend and the LLVM backend continue the same way */
+  for (int b = 0; b < 2; b++) {
+    bn_sampler_params gp = bn_sampler_defaults();
+    gp.temperature = 0, gp.repeat_penalty = 1;
+    bn_session_params sp = {.n_ctx = 64, .ignore_eos = 1, .exec = {b ? BN_BACKEND_LLVM : BN_BACKEND_REF, 2}, .sampler = gp};
+    bn_session *s;
+    assert_int_equal(bn_session_create(&opt, &mp, &sp, &s, &err), BN_OK);
+    text[b][0] = 0;
+    assert_int_equal(bn_session_generate(s, "the cat", 16, collect, text[b], &err), BN_OK);
+    bn_session_free(s);
+  }
+  assert_string_equal(text[0], text[1]);
+  bn_ref_free(r);
+  bn_memplan_free(&mp);
+  bn_model_free(&ref);
+  bn_model_free(&opt);
+  bn_gguf_close(&f);
+}
+
+static void test_end_to_end(void **state) {
+  (void)state;
+  const char *names[] = {"t2-TQ2_0", "t2-TQ1_0", "t2-I2_S", "b158-TQ2_0", "b158-TQ1_0"};
+  for (int i = 0; i < 5; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, names[i]);
+    check_model(path, names[i]);
+  }
+  const char *archs[] = {"bitnet", "bitnet-b1.58"};
+  for (int a = 0; a < 2; a++) {
+    char path[512], what[64];
+    snprintf(path, sizeof path, "%s/llvm-%s.gguf", BNC_TEST_TMP, archs[a]);
+    snprintf(what, sizeof what, "synth %s", archs[a]);
+    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_TQ1_0, BN_DT_F16, 8, 0};
+    bn_error err = {0};
+    assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
+    check_model(path, what);
+    remove(path);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_avx512_vnni),
       cmocka_unit_test(test_float_matmul),
       cmocka_unit_test(test_kernel_text),
+      cmocka_unit_test(test_end_to_end),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
