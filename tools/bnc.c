@@ -20,7 +20,8 @@ static const char USAGE[] =
     "                                write the float32 logits of every position\n"
     "\n"
     "Run `bnc <command> --help` for the options of one command.\n"
-    "Not yet available: bench (see the issues list).\n";
+    "  bench MODEL [-p 128] [-n 64] [-t 1,2]\n"
+    "                                prompt / generation speed with the machine's limits beside it\n";
 
 int bn_cli_fail(const bn_error *err) {
   fprintf(stderr, "bnc: %s\n", err->msg);
@@ -70,7 +71,8 @@ int main(int argc, char **argv) {
     const char *name;
     int (*fn)(int, char **);
   } cmds[] = {{"inspect", bn_cmd_inspect}, {"ir", bn_cmd_ir},     {"synth", bn_cmd_synth},
-              {"run", bn_cmd_run},         {"eval", bn_cmd_eval},   {"compile", bn_cmd_compile}};
+              {"run", bn_cmd_run},         {"eval", bn_cmd_eval},   {"compile", bn_cmd_compile},
+              {"bench", bn_cmd_bench}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "bnc: unknown command '%s' (see bnc --help)\n", argv[1]);

@@ -44,4 +44,7 @@ void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t 
  * (f32 or f16) W of N rows of K (gen_matvec_f.c). */
 void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_dtype wtype, bn_isa isa);
 
+/* Adds `void name(ptr in, ptr out, i64 iters)`: the int8 multiply-add peak loop. */
+void bn_gen_peak(LLVMContextRef c, LLVMModuleRef m, const char *name, bn_isa isa);
+
 #endif

@@ -98,3 +98,46 @@ LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name) {
   LLVMDisposeBuilder(b);
   return a;
 }
+
+/* The int8 multiply-add peak: 8 independent vpdpbusd (or vpmaddubsw +
+ * vpmaddwd) chains on registers, iters times; MACs = iters * 8 * lanes. */
+void bn_gen_peak(LLVMContextRef c, LLVMModuleRef m, const char *name, bn_isa isa) {
+  bn_gen g = {0};
+  bn_gen_begin(&g, c, m, name, 2, 1, isa, 0, 0);
+  int avx512 = isa == BN_ISA_AVX512_VNNI;
+  LLVMTypeRef vb = LLVMVectorType(g.i8, avx512 ? 64 : 32), vacc = LLVMVectorType(g.i32, avx512 ? 16 : 8);
+  LLVMTypeRef v16i32 = LLVMVectorType(g.i32, 16);
+  LLVMValueRef a = bn_gen_load(&g, vb, g.arg[0], bn_gen_c64(&g, 0)), b = bn_gen_load(&g, vb, g.arg[0], bn_gen_c64(&g, 64));
+  LLVMValueRef acc[8], i_var = bn_gen_alloca(&g, g.i64, "i");
+  for (int k = 0; k < 8; k++) {
+    acc[k] = bn_gen_alloca(&g, vacc, "acc");
+    LLVMBuildStore(g.b, LLVMConstNull(vacc), acc[k]);
+  }
+  LLVMBuildStore(g.b, bn_gen_c64(&g, 0), i_var);
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c, g.fn, "head"), body = LLVMAppendBasicBlockInContext(c, g.fn, "body"),
+                    done = LLVMAppendBasicBlockInContext(c, g.fn, "done");
+  LLVMBuildBr(g.b, head);
+  LLVMPositionBuilderAtEnd(g.b, head);
+  LLVMValueRef i = LLVMBuildLoad2(g.b, g.i64, i_var, "");
+  LLVMBuildCondBr(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, i, g.arg[2], ""), body, done);
+  LLVMPositionBuilderAtEnd(g.b, body);
+  for (int k = 0; k < 8; k++) {
+    LLVMValueRef cur = LLVMBuildLoad2(g.b, vacc, acc[k], ""), next;
+    if (avx512) {
+      LLVMValueRef args[3] = {cur, LLVMBuildBitCast(g.b, a, v16i32, ""), LLVMBuildBitCast(g.b, b, v16i32, "")};
+      next = bn_gen_call(&g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
+    } else {
+      LLVMValueRef args[2] = {a, b}, p = bn_gen_call(&g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
+      LLVMValueRef args2[2] = {p, bn_gen_splat(g.i16, 16, 1)};
+      next = LLVMBuildAdd(g.b, cur, bn_gen_call(&g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args2, 2), "");
+    }
+    LLVMBuildStore(g.b, next, acc[k]);
+  }
+  LLVMBuildStore(g.b, LLVMBuildAdd(g.b, i, bn_gen_c64(&g, 1), ""), i_var);
+  LLVMBuildBr(g.b, head);
+  LLVMPositionBuilderAtEnd(g.b, done);
+  LLVMValueRef sum = LLVMBuildLoad2(g.b, vacc, acc[0], "");
+  for (int k = 1; k < 8; k++) sum = LLVMBuildAdd(g.b, sum, LLVMBuildLoad2(g.b, vacc, acc[k], ""), "");
+  LLVMSetAlignment(LLVMBuildStore(g.b, sum, g.arg[1]), 1);
+  bn_gen_end(&g);
+}

@@ -125,7 +125,8 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
   LLVMSetTarget(m, LLVMOrcLLJITGetTripleString(j->jit));
   LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
   if (key->family == 0) bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
-  else bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
+  else if (key->family == 1) bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
+  else bn_gen_peak(ctx, m, name, j->isa);
   char *msg = NULL;
   if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
     bn_fail(err, BN_E_INVALID, "llvm: kernel %s does not verify: %.300s", name, msg);
@@ -147,9 +148,9 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
 
 static void kernel_name(char *buf, size_t cap, const kkey *key, bn_isa isa) {
   static const char *modes[] = {"acc", "dq", "dqadd"};
-  const char *variant = key->family == 0 ? modes[key->variant] : bn_dtype_table[key->variant].name;
-  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld", key->family == 0 ? "mm" : "mf", bn_isa_name(isa), variant,
-           (long long)key->k, (long long)key->n);
+  const char *variant = key->family == 0 ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name : "";
+  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld", key->family == 0 ? "mm" : key->family == 1 ? "mf" : "peak",
+           bn_isa_name(isa), variant, (long long)key->k, (long long)key->n);
   for (char *p = buf; *p; p++)
     if (*p == '-') *p = '_';
 }
@@ -221,6 +222,16 @@ bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_
   void *fn;
   bn_status st = kernel(j, &key, &fn, err);
   if (!st) *out = (bn_mf_kernel)fn;
+  return st;
+}
+
+bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err) {
+  kkey key;
+  memset(&key, 0, sizeof key);
+  key.family = 2;
+  void *fn;
+  bn_status st = kernel(j, &key, &fn, err);
+  if (!st) *out = (bn_peak_kernel)fn, *macs_per_iter = 8 * (j->isa == BN_ISA_AVX512_VNNI ? 64 : 32);
   return st;
 }
 

@@ -37,6 +37,10 @@ void bn_llvm_free(bn_llvm *j);
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err);
 /* The float matmul (output projection) kernel for f16/f32 rows of K. */
 bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err);
+/* A kernel running 8 x lanes int8 multiply-adds per iteration on registers:
+ * the machine's int8 peak, for bnc bench. Returns the MACs per iteration. */
+typedef void (*bn_peak_kernel)(const void *in, void *out, int64_t iters);
+bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err);
 /* The optimized LLVM IR (emit = "llvm") or assembly ("asm") of that kernel, malloc'd. */
 char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err);
 /* Seconds spent building and compiling kernels so far, and how many. */

@@ -1,0 +1,350 @@
+/* bnc bench: prompt processing (pp) and token generation (tg) speed in the
+ * spirit of llama-bench, and a kernel micro-benchmark; every figure next to
+ * this machine's memory bandwidth and int8 multiply-add peak, measured here. */
+#include <cjson/cJSON.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../codegen/ref/ref.h"
+#include "../ir/quant.h"
+#include "../ir/rng.h"
+#include "../runtime/pool.h"
+#include "../runtime/session.h"
+#include "cli.h"
+
+static const char HELP[] =
+    "usage: bnc bench MODEL [-p 128,512] [-n 64] [-t 1,2] [-r 3] [-b 128] [-o md|json] [--backend llvm|ref]\n"
+    "       bnc bench --kernel K,N,T [-t 1,2] [-r 5] [-o md|json]\n"
+    "  MODEL: a .bnplan or a GGUF (compiled in memory with prompt chunks of -b tokens).\n"
+    "  ppP: tokens/s processing a P-token prompt; tgN: tokens/s generating N tokens one at a time.\n"
+    "  Each test runs -r times (after one warm-up); the table gives median +- standard deviation.\n"
+    "  --kernel: the fused ternary matmul+dequant kernel alone on a [T x K] x [K -> N] product,\n"
+    "  in GOPS (2 ops per multiply-add) and GB/s of weights streamed.\n"
+    "  Every run also measures memory read bandwidth and the int8 multiply-add peak (per thread\n"
+    "  count) and prints each figure's fraction of them.\n";
+
+typedef struct {
+  int vals[16], n;
+} list;
+
+static int parse_list(const char *opt, const char *s, list *l, int lo, int hi) {
+  l->n = 0;
+  for (const char *p = s; *p && l->n < 16;) {
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p || v < lo || v > hi) return bn_cli_usage_error("bench", "%s: '%s' is not a list of %d..%d", opt, s, lo, hi);
+    l->vals[l->n++] = (int)v;
+    p = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',') return bn_cli_usage_error("bench", "%s: '%s' is not a comma-separated list", opt, s);
+  }
+  return l->n ? 0 : bn_cli_usage_error("bench", "%s is empty", opt);
+}
+
+static void stats(const double *x, int n, double *median, double *sd) {
+  double s[64], mean = 0, var = 0;
+  memcpy(s, x, (size_t)n * sizeof *x);
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && s[j - 1] > s[j]; j--) {
+      double t = s[j];
+      s[j] = s[j - 1], s[j - 1] = t;
+    }
+  *median = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+  for (int i = 0; i < n; i++) mean += x[i] / n;
+  for (int i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean) / (n > 1 ? n - 1 : 1);
+  *sd = sqrt(var);
+}
+
+/* ---- the machine's limits ---- */
+
+typedef struct {
+  const uint8_t *buf;
+  size_t bytes;
+  uint64_t sink[64];
+} bw_job;
+
+__attribute__((target("avx2"))) static void bw_read(void *ctx, int i, int n) {
+  bw_job *b = ctx;
+  size_t per = b->bytes / (size_t)n / 128 * 128;
+  const __m256i *p = (const __m256i *)(b->buf + per * (size_t)i), *e = p + per / 32;
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (; p < e; p += 4) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(p));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 1));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 2));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 3));
+  }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  b->sink[i] = (uint64_t)_mm256_extract_epi64(s, 0);
+}
+
+/* Memory read bandwidth (GB/s) with this pool: the best of 5 passes over 512 MiB. */
+static double measure_bandwidth(bn_pool *pool) {
+  size_t bytes = (size_t)512 << 20;
+  uint8_t *buf = aligned_alloc(64, bytes);
+  if (!buf) return 0;
+  memset(buf, 1, bytes);
+  bw_job job = {buf, bytes, {0}};
+  double best = 0;
+  for (int r = 0; r < 5; r++) {
+    double t0 = bn_now();
+    bn_pool_run(pool, bw_read, &job);
+    double gbs = bytes / (bn_now() - t0) / 1e9;
+    if (gbs > best) best = gbs;
+  }
+  free(buf);
+  return best;
+}
+
+typedef struct {
+  bn_peak_kernel k;
+  int64_t iters;
+  uint8_t in[128], out[16][64];
+} peak_job;
+
+static void peak_run(void *ctx, int i, int n) {
+  peak_job *p = ctx;
+  (void)n;
+  p->k(p->in, p->out[i % 16], p->iters);
+}
+
+/* int8 multiply-adds per second (G) with this pool. */
+static double measure_peak(bn_llvm *j, bn_pool *pool) {
+  peak_job p = {.iters = 20000000};
+  int macs;
+  bn_error err;
+  if (bn_llvm_peak(j, &p.k, &macs, &err)) return 0;
+  memset(p.in, 1, sizeof p.in);
+  double best = 0;
+  for (int r = 0; r < 3; r++) {
+    double t0 = bn_now();
+    bn_pool_run(pool, peak_run, &p);
+    double g = (double)p.iters * macs * bn_pool_size(pool) / (bn_now() - t0) / 1e9;
+    if (g > best) best = g;
+  }
+  return best;
+}
+
+/* ---- model benchmarks ---- */
+
+typedef struct {
+  char test[16];
+  int threads, tokens;
+  double median, sd;      /* tokens/s */
+  double bw, peak;        /* the machine, at this thread count */
+  double frac;            /* of the bandwidth bound (tg) or the int8 peak (pp) */
+} row;
+
+static double run_pp(bn_session *s, const int32_t *tok, int n) {
+  const float *last;
+  bn_error err;
+  bn_session_reset(s);
+  double t0 = bn_now();
+  if (bn_session_append(s, tok, n, &last, &err)) return -1;
+  return n / (bn_now() - t0);
+}
+
+static double run_tg(bn_session *s, int32_t tok, int n) {
+  const float *last;
+  bn_error err;
+  bn_session_reset(s);
+  double t0 = bn_now();
+  for (int i = 0; i < n; i++)
+    if (bn_session_append(s, &tok, 1, &last, &err)) return -1;
+  return n / (bn_now() - t0);
+}
+
+/* Bytes the weights of one token's forward pass read, and its multiply-adds. */
+static void model_cost(const bn_model *m, double *bytes, double *macs) {
+  *bytes = 0, *macs = 0;
+  const bn_graph *g = &m->graph;
+  for (int i = 0; i < g->n_values; i++) {
+    const bn_value *v = &g->values[i];
+    if (v->kind != BN_VAL_WEIGHT) continue;
+    int used_as_matrix = 0;
+    for (int k = 0; k < g->n_nodes; k++)
+      for (int a = 0; a < g->nodes[k].n_in; a++)
+        used_as_matrix |= g->nodes[k].in[a] == i && g->nodes[k].op != BN_OP_EMBED;
+    if (!used_as_matrix) continue; /* the embedding table is read one row per token */
+    *bytes += (double)v->nbytes;
+    if (v->shape.rank == 2) *macs += (double)v->shape.d[0] * (double)v->shape.d[1];
+  }
+}
+
+static int print_rows(const row *r, int n, const char *fmt, const char *model, const char *isa, double bytes, double macs) {
+  if (!strcmp(fmt, "json")) {
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "results");
+    cJSON_AddStringToObject(root, "model", model);
+    cJSON_AddStringToObject(root, "isa", isa);
+    cJSON_AddNumberToObject(root, "weight_bytes_per_token", bytes);
+    cJSON_AddNumberToObject(root, "macs_per_token", macs);
+    for (int i = 0; i < n; i++) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "test", r[i].test);
+      cJSON_AddNumberToObject(o, "threads", r[i].threads);
+      cJSON_AddNumberToObject(o, "tokens_per_s", r[i].median);
+      cJSON_AddNumberToObject(o, "stddev", r[i].sd);
+      cJSON_AddNumberToObject(o, "bandwidth_gbs", r[i].bw);
+      cJSON_AddNumberToObject(o, "int8_peak_gmacs", r[i].peak);
+      cJSON_AddNumberToObject(o, "fraction_of_bound", r[i].frac);
+      cJSON_AddItemToArray(arr, o);
+    }
+    char *text = cJSON_Print(root);
+    puts(text);
+    free(text);
+    cJSON_Delete(root);
+    return 0;
+  }
+  printf("model: %s | kernels: %s | weights read per token: %.1f MB | multiply-adds per token: %.2f G\n\n", model,
+         isa, bytes / 1e6, macs / 1e9);
+  printf("| test | threads | t/s | bandwidth GB/s | int8 peak GMAC/s | of the bound |\n");
+  printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int i = 0; i < n; i++)
+    printf("| %s | %d | %.2f ± %.2f | %.1f | %.0f | %.0f%% %s |\n", r[i].test, r[i].threads, r[i].median, r[i].sd,
+           r[i].bw, r[i].peak, 100 * r[i].frac, r[i].test[0] == 't' ? "(bandwidth)" : "(int8 peak)");
+  return 0;
+}
+
+static int bench_kernel(const char *spec, const list *threads, int reps, const char *fmt);
+
+int bn_cmd_bench(int argc, char **argv) {
+  const char *model = NULL, *fmt = "md", *kernel = NULL;
+  list pp = {{128}, 1}, threads = {{1}, 1};
+  long tg = 64, reps = 3, batch = 128;
+  bn_backend backend = BN_BACKEND_LLVM;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
+    if (a[0] != '-') {
+      model = a;
+      continue;
+    }
+    if (!v) return bn_cli_usage_error("bench", "option %s needs a value", a);
+    i++;
+    if (!strcmp(a, "-p")) { if (parse_list(a, v, &pp, 0, 8192)) return 2; }
+    else if (!strcmp(a, "-t")) { if (parse_list(a, v, &threads, 1, 512)) return 2; }
+    else if (!strcmp(a, "-n")) { if (bn_cli_int("bench", a, v, 0, 8192, &tg)) return 2; }
+    else if (!strcmp(a, "-r")) { if (bn_cli_int("bench", a, v, 1, 50, &reps)) return 2; }
+    else if (!strcmp(a, "-b")) { if (bn_cli_int("bench", a, v, 1, 4096, &batch)) return 2; }
+    else if (!strcmp(a, "-o")) {
+      if (strcmp(v, "md") && strcmp(v, "json")) return bn_cli_usage_error("bench", "-o must be md or json, got '%s'", v);
+      fmt = v;
+    } else if (!strcmp(a, "--kernel")) kernel = v;
+    else if (!strcmp(a, "--backend")) backend = !strcmp(v, "ref") ? BN_BACKEND_REF : BN_BACKEND_LLVM;
+    else return bn_cli_usage_error("bench", "unknown option '%s'", a);
+  }
+  if (kernel) return bench_kernel(kernel, &threads, (int)reps, fmt);
+  if (!model) return bn_cli_usage_error("bench", "missing MODEL (or --kernel K,N,T)");
+  bn_error err = {0};
+  bn_cli_model cm;
+  if (bn_cli_open_model(model, (int)batch, &cm, &err)) return bn_cli_fail(&err);
+  bn_llvm *jit = NULL;
+  if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
+  double wbytes, macs;
+  model_cost(cm.m, &wbytes, &macs);
+  int max_pp = 0;
+  for (int i = 0; i < pp.n; i++) max_pp = pp.vals[i] > max_pp ? pp.vals[i] : max_pp;
+  int n_ctx = (max_pp > tg ? max_pp : (int)tg) + 1;
+  int32_t *tok = malloc((size_t)(max_pp + 1) * sizeof *tok);
+  uint64_t rng = 7;
+  for (int i = 0; i <= max_pp; i++) tok[i] = (int32_t)(bn_rng_next(&rng) % (uint64_t)cm.m->hp.n_vocab);
+  row rows[64];
+  int n_rows = 0, rc = 0;
+  for (int ti = 0; ti < threads.n && !rc; ti++) {
+    bn_session_params sp = {.n_ctx = n_ctx, .exec = {backend, threads.vals[ti]}, .sampler = bn_sampler_defaults()};
+    bn_session *s;
+    bn_pool *pool;
+    if (n_ctx > cm.m->hp.n_ctx) n_ctx = cm.m->hp.n_ctx;
+    if (bn_session_create(cm.m, cm.mem, &sp, &s, &err) || bn_pool_create(threads.vals[ti], &pool, &err)) {
+      rc = bn_cli_fail(&err);
+      break;
+    }
+    double bw = measure_bandwidth(pool), peak = measure_peak(jit, pool);
+    bn_pool_free(pool);
+    for (int k = 0; k <= pp.n && n_rows < 64; k++) {
+      int is_tg = k == pp.n, n = is_tg ? (int)tg : pp.vals[k];
+      if (n == 0) continue;
+      double x[64];
+      (is_tg ? run_tg(s, tok[0], n < 4 ? n : 4) : run_pp(s, tok, n < 8 ? n : 8)); /* warm-up */
+      for (int r = 0; r < reps; r++) x[r] = is_tg ? run_tg(s, tok[0], n) : run_pp(s, tok, n);
+      row *o = &rows[n_rows++];
+      snprintf(o->test, sizeof o->test, "%s%d", is_tg ? "tg" : "pp", n);
+      o->threads = threads.vals[ti], o->tokens = n, o->bw = bw, o->peak = peak;
+      stats(x, (int)reps, &o->median, &o->sd);
+      /* tg is bounded by streaming the weights once per token; pp by int8 multiply-adds */
+      o->frac = is_tg ? o->median / (bw * 1e9 / wbytes) : o->median / (peak * 1e9 / macs);
+      if (!strcmp(fmt, "md")) fprintf(stderr, "  %s, %d thread(s): %.2f t/s\n", o->test, o->threads, o->median);
+    }
+    bn_session_free(s);
+  }
+  if (!rc) print_rows(rows, n_rows, fmt, model, bn_isa_name(bn_llvm_host_isa()), wbytes, macs);
+  free(tok);
+  bn_llvm_free(jit);
+  bn_cli_close_model(&cm);
+  return rc;
+}
+
+/* ---- the kernel micro-benchmark ---- */
+
+typedef struct {
+  bn_mm_kernel k;
+  const uint8_t *qa, *w;
+  float *y;
+  int64_t T, N;
+} mm_job;
+
+static void mm_run(void *ctx, int i, int n) {
+  const mm_job *j = ctx;
+  int64_t n0 = j->N * i / n, n1 = j->N * (i + 1) / n;
+  if (n1 > n0) j->k(j->qa, j->w, j->y, NULL, j->T, n0, n1);
+}
+
+static int bench_kernel(const char *spec, const list *threads, int reps, const char *fmt) {
+  long K, N, T;
+  if (sscanf(spec, "%ld,%ld,%ld", &K, &N, &T) != 3 || K <= 0 || K % 256 || N <= 0 || T <= 0 || T > 4096)
+    return bn_cli_usage_error("bench", "--kernel K,N,T needs K a multiple of 256, N > 0, 0 < T <= 4096, got '%s'", spec);
+  bn_error err = {0};
+  bn_llvm *jit;
+  if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_fail(&err);
+  int64_t d[2] = {N, K};
+  bn_shape s = bn_shape_make(2, d);
+  size_t wbytes = bn_value_bytes(BN_DT_TP2, &s, 0);
+  uint8_t *w = aligned_alloc(64, (wbytes + 63) / 64 * 64), *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
+  float *x = malloc((size_t)(T * K) * sizeof *x), *y = malloc((size_t)(T * N) * sizeof *y);
+  uint64_t rng = 3;
+  for (size_t i = 0; i < wbytes; i++) w[i] = (uint8_t)(bn_rng_next(&rng) & 0x55); /* codes 0 or 1 */
+  for (long i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) - 0.5);
+  bn_ref_quantize(x, T, K, qa);
+  mm_job job = {NULL, qa, w, y, T, N};
+  if (bn_llvm_matmul(jit, K, N, BN_MM_DQ, &job.k, &err)) return bn_cli_fail(&err);
+  if (!strcmp(fmt, "md")) {
+    printf("kernel fused:tmatmul+dequant, K=%ld N=%ld T=%ld, %s, weights %.2f MB\n\n", K, N, T,
+           bn_isa_name(bn_llvm_host_isa()), wbytes / 1e6);
+    printf("| threads | us/call | GOPS | of int8 peak | weight GB/s | of bandwidth |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  }
+  for (int ti = 0; ti < threads->n; ti++) {
+    bn_pool *pool;
+    if (bn_pool_create(threads->vals[ti], &pool, &err)) return bn_cli_fail(&err);
+    double bw = measure_bandwidth(pool), peak = measure_peak(jit, pool), us[64], med, sd;
+    int inner = (int)(2e8 / ((double)K * N * T) + 1);
+    for (int r = 0; r < reps; r++) {
+      double t0 = bn_now();
+      for (int i = 0; i < inner; i++) bn_pool_run(pool, mm_run, &job);
+      us[r] = (bn_now() - t0) / inner * 1e6;
+    }
+    stats(us, reps, &med, &sd);
+    double macs = (double)K * N * T, gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
+    if (!strcmp(fmt, "md"))
+      printf("| %d | %.1f ± %.1f | %.1f | %.0f%% | %.1f | %.0f%% |\n", threads->vals[ti], med, sd, gops,
+             100 * gops / 2 / peak, gbs, 100 * gbs / bw);
+    else
+      printf("{\"threads\": %d, \"us\": %.3f, \"stddev\": %.3f, \"gops\": %.2f, \"int8_peak_gmacs\": %.1f, "
+             "\"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f}\n", threads->vals[ti], med, sd, gops, peak, gbs, bw);
+    bn_pool_free(pool);
+  }
+  free(w), free(qa), free(x), free(y);
+  bn_llvm_free(jit);
+  return 0;
+}
