@@ -34,15 +34,21 @@ typedef struct {
 /* the parameters: qa, w, out, resid, T, n0, n1 */
 enum { QA, W, OUT, RESID, T_, N0, N1 };
 
-/* The int32 vectors of `tt` tokens (from token t) for row n, summed over K. */
-static void dot_tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt, LLVMValueRef *acc) {
+/* The int32 vectors of `tt` tokens (from token t) for row n, summed over K.
+ * Each token keeps CHAINS independent accumulators (VNNI: one per shift;
+ * AVX2: one per group parity), summed at the end: a single accumulator
+ * would make the row a chain of dependent dot products, bound by their
+ * latency instead of their throughput. */
+enum { CHAINS = 4 };
+
+static void dot_tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt, LLVMValueRef *out) {
   const mm *k = g->ctx;
   int avx512 = g->isa == BN_ISA_AVX512_VNNI, lanes = avx512 ? 64 : 32;
   LLVMTypeRef vb = LLVMVectorType(g->i8, (unsigned)lanes), vacc = LLVMVectorType(g->i32, avx512 ? 16 : 8);
   LLVMTypeRef v16i32 = LLVMVectorType(g->i32, 16);
-  LLVMValueRef arow[TILE];
+  LLVMValueRef arow[TILE], acc[TILE][CHAINS];
   for (int i = 0; i < tt; i++) {
-    acc[i] = LLVMConstNull(vacc);
+    for (int c = 0; c < CHAINS; c++) acc[i][c] = LLVMConstNull(vacc);
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     arow[i] = bn_gen_gep(g, g->arg[QA], LLVMBuildMul(g->b, tok, bn_gen_c64(g, k->row_bytes), ""));
   }
@@ -58,19 +64,22 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt, LLVMValu
         for (int s = 0; s < 4; s++) {
           LLVMValueRef a = bn_gen_load(g, vb, arow[i], bn_gen_c64(g, grp * 256 + s * 64 + h * lanes));
           if (avx512) {
-            LLVMValueRef args[3] = {acc[i], LLVMBuildBitCast(g->b, codes[s], v16i32, ""), LLVMBuildBitCast(g->b, a, v16i32, "")};
-            acc[i] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
+            LLVMValueRef args[3] = {acc[i][s], LLVMBuildBitCast(g->b, codes[s], v16i32, ""), LLVMBuildBitCast(g->b, a, v16i32, "")};
+            acc[i][s] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
           } else {
             LLVMValueRef args[2] = {codes[s], a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
             sum16 = sum16 ? LLVMBuildAdd(g->b, sum16, p, "") : p;
           }
         }
         if (!avx512) {
+          int c = (int)((grp * 2 + h) % CHAINS);
           LLVMValueRef args[2] = {sum16, bn_gen_splat(g->i16, 16, 1)};
-          acc[i] = LLVMBuildAdd(g->b, acc[i], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
+          acc[i][c] = LLVMBuildAdd(g->b, acc[i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
         }
       }
     }
+  for (int i = 0; i < tt; i++)
+    out[i] = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, acc[i][0], acc[i][1], ""), LLVMBuildAdd(g->b, acc[i][2], acc[i][3], ""), "");
 }
 
 /* Writes the result of token t, row n from its int32 vector. */
