@@ -83,5 +83,18 @@ cmp -s "$p" "$WORK/again.bnplan" || fail "compile is not deterministic"
 expect_error "compile without -o" "needs MODEL.gguf and -o" -- $BNC compile "$m"
 expect_error "unknown pass" "no pass named 'fuse-all'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --dump-after=fuse-all
 
+# bench: runs, and its JSON carries the figures
+$BNC bench "$m" -p 16 -n 4 -r 1 -t 1,2 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench"
+grep -q '"tokens_per_s"' "$WORK/bench.json" && grep -q '"bandwidth_gbs"' "$WORK/bench.json" || fail "bench JSON"
+$BNC bench --kernel 256,64,2 -r 1 >"$WORK/kbench" 2>&1 || fail "bench --kernel: $(cat "$WORK/kbench")"
+expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $BNC bench --kernel 100,64,2
+# the LLVM backend and the reference kernels agree through the CLI too
+# (their numeric agreement is tests/test_llvm.c's; here: each backend gives the same bytes from a plan or its GGUF)
+$BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lr.bin" --backend ref 2>/dev/null
+$BNC eval "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" --tokens "1 5 17 300" --logits-out "$WORK/lr2.bin" --backend ref 2>/dev/null
+cmp -s "$WORK/lr.bin" "$WORK/lr2.bin" || fail "ref backend: plan and GGUF differ"
+$BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/ll.bin" --backend llvm -t 2 2>/dev/null
+cmp -s "$WORK/ll.bin" "$WORK/lp.bin" || fail "llvm backend: 2 threads differ from 1"
+
 [ $fails -eq 0 ] && echo "all CLI checks passed"
 exit $fails
