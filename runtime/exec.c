@@ -8,9 +8,9 @@
 #include "../codegen/ref/ref.h"
 #include "pool.h"
 
-/* A node with JIT code: which kernel, on which buffers. */
+/* A node run by several threads: a JIT kernel, or attention split by heads. */
 typedef struct {
-  int kind; /* 0: none, 1: ternary matmul, 2: float matmul */
+  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention */
   void *fn;
   const void *a, *w, *resid;
   void *out;
@@ -33,6 +33,7 @@ struct bn_exec {
   size_t kv_bytes;
   bn_llvm *llvm;
   bn_pool *pool;
+  float *scores; /* attention scores: n_ctx floats per thread */
   jit_node *jit;
   int n_jit;
 };
@@ -75,12 +76,28 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
 typedef struct {
   const jit_node *j;
   int64_t T;
+  bn_exec *e;
+  int node;
 } job;
+
+/* Attention over heads [H i / n, H (i + 1) / n), after thread 0 stored the K/V rows. */
+static void run_attention(bn_exec *e, int node, int i, int n) {
+  const bn_node *nd = &e->g->nodes[node];
+  int layer = (int)nd->attr[0], H = (int)nd->attr[1];
+  int h0 = H * i / n, h1 = H * (i + 1) / n;
+  if (h0 < h1)
+    bn_ref_attention_heads(e->env.val[nd->in[0]], e->env.T, H, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
+                           e->env.kc[layer], e->env.vc[layer], e->scores + (size_t)i * e->n_ctx, e->env.val[nd->out], h0, h1);
+}
 
 /* Thread i of n takes rows [N i / n, N (i + 1) / n). */
 static void run_job(void *ctx, int i, int n) {
   const job *jb = ctx;
   const jit_node *j = jb->j;
+  if (j->kind == 3) {
+    run_attention(jb->e, jb->node, i, n);
+    return;
+  }
   int64_t n0 = j->N * i / n, n1 = j->N * (i + 1) / n;
   if (n0 == n1) return;
   if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, jb->T, n0, n1);
@@ -195,10 +212,25 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     bn_exec_free(e);
     return st;
   }
+  e->scores = malloc((size_t)bn_pool_size(e->pool) * (size_t)n_ctx * sizeof *e->scores);
+  if (!e->scores) {
+    bn_exec_free(e);
+    return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  }
+  if (!e->jit && bn_pool_size(e->pool) > 1 && !(e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit))) {
+    bn_exec_free(e);
+    return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  }
+  for (int i = 0; e->jit && i < g->n_nodes; i++) /* attention: split by heads over the threads */
+    if (g->nodes[i].op == BN_OP_ATTENTION) e->jit[i].kind = 3;
   if (opts && opts->backend == BN_BACKEND_LLVM) {
-    e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit);
-    if (!e->jit) st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
-    else st = bn_llvm_create(bn_llvm_host_isa(), &e->llvm, err);
+    if (!e->jit && !(e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit)))
+      st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+    else {
+      for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == BN_OP_ATTENTION) e->jit[i].kind = 3;
+      st = bn_llvm_create(bn_llvm_host_isa(), &e->llvm, err);
+    }
     for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
     if (st) {
       bn_exec_free(e);
@@ -215,7 +247,7 @@ void bn_exec_free(bn_exec *e) {
   if (e->env.body_val)
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
-  free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit);
+  free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores);
   bn_pool_free(e->pool);
   bn_llvm_free(e->llvm);
   free(e);
@@ -246,8 +278,15 @@ bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const f
   e->step++;
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = bn_trace_now_ns();
-    if (e->jit && e->jit[i].kind) {
-      job jb = {&e->jit[i], n};
+    if (e->jit && e->jit[i].kind == 3) {
+      const bn_node *nd = &g->nodes[i];
+      int layer = (int)nd->attr[0];
+      bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, (int64_t)nd->attr[2] * (int64_t)nd->attr[3], pos,
+                      e->env.kc[layer], e->env.vc[layer]);
+      job jb = {&e->jit[i], n, e, i};
+      bn_pool_run(e->pool, run_job, &jb);
+    } else if (e->jit && e->jit[i].kind) {
+      job jb = {&e->jit[i], n, e, i};
       bn_pool_run(e->pool, run_job, &jb);
     } else bn_ref_run_node(&e->env, i);
     int64_t t1 = bn_trace_now_ns();

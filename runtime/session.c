@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -153,4 +154,35 @@ bn_exec *bn_session_exec(bn_session *s) { return s->exec; }
 void bn_session_set_trace(bn_session *s, bn_trace *t) {
   s->trace = t;
   bn_exec_set_trace(s->exec, t);
+}
+
+bn_status bn_session_perplexity(bn_session *s, const int32_t *tokens, long n, int ctx, int stride, float *logits,
+                                bn_ppl_result *out, bn_error *err) {
+  int V = s->m->hp.n_vocab;
+  if (ctx < 2 || ctx > s->p.n_ctx) return bn_fail(err, BN_E_RANGE, "perplexity: context %d (2..%d)", ctx, s->p.n_ctx);
+  if (stride < 1 || stride > ctx) return bn_fail(err, BN_E_RANGE, "perplexity: stride %d (1..%d)", stride, ctx);
+  if (n < 2) return bn_fail(err, BN_E_RANGE, "perplexity: %ld tokens is too few", n);
+  double sum = 0, sum2 = 0, t0 = bn_now();
+  long scored = 0, evaluated = 0;
+  for (long start = 0; start + 1 < n; start += stride) {
+    int len = (int)(n - start < ctx ? n - start : ctx);
+    bn_status st = bn_session_eval(s, tokens + start, len, logits, err);
+    if (st) return st;
+    evaluated += len;
+    int first = start == 0 ? 1 : len - stride < 1 ? 1 : len - stride; /* the first position scored */
+    for (int i = first; i < len; i++) {
+      const float *row = logits + (size_t)(i - 1) * V; /* position i - 1 predicts token i */
+      double mx = row[0], z = 0;
+      for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+      for (int v = 0; v < V; v++) z += exp((double)row[v] - mx);
+      double nll = log(z) + mx - row[tokens[start + i]];
+      sum += nll, sum2 += nll * nll, scored++;
+    }
+    if (start + len >= n) break;
+  }
+  double mean = sum / scored, var = scored > 1 ? (sum2 - sum * sum / scored) / (scored - 1) : 0;
+  out->ppl = exp(mean);
+  out->ppl_err = out->ppl * sqrt(var > 0 ? var : 0) / sqrt((double)scored);
+  out->scored = scored, out->evaluated = evaluated, out->seconds = bn_now() - t0;
+  return BN_OK;
 }

@@ -43,6 +43,16 @@ bn_status bn_session_append(bn_session *s, const int32_t *tokens, int n, const f
 void bn_session_reset(bn_session *s);
 int bn_session_n_past(const bn_session *s);
 const bn_session_params *bn_session_params_of(const bn_session *s);
+/* Perplexity of tokens[0..n) in windows of ctx tokens, each evaluated from
+ * position 0, moving by stride: a window scores its last `stride` tokens (the
+ * first window every token but its first). logits: a buffer of ctx x n_vocab
+ * floats. Sets exp(mean NLL), its standard error and the tokens scored. */
+typedef struct {
+  double ppl, ppl_err, seconds;
+  long scored, evaluated;
+} bn_ppl_result;
+bn_status bn_session_perplexity(bn_session *s, const int32_t *tokens, long n, int ctx, int stride, float *logits,
+                                bn_ppl_result *out, bn_error *err);
 const bn_timings *bn_session_timings(const bn_session *s);
 const bn_tokenizer *bn_session_tokenizer(const bn_session *s);
 bn_exec *bn_session_exec(bn_session *s);

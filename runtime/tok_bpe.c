@@ -34,6 +34,7 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, bn_error *err) {
   PCRE2_SIZE off;
   t->re = pcre2_compile((PCRE2_SPTR)LLAMA3_PRE, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
   if (!t->re) return bn_fail(err, BN_E_INVALID, "tokenizer: pre-tokenizer regex failed at %zu (code %d)", (size_t)off, code);
+  pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* where PCRE2 has a JIT; matching works either way */
   t->md = pcre2_match_data_create_from_pattern(t->re, NULL);
   if (!t->md) return bn_fail(err, BN_E_NOMEM, "tokenizer: out of memory");
   return BN_OK;

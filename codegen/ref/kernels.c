@@ -114,15 +114,24 @@ void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, f
     }
 }
 
-void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
-                      int head_dim, int pos, float *kc, float *vc, float *scores, float *y) {
-  int64_t kvw = (int64_t)kv_heads * head_dim;
+void bn_ref_kv_store(const float *k, const float *v, int64_t T, int64_t kvw, int pos, float *kc, float *vc) {
   memcpy(kc + (int64_t)pos * kvw, k, (size_t)(T * kvw) * sizeof *kc);
   memcpy(vc + (int64_t)pos * kvw, v, (size_t)(T * kvw) * sizeof *vc);
+}
+
+void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
+                      int head_dim, int pos, float *kc, float *vc, float *scores, float *y) {
+  bn_ref_kv_store(k, v, T, (int64_t)kv_heads * head_dim, pos, kc, vc);
+  bn_ref_attention_heads(q, T, heads, kv_heads, head_dim, pos, kc, vc, scores, y, 0, heads);
+}
+
+void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos, const float *kc,
+                            const float *vc, float *scores, float *y, int h0, int h1) {
+  int64_t kvw = (int64_t)kv_heads * head_dim;
   int group = heads / kv_heads;
   double scale = 1.0 / sqrt((double)head_dim);
   for (int64_t t = 0; t < T; t++)
-    for (int h = 0; h < heads; h++) {
+    for (int h = h0; h < h1; h++) {
       const float *qh = q + (t * heads + h) * head_dim;
       int kvh = h / group;
       int64_t n = pos + t + 1;

@@ -1,0 +1,81 @@
+/* bnc perplexity: how well a model predicts a text file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/session.h"
+#include "cli.h"
+
+static const char HELP[] =
+    "usage: bnc perplexity MODEL -f FILE [-c CTX] [--stride N] [-b N] [-t N] [--backend llvm|ref]\n"
+    "  Tokenizes FILE (with BOS only if the model asks for one), evaluates it in windows of CTX tokens\n"
+    "  (default 256, at most the model's context), each from position 0, moving by --stride (default CTX);\n"
+    "  a window scores its last `stride` tokens (the first window all but its first token).\n"
+    "  Prints exp(mean negative log-likelihood) with its standard error, and tokens/s.\n";
+
+int bn_cmd_perplexity(int argc, char **argv) {
+  const char *model = NULL, *file = NULL;
+  long ctx = 256, stride = 0, batch = 0, threads = 1;
+  bn_backend backend = BN_BACKEND_LLVM;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
+    if (a[0] != '-') {
+      if (model) return bn_cli_usage_error("perplexity", "unexpected argument '%s'", a);
+      model = a;
+      continue;
+    }
+    if (!v) return bn_cli_usage_error("perplexity", "option %s needs a value", a);
+    i++;
+    if (!strcmp(a, "-f")) file = v;
+    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (bn_cli_int("perplexity", a, v, 2, 1 << 20, &ctx)) return 2; }
+    else if (!strcmp(a, "--stride")) { if (bn_cli_int("perplexity", a, v, 1, 1 << 20, &stride)) return 2; }
+    else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (bn_cli_int("perplexity", a, v, 1, 4096, &batch)) return 2; }
+    else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (bn_cli_int("perplexity", a, v, 1, 512, &threads)) return 2; }
+    else if (!strcmp(a, "--backend")) {
+      if (!strcmp(v, "ref")) backend = BN_BACKEND_REF;
+      else if (!strcmp(v, "llvm")) backend = BN_BACKEND_LLVM;
+      else return bn_cli_usage_error("perplexity", "--backend must be ref or llvm, got '%s'", v);
+    } else return bn_cli_usage_error("perplexity", "unknown option '%s'", a);
+  }
+  if (!model || !file) return bn_cli_usage_error("perplexity", "needs MODEL and -f FILE");
+  bn_error err = {0};
+  FILE *fp = fopen(file, "rb");
+  if (!fp) return bn_fail(&err, BN_E_IO, "%s: cannot open", file), bn_cli_fail(&err);
+  fseek(fp, 0, SEEK_END);
+  long len = ftell(fp);
+  fseek(fp, 0, SEEK_SET);
+  char *text = len >= 0 && len < (1L << 30) ? malloc((size_t)len + 1) : NULL;
+  if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len) {
+    fclose(fp);
+    free(text);
+    return bn_fail(&err, BN_E_IO, "%s: cannot read", file), bn_cli_fail(&err);
+  }
+  fclose(fp);
+  text[len] = 0;
+  bn_cli_model cm;
+  if (bn_cli_open_model(model, (int)batch, &cm, &err)) return free(text), bn_cli_fail(&err);
+  if (ctx > cm.m->hp.n_ctx) ctx = cm.m->hp.n_ctx;
+  bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch, .exec = {backend, (int)threads},
+                          .sampler = bn_sampler_defaults()};
+  bn_session *s = NULL;
+  int32_t *ids = malloc(((size_t)len + 2) * sizeof *ids); /* a token takes at least one byte */
+  float *logits = malloc((size_t)ctx * (size_t)cm.m->hp.n_vocab * sizeof *logits);
+  int n = 0;
+  bn_ppl_result r;
+  bn_status st = ids && logits ? bn_session_create(cm.m, cm.mem, &sp, &s, &err) : bn_fail(&err, BN_E_NOMEM, "out of memory");
+  if (!st) {
+    double t0 = bn_now();
+    st = bn_tok_encode(bn_session_tokenizer(s), text, (size_t)len, cm.m->vocab.add_bos, ids, (int)len + 2, &n, &err);
+    if (st) snprintf(err.msg + strlen(err.msg), sizeof err.msg - strlen(err.msg), " (in %s)", file);
+    else fprintf(stderr, "%s: %d tokens (%.1f ms)\n", file, n, (bn_now() - t0) * 1e3);
+  }
+  if (!st) st = bn_session_perplexity(s, ids, n, (int)ctx, stride ? (int)stride : (int)ctx, logits, &r, &err);
+  if (!st)
+    printf("perplexity: %.4f +/- %.4f over %ld scored tokens (context %ld, stride %ld) | %.1f tokens/s\n", r.ppl,
+           r.ppl_err, r.scored, ctx, stride ? stride : ctx, r.evaluated / r.seconds);
+  bn_session_free(s);
+  free(ids), free(logits), free(text);
+  bn_cli_close_model(&cm);
+  return st ? bn_cli_fail(&err) : 0;
+}
