@@ -84,7 +84,8 @@ bn_status bn_tok_bpe_encode(const bn_tokenizer *t, const char *text, size_t len,
   size_t pos = 0;
   bn_status st = BN_OK;
   while (pos < len && !st) {
-    int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, pos, 0, t->md, NULL);
+    /* the text was validated as UTF-8 once: checking it again on every call would make this quadratic */
+    int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, pos, PCRE2_NO_UTF_CHECK, t->md, NULL);
     size_t s = pos, e = len;
     if (rc > 0) {
       PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
