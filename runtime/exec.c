@@ -10,7 +10,7 @@
 
 /* A node run by several threads: a JIT kernel, or attention split by heads. */
 typedef struct {
-  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention */
+  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention, 4: norm + quantize (by tokens) */
   void *fn;
   const void *a, *w, *resid;
   void *out;
@@ -34,6 +34,8 @@ struct bn_exec {
   bn_llvm *llvm;
   bn_pool *pool;
   float *scores; /* attention scores: n_ctx floats per thread */
+  float *tmp;    /* the gate kernel's row: tmp_width floats per thread */
+  int64_t tmp_width;
   jit_node *jit;
   int n_jit;
 };
@@ -44,6 +46,25 @@ static int body_is(const bn_node *n, const bn_op *ops, int count) {
   for (int i = 0; i < count; i++)
     if (n->body->nodes[i].op != ops[i]) return 0;
   return 1;
+}
+
+/* BN_NQ_* if fused node n is rmsnorm + quantize, or the gate
+ * (slice 0..F, slice F..2F, relu2|silu of the first, mul, rmsnorm, quantize); else -1. */
+static int nq_mode(const bn_node *n) {
+  static const bn_op nq[2] = {BN_OP_RMSNORM, BN_OP_QUANTIZE};
+  if (body_is(n, nq, 2)) return BN_NQ_PLAIN;
+  if (!n->body || n->body->n_nodes != 6) return -1;
+  const bn_node *b = n->body->nodes;
+  int relu2 = b[2].op == BN_OP_RELU2;
+  if (b[0].op != BN_OP_SLICE || b[1].op != BN_OP_SLICE || (!relu2 && b[2].op != BN_OP_SILU) || b[3].op != BN_OP_MUL ||
+      b[4].op != BN_OP_RMSNORM || b[5].op != BN_OP_QUANTIZE)
+    return -1;
+  double F = b[0].attr[1];
+  if (b[0].attr[0] != 0 || b[1].attr[0] != F || b[1].attr[1] != F || b[2].in[0] != b[0].out || b[3].in[0] != b[2].out ||
+      b[3].in[1] != b[1].out || b[4].in[0] != b[3].out || b[5].in[0] != b[4].out ||
+      n->body->values[b[0].in[0]].shape.d[1] != 2 * (int64_t)F)
+    return -1;
+  return relu2 ? BN_NQ_GATE_RELU2 : BN_NQ_GATE_SILU;
 }
 
 /* Finds JIT code for node i, or leaves it to the reference kernels. */
@@ -62,6 +83,15 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
     if (st) return st;
     *j = (jit_node){1, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], with_add ? e->env.val[n->in[2]] : NULL,
                     e->env.val[n->out], w->shape.d[0]};
+  } else if (nq_mode(n) >= 0) {
+    const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
+    const bn_value *w = &g->values[n->in[1]];
+    int64_t K = n->body->values[norm->out].shape.d[1];
+    bn_nq_kernel k;
+    bn_error e2;
+    if (w->dtype != BN_DT_F32 || bn_llvm_norm_quant(e->llvm, K, nq_mode(n), (float)norm->attr[0], &k, &e2)) return BN_OK;
+    if (K > e->tmp_width) e->tmp_width = K;
+    *j = (jit_node){4, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], NULL, e->env.val[n->out], K};
   } else if (n->op == BN_OP_OUTPUT_PROJ) {
     const bn_value *w = &g->values[n->in[1]];
     bn_mf_kernel k;
@@ -96,6 +126,12 @@ static void run_job(void *ctx, int i, int n) {
   const jit_node *j = jb->j;
   if (j->kind == 3) {
     run_attention(jb->e, jb->node, i, n);
+    return;
+  }
+  if (j->kind == 4) { /* by tokens: a row is one normalization */
+    int64_t t0 = jb->T * i / n, t1 = jb->T * (i + 1) / n;
+    if (t1 > t0)
+      ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, jb->e->tmp + (size_t)i * (size_t)jb->e->tmp_width, jb->T, t0, t1);
     return;
   }
   int64_t n0 = j->N * i / n, n1 = j->N * (i + 1) / n;
@@ -232,6 +268,8 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
       st = bn_llvm_create(bn_llvm_host_isa(), &e->llvm, err);
     }
     for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
+    if (!st && !(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))
+      st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
     if (st) {
       bn_exec_free(e);
       return st;
@@ -247,7 +285,7 @@ void bn_exec_free(bn_exec *e) {
   if (e->env.body_val)
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
-  free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores);
+  free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
   bn_pool_free(e->pool);
   bn_llvm_free(e->llvm);
   free(e);

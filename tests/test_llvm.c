@@ -139,6 +139,60 @@ static void test_float_matmul(void **state) {
   }
 }
 
+/* rmsnorm + quantize and the gate: QA8 rows equal to the reference's. */
+static void test_norm_quant(void **state) {
+  (void)state;
+  for (int isa = 0; isa < 2; isa++) {
+    bn_llvm *j;
+    bn_error err = {0};
+    if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
+    uint64_t rng = 17;
+    const int shapes[][2] = {{1, 256}, {3, 512}, {5, 1536}, {2, 2560}, {4, 6912}};
+    for (int si = 0; si < 5; si++)
+      for (int mode = 0; mode < 3; mode++) {
+        int T = shapes[si][0], K = shapes[si][1], in_w = mode ? 2 * K : K;
+        float *x = malloc((size_t)T * in_w * 4), *w = malloc((size_t)K * 4), *m = malloc((size_t)T * K * 4);
+        float *y = malloc((size_t)T * K * 4), *tmp = malloc((size_t)K * 4);
+        int64_t rb = bn_qa8_row_bytes(K);
+        uint8_t *want = calloc(1, (size_t)(T * rb)), *got = calloc(1, (size_t)(T * rb));
+        for (int i = 0; i < T * in_w; i++) x[i] = (float)(bn_rng_unit(&rng) * 6 - 3);
+        for (int i = 0; i < K; i++) w[i] = (float)(0.5 + bn_rng_unit(&rng));
+        const float *src = x;
+        if (mode) { /* the gate's act(g) * u, as the reference kernels compute it */
+          for (int t = 0; t < T; t++)
+            for (int i = 0; i < K; i++) {
+              float g = x[t * in_w + i], u = x[t * in_w + K + i];
+              float a = mode == 1 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g));
+              m[t * K + i] = a * u;
+            }
+          src = m;
+        }
+        bn_ref_rmsnorm(src, T, K, w, 1e-5f, y);
+        bn_ref_quantize(y, T, K, want);
+        bn_nq_kernel k;
+        if (bn_llvm_norm_quant(j, K, mode, 1e-5f, &k, &err)) fail_msg("%s", err.msg);
+        k(x, w, got, tmp, T, 0, T);
+        int diff = 0;
+        for (int t = 0; t < T; t++) {
+          for (int i = 0; i < K; i++) {
+            int d = (int8_t)got[t * rb + i] - (int8_t)want[t * rb + i];
+            if (d) diff++;
+            if (d < -1 || d > 1) fail_msg("%s mode %d K=%d: code %d off by %d", bn_isa_name((bn_isa)isa), mode, K, i, d);
+          }
+          float s1, s2;
+          memcpy(&s1, got + t * rb + rb - 64, 4);
+          memcpy(&s2, want + t * rb + rb - 64, 4);
+          assert_true(fabsf(s1 - s2) <= 1e-6f * s2);
+        }
+        /* the same operations in the same order: codes may only differ where the double sum of squares,
+           added in another order, moves inv by an ulp and a product sits on a rounding tie */
+        if (diff > T * K / 1000) fail_msg("%s mode %d K=%d: %d codes differ", bn_isa_name((bn_isa)isa), mode, K, diff);
+        free(x), free(w), free(m), free(y), free(tmp), free(want), free(got);
+      }
+    bn_llvm_free(j);
+  }
+}
+
 /* Collects generated token ids as text "id id ...". */
 static int collect(int32_t tok, const char *piece, size_t len, void *user) {
   (void)piece, (void)len;
@@ -241,6 +295,7 @@ int main(void) {
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_avx512_vnni),
       cmocka_unit_test(test_float_matmul),
+      cmocka_unit_test(test_norm_quant),
       cmocka_unit_test(test_kernel_text),
       cmocka_unit_test(test_end_to_end),
   };

@@ -44,6 +44,9 @@ void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t 
  * (f32 or f16) W of N rows of K (gen_matvec_f.c). */
 void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_dtype wtype, bn_isa isa);
 
+/* Adds `void name(ptr x, ptr w, ptr qa, ptr tmp, i64 T, i64 t0, i64 t1)`: rmsnorm + quantize
+ * (mode 0) or the gate act(g) * u + rmsnorm + quantize (mode 1 relu2, 2 silu) (gen_norm_quant.c). */
+void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa);
 /* Adds `void name(ptr in, ptr out, i64 iters)`: the int8 multiply-add peak loop. */
 void bn_gen_peak(LLVMContextRef c, LLVMModuleRef m, const char *name, bn_isa isa);
 

@@ -20,9 +20,11 @@
 
 /* A kernel's identity: family (ternary / float matmul), shape and variant. */
 typedef struct {
-  int family; /* 0: ternary matmul (variant = bn_mm_mode), 1: float matmul (variant = weight dtype) */
+  int family; /* 0: ternary matmul (variant = bn_mm_mode), 1: float matmul (variant = weight dtype), 2: peak,
+                 3: norm + quantize (variant = mode, eps) */
   int64_t k, n;
   int variant;
+  float eps;
 } kkey;
 
 typedef struct {
@@ -126,6 +128,7 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
   LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
   if (key->family == 0) bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
   else if (key->family == 1) bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
+  else if (key->family == 3) bn_gen_norm_quant(ctx, m, name, key->k, key->variant, key->eps, j->isa);
   else bn_gen_peak(ctx, m, name, j->isa);
   char *msg = NULL;
   if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
@@ -148,15 +151,19 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
 
 static void kernel_name(char *buf, size_t cap, const kkey *key, bn_isa isa) {
   static const char *modes[] = {"acc", "dq", "dqadd"};
-  const char *variant = key->family == 0 ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name : "";
-  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld", key->family == 0 ? "mm" : key->family == 1 ? "mf" : "peak",
-           bn_isa_name(isa), variant, (long long)key->k, (long long)key->n);
+  static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq"};
+  const char *variant = key->family == 0 ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name
+                        : key->family == 3 ? nq_modes[key->variant] : "";
+  uint32_t eps_bits;
+  memcpy(&eps_bits, &key->eps, 4);
+  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x", families[key->family], bn_isa_name(isa), variant,
+           (long long)key->k, (long long)key->n, eps_bits);
   for (char *p = buf; *p; p++)
     if (*p == '-') *p = '_';
 }
 
 static int same_key(const kkey *a, const kkey *b) {
-  return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant;
+  return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant && a->eps == b->eps;
 }
 
 static bn_status kernel(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
@@ -168,7 +175,7 @@ static bn_status kernel(bn_llvm *j, const kkey *key, void **out, bn_error *err) 
       return BN_OK;
     }
   double t0 = now();
-  char name[96];
+  char name[128];
   kernel_name(name, sizeof name, key, j->isa);
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMModuleRef m;
@@ -225,6 +232,19 @@ bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_
   return st;
 }
 
+bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_kernel *out, bn_error *err) {
+  int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
+  if (K <= 0 || K % lanes || mode < 0 || mode > 2)
+    return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d", (long long)K, mode);
+  kkey key;
+  memset(&key, 0, sizeof key);
+  key.family = 3, key.k = K, key.variant = mode, key.eps = eps;
+  void *fn;
+  bn_status st = kernel(j, &key, &fn, err);
+  if (!st) *out = (bn_nq_kernel)fn;
+  return st;
+}
+
 bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err) {
   kkey key;
   memset(&key, 0, sizeof key);
@@ -236,7 +256,7 @@ bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_e
 }
 
 char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err) {
-  char name[96];
+  char name[128];
   kkey key = mm_key(K, N, mode);
   kernel_name(name, sizeof name, &key, j->isa);
   LLVMContextRef ctx = LLVMContextCreate();

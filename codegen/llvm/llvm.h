@@ -26,6 +26,11 @@ typedef void (*bn_mm_kernel)(const uint8_t *qa, const uint8_t *w, void *out, con
 /* x: T rows of K floats; w: N rows of K (f16 or f32); y[t][n] for rows n0..n1. */
 typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T, int64_t n0, int64_t n1);
 
+/* x: T rows (K floats, or 2K for the gate: g | u); w: K norm weights; qa: T QA8 rows;
+ * tmp: K floats of scratch (the gate); rows t0..t1. */
+typedef void (*bn_nq_kernel)(const float *x, const float *w, uint8_t *qa, float *tmp, int64_t T, int64_t t0, int64_t t1);
+enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU };
+
 typedef struct bn_llvm bn_llvm;
 
 /* The best ISA this CPU has; BNC_ISA=avx2|avx512 in the environment forces one. */
@@ -37,6 +42,8 @@ void bn_llvm_free(bn_llvm *j);
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err);
 /* The float matmul (output projection) kernel for f16/f32 rows of K. */
 bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err);
+/* rmsnorm + quantize (or the gate's act * up + rmsnorm + quantize) over rows of K, K a multiple of the lanes. */
+bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_kernel *out, bn_error *err);
 /* A kernel running 8 x lanes int8 multiply-adds per iteration on registers:
  * the machine's int8 peak, for bnc bench. Returns the MACs per iteration. */
 typedef void (*bn_peak_kernel)(const void *in, void *out, int64_t iters);

@@ -1,0 +1,174 @@
+/* The norm-and-quantize kernels: what fuse-norm-quant and fuse-gate make.
+ *
+ *   NQ:     q = quantize(rmsnorm(x, w))
+ *   GATE_*: q = quantize(rmsnorm(act(g) * u, w)), g|u the two halves of a row
+ *           (act = relu2 or silu), act(g) * u first written to tmp.
+ *
+ * Per row: the sum of squares in double lanes, inv = (float)(1 / sqrt(ss / K
+ * + eps)) in double, y = (x * inv) * w in float, s = 127 / max(max|y|, 1e-5),
+ * q = clamp(roundeven(y * s)) — the reference kernels' operations in their
+ * order, so the codes agree with them (the double sum's order aside). The
+ * row's codes, s and the sum of the codes fill a QA8 row. Rows [t0, t1). */
+#include "../../ir/ir.h"
+#include "gen.h"
+
+enum { X, WN, QA, TMP, T_, T0, T1 };
+
+typedef struct {
+  int mode, lanes;
+  float eps;
+} nq;
+
+/* for (k = 0; k < K; k += lanes) body(k) */
+typedef void (*kbody)(bn_gen *g, LLVMValueRef k, void *st);
+
+static void kloop(bn_gen *g, kbody body, void *st) {
+  const nq *c = g->ctx;
+  LLVMValueRef kv = bn_gen_alloca(g, g->i64, "k");
+  LLVMBuildStore(g->b, bn_gen_c64(g, 0), kv);
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.head");
+  LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.body");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.done");
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, head);
+  LLVMValueRef k = LLVMBuildLoad2(g->b, g->i64, kv, "");
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, k, bn_gen_c64(g, g->K), ""), bb, done);
+  LLVMPositionBuilderAtEnd(g->b, bb);
+  body(g, k, st);
+  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, k, bn_gen_c64(g, c->lanes), ""), kv);
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, done);
+}
+
+typedef struct {
+  LLVMValueRef src, qrow, ss, mx, inv, scale, qsum; /* src: the row's floats; the rest: allocas */
+  LLVMValueRef grow;                                 /* gate mode: the g|u row */
+} row;
+
+static LLVMTypeRef vf(bn_gen *g) { return LLVMVectorType(g->f32, (unsigned)((nq *)g->ctx)->lanes); }
+static LLVMTypeRef vd(bn_gen *g) { return LLVMVectorType(g->f64, (unsigned)((nq *)g->ctx)->lanes); }
+static LLVMValueRef off4(bn_gen *g, LLVMValueRef k) { return LLVMBuildMul(g->b, k, bn_gen_c64(g, 4), ""); }
+
+static LLVMValueRef splatf(bn_gen *g, LLVMTypeRef elem, double v) {
+  LLVMValueRef e[64];
+  int n = ((nq *)g->ctx)->lanes;
+  for (int i = 0; i < n; i++) e[i] = LLVMConstReal(elem, v);
+  return LLVMConstVector(e, (unsigned)n);
+}
+
+/* gate mode: tmp = act(g) * u */
+static void gate_body(bn_gen *g, LLVMValueRef k, void *st) {
+  row *r = st;
+  const nq *c = g->ctx;
+  LLVMValueRef gv = bn_gen_load(g, vf(g), r->grow, off4(g, k));
+  LLVMValueRef uv = bn_gen_load(g, vf(g), r->grow, off4(g, LLVMBuildAdd(g->b, k, bn_gen_c64(g, g->K), "")));
+  LLVMValueRef a;
+  if (c->mode == 1) { /* relu2: g > 0 ? g * g : 0 */
+    LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, gv, splatf(g, g->f32, 0), "");
+    a = LLVMBuildSelect(g->b, pos, LLVMBuildFMul(g->b, gv, gv, ""), splatf(g, g->f32, 0), "");
+  } else { /* silu: g / (1 + exp(-g)) */
+    LLVMTypeRef t = vf(g);
+    LLVMValueRef neg = LLVMBuildFNeg(g->b, gv, ""), e = bn_gen_call(g, "llvm.exp", &t, 1, &neg, 1);
+    a = LLVMBuildFDiv(g->b, gv, LLVMBuildFAdd(g->b, splatf(g, g->f32, 1), e, ""), "");
+  }
+  bn_gen_store(g, LLVMBuildFMul(g->b, a, uv, ""), r->src, off4(g, k));
+}
+
+static void ss_body(bn_gen *g, LLVMValueRef k, void *st) {
+  row *r = st;
+  LLVMValueRef x = LLVMBuildFPExt(g->b, bn_gen_load(g, vf(g), r->src, off4(g, k)), vd(g), "");
+  LLVMTypeRef t = vd(g);
+  LLVMValueRef args[3] = {x, x, LLVMBuildLoad2(g->b, vd(g), r->ss, "")};
+  LLVMBuildStore(g->b, bn_gen_call(g, "llvm.fma", &t, 1, args, 3), r->ss);
+}
+
+/* y = (x * inv) * w */
+static LLVMValueRef norm(bn_gen *g, row *r, LLVMValueRef k) {
+  LLVMValueRef x = bn_gen_load(g, vf(g), r->src, off4(g, k)), w = bn_gen_load(g, vf(g), g->arg[WN], off4(g, k));
+  return LLVMBuildFMul(g->b, LLVMBuildFMul(g->b, x, r->inv, ""), w, "");
+}
+
+static void max_body(bn_gen *g, LLVMValueRef k, void *st) {
+  row *r = st;
+  LLVMTypeRef t = vf(g);
+  LLVMValueRef y = norm(g, r, k), ay = bn_gen_call(g, "llvm.fabs", &t, 1, &y, 1);
+  LLVMValueRef args[2] = {LLVMBuildLoad2(g->b, t, r->mx, ""), ay};
+  LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &t, 1, args, 2), r->mx);
+}
+
+static void quant_body(bn_gen *g, LLVMValueRef k, void *st) {
+  row *r = st;
+  int n = ((nq *)g->ctx)->lanes;
+  LLVMTypeRef t = vf(g), vi = LLVMVectorType(g->i32, (unsigned)n), vb = LLVMVectorType(g->i8, (unsigned)n);
+  LLVMValueRef y = LLVMBuildFMul(g->b, norm(g, r, k), r->scale, "");
+  LLVMValueRef q = bn_gen_call(g, "llvm.roundeven", &t, 1, &y, 1);
+  LLVMValueRef lo[2] = {q, splatf(g, g->f32, -128)}, hi[2];
+  q = bn_gen_call(g, "llvm.maxnum", &t, 1, lo, 2);
+  hi[0] = q, hi[1] = splatf(g, g->f32, 127);
+  q = LLVMBuildFPToSI(g->b, bn_gen_call(g, "llvm.minnum", &t, 1, hi, 2), vi, "");
+  bn_gen_store(g, LLVMBuildTrunc(g->b, q, vb, ""), r->qrow, k);
+  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, vi, r->qsum, ""), q, ""), r->qsum);
+}
+
+void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa) {
+  nq st = {mode, isa == BN_ISA_AVX512_VNNI ? 16 : 8, eps};
+  bn_gen g = {.ctx = &st};
+  bn_gen_begin(&g, c, m, name, 4, 3, isa, K, 0);
+  int64_t rb = bn_qa8_row_bytes(K), meta = rb - 64, in_w = mode ? 2 * K : K;
+  LLVMTypeRef vi = LLVMVectorType(g.i32, (unsigned)st.lanes);
+  row r = {0};
+  r.ss = bn_gen_alloca(&g, vd(&g), "ss");
+  r.mx = bn_gen_alloca(&g, vf(&g), "mx");
+  r.qsum = bn_gen_alloca(&g, vi, "qsum");
+  LLVMValueRef tv = bn_gen_alloca(&g, g.i64, "t");
+  LLVMBuildStore(g.b, g.arg[T0], tv);
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c, g.fn, "t.head"), body = LLVMAppendBasicBlockInContext(c, g.fn, "t.body"),
+                    done = LLVMAppendBasicBlockInContext(c, g.fn, "t.done");
+  LLVMBuildBr(g.b, head);
+  LLVMPositionBuilderAtEnd(g.b, head);
+  LLVMValueRef t = LLVMBuildLoad2(g.b, g.i64, tv, "");
+  LLVMBuildCondBr(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, t, g.arg[T1], ""), body, done);
+  LLVMPositionBuilderAtEnd(g.b, body);
+  LLVMValueRef xrow = bn_gen_gep(&g, g.arg[X], LLVMBuildMul(g.b, t, bn_gen_c64(&g, in_w * 4), ""));
+  r.qrow = bn_gen_gep(&g, g.arg[QA], LLVMBuildMul(g.b, t, bn_gen_c64(&g, rb), ""));
+  if (mode) { /* act(g) * u into this thread's tmp row */
+    r.grow = xrow;
+    r.src = g.arg[TMP];
+    kloop(&g, gate_body, &r);
+  } else r.src = xrow;
+  LLVMBuildStore(g.b, LLVMConstNull(vd(&g)), r.ss);
+  kloop(&g, ss_body, &r);
+  LLVMTypeRef tvd = vd(&g);
+  LLVMValueRef rargs[2] = {LLVMConstReal(g.f64, 0.0), LLVMBuildLoad2(g.b, vd(&g), r.ss, "")};
+  LLVMValueRef ss = bn_gen_call(&g, "llvm.vector.reduce.fadd", &tvd, 1, rargs, 2);
+  LLVMValueRef mean = LLVMBuildFAdd(g.b, LLVMBuildFDiv(g.b, ss, LLVMConstReal(g.f64, (double)K), ""),
+                                    LLVMConstReal(g.f64, (double)eps), "");
+  LLVMValueRef sq = bn_gen_call(&g, "llvm.sqrt", &g.f64, 1, &mean, 1);
+  LLVMValueRef inv = LLVMBuildFPTrunc(g.b, LLVMBuildFDiv(g.b, LLVMConstReal(g.f64, 1.0), sq, ""), g.f32, "inv");
+  LLVMValueRef e[64];
+  for (int i = 0; i < st.lanes; i++) e[i] = LLVMConstInt(g.i32, 0, 0);
+  LLVMValueRef zeros = LLVMConstVector(e, (unsigned)st.lanes);
+  r.inv = LLVMBuildShuffleVector(g.b, LLVMBuildInsertElement(g.b, LLVMGetUndef(vf(&g)), inv, LLVMConstInt(g.i32, 0, 0), ""),
+                                 LLVMGetUndef(vf(&g)), zeros, "");
+  LLVMBuildStore(g.b, LLVMConstNull(vf(&g)), r.mx);
+  kloop(&g, max_body, &r);
+  LLVMTypeRef tvf = vf(&g);
+  LLVMValueRef mxv = LLVMBuildLoad2(g.b, vf(&g), r.mx, "");
+  LLVMValueRef mx = bn_gen_call(&g, "llvm.vector.reduce.fmax", &tvf, 1, &mxv, 1);
+  LLVMValueRef margs[2] = {mx, LLVMConstReal(g.f32, 1e-5)};
+  LLVMValueRef s = LLVMBuildFDiv(g.b, LLVMConstReal(g.f32, 127.0), bn_gen_call(&g, "llvm.maxnum", &g.f32, 1, margs, 2), "s");
+  r.scale = LLVMBuildShuffleVector(g.b, LLVMBuildInsertElement(g.b, LLVMGetUndef(vf(&g)), s, LLVMConstInt(g.i32, 0, 0), ""),
+                                   LLVMGetUndef(vf(&g)), zeros, "");
+  LLVMBuildStore(g.b, LLVMConstNull(vi), r.qsum);
+  kloop(&g, quant_body, &r);
+  LLVMValueRef qs = LLVMBuildLoad2(g.b, vi, r.qsum, "");
+  qs = bn_gen_call(&g, "llvm.vector.reduce.add", &vi, 1, &qs, 1);
+  for (int64_t i = K; i < meta; i++) /* the padding after the codes is zero, as bn_ref_quantize leaves it */
+    bn_gen_store(&g, LLVMConstInt(g.i8, 0, 0), r.qrow, bn_gen_c64(&g, i));
+  bn_gen_store(&g, s, r.qrow, bn_gen_c64(&g, meta));
+  bn_gen_store(&g, qs, r.qrow, bn_gen_c64(&g, meta + 4));
+  LLVMBuildStore(g.b, LLVMBuildAdd(g.b, t, bn_gen_c64(&g, 1), ""), tv);
+  LLVMBuildBr(g.b, head);
+  LLVMPositionBuilderAtEnd(g.b, done);
+  bn_gen_end(&g);
+}
