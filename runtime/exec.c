@@ -83,6 +83,11 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
     if (st) return st;
     *j = (jit_node){1, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], with_add ? e->env.val[n->in[2]] : NULL,
                     e->env.val[n->out], w->shape.d[0]};
+  } else if (n->op == BN_OP_ATTENTION) {
+    bn_attn_kernel k;
+    bn_error e2;
+    if (!bn_llvm_attention(e->llvm, (int)n->attr[1], (int)n->attr[2], (int)n->attr[3], &k, &e2)) j->fn = (void *)k;
+    return BN_OK; /* kind 3 either way: split by heads */
   } else if (nq_mode(n) >= 0) {
     const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
     const bn_value *w = &g->values[n->in[1]];
@@ -115,9 +120,14 @@ static void run_attention(bn_exec *e, int node, int i, int n) {
   const bn_node *nd = &e->g->nodes[node];
   int layer = (int)nd->attr[0], H = (int)nd->attr[1];
   int h0 = H * i / n, h1 = H * (i + 1) / n;
-  if (h0 < h1)
+  float *scores = e->scores + (size_t)i * e->n_ctx;
+  if (h0 >= h1) return;
+  if (e->jit[node].fn)
+    ((bn_attn_kernel)e->jit[node].fn)(e->env.val[nd->in[0]], e->env.kc[layer], e->env.vc[layer], e->env.val[nd->out],
+                                       scores, e->env.T, e->env.pos, h0, h1);
+  else
     bn_ref_attention_heads(e->env.val[nd->in[0]], e->env.T, H, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
-                           e->env.kc[layer], e->env.vc[layer], e->scores + (size_t)i * e->n_ctx, e->env.val[nd->out], h0, h1);
+                           e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
 }
 
 /* Thread i of n takes rows [N i / n, N (i + 1) / n). */

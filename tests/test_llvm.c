@@ -193,6 +193,39 @@ static void test_norm_quant(void **state) {
   }
 }
 
+/* Attention: against the reference's double-precision softmax, within 1e-5 of the output scale. */
+static void test_attention(void **state) {
+  (void)state;
+  for (int isa = 0; isa < 2; isa++) {
+    bn_llvm *j;
+    bn_error err = {0};
+    if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
+    uint64_t rng = 23;
+    const int cfg[][5] = {{4, 4, 64, 1, 0}, {8, 2, 64, 3, 5}, {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200}};
+    for (int c = 0; c < 4; c++) {
+      int H = cfg[c][0], Hkv = cfg[c][1], hd = cfg[c][2], T = cfg[c][3], pos = cfg[c][4], n_ctx = pos + T;
+      int64_t kvw = (int64_t)Hkv * hd;
+      float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
+      float *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
+      float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4), *sc = malloc((size_t)n_ctx * 4);
+      for (int64_t i = 0; i < (int64_t)pos * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
+      for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2);
+      for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);
+      bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, kc, vc, sc, y1);
+      bn_attn_kernel ka;
+      if (bn_llvm_attention(j, H, Hkv, hd, &ka, &err)) fail_msg("%s", err.msg);
+      ka(q, kc, vc, y2, sc, T, pos, 0, H / 2); /* two head ranges, as two threads */
+      ka(q, kc, vc, y2, sc, T, pos, H / 2, H);
+      double scale = 0;
+      for (int i = 0; i < T * H * hd; i++) scale = fmax(scale, fabs(y1[i]));
+      for (int i = 0; i < T * H * hd; i++)
+        if (fabs(y1[i] - y2[i]) > 1e-5 * scale) fail_msg("%s attention cfg %d [%d]: %g vs %g", bn_isa_name((bn_isa)isa), c, i, y2[i], y1[i]);
+      free(q), free(k), free(v), free(kc), free(vc), free(y1), free(y2), free(sc);
+    }
+    bn_llvm_free(j);
+  }
+}
+
 /* Collects generated token ids as text "id id ...". */
 static int collect(int32_t tok, const char *piece, size_t len, void *user) {
   (void)piece, (void)len;
@@ -296,6 +329,7 @@ int main(void) {
       cmocka_unit_test(test_avx512_vnni),
       cmocka_unit_test(test_float_matmul),
       cmocka_unit_test(test_norm_quant),
+      cmocka_unit_test(test_attention),
       cmocka_unit_test(test_kernel_text),
       cmocka_unit_test(test_end_to_end),
   };

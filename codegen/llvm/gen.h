@@ -15,7 +15,7 @@ typedef struct bn_gen {
   LLVMTypeRef i8, i16, i32, i64, f16, f32, f64, ptr;
   bn_isa isa;
   int64_t K, N;           /* the kernel's constant shape */
-  LLVMValueRef arg[8];    /* the function's parameters */
+  LLVMValueRef arg[12];   /* the function's parameters */
   void *ctx;              /* the generator's own state */
 } bn_gen;
 
@@ -47,6 +47,8 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
 /* Adds `void name(ptr x, ptr w, ptr qa, ptr tmp, i64 T, i64 t0, i64 t1)`: rmsnorm + quantize
  * (mode 0) or the gate act(g) * u + rmsnorm + quantize (mode 1 relu2, 2 silu) (gen_norm_quant.c). */
 void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa);
+/* Adds `void name(ptr q, ptr kc, ptr vc, ptr y, ptr scores, i64 T, i64 pos, i64 h0, i64 h1)` (gen_attention.c). */
+void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa);
 /* Adds `void name(ptr in, ptr out, i64 iters)`: the int8 multiply-add peak loop. */
 void bn_gen_peak(LLVMContextRef c, LLVMModuleRef m, const char *name, bn_isa isa);
 

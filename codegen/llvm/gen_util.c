@@ -12,7 +12,7 @@ void bn_gen_begin(bn_gen *g, LLVMContextRef c, LLVMModuleRef m, const char *name
   g->i8 = LLVMInt8TypeInContext(c), g->i16 = LLVMInt16TypeInContext(c), g->i32 = LLVMInt32TypeInContext(c);
   g->i64 = LLVMInt64TypeInContext(c), g->f16 = LLVMHalfTypeInContext(c), g->f32 = LLVMFloatTypeInContext(c);
   g->f64 = LLVMDoubleTypeInContext(c), g->ptr = LLVMPointerTypeInContext(c, 0);
-  LLVMTypeRef params[8];
+  LLVMTypeRef params[12];
   for (int i = 0; i < n_ptr + n_i64; i++) params[i] = i < n_ptr ? g->ptr : g->i64;
   g->fn = LLVMAddFunction(m, name, LLVMFunctionType(LLVMVoidTypeInContext(c), params, (unsigned)(n_ptr + n_i64), 0));
   for (int i = 0; i < n_ptr + n_i64; i++) g->arg[i] = LLVMGetParam(g->fn, (unsigned)i);

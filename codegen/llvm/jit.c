@@ -129,6 +129,7 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
   if (key->family == 0) bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
   else if (key->family == 1) bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
   else if (key->family == 3) bn_gen_norm_quant(ctx, m, name, key->k, key->variant, key->eps, j->isa);
+  else if (key->family == 4) bn_gen_attention(ctx, m, name, (int)key->n, key->variant, (int)key->k, j->isa);
   else bn_gen_peak(ctx, m, name, j->isa);
   char *msg = NULL;
   if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
@@ -151,9 +152,9 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
 
 static void kernel_name(char *buf, size_t cap, const kkey *key, bn_isa isa) {
   static const char *modes[] = {"acc", "dq", "dqadd"};
-  static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq"};
+  static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq", "attn"};
   const char *variant = key->family == 0 ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name
-                        : key->family == 3 ? nq_modes[key->variant] : "";
+                        : key->family == 3 ? nq_modes[key->variant] : key->family == 4 ? "gqa" : "";
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);
   snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x", families[key->family], bn_isa_name(isa), variant,
@@ -242,6 +243,19 @@ bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_k
   void *fn;
   bn_status st = kernel(j, &key, &fn, err);
   if (!st) *out = (bn_nq_kernel)fn;
+  return st;
+}
+
+bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_attn_kernel *out, bn_error *err) {
+  int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
+  if (heads <= 0 || kv_heads <= 0 || heads % kv_heads || head_dim % lanes || head_dim / lanes > 32)
+    return bn_fail(err, BN_E_UNSUPPORTED, "llvm: attention heads %d/%d head_dim %d", heads, kv_heads, head_dim);
+  kkey key;
+  memset(&key, 0, sizeof key);
+  key.family = 4, key.k = head_dim, key.n = heads, key.variant = kv_heads;
+  void *fn;
+  bn_status st = kernel(j, &key, &fn, err);
+  if (!st) *out = (bn_attn_kernel)fn;
   return st;
 }
 

@@ -30,6 +30,10 @@ typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T,
  * tmp: K floats of scratch (the gate); rows t0..t1. */
 typedef void (*bn_nq_kernel)(const float *x, const float *w, uint8_t *qa, float *tmp, int64_t T, int64_t t0, int64_t t1);
 enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU };
+/* Causal GQA attention of heads h0..h1 for T tokens at pos.. over the caches (this step's K/V
+ * stored already); scores: n_ctx floats of scratch. */
+typedef void (*bn_attn_kernel)(const float *q, const float *kc, const float *vc, float *y, float *scores, int64_t T,
+                               int64_t pos, int64_t h0, int64_t h1);
 
 typedef struct bn_llvm bn_llvm;
 
@@ -44,6 +48,7 @@ bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_m
 bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err);
 /* rmsnorm + quantize (or the gate's act * up + rmsnorm + quantize) over rows of K, K a multiple of the lanes. */
 bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_kernel *out, bn_error *err);
+bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_attn_kernel *out, bn_error *err);
 /* A kernel running 8 x lanes int8 multiply-adds per iteration on registers:
  * the machine's int8 peak, for bnc bench. Returns the MACs per iteration. */
 typedef void (*bn_peak_kernel)(const void *in, void *out, int64_t iters);
