@@ -40,70 +40,28 @@ struct bn_exec {
   int n_jit;
 };
 
-/* The body ops of a fused node, as one string: "tmatmul+dequant+add". */
-static int body_is(const bn_node *n, const bn_op *ops, int count) {
-  if (!n->body || n->body->n_nodes != count) return 0;
-  for (int i = 0; i < count; i++)
-    if (n->body->nodes[i].op != ops[i]) return 0;
-  return 1;
-}
-
-/* BN_NQ_* if fused node n is rmsnorm + quantize, or the gate
- * (slice 0..F, slice F..2F, relu2|silu of the first, mul, rmsnorm, quantize); else -1. */
-static int nq_mode(const bn_node *n) {
-  static const bn_op nq[2] = {BN_OP_RMSNORM, BN_OP_QUANTIZE};
-  if (body_is(n, nq, 2)) return BN_NQ_PLAIN;
-  if (!n->body || n->body->n_nodes != 6) return -1;
-  const bn_node *b = n->body->nodes;
-  int relu2 = b[2].op == BN_OP_RELU2;
-  if (b[0].op != BN_OP_SLICE || b[1].op != BN_OP_SLICE || (!relu2 && b[2].op != BN_OP_SILU) || b[3].op != BN_OP_MUL ||
-      b[4].op != BN_OP_RMSNORM || b[5].op != BN_OP_QUANTIZE)
-    return -1;
-  double F = b[0].attr[1];
-  if (b[0].attr[0] != 0 || b[1].attr[0] != F || b[1].attr[1] != F || b[2].in[0] != b[0].out || b[3].in[0] != b[2].out ||
-      b[3].in[1] != b[1].out || b[4].in[0] != b[3].out || b[5].in[0] != b[4].out ||
-      n->body->values[b[0].in[0]].shape.d[1] != 2 * (int64_t)F)
-    return -1;
-  return relu2 ? BN_NQ_GATE_RELU2 : BN_NQ_GATE_SILU;
-}
-
-/* Finds JIT code for node i, or leaves it to the reference kernels. */
+/* Gets node i's generated kernel, if the backend has one; the reference kernels run the rest. */
 static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
   const bn_graph *g = e->g;
   const bn_node *n = &g->nodes[i];
   jit_node *j = &e->jit[i];
-  static const bn_op mm2[2] = {BN_OP_TMATMUL, BN_OP_DEQUANT}, mm3[3] = {BN_OP_TMATMUL, BN_OP_DEQUANT, BN_OP_ADD};
-  int with_add = body_is(n, mm3, 3);
-  if (with_add || body_is(n, mm2, 2)) {
-    const bn_value *w = &g->values[n->in[1]];
-    const bn_node *dq = &n->body->nodes[1];
-    if (w->dtype != BN_DT_TP2 || dq->n_in != 3) return BN_OK;
-    bn_mm_kernel k;
-    bn_status st = bn_llvm_matmul(e->llvm, w->shape.d[1], w->shape.d[0], with_add ? BN_MM_DQ_ADD : BN_MM_DQ, &k, err);
-    if (st) return st;
-    *j = (jit_node){1, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], with_add ? e->env.val[n->in[2]] : NULL,
-                    e->env.val[n->out], w->shape.d[0]};
-  } else if (n->op == BN_OP_ATTENTION) {
-    bn_attn_kernel k;
-    bn_error e2;
-    if (!bn_llvm_attention(e->llvm, (int)n->attr[1], (int)n->attr[2], (int)n->attr[3], &k, &e2)) j->fn = (void *)k;
-    return BN_OK; /* kind 3 either way: split by heads */
-  } else if (nq_mode(n) >= 0) {
-    const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
-    const bn_value *w = &g->values[n->in[1]];
-    int64_t K = n->body->values[norm->out].shape.d[1];
-    bn_nq_kernel k;
-    bn_error e2;
-    if (w->dtype != BN_DT_F32 || bn_llvm_norm_quant(e->llvm, K, nq_mode(n), (float)norm->attr[0], &k, &e2)) return BN_OK;
-    if (K > e->tmp_width) e->tmp_width = K;
-    *j = (jit_node){4, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], NULL, e->env.val[n->out], K};
-  } else if (n->op == BN_OP_OUTPUT_PROJ) {
-    const bn_value *w = &g->values[n->in[1]];
-    bn_mf_kernel k;
-    bn_error e2;
-    if (bn_llvm_matmul_f(e->llvm, w->shape.d[1], w->shape.d[0], w->dtype, &k, &e2)) return BN_OK; /* e.g. Q6_K: reference */
-    *j = (jit_node){2, (void *)k, e->env.val[n->in[0]], e->env.val[n->in[1]], NULL, e->env.val[n->out], w->shape.d[0]};
-  } else return BN_OK;
+  bn_llvm_key key;
+  if (!bn_llvm_select(g, i, bn_llvm_host_isa(), &key)) return BN_OK;
+  void *fn;
+  bn_status st = bn_llvm_get(e->llvm, &key, &fn, err);
+  if (st) return st;
+  void **v = e->env.val;
+  switch (key.family) {
+  case BN_K_MATMUL:
+    *j = (jit_node){1, fn, v[n->in[0]], v[n->in[1]], key.variant == BN_MM_DQ_ADD ? v[n->in[2]] : NULL, v[n->out], key.n};
+    break;
+  case BN_K_MATMUL_F: *j = (jit_node){2, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.n}; break;
+  case BN_K_ATTENTION: j->fn = fn; break; /* kind 3, split by heads */
+  case BN_K_NORM_QUANT:
+    if (key.k > e->tmp_width) e->tmp_width = key.k;
+    *j = (jit_node){4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k};
+    break;
+  }
   e->n_jit++;
   return BN_OK;
 }

@@ -83,6 +83,10 @@ cmp -s "$p" "$WORK/again.bnplan" || fail "compile is not deterministic"
 expect_error "compile without -o" "needs MODEL.gguf and -o" -- $BNC compile "$m"
 expect_error "unknown pass" "no pass named 'fuse-all'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --dump-after=fuse-all
 
+# the generated code of a model's kernels
+$BNC ir --emit=llvm "$m" > "$WORK/k.ll" 2>/dev/null || fail "ir --emit=llvm"
+grep -q "define void @bn_mm_" "$WORK/k.ll" && grep -q "define void @bn_attn_" "$WORK/k.ll" || fail "ir --emit=llvm lacks kernels"
+$BNC ir --emit=asm "$m" 2>/dev/null | grep -qE "vpdpbusd|vpmaddubsw" || fail "ir --emit=asm lacks dot products"
 # bench: runs, and its JSON carries the figures
 $BNC bench "$m" -p 16 -n 4 -r 1 -t 1,2 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench"
 grep -q '"tokens_per_s"' "$WORK/bench.json" && grep -q '"bandwidth_gbs"' "$WORK/bench.json" || fail "bench JSON"

@@ -239,11 +239,12 @@ static void test_kernel_text(void **state) {
   bn_llvm *j;
   bn_error err = {0};
   if (bn_llvm_create(BN_ISA_AVX2, &j, &err)) skip();
-  char *ir = bn_llvm_matmul_text(j, 512, 8, BN_MM_DQ_ADD, "llvm", &err);
+  bn_llvm_key key = {BN_K_MATMUL, 512, 8, BN_MM_DQ_ADD, 0};
+  char *ir = bn_llvm_text(j, &key, "llvm", &err);
   assert_non_null(ir);
   assert_non_null(strstr(ir, "define void @bn_mm_avx2_dqadd_k512_n8"));
   assert_non_null(strstr(ir, "llvm.x86.avx2.pmadd.ub.sw"));
-  char *as = bn_llvm_matmul_text(j, 512, 8, BN_MM_DQ_ADD, "asm", &err);
+  char *as = bn_llvm_text(j, &key, "asm", &err);
   assert_non_null(as);
   assert_non_null(strstr(as, "vpmaddubsw"));
   free(ir), free(as);

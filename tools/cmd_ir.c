@@ -5,6 +5,7 @@
 
 #include "../ir/irparse.h"
 #include "../frontend/synth.h"
+#include "../codegen/llvm/llvm.h"
 #include "../passes/pass.h"
 #include "cli.h"
 
@@ -15,6 +16,8 @@ static const char HELP[] =
     "  --shape prints the graph of a `bnc synth` shape without any file (weights have no data).\n"
     "  --after=PASS  run the compiler pipeline and print the IR after PASS (parseable);\n"
     "  --after=all   print it after every pass, each graph headed by a '# after PASS' comment.\n"
+    "  --emit=llvm|asm  compile, then print the optimized LLVM IR or the assembly of every generated\n"
+    "                 kernel the model uses (one per unique kernel, with the nodes that share it)\n"
     "  Passes, in order: infer-shapes lower-bitlinear pack-weights fold-constants fuse-projections\n"
     "  fuse-matmul fuse-gate fuse-norm-quant dce plan-memory\n"
     "  Prints the textual IR, which `bnc ir` reads back: print -> parse -> print is byte-identical.\n";
@@ -41,7 +44,7 @@ static void dump(const char *pass, const bn_graph *g, double seconds, void *user
 }
 
 int bn_cmd_ir(int argc, char **argv) {
-  const char *in = NULL, *out = NULL, *after = NULL;
+  const char *in = NULL, *out = NULL, *after = NULL, *emit = NULL;
   bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0};
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -50,6 +53,9 @@ int bn_cmd_ir(int argc, char **argv) {
     else if (!strcmp(argv[i], "--shape") && v) {
       if (!(sp.shape = bn_synth_find_shape(argv[++i])))
         return bn_cli_usage_error("ir", "unknown --shape '%s' (%s)", v, bn_synth_shape_names());
+    } else if (!strncmp(argv[i], "--emit=", 7)) {
+      emit = argv[i] + 7;
+      if (strcmp(emit, "llvm") && strcmp(emit, "asm")) return bn_cli_usage_error("ir", "--emit must be llvm or asm, got '%s'", emit);
     } else if (!strncmp(argv[i], "--after=", 8)) {
       after = argv[i] + 8;
       if (strcmp(after, "all") && !bn_pass_find(after)) return bn_cli_usage_error("ir", "no pass named '%s'", after);
@@ -85,7 +91,43 @@ int bn_cmd_ir(int argc, char **argv) {
   if (st) return bn_cli_fail(&err);
   FILE *fp = out ? fopen(out, "wb") : stdout;
   int ok = fp != NULL;
-  if (after && fp) {
+  if (emit && fp) {
+    bn_pass_opts po = {32, 1};
+    bn_memplan mp;
+    bn_llvm *jit = NULL;
+    if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) || (st = bn_llvm_create(bn_llvm_host_isa(), &jit, &err))) {
+      if (out) fclose(fp);
+      bn_model_free(&m);
+      if (f.base) bn_gguf_close(&f);
+      return bn_cli_fail(&err);
+    }
+    bn_memplan_free(&mp);
+    bn_llvm_key *seen = calloc((size_t)g->n_nodes + 1, sizeof *seen);
+    int n_seen = 0;
+    for (int i = 0; i < g->n_nodes && ok && seen; i++) {
+      bn_llvm_key key;
+      if (!bn_llvm_select(g, i, bn_llvm_host_isa(), &key)) continue;
+      int dup = 0;
+      for (int k = 0; k < n_seen; k++)
+        dup |= bn_llvm_key_eq(&seen[k], &key);
+      if (dup) continue;
+      seen[n_seen++] = key;
+      char name[128];
+      bn_llvm_key_name(&key, bn_llvm_host_isa(), name, sizeof name);
+      fprintf(fp, "%s kernel %s, used by:", !strcmp(emit, "asm") ? "#" : ";", name);
+      for (int k = i; k < g->n_nodes; k++) {
+        bn_llvm_key other;
+        if (bn_llvm_select(g, k, bn_llvm_host_isa(), &other) && bn_llvm_key_eq(&other, &key))
+          fprintf(fp, " %%%s", g->values[g->nodes[k].out].name);
+      }
+      fprintf(fp, "\n");
+      char *text = bn_llvm_text(jit, &key, emit, &err);
+      ok = text && fputs(text, fp) >= 0;
+      free(text);
+    }
+    free(seen);
+    bn_llvm_free(jit);
+  } else if (after && fp) {
     dump_ctx d = {fp, after, 1};
     bn_pass_opts po = {32, 1};
     bn_memplan mp;

@@ -18,14 +18,7 @@
 #include "gen.h"
 #include "llvm.h"
 
-/* A kernel's identity: family (ternary / float matmul), shape and variant. */
-typedef struct {
-  int family; /* 0: ternary matmul (variant = bn_mm_mode), 1: float matmul (variant = weight dtype), 2: peak,
-                 3: norm + quantize (variant = mode, eps) */
-  int64_t k, n;
-  int variant;
-  float eps;
-} kkey;
+typedef bn_llvm_key kkey;
 
 typedef struct {
   kkey key;
@@ -150,7 +143,7 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
   return BN_OK;
 }
 
-static void kernel_name(char *buf, size_t cap, const kkey *key, bn_isa isa) {
+void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   static const char *modes[] = {"acc", "dq", "dqadd"};
   static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq", "attn"};
   const char *variant = key->family == 0 ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name
@@ -163,21 +156,21 @@ static void kernel_name(char *buf, size_t cap, const kkey *key, bn_isa isa) {
     if (*p == '-') *p = '_';
 }
 
-static int same_key(const kkey *a, const kkey *b) {
+int bn_llvm_key_eq(const kkey *a, const kkey *b) {
   return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant && a->eps == b->eps;
 }
 
-static bn_status kernel(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
+bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   pthread_mutex_lock(&j->lock);
   for (int i = 0; i < j->n_cache; i++)
-    if (same_key(&j->cache[i].key, key)) {
+    if (bn_llvm_key_eq(&j->cache[i].key, key)) {
       *out = j->cache[i].fn;
       pthread_mutex_unlock(&j->lock);
       return BN_OK;
     }
   double t0 = now();
   char name[128];
-  kernel_name(name, sizeof name, key, j->isa);
+  bn_llvm_key_name(key, j->isa, name, sizeof name);
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMModuleRef m;
   bn_status st = build(j, LLVMOrcThreadSafeContextGetContext(tsc), key, name, &m, err);
@@ -215,7 +208,7 @@ bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_m
     return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", (long long)K, (long long)N);
   kkey key = mm_key(K, N, mode);
   void *fn;
-  bn_status st = kernel(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &key, &fn, err);
   if (!st) *out = (bn_mm_kernel)fn;
   return st;
 }
@@ -228,7 +221,7 @@ bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_
   memset(&key, 0, sizeof key);
   key.family = 1, key.k = K, key.n = N, key.variant = (int)wtype;
   void *fn;
-  bn_status st = kernel(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &key, &fn, err);
   if (!st) *out = (bn_mf_kernel)fn;
   return st;
 }
@@ -241,7 +234,7 @@ bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_k
   memset(&key, 0, sizeof key);
   key.family = 3, key.k = K, key.variant = mode, key.eps = eps;
   void *fn;
-  bn_status st = kernel(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &key, &fn, err);
   if (!st) *out = (bn_nq_kernel)fn;
   return st;
 }
@@ -254,7 +247,7 @@ bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, b
   memset(&key, 0, sizeof key);
   key.family = 4, key.k = head_dim, key.n = heads, key.variant = kv_heads;
   void *fn;
-  bn_status st = kernel(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &key, &fn, err);
   if (!st) *out = (bn_attn_kernel)fn;
   return st;
 }
@@ -264,19 +257,18 @@ bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_e
   memset(&key, 0, sizeof key);
   key.family = 2;
   void *fn;
-  bn_status st = kernel(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &key, &fn, err);
   if (!st) *out = (bn_peak_kernel)fn, *macs_per_iter = 8 * (j->isa == BN_ISA_AVX512_VNNI ? 64 : 32);
   return st;
 }
 
-char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err) {
+char *bn_llvm_text(bn_llvm *j, const kkey *key, const char *emit, bn_error *err) {
   char name[128];
-  kkey key = mm_key(K, N, mode);
-  kernel_name(name, sizeof name, &key, j->isa);
+  bn_llvm_key_name(key, j->isa, name, sizeof name);
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef m;
   char *text = NULL;
-  if (!build(j, ctx, &key, name, &m, err)) {
+  if (!build(j, ctx, key, name, &m, err)) {
     if (!strcmp(emit, "asm")) {
       LLVMMemoryBufferRef buf;
       char *msg = NULL;

@@ -37,6 +37,28 @@ typedef void (*bn_attn_kernel)(const float *q, const float *kc, const float *vc,
 
 typedef struct bn_llvm bn_llvm;
 
+/* A kernel's identity: its family, constant shape and variant. Every
+ * generated kernel is built once per key and shared. */
+enum { BN_K_MATMUL, BN_K_MATMUL_F, BN_K_PEAK, BN_K_NORM_QUANT, BN_K_ATTENTION };
+typedef struct {
+  int family;
+  int64_t k, n;  /* MATMUL(_F): K, N; NORM_QUANT: K; ATTENTION: head_dim, heads */
+  int variant;   /* MATMUL: bn_mm_mode; MATMUL_F: weight dtype; NORM_QUANT: BN_NQ_*; ATTENTION: kv_heads */
+  float eps;     /* NORM_QUANT */
+} bn_llvm_key;
+
+/* The generated kernel that computes node i of g (a fused matmul, the output
+ * projection, a norm/gate kernel, attention), if this backend has one for the
+ * ISA: 1 and *key, else 0. */
+int bn_llvm_select(const bn_graph *g, int node, bn_isa isa, bn_llvm_key *key);
+/* Builds (once) and returns the kernel of key. */
+bn_status bn_llvm_get(bn_llvm *j, const bn_llvm_key *key, void **fn, bn_error *err);
+int bn_llvm_key_eq(const bn_llvm_key *a, const bn_llvm_key *b);
+/* The kernel's symbol name. */
+void bn_llvm_key_name(const bn_llvm_key *key, bn_isa isa, char *buf, size_t cap);
+/* The optimized LLVM IR (emit = "llvm") or assembly ("asm") of key's kernel, malloc'd. */
+char *bn_llvm_text(bn_llvm *j, const bn_llvm_key *key, const char *emit, bn_error *err);
+
 /* The best ISA this CPU has; BNC_ISA=avx2|avx512 in the environment forces one. */
 bn_isa bn_llvm_host_isa(void);
 const char *bn_isa_name(bn_isa isa);
@@ -53,8 +75,7 @@ bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, b
  * the machine's int8 peak, for bnc bench. Returns the MACs per iteration. */
 typedef void (*bn_peak_kernel)(const void *in, void *out, int64_t iters);
 bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err);
-/* The optimized LLVM IR (emit = "llvm") or assembly ("asm") of that kernel, malloc'd. */
-char *bn_llvm_matmul_text(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, const char *emit, bn_error *err);
+
 /* Seconds spent building and compiling kernels so far, and how many. */
 double bn_llvm_compile_seconds(const bn_llvm *j, int *kernels);
 
