@@ -10,7 +10,7 @@
 
 /* A node run by several threads: a JIT kernel, or attention split by heads. */
 typedef struct {
-  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention, 4: norm + quantize (by tokens) */
+  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention, 4: norm + quantize (by tokens), 5: RoPE */
   void *fn;
   const void *a, *w, *resid;
   void *out;
@@ -36,6 +36,9 @@ struct bn_exec {
   float *scores; /* attention scores: n_ctx floats per thread */
   float *tmp;    /* the gate kernel's row: tmp_width floats per thread */
   int64_t tmp_width;
+  float *rope[4]; /* RoPE angle tables, one per (dims, base) */
+  double rope_key[4][2];
+  int n_rope;
   jit_node *jit;
   int n_jit;
 };
@@ -61,6 +64,20 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
     if (key.k > e->tmp_width) e->tmp_width = key.k;
     *j = (jit_node){4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k};
     break;
+  case BN_K_ROPE: {
+    int r = 0, dims = (int)n->attr[2];
+    while (r < e->n_rope && !(e->rope_key[r][0] == dims && e->rope_key[r][1] == n->attr[3])) r++;
+    if (r == e->n_rope) {
+      if (r == 4) return BN_OK; /* more angle tables than any model has: reference */
+      if (!(e->rope[r] = malloc((size_t)e->n_ctx * (size_t)dims * sizeof(float))))
+        return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+      bn_rope_table(e->rope[r], e->n_ctx, dims, n->attr[3]);
+      e->rope_key[r][0] = dims, e->rope_key[r][1] = n->attr[3];
+      e->n_rope++;
+    }
+    *j = (jit_node){5, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0]};
+    break;
+  }
   }
   e->n_jit++;
   return BN_OK;
@@ -94,6 +111,11 @@ static void run_job(void *ctx, int i, int n) {
   const jit_node *j = jb->j;
   if (j->kind == 3) {
     run_attention(jb->e, jb->node, i, n);
+    return;
+  }
+  if (j->kind == 5) { /* by heads */
+    int64_t h0 = j->N * i / n, h1 = j->N * (i + 1) / n;
+    if (h1 > h0) ((bn_rope_kernel)j->fn)(j->a, j->out, j->w, jb->T, jb->e->env.pos, h0, h1, jb->e->n_ctx);
     return;
   }
   if (j->kind == 4) { /* by tokens: a row is one normalization */
@@ -254,6 +276,7 @@ void bn_exec_free(bn_exec *e) {
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
+  for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
   bn_pool_free(e->pool);
   bn_llvm_free(e->llvm);
   free(e);

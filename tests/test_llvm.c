@@ -226,6 +226,33 @@ static void test_attention(void **state) {
   }
 }
 
+/* RoPE from the angle table against the reference's per-element double angles. */
+static void test_rope(void **state) {
+  (void)state;
+  bn_llvm *j;
+  bn_error err = {0};
+  if (bn_llvm_create(bn_llvm_host_isa(), &j, &err)) skip();
+  uint64_t rng = 29;
+  const int cfg[][4] = {{4, 64, 1, 0}, {8, 64, 3, 17}, {20, 128, 5, 4000}, {2, 16, 2, 9}};
+  for (int c = 0; c < 4; c++) {
+    int H = cfg[c][0], hd = cfg[c][1], T = cfg[c][2], pos = cfg[c][3], n_ctx = pos + T;
+    float *x = malloc((size_t)T * H * hd * 4), *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4);
+    float *tab = malloc((size_t)n_ctx * hd * 4);
+    for (int i = 0; i < T * H * hd; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
+    bn_ref_rope(x, T, H, hd, hd, 500000.0f, pos, y1);
+    bn_rope_table(tab, n_ctx, hd, 500000.0);
+    bn_llvm_key key = {BN_K_ROPE, hd, H, 0, 0};
+    void *fn;
+    if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
+    ((bn_rope_kernel)fn)(x, y2, tab, T, pos, 0, H / 2, n_ctx);
+    ((bn_rope_kernel)fn)(x, y2, tab, T, pos, H / 2, H, n_ctx);
+    for (int i = 0; i < T * H * hd; i++)
+      if (fabsf(y1[i] - y2[i]) > 1e-6f) fail_msg("rope cfg %d [%d]: %g vs %g", c, i, y2[i], y1[i]);
+    free(x), free(y1), free(y2), free(tab);
+  }
+  bn_llvm_free(j);
+}
+
 /* Collects generated token ids as text "id id ...". */
 static int collect(int32_t tok, const char *piece, size_t len, void *user) {
   (void)piece, (void)len;
@@ -331,6 +358,7 @@ int main(void) {
       cmocka_unit_test(test_float_matmul),
       cmocka_unit_test(test_norm_quant),
       cmocka_unit_test(test_attention),
+      cmocka_unit_test(test_rope),
       cmocka_unit_test(test_kernel_text),
       cmocka_unit_test(test_end_to_end),
   };

@@ -49,6 +49,8 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
 void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa);
 /* Adds `void name(ptr q, ptr kc, ptr vc, ptr y, ptr scores, i64 T, i64 pos, i64 h0, i64 h1)` (gen_attention.c). */
 void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa);
+/* Adds `void name(ptr x, ptr y, ptr table, i64 T, i64 pos, i64 h0, i64 h1, i64 n_ctx)` (gen_rope.c). */
+void bn_gen_rope(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int head_dim, bn_isa isa);
 /* Adds `void name(ptr in, ptr out, i64 iters)`: the int8 multiply-add peak loop. */
 void bn_gen_peak(LLVMContextRef c, LLVMModuleRef m, const char *name, bn_isa isa);
 

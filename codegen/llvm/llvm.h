@@ -35,14 +35,20 @@ enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU };
 typedef void (*bn_attn_kernel)(const float *q, const float *kc, const float *vc, float *y, float *scores, int64_t T,
                                int64_t pos, int64_t h0, int64_t h1);
 
+/* RoPE of heads h0..h1 for T tokens at pos..; table: n_ctx rows of head_dim/2 cosines, then as many of sines. */
+typedef void (*bn_rope_kernel)(const float *x, float *y, const float *table, int64_t T, int64_t pos, int64_t h0,
+                               int64_t h1, int64_t n_ctx);
+/* Fills the table: angle (pos * base^(-2i/dims)) as the reference computes it, rounded to float. */
+void bn_rope_table(float *table, int n_ctx, int dims, double base);
+
 typedef struct bn_llvm bn_llvm;
 
 /* A kernel's identity: its family, constant shape and variant. Every
  * generated kernel is built once per key and shared. */
-enum { BN_K_MATMUL, BN_K_MATMUL_F, BN_K_PEAK, BN_K_NORM_QUANT, BN_K_ATTENTION };
+enum { BN_K_MATMUL, BN_K_MATMUL_F, BN_K_PEAK, BN_K_NORM_QUANT, BN_K_ATTENTION, BN_K_ROPE };
 typedef struct {
   int family;
-  int64_t k, n;  /* MATMUL(_F): K, N; NORM_QUANT: K; ATTENTION: head_dim, heads */
+  int64_t k, n;  /* MATMUL(_F): K, N; NORM_QUANT: K; ATTENTION, ROPE: head_dim, heads */
   int variant;   /* MATMUL: bn_mm_mode; MATMUL_F: weight dtype; NORM_QUANT: BN_NQ_*; ATTENTION: kv_heads */
   float eps;     /* NORM_QUANT */
 } bn_llvm_key;

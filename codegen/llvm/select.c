@@ -1,6 +1,7 @@
 /* Which generated kernel computes a node: the patterns the passes produce,
  * recognized from a fused node's body (its op sequence and wiring) and the
  * types of its operands. Anything else runs the reference kernels. */
+#include <math.h>
 #include <string.h>
 
 #include "llvm.h"
@@ -55,6 +56,12 @@ int bn_llvm_select(const bn_graph *g, int i, bn_isa isa, bn_llvm_key *key) {
     *key = (bn_llvm_key){BN_K_ATTENTION, hd, (int64_t)n->attr[1], (int)n->attr[2], 0};
     return 1;
   }
+  if (n->op == BN_OP_ROPE) {
+    int hd = (int)n->attr[1];
+    if ((int)n->attr[2] != hd || hd % 2 || hd / 2 % 8) return 0; /* whole heads, lanes that divide half a head */
+    *key = (bn_llvm_key){BN_K_ROPE, hd, (int64_t)n->attr[0], 0, 0};
+    return 1;
+  }
   int mode = nq_mode(n);
   if (mode >= 0) {
     const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
@@ -64,4 +71,14 @@ int bn_llvm_select(const bn_graph *g, int i, bn_isa isa, bn_llvm_key *key) {
     return 1;
   }
   return 0;
+}
+
+void bn_rope_table(float *table, int n_ctx, int dims, double base) {
+  int half = dims / 2;
+  for (int p = 0; p < n_ctx; p++)
+    for (int i = 0; i < half; i++) {
+      double theta = (double)p * pow(base, -2.0 * i / dims); /* as bn_ref_rope */
+      table[(size_t)p * half + i] = (float)cos(theta);
+      table[(size_t)(n_ctx + p) * half + i] = (float)sin(theta);
+    }
 }
