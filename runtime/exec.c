@@ -8,7 +8,7 @@
 #include "../codegen/ref/ref.h"
 #include "pool.h"
 
-/* A node run by several threads: a JIT kernel, or attention split by heads. */
+/* A node split over the threads: its generated kernel (attention may fall back to the reference by heads). */
 typedef struct {
   int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention, 4: norm + quantize (by tokens), 5: RoPE */
   void *fn;

@@ -1,8 +1,11 @@
 /* The executor: runs a compiled graph over its planned arena. Everything is
- * allocated at create time (arena, KV cache, scratch, pointer tables); a step
- * allocates nothing. Every node is timed and its time added to its kernel
- * kind ("rope", "fused:tmatmul+dequant+add", ...); a trace recorder, when
- * attached, keeps one event per node. */
+ * allocated at create time (arena, KV cache, scratch, pointer tables, JIT
+ * kernels, the thread pool); a step allocates nothing. With the LLVM backend a
+ * node runs its generated kernel, split over the threads (matmuls by rows,
+ * attention and RoPE by heads, norms by tokens); the rest run the reference
+ * kernels. Every node is timed and its time added to its kernel kind ("rope",
+ * "fused:tmatmul+dequant+add", ...); a trace recorder, when attached, keeps one
+ * event per node. */
 #ifndef BN_RT_EXEC_H
 #define BN_RT_EXEC_H
 
