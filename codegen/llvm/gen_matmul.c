@@ -39,7 +39,7 @@ enum { QA, W, OUT, RESID, T_, N0, N1 };
  * AVX2: one per group parity), summed at the end: a single accumulator
  * would make the row a chain of dependent dot products, bound by their
  * latency instead of their throughput. */
-enum { CHAINS = 4 };
+enum { CHAINS = 4, PREFETCH_BYTES = 12288 };
 
 static void dot_tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt, LLVMValueRef *out) {
   const mm *k = g->ctx;
@@ -56,6 +56,13 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt, LLVMValu
   LLVMValueRef mask = bn_gen_splat(g->i8, lanes, 3);
   for (int64_t grp = 0; grp < k->groups; grp++)
     for (int h = 0; h < 64 / lanes; h++) { /* AVX2: the two 32-byte halves of a 64-byte group */
+      if (h == 0 && tt == 1) { /* decode streams the weights once: fetch about PREFETCH_BYTES ahead, whole rows */
+        int64_t ahead = (PREFETCH_BYTES + g->K / 4 - 1) / (g->K / 4) * (g->K / 4);
+        LLVMValueRef args[4] = {bn_gen_gep(g, wrow, bn_gen_c64(g, ahead + grp * 64)),
+                                LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 1, 0)};
+        LLVMTypeRef pt = g->ptr;
+        bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
+      }
       LLVMValueRef wv = bn_gen_load(g, vb, wrow, bn_gen_c64(g, grp * 64 + h * lanes)), codes[4];
       for (int s = 0; s < 4; s++)
         codes[s] = LLVMBuildAnd(g->b, s ? LLVMBuildLShr(g->b, wv, bn_gen_splat(g->i8, lanes, 2 * s), "") : wv, mask, "");
