@@ -33,10 +33,12 @@ void bn_gen_store(bn_gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef byt
 LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name);
 LLVMValueRef bn_gen_call(bn_gen *g, const char *intrinsic, LLVMTypeRef *overload, int n_over, LLVMValueRef *args, int n);
 
-/* for n in [n0, n1): for t in [0, T) in tiles of `tile` tokens, then one at a time:
- * tile_fn(g, n, t, tt). Counters live in allocas (mem2reg makes them registers). */
-typedef void (*bn_gen_tile_fn)(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt);
-void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int tile, bn_gen_tile_fn tile_fn);
+/* for n in [n0, n1) in steps of `rows` rows (then one at a time for the rest): for t in
+ * [0, T) in tiles of `tile` tokens, then of half as many, down to one: tile_fn(g, n, rr, t, tt)
+ * for rr rows from n and tt tokens from t. Counters live in allocas (mem2reg makes them registers). */
+typedef void (*bn_gen_tile_fn)(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt);
+void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int rows, int tile,
+                        bn_gen_tile_fn tile_fn);
 
 /* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c). */
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, bn_isa isa);

@@ -13,8 +13,9 @@
  *   8 of a group are summed in i16 (|each| <= 2 * 2 * 128 = 512, 8 of them fit)
  *   and widened once with vpmaddwd.
  *
- * Tokens go four at a time: a group's codes are unpacked once and used for
- * four tokens' activations (then one at a time for the rest). The K/256
+ * Tiles of 2 rows x 4 tokens: a group's codes are unpacked once for four
+ * tokens and each activation load feeds two rows (remainders: smaller
+ * tiles). The K/256
  * groups of a row are unrolled: every offset is a constant. Accumulators
  * live in allocas that mem2reg turns into registers. The epilogue
  * dequantizes in double like the reference kernels, so results agree bit
@@ -34,59 +35,77 @@ typedef struct {
 /* the parameters: qa, w, out, resid, T, n0, n1 */
 enum { QA, W, OUT, RESID, T_, N0, N1 };
 
-/* The int32 vectors of `tt` tokens (from token t) for row n, summed over K.
- * Each token keeps CHAINS independent accumulators (VNNI: one per shift;
- * AVX2: one per group parity), summed at the end: a single accumulator
- * would make the row a chain of dependent dot products, bound by their
- * latency instead of their throughput. */
-enum { CHAINS = 4, PREFETCH_BYTES = 12288 };
+/* The int32 vectors of rows n..n+rr (rr <= ROWS) and tokens t..t+tt, summed
+ * over K. Each row's codes are unpacked once per group and each token's
+ * activations loaded once per group, feeding rr x tt dot products. Each
+ * (row, token) keeps enough independent accumulator chains that the dot
+ * products' latency is hidden (4 when alone, fewer when the tile has many),
+ * summed at the end. Decode (one token) prefetches the weight stream about
+ * PREFETCH_BYTES ahead. */
+enum { ROWS = 2, CHAINS = 4, PREFETCH_BYTES = 12288 };
 
-static void dot_tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt, LLVMValueRef *out) {
+static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, LLVMValueRef out[ROWS][TILE]) {
   const mm *k = g->ctx;
   int avx512 = g->isa == BN_ISA_AVX512_VNNI, lanes = avx512 ? 64 : 32;
+  int chains = rr * tt >= 8 ? 1 : rr * tt >= 4 ? 2 : 4;
   LLVMTypeRef vb = LLVMVectorType(g->i8, (unsigned)lanes), vacc = LLVMVectorType(g->i32, avx512 ? 16 : 8);
   LLVMTypeRef v16i32 = LLVMVectorType(g->i32, 16);
-  LLVMValueRef arow[TILE], acc[TILE][CHAINS];
+  LLVMValueRef arow[TILE], wrow[ROWS], acc[ROWS][TILE][CHAINS];
   for (int i = 0; i < tt; i++) {
-    for (int c = 0; c < CHAINS; c++) acc[i][c] = LLVMConstNull(vacc);
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     arow[i] = bn_gen_gep(g, g->arg[QA], LLVMBuildMul(g->b, tok, bn_gen_c64(g, k->row_bytes), ""));
   }
-  LLVMValueRef wrow = bn_gen_gep(g, g->arg[W], LLVMBuildMul(g->b, n, bn_gen_c64(g, g->K / 4), ""));
+  for (int r = 0; r < rr; r++) {
+    LLVMValueRef nr = LLVMBuildAdd(g->b, n, bn_gen_c64(g, r), "");
+    wrow[r] = bn_gen_gep(g, g->arg[W], LLVMBuildMul(g->b, nr, bn_gen_c64(g, g->K / 4), ""));
+    for (int i = 0; i < tt; i++)
+      for (int c = 0; c < CHAINS; c++) acc[r][i][c] = LLVMConstNull(vacc);
+  }
   LLVMValueRef mask = bn_gen_splat(g->i8, lanes, 3);
+  int64_t row_bytes = g->K / 4, ahead = (PREFETCH_BYTES + row_bytes - 1) / row_bytes * row_bytes;
   for (int64_t grp = 0; grp < k->groups; grp++)
     for (int h = 0; h < 64 / lanes; h++) { /* AVX2: the two 32-byte halves of a 64-byte group */
-      if (h == 0 && tt == 1) { /* decode streams the weights once: fetch about PREFETCH_BYTES ahead, whole rows */
-        int64_t ahead = (PREFETCH_BYTES + g->K / 4 - 1) / (g->K / 4) * (g->K / 4);
-        LLVMValueRef args[4] = {bn_gen_gep(g, wrow, bn_gen_c64(g, ahead + grp * 64)),
-                                LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 1, 0)};
-        LLVMTypeRef pt = g->ptr;
-        bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
+      LLVMValueRef codes[ROWS][4];
+      for (int r = 0; r < rr; r++) {
+        if (h == 0 && tt == 1) {
+          LLVMValueRef args[4] = {bn_gen_gep(g, wrow[r], bn_gen_c64(g, ahead + grp * 64)), LLVMConstInt(g->i32, 0, 0),
+                                  LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 1, 0)};
+          LLVMTypeRef pt = g->ptr;
+          bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
+        }
+        LLVMValueRef wv = bn_gen_load(g, vb, wrow[r], bn_gen_c64(g, grp * 64 + h * lanes));
+        for (int s = 0; s < 4; s++)
+          codes[r][s] = LLVMBuildAnd(g->b, s ? LLVMBuildLShr(g->b, wv, bn_gen_splat(g->i8, lanes, 2 * s), "") : wv, mask, "");
       }
-      LLVMValueRef wv = bn_gen_load(g, vb, wrow, bn_gen_c64(g, grp * 64 + h * lanes)), codes[4];
-      for (int s = 0; s < 4; s++)
-        codes[s] = LLVMBuildAnd(g->b, s ? LLVMBuildLShr(g->b, wv, bn_gen_splat(g->i8, lanes, 2 * s), "") : wv, mask, "");
       for (int i = 0; i < tt; i++) {
-        LLVMValueRef sum16 = NULL;
+        LLVMValueRef sum16[ROWS] = {NULL};
         for (int s = 0; s < 4; s++) {
           LLVMValueRef a = bn_gen_load(g, vb, arow[i], bn_gen_c64(g, grp * 256 + s * 64 + h * lanes));
-          if (avx512) {
-            LLVMValueRef args[3] = {acc[i][s], LLVMBuildBitCast(g->b, codes[s], v16i32, ""), LLVMBuildBitCast(g->b, a, v16i32, "")};
-            acc[i][s] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
-          } else {
-            LLVMValueRef args[2] = {codes[s], a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
-            sum16 = sum16 ? LLVMBuildAdd(g->b, sum16, p, "") : p;
+          LLVMValueRef a32 = avx512 ? LLVMBuildBitCast(g->b, a, v16i32, "") : a;
+          for (int r = 0; r < rr; r++) {
+            if (avx512) {
+              int c = s % chains;
+              LLVMValueRef args[3] = {acc[r][i][c], LLVMBuildBitCast(g->b, codes[r][s], v16i32, ""), a32};
+              acc[r][i][c] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
+            } else {
+              LLVMValueRef args[2] = {codes[r][s], a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
+              sum16[r] = sum16[r] ? LLVMBuildAdd(g->b, sum16[r], p, "") : p;
+            }
           }
         }
-        if (!avx512) {
-          int c = (int)((grp * 2 + h) % CHAINS);
-          LLVMValueRef args[2] = {sum16, bn_gen_splat(g->i16, 16, 1)};
-          acc[i][c] = LLVMBuildAdd(g->b, acc[i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
+        for (int r = 0; r < rr && !avx512; r++) {
+          int c = (int)((grp * 2 + h) % chains);
+          LLVMValueRef args[2] = {sum16[r], bn_gen_splat(g->i16, 16, 1)};
+          acc[r][i][c] = LLVMBuildAdd(g->b, acc[r][i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
         }
       }
     }
-  for (int i = 0; i < tt; i++)
-    out[i] = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, acc[i][0], acc[i][1], ""), LLVMBuildAdd(g->b, acc[i][2], acc[i][3], ""), "");
+  for (int r = 0; r < rr; r++)
+    for (int i = 0; i < tt; i++) {
+      LLVMValueRef sum = acc[r][i][0];
+      for (int c = 1; c < chains; c++) sum = LLVMBuildAdd(g->b, sum, acc[r][i][c], "");
+      out[r][i] = sum;
+    }
 }
 
 /* Writes the result of token t, row n from its int32 vector. */
@@ -111,10 +130,12 @@ static void epilogue(bn_gen *g, LLVMValueRef n, LLVMValueRef t, LLVMValueRef vac
   bn_gen_store(g, y, g->arg[OUT], off4);
 }
 
-static void tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt) {
-  LLVMValueRef acc[TILE];
-  dot_tile(g, n, t, tt, acc);
-  for (int i = 0; i < tt; i++) epilogue(g, n, LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), ""), acc[i]);
+static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
+  LLVMValueRef acc[ROWS][TILE];
+  dot_tile(g, n, rr, t, tt, acc);
+  for (int r = 0; r < rr; r++)
+    for (int i = 0; i < tt; i++)
+      epilogue(g, LLVMBuildAdd(g->b, n, bn_gen_c64(g, r), ""), LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), ""), acc[r][i]);
 }
 
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
@@ -122,6 +143,6 @@ void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t 
   mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / 256, mode};
   bn_gen g = {.ctx = &k};
   bn_gen_begin(&g, c, m, name, 4, 3, isa, K, N);
-  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], TILE, tile);
+  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], ROWS, TILE, tile);
   bn_gen_end(&g);
 }

@@ -15,7 +15,8 @@ typedef struct {
   int lanes;
 } mf;
 
-static void tile(bn_gen *g, LLVMValueRef n, LLVMValueRef t, int tt) {
+static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
+  (void)rr; /* one row at a time */
   const mf *k = g->ctx;
   LLVMTypeRef vf = LLVMVectorType(g->f32, (unsigned)k->lanes);
   LLVMTypeRef vw = LLVMVectorType(k->wtype == BN_DT_F16 ? g->f16 : g->f32, (unsigned)k->lanes);
@@ -64,6 +65,6 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
   mf k = {wtype, isa == BN_ISA_AVX512_VNNI ? 16 : 8};
   bn_gen g = {.ctx = &k};
   bn_gen_begin(&g, c, m, name, 3, 3, isa, K, N);
-  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], TILE, tile);
+  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], 1, TILE, tile);
   bn_gen_end(&g);
 }
