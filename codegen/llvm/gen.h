@@ -29,6 +29,16 @@ LLVMValueRef bn_gen_splat(LLVMTypeRef elem, int n, long long v);
 LLVMValueRef bn_gen_gep(bn_gen *g, LLVMValueRef base, LLVMValueRef byte_off);
 LLVMValueRef bn_gen_load(bn_gen *g, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef byte_off);
 void bn_gen_store(bn_gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef byte_off);
+/* for (i = from; i < limit; i += step): bn_gen_for_begin leaves the builder in the body with
+ * l.i the counter; bn_gen_for_end closes the loop and continues after it. */
+typedef struct {
+  LLVMBasicBlockRef head, body, done;
+  LLVMValueRef var, i;
+  int64_t step;
+} bn_gen_for;
+bn_gen_for bn_gen_for_begin(bn_gen *g, LLVMValueRef from, LLVMValueRef limit, int64_t step);
+void bn_gen_for_end(bn_gen *g, bn_gen_for *l);
+
 /* An alloca in the entry block (so it becomes a register). */
 LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name);
 LLVMValueRef bn_gen_call(bn_gen *g, const char *intrinsic, LLVMTypeRef *overload, int n_over, LLVMValueRef *args, int n);

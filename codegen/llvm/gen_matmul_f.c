@@ -29,17 +29,8 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     xrow[i] = bn_gen_gep(g, g->arg[X], LLVMBuildMul(g->b, tok, bn_gen_c64(g, g->K * 4), ""));
   }
-  /* for (k = 0; k < K; k += lanes) */
-  LLVMValueRef k_var = bn_gen_alloca(g, g->i64, "k");
-  LLVMBuildStore(g->b, bn_gen_c64(g, 0), k_var);
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.head");
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.body");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.done");
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, head);
-  LLVMValueRef kk = LLVMBuildLoad2(g->b, g->i64, k_var, "");
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, kk, bn_gen_c64(g, g->K), ""), body, done);
-  LLVMPositionBuilderAtEnd(g->b, body);
+  bn_gen_for lk = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, g->K), k->lanes);
+  LLVMValueRef kk = lk.i;
   LLVMValueRef wv = bn_gen_load(g, vw, wrow, LLVMBuildMul(g->b, kk, bn_gen_c64(g, wsz), ""));
   if (k->wtype == BN_DT_F16) wv = LLVMBuildFPExt(g->b, wv, vf, "");
   for (int i = 0; i < tt; i++) {
@@ -47,9 +38,7 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
     LLVMValueRef args[3] = {wv, xv, LLVMBuildLoad2(g->b, vf, acc[i], "")};
     LLVMBuildStore(g->b, bn_gen_call(g, "llvm.fma", &vf, 1, args, 3), acc[i]);
   }
-  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, kk, bn_gen_c64(g, k->lanes), ""), k_var);
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, done);
+  bn_gen_for_end(g, &lk);
   for (int i = 0; i < tt; i++) {
     LLVMValueRef args[2] = {LLVMConstReal(g->f32, 0.0), LLVMBuildLoad2(g->b, vf, acc[i], "")};
     LLVMValueRef sum = bn_gen_call(g, "llvm.vector.reduce.fadd", &vf, 1, args, 2);

@@ -23,21 +23,9 @@ typedef struct {
 typedef void (*kbody)(bn_gen *g, LLVMValueRef k, void *st);
 
 static void kloop(bn_gen *g, kbody body, void *st) {
-  const nq *c = g->ctx;
-  LLVMValueRef kv = bn_gen_alloca(g, g->i64, "k");
-  LLVMBuildStore(g->b, bn_gen_c64(g, 0), kv);
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.head");
-  LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.body");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->c, g->fn, "k.done");
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, head);
-  LLVMValueRef k = LLVMBuildLoad2(g->b, g->i64, kv, "");
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, k, bn_gen_c64(g, g->K), ""), bb, done);
-  LLVMPositionBuilderAtEnd(g->b, bb);
-  body(g, k, st);
-  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, k, bn_gen_c64(g, c->lanes), ""), kv);
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, done);
+  bn_gen_for l = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, g->K), ((nq *)g->ctx)->lanes);
+  body(g, l.i, st);
+  bn_gen_for_end(g, &l);
 }
 
 typedef struct {
@@ -120,15 +108,8 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
   r.ss = bn_gen_alloca(&g, vd(&g), "ss");
   r.mx = bn_gen_alloca(&g, vf(&g), "mx");
   r.qsum = bn_gen_alloca(&g, vi, "qsum");
-  LLVMValueRef tv = bn_gen_alloca(&g, g.i64, "t");
-  LLVMBuildStore(g.b, g.arg[T0], tv);
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c, g.fn, "t.head"), body = LLVMAppendBasicBlockInContext(c, g.fn, "t.body"),
-                    done = LLVMAppendBasicBlockInContext(c, g.fn, "t.done");
-  LLVMBuildBr(g.b, head);
-  LLVMPositionBuilderAtEnd(g.b, head);
-  LLVMValueRef t = LLVMBuildLoad2(g.b, g.i64, tv, "");
-  LLVMBuildCondBr(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, t, g.arg[T1], ""), body, done);
-  LLVMPositionBuilderAtEnd(g.b, body);
+  bn_gen_for lt = bn_gen_for_begin(&g, g.arg[T0], g.arg[T1], 1);
+  LLVMValueRef t = lt.i;
   LLVMValueRef xrow = bn_gen_gep(&g, g.arg[X], LLVMBuildMul(g.b, t, bn_gen_c64(&g, in_w * 4), ""));
   r.qrow = bn_gen_gep(&g, g.arg[QA], LLVMBuildMul(g.b, t, bn_gen_c64(&g, rb), ""));
   if (mode) { /* act(g) * u into this thread's tmp row */
@@ -167,8 +148,6 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
     bn_gen_store(&g, LLVMConstInt(g.i8, 0, 0), r.qrow, bn_gen_c64(&g, i));
   bn_gen_store(&g, s, r.qrow, bn_gen_c64(&g, meta));
   bn_gen_store(&g, qs, r.qrow, bn_gen_c64(&g, meta + 4));
-  LLVMBuildStore(g.b, LLVMBuildAdd(g.b, t, bn_gen_c64(&g, 1), ""), tv);
-  LLVMBuildBr(g.b, head);
-  LLVMPositionBuilderAtEnd(g.b, done);
+  bn_gen_for_end(&g, &lt);
   bn_gen_end(&g);
 }

@@ -13,28 +13,13 @@ void bn_gen_rope(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads,
   int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8, half = hd / 2;
   if (half < lanes) lanes = half; /* small heads: fewer lanes */
   LLVMTypeRef vf = LLVMVectorType(g.f32, (unsigned)lanes);
-  LLVMValueRef tv = bn_gen_alloca(&g, g.i64, "t"), hv = bn_gen_alloca(&g, g.i64, "h");
-  /* for t in [0, T) */
-  LLVMBasicBlockRef th = LLVMAppendBasicBlockInContext(c, g.fn, "t.head"), tb = LLVMAppendBasicBlockInContext(c, g.fn, "t.body"),
-                    td = LLVMAppendBasicBlockInContext(c, g.fn, "t.done");
-  LLVMBuildStore(g.b, bn_gen_c64(&g, 0), tv);
-  LLVMBuildBr(g.b, th);
-  LLVMPositionBuilderAtEnd(g.b, th);
-  LLVMValueRef t = LLVMBuildLoad2(g.b, g.i64, tv, "");
-  LLVMBuildCondBr(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, t, g.arg[T_], ""), tb, td);
-  LLVMPositionBuilderAtEnd(g.b, tb);
+  bn_gen_for lt = bn_gen_for_begin(&g, bn_gen_c64(&g, 0), g.arg[T_], 1);
+  LLVMValueRef t = lt.i;
   LLVMValueRef p = LLVMBuildAdd(g.b, g.arg[POS], t, "");
   LLVMValueRef crow = LLVMBuildMul(g.b, p, bn_gen_c64(&g, half * 4), "");
   LLVMValueRef srow = LLVMBuildAdd(g.b, crow, LLVMBuildMul(g.b, g.arg[NCTX], bn_gen_c64(&g, half * 4), ""), "");
-  /* for h in [h0, h1) */
-  LLVMBasicBlockRef hh = LLVMAppendBasicBlockInContext(c, g.fn, "h.head"), hb = LLVMAppendBasicBlockInContext(c, g.fn, "h.body"),
-                    hd_ = LLVMAppendBasicBlockInContext(c, g.fn, "h.done");
-  LLVMBuildStore(g.b, g.arg[H0], hv);
-  LLVMBuildBr(g.b, hh);
-  LLVMPositionBuilderAtEnd(g.b, hh);
-  LLVMValueRef h = LLVMBuildLoad2(g.b, g.i64, hv, "");
-  LLVMBuildCondBr(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, h, g.arg[H1], ""), hb, hd_);
-  LLVMPositionBuilderAtEnd(g.b, hb);
+  bn_gen_for lh = bn_gen_for_begin(&g, g.arg[H0], g.arg[H1], 1);
+  LLVMValueRef h = lh.i;
   LLVMValueRef off = LLVMBuildMul(g.b, LLVMBuildAdd(g.b, LLVMBuildMul(g.b, t, bn_gen_c64(&g, heads), ""), h, ""),
                                   bn_gen_c64(&g, hd * 4), "");
   LLVMValueRef xr = bn_gen_gep(&g, g.arg[X], off), yr = bn_gen_gep(&g, g.arg[Y], off);
@@ -46,11 +31,7 @@ void bn_gen_rope(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads,
     bn_gen_store(&g, LLVMBuildFAdd(g.b, LLVMBuildFMul(g.b, a, sn, ""), LLVMBuildFMul(g.b, b, cs, ""), ""), yr,
                  bn_gen_c64(&g, (i + half) * 4));
   }
-  LLVMBuildStore(g.b, LLVMBuildAdd(g.b, h, bn_gen_c64(&g, 1), ""), hv);
-  LLVMBuildBr(g.b, hh);
-  LLVMPositionBuilderAtEnd(g.b, hd_);
-  LLVMBuildStore(g.b, LLVMBuildAdd(g.b, t, bn_gen_c64(&g, 1), ""), tv);
-  LLVMBuildBr(g.b, th);
-  LLVMPositionBuilderAtEnd(g.b, td);
+  bn_gen_for_end(&g, &lh);
+  bn_gen_for_end(&g, &lt);
   bn_gen_end(&g);
 }

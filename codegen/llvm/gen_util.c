@@ -116,19 +116,12 @@ void bn_gen_peak(LLVMContextRef c, LLVMModuleRef m, const char *name, bn_isa isa
   LLVMTypeRef vb = LLVMVectorType(g.i8, avx512 ? 64 : 32), vacc = LLVMVectorType(g.i32, avx512 ? 16 : 8);
   LLVMTypeRef v16i32 = LLVMVectorType(g.i32, 16);
   LLVMValueRef a = bn_gen_load(&g, vb, g.arg[0], bn_gen_c64(&g, 0)), b = bn_gen_load(&g, vb, g.arg[0], bn_gen_c64(&g, 64));
-  LLVMValueRef acc[8], i_var = bn_gen_alloca(&g, g.i64, "i");
+  LLVMValueRef acc[8];
   for (int k = 0; k < 8; k++) {
     acc[k] = bn_gen_alloca(&g, vacc, "acc");
     LLVMBuildStore(g.b, LLVMConstNull(vacc), acc[k]);
   }
-  LLVMBuildStore(g.b, bn_gen_c64(&g, 0), i_var);
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c, g.fn, "head"), body = LLVMAppendBasicBlockInContext(c, g.fn, "body"),
-                    done = LLVMAppendBasicBlockInContext(c, g.fn, "done");
-  LLVMBuildBr(g.b, head);
-  LLVMPositionBuilderAtEnd(g.b, head);
-  LLVMValueRef i = LLVMBuildLoad2(g.b, g.i64, i_var, "");
-  LLVMBuildCondBr(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, i, g.arg[2], ""), body, done);
-  LLVMPositionBuilderAtEnd(g.b, body);
+  bn_gen_for li = bn_gen_for_begin(&g, bn_gen_c64(&g, 0), g.arg[2], 1);
   for (int k = 0; k < 8; k++) {
     LLVMValueRef cur = LLVMBuildLoad2(g.b, vacc, acc[k], ""), next;
     if (avx512) {
@@ -141,11 +134,26 @@ void bn_gen_peak(LLVMContextRef c, LLVMModuleRef m, const char *name, bn_isa isa
     }
     LLVMBuildStore(g.b, next, acc[k]);
   }
-  LLVMBuildStore(g.b, LLVMBuildAdd(g.b, i, bn_gen_c64(&g, 1), ""), i_var);
-  LLVMBuildBr(g.b, head);
-  LLVMPositionBuilderAtEnd(g.b, done);
+  bn_gen_for_end(&g, &li);
   LLVMValueRef sum = LLVMBuildLoad2(g.b, vacc, acc[0], "");
   for (int k = 1; k < 8; k++) sum = LLVMBuildAdd(g.b, sum, LLVMBuildLoad2(g.b, vacc, acc[k], ""), "");
   LLVMSetAlignment(LLVMBuildStore(g.b, sum, g.arg[1]), 1);
   bn_gen_end(&g);
+}
+
+bn_gen_for bn_gen_for_begin(bn_gen *g, LLVMValueRef from, LLVMValueRef limit, int64_t step) {
+  bn_gen_for l = {block(g, "for.head"), block(g, "for.body"), block(g, "for.done"), bn_gen_alloca(g, g->i64, "i"), NULL, step};
+  LLVMBuildStore(g->b, from, l.var);
+  LLVMBuildBr(g->b, l.head);
+  LLVMPositionBuilderAtEnd(g->b, l.head);
+  l.i = LLVMBuildLoad2(g->b, g->i64, l.var, "");
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, l.i, limit, ""), l.body, l.done);
+  LLVMPositionBuilderAtEnd(g->b, l.body);
+  return l;
+}
+
+void bn_gen_for_end(bn_gen *g, bn_gen_for *l) {
+  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, l->i, bn_gen_c64(g, l->step), ""), l->var);
+  LLVMBuildBr(g->b, l->head);
+  LLVMPositionBuilderAtEnd(g->b, l->done);
 }
