@@ -57,43 +57,43 @@ LLVMValueRef bn_gen_call(bn_gen *g, const char *name, LLVMTypeRef *over, int n_o
 
 static LLVMBasicBlockRef block(bn_gen *g, const char *name) { return LLVMAppendBasicBlockInContext(g->c, g->fn, name); }
 
-/* while (t + tt <= T) { tile_fn(n, rr, t, tt); t += tt; } */
-static void token_loop(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t_var, LLVMValueRef T, int tt, bn_gen_tile_fn tile_fn) {
-  LLVMBasicBlockRef head = block(g, "t.head"), body = block(g, "t.body"), done = block(g, "t.done");
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, head);
-  LLVMValueRef t = LLVMBuildLoad2(g->b, g->i64, t_var, "t");
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLE, LLVMBuildAdd(g->b, t, bn_gen_c64(g, tt), ""), T, ""), body, done);
-  LLVMPositionBuilderAtEnd(g->b, body);
-  tile_fn(g, n, rr, t, tt);
-  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, t, bn_gen_c64(g, tt), ""), t_var);
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, done);
+/* while (i + step <= limit): bn_gen_for over i < limit - step + 1, continuing from `from`;
+ * returns where the counter stopped. */
+static LLVMValueRef tiles(bn_gen *g, LLVMValueRef from, LLVMValueRef limit, int step, void (*body)(bn_gen *, LLVMValueRef, int, void *),
+                          void *ctx) {
+  LLVMValueRef last = LLVMBuildSub(g->b, limit, bn_gen_c64(g, step - 1), "");
+  bn_gen_for l = bn_gen_for_begin(g, from, last, step);
+  body(g, l.i, step, ctx);
+  bn_gen_for_end(g, &l);
+  return LLVMBuildLoad2(g->b, g->i64, l.var, "");
 }
 
-/* while (n + rr <= n1) { every token tile for rows n..n+rr; n += rr } */
-static void row_loop(bn_gen *g, LLVMValueRef n_var, LLVMValueRef t_var, LLVMValueRef n1, LLVMValueRef T, int rr, int tile,
-                     bn_gen_tile_fn tile_fn) {
-  LLVMBasicBlockRef head = block(g, "n.head"), body = block(g, "n.body"), done = block(g, "n.done");
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, head);
-  LLVMValueRef n = LLVMBuildLoad2(g->b, g->i64, n_var, "n");
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLE, LLVMBuildAdd(g->b, n, bn_gen_c64(g, rr), ""), n1, ""), body, done);
-  LLVMPositionBuilderAtEnd(g->b, body);
-  LLVMBuildStore(g->b, bn_gen_c64(g, 0), t_var);
-  for (int tt = tile; tt >= 1; tt /= 2) /* e.g. 4, 2, 1: every remainder gets the widest tile that fits */
-    token_loop(g, n, rr, t_var, T, tt, tile_fn);
-  LLVMBuildStore(g->b, LLVMBuildAdd(g->b, n, bn_gen_c64(g, rr), ""), n_var);
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, done);
+typedef struct {
+  LLVMValueRef T;
+  int tile;
+  bn_gen_tile_fn fn;
+  LLVMValueRef n; /* the current row tile */
+  int rr;
+} rt_ctx;
+
+static void token_tile(bn_gen *g, LLVMValueRef t, int tt, void *ctx) {
+  rt_ctx *c = ctx;
+  c->fn(g, c->n, c->rr, t, tt);
+}
+
+static void row_tile(bn_gen *g, LLVMValueRef n, int rr, void *ctx) {
+  rt_ctx *c = ctx;
+  c->n = n, c->rr = rr;
+  LLVMValueRef t = bn_gen_c64(g, 0);
+  for (int tt = c->tile; tt >= 1; tt /= 2) /* e.g. 4, 2, 1: every remainder gets the widest tile that fits */
+    t = tiles(g, t, c->T, tt, token_tile, c);
 }
 
 void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int rows, int tile,
                         bn_gen_tile_fn tile_fn) {
-  LLVMValueRef n_var = bn_gen_alloca(g, g->i64, "n.var"), t_var = bn_gen_alloca(g, g->i64, "t.var");
-  LLVMBuildStore(g->b, n0, n_var);
-  row_loop(g, n_var, t_var, n1, T, rows, tile, tile_fn);
-  if (rows > 1) row_loop(g, n_var, t_var, n1, T, 1, tile, tile_fn);
+  rt_ctx c = {T, tile, tile_fn, NULL, 0};
+  LLVMValueRef n = tiles(g, n0, n1, rows, row_tile, &c);
+  if (rows > 1) tiles(g, n, n1, 1, row_tile, &c);
 }
 
 LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name) {
