@@ -32,6 +32,7 @@ struct bn_exec {
   bn_trace *trace;
   size_t kv_bytes;
   bn_llvm *llvm;
+  bn_isa isa;
   bn_pool *pool;
   float *scores; /* attention scores: n_ctx floats per thread */
   float *tmp;    /* the gate kernel's row: tmp_width floats per thread */
@@ -49,7 +50,7 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
   const bn_node *n = &g->nodes[i];
   jit_node *j = &e->jit[i];
   bn_llvm_key key;
-  if (!bn_llvm_select(g, i, bn_llvm_host_isa(), &key)) return BN_OK;
+  if (!bn_llvm_select(g, i, e->isa, &key)) return BN_OK;
   void *fn;
   bn_status st = bn_llvm_get(e->llvm, &key, &fn, err);
   if (st) return st;
@@ -255,7 +256,11 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     else {
       for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i].op == BN_OP_ATTENTION) e->jit[i].kind = 3;
-      st = bn_llvm_create(bn_llvm_host_isa(), &e->llvm, err);
+      if (bn_llvm_target_isa(opts->target ? opts->target : "native", &e->isa))
+        st = bn_fail(err, BN_E_UNSUPPORTED, "plan target '%s' is unknown (native, x86-64-v3, x86-64-v4)", opts->target);
+      else if ((st = bn_llvm_create(e->isa, &e->llvm, err)))
+        bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", err->msg,
+                opts->target ? opts->target : "native");
     }
     for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
     if (!st && !(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))

@@ -20,6 +20,7 @@ typedef enum { BN_BACKEND_REF, BN_BACKEND_LLVM } bn_backend;
 typedef struct {
   bn_backend backend; /* LLVM: JIT kernels where one exists, the reference kernels elsewhere */
   int threads;        /* kernels with JIT code are split by rows over this many threads */
+  const char *target; /* the plan's target (bn_llvm_target_isa); NULL: native */
 } bn_exec_opts;
 
 typedef struct {

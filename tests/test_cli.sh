@@ -83,6 +83,12 @@ cmp -s "$p" "$WORK/again.bnplan" || fail "compile is not deterministic"
 expect_error "compile without -o" "needs MODEL.gguf and -o" -- $BNC compile "$m"
 expect_error "unknown pass" "no pass named 'fuse-all'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --dump-after=fuse-all
 
+# --target: a plan for x86-64-v3 runs the AVX2 kernels: the same bytes as forcing them on a native plan
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/v3.bnplan" --target=x86-64-v3 2>/dev/null || fail "compile --target"
+$BNC eval "$WORK/v3.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/lv3.bin" 2>/dev/null || fail "eval v3 plan"
+BNC_ISA=avx2 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lavx2.bin" 2>/dev/null
+cmp -s "$WORK/lv3.bin" "$WORK/lavx2.bin" || fail "--target=x86-64-v3 differs from BNC_ISA=avx2"
+expect_error "bad target" "--target must be native, x86-64-v3 or x86-64-v4" -- $BNC compile "$m" -o "$WORK/x.bnplan" --target=arm
 # the generated code of a model's kernels
 $BNC ir --emit=llvm "$m" > "$WORK/k.ll" 2>/dev/null || fail "ir --emit=llvm"
 grep -q "define void @bn_mm_" "$WORK/k.ll" && grep -q "define void @bn_attn_" "$WORK/k.ll" || fail "ir --emit=llvm lacks kernels"

@@ -28,7 +28,7 @@ static void compile(const char *gguf, const char *out, int batch) {
   bn_pass_opts po = {batch, 1};
   assert_int_equal(bn_gguf_open(&f, gguf, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_plan_write(&m, &mp, "ref", out, &err))
+  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_plan_write(&m, &mp, "native", out, &err))
     fail_msg("%s", err.msg);
   bn_memplan_free(&mp);
   bn_model_free(&m);
@@ -65,7 +65,7 @@ static void test_plan_logits(void **state) {
   bn_plan p;
   bn_error err = {0};
   assert_int_equal(bn_plan_open(&p, plan_path, &err), BN_OK);
-  assert_string_equal(p.target, "ref");
+  assert_string_equal(p.target, "native");
   size_t V = (size_t)p.model.hp.n_vocab;
   float *a = eval_session(&p.model, &p.mem, TOK, 13, 0); /* 13 tokens: chunks of 8 and 5 */
   float *b = eval_session(&p.model, &p.mem, TOK, 13, 1);

@@ -29,6 +29,7 @@ typedef struct {
   bn_model gm;
   bn_memplan mp;
   bn_model *m;    /* the model to run */
+  const char *target; /* the plan's target, or NULL (native) */
   bn_memplan *mem;
 } bn_cli_model;
 

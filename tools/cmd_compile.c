@@ -4,14 +4,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../codegen/llvm/llvm.h"
 #include "../passes/pass.h"
 #include "../runtime/session.h"
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
+    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
     "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes.\n"
+    "  --target T         native (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2)\n"
+    "                     or x86-64-v4 (AVX-512 VNNI): the instruction set of the kernels generated at load\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 32)\n"
     "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
     "  --time-passes      print each pass's time\n"
@@ -44,12 +47,23 @@ static void hook(const char *pass, const bn_graph *g, double seconds, void *user
 int bn_cmd_compile(int argc, char **argv) {
   const char *in = NULL;
   long batch = 32;
+  const char *target = "native";
   hook_ctx h = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
     if (!strcmp(a, "-o") && v) h.out = argv[++i];
-    else if (!strcmp(a, "--batch") && v) {
+    else if (!strcmp(a, "--target") && v) {
+      bn_isa isa;
+      target = argv[++i];
+      if (bn_llvm_target_isa(target, &isa) || !strcmp(target, "ref"))
+        return bn_cli_usage_error("compile", "--target must be native, x86-64-v3 or x86-64-v4, got '%s'", target);
+    } else if (!strncmp(a, "--target=", 9)) {
+      bn_isa isa;
+      target = a + 9;
+      if (bn_llvm_target_isa(target, &isa) || !strcmp(target, "ref"))
+        return bn_cli_usage_error("compile", "--target must be native, x86-64-v3 or x86-64-v4, got '%s'", target);
+    } else if (!strcmp(a, "--batch") && v) {
       if (bn_cli_int("compile", a, argv[++i], 1, 4096, &batch)) return 2;
     } else if (!strncmp(a, "--dump-after=", 13)) {
       h.dump = a + 13;
@@ -69,7 +83,7 @@ int bn_cmd_compile(int argc, char **argv) {
   if (h.time) fprintf(stderr, "passes:\n");
   bn_status st = bn_pass_run_pipeline(&m.graph, &po, &mp, hook, &h, &err);
   if (!st) {
-    st = bn_plan_write(&m, &mp, "ref", h.out, &err);
+    st = bn_plan_write(&m, &mp, target, h.out, &err);
     bn_memplan_free(&mp);
   }
   if (!st && !h.failed) {

@@ -144,7 +144,7 @@ int bn_cmd_run(int argc, char **argv) {
   int64_t load0 = bn_trace_now_ns();
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return bn_trace_free(&trace), bn_cli_fail(&err);
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .ignore_eos = o.ignore_eos,
-                          .exec = {o.backend, (int)o.threads}, .sampler = o.sp};
+                          .exec = {o.backend, (int)o.threads, cm.target}, .sampler = o.sp};
   bn_session *s;
   if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
     bn_cli_close_model(&cm);
@@ -217,7 +217,7 @@ int bn_cmd_eval(int argc, char **argv) {
   bn_error err = {0};
   bn_cli_model cm;
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return free(ids), bn_cli_fail(&err);
-  bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .exec = {o.backend, (int)o.threads},
+  bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .exec = {o.backend, (int)o.threads, cm.target},
                           .sampler = o.sp};
   bn_session *s = NULL;
   size_t V = (size_t)cm.m->hp.n_vocab;

@@ -52,6 +52,14 @@ bn_isa bn_llvm_host_isa(void) {
   return cpu_has("avx512vnni") && cpu_has("avx512bw") ? BN_ISA_AVX512_VNNI : BN_ISA_AVX2;
 }
 
+int bn_llvm_target_isa(const char *target, bn_isa *isa) {
+  if (!strcmp(target, "native") || !strcmp(target, "ref")) *isa = bn_llvm_host_isa();
+  else if (!strcmp(target, "x86-64-v3")) *isa = BN_ISA_AVX2;
+  else if (!strcmp(target, "x86-64-v4")) *isa = BN_ISA_AVX512_VNNI;
+  else return -1;
+  return 0;
+}
+
 const char *bn_isa_name(bn_isa isa) { return isa == BN_ISA_AVX512_VNNI ? "avx512-vnni" : "avx2"; }
 
 static bn_status llvm_fail(bn_error *err, LLVMErrorRef e, const char *what) {

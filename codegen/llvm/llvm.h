@@ -67,6 +67,9 @@ char *bn_llvm_text(bn_llvm *j, const bn_llvm_key *key, const char *emit, bn_erro
 
 /* The best ISA this CPU has; BNC_ISA=avx2|avx512 in the environment forces one. */
 bn_isa bn_llvm_host_isa(void);
+/* Compile targets: "native" (the host's best), "x86-64-v3" (AVX2), "x86-64-v4" (AVX-512 with VNNI).
+ * Returns 0 and the ISA for a known name ("ref", what older plans carry, counts as native). */
+int bn_llvm_target_isa(const char *target, bn_isa *isa);
 const char *bn_isa_name(bn_isa isa);
 bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err);
 void bn_llvm_free(bn_llvm *j);
