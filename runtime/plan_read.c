@@ -95,13 +95,16 @@ static bn_status rd_vocab(cur *c, bn_vocab *v, int n_vocab) {
   v->types = calloc(n, sizeof *v->types);
   v->merges = calloc(nm ? nm : 1, sizeof *v->merges);
   if (!v->tokens || !v->scores || !v->types || !v->merges) return bn_fail(c->err, BN_E_NOMEM, "out of memory");
-  for (uint32_t i = 0; i < n; i++, v->n_tokens++) {
+  for (uint32_t i = 0; i < n; i++) {
     if (rd_str(c, &v->tokens[i], "token")) return BN_E_FORMAT;
+    v->n_tokens = (int)i + 1; /* counted as soon as it is allocated, so a failure below frees it */
     RD(c, &v->scores[i], "score");
     RD(c, &v->types[i], "token type");
   }
-  for (uint32_t i = 0; i < nm; i++, v->n_merges++)
+  for (uint32_t i = 0; i < nm; i++) {
     if (rd_str(c, &v->merges[i], "merge")) return BN_E_FORMAT;
+    v->n_merges = (int)i + 1;
+  }
   return BN_OK;
 }
 

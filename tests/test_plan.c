@@ -158,6 +158,21 @@ static void test_damaged_plans(void **state) {
   size_t wname = find_at("blk.0.attn_norm.weight", 1); /* in the weight index, after the IR */
   expect_damage("weight name", wname, "blk.0.attn_norm.weighx", 22, 0, 1, "is not a weight of the IR");
   expect_damage("weight bytes", wname + 22 + 8, &huge, 8, 0, 1, "outside the weights");
+  /* the vocabulary section cut inside the first token's score (and no merges): the token read before
+     must be freed — a leak here was found by fuzz_plan; LeakSanitizer checks it in CI */
+  size_t len = 0;
+  uint8_t *buf = tu_read(plan_path, &len);
+  uint64_t vocab_off, vocab_bytes = 28 + 4 + 2 + 2; /* header, the token's length and its 2 bytes, half a score */
+  memcpy(&vocab_off, buf + 64 + 32 + 8, 8);
+  memset(buf + vocab_off + 8, 0, 4); /* n_merges = 0 */
+  memcpy(buf + 64 + 32 + 16, &vocab_bytes, 8);
+  uint64_t h = XXH3_64bits(buf + 64, len - 64);
+  memcpy(buf + 24, &h, 8);
+  bn_plan p;
+  bn_error err = {0};
+  assert_int_equal(bn_plan_parse(&p, buf, len, "damaged.bnplan", &err), BN_E_FORMAT);
+  assert_non_null(strstr(err.msg, "section vocab: truncated reading score"));
+  free(buf);
 }
 
 static void test_plan_file_errors(void **state) {
