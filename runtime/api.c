@@ -94,7 +94,7 @@ bnc_status bnc_tokenize(bnc_session *s, const char *text, int32_t *ids, int cap,
 }
 
 const char *bnc_token_text(bnc_session *s, int32_t token, size_t *len) {
-  return bn_tok_piece(bn_session_tokenizer(s->s), token, NULL, len);
+  return bn_tok_piece(bn_session_tokenizer(s->s), token, len);
 }
 
 bnc_status bnc_eval(bnc_session *s, const int32_t *tokens, int n) {

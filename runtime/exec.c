@@ -244,23 +244,21 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   }
-  if (!e->jit && bn_pool_size(e->pool) > 1 && !(e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit))) {
+  int llvm = opts && opts->backend == BN_BACKEND_LLVM;
+  if ((llvm || bn_pool_size(e->pool) > 1) && !(e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit))) {
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   }
   for (int i = 0; e->jit && i < g->n_nodes; i++) /* attention: split by heads over the threads */
     if (g->nodes[i].op == BN_OP_ATTENTION) e->jit[i].kind = 3;
-  if (opts && opts->backend == BN_BACKEND_LLVM) {
-    if (!e->jit && !(e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit)))
-      st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
-    else {
-      for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == BN_OP_ATTENTION) e->jit[i].kind = 3;
-      if (bn_llvm_target_isa(opts->target ? opts->target : "native", &e->isa))
-        st = bn_fail(err, BN_E_UNSUPPORTED, "plan target '%s' is unknown (native, x86-64-v3, x86-64-v4)", opts->target);
-      else if ((st = bn_llvm_create(e->isa, &e->llvm, err)))
-        bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", err->msg,
-                opts->target ? opts->target : "native");
+  if (llvm) {
+    const char *target = opts->target ? opts->target : "native";
+    if (bn_llvm_target_isa(target, &e->isa))
+      st = bn_fail(err, BN_E_UNSUPPORTED, "plan target '%s' is unknown (native, x86-64-v3, x86-64-v4)", target);
+    else if ((st = bn_llvm_create(e->isa, &e->llvm, err))) {
+      char why[sizeof err->msg];
+      snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
+      bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
     }
     for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
     if (!st && !(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))

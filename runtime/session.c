@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 
 struct bn_session {
@@ -19,11 +18,7 @@ struct bn_session {
   int n_past; /* positions in the KV cache (bn_session_append) */
 };
 
-double bn_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double bn_now(void) { return (double)bn_trace_now_ns() * 1e-9; } /* one clock for timings and traces */
 
 bn_status bn_session_create(const bn_model *m, const bn_memplan *mp, const bn_session_params *p, bn_session **out,
                             bn_error *err) {
@@ -119,7 +114,7 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     if (tok == s->m->vocab.eos && !s->p.ignore_eos) break;
     s->hist[n] = tok;
     size_t plen;
-    const char *piece = bn_tok_piece(s->tok, tok, NULL, &plen);
+    const char *piece = bn_tok_piece(s->tok, tok, &plen);
     if (fn && fn(tok, piece, plen, user)) break;
     double tg = bn_now();
     int64_t t0 = bn_trace_now_ns();

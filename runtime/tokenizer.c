@@ -146,8 +146,7 @@ bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int
   return st;
 }
 
-const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, char buf[8], size_t *len) {
-  (void)buf;
+const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, size_t *len) {
   if (id < 0 || id >= t->v->n_tokens) {
     *len = 0;
     return "";
@@ -161,7 +160,7 @@ size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out
   int first = 1;
   for (int i = 0; i < n; i++) {
     size_t len;
-    const char *p = bn_tok_piece(t, ids[i], NULL, &len);
+    const char *p = bn_tok_piece(t, ids[i], &len);
     if (!len) continue;
     if (first && t->v->kind == BN_VOCAB_SPM && p[0] == ' ') p++, len--; /* the prefixed space */
     first = 0;

@@ -19,7 +19,7 @@ void bn_tok_free(bn_tokenizer *t);
 bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int32_t *ids, int cap,
                         int *n, bn_error *err);
 /* The bytes of one token as text (control tokens give ""); *len set. */
-const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, char buf[8], size_t *len);
+const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, size_t *len);
 /* Decodes ids to text into out (NUL-terminated, truncated to cap). For SPM
  * the space that encoding prefixed is dropped. Returns the full length. */
 size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out, size_t cap);
