@@ -33,6 +33,7 @@ struct bn_exec {
   size_t kv_bytes;
   bn_llvm *llvm;
   bn_isa isa;
+  char aot_missing[64]; /* the plan's object code was not used: this feature is missing */
   bn_pool *pool;
   float *scores; /* attention scores: n_ctx floats per thread */
   float *tmp;    /* the gate kernel's row: tmp_width floats per thread */
@@ -131,8 +132,10 @@ static void run_job(void *ctx, int i, int n) {
   else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, jb->T, n0, n1);
 }
 
-int bn_exec_jit_nodes(const bn_exec *e, double *compile_seconds) {
-  if (compile_seconds) *compile_seconds = e->llvm ? bn_llvm_compile_seconds(e->llvm, NULL) : 0;
+const char *bn_exec_aot_missing(const bn_exec *e) { return e->aot_missing[0] ? e->aot_missing : NULL; }
+
+int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts) {
+  if (counts) *counts = e->llvm ? bn_llvm_get_counts(e->llvm) : (bn_llvm_counts){0};
   return e->n_jit;
 }
 
@@ -255,10 +258,13 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     const char *target = opts->target ? opts->target : "native";
     if (bn_llvm_target_isa(target, &e->isa))
       st = bn_fail(err, BN_E_UNSUPPORTED, "plan target '%s' is unknown (native, x86-64-v3, x86-64-v4)", target);
-    else if ((st = bn_llvm_create(e->isa, &e->llvm, err))) {
+    else if ((st = bn_llvm_create_for(target, &e->llvm, err))) {
       char why[sizeof err->msg];
       snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
       bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
+    }
+    if (!st && opts->aot && opts->aot->n) {
+      if (bn_llvm_host_has(opts->aot->features, e->aot_missing, sizeof e->aot_missing)) bn_llvm_provide(e->llvm, opts->aot);
     }
     for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
     if (!st && !(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))

@@ -21,6 +21,7 @@ typedef struct {
   bn_backend backend; /* LLVM: JIT kernels where one exists, the reference kernels elsewhere */
   int threads;        /* kernels with JIT code are split by rows over this many threads */
   const char *target; /* the plan's target (bn_llvm_target_isa); NULL: native */
+  const bn_llvm_aot *aot; /* the plan's object code (NULL: none): used when this host has its features */
 } bn_exec_opts;
 
 typedef struct {
@@ -31,8 +32,10 @@ typedef struct {
 
 bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, const bn_exec_opts *opts, bn_exec **out,
                          bn_error *err);
-/* How many nodes run JIT code, and the JIT's compile time so far. */
-int bn_exec_jit_nodes(const bn_exec *e, double *compile_seconds);
+/* How many nodes run JIT code; where their kernels came from and the time it took. */
+int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts);
+/* When the plan's object code was not used: the CPU feature this host lacks; else NULL. */
+const char *bn_exec_aot_missing(const bn_exec *e);
 void bn_exec_free(bn_exec *e);
 /* Runs tokens[0..n) at positions pos..; *out: the first output [n x width]. */
 bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const float **out, bn_error *err);

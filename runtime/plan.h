@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../codegen/llvm/llvm.h"
 #include "../ir/memplan.h"
 #include "../ir/model.h"
 
@@ -20,14 +21,16 @@ typedef struct {
   char target[24];
   uint64_t hash;
   uint32_t version;
+  bn_llvm_aot aot;     /* the object code section (n = 0 without one); bytes point into the mapping */
   const uint8_t *base; /* the mapping (or the caller's buffer) */
   size_t size;
   int mapped;
 } bn_plan;
 
-/* Writes atomically (temp file + rename). Deterministic: the same inputs give the same bytes. */
-bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *target, const char *path,
-                        bn_error *err);
+/* Writes atomically (temp file + rename). Deterministic: the same inputs give
+ * the same bytes. aot (NULL or n = 0: none) is stored as the object section. */
+bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *target, const bn_llvm_aot *aot,
+                        const char *path, bn_error *err);
 bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err);
 /* Parses a buffer the caller keeps alive (fuzzing, tests). */
 bn_status bn_plan_parse(bn_plan *p, const void *buf, size_t size, const char *name, bn_error *err);

@@ -24,7 +24,7 @@ typedef struct {
   bn_error *err;
 } cur;
 
-static const char *SEC_NAMES[BN_SEC_COUNT] = {"", "hparams", "vocab", "ir", "memplan", "weight index", "weights"};
+static const char *SEC_NAMES[BN_SEC_COUNT] = {"", "hparams", "vocab", "ir", "memplan", "weight index", "weights", "objects"};
 
 static bn_status need(cur *c, uint64_t n, const char *field) {
   if (n > c->end - c->pos)
@@ -174,6 +174,30 @@ static bn_status rd_weights(cur *c, bn_graph *g, uint64_t wsec_off, uint64_t wse
   return BN_OK;
 }
 
+/* The kernel names, cpu and features are malloc'd; the object bytes stay in the mapping. */
+static bn_status rd_objects(cur *c, bn_llvm_aot *a) {
+  uint32_t n;
+  if (rd_str(c, (char **)&a->cpu, "cpu") || rd_str(c, (char **)&a->features, "features")) return BN_E_FORMAT;
+  RD(c, &n, "count");
+  if (n > (c->end - c->pos) / 12) return bad(c, "count", n);
+  bn_llvm_obj *objs = calloc(n ? n : 1, sizeof *objs);
+  if (!objs) return bn_fail(c->err, BN_E_NOMEM, "out of memory");
+  a->objs = objs;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t size;
+    if (rd_str(c, (char **)&objs[i].name, "kernel name")) return BN_E_FORMAT;
+    a->n = (int)i + 1;
+    RD(c, &size, "object size");
+    if (!size || need(c, size, "object code")) return bad(c, "object size", (long long)size);
+    for (uint32_t k = 0; k < i; k++)
+      if (!strcmp(objs[k].name, objs[i].name))
+        return bn_fail(c->err, BN_E_FORMAT, "%s: section objects: kernel %s appears twice", c->p->path, objs[i].name);
+    objs[i].data = c->base + c->pos, objs[i].size = size;
+    c->pos += size;
+  }
+  return BN_OK;
+}
+
 static bn_status parse(bn_plan *p, bn_error *err) {
   const uint8_t *b = p->base;
   if (p->size < BN_PLAN_HEADER || memcmp(b, BN_PLAN_MAGIC, 8))
@@ -191,14 +215,15 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   if (file_bytes != p->size)
     return bn_fail(err, BN_E_FORMAT, "%s: file_bytes %llu but the file has %zu (truncated?)", p->path,
                    (unsigned long long)file_bytes, p->size);
-  if (nsec != BN_SEC_COUNT - 1) return bn_fail(err, BN_E_FORMAT, "%s: n_sections %u (expected %d)", p->path, nsec, BN_SEC_COUNT - 1);
+  if (nsec != BN_SEC_WEIGHTS && nsec != BN_SEC_OBJECTS)
+    return bn_fail(err, BN_E_FORMAT, "%s: n_sections %u (expected %d or %d)", p->path, nsec, BN_SEC_WEIGHTS, BN_SEC_OBJECTS);
   if (!memchr(b + 40, 0, 24)) return bn_fail(err, BN_E_FORMAT, "%s: target name is not terminated", p->path);
   memcpy(p->target, b + 40, 24);
   if (XXH3_64bits(b + BN_PLAN_HEADER, p->size - BN_PLAN_HEADER) != hash)
     return bn_fail(err, BN_E_FORMAT, "%s: content hash mismatch (the file is damaged)", p->path);
   p->hash = hash;
   uint64_t off[BN_SEC_COUNT] = {0}, bytes[BN_SEC_COUNT] = {0};
-  uint64_t table_end = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * BN_SEC_COUNT;
+  uint64_t table_end = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * BN_PLAN_SLOTS;
   if (table_end > p->size) return bn_fail(err, BN_E_FORMAT, "%s: section table truncated", p->path);
   for (uint32_t s = 0; s < nsec; s++) {
     const uint8_t *e = b + BN_PLAN_HEADER + BN_PLAN_ENTRY * s;
@@ -229,7 +254,9 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   if ((st = rd_weights(&c, &p->model.graph, off[BN_SEC_WEIGHTS], bytes[BN_SEC_WEIGHTS]))) return st;
   bn_error e2;
   if (bn_memplan_check(&p->mem, &p->model.graph, &e2)) return bn_fail(err, BN_E_FORMAT, "%s: %s", p->path, e2.msg);
-  return BN_OK;
+  if (nsec < BN_SEC_OBJECTS) return BN_OK;
+  SECTION(BN_SEC_OBJECTS);
+  return rd_objects(&c, &p->aot);
 }
 
 bn_status bn_plan_parse(bn_plan *p, const void *buf, size_t size, const char *name, bn_error *err) {
@@ -264,6 +291,8 @@ bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) {
 }
 
 void bn_plan_close(bn_plan *p) {
+  for (int i = 0; i < p->aot.n; i++) free((char *)p->aot.objs[i].name);
+  free((void *)p->aot.objs), free((char *)p->aot.cpu), free((char *)p->aot.features);
   bn_model_free(&p->model);
   bn_memplan_free(&p->mem);
   if (p->mapped) munmap((void *)p->base, p->size);

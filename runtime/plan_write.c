@@ -94,13 +94,26 @@ static uint64_t weight_index(buf *b, const bn_graph *g) {
   return off;
 }
 
+/* The object section: cpu, features, then each kernel's name and bytes. */
+static void objects(buf *b, const bn_llvm_aot *aot) {
+  str(b, aot->cpu);
+  str(b, aot->features);
+  u32(b, (uint32_t)aot->n);
+  for (int i = 0; i < aot->n; i++) {
+    str(b, aot->objs[i].name);
+    u64(b, aot->objs[i].size);
+    put(b, aot->objs[i].data, aot->objs[i].size);
+  }
+}
+
+enum { TABLE_END = BN_PLAN_HEADER + BN_PLAN_ENTRY * BN_PLAN_SLOTS };
+
 static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const bn_graph *g, const uint64_t *off,
-                     uint64_t weights_off) {
+                     uint64_t weights_off, const buf *objs, uint64_t objs_off) {
   static const uint8_t zeros[BN_PLAN_ALIGN];
   uint64_t pos = 0;
-  if (fwrite(hdr, 1, BN_PLAN_HEADER + (size_t)BN_PLAN_ENTRY * BN_SEC_COUNT, fp) != BN_PLAN_HEADER + (size_t)BN_PLAN_ENTRY * BN_SEC_COUNT)
-    return 0;
-  pos = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * BN_SEC_COUNT;
+  if (fwrite(hdr, 1, TABLE_END, fp) != TABLE_END) return 0;
+  pos = TABLE_END;
   for (int s = 0; s < n_secs; s++) {
     if (fwrite(zeros, 1, off[s] - pos, fp) != off[s] - pos || fwrite(secs[s].p, 1, secs[s].n, fp) != secs[s].n) return 0;
     pos = off[s] + secs[s].n;
@@ -112,16 +125,18 @@ static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const 
     if (fwrite(zeros, 1, at - pos, fp) != at - pos || fwrite(v->data, 1, v->nbytes, fp) != v->nbytes) return 0;
     pos = at + v->nbytes;
   }
+  if (objs->n && (fwrite(zeros, 1, objs_off - pos, fp) != objs_off - pos || fwrite(objs->p, 1, objs->n, fp) != objs->n))
+    return 0;
   return 1;
 }
 
-bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *target, const char *path,
-                        bn_error *err) {
+bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *target, const bn_llvm_aot *aot,
+                        const char *path, bn_error *err) {
   const bn_graph *g = &m->graph;
   for (int i = 0; i < g->n_values; i++)
     if (g->values[i].kind == BN_VAL_WEIGHT && !g->values[i].data)
       return bn_fail(err, BN_E_INVALID, "%s: weight %%%s has no data to store", path, g->values[i].name);
-  buf secs[BN_SEC_COUNT - 1] = {{0}};
+  buf secs[BN_SEC_WEIGHTS] = {{0}};
   hparams(&secs[0], &m->hp);
   vocab(&secs[1], &m->vocab);
   char *ir = bn_graph_print(g);
@@ -129,28 +144,32 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *tar
   free(ir);
   memplan(&secs[3], mp, g);
   uint64_t weights_bytes = weight_index(&secs[4], g);
+  buf objs = {0};
+  if (aot && aot->n) objects(&objs, aot);
   bn_status st = BN_OK;
-  for (int s = 0; s < BN_SEC_COUNT - 2; s++)
-    if (secs[s].oom || !ir) st = bn_fail(err, BN_E_NOMEM, "%s: out of memory", path);
-  /* layout: header, table, then sections at 64-byte boundaries, weights last */
-  uint64_t off[BN_SEC_COUNT] = {0}, pos = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * BN_SEC_COUNT;
-  for (int s = 0; s < BN_SEC_COUNT - 2; s++) {
+  for (int s = 0; s < BN_SEC_WEIGHTS - 1; s++)
+    if (secs[s].oom || !ir || objs.oom) st = bn_fail(err, BN_E_NOMEM, "%s: out of memory", path);
+  /* layout: header, table, then sections at 64-byte boundaries: weights, then the objects */
+  enum { W = BN_SEC_WEIGHTS - 1, O = BN_SEC_OBJECTS - 1 };
+  uint64_t off[BN_SEC_COUNT] = {0}, pos = TABLE_END;
+  for (int s = 0; s < W; s++) {
     off[s] = align(pos);
     pos = off[s] + secs[s].n;
   }
-  off[BN_SEC_COUNT - 2] = align(pos);
-  uint64_t file_bytes = off[BN_SEC_COUNT - 2] + weights_bytes;
-  uint8_t hdr[BN_PLAN_HEADER + BN_PLAN_ENTRY * BN_SEC_COUNT] = {0};
+  off[W] = align(pos);
+  off[O] = align(off[W] + weights_bytes);
+  uint64_t file_bytes = objs.n ? off[O] + objs.n : off[W] + weights_bytes;
+  uint8_t hdr[TABLE_END] = {0};
   memcpy(hdr, BN_PLAN_MAGIC, 8);
-  uint32_t h32[2] = {BN_PLAN_VERSION, BN_PLAN_HEADER}, nsec = BN_SEC_COUNT - 1;
+  uint32_t h32[2] = {BN_PLAN_VERSION, BN_PLAN_HEADER}, nsec = objs.n ? BN_SEC_OBJECTS : BN_SEC_WEIGHTS;
   memcpy(hdr + 8, h32, 8);
   memcpy(hdr + 16, &file_bytes, 8);
   memcpy(hdr + 32, &nsec, 4);
   snprintf((char *)hdr + 40, 24, "%s", target);
-  for (int s = 0; s < BN_SEC_COUNT - 1; s++) {
+  for (int s = 0; s < (int)nsec; s++) {
     uint8_t *e = hdr + BN_PLAN_HEADER + BN_PLAN_ENTRY * s;
     uint32_t id = (uint32_t)s + 1;
-    uint64_t bytes = s == BN_SEC_COUNT - 2 ? weights_bytes : secs[s].n;
+    uint64_t bytes = s == W ? weights_bytes : s == O ? objs.n : secs[s].n;
     memcpy(e, &id, 4);
     memcpy(e + 8, &off[s], 8);
     memcpy(e + 16, &bytes, 8);
@@ -159,7 +178,7 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *tar
   snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
   FILE *fp = st ? NULL : fopen(tmp, "w+b");
   if (!st && !fp) st = bn_fail(err, BN_E_IO, "%s: cannot create", tmp);
-  if (!st && !write_all(fp, hdr, secs, BN_SEC_COUNT - 2, g, off, off[BN_SEC_COUNT - 2]))
+  if (!st && !write_all(fp, hdr, secs, W, g, off, off[W], &objs, off[O]))
     st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
   if (!st) { /* hash everything after the header, then write it into the header */
     XXH3_state_t *hs = XXH3_createState();
@@ -175,6 +194,7 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *tar
   if (fp && fclose(fp) && !st) st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
   if (!st && rename(tmp, path)) st = bn_fail(err, BN_E_IO, "%s: cannot write", path);
   if (st && fp) remove(tmp);
-  for (int s = 0; s < BN_SEC_COUNT - 1; s++) free(secs[s].p);
+  for (int s = 0; s < W; s++) free(secs[s].p);
+  free(objs.p);
   return st;
 }

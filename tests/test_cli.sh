@@ -89,6 +89,16 @@ $BNC eval "$WORK/v3.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/lv3.bin" 2
 BNC_ISA=avx2 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lavx2.bin" 2>/dev/null
 cmp -s "$WORK/lv3.bin" "$WORK/lavx2.bin" || fail "--target=x86-64-v3 differs from BNC_ISA=avx2"
 expect_error "bad target" "--target must be native, x86-64-v3 or x86-64-v4" -- $BNC compile "$m" -o "$WORK/x.bnplan" --target=arm
+# --aot: the plan carries its kernels' object code; loading it builds nothing, and the logits are the same bytes
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/aot.bnplan" --aot 2>"$WORK/err" || fail "compile --aot: $(cat "$WORK/err")"
+grep -q "^aot: [0-9]* kernels" "$WORK/err" || fail "compile --aot does not report its kernels"
+BNC_CACHE_DIR=off $BNC eval "$WORK/aot.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/laot.bin" 2>/dev/null
+cmp -s "$WORK/laot.bin" "$WORK/lp.bin" || fail "--aot plan logits differ"
+BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats 2>&1 >/dev/null | grep -q "kernels: 0 built .* from the plan" ||
+  fail "--aot plan did not load its object code"
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/aot-v3.bnplan" --aot --target=x86-64-v3 2>/dev/null || fail "compile --aot v3"
+BNC_CACHE_DIR=off $BNC eval "$WORK/aot-v3.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/laot3.bin" 2>/dev/null
+cmp -s "$WORK/laot3.bin" "$WORK/lv3.bin" || fail "--aot x86-64-v3 plan logits differ"
 # the generated code of a model's kernels
 $BNC ir --emit=llvm "$m" > "$WORK/k.ll" 2>/dev/null || fail "ir --emit=llvm"
 grep -q "define void @bn_mm_" "$WORK/k.ll" && grep -q "define void @bn_attn_" "$WORK/k.ll" || fail "ir --emit=llvm lacks kernels"

@@ -30,6 +30,7 @@ typedef struct {
   bn_memplan mp;
   bn_model *m;    /* the model to run */
   const char *target; /* the plan's target, or NULL (native) */
+  const bn_llvm_aot *aot; /* the plan's object code, or NULL */
   bn_memplan *mem;
 } bn_cli_model;
 

@@ -253,7 +253,7 @@ int bn_cmd_bench(int argc, char **argv) {
   row rows[64];
   int n_rows = 0, rc = 0;
   for (int ti = 0; ti < threads.n && !rc; ti++) {
-    bn_session_params sp = {.n_ctx = n_ctx, .exec = {backend, threads.vals[ti], cm.target}, .sampler = bn_sampler_defaults()};
+    bn_session_params sp = {.n_ctx = n_ctx, .exec = {backend, threads.vals[ti], cm.target, cm.aot}, .sampler = bn_sampler_defaults()};
     bn_session *s;
     bn_pool *pool;
     if (n_ctx > cm.m->hp.n_ctx) n_ctx = cm.m->hp.n_ctx;

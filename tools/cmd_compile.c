@@ -10,11 +10,13 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
+    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--aot] [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
     "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes.\n"
     "  --target T         native (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2)\n"
     "                     or x86-64-v4 (AVX-512 VNNI): the instruction set of the kernels generated at load\n"
+    "  --aot              also store the kernels' object code, compiled for the target, in the plan: a host\n"
+    "                     with the target's CPU features loads it instead of generating code (others re-JIT)\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 32)\n"
     "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
     "  --time-passes      print each pass's time\n"
@@ -23,7 +25,7 @@ static const char HELP[] =
 
 typedef struct {
   const char *out, *dump;
-  int time;
+  int time, aot;
   int failed;
 } hook_ctx;
 
@@ -69,6 +71,7 @@ int bn_cmd_compile(int argc, char **argv) {
       h.dump = a + 13;
       if (strcmp(h.dump, "all") && !bn_pass_find(h.dump)) return bn_cli_usage_error("compile", "no pass named '%s'", h.dump);
     } else if (!strcmp(a, "--time-passes")) h.time = 1;
+    else if (!strcmp(a, "--aot")) h.aot = 1;
     else if (a[0] != '-' && !in) in = a;
     else return bn_cli_usage_error("compile", "unexpected argument '%s'", a);
   }
@@ -82,10 +85,26 @@ int bn_cmd_compile(int argc, char **argv) {
   bn_memplan mp;
   if (h.time) fprintf(stderr, "passes:\n");
   bn_status st = bn_pass_run_pipeline(&m.graph, &po, &mp, hook, &h, &err);
-  if (!st) {
-    st = bn_plan_write(&m, &mp, target, h.out, &err);
-    bn_memplan_free(&mp);
+  int have_mp = !st;
+  bn_llvm_aot aot = {0};
+  if (!st && h.aot) {
+    double t1 = bn_now();
+    bn_llvm *jit;
+    if (!(st = bn_llvm_create_for(target, &jit, &err))) {
+      st = bn_llvm_aot_build(jit, &m.graph, &aot, &err);
+      bn_llvm_counts kc = bn_llvm_get_counts(jit);
+      bn_llvm_free(jit);
+      if (!st) {
+        size_t bytes = 0;
+        for (int i = 0; i < aot.n; i++) bytes += aot.objs[i].size;
+        fprintf(stderr, "aot: %d kernels for %s (%d built, %d from the disk cache), %.1f KiB of object code, %.2f s\n",
+                aot.n, aot.cpu, kc.built, kc.cached, bytes / 1024.0, bn_now() - t1);
+      }
+    }
   }
+  if (!st) st = bn_plan_write(&m, &mp, target, &aot, h.out, &err);
+  if (have_mp) bn_memplan_free(&mp);
+  bn_llvm_aot_free(&aot);
   if (!st && !h.failed) {
     struct stat sb;
     stat(h.out, &sb);

@@ -110,6 +110,11 @@ static void print_stats(bn_session *s, double load) {
   fprintf(stderr, "\n%-34s %10s %8s\n", "stage", "ms", "tokens");
   fprintf(stderr, "%-34s %10.2f\n", "load (map/import/compile)", load * 1e3);
   fprintf(stderr, "%-34s %10.2f\n", "kernel preparation", t->prepare_s * 1e3);
+  bn_llvm_counts kc;
+  int jit_nodes = bn_exec_jit_nodes(e, &kc);
+  if (jit_nodes)
+    fprintf(stderr, "  %d nodes run generated code; kernels: %d built (%d stored in the disk cache), %d from the disk cache, "
+            "%d from the plan (%.2f ms)\n", jit_nodes, kc.built, kc.stored, kc.cached, kc.aot, kc.seconds * 1e3);
   fprintf(stderr, "%-34s %10.3f %8d\n", "tokenize", t->tokenize_s * 1e3, t->n_prompt);
   fprintf(stderr, "%-34s %10.2f %8d\n", "prompt (prefill)", t->prompt_s * 1e3, t->n_prompt);
   fprintf(stderr, "%-34s %10.2f %8d\n", "generation (decode)", t->gen_s * 1e3, t->n_gen);
@@ -144,7 +149,7 @@ int bn_cmd_run(int argc, char **argv) {
   int64_t load0 = bn_trace_now_ns();
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return bn_trace_free(&trace), bn_cli_fail(&err);
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .ignore_eos = o.ignore_eos,
-                          .exec = {o.backend, (int)o.threads, cm.target}, .sampler = o.sp};
+                          .exec = {o.backend, (int)o.threads, cm.target, cm.aot}, .sampler = o.sp};
   bn_session *s;
   if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
     bn_cli_close_model(&cm);
@@ -217,7 +222,7 @@ int bn_cmd_eval(int argc, char **argv) {
   bn_error err = {0};
   bn_cli_model cm;
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return free(ids), bn_cli_fail(&err);
-  bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .exec = {o.backend, (int)o.threads, cm.target},
+  bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .exec = {o.backend, (int)o.threads, cm.target, cm.aot},
                           .sampler = o.sp};
   bn_session *s = NULL;
   size_t V = (size_t)cm.m->hp.n_vocab;

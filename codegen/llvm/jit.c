@@ -1,5 +1,6 @@
-/* ORC LLJIT set-up, the kernel cache (one kernel per unique key), and the
- * host-ISA choice. */
+/* ORC LLJIT set-up, the kernel table (one kernel per unique key), where a
+ * kernel's object code comes from (the plan's AOT objects, the on-disk
+ * cache, or O3 + codegen now), and the ISA choice. */
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
@@ -16,7 +17,10 @@
 #include <time.h>
 
 #include "gen.h"
+#include "kcache.h"
 #include "llvm.h"
+
+#include <xxhash.h>
 
 typedef bn_llvm_key kkey;
 
@@ -29,18 +33,24 @@ struct bn_llvm {
   bn_isa isa;
   LLVMOrcLLJITRef jit;
   LLVMTargetMachineRef tm;
+  char cpu[64], *features; /* what the target machine generates for */
   entry *cache;
   int n_cache, cap_cache;
-  double compile_s;
+  const bn_llvm_obj *aot;
+  int n_aot;
+  char cache_dir[4096];
+  int use_cache;
+  bn_llvm_counts counts;
   pthread_mutex_t lock;
 };
 
+/* Is "+feature" one of the host's features? (whole names: +xsave is not +xsavec) */
 static int cpu_has(const char *feature) {
   char *f = LLVMGetHostCPUFeatures();
-  char want[64];
-  snprintf(want, sizeof want, "+%s", feature);
-  const char *p = strstr(f, want);
-  int has = p && (p[strlen(want)] == ',' || p[strlen(want)] == 0);
+  size_t n = strlen(feature);
+  int has = 0;
+  for (const char *p = f; !has && (p = strstr(p, feature)); p += n)
+    has = p > f && p[-1] == '+' && (p - 1 == f || p[-2] == ',') && (p[n] == ',' || p[n] == 0);
   LLVMDisposeMessage(f);
   return has;
 }
@@ -75,7 +85,8 @@ static void init_llvm(void) {
   LLVMInitializeNativeAsmPrinter();
 }
 
-bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err) {
+/* A JIT whose target machine generates for cpu/features (NULL: this host). */
+static bn_status create(bn_isa isa, const char *cpu, const char *features, bn_llvm **out, bn_error *err) {
   *out = NULL;
   pthread_once(&init_once, init_llvm);
   if (!cpu_has("avx2")) return bn_fail(err, BN_E_UNSUPPORTED, "llvm: this CPU has no AVX2");
@@ -85,17 +96,22 @@ bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err) {
   if (!j) return bn_fail(err, BN_E_NOMEM, "out of memory");
   j->isa = isa;
   pthread_mutex_init(&j->lock, NULL);
+  j->use_cache = bn_kcache_dir(j->cache_dir, sizeof j->cache_dir);
   LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, NULL);
   if (e) {
     free(j);
     return llvm_fail(err, e, "creating the JIT");
   }
-  char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures(), *msg = NULL;
+  char *host_cpu = LLVMGetHostCPUName(), *host_feat = LLVMGetHostCPUFeatures();
+  snprintf(j->cpu, sizeof j->cpu, "%s", cpu ? cpu : host_cpu);
+  j->features = strdup(features ? features : host_feat);
+  LLVMDisposeMessage(host_cpu), LLVMDisposeMessage(host_feat);
+  char *triple = LLVMGetDefaultTargetTriple(), *msg = NULL;
   LLVMTargetRef target;
-  if (!LLVMGetTargetFromTriple(triple, &target, &msg))
-    j->tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
-                                    LLVMCodeModelJITDefault);
-  LLVMDisposeMessage(triple), LLVMDisposeMessage(cpu), LLVMDisposeMessage(feat);
+  if (j->features && !LLVMGetTargetFromTriple(triple, &target, &msg))
+    j->tm = LLVMCreateTargetMachine(target, triple, j->cpu, j->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                    LLVMCodeModelSmall);
+  LLVMDisposeMessage(triple);
   if (!j->tm) {
     bn_fail(err, BN_E_UNSUPPORTED, "llvm: no target machine for this host: %s", msg ? msg : "?");
     LLVMDisposeMessage(msg);
@@ -106,10 +122,46 @@ bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err) {
   return BN_OK;
 }
 
+bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err) { return create(isa, NULL, NULL, out, err); }
+
+/* The generic CPUs of the two portable targets; native is this host's CPU and features. */
+static const char V3_FEATURES[] = "+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+movbe";
+static const char V4_FEATURES[] = "+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+movbe,+avx512f,+avx512bw,+avx512dq,+avx512vl,+avx512cd,+avx512vnni";
+
+bn_status bn_llvm_create_for(const char *target, bn_llvm **out, bn_error *err) {
+  bn_isa isa;
+  if (bn_llvm_target_isa(target, &isa))
+    return bn_fail(err, BN_E_UNSUPPORTED, "target '%s' is unknown (native, x86-64-v3, x86-64-v4)", target);
+  if (!strcmp(target, "x86-64-v3")) return create(isa, "x86-64-v3", V3_FEATURES, out, err);
+  if (!strcmp(target, "x86-64-v4")) return create(isa, "x86-64-v4", V4_FEATURES, out, err);
+  return create(isa, NULL, NULL, out, err);
+}
+
+bn_isa bn_llvm_isa(const bn_llvm *j) { return j->isa; }
+
+const char *bn_llvm_cpu(const bn_llvm *j, const char **features) {
+  if (features) *features = j->features;
+  return j->cpu;
+}
+
+int bn_llvm_host_has(const char *features, char *missing, size_t cap) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", features);
+  for (char *save = NULL, *f = strtok_r(buf, ",", &save); f; f = strtok_r(NULL, ",", &save))
+    if (f[0] == '+' && !cpu_has(f + 1)) {
+      if (missing) snprintf(missing, cap, "%s", f + 1);
+      return 0;
+    }
+  return 1;
+}
+
+void bn_llvm_provide(bn_llvm *j, const bn_llvm_aot *aot) { j->aot = aot->objs, j->n_aot = aot->n; }
+
 void bn_llvm_free(bn_llvm *j) {
   if (!j) return;
   if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
   if (j->tm) LLVMDisposeTargetMachine(j->tm);
+  free(j->features);
   pthread_mutex_destroy(&j->lock);
   free(j->cache);
   free(j);
@@ -121,15 +173,15 @@ static double now(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Builds and optimizes the module of one kernel in ctx. */
-static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char *name, LLVMModuleRef *out,
-                       bn_error *err) {
+/* Generates the (unoptimized, verified) module of one kernel in ctx. */
+static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char *name, LLVMModuleRef *out,
+                     bn_error *err) {
   LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, ctx);
   LLVMSetTarget(m, LLVMOrcLLJITGetTripleString(j->jit));
   LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
-  if (key->family == 0) bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
-  else if (key->family == 1) bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
-  else if (key->family == 3) bn_gen_norm_quant(ctx, m, name, key->k, key->variant, key->eps, j->isa);
+  if (key->family == BN_K_MATMUL) bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
+  else if (key->family == BN_K_MATMUL_F) bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
+  else if (key->family == BN_K_NORM_QUANT) bn_gen_norm_quant(ctx, m, name, key->k, key->variant, key->eps, j->isa);
   else if (key->family == BN_K_ATTENTION) bn_gen_attention(ctx, m, name, (int)key->n, key->variant, (int)key->k, j->isa);
   else if (key->family == BN_K_ROPE) bn_gen_rope(ctx, m, name, (int)key->n, (int)key->k, j->isa);
   else bn_gen_peak(ctx, m, name, j->isa);
@@ -141,15 +193,91 @@ static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const ch
     return BN_E_INVALID;
   }
   LLVMDisposeMessage(msg);
+  *out = m;
+  return BN_OK;
+}
+
+static bn_status optimize(bn_llvm *j, LLVMModuleRef m, bn_error *err) {
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
   LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", j->tm, opts);
   LLVMDisposePassBuilderOptions(opts);
-  if (e) {
-    LLVMDisposeModule(m);
-    return llvm_fail(err, e, "optimizing");
+  return e ? llvm_fail(err, e, "optimizing") : BN_OK;
+}
+
+static bn_status build(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char *name, LLVMModuleRef *out,
+                       bn_error *err) {
+  bn_status st = gen(j, ctx, key, name, out, err);
+  if (!st && (st = optimize(j, *out, err))) LLVMDisposeModule(*out);
+  return st;
+}
+
+/* The cache key: the kernel's IR before optimization, the target machine and the LLVM version. */
+static uint64_t object_key(const bn_llvm *j, LLVMModuleRef m) {
+  char *ir = LLVMPrintModuleToString(m);
+  unsigned v[3];
+  LLVMGetVersion(&v[0], &v[1], &v[2]);
+  char tag[128];
+  snprintf(tag, sizeof tag, "|bnc-kcache-1|O3|pic|llvm %u.%u.%u|%s|", v[0], v[1], v[2], j->cpu);
+  XXH3_state_t *hs = XXH3_createState();
+  XXH3_64bits_reset(hs);
+  XXH3_64bits_update(hs, ir, strlen(ir));
+  XXH3_64bits_update(hs, tag, strlen(tag));
+  XXH3_64bits_update(hs, j->features, strlen(j->features));
+  uint64_t h = XXH3_64bits_digest(hs);
+  XXH3_freeState(hs);
+  LLVMDisposeMessage(ir);
+  return h;
+}
+
+/* The object code of key's kernel, malloc'd: from the disk cache, else
+ * built (and stored there). Called with the lock held. */
+static bn_status object_of(bn_llvm *j, const kkey *key, const char *name, void **data, size_t *size, bn_error *err) {
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef m;
+  bn_status st = gen(j, ctx, key, name, &m, err);
+  if (st) return LLVMContextDispose(ctx), st;
+  uint64_t h = j->use_cache ? object_key(j, m) : 0;
+  if (j->use_cache && (*data = bn_kcache_load(j->cache_dir, h, size))) {
+    j->counts.cached++;
+  } else if (!(st = optimize(j, m, err))) {
+    LLVMMemoryBufferRef buf;
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(j->tm, m, LLVMObjectFile, &msg, &buf)) {
+      st = bn_fail(err, BN_E_UNSUPPORTED, "llvm: code generation of %s: %s", name, msg ? msg : "?");
+    } else {
+      *size = LLVMGetBufferSize(buf);
+      if (!(*data = malloc(*size))) st = bn_fail(err, BN_E_NOMEM, "out of memory");
+      else memcpy(*data, LLVMGetBufferStart(buf), *size);
+      LLVMDisposeMemoryBuffer(buf);
+      if (!st && j->use_cache && !bn_kcache_store(j->cache_dir, h, *data, *size)) j->counts.stored++;
+      j->counts.built++;
+    }
+    LLVMDisposeMessage(msg);
   }
-  *out = m;
+  LLVMDisposeModule(m);
+  LLVMContextDispose(ctx);
+  return st;
+}
+
+static bn_status add_object(bn_llvm *j, const void *data, size_t size, const char *name, void **fn, bn_error *err) {
+  LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, size, name);
+  LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), mb);
+  LLVMOrcExecutorAddress addr = 0;
+  if (!e) e = LLVMOrcLLJITLookup(j->jit, &addr, name);
+  if (e) return llvm_fail(err, e, "loading the object code");
+  *fn = (void *)(uintptr_t)addr;
   return BN_OK;
+}
+
+bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size, bn_error *err) {
+  char name[128];
+  bn_llvm_key_name(key, j->isa, name, sizeof name);
+  pthread_mutex_lock(&j->lock);
+  double t0 = now();
+  bn_status st = object_of(j, key, name, data, size, err);
+  j->counts.seconds += now() - t0;
+  pthread_mutex_unlock(&j->lock);
+  return st;
 }
 
 void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
@@ -180,27 +308,24 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   double t0 = now();
   char name[128];
   bn_llvm_key_name(key, j->isa, name, sizeof name);
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-  LLVMModuleRef m;
-  bn_status st = build(j, LLVMOrcThreadSafeContextGetContext(tsc), key, name, &m, err);
-  if (!st) {
-    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
-    LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
-    LLVMOrcExecutorAddress addr = 0;
-    if (!e) e = LLVMOrcLLJITLookup(j->jit, &addr, name);
-    if (e) st = llvm_fail(err, e, "compiling");
-    else {
-      if (j->n_cache == j->cap_cache) {
-        int nc = j->cap_cache ? 2 * j->cap_cache : 16;
-        entry *c = realloc(j->cache, (size_t)nc * sizeof *c);
-        if (c) j->cache = c, j->cap_cache = nc;
-      }
-      *out = (void *)(uintptr_t)addr;
-      if (j->n_cache < j->cap_cache) j->cache[j->n_cache++] = (entry){*key, *out};
-    }
+  bn_status st = BN_OK;
+  int i = 0;
+  while (i < j->n_aot && strcmp(j->aot[i].name, name)) i++;
+  if (i < j->n_aot) { /* the plan carries its object code */
+    if (!(st = add_object(j, j->aot[i].data, j->aot[i].size, name, out, err))) j->counts.aot++;
+  } else {
+    void *data = NULL;
+    size_t size = 0;
+    if (!(st = object_of(j, key, name, &data, &size, err))) st = add_object(j, data, size, name, out, err);
+    free(data);
   }
-  LLVMOrcDisposeThreadSafeContext(tsc);
-  j->compile_s += now() - t0;
+  if (!st && j->n_cache == j->cap_cache) {
+    int nc = j->cap_cache ? 2 * j->cap_cache : 16;
+    entry *c = realloc(j->cache, (size_t)nc * sizeof *c);
+    if (c) j->cache = c, j->cap_cache = nc;
+  }
+  if (!st && j->n_cache < j->cap_cache) j->cache[j->n_cache++] = (entry){*key, *out};
+  j->counts.seconds += now() - t0;
   pthread_mutex_unlock(&j->lock);
   return st;
 }
@@ -298,7 +423,4 @@ char *bn_llvm_text(bn_llvm *j, const kkey *key, const char *emit, bn_error *err)
   return text;
 }
 
-double bn_llvm_compile_seconds(const bn_llvm *j, int *kernels) {
-  if (kernels) *kernels = j->n_cache;
-  return j->compile_s;
-}
+bn_llvm_counts bn_llvm_get_counts(const bn_llvm *j) { return j->counts; }

@@ -71,7 +71,46 @@ bn_isa bn_llvm_host_isa(void);
  * Returns 0 and the ISA for a known name ("ref", what older plans carry, counts as native). */
 int bn_llvm_target_isa(const char *target, bn_isa *isa);
 const char *bn_isa_name(bn_isa isa);
+/* A JIT generating for this host's CPU, with isa's kernels. */
 bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err);
+/* A JIT for a compile target: native (this host's CPU and features), or the
+ * generic x86-64-v3 / x86-64-v4 CPUs (object code any such CPU runs). */
+bn_status bn_llvm_create_for(const char *target, bn_llvm **out, bn_error *err);
+bn_isa bn_llvm_isa(const bn_llvm *j);
+/* The CPU name and feature string ("+avx2,+fma,...") the code is generated for. */
+const char *bn_llvm_cpu(const bn_llvm *j, const char **features);
+/* Does this host have every "+feature" of the list? If not, the first missing one. */
+int bn_llvm_host_has(const char *features, char *missing, size_t cap);
+
+/* Object code of one kernel, by symbol name (a plan's AOT section). */
+typedef struct {
+  const char *name;
+  const void *data;
+  size_t size;
+} bn_llvm_obj;
+/* Ahead-of-time object code: the kernels of one plan, generated for cpu with
+ * features (the "+feature" list a host must have to run them). */
+typedef struct {
+  const char *cpu, *features;
+  const bn_llvm_obj *objs;
+  int n;
+} bn_llvm_aot;
+/* Kernels whose names appear in aot are loaded from there instead of being
+ * generated (aot must outlive j). The caller checks the host has the features. */
+void bn_llvm_provide(bn_llvm *j, const bn_llvm_aot *aot);
+/* The object code of every unique kernel g's nodes select , for
+ * bnc compile --aot; bn_llvm_aot_free releases it. */
+bn_status bn_llvm_aot_build(bn_llvm *j, const bn_graph *g, bn_llvm_aot *out, bn_error *err);
+void bn_llvm_aot_free(bn_llvm_aot *a);
+/* The object code of key's kernel (malloc'd): from the disk cache or built. */
+bn_status bn_llvm_object(bn_llvm *j, const bn_llvm_key *key, void **data, size_t *size, bn_error *err);
+/* Where the kernels came from: built now (and stored in the disk cache),
+ * loaded from the disk cache, or from the plan's object code. */
+typedef struct {
+  int built, stored, cached, aot;
+  double seconds;
+} bn_llvm_counts;
+bn_llvm_counts bn_llvm_get_counts(const bn_llvm *j);
 void bn_llvm_free(bn_llvm *j);
 /* The kernel for rows of K (a multiple of 256) and N outputs; built on first use. */
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err);
@@ -85,7 +124,5 @@ bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, b
 typedef void (*bn_peak_kernel)(const void *in, void *out, int64_t iters);
 bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err);
 
-/* Seconds spent building and compiling kernels so far, and how many. */
-double bn_llvm_compile_seconds(const bn_llvm *j, int *kernels);
 
 #endif
