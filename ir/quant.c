@@ -100,7 +100,7 @@ static int8_t i2s_trit(const uint8_t *base, uint64_t e) {
 }
 
 int64_t bn_ternary_group(bn_dtype t, int64_t k) {
-  return t == BN_DT_I2_S || t == BN_DT_TP2 ? k : bn_dtype_table[t].block_elems;
+  return t == BN_DT_I2_S || t == BN_DT_TP2 || t == BN_DT_TL2 ? k : bn_dtype_table[t].block_elems;
 }
 
 static float rdf(const uint8_t *p) {
@@ -123,11 +123,45 @@ static void tern_tp2(const uint8_t *p, uint64_t k, int8_t *t) {
       for (int b = 0; b < 64; b++) t[sh * 64 + b] = val[(p[b] >> (2 * sh)) & 3];
 }
 
+/* Byte and shift of element e of row r in a TL2 tensor with rows of k. */
+static void tl2_at(uint64_t r, uint64_t e, uint64_t k, uint64_t *byte, int *shift) {
+  uint64_t p = e / 2, j = p / 8, q = p % 8;
+  *byte = (r / 16 * (k / 16) + j) * 64 + q % 4 * 16 + r % 16;
+  *shift = (int)(q / 4 * 4 + e % 2 * 2);
+}
+
+static void tern_tl2(const uint8_t *p, uint64_t k, uint64_t r, int8_t *t) {
+  static const int8_t val[4] = {-1, 0, 1, 0};
+  for (uint64_t e = 0; e < k; e++) {
+    uint64_t byte;
+    int sh;
+    tl2_at(r, e, k, &byte, &sh);
+    t[e] = val[(p[byte] >> sh) & 3];
+  }
+}
+
+void bn_tl2_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tl2) {
+  const uint8_t *src = tp2;
+  uint8_t *dst = tl2;
+  memset(dst, 0, rows * k / 4);
+  for (uint64_t r = 0; r < rows; r++) {
+    const uint8_t *row = src + r * (k / 4);
+    for (uint64_t e = 0; e < k; e++) {
+      uint64_t byte;
+      int sh;
+      tl2_at(r, e, k, &byte, &sh);
+      dst[byte] |= (uint8_t)(((row[e / 256 * 64 + e % 64] >> (2 * (e % 256 / 64))) & 3) << sh);
+    }
+  }
+  memcpy(dst + rows * k / 4, src + rows * k / 4, rows * 4); /* the row scales */
+}
+
 float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint64_t row, uint64_t k) {
   const uint8_t *p = tensor;
   switch (t) {
   case BN_DT_I2_S: return bn_i2s_scale(tensor, total);
-  case BN_DT_TP2: return rdf(p + total / 4 + 4 * row);
+  case BN_DT_TP2:
+  case BN_DT_TL2: return rdf(p + total / 4 + 4 * row);
   case BN_DT_TQ1_0: return rdh(p + row * k / 256 * 54 + 52);
   case BN_DT_TQ2_0: return rdh(p + row * k / 256 * 66 + 64);
   default: return 0;
@@ -154,6 +188,11 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
   }
   if (t == BN_DT_TP2) {
     tern_tp2((const uint8_t *)tensor + start / 4, n, trit);
+    scale[0] = rdf((const uint8_t *)tensor + total / 4 + 4 * (start / n));
+    return;
+  }
+  if (t == BN_DT_TL2) { /* whole rows: n is the row length */
+    tern_tl2(tensor, n, start / n, trit);
     scale[0] = rdf((const uint8_t *)tensor + total / 4 + 4 * (start / n));
     return;
   }
@@ -216,6 +255,17 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
   if (t == BN_DT_I2_S) {
     float sc = bn_i2s_scale(tensor, total);
     for (uint64_t i = 0; i < n; i++) out[i] = i2s_trit(tensor, start + i) * sc;
+    return;
+  }
+  if (t == BN_DT_TL2) { /* one whole row: n is its length */
+    static const int8_t val[4] = {-1, 0, 1, 0};
+    uint64_t row = start / (n > 0 ? n : 1), byte;
+    float sc = rdf((const uint8_t *)tensor + total / 4 + 4 * row);
+    for (uint64_t e = 0; e < n; e++) {
+      int sh;
+      tl2_at(row, e, n, &byte, &sh);
+      out[e] = val[(((const uint8_t *)tensor)[byte] >> sh) & 3] * sc;
+    }
     return;
   }
   if (t == BN_DT_TP2) { /* whole rows */

@@ -44,6 +44,16 @@ int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint6
  * are. Writes row `row` of a tensor of `rows` rows. */
 void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale);
 
+/* TL2, the layout of the lookup-table kernels: rows in blocks of 16 (N a
+ * multiple of 16), elements in pairs (2p, 2p+1) whose codes c0 + 4 c1 form a
+ * 4-bit index; pairs in chunks of 8. Chunk j of block b is 64 bytes at
+ * (b * K/16 + j) * 64: byte 16 L + i holds row 16 b + i's pair 8j + L in its
+ * low nibble and pair 8j + 4 + L in its high one (L = 0..3): each 16-byte
+ * lane is 16 rows of one pair, the operand of one vpshufb against that
+ * pair's table. Then one f32 scale per row, as TP2. Converts a whole TP2
+ * tensor of rows x k. */
+void bn_tl2_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tl2);
+
 /* The per-tensor scale stored after an I2_S code array. */
 float bn_i2s_scale(const void *tensor, uint64_t total);
 

@@ -15,6 +15,7 @@ typedef struct {
   const void *a, *w, *resid;
   void *out;
   int64_t N;
+  int64_t granule; /* matmuls: rows are split in multiples of this (16 for the lookup-table kernels) */
 } jit_node;
 
 struct bn_exec {
@@ -58,13 +59,15 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
   void **v = e->env.val;
   switch (key.family) {
   case BN_K_MATMUL:
-    *j = (jit_node){1, fn, v[n->in[0]], v[n->in[1]], key.variant == BN_MM_DQ_ADD ? v[n->in[2]] : NULL, v[n->out], key.n};
+  case BN_K_MATMUL_LUT:
+    *j = (jit_node){1, fn, v[n->in[0]], v[n->in[1]], key.variant == BN_MM_DQ_ADD ? v[n->in[2]] : NULL, v[n->out], key.n,
+                    key.family == BN_K_MATMUL_LUT ? 16 : 1};
     break;
-  case BN_K_MATMUL_F: *j = (jit_node){2, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.n}; break;
+  case BN_K_MATMUL_F: *j = (jit_node){2, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.n, 1}; break;
   case BN_K_ATTENTION: j->fn = fn; break; /* kind 3, split by heads */
   case BN_K_NORM_QUANT:
     if (key.k > e->tmp_width) e->tmp_width = key.k;
-    *j = (jit_node){4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k};
+    *j = (jit_node){4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k, 1};
     break;
   case BN_K_ROPE: {
     int r = 0, dims = (int)n->attr[2];
@@ -77,7 +80,7 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
       e->rope_key[r][0] = dims, e->rope_key[r][1] = n->attr[3];
       e->n_rope++;
     }
-    *j = (jit_node){5, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0]};
+    *j = (jit_node){5, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0], 1};
     break;
   }
   }
@@ -107,7 +110,7 @@ static void run_attention(bn_exec *e, int node, int i, int n) {
                            e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
 }
 
-/* Thread i of n takes rows [N i / n, N (i + 1) / n). */
+/* Thread i of n takes rows [N i / n, N (i + 1) / n), in whole granules. */
 static void run_job(void *ctx, int i, int n) {
   const job *jb = ctx;
   const jit_node *j = jb->j;
@@ -126,7 +129,7 @@ static void run_job(void *ctx, int i, int n) {
       ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, jb->e->tmp + (size_t)i * (size_t)jb->e->tmp_width, jb->T, t0, t1);
     return;
   }
-  int64_t n0 = j->N * i / n, n1 = j->N * (i + 1) / n;
+  int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = j->N / G * (i + 1) / n * G;
   if (n0 == n1) return;
   if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, jb->T, n0, n1);
   else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, jb->T, n0, n1);

@@ -20,6 +20,37 @@
 #include "../ir/rng.h"
 #include "testutil.h"
 
+/* The kernel of family (TP2 or lookup-table) in the three modes against the reference results,
+ * run as two row ranges as two threads would (split on a multiple of 16 for the tables). */
+static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t *qa, const float *resid,
+                        const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
+  bn_error err = {0};
+  for (int mode = 0; mode < 3; mode++) {
+    bn_llvm_key key = {family, K, N, mode, 0};
+    void *fn;
+    if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
+    bn_mm_kernel k = (bn_mm_kernel)fn;
+    memset(acc, 0x5a, (size_t)T * N * 4);
+    memset(y, 0x5a, (size_t)T * N * 4);
+    int split = family == BN_K_MATMUL_LUT ? N / 16 / 3 * 16 : N / 3;
+    void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
+    k(qa, w, out, resid, T, 0, split);
+    k(qa, w, out, resid, T, split, N);
+    for (int i = 0; i < T * N; i++) {
+      if (mode == BN_MM_ACC) {
+        if (acc[i] != acc_ref[i])
+          fail_msg("%s family %d ACC T=%d K=%d N=%d [%d]: %d != %d", bn_isa_name(bn_llvm_isa(j)), family, T, K, N, i, acc[i],
+                   acc_ref[i]);
+      } else {
+        float want = mode == BN_MM_DQ ? y_ref[i] : resid[i] + y_ref[i];
+        if (!(fabsf(y[i] - want) <= 1e-5f * fmaxf(fabsf(want), 1e-3f)))
+          fail_msg("family %d mode %d T=%d K=%d N=%d [%d]: %g != %g", family, mode, T, K, N, i, y[i], want);
+        assert_true(y[i] == want); /* same operations in the same order: bit-identical */
+      }
+    }
+  }
+}
+
 static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   int64_t dims[2] = {N, K};
   bn_shape s = bn_shape_make(2, dims);
@@ -39,27 +70,15 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4), bs[64];
   bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
   bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
-  bn_error err = {0};
-  for (int mode = 0; mode < 3; mode++) {
-    bn_mm_kernel k;
-    if (bn_llvm_matmul(j, K, N, (bn_mm_mode)mode, &k, &err)) fail_msg("%s", err.msg);
-    memset(acc, 0x5a, (size_t)T * N * 4);
-    memset(y, 0x5a, (size_t)T * N * 4);
-    int split = N / 3; /* two row ranges, as two threads would run them */
-    void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
-    k(qa, w, out, resid, T, 0, split);
-    k(qa, w, out, resid, T, split, N);
-    for (int i = 0; i < T * N; i++) {
-      if (mode == BN_MM_ACC) {
-        if (acc[i] != acc_ref[i])
-          fail_msg("%s ACC T=%d K=%d N=%d [%d]: %d != %d", bn_isa_name(bn_llvm_host_isa()), T, K, N, i, acc[i], acc_ref[i]);
-      } else {
-        float want = mode == BN_MM_DQ ? y_ref[i] : resid[i] + y_ref[i];
-        if (!(fabsf(y[i] - want) <= 1e-5f * fmaxf(fabsf(want), 1e-3f)))
-          fail_msg("mode %d T=%d K=%d N=%d [%d]: %g != %g", mode, T, K, N, i, y[i], want);
-        assert_true(y[i] == want); /* same operations in the same order: bit-identical */
-      }
-    }
+  check_modes(j, BN_K_MATMUL, w, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
+  if (N % 16 == 0) { /* the lookup-table kernel over the same weights re-laid as TL2 */
+    uint8_t *tl = malloc(bn_value_bytes(BN_DT_TL2, &s, 0));
+    bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
+    bn_value tv = {BN_VAL_WEIGHT, "w", BN_DT_TL2, s, -1, tl, 0};
+    bn_ref_tmatmul(qa, T, K, N, &tv, acc, scr, bs); /* the reference reads TL2 as the same trits */
+    assert_memory_equal(acc, acc_ref, (size_t)T * N * 4);
+    check_modes(j, BN_K_MATMUL_LUT, tl, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
+    free(tl);
   }
   free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
 }
@@ -74,15 +93,17 @@ static void run_isa(bn_isa isa) {
   uint64_t rng = 1234 + (uint64_t)isa;
   const int Ts[] = {1, 2, 3, 4, 5, 8, 13};
   const int Ks[] = {256, 512, 768, 1536};
-  const int Ns[] = {1, 3, 17, 64, 129};
+  const int Ns[] = {1, 3, 17, 64, 129, 48};
   int n = 0;
   for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
     for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
       for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++, n++) check_shape(j, Ts[a], Ks[b], Ns[c], &rng);
   check_shape(j, 32, 2560, 64, &rng); /* 2B-4T's width */
   check_shape(j, 9, 6912, 7, &rng);   /* and its FFN */
+  check_shape(j, 2, 6912, 32, &rng);
+  check_shape(j, 1, 2560, 160, &rng);
   bn_llvm_counts c = bn_llvm_get_counts(j);
-  printf("  %s: %d shapes x 3 modes, %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 2,
+  printf("  %s: %d shapes x 3 modes (and the lookup-table kernel where N %% 16 = 0), %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
          c.built + c.cached, c.built, c.cached, c.seconds);
   bn_llvm_free(j);
 }

@@ -22,7 +22,8 @@ static const char HELP[] =
     "  ppP: tokens/s processing a P-token prompt; tgN: tokens/s generating N tokens one at a time.\n"
     "  Each test runs -r times (after one warm-up); the table gives median +- standard deviation.\n"
     "  --kernel: the fused ternary matmul+dequant kernel alone on a [T x K] x [K -> N] product,\n"
-    "  in GOPS (2 ops per multiply-add) and GB/s of weights streamed.\n"
+    "  in GOPS (2 ops per multiply-add) and GB/s of weights streamed: the packed (dot-product)\n"
+    "  kernel and, when N is a multiple of 16, the lookup-table kernel on the same weights.\n"
     "  Every run also measures memory read bandwidth and the int8 multiply-add peak (per thread\n"
     "  count) and prints each figure's fraction of them.\n";
 
@@ -292,12 +293,12 @@ typedef struct {
   bn_mm_kernel k;
   const uint8_t *qa, *w;
   float *y;
-  int64_t T, N;
+  int64_t T, N, G; /* G: rows split in multiples of G */
 } mm_job;
 
 static void mm_run(void *ctx, int i, int n) {
   const mm_job *j = ctx;
-  int64_t n0 = j->N * i / n, n1 = j->N * (i + 1) / n;
+  int64_t n0 = j->N / j->G * i / n * j->G, n1 = j->N / j->G * (i + 1) / n * j->G;
   if (n1 > n0) j->k(j->qa, j->w, j->y, NULL, j->T, n0, n1);
 }
 
@@ -317,33 +318,48 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   for (size_t i = 0; i < wbytes; i++) w[i] = (uint8_t)(bn_rng_next(&rng) & 0x55); /* codes 0 or 1 */
   for (long i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) - 0.5);
   bn_ref_quantize(x, T, K, qa);
-  mm_job job = {NULL, qa, w, y, T, N};
-  if (bn_llvm_matmul(jit, K, N, BN_MM_DQ, &job.k, &err)) return bn_cli_fail(&err);
+  /* the packed kernel over TP2 and, where N allows, the lookup-table kernel over the same weights as TL2 */
+  uint8_t *tl = aligned_alloc(64, (wbytes + 63) / 64 * 64);
+  int paths = N % 16 ? 1 : 2;
+  if (paths == 2) bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
+  mm_job jobs[2] = {{NULL, qa, w, y, T, N, 1}, {NULL, qa, tl, y, T, N, 16}};
+  for (int p = 0; p < paths; p++) {
+    bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0};
+    void *fn;
+    if (bn_llvm_get(jit, &key, &fn, &err)) return bn_cli_fail(&err);
+    jobs[p].k = (bn_mm_kernel)fn;
+  }
+  const char *isa = bn_isa_name(bn_llvm_host_isa()), *names[2] = {"packed", "lookup table"};
   if (!strcmp(fmt, "md")) {
-    printf("kernel fused:tmatmul+dequant, K=%ld N=%ld T=%ld, %s, weights %.2f MB\n\n", K, N, T,
-           bn_isa_name(bn_llvm_host_isa()), wbytes / 1e6);
-    printf("| threads | us/call | GOPS | of int8 peak | weight GB/s | of bandwidth |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("kernel fused:tmatmul+dequant, K=%ld N=%ld T=%ld, %s, weights %.2f MB\n\n", K, N, T, isa, wbytes / 1e6);
+    printf("| threads | path | us/call | GOPS | of int8 peak | weight GB/s | of bandwidth |\n"
+           "| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
   }
   for (int ti = 0; ti < threads->n; ti++) {
     bn_pool *pool;
     if (bn_pool_create(threads->vals[ti], &pool, &err)) return bn_cli_fail(&err);
-    double bw = measure_bandwidth(pool), peak = measure_peak(jit, pool), us[64], med, sd;
+    double bw = measure_bandwidth(pool), peak = measure_peak(jit, pool);
     int inner = (int)(2e8 / ((double)K * N * T) + 1);
-    for (int r = 0; r < reps; r++) {
-      double t0 = bn_now();
-      for (int i = 0; i < inner; i++) bn_pool_run(pool, mm_run, &job);
-      us[r] = (bn_now() - t0) / inner * 1e6;
+    for (int p = 0; p < paths; p++) {
+      double us[64], med, sd;
+      for (int r = 0; r < reps; r++) {
+        double t0 = bn_now();
+        for (int i = 0; i < inner; i++) bn_pool_run(pool, mm_run, &jobs[p]);
+        us[r] = (bn_now() - t0) / inner * 1e6;
+      }
+      stats(us, reps, &med, &sd);
+      double macs = (double)K * N * T, gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
+      if (!strcmp(fmt, "md"))
+        printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% | %.1f | %.0f%% |\n", threads->vals[ti], names[p], med, sd, gops,
+               100 * gops / 2 / peak, gbs, 100 * gbs / bw);
+      else
+        printf("{\"threads\": %d, \"path\": \"%s\", \"us\": %.3f, \"stddev\": %.3f, \"gops\": %.2f, "
+               "\"int8_peak_gmacs\": %.1f, \"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f}\n",
+               threads->vals[ti], p ? "lut" : "packed", med, sd, gops, peak, gbs, bw);
     }
-    stats(us, reps, &med, &sd);
-    double macs = (double)K * N * T, gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
-    if (!strcmp(fmt, "md"))
-      printf("| %d | %.1f ± %.1f | %.1f | %.0f%% | %.1f | %.0f%% |\n", threads->vals[ti], med, sd, gops,
-             100 * gops / 2 / peak, gbs, 100 * gbs / bw);
-    else
-      printf("{\"threads\": %d, \"us\": %.3f, \"stddev\": %.3f, \"gops\": %.2f, \"int8_peak_gmacs\": %.1f, "
-             "\"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f}\n", threads->vals[ti], med, sd, gops, peak, gbs, bw);
     bn_pool_free(pool);
   }
+  free(tl);
   free(w), free(qa), free(x), free(y);
   bn_llvm_free(jit);
   return 0;

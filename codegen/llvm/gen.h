@@ -52,6 +52,9 @@ void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRe
 
 /* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c). */
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, bn_isa isa);
+/* The same signature over TL2 weights by table lookups; n0, n1 multiples of 16 (gen_matmul_lut.c). */
+void bn_gen_matmul_lut(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
+                       bn_isa isa);
 /* Adds `void name(ptr x, ptr w, ptr y, i64 T, i64 n0, i64 n1)`: y = x * W^T for a float
  * (f32 or f16) W of N rows of K (gen_matvec_f.c). */
 void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_dtype wtype, bn_isa isa);

@@ -184,6 +184,7 @@ static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char
   else if (key->family == BN_K_NORM_QUANT) bn_gen_norm_quant(ctx, m, name, key->k, key->variant, key->eps, j->isa);
   else if (key->family == BN_K_ATTENTION) bn_gen_attention(ctx, m, name, (int)key->n, key->variant, (int)key->k, j->isa);
   else if (key->family == BN_K_ROPE) bn_gen_rope(ctx, m, name, (int)key->n, (int)key->k, j->isa);
+  else if (key->family == BN_K_MATMUL_LUT) bn_gen_matmul_lut(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
   else bn_gen_peak(ctx, m, name, j->isa);
   char *msg = NULL;
   if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
@@ -282,8 +283,8 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
 
 void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   static const char *modes[] = {"acc", "dq", "dqadd"};
-  static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq", "attn", "rope"};
-  const char *variant = key->family == 0 ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name
+  static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq", "attn", "rope", "lut"};
+  const char *variant = key->family == 0 || key->family == BN_K_MATMUL_LUT ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name
                         : key->family == 3 ? nq_modes[key->variant] : key->family == 4 ? "gqa" : key->family == 5 ? "neox" : "";
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);

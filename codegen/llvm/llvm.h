@@ -19,7 +19,8 @@ typedef enum { BN_ISA_AVX2, BN_ISA_AVX512_VNNI } bn_isa;
  * are bit-identical to them). */
 typedef enum { BN_MM_ACC, BN_MM_DQ, BN_MM_DQ_ADD } bn_mm_mode;
 
-/* qa: T rows of QA8 (K codes); w: TP2 [N, K]; rows n0..n1 of the output. */
+/* qa: T rows of QA8 (K codes); w: TP2 [N, K] (the lookup-table kernels: TL2,
+ * and n0, n1 multiples of 16); rows n0..n1 of the output. */
 typedef void (*bn_mm_kernel)(const uint8_t *qa, const uint8_t *w, void *out, const float *resid, int64_t T, int64_t n0,
                              int64_t n1);
 
@@ -45,11 +46,11 @@ typedef struct bn_llvm bn_llvm;
 
 /* A kernel's identity: its family, constant shape and variant. Every
  * generated kernel is built once per key and shared. */
-enum { BN_K_MATMUL, BN_K_MATMUL_F, BN_K_PEAK, BN_K_NORM_QUANT, BN_K_ATTENTION, BN_K_ROPE };
+enum { BN_K_MATMUL, BN_K_MATMUL_F, BN_K_PEAK, BN_K_NORM_QUANT, BN_K_ATTENTION, BN_K_ROPE, BN_K_MATMUL_LUT };
 typedef struct {
   int family;
-  int64_t k, n;  /* MATMUL(_F): K, N; NORM_QUANT: K; ATTENTION, ROPE: head_dim, heads */
-  int variant;   /* MATMUL: bn_mm_mode; MATMUL_F: weight dtype; NORM_QUANT: BN_NQ_*; ATTENTION: kv_heads */
+  int64_t k, n;  /* MATMUL(_F, _LUT): K, N; NORM_QUANT: K; ATTENTION, ROPE: head_dim, heads */
+  int variant;   /* MATMUL(_LUT): bn_mm_mode; MATMUL_F: weight dtype; NORM_QUANT: BN_NQ_*; ATTENTION: kv_heads */
   float eps;     /* NORM_QUANT */
 } bn_llvm_key;
 

@@ -40,8 +40,9 @@ int bn_llvm_select(const bn_graph *g, int i, bn_isa isa, bn_llvm_key *key) {
   int with_add = body_is(n, mm3, 3);
   if (with_add || body_is(n, mm2, 2)) {
     const bn_value *w = &g->values[n->in[1]];
-    if (w->dtype != BN_DT_TP2 || n->body->nodes[1].n_in != 3 || w->shape.d[1] % 256) return 0;
-    *key = (bn_llvm_key){BN_K_MATMUL, w->shape.d[1], w->shape.d[0], with_add ? BN_MM_DQ_ADD : BN_MM_DQ, 0};
+    if ((w->dtype != BN_DT_TP2 && w->dtype != BN_DT_TL2) || n->body->nodes[1].n_in != 3 || w->shape.d[1] % 256) return 0;
+    int family = w->dtype == BN_DT_TL2 ? BN_K_MATMUL_LUT : BN_K_MATMUL;
+    *key = (bn_llvm_key){family, w->shape.d[1], w->shape.d[0], with_add ? BN_MM_DQ_ADD : BN_MM_DQ, 0};
     return 1;
   }
   if (n->op == BN_OP_OUTPUT_PROJ) {
