@@ -38,7 +38,7 @@ void bn_graph_free(bn_graph *g) {
   memset(g, 0, sizeof *g);
 }
 
-static const char *intern(bn_graph *g, const char *s) {
+const char *bn_graph_intern(bn_graph *g, const char *s) {
   if (!GROW(g->strings, g->n_strings, g->cap_strings)) return NULL;
   char *c = strdup(s);
   if (c) g->strings[g->n_strings++] = c;
@@ -47,7 +47,7 @@ static const char *intern(bn_graph *g, const char *s) {
 
 static int add_value(bn_graph *g, bn_value_kind kind, const char *name, bn_dtype t, bn_shape s) {
   if (!GROW(g->values, g->n_values, g->cap_values)) return -1;
-  const char *nm = intern(g, name);
+  const char *nm = bn_graph_intern(g, name);
   if (!nm) return -1;
   bn_value *v = &g->values[g->n_values];
   memset(v, 0, sizeof *v);

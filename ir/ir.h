@@ -112,6 +112,8 @@ void bn_graph_init(bn_graph *g, const char *arch);
 void bn_graph_free(bn_graph *g);
 /* Each returns the new value id, or -1 on out of memory. */
 int bn_graph_add_input(bn_graph *g, const char *name, bn_dtype t, bn_shape s);
+/* A copy of s in the graph's string pool (NULL: out of memory). */
+const char *bn_graph_intern(bn_graph *g, const char *s);
 int bn_graph_add_weight(bn_graph *g, const char *name, bn_dtype t, bn_shape s, const void *data, size_t nbytes);
 /* Takes ownership of data (malloc'd), freed with the graph; returns NULL on OOM. */
 void *bn_graph_own(bn_graph *g, void *data);

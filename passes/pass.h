@@ -11,6 +11,8 @@
 typedef struct {
   int max_tokens;  /* largest step the memory plan serves (prompt chunk) */
   int verify;      /* run the verifier after every pass */
+  const int64_t *lut; /* relayout-lut: n_lut pairs (K, N) of matmul shapes for the lookup-table kernels */
+  int n_lut;
 } bn_pass_opts;
 
 typedef bn_status (*bn_pass_fn)(bn_graph *g, const bn_pass_opts *o, bn_error *err);
@@ -40,6 +42,9 @@ bn_status bn_pass_fuse_matmul(bn_graph *g, const bn_pass_opts *o, bn_error *err)
 bn_status bn_pass_fuse_gate(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_fuse_norm_quant(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_dce(bn_graph *g, const bn_pass_opts *o, bn_error *err);
+/* Not in the pipeline: bnc compile --tune runs it after, with the shapes it chose (in place,
+ * node and value indices unchanged). */
+bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 /* Memory planning is the pipeline's last step; it produces a plan, not a graph. */
 bn_status bn_plan_memory(const bn_graph *g, int max_tokens, bn_memplan *mp, bn_error *err);
 

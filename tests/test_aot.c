@@ -181,7 +181,7 @@ static void write_plans(void) {
   bn_memplan mp;
   assert_int_equal(bn_gguf_open(&f, gguf, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
-  bn_pass_opts po = {8, 1};
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
   bn_llvm *j;
   bn_llvm_aot aot;

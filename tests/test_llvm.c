@@ -310,7 +310,7 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &ref, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &opt, &err), BN_OK);
-  bn_pass_opts po = {8, 1};
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   if (bn_pass_run_pipeline(&opt.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
   int32_t tok[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
   size_t V = (size_t)ref.hp.n_vocab;
@@ -319,17 +319,21 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_ref_create(&ref.graph, 12, 64, &r, &err), BN_OK);
   assert_int_equal(bn_ref_eval(r, tok, 12, 0, &want, &err), BN_OK);
   char text[2][512];
+  float *packed = NULL;
+  int jit_nodes = 0;
   for (int threads = 1; threads <= 2; threads++) {
     bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, threads}, .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
-    assert_true(bn_exec_jit_nodes(bn_session_exec(s), NULL) > 0);
+    jit_nodes = bn_exec_jit_nodes(bn_session_exec(s), NULL);
+    assert_true(jit_nodes > 0);
     float *got = malloc(12 * V * sizeof *got);
     assert_int_equal(bn_session_eval(s, tok, 12, got, &err), BN_OK);
     double rel = tu_rel_to_range(got, want, 12 * V);
     printf("  %s, %d thread(s): max |diff| / logit range %.3g\n", what, threads, rel);
     assert_true(rel < 1e-4);
-    free(got);
+    if (threads == 2) packed = got;
+    else free(got);
     bn_session_free(s);
   }
   /* greedy: the reference backend and the LLVM backend continue the same way */
@@ -344,6 +348,25 @@ static void check_model(const char *path, const char *what) {
     bn_session_free(s);
   }
   assert_string_equal(text[0], text[1]);
+  /* the lookup-table kernels (every matmul re-laid as TL2): the same bytes as the packed ones */
+  int64_t shapes[64];
+  int n_lut = 0;
+  for (int i = 0; i < opt.graph.n_nodes && n_lut < 32; i++)
+    if (opt.graph.nodes[i].body && opt.graph.nodes[i].body->nodes[0].op == BN_OP_TMATMUL) {
+      const bn_value *w = &opt.graph.values[opt.graph.nodes[i].in[1]];
+      shapes[2 * n_lut] = w->shape.d[1], shapes[2 * n_lut + 1] = w->shape.d[0], n_lut++;
+    }
+  bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = n_lut};
+  if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s", err.msg);
+  bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2}, .sampler = bn_sampler_defaults()};
+  bn_session *s;
+  float *lut = malloc(12 * V * sizeof *lut);
+  if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
+  assert_int_equal(bn_session_eval(s, tok, 12, lut, &err), BN_OK);
+  assert_memory_equal(lut, packed, 12 * V * sizeof *lut);
+  assert_int_equal(bn_exec_jit_nodes(bn_session_exec(s), NULL), jit_nodes); /* every matmul still runs generated code */
+  bn_session_free(s);
+  free(lut), free(packed);
   bn_ref_free(r);
   bn_memplan_free(&mp);
   bn_model_free(&ref);

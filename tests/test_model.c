@@ -48,7 +48,7 @@ typedef struct {
 
 static void compile(const char *path, compiled *c) {
   bn_error err = {0};
-  bn_pass_opts po = {32, 1};
+  bn_pass_opts po = {.max_tokens = 32, .verify = 1};
   if (bn_gguf_open(&c->f, path, &err) || bn_import_gguf(&c->f, &c->m, &err) ||
       bn_pass_run_pipeline(&c->m.graph, &po, &c->mp, NULL, NULL, &err))
     fail_msg("%s", err.msg);

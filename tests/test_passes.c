@@ -91,6 +91,8 @@ static void brute_force_plan_check(const bn_graph *g, const bn_memplan *mp) {
   free(first), free(last);
 }
 
+static int weights_of_type(const bn_graph *g, bn_dtype t);
+
 static void check_model(const char *path, const char *what) {
   bn_gguf f;
   bn_model m, opt;
@@ -98,7 +100,7 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &opt, &err), BN_OK);
-  bn_pass_opts po = {8, 1};
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   bn_memplan mp;
   hook_state h = {0, what};
   if (bn_pass_run_pipeline(&opt.graph, &po, &mp, roundtrip_hook, &h, &err)) fail_msg("%s: %s", what, err.msg);
@@ -116,7 +118,29 @@ static void check_model(const char *path, const char *what) {
   for (size_t i = 0; i < 12 * V; i++) maxrel = fmax(maxrel, fabs(a[i] - b[i]) / fmax(fabs(a[i]), 1e-3));
   printf("  %s: fused vs unfused logits, max relative diff %.3g\n", what, maxrel);
   assert_true(maxrel < 1e-5);
-  free(a), free(b);
+  /* relayout-lut on every matmul shape: the reference reads TL2 as the same trits, bit for bit */
+  int64_t shapes[64];
+  int n_lut = 0;
+  for (int i = 0; i < opt.graph.n_nodes && n_lut < 32; i++) {
+    const bn_node *nd = &opt.graph.nodes[i];
+    if (nd->body && nd->body->nodes[0].op == BN_OP_TMATMUL) {
+      const bn_value *w = &opt.graph.values[nd->in[1]];
+      shapes[2 * n_lut] = w->shape.d[1], shapes[2 * n_lut + 1] = w->shape.d[0], n_lut++;
+    }
+  }
+  int tp2 = weights_of_type(&opt.graph, BN_DT_TP2), eligible = 0;
+  for (int i = 0; i < opt.graph.n_values; i++)
+    eligible += opt.graph.values[i].dtype == BN_DT_TP2 && opt.graph.values[i].shape.d[0] % 16 == 0;
+  bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = n_lut};
+  if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s: relayout-lut: %s", what, err.msg);
+  assert_int_equal(weights_of_type(&opt.graph, BN_DT_TL2), eligible);
+  assert_int_equal(weights_of_type(&opt.graph, BN_DT_TP2), tp2 - eligible);
+  hook_state h2 = {0, what};
+  roundtrip_hook("relayout-lut", &opt.graph, 0, &h2);
+  float *c = run(&opt.graph, tok, 12, 5, V);
+  assert_memory_equal(b, c, 12 * V * sizeof *b);
+  printf("  %s: %d of %d packed weights re-laid as TL2, logits bit-identical\n", what, eligible, tp2);
+  free(a), free(b), free(c);
   bn_memplan_free(&mp);
   bn_model_free(&m);
   bn_model_free(&opt);
@@ -215,7 +239,7 @@ static void load(const char *name, bn_gguf *f, bn_model *m) {
 }
 
 static void run_pass(bn_graph *g, const char *name) {
-  bn_pass_opts o = {8, 1};
+  bn_pass_opts o = {.max_tokens = 8, .verify = 1};
   bn_error err = {0};
   if (bn_pass_find(name)->run(g, &o, &err) || bn_graph_verify(g, &err)) fail_msg("%s: %s", name, err.msg);
 }

@@ -25,7 +25,7 @@ static void compile(const char *gguf, const char *out, int batch) {
   bn_model m;
   bn_memplan mp;
   bn_error err = {0};
-  bn_pass_opts po = {batch, 1};
+  bn_pass_opts po = {.max_tokens = batch, .verify = 1};
   assert_int_equal(bn_gguf_open(&f, gguf, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
   if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_plan_write(&m, &mp, "native", NULL, out, &err))

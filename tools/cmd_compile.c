@@ -10,11 +10,15 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--aot] [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
+    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--tune|--lut] [--aot] [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
     "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes.\n"
     "  --target T         native (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2)\n"
     "                     or x86-64-v4 (AVX-512 VNNI): the instruction set of the kernels generated at load\n"
+    "  --tune             time the packed and the lookup-table matmul kernels of every matmul shape on\n"
+    "                     this machine (one thread; pp128 + tg64's work) and store each shape's weights in\n"
+    "                     the layout of the faster: the choice is recorded in the plan (tl2 weights)\n"
+    "  --lut              use the lookup-table kernels for every matmul whose rows are a multiple of 16\n"
     "  --aot              also store the kernels' object code, compiled for the target, in the plan: a host\n"
     "                     with the target's CPU features loads it instead of generating code (others re-JIT)\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 32)\n"
@@ -25,7 +29,7 @@ static const char HELP[] =
 
 typedef struct {
   const char *out, *dump;
-  int time, aot;
+  int time, aot, tune, lut;
   int failed;
 } hook_ctx;
 
@@ -44,6 +48,45 @@ static void hook(const char *pass, const bn_graph *g, double seconds, void *user
     fprintf(stderr, "bnc: %s: cannot write\n", path);
     h->failed = 1;
   } else fprintf(stderr, "wrote %s\n", path);
+}
+
+/* --tune / --lut: which matmul shapes get the lookup-table layout, then relayout-lut. */
+static bn_status choose_layouts(bn_graph *g, const char *target, int batch, int tune, bn_error *err) {
+  int64_t *shapes = malloc((size_t)g->n_nodes * 2 * sizeof *shapes), *lut = malloc((size_t)g->n_nodes * 2 * sizeof *lut);
+  int n = 0, n_lut = 0;
+  if (!shapes || !lut) return free(shapes), free(lut), bn_fail(err, BN_E_NOMEM, "out of memory");
+  for (int i = 0; i < g->n_nodes; i++) { /* the fused matmuls' unique [N, K] */
+    const bn_node *nd = &g->nodes[i];
+    if (!nd->body || nd->body->nodes[0].op != BN_OP_TMATMUL || g->values[nd->in[1]].dtype != BN_DT_TP2) continue;
+    int64_t K = g->values[nd->in[1]].shape.d[1], N = g->values[nd->in[1]].shape.d[0], k = 0;
+    while (k < n && !(shapes[2 * k] == K && shapes[2 * k + 1] == N)) k++;
+    if (k == n) shapes[2 * n] = K, shapes[2 * n + 1] = N, n++;
+  }
+  bn_llvm *jit = NULL;
+  bn_status st = tune ? bn_llvm_create_for(target, &jit, err) : BN_OK;
+  if (!st && tune)
+    fprintf(stderr, "tune: %s, 1 thread, us per call (decode: 1 token; prefill: %d tokens)\n"
+            "  %6s %6s  %10s %10s  %10s %10s  choice\n", bn_isa_name(bn_llvm_isa(jit)), batch, "K", "N",
+            "packed tg", "lut tg", "packed pp", "lut pp");
+  for (int k = 0; k < n && !st; k++) {
+    int64_t K = shapes[2 * k], N = shapes[2 * k + 1];
+    int use = !tune && N % 16 == 0;
+    if (tune) {
+      bn_tune r;
+      if ((st = bn_llvm_tune_matmul(jit, K, N, batch, &r, err))) break;
+      use = r.lut;
+      if (N % 16) fprintf(stderr, "  %6lld %6lld  (rows not a multiple of 16: packed)\n", (long long)K, (long long)N);
+      else
+        fprintf(stderr, "  %6lld %6lld  %10.1f %10.1f  %10.1f %10.1f  %s\n", (long long)K, (long long)N, r.decode_us[0],
+                r.decode_us[1], r.prefill_us[0], r.prefill_us[1], use ? "lookup table" : "packed");
+    }
+    if (use) lut[2 * n_lut] = K, lut[2 * n_lut + 1] = N, n_lut++;
+  }
+  bn_llvm_free(jit);
+  bn_pass_opts po = {.max_tokens = batch, .verify = 1, .lut = lut, .n_lut = n_lut};
+  if (!st) st = bn_pass_relayout_lut(g, &po, err);
+  free(shapes), free(lut);
+  return st;
 }
 
 int bn_cmd_compile(int argc, char **argv) {
@@ -72,6 +115,8 @@ int bn_cmd_compile(int argc, char **argv) {
       if (strcmp(h.dump, "all") && !bn_pass_find(h.dump)) return bn_cli_usage_error("compile", "no pass named '%s'", h.dump);
     } else if (!strcmp(a, "--time-passes")) h.time = 1;
     else if (!strcmp(a, "--aot")) h.aot = 1;
+    else if (!strcmp(a, "--tune")) h.tune = 1;
+    else if (!strcmp(a, "--lut")) h.lut = 1;
     else if (a[0] != '-' && !in) in = a;
     else return bn_cli_usage_error("compile", "unexpected argument '%s'", a);
   }
@@ -81,11 +126,12 @@ int bn_cmd_compile(int argc, char **argv) {
   bn_model m;
   double t0 = bn_now();
   if (bn_cli_load(in, &f, &m, &err)) return bn_cli_fail(&err);
-  bn_pass_opts po = {(int)batch, 1};
+  bn_pass_opts po = {.max_tokens = (int)batch, .verify = 1};
   bn_memplan mp;
   if (h.time) fprintf(stderr, "passes:\n");
   bn_status st = bn_pass_run_pipeline(&m.graph, &po, &mp, hook, &h, &err);
   int have_mp = !st;
+  if (!st && (h.tune || h.lut)) st = choose_layouts(&m.graph, target, (int)batch, h.tune, &err);
   bn_llvm_aot aot = {0};
   if (!st && h.aot) {
     double t1 = bn_now();

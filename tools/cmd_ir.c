@@ -92,7 +92,7 @@ int bn_cmd_ir(int argc, char **argv) {
   FILE *fp = out ? fopen(out, "wb") : stdout;
   int ok = fp != NULL;
   if (emit && fp) {
-    bn_pass_opts po = {32, 1};
+    bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
     bn_llvm *jit = NULL;
     if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) || (st = bn_llvm_create(bn_llvm_host_isa(), &jit, &err))) {
@@ -129,7 +129,7 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_llvm_free(jit);
   } else if (after && fp) {
     dump_ctx d = {fp, after, 1};
-    bn_pass_opts po = {32, 1};
+    bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
     if ((st = bn_pass_run_pipeline(g, &po, &mp, dump, &d, &err))) {
       if (out) fclose(fp);

@@ -89,6 +89,16 @@ typedef struct {
   const void *data;
   size_t size;
 } bn_llvm_obj;
+/* The tuner's measurement of one matmul shape: microseconds per call of the
+ * packed [0] and lookup-table [1] kernels for one token and for a chunk of
+ * `batch`, on one thread; lut: the tables win on pp128 + tg64's work. */
+typedef struct {
+  int64_t k, n;
+  int batch, lut;
+  double decode_us[2], prefill_us[2];
+} bn_tune;
+bn_status bn_llvm_tune_matmul(bn_llvm *j, int64_t K, int64_t N, int batch, bn_tune *out, bn_error *err);
+
 /* Ahead-of-time object code: the kernels of one plan, generated for cpu with
  * features (the "+feature" list a host must have to run them). */
 typedef struct {
