@@ -99,6 +99,15 @@ BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats 2>&1 >/dev/nu
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/aot-v3.bnplan" --aot --target=x86-64-v3 2>/dev/null || fail "compile --aot v3"
 BNC_CACHE_DIR=off $BNC eval "$WORK/aot-v3.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/laot3.bin" 2>/dev/null
 cmp -s "$WORK/laot3.bin" "$WORK/lv3.bin" || fail "--aot x86-64-v3 plan logits differ"
+# --lut / --tune: lookup-table kernels where chosen (tl2 weights in the plan), the same logits
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/lut.bnplan" --lut 2>/dev/null || fail "compile --lut"
+$BNC ir "$WORK/lut.bnplan" | grep -q ": tl2\[" || fail "--lut plan has no tl2 weights"
+$BNC eval "$WORK/lut.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/llut.bin" 2>/dev/null
+cmp -s "$WORK/llut.bin" "$WORK/lp.bin" || fail "--lut plan logits differ"
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/tune.bnplan" --tune 2>"$WORK/err" || fail "compile --tune: $(cat "$WORK/err")"
+grep -qE "^  +[0-9]+ +[0-9]+ .*(packed|lookup table)$" "$WORK/err" || fail "compile --tune prints no choices: $(cat "$WORK/err")"
+$BNC eval "$WORK/tune.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/ltune.bin" 2>/dev/null
+cmp -s "$WORK/ltune.bin" "$WORK/lp.bin" || fail "--tune plan logits differ"
 # the generated code of a model's kernels
 $BNC ir --emit=llvm "$m" > "$WORK/k.ll" 2>/dev/null || fail "ir --emit=llvm"
 grep -q "define void @bn_mm_" "$WORK/k.ll" && grep -q "define void @bn_attn_" "$WORK/k.ll" || fail "ir --emit=llvm lacks kernels"

@@ -45,9 +45,12 @@ LLVMValueRef bn_gen_call(bn_gen *g, const char *intrinsic, LLVMTypeRef *overload
 
 /* for n in [n0, n1) in steps of `rows` rows (then one at a time for the rest): for t in
  * [0, T) in tiles of `tile` tokens, then of half as many, down to one: tile_fn(g, n, rr, t, tt)
- * for rr rows from n and tt tokens from t. Counters live in allocas (mem2reg makes them registers). */
+ * for rr rows from n and tt tokens from t. With block > rows, whole blocks of `block` rows go
+ * first, token tiles outside and row tiles inside, so a block's weights and a token tile's
+ * activations stay in L1 while they are reused. Counters live in allocas (mem2reg makes them
+ * registers). */
 typedef void (*bn_gen_tile_fn)(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt);
-void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int rows, int tile,
+void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int rows, int tile, int block,
                         bn_gen_tile_fn tile_fn);
 
 /* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c). */

@@ -54,6 +54,6 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
   mf k = {wtype, isa == BN_ISA_AVX512_VNNI ? 16 : 8};
   bn_gen g = {.ctx = &k};
   bn_gen_begin(&g, c, m, name, 3, 3, isa, K, N);
-  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], 1, TILE, tile);
+  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], 1, TILE, 0, tile);
   bn_gen_end(&g);
 }

@@ -70,10 +70,12 @@ static LLVMValueRef tiles(bn_gen *g, LLVMValueRef from, LLVMValueRef limit, int 
 
 typedef struct {
   LLVMValueRef T;
-  int tile;
+  int tile, rows, block;
   bn_gen_tile_fn fn;
-  LLVMValueRef n; /* the current row tile */
+  LLVMValueRef n; /* the current row tile (or block) */
   int rr;
+  LLVMValueRef t; /* the current token tile */
+  int tt;
 } rt_ctx;
 
 static void token_tile(bn_gen *g, LLVMValueRef t, int tt, void *ctx) {
@@ -89,10 +91,33 @@ static void row_tile(bn_gen *g, LLVMValueRef n, int rr, void *ctx) {
     t = tiles(g, t, c->T, tt, token_tile, c);
 }
 
-void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int rows, int tile,
+/* Inside a block: the row tiles of the block for the current token tile. */
+static void block_row(bn_gen *g, LLVMValueRef n, int rr, void *ctx) {
+  rt_ctx *c = ctx;
+  c->fn(g, n, rr, c->t, c->tt);
+}
+
+static void block_token(bn_gen *g, LLVMValueRef t, int tt, void *ctx) {
+  rt_ctx *c = ctx;
+  c->t = t, c->tt = tt;
+  LLVMValueRef end = LLVMBuildAdd(g->b, c->n, bn_gen_c64(g, c->block), "");
+  tiles(g, c->n, end, c->rows, block_row, c);
+}
+
+static void row_block(bn_gen *g, LLVMValueRef n, int rr, void *ctx) {
+  rt_ctx *c = ctx;
+  (void)rr;
+  c->n = n;
+  LLVMValueRef t = bn_gen_c64(g, 0);
+  for (int tt = c->tile; tt >= 1; tt /= 2) t = tiles(g, t, c->T, tt, block_token, c);
+}
+
+void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int rows, int tile, int block,
                         bn_gen_tile_fn tile_fn) {
-  rt_ctx c = {T, tile, tile_fn, NULL, 0};
-  LLVMValueRef n = tiles(g, n0, n1, rows, row_tile, &c);
+  rt_ctx c = {T, tile, rows, block, tile_fn, NULL, 0, NULL, 0};
+  LLVMValueRef n = n0;
+  if (block > rows) n = tiles(g, n, n1, block, row_block, &c); /* whole blocks: token tiles outside, row tiles inside */
+  n = tiles(g, n, n1, rows, row_tile, &c);
   if (rows > 1) tiles(g, n, n1, 1, row_tile, &c);
 }
 
