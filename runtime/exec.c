@@ -312,11 +312,14 @@ static void poison_dead(bn_exec *e, int node) {
     }
 }
 
-bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const float **out, bn_error *err) {
+bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
+                      bn_error *err) {
   const bn_graph *g = e->g;
   bn_status st = bn_ref_begin_step(&e->env, e->tokens, tokens, n, pos, e->mp->max_tokens, e->n_ctx, err);
   if (st) return st;
   e->step++;
+  const bn_value *ov = &g->values[g->outputs[0]];
+  int out_node = ov->node, row = n - 1; /* the row of the last token's output */
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = bn_trace_now_ns();
     if (e->jit && e->jit[i].kind == 3) {
@@ -326,6 +329,12 @@ bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const f
                       e->env.kc[layer], e->env.vc[layer]);
       job jb = {&e->jit[i], n, e, i};
       bn_pool_run(e->pool, run_job, &jb);
+    } else if (last_only && i == out_node && e->jit && e->jit[i].kind == 2) { /* the last token's logits only */
+      jit_node last = e->jit[i];
+      last.a = (const float *)last.a + (size_t)(n - 1) * (size_t)g->values[g->nodes[i].in[0]].shape.d[1];
+      job jb = {&last, 1, e, i};
+      bn_pool_run(e->pool, run_job, &jb);
+      row = 0;
     } else if (e->jit && e->jit[i].kind) {
       job jb = {&e->jit[i], n, e, i};
       bn_pool_run(e->pool, run_job, &jb);
@@ -338,6 +347,7 @@ bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const f
     if (e->poison) poison_dead(e, i);
   }
   *out = e->env.val[g->outputs[0]];
+  if (last_only) *out += (size_t)row * (size_t)ov->shape.d[ov->shape.rank - 1];
   return BN_OK;
 }
 

@@ -37,8 +37,10 @@ int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts);
 /* When the plan's object code was not used: the CPU feature this host lacks; else NULL. */
 const char *bn_exec_aot_missing(const bn_exec *e);
 void bn_exec_free(bn_exec *e);
-/* Runs tokens[0..n) at positions pos..; *out: the first output [n x width]. */
-bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, const float **out, bn_error *err);
+/* Runs tokens[0..n) at positions pos..; *out: the first output [n x width], or with
+ * last_only the last token's row (the output projection then computes only that row). */
+bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
+                      bn_error *err);
 /* Debug: after each node, fill the arena regions of values that just died
  * with NaN, so a plan that let a live value be overwritten shows up. */
 void bn_exec_set_poison(bn_exec *e, int on);

@@ -66,11 +66,11 @@ static bn_status run_chunks(bn_session *s, const int32_t *tokens, int n, int pos
     int c = n - i < s->p.n_batch ? n - i : s->p.n_batch;
     const float *out;
     int64_t t0 = bn_trace_now_ns();
-    bn_status st = bn_exec_run(s->exec, tokens + i, c, pos + i, &out, err);
+    bn_status st = bn_exec_run(s->exec, tokens + i, c, pos + i, !all, &out, err);
     if (s->trace) bn_trace_add(s->trace, "prompt chunk", "stage", t0, bn_trace_now_ns(), 0, c);
     if (st) return st;
     if (all) memcpy(all + (size_t)i * V, out, (size_t)c * V * sizeof *out);
-    *last = out + (size_t)(c - 1) * V;
+    *last = all ? out + (size_t)(c - 1) * V : out;
   }
   return BN_OK;
 }
@@ -118,7 +118,7 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     if (fn && fn(tok, piece, plen, user)) break;
     double tg = bn_now();
     int64_t t0 = bn_trace_now_ns();
-    st = bn_exec_run(s->exec, &s->hist[n], 1, n, &last, err);
+    st = bn_exec_run(s->exec, &s->hist[n], 1, n, 1, &last, err);
     if (s->trace) bn_trace_add(s->trace, "decode step", "stage", t0, bn_trace_now_ns(), 0, 1);
     s->t.gen_s += bn_now() - tg;
     n++;
