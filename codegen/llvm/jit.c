@@ -281,11 +281,16 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
   return st;
 }
 
+/* The symbol: family, ISA, variant and shape, so that two keys never share a name. */
 void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   static const char *modes[] = {"acc", "dq", "dqadd"};
   static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq", "attn", "rope", "lut"};
-  const char *variant = key->family == 0 || key->family == BN_K_MATMUL_LUT ? modes[key->variant] : key->family == 1 ? bn_dtype_table[key->variant].name
-                        : key->family == 3 ? nq_modes[key->variant] : key->family == 4 ? "gqa" : key->family == 5 ? "neox" : "";
+  char variant[32] = "";
+  if (key->family == BN_K_MATMUL || key->family == BN_K_MATMUL_LUT) snprintf(variant, sizeof variant, "%s", modes[key->variant]);
+  else if (key->family == BN_K_MATMUL_F) snprintf(variant, sizeof variant, "%s", bn_dtype_table[key->variant].name);
+  else if (key->family == BN_K_NORM_QUANT) snprintf(variant, sizeof variant, "%s", nq_modes[key->variant]);
+  else if (key->family == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d", key->variant); /* KV heads */
+  else if (key->family == BN_K_ROPE) snprintf(variant, sizeof variant, "neox");
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);
   snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x", families[key->family], bn_isa_name(isa), variant,
