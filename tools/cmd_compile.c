@@ -12,7 +12,8 @@
 static const char HELP[] =
     "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--tune|--lut] [--aot] [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
-    "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes.\n"
+    "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes\n"
+    "  (but --tune, whose choices are measurements).\n"
     "  --target T         native (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2)\n"
     "                     or x86-64-v4 (AVX-512 VNNI): the instruction set of the kernels generated at load\n"
     "  --tune             time the packed and the lookup-table matmul kernels of every matmul shape on\n"
