@@ -45,6 +45,9 @@ bn_status bn_pass_dce(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 /* Not in the pipeline: bnc compile --tune runs it after, with the shapes it chose (in place,
  * node and value indices unchanged). */
 bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err);
+/* The unique shapes (K, N) of g's fused matmuls over TP2 weights, as pairs in kn
+ * (room for 2 x g->n_nodes); returns how many: what --tune measures and --lut re-lays. */
+int bn_pass_matmul_shapes(const bn_graph *g, int64_t *kn);
 /* Memory planning is the pipeline's last step; it produces a plan, not a graph. */
 bn_status bn_plan_memory(const bn_graph *g, int max_tokens, bn_memplan *mp, bn_error *err);
 

@@ -15,6 +15,19 @@ static int chosen(const bn_pass_opts *o, int64_t K, int64_t N) {
   return 0;
 }
 
+int bn_pass_matmul_shapes(const bn_graph *g, int64_t *kn) {
+  int n = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const bn_node *nd = &g->nodes[i];
+    if (!nd->body || nd->body->nodes[0].op != BN_OP_TMATMUL || g->values[nd->in[1]].dtype != BN_DT_TP2) continue;
+    int64_t K = g->values[nd->in[1]].shape.d[1], N = g->values[nd->in[1]].shape.d[0];
+    int k = 0;
+    while (k < n && !(kn[2 * k] == K && kn[2 * k + 1] == N)) k++;
+    if (k == n) kn[2 * n] = K, kn[2 * n + 1] = N, n++;
+  }
+  return n;
+}
+
 bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
   for (int i = 0; i < g->n_nodes; i++) {
     bn_node *n = &g->nodes[i];

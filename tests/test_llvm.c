@@ -349,15 +349,10 @@ static void check_model(const char *path, const char *what) {
   }
   assert_string_equal(text[0], text[1]);
   /* the lookup-table kernels (every matmul re-laid as TL2): the same bytes as the packed ones */
-  int64_t shapes[64];
-  int n_lut = 0;
-  for (int i = 0; i < opt.graph.n_nodes && n_lut < 32; i++)
-    if (opt.graph.nodes[i].body && opt.graph.nodes[i].body->nodes[0].op == BN_OP_TMATMUL) {
-      const bn_value *w = &opt.graph.values[opt.graph.nodes[i].in[1]];
-      shapes[2 * n_lut] = w->shape.d[1], shapes[2 * n_lut + 1] = w->shape.d[0], n_lut++;
-    }
-  bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = n_lut};
+  int64_t *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
+  bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = bn_pass_matmul_shapes(&opt.graph, shapes)};
   if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s", err.msg);
+  free(shapes);
   bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   float *lut = malloc(12 * V * sizeof *lut);

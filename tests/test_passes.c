@@ -119,20 +119,14 @@ static void check_model(const char *path, const char *what) {
   printf("  %s: fused vs unfused logits, max relative diff %.3g\n", what, maxrel);
   assert_true(maxrel < 1e-5);
   /* relayout-lut on every matmul shape: the reference reads TL2 as the same trits, bit for bit */
-  int64_t shapes[64];
-  int n_lut = 0;
-  for (int i = 0; i < opt.graph.n_nodes && n_lut < 32; i++) {
-    const bn_node *nd = &opt.graph.nodes[i];
-    if (nd->body && nd->body->nodes[0].op == BN_OP_TMATMUL) {
-      const bn_value *w = &opt.graph.values[nd->in[1]];
-      shapes[2 * n_lut] = w->shape.d[1], shapes[2 * n_lut + 1] = w->shape.d[0], n_lut++;
-    }
-  }
+  int64_t *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
+  int n_lut = bn_pass_matmul_shapes(&opt.graph, shapes);
   int tp2 = weights_of_type(&opt.graph, BN_DT_TP2), eligible = 0;
   for (int i = 0; i < opt.graph.n_values; i++)
     eligible += opt.graph.values[i].dtype == BN_DT_TP2 && opt.graph.values[i].shape.d[0] % 16 == 0;
   bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = n_lut};
   if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s: relayout-lut: %s", what, err.msg);
+  free(shapes);
   assert_int_equal(weights_of_type(&opt.graph, BN_DT_TL2), eligible);
   assert_int_equal(weights_of_type(&opt.graph, BN_DT_TP2), tp2 - eligible);
   hook_state h2 = {0, what};

@@ -54,15 +54,9 @@ static void hook(const char *pass, const bn_graph *g, double seconds, void *user
 /* --tune / --lut: which matmul shapes get the lookup-table layout, then relayout-lut. */
 static bn_status choose_layouts(bn_graph *g, const char *target, int batch, int tune, bn_error *err) {
   int64_t *shapes = malloc((size_t)g->n_nodes * 2 * sizeof *shapes), *lut = malloc((size_t)g->n_nodes * 2 * sizeof *lut);
-  int n = 0, n_lut = 0;
+  int n_lut = 0;
   if (!shapes || !lut) return free(shapes), free(lut), bn_fail(err, BN_E_NOMEM, "out of memory");
-  for (int i = 0; i < g->n_nodes; i++) { /* the fused matmuls' unique [N, K] */
-    const bn_node *nd = &g->nodes[i];
-    if (!nd->body || nd->body->nodes[0].op != BN_OP_TMATMUL || g->values[nd->in[1]].dtype != BN_DT_TP2) continue;
-    int64_t K = g->values[nd->in[1]].shape.d[1], N = g->values[nd->in[1]].shape.d[0], k = 0;
-    while (k < n && !(shapes[2 * k] == K && shapes[2 * k + 1] == N)) k++;
-    if (k == n) shapes[2 * n] = K, shapes[2 * n + 1] = N, n++;
-  }
+  int n = bn_pass_matmul_shapes(g, shapes);
   bn_llvm *jit = NULL;
   bn_status st = tune ? bn_llvm_create_for(target, &jit, err) : BN_OK;
   if (!st && tune)
