@@ -1,7 +1,7 @@
 /* The pass manager: the pipeline, in order. Each entry is a file of passes/. */
 #include <string.h>
-#include <time.h>
 
+#include "../ir/clock.h"
 #include "pass.h"
 
 static const bn_pass PIPELINE[] = {
@@ -28,29 +28,23 @@ const bn_pass *bn_pass_find(const char *name) {
   return !strcmp(name, "plan-memory") ? &plan : NULL;
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 bn_status bn_pass_run_pipeline(bn_graph *g, const bn_pass_opts *o, bn_memplan *mp, bn_pass_hook hook, void *user,
                                bn_error *err) {
   int n;
   const bn_pass *p = bn_pass_list(&n);
   for (int i = 0; i < n; i++) {
-    double t0 = now();
+    double t0 = bn_clock_s();
     bn_status st = p[i].run(g, o, err);
     if (!st && o->verify) {
       bn_error e2;
       if (bn_graph_verify(g, &e2)) st = bn_fail(err, BN_E_INVALID, "after pass %s: %s", p[i].name, e2.msg);
     }
     if (st) return st;
-    if (hook) hook(p[i].name, g, now() - t0, user);
+    if (hook) hook(p[i].name, g, bn_clock_s() - t0, user);
   }
-  double t0 = now();
+  double t0 = bn_clock_s();
   bn_status st = bn_plan_memory(g, o->max_tokens, mp, err);
   if (!st && o->verify) st = bn_memplan_check(mp, g, err);
-  if (!st && hook) hook("plan-memory", g, now() - t0, user);
+  if (!st && hook) hook("plan-memory", g, bn_clock_s() - t0, user);
   return st;
 }

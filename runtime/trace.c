@@ -1,15 +1,12 @@
 #include "trace.h"
 
+#include "../ir/clock.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
-int64_t bn_trace_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+int64_t bn_trace_now_ns(void) { return bn_clock_ns(); }
 
 bn_status bn_trace_init(bn_trace *t, int cap, bn_error *err) {
   t->ev = malloc((size_t)cap * sizeof *t->ev);

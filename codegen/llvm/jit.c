@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../../ir/clock.h"
 #include "gen.h"
 #include "kcache.h"
 #include "llvm.h"
@@ -167,12 +167,6 @@ void bn_llvm_free(bn_llvm *j) {
   free(j);
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Generates the (unoptimized, verified) module of one kernel in ctx. */
 static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char *name, LLVMModuleRef *out,
                      bn_error *err) {
@@ -274,9 +268,9 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
   char name[128];
   bn_llvm_key_name(key, j->isa, name, sizeof name);
   pthread_mutex_lock(&j->lock);
-  double t0 = now();
+  double t0 = bn_clock_s();
   bn_status st = object_of(j, key, name, data, size, err);
-  j->counts.seconds += now() - t0;
+  j->counts.seconds += bn_clock_s() - t0;
   pthread_mutex_unlock(&j->lock);
   return st;
 }
@@ -311,7 +305,7 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
       pthread_mutex_unlock(&j->lock);
       return BN_OK;
     }
-  double t0 = now();
+  double t0 = bn_clock_s();
   char name[128];
   bn_llvm_key_name(key, j->isa, name, sizeof name);
   bn_status st = BN_OK;
@@ -331,7 +325,7 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
     if (c) j->cache = c, j->cap_cache = nc;
   }
   if (!st && j->n_cache < j->cap_cache) j->cache[j->n_cache++] = (entry){*key, *out};
-  j->counts.seconds += now() - t0;
+  j->counts.seconds += bn_clock_s() - t0;
   pthread_mutex_unlock(&j->lock);
   return st;
 }

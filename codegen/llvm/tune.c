@@ -6,17 +6,11 @@
  * together exceed the last-level cache. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../../ir/clock.h"
 #include "../../ir/quant.h"
 #include "../../ir/rng.h"
 #include "llvm.h"
-
-static double seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 enum { STREAM_BYTES = 96 << 20 }; /* more than the last-level caches of the CPUs bnc targets */
 
@@ -26,14 +20,14 @@ static double time_kernel(bn_mm_kernel k, const uint8_t *qa, const uint8_t *w, s
                           int64_t T, int64_t N) {
   double t[5];
   for (int c = 0; c < copies; c++) k(qa, w + stride * (size_t)c, y, NULL, T, 0, N); /* warm-up: page faults, code */
-  double t0 = seconds();
+  double t0 = bn_clock_s();
   k(qa, w, y, NULL, T, 0, N);
-  double once = seconds() - t0;
+  double once = bn_clock_s() - t0;
   int calls = once > 0.02 ? 1 : (int)(0.02 / (once > 1e-7 ? once : 1e-7)) + 1, at = 0;
   for (int r = 0; r < 5; r++) {
-    t0 = seconds();
+    t0 = bn_clock_s();
     for (int c = 0; c < calls; c++, at = (at + 1) % copies) k(qa, w + stride * (size_t)at, y, NULL, T, 0, N);
-    t[r] = (seconds() - t0) / calls * 1e6;
+    t[r] = (bn_clock_s() - t0) / calls * 1e6;
   }
   for (int i = 1; i < 5; i++)
     for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
