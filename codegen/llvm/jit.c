@@ -44,14 +44,20 @@ struct bn_llvm {
   pthread_mutex_t lock;
 };
 
-/* Is "+feature" one of the host's features? (whole names: +xsave is not +xsavec) */
+/* Is "+name" (n bytes) an item of the comma-separated list? (whole names: +xsave is not +xsavec) */
+static int list_has(const char *list, const char *name, size_t n) {
+  for (const char *p = list; *p;) {
+    size_t len = strcspn(p, ",");
+    if (len == n + 1 && p[0] == '+' && !memcmp(p + 1, name, n)) return 1;
+    p += len + (p[len] == ',');
+  }
+  return 0;
+}
+
 static int cpu_has(const char *feature) {
-  char *f = LLVMGetHostCPUFeatures();
-  size_t n = strlen(feature);
-  int has = 0;
-  for (const char *p = f; !has && (p = strstr(p, feature)); p += n)
-    has = p > f && p[-1] == '+' && (p - 1 == f || p[-2] == ',') && (p[n] == ',' || p[n] == 0);
-  LLVMDisposeMessage(f);
+  char *host = LLVMGetHostCPUFeatures();
+  int has = list_has(host, feature, strlen(feature));
+  LLVMDisposeMessage(host);
   return has;
 }
 
@@ -145,14 +151,18 @@ const char *bn_llvm_cpu(const bn_llvm *j, const char **features) {
 }
 
 int bn_llvm_host_has(const char *features, char *missing, size_t cap) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", features);
-  for (char *save = NULL, *f = strtok_r(buf, ",", &save); f; f = strtok_r(NULL, ",", &save))
-    if (f[0] == '+' && !cpu_has(f + 1)) {
-      if (missing) snprintf(missing, cap, "%s", f + 1);
-      return 0;
+  char *host = LLVMGetHostCPUFeatures(); /* once, not once per feature */
+  int ok = 1;
+  for (const char *p = features; *p && ok;) {
+    size_t len = strcspn(p, ",");
+    if (len > 1 && p[0] == '+' && !list_has(host, p + 1, len - 1)) {
+      ok = 0;
+      if (missing) snprintf(missing, cap, "%.*s", (int)(len - 1), p + 1);
     }
-  return 1;
+    p += len + (p[len] == ',');
+  }
+  LLVMDisposeMessage(host);
+  return ok;
 }
 
 void bn_llvm_provide(bn_llvm *j, const bn_llvm_aot *aot) { j->aot = aot->objs, j->n_aot = aot->n; }
