@@ -282,6 +282,33 @@ static int collect(int32_t tok, const char *piece, size_t len, void *user) {
   return 0;
 }
 
+/* A key outside what its generator builds is an error naming the constraint, and builds nothing. */
+static void test_bad_keys(void **state) {
+  (void)state;
+  bn_llvm *j;
+  bn_error err = {0};
+  if (bn_llvm_create(bn_llvm_host_isa(), &j, &err)) skip();
+  const struct {
+    bn_llvm_key key;
+    const char *want;
+  } bad[] = {
+      {{BN_K_MATMUL, 100, 8, BN_MM_DQ, 0}, "matmul K=100 N=8 (K: whole 256-groups)"},
+      {{BN_K_MATMUL_LUT, 512, 17, BN_MM_DQ, 0}, "lookup-table matmul K=512 N=17"},
+      {{BN_K_MATMUL_F, 100, 8, BN_DT_F16, 0}, "float matmul K=100 type f16"},
+      {{BN_K_MATMUL_F, 256, 8, BN_DT_Q8_0, 0}, "float matmul K=256 type q8_0"},
+      {{BN_K_NORM_QUANT, 256, 0, 3, 0}, "norm-quantize K=256 mode 3"},
+      {{BN_K_ATTENTION, 64, 6, 4, 0}, "attention heads 6/4 head_dim 64"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    void *fn = NULL;
+    err.msg[0] = 0;
+    assert_int_not_equal(bn_llvm_get(j, &bad[i].key, &fn, &err), BN_OK);
+    if (!strstr(err.msg, bad[i].want)) fail_msg("expected '%s' in: %s", bad[i].want, err.msg);
+  }
+  assert_int_equal(bn_llvm_get_counts(j).built + bn_llvm_get_counts(j).cached, 0);
+  bn_llvm_free(j);
+}
+
 static void test_kernel_text(void **state) {
   (void)state;
   bn_llvm *j;
@@ -398,6 +425,7 @@ int main(void) {
       cmocka_unit_test(test_norm_quant),
       cmocka_unit_test(test_attention),
       cmocka_unit_test(test_rope),
+      cmocka_unit_test(test_bad_keys),
       cmocka_unit_test(test_kernel_text),
       cmocka_unit_test(test_end_to_end),
   };

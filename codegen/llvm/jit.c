@@ -177,9 +177,42 @@ void bn_llvm_free(bn_llvm *j) {
   free(j);
 }
 
+/* The shapes each family's generator can build: an error naming the constraint, else BN_OK. */
+static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
+  int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
+  long long K = key->k, N = key->n;
+  int v = key->variant;
+  switch (key->family) {
+  case BN_K_MATMUL:
+    if (K <= 0 || K % 256 || N <= 0)
+      return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", K, N);
+    break;
+  case BN_K_MATMUL_LUT:
+    if (K <= 0 || K % 256 || N <= 0 || N % 16)
+      return bn_fail(err, BN_E_INVALID, "llvm: lookup-table matmul K=%lld N=%lld (K: whole 256-groups, N: 16-row blocks)", K, N);
+    break;
+  case BN_K_MATMUL_F:
+    if (K <= 0 || K % lanes || N <= 0 || (v != BN_DT_F16 && v != BN_DT_F32))
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: float matmul K=%lld type %s", K,
+                     v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
+    break;
+  case BN_K_NORM_QUANT:
+    if (K <= 0 || K % lanes || v < 0 || v > 2)
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d", K, v);
+    break;
+  case BN_K_ATTENTION: /* K: head_dim, N: heads, variant: KV heads */
+    if (N <= 0 || v <= 0 || N % v || K % lanes || K / lanes > 32)
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: attention heads %lld/%d head_dim %lld", N, v, K);
+    break;
+  }
+  return BN_OK;
+}
+
 /* Generates the (unoptimized, verified) module of one kernel in ctx. */
 static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char *name, LLVMModuleRef *out,
                      bn_error *err) {
+  bn_status st = check_key(j, key, err);
+  if (st) return st;
   LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, ctx);
   LLVMSetTarget(m, LLVMOrcLLJITGetTripleString(j->jit));
   LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
@@ -340,68 +373,38 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   return st;
 }
 
-static kkey mm_key(int64_t K, int64_t N, bn_mm_mode mode) {
-  kkey k;
-  memset(&k, 0, sizeof k);
-  k.family = 0, k.k = K, k.n = N, k.variant = (int)mode;
-  return k;
-}
-
+/* The typed getters: the key of each kernel family, its function type. */
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err) {
-  if (K <= 0 || K % 256 || N <= 0)
-    return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", (long long)K, (long long)N);
-  kkey key = mm_key(K, N, mode);
   void *fn;
-  bn_status st = bn_llvm_get(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL, K, N, (int)mode, 0}, &fn, err);
   if (!st) *out = (bn_mm_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err) {
-  int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
-  if (K <= 0 || K % lanes || N <= 0 || (wtype != BN_DT_F16 && wtype != BN_DT_F32))
-    return bn_fail(err, BN_E_UNSUPPORTED, "llvm: float matmul K=%lld type %s", (long long)K, bn_dtype_table[wtype].name);
-  kkey key;
-  memset(&key, 0, sizeof key);
-  key.family = 1, key.k = K, key.n = N, key.variant = (int)wtype;
   void *fn;
-  bn_status st = bn_llvm_get(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL_F, K, N, (int)wtype, 0}, &fn, err);
   if (!st) *out = (bn_mf_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_kernel *out, bn_error *err) {
-  int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
-  if (K <= 0 || K % lanes || mode < 0 || mode > 2)
-    return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d", (long long)K, mode);
-  kkey key;
-  memset(&key, 0, sizeof key);
-  key.family = 3, key.k = K, key.variant = mode, key.eps = eps;
   void *fn;
-  bn_status st = bn_llvm_get(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_NORM_QUANT, K, 0, mode, eps}, &fn, err);
   if (!st) *out = (bn_nq_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_attn_kernel *out, bn_error *err) {
-  int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
-  if (heads <= 0 || kv_heads <= 0 || heads % kv_heads || head_dim % lanes || head_dim / lanes > 32)
-    return bn_fail(err, BN_E_UNSUPPORTED, "llvm: attention heads %d/%d head_dim %d", heads, kv_heads, head_dim);
-  kkey key;
-  memset(&key, 0, sizeof key);
-  key.family = 4, key.k = head_dim, key.n = heads, key.variant = kv_heads;
   void *fn;
-  bn_status st = bn_llvm_get(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_ATTENTION, head_dim, heads, kv_heads, 0}, &fn, err);
   if (!st) *out = (bn_attn_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err) {
-  kkey key;
-  memset(&key, 0, sizeof key);
-  key.family = 2;
   void *fn;
-  bn_status st = bn_llvm_get(j, &key, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_PEAK, 0, 0, 0, 0}, &fn, err);
   if (!st) *out = (bn_peak_kernel)fn, *macs_per_iter = 8 * (j->isa == BN_ISA_AVX512_VNNI ? 64 : 32);
   return st;
 }
