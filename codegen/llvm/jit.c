@@ -318,19 +318,27 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
   return st;
 }
 
-/* The symbol: family, ISA, variant and shape, so that two keys never share a name. */
+/* The symbol: family, ISA, variant and shape, so that two keys never share a name
+ * (a variant outside its family's names, as a key being refused has, prints as a number). */
 void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
-  static const char *modes[] = {"acc", "dq", "dqadd"};
-  static const char *nq_modes[] = {"norm", "gate_relu2", "gate_silu"}, *families[] = {"mm", "mf", "peak", "nq", "attn", "rope", "lut"};
-  char variant[32] = "";
-  if (key->family == BN_K_MATMUL || key->family == BN_K_MATMUL_LUT) snprintf(variant, sizeof variant, "%s", modes[key->variant]);
-  else if (key->family == BN_K_MATMUL_F) snprintf(variant, sizeof variant, "%s", bn_dtype_table[key->variant].name);
-  else if (key->family == BN_K_NORM_QUANT) snprintf(variant, sizeof variant, "%s", nq_modes[key->variant]);
-  else if (key->family == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d", key->variant); /* KV heads */
-  else if (key->family == BN_K_ROPE) snprintf(variant, sizeof variant, "neox");
+  static const char *modes[] = {"acc", "dq", "dqadd"}, *nq_modes[] = {"norm", "gate_relu2", "gate_silu"};
+  static const char *families[] = {"mm", "mf", "peak", "nq", "attn", "rope", "lut"};
+  int f = key->family, v = key->variant;
+  const char *name = NULL;
+  if (f == BN_K_MATMUL || f == BN_K_MATMUL_LUT) name = v >= 0 && v < 3 ? modes[v] : NULL;
+  else if (f == BN_K_MATMUL_F) name = v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : NULL;
+  else if (f == BN_K_NORM_QUANT) name = v >= 0 && v < 3 ? nq_modes[v] : NULL;
+  else if (f == BN_K_ROPE) name = "neox";
+  else if (f != BN_K_ATTENTION) name = "";
+  char variant[32];
+  if (f == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d", v); /* KV heads */
+  else if (name) snprintf(variant, sizeof variant, "%s", name);
+  else snprintf(variant, sizeof variant, "v%d", v);
+  char family[16];
+  snprintf(family, sizeof family, "%s", f >= 0 && f <= BN_K_MATMUL_LUT ? families[f] : "unknown");
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);
-  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x", families[key->family], bn_isa_name(isa), variant,
+  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x", family, bn_isa_name(isa), variant,
            (long long)key->k, (long long)key->n, eps_bits);
   for (char *p = buf; *p; p++)
     if (*p == '-') *p = '_';
