@@ -126,8 +126,9 @@ static void test_float_matmul(void **state) {
     bn_error err = {0};
     if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
     uint64_t rng = 5;
-    const int shapes[][3] = {{1, 256, 600}, {5, 512, 33}, {4, 1536, 7}, {13, 256, 1}};
-    for (int si = 0; si < 4; si++)
+    /* K = 80 and 48: whole steps of the split accumulators and vectors left over, or only those */
+    const int shapes[][3] = {{1, 256, 600}, {5, 512, 33}, {4, 1536, 7}, {13, 256, 1}, {7, 80, 9}, {3, 48, 5}};
+    for (int si = 0; si < 6; si++)
       for (int wt = 0; wt < 2; wt++) {
         int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
         bn_dtype type = wt ? BN_DT_F16 : BN_DT_F32;
