@@ -88,13 +88,6 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
   return BN_OK;
 }
 
-typedef struct {
-  const jit_node *j;
-  int64_t T;
-  bn_exec *e;
-  int node;
-} job;
-
 /* Attention over heads [H i / n, H (i + 1) / n), after thread 0 stored the K/V rows. */
 static void run_attention(bn_exec *e, int node, int i, int n) {
   const bn_node *nd = &e->g->nodes[node];
@@ -110,29 +103,23 @@ static void run_attention(bn_exec *e, int node, int i, int n) {
                            e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
 }
 
-/* Thread i of n takes rows [N i / n, N (i + 1) / n), in whole granules. */
-static void run_job(void *ctx, int i, int n) {
-  const job *jb = ctx;
-  const jit_node *j = jb->j;
-  if (j->kind == 3) {
-    run_attention(jb->e, jb->node, i, n);
-    return;
-  }
+/* Thread i of n runs its share of a split kernel for T tokens: matmuls rows
+ * [N i / n, N (i + 1) / n) in whole granules, RoPE heads, norms tokens. */
+static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
   if (j->kind == 5) { /* by heads */
     int64_t h0 = j->N * i / n, h1 = j->N * (i + 1) / n;
-    if (h1 > h0) ((bn_rope_kernel)j->fn)(j->a, j->out, j->w, jb->T, jb->e->env.pos, h0, h1, jb->e->n_ctx);
+    if (h1 > h0) ((bn_rope_kernel)j->fn)(j->a, j->out, j->w, T, e->env.pos, h0, h1, e->n_ctx);
     return;
   }
   if (j->kind == 4) { /* by tokens: a row is one normalization */
-    int64_t t0 = jb->T * i / n, t1 = jb->T * (i + 1) / n;
-    if (t1 > t0)
-      ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, jb->e->tmp + (size_t)i * (size_t)jb->e->tmp_width, jb->T, t0, t1);
+    int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
+    if (t1 > t0) ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, e->tmp + (size_t)i * (size_t)e->tmp_width, T, t0, t1);
     return;
   }
   int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = j->N / G * (i + 1) / n * G;
   if (n0 == n1) return;
-  if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, jb->T, n0, n1);
-  else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, jb->T, n0, n1);
+  if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, n0, n1);
+  else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, T, n0, n1);
 }
 
 const char *bn_exec_aot_missing(const bn_exec *e) { return e->aot_missing[0] ? e->aot_missing : NULL; }
@@ -312,42 +299,63 @@ static void poison_dead(bn_exec *e, int node) {
     }
 }
 
+typedef struct {
+  bn_exec *e;
+  int n, last_only;
+  int row; /* the row of the last token's output */
+} step;
+
+/* One step as one parallel region: every thread walks the nodes, runs its
+ * share of each split kernel and meets the others at a barrier after it;
+ * nodes without generated code run on thread 0 while the others wait. Thread
+ * 0 keeps the clock, the statistics and the trace. */
+static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
+  step *sp = ctx;
+  bn_exec *e = sp->e;
+  const bn_graph *g = e->g;
+  int n = sp->n, out_node = g->values[g->outputs[0]].node;
+  for (int i = 0; i < g->n_nodes; i++) {
+    int64_t t0 = th ? 0 : bn_trace_now_ns();
+    const jit_node *j = e->jit ? &e->jit[i] : NULL;
+    if (j && j->kind == 3) {
+      const bn_node *nd = &g->nodes[i];
+      int layer = (int)nd->attr[0];
+      if (th == 0)
+        bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, (int64_t)nd->attr[2] * (int64_t)nd->attr[3],
+                        e->env.pos, e->env.kc[layer], e->env.vc[layer]);
+      bn_pool_barrier(e->pool); /* every head reads this step's K/V rows */
+      run_attention(e, i, th, nth);
+    } else if (j && j->kind == 2 && sp->last_only && i == out_node) { /* the last token's logits only */
+      jit_node last = *j;
+      last.a = (const float *)last.a + (size_t)(n - 1) * (size_t)g->values[g->nodes[i].in[0]].shape.d[1];
+      run_share(e, &last, 1, th, nth);
+      if (th == 0) sp->row = 0;
+    } else if (j && j->kind) run_share(e, j, n, th, nth);
+    else if (th == 0) bn_ref_run_node(&e->env, i);
+    bn_pool_barrier(e->pool);
+    if (th == 0) {
+      int64_t t1 = bn_trace_now_ns();
+      bn_exec_stat *s = &e->stats[e->kind_of[i]];
+      s->seconds += (double)(t1 - t0) * 1e-9;
+      s->calls++;
+      if (e->trace) bn_trace_add(e->trace, s->kind, "kernel", t0, t1, e->step, n);
+      if (e->poison) poison_dead(e, i);
+    }
+    if (e->poison) bn_pool_barrier(e->pool); /* the next node may write where dead values were poisoned */
+  }
+}
+
 bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
                       bn_error *err) {
   const bn_graph *g = e->g;
   bn_status st = bn_ref_begin_step(&e->env, e->tokens, tokens, n, pos, e->mp->max_tokens, e->n_ctx, err);
   if (st) return st;
   e->step++;
+  step sp = {e, n, last_only, n - 1};
+  bn_pool_run(e->pool, run_step, &sp);
   const bn_value *ov = &g->values[g->outputs[0]];
-  int out_node = ov->node, row = n - 1; /* the row of the last token's output */
-  for (int i = 0; i < g->n_nodes; i++) {
-    int64_t t0 = bn_trace_now_ns();
-    if (e->jit && e->jit[i].kind == 3) {
-      const bn_node *nd = &g->nodes[i];
-      int layer = (int)nd->attr[0];
-      bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, (int64_t)nd->attr[2] * (int64_t)nd->attr[3], pos,
-                      e->env.kc[layer], e->env.vc[layer]);
-      job jb = {&e->jit[i], n, e, i};
-      bn_pool_run(e->pool, run_job, &jb);
-    } else if (last_only && i == out_node && e->jit && e->jit[i].kind == 2) { /* the last token's logits only */
-      jit_node last = e->jit[i];
-      last.a = (const float *)last.a + (size_t)(n - 1) * (size_t)g->values[g->nodes[i].in[0]].shape.d[1];
-      job jb = {&last, 1, e, i};
-      bn_pool_run(e->pool, run_job, &jb);
-      row = 0;
-    } else if (e->jit && e->jit[i].kind) {
-      job jb = {&e->jit[i], n, e, i};
-      bn_pool_run(e->pool, run_job, &jb);
-    } else bn_ref_run_node(&e->env, i);
-    int64_t t1 = bn_trace_now_ns();
-    bn_exec_stat *s = &e->stats[e->kind_of[i]];
-    s->seconds += (double)(t1 - t0) * 1e-9;
-    s->calls++;
-    if (e->trace) bn_trace_add(e->trace, s->kind, "kernel", t0, t1, e->step, n);
-    if (e->poison) poison_dead(e, i);
-  }
   *out = e->env.val[g->outputs[0]];
-  if (last_only) *out += (size_t)row * (size_t)ov->shape.d[ov->shape.rank - 1];
+  if (last_only) *out += (size_t)sp.row * (size_t)ov->shape.d[ov->shape.rank - 1];
   return BN_OK;
 }
 

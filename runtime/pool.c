@@ -12,6 +12,8 @@ struct bn_pool {
   _Atomic unsigned generation; /* bumped once per job */
   _Atomic int pending;         /* workers still running the current job */
   _Atomic int stop;
+  _Atomic int arrived;       /* threads at the barrier */
+  _Atomic unsigned crossed;  /* bumped each time the barrier opens */
   bn_pool_fn fn;
   void *ctx;
 };
@@ -85,4 +87,15 @@ void bn_pool_run(bn_pool *p, bn_pool_fn fn, void *ctx) {
   atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
   fn(ctx, 0, p->n);
   while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) _mm_pause();
+}
+
+void bn_pool_barrier(bn_pool *p) {
+  if (p->n == 1) return;
+  unsigned gen = atomic_load_explicit(&p->crossed, memory_order_acquire);
+  if (atomic_fetch_add_explicit(&p->arrived, 1, memory_order_acq_rel) == p->n - 1) {
+    atomic_store_explicit(&p->arrived, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->crossed, 1, memory_order_release); /* the last one opens it */
+    return;
+  }
+  while (atomic_load_explicit(&p->crossed, memory_order_acquire) == gen) _mm_pause();
 }

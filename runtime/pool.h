@@ -1,6 +1,7 @@
 /* A pool of worker threads for splitting kernels by rows. The caller is
  * thread 0; workers spin (with pause) on a generation counter between jobs,
- * so handing out a job costs a cache line, not a system call. */
+ * so handing out a job costs a cache line, not a system call. A job may be a
+ * whole step: its threads meet at bn_pool_barrier between kernels. */
 #ifndef BN_RT_POOL_H
 #define BN_RT_POOL_H
 
@@ -14,5 +15,8 @@ void bn_pool_free(bn_pool *p);
 int bn_pool_size(const bn_pool *p);
 /* Runs fn(ctx, i, n) on every thread i (the caller is 0) and returns when all are done. */
 void bn_pool_run(bn_pool *p, bn_pool_fn fn, void *ctx);
+/* Inside a job: returns once every thread of the pool has called it (a
+ * spinning counter barrier; a no-op for one thread). */
+void bn_pool_barrier(bn_pool *p);
 
 #endif

@@ -124,6 +124,10 @@ $BNC eval "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" --tokens "1 5 17 300" --logits-ou
 cmp -s "$WORK/lr.bin" "$WORK/lr2.bin" || fail "ref backend: plan and GGUF differ"
 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/ll.bin" --backend llvm -t 2 2>/dev/null
 cmp -s "$WORK/ll.bin" "$WORK/lp.bin" || fail "llvm backend: 2 threads differ from 1"
+for t in 2 3; do # one parallel region per step: dead values poisoned between kernels, threads at barriers
+  $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lt.bin" -t $t --poison 2>/dev/null
+  cmp -s "$WORK/lt.bin" "$WORK/lp.bin" || fail "$t threads with poisoning differ from 1"
+done
 
 [ $fails -eq 0 ] && echo "all CLI checks passed"
 exit $fails
