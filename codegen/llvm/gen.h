@@ -43,6 +43,10 @@ void bn_gen_for_end(bn_gen *g, bn_gen_for *l);
 LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name);
 LLVMValueRef bn_gen_call(bn_gen *g, const char *intrinsic, LLVMTypeRef *overload, int n_over, LLVMValueRef *args, int n);
 
+/* A float or float vector constant of type t; exp(x) without a call (gen_util.c). */
+LLVMValueRef bn_gen_constf(LLVMTypeRef t, double c);
+LLVMValueRef bn_gen_exp(bn_gen *g, LLVMValueRef x);
+
 /* for n in [n0, n1) in steps of `rows` rows (then one at a time for the rest): for t in
  * [0, T) in tiles of `tile` tokens, then of half as many, down to one: tile_fn(g, n, rr, t, tt)
  * for rr rows from n and tt tokens from t. With block > rows, whole blocks of `block` rows go

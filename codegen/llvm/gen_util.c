@@ -121,6 +121,50 @@ void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRe
   if (rows > 1) tiles(g, n, n1, 1, row_tile, &c);
 }
 
+/* v (a float or a vector of floats) filled with c. */
+LLVMValueRef bn_gen_constf(LLVMTypeRef t, double c) {
+  if (LLVMGetTypeKind(t) != LLVMVectorTypeKind) return LLVMConstReal(t, c);
+  LLVMValueRef e[64];
+  unsigned n = LLVMGetVectorSize(t);
+  for (unsigned i = 0; i < n; i++) e[i] = LLVMConstReal(LLVMGetElementType(t), c);
+  return LLVMConstVector(e, n);
+}
+
+/* exp(x) in float lanes, without a call: x clamped to [-87.3, 88] (so 2^n
+ * below stays a normal float: exp there is 0 or overflows anyway), n =
+ * rint(x / ln 2), r = x - n ln 2 in two parts, exp(r) by Cephes' degree-6
+ * polynomial, times 2^n built in the exponent bits. About 1 ulp from expf. */
+LLVMValueRef bn_gen_exp(bn_gen *g, LLVMValueRef x) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  int vec = LLVMGetTypeKind(t) == LLVMVectorTypeKind;
+  unsigned lanes = vec ? LLVMGetVectorSize(t) : 1;
+  LLVMTypeRef ti = vec ? LLVMVectorType(g->i32, lanes) : g->i32;
+  LLVMValueRef a2[2] = {x, bn_gen_constf(t, -87.3)};
+  x = bn_gen_call(g, "llvm.maxnum", &t, 1, a2, 2);
+  a2[0] = x, a2[1] = bn_gen_constf(t, 88.0);
+  x = bn_gen_call(g, "llvm.minnum", &t, 1, a2, 2);
+  LLVMValueRef nf = LLVMBuildFMul(g->b, x, bn_gen_constf(t, 1.44269504088896341), "");
+  nf = bn_gen_call(g, "llvm.rint", &t, 1, &nf, 1);
+  LLVMValueRef a3[3] = {nf, bn_gen_constf(t, -0.693359375), x};
+  LLVMValueRef r = bn_gen_call(g, "llvm.fma", &t, 1, a3, 3);
+  a3[0] = nf, a3[1] = bn_gen_constf(t, 2.12194440e-4), a3[2] = r;
+  r = bn_gen_call(g, "llvm.fma", &t, 1, a3, 3);
+  static const double c[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+                             5.0000001201e-1};
+  LLVMValueRef p = bn_gen_constf(t, c[0]);
+  for (int i = 1; i < 6; i++) {
+    a3[0] = p, a3[1] = r, a3[2] = bn_gen_constf(t, c[i]);
+    p = bn_gen_call(g, "llvm.fma", &t, 1, a3, 3);
+  }
+  a3[0] = p, a3[1] = LLVMBuildFMul(g->b, r, r, ""), a3[2] = LLVMBuildFAdd(g->b, r, bn_gen_constf(t, 1.0), "");
+  p = bn_gen_call(g, "llvm.fma", &t, 1, a3, 3); /* 1 + r + r^2 p(r) */
+  LLVMValueRef n = LLVMBuildFPToSI(g->b, nf, ti, "");
+  LLVMValueRef bias = vec ? bn_gen_splat(g->i32, (int)lanes, 127) : LLVMConstInt(g->i32, 127, 0);
+  LLVMValueRef sh = vec ? bn_gen_splat(g->i32, (int)lanes, 23) : LLVMConstInt(g->i32, 23, 0);
+  LLVMValueRef two_n = LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, LLVMBuildAdd(g->b, n, bias, ""), sh, ""), t, "");
+  return LLVMBuildFMul(g->b, p, two_n, "");
+}
+
 LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name) {
   LLVMBuilderRef b = LLVMCreateBuilderInContext(g->c);
   LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(g->fn);
