@@ -118,7 +118,26 @@ static void test_avx512_vnni(void **state) {
   run_isa(BN_ISA_AVX512_VNNI);
 }
 
-/* The output projection: f16 and f32 weights, float accumulation vs the reference's double sums. */
+/* Random weights of type t: N rows of K; block formats get random codes and
+ * scales (f16 d in [0.01, 0.02), q6_k's int8 sub-block scales as drawn). */
+static uint8_t *random_weights(bn_dtype t, int N, int K, uint64_t *rng) {
+  size_t bytes = (size_t)bn_dtype_nbytes(t, (uint64_t)N * (uint64_t)K);
+  uint8_t *w = malloc(bytes);
+  for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)(bn_rng_unit(rng) * 256);
+  const bn_dtype_info *d = &bn_dtype_table[t];
+  for (size_t b = 0; b < bytes / (size_t)d->block_bytes; b++) {
+    uint8_t *p = w + b * (size_t)d->block_bytes;
+    float v = (float)(bn_rng_unit(rng) * 0.2 - 0.1);
+    uint16_t h = bn_float_to_half(t == BN_DT_F16 ? v : (float)(0.01 + 0.01 * bn_rng_unit(rng)));
+    if (t == BN_DT_F32) memcpy(p, &v, 4);
+    else if (t == BN_DT_F16) memcpy(p, &h, 2);
+    else memcpy(p + (t == BN_DT_Q6_K ? 208 : 0), &h, 2);
+  }
+  return w;
+}
+
+/* The output projection: f32, f16 and block-format weights, float
+ * accumulation vs the reference's dequantized rows summed in double. */
 static void test_float_matmul(void **state) {
   (void)state;
   for (int isa = 0; isa < 2; isa++) {
@@ -126,23 +145,19 @@ static void test_float_matmul(void **state) {
     bn_error err = {0};
     if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
     uint64_t rng = 5;
-    /* K = 80 and 48: whole steps of the split accumulators and vectors left over, or only those */
-    const int shapes[][3] = {{1, 256, 600}, {5, 512, 33}, {4, 1536, 7}, {13, 256, 1}, {7, 80, 9}, {3, 48, 5}};
-    for (int si = 0; si < 6; si++)
-      for (int wt = 0; wt < 2; wt++) {
+    /* K = 80 and 48: whole steps of the split accumulators and vectors left over, or only those;
+       the block formats: 1, 3 and 6 blocks of K, tokens in tiles of 4, 2 and 1 */
+    const int shapes[][3] = {{1, 256, 600}, {5, 512, 33}, {4, 1536, 7}, {13, 256, 1}, {7, 80, 9}, {3, 48, 5}, {7, 768, 11}, {2, 1536, 20}};
+    const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
+    for (int si = 0; si < 8; si++)
+      for (int wt = 0; wt < 5; wt++) {
         int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
-        bn_dtype type = wt ? BN_DT_F16 : BN_DT_F32;
+        bn_dtype type = types[wt];
+        if (K % bn_dtype_table[type].block_elems) continue;
         float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * N * 4), *want = malloc((size_t)T * N * 4);
         float *row = malloc((size_t)K * 4);
-        uint8_t *w = malloc((size_t)N * K * 4);
         for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
-        for (int i = 0; i < N * K; i++) {
-          float v = (float)(bn_rng_unit(&rng) * 0.2 - 0.1);
-          if (wt) {
-            uint16_t h = bn_float_to_half(v);
-            memcpy(w + 2 * i, &h, 2);
-          } else memcpy(w + 4 * i, &v, 4);
-        }
+        uint8_t *w = random_weights(type, N, K, &rng);
         int64_t d[2] = {N, K};
         bn_value wv = {BN_VAL_WEIGHT, "w", type, bn_shape_make(2, d), -1, w, 0};
         bn_ref_matmul_f(x, T, K, N, &wv, row, want);
@@ -298,7 +313,9 @@ static void test_bad_keys(void **state) {
       {{BN_K_MATMUL, 100, 8, BN_MM_DQ, 0}, "matmul K=100 N=8 (K: whole 256-groups)"},
       {{BN_K_MATMUL_LUT, 512, 17, BN_MM_DQ, 0}, "lookup-table matmul K=512 N=17"},
       {{BN_K_MATMUL_F, 100, 8, BN_DT_F16, 0}, "float matmul K=100 type f16"},
-      {{BN_K_MATMUL_F, 256, 8, BN_DT_Q8_0, 0}, "float matmul K=256 type q8_0"},
+      {{BN_K_MATMUL_F, 48, 8, BN_DT_Q8_0, 0}, "float matmul K=48 type q8_0"},
+      {{BN_K_MATMUL_F, 288, 8, BN_DT_Q6_K, 0}, "float matmul K=288 type q6_k"},
+      {{BN_K_MATMUL_F, 256, 8, BN_DT_BF16, 0}, "float matmul K=256 type bf16"},
       {{BN_K_NORM_QUANT, 256, 0, 3, 0}, "norm-quantize K=256 mode 3"},
       {{BN_K_ATTENTION, 64, 6, 4, 0}, "attention heads 6/4 head_dim 64"},
   };
@@ -357,6 +374,10 @@ static void check_model(const char *path, const char *what) {
     if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
     jit_nodes = bn_exec_jit_nodes(bn_session_exec(s), NULL);
     assert_true(jit_nodes > 0);
+    for (int i = 0; i < opt.graph.n_nodes; i++) { /* the output projection runs generated code, whatever its type */
+      bn_llvm_key key;
+      if (opt.graph.nodes[i].op == BN_OP_OUTPUT_PROJ) assert_true(bn_llvm_select(&opt.graph, i, bn_llvm_host_isa(), &key));
+    }
     float *got = malloc(12 * V * sizeof *got);
     assert_int_equal(bn_session_eval(s, tok, 12, got, &err), BN_OK);
     double rel = tu_rel_to_range(got, want, 12 * V);
@@ -407,12 +428,13 @@ static void test_end_to_end(void **state) {
     snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, names[i]);
     check_model(path, names[i]);
   }
-  const char *archs[] = {"bitnet", "bitnet-b1.58"};
-  for (int a = 0; a < 2; a++) {
+  const char *archs[] = {"bitnet", "bitnet-b1.58", "bitnet"};
+  for (int a = 0; a < 3; a++) {
+    bn_dtype embd = a == 2 ? BN_DT_Q8_0 : BN_DT_F16; /* tied: the output projection is q8_0 */
     char path[512], what[64];
     snprintf(path, sizeof path, "%s/llvm-%s.gguf", BNC_TEST_TMP, archs[a]);
-    snprintf(what, sizeof what, "synth %s", archs[a]);
-    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_TQ1_0, BN_DT_F16, 8, 0};
+    snprintf(what, sizeof what, "synth %s %s", archs[a], bn_dtype_table[embd].name);
+    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_TQ1_0, embd, 8, 0};
     bn_error err = {0};
     assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
     check_model(path, what);

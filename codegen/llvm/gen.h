@@ -62,8 +62,8 @@ void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t 
 /* The same signature over TL2 weights by table lookups; n0, n1 multiples of 16 (gen_matmul_lut.c). */
 void bn_gen_matmul_lut(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
                        bn_isa isa);
-/* Adds `void name(ptr x, ptr w, ptr y, i64 T, i64 n0, i64 n1)`: y = x * W^T for a float
- * (f32 or f16) W of N rows of K (gen_matvec_f.c). */
+/* Adds `void name(ptr x, ptr w, ptr y, i64 T, i64 n0, i64 n1)`: y = x * W^T for W of N
+ * rows of K in f32, f16, q8_0, q4_0 or q6_k (gen_matmul_f.c). */
 void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_dtype wtype, bn_isa isa);
 
 /* Adds `void name(ptr x, ptr w, ptr qa, ptr tmp, i64 T, i64 t0, i64 t1)`: rmsnorm + quantize

@@ -192,7 +192,8 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
       return bn_fail(err, BN_E_INVALID, "llvm: lookup-table matmul K=%lld N=%lld (K: whole 256-groups, N: 16-row blocks)", K, N);
     break;
   case BN_K_MATMUL_F:
-    if (K <= 0 || K % lanes || N <= 0 || (v != BN_DT_F16 && v != BN_DT_F32))
+    if (K <= 0 || N <= 0 || v < 0 || v >= BN_DT_COUNT || !bn_gen_matmul_f_block((bn_dtype)v, j->isa) ||
+        K % bn_gen_matmul_f_block((bn_dtype)v, j->isa))
       return bn_fail(err, BN_E_UNSUPPORTED, "llvm: float matmul K=%lld type %s", K,
                      v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
     break;

@@ -24,7 +24,7 @@ typedef enum { BN_MM_ACC, BN_MM_DQ, BN_MM_DQ_ADD } bn_mm_mode;
 typedef void (*bn_mm_kernel)(const uint8_t *qa, const uint8_t *w, void *out, const float *resid, int64_t T, int64_t n0,
                              int64_t n1);
 
-/* x: T rows of K floats; w: N rows of K (f16 or f32); y[t][n] for rows n0..n1. */
+/* x: T rows of K floats; w: N rows of K (f32, f16, q8_0, q4_0, q6_k); y[t][n] for rows n0..n1. */
 typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T, int64_t n0, int64_t n1);
 
 /* x: T rows (K floats, or 2K for the gate: g | u); w: K norm weights; qa: T QA8 rows;
@@ -43,6 +43,10 @@ typedef void (*bn_rope_kernel)(const float *x, float *y, const float *table, int
 void bn_rope_table(float *table, int n_ctx, int dims, double base);
 
 typedef struct bn_llvm bn_llvm;
+
+/* The elements of K a float matmul over weights of this type takes at a time
+ * (K must be a multiple); 0: no generated kernel for the type. */
+int bn_gen_matmul_f_block(bn_dtype wtype, bn_isa isa);
 
 /* A kernel's identity: its family, constant shape and variant. Every
  * generated kernel is built once per key and shared. */

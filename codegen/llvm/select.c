@@ -47,7 +47,8 @@ int bn_llvm_select(const bn_graph *g, int i, bn_isa isa, bn_llvm_key *key) {
   }
   if (n->op == BN_OP_OUTPUT_PROJ) {
     const bn_value *w = &g->values[n->in[1]];
-    if ((w->dtype != BN_DT_F16 && w->dtype != BN_DT_F32) || w->shape.d[1] % lanes) return 0;
+    int64_t block = bn_gen_matmul_f_block(w->dtype, isa);
+    if (!block || w->shape.d[1] % block) return 0;
     *key = (bn_llvm_key){BN_K_MATMUL_F, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0};
     return 1;
   }
