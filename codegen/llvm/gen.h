@@ -43,6 +43,13 @@ void bn_gen_for_end(bn_gen *g, bn_gen_for *l);
 LLVMValueRef bn_gen_alloca(bn_gen *g, LLVMTypeRef t, const char *name);
 LLVMValueRef bn_gen_call(bn_gen *g, const char *intrinsic, LLVMTypeRef *overload, int n_over, LLVMValueRef *args, int n);
 
+/* Weight blocks (gen_decode.c): bytes per block (f32/f16: one vector of lanes), and
+ * elements [v lanes, (v + 1) lanes) of the block at blk as floats, as bn_dequant computes them. */
+int64_t bn_gen_block_bytes(bn_dtype t, int lanes);
+LLVMValueRef bn_gen_decode(bn_gen *g, bn_dtype t, int lanes, LLVMValueRef blk, int v);
+/* x (a scalar) in every lane of vector type vf. */
+LLVMValueRef bn_gen_splat_v(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x);
+
 /* A float or float vector constant of type t; exp(x) without a call (gen_util.c). */
 LLVMValueRef bn_gen_constf(LLVMTypeRef t, double c);
 LLVMValueRef bn_gen_exp(bn_gen *g, LLVMValueRef x);

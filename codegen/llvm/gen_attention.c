@@ -25,14 +25,6 @@ typedef struct {
   LLVMValueRef kvoff; /* this head's K/V slice in a row, in bytes */
 } at;
 
-static LLVMValueRef splat(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x) {
-  unsigned n = LLVMGetVectorSize(vf);
-  LLVMValueRef zero[64];
-  for (unsigned i = 0; i < n; i++) zero[i] = LLVMConstInt(g->i32, 0, 0);
-  LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(vf), x, LLVMConstInt(g->i32, 0, 0), "");
-  return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(vf), LLVMConstVector(zero, n), "");
-}
-
 /* The sum of a vector's lanes as a tree (reassociation allowed). */
 static LLVMValueRef hsum(bn_gen *g, LLVMTypeRef vf, LLVMValueRef v) {
   LLVMValueRef args[2] = {LLVMConstReal(g->f32, 0.0), v};
@@ -84,7 +76,7 @@ static void scores(bn_gen *g, const at *a, LLVMValueRef *qv, LLVMValueRef j, int
 /* p_j = exp(s_j - mx) in place for one vector (t = vf) or one key (t = f32) at j; sum += p. */
 static void softmax_part(bn_gen *g, LLVMTypeRef t, LLVMValueRef j, LLVMValueRef mx, LLVMValueRef sumv) {
   LLVMValueRef off = LLVMBuildMul(g->b, j, bn_gen_c64(g, 4), "");
-  LLVMValueRef m = LLVMGetTypeKind(t) == LLVMVectorTypeKind ? splat(g, t, mx) : mx;
+  LLVMValueRef m = LLVMGetTypeKind(t) == LLVMVectorTypeKind ? bn_gen_splat_v(g, t, mx) : mx;
   LLVMValueRef p = bn_gen_exp(g, LLVMBuildFSub(g->b, bn_gen_load(g, t, g->arg[SC], off), m, ""));
   bn_gen_store(g, p, g->arg[SC], off);
   LLVMBuildStore(g->b, LLVMBuildFAdd(g->b, LLVMBuildLoad2(g->b, t, sumv, ""), p, ""), sumv);
@@ -135,7 +127,7 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
   for (int i = 0; i < a.nv; i++) LLVMBuildStore(g.b, LLVMConstNull(vf), acc[i]);
   bn_gen_for lv = bn_gen_for_begin(&g, bn_gen_c64(&g, 0), n, 1);
   prefetch(&g, &a, g.arg[VC], lv.i);
-  LLVMValueRef ps = splat(&g, vf, bn_gen_load(&g, g.f32, g.arg[SC], LLVMBuildMul(g.b, lv.i, bn_gen_c64(&g, 4), "")));
+  LLVMValueRef ps = bn_gen_splat_v(&g, vf, bn_gen_load(&g, g.f32, g.arg[SC], LLVMBuildMul(g.b, lv.i, bn_gen_c64(&g, 4), "")));
   LLVMValueRef vrow = slice(&g, &a, g.arg[VC], lv.i);
   for (int i = 0; i < a.nv; i++) {
     LLVMValueRef v = bn_gen_load(&g, vf, vrow, bn_gen_c64(&g, i * lanes * 4));
@@ -143,7 +135,7 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
     LLVMBuildStore(g.b, bn_gen_call(&g, "llvm.fma", &vf, 1, args, 3), acc[i]);
   }
   bn_gen_for_end(&g, &lv);
-  LLVMValueRef invs = splat(&g, vf, LLVMBuildFDiv(g.b, LLVMConstReal(g.f32, 1.0), sum, ""));
+  LLVMValueRef invs = bn_gen_splat_v(&g, vf, LLVMBuildFDiv(g.b, LLVMConstReal(g.f32, 1.0), sum, ""));
   for (int i = 0; i < a.nv; i++)
     bn_gen_store(&g, LLVMBuildFMul(g.b, LLVMBuildLoad2(g.b, vf, acc[i], ""), invs, ""), bn_gen_gep(&g, g.arg[Y], qoff),
                  bn_gen_c64(&g, i * lanes * 4));

@@ -2,7 +2,7 @@
  * for W rows of K, K a constant, in f32, f16 or a block format (q8_0, q4_0,
  * q6_k). A row is read block by block (f32/f16: a vector is a block); each
  * block is decoded to float vectors exactly as the reference dequantizes it
- * (vcvtph2ps for f16; d * q, or (d * scale) * q for q6_k, in float) and
+ * (bn_gen_decode) and
  * multiplied into up to four tokens' accumulators with fused multiply-adds; a
  * loop over K keeps the code small. Float accumulation in vector lanes
  * differs from the reference's double sums by float rounding only (tested
@@ -19,58 +19,6 @@ typedef struct {
   int64_t elems, bytes; /* per block */
   LLVMTypeRef vf;
 } mf;
-
-static LLVMValueRef splat(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x) {
-  unsigned n = LLVMGetVectorSize(vf);
-  LLVMValueRef zero[64];
-  for (unsigned i = 0; i < n; i++) zero[i] = LLVMConstInt(g->i32, 0, 0);
-  LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(vf), x, LLVMConstInt(g->i32, 0, 0), "");
-  return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(vf), LLVMConstVector(zero, n), "");
-}
-
-static LLVMValueRef half_at(bn_gen *g, LLVMValueRef blk, int64_t off) {
-  return LLVMBuildFPExt(g->b, bn_gen_load(g, g->f16, blk, bn_gen_c64(g, off)), g->f32, "");
-}
-
-/* lanes bytes at blk + off as i32 lanes (zero-extended) */
-static LLVMValueRef bytes_at(bn_gen *g, const mf *k, LLVMValueRef blk, int64_t off) {
-  LLVMValueRef b = bn_gen_load(g, LLVMVectorType(g->i8, (unsigned)k->lanes), blk, bn_gen_c64(g, off));
-  return LLVMBuildZExt(g->b, b, LLVMVectorType(g->i32, (unsigned)k->lanes), "");
-}
-
-static LLVMValueRef ci(bn_gen *g, const mf *k, int v) { return bn_gen_splat(g->i32, k->lanes, v); }
-
-/* Elements [v lanes, (v + 1) lanes) of the block at blk as floats: the reference's bn_dequant. */
-static LLVMValueRef decode(bn_gen *g, const mf *k, LLVMValueRef blk, int v) {
-  LLVMTypeRef vf = k->vf;
-  int64_t e = (int64_t)v * k->lanes;
-  switch (k->wtype) {
-  case BN_DT_F32: return bn_gen_load(g, vf, blk, bn_gen_c64(g, e * 4));
-  case BN_DT_F16:
-    return LLVMBuildFPExt(g->b, bn_gen_load(g, LLVMVectorType(g->f16, (unsigned)k->lanes), blk, bn_gen_c64(g, e * 2)), vf, "");
-  case BN_DT_Q8_0: { /* d, 32 int8: d * q */
-    LLVMValueRef q = bn_gen_load(g, LLVMVectorType(g->i8, (unsigned)k->lanes), blk, bn_gen_c64(g, 2 + e));
-    return LLVMBuildFMul(g->b, splat(g, vf, half_at(g, blk, 0)), LLVMBuildSIToFP(g->b, q, vf, ""), "");
-  }
-  case BN_DT_Q4_0: { /* d, 16 bytes: elements 0..15 the low nibbles, 16..31 the high: d * (nibble - 8) */
-    LLVMValueRef b = bytes_at(g, k, blk, 2 + e % 16);
-    b = e >= 16 ? LLVMBuildLShr(g->b, b, ci(g, k, 4), "") : LLVMBuildAnd(g->b, b, ci(g, k, 15), "");
-    LLVMValueRef q = LLVMBuildSIToFP(g->b, LLVMBuildSub(g->b, b, ci(g, k, 8), ""), vf, "");
-    return LLVMBuildFMul(g->b, splat(g, vf, half_at(g, blk, 0)), q, "");
-  }
-  default: { /* Q6_K: ql[128], qh[64], int8 scales[16], d; two halves of 128, each four quarters of 32 */
-    int64_t half = e / 128, quarter = e % 128 / 32, l = e % 32;
-    LLVMValueRef lo = bytes_at(g, k, blk, half * 64 + l + (quarter & 1) * 32);
-    lo = quarter >= 2 ? LLVMBuildLShr(g->b, lo, ci(g, k, 4), "") : LLVMBuildAnd(g->b, lo, ci(g, k, 15), "");
-    LLVMValueRef hi = bytes_at(g, k, blk, 128 + half * 32 + l);
-    hi = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, hi, ci(g, k, (int)(2 * quarter)), ""), ci(g, k, 3), "");
-    LLVMValueRef q = LLVMBuildSub(g->b, LLVMBuildOr(g->b, lo, LLVMBuildShl(g->b, hi, ci(g, k, 4), ""), ""), ci(g, k, 32), "");
-    LLVMValueRef sc = bn_gen_load(g, g->i8, blk, bn_gen_c64(g, 192 + half * 8 + l / 16 + 2 * quarter));
-    LLVMValueRef ds = LLVMBuildFMul(g->b, half_at(g, blk, 208), LLVMBuildSIToFP(g->b, sc, g->f32, ""), "");
-    return LLVMBuildFMul(g->b, splat(g, vf, ds), LLVMBuildSIToFP(g->b, q, vf, ""), "");
-  }
-  }
-}
 
 /* One row for tt tokens. Rows are read one after another (the hardware
  * prefetcher follows one stream; rows read side by side each break off after
@@ -108,7 +56,7 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
       LLVMValueRef blk = bn_gen_gep(g, wrow, LLVMBuildAdd(g->b, woff, bn_gen_c64(g, b * k->bytes), ""));
       LLVMValueRef e0 = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, lb.i, bn_gen_c64(g, b), ""), bn_gen_c64(g, k->elems), "");
       for (int p = 0; p < per_block; p++, v++) {
-        LLVMValueRef wv = decode(g, k, blk, p);
+        LLVMValueRef wv = bn_gen_decode(g, k->wtype, k->lanes, blk, p);
         LLVMValueRef xoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, e0, bn_gen_c64(g, p * k->lanes), ""), bn_gen_c64(g, 4), "");
         for (int i = 0; i < tt; i++) {
           LLVMValueRef xv = bn_gen_load(g, vf, xrow[i], xoff);
@@ -131,25 +79,11 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
   }
 }
 
-int bn_gen_matmul_f_block(bn_dtype wtype, bn_isa isa) {
-  int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8;
-  switch (wtype) {
-  case BN_DT_F32:
-  case BN_DT_F16: return lanes;
-  case BN_DT_Q8_0:
-  case BN_DT_Q4_0: return 32;
-  case BN_DT_Q6_K: return 256;
-  default: return 0;
-  }
-}
-
 void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_dtype wtype,
                      bn_isa isa) {
   int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8;
   int64_t elems = bn_gen_matmul_f_block(wtype, isa);
-  int64_t bytes = wtype == BN_DT_F32 || wtype == BN_DT_F16 ? elems * (wtype == BN_DT_F32 ? 4 : 2)
-                                                           : (int64_t)bn_dtype_table[wtype].block_bytes;
-  mf k = {wtype, lanes, elems, bytes, NULL};
+  mf k = {wtype, lanes, elems, bn_gen_block_bytes(wtype, lanes), NULL};
   bn_gen g = {.ctx = &k};
   bn_gen_begin(&g, c, m, name, 3, 3, isa, K, N);
   k.vf = LLVMVectorType(g.f32, (unsigned)lanes);
