@@ -10,7 +10,8 @@
 
 /* A node split over the threads: its generated kernel (attention may fall back to the reference by heads). */
 typedef struct {
-  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention, 4: norm + quantize (by tokens), 5: RoPE */
+  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention, 4: norm + quantize (by tokens), 5: RoPE,
+               6: embed or slice (by tokens) */
   void *fn;
   const void *a, *w, *resid;
   void *out;
@@ -65,6 +66,8 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
     break;
   case BN_K_MATMUL_F: *j = (jit_node){2, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.n, 1}; break;
   case BN_K_ATTENTION: j->fn = fn; break; /* kind 3, split by heads */
+  case BN_K_EMBED: *j = (jit_node){6, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], 0, 1}; break;
+  case BN_K_SLICE: *j = (jit_node){6, fn, v[n->in[0]], NULL, NULL, v[n->out], 0, 1}; break;
   case BN_K_NORM_QUANT:
     if (key.k > e->tmp_width) e->tmp_width = key.k;
     *j = (jit_node){4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k, 1};
@@ -111,9 +114,11 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
     if (h1 > h0) ((bn_rope_kernel)j->fn)(j->a, j->out, j->w, T, e->env.pos, h0, h1, e->n_ctx);
     return;
   }
-  if (j->kind == 4) { /* by tokens: a row is one normalization */
+  if (j->kind == 4 || j->kind == 6) { /* by tokens: a row is one normalization, gather or copy */
     int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
-    if (t1 > t0) ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, e->tmp + (size_t)i * (size_t)e->tmp_width, T, t0, t1);
+    if (t1 <= t0) return;
+    if (j->kind == 6) ((bn_rows_kernel)j->fn)(j->a, j->w, j->out, T, t0, t1);
+    else ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, e->tmp + (size_t)i * (size_t)e->tmp_width, T, t0, t1);
     return;
   }
   int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = j->N / G * (i + 1) / n * G;

@@ -78,6 +78,11 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
 void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa);
 /* Adds `void name(ptr q, ptr kc, ptr vc, ptr y, ptr scores, i64 T, i64 pos, i64 h0, i64 h1)` (gen_attention.c). */
 void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa);
+/* Add `void name(ptr in, ptr w, ptr y, i64 T, i64 t0, i64 t1)` (gen_rows.c): the embedding
+ * gather (in: token ids, w: the table of rows of width in type t) and the column slice
+ * (in: rows of K floats, y: n of them from off; w unused). */
+void bn_gen_embed(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t width, bn_dtype t, bn_isa isa);
+void bn_gen_slice(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t n, int64_t off, bn_isa isa);
 /* Adds `void name(ptr x, ptr y, ptr table, i64 T, i64 pos, i64 h0, i64 h1, i64 n_ctx)` (gen_rope.c). */
 void bn_gen_rope(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int head_dim, bn_isa isa);
 /* Adds `void name(ptr in, ptr out, i64 iters)`: the int8 multiply-add peak loop. */

@@ -3,6 +3,7 @@
  *   NQ:     q = quantize(rmsnorm(x, w))
  *   GATE_*: q = quantize(rmsnorm(act(g) * u, w)), g|u the two halves of a row
  *           (act = relu2 or silu), act(g) * u first written to tmp.
+ *   RMSNORM: y = rmsnorm(x, w), float rows (the final norm).
  *
  * Per row: the sum of squares in double lanes, inv = (float)(1 / sqrt(ss / K
  * + eps)) in double, y = (x * inv) * w in float, s = 127 / max(max|y|, 1e-5),
@@ -77,6 +78,12 @@ static LLVMValueRef norm(bn_gen *g, row *r, LLVMValueRef k) {
   return LLVMBuildFMul(g->b, LLVMBuildFMul(g->b, x, r->inv, ""), w, "");
 }
 
+/* rmsnorm alone: the float row */
+static void store_body(bn_gen *g, LLVMValueRef k, void *st) {
+  row *r = st;
+  bn_gen_store(g, norm(g, r, k), r->qrow, off4(g, k));
+}
+
 static void max_body(bn_gen *g, LLVMValueRef k, void *st) {
   row *r = st;
   LLVMTypeRef t = vf(g);
@@ -103,7 +110,8 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
   nq st = {mode, isa == BN_ISA_AVX512_VNNI ? 16 : 8, eps};
   bn_gen g = {.ctx = &st};
   bn_gen_begin(&g, c, m, name, 4, 3, isa, K, 0);
-  int64_t rb = bn_qa8_row_bytes(K), meta = rb - 64, in_w = mode ? 2 * K : K;
+  int gate = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU;
+  int64_t rb = mode == BN_NQ_RMSNORM ? 4 * K : bn_qa8_row_bytes(K), meta = rb - 64, in_w = gate ? 2 * K : K;
   LLVMTypeRef vi = LLVMVectorType(g.i32, (unsigned)st.lanes);
   row r = {0};
   r.ss = bn_gen_alloca(&g, vd(&g), "ss");
@@ -113,7 +121,7 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
   LLVMValueRef t = lt.i;
   LLVMValueRef xrow = bn_gen_gep(&g, g.arg[X], LLVMBuildMul(g.b, t, bn_gen_c64(&g, in_w * 4), ""));
   r.qrow = bn_gen_gep(&g, g.arg[QA], LLVMBuildMul(g.b, t, bn_gen_c64(&g, rb), ""));
-  if (mode) { /* act(g) * u into this thread's tmp row */
+  if (gate) { /* act(g) * u into this thread's tmp row */
     r.grow = xrow;
     r.src = g.arg[TMP];
     kloop(&g, gate_body, &r);
@@ -132,6 +140,12 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
   LLVMValueRef zeros = LLVMConstVector(e, (unsigned)st.lanes);
   r.inv = LLVMBuildShuffleVector(g.b, LLVMBuildInsertElement(g.b, LLVMGetUndef(vf(&g)), inv, LLVMConstInt(g.i32, 0, 0), ""),
                                  LLVMGetUndef(vf(&g)), zeros, "");
+  if (mode == BN_NQ_RMSNORM) {
+    kloop(&g, store_body, &r);
+    bn_gen_for_end(&g, &lt);
+    bn_gen_end(&g);
+    return;
+  }
   LLVMBuildStore(g.b, LLVMConstNull(vf(&g)), r.mx);
   kloop(&g, max_body, &r);
   LLVMTypeRef tvf = vf(&g);

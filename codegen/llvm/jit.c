@@ -198,8 +198,18 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
                      v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
     break;
   case BN_K_NORM_QUANT:
-    if (K <= 0 || K % lanes || v < 0 || v > 2)
+    if (K <= 0 || K % lanes || v < 0 || v > BN_NQ_RMSNORM)
       return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d", K, v);
+    break;
+  case BN_K_EMBED:
+    if (K <= 0 || N <= 0 || v < 0 || v >= BN_DT_COUNT || !bn_gen_matmul_f_block((bn_dtype)v, j->isa) ||
+        K % bn_gen_matmul_f_block((bn_dtype)v, j->isa))
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: embedding width %lld type %s", K,
+                     v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
+    break;
+  case BN_K_SLICE:
+    if (K <= 0 || N <= 0 || v < 0 || v + N > K)
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: slice of %lld columns from %d of %lld", N, v, K);
     break;
   case BN_K_ATTENTION: /* K: head_dim, N: heads, variant: KV heads */
     if (N <= 0 || v <= 0 || N % v || K % lanes || K / lanes > 32)
@@ -223,6 +233,8 @@ static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char
   else if (key->family == BN_K_ATTENTION) bn_gen_attention(ctx, m, name, (int)key->n, key->variant, (int)key->k, j->isa);
   else if (key->family == BN_K_ROPE) bn_gen_rope(ctx, m, name, (int)key->n, (int)key->k, j->isa);
   else if (key->family == BN_K_MATMUL_LUT) bn_gen_matmul_lut(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
+  else if (key->family == BN_K_EMBED) bn_gen_embed(ctx, m, name, key->k, (bn_dtype)key->variant, j->isa);
+  else if (key->family == BN_K_SLICE) bn_gen_slice(ctx, m, name, key->k, key->n, key->variant, j->isa);
   else bn_gen_peak(ctx, m, name, j->isa);
   char *msg = NULL;
   if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
@@ -322,21 +334,22 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
 /* The symbol: family, ISA, variant and shape, so that two keys never share a name
  * (a variant outside its family's names, as a key being refused has, prints as a number). */
 void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
-  static const char *modes[] = {"acc", "dq", "dqadd"}, *nq_modes[] = {"norm", "gate_relu2", "gate_silu"};
-  static const char *families[] = {"mm", "mf", "peak", "nq", "attn", "rope", "lut"};
+  static const char *modes[] = {"acc", "dq", "dqadd"}, *nq_modes[] = {"norm", "gate_relu2", "gate_silu", "rmsnorm"};
+  static const char *families[] = {"mm", "mf", "peak", "nq", "attn", "rope", "lut", "embed", "slice"};
   int f = key->family, v = key->variant;
   const char *name = NULL;
   if (f == BN_K_MATMUL || f == BN_K_MATMUL_LUT) name = v >= 0 && v < 3 ? modes[v] : NULL;
-  else if (f == BN_K_MATMUL_F) name = v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : NULL;
-  else if (f == BN_K_NORM_QUANT) name = v >= 0 && v < 3 ? nq_modes[v] : NULL;
+  else if (f == BN_K_MATMUL_F || f == BN_K_EMBED) name = v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : NULL;
+  else if (f == BN_K_NORM_QUANT) name = v >= 0 && v < 4 ? nq_modes[v] : NULL;
   else if (f == BN_K_ROPE) name = "neox";
-  else if (f != BN_K_ATTENTION) name = "";
+  else if (f != BN_K_ATTENTION && f != BN_K_SLICE) name = "";
   char variant[32];
   if (f == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d", v); /* KV heads */
+  else if (f == BN_K_SLICE) snprintf(variant, sizeof variant, "o%d", v); /* the first column */
   else if (name) snprintf(variant, sizeof variant, "%s", name);
   else snprintf(variant, sizeof variant, "v%d", v);
   char family[16];
-  snprintf(family, sizeof family, "%s", f >= 0 && f <= BN_K_MATMUL_LUT ? families[f] : "unknown");
+  snprintf(family, sizeof family, "%s", f >= 0 && f <= BN_K_SLICE ? families[f] : "unknown");
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);
   snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x", family, bn_isa_name(isa), variant,

@@ -30,11 +30,15 @@ typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T,
 /* x: T rows (K floats, or 2K for the gate: g | u); w: K norm weights; qa: T QA8 rows;
  * tmp: K floats of scratch (the gate); rows t0..t1. */
 typedef void (*bn_nq_kernel)(const float *x, const float *w, uint8_t *qa, float *tmp, int64_t T, int64_t t0, int64_t t1);
-enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU };
+enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU, BN_NQ_RMSNORM }; /* RMSNORM: qa is K floats per row */
 /* Causal GQA attention of heads h0..h1 for T tokens at pos.. over the caches (this step's K/V
  * stored already); scores: n_ctx floats of scratch. */
 typedef void (*bn_attn_kernel)(const float *q, const float *kc, const float *vc, float *y, float *scores, int64_t T,
                                int64_t pos, int64_t h0, int64_t h1);
+
+/* Row kernels, rows t0..t1: the embedding gather (in: token ids, w: the table) and the
+ * column slice (in: the rows sliced; w unused). */
+typedef void (*bn_rows_kernel)(const void *in, const void *w, float *y, int64_t T, int64_t t0, int64_t t1);
 
 /* RoPE of heads h0..h1 for T tokens at pos..; table: n_ctx rows of head_dim/2 cosines, then as many of sines. */
 typedef void (*bn_rope_kernel)(const float *x, float *y, const float *table, int64_t T, int64_t pos, int64_t h0,
@@ -50,11 +54,13 @@ int bn_gen_matmul_f_block(bn_dtype wtype, bn_isa isa);
 
 /* A kernel's identity: its family, constant shape and variant. Every
  * generated kernel is built once per key and shared. */
-enum { BN_K_MATMUL, BN_K_MATMUL_F, BN_K_PEAK, BN_K_NORM_QUANT, BN_K_ATTENTION, BN_K_ROPE, BN_K_MATMUL_LUT };
+enum { BN_K_MATMUL, BN_K_MATMUL_F, BN_K_PEAK, BN_K_NORM_QUANT, BN_K_ATTENTION, BN_K_ROPE, BN_K_MATMUL_LUT, BN_K_EMBED, BN_K_SLICE };
 typedef struct {
   int family;
-  int64_t k, n;  /* MATMUL(_F, _LUT): K, N; NORM_QUANT: K; ATTENTION, ROPE: head_dim, heads */
-  int variant;   /* MATMUL(_LUT): bn_mm_mode; MATMUL_F: weight dtype; NORM_QUANT: BN_NQ_*; ATTENTION: kv_heads */
+  int64_t k, n;  /* MATMUL(_F, _LUT): K, N; NORM_QUANT: K; ATTENTION, ROPE: head_dim, heads; EMBED: width, rows;
+                    SLICE: input width, output width */
+  int variant;   /* MATMUL(_LUT): bn_mm_mode; MATMUL_F, EMBED: weight dtype; NORM_QUANT: BN_NQ_*; ATTENTION: kv_heads;
+                    SLICE: the first column */
   float eps;     /* NORM_QUANT */
 } bn_llvm_key;
 

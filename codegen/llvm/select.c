@@ -64,6 +64,25 @@ int bn_llvm_select(const bn_graph *g, int i, bn_isa isa, bn_llvm_key *key) {
     *key = (bn_llvm_key){BN_K_ROPE, hd, (int64_t)n->attr[0], 0, 0};
     return 1;
   }
+  if (n->op == BN_OP_EMBED) {
+    const bn_value *w = &g->values[n->in[1]];
+    int64_t block = bn_gen_matmul_f_block(w->dtype, isa);
+    if (!block || w->shape.d[1] % block || g->values[n->out].dtype != BN_DT_F32) return 0;
+    *key = (bn_llvm_key){BN_K_EMBED, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0};
+    return 1;
+  }
+  if (n->op == BN_OP_SLICE) {
+    const bn_value *in = &g->values[n->in[0]], *out = &g->values[n->out];
+    if (in->dtype != BN_DT_F32 || out->dtype != BN_DT_F32 || in->shape.rank != 2 || n->attr[0] > 1e9) return 0;
+    *key = (bn_llvm_key){BN_K_SLICE, in->shape.d[1], out->shape.d[1], (int)n->attr[0], 0};
+    return 1;
+  }
+  if (n->op == BN_OP_RMSNORM) { /* alone: the final norm */
+    int64_t K = g->values[n->out].shape.d[1];
+    if (g->values[n->in[1]].dtype != BN_DT_F32 || g->values[n->in[0]].dtype != BN_DT_F32 || K % lanes) return 0;
+    *key = (bn_llvm_key){BN_K_NORM_QUANT, K, 0, BN_NQ_RMSNORM, (float)n->attr[0]};
+    return 1;
+  }
   int mode = nq_mode(n);
   if (mode >= 0) {
     const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
