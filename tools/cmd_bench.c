@@ -213,7 +213,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
 int bn_cmd_bench(int argc, char **argv) {
   const char *model = NULL, *fmt = "md", *kernel = NULL;
   list pp = {{128}, 1}, threads = {{1}, 1};
-  long tg = 64, reps = 3, batch = 128;
+  long tg = 64, reps = 3, batch = BN_CLI_BATCH;
   bn_backend backend = BN_BACKEND_LLVM;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -22,7 +22,7 @@ static const char HELP[] =
     "  --lut              use the lookup-table kernels for every matmul whose rows are a multiple of 16\n"
     "  --aot              also store the kernels' object code, compiled for the target, in the plan: a host\n"
     "                     with the target's CPU features loads it instead of generating code (others re-JIT)\n"
-    "  --batch N          the largest step the memory plan serves: the prompt chunk (default 32)\n"
+    "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
     "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
     "  --time-passes      print each pass's time\n"
     "  Passes, in order: infer-shapes lower-bitlinear pack-weights fold-constants fuse-projections\n"
@@ -86,7 +86,7 @@ static bn_status choose_layouts(bn_graph *g, const char *target, int batch, int 
 
 int bn_cmd_compile(int argc, char **argv) {
   const char *in = NULL;
-  long batch = 32;
+  long batch = BN_CLI_BATCH;
   const char *target = "native";
   hook_ctx h = {0};
   for (int i = 1; i < argc; i++) {

@@ -18,7 +18,7 @@ static const char RUN_HELP[] =
     "  --repeat-penalty R   (default 1.1; 1 = off)\n"
     "  --seed S             sampler seed (default 42)\n"
     "  -c, --ctx N          context size (default: the model's)\n"
-    "  -b, --batch N        prompt chunk size (default: the plan's, 32 for a GGUF)\n"
+    "  -b, --batch N        prompt chunk size (default: the plan's, 128 for a GGUF)\n"
     "  --ignore-eos         do not stop at the end-of-sequence token\n"
     "  -t, --threads N      threads for the JIT kernels (default 1)\n"
     "  --backend llvm|ref   llvm (default): JIT-compiled vector kernels for this CPU where one exists,\n"

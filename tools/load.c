@@ -26,7 +26,7 @@ bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_
   }
   bn_status st = bn_cli_load(path, &cm->f, &cm->gm, err);
   if (st) return st;
-  bn_pass_opts po = {.max_tokens = n_batch > 0 ? n_batch : 32, .verify = 0};
+  bn_pass_opts po = {.max_tokens = n_batch > 0 ? n_batch : BN_CLI_BATCH, .verify = 0};
   if ((st = bn_pass_run_pipeline(&cm->gm.graph, &po, &cm->mp, NULL, NULL, err))) {
     bn_model_free(&cm->gm);
     bn_gguf_close(&cm->f);

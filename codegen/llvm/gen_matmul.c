@@ -13,9 +13,9 @@
  *   8 of a group are summed in i16 (|each| <= 2 * 2 * 128 = 512, 8 of them fit)
  *   and widened once with vpmaddwd.
  *
- * Tiles of 2 rows x 4 tokens: a group's codes are unpacked once for four
- * tokens and each activation load feeds two rows (remainders: smaller
- * tiles). The K/256
+ * Tiles of 4 rows x 4 tokens (AVX2: 2 x 4): a group's codes are unpacked
+ * once for four tokens and each activation load feeds every row of the tile
+ * (remainders: smaller tiles). The K/256
  * groups of a row are unrolled: every offset is a constant. Accumulators
  * live in allocas that mem2reg turns into registers. The epilogue
  * dequantizes in double like the reference kernels, so results agree bit
@@ -42,7 +42,7 @@ enum { QA, W, OUT, RESID, T_, N0, N1 };
  * products' latency is hidden (4 when alone, fewer when the tile has many),
  * summed at the end. Decode (one token) prefetches the weight stream about
  * PREFETCH_BYTES ahead. */
-enum { ROWS = 2, CHAINS = 4, PREFETCH_BYTES = 12288, BLOCK_BYTES = 16384 };
+enum { ROWS = 4, CHAINS = 4, PREFETCH_BYTES = 12288, BLOCK_BYTES = 16384 };
 
 static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, LLVMValueRef out[ROWS][TILE]) {
   const mm *k = g->ctx;
@@ -146,7 +146,8 @@ void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t 
   /* blocks of rows whose weights take about BLOCK_BYTES (a multiple of ROWS), while a token
    * tile's activations are small enough to share L1 with them (measured: a gain up to K = 2560,
    * neutral at 4096, a loss at 6912) */
-  int64_t block = K <= 4096 ? BLOCK_BYTES / (K / 4) / ROWS * ROWS : 0;
-  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], ROWS, TILE, (int)(block > 32 ? 32 : block), tile);
+  int rows = isa == BN_ISA_AVX512_VNNI ? ROWS : 2; /* AVX2's 16 registers hold a 2 x 4 tile */
+  int64_t block = K <= 4096 ? BLOCK_BYTES / (K / 4) / rows * rows : 0;
+  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], rows, TILE, (int)(block > 32 ? 32 : block), tile);
   bn_gen_end(&g);
 }
