@@ -42,68 +42,105 @@ enum { QA, W, OUT, RESID, T_, N0, N1 };
  * products' latency is hidden (4 when alone, fewer when the tile has many),
  * summed at the end. Decode (one token) prefetches the weight stream about
  * PREFETCH_BYTES ahead. */
-enum { ROWS = 4, CHAINS = 4, PREFETCH_BYTES = 12288, BLOCK_BYTES = 16384 };
+enum { ROWS = 4, CHAINS = 4, PREFETCH_BYTES = 12288, BLOCK_BYTES = 16384, UNROLL_GROUPS = 4 };
+
+typedef struct {
+  int rr, tt, chains, lanes, avx512;
+  LLVMValueRef arow[TILE], wrow[ROWS], acc[ROWS][TILE][CHAINS];
+  int64_t ahead; /* decode: prefetch distance in bytes, a whole number of rows */
+} dt;
+
+/* One 256-element group at index gi (grp: its number when constant, for the AVX2 chain choice). */
+static void group(bn_gen *g, dt *d, LLVMValueRef gi, int64_t grp) {
+  LLVMTypeRef vb = LLVMVectorType(g->i8, (unsigned)d->lanes), v16i32 = LLVMVectorType(g->i32, 16);
+  LLVMValueRef mask = bn_gen_splat(g->i8, d->lanes, 3);
+  LLVMValueRef woff = LLVMBuildMul(g->b, gi, bn_gen_c64(g, 64), ""), aoff = LLVMBuildMul(g->b, gi, bn_gen_c64(g, 256), "");
+  for (int h = 0; h < 64 / d->lanes; h++) { /* AVX2: the two 32-byte halves of a 64-byte group */
+    LLVMValueRef codes[ROWS][4];
+    for (int r = 0; r < d->rr; r++) {
+      if (h == 0 && d->tt == 1) {
+        LLVMValueRef args[4] = {bn_gen_gep(g, d->wrow[r], LLVMBuildAdd(g->b, woff, bn_gen_c64(g, d->ahead), "")),
+                                LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 1, 0)};
+        LLVMTypeRef pt = g->ptr;
+        bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
+      }
+      LLVMValueRef wv = bn_gen_load(g, vb, d->wrow[r], LLVMBuildAdd(g->b, woff, bn_gen_c64(g, h * d->lanes), ""));
+      for (int s = 0; s < 4; s++)
+        codes[r][s] = LLVMBuildAnd(g->b, s ? LLVMBuildLShr(g->b, wv, bn_gen_splat(g->i8, d->lanes, 2 * s), "") : wv, mask, "");
+    }
+    for (int i = 0; i < d->tt; i++) {
+      LLVMValueRef sum16[ROWS] = {NULL};
+      for (int s = 0; s < 4; s++) {
+        LLVMValueRef a = bn_gen_load(g, vb, d->arow[i], LLVMBuildAdd(g->b, aoff, bn_gen_c64(g, s * 64 + h * d->lanes), ""));
+        LLVMValueRef a32 = d->avx512 ? LLVMBuildBitCast(g->b, a, v16i32, "") : a;
+        for (int r = 0; r < d->rr; r++) {
+          if (d->avx512) {
+            int c = s % d->chains;
+            LLVMValueRef args[3] = {d->acc[r][i][c], LLVMBuildBitCast(g->b, codes[r][s], v16i32, ""), a32};
+            d->acc[r][i][c] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
+          } else {
+            LLVMValueRef args[2] = {codes[r][s], a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
+            sum16[r] = sum16[r] ? LLVMBuildAdd(g->b, sum16[r], p, "") : p;
+          }
+        }
+      }
+      for (int r = 0; r < d->rr && !d->avx512; r++) {
+        int c = (int)((grp * 2 + h) % d->chains);
+        LLVMValueRef args[2] = {sum16[r], bn_gen_splat(g->i16, 16, 1)};
+        d->acc[r][i][c] = LLVMBuildAdd(g->b, d->acc[r][i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
+      }
+    }
+  }
+}
+
+/* The accumulators through allocas (a loop over groups carries them; mem2reg makes them registers). */
+static void acc_io(bn_gen *g, dt *d, LLVMValueRef slot[ROWS][TILE][CHAINS], int store) {
+  LLVMTypeRef vacc = LLVMVectorType(g->i32, d->avx512 ? 16 : 8);
+  for (int r = 0; r < d->rr; r++)
+    for (int i = 0; i < d->tt; i++)
+      for (int c = 0; c < d->chains; c++) {
+        if (store) LLVMBuildStore(g->b, d->acc[r][i][c], slot[r][i][c]);
+        else d->acc[r][i][c] = LLVMBuildLoad2(g->b, vacc, slot[r][i][c], "");
+      }
+}
 
 static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, LLVMValueRef out[ROWS][TILE]) {
   const mm *k = g->ctx;
-  int avx512 = g->isa == BN_ISA_AVX512_VNNI, lanes = avx512 ? 64 : 32;
-  int chains = rr * tt >= 8 ? 1 : rr * tt >= 4 ? 2 : 4;
-  LLVMTypeRef vb = LLVMVectorType(g->i8, (unsigned)lanes), vacc = LLVMVectorType(g->i32, avx512 ? 16 : 8);
-  LLVMTypeRef v16i32 = LLVMVectorType(g->i32, 16);
-  LLVMValueRef arow[TILE], wrow[ROWS], acc[ROWS][TILE][CHAINS];
+  dt d = {rr, tt, rr * tt >= 8 ? 1 : rr * tt >= 4 ? 2 : 4, g->isa == BN_ISA_AVX512_VNNI ? 64 : 32,
+          g->isa == BN_ISA_AVX512_VNNI, {0}, {0}, {{{0}}}, 0};
+  LLVMTypeRef vacc = LLVMVectorType(g->i32, d.avx512 ? 16 : 8);
   for (int i = 0; i < tt; i++) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
-    arow[i] = bn_gen_gep(g, g->arg[QA], LLVMBuildMul(g->b, tok, bn_gen_c64(g, k->row_bytes), ""));
+    d.arow[i] = bn_gen_gep(g, g->arg[QA], LLVMBuildMul(g->b, tok, bn_gen_c64(g, k->row_bytes), ""));
   }
   for (int r = 0; r < rr; r++) {
     LLVMValueRef nr = LLVMBuildAdd(g->b, n, bn_gen_c64(g, r), "");
-    wrow[r] = bn_gen_gep(g, g->arg[W], LLVMBuildMul(g->b, nr, bn_gen_c64(g, g->K / 4), ""));
+    d.wrow[r] = bn_gen_gep(g, g->arg[W], LLVMBuildMul(g->b, nr, bn_gen_c64(g, g->K / 4), ""));
     for (int i = 0; i < tt; i++)
-      for (int c = 0; c < CHAINS; c++) acc[r][i][c] = LLVMConstNull(vacc);
+      for (int c = 0; c < CHAINS; c++) d.acc[r][i][c] = LLVMConstNull(vacc);
   }
-  LLVMValueRef mask = bn_gen_splat(g->i8, lanes, 3);
-  int64_t row_bytes = g->K / 4, ahead = (PREFETCH_BYTES + row_bytes - 1) / row_bytes * row_bytes;
-  for (int64_t grp = 0; grp < k->groups; grp++)
-    for (int h = 0; h < 64 / lanes; h++) { /* AVX2: the two 32-byte halves of a 64-byte group */
-      LLVMValueRef codes[ROWS][4];
-      for (int r = 0; r < rr; r++) {
-        if (h == 0 && tt == 1) {
-          LLVMValueRef args[4] = {bn_gen_gep(g, wrow[r], bn_gen_c64(g, ahead + grp * 64)), LLVMConstInt(g->i32, 0, 0),
-                                  LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 1, 0)};
-          LLVMTypeRef pt = g->ptr;
-          bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
-        }
-        LLVMValueRef wv = bn_gen_load(g, vb, wrow[r], bn_gen_c64(g, grp * 64 + h * lanes));
-        for (int s = 0; s < 4; s++)
-          codes[r][s] = LLVMBuildAnd(g->b, s ? LLVMBuildLShr(g->b, wv, bn_gen_splat(g->i8, lanes, 2 * s), "") : wv, mask, "");
-      }
-      for (int i = 0; i < tt; i++) {
-        LLVMValueRef sum16[ROWS] = {NULL};
-        for (int s = 0; s < 4; s++) {
-          LLVMValueRef a = bn_gen_load(g, vb, arow[i], bn_gen_c64(g, grp * 256 + s * 64 + h * lanes));
-          LLVMValueRef a32 = avx512 ? LLVMBuildBitCast(g->b, a, v16i32, "") : a;
-          for (int r = 0; r < rr; r++) {
-            if (avx512) {
-              int c = s % chains;
-              LLVMValueRef args[3] = {acc[r][i][c], LLVMBuildBitCast(g->b, codes[r][s], v16i32, ""), a32};
-              acc[r][i][c] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
-            } else {
-              LLVMValueRef args[2] = {codes[r][s], a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
-              sum16[r] = sum16[r] ? LLVMBuildAdd(g->b, sum16[r], p, "") : p;
-            }
-          }
-        }
-        for (int r = 0; r < rr && !avx512; r++) {
-          int c = (int)((grp * 2 + h) % chains);
-          LLVMValueRef args[2] = {sum16[r], bn_gen_splat(g->i16, 16, 1)};
-          acc[r][i][c] = LLVMBuildAdd(g->b, acc[r][i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
-        }
-      }
-    }
+  int64_t row_bytes = g->K / 4;
+  d.ahead = (PREFETCH_BYTES + row_bytes - 1) / row_bytes * row_bytes;
+  if (k->groups <= UNROLL_GROUPS) /* every offset a constant */
+    for (int64_t grp = 0; grp < k->groups; grp++) group(g, &d, bn_gen_c64(g, grp), grp);
+  else { /* a loop over runs of u groups: the fully unrolled row outgrows the op cache (measured on K = 6912) */
+    int u = k->groups % 2 == 0 ? 2 : 1;
+    LLVMValueRef slot[ROWS][TILE][CHAINS];
+    for (int r = 0; r < rr; r++)
+      for (int i = 0; i < tt; i++)
+        for (int c = 0; c < d.chains; c++) slot[r][i][c] = bn_gen_alloca(g, vacc, "acc");
+    acc_io(g, &d, slot, 1);
+    bn_gen_for lg = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, k->groups), u);
+    acc_io(g, &d, slot, 0);
+    for (int q = 0; q < u; q++) group(g, &d, LLVMBuildAdd(g->b, lg.i, bn_gen_c64(g, q), ""), q);
+    acc_io(g, &d, slot, 1);
+    bn_gen_for_end(g, &lg);
+    acc_io(g, &d, slot, 0);
+  }
   for (int r = 0; r < rr; r++)
     for (int i = 0; i < tt; i++) {
-      LLVMValueRef sum = acc[r][i][0];
-      for (int c = 1; c < chains; c++) sum = LLVMBuildAdd(g->b, sum, acc[r][i][c], "");
+      LLVMValueRef sum = d.acc[r][i][0];
+      for (int c = 1; c < d.chains; c++) sum = LLVMBuildAdd(g->b, sum, d.acc[r][i][c], "");
       out[r][i] = sum;
     }
 }
