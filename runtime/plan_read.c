@@ -269,6 +269,27 @@ bn_status bn_plan_parse(bn_plan *p, const void *buf, size_t size, const char *na
   return st;
 }
 
+/* The plan's bytes in anonymous memory advised for 2 MiB pages: the weights
+ * stream through a few hundred TLB entries instead of one per 4 KiB page of
+ * the file mapping (tg on large: about +10 %). NULL where that fails. */
+static void *read_huge(int fd, size_t size, size_t *mapped) {
+  size_t huge = (size_t)2 << 20, sz = (size + huge - 1) / huge * huge;
+  uint8_t *a = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a == MAP_FAILED) return NULL;
+  madvise(a, sz, MADV_HUGEPAGE); /* advice: without transparent huge pages it still works */
+  for (size_t got = 0; got < size;) {
+    ssize_t n = pread(fd, a + got, size - got, (off_t)got);
+    if (n <= 0) {
+      munmap(a, sz);
+      return NULL;
+    }
+    got += (size_t)n;
+  }
+  mprotect(a, sz, PROT_READ);
+  *mapped = sz;
+  return a;
+}
+
 bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) {
   memset(p, 0, sizeof *p);
   int fd = open(path, O_RDONLY);
@@ -278,15 +299,22 @@ bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) {
     close(fd);
     return bn_fail(err, BN_E_FORMAT, "%s: not a bnc plan (too short or not a file)", path);
   }
-  void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const char *how = getenv("BNC_MMAP");
+  size_t mapped = (size_t)sb.st_size;
+  void *m = how && !strcmp(how, "1") ? NULL : read_huge(fd, (size_t)sb.st_size, &mapped);
+  if (!m) { /* BNC_MMAP=1, or no memory for a copy: map the file */
+    mapped = (size_t)sb.st_size;
+    m = mmap(NULL, mapped, PROT_READ, MAP_PRIVATE, fd, 0);
+  }
   close(fd);
   if (m == MAP_FAILED) return bn_fail(err, BN_E_IO, "%s: mmap failed", path);
   bn_status st = bn_plan_parse(p, m, (size_t)sb.st_size, path, err);
   if (st) {
-    munmap(m, (size_t)sb.st_size);
+    munmap(m, mapped);
     return st;
   }
   p->mapped = 1;
+  p->mapped_size = mapped;
   return BN_OK;
 }
 
@@ -295,7 +323,7 @@ void bn_plan_close(bn_plan *p) {
   free((void *)p->aot.objs), free((char *)p->aot.cpu), free((char *)p->aot.features);
   bn_model_free(&p->model);
   bn_memplan_free(&p->mem);
-  if (p->mapped) munmap((void *)p->base, p->size);
+  if (p->mapped) munmap((void *)p->base, p->mapped_size);
   memset(p, 0, sizeof *p);
 }
 

@@ -73,6 +73,8 @@ $BNC ir "$p" | grep -q "fused %l0.gate_up" || fail "bnc ir on a plan"
 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lp.bin" 2>/dev/null || fail "eval plan"
 $BNC eval "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" --tokens "1 5 17 300" --logits-out "$WORK/lg.bin" 2>/dev/null
 cmp -s "$WORK/lp.bin" "$WORK/lg.bin" || fail "plan and GGUF logits differ"
+BNC_MMAP=1 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lm.bin" 2>/dev/null
+cmp -s "$WORK/lp.bin" "$WORK/lm.bin" || fail "a mapped plan (BNC_MMAP=1) and a read one differ"
 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lq.bin" --poison 2>/dev/null
 cmp -s "$WORK/lp.bin" "$WORK/lq.bin" || fail "poisoned run differs"
 $BNC run "$p" -p "hello" -n 4 --stats --profile "$WORK/trace.json" >/dev/null 2>"$WORK/stats" || fail "run --stats --profile"
