@@ -1,13 +1,16 @@
 /* The attention kernel: causal softmax attention with GQA over the KV cache,
  * for heads [h0, h1) of T tokens at positions pos.. (the K/V rows of this step
- * are already in the cache). Per token and head:
- *   scores: s_j = q . k_j * scale for j <= pos + t, KEYS keys at a time (their
- *           dot products are independent chains; each summed as a tree), the
- *           K rows prefetched AHEAD keys ahead (a head's slice of a cache row
- *           is a few lines, a row apart: the hardware prefetcher misses them);
- *   softmax: p_j = exp(s_j - max) a vector of keys at a time (bn_gen_exp), and
- *           their sum;
- *   output: sum_j p_j v_j / sum, head_dim / lanes accumulators, V rows
+ * are already in the cache). Tokens go in tiles of Q (a prompt chunk) so that
+ * each K and V row read serves Q of them; token t + i of a tile sees the
+ * tile's common keys j < pos + t + 1 and i more. Per tile and head:
+ *   scores: s_ij = q_i . k_j * scale, each summed as a tree, several keys per
+ *           iteration so that at least 4 dot products are in flight; the K
+ *           rows prefetched AHEAD keys ahead (a head's slice of a cache row is
+ *           a few lines, a row apart: the hardware prefetcher misses them);
+ *           token i's scores at scores + i * (pos + T) floats;
+ *   softmax: p_ij = exp(s_ij - max_i) a vector of keys at a time (bn_gen_exp),
+ *           and their sums;
+ *   output: sum_j p_ij v_j / sum_i, Q x head_dim / lanes accumulators, V rows
  *           prefetched likewise.
  * Float lanes (the reference sums in double; agreement ~1e-6 relative). */
 #include <math.h>
@@ -15,14 +18,22 @@
 #include "../../ir/ir.h"
 #include "gen.h"
 
-enum { Q, KC, VC, Y, SC, T_, POS, H0, H1 };
-enum { KEYS = 4, AHEAD = 8 };
+enum { QP, KC, VC, Y, SC, T_, POS, H0, H1 };
+enum { AHEAD = 8, MAXQ = BN_ATTN_SCORE_ROWS };
 
 typedef struct {
-  int nv, lanes;
+  int heads, group, hd, nv, lanes;
   int64_t row_bytes; /* a cache row: kv_heads * head_dim floats */
+  double scale;
   LLVMTypeRef vf;
-  LLVMValueRef kvoff; /* this head's K/V slice in a row, in bytes */
+  /* the current tile and head */
+  int q;                    /* tokens in the tile */
+  LLVMValueRef kvoff;       /* this head's K/V slice in a row, in bytes */
+  LLVMValueRef qrow[MAXQ];  /* token i's query */
+  LLVMValueRef yrow[MAXQ];  /* and output */
+  LLVMValueRef sc[MAXQ];    /* token i's scores */
+  LLVMValueRef mx[MAXQ];    /* allocas: running max, then the sums */
+  LLVMValueRef acc[MAXQ][32];
 } at;
 
 /* The sum of a vector's lanes as a tree (reassociation allowed). */
@@ -49,97 +60,135 @@ static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j) {
   }
 }
 
-/* Scores of keys [j, j + nk): stored, and the running max updated. */
-static void scores(bn_gen *g, const at *a, LLVMValueRef *qv, LLVMValueRef j, int nk, LLVMValueRef mxv, double scale) {
-  LLVMValueRef mx = LLVMBuildLoad2(g->b, g->f32, mxv, "");
-  for (int kk = 0; kk < nk; kk++) {
-    LLVMValueRef jj = LLVMBuildAdd(g->b, j, bn_gen_c64(g, kk), "");
-    prefetch(g, a, g->arg[KC], jj);
-    LLVMValueRef row = slice(g, a, g->arg[KC], jj), d = NULL;
-    for (int i = 0; i < a->nv; i++) {
-      LLVMValueRef k = bn_gen_load(g, a->vf, row, bn_gen_c64(g, i * a->lanes * 4));
-      if (!d) d = LLVMBuildFMul(g->b, qv[i], k, "");
+static LLVMValueRef off4(bn_gen *g, LLVMValueRef j) { return LLVMBuildMul(g->b, j, bn_gen_c64(g, 4), ""); }
+
+/* Scores of key j for tokens [i0, i1) of the tile: stored, running maxima updated. */
+static void score_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int prefetch_row) {
+  if (prefetch_row) prefetch(g, a, g->arg[KC], j);
+  LLVMValueRef row = slice(g, a, g->arg[KC], j), k[32];
+  for (int v = 0; v < a->nv; v++) k[v] = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
+  for (int i = i0; i < i1; i++) {
+    LLVMValueRef d = NULL;
+    for (int v = 0; v < a->nv; v++) {
+      LLVMValueRef q = bn_gen_load(g, a->vf, a->qrow[i], bn_gen_c64(g, v * a->lanes * 4));
+      if (!d) d = LLVMBuildFMul(g->b, q, k[v], "");
       else {
-        LLVMValueRef args[3] = {qv[i], k, d};
+        LLVMValueRef args[3] = {q, k[v], d};
         LLVMTypeRef vf = a->vf;
         d = bn_gen_call(g, "llvm.fma", &vf, 1, args, 3);
       }
     }
-    LLVMValueRef s = LLVMBuildFMul(g->b, hsum(g, a->vf, d), LLVMConstReal(g->f32, scale), "");
-    bn_gen_store(g, s, g->arg[SC], LLVMBuildMul(g->b, jj, bn_gen_c64(g, 4), ""));
-    LLVMValueRef margs[2] = {mx, s};
-    mx = bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2);
+    LLVMValueRef s = LLVMBuildFMul(g->b, hsum(g, a->vf, d), LLVMConstReal(g->f32, a->scale), "");
+    bn_gen_store(g, s, a->sc[i], off4(g, j));
+    LLVMValueRef margs[2] = {LLVMBuildLoad2(g->b, g->f32, a->mx[i], ""), s};
+    LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2), a->mx[i]);
   }
-  LLVMBuildStore(g->b, mx, mxv);
 }
 
-/* p_j = exp(s_j - mx) in place for one vector (t = vf) or one key (t = f32) at j; sum += p. */
-static void softmax_part(bn_gen *g, LLVMTypeRef t, LLVMValueRef j, LLVMValueRef mx, LLVMValueRef sumv) {
-  LLVMValueRef off = LLVMBuildMul(g->b, j, bn_gen_c64(g, 4), "");
-  LLVMValueRef m = LLVMGetTypeKind(t) == LLVMVectorTypeKind ? bn_gen_splat_v(g, t, mx) : mx;
-  LLVMValueRef p = bn_gen_exp(g, LLVMBuildFSub(g->b, bn_gen_load(g, t, g->arg[SC], off), m, ""));
-  bn_gen_store(g, p, g->arg[SC], off);
-  LLVMBuildStore(g->b, LLVMBuildFAdd(g->b, LLVMBuildLoad2(g->b, t, sumv, ""), p, ""), sumv);
+/* acc[i] += p_ij v_j for tokens [i0, i1). */
+static void value_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int prefetch_row) {
+  if (prefetch_row) prefetch(g, a, g->arg[VC], j);
+  LLVMValueRef row = slice(g, a, g->arg[VC], j), p[MAXQ];
+  for (int i = i0; i < i1; i++) p[i] = bn_gen_splat_v(g, a->vf, bn_gen_load(g, g->f32, a->sc[i], off4(g, j)));
+  for (int v = 0; v < a->nv; v++) {
+    LLVMValueRef x = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
+    for (int i = i0; i < i1; i++) {
+      LLVMValueRef args[3] = {p[i], x, LLVMBuildLoad2(g->b, a->vf, a->acc[i][v], "")};
+      LLVMTypeRef vf = a->vf;
+      LLVMBuildStore(g->b, bn_gen_call(g, "llvm.fma", &vf, 1, args, 3), a->acc[i][v]);
+    }
+  }
+}
+
+/* p_j = exp(s_j - mx) over keys [0, n) of one score row, in place; returns their sum. */
+static LLVMValueRef softmax_row(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef n, LLVMValueRef mx, LLVMValueRef sumv,
+                                LLVMValueRef sum1) {
+  LLVMBuildStore(g->b, LLVMConstNull(a->vf), sumv);
+  LLVMBuildStore(g->b, LLVMConstReal(g->f32, 0.0), sum1);
+  LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n, bn_gen_c64(g, a->lanes), ""), bn_gen_c64(g, a->lanes), "");
+  for (int pass = 0; pass < 2; pass++) { /* whole vectors of keys, then one at a time */
+    LLVMTypeRef t = pass ? g->f32 : a->vf;
+    LLVMValueRef into = pass ? sum1 : sumv;
+    bn_gen_for l = bn_gen_for_begin(g, pass ? whole : bn_gen_c64(g, 0), pass ? n : whole, pass ? 1 : a->lanes);
+    LLVMValueRef m = pass ? mx : bn_gen_splat_v(g, t, mx);
+    LLVMValueRef p = bn_gen_exp(g, LLVMBuildFSub(g->b, bn_gen_load(g, t, sc, off4(g, l.i)), m, ""));
+    bn_gen_store(g, p, sc, off4(g, l.i));
+    LLVMBuildStore(g->b, LLVMBuildFAdd(g->b, LLVMBuildLoad2(g->b, t, into, ""), p, ""), into);
+    bn_gen_for_end(g, &l);
+  }
+  return LLVMBuildFAdd(g->b, hsum(g, a->vf, LLVMBuildLoad2(g->b, a->vf, sumv, "")), LLVMBuildLoad2(g->b, g->f32, sum1, ""), "");
+}
+
+/* Loops keys [from, to) in steps of `step` keys, fn on each (the tile's tokens [i0, i1)). */
+static void key_loop(bn_gen *g, at *a, LLVMValueRef from, LLVMValueRef to, int step, int i0, int i1,
+                     void (*fn)(bn_gen *, at *, LLVMValueRef, int, int, int)) {
+  bn_gen_for l = bn_gen_for_begin(g, from, to, step);
+  for (int kk = 0; kk < step; kk++) fn(g, a, LLVMBuildAdd(g->b, l.i, bn_gen_c64(g, kk), ""), i0, i1, 1);
+  bn_gen_for_end(g, &l);
+}
+
+/* One tile of a->q tokens from t, head h. */
+static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef sumv, LLVMValueRef sum1) {
+  int q = a->q, step = q >= 4 ? 1 : 4 / q; /* keys per iteration: q x step dot products in flight */
+  LLVMValueRef stride = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, g->arg[POS], g->arg[T_], ""), bn_gen_c64(g, 4), "");
+  LLVMValueRef kvh = LLVMBuildSDiv(g->b, h, bn_gen_c64(g, a->group), "");
+  a->kvoff = LLVMBuildMul(g->b, kvh, bn_gen_c64(g, a->hd * 4), "");
+  for (int i = 0; i < q; i++) {
+    LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
+    LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, a->heads), ""), h, ""),
+                                     bn_gen_c64(g, a->hd * 4), "");
+    a->qrow[i] = bn_gen_gep(g, g->arg[QP], qoff);
+    a->yrow[i] = bn_gen_gep(g, g->arg[Y], qoff);
+    a->sc[i] = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, stride, bn_gen_c64(g, i), ""));
+    LLVMBuildStore(g->b, LLVMConstReal(g->f32, -INFINITY), a->mx[i]);
+  }
+  /* the keys every token of the tile sees: n0 = pos + t + 1; token i also sees n0 .. n0 + i - 1 */
+  LLVMValueRef n0 = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], t, ""), bn_gen_c64(g, 1), "");
+  LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n0, bn_gen_c64(g, step), ""), bn_gen_c64(g, step), "");
+  key_loop(g, a, bn_gen_c64(g, 0), whole, step, 0, q, score_key);
+  key_loop(g, a, whole, n0, 1, 0, q, score_key);
+  for (int e = 0; e + 1 < q; e++) score_key(g, a, LLVMBuildAdd(g->b, n0, bn_gen_c64(g, e), ""), e + 1, q, 0);
+  LLVMValueRef inv[MAXQ];
+  for (int i = 0; i < q; i++) {
+    LLVMValueRef n = LLVMBuildAdd(g->b, n0, bn_gen_c64(g, i), "");
+    LLVMValueRef sum = softmax_row(g, a, a->sc[i], n, LLVMBuildLoad2(g->b, g->f32, a->mx[i], ""), sumv, sum1);
+    inv[i] = bn_gen_splat_v(g, a->vf, LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 1.0), sum, ""));
+    for (int v = 0; v < a->nv; v++) LLVMBuildStore(g->b, LLVMConstNull(a->vf), a->acc[i][v]);
+  }
+  key_loop(g, a, bn_gen_c64(g, 0), n0, 1, 0, q, value_key);
+  for (int e = 0; e + 1 < q; e++) value_key(g, a, LLVMBuildAdd(g->b, n0, bn_gen_c64(g, e), ""), e + 1, q, 0);
+  for (int i = 0; i < q; i++)
+    for (int v = 0; v < a->nv; v++)
+      bn_gen_store(g, LLVMBuildFMul(g->b, LLVMBuildLoad2(g->b, a->vf, a->acc[i][v], ""), inv[i], ""), a->yrow[i],
+                   bn_gen_c64(g, v * a->lanes * 4));
 }
 
 void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa) {
-  int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8;
-  at a = {hd / lanes, lanes, (int64_t)kv_heads * hd * 4, NULL, NULL};
+  int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8, nv = hd / lanes;
+  at a = {.heads = heads, .group = heads / kv_heads, .hd = hd, .nv = nv, .lanes = lanes,
+          .row_bytes = (int64_t)kv_heads * hd * 4, .scale = 1.0 / sqrt((double)hd), .q = 1};
   bn_gen g = {.ctx = &a};
   bn_gen_begin(&g, c, m, name, 5, 4, isa, hd, heads);
-  int group = heads / kv_heads;
-  LLVMTypeRef vf = a.vf = LLVMVectorType(g.f32, (unsigned)lanes);
-  LLVMValueRef mxv = bn_gen_alloca(&g, g.f32, "mx"), sumv = bn_gen_alloca(&g, vf, "sum"), sum1 = bn_gen_alloca(&g, g.f32, "sum1");
-  LLVMValueRef acc[32];
-  for (int i = 0; i < a.nv; i++) acc[i] = bn_gen_alloca(&g, vf, "acc");
-  bn_gen_for lt = bn_gen_for_begin(&g, bn_gen_c64(&g, 0), g.arg[T_], 1);
-  LLVMValueRef n = LLVMBuildAdd(g.b, LLVMBuildAdd(g.b, g.arg[POS], lt.i, ""), bn_gen_c64(&g, 1), "n");
-  bn_gen_for lh = bn_gen_for_begin(&g, g.arg[H0], g.arg[H1], 1);
-  LLVMValueRef h = lh.i, kvh = LLVMBuildSDiv(g.b, h, bn_gen_c64(&g, group), "");
-  a.kvoff = LLVMBuildMul(g.b, kvh, bn_gen_c64(&g, hd * 4), "");
-  LLVMValueRef qoff = LLVMBuildMul(g.b, LLVMBuildAdd(g.b, LLVMBuildMul(g.b, lt.i, bn_gen_c64(&g, heads), ""), h, ""),
-                                   bn_gen_c64(&g, hd * 4), "");
-  LLVMValueRef qv[32];
-  for (int i = 0; i < a.nv; i++) qv[i] = bn_gen_load(&g, vf, bn_gen_gep(&g, g.arg[Q], qoff), bn_gen_c64(&g, i * lanes * 4));
-  /* scores and their max: KEYS keys at a time, then one at a time */
-  LLVMBuildStore(g.b, LLVMConstReal(g.f32, -INFINITY), mxv);
-  double scale = 1.0 / sqrt((double)hd);
-  LLVMValueRef whole = LLVMBuildMul(g.b, LLVMBuildSDiv(g.b, n, bn_gen_c64(&g, KEYS), ""), bn_gen_c64(&g, KEYS), "");
-  bn_gen_for lj = bn_gen_for_begin(&g, bn_gen_c64(&g, 0), whole, KEYS);
-  scores(&g, &a, qv, lj.i, KEYS, mxv, scale);
-  bn_gen_for_end(&g, &lj);
-  bn_gen_for lj1 = bn_gen_for_begin(&g, whole, n, 1);
-  scores(&g, &a, qv, lj1.i, 1, mxv, scale);
-  bn_gen_for_end(&g, &lj1);
-  /* exp and sum: whole vectors of keys, then one at a time */
-  LLVMValueRef mx = LLVMBuildLoad2(g.b, g.f32, mxv, "");
-  LLVMBuildStore(g.b, LLVMConstNull(vf), sumv);
-  LLVMBuildStore(g.b, LLVMConstReal(g.f32, 0.0), sum1);
-  whole = LLVMBuildMul(g.b, LLVMBuildSDiv(g.b, n, bn_gen_c64(&g, lanes), ""), bn_gen_c64(&g, lanes), "");
-  bn_gen_for le = bn_gen_for_begin(&g, bn_gen_c64(&g, 0), whole, lanes);
-  softmax_part(&g, vf, le.i, mx, sumv);
-  bn_gen_for_end(&g, &le);
-  bn_gen_for le1 = bn_gen_for_begin(&g, whole, n, 1);
-  softmax_part(&g, g.f32, le1.i, mx, sum1);
-  bn_gen_for_end(&g, &le1);
-  LLVMValueRef sum = LLVMBuildFAdd(g.b, hsum(&g, vf, LLVMBuildLoad2(g.b, vf, sumv, "")), LLVMBuildLoad2(g.b, g.f32, sum1, ""), "");
-  /* the weighted sum of v */
-  for (int i = 0; i < a.nv; i++) LLVMBuildStore(g.b, LLVMConstNull(vf), acc[i]);
-  bn_gen_for lv = bn_gen_for_begin(&g, bn_gen_c64(&g, 0), n, 1);
-  prefetch(&g, &a, g.arg[VC], lv.i);
-  LLVMValueRef ps = bn_gen_splat_v(&g, vf, bn_gen_load(&g, g.f32, g.arg[SC], LLVMBuildMul(g.b, lv.i, bn_gen_c64(&g, 4), "")));
-  LLVMValueRef vrow = slice(&g, &a, g.arg[VC], lv.i);
-  for (int i = 0; i < a.nv; i++) {
-    LLVMValueRef v = bn_gen_load(&g, vf, vrow, bn_gen_c64(&g, i * lanes * 4));
-    LLVMValueRef args[3] = {ps, v, LLVMBuildLoad2(g.b, vf, acc[i], "")};
-    LLVMBuildStore(g.b, bn_gen_call(&g, "llvm.fma", &vf, 1, args, 3), acc[i]);
+  a.vf = LLVMVectorType(g.f32, (unsigned)lanes);
+  /* tokens per tile: the value pass holds q x nv accumulators (about 20 of AVX-512's 32 registers, 10 of AVX2's 16) */
+  int qmax = (isa == BN_ISA_AVX512_VNNI ? 20 : 10) / nv;
+  qmax = qmax < 1 ? 1 : qmax > MAXQ ? MAXQ : qmax;
+  LLVMValueRef sumv = bn_gen_alloca(&g, a.vf, "sum"), sum1 = bn_gen_alloca(&g, g.f32, "sum1");
+  for (int i = 0; i < MAXQ; i++) {
+    a.mx[i] = bn_gen_alloca(&g, g.f32, "mx");
+    for (int v = 0; v < nv; v++) a.acc[i][v] = bn_gen_alloca(&g, a.vf, "acc");
   }
-  bn_gen_for_end(&g, &lv);
-  LLVMValueRef invs = bn_gen_splat_v(&g, vf, LLVMBuildFDiv(g.b, LLVMConstReal(g.f32, 1.0), sum, ""));
-  for (int i = 0; i < a.nv; i++)
-    bn_gen_store(&g, LLVMBuildFMul(g.b, LLVMBuildLoad2(g.b, vf, acc[i], ""), invs, ""), bn_gen_gep(&g, g.arg[Y], qoff),
-                 bn_gen_c64(&g, i * lanes * 4));
-  bn_gen_for_end(&g, &lh);
-  bn_gen_for_end(&g, &lt);
+  LLVMValueRef t = bn_gen_c64(&g, 0);
+  for (int q = qmax;; q = q / 2 > 0 ? q / 2 : 1) { /* tiles of qmax tokens, then smaller (4 2 1, 3 1) */
+    a.q = q;
+    LLVMValueRef last = LLVMBuildSub(g.b, g.arg[T_], bn_gen_c64(&g, q - 1), "");
+    bn_gen_for lt = bn_gen_for_begin(&g, t, last, q);
+    bn_gen_for lh = bn_gen_for_begin(&g, g.arg[H0], g.arg[H1], 1);
+    tile(&g, &a, lt.i, lh.i, sumv, sum1);
+    bn_gen_for_end(&g, &lh);
+    bn_gen_for_end(&g, &lt);
+    t = LLVMBuildLoad2(g.b, g.i64, lt.var, "");
+    if (q == 1) break;
+  }
   bn_gen_end(&g);
 }
