@@ -32,8 +32,9 @@ typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T,
 typedef void (*bn_nq_kernel)(const float *x, const float *w, uint8_t *qa, float *tmp, int64_t T, int64_t t0, int64_t t1);
 enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU, BN_NQ_RMSNORM }; /* RMSNORM: qa is K floats per row */
 /* Causal GQA attention of heads h0..h1 for T tokens at pos.. over the caches (this step's K/V
- * stored already); scores: BN_ATTN_SCORE_ROWS * (pos + T) floats of scratch (a tile's rows). */
-enum { BN_ATTN_SCORE_ROWS = 4 };
+ * stored already); scores: bn_attn_scratch(heads, pos + T) floats of scratch. */
+enum { BN_ATTN_SCORE_ROWS = 4 }; /* a prompt tile's tokens */
+int64_t bn_attn_scratch(int heads, int64_t n_ctx);
 typedef void (*bn_attn_kernel)(const float *q, const float *kc, const float *vc, float *y, float *scores, int64_t T,
                                int64_t pos, int64_t h0, int64_t h1);
 
