@@ -25,7 +25,8 @@ static const char HELP[] =
     "  in GOPS (2 ops per multiply-add) and GB/s of weights streamed: the packed (dot-product)\n"
     "  kernel and, when N is a multiple of 16, the lookup-table kernel on the same weights.\n"
     "  Every run also measures memory read bandwidth and the int8 multiply-add peak (per thread\n"
-    "  count) and prints each figure's fraction of them.\n";
+    "  count) and prints each figure's fraction of them: tgN's bound streams the weights and the\n"
+    "  K/V cache read so far once per token, ppP's is the int8 peak over the ternary matmuls.\n";
 
 typedef struct {
   int vals[16], n;
@@ -157,10 +158,12 @@ static double run_tg(bn_session *s, int32_t tok, int n) {
   return n / (bn_now() - t0);
 }
 
-/* Bytes the weights of one token's forward pass read, and its multiply-adds. */
-static void model_cost(const bn_model *m, double *bytes, double *macs) {
-  *bytes = 0, *macs = 0;
+/* Bytes the weights of one token's forward pass read, its multiply-adds, and
+ * the K/V cache bytes attention reads per position of context. */
+static void model_cost(const bn_model *m, double *bytes, double *macs, double *kv_per_pos) {
+  *bytes = 0, *macs = 0, *kv_per_pos = 0;
   const bn_graph *g = &m->graph;
+  for (int L = 0; L < bn_ref_kv_layers(g); L++) *kv_per_pos += 2.0 * (double)bn_ref_kv_width(g, L) * sizeof(float);
   for (int i = 0; i < g->n_values; i++) {
     const bn_value *v = &g->values[i];
     if (v->kind != BN_VAL_WEIGHT) continue;
@@ -174,13 +177,15 @@ static void model_cost(const bn_model *m, double *bytes, double *macs) {
   }
 }
 
-static int print_rows(const row *r, int n, const char *fmt, const char *model, const char *isa, double bytes, double macs) {
+static int print_rows(const row *r, int n, const char *fmt, const char *model, const char *isa, double bytes, double macs,
+                      double kv) {
   if (!strcmp(fmt, "json")) {
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "results");
     cJSON_AddStringToObject(root, "model", model);
     cJSON_AddStringToObject(root, "isa", isa);
     cJSON_AddNumberToObject(root, "weight_bytes_per_token", bytes);
     cJSON_AddNumberToObject(root, "macs_per_token", macs);
+    cJSON_AddNumberToObject(root, "kv_bytes_per_position", kv);
     for (int i = 0; i < n; i++) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "test", r[i].test);
@@ -198,8 +203,8 @@ static int print_rows(const row *r, int n, const char *fmt, const char *model, c
     cJSON_Delete(root);
     return 0;
   }
-  printf("model: %s | kernels: %s | weights read per token: %.1f MB | multiply-adds per token: %.2f G\n\n", model,
-         isa, bytes / 1e6, macs / 1e9);
+  printf("model: %s | kernels: %s | weights read per token: %.1f MB | K/V read per position: %.1f KB | "
+         "multiply-adds per token: %.2f G\n\n", model, isa, bytes / 1e6, kv / 1e3, macs / 1e9);
   printf("| test | threads | t/s | bandwidth GB/s | int8 peak GMAC/s | of the bound |\n");
   printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
   for (int i = 0; i < n; i++)
@@ -243,8 +248,8 @@ int bn_cmd_bench(int argc, char **argv) {
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return bn_cli_fail(&err);
   bn_llvm *jit = NULL;
   if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
-  double wbytes, macs;
-  model_cost(cm.m, &wbytes, &macs);
+  double wbytes, macs, kv_per_pos;
+  model_cost(cm.m, &wbytes, &macs, &kv_per_pos);
   int max_pp = 0;
   for (int i = 0; i < pp.n; i++) max_pp = pp.vals[i] > max_pp ? pp.vals[i] : max_pp;
   int n_ctx = (max_pp > tg ? max_pp : (int)tg) + 1;
@@ -274,13 +279,15 @@ int bn_cmd_bench(int argc, char **argv) {
       snprintf(o->test, sizeof o->test, "%s%d", is_tg ? "tg" : "pp", n);
       o->threads = threads.vals[ti], o->tokens = n, o->bw = bw, o->peak = peak;
       stats(x, (int)reps, &o->median, &o->sd);
-      /* tg is bounded by streaming the weights once per token; pp by int8 multiply-adds */
-      o->frac = is_tg ? o->median / (bw * 1e9 / wbytes) : o->median / (peak * 1e9 / macs);
+      /* tg is bounded by streaming the weights and the K/V cache so far once per token (token i
+       * of n reads i + 1 positions: (n + 1) / 2 on average); pp by int8 multiply-adds */
+      double tg_bytes = wbytes + kv_per_pos * (n + 1) / 2.0;
+      o->frac = is_tg ? o->median / (bw * 1e9 / tg_bytes) : o->median / (peak * 1e9 / macs);
       if (!strcmp(fmt, "md")) fprintf(stderr, "  %s, %d thread(s): %.2f t/s\n", o->test, o->threads, o->median);
     }
     bn_session_free(s);
   }
-  if (!rc) print_rows(rows, n_rows, fmt, model, bn_isa_name(bn_llvm_host_isa()), wbytes, macs);
+  if (!rc) print_rows(rows, n_rows, fmt, model, bn_isa_name(bn_llvm_host_isa()), wbytes, macs, kv_per_pos);
   free(tok);
   bn_llvm_free(jit);
   bn_cli_close_model(&cm);
