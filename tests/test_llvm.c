@@ -366,7 +366,7 @@ static void test_bad_keys(void **state) {
       {{BN_K_MATMUL_F, 256, 8, BN_DT_BF16, 0}, "float matmul K=256 type bf16"},
       {{BN_K_NORM_QUANT, 256, 0, 4, 0}, "norm-quantize K=256 mode 4"},
       {{BN_K_ATTENTION, 64, 6, 4, 0}, "attention heads 6/4 head_dim 64"},
-      {{BN_K_EMBED, 100, 8, BN_DT_Q8_0, 0}, "embedding width 100 type q8_0"},
+      {{BN_K_EMBED, 100, 8, BN_DT_Q8_0, 0}, "embedding K=100 type q8_0"},
       {{BN_K_SLICE, 64, 32, 40, 0}, "slice of 32 columns from 40 of 64"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

@@ -192,20 +192,15 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
       return bn_fail(err, BN_E_INVALID, "llvm: lookup-table matmul K=%lld N=%lld (K: whole 256-groups, N: 16-row blocks)", K, N);
     break;
   case BN_K_MATMUL_F:
+  case BN_K_EMBED: /* rows of K in a weight type decoded block by block */
     if (K <= 0 || N <= 0 || v < 0 || v >= BN_DT_COUNT || !bn_gen_matmul_f_block((bn_dtype)v, j->isa) ||
         K % bn_gen_matmul_f_block((bn_dtype)v, j->isa))
-      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: float matmul K=%lld type %s", K,
-                     v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: %s K=%lld type %s", key->family == BN_K_EMBED ? "embedding" : "float matmul",
+                     K, v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
     break;
   case BN_K_NORM_QUANT:
     if (K <= 0 || K % lanes || v < 0 || v > BN_NQ_RMSNORM)
       return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d", K, v);
-    break;
-  case BN_K_EMBED:
-    if (K <= 0 || N <= 0 || v < 0 || v >= BN_DT_COUNT || !bn_gen_matmul_f_block((bn_dtype)v, j->isa) ||
-        K % bn_gen_matmul_f_block((bn_dtype)v, j->isa))
-      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: embedding width %lld type %s", K,
-                     v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
     break;
   case BN_K_SLICE:
     if (K <= 0 || N <= 0 || v < 0 || v + N > K)
