@@ -35,7 +35,7 @@ struct bn_exec {
   size_t kv_bytes;
   bn_llvm *llvm;
   bn_isa isa;
-  char aot_missing[64]; /* the plan's object code was not used: this feature is missing */
+  char aot_missing[64]; /* why the plan's object code was not used */
   bn_pool *pool;
   float *scores; /* attention scores: scores_per_thread floats per thread */
   int64_t scores_per_thread;
@@ -263,7 +263,12 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
       bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
     }
     if (!st && opts->aot && opts->aot->n) {
-      if (bn_llvm_host_has(opts->aot->features, e->aot_missing, sizeof e->aot_missing)) bn_llvm_provide(e->llvm, opts->aot);
+      char feature[48];
+      if (!bn_llvm_host_has(opts->aot->features, feature, sizeof feature))
+        snprintf(e->aot_missing, sizeof e->aot_missing, "this CPU lacks %s", feature);
+      else if (!bn_llvm_aot_current(opts->aot))
+        snprintf(e->aot_missing, sizeof e->aot_missing, "made by another build of bnc's code generator");
+      else bn_llvm_provide(e->llvm, opts->aot);
     }
     for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
     if (!st && !(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))

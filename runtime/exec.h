@@ -34,7 +34,8 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
                          bn_error *err);
 /* How many nodes run JIT code; where their kernels came from and the time it took. */
 int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts);
-/* When the plan's object code was not used: the CPU feature this host lacks; else NULL. */
+/* When the plan's object code was not used, why ("this CPU lacks avx512vnni", "made by
+ * another build of bnc's code generator"); else NULL. */
 const char *bn_exec_aot_missing(const bn_exec *e);
 void bn_exec_free(bn_exec *e);
 /* Runs tokens[0..n) at positions pos..; *out: the first output [n x width], or with

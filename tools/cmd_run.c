@@ -115,6 +115,7 @@ static void print_stats(bn_session *s, double load) {
   if (jit_nodes)
     fprintf(stderr, "  %d nodes run generated code; kernels: %d built (%d stored in the disk cache), %d from the disk cache, "
             "%d from the plan (%.2f ms)\n", jit_nodes, kc.built, kc.stored, kc.cached, kc.aot, kc.seconds * 1e3);
+  if (bn_exec_aot_missing(e)) fprintf(stderr, "  the plan's object code was not used: %s\n", bn_exec_aot_missing(e));
   fprintf(stderr, "%-34s %10.3f %8d\n", "tokenize", t->tokenize_s * 1e3, t->n_prompt);
   fprintf(stderr, "%-34s %10.2f %8d\n", "prompt (prefill)", t->prompt_s * 1e3, t->n_prompt);
   fprintf(stderr, "%-34s %10.2f %8d\n", "generation (decode)", t->gen_s * 1e3, t->n_gen);

@@ -20,6 +20,10 @@
 #include "kcache.h"
 #include "llvm.h"
 
+#ifndef BN_GEN_STAMP
+#define BN_GEN_STAMP "dev" /* set by CMake: a hash of the generators */
+#endif
+
 #include <xxhash.h>
 
 typedef bn_llvm_key kkey;
@@ -166,6 +170,15 @@ int bn_llvm_host_has(const char *features, char *missing, size_t cap) {
 }
 
 void bn_llvm_provide(bn_llvm *j, const bn_llvm_aot *aot) { j->aot = aot->objs, j->n_aot = aot->n; }
+
+int bn_llvm_aot_current(const bn_llvm_aot *aot) {
+  static const char stamp[] = "_g" BN_GEN_STAMP;
+  for (int i = 0; i < aot->n; i++) {
+    size_t n = strlen(aot->objs[i].name), s = sizeof stamp - 1;
+    if (n >= s && !strcmp(aot->objs[i].name + n - s, stamp)) return 1;
+  }
+  return aot->n == 0;
+}
 
 void bn_llvm_free(bn_llvm *j) {
   if (!j) return;
@@ -347,8 +360,8 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   snprintf(family, sizeof family, "%s", f >= 0 && f <= BN_K_SLICE ? families[f] : "unknown");
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);
-  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x", family, bn_isa_name(isa), variant,
-           (long long)key->k, (long long)key->n, eps_bits);
+  snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x_g%s", family, bn_isa_name(isa), variant,
+           (long long)key->k, (long long)key->n, eps_bits, BN_GEN_STAMP);
   for (char *p = buf; *p; p++)
     if (*p == '-') *p = '_';
 }

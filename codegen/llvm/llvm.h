@@ -121,6 +121,9 @@ typedef struct {
 /* Kernels whose names appear in aot are loaded from there instead of being
  * generated (aot must outlive j). The caller checks the host has the features. */
 void bn_llvm_provide(bn_llvm *j, const bn_llvm_aot *aot);
+/* Was aot made by this build's generators? (Kernel names end in the generators' stamp:
+ * object code from another build is not used, its kernels are generated anew.) */
+int bn_llvm_aot_current(const bn_llvm_aot *aot);
 /* The object code of every unique kernel g's nodes select , for
  * bnc compile --aot; bn_llvm_aot_free releases it. */
 bn_status bn_llvm_aot_build(bn_llvm *j, const bn_graph *g, bn_llvm_aot *out, bn_error *err);
