@@ -316,20 +316,13 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   bn_error err = {0};
   bn_llvm *jit;
   if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_fail(&err);
-  int64_t d[2] = {N, K};
-  bn_shape s = bn_shape_make(2, d);
-  size_t wbytes = bn_value_bytes(BN_DT_TP2, &s, 0);
-  uint8_t *w = aligned_alloc(64, (wbytes + 63) / 64 * 64), *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
-  float *x = malloc((size_t)(T * K) * sizeof *x), *y = malloc((size_t)(T * N) * sizeof *y);
-  uint64_t rng = 3;
-  for (size_t i = 0; i < wbytes; i++) w[i] = (uint8_t)(bn_rng_next(&rng) & 0x55); /* codes 0 or 1 */
-  for (long i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) - 0.5);
-  bn_ref_quantize(x, T, K, qa);
-  /* the packed kernel over TP2 and, where N allows, the lookup-table kernel over the same weights as TL2 */
-  uint8_t *tl = aligned_alloc(64, (wbytes + 63) / 64 * 64);
-  int paths = N % 16 ? 1 : 2;
-  if (paths == 2) bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
-  mm_job jobs[2] = {{NULL, qa, w, y, T, N, 1}, {NULL, qa, tl, y, T, N, 16}};
+  /* one token: copies of the weights beyond the last-level cache, read in turn as decode reads
+   * every layer from memory; a prompt chunk reuses its weights from cache, as prefill does */
+  bn_mm_fixture f;
+  if (bn_mm_fixture_make(K, N, T, T == 1, &f, &err)) return bn_llvm_free(jit), bn_cli_fail(&err);
+  size_t wbytes = f.bytes;
+  int paths = f.tl ? 2 : 1;
+  mm_job jobs[2] = {{NULL, f.qa, f.tp, f.y, T, N, 1}, {NULL, f.qa, f.tl, f.y, T, N, 16}};
   for (int p = 0; p < paths; p++) {
     bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0};
     void *fn;
@@ -349,11 +342,16 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
     int inner = (int)(2e8 / ((double)K * N * T) + 1);
     for (int p = 0; p < paths; p++) {
       double us[64], med, sd;
-      for (int r = 0; r < reps; r++) {
+      const uint8_t *w0 = jobs[p].w;
+      for (int r = 0, at = 0; r < reps; r++) {
         double t0 = bn_now();
-        for (int i = 0; i < inner; i++) bn_pool_run(pool, mm_run, &jobs[p]);
+        for (int i = 0; i < inner; i++, at = (at + 1) % f.copies) {
+          jobs[p].w = w0 + f.stride * (size_t)at;
+          bn_pool_run(pool, mm_run, &jobs[p]);
+        }
         us[r] = (bn_now() - t0) / inner * 1e6;
       }
+      jobs[p].w = w0;
       stats(us, reps, &med, &sd);
       double macs = (double)K * N * T, gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
       if (!strcmp(fmt, "md"))
@@ -366,8 +364,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
     }
     bn_pool_free(pool);
   }
-  free(tl);
-  free(w), free(qa), free(x), free(y);
+  bn_mm_fixture_free(&f);
   bn_llvm_free(jit);
   return 0;
 }

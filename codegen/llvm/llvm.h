@@ -111,6 +111,20 @@ typedef struct {
 } bn_tune;
 bn_status bn_llvm_tune_matmul(bn_llvm *j, int64_t K, int64_t N, int batch, bn_tune *out, bn_error *err);
 
+/* What the tuner and bnc bench --kernel time a ternary matmul on: random TP2
+ * weights (codes 0 or 1, row scales 1), the same as TL2 (tl: NULL unless
+ * N % 16 = 0), in `copies` copies stride bytes apart — with stream, as many
+ * as exceed the last-level cache, so a decode step reads them from memory as
+ * a real one does — T random QA8 rows, and T x N floats of output. */
+typedef struct {
+  uint8_t *tp, *tl, *qa;
+  float *y;
+  size_t bytes, stride;
+  int copies;
+} bn_mm_fixture;
+bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_fixture *f, bn_error *err);
+void bn_mm_fixture_free(bn_mm_fixture *f);
+
 /* Ahead-of-time object code: the kernels of one plan, generated for cpu with
  * features (the "+feature" list a host must have to run them). */
 typedef struct {

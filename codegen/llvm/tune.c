@@ -37,41 +37,57 @@ static double time_kernel(bn_mm_kernel k, const uint8_t *qa, const uint8_t *w, s
   return t[2];
 }
 
+bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_fixture *f, bn_error *err) {
+  memset(f, 0, sizeof *f);
+  int64_t d[2] = {N, K};
+  bn_shape s = bn_shape_make(2, d);
+  size_t wb = bn_value_bytes(BN_DT_TP2, &s, 0), rb = (size_t)bn_qa8_row_bytes(K);
+  f->bytes = wb, f->stride = (wb + 63) / 64 * 64, f->copies = stream ? (int)(STREAM_BYTES / f->stride) + 1 : 1;
+  f->tp = aligned_alloc(64, f->stride * (size_t)f->copies);
+  f->tl = N % 16 ? NULL : aligned_alloc(64, f->stride * (size_t)f->copies);
+  f->qa = aligned_alloc(64, rb * (size_t)T);
+  f->y = malloc((size_t)N * (size_t)T * sizeof *f->y);
+  if (!f->tp || (!f->tl && N % 16 == 0) || !f->qa || !f->y) {
+    bn_mm_fixture_free(f);
+    return bn_fail(err, BN_E_NOMEM, "out of memory for a K=%lld N=%lld T=%lld matmul", (long long)K, (long long)N, (long long)T);
+  }
+  uint64_t rng = 17;
+  for (size_t i = 0; i < wb; i++) f->tp[i] = (uint8_t)(bn_rng_next(&rng) & 0x55); /* codes 0 or 1 */
+  for (int64_t r = 0; r < N; r++) memcpy(f->tp + N * K / 4 + 4 * r, &(float){1.0f}, 4);
+  for (size_t i = 0; i < rb * (size_t)T; i++) f->qa[i] = (uint8_t)(bn_rng_next(&rng) % 200);
+  for (int64_t t = 0; t < T; t++) memcpy(f->qa + rb * (size_t)t + rb - 64, &(float){1.0f}, 4);
+  if (f->tl) bn_tl2_from_tp2(f->tp, (uint64_t)N, (uint64_t)K, f->tl);
+  for (int c = 1; c < f->copies; c++) {
+    memcpy(f->tp + f->stride * (size_t)c, f->tp, wb);
+    if (f->tl) memcpy(f->tl + f->stride * (size_t)c, f->tl, wb);
+  }
+  return BN_OK;
+}
+
+void bn_mm_fixture_free(bn_mm_fixture *f) {
+  free(f->tp), free(f->tl), free(f->qa), free(f->y);
+  memset(f, 0, sizeof *f);
+}
+
 bn_status bn_llvm_tune_matmul(bn_llvm *j, int64_t K, int64_t N, int batch, bn_tune *out, bn_error *err) {
   memset(out, 0, sizeof *out);
   out->k = K, out->n = N, out->batch = batch;
   if (K % 256 || N % 16 || batch < 1) return BN_OK; /* only the packed kernel applies */
-  int64_t d[2] = {N, K};
-  bn_shape s = bn_shape_make(2, d);
-  size_t wb = bn_value_bytes(BN_DT_TP2, &s, 0), rb = (size_t)bn_qa8_row_bytes(K), stride = (wb + 63) / 64 * 64;
-  int copies = (int)(STREAM_BYTES / stride) + 1;
-  uint8_t *tp = aligned_alloc(64, stride * (size_t)copies), *tl = aligned_alloc(64, stride * (size_t)copies);
-  uint8_t *qa = aligned_alloc(64, rb * (size_t)batch);
-  float *y = malloc((size_t)N * (size_t)batch * sizeof *y);
-  if (!tp || !tl || !qa || !y) {
-    free(tp), free(tl), free(qa), free(y);
-    return bn_fail(err, BN_E_NOMEM, "tune: out of memory for K=%lld N=%lld", (long long)K, (long long)N);
-  }
-  uint64_t rng = 17;
-  for (size_t i = 0; i < wb; i++) tp[i] = (uint8_t)(bn_rng_next(&rng) & 0x55); /* codes 0 or 1 */
-  for (int64_t r = 0; r < N; r++) memcpy(tp + N * K / 4 + 4 * r, &(float){1.0f}, 4);
-  for (size_t i = 0; i < rb * (size_t)batch; i++) qa[i] = (uint8_t)(bn_rng_next(&rng) % 200);
-  for (int t = 0; t < batch; t++) memcpy(qa + rb * (size_t)t + rb - 64, &(float){1.0f}, 4);
-  bn_tl2_from_tp2(tp, (uint64_t)N, (uint64_t)K, tl);
-  for (int c = 1; c < copies; c++) memcpy(tp + stride * (size_t)c, tp, wb), memcpy(tl + stride * (size_t)c, tl, wb);
-  bn_status st = BN_OK;
+  bn_mm_fixture f;
+  bn_status st = bn_mm_fixture_make(K, N, batch, 1, &f, err);
+  if (st) return st;
   for (int p = 0; p < 2 && !st; p++) {
     bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0};
     void *fn;
     if ((st = bn_llvm_get(j, &key, &fn, err))) break;
-    out->decode_us[p] = time_kernel((bn_mm_kernel)fn, qa, p ? tl : tp, stride, copies, y, 1, N);
-    out->prefill_us[p] = time_kernel((bn_mm_kernel)fn, qa, p ? tl : tp, stride, copies, y, batch, N);
+    out->decode_us[p] = time_kernel((bn_mm_kernel)fn, f.qa, p ? f.tl : f.tp, f.stride, f.copies, f.y, 1, N);
+    out->prefill_us[p] = time_kernel((bn_mm_kernel)fn, f.qa, p ? f.tl : f.tp, f.stride, f.copies, f.y, batch, N);
   }
   /* the work of llama-bench's pp128 + tg64: 128 / batch prompt chunks and 64 decode steps;
    * the tables must win by 3 % (noise) to be chosen */
   double cost[2];
   for (int p = 0; p < 2; p++) cost[p] = 128.0 / batch * out->prefill_us[p] + 64 * out->decode_us[p];
   out->lut = !st && cost[1] < 0.97 * cost[0];
-  free(tp), free(tl), free(qa), free(y);
+  bn_mm_fixture_free(&f);
   return st;
 }
