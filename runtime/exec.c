@@ -101,10 +101,10 @@ static void run_attention(bn_exec *e, int node, int i, int n) {
   if (h0 >= h1) return;
   if (e->jit[node].fn)
     ((bn_attn_kernel)e->jit[node].fn)(e->env.val[nd->in[0]], e->env.kc[layer], e->env.vc[layer], e->env.val[nd->out],
-                                       scores, e->env.T, e->env.pos, h0, h1);
+                                       scores, e->env.T, e->env.pos, h0, h1, e->n_ctx);
   else
     bn_ref_attention_heads(e->env.val[nd->in[0]], e->env.T, H, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
-                           e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
+                           e->n_ctx, e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
 }
 
 /* Thread i of n runs its share of a split kernel for T tokens: matmuls rows
@@ -335,8 +335,8 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
       const bn_node *nd = &g->nodes[i];
       int layer = (int)nd->attr[0];
       if (th == 0)
-        bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, (int64_t)nd->attr[2] * (int64_t)nd->attr[3],
-                        e->env.pos, e->env.kc[layer], e->env.vc[layer]);
+        bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
+                        e->n_ctx, e->env.kc[layer], e->env.vc[layer]);
       bn_pool_barrier(e->pool); /* every head reads this step's K/V rows */
       run_attention(e, i, th, nth);
     } else if (j && j->kind == 2 && sp->last_only && i == out_node) { /* the last token's logits only */

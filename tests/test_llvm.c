@@ -290,19 +290,19 @@ static void test_attention(void **state) {
     const int cfg[][5] = {{4, 4, 64, 1, 0},  {8, 2, 64, 3, 5},  {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200},
                           {4, 1, 64, 12, 0}, {4, 1, 64, 40, 3}, {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16}};
     for (int c = 0; c < 8; c++) {
-      int H = cfg[c][0], Hkv = cfg[c][1], hd = cfg[c][2], T = cfg[c][3], pos = cfg[c][4], n_ctx = pos + T;
+      int H = cfg[c][0], Hkv = cfg[c][1], hd = cfg[c][2], T = cfg[c][3], pos = cfg[c][4], n_ctx = pos + T + 3; /* a head's rows n_ctx apart, more than it uses */
       int64_t kvw = (int64_t)Hkv * hd;
       float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
       float *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
       float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4), *sc = malloc((size_t)bn_attn_scratch(H, n_ctx) * 4);
-      for (int64_t i = 0; i < (int64_t)pos * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
+      for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
       for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c == 4 || c == 5 ? 60 : 1); /* peaked softmax */
       for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);
-      bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, kc, vc, sc, y1);
+      bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, n_ctx, kc, vc, sc, y1);
       bn_attn_kernel ka;
       if (bn_llvm_attention(j, H, Hkv, hd, &ka, &err)) fail_msg("%s", err.msg);
-      ka(q, kc, vc, y2, sc, T, pos, 0, H / 2); /* two head ranges, as two threads */
-      ka(q, kc, vc, y2, sc, T, pos, H / 2, H);
+      ka(q, kc, vc, y2, sc, T, pos, 0, H / 2, n_ctx); /* two head ranges, as two threads */
+      ka(q, kc, vc, y2, sc, T, pos, H / 2, H, n_ctx);
       double scale = 0;
       for (int i = 0; i < T * H * hd; i++) scale = fmax(scale, fabs(y1[i]));
       for (int i = 0; i < T * H * hd; i++)

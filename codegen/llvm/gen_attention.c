@@ -4,9 +4,9 @@
  * each K and V row read serves Q of them; token t + i of a tile sees the
  * tile's common keys j < pos + t + 1 and i more. Per tile and head:
  *   scores: s_ij = q_i . k_j * scale, each summed as a tree, several keys per
- *           iteration so that at least 4 dot products are in flight; the K
- *           rows prefetched AHEAD keys ahead (a head's slice of a cache row is
- *           a few lines, a row apart: the hardware prefetcher misses them);
+ *           iteration so that at least 4 dot products are in flight; a head's
+ *           keys lie one after another in the cache (head-major), read front
+ *           to back and prefetched AHEAD keys ahead;
  *           token i's scores at scores + i * (pos + T) floats;
  *   softmax: p_ij = exp(s_ij - max_i) a vector of keys at a time (bn_gen_exp),
  *           and their sums;
@@ -18,17 +18,17 @@
 #include "../../ir/ir.h"
 #include "gen.h"
 
-enum { QP, KC, VC, Y, SC, T_, POS, H0, H1 };
+enum { QP, KC, VC, Y, SC, T_, POS, H0, H1, NCTX };
 enum { AHEAD = 8, MAXQ = BN_ATTN_SCORE_ROWS };
 
 typedef struct {
   int heads, group, hd, nv, lanes;
-  int64_t row_bytes; /* a cache row: kv_heads * head_dim floats */
+  int64_t row_bytes; /* a key's slice of the cache: head_dim floats */
   double scale;
   LLVMTypeRef vf;
   /* the current tile and head */
   int q;                    /* tokens in the tile */
-  LLVMValueRef kvoff;       /* this head's K/V slice in a row, in bytes */
+  LLVMValueRef kvoff;       /* this head's K/V rows in the cache, in bytes */
   LLVMValueRef qrow[MAXQ];  /* token i's query */
   LLVMValueRef yrow[MAXQ];  /* and output */
   LLVMValueRef sc[MAXQ];    /* token i's scores */
@@ -44,12 +44,12 @@ static LLVMValueRef hsum(bn_gen *g, LLVMTypeRef vf, LLVMValueRef v) {
   return s;
 }
 
-/* The address of key/value j's slice for this head in cache c. */
+/* The address of key/value j for this head in cache c ([kv_heads][n_ctx][head_dim]). */
 static LLVMValueRef slice(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j) {
   return bn_gen_gep(g, c, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, j, bn_gen_c64(g, a->row_bytes), ""), a->kvoff, ""));
 }
 
-/* Prefetches the head's slice of row j + AHEAD (past the end of the cache: harmless, a prefetch never faults). */
+/* Prefetches key/value j + AHEAD (past the end of the cache: harmless, a prefetch never faults). */
 static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j) {
   LLVMValueRef p = slice(g, a, c, LLVMBuildAdd(g->b, j, bn_gen_c64(g, AHEAD), ""));
   for (int64_t off = 0; off < (int64_t)a->nv * a->lanes * 4; off += 64) {
@@ -62,11 +62,9 @@ static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j) {
 
 static LLVMValueRef off4(bn_gen *g, LLVMValueRef j) { return LLVMBuildMul(g->b, j, bn_gen_c64(g, 4), ""); }
 
-/* Scores of key j for tokens [i0, i1) of the tile: stored, running maxima updated
- * (prefetch_row: 1 prefetch the row AHEAD keys on, 0 not, -1 neither nor track the maxima). */
+/* Scores of key j for tokens [i0, i1) of the tile: stored, running maxima updated. */
 static void score_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int prefetch_row) {
-  if (prefetch_row > 0) prefetch(g, a, g->arg[KC], j);
-  int track_max = prefetch_row >= 0; /* -1: row by row, where the max is taken afterwards */
+  if (prefetch_row) prefetch(g, a, g->arg[KC], j);
   LLVMValueRef row = slice(g, a, g->arg[KC], j), k[32];
   for (int v = 0; v < a->nv; v++) k[v] = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
   for (int i = i0; i < i1; i++) {
@@ -82,7 +80,6 @@ static void score_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int pref
     }
     LLVMValueRef s = LLVMBuildFMul(g->b, hsum(g, a->vf, d), LLVMConstReal(g->f32, a->scale), "");
     bn_gen_store(g, s, a->sc[i], off4(g, j));
-    if (!track_max) continue;
     LLVMValueRef margs[2] = {LLVMBuildLoad2(g->b, g->f32, a->mx[i], ""), s};
     LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2), a->mx[i]);
   }
@@ -135,7 +132,7 @@ static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef 
   int q = a->q, step = q >= 4 ? 1 : 4 / q; /* keys per iteration: q x step dot products in flight */
   LLVMValueRef stride = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, g->arg[POS], g->arg[T_], ""), bn_gen_c64(g, 4), "");
   LLVMValueRef kvh = LLVMBuildSDiv(g->b, h, bn_gen_c64(g, a->group), "");
-  a->kvoff = LLVMBuildMul(g->b, kvh, bn_gen_c64(g, a->hd * 4), "");
+  a->kvoff = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
   for (int i = 0; i < q; i++) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, a->heads), ""), h, ""),
@@ -166,77 +163,12 @@ static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef 
                    bn_gen_c64(g, v * a->lanes * 4));
 }
 
-/* One token t, heads [h0, h1) key by key: each K and V row is read once,
- * front to back, for all the thread's heads (the head-by-head order reads a
- * few lines a row apart, which streams at half the bandwidth). Head h's
- * scores at scores + (h - h0) * (pos + T) floats; its outputs summed in y. */
-static void token_rows(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef sumv, LLVMValueRef sum1, LLVMValueRef inv) {
-  LLVMValueRef stride = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, g->arg[POS], g->arg[T_], ""), bn_gen_c64(g, 4), "");
-  LLVMValueRef n = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], t, ""), bn_gen_c64(g, 1), "");
-  LLVMValueRef tq = LLVMBuildMul(g->b, t, bn_gen_c64(g, (int64_t)a->heads * a->hd * 4), "");
-  a->q = 1;
-  /* scores: keys outside, heads inside */
-  bn_gen_for lj = bn_gen_for_begin(g, bn_gen_c64(g, 0), n, 1);
-  bn_gen_for lh = bn_gen_for_begin(g, g->arg[H0], g->arg[H1], 1);
-  LLVMValueRef h = lh.i, rel = LLVMBuildSub(g->b, h, g->arg[H0], "");
-  a->kvoff = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, h, bn_gen_c64(g, a->group), ""), bn_gen_c64(g, a->hd * 4), "");
-  a->qrow[0] = bn_gen_gep(g, g->arg[QP], LLVMBuildAdd(g->b, tq, LLVMBuildMul(g->b, h, bn_gen_c64(g, a->hd * 4), ""), ""));
-  a->sc[0] = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, rel, stride, ""));
-  score_key(g, a, lj.i, 0, 1, -1);
-  bn_gen_for_end(g, &lh);
-  bn_gen_for_end(g, &lj);
-  /* softmax per head: its max, exp, 1 / sum; the output rows zeroed */
-  bn_gen_for ls = bn_gen_for_begin(g, g->arg[H0], g->arg[H1], 1);
-  rel = LLVMBuildSub(g->b, ls.i, g->arg[H0], "");
-  LLVMValueRef sc = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, rel, stride, ""));
-  LLVMBuildStore(g->b, LLVMConstReal(g->f32, -INFINITY), a->mx[0]);
-  bn_gen_for lm = bn_gen_for_begin(g, bn_gen_c64(g, 0), n, 1);
-  LLVMValueRef margs[2] = {LLVMBuildLoad2(g->b, g->f32, a->mx[0], ""), bn_gen_load(g, g->f32, sc, off4(g, lm.i))};
-  LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2), a->mx[0]);
-  bn_gen_for_end(g, &lm);
-  LLVMValueRef sum = softmax_row(g, a, sc, n, LLVMBuildLoad2(g->b, g->f32, a->mx[0], ""), sumv, sum1);
-  LLVMValueRef idx[2] = {bn_gen_c64(g, 0), rel};
-  LLVMBuildStore(g->b, LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 1.0), sum, ""),
-                 LLVMBuildGEP2(g->b, LLVMArrayType(g->f32, (unsigned)a->heads), inv, idx, 2, ""));
-  LLVMValueRef yrow = bn_gen_gep(g, g->arg[Y], LLVMBuildAdd(g->b, tq, LLVMBuildMul(g->b, ls.i, bn_gen_c64(g, a->hd * 4), ""), ""));
-  for (int v = 0; v < a->nv; v++) bn_gen_store(g, LLVMConstNull(a->vf), yrow, bn_gen_c64(g, v * a->lanes * 4));
-  bn_gen_for_end(g, &ls);
-  /* values: keys outside, heads inside, summed into the output rows */
-  bn_gen_for lv = bn_gen_for_begin(g, bn_gen_c64(g, 0), n, 1);
-  bn_gen_for lh2 = bn_gen_for_begin(g, g->arg[H0], g->arg[H1], 1);
-  rel = LLVMBuildSub(g->b, lh2.i, g->arg[H0], "");
-  LLVMValueRef kvoff = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, lh2.i, bn_gen_c64(g, a->group), ""), bn_gen_c64(g, a->hd * 4), "");
-  LLVMValueRef vrow = bn_gen_gep(g, g->arg[VC], LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lv.i, bn_gen_c64(g, a->row_bytes), ""), kvoff, ""));
-  LLVMValueRef p = bn_gen_splat_v(g, a->vf, bn_gen_load(g, g->f32, bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, rel, stride, "")),
-                                                         off4(g, lv.i)));
-  yrow = bn_gen_gep(g, g->arg[Y], LLVMBuildAdd(g->b, tq, LLVMBuildMul(g->b, lh2.i, bn_gen_c64(g, a->hd * 4), ""), ""));
-  for (int v = 0; v < a->nv; v++) {
-    LLVMValueRef o = bn_gen_c64(g, v * a->lanes * 4);
-    LLVMValueRef args[3] = {p, bn_gen_load(g, a->vf, vrow, o), bn_gen_load(g, a->vf, yrow, o)};
-    LLVMTypeRef vf = a->vf;
-    bn_gen_store(g, bn_gen_call(g, "llvm.fma", &vf, 1, args, 3), yrow, o);
-  }
-  bn_gen_for_end(g, &lh2);
-  bn_gen_for_end(g, &lv);
-  /* scale by 1 / sum */
-  bn_gen_for lo = bn_gen_for_begin(g, g->arg[H0], g->arg[H1], 1);
-  rel = LLVMBuildSub(g->b, lo.i, g->arg[H0], "");
-  LLVMValueRef idx2[2] = {bn_gen_c64(g, 0), rel};
-  LLVMValueRef iv = bn_gen_splat_v(g, a->vf, LLVMBuildLoad2(g->b, g->f32, LLVMBuildGEP2(g->b, LLVMArrayType(g->f32, (unsigned)a->heads), inv, idx2, 2, ""), ""));
-  yrow = bn_gen_gep(g, g->arg[Y], LLVMBuildAdd(g->b, tq, LLVMBuildMul(g->b, lo.i, bn_gen_c64(g, a->hd * 4), ""), ""));
-  for (int v = 0; v < a->nv; v++) {
-    LLVMValueRef o = bn_gen_c64(g, v * a->lanes * 4);
-    bn_gen_store(g, LLVMBuildFMul(g->b, bn_gen_load(g, a->vf, yrow, o), iv, ""), yrow, o);
-  }
-  bn_gen_for_end(g, &lo);
-}
-
 void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa) {
   int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8, nv = hd / lanes;
   at a = {.heads = heads, .group = heads / kv_heads, .hd = hd, .nv = nv, .lanes = lanes,
-          .row_bytes = (int64_t)kv_heads * hd * 4, .scale = 1.0 / sqrt((double)hd), .q = 1};
+          .row_bytes = (int64_t)hd * 4, .scale = 1.0 / sqrt((double)hd), .q = 1};
   bn_gen g = {.ctx = &a};
-  bn_gen_begin(&g, c, m, name, 5, 4, isa, hd, heads);
+  bn_gen_begin(&g, c, m, name, 5, 5, isa, hd, heads);
   a.vf = LLVMVectorType(g.f32, (unsigned)lanes);
   /* tokens per tile: the value pass holds q x nv accumulators (about 20 of AVX-512's 32 registers, 10 of AVX2's 16) */
   int qmax = (isa == BN_ISA_AVX512_VNNI ? 20 : 10) / nv;
@@ -246,16 +178,9 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
     a.mx[i] = bn_gen_alloca(&g, g.f32, "mx");
     for (int v = 0; v < nv; v++) a.acc[i][v] = bn_gen_alloca(&g, a.vf, "acc");
   }
-  LLVMValueRef inv = bn_gen_alloca(&g, LLVMArrayType(g.f32, (unsigned)heads), "inv");
   LLVMValueRef t = bn_gen_c64(&g, 0);
   for (int q = qmax;; q = q / 2 > 0 ? q / 2 : 1) { /* tiles of qmax tokens, then smaller (4 2 1, 3 1) */
     a.q = q;
-    if (q == 1) { /* tokens one at a time (decode): row by row */
-      bn_gen_for lt = bn_gen_for_begin(&g, t, g.arg[T_], 1);
-      token_rows(&g, &a, lt.i, sumv, sum1, inv);
-      bn_gen_for_end(&g, &lt);
-      break;
-    }
     LLVMValueRef last = LLVMBuildSub(g.b, g.arg[T_], bn_gen_c64(&g, q - 1), "");
     bn_gen_for lt = bn_gen_for_begin(&g, t, last, q);
     bn_gen_for lh = bn_gen_for_begin(&g, g.arg[H0], g.arg[H1], 1);
@@ -268,4 +193,7 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
   bn_gen_end(&g);
 }
 
-int64_t bn_attn_scratch(int heads, int64_t n_ctx) { return (heads > MAXQ ? heads : MAXQ) * n_ctx; }
+int64_t bn_attn_scratch(int heads, int64_t n_ctx) {
+  (void)heads;
+  return MAXQ * n_ctx; /* a tile's score rows */
+}

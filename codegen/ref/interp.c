@@ -88,7 +88,7 @@ void bn_ref_run_node(const bn_ref_env *env, int idx) {
   case BN_OP_ROPE: bn_ref_rope(a, T, (int)n->attr[0], (int)n->attr[1], (int)n->attr[2], (float)n->attr[3], env->pos, yf); break;
   case BN_OP_ATTENTION: {
     int layer = (int)n->attr[0];
-    bn_ref_attention(a, b, env->val[n->in[2]], T, (int)n->attr[1], (int)n->attr[2], (int)n->attr[3], env->pos,
+    bn_ref_attention(a, b, env->val[n->in[2]], T, (int)n->attr[1], (int)n->attr[2], (int)n->attr[3], env->pos, env->n_ctx,
                      env->kc[layer], env->vc[layer], sc->scores, yf);
     break;
   }
@@ -140,6 +140,7 @@ bn_status bn_ref_begin_step(bn_ref_env *env, int32_t *token_buf, const int32_t *
   memcpy(token_buf, tokens, (size_t)n * sizeof *tokens);
   env->T = n;
   env->pos = pos;
+  env->n_ctx = n_ctx;
   return BN_OK;
 }
 

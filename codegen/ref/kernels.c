@@ -114,30 +114,35 @@ void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, f
     }
 }
 
-void bn_ref_kv_store(const float *k, const float *v, int64_t T, int64_t kvw, int pos, float *kc, float *vc) {
-  memcpy(kc + (int64_t)pos * kvw, k, (size_t)(T * kvw) * sizeof *kc);
-  memcpy(vc + (int64_t)pos * kvw, v, (size_t)(T * kvw) * sizeof *vc);
+void bn_ref_kv_store(const float *k, const float *v, int64_t T, int kv_heads, int head_dim, int pos, int n_ctx,
+                     float *kc, float *vc) {
+  for (int64_t t = 0; t < T; t++)
+    for (int h = 0; h < kv_heads; h++) {
+      int64_t from = (t * kv_heads + h) * head_dim, to = ((int64_t)h * n_ctx + pos + t) * head_dim;
+      memcpy(kc + to, k + from, (size_t)head_dim * sizeof *kc);
+      memcpy(vc + to, v + from, (size_t)head_dim * sizeof *vc);
+    }
 }
 
 void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
-                      int head_dim, int pos, float *kc, float *vc, float *scores, float *y) {
-  bn_ref_kv_store(k, v, T, (int64_t)kv_heads * head_dim, pos, kc, vc);
-  bn_ref_attention_heads(q, T, heads, kv_heads, head_dim, pos, kc, vc, scores, y, 0, heads);
+                      int head_dim, int pos, int n_ctx, float *kc, float *vc, float *scores, float *y) {
+  bn_ref_kv_store(k, v, T, kv_heads, head_dim, pos, n_ctx, kc, vc);
+  bn_ref_attention_heads(q, T, heads, kv_heads, head_dim, pos, n_ctx, kc, vc, scores, y, 0, heads);
 }
 
-void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos, const float *kc,
-                            const float *vc, float *scores, float *y, int h0, int h1) {
-  int64_t kvw = (int64_t)kv_heads * head_dim;
+void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos, int n_ctx,
+                            const float *kc, const float *vc, float *scores, float *y, int h0, int h1) {
   int group = heads / kv_heads;
   double scale = 1.0 / sqrt((double)head_dim);
   for (int64_t t = 0; t < T; t++)
     for (int h = h0; h < h1; h++) {
       const float *qh = q + (t * heads + h) * head_dim;
       int kvh = h / group;
+      const float *kh = kc + (int64_t)kvh * n_ctx * head_dim, *vh = vc + (int64_t)kvh * n_ctx * head_dim;
       int64_t n = pos + t + 1;
       double mx = -INFINITY, sum = 0;
       for (int64_t j = 0; j < n; j++) {
-        const float *kj = kc + j * kvw + kvh * head_dim;
+        const float *kj = kh + j * head_dim;
         double d = 0;
         for (int i = 0; i < head_dim; i++) d += (double)qh[i] * kj[i];
         scores[j] = (float)(d * scale);
@@ -147,7 +152,7 @@ void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, 
       float *o = y + (t * heads + h) * head_dim;
       for (int i = 0; i < head_dim; i++) {
         double acc = 0;
-        for (int64_t j = 0; j < n; j++) acc += (double)scores[j] * vc[j * kvw + kvh * head_dim + i];
+        for (int64_t j = 0; j < n; j++) acc += (double)scores[j] * vh[j * head_dim + i];
         o[i] = (float)(acc / sum);
       }
     }

@@ -26,13 +26,15 @@ void bn_ref_dequant(const int32_t *acc, const uint8_t *qa, int64_t T, int64_t K,
 void bn_ref_rmsnorm(const float *x, int64_t T, int64_t n, const float *w, float eps, float *y);
 /* NeoX RoPE over the first `dims` dims of each head; token t is at position pos + t. */
 void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, float base, int pos, float *y);
-/* Causal GQA attention; K/V rows of this step are first written into the cache at pos..pos+T-1. */
+/* Causal GQA attention; K/V rows of this step are first written into the cache at pos..pos+T-1.
+ * A layer's cache is head-major, [kv_heads][n_ctx][head_dim]: a head's keys lie one after another. */
 void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
-                      int head_dim, int pos, float *kcache, float *vcache, float *scores, float *y);
+                      int head_dim, int pos, int n_ctx, float *kcache, float *vcache, float *scores, float *y);
 /* The same in two steps, so heads can be split over threads: store this
  * step's K/V rows, then attend for heads [h0, h1) (scores: n_ctx floats). */
-void bn_ref_kv_store(const float *k, const float *v, int64_t T, int64_t kv_width, int pos, float *kcache, float *vcache);
-void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos,
+void bn_ref_kv_store(const float *k, const float *v, int64_t T, int kv_heads, int head_dim, int pos, int n_ctx,
+                     float *kcache, float *vcache);
+void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos, int n_ctx,
                             const float *kcache, const float *vcache, float *scores, float *y, int h0, int h1);
 /* logits[t][n] = sum_i x[t][i] * W[n][i] with W of any non-ternary type. */
 void bn_ref_matmul_f(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float *wrow, float *y);
@@ -51,7 +53,8 @@ typedef struct bn_ref_env {
   void **val;          /* per value id: its buffer (weights: their data) */
   int64_t T;           /* tokens in this step */
   int pos;             /* position of the first */
-  float **kc, **vc;    /* per layer: [n_ctx][kv_heads * head_dim] */
+  float **kc, **vc;    /* per layer: [kv_heads][n_ctx][head_dim] */
+  int n_ctx;
   bn_ref_scratch *scratch;
   void ***body_val;    /* per node of g: the value buffers of its fused body, else NULL */
 } bn_ref_env;
