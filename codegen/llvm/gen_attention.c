@@ -170,8 +170,8 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
   bn_gen g = {.ctx = &a};
   bn_gen_begin(&g, c, m, name, 5, 5, isa, hd, heads);
   a.vf = LLVMVectorType(g.f32, (unsigned)lanes);
-  /* tokens per tile: the value pass holds q x nv accumulators (about 20 of AVX-512's 32 registers, 10 of AVX2's 16) */
-  int qmax = (isa == BN_ISA_AVX512_VNNI ? 20 : 10) / nv;
+  /* tokens per tile: the value pass holds q x nv accumulators (up to 24 of AVX-512's 32 registers, 10 of AVX2's 16) */
+  int qmax = (isa == BN_ISA_AVX512_VNNI ? 24 : 10) / nv;
   qmax = qmax < 1 ? 1 : qmax > MAXQ ? MAXQ : qmax;
   LLVMValueRef sumv = bn_gen_alloca(&g, a.vf, "sum"), sum1 = bn_gen_alloca(&g, g.f32, "sum1");
   for (int i = 0; i < MAXQ; i++) {
