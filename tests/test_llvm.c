@@ -294,7 +294,7 @@ static void test_attention(void **state) {
       int64_t kvw = (int64_t)Hkv * hd;
       float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
       float *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
-      float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4), *sc = malloc((size_t)bn_attn_scratch(H, n_ctx) * 4);
+      float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4), *sc = malloc((size_t)BN_ATTN_SCORE_ROWS * n_ctx * 4);
       for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
       for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c == 4 || c == 5 ? 60 : 1); /* peaked softmax */
       for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);

@@ -192,8 +192,3 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
   }
   bn_gen_end(&g);
 }
-
-int64_t bn_attn_scratch(int heads, int64_t n_ctx) {
-  (void)heads;
-  return MAXQ * n_ctx; /* a tile's score rows */
-}
