@@ -47,9 +47,9 @@ LLVMValueRef bn_gen_call(bn_gen *g, const char *intrinsic, LLVMTypeRef *overload
  * elements [v lanes, (v + 1) lanes) of the block at blk as floats, as bn_dequant computes them. */
 int64_t bn_gen_block_bytes(bn_dtype t, int lanes);
 LLVMValueRef bn_gen_decode(bn_gen *g, bn_dtype t, int lanes, LLVMValueRef blk, int v);
-/* x (a scalar) in every lane of vector type vf. */
-LLVMValueRef bn_gen_splat_v(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x);
 
+/* x (a scalar) in every lane of vector type vf (gen_util.c). */
+LLVMValueRef bn_gen_splat_v(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x);
 /* A float or float vector constant of type t; exp(x) without a call (gen_util.c). */
 LLVMValueRef bn_gen_constf(LLVMTypeRef t, double c);
 LLVMValueRef bn_gen_exp(bn_gen *g, LLVMValueRef x);

@@ -21,14 +21,6 @@ int64_t bn_gen_block_bytes(bn_dtype t, int lanes) {
   return t == BN_DT_F32 ? 4 * lanes : t == BN_DT_F16 ? 2 * lanes : bn_dtype_table[t].block_bytes;
 }
 
-LLVMValueRef bn_gen_splat_v(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x) {
-  unsigned n = LLVMGetVectorSize(vf);
-  LLVMValueRef zero[64];
-  for (unsigned i = 0; i < n; i++) zero[i] = LLVMConstInt(g->i32, 0, 0);
-  LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(vf), x, LLVMConstInt(g->i32, 0, 0), "");
-  return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(vf), LLVMConstVector(zero, n), "");
-}
-
 static LLVMValueRef half_at(bn_gen *g, LLVMValueRef blk, int64_t off) {
   return LLVMBuildFPExt(g->b, bn_gen_load(g, g->f16, blk, bn_gen_c64(g, off)), g->f32, "");
 }

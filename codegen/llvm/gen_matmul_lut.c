@@ -59,14 +59,13 @@ static void build_tables(bn_gen *g, LLVMValueRef arow, LLVMValueRef tlo, LLVMVal
     m0[e] = LLVMConstInt(g->i16, (unsigned long long)((e & 3) == 3 ? 0 : (e & 3) - 1), 1);
     m1[e] = LLVMConstInt(g->i16, (unsigned long long)((e >> 2) == 3 ? 0 : (e >> 2) - 1), 1);
   }
-  LLVMValueRef M0 = LLVMConstVector(m0, 16), M1 = LLVMConstVector(m1, 16), zero = LLVMConstNull(v16w);
+  LLVMValueRef M0 = LLVMConstVector(m0, 16), M1 = LLVMConstVector(m1, 16);
   bn_gen_for l = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, g->K / 2), 1);
   LLVMValueRef off = LLVMBuildMul(g->b, l.i, bn_gen_c64(g, 2), "");
   LLVMValueRef a[2], v = NULL;
   for (int h = 0; h < 2; h++) {
     LLVMValueRef x = LLVMBuildSExt(g->b, bn_gen_load(g, g->i8, arow, LLVMBuildAdd(g->b, off, bn_gen_c64(g, h), "")), g->i16, "");
-    LLVMValueRef s = LLVMBuildInsertElement(g->b, LLVMGetUndef(v16w), x, LLVMConstInt(g->i32, 0, 0), "");
-    a[h] = LLVMBuildShuffleVector(g->b, s, LLVMGetUndef(v16w), zero, "");
+    a[h] = bn_gen_splat_v(g, v16w, x);
   }
   v = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, a[0], M0, ""), LLVMBuildMul(g->b, a[1], M1, ""), "");
   LLVMValueRef at = LLVMBuildMul(g->b, l.i, bn_gen_c64(g, 16), "");
@@ -134,8 +133,7 @@ static void epilogue(bn_gen *g, bn_mm_mode mode, LLVMValueRef arow, LLVMValueRef
   }
   int64_t meta = bn_qa8_row_bytes(g->K) - 64;
   LLVMValueRef s = LLVMBuildFPExt(g->b, bn_gen_load(g, g->f32, arow, bn_gen_c64(g, meta)), g->f64, "");
-  LLVMValueRef sv = LLVMBuildShuffleVector(g->b, LLVMBuildInsertElement(g->b, LLVMGetUndef(v16d), s, LLVMConstInt(g->i32, 0, 0), ""),
-                                           LLVMGetUndef(v16d), LLVMConstNull(LLVMVectorType(g->i32, 16)), "");
+  LLVMValueRef sv = bn_gen_splat_v(g, v16d, s);
   LLVMValueRef rs_off = LLVMBuildAdd(g->b, bn_gen_c64(g, g->N * g->K / 4), LLVMBuildMul(g->b, n, bn_gen_c64(g, 4), ""), "");
   LLVMValueRef rs = LLVMBuildFPExt(g->b, bn_gen_load(g, v16f, g->arg[W], rs_off), v16d, "");
   LLVMValueRef y = LLVMBuildFDiv(g->b, LLVMBuildFMul(g->b, LLVMBuildSIToFP(g->b, sums, v16d, ""), rs, ""), sv, "");

@@ -40,13 +40,6 @@ static LLVMTypeRef vf(bn_gen *g) { return LLVMVectorType(g->f32, (unsigned)((nq 
 static LLVMTypeRef vd(bn_gen *g) { return LLVMVectorType(g->f64, (unsigned)((nq *)g->ctx)->lanes); }
 static LLVMValueRef off4(bn_gen *g, LLVMValueRef k) { return LLVMBuildMul(g->b, k, bn_gen_c64(g, 4), ""); }
 
-static LLVMValueRef splatf(bn_gen *g, LLVMTypeRef elem, double v) {
-  LLVMValueRef e[64];
-  int n = ((nq *)g->ctx)->lanes;
-  for (int i = 0; i < n; i++) e[i] = LLVMConstReal(elem, v);
-  return LLVMConstVector(e, (unsigned)n);
-}
-
 /* gate mode: tmp = act(g) * u */
 static void gate_body(bn_gen *g, LLVMValueRef k, void *st) {
   row *r = st;
@@ -55,11 +48,11 @@ static void gate_body(bn_gen *g, LLVMValueRef k, void *st) {
   LLVMValueRef uv = bn_gen_load(g, vf(g), r->grow, off4(g, LLVMBuildAdd(g->b, k, bn_gen_c64(g, g->K), "")));
   LLVMValueRef a;
   if (c->mode == 1) { /* relu2: g > 0 ? g * g : 0 */
-    LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, gv, splatf(g, g->f32, 0), "");
-    a = LLVMBuildSelect(g->b, pos, LLVMBuildFMul(g->b, gv, gv, ""), splatf(g, g->f32, 0), "");
+    LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, gv, bn_gen_constf(vf(g), 0), "");
+    a = LLVMBuildSelect(g->b, pos, LLVMBuildFMul(g->b, gv, gv, ""), bn_gen_constf(vf(g), 0), "");
   } else { /* silu: g / (1 + exp(-g)) */
     LLVMValueRef e = bn_gen_exp(g, LLVMBuildFNeg(g->b, gv, "")); /* within an ulp or so of expf: codes may move at ties */
-    a = LLVMBuildFDiv(g->b, gv, LLVMBuildFAdd(g->b, splatf(g, g->f32, 1), e, ""), "");
+    a = LLVMBuildFDiv(g->b, gv, LLVMBuildFAdd(g->b, bn_gen_constf(vf(g), 1), e, ""), "");
   }
   bn_gen_store(g, LLVMBuildFMul(g->b, a, uv, ""), r->src, off4(g, k));
 }
@@ -98,12 +91,33 @@ static void quant_body(bn_gen *g, LLVMValueRef k, void *st) {
   LLVMTypeRef t = vf(g), vi = LLVMVectorType(g->i32, (unsigned)n), vb = LLVMVectorType(g->i8, (unsigned)n);
   LLVMValueRef y = LLVMBuildFMul(g->b, norm(g, r, k), r->scale, "");
   LLVMValueRef q = bn_gen_call(g, "llvm.roundeven", &t, 1, &y, 1);
-  LLVMValueRef lo[2] = {q, splatf(g, g->f32, -128)}, hi[2];
+  LLVMValueRef lo[2] = {q, bn_gen_constf(vf(g), -128)}, hi[2];
   q = bn_gen_call(g, "llvm.maxnum", &t, 1, lo, 2);
-  hi[0] = q, hi[1] = splatf(g, g->f32, 127);
+  hi[0] = q, hi[1] = bn_gen_constf(vf(g), 127);
   q = LLVMBuildFPToSI(g->b, bn_gen_call(g, "llvm.minnum", &t, 1, hi, 2), vi, "");
   bn_gen_store(g, LLVMBuildTrunc(g->b, q, vb, ""), r->qrow, k);
   LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, vi, r->qsum, ""), q, ""), r->qsum);
+}
+
+/* The normalized row's QA8 codes: absmax scale, the codes, zero padding, the scale and the codes' sum. */
+static void quantize_row(bn_gen *g, row *r) {
+  int64_t meta = bn_qa8_row_bytes(g->K) - 64;
+  LLVMTypeRef tvf = vf(g), vi = LLVMVectorType(g->i32, (unsigned)((nq *)g->ctx)->lanes);
+  LLVMBuildStore(g->b, LLVMConstNull(tvf), r->mx);
+  kloop(g, max_body, r);
+  LLVMValueRef mxv = LLVMBuildLoad2(g->b, tvf, r->mx, "");
+  LLVMValueRef mx = bn_gen_call(g, "llvm.vector.reduce.fmax", &tvf, 1, &mxv, 1);
+  LLVMValueRef margs[2] = {mx, LLVMConstReal(g->f32, 1e-5)};
+  LLVMValueRef s = LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 127.0), bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2), "s");
+  r->scale = bn_gen_splat_v(g, tvf, s);
+  LLVMBuildStore(g->b, LLVMConstNull(vi), r->qsum);
+  kloop(g, quant_body, r);
+  LLVMValueRef qs = LLVMBuildLoad2(g->b, vi, r->qsum, "");
+  qs = bn_gen_call(g, "llvm.vector.reduce.add", &vi, 1, &qs, 1);
+  for (int64_t i = g->K; i < meta; i++) /* the padding after the codes is zero, as bn_ref_quantize leaves it */
+    bn_gen_store(g, LLVMConstInt(g->i8, 0, 0), r->qrow, bn_gen_c64(g, i));
+  bn_gen_store(g, s, r->qrow, bn_gen_c64(g, meta));
+  bn_gen_store(g, qs, r->qrow, bn_gen_c64(g, meta + 4));
 }
 
 void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa) {
@@ -111,7 +125,7 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
   bn_gen g = {.ctx = &st};
   bn_gen_begin(&g, c, m, name, 4, 3, isa, K, 0);
   int gate = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU;
-  int64_t rb = mode == BN_NQ_RMSNORM ? 4 * K : bn_qa8_row_bytes(K), meta = rb - 64, in_w = gate ? 2 * K : K;
+  int64_t rb = mode == BN_NQ_RMSNORM ? 4 * K : bn_qa8_row_bytes(K), in_w = gate ? 2 * K : K;
   LLVMTypeRef vi = LLVMVectorType(g.i32, (unsigned)st.lanes);
   row r = {0};
   r.ss = bn_gen_alloca(&g, vd(&g), "ss");
@@ -135,34 +149,9 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
                                     LLVMConstReal(g.f64, (double)eps), "");
   LLVMValueRef sq = bn_gen_call(&g, "llvm.sqrt", &g.f64, 1, &mean, 1);
   LLVMValueRef inv = LLVMBuildFPTrunc(g.b, LLVMBuildFDiv(g.b, LLVMConstReal(g.f64, 1.0), sq, ""), g.f32, "inv");
-  LLVMValueRef e[64];
-  for (int i = 0; i < st.lanes; i++) e[i] = LLVMConstInt(g.i32, 0, 0);
-  LLVMValueRef zeros = LLVMConstVector(e, (unsigned)st.lanes);
-  r.inv = LLVMBuildShuffleVector(g.b, LLVMBuildInsertElement(g.b, LLVMGetUndef(vf(&g)), inv, LLVMConstInt(g.i32, 0, 0), ""),
-                                 LLVMGetUndef(vf(&g)), zeros, "");
-  if (mode == BN_NQ_RMSNORM) {
-    kloop(&g, store_body, &r);
-    bn_gen_for_end(&g, &lt);
-    bn_gen_end(&g);
-    return;
-  }
-  LLVMBuildStore(g.b, LLVMConstNull(vf(&g)), r.mx);
-  kloop(&g, max_body, &r);
-  LLVMTypeRef tvf = vf(&g);
-  LLVMValueRef mxv = LLVMBuildLoad2(g.b, vf(&g), r.mx, "");
-  LLVMValueRef mx = bn_gen_call(&g, "llvm.vector.reduce.fmax", &tvf, 1, &mxv, 1);
-  LLVMValueRef margs[2] = {mx, LLVMConstReal(g.f32, 1e-5)};
-  LLVMValueRef s = LLVMBuildFDiv(g.b, LLVMConstReal(g.f32, 127.0), bn_gen_call(&g, "llvm.maxnum", &g.f32, 1, margs, 2), "s");
-  r.scale = LLVMBuildShuffleVector(g.b, LLVMBuildInsertElement(g.b, LLVMGetUndef(vf(&g)), s, LLVMConstInt(g.i32, 0, 0), ""),
-                                   LLVMGetUndef(vf(&g)), zeros, "");
-  LLVMBuildStore(g.b, LLVMConstNull(vi), r.qsum);
-  kloop(&g, quant_body, &r);
-  LLVMValueRef qs = LLVMBuildLoad2(g.b, vi, r.qsum, "");
-  qs = bn_gen_call(&g, "llvm.vector.reduce.add", &vi, 1, &qs, 1);
-  for (int64_t i = K; i < meta; i++) /* the padding after the codes is zero, as bn_ref_quantize leaves it */
-    bn_gen_store(&g, LLVMConstInt(g.i8, 0, 0), r.qrow, bn_gen_c64(&g, i));
-  bn_gen_store(&g, s, r.qrow, bn_gen_c64(&g, meta));
-  bn_gen_store(&g, qs, r.qrow, bn_gen_c64(&g, meta + 4));
+  r.inv = bn_gen_splat_v(&g, vf(&g), inv);
+  if (mode == BN_NQ_RMSNORM) kloop(&g, store_body, &r);
+  else quantize_row(&g, &r);
   bn_gen_for_end(&g, &lt);
   bn_gen_end(&g);
 }

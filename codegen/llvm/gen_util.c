@@ -121,6 +121,14 @@ void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRe
   if (rows > 1) tiles(g, n, n1, 1, row_tile, &c);
 }
 
+LLVMValueRef bn_gen_splat_v(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x) {
+  unsigned n = LLVMGetVectorSize(vf);
+  LLVMValueRef zero[64];
+  for (unsigned i = 0; i < n; i++) zero[i] = LLVMConstInt(g->i32, 0, 0);
+  LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(vf), x, LLVMConstInt(g->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(vf), LLVMConstVector(zero, n), "");
+}
+
 /* v (a float or a vector of floats) filled with c. */
 LLVMValueRef bn_gen_constf(LLVMTypeRef t, double c) {
   if (LLVMGetTypeKind(t) != LLVMVectorTypeKind) return LLVMConstReal(t, c);
