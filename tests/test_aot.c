@@ -63,15 +63,12 @@ static void test_cache_entries(void **state) {
   uint8_t *file = tu_read(entry_file(42), &len);
   assert_int_equal(len, 32 + sizeof data);
   file[32 + 500] ^= 1;
-  FILE *fp = fopen(entry_file(42), "wb");
-  fwrite(file, 1, len, fp), fclose(fp);
+  assert_int_equal(tu_write(entry_file(42), file, len), 0);
   assert_null(bn_kcache_load(d, 42, &n));
   file[32 + 500] ^= 1;
-  fp = fopen(entry_file(42), "wb");
-  fwrite(file, 1, len - 1, fp), fclose(fp);
+  assert_int_equal(tu_write(entry_file(42), file, len - 1), 0);
   assert_null(bn_kcache_load(d, 42, &n));
-  fp = fopen(entry_file(43), "wb");
-  fwrite(file, 1, len, fp), fclose(fp);
+  assert_int_equal(tu_write(entry_file(43), file, len), 0);
   assert_null(bn_kcache_load(d, 43, &n));
   free(file);
   /* a store replaces a damaged entry */

@@ -24,6 +24,14 @@ static inline void *tu_read(const char *path, size_t *len) {
   return p;
 }
 
+/* Writes len bytes to path (replacing it); 0 on success. */
+static inline int tu_write(const char *path, const void *data, size_t len) {
+  FILE *fp = fopen(path, "wb");
+  if (!fp) return -1;
+  int ok = fwrite(data, 1, len, fp) == len;
+  return (fclose(fp) == 0 && ok) ? 0 : -1;
+}
+
 /* max |a - b| / (max(b) - min(b)): the error relative to the logit range. */
 static inline double tu_rel_to_range(const float *a, const float *b, size_t n) {
   float lo = INFINITY, hi = -INFINITY;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "../../ir/clock.h"
 #include "gen.h"
@@ -23,8 +24,6 @@
 #ifndef BN_GEN_STAMP
 #define BN_GEN_STAMP "dev" /* set by CMake: a hash of the generators */
 #endif
-
-#include <xxhash.h>
 
 typedef bn_llvm_key kkey;
 
