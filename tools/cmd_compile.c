@@ -93,17 +93,9 @@ int bn_cmd_compile(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
     if (!strcmp(a, "-o") && v) h.out = argv[++i];
-    else if (!strcmp(a, "--target") && v) {
-      bn_isa isa;
-      target = argv[++i];
-      if (bn_llvm_target_isa(target, &isa) || !strcmp(target, "ref"))
-        return bn_cli_usage_error("compile", "--target must be native, x86-64-v3 or x86-64-v4, got '%s'", target);
-    } else if (!strncmp(a, "--target=", 9)) {
-      bn_isa isa;
-      target = a + 9;
-      if (bn_llvm_target_isa(target, &isa) || !strcmp(target, "ref"))
-        return bn_cli_usage_error("compile", "--target must be native, x86-64-v3 or x86-64-v4, got '%s'", target);
-    } else if (!strcmp(a, "--batch") && v) {
+    else if (!strcmp(a, "--target") && v) target = argv[++i];
+    else if (!strncmp(a, "--target=", 9)) target = a + 9;
+    else if (!strcmp(a, "--batch") && v) {
       if (bn_cli_int("compile", a, argv[++i], 1, 4096, &batch)) return 2;
     } else if (!strncmp(a, "--dump-after=", 13)) {
       h.dump = a + 13;
@@ -116,6 +108,9 @@ int bn_cmd_compile(int argc, char **argv) {
     else return bn_cli_usage_error("compile", "unexpected argument '%s'", a);
   }
   if (!in || !h.out) return bn_cli_usage_error("compile", "needs MODEL.gguf and -o OUT.bnplan");
+  bn_isa isa;
+  if (bn_llvm_target_isa(target, &isa) || !strcmp(target, "ref"))
+    return bn_cli_usage_error("compile", "--target must be native, x86-64-v3 or x86-64-v4, got '%s'", target);
   bn_error err = {0};
   bn_gguf f;
   bn_model m;
