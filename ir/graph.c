@@ -146,6 +146,18 @@ int bn_graph_mark_output(bn_graph *g, int value) {
   return 0;
 }
 
+int bn_fused_tmatmul(const bn_node *n, int *w) {
+  for (int i = 0; n->body && i < n->body->n_nodes; i++) {
+    if (n->body->nodes[i].op != BN_OP_TMATMUL) continue;
+    int v = n->body->nodes[i].in[1], arg = 0; /* a body input: inputs are the operands in order */
+    for (int k = 0; k < v; k++) arg += n->body->values[k].kind == BN_VAL_INPUT;
+    if (n->body->values[v].kind != BN_VAL_INPUT || arg >= n->n_in) return -1;
+    if (w) *w = arg;
+    return i;
+  }
+  return -1;
+}
+
 int bn_graph_find_value(const bn_graph *g, const char *name, size_t len) {
   for (int i = g->n_values - 1; i >= 0; i--)
     if (strlen(g->values[i].name) == len && !memcmp(g->values[i].name, name, len)) return i;

@@ -130,6 +130,9 @@ int bn_graph_add_node_typed(bn_graph *g, bn_op op, const char *out_name, const i
 int bn_graph_add_fused(bn_graph *g, const char *out_name, const int *in, int n_in, bn_graph *body, bn_error *err);
 int bn_graph_mark_output(bn_graph *g, int value);
 int bn_graph_find_value(const bn_graph *g, const char *name, size_t len); /* -1 if absent */
+/* A fused node's ternary matmul: the body index of its tmatmul, -1 if it has none;
+ * *w (if not NULL) the node's operand index of the matmul's weights. */
+int bn_fused_tmatmul(const bn_node *n, int *w);
 
 /* --- checking and printing --- */
 bn_status bn_graph_verify(const bn_graph *g, bn_error *err);

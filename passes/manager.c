@@ -13,6 +13,7 @@ static const bn_pass PIPELINE[] = {
     {"fuse-matmul", bn_pass_fuse_matmul, "tmatmul + dequant (+ residual add) -> one kernel"},
     {"fuse-gate", bn_pass_fuse_gate, "act(gate) * up + sub-norm + quantize -> one kernel"},
     {"fuse-norm-quant", bn_pass_fuse_norm_quant, "rmsnorm + quantize -> one kernel"},
+    {"fuse-prologue", bn_pass_fuse_prologue, "norm + quantize -> the prologue of the matmul reading it"},
     {"dce", bn_pass_dce, "drop values and weights nothing uses"},
 };
 

@@ -41,6 +41,7 @@ bn_status bn_pass_fuse_projections(bn_graph *g, const bn_pass_opts *o, bn_error 
 bn_status bn_pass_fuse_matmul(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_fuse_gate(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_fuse_norm_quant(bn_graph *g, const bn_pass_opts *o, bn_error *err);
+bn_status bn_pass_fuse_prologue(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_dce(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 /* Not in the pipeline: bnc compile --tune runs it after, with the shapes it chose (in place,
  * node and value indices unchanged). */

@@ -18,9 +18,11 @@ static int chosen(const bn_pass_opts *o, int64_t K, int64_t N) {
 int bn_pass_matmul_shapes(const bn_graph *g, int64_t *kn) {
   int n = 0;
   for (int i = 0; i < g->n_nodes; i++) {
-    const bn_node *nd = &g->nodes[i];
-    if (!nd->body || nd->body->nodes[0].op != BN_OP_TMATMUL || g->values[nd->in[1]].dtype != BN_DT_TP2) continue;
-    int64_t K = g->values[nd->in[1]].shape.d[1], N = g->values[nd->in[1]].shape.d[0];
+    int wi;
+    if (bn_fused_tmatmul(&g->nodes[i], &wi) < 0) continue;
+    const bn_value *w = &g->values[g->nodes[i].in[wi]];
+    if (w->dtype != BN_DT_TP2) continue;
+    int64_t K = w->shape.d[1], N = w->shape.d[0];
     int k = 0;
     while (k < n && !(kn[2 * k] == K && kn[2 * k + 1] == N)) k++;
     if (k == n) kn[2 * n] = K, kn[2 * n + 1] = N, n++;
@@ -31,11 +33,12 @@ int bn_pass_matmul_shapes(const bn_graph *g, int64_t *kn) {
 bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
   for (int i = 0; i < g->n_nodes; i++) {
     bn_node *n = &g->nodes[i];
-    if (!n->body || n->body->nodes[0].op != BN_OP_TMATMUL || n->n_in < 2) continue;
-    bn_value *w = &g->values[n->in[1]];
+    int wi, at = bn_fused_tmatmul(n, &wi);
+    if (at < 0) continue;
+    bn_value *w = &g->values[n->in[wi]];
     int64_t N = w->shape.d[0], K = w->shape.d[1];
     if ((w->dtype != BN_DT_TP2 && w->dtype != BN_DT_TL2) || N % 16 || K % 256 || !chosen(o, K, N)) continue;
-    int arg = n->body->nodes[0].in[1]; /* the body's weight input */
+    int arg = n->body->nodes[at].in[1]; /* the body's weight input */
     if (w->dtype == BN_DT_TP2) { /* once per weight, however many nodes read it */
       void *tl = NULL;
       if (w->data && !(tl = bn_graph_own(g, malloc(w->nbytes))))

@@ -153,6 +153,20 @@ void bn_body_node(bn_body *b, int node) {
   b->ok = (b->map[n->out] = bn_graph_add_node(b->g, n->op, b->src->values[n->out].name, in, n->n_in, n->attr, &err)) >= 0;
 }
 
+void bn_body_continue(bn_body *b, const bn_graph *src, int v, int as) {
+  if (!b->ok) return;
+  int *map = realloc(b->map, (size_t)(src->n_values + 1) * sizeof *map);
+  if (!map) {
+    b->ok = 0;
+    return;
+  }
+  b->map = map, b->src = src;
+  for (int i = 0; i < src->n_values; i++) map[i] = -1;
+  map[v] = as;
+}
+
+int bn_body_id(const bn_body *b, int v) { return b->ok ? b->map[v] : -1; }
+
 bn_graph *bn_body_end(bn_body *b, int v) {
   bn_graph *g = b->g;
   if (b->ok && (b->map[v] < 0 || bn_graph_mark_output(g, b->map[v]))) b->ok = 0;
@@ -163,6 +177,31 @@ bn_graph *bn_body_end(bn_body *b, int v) {
     g = NULL;
   }
   return g;
+}
+
+int bn_rw_fuse_chain(bn_rw *rw, int p, int m) {
+  const bn_node *P = &rw->src->nodes[p], *M = &rw->src->nodes[m];
+  const bn_graph *pb = P->body, *mb = M->body;
+  int in[BN_MAX_IN], n_in = 0, first = -1;
+  if (P->n_in + M->n_in - 1 > BN_MAX_IN) {
+    rw->st = bn_fail(rw->err, BN_E_INVALID, "rewrite: %%%s and %%%s have too many operands to fuse",
+                     rw->src->values[P->out].name, rw->src->values[M->out].name);
+    return -1;
+  }
+  bn_body b;
+  bn_body_begin(&b, pb);
+  for (int i = 0; i < pb->n_values; i++)
+    if (pb->values[i].kind == BN_VAL_INPUT) bn_body_arg(&b, i), in[n_in] = bn_rw_val(rw, P->in[n_in]), n_in++;
+  for (int i = 0; i < pb->n_nodes; i++) bn_body_node(&b, i);
+  for (int i = 0; i < mb->n_values && first < 0; i++)
+    if (mb->values[i].kind == BN_VAL_INPUT) first = i;
+  bn_body_continue(&b, mb, first, bn_body_id(&b, pb->outputs[0]));
+  for (int i = first + 1, k = 1; i < mb->n_values; i++)
+    if (mb->values[i].kind == BN_VAL_INPUT) bn_body_arg(&b, i), in[n_in++] = bn_rw_val(rw, M->in[k++]);
+  for (int i = 0; i < mb->n_nodes; i++) bn_body_node(&b, i);
+  int id = bn_rw_add_fused(rw, rw->src->values[M->out].name, in, n_in, bn_body_end(&b, mb->outputs[0]));
+  if (id >= 0) rw->map[M->out] = id;
+  return id;
 }
 
 int bn_rw_fuse(bn_rw *rw, const int *nodes, int n, const int *args, int n_args, int out) {

@@ -46,6 +46,11 @@ void bn_body_begin(bn_body *b, const bn_graph *src);
 void bn_body_arg(bn_body *b, int v);
 /* Copies src node i into the body (its operands must be args or earlier body nodes). */
 void bn_body_node(bn_body *b, int node);
+/* Goes on copying from another graph src, whose value v stands for body value `as`
+ * (the body value an earlier source's value mapped to: see bn_body_id). */
+void bn_body_continue(bn_body *b, const bn_graph *src, int v, int as);
+/* The body value src value v maps to (-1: none yet). */
+int bn_body_id(const bn_body *b, int v);
 /* Marks the body's output (src value v); returns the body, or NULL on failure. */
 bn_graph *bn_body_end(bn_body *b, int v);
 
@@ -53,5 +58,9 @@ bn_graph *bn_body_end(bn_body *b, int v);
  * values args[0..n_args) as %arg0..; its result is src value `out`, which
  * maps to the new node. */
 int bn_rw_fuse(bn_rw *rw, const int *nodes, int n, const int *args, int n_args, int out);
+/* Emits one fused node running fused src node p's body, then fused src node m's, p's
+ * result standing for m's first operand: its operands are p's, then m's others. Its
+ * result is m's. */
+int bn_rw_fuse_chain(bn_rw *rw, int p, int m);
 
 #endif

@@ -17,7 +17,13 @@ typedef struct {
   void *out;
   int64_t N;
   int64_t granule; /* matmuls: rows are split in multiples of this (16 for the lookup-table kernels) */
+  const float *wn; /* a matmul's norm + quantize prologue (bn_mmp_kernel): a is x, wn the norm weights, */
+  int64_t xw;      /* and xw x's row in floats; NULL: no prologue */
 } jit_node;
+
+/* A prologue matmul splits a chunk by tokens when every thread gets this many (each thread then
+ * quantizes only its own tokens), else by rows (each quantizes the chunk's few tokens itself). */
+enum { PRO_SPLIT_TOKENS = 8 };
 
 struct bn_exec {
   const bn_graph *g;
@@ -40,12 +46,19 @@ struct bn_exec {
   float *scores; /* attention scores: BN_ATTN_SCORE_ROWS x n_ctx floats per thread */
   float *tmp;    /* the gate kernel's row: tmp_width floats per thread */
   int64_t tmp_width;
+  uint8_t *pqa;  /* prologue matmuls' QA8 rows: pqa_bytes per thread */
+  size_t pqa_bytes;
   float *rope[4]; /* RoPE angle tables, one per (dims, base) */
   double rope_key[4][2];
   int n_rope;
   jit_node *jit;
   int n_jit;
 };
+
+static jit_node jit_of(int kind, void *fn, const void *a, const void *w, const void *resid, void *out, int64_t N,
+                       int64_t granule) {
+  return (jit_node){.kind = kind, .fn = fn, .a = a, .w = w, .resid = resid, .out = out, .N = N, .granule = granule};
+}
 
 /* Gets node i's generated kernel, if the backend has one; the reference kernels run the rest. */
 static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
@@ -60,17 +73,26 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
   void **v = e->env.val;
   switch (key.family) {
   case BN_K_MATMUL:
-  case BN_K_MATMUL_LUT:
-    *j = (jit_node){1, fn, v[n->in[0]], v[n->in[1]], key.variant == BN_MM_DQ_ADD ? v[n->in[2]] : NULL, v[n->out], key.n,
-                    key.family == BN_K_MATMUL_LUT ? 16 : 1};
+  case BN_K_MATMUL_LUT: {
+    int wi = key.pro ? 2 : 1; /* operands: qa, w (, resid); with a prologue x, norm weights, w (, resid) */
+    *j = jit_of(1, fn, v[n->in[0]], v[n->in[wi]], key.variant == BN_MM_DQ_ADD ? v[n->in[wi + 1]] : NULL, v[n->out],
+                    key.n, key.family == BN_K_MATMUL_LUT ? 16 : 1);
+    if (key.pro) {
+      int gate = key.pro - 1 == BN_NQ_GATE_RELU2 || key.pro - 1 == BN_NQ_GATE_SILU;
+      size_t qa = (size_t)e->mp->max_tokens * (size_t)bn_qa8_row_bytes(key.k);
+      j->wn = v[n->in[1]], j->xw = gate ? 2 * key.k : key.k;
+      if (qa > e->pqa_bytes) e->pqa_bytes = qa;
+      if (gate && key.k > e->tmp_width) e->tmp_width = key.k;
+    }
     break;
-  case BN_K_MATMUL_F: *j = (jit_node){2, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.n, 1}; break;
+  }
+  case BN_K_MATMUL_F: *j = jit_of(2, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.n, 1); break;
   case BN_K_ATTENTION: j->fn = fn; break; /* kind 3, split by heads */
-  case BN_K_EMBED: *j = (jit_node){6, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], 0, 1}; break;
-  case BN_K_SLICE: *j = (jit_node){6, fn, v[n->in[0]], NULL, NULL, v[n->out], 0, 1}; break;
+  case BN_K_EMBED: *j = jit_of(6, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], 0, 1); break;
+  case BN_K_SLICE: *j = jit_of(6, fn, v[n->in[0]], NULL, NULL, v[n->out], 0, 1); break;
   case BN_K_NORM_QUANT:
     if (key.k > e->tmp_width) e->tmp_width = key.k;
-    *j = (jit_node){4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k, 1};
+    *j = jit_of(4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k, 1);
     break;
   case BN_K_ROPE: {
     int r = 0, dims = (int)n->attr[2];
@@ -83,7 +105,7 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
       e->rope_key[r][0] = dims, e->rope_key[r][1] = n->attr[3];
       e->n_rope++;
     }
-    *j = (jit_node){5, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0], 1};
+    *j = jit_of(5, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0], 1);
     break;
   }
   }
@@ -121,9 +143,20 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
     else ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, e->tmp + (size_t)i * (size_t)e->tmp_width, T, t0, t1);
     return;
   }
+  if (j->kind == 1 && j->wn && T >= (int64_t)PRO_SPLIT_TOKENS * n) { /* by tokens */
+    int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
+    const float *resid = j->resid ? (const float *)j->resid + t0 * j->N : NULL;
+    ((bn_mmp_kernel)j->fn)(e->pqa + (size_t)i * e->pqa_bytes, j->w, (float *)j->out + t0 * j->N, resid,
+                           (const float *)j->a + t0 * j->xw, j->wn, e->tmp + (size_t)i * (size_t)(e->tmp_width + 1),
+                           t1 - t0, 0, j->N);
+    return;
+  }
   int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = j->N / G * (i + 1) / n * G;
   if (n0 == n1) return;
-  if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, n0, n1);
+  if (j->kind == 1 && j->wn)
+    ((bn_mmp_kernel)j->fn)(e->pqa + (size_t)i * e->pqa_bytes, j->w, j->out, j->resid, j->a, j->wn,
+                           e->tmp + (size_t)i * (size_t)(e->tmp_width + 1), T, n0, n1);
+  else if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, n0, n1);
   else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, T, n0, n1);
 }
 
@@ -269,6 +302,8 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
     if (!st && !(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))
       st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+    if (!st && e->pqa_bytes && !(e->pqa = aligned_alloc(64, (size_t)bn_pool_size(e->pool) * e->pqa_bytes)))
+      st = bn_fail(err, BN_E_NOMEM, "executor: out of memory for the prologue rows (%zu bytes a thread)", e->pqa_bytes);
     if (st) {
       bn_exec_free(e);
       return st;
@@ -285,6 +320,7 @@ void bn_exec_free(bn_exec *e) {
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
+  free(e->pqa);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
   bn_pool_free(e->pool);
   bn_llvm_free(e->llvm);

@@ -78,7 +78,7 @@ cmp -s "$WORK/lp.bin" "$WORK/lm.bin" || fail "a mapped plan (BNC_MMAP=1) and a r
 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lq.bin" --poison 2>/dev/null
 cmp -s "$WORK/lp.bin" "$WORK/lq.bin" || fail "poisoned run differs"
 $BNC run "$p" -p "hello" -n 4 --stats --profile "$WORK/trace.json" >/dev/null 2>"$WORK/stats" || fail "run --stats --profile"
-grep -q "fused:tmatmul+dequant+add" "$WORK/stats" || fail "stats table lacks kernel kinds"
+grep -q "fused:rmsnorm+quantize+tmatmul+dequant+add" "$WORK/stats" || fail "stats table lacks kernel kinds"
 grep -q '"traceEvents"' "$WORK/trace.json" || fail "profile is not a Chrome trace"
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/again.bnplan" 2>/dev/null
 cmp -s "$p" "$WORK/again.bnplan" || fail "compile is not deterministic"

@@ -26,7 +26,7 @@ static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t 
                         const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
   bn_error err = {0};
   for (int mode = 0; mode < 3; mode++) {
-    bn_llvm_key key = {family, K, N, mode, 0};
+    bn_llvm_key key = {family, K, N, mode, 0, 0};
     void *fn;
     if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
     bn_mm_kernel k = (bn_mm_kernel)fn;
@@ -193,7 +193,7 @@ static void test_rows(void **state) {
       for (int t = 0; t < 5; t++)
         bn_dequant(types[wt], w, (uint64_t)V * (uint64_t)width, (uint64_t)tok[t] * (uint64_t)width, (uint64_t)width, want + t * width);
       void *fn;
-      if (bn_llvm_get(j, &(bn_llvm_key){BN_K_EMBED, width, V, (int)types[wt], 0}, &fn, &err)) fail_msg("%s", err.msg);
+      if (bn_llvm_get(j, &(bn_llvm_key){BN_K_EMBED, width, V, (int)types[wt], 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
       ((bn_rows_kernel)fn)(tok, w, y, 5, 0, 2);
       ((bn_rows_kernel)fn)(tok, w, y, 5, 2, 5);
       assert_memory_equal(y, want, 5 * (size_t)width * 4);
@@ -205,7 +205,7 @@ static void test_rows(void **state) {
       float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * n * 4);
       for (int i = 0; i < T * K; i++) x[i] = (float)bn_rng_unit(&rng);
       void *fn;
-      if (bn_llvm_get(j, &(bn_llvm_key){BN_K_SLICE, K, n, off, 0}, &fn, &err)) fail_msg("%s", err.msg);
+      if (bn_llvm_get(j, &(bn_llvm_key){BN_K_SLICE, K, n, off, 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
       ((bn_rows_kernel)fn)(x, NULL, y, T, 0, T);
       for (int t = 0; t < T; t++) assert_memory_equal(y + t * n, x + t * K + off, (size_t)n * 4);
       free(x), free(y);
@@ -278,6 +278,95 @@ static void test_norm_quant(void **state) {
   }
 }
 
+/* The matmul with its norm + quantize prologue (bn_mmp_kernel), packed and lookup-table, run as
+ * threads run it: split by rows (each call quantizing every token into its own scratch) and by
+ * tokens. The prologue's codes must be the reference's (within the rounding ties test_norm_quant
+ * bounds) and the outputs the reference matmul's over those codes, bit for bit. */
+static void test_prologue(void **state) {
+  (void)state;
+  for (int isa = 0; isa < 2; isa++) {
+    bn_llvm *j;
+    bn_error err = {0};
+    if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
+    uint64_t rng = 29;
+    const int shapes[][3] = {{1, 256, 48}, {5, 512, 33}, {13, 1536, 64}, {2, 2560, 17}, {9, 768, 160}};
+    int n_kernels = 0;
+    for (int si = 0; si < 5; si++)
+      for (int pro = 1; pro <= 3; pro++)
+        for (int mode = BN_MM_DQ; mode <= BN_MM_DQ_ADD; mode++)
+          for (int fam = 0; fam < 2; fam++) {
+            int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2], in_w = pro > 1 ? 2 * K : K;
+            if (fam && N % 16) continue;
+            int64_t d[2] = {N, K}, rb = bn_qa8_row_bytes(K);
+            bn_shape s = bn_shape_make(2, d);
+            uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0)), *tl = malloc(bn_value_bytes(BN_DT_TL2, &s, 0));
+            int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
+            for (int r = 0; r < N; r++) {
+              for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
+              bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(&rng)));
+            }
+            if (fam) bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
+            float *x = malloc((size_t)T * in_w * 4), *wn = malloc((size_t)K * 4), *resid = malloc((size_t)T * N * 4);
+            float *m = malloc((size_t)T * K * 4), *yn = malloc((size_t)T * K * 4), *tmp = malloc((size_t)K * 4), bs[64];
+            float *y = malloc((size_t)T * N * 4), *y2 = malloc((size_t)T * N * 4), *want = malloc((size_t)T * N * 4);
+            uint8_t *qa[2] = {aligned_alloc(64, (size_t)(T * rb)), aligned_alloc(64, (size_t)(T * rb))};
+            uint8_t *qref = calloc(1, (size_t)(T * rb));
+            int32_t *acc = malloc((size_t)T * N * 4);
+            for (int i = 0; i < T * in_w; i++) x[i] = (float)(bn_rng_unit(&rng) * 6 - 3);
+            for (int i = 0; i < K; i++) wn[i] = (float)(0.5 + bn_rng_unit(&rng));
+            for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
+            const float *src = x;
+            if (pro > 1) { /* the gate's act(g) * u, as the reference kernels compute it */
+              for (int t = 0; t < T; t++)
+                for (int i = 0; i < K; i++) {
+                  float g = x[t * in_w + i], u = x[t * in_w + K + i];
+                  m[t * K + i] = (pro - 1 == BN_NQ_GATE_RELU2 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g))) * u;
+                }
+              src = m;
+            }
+            bn_ref_rmsnorm(src, T, K, wn, 1e-5f, yn);
+            bn_ref_quantize(yn, T, K, qref);
+            bn_llvm_key key = {fam ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, mode, 1e-5f, pro};
+            void *fn;
+            if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
+            bn_mmp_kernel k = (bn_mmp_kernel)fn;
+            const float *rs = mode == BN_MM_DQ_ADD ? resid : NULL;
+            int split = fam ? N / 16 / 2 * 16 : N / 2, th = T / 2;
+            memset(y, 0x5a, (size_t)T * N * 4), memset(y2, 0x5a, (size_t)T * N * 4);
+            k(qa[0], fam ? tl : w, y, rs, x, wn, tmp, T, 0, split); /* by rows, each with its own scratch */
+            k(qa[1], fam ? tl : w, y, rs, x, wn, tmp, T, split, N);
+            for (int t = 0; t < T; t++) /* codes, scale and sum: the row's bytes up to its end's padding */
+              assert_memory_equal(qa[0] + t * rb, qa[1] + t * rb, (size_t)(rb - 56));
+            if (th) k(qa[1], fam ? tl : w, y2, rs, x, wn, tmp, th, 0, N); /* by tokens */
+            k(qa[1], fam ? tl : w, y2 + (size_t)th * N, rs ? rs + (size_t)th * N : NULL, x + (size_t)th * in_w, wn, tmp,
+              T - th, 0, N);
+            assert_memory_equal(y, y2, (size_t)T * N * 4);
+            int diff = 0;
+            for (int t = 0; t < T; t++)
+              for (int i = 0; i < K; i++) {
+                int dq = (int8_t)qa[0][t * rb + i] - (int8_t)qref[t * rb + i];
+                if (dq < -1 || dq > 1) fail_msg("%s prologue %d K=%d: code %d off by %d", bn_isa_name((bn_isa)isa), pro, K, i, dq);
+                diff += dq != 0;
+              }
+            if (diff > T * K / 1000 + 1) fail_msg("%s prologue %d K=%d: %d codes differ", bn_isa_name((bn_isa)isa), pro, K, diff);
+            bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, s, -1, w, 0};
+            bn_ref_tmatmul(qa[0], T, K, N, &wv, acc, scr, bs);
+            bn_ref_dequant(acc, qa[0], T, K, N, &wv, 1.0f, want);
+            for (int i = 0; i < T * N; i++) {
+              float e = mode == BN_MM_DQ_ADD ? resid[i] + want[i] : want[i];
+              if (y[i] != e)
+                fail_msg("%s %s prologue %d mode %d T=%d K=%d N=%d [%d]: %g != %g", bn_isa_name((bn_isa)isa),
+                         fam ? "lut" : "packed", pro, mode, T, K, N, i, y[i], e);
+            }
+            n_kernels++;
+            free(w), free(tl), free(trit), free(scr), free(x), free(wn), free(resid), free(m), free(yn), free(tmp);
+            free(y), free(y2), free(want), free(qa[0]), free(qa[1]), free(qref), free(acc);
+          }
+    printf("  %s: %d matmul kernels with a prologue\n", bn_isa_name((bn_isa)isa), n_kernels);
+    bn_llvm_free(j);
+  }
+}
+
 /* Attention: against the reference's double-precision softmax, within 1e-5 of the output scale. */
 static void test_attention(void **state) {
   (void)state;
@@ -328,7 +417,7 @@ static void test_rope(void **state) {
     for (int i = 0; i < T * H * hd; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
     bn_ref_rope(x, T, H, hd, hd, 500000.0f, pos, y1);
     bn_rope_table(tab, n_ctx, hd, 500000.0);
-    bn_llvm_key key = {BN_K_ROPE, hd, H, 0, 0};
+    bn_llvm_key key = {BN_K_ROPE, hd, H, 0, 0, 0};
     void *fn;
     if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
     ((bn_rope_kernel)fn)(x, y2, tab, T, pos, 0, H / 2, n_ctx);
@@ -358,16 +447,16 @@ static void test_bad_keys(void **state) {
     bn_llvm_key key;
     const char *want;
   } bad[] = {
-      {{BN_K_MATMUL, 100, 8, BN_MM_DQ, 0}, "matmul K=100 N=8 (K: whole 256-groups)"},
-      {{BN_K_MATMUL_LUT, 512, 17, BN_MM_DQ, 0}, "lookup-table matmul K=512 N=17"},
-      {{BN_K_MATMUL_F, 100, 8, BN_DT_F16, 0}, "float matmul K=100 type f16"},
-      {{BN_K_MATMUL_F, 48, 8, BN_DT_Q8_0, 0}, "float matmul K=48 type q8_0"},
-      {{BN_K_MATMUL_F, 288, 8, BN_DT_Q6_K, 0}, "float matmul K=288 type q6_k"},
-      {{BN_K_MATMUL_F, 256, 8, BN_DT_BF16, 0}, "float matmul K=256 type bf16"},
-      {{BN_K_NORM_QUANT, 256, 0, 4, 0}, "norm-quantize K=256 mode 4"},
-      {{BN_K_ATTENTION, 64, 6, 4, 0}, "attention heads 6/4 head_dim 64"},
-      {{BN_K_EMBED, 100, 8, BN_DT_Q8_0, 0}, "embedding K=100 type q8_0"},
-      {{BN_K_SLICE, 64, 32, 40, 0}, "slice of 32 columns from 40 of 64"},
+      {{BN_K_MATMUL, 100, 8, BN_MM_DQ, 0, 0}, "matmul K=100 N=8 (K: whole 256-groups)"},
+      {{BN_K_MATMUL_LUT, 512, 17, BN_MM_DQ, 0, 0}, "lookup-table matmul K=512 N=17"},
+      {{BN_K_MATMUL_F, 100, 8, BN_DT_F16, 0, 0}, "float matmul K=100 type f16"},
+      {{BN_K_MATMUL_F, 48, 8, BN_DT_Q8_0, 0, 0}, "float matmul K=48 type q8_0"},
+      {{BN_K_MATMUL_F, 288, 8, BN_DT_Q6_K, 0, 0}, "float matmul K=288 type q6_k"},
+      {{BN_K_MATMUL_F, 256, 8, BN_DT_BF16, 0, 0}, "float matmul K=256 type bf16"},
+      {{BN_K_NORM_QUANT, 256, 0, 4, 0, 0}, "norm-quantize K=256 mode 4"},
+      {{BN_K_ATTENTION, 64, 6, 4, 0, 0}, "attention heads 6/4 head_dim 64"},
+      {{BN_K_EMBED, 100, 8, BN_DT_Q8_0, 0, 0}, "embedding K=100 type q8_0"},
+      {{BN_K_SLICE, 64, 32, 40, 0, 0}, "slice of 32 columns from 40 of 64"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     void *fn = NULL;
@@ -384,7 +473,7 @@ static void test_kernel_text(void **state) {
   bn_llvm *j;
   bn_error err = {0};
   if (bn_llvm_create(BN_ISA_AVX2, &j, &err)) skip();
-  bn_llvm_key key = {BN_K_MATMUL, 512, 8, BN_MM_DQ_ADD, 0};
+  bn_llvm_key key = {BN_K_MATMUL, 512, 8, BN_MM_DQ_ADD, 0, 0};
   char *ir = bn_llvm_text(j, &key, "llvm", &err);
   assert_non_null(ir);
   assert_non_null(strstr(ir, "define void @bn_mm_avx2_dqadd_k512_n8"));
@@ -500,6 +589,7 @@ int main(void) {
       cmocka_unit_test(test_float_matmul),
       cmocka_unit_test(test_rows),
       cmocka_unit_test(test_norm_quant),
+      cmocka_unit_test(test_prologue),
       cmocka_unit_test(test_attention),
       cmocka_unit_test(test_rope),
       cmocka_unit_test(test_bad_keys),

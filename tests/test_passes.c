@@ -287,6 +287,23 @@ static void test_each_pass_shape_of_graph(void **state) {
   assert_int_equal(h[BN_OP_QUANTIZE], 0);
   assert_int_equal(h[BN_OP_RMSNORM], 1); /* the output norm feeds a float matmul */
   assert_int_equal(h[BN_OP_FUSED], 24);
+
+  run_pass(&m.graph, "fuse-prologue");
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_FUSED], 12); /* each norm + quantize went into the matmul reading it */
+  for (int i = 0; i < m.graph.n_nodes; i++) {
+    const bn_node *n = &m.graph.nodes[i];
+    if (n->op != BN_OP_FUSED) continue;
+    int wi, at = bn_fused_tmatmul(n, &wi);
+    const bn_graph *b = n->body;
+    assert_true(at == 2 || at == 6); /* after rmsnorm, quantize; or the gate's six */
+    assert_int_equal(b->nodes[at - 2].op, BN_OP_RMSNORM);
+    assert_int_equal(b->nodes[at - 1].op, BN_OP_QUANTIZE);
+    assert_int_equal(b->nodes[at].in[0], b->nodes[at - 1].out);
+    assert_int_equal(wi, 2); /* operands: the float rows, the norm weights, the matmul's weights (, residual) */
+    assert_int_equal(m.graph.values[n->in[wi]].dtype, BN_DT_TP2);
+    assert_int_equal(n->n_in, b->nodes[b->n_nodes - 1].op == BN_OP_ADD ? 4 : 3);
+  }
   bn_model_free(&m);
   bn_gguf_close(&f);
 }

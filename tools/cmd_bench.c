@@ -324,7 +324,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   int paths = f.tl ? 2 : 1;
   mm_job jobs[2] = {{NULL, f.qa, f.tp, f.y, T, N, 1}, {NULL, f.qa, f.tl, f.y, T, N, 16}};
   for (int p = 0; p < paths; p++) {
-    bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0};
+    bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
     void *fn;
     if (bn_llvm_get(jit, &key, &fn, &err)) return bn_cli_fail(&err);
     jobs[p].k = (bn_mm_kernel)fn;

@@ -127,12 +127,16 @@ static void print_stats(bn_session *s, double load) {
   if (n > 256) n = 256;
   memcpy(sorted, st, (size_t)n * sizeof *st);
   qsort(sorted, (size_t)n, sizeof *sorted, by_time);
-  for (int i = 0; i < n; i++) total += sorted[i].seconds;
-  fprintf(stderr, "\n%-40s %8s %10s %7s %10s\n", "kernel kind", "calls", "ms", "%", "us/call");
+  int w = 34; /* the kind column: as wide as the longest name */
+  for (int i = 0; i < n; i++) {
+    total += sorted[i].seconds;
+    if ((int)strlen(sorted[i].kind) > w) w = (int)strlen(sorted[i].kind);
+  }
+  fprintf(stderr, "\n%-*s %8s %10s %7s %10s\n", w, "kernel kind", "calls", "ms", "%", "us/call");
   for (int i = 0; i < n; i++)
-    fprintf(stderr, "%-44s %8ld %10.2f %6.1f%% %10.1f\n", sorted[i].kind, sorted[i].calls, sorted[i].seconds * 1e3,
+    fprintf(stderr, "%-*s %8ld %10.2f %6.1f%% %10.1f\n", w, sorted[i].kind, sorted[i].calls, sorted[i].seconds * 1e3,
             total > 0 ? 100 * sorted[i].seconds / total : 0, sorted[i].calls ? sorted[i].seconds * 1e6 / sorted[i].calls : 0);
-  fprintf(stderr, "%-44s %8s %10.2f\n", "all kernels", "", total * 1e3);
+  fprintf(stderr, "%-*s %8s %10.2f\n", w, "all kernels", "", total * 1e3);
   fprintf(stderr, "arena %.2f MiB, KV cache %.2f MiB\n", bn_exec_arena_bytes(e) / 1048576.0, bn_exec_kv_bytes(e) / 1048576.0);
 }
 

@@ -64,11 +64,18 @@ typedef void (*bn_gen_tile_fn)(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t
 void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef T, int rows, int tile, int block,
                         bn_gen_tile_fn tile_fn);
 
-/* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c). */
-void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, bn_isa isa);
-/* The same signature over TL2 weights by table lookups; n0, n1 multiples of 16 (gen_matmul_lut.c). */
+/* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c), or with
+ * pro (1 + a BN_NQ_* mode) `void name(ptr qa, ptr w, ptr out, ptr resid, ptr x, ptr wn, ptr tmp, i64 T,
+ * i64 n0, i64 n1)` whose prologue fills qa from x first (bn_gen_matmul_begin). */
+void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, int pro,
+                   float eps, bn_isa isa);
+/* The same signatures over TL2 weights by table lookups; n0, n1 multiples of 16 (gen_matmul_lut.c). */
 void bn_gen_matmul_lut(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
-                       bn_isa isa);
+                       int pro, float eps, bn_isa isa);
+/* Starts a matmul kernel of either signature (gen_norm_quant.c): g->arg holds qa, w, out, resid,
+ * T, n0, n1 (then x, wn, tmp); with pro, the prologue's rows [0, T) are already emitted. */
+void bn_gen_matmul_begin(bn_gen *g, LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, int pro,
+                         float eps, bn_isa isa);
 /* Adds `void name(ptr x, ptr w, ptr y, i64 T, i64 n0, i64 n1)`: y = x * W^T for W of N
  * rows of K in f32, f16, q8_0, q4_0 or q6_k (gen_matmul_f.c). */
 void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_dtype wtype, bn_isa isa);
@@ -76,6 +83,9 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
 /* Adds `void name(ptr x, ptr w, ptr qa, ptr tmp, i64 T, i64 t0, i64 t1)`: rmsnorm + quantize
  * (mode 0) or the gate act(g) * u + rmsnorm + quantize (mode 1 relu2, 2 silu) (gen_norm_quant.c). */
 void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa);
+/* Its rows [t0, t1) emitted into the function g is building (K = g->K). */
+void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef wn, LLVMValueRef qa, LLVMValueRef tmp,
+                    LLVMValueRef t0, LLVMValueRef t1);
 /* Adds `void name(ptr q, ptr kc, ptr vc, ptr y, ptr scores, i64 T, i64 pos, i64 h0, i64 h1)` (gen_attention.c). */
 void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa);
 /* Add `void name(ptr in, ptr w, ptr y, i64 T, i64 t0, i64 t1)` (gen_rows.c): the embedding

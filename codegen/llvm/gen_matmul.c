@@ -175,11 +175,11 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
       epilogue(g, LLVMBuildAdd(g->b, n, bn_gen_c64(g, r), ""), LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), ""), acc[r][i]);
 }
 
-void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
-                   bn_isa isa) {
+void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, int pro,
+                   float eps, bn_isa isa) {
   mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / 256, mode};
   bn_gen g = {.ctx = &k};
-  bn_gen_begin(&g, c, m, name, 4, 3, isa, K, N);
+  bn_gen_matmul_begin(&g, c, m, name, K, N, pro, eps, isa);
   /* blocks of rows whose weights take about BLOCK_BYTES (a multiple of ROWS), while a token
    * tile's activations are small enough to share L1 with them (measured: a gain up to K = 2560,
    * neutral at 4096, a loss at 6912) */

@@ -143,9 +143,9 @@ static void epilogue(bn_gen *g, bn_mm_mode mode, LLVMValueRef arow, LLVMValueRef
 }
 
 void bn_gen_matmul_lut(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
-                       bn_isa isa) {
+                       int pro, float eps, bn_isa isa) {
   bn_gen g = {0};
-  bn_gen_begin(&g, c, m, name, 4, 3, isa, K, N);
+  bn_gen_matmul_begin(&g, c, m, name, K, N, pro, eps, isa);
   lut k = {isa == BN_ISA_AVX512_VNNI ? 64 : 32, NULL, NULL};
   k.vb = LLVMVectorType(g.i8, (unsigned)k.V), k.vw = LLVMVectorType(g.i16, (unsigned)k.V / 2);
   LLVMTypeRef tab = LLVMArrayType(g.i8, (unsigned)(K / 2 * 16));

@@ -11,7 +11,12 @@
  * order, so the codes agree with them (aside from the double sum's order and
  * silu's exp, bn_gen_exp here and libm's there: either may move a code on a
  * rounding tie, which the tests bound). The
- * row's codes, s and the sum of the codes fill a QA8 row. Rows [t0, t1). */
+ * row's codes, s and the sum of the codes fill a QA8 row. Rows [t0, t1).
+ *
+ * The same rows are a ternary matmul's prologue (bn_gen_matmul_begin): the
+ * kernel quantizes its T rows into scratch first, then multiplies. */
+#include <string.h>
+
 #include "../../ir/ir.h"
 #include "gen.h"
 
@@ -19,35 +24,31 @@ enum { X, WN, QA, TMP, T_, T0, T1 };
 
 typedef struct {
   int mode, lanes;
-  float eps;
-} nq;
-
-/* for (k = 0; k < K; k += lanes) body(k) */
-typedef void (*kbody)(bn_gen *g, LLVMValueRef k, void *st);
-
-static void kloop(bn_gen *g, kbody body, void *st) {
-  bn_gen_for l = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, g->K), ((nq *)g->ctx)->lanes);
-  body(g, l.i, st);
-  bn_gen_for_end(g, &l);
-}
-
-typedef struct {
+  LLVMValueRef wn;                                   /* the norm weights */
   LLVMValueRef src, qrow, ss, mx, inv, scale, qsum; /* src: the row's floats; the rest: allocas */
   LLVMValueRef grow;                                 /* gate mode: the g|u row */
 } row;
 
-static LLVMTypeRef vf(bn_gen *g) { return LLVMVectorType(g->f32, (unsigned)((nq *)g->ctx)->lanes); }
-static LLVMTypeRef vd(bn_gen *g) { return LLVMVectorType(g->f64, (unsigned)((nq *)g->ctx)->lanes); }
+/* for (k = 0; k < K; k += lanes) body(k) */
+typedef void (*kbody)(bn_gen *g, LLVMValueRef k, row *r);
+
+static void kloop(bn_gen *g, kbody body, row *r) {
+  bn_gen_for l = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, g->K), r->lanes);
+  body(g, l.i, r);
+  bn_gen_for_end(g, &l);
+}
+
+static int lanes_of(bn_gen *g) { return g->isa == BN_ISA_AVX512_VNNI ? 16 : 8; }
+static LLVMTypeRef vf(bn_gen *g) { return LLVMVectorType(g->f32, (unsigned)lanes_of(g)); }
+static LLVMTypeRef vd(bn_gen *g) { return LLVMVectorType(g->f64, (unsigned)lanes_of(g)); }
 static LLVMValueRef off4(bn_gen *g, LLVMValueRef k) { return LLVMBuildMul(g->b, k, bn_gen_c64(g, 4), ""); }
 
 /* gate mode: tmp = act(g) * u */
-static void gate_body(bn_gen *g, LLVMValueRef k, void *st) {
-  row *r = st;
-  const nq *c = g->ctx;
+static void gate_body(bn_gen *g, LLVMValueRef k, row *r) {
   LLVMValueRef gv = bn_gen_load(g, vf(g), r->grow, off4(g, k));
   LLVMValueRef uv = bn_gen_load(g, vf(g), r->grow, off4(g, LLVMBuildAdd(g->b, k, bn_gen_c64(g, g->K), "")));
   LLVMValueRef a;
-  if (c->mode == 1) { /* relu2: g > 0 ? g * g : 0 */
+  if (r->mode == BN_NQ_GATE_RELU2) { /* relu2: g > 0 ? g * g : 0 */
     LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, gv, bn_gen_constf(vf(g), 0), "");
     a = LLVMBuildSelect(g->b, pos, LLVMBuildFMul(g->b, gv, gv, ""), bn_gen_constf(vf(g), 0), "");
   } else { /* silu: g / (1 + exp(-g)) */
@@ -57,8 +58,7 @@ static void gate_body(bn_gen *g, LLVMValueRef k, void *st) {
   bn_gen_store(g, LLVMBuildFMul(g->b, a, uv, ""), r->src, off4(g, k));
 }
 
-static void ss_body(bn_gen *g, LLVMValueRef k, void *st) {
-  row *r = st;
+static void ss_body(bn_gen *g, LLVMValueRef k, row *r) {
   LLVMValueRef x = LLVMBuildFPExt(g->b, bn_gen_load(g, vf(g), r->src, off4(g, k)), vd(g), "");
   LLVMTypeRef t = vd(g);
   LLVMValueRef args[3] = {x, x, LLVMBuildLoad2(g->b, vd(g), r->ss, "")};
@@ -67,27 +67,24 @@ static void ss_body(bn_gen *g, LLVMValueRef k, void *st) {
 
 /* y = (x * inv) * w */
 static LLVMValueRef norm(bn_gen *g, row *r, LLVMValueRef k) {
-  LLVMValueRef x = bn_gen_load(g, vf(g), r->src, off4(g, k)), w = bn_gen_load(g, vf(g), g->arg[WN], off4(g, k));
+  LLVMValueRef x = bn_gen_load(g, vf(g), r->src, off4(g, k)), w = bn_gen_load(g, vf(g), r->wn, off4(g, k));
   return LLVMBuildFMul(g->b, LLVMBuildFMul(g->b, x, r->inv, ""), w, "");
 }
 
 /* rmsnorm alone: the float row */
-static void store_body(bn_gen *g, LLVMValueRef k, void *st) {
-  row *r = st;
+static void store_body(bn_gen *g, LLVMValueRef k, row *r) {
   bn_gen_store(g, norm(g, r, k), r->qrow, off4(g, k));
 }
 
-static void max_body(bn_gen *g, LLVMValueRef k, void *st) {
-  row *r = st;
+static void max_body(bn_gen *g, LLVMValueRef k, row *r) {
   LLVMTypeRef t = vf(g);
   LLVMValueRef y = norm(g, r, k), ay = bn_gen_call(g, "llvm.fabs", &t, 1, &y, 1);
   LLVMValueRef args[2] = {LLVMBuildLoad2(g->b, t, r->mx, ""), ay};
   LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &t, 1, args, 2), r->mx);
 }
 
-static void quant_body(bn_gen *g, LLVMValueRef k, void *st) {
-  row *r = st;
-  int n = ((nq *)g->ctx)->lanes;
+static void quant_body(bn_gen *g, LLVMValueRef k, row *r) {
+  int n = r->lanes;
   LLVMTypeRef t = vf(g), vi = LLVMVectorType(g->i32, (unsigned)n), vb = LLVMVectorType(g->i8, (unsigned)n);
   LLVMValueRef y = LLVMBuildFMul(g->b, norm(g, r, k), r->scale, "");
   LLVMValueRef q = bn_gen_call(g, "llvm.roundeven", &t, 1, &y, 1);
@@ -102,7 +99,7 @@ static void quant_body(bn_gen *g, LLVMValueRef k, void *st) {
 /* The normalized row's QA8 codes: absmax scale, the codes, zero padding, the scale and the codes' sum. */
 static void quantize_row(bn_gen *g, row *r) {
   int64_t meta = bn_qa8_row_bytes(g->K) - 64;
-  LLVMTypeRef tvf = vf(g), vi = LLVMVectorType(g->i32, (unsigned)((nq *)g->ctx)->lanes);
+  LLVMTypeRef tvf = vf(g), vi = LLVMVectorType(g->i32, (unsigned)r->lanes);
   LLVMBuildStore(g->b, LLVMConstNull(tvf), r->mx);
   kloop(g, max_body, r);
   LLVMValueRef mxv = LLVMBuildLoad2(g->b, tvf, r->mx, "");
@@ -120,38 +117,54 @@ static void quantize_row(bn_gen *g, row *r) {
   bn_gen_store(g, qs, r->qrow, bn_gen_c64(g, meta + 4));
 }
 
-void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa) {
-  nq st = {mode, isa == BN_ISA_AVX512_VNNI ? 16 : 8, eps};
-  bn_gen g = {.ctx = &st};
-  bn_gen_begin(&g, c, m, name, 4, 3, isa, K, 0);
+void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef wn, LLVMValueRef qa, LLVMValueRef tmp,
+                    LLVMValueRef t0, LLVMValueRef t1) {
+  int64_t K = g->K;
   int gate = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU;
   int64_t rb = mode == BN_NQ_RMSNORM ? 4 * K : bn_qa8_row_bytes(K), in_w = gate ? 2 * K : K;
-  LLVMTypeRef vi = LLVMVectorType(g.i32, (unsigned)st.lanes);
-  row r = {0};
-  r.ss = bn_gen_alloca(&g, vd(&g), "ss");
-  r.mx = bn_gen_alloca(&g, vf(&g), "mx");
-  r.qsum = bn_gen_alloca(&g, vi, "qsum");
-  bn_gen_for lt = bn_gen_for_begin(&g, g.arg[T0], g.arg[T1], 1);
+  row r = {.mode = mode, .lanes = lanes_of(g), .wn = wn};
+  LLVMTypeRef vi = LLVMVectorType(g->i32, (unsigned)r.lanes);
+  r.ss = bn_gen_alloca(g, vd(g), "ss");
+  r.mx = bn_gen_alloca(g, vf(g), "mx");
+  r.qsum = bn_gen_alloca(g, vi, "qsum");
+  bn_gen_for lt = bn_gen_for_begin(g, t0, t1, 1);
   LLVMValueRef t = lt.i;
-  LLVMValueRef xrow = bn_gen_gep(&g, g.arg[X], LLVMBuildMul(g.b, t, bn_gen_c64(&g, in_w * 4), ""));
-  r.qrow = bn_gen_gep(&g, g.arg[QA], LLVMBuildMul(g.b, t, bn_gen_c64(&g, rb), ""));
+  LLVMValueRef xrow = bn_gen_gep(g, x, LLVMBuildMul(g->b, t, bn_gen_c64(g, in_w * 4), ""));
+  r.qrow = bn_gen_gep(g, qa, LLVMBuildMul(g->b, t, bn_gen_c64(g, rb), ""));
   if (gate) { /* act(g) * u into this thread's tmp row */
     r.grow = xrow;
-    r.src = g.arg[TMP];
-    kloop(&g, gate_body, &r);
+    r.src = tmp;
+    kloop(g, gate_body, &r);
   } else r.src = xrow;
-  LLVMBuildStore(g.b, LLVMConstNull(vd(&g)), r.ss);
-  kloop(&g, ss_body, &r);
-  LLVMTypeRef tvd = vd(&g);
-  LLVMValueRef rargs[2] = {LLVMConstReal(g.f64, 0.0), LLVMBuildLoad2(g.b, vd(&g), r.ss, "")};
-  LLVMValueRef ss = bn_gen_call(&g, "llvm.vector.reduce.fadd", &tvd, 1, rargs, 2);
-  LLVMValueRef mean = LLVMBuildFAdd(g.b, LLVMBuildFDiv(g.b, ss, LLVMConstReal(g.f64, (double)K), ""),
-                                    LLVMConstReal(g.f64, (double)eps), "");
-  LLVMValueRef sq = bn_gen_call(&g, "llvm.sqrt", &g.f64, 1, &mean, 1);
-  LLVMValueRef inv = LLVMBuildFPTrunc(g.b, LLVMBuildFDiv(g.b, LLVMConstReal(g.f64, 1.0), sq, ""), g.f32, "inv");
-  r.inv = bn_gen_splat_v(&g, vf(&g), inv);
-  if (mode == BN_NQ_RMSNORM) kloop(&g, store_body, &r);
-  else quantize_row(&g, &r);
-  bn_gen_for_end(&g, &lt);
+  LLVMBuildStore(g->b, LLVMConstNull(vd(g)), r.ss);
+  kloop(g, ss_body, &r);
+  LLVMTypeRef tvd = vd(g);
+  LLVMValueRef rargs[2] = {LLVMConstReal(g->f64, 0.0), LLVMBuildLoad2(g->b, vd(g), r.ss, "")};
+  LLVMValueRef ss = bn_gen_call(g, "llvm.vector.reduce.fadd", &tvd, 1, rargs, 2);
+  LLVMValueRef mean = LLVMBuildFAdd(g->b, LLVMBuildFDiv(g->b, ss, LLVMConstReal(g->f64, (double)K), ""),
+                                    LLVMConstReal(g->f64, (double)eps), "");
+  LLVMValueRef sq = bn_gen_call(g, "llvm.sqrt", &g->f64, 1, &mean, 1);
+  LLVMValueRef inv = LLVMBuildFPTrunc(g->b, LLVMBuildFDiv(g->b, LLVMConstReal(g->f64, 1.0), sq, ""), g->f32, "inv");
+  r.inv = bn_gen_splat_v(g, vf(g), inv);
+  if (mode == BN_NQ_RMSNORM) kloop(g, store_body, &r);
+  else quantize_row(g, &r);
+  bn_gen_for_end(g, &lt);
+}
+
+void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa) {
+  bn_gen g = {0};
+  bn_gen_begin(&g, c, m, name, 4, 3, isa, K, 0);
+  bn_gen_nq_rows(&g, mode, eps, g.arg[X], g.arg[WN], g.arg[QA], g.arg[TMP], g.arg[T0], g.arg[T1]);
   bn_gen_end(&g);
+}
+
+void bn_gen_matmul_begin(bn_gen *g, LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, int pro,
+                         float eps, bn_isa isa) {
+  bn_gen_begin(g, c, m, name, pro ? 7 : 4, 3, isa, K, N);
+  if (!pro) return;
+  LLVMValueRef p[10]; /* qa w out resid x wn tmp T n0 n1 -> qa w out resid T n0 n1 x wn tmp */
+  memcpy(p, g->arg, sizeof p);
+  static const int from[10] = {0, 1, 2, 3, 7, 8, 9, 4, 5, 6};
+  for (int i = 0; i < 10; i++) g->arg[i] = p[from[i]];
+  bn_gen_nq_rows(g, pro - 1, eps, g->arg[7], g->arg[8], g->arg[0], g->arg[9], bn_gen_c64(g, 0), g->arg[4]);
 }

@@ -198,10 +198,14 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
   case BN_K_MATMUL:
     if (K <= 0 || K % 256 || N <= 0)
       return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", K, N);
+    if (key->pro < 0 || key->pro > BN_NQ_GATE_SILU + 1)
+      return bn_fail(err, BN_E_INVALID, "llvm: matmul prologue %d (0 none, 1..3 norm, gate relu2, gate silu)", key->pro);
     break;
   case BN_K_MATMUL_LUT:
     if (K <= 0 || K % 256 || N <= 0 || N % 16)
       return bn_fail(err, BN_E_INVALID, "llvm: lookup-table matmul K=%lld N=%lld (K: whole 256-groups, N: 16-row blocks)", K, N);
+    if (key->pro < 0 || key->pro > BN_NQ_GATE_SILU + 1)
+      return bn_fail(err, BN_E_INVALID, "llvm: matmul prologue %d (0 none, 1..3 norm, gate relu2, gate silu)", key->pro);
     break;
   case BN_K_MATMUL_F:
   case BN_K_EMBED: /* rows of K in a weight type decoded block by block */
@@ -234,12 +238,14 @@ static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char
   LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, ctx);
   LLVMSetTarget(m, LLVMOrcLLJITGetTripleString(j->jit));
   LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
-  if (key->family == BN_K_MATMUL) bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
+  if (key->family == BN_K_MATMUL)
+    bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, j->isa);
   else if (key->family == BN_K_MATMUL_F) bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
   else if (key->family == BN_K_NORM_QUANT) bn_gen_norm_quant(ctx, m, name, key->k, key->variant, key->eps, j->isa);
   else if (key->family == BN_K_ATTENTION) bn_gen_attention(ctx, m, name, (int)key->n, key->variant, (int)key->k, j->isa);
   else if (key->family == BN_K_ROPE) bn_gen_rope(ctx, m, name, (int)key->n, (int)key->k, j->isa);
-  else if (key->family == BN_K_MATMUL_LUT) bn_gen_matmul_lut(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, j->isa);
+  else if (key->family == BN_K_MATMUL_LUT)
+    bn_gen_matmul_lut(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, j->isa);
   else if (key->family == BN_K_EMBED) bn_gen_embed(ctx, m, name, key->k, (bn_dtype)key->variant, j->isa);
   else if (key->family == BN_K_SLICE) bn_gen_slice(ctx, m, name, key->k, key->n, key->variant, j->isa);
   else bn_gen_peak(ctx, m, name, j->isa);
@@ -353,6 +359,8 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   char variant[32];
   if (f == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d", v); /* KV heads */
   else if (f == BN_K_SLICE) snprintf(variant, sizeof variant, "o%d", v); /* the first column */
+  else if (name && key->pro > 0 && key->pro <= BN_NQ_GATE_SILU + 1 && (f == BN_K_MATMUL || f == BN_K_MATMUL_LUT))
+    snprintf(variant, sizeof variant, "%s_p%s", name, nq_modes[key->pro - 1]); /* with a prologue */
   else if (name) snprintf(variant, sizeof variant, "%s", name);
   else snprintf(variant, sizeof variant, "v%d", v);
   char family[16];
@@ -366,7 +374,8 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
 }
 
 int bn_llvm_key_eq(const kkey *a, const kkey *b) {
-  return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant && a->eps == b->eps;
+  return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant && a->eps == b->eps &&
+         a->pro == b->pro;
 }
 
 bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
@@ -405,35 +414,35 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
 /* The typed getters: the key of each kernel family, its function type. */
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL, K, N, (int)mode, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL, K, N, (int)mode, 0, 0}, &fn, err);
   if (!st) *out = (bn_mm_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL_F, K, N, (int)wtype, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL_F, K, N, (int)wtype, 0, 0}, &fn, err);
   if (!st) *out = (bn_mf_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_kernel *out, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_NORM_QUANT, K, 0, mode, eps}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_NORM_QUANT, K, 0, mode, eps, 0}, &fn, err);
   if (!st) *out = (bn_nq_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_attn_kernel *out, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_ATTENTION, head_dim, heads, kv_heads, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_ATTENTION, head_dim, heads, kv_heads, 0, 0}, &fn, err);
   if (!st) *out = (bn_attn_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_PEAK, 0, 0, 0, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_PEAK, 0, 0, 0, 0, 0}, &fn, err);
   if (!st) *out = (bn_peak_kernel)fn, *macs_per_iter = 8 * (j->isa == BN_ISA_AVX512_VNNI ? 64 : 32);
   return st;
 }

@@ -23,6 +23,11 @@ typedef enum { BN_MM_ACC, BN_MM_DQ, BN_MM_DQ_ADD } bn_mm_mode;
  * and n0, n1 multiples of 16); rows n0..n1 of the output. */
 typedef void (*bn_mm_kernel)(const uint8_t *qa, const uint8_t *w, void *out, const float *resid, int64_t T, int64_t n0,
                              int64_t n1);
+/* The same with a norm + quantize prologue (key.pro): qa = T rows of QA8 scratch it fills
+ * first from x (T float rows, as bn_nq_kernel reads them) with norm weights wn and tmp
+ * (K floats of scratch, the gate); then rows n0..n1 of the matmul over them. */
+typedef void (*bn_mmp_kernel)(uint8_t *qa, const uint8_t *w, void *out, const float *resid, const float *x,
+                              const float *wn, float *tmp, int64_t T, int64_t n0, int64_t n1);
 
 /* x: T rows of K floats; w: N rows of K (f32, f16, q8_0, q4_0, q6_k); y[t][n] for rows n0..n1. */
 typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T, int64_t n0, int64_t n1);
@@ -63,7 +68,8 @@ typedef struct {
                     SLICE: input width, output width */
   int variant;   /* MATMUL(_LUT): bn_mm_mode; MATMUL_F, EMBED: weight dtype; NORM_QUANT: BN_NQ_*; ATTENTION: kv_heads;
                     SLICE: the first column */
-  float eps;     /* NORM_QUANT */
+  float eps;     /* NORM_QUANT, and a matmul's prologue */
+  int pro;       /* MATMUL(_LUT): 0, or 1 + the BN_NQ_* mode of the norm + quantize prologue (bn_mmp_kernel) */
 } bn_llvm_key;
 
 /* The generated kernel that computes node i of g (a fused matmul, the output

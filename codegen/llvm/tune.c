@@ -77,7 +77,7 @@ bn_status bn_llvm_tune_matmul(bn_llvm *j, int64_t K, int64_t N, int batch, bn_tu
   bn_status st = bn_mm_fixture_make(K, N, batch, 1, &f, err);
   if (st) return st;
   for (int p = 0; p < 2 && !st; p++) {
-    bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0};
+    bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
     void *fn;
     if ((st = bn_llvm_get(j, &key, &fn, err))) break;
     out->decode_us[p] = time_kernel((bn_mm_kernel)fn, f.qa, p ? f.tl : f.tp, f.stride, f.copies, f.y, 1, N);
