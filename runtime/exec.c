@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../codegen/ref/ref.h"
 #include "pool.h"
@@ -39,6 +40,7 @@ struct bn_exec {
   int *last;           /* per value: last reader */
   bn_trace *trace;
   size_t kv_bytes;
+  void *kv; /* the K/V caches of every layer, one mapping */
   bn_llvm *llvm;
   bn_isa isa;
   char aot_missing[64]; /* why the plan's object code was not used */
@@ -220,6 +222,27 @@ static bn_status make_kinds(bn_exec *e, bn_error *err) {
   return BN_OK;
 }
 
+/* A layer's K (or V) cache in bytes, whole cache lines. */
+static size_t kv_layer_bytes(const bn_graph *g, int L, int n_ctx) {
+  return ((size_t)bn_ref_kv_width(g, L) * (size_t)n_ctx * sizeof(float) + 63) / 64 * 64;
+}
+
+static size_t kv_mapped(size_t bytes) { return (bytes + ((size_t)2 << 20)) / ((size_t)2 << 20) * ((size_t)2 << 20); }
+
+/* The K/V caches of every layer: one mapping advised for 2 MiB pages and faulted in
+ * here, not on the token path (a decode step reads a few rows of every head of every
+ * layer: in 4 KiB pages that is a TLB miss every 10 keys or so). Zeroed by the kernel. */
+static void *kv_alloc(size_t bytes) {
+  size_t sz = kv_mapped(bytes);
+  void *a = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a == MAP_FAILED) return NULL;
+  madvise(a, sz, MADV_HUGEPAGE); /* advice: without transparent huge pages it still works */
+#ifdef MADV_POPULATE_WRITE
+  madvise(a, sz, MADV_POPULATE_WRITE); /* Linux 5.14+; elsewhere the pages fault in as they are used */
+#endif
+  return a;
+}
+
 bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, const bn_exec_opts *opts, bn_exec **out,
                          bn_error *err) {
   *out = NULL;
@@ -251,15 +274,17 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
                      (void **)&e->scratch.bscale, (void **)&e->scratch.fw, (void **)&e->scratch.scores};
   for (int i = 0; i < 6; i++, s += (sz[i - 1] + 63) / 64 * 64) *parts[i] = s;
   e->env.scratch = &e->scratch;
+  for (int L = 0; L < e->n_layers; L++) e->kv_bytes += 2 * kv_layer_bytes(g, L, n_ctx);
+  if (!(e->kv = kv_alloc(e->kv_bytes))) {
+    bn_exec_free(e);
+    return bn_fail(err, BN_E_NOMEM, "executor: out of memory for the KV cache (%d positions, %zu bytes)", n_ctx,
+                   e->kv_bytes);
+  }
+  uint8_t *kv = e->kv;
   for (int L = 0; L < e->n_layers; L++) {
-    size_t bytes = (size_t)bn_ref_kv_width(g, L) * (size_t)n_ctx * sizeof(float);
-    e->env.kc[L] = calloc(1, bytes ? bytes : 1);
-    e->env.vc[L] = calloc(1, bytes ? bytes : 1);
-    e->kv_bytes += 2 * bytes;
-    if (!e->env.kc[L] || !e->env.vc[L]) {
-      bn_exec_free(e);
-      return bn_fail(err, BN_E_NOMEM, "executor: out of memory for the KV cache (%d positions)", n_ctx);
-    }
+    size_t bytes = kv_layer_bytes(g, L, n_ctx);
+    e->env.kc[L] = (float *)kv, kv += bytes;
+    e->env.vc[L] = (float *)kv, kv += bytes;
   }
   int *first = malloc((size_t)g->n_values * sizeof *first);
   if (!first) st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
@@ -315,7 +340,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
 
 void bn_exec_free(bn_exec *e) {
   if (!e) return;
-  for (int L = 0; L < e->n_layers && e->env.kc; L++) free(e->env.kc[L]), free(e->env.vc[L]);
+  if (e->kv) munmap(e->kv, kv_mapped(e->kv_bytes));
   if (e->env.body_val)
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);

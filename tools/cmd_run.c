@@ -17,7 +17,8 @@ static const char RUN_HELP[] =
     "  --top-p P            (default 0.95; 1 = off)\n"
     "  --repeat-penalty R   (default 1.1; 1 = off)\n"
     "  --seed S             sampler seed (default 42)\n"
-    "  -c, --ctx N          context size (default: the model's)\n"
+    "  -c, --ctx N          context size (default: room for the prompt and -n tokens, at most the model's;\n"
+    "                       the K/V cache for it is allocated up front)\n"
     "  -b, --batch N        prompt chunk size (default: the plan's, 128 for a GGUF)\n"
     "  --ignore-eos         do not stop at the end-of-sequence token\n"
     "  -t, --threads N      threads for the JIT kernels (default 1)\n"
@@ -153,6 +154,9 @@ int bn_cmd_run(int argc, char **argv) {
   if (o.profile && bn_trace_init(&trace, 1 << 22, &err)) return bn_cli_fail(&err);
   int64_t load0 = bn_trace_now_ns();
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return bn_trace_free(&trace), bn_cli_fail(&err);
+  if (!o.n_ctx) /* a token is at least a byte: room for the prompt (with BOS and a leading space) and -n */
+    o.n_ctx = (long)strlen(o.prompt) + 4 + o.n_predict > cm.m->hp.n_ctx ? cm.m->hp.n_ctx
+                                                                       : (long)strlen(o.prompt) + 4 + o.n_predict;
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .ignore_eos = o.ignore_eos,
                           .exec = {o.backend, (int)o.threads, cm.target, cm.aot}, .sampler = o.sp};
   bn_session *s;
@@ -227,6 +231,7 @@ int bn_cmd_eval(int argc, char **argv) {
   bn_error err = {0};
   bn_cli_model cm;
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return free(ids), bn_cli_fail(&err);
+  if (!o.n_ctx) o.n_ctx = n; /* the positions it runs */
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .exec = {o.backend, (int)o.threads, cm.target, cm.aot},
                           .sampler = o.sp};
   bn_session *s = NULL;

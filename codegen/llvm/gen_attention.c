@@ -6,7 +6,10 @@
  *   scores: s_ij = q_i . k_j * scale, each summed as a tree, several keys per
  *           iteration so that at least 4 dot products are in flight; a head's
  *           keys lie one after another in the cache (head-major), read front
- *           to back and prefetched AHEAD keys ahead;
+ *           to back and prefetched AHEAD keys ahead, the prefetches running
+ *           on into the stream read next (this head's V rows after its K rows,
+ *           the next head's K rows after its V rows), so that no stream starts
+ *           cold;
  *           token i's scores at scores + i * (pos + T) floats;
  *   softmax: p_ij = exp(s_ij - max_i) a vector of keys at a time (bn_gen_exp),
  *           and their sums;
@@ -29,6 +32,8 @@ typedef struct {
   /* the current tile and head */
   int q;                    /* tokens in the tile */
   LLVMValueRef kvoff;       /* this head's K/V rows in the cache, in bytes */
+  LLVMValueRef kvnext;      /* the next head's */
+  LLVMValueRef n0;          /* the keys every token of the tile sees */
   LLVMValueRef qrow[MAXQ];  /* token i's query */
   LLVMValueRef yrow[MAXQ];  /* and output */
   LLVMValueRef sc[MAXQ];    /* token i's scores */
@@ -49,9 +54,16 @@ static LLVMValueRef slice(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j
   return bn_gen_gep(g, c, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, j, bn_gen_c64(g, a->row_bytes), ""), a->kvoff, ""));
 }
 
-/* Prefetches key/value j + AHEAD (past the end of the cache: harmless, a prefetch never faults). */
-static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j) {
-  LLVMValueRef p = slice(g, a, c, LLVMBuildAdd(g->b, j, bn_gen_c64(g, AHEAD), ""));
+/* Prefetches row j + AHEAD of the rows of cache c, or once past the tile's n0 keys, row
+ * j + AHEAD - n0 of the stream read next: cache c2's rows at byte offset off2. (A row past
+ * the end of the cache is harmless: a prefetch never faults.) */
+static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j, LLVMValueRef c2, LLVMValueRef off2) {
+  LLVMValueRef jj = LLVMBuildAdd(g->b, j, bn_gen_c64(g, AHEAD), "");
+  LLVMValueRef on = LLVMBuildICmp(g->b, LLVMIntSLT, jj, a->n0, "");
+  LLVMValueRef here = slice(g, a, c, jj);
+  LLVMValueRef next = bn_gen_gep(g, c2, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildSub(g->b, jj, a->n0, ""),
+                                                                        bn_gen_c64(g, a->row_bytes), ""), off2, ""));
+  LLVMValueRef p = LLVMBuildSelect(g->b, on, here, next, "");
   for (int64_t off = 0; off < (int64_t)a->nv * a->lanes * 4; off += 64) {
     LLVMValueRef args[4] = {bn_gen_gep(g, p, bn_gen_c64(g, off)), LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 3, 0),
                             LLVMConstInt(g->i32, 1, 0)};
@@ -64,7 +76,7 @@ static LLVMValueRef off4(bn_gen *g, LLVMValueRef j) { return LLVMBuildMul(g->b, 
 
 /* Scores of key j for tokens [i0, i1) of the tile: stored, running maxima updated. */
 static void score_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int prefetch_row) {
-  if (prefetch_row) prefetch(g, a, g->arg[KC], j);
+  if (prefetch_row) prefetch(g, a, g->arg[KC], j, g->arg[VC], a->kvoff);
   LLVMValueRef row = slice(g, a, g->arg[KC], j), k[32];
   for (int v = 0; v < a->nv; v++) k[v] = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
   for (int i = i0; i < i1; i++) {
@@ -87,7 +99,7 @@ static void score_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int pref
 
 /* acc[i] += p_ij v_j for tokens [i0, i1). */
 static void value_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int prefetch_row) {
-  if (prefetch_row) prefetch(g, a, g->arg[VC], j);
+  if (prefetch_row) prefetch(g, a, g->arg[VC], j, g->arg[KC], a->kvnext);
   LLVMValueRef row = slice(g, a, g->arg[VC], j), p[MAXQ];
   for (int i = i0; i < i1; i++) p[i] = bn_gen_splat_v(g, a->vf, bn_gen_load(g, g->f32, a->sc[i], off4(g, j)));
   for (int v = 0; v < a->nv; v++) {
@@ -132,7 +144,9 @@ static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef 
   int q = a->q, step = q >= 4 ? 1 : 4 / q; /* keys per iteration: q x step dot products in flight */
   LLVMValueRef stride = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, g->arg[POS], g->arg[T_], ""), bn_gen_c64(g, 4), "");
   LLVMValueRef kvh = LLVMBuildSDiv(g->b, h, bn_gen_c64(g, a->group), "");
+  LLVMValueRef kvh1 = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, h, bn_gen_c64(g, 1), ""), bn_gen_c64(g, a->group), "");
   a->kvoff = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
+  a->kvnext = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh1, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
   for (int i = 0; i < q; i++) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, a->heads), ""), h, ""),
@@ -143,7 +157,7 @@ static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef 
     LLVMBuildStore(g->b, LLVMConstReal(g->f32, -INFINITY), a->mx[i]);
   }
   /* the keys every token of the tile sees: n0 = pos + t + 1; token i also sees n0 .. n0 + i - 1 */
-  LLVMValueRef n0 = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], t, ""), bn_gen_c64(g, 1), "");
+  LLVMValueRef n0 = a->n0 = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], t, ""), bn_gen_c64(g, 1), "");
   LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n0, bn_gen_c64(g, step), ""), bn_gen_c64(g, step), "");
   key_loop(g, a, bn_gen_c64(g, 0), whole, step, 0, q, score_key);
   key_loop(g, a, whole, n0, 1, 0, q, score_key);
