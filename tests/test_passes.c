@@ -308,6 +308,36 @@ static void test_each_pass_shape_of_graph(void **state) {
   bn_gguf_close(&f);
 }
 
+/* fuse-prologue leaves a quantized row with a second reader as it was: the kernel
+ * that makes it stays, and the matmul reading it keeps no prologue. */
+static void test_prologue_needs_one_reader(void **state) {
+  (void)state;
+  bn_gguf f;
+  bn_model m;
+  load("t2-I2_S", &f, &m);
+  const char *before[] = {"infer-shapes", "lower-bitlinear", "pack-weights", "fold-constants", "fuse-projections",
+                          "fuse-matmul", "fuse-gate", "fuse-norm-quant"};
+  for (int i = 0; i < 8; i++) run_pass(&m.graph, before[i]);
+  bn_graph *g = &m.graph;
+  int q = bn_graph_find_value(g, "l0.ffn_in.q8", 12), w = bn_graph_find_value(g, "l0.gate_up.w", 12);
+  assert_true(q >= 0 && w >= 0);
+  bn_error err = {0};
+  int extra = bn_graph_add_node(g, BN_OP_TMATMUL, "extra", (int[]){q, w}, 2, NULL, &err);
+  assert_true(extra >= 0);
+  assert_int_equal(bn_graph_mark_output(g, extra), 0);
+  run_pass(g, "fuse-prologue");
+  int h[BN_OP_COUNT];
+  histogram(g, h);
+  assert_int_equal(h[BN_OP_FUSED], 13); /* 11 matmuls with their prologue, and l0's gate_up and its norm apart */
+  q = bn_graph_find_value(g, "l0.ffn_in.q8", 12);
+  assert_true(q >= 0);
+  const bn_node *gu = &g->nodes[g->values[bn_graph_find_value(g, "l0.gate_up", 10)].node];
+  assert_int_equal(gu->in[0], q);
+  assert_int_equal(bn_fused_tmatmul(gu, NULL), 0);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+}
+
 static const float SCALE[2] = {1.75f, 0.5f};
 
 /* fold-constants: per-tensor scales end up in the packed row scales. */
@@ -378,6 +408,7 @@ int main(void) {
       cmocka_unit_test(test_pipeline_other_tools_files),
       cmocka_unit_test(test_pipeline_synth),
       cmocka_unit_test(test_each_pass_shape_of_graph),
+      cmocka_unit_test(test_prologue_needs_one_reader),
       cmocka_unit_test(test_fold_constants),
       cmocka_unit_test(test_dce),
   };
