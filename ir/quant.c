@@ -110,17 +110,31 @@ static float rdf(const uint8_t *p) {
 }
 
 void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale) {
-  uint8_t *p = (uint8_t *)tensor + row * (k / 4);
-  memset(p, 0, k / 4);
-  for (uint64_t j = 0; j < k; j++) p[j / 256 * 64 + j % 64] |= (uint8_t)((trit[j] + 1) << (2 * (j % 256 / 64)));
+  for (uint64_t g = 0; g < k / 256; g++) {
+    uint8_t *p = (uint8_t *)tensor + bn_tp2_group(rows, k, row, g);
+    memset(p, 0, 64);
+    for (uint64_t j = 0; j < 256; j++) p[j % 64] |= (uint8_t)((trit[g * 256 + j] + 1) << (2 * (j / 64)));
+  }
   memcpy((uint8_t *)tensor + rows * k / 4 + 4 * row, &scale, 4);
 }
 
-static void tern_tp2(const uint8_t *p, uint64_t k, int8_t *t) {
+void bn_tp2_copy_row(void *dst, uint64_t dst_rows, uint64_t dr, const void *src, uint64_t src_rows, uint64_t sr,
+                     uint64_t k) {
+  for (uint64_t g = 0; g < k / 256; g++)
+    memcpy((uint8_t *)dst + bn_tp2_group(dst_rows, k, dr, g), (const uint8_t *)src + bn_tp2_group(src_rows, k, sr, g), 64);
+  memcpy((uint8_t *)dst + dst_rows * k / 4 + 4 * dr, (const uint8_t *)src + src_rows * k / 4 + 4 * sr, 4);
+}
+
+/* The 256 trits of the TP2 group at p: 64 bytes, 4 shifts of 64 elements. */
+static void tern_group(const uint8_t *p, int8_t *t) {
   static const int8_t val[4] = {-1, 0, 1, 0};
-  for (uint64_t g = 0; g < k / 256; g++, p += 64, t += 256) /* group: 64 bytes, 4 shifts of 64 elements */
-    for (int sh = 0; sh < 4; sh++)
-      for (int b = 0; b < 64; b++) t[sh * 64 + b] = val[(p[b] >> (2 * sh)) & 3];
+  for (int sh = 0; sh < 4; sh++)
+    for (int b = 0; b < 64; b++) t[sh * 64 + b] = val[(p[b] >> (2 * sh)) & 3];
+}
+
+/* The trits of row r (k of them) of a TP2 tensor of `rows` rows. */
+static void tern_tp2(const uint8_t *tensor, uint64_t rows, uint64_t k, uint64_t r, int8_t *t) {
+  for (uint64_t g = 0; g < k / 256; g++) tern_group(tensor + bn_tp2_group(rows, k, r, g), t + g * 256);
 }
 
 /* Byte and shift of element e of row r in a TL2 tensor with rows of k. */
@@ -141,19 +155,20 @@ static void tern_tl2(const uint8_t *p, uint64_t k, uint64_t r, int8_t *t) {
 }
 
 void bn_tl2_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tl2) {
-  const uint8_t *src = tp2;
   uint8_t *dst = tl2;
+  int8_t trit[256];
   memset(dst, 0, rows * k / 4);
-  for (uint64_t r = 0; r < rows; r++) {
-    const uint8_t *row = src + r * (k / 4);
-    for (uint64_t e = 0; e < k; e++) {
-      uint64_t byte;
-      int sh;
-      tl2_at(r, e, k, &byte, &sh);
-      dst[byte] |= (uint8_t)(((row[e / 256 * 64 + e % 64] >> (2 * (e % 256 / 64))) & 3) << sh);
+  for (uint64_t r = 0; r < rows; r++)
+    for (uint64_t g = 0; g < k / 256; g++) {
+      tern_group((const uint8_t *)tp2 + bn_tp2_group(rows, k, r, g), trit);
+      for (uint64_t e = g * 256; e < g * 256 + 256; e++) {
+        uint64_t byte;
+        int sh;
+        tl2_at(r, e, k, &byte, &sh);
+        dst[byte] |= (uint8_t)((trit[e - g * 256] + 1) << sh);
+      }
     }
-  }
-  memcpy(dst + rows * k / 4, src + rows * k / 4, rows * 4); /* the row scales */
+  memcpy(dst + rows * k / 4, (const uint8_t *)tp2 + rows * k / 4, rows * 4); /* the row scales */
 }
 
 float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint64_t row, uint64_t k) {
@@ -186,8 +201,8 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
     scale[0] = bn_i2s_scale(tensor, total);
     return;
   }
-  if (t == BN_DT_TP2) {
-    tern_tp2((const uint8_t *)tensor + start / 4, n, trit);
+  if (t == BN_DT_TP2) { /* one whole row: n is its length */
+    tern_tp2(tensor, total / n, n, start / n, trit);
     scale[0] = rdf((const uint8_t *)tensor + total / 4 + 4 * (start / n));
     return;
   }
@@ -268,13 +283,13 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
     }
     return;
   }
-  if (t == BN_DT_TP2) { /* whole rows */
+  if (t == BN_DT_TP2) { /* one whole row: n is its length */
     int8_t trit[256];
-    for (uint64_t i = 0; i < n; i += 256) {
-      tern_tp2((const uint8_t *)tensor + (start + i) / 4, 256, trit);
-      uint64_t row = (start + i) / (n > 0 ? n : 1);
-      float sc = rdf((const uint8_t *)tensor + total / 4 + 4 * row);
-      for (int k = 0; k < 256; k++) out[i + k] = trit[k] * sc;
+    uint64_t row = start / (n > 0 ? n : 1);
+    float sc = rdf((const uint8_t *)tensor + total / 4 + 4 * row);
+    for (uint64_t g = 0; g < n / 256; g++) {
+      tern_group((const uint8_t *)tensor + bn_tp2_group(total / n, n, row, g), trit);
+      for (int e = 0; e < 256; e++) out[g * 256 + e] = trit[e] * sc;
     }
     return;
   }

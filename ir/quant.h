@@ -36,13 +36,24 @@ float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint6
 /* Returns 1 if every row of the tensor uses a single scale. */
 int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint64_t k);
 
-/* TP2, bnc's packed ternary layout: row-major rows of K/256 groups of 64
- * bytes (element j of a group at byte j % 64, bits 2 (j / 64), code t + 1),
- * then one f32 scale per row. One 64-byte load, shifted by 0, 2, 4, 6 and
- * masked, gives the codes of 64 consecutive elements each: what a VNNI
- * (64 lanes) or AVX2 (2 x 32) kernel multiplies with the activations as they
- * are. Writes row `row` of a tensor of `rows` rows. */
+/* TP2, bnc's packed ternary layout: rows in blocks of 4 (the last block holds
+ * the N % 4 left over, if any), each row K/256 groups of 64 bytes (element j
+ * of a group at byte j % 64, bits 2 (j / 64), code t + 1), the groups of a
+ * block's m rows interleaved: group g of row 4b + i at b K + (g m + i) 64
+ * (bn_tp2_group). Then one f32 scale per row. One 64-byte load, shifted by 0,
+ * 2, 4, 6 and masked, gives the codes of 64 consecutive elements each: what a
+ * VNNI (64 lanes) or AVX2 (2 x 32) kernel multiplies with the activations as
+ * they are; a tile of 4 rows reads one stream front to back. Writes row `row`
+ * of a tensor of `rows` rows. */
 void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale);
+/* The byte offset of group g of row r. */
+static inline uint64_t bn_tp2_group(uint64_t rows, uint64_t k, uint64_t r, uint64_t g) {
+  uint64_t b = r / 4, m = rows - 4 * b < 4 ? rows - 4 * b : 4;
+  return b * k + (g * m + r % 4) * 64;
+}
+/* Copies row sr of src (src_rows rows) to row dr of dst (dst_rows rows), codes and scale. */
+void bn_tp2_copy_row(void *dst, uint64_t dst_rows, uint64_t dr, const void *src, uint64_t src_rows, uint64_t sr,
+                     uint64_t k);
 
 /* TL2, the layout of the lookup-table kernels: rows in blocks of 16 (N a
  * multiple of 16), elements in pairs (2p, 2p+1) whose codes c0 + 4 c1 form a

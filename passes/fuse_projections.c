@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ir/quant.h"
 #include "rewrite.h"
 
 enum { MAX_GROUP = 4 };
@@ -29,7 +30,7 @@ static void group_name(const bn_graph *g, const group *gr, char *out, size_t cap
   }
 }
 
-/* [W1; W2; ...] in TP2: the codes of every row, then every row's scale. */
+/* [W1; W2; ...] in TP2: every row's codes and scale. */
 static int concat_weights(bn_rw *rw, const group *gr, const char *name) {
   const bn_graph *g = rw->src;
   int64_t K = g->values[g->nodes[gr->mm[0]].in[1]].shape.d[1], N = 0;
@@ -49,15 +50,13 @@ static int concat_weights(bn_rw *rw, const group *gr, const char *name) {
     if (id < 0) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
     return id;
   }
-  uint8_t *out = malloc(nbytes), *codes = out, *scales = out ? out + N * K / 4 : NULL;
+  uint8_t *out = malloc(nbytes);
   if (!out) return rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory"), -1;
-  for (int k = 0; k < gr->n; k++) {
+  for (int k = 0, row = 0; k < gr->n; k++) { /* row by row: the blocks of 4 rows are laid out anew */
     const bn_value *w = &g->values[g->nodes[gr->mm[k]].in[1]];
     int64_t n = w->shape.d[0];
-    memcpy(codes, w->data, (size_t)(n * K / 4));
-    memcpy(scales, (const uint8_t *)w->data + n * K / 4, (size_t)n * 4);
-    codes += n * K / 4;
-    scales += n * 4;
+    for (int64_t r = 0; r < n; r++, row++)
+      bn_tp2_copy_row(out, (uint64_t)N, (uint64_t)row, w->data, (uint64_t)n, (uint64_t)r, (uint64_t)K);
   }
   return bn_rw_weight(rw, wn, BN_DT_TP2, s, out, nbytes);
 }

@@ -17,7 +17,7 @@ typedef struct {
   const void *a, *w, *resid;
   void *out;
   int64_t N;
-  int64_t granule; /* matmuls: rows are split in multiples of this (16 for the lookup-table kernels) */
+  int64_t granule; /* matmuls: rows are split in multiples of this (TP2's blocks of 4, TL2's of 16) */
   const float *wn; /* a matmul's norm + quantize prologue (bn_mmp_kernel): a is x, wn the norm weights, */
   int64_t xw;      /* and xw x's row in floats; NULL: no prologue */
 } jit_node;
@@ -78,7 +78,7 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
   case BN_K_MATMUL_LUT: {
     int wi = key.pro ? 2 : 1; /* operands: qa, w (, resid); with a prologue x, norm weights, w (, resid) */
     *j = jit_of(1, fn, v[n->in[0]], v[n->in[wi]], key.variant == BN_MM_DQ_ADD ? v[n->in[wi + 1]] : NULL, v[n->out],
-                    key.n, key.family == BN_K_MATMUL_LUT ? 16 : 1);
+                    key.n, key.family == BN_K_MATMUL_LUT ? 16 : 4);
     if (key.pro) {
       int gate = key.pro - 1 == BN_NQ_GATE_RELU2 || key.pro - 1 == BN_NQ_GATE_SILU;
       size_t qa = (size_t)e->mp->max_tokens * (size_t)bn_qa8_row_bytes(key.k);
@@ -153,7 +153,7 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
                            t1 - t0, 0, j->N);
     return;
   }
-  int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = j->N / G * (i + 1) / n * G;
+  int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = i == n - 1 ? j->N : j->N / G * (i + 1) / n * G;
   if (n0 == n1) return;
   if (j->kind == 1 && j->wn)
     ((bn_mmp_kernel)j->fn)(e->pqa + (size_t)i * e->pqa_bytes, j->w, j->out, j->resid, j->a, j->wn,

@@ -12,7 +12,7 @@
 #include "../ir/memplan.h"
 #include "../ir/model.h"
 
-enum { BN_PLAN_VERSION = 1 };
+enum { BN_PLAN_VERSION = 2 }; /* 2: TP2 rows interleaved in blocks of 4 */
 
 typedef struct {
   char path[256];

@@ -162,6 +162,29 @@ static void test_i2_s(void **state) {
   assert_true(s == 3.0f);
 }
 
+/* TP2's blocks of 4 rows, groups interleaved; the last block holds N % 4 rows. Hand-computed. */
+static void test_tp2_layout(void **state) {
+  (void)state;
+  assert_int_equal(bn_tp2_group(8, 512, 0, 0), 0);
+  assert_int_equal(bn_tp2_group(8, 512, 1, 0), 64);   /* the next row's group 0 follows row 0's */
+  assert_int_equal(bn_tp2_group(8, 512, 0, 1), 256);  /* row 0's group 1 after the block's 4 groups 0 */
+  assert_int_equal(bn_tp2_group(8, 512, 2, 1), 384);
+  assert_int_equal(bn_tp2_group(8, 512, 4, 0), 512);  /* block 1: 4 rows of 128 bytes later */
+  assert_int_equal(bn_tp2_group(8, 512, 5, 0), 576);
+  assert_int_equal(bn_tp2_group(6, 256, 5, 0), 320);  /* last block of 2 rows: 256 + 1 x 64 */
+  assert_int_equal(bn_tp2_group(6, 512, 4, 1), 512 + 128);
+  /* a 6 x 512 tensor: element 300 of row 5 (group 1, byte 300 % 64 = 44, shift 2 x ((300 % 256) / 64) = 0) */
+  uint8_t t[6 * 512 / 4 + 6 * 4];
+  int8_t trit[512] = {0}, back[512];
+  trit[300] = 1;
+  for (int r = 0; r < 6; r++) bn_tp2_write_row(t, 6, 512, (uint64_t)r, trit, 1.0f + (float)r);
+  assert_int_equal(t[512 + (1 * 2 + 1) * 64 + 44], 0x54 | 2); /* code 2 at shift 0, the rest code 1 (trit 0) */
+  float sc;
+  bn_ternary_decode(BN_DT_TP2, t, 6 * 512, 5 * 512, 512, back, &sc);
+  assert_memory_equal(back, trit, 512);
+  assert_true(sc == 6.0f);
+}
+
 static void test_ternary_encode_roundtrip(void **state) {
   (void)state;
   bn_dtype types[] = {BN_DT_TQ1_0, BN_DT_TQ2_0, BN_DT_I2_S};
@@ -185,6 +208,7 @@ int main(void) {
       cmocka_unit_test(test_half_conversion), cmocka_unit_test(test_f32_f16_bf16), cmocka_unit_test(test_q4_0),
       cmocka_unit_test(test_q8_0),           cmocka_unit_test(test_q6_k),         cmocka_unit_test(test_tq2_0),
       cmocka_unit_test(test_tq1_0),          cmocka_unit_test(test_i2_s),         cmocka_unit_test(test_ternary_encode_roundtrip),
+      cmocka_unit_test(test_tp2_layout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

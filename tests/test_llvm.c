@@ -32,7 +32,7 @@ static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t 
     bn_mm_kernel k = (bn_mm_kernel)fn;
     memset(acc, 0x5a, (size_t)T * N * 4);
     memset(y, 0x5a, (size_t)T * N * 4);
-    int split = family == BN_K_MATMUL_LUT ? N / 16 / 3 * 16 : N / 3;
+    int split = family == BN_K_MATMUL_LUT ? N / 16 / 3 * 16 : N / 4 / 3 * 4; /* on a block of rows */
     void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
     k(qa, w, out, resid, T, 0, split);
     k(qa, w, out, resid, T, split, N);
@@ -331,7 +331,7 @@ static void test_prologue(void **state) {
             if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
             bn_mmp_kernel k = (bn_mmp_kernel)fn;
             const float *rs = mode == BN_MM_DQ_ADD ? resid : NULL;
-            int split = fam ? N / 16 / 2 * 16 : N / 2, th = T / 2;
+            int split = fam ? N / 16 / 2 * 16 : N / 4 / 2 * 4, th = T / 2;
             memset(y, 0x5a, (size_t)T * N * 4), memset(y2, 0x5a, (size_t)T * N * 4);
             k(qa[0], fam ? tl : w, y, rs, x, wn, tmp, T, 0, split); /* by rows, each with its own scratch */
             k(qa[1], fam ? tl : w, y, rs, x, wn, tmp, T, split, N);

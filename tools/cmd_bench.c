@@ -305,7 +305,7 @@ typedef struct {
 
 static void mm_run(void *ctx, int i, int n) {
   const mm_job *j = ctx;
-  int64_t n0 = j->N / j->G * i / n * j->G, n1 = j->N / j->G * (i + 1) / n * j->G;
+  int64_t n0 = j->N / j->G * i / n * j->G, n1 = i == n - 1 ? j->N : j->N / j->G * (i + 1) / n * j->G;
   if (n1 > n0) j->k(j->qa, j->w, j->y, NULL, j->T, n0, n1);
 }
 
@@ -322,7 +322,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   if (bn_mm_fixture_make(K, N, T, T == 1, &f, &err)) return bn_llvm_free(jit), bn_cli_fail(&err);
   size_t wbytes = f.bytes;
   int paths = f.tl ? 2 : 1;
-  mm_job jobs[2] = {{NULL, f.qa, f.tp, f.y, T, N, 1}, {NULL, f.qa, f.tl, f.y, T, N, 16}};
+  mm_job jobs[2] = {{NULL, f.qa, f.tp, f.y, T, N, 4}, {NULL, f.qa, f.tl, f.y, T, N, 16}};
   for (int p = 0; p < paths; p++) {
     bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
     void *fn;
