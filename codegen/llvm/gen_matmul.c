@@ -13,7 +13,7 @@
  *   8 of a group are summed in i16 (|each| <= 2 * 2 * 128 = 512, 8 of them fit)
  *   and widened once with vpmaddwd.
  *
- * Tiles of 4 rows x 4 tokens (AVX2: 2 x 4): a group's codes are unpacked
+ * Tiles of 4 rows x 4 tokens (AVX2: 2 x 4, and 4 x 1 for one token): a group's codes are unpacked
  * once for four tokens and each activation load feeds every row of the tile
  * (remainders: smaller tiles). TP2 interleaves the groups of each block of
  * 4 rows, so a 4-row tile reads one stream front to back, which the
@@ -200,6 +200,21 @@ void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t 
    * neutral at 4096, a loss at 6912) */
   int rows = isa == BN_ISA_AVX512_VNNI ? ROWS : 2; /* AVX2's 16 registers hold a 2 x 4 tile */
   int64_t block = K <= 4096 ? BLOCK_BYTES / (K / 4) / rows * rows : 0;
+  if (rows == ROWS) {
+    bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], rows, TILE, (int)(block > 32 ? 32 : block), tile);
+    bn_gen_end(&g);
+    return;
+  }
+  /* AVX2: one token in tiles of 4 rows (a whole block of TP2, one stream), more in 2 x 4 tiles */
+  LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(c, g.fn, "decode"), many = LLVMAppendBasicBlockInContext(c, g.fn, "prefill");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c, g.fn, "done");
+  LLVMBuildCondBr(g.b, LLVMBuildICmp(g.b, LLVMIntEQ, g.arg[T_], bn_gen_c64(&g, 1), ""), one, many);
+  LLVMPositionBuilderAtEnd(g.b, one);
+  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], ROWS, 1, 0, tile);
+  LLVMBuildBr(g.b, done);
+  LLVMPositionBuilderAtEnd(g.b, many);
   bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], rows, TILE, (int)(block > 32 ? 32 : block), tile);
+  LLVMBuildBr(g.b, done);
+  LLVMPositionBuilderAtEnd(g.b, done);
   bn_gen_end(&g);
 }
