@@ -214,6 +214,42 @@ static void test_rows(void **state) {
   }
 }
 
+/* The reference's QA8 rows of T rows of x (K floats, or the gate's g | u of 2K) in norm + quantize
+ * mode `mode` (BN_NQ_*): act(g) * u into m, rmsnorm into y (K floats a row each), codes into q. */
+static void ref_nq(int mode, const float *x, const float *wn, int T, int K, float *m, float *y, uint8_t *q) {
+  const float *src = x;
+  if (mode != BN_NQ_PLAIN) { /* the gate's act(g) * u, as the reference kernels compute it */
+    for (int t = 0; t < T; t++)
+      for (int i = 0; i < K; i++) {
+        float g = x[t * 2 * K + i], u = x[t * 2 * K + K + i];
+        m[t * K + i] = (mode == BN_NQ_GATE_RELU2 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g))) * u;
+      }
+    src = m;
+  }
+  bn_ref_rmsnorm(src, T, K, wn, 1e-5f, y);
+  bn_ref_quantize(y, T, K, q);
+}
+
+/* Generated codes against the reference's: the same operations in the same order, so a code may
+ * only differ where the double sum of squares, added in another order, moves inv by an ulp and a
+ * product sits on a rounding tie: by one step, at most 0.1 % of them (and one). Scales within 1e-6. */
+static void check_codes(const uint8_t *got, const uint8_t *want, int T, int K, const char *what) {
+  int64_t rb = bn_qa8_row_bytes(K);
+  int diff = 0;
+  for (int t = 0; t < T; t++) {
+    for (int i = 0; i < K; i++) {
+      int d = (int8_t)got[t * rb + i] - (int8_t)want[t * rb + i];
+      if (d < -1 || d > 1) fail_msg("%s K=%d: code %d off by %d", what, K, i, d);
+      diff += d != 0;
+    }
+    float s1, s2;
+    memcpy(&s1, got + t * rb + rb - 64, 4);
+    memcpy(&s2, want + t * rb + rb - 64, 4);
+    assert_true(fabsf(s1 - s2) <= 1e-6f * s2);
+  }
+  if (diff > T * K / 1000 + 1) fail_msg("%s K=%d: %d codes differ", what, K, diff);
+}
+
 /* rmsnorm + quantize and the gate: QA8 rows equal to the reference's. */
 static void test_norm_quant(void **state) {
   (void)state;
@@ -232,36 +268,13 @@ static void test_norm_quant(void **state) {
         uint8_t *want = calloc(1, (size_t)(T * rb)), *got = calloc(1, (size_t)(T * rb));
         for (int i = 0; i < T * in_w; i++) x[i] = (float)(bn_rng_unit(&rng) * 6 - 3);
         for (int i = 0; i < K; i++) w[i] = (float)(0.5 + bn_rng_unit(&rng));
-        const float *src = x;
-        if (mode) { /* the gate's act(g) * u, as the reference kernels compute it */
-          for (int t = 0; t < T; t++)
-            for (int i = 0; i < K; i++) {
-              float g = x[t * in_w + i], u = x[t * in_w + K + i];
-              float a = mode == 1 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g));
-              m[t * K + i] = a * u;
-            }
-          src = m;
-        }
-        bn_ref_rmsnorm(src, T, K, w, 1e-5f, y);
-        bn_ref_quantize(y, T, K, want);
+        ref_nq(mode, x, w, T, K, m, y, want);
         bn_nq_kernel k;
         if (bn_llvm_norm_quant(j, K, mode, 1e-5f, &k, &err)) fail_msg("%s", err.msg);
         k(x, w, got, tmp, T, 0, T);
-        int diff = 0;
-        for (int t = 0; t < T; t++) {
-          for (int i = 0; i < K; i++) {
-            int d = (int8_t)got[t * rb + i] - (int8_t)want[t * rb + i];
-            if (d) diff++;
-            if (d < -1 || d > 1) fail_msg("%s mode %d K=%d: code %d off by %d", bn_isa_name((bn_isa)isa), mode, K, i, d);
-          }
-          float s1, s2;
-          memcpy(&s1, got + t * rb + rb - 64, 4);
-          memcpy(&s2, want + t * rb + rb - 64, 4);
-          assert_true(fabsf(s1 - s2) <= 1e-6f * s2);
-        }
-        /* the same operations in the same order: codes may only differ where the double sum of squares,
-           added in another order, moves inv by an ulp and a product sits on a rounding tie */
-        if (diff > T * K / 1000) fail_msg("%s mode %d K=%d: %d codes differ", bn_isa_name((bn_isa)isa), mode, K, diff);
+        char what[64];
+        snprintf(what, sizeof what, "%s norm-quantize mode %d", bn_isa_name((bn_isa)isa), mode);
+        check_codes(got, want, T, K, what);
         /* rmsnorm alone (the final norm): the float rows, the same operations, inv within an ulp */
         if (mode == 0) {
           float *yn = malloc((size_t)T * K * 4);
@@ -315,17 +328,7 @@ static void test_prologue(void **state) {
             for (int i = 0; i < T * in_w; i++) x[i] = (float)(bn_rng_unit(&rng) * 6 - 3);
             for (int i = 0; i < K; i++) wn[i] = (float)(0.5 + bn_rng_unit(&rng));
             for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
-            const float *src = x;
-            if (pro > 1) { /* the gate's act(g) * u, as the reference kernels compute it */
-              for (int t = 0; t < T; t++)
-                for (int i = 0; i < K; i++) {
-                  float g = x[t * in_w + i], u = x[t * in_w + K + i];
-                  m[t * K + i] = (pro - 1 == BN_NQ_GATE_RELU2 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g))) * u;
-                }
-              src = m;
-            }
-            bn_ref_rmsnorm(src, T, K, wn, 1e-5f, yn);
-            bn_ref_quantize(yn, T, K, qref);
+            ref_nq(pro - 1, x, wn, T, K, m, yn, qref);
             bn_llvm_key key = {fam ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, mode, 1e-5f, pro};
             void *fn;
             if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
@@ -341,14 +344,9 @@ static void test_prologue(void **state) {
             k(qa[1], fam ? tl : w, y2 + (size_t)th * N, rs ? rs + (size_t)th * N : NULL, x + (size_t)th * in_w, wn, tmp,
               T - th, 0, N);
             assert_memory_equal(y, y2, (size_t)T * N * 4);
-            int diff = 0;
-            for (int t = 0; t < T; t++)
-              for (int i = 0; i < K; i++) {
-                int dq = (int8_t)qa[0][t * rb + i] - (int8_t)qref[t * rb + i];
-                if (dq < -1 || dq > 1) fail_msg("%s prologue %d K=%d: code %d off by %d", bn_isa_name((bn_isa)isa), pro, K, i, dq);
-                diff += dq != 0;
-              }
-            if (diff > T * K / 1000 + 1) fail_msg("%s prologue %d K=%d: %d codes differ", bn_isa_name((bn_isa)isa), pro, K, diff);
+            char what[64];
+            snprintf(what, sizeof what, "%s prologue %d", bn_isa_name((bn_isa)isa), pro);
+            check_codes(qa[0], qref, T, K, what);
             bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, s, -1, w, 0};
             bn_ref_tmatmul(qa[0], T, K, N, &wv, acc, scr, bs);
             bn_ref_dequant(acc, qa[0], T, K, N, &wv, 1.0f, want);
