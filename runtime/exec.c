@@ -18,8 +18,8 @@ typedef struct {
   void *out;
   int64_t N;
   int64_t granule; /* matmuls: rows are split in multiples of this (TP2's blocks of 4, TL2's of 16) */
-  const float *wn; /* a matmul's norm + quantize prologue (bn_mmp_kernel): a is x, wn the norm weights, */
-  int64_t xw;      /* and xw x's row in floats; NULL: no prologue */
+  const float *wn; /* with a norm + quantize prologue (bn_mmp_kernel): the norm weights (a is then x); else NULL */
+  int64_t xw;      /* and x's row in floats */
 } jit_node;
 
 /* A prologue matmul splits a chunk by tokens when every thread gets this many (each thread then
@@ -61,6 +61,10 @@ static jit_node jit_of(int kind, void *fn, const void *a, const void *w, const v
                        int64_t granule) {
   return (jit_node){.kind = kind, .fn = fn, .a = a, .w = w, .resid = resid, .out = out, .N = N, .granule = granule};
 }
+
+/* Thread i's scratch: a gate's row of floats, a prologue's QA8 rows. */
+static float *tmp_of(const bn_exec *e, int i) { return e->tmp + (size_t)i * (size_t)(e->tmp_width + 1); }
+static uint8_t *pqa_of(const bn_exec *e, int i) { return e->pqa + (size_t)i * e->pqa_bytes; }
 
 /* Gets node i's generated kernel, if the backend has one; the reference kernels run the rest. */
 static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
@@ -142,22 +146,20 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
     int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
     if (t1 <= t0) return;
     if (j->kind == 6) ((bn_rows_kernel)j->fn)(j->a, j->w, j->out, T, t0, t1);
-    else ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, e->tmp + (size_t)i * (size_t)e->tmp_width, T, t0, t1);
+    else ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, tmp_of(e, i), T, t0, t1);
     return;
   }
   if (j->kind == 1 && j->wn && T >= (int64_t)PRO_SPLIT_TOKENS * n) { /* by tokens */
     int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
     const float *resid = j->resid ? (const float *)j->resid + t0 * j->N : NULL;
-    ((bn_mmp_kernel)j->fn)(e->pqa + (size_t)i * e->pqa_bytes, j->w, (float *)j->out + t0 * j->N, resid,
-                           (const float *)j->a + t0 * j->xw, j->wn, e->tmp + (size_t)i * (size_t)(e->tmp_width + 1),
-                           t1 - t0, 0, j->N);
+    ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, (float *)j->out + t0 * j->N, resid, (const float *)j->a + t0 * j->xw,
+                           j->wn, tmp_of(e, i), t1 - t0, 0, j->N);
     return;
   }
   int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = i == n - 1 ? j->N : j->N / G * (i + 1) / n * G;
   if (n0 == n1) return;
   if (j->kind == 1 && j->wn)
-    ((bn_mmp_kernel)j->fn)(e->pqa + (size_t)i * e->pqa_bytes, j->w, j->out, j->resid, j->a, j->wn,
-                           e->tmp + (size_t)i * (size_t)(e->tmp_width + 1), T, n0, n1);
+    ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, j->out, j->resid, j->a, j->wn, tmp_of(e, i), T, n0, n1);
   else if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, n0, n1);
   else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, T, n0, n1);
 }
@@ -227,7 +229,11 @@ static size_t kv_layer_bytes(const bn_graph *g, int L, int n_ctx) {
   return ((size_t)bn_ref_kv_width(g, L) * (size_t)n_ctx * sizeof(float) + 63) / 64 * 64;
 }
 
-static size_t kv_mapped(size_t bytes) { return (bytes + ((size_t)2 << 20)) / ((size_t)2 << 20) * ((size_t)2 << 20); }
+/* The mapping for the caches: whole 2 MiB pages, at least one (a graph without attention has no cache). */
+static size_t kv_mapped(size_t bytes) {
+  size_t huge = (size_t)2 << 20;
+  return bytes ? (bytes + huge - 1) / huge * huge : huge;
+}
 
 /* The K/V caches of every layer: one mapping advised for 2 MiB pages and faulted in
  * here, not on the token path (a decode step reads a few rows of every head of every
