@@ -156,7 +156,8 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
                            j->wn, tmp_of(e, i), t1 - t0, 0, j->N);
     return;
   }
-  int64_t G = j->granule, n0 = j->N / G * i / n * G, n1 = i == n - 1 ? j->N : j->N / G * (i + 1) / n * G;
+  int64_t n0, n1;
+  bn_pool_share(j->N, j->granule, i, n, &n0, &n1);
   if (n0 == n1) return;
   if (j->kind == 1 && j->wn)
     ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, j->out, j->resid, j->a, j->wn, tmp_of(e, i), T, n0, n1);

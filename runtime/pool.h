@@ -5,6 +5,8 @@
 #ifndef BN_RT_POOL_H
 #define BN_RT_POOL_H
 
+#include <stdint.h>
+
 #include "../ir/status.h"
 
 typedef struct bn_pool bn_pool;
@@ -18,5 +20,11 @@ void bn_pool_run(bn_pool *p, bn_pool_fn fn, void *ctx);
 /* Inside a job: returns once every thread of the pool has called it (a
  * spinning counter barrier; a no-op for one thread). */
 void bn_pool_barrier(bn_pool *p);
+/* Thread i of n's share [*lo, *hi) of N rows split in multiples of G (the last thread also
+ * takes the rows past the last whole multiple). */
+static inline void bn_pool_share(int64_t N, int64_t G, int i, int n, int64_t *lo, int64_t *hi) {
+  *lo = N / G * i / n * G;
+  *hi = i == n - 1 ? N : N / G * (i + 1) / n * G;
+}
 
 #endif

@@ -324,7 +324,8 @@ typedef struct {
 
 static void mm_run(void *ctx, int i, int n) {
   const mm_job *j = ctx;
-  int64_t n0 = j->N / j->G * i / n * j->G, n1 = i == n - 1 ? j->N : j->N / j->G * (i + 1) / n * j->G;
+  int64_t n0, n1;
+  bn_pool_share(j->N, j->G, i, n, &n0, &n1);
   if (n1 > n0) j->k(j->qa, j->w, j->y, NULL, j->T, n0, n1);
 }
 

@@ -154,9 +154,9 @@ int bn_cmd_run(int argc, char **argv) {
   if (o.profile && bn_trace_init(&trace, 1 << 22, &err)) return bn_cli_fail(&err);
   int64_t load0 = bn_trace_now_ns();
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return bn_trace_free(&trace), bn_cli_fail(&err);
-  if (!o.n_ctx) /* a token is at least a byte: room for the prompt (with BOS and a leading space) and -n */
-    o.n_ctx = (long)strlen(o.prompt) + 4 + o.n_predict > cm.m->hp.n_ctx ? cm.m->hp.n_ctx
-                                                                       : (long)strlen(o.prompt) + 4 + o.n_predict;
+  if (!o.n_ctx) /* a token is at least a byte: room for the prompt (with BOS and a leading space) and -n;
+                   the session caps it at the model's */
+    o.n_ctx = (long)strlen(o.prompt) + 4 + o.n_predict;
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .ignore_eos = o.ignore_eos,
                           .exec = {o.backend, (int)o.threads, cm.target, cm.aot}, .sampler = o.sp};
   bn_session *s;
