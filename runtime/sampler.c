@@ -49,31 +49,45 @@ static int32_t argmax(const float *l, int n) {
   return best;
 }
 
-/* Max-heap of token ids by logit (ties: lower id first), in place: no allocation. */
+/* Heaps of token ids ordered by logit (ties: lower id first), in place: no
+ * allocation. A max-heap (min = 0) has the largest on top, a min-heap the smallest. */
 static int above(const float *l, int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); }
 
-static void sift_down(int32_t *h, int n, int i, const float *l) {
+static void sift_down(int32_t *h, int n, int i, const float *l, int min) {
   for (;;) {
     int c = 2 * i + 1;
     if (c >= n) return;
-    if (c + 1 < n && above(l, h[c + 1], h[c])) c++;
-    if (!above(l, h[c], h[i])) return;
+    if (c + 1 < n && (min ? above(l, h[c], h[c + 1]) : above(l, h[c + 1], h[c]))) c++;
+    if (min ? !above(l, h[i], h[c]) : !above(l, h[c], h[i])) return;
     int32_t t = h[c];
     h[c] = h[i], h[i] = t, i = c;
   }
 }
 
-/* Moves the largest logit of the heap h[0..n) to h[n-1] (heapsort's step); returns it. */
-static int32_t pop_max(int32_t *h, int n, const float *l) {
+/* Moves the top of the heap h[0..n) to h[n-1] (heapsort's step); returns it. */
+static int32_t pop_top(int32_t *h, int n, const float *l, int min) {
   int32_t top = h[0];
   h[0] = h[n - 1], h[n - 1] = top;
-  sift_down(h, n - 1, 0, l);
+  sift_down(h, n - 1, 0, l, min);
   return top;
 }
 
-/* Pops the next candidate (into idx[V - 1 - i]) and returns its unnormalized probability. */
-static float weight(bn_sampler *s, const float *logits, int heap_n, double mx) {
-  return (float)exp((logits[pop_max(s->idx, heap_n, logits)] - mx) / s->p.temperature);
+/* The k largest logits into h[0..k) in ascending order, in one pass over the
+ * vocabulary that keeps them in a min-heap (most logits lose to its top). */
+static void top_k(const float *l, int V, int k, int32_t *h) {
+  for (int i = 0; i < k; i++) h[i] = i;
+  for (int i = k / 2 - 1; i >= 0; i--) sift_down(h, k, i, l, 1);
+  for (int i = k; i < V; i++)
+    if (above(l, i, h[0])) h[0] = i, sift_down(h, k, 0, l, 1);
+  for (int n = k; n > 1; n--) pop_top(h, n, l, 1); /* descending */
+  for (int i = 0, j = k - 1; i < j; i++, j--) {
+    int32_t t = h[i];
+    h[i] = h[j], h[j] = t;
+  }
+}
+
+static float weight(const bn_sampler *s, const float *logits, int32_t id, double mx) {
+  return (float)exp((logits[id] - mx) / s->p.temperature);
 }
 
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *hist, int n_hist) {
@@ -90,22 +104,23 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *hist, int
   }
   int V = s->n_vocab;
   if (p->temperature <= 0) return argmax(logits, V);
-  double mx = logits[argmax(logits, V)], total = 0;
-  for (int i = 0; i < V; i++) total += exp((logits[i] - mx) / p->temperature);
-  for (int i = 0; i < V; i++) s->idx[i] = i;
-  for (int i = V / 2 - 1; i >= 0; i--) sift_down(s->idx, V, i, logits);
-  /* Candidates in descending order: top-k first, then the top-p nucleus of
-   * what remains (renormalized over the top k, as llama.cpp does). */
+  double mx = logits[argmax(logits, V)], kept = 0;
+  /* Candidates in descending order at idx[V - 1], idx[V - 2], ...: top-k first,
+   * then the top-p nucleus of what remains (renormalized over the top k, as
+   * llama.cpp does). Without top-k a max-heap of the whole vocabulary yields
+   * them one at a time, as far as the nucleus reaches. */
   int k = p->top_k > 0 && p->top_k < V ? p->top_k : V, n = 0;
-  double kept = total;
   if (k < V) {
-    kept = 0;
-    for (; n < k; n++) kept += s->prob[n] = weight(s, logits, V - n, mx);
+    top_k(logits, V, k, s->idx + V - k);
+    for (; n < k; n++) kept += s->prob[n] = weight(s, logits, s->idx[V - 1 - n], mx);
+  } else {
+    for (int i = 0; i < V; i++) kept += exp((logits[i] - mx) / p->temperature), s->idx[i] = i;
+    for (int i = V / 2 - 1; i >= 0; i--) sift_down(s->idx, V, i, logits, 0);
   }
   double cum = 0;
   int cut = 0;
   while (cut < k) {
-    if (cut == n) s->prob[n] = weight(s, logits, V - n, mx), n++;
+    if (cut == n) s->prob[n] = weight(s, logits, pop_top(s->idx, V - n, logits, 0), mx), n++;
     cum += s->prob[cut++];
     if (cum >= p->top_p * kept) break;
   }

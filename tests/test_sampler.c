@@ -9,6 +9,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
+
+#include "../ir/rng.h"
 #include "../runtime/sampler.h"
 
 static bn_sampler *make(float temp, int top_k, float top_p, float rp, uint64_t seed, int n) {
@@ -101,11 +104,60 @@ static void test_seed_fixes_sequence(void **state) {
   bn_sampler_free(s1), bn_sampler_free(s2), bn_sampler_free(s3);
 }
 
+/* ---- against a sort: the whole vocabulary ordered by qsort, cut and drawn from as documented ---- */
+
+static const float *g_l;
+static int by_logit(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  if (g_l[x] != g_l[y]) return g_l[x] > g_l[y] ? -1 : 1;
+  return x < y ? -1 : 1; /* ties: lower id first */
+}
+
+static int32_t sort_sample(const float *l, int V, float temp, int top_k, float top_p, uint64_t *state) {
+  static int32_t id[4096];
+  static float pr[4096];
+  for (int i = 0; i < V; i++) id[i] = i;
+  g_l = l;
+  qsort(id, (size_t)V, sizeof *id, by_logit);
+  double mx = l[id[0]], kept = 0, cum = 0;
+  int k = top_k > 0 && top_k < V ? top_k : V, cut = 0;
+  for (int i = 0; i < V; i++) pr[i] = (float)exp((l[id[i]] - mx) / temp);
+  for (int i = 0; i < V; i++) /* over the top k; without top-k, the softmax total in id order */
+    kept += k < V ? (i < k ? pr[i] : 0) : exp((l[i] - mx) / temp);
+  while (cut < k) {
+    cum += pr[cut++];
+    if (cum >= top_p * kept) break;
+  }
+  double r = bn_rng_unit(state) * cum;
+  for (int i = 0; i < cut; i++)
+    if ((r -= pr[i]) < 0) return id[i];
+  return id[cut - 1];
+}
+
+static void test_matches_sort(void **state) {
+  (void)state;
+  enum { V = 3000 };
+  const struct { float temp, top_p; int top_k; } cfg[] = {{0.8f, 0.95f, 40}, {1.0f, 1.0f, 7}, {1.5f, 0.5f, 0},
+                                                           {0.7f, 0.9f, 2999}, {1.2f, 1.0f, 1}, {0.5f, 0.99f, 300}};
+  uint64_t g = 99;
+  for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
+    bn_sampler *s = make(cfg[c].temp, cfg[c].top_k, cfg[c].top_p, 1.0f, 1000 + c, V);
+    uint64_t ref_state = 1000 + c;
+    for (int step = 0; step < 40; step++) {
+      float l[V], m[V];
+      for (int i = 0; i < V; i++) /* coarse values: many ties, as F16-rounded logits have */
+        l[i] = m[i] = (float)((int)(bn_rng_unit(&g) * 64) - 40) / 8;
+      assert_int_equal(bn_sampler_sample(s, l, NULL, 0), sort_sample(m, V, cfg[c].temp, cfg[c].top_k, cfg[c].top_p, &ref_state));
+    }
+    bn_sampler_free(s);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_greedy_is_argmax), cmocka_unit_test(test_distribution_follows_softmax),
       cmocka_unit_test(test_top_p_cuts_tail), cmocka_unit_test(test_repetition_penalty),
-      cmocka_unit_test(test_seed_fixes_sequence),
+      cmocka_unit_test(test_seed_fixes_sequence), cmocka_unit_test(test_matches_sort),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
