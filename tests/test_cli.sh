@@ -24,6 +24,12 @@ expect_error() {
 for c in "" inspect ir synth run eval; do
   $BNC $c --help >/dev/null 2>&1 || fail "bnc $c --help"
 done
+# the passes --help names are the ones the pipeline runs, in its order
+ran=$($BNC ir --shape tiny --after=all | sed -n 's/^# after //p' | tr '\n' ' ')
+for c in ir compile; do
+  said=$($BNC $c --help | sed -n '/Passes, in order:/,$p' | sed 's/.*Passes, in order://' | tr -s ' \n' '  ' | sed 's/^ //')
+  [ "$said" = "$ran" ] || fail "bnc $c --help passes '$said', the pipeline runs '$ran'"
+done
 
 for arch in bitnet bitnet-b1.58; do
   for type in tq1_0 tq2_0 i2_s; do

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "../passes/pass.h"
 
 static const char USAGE[] =
     "usage: bnc <command> [options]\n"
@@ -27,6 +28,18 @@ static const char USAGE[] =
 int bn_cli_fail(const bn_error *err) {
   fprintf(stderr, "bnc: %s\n", err->msg);
   return 1;
+}
+
+void bn_cli_print_passes(FILE *fp) {
+  int n, col = 20;
+  const bn_pass *p = bn_pass_list(&n);
+  fputs("  Passes, in order:", fp);
+  for (int i = 0; i <= n; i++) {
+    const char *name = i < n ? p[i].name : "plan-memory";
+    if (col + 1 + (int)strlen(name) > 96) fputs("\n ", fp), col = 1;
+    col += fprintf(fp, " %s", name);
+  }
+  fputc('\n', fp);
 }
 
 int bn_cli_usage_error(const char *cmd, const char *fmt, ...) {

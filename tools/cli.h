@@ -2,6 +2,8 @@
 #ifndef BN_CLI_H
 #define BN_CLI_H
 
+#include <stdio.h>
+
 #include "../frontend/gguf.h"
 #include "../frontend/import.h"
 #include "../runtime/plan.h"
@@ -23,6 +25,8 @@ int bn_cmd_perplexity(int argc, char **argv);
 /* Prints "bnc: <message>" to stderr and returns 1 (the exit status). */
 int bn_cli_fail(const bn_error *err);
 int bn_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "  Passes, in order: ..." from the pipeline itself (for --help). */
+void bn_cli_print_passes(FILE *fp);
 /* Opens a GGUF and imports it. */
 bn_status bn_cli_load(const char *path, bn_gguf *f, bn_model *m, bn_error *err);
 

@@ -24,9 +24,7 @@ static const char HELP[] =
     "                     with the target's CPU features loads it instead of generating code (others re-JIT)\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
     "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
-    "  --time-passes      print each pass's time\n"
-    "  Passes, in order: infer-shapes lower-bitlinear pack-weights fold-constants fuse-projections\n"
-    "  fuse-matmul fuse-gate fuse-norm-quant dce plan-memory\n";
+    "  --time-passes      print each pass's time\n";
 
 typedef struct {
   const char *out, *dump;
@@ -91,7 +89,7 @@ int bn_cmd_compile(int argc, char **argv) {
   hook_ctx h = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), bn_cli_print_passes(stdout), 0;
     if (!strcmp(a, "-o") && v) h.out = argv[++i];
     else if (!strcmp(a, "--target") && v) target = argv[++i];
     else if (!strncmp(a, "--target=", 9)) target = a + 9;

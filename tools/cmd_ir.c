@@ -18,8 +18,6 @@ static const char HELP[] =
     "  --after=all   print it after every pass, each graph headed by a '# after PASS' comment.\n"
     "  --emit=llvm|asm  compile, then print the optimized LLVM IR or the assembly of every generated\n"
     "                 kernel the model uses (one per unique kernel, with the nodes that share it)\n"
-    "  Passes, in order: infer-shapes lower-bitlinear pack-weights fold-constants fuse-projections\n"
-    "  fuse-matmul fuse-gate fuse-norm-quant dce plan-memory\n"
     "  Prints the textual IR, which `bnc ir` reads back: print -> parse -> print is byte-identical.\n";
 
 static int ends_with(const char *s, const char *suf) {
@@ -48,7 +46,7 @@ int bn_cmd_ir(int argc, char **argv) {
   bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0};
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(HELP, stdout), 0;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(HELP, stdout), bn_cli_print_passes(stdout), 0;
     if (!strcmp(argv[i], "-o") && v) out = argv[++i];
     else if (!strcmp(argv[i], "--shape") && v) {
       if (!(sp.shape = bn_synth_find_shape(argv[++i])))
