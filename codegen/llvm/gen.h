@@ -50,6 +50,10 @@ LLVMValueRef bn_gen_decode(bn_gen *g, bn_dtype t, int lanes, LLVMValueRef blk, i
 
 /* x (a scalar) in every lane of vector type vf (gen_util.c). */
 LLVMValueRef bn_gen_splat_v(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x);
+/* A shuffle of a (and b, or a alone when b is NULL) by the lanes in mask[0..n) (gen_util.c). */
+LLVMValueRef bn_gen_shuffle(bn_gen *g, LLVMValueRef a, LLVMValueRef b, const int *mask, int n);
+/* The lane sums of m vectors of one type (m up to 16), as one vector: v[j]'s sum in lane lane[j]. */
+LLVMValueRef bn_gen_lane_sums(bn_gen *g, LLVMValueRef *v, int m, int *lane);
 /* A float or float vector constant of type t; exp(x) without a call (gen_util.c). */
 LLVMValueRef bn_gen_constf(LLVMTypeRef t, double c);
 LLVMValueRef bn_gen_exp(bn_gen *g, LLVMValueRef x);

@@ -160,73 +160,16 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
     }
 }
 
-/* A shuffle of a (and b, or a alone when b is NULL) by the lanes in mask[0..n). */
-static LLVMValueRef shuffle(bn_gen *g, LLVMValueRef a, LLVMValueRef b, const int *mask, int n) {
-  LLVMValueRef m[32];
-  for (int i = 0; i < n; i++) m[i] = LLVMConstInt(g->i32, (unsigned long long)mask[i], 0);
-  return LLVMBuildShuffleVector(g->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), LLVMConstVector(m, (unsigned)n), "");
-}
-
-/* The lane sums of the m int32 vectors v[0..m) of L lanes (m <= L), as one vector whose lane
- * lane[j] holds v[j]'s sum: a tree that folds two vectors into one per shuffle pair and add
- * (segments of a and b halved side by side), then one vector into half its length, log2 L
- * levels in all: about 3 (m - 1) + 3 log2 L instructions, where a reduction per vector
- * takes about 2 log2 L each. */
-static LLVMValueRef lane_sums(bn_gen *g, LLVMValueRef *v, int m, int L, int *lane) {
-  LLVMValueRef x[17] = {NULL};
-  int own[17][16] = {{0}}, n = m, seg = 1, w = L; /* vector k: seg segments of w lanes, segment s summing own[k][s] */
-  if (m > L || L > 16) { /* (no tile has more vectors than lanes) one reduction each */
-    LLVMTypeRef vt = LLVMTypeOf(v[0]);
-    LLVMValueRef r = LLVMGetUndef(LLVMVectorType(g->i32, (unsigned)m));
-    for (int j = 0; j < m; j++) {
-      r = LLVMBuildInsertElement(g->b, r, bn_gen_call(g, "llvm.vector.reduce.add", &vt, 1, &v[j], 1),
-                                 LLVMConstInt(g->i32, (unsigned)j, 0), "");
-      lane[j] = j;
-    }
-    return r;
-  }
-  for (int k = 0; k < m; k++) x[k] = v[k], own[k][0] = k;
-  for (; w > 1; w /= 2) {
-    int lo[32], hi[32], len = 0;
-    if (n == 1) { /* fold the one vector into half its length */
-      for (int s = 0; s < seg; s++)
-        for (int i = 0; i < w / 2; i++, len++) lo[len] = s * w + i, hi[len] = s * w + w / 2 + i;
-      x[0] = LLVMBuildAdd(g->b, shuffle(g, x[0], NULL, lo, len), shuffle(g, x[0], NULL, hi, len), "");
-      continue;
-    }
-    if (n % 2) { /* an odd one out pairs with zeros */
-      x[n] = LLVMConstNull(LLVMTypeOf(x[0]));
-      for (int s = 0; s < seg; s++) own[n][s] = -1;
-      n++;
-    }
-    for (int s = 0; s < seg; s++)
-      for (int h = 0; h < 2; h++)
-        for (int i = 0; i < w / 2; i++, len++) lo[len] = h * L + s * w + i, hi[len] = h * L + s * w + w / 2 + i;
-    for (int k = 0; k < n / 2; k++) {
-      int o[16];
-      for (int s = 0; s < seg; s++) o[2 * s] = own[2 * k][s], o[2 * s + 1] = own[2 * k + 1][s];
-      x[k] = LLVMBuildAdd(g->b, shuffle(g, x[2 * k], x[2 * k + 1], lo, len), shuffle(g, x[2 * k], x[2 * k + 1], hi, len), "");
-      memcpy(own[k], o, sizeof o);
-    }
-    n /= 2, seg *= 2;
-  }
-  for (int k = 0; k < n; k++) /* n > 1 only when every vector is one lane already (L = 1) */
-    x[0] = k ? LLVMBuildAdd(g->b, x[0], x[k], "") : x[0];
-  for (int s = 0; s < seg; s++)
-    if (own[0][s] >= 0) lane[own[0][s]] = s;
-  return x[0];
-}
-
 /* Writes rows n..n+rr of tokens t..t+tt from their int32 vectors: the lane sums in one vector,
  * then per token the rr results side by side, dequantized as (double)acc * rs / s like
  * bn_ref_dequant (the same operations per element, so the same bits) and stored together. */
 static void epilogue(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, LLVMValueRef acc[ROWS][TILE]) {
   const mm *k = g->ctx;
   LLVMValueRef v[ROWS * TILE];
-  int lane[ROWS * TILE], L = (int)LLVMGetVectorSize(LLVMTypeOf(acc[0][0]));
+  int lane[ROWS * TILE];
   for (int r = 0; r < rr; r++)
     for (int i = 0; i < tt; i++) v[r * tt + i] = acc[r][i];
-  LLVMValueRef sum = lane_sums(g, v, rr * tt, L, lane);
+  LLVMValueRef sum = bn_gen_lane_sums(g, v, rr * tt, lane);
   LLVMTypeRef vi = LLVMVectorType(g->i32, (unsigned)rr), vf = LLVMVectorType(g->f32, (unsigned)rr);
   LLVMTypeRef vd = LLVMVectorType(g->f64, (unsigned)rr);
   LLVMValueRef rs = NULL;
@@ -240,7 +183,7 @@ static void epilogue(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     LLVMValueRef arow = bn_gen_gep(g, g->arg[QA], LLVMBuildMul(g->b, tok, bn_gen_c64(g, k->row_bytes), ""));
     LLVMValueRef sq = bn_gen_splat_v(g, vi, bn_gen_load(g, g->i32, arow, bn_gen_c64(g, k->meta + 4)));
-    LLVMValueRef tot = LLVMBuildSub(g->b, shuffle(g, sum, NULL, pick, rr), sq, "acc"); /* - sum(q) */
+    LLVMValueRef tot = LLVMBuildSub(g->b, bn_gen_shuffle(g, sum, NULL, pick, rr), sq, "acc"); /* - sum(q) */
     LLVMValueRef off4 = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, g->N), ""), n, ""),
                                      bn_gen_c64(g, 4), "");
     if (k->mode == BN_MM_ACC) {

@@ -234,3 +234,69 @@ void bn_gen_for_end(bn_gen *g, bn_gen_for *l) {
   LLVMBuildBr(g->b, l->head);
   LLVMPositionBuilderAtEnd(g->b, l->done);
 }
+
+/* A shuffle of a (and b, or a alone when b is NULL) by the lanes in mask[0..n). */
+LLVMValueRef bn_gen_shuffle(bn_gen *g, LLVMValueRef a, LLVMValueRef b, const int *mask, int n) {
+  LLVMValueRef m[32];
+  for (int i = 0; i < n; i++) m[i] = LLVMConstInt(g->i32, (unsigned long long)mask[i], 0);
+  return LLVMBuildShuffleVector(g->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), LLVMConstVector(m, (unsigned)n), "");
+}
+
+static LLVMValueRef add(bn_gen *g, int fp, LLVMValueRef a, LLVMValueRef b) {
+  return fp ? LLVMBuildFAdd(g->b, a, b, "") : LLVMBuildAdd(g->b, a, b, "");
+}
+
+/* The lane sums of m vectors v[0..m) of L lanes (integer or float; m <= L), as one vector whose
+ * lane lane[j] holds v[j]'s sum: a tree that folds two vectors into one per shuffle pair and add
+ * (segments of a and b halved side by side), then one vector into half its length, log2 L
+ * levels in all: about 3 (m - 1) + 3 log2 L instructions, where a reduction per vector takes
+ * about 2 log2 L each. Each sum adds lane i to lane i + L/2, then i + L/4, ...: the order of a
+ * reassociated llvm.vector.reduce.fadd on x86, so float sums come out the same. */
+LLVMValueRef bn_gen_lane_sums(bn_gen *g, LLVMValueRef *v, int m, int *lane) {
+  LLVMTypeRef vt = LLVMTypeOf(v[0]);
+  int L = (int)LLVMGetVectorSize(vt), fp = LLVMGetTypeKind(LLVMGetElementType(vt)) != LLVMIntegerTypeKind;
+  LLVMValueRef x[17] = {NULL};
+  int own[17][16] = {{0}}, n = m, seg = 1, w = L; /* vector k: seg segments of w lanes, segment s summing own[k][s] */
+  if (m > L || L > 16) { /* (no tile has more vectors than lanes) one reduction each */
+    LLVMValueRef r = LLVMGetUndef(LLVMVectorType(LLVMGetElementType(vt), (unsigned)m));
+    for (int j = 0; j < m; j++) {
+      LLVMValueRef fargs[2] = {LLVMConstReal(LLVMGetElementType(vt), 0.0), v[j]};
+      LLVMValueRef x = fp ? bn_gen_call(g, "llvm.vector.reduce.fadd", &vt, 1, fargs, 2)
+                          : bn_gen_call(g, "llvm.vector.reduce.add", &vt, 1, &v[j], 1);
+      if (fp) LLVMSetFastMathFlags(x, LLVMFastMathAllowReassoc);
+      r = LLVMBuildInsertElement(g->b, r, x, LLVMConstInt(g->i32, (unsigned)j, 0), "");
+      lane[j] = j;
+    }
+    return r;
+  }
+  for (int k = 0; k < m; k++) x[k] = v[k], own[k][0] = k;
+  for (; w > 1; w /= 2) {
+    int lo[32], hi[32], len = 0;
+    if (n == 1) { /* fold the one vector into half its length */
+      for (int s = 0; s < seg; s++)
+        for (int i = 0; i < w / 2; i++, len++) lo[len] = s * w + i, hi[len] = s * w + w / 2 + i;
+      x[0] = add(g, fp, bn_gen_shuffle(g, x[0], NULL, lo, len), bn_gen_shuffle(g, x[0], NULL, hi, len));
+      continue;
+    }
+    if (n % 2) { /* an odd one out pairs with zeros */
+      x[n] = LLVMConstNull(LLVMTypeOf(x[0]));
+      for (int s = 0; s < seg; s++) own[n][s] = -1;
+      n++;
+    }
+    for (int s = 0; s < seg; s++)
+      for (int h = 0; h < 2; h++)
+        for (int i = 0; i < w / 2; i++, len++) lo[len] = h * L + s * w + i, hi[len] = h * L + s * w + w / 2 + i;
+    for (int k = 0; k < n / 2; k++) {
+      int o[16];
+      for (int s = 0; s < seg; s++) o[2 * s] = own[2 * k][s], o[2 * s + 1] = own[2 * k + 1][s];
+      x[k] = add(g, fp, bn_gen_shuffle(g, x[2 * k], x[2 * k + 1], lo, len), bn_gen_shuffle(g, x[2 * k], x[2 * k + 1], hi, len));
+      memcpy(own[k], o, sizeof o);
+    }
+    n /= 2, seg *= 2;
+  }
+  for (int k = 0; k < n; k++) /* n > 1 only when every vector is one lane already (L = 1) */
+    x[0] = k ? add(g, fp, x[0], x[k]) : x[0];
+  for (int s = 0; s < seg; s++)
+    if (own[0][s] >= 0) lane[own[0][s]] = s;
+  return x[0];
+}
