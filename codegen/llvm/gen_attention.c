@@ -3,8 +3,9 @@
  * are already in the cache). Tokens go in tiles of Q (a prompt chunk) so that
  * each K and V row read serves Q of them; token t + i of a tile sees the
  * tile's common keys j < pos + t + 1 and i more. Per tile and head:
- *   scores: s_ij = q_i . k_j * scale, each summed as a tree, several keys per
- *           iteration so that at least 4 dot products are in flight; a head's
+ *   scores: s_ij = q_i . k_j * scale, a block of keys per iteration (a vector's
+ *           lanes of dot products in flight: 4 keys x 4 tokens, 16 keys x 1), the
+ *           lane sums of the block in one tree (bn_gen_lane_sums); a head's
  *           keys lie one after another in the cache (head-major), read front
  *           to back and prefetched AHEAD keys ahead, the prefetches running
  *           on into the stream read next (this head's V rows after its K rows,
@@ -74,25 +75,41 @@ static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j, LLV
 
 static LLVMValueRef off4(bn_gen *g, LLVMValueRef j) { return LLVMBuildMul(g->b, j, bn_gen_c64(g, 4), ""); }
 
-/* Scores of key j for tokens [i0, i1) of the tile: stored, running maxima updated. */
-static void score_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int prefetch_row) {
-  if (prefetch_row) prefetch(g, a, g->arg[KC], j, g->arg[VC], a->kvoff);
-  LLVMValueRef row = slice(g, a, g->arg[KC], j), k[32];
-  for (int v = 0; v < a->nv; v++) k[v] = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
-  for (int i = i0; i < i1; i++) {
-    LLVMValueRef d = NULL;
-    for (int v = 0; v < a->nv; v++) {
-      LLVMValueRef q = bn_gen_load(g, a->vf, a->qrow[i], bn_gen_c64(g, v * a->lanes * 4));
-      if (!d) d = LLVMBuildFMul(g->b, q, k[v], "");
-      else {
-        LLVMValueRef args[3] = {q, k[v], d};
-        LLVMTypeRef vf = a->vf;
-        d = bn_gen_call(g, "llvm.fma", &vf, 1, args, 3);
+/* Scores of keys j..j+kb for tokens [i0, i1) of the tile (kb x (i1 - i0) <= lanes): each a
+ * vector of products summed over head_dim, all their lane sums in one tree (bn_gen_lane_sums,
+ * the order of one reduction each), scaled and stored kb at a time per token, running maxima
+ * updated. */
+static void score_keys(bn_gen *g, at *a, LLVMValueRef j, int kb, int i0, int i1, int prefetch_row) {
+  LLVMValueRef dot[32];
+  int m = kb * (i1 - i0), lane[32];
+  for (int kk = 0; kk < kb; kk++) {
+    LLVMValueRef jj = LLVMBuildAdd(g->b, j, bn_gen_c64(g, kk), "");
+    if (prefetch_row) prefetch(g, a, g->arg[KC], jj, g->arg[VC], a->kvoff);
+    LLVMValueRef row = slice(g, a, g->arg[KC], jj), k[32];
+    for (int v = 0; v < a->nv; v++) k[v] = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
+    for (int i = i0; i < i1; i++) {
+      LLVMValueRef d = NULL;
+      for (int v = 0; v < a->nv; v++) {
+        LLVMValueRef q = bn_gen_load(g, a->vf, a->qrow[i], bn_gen_c64(g, v * a->lanes * 4));
+        if (!d) d = LLVMBuildFMul(g->b, q, k[v], "");
+        else {
+          LLVMValueRef args[3] = {q, k[v], d};
+          LLVMTypeRef vf = a->vf;
+          d = bn_gen_call(g, "llvm.fma", &vf, 1, args, 3);
+        }
       }
+      dot[(i - i0) * kb + kk] = d;
     }
-    LLVMValueRef s = LLVMBuildFMul(g->b, hsum(g, a->vf, d), LLVMConstReal(g->f32, a->scale), "");
+  }
+  LLVMValueRef sums = bn_gen_lane_sums(g, dot, m, lane);
+  LLVMTypeRef vs = LLVMVectorType(g->f32, (unsigned)kb);
+  for (int i = i0; i < i1; i++) {
+    int pick[32];
+    for (int kk = 0; kk < kb; kk++) pick[kk] = lane[(i - i0) * kb + kk];
+    LLVMValueRef s = LLVMBuildFMul(g->b, bn_gen_shuffle(g, sums, NULL, pick, kb), bn_gen_constf(vs, a->scale), "");
     bn_gen_store(g, s, a->sc[i], off4(g, j));
-    LLVMValueRef margs[2] = {LLVMBuildLoad2(g->b, g->f32, a->mx[i], ""), s};
+    LLVMValueRef mx = bn_gen_call(g, "llvm.vector.reduce.fmax", &vs, 1, &s, 1);
+    LLVMValueRef margs[2] = {LLVMBuildLoad2(g->b, g->f32, a->mx[i], ""), mx};
     LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2), a->mx[i]);
   }
 }
@@ -131,17 +148,16 @@ static LLVMValueRef softmax_row(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef 
   return LLVMBuildFAdd(g->b, hsum(g, a->vf, LLVMBuildLoad2(g->b, a->vf, sumv, "")), LLVMBuildLoad2(g->b, g->f32, sum1, ""), "");
 }
 
-/* Loops keys [from, to) in steps of `step` keys, fn on each (the tile's tokens [i0, i1)). */
-static void key_loop(bn_gen *g, at *a, LLVMValueRef from, LLVMValueRef to, int step, int i0, int i1,
-                     void (*fn)(bn_gen *, at *, LLVMValueRef, int, int, int)) {
-  bn_gen_for l = bn_gen_for_begin(g, from, to, step);
-  for (int kk = 0; kk < step; kk++) fn(g, a, LLVMBuildAdd(g->b, l.i, bn_gen_c64(g, kk), ""), i0, i1, 1);
+/* The scores of keys [from, to) in blocks of kb keys. */
+static void score_loop(bn_gen *g, at *a, LLVMValueRef from, LLVMValueRef to, int kb, int i0, int i1) {
+  bn_gen_for l = bn_gen_for_begin(g, from, to, kb);
+  score_keys(g, a, l.i, kb, i0, i1, 1);
   bn_gen_for_end(g, &l);
 }
 
 /* One tile of a->q tokens from t, head h. */
 static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef sumv, LLVMValueRef sum1) {
-  int q = a->q, step = q >= 4 ? 1 : 4 / q; /* keys per iteration: q x step dot products in flight */
+  int q = a->q, kb = q < a->lanes ? a->lanes / q : 1; /* keys per block: q x kb dot products in flight, their sums one vector */
   LLVMValueRef stride = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, g->arg[POS], g->arg[T_], ""), bn_gen_c64(g, 4), "");
   LLVMValueRef kvh = LLVMBuildSDiv(g->b, h, bn_gen_c64(g, a->group), "");
   LLVMValueRef kvh1 = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, h, bn_gen_c64(g, 1), ""), bn_gen_c64(g, a->group), "");
@@ -158,10 +174,10 @@ static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef 
   }
   /* the keys every token of the tile sees: n0 = pos + t + 1; token i also sees n0 .. n0 + i - 1 */
   LLVMValueRef n0 = a->n0 = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], t, ""), bn_gen_c64(g, 1), "");
-  LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n0, bn_gen_c64(g, step), ""), bn_gen_c64(g, step), "");
-  key_loop(g, a, bn_gen_c64(g, 0), whole, step, 0, q, score_key);
-  key_loop(g, a, whole, n0, 1, 0, q, score_key);
-  for (int e = 0; e + 1 < q; e++) score_key(g, a, LLVMBuildAdd(g->b, n0, bn_gen_c64(g, e), ""), e + 1, q, 0);
+  LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n0, bn_gen_c64(g, kb), ""), bn_gen_c64(g, kb), "");
+  score_loop(g, a, bn_gen_c64(g, 0), whole, kb, 0, q);
+  score_loop(g, a, whole, n0, 1, 0, q);
+  for (int e = 0; e + 1 < q; e++) score_keys(g, a, LLVMBuildAdd(g->b, n0, bn_gen_c64(g, e), ""), 1, e + 1, q, 0);
   LLVMValueRef inv[MAXQ];
   for (int i = 0; i < q; i++) {
     LLVMValueRef n = LLVMBuildAdd(g->b, n0, bn_gen_c64(g, i), "");
@@ -169,7 +185,9 @@ static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef 
     inv[i] = bn_gen_splat_v(g, a->vf, LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 1.0), sum, ""));
     for (int v = 0; v < a->nv; v++) LLVMBuildStore(g->b, LLVMConstNull(a->vf), a->acc[i][v]);
   }
-  key_loop(g, a, bn_gen_c64(g, 0), n0, 1, 0, q, value_key);
+  bn_gen_for lv = bn_gen_for_begin(g, bn_gen_c64(g, 0), n0, 1);
+  value_key(g, a, lv.i, 0, q, 1);
+  bn_gen_for_end(g, &lv);
   for (int e = 0; e + 1 < q; e++) value_key(g, a, LLVMBuildAdd(g->b, n0, bn_gen_c64(g, e), ""), e + 1, q, 0);
   for (int i = 0; i < q; i++)
     for (int v = 0; v < a->nv; v++)
