@@ -397,11 +397,10 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
     const jit_node *j = e->jit ? &e->jit[i] : NULL;
     if (j && j->kind == 3) {
       const bn_node *nd = &g->nodes[i];
-      int layer = (int)nd->attr[0];
-      if (th == 0)
-        bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
-                        e->n_ctx, e->env.kc[layer], e->env.vc[layer]);
-      bn_pool_barrier(e->pool); /* every head reads this step's K/V rows */
+      int layer = (int)nd->attr[0], kvh = (int)nd->attr[2];
+      bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, kvh, (int)nd->attr[3], e->env.pos, e->n_ctx,
+                      e->env.kc[layer], e->env.vc[layer], kvh * th / nth, kvh * (th + 1) / nth);
+      bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
       run_attention(e, i, th, nth);
     } else if (j && j->kind == 2 && sp->last_only && i == out_node) { /* the last token's logits only */
       jit_node last = *j;

@@ -115,9 +115,9 @@ void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, f
 }
 
 void bn_ref_kv_store(const float *k, const float *v, int64_t T, int kv_heads, int head_dim, int pos, int n_ctx,
-                     float *kc, float *vc) {
+                     float *kc, float *vc, int h0, int h1) {
   for (int64_t t = 0; t < T; t++)
-    for (int h = 0; h < kv_heads; h++) {
+    for (int h = h0; h < h1; h++) {
       int64_t from = (t * kv_heads + h) * head_dim, to = ((int64_t)h * n_ctx + pos + t) * head_dim;
       memcpy(kc + to, k + from, (size_t)head_dim * sizeof *kc);
       memcpy(vc + to, v + from, (size_t)head_dim * sizeof *vc);
@@ -126,7 +126,7 @@ void bn_ref_kv_store(const float *k, const float *v, int64_t T, int kv_heads, in
 
 void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
                       int head_dim, int pos, int n_ctx, float *kc, float *vc, float *scores, float *y) {
-  bn_ref_kv_store(k, v, T, kv_heads, head_dim, pos, n_ctx, kc, vc);
+  bn_ref_kv_store(k, v, T, kv_heads, head_dim, pos, n_ctx, kc, vc, 0, kv_heads);
   bn_ref_attention_heads(q, T, heads, kv_heads, head_dim, pos, n_ctx, kc, vc, scores, y, 0, heads);
 }
 

@@ -31,9 +31,10 @@ void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, f
 void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
                       int head_dim, int pos, int n_ctx, float *kcache, float *vcache, float *scores, float *y);
 /* The same in two steps, so heads can be split over threads: store this
- * step's K/V rows, then attend for heads [h0, h1) (scores: n_ctx floats). */
+ * step's K/V rows of KV heads [h0, h1), then attend for heads [h0, h1)
+ * (scores: n_ctx floats). */
 void bn_ref_kv_store(const float *k, const float *v, int64_t T, int kv_heads, int head_dim, int pos, int n_ctx,
-                     float *kcache, float *vcache);
+                     float *kcache, float *vcache, int h0, int h1);
 void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos, int n_ctx,
                             const float *kcache, const float *vcache, float *scores, float *y, int h0, int h1);
 /* logits[t][n] = sum_i x[t][i] * W[n][i] with W of any non-ternary type. */
