@@ -90,7 +90,7 @@ static LLVMValueRef block_sums(bn_gen *g, const lut *k, LLVMValueRef n, LLVMValu
     LLVMValueRef wo = LLVMBuildMul(g->b, j, bn_gen_c64(g, 64), ""), po = LLVMBuildMul(g->b, j, bn_gen_c64(g, 8 * 16), "");
     if (prefetch) {
       LLVMValueRef args[4] = {bn_gen_gep(g, wblk, LLVMBuildAdd(g->b, wo, bn_gen_c64(g, PREFETCH_BYTES), "")),
-                              LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 1, 0)};
+                              LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 3, 0), LLVMConstInt(g->i32, 1, 0)};
       LLVMTypeRef pt = g->ptr;
       bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
     }
