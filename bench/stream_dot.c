@@ -10,7 +10,7 @@
  *   dot:      loads + that unpacking and those vpdpbusd, 4 rows of a tile
  *             sharing the activation loads, as the generated decode kernel;
  *   dot + pf: the same with a software prefetch of each line D bytes ahead
- *             (prefetchnta, as the generated kernel, D = 12 KiB there);
+ *             (prefetcht0, as the generated kernel, D = 12 KiB there);
  * and runs `dot` on 256 KiB that stay in L2 (its arithmetic alone). Each
  * figure is the best of 5 passes; the rows alternate, 3 rounds.
  *
@@ -60,7 +60,7 @@ VNNI static void dot(const uint8_t *p, size_t n, long ahead) {
   size_t g = 0;
   for (const uint8_t *e = p + n; p < e; p += 256, g = g == 5 ? 0 : g + 1) {
     if (ahead)
-      for (int l = 0; l < 256; l += 64) _mm_prefetch((const char *)p + ahead + l, _MM_HINT_NTA);
+      for (int l = 0; l < 256; l += 64) _mm_prefetch((const char *)p + ahead + l, _MM_HINT_T0);
     const uint8_t *a = act + 256 * g;
     __m512i x0 = _mm512_load_si512(a), x1 = _mm512_load_si512(a + 64), x2 = _mm512_load_si512(a + 128),
             x3 = _mm512_load_si512(a + 192);
