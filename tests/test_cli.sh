@@ -123,6 +123,9 @@ $BNC ir --emit=asm "$m" 2>/dev/null | grep -qE "vpdpbusd|vpmaddubsw" || fail "ir
 # bench: runs, and its JSON carries the figures
 $BNC bench "$m" -p 16 -n 4 -r 1 -t 1,2 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench"
 grep -q '"tokens_per_s"' "$WORK/bench.json" && grep -q '"bandwidth_gbs"' "$WORK/bench.json" || fail "bench JSON"
+$BNC bench "$m" -p 16 -n 4 -d 0,8 -r 1 -t 1 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench -d"
+grep -q '"tg4@d8"' "$WORK/bench.json" && grep -q '"pp16@d8"' "$WORK/bench.json" || fail "bench -d rows: $(cat "$WORK/bench.json")"
+expect_error "bench too deep" "exceeds" -- $BNC bench "$m" -p 16 -n 4 -d 60000
 $BNC bench --kernel 256,64,2 -r 1 >"$WORK/kbench" 2>&1 || fail "bench --kernel: $(cat "$WORK/kbench")"
 expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $BNC bench --kernel 100,64,2
 # the LLVM backend and the reference kernels agree through the CLI too

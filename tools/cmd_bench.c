@@ -17,10 +17,12 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc bench MODEL [-p 128,512] [-n 64] [-t 1,2] [-r 3] [-b 128] [-o md|json] [--backend llvm|ref]\n"
+    "usage: bnc bench MODEL [-p 128,512] [-n 64] [-d 0] [-t 1,2] [-r 3] [-b 128] [-o md|json] [--backend llvm|ref]\n"
     "       bnc bench --kernel K,N,T [-t 1,2] [-r 5] [-o md|json]\n"
     "  MODEL: a .bnplan or a GGUF (compiled in memory with prompt chunks of -b tokens).\n"
     "  ppP: tokens/s processing a P-token prompt; tgN: tokens/s generating N tokens one at a time.\n"
+    "  -d D,...: run the tests after D tokens of context (untimed), as llama-bench's depth:\n"
+    "  tgN@dD generates at positions D..D+N-1 (pp over a context likewise).\n"
     "  Each test runs -r times (after one warm-up); the table gives median +- standard deviation.\n"
     "  --kernel: the fused ternary matmul+dequant kernel alone on a [T x K] x [K -> N] product,\n"
     "  in GOPS (2 ops per multiply-add) and GB/s of weights streamed: the packed (dot-product)\n"
@@ -136,29 +138,37 @@ static double measure_peak(bn_llvm *j, bn_pool *pool) {
 /* ---- model benchmarks ---- */
 
 typedef struct {
-  char test[16];
-  int threads, tokens;
+  char test[24];
+  int threads, tokens, depth;
   double median, sd;      /* tokens/s */
   double bw, peak;        /* the machine, at this thread count */
   double frac;            /* of the bandwidth bound (tg) or the int8 peak (pp) */
 } row;
 
-static double run_pp(bn_session *s, const int32_t *tok, int n) {
+/* A fresh context of `depth` tokens (untimed); 0 on success. */
+static int context(bn_session *s, const int32_t *tok, int depth) {
   const float *last;
   bn_error err;
   bn_session_reset(s);
+  return depth && bn_session_append(s, tok, depth, &last, &err) ? -1 : 0;
+}
+
+static double run_pp(bn_session *s, const int32_t *tok, int n, int depth) {
+  const float *last;
+  bn_error err;
+  if (context(s, tok, depth)) return -1;
   double t0 = bn_now();
-  if (bn_session_append(s, tok, n, &last, &err)) return -1;
+  if (bn_session_append(s, tok + depth, n, &last, &err)) return -1;
   return n / (bn_now() - t0);
 }
 
-static double run_tg(bn_session *s, int32_t tok, int n) {
+static double run_tg(bn_session *s, const int32_t *tok, int n, int depth) {
   const float *last;
   bn_error err;
-  bn_session_reset(s);
+  if (context(s, tok, depth)) return -1;
   double t0 = bn_now();
   for (int i = 0; i < n; i++)
-    if (bn_session_append(s, &tok, 1, &last, &err)) return -1;
+    if (bn_session_append(s, &tok[depth], 1, &last, &err)) return -1;
   return n / (bn_now() - t0);
 }
 
@@ -194,6 +204,7 @@ static int print_rows(const row *r, int n, const char *fmt, const char *model, c
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "test", r[i].test);
       cJSON_AddNumberToObject(o, "threads", r[i].threads);
+      cJSON_AddNumberToObject(o, "depth", r[i].depth);
       cJSON_AddNumberToObject(o, "tokens_per_s", r[i].median);
       cJSON_AddNumberToObject(o, "stddev", r[i].sd);
       cJSON_AddNumberToObject(o, "bandwidth_gbs", r[i].bw);
@@ -221,7 +232,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
 
 int bn_cmd_bench(int argc, char **argv) {
   const char *model = NULL, *fmt = "md", *kernel = NULL;
-  list pp = {{128}, 1}, threads = {{1}, 1};
+  list pp = {{128}, 1}, threads = {{1}, 1}, depths = {{0}, 1};
   long tg = 64, reps = 3, batch = BN_CLI_BATCH;
   bn_backend backend = BN_BACKEND_LLVM;
   for (int i = 1; i < argc; i++) {
@@ -235,6 +246,7 @@ int bn_cmd_bench(int argc, char **argv) {
     i++;
     if (!strcmp(a, "-p")) { if (parse_list(a, v, &pp, 0, 8192)) return 2; }
     else if (!strcmp(a, "-t")) { if (parse_list(a, v, &threads, 1, 512)) return 2; }
+    else if (!strcmp(a, "-d")) { if (parse_list(a, v, &depths, 0, 65536)) return 2; }
     else if (!strcmp(a, "-n")) { if (bn_cli_int("bench", a, v, 0, 8192, &tg)) return 2; }
     else if (!strcmp(a, "-r")) { if (bn_cli_int("bench", a, v, 1, 50, &reps)) return 2; }
     else if (!strcmp(a, "-b")) { if (bn_cli_int("bench", a, v, 1, 4096, &batch)) return 2; }
@@ -254,19 +266,25 @@ int bn_cmd_bench(int argc, char **argv) {
   if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
   double wbytes, macs, kv_per_pos;
   model_cost(cm.m, &wbytes, &macs, &kv_per_pos);
-  int max_pp = 0;
+  int max_pp = 0, max_d = 0;
   for (int i = 0; i < pp.n; i++) max_pp = pp.vals[i] > max_pp ? pp.vals[i] : max_pp;
-  int n_ctx = (max_pp > tg ? max_pp : (int)tg) + 1;
-  int32_t *tok = malloc((size_t)(max_pp + 1) * sizeof *tok);
+  for (int i = 0; i < depths.n; i++) max_d = depths.vals[i] > max_d ? depths.vals[i] : max_d;
+  int n_ctx = max_d + (max_pp > tg ? max_pp : (int)tg) + 1;
+  if (n_ctx > cm.m->hp.n_ctx) {
+    int have = cm.m->hp.n_ctx;
+    bn_cli_close_model(&cm), bn_llvm_free(jit);
+    return bn_cli_usage_error("bench", "a context of %d tokens (-d %d, then a %d-token test) exceeds %s's %d", n_ctx - 1,
+                              max_d, max_pp > tg ? max_pp : (int)tg, model, have);
+  }
+  int32_t *tok = malloc((size_t)(max_d + max_pp + 1) * sizeof *tok);
   uint64_t rng = 7;
-  for (int i = 0; i <= max_pp; i++) tok[i] = (int32_t)(bn_rng_next(&rng) % (uint64_t)cm.m->hp.n_vocab);
+  for (int i = 0; i <= max_d + max_pp; i++) tok[i] = (int32_t)(bn_rng_next(&rng) % (uint64_t)cm.m->hp.n_vocab);
   row rows[64];
   int n_rows = 0, rc = 0;
   for (int ti = 0; ti < threads.n && !rc; ti++) {
     bn_session_params sp = {.n_ctx = n_ctx, .exec = {backend, threads.vals[ti], cm.target, cm.aot}, .sampler = bn_sampler_defaults()};
     bn_session *s;
     bn_pool *pool;
-    if (n_ctx > cm.m->hp.n_ctx) n_ctx = cm.m->hp.n_ctx;
     if (bn_pool_create(threads.vals[ti], &pool, &err)) {
       rc = bn_cli_fail(&err);
       break;
@@ -280,18 +298,20 @@ int bn_cmd_bench(int argc, char **argv) {
       break;
     }
     int first = n_rows;
-    for (int k = 0; k <= pp.n && n_rows < 64; k++) {
-      int is_tg = k == pp.n, n = is_tg ? (int)tg : pp.vals[k];
-      if (n == 0) continue;
-      double x[64];
-      (is_tg ? run_tg(s, tok[0], n < 4 ? n : 4) : run_pp(s, tok, n < 8 ? n : 8)); /* warm-up */
-      for (int r = 0; r < reps; r++) x[r] = is_tg ? run_tg(s, tok[0], n) : run_pp(s, tok, n);
-      row *o = &rows[n_rows++];
-      snprintf(o->test, sizeof o->test, "%s%d", is_tg ? "tg" : "pp", n);
-      o->threads = threads.vals[ti], o->tokens = n, o->peak = peak;
-      stats(x, (int)reps, &o->median, &o->sd);
-      if (!strcmp(fmt, "md")) fprintf(stderr, "  %s, %d thread(s): %.2f t/s\n", o->test, o->threads, o->median);
-    }
+    for (int di = 0; di < depths.n; di++)
+      for (int k = 0; k <= pp.n && n_rows < 64; k++) {
+        int is_tg = k == pp.n, n = is_tg ? (int)tg : pp.vals[k], d = depths.vals[di];
+        if (n == 0) continue;
+        double x[64];
+        (is_tg ? run_tg(s, tok, n < 4 ? n : 4, 0) : run_pp(s, tok, n < 8 ? n : 8, 0)); /* warm-up */
+        for (int r = 0; r < reps; r++) x[r] = is_tg ? run_tg(s, tok, n, d) : run_pp(s, tok, n, d);
+        row *o = &rows[n_rows++];
+        if (d) snprintf(o->test, sizeof o->test, "%s%d@d%d", is_tg ? "tg" : "pp", n, d);
+        else snprintf(o->test, sizeof o->test, "%s%d", is_tg ? "tg" : "pp", n);
+        o->threads = threads.vals[ti], o->tokens = n, o->depth = d, o->peak = peak;
+        stats(x, (int)reps, &o->median, &o->sd);
+        if (!strcmp(fmt, "md")) fprintf(stderr, "  %s, %d thread(s): %.2f t/s\n", o->test, o->threads, o->median);
+      }
     bn_session_free(s);
     if (!bn_pool_create(threads.vals[ti], &pool, &err)) {
       double bw2 = measure_bandwidth(pool);
@@ -300,8 +320,8 @@ int bn_cmd_bench(int argc, char **argv) {
     }
     for (row *o = &rows[first]; o < &rows[n_rows]; o++) {
       /* tg is bounded by streaming the weights and the K/V cache so far once per token (token i
-       * of n reads i + 1 positions: (n + 1) / 2 on average); pp by int8 multiply-adds */
-      double tg_bytes = wbytes + kv_per_pos * (o->tokens + 1) / 2.0;
+       * of n after d reads d + i + 1 positions: d + (n + 1) / 2 on average); pp by int8 multiply-adds */
+      double tg_bytes = wbytes + kv_per_pos * (o->depth + (o->tokens + 1) / 2.0);
       o->bw = bw;
       o->frac = o->test[0] == 't' ? o->median / (bw * 1e9 / tg_bytes) : o->median / (peak * 1e9 / macs);
     }
