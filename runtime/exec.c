@@ -45,7 +45,7 @@ struct bn_exec {
   bn_isa isa;
   char aot_missing[64]; /* why the plan's object code was not used */
   bn_pool *pool;
-  float *scores; /* attention scores: BN_ATTN_SCORE_ROWS x n_ctx floats per thread */
+  float *scores; /* attention scores: bn_attn_scores(max_tokens, n_ctx) floats per thread */
   float *tmp;    /* the gate kernel's row: tmp_width floats per thread */
   int64_t tmp_width;
   uint8_t *pqa;  /* prologue matmuls' QA8 rows: pqa_bytes per thread */
@@ -124,7 +124,7 @@ static void run_attention(bn_exec *e, int node, int i, int n) {
   const bn_node *nd = &e->g->nodes[node];
   int layer = (int)nd->attr[0], H = (int)nd->attr[1];
   int h0 = H * i / n, h1 = H * (i + 1) / n;
-  float *scores = e->scores + (size_t)i * BN_ATTN_SCORE_ROWS * (size_t)e->n_ctx;
+  float *scores = e->scores + (size_t)i * (size_t)bn_attn_scores(e->mp->max_tokens, e->n_ctx);
   if (h0 >= h1) return;
   if (e->jit[node].fn)
     ((bn_attn_kernel)e->jit[node].fn)(e->env.val[nd->in[0]], e->env.kc[layer], e->env.vc[layer], e->env.val[nd->out],
@@ -302,7 +302,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     bn_exec_free(e);
     return st;
   }
-  e->scores = malloc((size_t)bn_pool_size(e->pool) * BN_ATTN_SCORE_ROWS * (size_t)n_ctx * sizeof *e->scores);
+  e->scores = malloc((size_t)bn_pool_size(e->pool) * (size_t)bn_attn_scores(mp->max_tokens, n_ctx) * sizeof *e->scores);
   if (!e->scores) {
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");

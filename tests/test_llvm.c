@@ -373,15 +373,17 @@ static void test_attention(void **state) {
     bn_error err = {0};
     if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
     uint64_t rng = 23;
-    /* keys in whole groups of 4 and vectors of 8 or 16 and left over; head_dim 96 (large) and 64, 128 */
+    /* keys in whole groups of 4 and vectors of 8 or 16 and left over; head_dim 96 (large) and 64,
+     * 128; prompts whose keys span blocks of 256 (a tile's diagonal across a block's end) */
     const int cfg[][5] = {{4, 4, 64, 1, 0},  {8, 2, 64, 3, 5},  {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200},
-                          {4, 1, 64, 12, 0}, {4, 1, 64, 40, 3}, {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16}};
-    for (int c = 0; c < 8; c++) {
+                          {4, 1, 64, 12, 0}, {4, 1, 64, 40, 3}, {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16},
+                          {8, 2, 64, 13, 250}, {4, 4, 96, 37, 530}, {4, 2, 64, 1, 700}};
+    for (int c = 0; c < 11; c++) {
       int H = cfg[c][0], Hkv = cfg[c][1], hd = cfg[c][2], T = cfg[c][3], pos = cfg[c][4], n_ctx = pos + T + 3; /* a head's rows n_ctx apart, more than it uses */
       int64_t kvw = (int64_t)Hkv * hd;
       float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
       float *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
-      float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4), *sc = malloc((size_t)BN_ATTN_SCORE_ROWS * n_ctx * 4);
+      float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4), *sc = malloc((size_t)bn_attn_scores(T, n_ctx) * 4);
       for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
       for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c == 4 || c == 5 ? 60 : 1); /* peaked softmax */
       for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);

@@ -23,7 +23,7 @@
 #include "gen.h"
 
 enum { QP, KC, VC, Y, SC, T_, POS, H0, H1, NCTX };
-enum { AHEAD = 8, MAXQ = BN_ATTN_SCORE_ROWS };
+enum { AHEAD = 8, MAXQ = BN_ATTN_SCORE_ROWS, KEYS = 256 };
 
 typedef struct {
   int heads, group, hd, nv, lanes;
@@ -35,11 +35,14 @@ typedef struct {
   LLVMValueRef kvoff;       /* this head's K/V rows in the cache, in bytes */
   LLVMValueRef kvnext;      /* the next head's */
   LLVMValueRef n0;          /* the keys every token of the tile sees */
+  LLVMValueRef h;           /* the head */
+  LLVMValueRef stride;      /* bytes from a token's score row to the next: (pos + T) floats */
   LLVMValueRef qrow[MAXQ];  /* token i's query */
   LLVMValueRef yrow[MAXQ];  /* and output */
   LLVMValueRef sc[MAXQ];    /* token i's scores */
-  LLVMValueRef mx[MAXQ];    /* allocas: running max, then the sums */
   LLVMValueRef acc[MAXQ][32];
+  LLVMValueRef mxv, mx1, sumv, sum1; /* allocas of the softmax */
+  LLVMValueRef kb0, kb1;    /* the block of keys being read */
 } at;
 
 /* The sum of a vector's lanes as a tree (reassociation allowed). */
@@ -77,8 +80,7 @@ static LLVMValueRef off4(bn_gen *g, LLVMValueRef j) { return LLVMBuildMul(g->b, 
 
 /* Scores of keys j..j+kb for tokens [i0, i1) of the tile (kb x (i1 - i0) <= lanes): each a
  * vector of products summed over head_dim, all their lane sums in one tree (bn_gen_lane_sums,
- * the order of one reduction each), scaled and stored kb at a time per token, running maxima
- * updated. */
+ * the order of one reduction each), scaled and stored kb at a time per token. */
 static void score_keys(bn_gen *g, at *a, LLVMValueRef j, int kb, int i0, int i1, int prefetch_row) {
   LLVMValueRef dot[32];
   int m = kb * (i1 - i0), lane[32];
@@ -108,9 +110,6 @@ static void score_keys(bn_gen *g, at *a, LLVMValueRef j, int kb, int i0, int i1,
     for (int kk = 0; kk < kb; kk++) pick[kk] = lane[(i - i0) * kb + kk];
     LLVMValueRef s = LLVMBuildFMul(g->b, bn_gen_shuffle(g, sums, NULL, pick, kb), bn_gen_constf(vs, a->scale), "");
     bn_gen_store(g, s, a->sc[i], off4(g, j));
-    LLVMValueRef mx = bn_gen_call(g, "llvm.vector.reduce.fmax", &vs, 1, &s, 1);
-    LLVMValueRef margs[2] = {LLVMBuildLoad2(g->b, g->f32, a->mx[i], ""), mx};
-    LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2), a->mx[i]);
   }
 }
 
@@ -129,23 +128,50 @@ static void value_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int pref
   }
 }
 
-/* p_j = exp(s_j - mx) over keys [0, n) of one score row, in place; returns their sum. */
-static LLVMValueRef softmax_row(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef n, LLVMValueRef mx, LLVMValueRef sumv,
-                                LLVMValueRef sum1) {
-  LLVMBuildStore(g->b, LLVMConstNull(a->vf), sumv);
-  LLVMBuildStore(g->b, LLVMConstReal(g->f32, 0.0), sum1);
+/* Over keys [0, n) of one score row, whole vectors of keys then one at a time: fn(g, a, acc,
+ * value) folds each into the allocas acc (a vector's and a float's). */
+static void row_pass(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef n, LLVMValueRef accv, LLVMValueRef acc1,
+                     LLVMValueRef (*fn)(bn_gen *, at *, LLVMValueRef, LLVMValueRef, LLVMValueRef, LLVMValueRef),
+                     LLVMValueRef mx) {
   LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n, bn_gen_c64(g, a->lanes), ""), bn_gen_c64(g, a->lanes), "");
-  for (int pass = 0; pass < 2; pass++) { /* whole vectors of keys, then one at a time */
+  for (int pass = 0; pass < 2; pass++) {
     LLVMTypeRef t = pass ? g->f32 : a->vf;
-    LLVMValueRef into = pass ? sum1 : sumv;
+    LLVMValueRef into = pass ? acc1 : accv;
     bn_gen_for l = bn_gen_for_begin(g, pass ? whole : bn_gen_c64(g, 0), pass ? n : whole, pass ? 1 : a->lanes);
-    LLVMValueRef m = pass ? mx : bn_gen_splat_v(g, t, mx);
-    LLVMValueRef p = bn_gen_exp(g, LLVMBuildFSub(g->b, bn_gen_load(g, t, sc, off4(g, l.i)), m, ""));
-    bn_gen_store(g, p, sc, off4(g, l.i));
-    LLVMBuildStore(g->b, LLVMBuildFAdd(g->b, LLVMBuildLoad2(g->b, t, into, ""), p, ""), into);
+    LLVMValueRef x = bn_gen_load(g, t, sc, off4(g, l.i));
+    LLVMBuildStore(g->b, fn(g, a, LLVMBuildLoad2(g->b, t, into, ""), x, mx ? (pass ? mx : bn_gen_splat_v(g, t, mx)) : NULL,
+                            LLVMBuildGEP2(g->b, g->i8, sc, (LLVMValueRef[]){off4(g, l.i)}, 1, "")),
+                   into);
     bn_gen_for_end(g, &l);
   }
-  return LLVMBuildFAdd(g->b, hsum(g, a->vf, LLVMBuildLoad2(g->b, a->vf, sumv, "")), LLVMBuildLoad2(g->b, g->f32, sum1, ""), "");
+}
+
+static LLVMValueRef fold_max(bn_gen *g, at *a, LLVMValueRef m, LLVMValueRef x, LLVMValueRef mx, LLVMValueRef at_) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef args[2] = {m, x};
+  return bn_gen_call(g, "llvm.maxnum", &t, 1, args, 2);
+}
+
+/* p = exp(s - mx) stored in place, added to the sum. */
+static LLVMValueRef fold_exp(bn_gen *g, at *a, LLVMValueRef sum, LLVMValueRef x, LLVMValueRef mx, LLVMValueRef at_) {
+  LLVMValueRef p = bn_gen_exp(g, LLVMBuildFSub(g->b, x, mx, ""));
+  LLVMSetAlignment(LLVMBuildStore(g->b, p, at_), 1);
+  return LLVMBuildFAdd(g->b, sum, p, "");
+}
+
+/* p_j = exp(s_j - max) over keys [0, n) of one score row, in place; returns their sum. */
+static LLVMValueRef softmax_row(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef n) {
+  LLVMBuildStore(g->b, bn_gen_constf(a->vf, -INFINITY), a->mxv);
+  LLVMBuildStore(g->b, LLVMConstReal(g->f32, -INFINITY), a->mx1);
+  row_pass(g, a, sc, n, a->mxv, a->mx1, fold_max, NULL);
+  LLVMTypeRef vf = a->vf;
+  LLVMValueRef mv = LLVMBuildLoad2(g->b, vf, a->mxv, "");
+  LLVMValueRef margs[2] = {bn_gen_call(g, "llvm.vector.reduce.fmax", &vf, 1, &mv, 1), LLVMBuildLoad2(g->b, g->f32, a->mx1, "")};
+  LLVMValueRef mx = bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2);
+  LLVMBuildStore(g->b, LLVMConstNull(a->vf), a->sumv);
+  LLVMBuildStore(g->b, LLVMConstReal(g->f32, 0.0), a->sum1);
+  row_pass(g, a, sc, n, a->sumv, a->sum1, fold_exp, mx);
+  return LLVMBuildFAdd(g->b, hsum(g, a->vf, LLVMBuildLoad2(g->b, a->vf, a->sumv, "")), LLVMBuildLoad2(g->b, g->f32, a->sum1, ""), "");
 }
 
 /* The scores of keys [from, to) in blocks of kb keys. */
@@ -155,44 +181,127 @@ static void score_loop(bn_gen *g, at *a, LLVMValueRef from, LLVMValueRef to, int
   bn_gen_for_end(g, &l);
 }
 
-/* One tile of a->q tokens from t, head h. */
-static void tile(bn_gen *g, at *a, LLVMValueRef t, LLVMValueRef h, LLVMValueRef sumv, LLVMValueRef sum1) {
-  int q = a->q, kb = q < a->lanes ? a->lanes / q : 1; /* keys per block: q x kb dot products in flight, their sums one vector */
-  LLVMValueRef stride = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, g->arg[POS], g->arg[T_], ""), bn_gen_c64(g, 4), "");
-  LLVMValueRef kvh = LLVMBuildSDiv(g->b, h, bn_gen_c64(g, a->group), "");
-  LLVMValueRef kvh1 = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, h, bn_gen_c64(g, 1), ""), bn_gen_c64(g, a->group), "");
-  a->kvoff = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
-  a->kvnext = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh1, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
-  for (int i = 0; i < q; i++) {
+/* Tile state for tokens t..t+q of head a->h: query, output and score rows, n0. */
+static void set_tile(bn_gen *g, at *a, LLVMValueRef t) {
+  for (int i = 0; i < a->q; i++) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
-    LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, a->heads), ""), h, ""),
+    LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, a->heads), ""), a->h, ""),
                                      bn_gen_c64(g, a->hd * 4), "");
     a->qrow[i] = bn_gen_gep(g, g->arg[QP], qoff);
     a->yrow[i] = bn_gen_gep(g, g->arg[Y], qoff);
-    a->sc[i] = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, stride, bn_gen_c64(g, i), ""));
-    LLVMBuildStore(g->b, LLVMConstReal(g->f32, -INFINITY), a->mx[i]);
+    a->sc[i] = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, a->stride, tok, ""));
   }
   /* the keys every token of the tile sees: n0 = pos + t + 1; token i also sees n0 .. n0 + i - 1 */
-  LLVMValueRef n0 = a->n0 = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], t, ""), bn_gen_c64(g, 1), "");
-  LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n0, bn_gen_c64(g, kb), ""), bn_gen_c64(g, kb), "");
-  score_loop(g, a, bn_gen_c64(g, 0), whole, kb, 0, q);
-  score_loop(g, a, whole, n0, 1, 0, q);
-  for (int e = 0; e + 1 < q; e++) score_keys(g, a, LLVMBuildAdd(g->b, n0, bn_gen_c64(g, e), ""), 1, e + 1, q, 0);
-  LLVMValueRef inv[MAXQ];
-  for (int i = 0; i < q; i++) {
-    LLVMValueRef n = LLVMBuildAdd(g->b, n0, bn_gen_c64(g, i), "");
-    LLVMValueRef sum = softmax_row(g, a, a->sc[i], n, LLVMBuildLoad2(g->b, g->f32, a->mx[i], ""), sumv, sum1);
-    inv[i] = bn_gen_splat_v(g, a->vf, LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 1.0), sum, ""));
-    for (int v = 0; v < a->nv; v++) LLVMBuildStore(g->b, LLVMConstNull(a->vf), a->acc[i][v]);
+  a->n0 = LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], t, ""), bn_gen_c64(g, 1), "");
+}
+
+typedef void (*tile_fn)(bn_gen *g, at *a);
+
+/* fn on every tile of the T tokens: tiles of qmax tokens, then smaller (4 2 1, 3 1). */
+static void for_tiles(bn_gen *g, at *a, int qmax, tile_fn fn) {
+  LLVMValueRef t = bn_gen_c64(g, 0);
+  for (int q = qmax;; q = q / 2 > 0 ? q / 2 : 1) {
+    a->q = q;
+    bn_gen_for lt = bn_gen_for_begin(g, t, LLVMBuildSub(g->b, g->arg[T_], bn_gen_c64(g, q - 1), ""), q);
+    set_tile(g, a, lt.i);
+    fn(g, a);
+    bn_gen_for_end(g, &lt);
+    t = LLVMBuildLoad2(g->b, g->i64, lt.var, "");
+    if (q == 1) break;
   }
-  bn_gen_for lv = bn_gen_for_begin(g, bn_gen_c64(g, 0), n0, 1);
-  value_key(g, a, lv.i, 0, q, 1);
+}
+
+/* The keys of the block [kb0, kb1) that every token of the tile sees: [lo, hi). */
+static void block_keys(bn_gen *g, at *a, LLVMValueRef *lo, LLVMValueRef *hi) {
+  LLVMValueRef h = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a->kb1, a->n0, ""), a->kb1, a->n0, "");
+  *lo = a->kb0;
+  *hi = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, h, a->kb0, ""), a->kb0, h, "");
+}
+
+/* Scores of the tile's common keys in the block: kb keys at a time (q x kb dot products in
+ * flight, their sums one vector), then one at a time. */
+static void score_block(bn_gen *g, at *a) {
+  int kb = a->q < a->lanes ? a->lanes / a->q : 1;
+  LLVMValueRef lo, hi;
+  block_keys(g, a, &lo, &hi);
+  LLVMValueRef whole = LLVMBuildAdd(
+      g->b, lo, LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, LLVMBuildSub(g->b, hi, lo, ""), bn_gen_c64(g, kb), ""), bn_gen_c64(g, kb), ""), "");
+  score_loop(g, a, lo, whole, kb, 0, a->q);
+  score_loop(g, a, whole, hi, 1, 0, a->q);
+}
+
+/* The keys only some tokens of the tile see: n0 + e for tokens e + 1.. */
+static void score_diagonal(bn_gen *g, at *a) {
+  for (int e = 0; e + 1 < a->q; e++) score_keys(g, a, LLVMBuildAdd(g->b, a->n0, bn_gen_c64(g, e), ""), 1, e + 1, a->q, 0);
+}
+
+static void acc_io(bn_gen *g, at *a, int store) {
+  for (int i = 0; i < a->q; i++)
+    for (int v = 0; v < a->nv; v++) {
+      if (store) bn_gen_store(g, LLVMBuildLoad2(g->b, a->vf, a->acc[i][v], ""), a->yrow[i], bn_gen_c64(g, v * a->lanes * 4));
+      else LLVMBuildStore(g->b, bn_gen_load(g, a->vf, a->yrow[i], bn_gen_c64(g, v * a->lanes * 4)), a->acc[i][v]);
+    }
+}
+
+/* acc += p v over the tile's common keys in the block, the accumulators kept in y between blocks. */
+static void value_block(bn_gen *g, at *a) {
+  LLVMValueRef lo, hi;
+  block_keys(g, a, &lo, &hi);
+  acc_io(g, a, 0);
+  bn_gen_for lv = bn_gen_for_begin(g, lo, hi, 1);
+  value_key(g, a, lv.i, 0, a->q, 1);
   bn_gen_for_end(g, &lv);
-  for (int e = 0; e + 1 < q; e++) value_key(g, a, LLVMBuildAdd(g->b, n0, bn_gen_c64(g, e), ""), e + 1, q, 0);
-  for (int i = 0; i < q; i++)
+  acc_io(g, a, 1);
+}
+
+/* The diagonal keys' values, then y = acc / sum (the inverse sums after the score rows). */
+static void value_diagonal(bn_gen *g, at *a) {
+  acc_io(g, a, 0);
+  for (int e = 0; e + 1 < a->q; e++) value_key(g, a, LLVMBuildAdd(g->b, a->n0, bn_gen_c64(g, e), ""), e + 1, a->q, 0);
+  LLVMValueRef invs = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, a->stride, g->arg[T_], ""));
+  LLVMValueRef t = LLVMBuildSub(g->b, a->n0, LLVMBuildAdd(g->b, g->arg[POS], bn_gen_c64(g, 1), ""), "");
+  for (int i = 0; i < a->q; i++) {
+    LLVMValueRef r = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
+    LLVMValueRef inv = bn_gen_splat_v(g, a->vf, bn_gen_load(g, g->f32, invs, off4(g, r)));
     for (int v = 0; v < a->nv; v++)
-      bn_gen_store(g, LLVMBuildFMul(g->b, LLVMBuildLoad2(g->b, a->vf, a->acc[i][v], ""), inv[i], ""), a->yrow[i],
+      bn_gen_store(g, LLVMBuildFMul(g->b, LLVMBuildLoad2(g->b, a->vf, a->acc[i][v], ""), inv, ""), a->yrow[i],
                    bn_gen_c64(g, v * a->lanes * 4));
+  }
+}
+
+/* fn on every tile, for each block of KEYS keys in order. */
+static void blocks(bn_gen *g, at *a, int qmax, tile_fn fn) {
+  LLVMValueRef n = LLVMBuildAdd(g->b, g->arg[POS], g->arg[T_], "");
+  bn_gen_for lb = bn_gen_for_begin(g, bn_gen_c64(g, 0), n, KEYS);
+  a->kb0 = lb.i;
+  a->kb1 = LLVMBuildAdd(g->b, lb.i, bn_gen_c64(g, KEYS), "");
+  for_tiles(g, a, qmax, fn);
+  bn_gen_for_end(g, &lb);
+}
+
+/* Head h, in three passes over its keys, each key block read by every query tile before the
+ * next (so a deep context's K/V rows come from memory once per chunk, not once per tile):
+ * the scores, each token's softmax (its inverse sum stored after the T score rows), then the
+ * values with the accumulators kept in y between blocks. Every token's sums run over its keys
+ * in order, as a tile at a time did, so the results are the same bits. */
+static void head(bn_gen *g, at *a, int qmax) {
+  LLVMValueRef kvh = LLVMBuildSDiv(g->b, a->h, bn_gen_c64(g, a->group), "");
+  LLVMValueRef kvh1 = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, a->h, bn_gen_c64(g, 1), ""), bn_gen_c64(g, a->group), "");
+  a->kvoff = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
+  a->kvnext = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh1, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
+  blocks(g, a, qmax, score_block);
+  for_tiles(g, a, qmax, score_diagonal);
+  LLVMValueRef invs = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, a->stride, g->arg[T_], ""));
+  bn_gen_for lr = bn_gen_for_begin(g, bn_gen_c64(g, 0), g->arg[T_], 1);
+  LLVMValueRef sc = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, a->stride, lr.i, ""));
+  LLVMValueRef sum = softmax_row(g, a, sc, LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], lr.i, ""), bn_gen_c64(g, 1), ""));
+  bn_gen_store(g, LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 1.0), sum, ""), invs, off4(g, lr.i));
+  LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.i, bn_gen_c64(g, a->heads), ""), a->h, ""),
+                                   bn_gen_c64(g, a->hd * 4), "");
+  for (int v = 0; v < a->nv; v++) bn_gen_store(g, LLVMConstNull(a->vf), g->arg[Y], LLVMBuildAdd(g->b, qoff, bn_gen_c64(g, v * a->lanes * 4), ""));
+  bn_gen_for_end(g, &lr);
+  blocks(g, a, qmax, value_block);
+  for_tiles(g, a, qmax, value_diagonal);
 }
 
 void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa) {
@@ -205,22 +314,14 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
   /* tokens per tile: the value pass holds q x nv accumulators (up to 24 of AVX-512's 32 registers, 10 of AVX2's 16) */
   int qmax = (isa == BN_ISA_AVX512_VNNI ? 24 : 10) / nv;
   qmax = qmax < 1 ? 1 : qmax > MAXQ ? MAXQ : qmax;
-  LLVMValueRef sumv = bn_gen_alloca(&g, a.vf, "sum"), sum1 = bn_gen_alloca(&g, g.f32, "sum1");
-  for (int i = 0; i < MAXQ; i++) {
-    a.mx[i] = bn_gen_alloca(&g, g.f32, "mx");
+  a.sumv = bn_gen_alloca(&g, a.vf, "sum"), a.sum1 = bn_gen_alloca(&g, g.f32, "sum1");
+  a.mxv = bn_gen_alloca(&g, a.vf, "mx"), a.mx1 = bn_gen_alloca(&g, g.f32, "mx1");
+  for (int i = 0; i < MAXQ; i++)
     for (int v = 0; v < nv; v++) a.acc[i][v] = bn_gen_alloca(&g, a.vf, "acc");
-  }
-  LLVMValueRef t = bn_gen_c64(&g, 0);
-  for (int q = qmax;; q = q / 2 > 0 ? q / 2 : 1) { /* tiles of qmax tokens, then smaller (4 2 1, 3 1) */
-    a.q = q;
-    LLVMValueRef last = LLVMBuildSub(g.b, g.arg[T_], bn_gen_c64(&g, q - 1), "");
-    bn_gen_for lt = bn_gen_for_begin(&g, t, last, q);
-    bn_gen_for lh = bn_gen_for_begin(&g, g.arg[H0], g.arg[H1], 1);
-    tile(&g, &a, lt.i, lh.i, sumv, sum1);
-    bn_gen_for_end(&g, &lh);
-    bn_gen_for_end(&g, &lt);
-    t = LLVMBuildLoad2(g.b, g.i64, lt.var, "");
-    if (q == 1) break;
-  }
+  a.stride = LLVMBuildMul(g.b, LLVMBuildAdd(g.b, g.arg[POS], g.arg[T_], ""), bn_gen_c64(&g, 4), "");
+  bn_gen_for lh = bn_gen_for_begin(&g, g.arg[H0], g.arg[H1], 1);
+  a.h = lh.i;
+  head(&g, &a, qmax);
+  bn_gen_for_end(&g, &lh);
   bn_gen_end(&g);
 }

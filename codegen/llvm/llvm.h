@@ -38,8 +38,10 @@ typedef void (*bn_nq_kernel)(const float *x, const float *w, uint8_t *qa, float 
 enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU, BN_NQ_RMSNORM }; /* RMSNORM: qa is K floats per row */
 /* Causal GQA attention of heads h0..h1 for T tokens at pos.. over the caches of n_ctx
  * positions, head-major as bn_ref_kv_store writes them (this step's K/V stored already);
- * scores: BN_ATTN_SCORE_ROWS x (pos + T) floats of scratch (a prompt tile's score rows). */
+ * scores: bn_attn_scores(T, n_ctx) floats of scratch (T score rows of pos + T floats, then T
+ * inverse sums). */
 enum { BN_ATTN_SCORE_ROWS = 4 }; /* a prompt tile's tokens */
+static inline int64_t bn_attn_scores(int64_t T, int64_t n_ctx) { return T * (n_ctx + 1); }
 typedef void (*bn_attn_kernel)(const float *q, const float *kc, const float *vc, float *y, float *scores, int64_t T,
                                int64_t pos, int64_t h0, int64_t h1, int64_t n_ctx);
 
