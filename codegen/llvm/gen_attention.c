@@ -2,7 +2,9 @@
  * for heads [h0, h1) of T tokens at positions pos.. (the K/V rows of this step
  * are already in the cache). Tokens go in tiles of Q (a prompt chunk) so that
  * each K and V row read serves Q of them; token t + i of a tile sees the
- * tile's common keys j < pos + t + 1 and i more. Per tile and head:
+ * tile's common keys j < pos + t + 1 and i more. Per head, three passes, the
+ * first and last over blocks of KEYS keys with every tile reading a block
+ * before the next (head()):
  *   scores: s_ij = q_i . k_j * scale, a block of keys per iteration (a vector's
  *           lanes of dot products in flight: 4 keys x 4 tokens, 16 keys x 1), the
  *           lane sums of the block in one tree (bn_gen_lane_sums); a head's
@@ -11,11 +13,11 @@
  *           on into the stream read next (this head's V rows after its K rows,
  *           the next head's K rows after its V rows), so that no stream starts
  *           cold;
- *           token i's scores at scores + i * (pos + T) floats;
- *   softmax: p_ij = exp(s_ij - max_i) a vector of keys at a time (bn_gen_exp),
- *           and their sums;
- *   output: sum_j p_ij v_j / sum_i, Q x head_dim / lanes accumulators, V rows
- *           prefetched likewise.
+ *           token t's scores at scores + t * (pos + T) floats;
+ *   softmax: per token, p_ij = exp(s_ij - max_i) a vector of keys at a time
+ *           (bn_gen_exp), and 1 / their sum after the T score rows;
+ *   output: sum_j p_ij v_j / sum_i, Q x head_dim / lanes accumulators (in y
+ *           between key blocks), V rows prefetched likewise.
  * Float lanes (the reference sums in double; agreement ~1e-6 relative). */
 #include <math.h>
 
