@@ -130,8 +130,9 @@ static void value_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int pref
   }
 }
 
-/* Over keys [0, n) of one score row, whole vectors of keys then one at a time: fn(g, a, acc,
- * value) folds each into the allocas acc (a vector's and a float's). */
+/* Over keys [0, n) of one score row, whole vectors of keys then one at a time: fn(g, a, acc, x,
+ * mx, at) folds each x (at its address at) into the allocas acc (a vector's and a float's); mx
+ * (NULL or a float) reaches fn as x's type. */
 static void row_pass(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef n, LLVMValueRef accv, LLVMValueRef acc1,
                      LLVMValueRef (*fn)(bn_gen *, at *, LLVMValueRef, LLVMValueRef, LLVMValueRef, LLVMValueRef),
                      LLVMValueRef mx) {
@@ -140,10 +141,8 @@ static void row_pass(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef n, LLVMValu
     LLVMTypeRef t = pass ? g->f32 : a->vf;
     LLVMValueRef into = pass ? acc1 : accv;
     bn_gen_for l = bn_gen_for_begin(g, pass ? whole : bn_gen_c64(g, 0), pass ? n : whole, pass ? 1 : a->lanes);
-    LLVMValueRef x = bn_gen_load(g, t, sc, off4(g, l.i));
-    LLVMBuildStore(g->b, fn(g, a, LLVMBuildLoad2(g->b, t, into, ""), x, mx ? (pass ? mx : bn_gen_splat_v(g, t, mx)) : NULL,
-                            LLVMBuildGEP2(g->b, g->i8, sc, (LLVMValueRef[]){off4(g, l.i)}, 1, "")),
-                   into);
+    LLVMValueRef at_ = bn_gen_gep(g, sc, off4(g, l.i)), m = mx && !pass ? bn_gen_splat_v(g, t, mx) : mx;
+    LLVMBuildStore(g->b, fn(g, a, LLVMBuildLoad2(g->b, t, into, ""), bn_gen_load(g, t, at_, bn_gen_c64(g, 0)), m, at_), into);
     bn_gen_for_end(g, &l);
   }
 }
@@ -157,7 +156,7 @@ static LLVMValueRef fold_max(bn_gen *g, at *a, LLVMValueRef m, LLVMValueRef x, L
 /* p = exp(s - mx) stored in place, added to the sum. */
 static LLVMValueRef fold_exp(bn_gen *g, at *a, LLVMValueRef sum, LLVMValueRef x, LLVMValueRef mx, LLVMValueRef at_) {
   LLVMValueRef p = bn_gen_exp(g, LLVMBuildFSub(g->b, x, mx, ""));
-  LLVMSetAlignment(LLVMBuildStore(g->b, p, at_), 1);
+  bn_gen_store(g, p, at_, bn_gen_c64(g, 0));
   return LLVMBuildFAdd(g->b, sum, p, "");
 }
 
