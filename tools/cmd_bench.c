@@ -269,12 +269,12 @@ int bn_cmd_bench(int argc, char **argv) {
   int max_pp = 0, max_d = 0;
   for (int i = 0; i < pp.n; i++) max_pp = pp.vals[i] > max_pp ? pp.vals[i] : max_pp;
   for (int i = 0; i < depths.n; i++) max_d = depths.vals[i] > max_d ? depths.vals[i] : max_d;
-  int n_ctx = max_d + (max_pp > tg ? max_pp : (int)tg); /* positions the deepest, longest test fills */
+  int longest = max_pp > tg ? max_pp : (int)tg, n_ctx = max_d + longest; /* the deepest, longest test's positions */
   if (n_ctx > cm.m->hp.n_ctx) {
     int have = cm.m->hp.n_ctx;
     bn_cli_close_model(&cm), bn_llvm_free(jit);
     return bn_cli_usage_error("bench", "a context of %d tokens (-d %d, then a %d-token test) exceeds %s's %d", n_ctx,
-                              max_d, max_pp > tg ? max_pp : (int)tg, model, have);
+                              max_d, longest, model, have);
   }
   int32_t *tok = malloc((size_t)(max_d + max_pp + 1) * sizeof *tok);
   uint64_t rng = 7;

@@ -39,6 +39,8 @@ typedef struct {
   LLVMValueRef n0;          /* the keys every token of the tile sees */
   LLVMValueRef h;           /* the head */
   LLVMValueRef stride;      /* bytes from a token's score row to the next: (pos + T) floats */
+  LLVMValueRef invs;        /* each token's 1 / sum, after the T score rows */
+  LLVMValueRef t;           /* the tile's first token */
   LLVMValueRef qrow[MAXQ];  /* token i's query */
   LLVMValueRef yrow[MAXQ];  /* and output */
   LLVMValueRef sc[MAXQ];    /* token i's scores */
@@ -184,6 +186,7 @@ static void score_loop(bn_gen *g, at *a, LLVMValueRef from, LLVMValueRef to, int
 
 /* Tile state for tokens t..t+q of head a->h: query, output and score rows, n0. */
 static void set_tile(bn_gen *g, at *a, LLVMValueRef t) {
+  a->t = t;
   for (int i = 0; i < a->q; i++) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, a->heads), ""), a->h, ""),
@@ -259,11 +262,9 @@ static void value_block(bn_gen *g, at *a) {
 static void value_diagonal(bn_gen *g, at *a) {
   acc_io(g, a, 0);
   for (int e = 0; e + 1 < a->q; e++) value_key(g, a, LLVMBuildAdd(g->b, a->n0, bn_gen_c64(g, e), ""), e + 1, a->q, 0);
-  LLVMValueRef invs = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, a->stride, g->arg[T_], ""));
-  LLVMValueRef t = LLVMBuildSub(g->b, a->n0, LLVMBuildAdd(g->b, g->arg[POS], bn_gen_c64(g, 1), ""), "");
   for (int i = 0; i < a->q; i++) {
-    LLVMValueRef r = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
-    LLVMValueRef inv = bn_gen_splat_v(g, a->vf, bn_gen_load(g, g->f32, invs, off4(g, r)));
+    LLVMValueRef r = LLVMBuildAdd(g->b, a->t, bn_gen_c64(g, i), "");
+    LLVMValueRef inv = bn_gen_splat_v(g, a->vf, bn_gen_load(g, g->f32, a->invs, off4(g, r)));
     for (int v = 0; v < a->nv; v++)
       bn_gen_store(g, LLVMBuildFMul(g->b, LLVMBuildLoad2(g->b, a->vf, a->acc[i][v], ""), inv, ""), a->yrow[i],
                    bn_gen_c64(g, v * a->lanes * 4));
@@ -292,11 +293,10 @@ static void head(bn_gen *g, at *a, int qmax) {
   a->kvnext = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh1, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
   blocks(g, a, qmax, score_block);
   for_tiles(g, a, qmax, score_diagonal);
-  LLVMValueRef invs = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, a->stride, g->arg[T_], ""));
   bn_gen_for lr = bn_gen_for_begin(g, bn_gen_c64(g, 0), g->arg[T_], 1);
   LLVMValueRef sc = bn_gen_gep(g, g->arg[SC], LLVMBuildMul(g->b, a->stride, lr.i, ""));
   LLVMValueRef sum = softmax_row(g, a, sc, LLVMBuildAdd(g->b, LLVMBuildAdd(g->b, g->arg[POS], lr.i, ""), bn_gen_c64(g, 1), ""));
-  bn_gen_store(g, LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 1.0), sum, ""), invs, off4(g, lr.i));
+  bn_gen_store(g, LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 1.0), sum, ""), a->invs, off4(g, lr.i));
   LLVMValueRef qoff = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lr.i, bn_gen_c64(g, a->heads), ""), a->h, ""),
                                    bn_gen_c64(g, a->hd * 4), "");
   for (int v = 0; v < a->nv; v++) bn_gen_store(g, LLVMConstNull(a->vf), g->arg[Y], LLVMBuildAdd(g->b, qoff, bn_gen_c64(g, v * a->lanes * 4), ""));
@@ -320,6 +320,7 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
   for (int i = 0; i < MAXQ; i++)
     for (int v = 0; v < nv; v++) a.acc[i][v] = bn_gen_alloca(&g, a.vf, "acc");
   a.stride = LLVMBuildMul(g.b, LLVMBuildAdd(g.b, g.arg[POS], g.arg[T_], ""), bn_gen_c64(&g, 4), "");
+  a.invs = bn_gen_gep(&g, g.arg[SC], LLVMBuildMul(g.b, a.stride, g.arg[T_], ""));
   bn_gen_for lh = bn_gen_for_begin(&g, g.arg[H0], g.arg[H1], 1);
   a.h = lh.i;
   head(&g, &a, qmax);

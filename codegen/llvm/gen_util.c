@@ -1,3 +1,5 @@
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gen.h"
@@ -246,7 +248,7 @@ static LLVMValueRef add(bn_gen *g, int fp, LLVMValueRef a, LLVMValueRef b) {
   return fp ? LLVMBuildFAdd(g->b, a, b, "") : LLVMBuildAdd(g->b, a, b, "");
 }
 
-/* The lane sums of m vectors v[0..m) of L lanes (integer or float; m <= L), as one vector whose
+/* The lane sums of m vectors v[0..m) of L lanes (integer or float; m <= L <= 16), as one vector whose
  * lane lane[j] holds v[j]'s sum: a tree that folds two vectors into one per shuffle pair and add
  * (segments of a and b halved side by side), then one vector into half its length, log2 L
  * levels in all: about 3 (m - 1) + 3 log2 L instructions, where a reduction per vector takes
@@ -257,17 +259,9 @@ LLVMValueRef bn_gen_lane_sums(bn_gen *g, LLVMValueRef *v, int m, int *lane) {
   int L = (int)LLVMGetVectorSize(vt), fp = LLVMGetTypeKind(LLVMGetElementType(vt)) != LLVMIntegerTypeKind;
   LLVMValueRef x[17] = {NULL};
   int own[17][16] = {{0}}, n = m, seg = 1, w = L; /* vector k: seg segments of w lanes, segment s summing own[k][s] */
-  if (m > L || L > 16) { /* (no tile has more vectors than lanes) one reduction each */
-    LLVMValueRef r = LLVMGetUndef(LLVMVectorType(LLVMGetElementType(vt), (unsigned)m));
-    for (int j = 0; j < m; j++) {
-      LLVMValueRef fargs[2] = {LLVMConstReal(LLVMGetElementType(vt), 0.0), v[j]};
-      LLVMValueRef x = fp ? bn_gen_call(g, "llvm.vector.reduce.fadd", &vt, 1, fargs, 2)
-                          : bn_gen_call(g, "llvm.vector.reduce.add", &vt, 1, &v[j], 1);
-      if (fp) LLVMSetFastMathFlags(x, LLVMFastMathAllowReassoc);
-      r = LLVMBuildInsertElement(g->b, r, x, LLVMConstInt(g->i32, (unsigned)j, 0), "");
-      lane[j] = j;
-    }
-    return r;
+  if (m > L || L > 16) { /* every caller's tile has at most as many vectors as lanes */
+    fprintf(stderr, "bn_gen_lane_sums: %d vectors of %d lanes\n", m, L);
+    abort();
   }
   for (int k = 0; k < m; k++) x[k] = v[k], own[k][0] = k;
   for (; w > 1; w /= 2) {
