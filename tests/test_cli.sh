@@ -21,9 +21,12 @@ expect_error() {
   grep -qF -- "$want" "$WORK/err" || fail "$desc: stderr lacks '$want': $(cat "$WORK/err")"
 }
 
-for c in "" inspect ir synth run eval; do
+for c in "" inspect ir synth compile run eval perplexity bench; do
   $BNC $c --help >/dev/null 2>&1 || fail "bnc $c --help"
 done
+# bnc --help lists every command under "commands:", before the closing pointer to per-command help
+listed=$($BNC --help | sed -n '/^commands:/,/^$/p' | awk '/^  [a-z]/ {print $1}' | tr '\n' ' ')
+[ "$listed" = "inspect ir synth compile run eval perplexity bench " ] || fail "bnc --help lists '$listed'"
 # the passes --help names are the ones the pipeline runs, in its order
 ran=$($BNC ir --shape tiny --after=all | sed -n 's/^# after //p' | tr '\n' ' ')
 for c in ir compile; do

@@ -19,11 +19,11 @@ static const char USAGE[] =
     "  run MODEL -p TEXT [-n N]      generate text (MODEL: .bnplan or .gguf), then print the speed\n"
     "  eval MODEL --tokens IDS --logits-out FILE\n"
     "                                write the float32 logits of every position\n"
-    "\n"
-    "Run `bnc <command> --help` for the options of one command.\n"
     "  perplexity MODEL -f FILE      perplexity of a text file, with its uncertainty and tokens/s\n"
     "  bench MODEL [-p 128] [-n 64] [-t 1,2]\n"
-    "                                prompt / generation speed with the machine's limits beside it\n";
+    "                                prompt / generation speed with the machine's limits beside it\n"
+    "\n"
+    "Run `bnc <command> --help` for the options of one command.\n";
 
 int bn_cli_fail(const bn_error *err) {
   fprintf(stderr, "bnc: %s\n", err->msg);
