@@ -45,6 +45,7 @@ struct bn_exec {
   bn_isa isa;
   char aot_missing[64]; /* why the plan's object code was not used */
   bn_pool *pool;
+  int own_pool; /* 0: the caller's (bn_exec_opts.pool) */
   float *scores; /* attention scores: bn_attn_scores(max_tokens, n_ctx) floats per thread */
   float *tmp;    /* the gate kernel's row: tmp_width floats per thread */
   int64_t tmp_width;
@@ -250,6 +251,12 @@ static void *kv_alloc(size_t bytes) {
   return a;
 }
 
+static bn_status use_pool(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
+  if (opts && opts->pool) return e->pool = opts->pool, BN_OK;
+  e->own_pool = 1;
+  return bn_pool_create(opts && opts->threads > 0 ? opts->threads : 1, &e->pool, err);
+}
+
 bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, const bn_exec_opts *opts, bn_exec **out,
                          bn_error *err) {
   *out = NULL;
@@ -298,7 +305,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
   else bn_liveness(g, first, e->last);
   free(first);
   if (st || (st = bind_values(e, err)) || (st = make_kinds(e, err)) ||
-      (st = bn_pool_create(opts && opts->threads > 0 ? opts->threads : 1, &e->pool, err))) {
+      (st = use_pool(e, opts, err))) {
     bn_exec_free(e);
     return st;
   }
@@ -354,7 +361,7 @@ void bn_exec_free(bn_exec *e) {
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
   free(e->pqa);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
-  bn_pool_free(e->pool);
+  if (e->own_pool) bn_pool_free(e->pool);
   bn_llvm_free(e->llvm);
   free(e);
 }

@@ -11,6 +11,7 @@
 
 #include "../codegen/llvm/llvm.h"
 #include "../ir/memplan.h"
+#include "pool.h"
 #include "trace.h"
 
 typedef struct bn_exec bn_exec;
@@ -22,6 +23,8 @@ typedef struct {
   int threads;        /* kernels with JIT code are split by rows over this many threads */
   const char *target; /* the plan's target (bn_llvm_target_isa); NULL: native */
   const bn_llvm_aot *aot; /* the plan's object code (NULL: none): used when this host has its features */
+  bn_pool *pool;          /* NULL: the executor starts `threads` threads; else it runs on this pool of
+                           * the caller's (which outlives it; threads is then its size) */
 } bn_exec_opts;
 
 typedef struct {

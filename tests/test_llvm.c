@@ -485,6 +485,11 @@ static void test_kernel_text(void **state) {
   bn_llvm_free(j);
 }
 
+static void mark_thread(void *ctx, int i, int n) {
+  (void)n;
+  ((int *)ctx)[i] = 1;
+}
+
 /* End to end: a compiled model on the LLVM backend (1 and 2 threads) against
  * the unfused reference interpreter: logits within 1e-4 of the logit range,
  * and greedy generation picks the same tokens. */
@@ -544,7 +549,10 @@ static void check_model(const char *path, const char *what) {
   bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = bn_pass_matmul_shapes(&opt.graph, shapes)};
   if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s", err.msg);
   free(shapes);
-  bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2}, .sampler = bn_sampler_defaults()};
+  /* (on a pool of the caller's, as bnc bench runs: the session leaves it alive) */
+  bn_pool *pool;
+  assert_int_equal(bn_pool_create(2, &pool, &err), BN_OK);
+  bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2, NULL, NULL, pool}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   float *lut = malloc(12 * V * sizeof *lut);
   if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
@@ -552,6 +560,10 @@ static void check_model(const char *path, const char *what) {
   assert_memory_equal(lut, packed, 12 * V * sizeof *lut);
   assert_int_equal(bn_exec_jit_nodes(bn_session_exec(s), NULL), jit_nodes); /* every matmul still runs generated code */
   bn_session_free(s);
+  int ran[2] = {0, 0};
+  bn_pool_run(pool, mark_thread, ran);
+  assert_true(ran[0] && ran[1]);
+  bn_pool_free(pool);
   free(lut), free(packed);
   bn_ref_free(r);
   bn_memplan_free(&mp);

@@ -2,12 +2,10 @@
  * spirit of llama-bench, and a kernel micro-benchmark; every figure next to
  * this machine's memory bandwidth and int8 multiply-add peak, measured here. */
 #include <cjson/cJSON.h>
-#include <immintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "../codegen/ref/ref.h"
 #include "../ir/quant.h"
@@ -15,6 +13,7 @@
 #include "../runtime/pool.h"
 #include "../runtime/session.h"
 #include "cli.h"
+#include "limits.h"
 
 static const char HELP[] =
     "usage: bnc bench MODEL [-p 128,512] [-n 64] [-d 0] [-t 1,2] [-r 3] [-b 128] [-o md|json] [--backend llvm|ref]\n"
@@ -27,10 +26,12 @@ static const char HELP[] =
     "  --kernel: the fused ternary matmul+dequant kernel alone on a [T x K] x [K -> N] product,\n"
     "  in GOPS (2 ops per multiply-add) and GB/s of weights streamed: the packed (dot-product)\n"
     "  kernel and, when N is a multiple of 16, the lookup-table kernel on the same weights.\n"
-    "  Every run also measures memory read bandwidth (2 MiB pages, as plans' weights; per thread\n"
-    "  count, before and after its tests: the better of the two) and the int8 multiply-add peak,\n"
-    "  and prints each figure's fraction of them: tgN's bound streams the weights and the K/V\n"
-    "  cache read so far once per token, ppP's is the int8 peak over the ternary matmuls.\n";
+    "  Before every repetition bench measures, on the test's threads, memory read bandwidth (the\n"
+    "  best of 3 passes over 512 MiB in 2 MiB pages, as plans' weights) and the int8 multiply-add\n"
+    "  peak, and takes the repetition's fraction of them: tgN's bound streams the weights and\n"
+    "  the K/V cache read so far once per token, ppP's is the int8 peak over the ternary matmuls.\n"
+    "  The table gives the medians of the limits and of the fractions (a shared machine's\n"
+    "  bandwidth changes from one second to the next).\n";
 
 typedef struct {
   int vals[16], n;
@@ -63,76 +64,10 @@ static void stats(const double *x, int n, double *median, double *sd) {
   *sd = sqrt(var);
 }
 
-/* ---- the machine's limits ---- */
-
-typedef struct {
-  const uint8_t *buf;
-  size_t bytes;
-  uint64_t sink[64];
-} bw_job;
-
-__attribute__((target("avx2"))) static void bw_read(void *ctx, int i, int n) {
-  bw_job *b = ctx;
-  size_t per = b->bytes / (size_t)n / 128 * 128;
-  const __m256i *p = (const __m256i *)(b->buf + per * (size_t)i), *e = p + per / 32;
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (; p < e; p += 4) {
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(p));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 1));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 2));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 3));
-  }
-  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-  b->sink[i] = (uint64_t)_mm256_extract_epi64(s, 0);
-}
-
-/* Memory read bandwidth (GB/s) with this pool: the best of 5 passes over 512 MiB advised for
- * 2 MiB pages, as the plans' weights are (in 4 KiB pages it reads 5-10 % slower here). */
-static double measure_bandwidth(bn_pool *pool) {
-  size_t bytes = (size_t)512 << 20;
-  uint8_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (buf == MAP_FAILED) return 0;
-  madvise(buf, bytes, MADV_HUGEPAGE);
-  memset(buf, 1, bytes);
-  bw_job job = {buf, bytes, {0}};
-  double best = 0;
-  for (int r = 0; r < 5; r++) {
-    double t0 = bn_now();
-    bn_pool_run(pool, bw_read, &job);
-    double gbs = bytes / (bn_now() - t0) / 1e9;
-    if (gbs > best) best = gbs;
-  }
-  munmap(buf, bytes);
-  return best;
-}
-
-typedef struct {
-  bn_peak_kernel k;
-  int64_t iters;
-  uint8_t in[128], out[16][64];
-} peak_job;
-
-static void peak_run(void *ctx, int i, int n) {
-  peak_job *p = ctx;
-  (void)n;
-  p->k(p->in, p->out[i % 16], p->iters);
-}
-
-/* int8 multiply-adds per second (G) with this pool. */
-static double measure_peak(bn_llvm *j, bn_pool *pool) {
-  peak_job p = {.iters = 20000000};
-  int macs;
-  bn_error err;
-  if (bn_llvm_peak(j, &p.k, &macs, &err)) return 0;
-  memset(p.in, 1, sizeof p.in);
-  double best = 0;
-  for (int r = 0; r < 3; r++) {
-    double t0 = bn_now();
-    bn_pool_run(pool, peak_run, &p);
-    double g = (double)p.iters * macs * bn_pool_size(pool) / (bn_now() - t0) / 1e9;
-    if (g > best) best = g;
-  }
-  return best;
+static double median(const double *x, int n) {
+  double m, sd;
+  stats(x, n, &m, &sd);
+  return m;
 }
 
 /* ---- model benchmarks ---- */
@@ -141,8 +76,8 @@ typedef struct {
   char test[24];
   int threads, tokens, depth;
   double median, sd;      /* tokens/s */
-  double bw, peak;        /* the machine, at this thread count */
-  double frac;            /* of the bandwidth bound (tg) or the int8 peak (pp) */
+  double bw, peak;        /* the machine's limits on these threads (medians over the repetitions) */
+  double frac;            /* of the bandwidth bound (tg) or the int8 peak (pp): the median of the repetitions' */
 } row;
 
 /* A fresh context of `depth` tokens (untimed); 0 on success. */
@@ -279,55 +214,55 @@ int bn_cmd_bench(int argc, char **argv) {
   int32_t *tok = malloc((size_t)(max_d + max_pp + 1) * sizeof *tok);
   uint64_t rng = 7;
   for (int i = 0; i <= max_d + max_pp; i++) tok[i] = (int32_t)(bn_rng_next(&rng) % (uint64_t)cm.m->hp.n_vocab);
+  bn_cli_limits *lim;
+  if (bn_cli_limits_open(jit, &lim, &err)) {
+    free(tok), bn_llvm_free(jit), bn_cli_close_model(&cm);
+    return bn_cli_fail(&err);
+  }
   row rows[64];
   int n_rows = 0, rc = 0;
   for (int ti = 0; ti < threads.n && !rc; ti++) {
-    bn_session_params sp = {.n_ctx = n_ctx, .exec = {backend, threads.vals[ti], cm.target, cm.aot}, .sampler = bn_sampler_defaults()};
-    bn_session *s;
-    bn_pool *pool;
+    bn_pool *pool; /* the session's threads, which also measure the limits between its runs */
     if (bn_pool_create(threads.vals[ti], &pool, &err)) {
       rc = bn_cli_fail(&err);
       break;
     }
-    /* the machine's limits before the tests (no session's threads spinning beside them) and
-     * the bandwidth again after: the bound uses the better of the two */
-    double bw = measure_bandwidth(pool), peak = measure_peak(jit, pool);
-    bn_pool_free(pool); /* its idle threads would spin beside the session's */
+    bn_session_params sp = {.n_ctx = n_ctx, .exec = {backend, threads.vals[ti], cm.target, cm.aot, pool},
+                            .sampler = bn_sampler_defaults()};
+    bn_session *s;
     if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
       rc = bn_cli_fail(&err);
+      bn_pool_free(pool);
       break;
     }
-    int first = n_rows;
     for (int di = 0; di < depths.n; di++)
       for (int k = 0; k <= pp.n && n_rows < 64; k++) {
         int is_tg = k == pp.n, n = is_tg ? (int)tg : pp.vals[k], d = depths.vals[di];
         if (n == 0) continue;
-        double x[64];
+        /* tg is bounded by streaming the weights and the K/V cache so far once per token (token i
+         * of n after d reads d + i + 1 positions: d + (n + 1) / 2 on average); pp by int8 multiply-adds */
+        double tg_bytes = wbytes + kv_per_pos * (d + (n + 1) / 2.0), x[64], bw[64], peak[64], frac[64];
         (is_tg ? run_tg(s, tok, n < 4 ? n : 4, 0) : run_pp(s, tok, n < 8 ? n : 8, 0)); /* warm-up */
-        for (int r = 0; r < reps; r++) x[r] = is_tg ? run_tg(s, tok, n, d) : run_pp(s, tok, n, d);
+        for (int r = 0; r < reps; r++) { /* each repetition against the limits measured just before it */
+          peak[r] = bn_cli_peak(lim, pool);
+          bw[r] = bn_cli_bandwidth(lim, pool, 3);
+          x[r] = is_tg ? run_tg(s, tok, n, d) : run_pp(s, tok, n, d);
+          frac[r] = is_tg ? x[r] / (bw[r] * 1e9 / tg_bytes) : x[r] / (peak[r] * 1e9 / macs);
+        }
         row *o = &rows[n_rows++];
         if (d) snprintf(o->test, sizeof o->test, "%s%d@d%d", is_tg ? "tg" : "pp", n, d);
         else snprintf(o->test, sizeof o->test, "%s%d", is_tg ? "tg" : "pp", n);
-        o->threads = threads.vals[ti], o->tokens = n, o->depth = d, o->peak = peak;
+        o->threads = threads.vals[ti], o->tokens = n, o->depth = d;
         stats(x, (int)reps, &o->median, &o->sd);
+        o->bw = median(bw, (int)reps), o->peak = median(peak, (int)reps), o->frac = median(frac, (int)reps);
         if (!strcmp(fmt, "md")) fprintf(stderr, "  %s, %d thread(s): %.2f t/s\n", o->test, o->threads, o->median);
       }
     bn_session_free(s);
-    if (!bn_pool_create(threads.vals[ti], &pool, &err)) {
-      double bw2 = measure_bandwidth(pool);
-      bn_pool_free(pool);
-      if (bw2 > bw) bw = bw2;
-    }
-    for (row *o = &rows[first]; o < &rows[n_rows]; o++) {
-      /* tg is bounded by streaming the weights and the K/V cache so far once per token (token i
-       * of n after d reads d + i + 1 positions: d + (n + 1) / 2 on average); pp by int8 multiply-adds */
-      double tg_bytes = wbytes + kv_per_pos * (o->depth + (o->tokens + 1) / 2.0);
-      o->bw = bw;
-      o->frac = o->test[0] == 't' ? o->median / (bw * 1e9 / tg_bytes) : o->median / (peak * 1e9 / macs);
-    }
+    bn_pool_free(pool);
   }
   if (!rc) print_rows(rows, n_rows, fmt, model, bn_isa_name(bn_llvm_host_isa()), wbytes, macs, kv_per_pos);
   free(tok);
+  bn_cli_limits_close(lim);
   bn_llvm_free(jit);
   bn_cli_close_model(&cm);
   return rc;
@@ -375,35 +310,46 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
     printf("| threads | path | us/call | GOPS | of int8 peak | weight GB/s | of bandwidth |\n"
            "| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
   }
+  bn_cli_limits *lim;
+  if (bn_cli_limits_open(jit, &lim, &err)) return bn_mm_fixture_free(&f), bn_llvm_free(jit), bn_cli_fail(&err);
+  double macs = (double)K * N * T;
   for (int ti = 0; ti < threads->n; ti++) {
     bn_pool *pool;
-    if (bn_pool_create(threads->vals[ti], &pool, &err)) return bn_cli_fail(&err);
-    double bw = measure_bandwidth(pool), peak = measure_peak(jit, pool);
-    int inner = (int)(2e8 / ((double)K * N * T) + 1);
+    if (bn_pool_create(threads->vals[ti], &pool, &err)) {
+      bn_cli_fail(&err);
+      break;
+    }
+    int inner = (int)(2e8 / macs + 1);
     for (int p = 0; p < paths; p++) {
-      double us[64], med, sd;
+      double us[64], bw[64], peak[64], of_peak[64], of_bw[64], med, sd;
       const uint8_t *w0 = jobs[p].w;
-      for (int r = 0, at = 0; r < reps; r++) {
+      for (int r = 0, at = 0; r < reps; r++) { /* each repetition against the limits measured just before it */
+        peak[r] = bn_cli_peak(lim, pool);
+        bw[r] = bn_cli_bandwidth(lim, pool, 3);
         double t0 = bn_now();
         for (int i = 0; i < inner; i++, at = (at + 1) % f.copies) {
           jobs[p].w = w0 + f.stride * (size_t)at;
           bn_pool_run(pool, mm_run, &jobs[p]);
         }
         us[r] = (bn_now() - t0) / inner * 1e6;
+        of_peak[r] = macs / us[r] / 1e3 / peak[r], of_bw[r] = wbytes / us[r] / 1e3 / bw[r];
       }
       jobs[p].w = w0;
       stats(us, reps, &med, &sd);
-      double macs = (double)K * N * T, gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
+      double gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
       if (!strcmp(fmt, "md"))
         printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% | %.1f | %.0f%% |\n", threads->vals[ti], names[p], med, sd, gops,
-               100 * gops / 2 / peak, gbs, 100 * gbs / bw);
+               100 * median(of_peak, reps), gbs, 100 * median(of_bw, reps));
       else
         printf("{\"threads\": %d, \"path\": \"%s\", \"us\": %.3f, \"stddev\": %.3f, \"gops\": %.2f, "
-               "\"int8_peak_gmacs\": %.1f, \"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f}\n",
-               threads->vals[ti], p ? "lut" : "packed", med, sd, gops, peak, gbs, bw);
+               "\"int8_peak_gmacs\": %.1f, \"fraction_of_peak\": %.4f, \"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f, "
+               "\"fraction_of_bandwidth\": %.4f}\n",
+               threads->vals[ti], p ? "lut" : "packed", med, sd, gops, median(peak, reps), median(of_peak, reps), gbs,
+               median(bw, reps), median(of_bw, reps));
     }
     bn_pool_free(pool);
   }
+  bn_cli_limits_close(lim);
   bn_mm_fixture_free(&f);
   bn_llvm_free(jit);
   return 0;

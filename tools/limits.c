@@ -1,0 +1,90 @@
+/* Memory read bandwidth and int8 peak (limits.h). */
+#include "limits.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "../runtime/session.h"
+
+enum { BUF_BYTES = 512 << 20, PEAK_ITERS = 20000000 };
+
+struct bn_cli_limits {
+  uint8_t *buf; /* BUF_BYTES, touched */
+  bn_peak_kernel peak;
+  int peak_macs; /* per iteration */
+  uint8_t in[128], out[512][64];
+  uint64_t sink[512];
+};
+
+typedef struct {
+  bn_cli_limits *l;
+  int64_t iters;
+} job;
+
+__attribute__((target("avx2"))) static void bw_read(void *ctx, int i, int n) {
+  const job *j = ctx;
+  size_t per = BUF_BYTES / (size_t)n / 128 * 128;
+  const __m256i *p = (const __m256i *)(j->l->buf + per * (size_t)i), *e = p + per / 32;
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (; p < e; p += 4) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(p));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 1));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 2));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 3));
+  }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  j->l->sink[i % 512] = (uint64_t)_mm256_extract_epi64(s, 0);
+}
+
+static void peak_run(void *ctx, int i, int n) {
+  const job *j = ctx;
+  (void)n;
+  j->l->peak(j->l->in, j->l->out[i % 512], j->iters);
+}
+
+bn_status bn_cli_limits_open(bn_llvm *jit, bn_cli_limits **out, bn_error *err) {
+  bn_cli_limits *l = calloc(1, sizeof *l);
+  if (!l) return bn_fail(err, BN_E_NOMEM, "bench: out of memory");
+  bn_status st = bn_llvm_peak(jit, &l->peak, &l->peak_macs, err);
+  if (st) return free(l), st;
+  l->buf = mmap(NULL, BUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (l->buf == MAP_FAILED) return free(l), bn_fail(err, BN_E_NOMEM, "bench: cannot map %d MiB to measure bandwidth", BUF_BYTES >> 20);
+  madvise(l->buf, BUF_BYTES, MADV_HUGEPAGE); /* in 4 KiB pages it reads 5-10 % slower here */
+  memset(l->buf, 1, BUF_BYTES);
+  memset(l->in, 1, sizeof l->in);
+  *out = l;
+  return BN_OK;
+}
+
+void bn_cli_limits_close(bn_cli_limits *l) {
+  if (!l) return;
+  munmap(l->buf, BUF_BYTES);
+  free(l);
+}
+
+double bn_cli_bandwidth(bn_cli_limits *l, bn_pool *pool, int passes) {
+  job j = {l, 0};
+  double best = 0;
+  for (int r = 0; r < passes; r++) {
+    double t0 = bn_now();
+    bn_pool_run(pool, bw_read, &j);
+    double gbs = BUF_BYTES / (bn_now() - t0) / 1e9;
+    if (gbs > best) best = gbs;
+  }
+  return best;
+}
+
+double bn_cli_peak(bn_cli_limits *l, bn_pool *pool) {
+  job j = {l, PEAK_ITERS};
+  double best = 0;
+  for (int r = 0; r < 3; r++) {
+    double t0 = bn_now();
+    bn_pool_run(pool, peak_run, &j);
+    double g = (double)j.iters * l->peak_macs * bn_pool_size(pool) / (bn_now() - t0) / 1e9;
+    if (g > best) best = g;
+  }
+  return best;
+}

@@ -1,0 +1,22 @@
+/* This machine's limits, measured by bnc bench beside every figure it reports:
+ * memory read bandwidth and the int8 multiply-add peak, on a given pool of
+ * threads. The machine is shared and its neighbours change what it gives
+ * from one second to the next, so bench measures them just before each
+ * repetition it times. */
+#ifndef BN_CLI_LIMITS_H
+#define BN_CLI_LIMITS_H
+
+#include "../codegen/llvm/llvm.h"
+#include "../runtime/pool.h"
+
+typedef struct bn_cli_limits bn_cli_limits;
+
+/* Maps and fills the 512 MiB the bandwidth loop reads (2 MiB pages, as plans' weights). */
+bn_status bn_cli_limits_open(bn_llvm *jit, bn_cli_limits **out, bn_error *err);
+void bn_cli_limits_close(bn_cli_limits *l);
+/* Read bandwidth in GB/s: the best of `passes` passes over the buffer, split over the pool's threads. */
+double bn_cli_bandwidth(bn_cli_limits *l, bn_pool *pool, int passes);
+/* int8 multiply-adds per second (G) on the pool's threads: the best of 3 runs of the peak loop. */
+double bn_cli_peak(bn_cli_limits *l, bn_pool *pool);
+
+#endif
