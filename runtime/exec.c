@@ -56,8 +56,6 @@ struct bn_exec {
   int n_rope;
   jit_node *jit;
   int n_jit;
-  uint8_t *barrier_after; /* per node: the threads meet after it (else the next runs in the same phase) */
-  int n_barriers;         /* per step */
 };
 
 static jit_node jit_of(int kind, void *fn, const void *a, const void *w, const void *resid, void *out, int64_t N,
@@ -253,50 +251,6 @@ static void *kv_alloc(size_t bytes) {
   return a;
 }
 
-/* The arena bytes node i writes, and those of its a-th input (0 bytes for weights and the tokens, which no node writes). */
-static void region(const bn_exec *e, int i, int a, int64_t *off, int64_t *bytes) {
-  const bn_graph *g = e->g;
-  int v = a < 0 ? g->nodes[i].out : g->nodes[i].in[a];
-  const bn_value *val = &g->values[v];
-  *off = bn_memplan_value_offset(e->mp, g, v);
-  *bytes = *off < 0 ? 0 : (int64_t)bn_value_bytes(val->dtype, &val->shape, e->mp->max_tokens);
-}
-
-static int overlap(int64_t a, int64_t an, int64_t b, int64_t bn) { return an && bn && a < b + bn && b < a + an; }
-
-/* Whether node b may run beside node a, no barrier between them: both split over the threads
- * by generated code, neither touches the K/V cache, and b reads nothing a writes and writes
- * nothing a reads or writes. */
-static int independent(const bn_exec *e, int a, int b) {
-  const bn_node *na = &e->g->nodes[a], *nb = &e->g->nodes[b];
-  const jit_node *ja = &e->jit[a], *jb = &e->jit[b];
-  if (!ja->kind || !jb->kind || ja->kind == 3 || jb->kind == 3) return 0;
-  int64_t ao, an, bo, bn, xo, xn;
-  region(e, a, -1, &ao, &an);
-  region(e, b, -1, &bo, &bn);
-  if (overlap(ao, an, bo, bn)) return 0;
-  for (int k = 0; k < nb->n_in; k++) {
-    region(e, b, k, &xo, &xn);
-    if (overlap(ao, an, xo, xn)) return 0;
-  }
-  for (int k = 0; k < na->n_in; k++) {
-    region(e, a, k, &xo, &xn);
-    if (overlap(bo, bn, xo, xn)) return 0;
-  }
-  return 1;
-}
-
-/* Phases: runs of nodes, each independent of every earlier one in its run, run without barriers
- * between them (the three slices of a fused projection, the two RoPEs). */
-static void plan_barriers(bn_exec *e) {
-  int n = e->g->n_nodes, start = 0;
-  for (int k = 1; k <= n; k++) {
-    int alone = k == n;
-    for (int a = start; a < k && !alone; a++) alone = !independent(e, a, k);
-    if (alone) e->barrier_after[k - 1] = 1, e->n_barriers++, start = k;
-  }
-}
-
 static bn_status use_pool(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   if (opts && opts->pool) return e->pool = opts->pool, BN_OK;
   e->own_pool = 1;
@@ -394,12 +348,6 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
       return st;
     }
   }
-  if (!(e->barrier_after = calloc((size_t)g->n_nodes + 1, 1))) {
-    bn_exec_free(e);
-    return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
-  }
-  if (e->jit) plan_barriers(e);
-  else memset(e->barrier_after, 1, (size_t)g->n_nodes), e->n_barriers = g->n_nodes;
   *out = e;
   return BN_OK;
 }
@@ -411,7 +359,7 @@ void bn_exec_free(bn_exec *e) {
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
-  free(e->pqa), free(e->barrier_after);
+  free(e->pqa);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
   if (e->own_pool) bn_pool_free(e->pool);
   bn_llvm_free(e->llvm);
@@ -468,7 +416,7 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
       if (th == 0) sp->row = 0;
     } else if (j && j->kind) run_share(e, j, n, th, nth);
     else if (th == 0) bn_ref_run_node(&e->env, i);
-    if (e->barrier_after[i] || e->poison) bn_pool_barrier(e->pool); /* (poisoning must wait for every reader) */
+    bn_pool_barrier(e->pool);
     if (th == 0) {
       int64_t t1 = bn_trace_now_ns();
       bn_exec_stat *s = &e->stats[e->kind_of[i]];
@@ -504,4 +452,3 @@ int bn_exec_stats(const bn_exec *e, const bn_exec_stat **stats) {
 int bn_exec_max_tokens(const bn_exec *e) { return e->mp->max_tokens; }
 int64_t bn_exec_arena_bytes(const bn_exec *e) { return e->mp->arena_bytes; }
 size_t bn_exec_kv_bytes(const bn_exec *e) { return e->kv_bytes; }
-int bn_exec_barriers(const bn_exec *e) { return e->n_barriers; }

@@ -53,9 +53,5 @@ int bn_exec_stats(const bn_exec *e, const bn_exec_stat **stats); /* returns the 
 int bn_exec_max_tokens(const bn_exec *e);
 int64_t bn_exec_arena_bytes(const bn_exec *e);
 size_t bn_exec_kv_bytes(const bn_exec *e);
-/* The times the threads meet in a step, between nodes (attention's own meeting aside): after
- * every node but those the next may run beside (it reads nothing they write, and writes
- * nothing they touch). */
-int bn_exec_barriers(const bn_exec *e);
 
 #endif

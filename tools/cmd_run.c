@@ -114,9 +114,8 @@ static void print_stats(bn_session *s, double load) {
   bn_llvm_counts kc;
   int jit_nodes = bn_exec_jit_nodes(e, &kc);
   if (jit_nodes)
-    fprintf(stderr, "  %d nodes run generated code, the threads meeting %d times a step; kernels: %d built (%d stored in "
-            "the disk cache), %d from the disk cache, %d from the plan (%.2f ms)\n", jit_nodes, bn_exec_barriers(e),
-            kc.built, kc.stored, kc.cached, kc.aot, kc.seconds * 1e3);
+    fprintf(stderr, "  %d nodes run generated code; kernels: %d built (%d stored in the disk cache), %d from the disk cache, "
+            "%d from the plan (%.2f ms)\n", jit_nodes, kc.built, kc.stored, kc.cached, kc.aot, kc.seconds * 1e3);
   if (bn_exec_aot_missing(e)) fprintf(stderr, "  the plan's object code was not used: %s\n", bn_exec_aot_missing(e));
   fprintf(stderr, "%-34s %10.3f %8d\n", "tokenize", t->tokenize_s * 1e3, t->n_prompt);
   fprintf(stderr, "%-34s %10.2f %8d\n", "prompt (prefill)", t->prompt_s * 1e3, t->n_prompt);
