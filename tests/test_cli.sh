@@ -126,6 +126,12 @@ $BNC ir --emit=asm "$m" 2>/dev/null | grep -qE "vpdpbusd|vpmaddubsw" || fail "ir
 # bench: runs, and its JSON carries the figures
 $BNC bench "$m" -p 16 -n 4 -r 1 -t 1,2 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench"
 grep -q '"tokens_per_s"' "$WORK/bench.json" && grep -q '"bandwidth_gbs"' "$WORK/bench.json" || fail "bench JSON"
+grep -q '"last_level_cache_bytes"' "$WORK/bench.json" || fail "bench JSON lacks the cache size"
+# a model smaller than the last-level cache: bench says the bandwidth bound does not hold
+if [ -r /sys/devices/system/cpu/cpu0/cache/index3/size ]; then
+  $BNC bench "$m" -p 0 -n 4 -r 1 -t 1 >"$WORK/bench.md" 2>/dev/null || fail "bench md"
+  grep -q "fit in this CPU's last-level cache" "$WORK/bench.md" || fail "bench does not say the weights fit in cache"
+fi
 $BNC bench "$m" -p 16 -n 4 -d 0,8 -r 1 -t 1 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench -d"
 grep -q '"tg4@d8"' "$WORK/bench.json" && grep -q '"pp16@d8"' "$WORK/bench.json" || fail "bench -d rows: $(cat "$WORK/bench.json")"
 expect_error "bench too deep" "exceeds" -- $BNC bench "$m" -p 16 -n 4 -d 60000

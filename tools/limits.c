@@ -3,9 +3,11 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "../runtime/session.h"
 
@@ -87,4 +89,21 @@ double bn_cli_peak(bn_cli_limits *l, bn_pool *pool) {
     if (g > best) best = g;
   }
   return best;
+}
+
+size_t bn_cli_llc_bytes(void) {
+  static const char *dirs[] = {"index3", "index2"}; /* sysconf's figure can be the whole package's, or wrong in a VM */
+  for (int i = 0; i < 2; i++) {
+    char path[96];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/%s/size", dirs[i]);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    unsigned long v = 0;
+    char unit = 0;
+    int got = fscanf(f, "%lu%c", &v, &unit);
+    fclose(f);
+    if (got >= 1 && v) return (size_t)v << (unit == 'K' ? 10 : unit == 'M' ? 20 : 0);
+  }
+  long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return v > 0 ? (size_t)v : 0;
 }

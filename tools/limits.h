@@ -16,6 +16,8 @@ bn_status bn_cli_limits_open(bn_llvm *jit, bn_cli_limits **out, bn_error *err);
 void bn_cli_limits_close(bn_cli_limits *l);
 /* Read bandwidth in GB/s: the best of `passes` passes over the buffer, split over the pool's threads. */
 double bn_cli_bandwidth(bn_cli_limits *l, bn_pool *pool, int passes);
+/* The size of the last-level cache cpu0 sits behind, in bytes (sysfs, else sysconf), or 0 if unknown. */
+size_t bn_cli_llc_bytes(void);
 /* int8 multiply-adds per second (G) on the pool's threads: the best of 3 runs of the peak loop. */
 double bn_cli_peak(bn_cli_limits *l, bn_pool *pool);
 
