@@ -250,8 +250,7 @@ int bn_cmd_bench(int argc, char **argv) {
         double tg_bytes = wbytes + kv_per_pos * (d + (n + 1) / 2.0), x[64], bw[64], peak[64], frac[64];
         (is_tg ? run_tg(s, tok, n < 4 ? n : 4, 0) : run_pp(s, tok, n < 8 ? n : 8, 0)); /* warm-up */
         for (int r = 0; r < reps; r++) { /* each repetition against the limits measured just before it */
-          peak[r] = bn_cli_peak(lim, pool);
-          bw[r] = bn_cli_bandwidth(lim, pool, 3);
+          bn_cli_limits_now(lim, pool, &bw[r], &peak[r]);
           x[r] = is_tg ? run_tg(s, tok, n, d) : run_pp(s, tok, n, d);
           frac[r] = is_tg ? x[r] / (bw[r] * 1e9 / tg_bytes) : x[r] / (peak[r] * 1e9 / macs);
         }
@@ -319,10 +318,11 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   bn_cli_limits *lim;
   if (bn_cli_limits_open(jit, &lim, &err)) return bn_mm_fixture_free(&f), bn_llvm_free(jit), bn_cli_fail(&err);
   double macs = (double)K * N * T;
-  for (int ti = 0; ti < threads->n; ti++) {
+  int rc = 0;
+  for (int ti = 0; ti < threads->n && !rc; ti++) {
     bn_pool *pool;
     if (bn_pool_create(threads->vals[ti], &pool, &err)) {
-      bn_cli_fail(&err);
+      rc = bn_cli_fail(&err);
       break;
     }
     int inner = (int)(2e8 / macs + 1);
@@ -330,8 +330,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
       double us[64], bw[64], peak[64], of_peak[64], of_bw[64], med, sd;
       const uint8_t *w0 = jobs[p].w;
       for (int r = 0, at = 0; r < reps; r++) { /* each repetition against the limits measured just before it */
-        peak[r] = bn_cli_peak(lim, pool);
-        bw[r] = bn_cli_bandwidth(lim, pool, 3);
+        bn_cli_limits_now(lim, pool, &bw[r], &peak[r]);
         double t0 = bn_now();
         for (int i = 0; i < inner; i++, at = (at + 1) % f.copies) {
           jobs[p].w = w0 + f.stride * (size_t)at;
@@ -358,5 +357,5 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   bn_cli_limits_close(lim);
   bn_mm_fixture_free(&f);
   bn_llvm_free(jit);
-  return 0;
+  return rc;
 }

@@ -23,7 +23,7 @@ struct bn_cli_limits {
 
 typedef struct {
   bn_cli_limits *l;
-  int64_t iters;
+  int64_t iters; /* of the peak loop */
 } job;
 
 __attribute__((target("avx2"))) static void bw_read(void *ctx, int i, int n) {
@@ -67,28 +67,23 @@ void bn_cli_limits_close(bn_cli_limits *l) {
   free(l);
 }
 
-double bn_cli_bandwidth(bn_cli_limits *l, bn_pool *pool, int passes) {
-  job j = {l, 0};
-  double best = 0;
-  for (int r = 0; r < passes; r++) {
-    double t0 = bn_now();
-    bn_pool_run(pool, bw_read, &j);
-    double gbs = BUF_BYTES / (bn_now() - t0) / 1e9;
-    if (gbs > best) best = gbs;
-  }
-  return best;
-}
-
-double bn_cli_peak(bn_cli_limits *l, bn_pool *pool) {
+/* The best of 3: a run is either a pass over the buffer or PEAK_ITERS of the peak loop. */
+static double best_of_3(bn_cli_limits *l, bn_pool *pool, int peak) {
   job j = {l, PEAK_ITERS};
   double best = 0;
   for (int r = 0; r < 3; r++) {
     double t0 = bn_now();
-    bn_pool_run(pool, peak_run, &j);
-    double g = (double)j.iters * l->peak_macs * bn_pool_size(pool) / (bn_now() - t0) / 1e9;
-    if (g > best) best = g;
+    bn_pool_run(pool, peak ? peak_run : bw_read, &j);
+    double s = bn_now() - t0;
+    double v = peak ? (double)j.iters * l->peak_macs * bn_pool_size(pool) / s / 1e9 : BUF_BYTES / s / 1e9;
+    if (v > best) best = v;
   }
   return best;
+}
+
+void bn_cli_limits_now(bn_cli_limits *l, bn_pool *pool, double *gbs, double *gmacs) {
+  *gmacs = best_of_3(l, pool, 1);
+  *gbs = best_of_3(l, pool, 0);
 }
 
 size_t bn_cli_llc_bytes(void) {

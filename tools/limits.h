@@ -14,11 +14,11 @@ typedef struct bn_cli_limits bn_cli_limits;
 /* Maps and fills the 512 MiB the bandwidth loop reads (2 MiB pages, as plans' weights). */
 bn_status bn_cli_limits_open(bn_llvm *jit, bn_cli_limits **out, bn_error *err);
 void bn_cli_limits_close(bn_cli_limits *l);
-/* Read bandwidth in GB/s: the best of `passes` passes over the buffer, split over the pool's threads. */
-double bn_cli_bandwidth(bn_cli_limits *l, bn_pool *pool, int passes);
+/* The limits now, on the pool's threads (what bench measures before each repetition): read
+ * bandwidth in GB/s, the best of 3 passes over the buffer, and int8 multiply-adds per second
+ * (G), the best of 3 runs of the peak loop. */
+void bn_cli_limits_now(bn_cli_limits *l, bn_pool *pool, double *gbs, double *gmacs);
 /* The size of the last-level cache cpu0 sits behind, in bytes (sysfs, else sysconf), or 0 if unknown. */
 size_t bn_cli_llc_bytes(void);
-/* int8 multiply-adds per second (G) on the pool's threads: the best of 3 runs of the peak loop. */
-double bn_cli_peak(bn_cli_limits *l, bn_pool *pool);
 
 #endif
