@@ -134,6 +134,12 @@ if [ -r /sys/devices/system/cpu/cpu0/cache/index3/size ]; then
 fi
 $BNC bench "$m" -p 16 -n 4 -d 0,8 -r 1 -t 1 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench -d"
 grep -q '"tg4@d8"' "$WORK/bench.json" && grep -q '"pp16@d8"' "$WORK/bench.json" || fail "bench -d rows: $(cat "$WORK/bench.json")"
+# with one repetition a tg row's fraction is its t/s over the bound from the bandwidth measured
+# beside it: (weights + K/V per position x (depth + (n + 1) / 2)) x t/s / bandwidth
+awk -F'[:,]' 'NR == FNR {if (/"weight_bytes_per_token"/) w = $2; if (/"kv_bytes_per_position"/) kv = $2; next}
+  /"test"/ {tg = $0 ~ /"tg4/} /"depth"/ {d = $2} /"tokens_per_s"/ {ts = $2} /"bandwidth_gbs"/ {bw = $2}
+  /"fraction_of_bound"/ && tg {rows++; want = (w + kv * (d + 2.5)) * ts / (bw * 1e9); if (want / $2 > 1.001 || want / $2 < 0.999) bad++}
+  END {exit !(rows == 2 && !bad)}' "$WORK/bench.json" "$WORK/bench.json" || fail "bench tg fraction is not t/s x bytes / bandwidth: $(cat "$WORK/bench.json")"
 expect_error "bench too deep" "exceeds" -- $BNC bench "$m" -p 16 -n 4 -d 60000
 $BNC bench --kernel 256,64,2 -r 1 >"$WORK/kbench" 2>&1 || fail "bench --kernel: $(cat "$WORK/kbench")"
 expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $BNC bench --kernel 100,64,2
