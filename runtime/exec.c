@@ -8,6 +8,7 @@
 
 #include "../codegen/ref/ref.h"
 #include "pool.h"
+#include "qkv.h"
 
 /* A node split over the threads: its generated kernel (attention may fall back to the reference by heads). */
 typedef struct {
@@ -20,6 +21,9 @@ typedef struct {
   int64_t granule; /* matmuls: rows are split in multiples of this (TP2's blocks of 4, TL2's of 16) */
   const float *wn; /* with a norm + quantize prologue (bn_mmp_kernel): the norm weights (a is then x); else NULL */
   int64_t xw;      /* and x's row in floats */
+  int64_t granule1; /* matmuls: the granule of a one-token step, when not granule (0) */
+  int qkv;          /* 1 + the index in bn_exec.qkv of the phase this matmul or attention is part of, else 0 */
+  int skip1;        /* a one-token step skips this node: its q/k/v phase does its work */
 } jit_node;
 
 /* A prologue matmul splits a chunk by tokens when every thread gets this many (each thread then
@@ -56,6 +60,9 @@ struct bn_exec {
   int n_rope;
   jit_node *jit;
   int n_jit;
+  bn_qkv *qkv; /* the one-token q/k/v phases (qkv.h) */
+  int n_qkv;
+  float *q1, *k1; /* their rotated q and k rows */
 };
 
 static jit_node jit_of(int kind, void *fn, const void *a, const void *w, const void *resid, void *out, int64_t N,
@@ -120,18 +127,18 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
   return BN_OK;
 }
 
-/* Attention over heads [H i / n, H (i + 1) / n), after thread 0 stored the K/V rows. */
-static void run_attention(bn_exec *e, int node, int i, int n) {
+/* Attention over heads [H i / n, H (i + 1) / n) of q, after the K/V rows were stored. */
+static void run_attention(bn_exec *e, int node, int i, int n, const float *q) {
   const bn_node *nd = &e->g->nodes[node];
   int layer = (int)nd->attr[0], H = (int)nd->attr[1];
   int h0 = H * i / n, h1 = H * (i + 1) / n;
   float *scores = e->scores + (size_t)i * (size_t)bn_attn_scores(e->mp->max_tokens, e->n_ctx);
   if (h0 >= h1) return;
   if (e->jit[node].fn)
-    ((bn_attn_kernel)e->jit[node].fn)(e->env.val[nd->in[0]], e->env.kc[layer], e->env.vc[layer], e->env.val[nd->out],
-                                       scores, e->env.T, e->env.pos, h0, h1, e->n_ctx);
+    ((bn_attn_kernel)e->jit[node].fn)(q, e->env.kc[layer], e->env.vc[layer], e->env.val[nd->out], scores, e->env.T,
+                                       e->env.pos, h0, h1, e->n_ctx);
   else
-    bn_ref_attention_heads(e->env.val[nd->in[0]], e->env.T, H, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
+    bn_ref_attention_heads(q, e->env.T, H, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
                            e->n_ctx, e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
 }
 
@@ -158,7 +165,7 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
     return;
   }
   int64_t n0, n1;
-  bn_pool_share(j->N, j->granule, i, n, &n0, &n1);
+  bn_pool_share(j->N, T == 1 && j->granule1 ? j->granule1 : j->granule, i, n, &n0, &n1);
   if (n0 == n1) return;
   if (j->kind == 1 && j->wn)
     ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, j->out, j->resid, j->a, j->wn, tmp_of(e, i), T, n0, n1);
@@ -249,6 +256,56 @@ static void *kv_alloc(size_t bytes) {
   madvise(a, sz, MADV_POPULATE_WRITE); /* Linux 5.14+; elsewhere the pages fault in as they are used */
 #endif
   return a;
+}
+
+/* Columns [n0, n1) of a one-token step's X = [q | k | v], whole heads computed by this
+ * thread (qkv.h): q rotated into q1, k rotated into k1 and stored with v in the K/V cache
+ * at pos, as the RoPE nodes and bn_ref_kv_store would. */
+static void run_qkv(bn_exec *e, const bn_qkv *q, int64_t n0, int64_t n1) {
+  const float *x = e->env.val[e->g->nodes[q->mm].out];
+  const jit_node *rq = &e->jit[q->rope_q], *rk = &e->jit[q->rope_k];
+  int64_t hd = q->head_dim, qw = q->qw, kw = q->kw, n_ctx = e->n_ctx, pos = e->env.pos;
+  float *kc = e->env.kc[q->layer], *vc = e->env.vc[q->layer];
+  int64_t a = n0, b = n1 < qw ? n1 : qw;
+  if (b > a) ((bn_rope_kernel)rq->fn)(x, e->q1, rq->w, 1, pos, a / hd, b / hd, n_ctx);
+  a = (n0 > qw ? n0 : qw) - qw, b = (n1 < qw + kw ? n1 : qw + kw) - qw;
+  if (b > a) {
+    ((bn_rope_kernel)rk->fn)(x + qw, e->k1, rk->w, 1, pos, a / hd, b / hd, n_ctx);
+    for (int64_t h = a / hd; h < b / hd; h++) memcpy(kc + (h * n_ctx + pos) * hd, e->k1 + h * hd, (size_t)hd * 4);
+  }
+  a = (n0 > qw + kw ? n0 : qw + kw) - qw - kw, b = n1 - qw - kw;
+  for (int64_t h = a / hd; h < b / hd; h++) memcpy(vc + (h * n_ctx + pos) * hd, x + qw + kw + h * hd, (size_t)hd * 4);
+}
+
+static int64_t gcd(int64_t a, int64_t b) { return b ? gcd(b, a % b) : a; }
+
+/* The q/k/v phases of one-token steps, where every part has generated code and the
+ * projection has enough whole heads for every thread to get 4 or more (a thread's share is
+ * whole heads: fewer would leave the threads' shares uneven); BNC_QKV_PHASE=0: none. */
+static bn_status make_qkv(bn_exec *e, bn_error *err) {
+  const bn_graph *g = e->g;
+  int nth = bn_pool_size(e->pool), n = 0;
+  const char *env = getenv("BNC_QKV_PHASE");
+  if (env && !strcmp(env, "0")) return BN_OK; /* off: decoding runs the nodes (for comparisons) */
+  for (int a = 0; a < g->n_nodes; a++) n += g->nodes[a].op == BN_OP_ATTENTION;
+  if (!n || !(e->qkv = malloc((size_t)n * sizeof *e->qkv))) return n ? bn_fail(err, BN_E_NOMEM, "executor: out of memory") : BN_OK;
+  int64_t qmax = 0, kmax = 0;
+  for (int a = 0; a < g->n_nodes; a++) {
+    bn_qkv q;
+    if (!bn_qkv_find(g, a, &q)) continue;
+    jit_node *m = &e->jit[q.mm];
+    if (m->kind != 1 || e->jit[q.rope_q].kind != 5 || e->jit[q.rope_k].kind != 5) continue;
+    int64_t gran = m->granule / gcd(m->granule, q.head_dim) * q.head_dim; /* whole heads, whole row blocks */
+    if (m->N / gran < 4 * (int64_t)nth) continue;
+    e->qkv[e->n_qkv++] = q;
+    m->granule1 = gran, m->qkv = e->jit[a].qkv = e->n_qkv;
+    for (int s = 0; s < 5; s++) e->jit[q.skip[s]].skip1 = 1;
+    if (q.qw > qmax) qmax = q.qw;
+    if (q.kw > kmax) kmax = q.kw;
+  }
+  if (e->n_qkv && (!(e->q1 = aligned_alloc(64, (size_t)(qmax + 16) * 4)) || !(e->k1 = aligned_alloc(64, (size_t)(kmax + 16) * 4))))
+    return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  return BN_OK;
 }
 
 static bn_status use_pool(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
@@ -343,6 +400,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
       st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
     if (!st && e->pqa_bytes && !(e->pqa = aligned_alloc(64, (size_t)bn_pool_size(e->pool) * e->pqa_bytes)))
       st = bn_fail(err, BN_E_NOMEM, "executor: out of memory for the prologue rows (%zu bytes a thread)", e->pqa_bytes);
+    if (!st) st = make_qkv(e, err);
     if (st) {
       bn_exec_free(e);
       return st;
@@ -359,7 +417,7 @@ void bn_exec_free(bn_exec *e) {
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
-  free(e->pqa);
+  free(e->pqa), free(e->qkv), free(e->q1), free(e->k1);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
   if (e->own_pool) bn_pool_free(e->pool);
   bn_llvm_free(e->llvm);
@@ -402,20 +460,28 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = th ? 0 : bn_trace_now_ns();
     const jit_node *j = e->jit ? &e->jit[i] : NULL;
-    if (j && j->kind == 3) {
+    if (n == 1 && j && j->skip1) continue; /* a slice or RoPE its q/k/v phase did */
+    if (j && j->kind == 3 && n == 1 && j->qkv) run_attention(e, i, th, nth, e->q1); /* K/V stored by the phase */
+    else if (j && j->kind == 3) {
       const bn_node *nd = &g->nodes[i];
       int layer = (int)nd->attr[0], kvh = (int)nd->attr[2];
       bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, kvh, (int)nd->attr[3], e->env.pos, e->n_ctx,
                       e->env.kc[layer], e->env.vc[layer], kvh * th / nth, kvh * (th + 1) / nth);
       bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
-      run_attention(e, i, th, nth);
+      run_attention(e, i, th, nth, e->env.val[nd->in[0]]);
     } else if (j && j->kind == 2 && sp->last_only && i == out_node) { /* the last token's logits only */
       jit_node last = *j;
       last.a = (const float *)last.a + (size_t)(n - 1) * (size_t)g->values[g->nodes[i].in[0]].shape.d[1];
       run_share(e, &last, 1, th, nth);
       if (th == 0) sp->row = 0;
-    } else if (j && j->kind) run_share(e, j, n, th, nth);
-    else if (th == 0) bn_ref_run_node(&e->env, i);
+    } else if (j && j->kind) {
+      run_share(e, j, n, th, nth);
+      if (n == 1 && j->qkv) { /* this thread's heads of q, k and v, as soon as it has them */
+        int64_t n0, n1;
+        bn_pool_share(j->N, j->granule1, th, nth, &n0, &n1);
+        run_qkv(e, &e->qkv[j->qkv - 1], n0, n1);
+      }
+    } else if (th == 0) bn_ref_run_node(&e->env, i);
     bn_pool_barrier(e->pool);
     if (th == 0) {
       int64_t t1 = bn_trace_now_ns();
@@ -452,3 +518,4 @@ int bn_exec_stats(const bn_exec *e, const bn_exec_stat **stats) {
 int bn_exec_max_tokens(const bn_exec *e) { return e->mp->max_tokens; }
 int64_t bn_exec_arena_bytes(const bn_exec *e) { return e->mp->arena_bytes; }
 size_t bn_exec_kv_bytes(const bn_exec *e) { return e->kv_bytes; }
+int bn_exec_qkv_phases(const bn_exec *e) { return e->n_qkv; }

@@ -53,5 +53,7 @@ int bn_exec_stats(const bn_exec *e, const bn_exec_stat **stats); /* returns the 
 int bn_exec_max_tokens(const bn_exec *e);
 int64_t bn_exec_arena_bytes(const bn_exec *e);
 size_t bn_exec_kv_bytes(const bn_exec *e);
+/* How many layers decode their q/k/v RoPE and K/V store in the projection's phase (qkv.h). */
+int bn_exec_qkv_phases(const bn_exec *e);
 
 #endif

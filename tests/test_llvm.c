@@ -501,16 +501,17 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &ref, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &opt, &err), BN_OK);
-  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
+  bn_pass_opts po = {.max_tokens = 16, .verify = 1}; /* chunks of 16 and 4: on 2 threads by tokens, then by rows */
   if (bn_pass_run_pipeline(&opt.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
-  int32_t tok[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+  enum { NT = 20, ND = 4 }; /* a prompt, then ND tokens decoded one at a time */
+  int32_t tok[NT + ND] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26, 43, 38, 32, 79, 50, 28, 84, 19, 71, 69, 39, 93};
   size_t V = (size_t)ref.hp.n_vocab;
   bn_ref *r;
   const float *want;
-  assert_int_equal(bn_ref_create(&ref.graph, 12, 64, &r, &err), BN_OK);
-  assert_int_equal(bn_ref_eval(r, tok, 12, 0, &want, &err), BN_OK);
+  assert_int_equal(bn_ref_create(&ref.graph, NT + ND, 64, &r, &err), BN_OK);
+  assert_int_equal(bn_ref_eval(r, tok, NT + ND, 0, &want, &err), BN_OK);
   char text[2][512];
-  float *packed = NULL, *one = NULL;
+  float *packed = NULL, *one = NULL, *dec_one = malloc(ND * V * sizeof *dec_one), *dec = malloc(ND * V * sizeof *dec);
   int jit_nodes = 0;
   for (int threads = 1; threads <= 3; threads++) {
     bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, threads}, .sampler = bn_sampler_defaults()};
@@ -523,19 +524,37 @@ static void check_model(const char *path, const char *what) {
       bn_llvm_key key;
       if (opt.graph.nodes[i].op == BN_OP_OUTPUT_PROJ) assert_true(bn_llvm_select(&opt.graph, i, bn_llvm_host_isa(), &key));
     }
-    float *got = malloc(12 * V * sizeof *got);
-    assert_int_equal(bn_session_eval(s, tok, 12, got, &err), BN_OK);
-    double rel = tu_rel_to_range(got, want, 12 * V);
+    float *got = malloc(NT * V * sizeof *got);
+    assert_int_equal(bn_session_eval(s, tok, NT, got, &err), BN_OK);
+    double rel = tu_rel_to_range(got, want, NT * V);
     printf("  %s, %d thread(s): max |diff| / logit range %.3g\n", what, threads, rel);
     assert_true(rel < 1e-4);
     /* every thread count computes each row, head and token the same way, whichever thread runs it */
-    if (one) assert_memory_equal(got, one, 12 * V * sizeof *got);
+    if (one) assert_memory_equal(got, one, NT * V * sizeof *got);
     if (threads == 1) one = got;
     else if (threads == 2) packed = got;
     else free(got);
+    /* decoding: one-token steps run q, k and v's RoPE and K/V store in the projection's phase (qkv.h)
+     * where each thread gets 4 heads of q, k and v or more (so on one thread here; on more, the nodes
+     * run, and the bits must be the same) */
+    int phases = bn_exec_qkv_phases(bn_session_exec(s));
+    if (threads == 1) assert_true(phases > 0);
+    const float *last;
+    bn_session_reset(s);
+    assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK); /* eval leaves the cache as it was */
+    for (int d = 0; d < ND; d++) {
+      assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
+      memcpy(dec + d * V, last, V * sizeof *dec);
+    }
+    rel = tu_rel_to_range(dec, want + NT * V, ND * V);
+    printf("  %s, %d thread(s), %d tokens decoded (%d layers' q/k/v in one phase): max |diff| / logit range %.3g\n",
+           what, threads, ND, phases, rel);
+    assert_true(rel < 1e-4);
+    if (threads == 1) memcpy(dec_one, dec, ND * V * sizeof *dec);
+    else assert_memory_equal(dec, dec_one, ND * V * sizeof *dec);
     bn_session_free(s);
   }
-  free(one);
+  free(one), free(dec), free(dec_one);
   /* greedy: the reference backend and the LLVM backend continue the same way */
   for (int b = 0; b < 2; b++) {
     bn_sampler_params gp = bn_sampler_defaults();
@@ -550,7 +569,7 @@ static void check_model(const char *path, const char *what) {
   assert_string_equal(text[0], text[1]);
   /* the lookup-table kernels (every matmul re-laid as TL2): the same bytes as the packed ones */
   int64_t *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
-  bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = bn_pass_matmul_shapes(&opt.graph, shapes)};
+  bn_pass_opts lo = {.max_tokens = 16, .verify = 1, .lut = shapes, .n_lut = bn_pass_matmul_shapes(&opt.graph, shapes)};
   if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s", err.msg);
   free(shapes);
   /* (on a pool of the caller's, as bnc bench runs: the session leaves it alive) */
@@ -558,10 +577,10 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_pool_create(2, &pool, &err), BN_OK);
   bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2, NULL, NULL, pool}, .sampler = bn_sampler_defaults()};
   bn_session *s;
-  float *lut = malloc(12 * V * sizeof *lut);
+  float *lut = malloc(NT * V * sizeof *lut);
   if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
-  assert_int_equal(bn_session_eval(s, tok, 12, lut, &err), BN_OK);
-  assert_memory_equal(lut, packed, 12 * V * sizeof *lut);
+  assert_int_equal(bn_session_eval(s, tok, NT, lut, &err), BN_OK);
+  assert_memory_equal(lut, packed, NT * V * sizeof *lut);
   assert_int_equal(bn_exec_jit_nodes(bn_session_exec(s), NULL), jit_nodes); /* every matmul still runs generated code */
   bn_session_free(s);
   int ran[2] = {0, 0};

@@ -26,7 +26,9 @@ static const char RUN_HELP[] =
     "                       the reference kernels elsewhere; ref: the reference kernels only\n"
     "  --stats              print time per stage and per kernel kind\n"
     "  --profile FILE       write a Chrome trace (chrome://tracing, ui.perfetto.dev) of every stage and kernel\n"
-    "  BNC_ISA=avx2|avx512 in the environment forces an instruction set for the JIT kernels.\n";
+    "  BNC_ISA=avx2|avx512 in the environment forces an instruction set for the JIT kernels.\n"
+    "  BNC_QKV_PHASE=0 has decoding run the q/k/v slices, RoPEs and K/V store as nodes of their own\n"
+    "  (by default each thread rotates and stores the heads it projected; --stats says where).\n";
 
 static const char EVAL_HELP[] =
     "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [-t N] [--backend llvm|ref] [--poison]\n"
@@ -138,6 +140,9 @@ static void print_stats(bn_session *s, double load) {
     fprintf(stderr, "%-*s %8ld %10.2f %6.1f%% %10.1f\n", w, sorted[i].kind, sorted[i].calls, sorted[i].seconds * 1e3,
             total > 0 ? 100 * sorted[i].seconds / total : 0, sorted[i].calls ? sorted[i].seconds * 1e6 / sorted[i].calls : 0);
   fprintf(stderr, "%-*s %8s %10.2f\n", w, "all kernels", "", total * 1e3);
+  if (bn_exec_qkv_phases(e)) /* the skipped nodes' calls and times are the prompt's alone */
+    fprintf(stderr, "decode: %d layers rotate and store q/k/v right after their projection (slice, rope: prompt only)\n",
+            bn_exec_qkv_phases(e));
   fprintf(stderr, "arena %.2f MiB, KV cache %.2f MiB\n", bn_exec_arena_bytes(e) / 1048576.0, bn_exec_kv_bytes(e) / 1048576.0);
 }
 

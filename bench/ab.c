@@ -1,0 +1,82 @@
+/* An in-process A/B of a runtime switch read from the environment when a
+ * session starts (BNC_QKV_PHASE, BNC_ISA, ...).
+ *
+ * On a shared machine the bandwidth two threads get moves by ~1.8x from one
+ * minute to the next, so two `bnc bench` runs of two binaries compare two
+ * minutes as much as two builds. This program makes two sessions of one plan
+ * on one pool, the first with VAR=A and the second with VAR=B, and times
+ * tgN on each in turn (which goes first alternating), so each pair of runs
+ * shares the same second; it prints every round and the median of B / A.
+ *
+ *   build/bench/ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS]
+ *   e.g. build/bench/ab large.bnplan BNC_QKV_PHASE 0 1 -t 2 -r 20 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/exec.h"
+#include "../runtime/plan.h"
+#include "../runtime/session.h"
+
+static double tg(bn_session *s, int n) {
+  const float *last;
+  bn_error err;
+  int32_t t = 5;
+  bn_session_reset(s);
+  double t0 = bn_now();
+  for (int i = 0; i < n; i++)
+    if (bn_session_append(s, &t, 1, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
+  return n / (bn_now() - t0);
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 5) {
+    fputs("usage: ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS]\n", stderr);
+    return 2;
+  }
+  int threads = 2, rounds = 20, n = 64;
+  for (int i = 5; i + 1 < argc; i += 2) {
+    int v = atoi(argv[i + 1]);
+    if (!strcmp(argv[i], "-t") && v > 0) threads = v;
+    else if (!strcmp(argv[i], "-r") && v > 0 && v <= 1000) rounds = v;
+    else if (!strcmp(argv[i], "-n") && v > 0) n = v;
+    else return fprintf(stderr, "ab: bad option %s %s\n", argv[i], argv[i + 1]), 2;
+  }
+  bn_plan p;
+  bn_pool *pool;
+  bn_error err = {0};
+  if (bn_plan_open(&p, argv[1], &err) || bn_pool_create(threads, &pool, &err))
+    return fprintf(stderr, "ab: %s\n", err.msg), 1;
+  bn_session *s[2];
+  for (int v = 0; v < 2; v++) {
+    setenv(argv[2], argv[3 + v], 1);
+    bn_session_params sp = {.n_ctx = n + 8, .exec = {BN_BACKEND_LLVM, threads, p.target, NULL, pool},
+                            .sampler = bn_sampler_defaults()};
+    if (bn_session_create(&p.model, &p.mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
+    tg(s[v], 8); /* warm-up */
+  }
+  double *ratio = malloc((size_t)rounds * sizeof *ratio), x[2];
+  int wins = 0;
+  printf("%s: tg%d on %d thread(s), %s=%s (A) against %s=%s (B)\n", argv[1], n, threads, argv[2], argv[3], argv[2], argv[4]);
+  for (int r = 0; r < rounds; r++) {
+    for (int k = 0; k < 2; k++) {
+      int v = r % 2 ? 1 - k : k;
+      if ((x[v] = tg(s[v], n)) < 0) return 1;
+    }
+    ratio[r] = x[1] / x[0], wins += x[1] > x[0];
+    printf("round %3d: A %7.2f t/s  B %7.2f t/s  B/A %.3f\n", r, x[0], x[1], ratio[r]);
+  }
+  qsort(ratio, (size_t)rounds, sizeof *ratio, by_value);
+  printf("B/A: median %.3f, quartiles %.3f .. %.3f; B faster in %d of %d rounds\n", ratio[rounds / 2],
+         ratio[rounds / 4], ratio[3 * rounds / 4], wins, rounds);
+  for (int v = 0; v < 2; v++) bn_session_free(s[v]);
+  bn_pool_free(pool);
+  bn_plan_close(&p);
+  free(ratio);
+  return 0;
+}

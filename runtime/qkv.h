@@ -1,0 +1,30 @@
+/* A decode step's attention inputs in one phase.
+ *
+ * The fused q/k/v projection X = [q | k | v] reaches attention through three
+ * column slices, two RoPEs and the K/V store, each its own node and meeting
+ * of the threads: on large, 6 of the 11 a layer, each costing about half a
+ * microsecond while moving a few KiB. With one token a row's columns are
+ * contiguous, so when each thread's rows of X are whole heads, the thread
+ * that computed a head can rotate it and store it in the K/V cache itself,
+ * right after its matmul share: the slices and RoPE nodes are skipped, and
+ * attention reads the rotated q from scratch. Prompts keep the nodes. */
+#ifndef BN_RT_QKV_H
+#define BN_RT_QKV_H
+
+#include <stdint.h>
+
+#include "../ir/ir.h"
+
+typedef struct {
+  int mm, attn;       /* the projection's node and the attention's */
+  int skip[5];        /* the slices of q, k, v and the RoPEs of q, k */
+  int rope_q, rope_k; /* (also in skip) */
+  int layer, heads, kv_heads;
+  int64_t head_dim, qw, kw; /* q's and k's columns of X (v's: kw) */
+} bn_qkv;
+
+/* Does attention node a read X through exactly that pattern (each slice and RoPE
+ * output read by it alone, X by the slices alone)? Fills q. */
+int bn_qkv_find(const bn_graph *g, int a, bn_qkv *q);
+
+#endif
