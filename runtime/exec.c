@@ -280,8 +280,8 @@ static void run_qkv(bn_exec *e, const bn_qkv *q, int64_t n0, int64_t n1) {
 static int64_t gcd(int64_t a, int64_t b) { return b ? gcd(b, a % b) : a; }
 
 /* The q/k/v phases of one-token steps, where every part has generated code and the
- * projection has enough whole heads for every thread to get 4 or more (a thread's share is
- * whole heads: fewer would leave the threads' shares uneven); BNC_QKV_PHASE=0: none. */
+ * projection's heads split evenly over the threads, or each gets 8 or more (a share is whole
+ * heads: the largest is then at most 1/8 above the mean); BNC_QKV_PHASE=0: none. */
 static bn_status make_qkv(bn_exec *e, bn_error *err) {
   const bn_graph *g = e->g;
   int nth = bn_pool_size(e->pool), n = 0;
@@ -296,7 +296,8 @@ static bn_status make_qkv(bn_exec *e, bn_error *err) {
     jit_node *m = &e->jit[q.mm];
     if (m->kind != 1 || e->jit[q.rope_q].kind != 5 || e->jit[q.rope_k].kind != 5) continue;
     int64_t gran = m->granule / gcd(m->granule, q.head_dim) * q.head_dim; /* whole heads, whole row blocks */
-    if (m->N / gran < 4 * (int64_t)nth) continue;
+    int64_t heads = m->N / gran;
+    if (m->N % gran || (heads % nth && heads < 8 * (int64_t)nth)) continue;
     e->qkv[e->n_qkv++] = q;
     m->granule1 = gran, m->qkv = e->jit[a].qkv = e->n_qkv;
     for (int s = 0; s < 5; s++) e->jit[q.skip[s]].skip1 = 1;

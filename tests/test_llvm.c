@@ -554,6 +554,21 @@ static void check_model(const char *path, const char *what) {
     else assert_memory_equal(dec, dec_one, ND * V * sizeof *dec);
     bn_session_free(s);
   }
+  { /* the nodes themselves (BNC_QKV_PHASE=0) decode the same bits as the phase */
+    setenv("BNC_QKV_PHASE", "0", 1);
+    bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2}, .sampler = bn_sampler_defaults()};
+    bn_session *s;
+    if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
+    unsetenv("BNC_QKV_PHASE");
+    assert_int_equal(bn_exec_qkv_phases(bn_session_exec(s)), 0);
+    const float *last;
+    assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK);
+    for (int d = 0; d < ND; d++) {
+      assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
+      assert_memory_equal(last, dec_one + d * V, V * sizeof *last);
+    }
+    bn_session_free(s);
+  }
   free(one), free(dec), free(dec_one);
   /* greedy: the reference backend and the LLVM backend continue the same way */
   for (int b = 0; b < 2; b++) {
