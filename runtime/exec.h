@@ -3,7 +3,9 @@
  * kernels, the thread pool); a step allocates nothing. With the LLVM backend a
  * node runs its generated kernel, split over the threads (matmuls by rows,
  * attention and RoPE by heads, norms by tokens); the rest run the reference
- * kernels. Every node is timed and its time added to its kernel kind ("rope",
+ * kernels; a one-token step rotates and stores q/k/v right after their
+ * projection where it can (qkv.h) and skips the slice and RoPE nodes. Every
+ * node is timed and its time added to its kernel kind ("rope",
  * "fused:tmatmul+dequant+add", ...); a trace recorder, when attached, keeps one
  * event per node. */
 #ifndef BN_RT_EXEC_H
