@@ -289,7 +289,8 @@ static bn_status make_qkv(bn_exec *e, bn_error *err) {
   const char *env = getenv("BNC_QKV_PHASE");
   if (env && !strcmp(env, "0")) return BN_OK; /* off: decoding runs the nodes (for comparisons) */
   for (int a = 0; a < g->n_nodes; a++) n += g->nodes[a].op == BN_OP_ATTENTION;
-  if (!n || !(e->qkv = malloc((size_t)n * sizeof *e->qkv))) return n ? bn_fail(err, BN_E_NOMEM, "executor: out of memory") : BN_OK;
+  if (!n) return BN_OK;
+  if (!(e->qkv = malloc((size_t)n * sizeof *e->qkv))) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   int64_t qmax = 0, kmax = 0;
   for (int a = 0; a < g->n_nodes; a++) {
     bn_qkv q;
@@ -305,7 +306,8 @@ static bn_status make_qkv(bn_exec *e, bn_error *err) {
     if (q.qw > qmax) qmax = q.qw;
     if (q.kw > kmax) kmax = q.kw;
   }
-  if (e->n_qkv && (!(e->q1 = aligned_alloc(64, (size_t)(qmax + 16) * 4)) || !(e->k1 = aligned_alloc(64, (size_t)(kmax + 16) * 4))))
+  if (e->n_qkv && (!(e->q1 = aligned_alloc(64, (size_t)(qmax + 16) * 4)) ||
+                   !(e->k1 = aligned_alloc(64, (size_t)(kmax + 16) * 4))))
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   return BN_OK;
 }
