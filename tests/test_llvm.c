@@ -573,7 +573,7 @@ static void check_model(const char *path, const char *what) {
     }
     bn_session_free(s);
   }
-  free(one), free(dec), free(dec_one);
+  free(one), free(dec);
   /* greedy: the reference backend and the LLVM backend continue the same way */
   for (int b = 0; b < 2; b++) {
     bn_sampler_params gp = bn_sampler_defaults();
@@ -601,12 +601,19 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_session_eval(s, tok, NT, lut, &err), BN_OK);
   assert_memory_equal(lut, packed, NT * V * sizeof *lut);
   assert_int_equal(bn_exec_jit_nodes(bn_session_exec(s), NULL), jit_nodes); /* every matmul still runs generated code */
+  const float *last; /* and decoding (TL2's rows in blocks of 16, so the q/k/v phase's shares too) */
+  bn_session_reset(s);
+  assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK);
+  for (int d = 0; d < ND; d++) {
+    assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
+    assert_memory_equal(last, dec_one + d * V, V * sizeof *last);
+  }
   bn_session_free(s);
   int ran[2] = {0, 0};
   bn_pool_run(pool, mark_thread, ran);
   assert_true(ran[0] && ran[1]);
   bn_pool_free(pool);
-  free(lut), free(packed);
+  free(lut), free(packed), free(dec_one);
   bn_ref_free(r);
   bn_memplan_free(&mp);
   bn_model_free(&ref);
