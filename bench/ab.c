@@ -8,8 +8,9 @@
  * tgN on each in turn (which goes first alternating), so each pair of runs
  * shares the same second; it prints every round and the median of B / A.
  *
- *   build/bench/ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS]
- *   e.g. build/bench/ab large.bnplan BNC_QKV_PHASE 0 1 -t 2 -r 20 */
+ *   build/bench/ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH]
+ *   e.g. build/bench/ab large.bnplan BNC_QKV_PHASE 0 1 -t 2 -r 20
+ * -d: each tgN after DEPTH tokens of context (untimed), as bnc bench -d. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,14 @@
 #include "../runtime/plan.h"
 #include "../runtime/session.h"
 
-static double tg(bn_session *s, int n) {
+static int32_t *ctx_tokens; /* the untimed context: depth tokens */
+
+static double tg(bn_session *s, int n, int depth) {
   const float *last;
   bn_error err;
   int32_t t = 5;
   bn_session_reset(s);
+  if (depth && bn_session_append(s, ctx_tokens, depth, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
   double t0 = bn_now();
   for (int i = 0; i < n; i++)
     if (bn_session_append(s, &t, 1, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
@@ -36,15 +40,16 @@ static int by_value(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   if (argc < 5) {
-    fputs("usage: ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS]\n", stderr);
+    fputs("usage: ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH]\n", stderr);
     return 2;
   }
-  int threads = 2, rounds = 20, n = 64;
+  int threads = 2, rounds = 20, n = 64, depth = 0;
   for (int i = 5; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);
     if (!strcmp(argv[i], "-t") && v > 0) threads = v;
     else if (!strcmp(argv[i], "-r") && v > 0 && v <= 1000) rounds = v;
     else if (!strcmp(argv[i], "-n") && v > 0) n = v;
+    else if (!strcmp(argv[i], "-d") && v >= 0) depth = v;
     else return fprintf(stderr, "ab: bad option %s %s\n", argv[i], argv[i + 1]), 2;
   }
   bn_plan p;
@@ -52,21 +57,24 @@ int main(int argc, char **argv) {
   bn_error err = {0};
   if (bn_plan_open(&p, argv[1], &err) || bn_pool_create(threads, &pool, &err))
     return fprintf(stderr, "ab: %s\n", err.msg), 1;
+  if (!(ctx_tokens = malloc((size_t)(depth + 1) * sizeof *ctx_tokens))) return fputs("ab: out of memory\n", stderr), 1;
+  for (int i = 0; i < depth; i++) ctx_tokens[i] = 3 + i % 97;
   bn_session *s[2];
   for (int v = 0; v < 2; v++) {
     setenv(argv[2], argv[3 + v], 1);
-    bn_session_params sp = {.n_ctx = n + 8, .exec = {BN_BACKEND_LLVM, threads, p.target, NULL, pool},
+    bn_session_params sp = {.n_ctx = depth + n + 8, .exec = {BN_BACKEND_LLVM, threads, p.target, NULL, pool},
                             .sampler = bn_sampler_defaults()};
     if (bn_session_create(&p.model, &p.mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
-    tg(s[v], 8); /* warm-up */
+    if (tg(s[v], 8, 0) < 0) return 1; /* warm-up */
   }
   double *ratio = malloc((size_t)rounds * sizeof *ratio), x[2];
   int wins = 0;
-  printf("%s: tg%d on %d thread(s), %s=%s (A) against %s=%s (B)\n", argv[1], n, threads, argv[2], argv[3], argv[2], argv[4]);
+  printf("%s: tg%d after %d tokens on %d thread(s), %s=%s (A) against %s=%s (B)\n", argv[1], n, depth, threads, argv[2],
+         argv[3], argv[2], argv[4]);
   for (int r = 0; r < rounds; r++) {
     for (int k = 0; k < 2; k++) {
       int v = r % 2 ? 1 - k : k;
-      if ((x[v] = tg(s[v], n)) < 0) return 1;
+      if ((x[v] = tg(s[v], n, depth)) < 0) return 1;
     }
     ratio[r] = x[1] / x[0], wins += x[1] > x[0];
     printf("round %3d: A %7.2f t/s  B %7.2f t/s  B/A %.3f\n", r, x[0], x[1], ratio[r]);
@@ -77,6 +85,6 @@ int main(int argc, char **argv) {
   for (int v = 0; v < 2; v++) bn_session_free(s[v]);
   bn_pool_free(pool);
   bn_plan_close(&p);
-  free(ratio);
+  free(ratio), free(ctx_tokens);
   return 0;
 }
