@@ -22,10 +22,13 @@
 
 enum { X, WN, QA, TMP, T_, T0, T1 };
 
+enum { MAXC = 4 }; /* independent chains of the max pass */
+
 typedef struct {
   int mode, lanes;
   LLVMValueRef wn;                                   /* the norm weights */
-  LLVMValueRef src, qrow, ss, mx, inv, scale, qsum; /* src: the row's floats; the rest: allocas */
+  LLVMValueRef src, qrow, ss, inv, scale, qsum; /* src: the row's floats; the rest: allocas */
+  LLVMValueRef mxc[MAXC];                        /* the max pass's chains (allocas) */
   LLVMValueRef grow;                                 /* gate mode: the g|u row */
 } row;
 
@@ -76,11 +79,21 @@ static void store_body(bn_gen *g, LLVMValueRef k, row *r) {
   bn_gen_store(g, norm(g, r, k), r->qrow, off4(g, k));
 }
 
+static LLVMValueRef vmax(bn_gen *g, LLVMValueRef a, LLVMValueRef b) {
+  LLVMTypeRef t = vf(g);
+  LLVMValueRef args[2] = {a, b};
+  return bn_gen_call(g, "llvm.maxnum", &t, 1, args, 2);
+}
+
+/* The largest |normalized x| so far, MAXC vectors at a time into as many maxima (a maximum
+ * does not depend on the order it is taken in, so the chains change no bit). */
 static void max_body(bn_gen *g, LLVMValueRef k, row *r) {
   LLVMTypeRef t = vf(g);
-  LLVMValueRef y = norm(g, r, k), ay = bn_gen_call(g, "llvm.fabs", &t, 1, &y, 1);
-  LLVMValueRef args[2] = {LLVMBuildLoad2(g->b, t, r->mx, ""), ay};
-  LLVMBuildStore(g->b, bn_gen_call(g, "llvm.maxnum", &t, 1, args, 2), r->mx);
+  for (int c = 0; c < MAXC; c++) {
+    LLVMValueRef y = norm(g, r, LLVMBuildAdd(g->b, k, bn_gen_c64(g, c * r->lanes), ""));
+    LLVMValueRef ay = bn_gen_call(g, "llvm.fabs", &t, 1, &y, 1);
+    LLVMBuildStore(g->b, vmax(g, LLVMBuildLoad2(g->b, t, r->mxc[c], ""), ay), r->mxc[c]);
+  }
 }
 
 static void quant_body(bn_gen *g, LLVMValueRef k, row *r) {
@@ -100,9 +113,19 @@ static void quant_body(bn_gen *g, LLVMValueRef k, row *r) {
 static void quantize_row(bn_gen *g, row *r) {
   int64_t meta = bn_qa8_row_bytes(g->K) - 64;
   LLVMTypeRef tvf = vf(g), vi = LLVMVectorType(g->i32, (unsigned)r->lanes);
-  LLVMBuildStore(g->b, LLVMConstNull(tvf), r->mx);
-  kloop(g, max_body, r);
-  LLVMValueRef mxv = LLVMBuildLoad2(g->b, tvf, r->mx, "");
+  int64_t whole = g->K / (MAXC * r->lanes) * (MAXC * r->lanes);
+  for (int c = 0; c < MAXC; c++) LLVMBuildStore(g->b, LLVMConstNull(tvf), r->mxc[c]);
+  if (whole) {
+    bn_gen_for l = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, whole), MAXC * r->lanes);
+    max_body(g, l.i, r);
+    bn_gen_for_end(g, &l);
+  }
+  LLVMValueRef mxv = LLVMBuildLoad2(g->b, tvf, r->mxc[0], "");
+  for (int c = 1; c < MAXC; c++) mxv = vmax(g, mxv, LLVMBuildLoad2(g->b, tvf, r->mxc[c], ""));
+  for (int64_t k = whole; k < g->K; k += r->lanes) { /* the vectors left over */
+    LLVMValueRef y = norm(g, r, bn_gen_c64(g, k));
+    mxv = vmax(g, mxv, bn_gen_call(g, "llvm.fabs", &tvf, 1, &y, 1));
+  }
   LLVMValueRef mx = bn_gen_call(g, "llvm.vector.reduce.fmax", &tvf, 1, &mxv, 1);
   LLVMValueRef margs[2] = {mx, LLVMConstReal(g->f32, 1e-5)};
   LLVMValueRef s = LLVMBuildFDiv(g->b, LLVMConstReal(g->f32, 127.0), bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2), "s");
@@ -125,7 +148,7 @@ void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef
   row r = {.mode = mode, .lanes = lanes_of(g), .wn = wn};
   LLVMTypeRef vi = LLVMVectorType(g->i32, (unsigned)r.lanes);
   r.ss = bn_gen_alloca(g, vd(g), "ss");
-  r.mx = bn_gen_alloca(g, vf(g), "mx");
+  for (int c = 0; c < MAXC; c++) r.mxc[c] = bn_gen_alloca(g, vf(g), "mx");
   r.qsum = bn_gen_alloca(g, vi, "qsum");
   bn_gen_for lt = bn_gen_for_begin(g, t0, t1, 1);
   LLVMValueRef t = lt.i;
