@@ -149,6 +149,9 @@ awk -F'[:,]' 'NR == FNR {if (/"weight_bytes_per_token"/) w = $2; if (/"kv_bytes_
   END {exit !(rows == 2 && !bad)}' "$WORK/bench.json" "$WORK/bench.json" || fail "bench tg fraction is not t/s x bytes / bandwidth: $(cat "$WORK/bench.json")"
 expect_error "bench too deep" "exceeds" -- $BNC bench "$m" -p 16 -n 4 -d 60000
 $BNC bench --kernel 256,64,2 -r 1 >"$WORK/kbench" 2>&1 || fail "bench --kernel: $(cat "$WORK/kbench")"
+grep -q "^| 1 | packed | .* | | |$" "$WORK/kbench" || fail "bench --kernel T > 1 shows bandwidth cells: $(cat "$WORK/kbench")"
+$BNC bench --kernel 256,64,1 -t 1 -r 1 >"$WORK/kbench1" 2>&1 || fail "bench --kernel T = 1"
+grep -q "^| 1 | packed | .* | [0-9.]* | [0-9]*% |$" "$WORK/kbench1" || fail "bench --kernel T = 1 lacks bandwidth: $(cat "$WORK/kbench1")"
 expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $BNC bench --kernel 100,64,2
 # the LLVM backend and the reference kernels agree through the CLI too
 # (their numeric agreement is tests/test_llvm.c's; here: each backend gives the same bytes from a plan or its GGUF)

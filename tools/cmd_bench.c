@@ -24,8 +24,9 @@ static const char HELP[] =
     "  tgN@dD generates at positions D..D+N-1 (pp over a context likewise).\n"
     "  Each test runs -r times (after one warm-up); the table gives median +- standard deviation.\n"
     "  --kernel: the fused ternary matmul+dequant kernel alone on a [T x K] x [K -> N] product,\n"
-    "  in GOPS (2 ops per multiply-add) and GB/s of weights streamed: the packed (dot-product)\n"
-    "  kernel and, when N is a multiple of 16, the lookup-table kernel on the same weights.\n"
+    "  in GOPS (2 ops per multiply-add) and, for one token, GB/s of weights streamed (with T > 1\n"
+    "  the weights come from cache, as a prompt chunk's do, and those cells stay empty): the packed\n"
+    "  (dot-product) kernel and, when N is a multiple of 16, the lookup-table kernel on the same weights.\n"
     "  Before every repetition bench measures, on the test's threads, memory read bandwidth (the\n"
     "  best of 3 passes over 512 MiB in 2 MiB pages, as plans' weights) and the int8 multiply-add\n"
     "  peak, and takes the repetition's fraction of them: tgN's bound streams the weights and\n"
@@ -342,7 +343,10 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
       jobs[p].w = w0;
       stats(us, reps, &med, &sd);
       double gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
-      if (!strcmp(fmt, "md"))
+      if (!strcmp(fmt, "md") && T > 1) /* a prompt chunk's weights come from cache: no bandwidth columns */
+        printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% | | |\n", threads->vals[ti], names[p], med, sd, gops,
+               100 * median(of_peak, reps));
+      else if (!strcmp(fmt, "md"))
         printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% | %.1f | %.0f%% |\n", threads->vals[ti], names[p], med, sd, gops,
                100 * median(of_peak, reps), gbs, 100 * median(of_bw, reps));
       else
