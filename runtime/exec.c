@@ -263,7 +263,7 @@ static void *kv_alloc(size_t bytes) {
  * at pos, as the RoPE nodes and bn_ref_kv_store would. */
 static void run_qkv(bn_exec *e, const bn_qkv *q, int64_t n0, int64_t n1) {
   const float *x = e->env.val[e->g->nodes[q->mm].out];
-  const jit_node *rq = &e->jit[q->rope_q], *rk = &e->jit[q->rope_k];
+  const jit_node *rq = &e->jit[q->skip[BN_QKV_ROPE_Q]], *rk = &e->jit[q->skip[BN_QKV_ROPE_K]];
   int64_t hd = q->head_dim, qw = q->qw, kw = q->kw, n_ctx = e->n_ctx, pos = e->env.pos;
   float *kc = e->env.kc[q->layer], *vc = e->env.vc[q->layer];
   int64_t a = n0, b = n1 < qw ? n1 : qw;
@@ -296,7 +296,7 @@ static bn_status make_qkv(bn_exec *e, bn_error *err) {
     bn_qkv q;
     if (!bn_qkv_find(g, a, &q)) continue;
     jit_node *m = &e->jit[q.mm];
-    if (m->kind != 1 || e->jit[q.rope_q].kind != 5 || e->jit[q.rope_k].kind != 5) continue;
+    if (m->kind != 1 || e->jit[q.skip[BN_QKV_ROPE_Q]].kind != 5 || e->jit[q.skip[BN_QKV_ROPE_K]].kind != 5) continue;
     int64_t gran = m->granule / gcd(m->granule, q.head_dim) * q.head_dim; /* whole heads, whole row blocks */
     int64_t heads = m->N / gran, most = (heads + nth - 1) / nth;
     if (m->N % gran || most * 8 * nth > 9 * heads) continue;
@@ -306,7 +306,7 @@ static bn_status make_qkv(bn_exec *e, bn_error *err) {
     if (q.qw > qmax) qmax = q.qw;
     if (q.kw > kmax) kmax = q.kw;
   }
-  if (e->n_qkv && (!(e->q1 = aligned_alloc(64, (size_t)(qmax + 16) * 4)) ||
+  if (e->n_qkv && (!(e->q1 = aligned_alloc(64, (size_t)(qmax + 16) * 4)) || /* and a vector of slack */
                    !(e->k1 = aligned_alloc(64, (size_t)(kmax + 16) * 4))))
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   return BN_OK;

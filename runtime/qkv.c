@@ -41,11 +41,8 @@ int bn_qkv_find(const bn_graph *g, int a, bn_qkv *q) {
   if (!slice_is(g, sq, x, 0, qw) || !slice_is(g, sk, x, qw, kw) || !slice_is(g, sv, x, qw + kw, kw)) return 0;
   if (!rope_is(g, rq, H, hd) || !rope_is(g, rk, KVH, hd)) return 0;
   /* skipping the nodes leaves no one without their values */
-  int one[5] = {sq, sk, sv, rq, rk};
+  *q = (bn_qkv){.mm = xv->node, .skip = {sq, sk, sv, rq, rk}, .layer = (int)A->attr[0], .head_dim = hd, .qw = qw, .kw = kw};
   for (int i = 0; i < 5; i++)
-    if (readers(g, g->nodes[one[i]].out) != 1) return 0;
-  if (readers(g, x) != 3) return 0;
-  *q = (bn_qkv){.mm = xv->node, .attn = a, .skip = {sq, sk, sv, rq, rk}, .rope_q = rq, .rope_k = rk,
-                .layer = (int)A->attr[0], .heads = H, .kv_heads = KVH, .head_dim = hd, .qw = qw, .kw = kw};
-  return 1;
+    if (readers(g, g->nodes[q->skip[i]].out) != 1) return 0;
+  return readers(g, x) == 3;
 }

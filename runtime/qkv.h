@@ -15,16 +15,17 @@
 
 #include "../ir/ir.h"
 
+enum { BN_QKV_ROPE_Q = 3, BN_QKV_ROPE_K = 4 }; /* in bn_qkv.skip */
+
 typedef struct {
-  int mm, attn;       /* the projection's node and the attention's */
-  int skip[5];        /* the slices of q, k, v and the RoPEs of q, k */
-  int rope_q, rope_k; /* (also in skip) */
-  int layer, heads, kv_heads;
+  int mm;      /* the projection's node */
+  int skip[5]; /* the nodes a one-token step skips: the slices of q, k, v, then the RoPEs of q, k */
+  int layer;
   int64_t head_dim, qw, kw; /* q's and k's columns of X (v's: kw) */
 } bn_qkv;
 
 /* Does attention node a read X through exactly that pattern (each slice and RoPE
- * output read by it alone, X by the slices alone)? Fills q. */
+ * output read by it alone, X by the slices alone)? If so, q describes it. */
 int bn_qkv_find(const bn_graph *g, int a, bn_qkv *q);
 
 #endif

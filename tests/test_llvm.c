@@ -490,6 +490,20 @@ static void mark_thread(void *ctx, int i, int n) {
   ((int *)ctx)[i] = 1;
 }
 
+enum { NT = 20, ND = 4 }; /* end to end: a prompt, then ND tokens decoded one at a time */
+
+/* The logits of decoding tok[NT..NT+ND) one at a time after the prompt tok[0..NT), into out[ND][V]. */
+static void decode(bn_session *s, const int32_t *tok, float *out, size_t V) {
+  const float *last;
+  bn_error err = {0};
+  bn_session_reset(s);
+  assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK);
+  for (int d = 0; d < ND; d++) {
+    assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
+    memcpy(out + (size_t)d * V, last, V * sizeof *out);
+  }
+}
+
 /* End to end: a compiled model on the LLVM backend (1 and 2 threads) against
  * the unfused reference interpreter: logits within 1e-4 of the logit range,
  * and greedy generation picks the same tokens. */
@@ -503,7 +517,6 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_import_gguf(&f, &opt, &err), BN_OK);
   bn_pass_opts po = {.max_tokens = 16, .verify = 1}; /* chunks of 16 and 4: on 2 threads by tokens, then by rows */
   if (bn_pass_run_pipeline(&opt.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
-  enum { NT = 20, ND = 4 }; /* a prompt, then ND tokens decoded one at a time */
   int32_t tok[NT + ND] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26, 43, 38, 32, 79, 50, 28, 84, 19, 71, 69, 39, 93};
   size_t V = (size_t)ref.hp.n_vocab;
   bn_ref *r;
@@ -535,17 +548,11 @@ static void check_model(const char *path, const char *what) {
     else if (threads == 2) packed = got;
     else free(got);
     /* decoding: one-token steps run q, k and v's RoPE and K/V store in the projection's phase (qkv.h)
-     * where each thread gets 4 heads of q, k and v or more (so on one thread here; on more, the nodes
-     * run, and the bits must be the same) */
+     * where the heads split over the threads evenly enough (always on one thread; on more, some
+     * models run the nodes, and the bits must be the same) */
     int phases = bn_exec_qkv_phases(bn_session_exec(s));
     if (threads == 1) assert_true(phases > 0);
-    const float *last;
-    bn_session_reset(s);
-    assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK); /* eval leaves the cache as it was */
-    for (int d = 0; d < ND; d++) {
-      assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
-      memcpy(dec + d * V, last, V * sizeof *dec);
-    }
+    decode(s, tok, dec, V);
     rel = tu_rel_to_range(dec, want + NT * V, ND * V);
     printf("  %s, %d thread(s), %d tokens decoded (%d layers' q/k/v in one phase): max |diff| / logit range %.3g\n",
            what, threads, ND, phases, rel);
@@ -565,15 +572,11 @@ static void check_model(const char *path, const char *what) {
     unsetenv("BNC_QKV_PHASE");
     if (nodes) assert_int_equal(bn_exec_qkv_phases(bn_session_exec(s)), 0);
     else bn_exec_set_poison(bn_session_exec(s), 1);
-    const float *last;
-    assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK);
-    for (int d = 0; d < ND; d++) {
-      assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
-      assert_memory_equal(last, dec_one + d * V, V * sizeof *last);
-    }
+    decode(s, tok, dec, V);
+    assert_memory_equal(dec, dec_one, ND * V * sizeof *dec);
     bn_session_free(s);
   }
-  free(one), free(dec);
+  free(one);
   /* greedy: the reference backend and the LLVM backend continue the same way */
   for (int b = 0; b < 2; b++) {
     bn_sampler_params gp = bn_sampler_defaults();
@@ -601,19 +604,14 @@ static void check_model(const char *path, const char *what) {
   assert_int_equal(bn_session_eval(s, tok, NT, lut, &err), BN_OK);
   assert_memory_equal(lut, packed, NT * V * sizeof *lut);
   assert_int_equal(bn_exec_jit_nodes(bn_session_exec(s), NULL), jit_nodes); /* every matmul still runs generated code */
-  const float *last; /* and decoding (TL2's rows in blocks of 16, so the q/k/v phase's shares too) */
-  bn_session_reset(s);
-  assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK);
-  for (int d = 0; d < ND; d++) {
-    assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
-    assert_memory_equal(last, dec_one + d * V, V * sizeof *last);
-  }
+  decode(s, tok, dec, V); /* and decoding (TL2's rows in blocks of 16, so the q/k/v phase's shares too) */
+  assert_memory_equal(dec, dec_one, ND * V * sizeof *dec);
   bn_session_free(s);
   int ran[2] = {0, 0};
   bn_pool_run(pool, mark_thread, ran);
   assert_true(ran[0] && ran[1]);
   bn_pool_free(pool);
-  free(lut), free(packed), free(dec_one);
+  free(lut), free(packed), free(dec_one), free(dec);
   bn_ref_free(r);
   bn_memplan_free(&mp);
   bn_model_free(&ref);

@@ -343,12 +343,11 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
       jobs[p].w = w0;
       stats(us, reps, &med, &sd);
       double gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
-      if (!strcmp(fmt, "md") && T > 1) /* a prompt chunk's weights come from cache: no bandwidth columns */
-        printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% | | |\n", threads->vals[ti], names[p], med, sd, gops,
-               100 * median(of_peak, reps));
-      else if (!strcmp(fmt, "md"))
-        printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% | %.1f | %.0f%% |\n", threads->vals[ti], names[p], med, sd, gops,
-               100 * median(of_peak, reps), gbs, 100 * median(of_bw, reps));
+      char bwcells[48] = " | "; /* a prompt chunk's weights come from cache: no bandwidth columns */
+      if (T == 1) snprintf(bwcells, sizeof bwcells, " %.1f | %.0f%% ", gbs, 100 * median(of_bw, reps));
+      if (!strcmp(fmt, "md"))
+        printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% |%s|\n", threads->vals[ti], names[p], med, sd, gops,
+               100 * median(of_peak, reps), bwcells);
       else
         printf("{\"threads\": %d, \"path\": \"%s\", \"us\": %.3f, \"stddev\": %.3f, \"gops\": %.2f, "
                "\"int8_peak_gmacs\": %.1f, \"fraction_of_peak\": %.4f, \"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f, "
