@@ -47,8 +47,11 @@ enum { QA, W, OUT, RESID, T_, N0, N1 };
  * summed at the end. Decode (one token) prefetches the weight stream about
  * PREFETCH_BYTES ahead into L1 (prefetcht0: on a 16-core Xeon, prefetchnta
  * held one thread's tg64 on large at 26-28 t/s against 42-50, 16 threads at
- * 207 against 310; on this repo's Zen 5 machine the two are within noise). */
-enum { ROWS = 4, CHAINS = 4, PREFETCH_BYTES = 12288, BLOCK_BYTES = 16384, UNROLL_GROUPS = 4 };
+ * 207 against 310; on this repo's Zen 5 machine the two are within noise). The
+ * distance, rounded up to whole blocks of 4 rows (bench/ab, large tg64, B/A of
+ * two distances): on one thread 12 -> 6 KiB 1.022; on two, in minutes when both
+ * cores get their whole bandwidth, 12 -> 8 KiB 1.017, 8 -> 6 1.009, 6 -> 4 0.990. */
+enum { ROWS = 4, CHAINS = 4, PREFETCH_BYTES = 6144, BLOCK_BYTES = 16384, UNROLL_GROUPS = 4 };
 
 typedef struct {
   int rr, tt, chains, lanes, avx512;
