@@ -153,11 +153,35 @@ static void test_matches_sort(void **state) {
   }
 }
 
+/* Greedy against the sort's first id: coarse logits (many tied maxima), an
+ * odd vocabulary, the maximum placed first, last and in the 8-wide tail. */
+static void test_greedy_matches_sort(void **state) {
+  (void)state;
+  enum { V = 3001 };
+  bn_sampler *s = make(0, 40, 0.95f, 1.0f, 1, V);
+  uint64_t g = 7;
+  for (int step = 0; step < 60; step++) {
+    float l[V], m[V];
+    for (int i = 0; i < V; i++) l[i] = m[i] = (float)((int)(bn_rng_unit(&g) * 64) - 40) / 8;
+    int at = step % 4 == 0 ? 0 : step % 4 == 1 ? V - 1 : step % 4 == 2 ? V - 3 : -1;
+    if (at >= 0) l[at] = m[at] = 9.0f;
+    uint64_t unused = 0;
+    int32_t want = sort_sample(m, V, 1.0f, 1, 1.0f, &unused);
+    if (at >= 0) assert_int_equal(want, at);
+    assert_int_equal(bn_sampler_sample(s, l, NULL, 0), want);
+  }
+  bn_sampler_free(s);
+  s = make(0, 40, 0.95f, 1.0f, 1, 3);
+  float nan_later[3] = {1.0f, NAN, 2.0f};
+  assert_int_equal(bn_sampler_sample(s, nan_later, NULL, 0), 2); /* a NaN never wins */
+  bn_sampler_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_greedy_is_argmax), cmocka_unit_test(test_distribution_follows_softmax),
       cmocka_unit_test(test_top_p_cuts_tail), cmocka_unit_test(test_repetition_penalty),
-      cmocka_unit_test(test_seed_fixes_sequence), cmocka_unit_test(test_matches_sort),
+      cmocka_unit_test(test_seed_fixes_sequence), cmocka_unit_test(test_matches_sort), cmocka_unit_test(test_greedy_matches_sort),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
