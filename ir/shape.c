@@ -98,13 +98,24 @@ bn_status bn_rule_linear(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_s
   return out2(dt, out, BN_DT_F32, x->shape.d[0], in_val(g, n, 1)->shape.d[0]);
 }
 
+/* Whether attribute v is a whole number in [lo, hi] (*out); checked before any cast: a double
+ * beyond int64's range has no conversion. */
+static int whole(double v, int64_t lo, int64_t hi, int64_t *out) {
+  if (!(v >= (double)lo && v <= (double)hi)) return 0; /* NaN too */
+  *out = (int64_t)v;
+  return (double)*out == v;
+}
+
+enum { MAX_HEADS = 1 << 16, MAX_LAYER = 1 << 20 };
+
 /* attention(q[T, H*D], k[T, Hkv*D], v[T, Hkv*D]) -> [T, H*D] */
 bn_status bn_rule_attention(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
   for (int i = 0; i < 3; i++) NEED(i, 2, BN_DT_F32);
-  int64_t h = (int64_t)n->attr[1], hkv = (int64_t)n->attr[2], hd = (int64_t)n->attr[3];
-  if (h <= 0 || hkv <= 0 || hd <= 0 || h % hkv || n->attr[0] < 0)
-    return bn_fail(err, BN_E_INVALID, "attention: bad layer=%g heads=%lld kv_heads=%lld head_dim=%lld", n->attr[0],
-                   (long long)h, (long long)hkv, (long long)hd);
+  int64_t layer, h, hkv, hd;
+  if (!whole(n->attr[0], 0, MAX_LAYER, &layer) || !whole(n->attr[1], 1, MAX_HEADS, &h) ||
+      !whole(n->attr[2], 1, MAX_HEADS, &hkv) || !whole(n->attr[3], 1, MAX_HEADS, &hd) || h % hkv)
+    return bn_fail(err, BN_E_INVALID, "attention: bad layer=%g heads=%g kv_heads=%g head_dim=%g", n->attr[0],
+                   n->attr[1], n->attr[2], n->attr[3]);
   if (in_val(g, n, 0)->shape.d[1] != h * hd || in_val(g, n, 1)->shape.d[1] != hkv * hd ||
       in_val(g, n, 2)->shape.d[1] != hkv * hd)
     return bn_fail(err, BN_E_INVALID, "attention: q/k/v widths do not match heads x head_dim");
@@ -158,8 +169,8 @@ bn_status bn_rule_dequant(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_
 /* slice(x f32[T, n]) {offset, width} -> f32[T, width]: columns offset.. */
 bn_status bn_rule_slice(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
   NEED(0, 2, BN_DT_F32);
-  int64_t off = (int64_t)n->attr[0], w = (int64_t)n->attr[1], cols = in_val(g, n, 0)->shape.d[1];
-  if (off < 0 || w <= 0 || off + w > cols || off != n->attr[0] || w != n->attr[1])
+  int64_t off, w, cols = in_val(g, n, 0)->shape.d[1];
+  if (!whole(n->attr[0], 0, cols, &off) || !whole(n->attr[1], 1, cols, &w) || off + w > cols)
     return bn_fail(err, BN_E_INVALID, "slice: columns %g..+%g outside the %lld of %%%s", n->attr[0], n->attr[1],
                    (long long)cols, in_val(g, n, 0)->name);
   return out2(dt, out, BN_DT_F32, in_val(g, n, 0)->shape.d[0], w);

@@ -1,6 +1,7 @@
 /* The graph IR: print -> parse -> print is byte-identical for every arch,
  * shape and ternary type; the verifier names the bad node; parse errors
  * give line and column. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -157,11 +158,40 @@ static void test_verifier_names_node(void **state) {
   bn_graph_free(&g);
 }
 
+/* Integer attributes out of any integer's range (a fuzzer's find: head_dim = 1.1e72, which the
+ * attention rule cast to int64) or not whole are refused with the op's message. */
+static void test_attr_ranges(void **state) {
+  (void)state;
+  bn_graph g;
+  bn_graph_init(&g, "x");
+  int64_t d[2] = {BN_DIM_T, 8};
+  int x = bn_graph_add_input(&g, "x", BN_DT_F32, bn_shape_make(2, d));
+  int in[3] = {x, x, x};
+  bn_error err = {0};
+  double ok[BN_MAX_ATTR] = {0, 2, 2, 4}, slice_ok[BN_MAX_ATTR] = {2, 6};
+  assert_true(bn_graph_add_node(&g, BN_OP_ATTENTION, "a", in, 3, ok, &err) >= 0);
+  assert_true(bn_graph_add_node(&g, BN_OP_SLICE, "s", in, 1, slice_ok, &err) >= 0);
+  const double bad[][BN_MAX_ATTR] = {{0, 2, 2, 1.1e72}, {0, 1e300, 2, 4}, {1e19, 2, 2, 4}, {0, 2, 2, NAN},
+                                     {0, 2.5, 2, 4},    {-1, 2, 2, 4},   {0, -2, -1, -4}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    err.msg[0] = 0;
+    assert_int_equal(bn_graph_add_node(&g, BN_OP_ATTENTION, "b", in, 3, bad[i], &err), -1);
+    assert_non_null(strstr(err.msg, "attention: bad layer"));
+  }
+  const double bad_slice[][BN_MAX_ATTR] = {{1e30, 2}, {0, 1e19}, {-1e19, 2}, {0.5, 2}, {2, 7}, {NAN, 1}};
+  for (size_t i = 0; i < sizeof bad_slice / sizeof *bad_slice; i++) {
+    err.msg[0] = 0;
+    assert_int_equal(bn_graph_add_node(&g, BN_OP_SLICE, "t", in, 1, bad_slice[i], &err), -1);
+    assert_non_null(strstr(err.msg, "slice: columns"));
+  }
+  bn_graph_free(&g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_all_shapes), cmocka_unit_test(test_roundtrip_real_files),
       cmocka_unit_test(test_parse_small_graph),    cmocka_unit_test(test_parse_errors_have_positions),
-      cmocka_unit_test(test_verifier_names_node),
+      cmocka_unit_test(test_verifier_names_node),  cmocka_unit_test(test_attr_ranges),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
