@@ -66,7 +66,8 @@ bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, 
   if (params->threads < 0 || params->threads > 512)
     return bn_fail(&err, BN_E_INVALID, "threads = %d (0..512)", params->threads), fail(&err);
   bn_session_params sp = {.n_ctx = params->n_ctx, .n_batch = params->n_batch, .ignore_eos = params->ignore_eos,
-                          .exec = {BN_BACKEND_LLVM, params->threads > 0 ? params->threads : 1, plan->p.target, &plan->p.aot},
+                          .exec = {.backend = BN_BACKEND_LLVM, .threads = params->threads > 0 ? params->threads : 1,
+                                   .target = plan->p.target, .aot = &plan->p.aot},
                           .sampler = {params->temperature, params->top_k, params->top_p, params->repeat_penalty, 64,
                                       params->seed}};
   bnc_session *s = calloc(1, sizeof *s);
