@@ -145,6 +145,7 @@ BN_RULE(bn_rule_embed);
 BN_RULE(bn_rule_same);
 BN_RULE(bn_rule_linear);
 BN_RULE(bn_rule_attention);
+BN_RULE(bn_rule_rope);
 BN_RULE(bn_rule_binary);
 BN_RULE(bn_rule_quantize);
 BN_RULE(bn_rule_tmatmul);

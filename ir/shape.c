@@ -1,4 +1,6 @@
 /* Shapes, value sizes and the type rules named in ops.def. */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "ir.h"
@@ -72,6 +74,8 @@ bn_status bn_rule_same(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_sha
     const bn_value *x = in_val(g, n, 0), *w = in_val(g, n, 1);
     if (w->shape.rank != 1 || x->shape.rank < 1 || w->shape.d[0] != x->shape.d[x->shape.rank - 1])
       return bn_fail(err, BN_E_INVALID, "rmsnorm: weight %%%s does not match the last dim of %%%s", w->name, x->name);
+    if (!(fabs(n->attr[0]) <= FLT_MAX)) /* kernels take it as a float */
+      return bn_fail(err, BN_E_INVALID, "rmsnorm: eps=%g is not a float", n->attr[0]);
   }
   return BN_OK;
 }
@@ -106,7 +110,26 @@ static int whole(double v, int64_t lo, int64_t hi, int64_t *out) {
   return (double)*out == v;
 }
 
+/* heads and head_dim at most MAX_HEADS (an imported model's embedding_length is at most that) */
 enum { MAX_HEADS = 1 << 16, MAX_LAYER = 1 << 20 };
+
+/* rope(x f32[T, heads*head_dim]) {heads, head_dim, dims, base} -> x's shape: the first dims
+ * (even) of each head rotate */
+bn_status bn_rule_rope(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
+  NEED(0, 2, BN_DT_F32);
+  int64_t h, hd, dims;
+  if (!whole(n->attr[0], 1, MAX_HEADS, &h) || !whole(n->attr[1], 1, MAX_HEADS, &hd) ||
+      !whole(n->attr[2], 0, hd, &dims) || dims % 2 || !(fabs(n->attr[3]) <= FLT_MAX))
+    return bn_fail(err, BN_E_INVALID, "rope: bad heads=%g head_dim=%g dims=%g base=%g", n->attr[0], n->attr[1],
+                   n->attr[2], n->attr[3]);
+  const bn_value *x = in_val(g, n, 0);
+  if (x->shape.d[1] != h * hd)
+    return bn_fail(err, BN_E_INVALID, "rope: %%%s has %lld columns, not heads x head_dim = %lld", x->name,
+                   (long long)x->shape.d[1], (long long)(h * hd));
+  *dt = BN_DT_F32;
+  *out = x->shape;
+  return BN_OK;
+}
 
 /* attention(q[T, H*D], k[T, Hkv*D], v[T, Hkv*D]) -> [T, H*D] */
 bn_status bn_rule_attention(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {

@@ -159,7 +159,8 @@ static void test_verifier_names_node(void **state) {
 }
 
 /* Integer attributes out of any integer's range (a fuzzer's find: head_dim = 1.1e72, which the
- * attention rule cast to int64) or not whole are refused with the op's message. */
+ * attention rule cast to int64) or not whole, and float attributes beyond a float, are refused
+ * with the op's message. */
 static void test_attr_ranges(void **state) {
   (void)state;
   bn_graph g;
@@ -184,6 +185,27 @@ static void test_attr_ranges(void **state) {
     assert_int_equal(bn_graph_add_node(&g, BN_OP_SLICE, "t", in, 1, bad_slice[i], &err), -1);
     assert_non_null(strstr(err.msg, "slice: columns"));
   }
+  /* rope: heads x head_dim columns, an even dims of at most head_dim, a base a float can hold */
+  double rope_ok[BN_MAX_ATTR] = {2, 4, 4, 10000}, rope_partial[BN_MAX_ATTR] = {2, 4, 2, 10000};
+  assert_true(bn_graph_add_node(&g, BN_OP_ROPE, "r", in, 1, rope_ok, &err) >= 0);
+  assert_true(bn_graph_add_node(&g, BN_OP_ROPE, "r2", in, 1, rope_partial, &err) >= 0);
+  const double bad_rope[][BN_MAX_ATTR] = {{1e72, 4, 4, 1e4}, {2, 4, 6, 1e4}, {2, 4, 3, 1e4},
+                                          {2, 4, 4, 1e300}, {2, 4, 4, NAN},  {2, 0.5, 0, 1e4}};
+  for (size_t i = 0; i < sizeof bad_rope / sizeof *bad_rope; i++) {
+    err.msg[0] = 0;
+    assert_int_equal(bn_graph_add_node(&g, BN_OP_ROPE, "q", in, 1, bad_rope[i], &err), -1);
+    assert_non_null(strstr(err.msg, "rope: bad heads"));
+  }
+  double rope_wide[BN_MAX_ATTR] = {4, 4, 4, 10000}; /* 16 columns of an 8-wide x */
+  assert_int_equal(bn_graph_add_node(&g, BN_OP_ROPE, "q", in, 1, rope_wide, &err), -1);
+  assert_non_null(strstr(err.msg, "rope: %x has 8 columns, not heads x head_dim = 16"));
+  /* rmsnorm's eps, taken as a float by the kernels */
+  int64_t w8 = 8;
+  int nw[2] = {x, bn_graph_add_weight(&g, "w", BN_DT_F32, bn_shape_make(1, &w8), NULL, 0)};
+  double eps_ok[BN_MAX_ATTR] = {1e-5}, eps_bad[BN_MAX_ATTR] = {1e300};
+  assert_true(bn_graph_add_node(&g, BN_OP_RMSNORM, "n", nw, 2, eps_ok, &err) >= 0);
+  assert_int_equal(bn_graph_add_node(&g, BN_OP_RMSNORM, "m", nw, 2, eps_bad, &err), -1);
+  assert_non_null(strstr(err.msg, "rmsnorm: eps=1e+300 is not a float"));
   bn_graph_free(&g);
 }
 
