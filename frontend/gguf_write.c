@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../ir/files.h"
 #include "gguf.h"
 
 typedef struct {
@@ -141,15 +142,12 @@ static int write_all(FILE *fp, bn_gguf_writer *w) {
 
 bn_status bn_gguf_writer_write(bn_gguf_writer *w, const char *path, bn_error *err) {
   if (w->oom) return bn_fail(err, BN_E_NOMEM, "%s: out of memory building the file", path);
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  FILE *fp = fopen(tmp, "wb");
-  if (!fp) return bn_fail(err, BN_E_IO, "%s: cannot create", tmp);
-  int ok = write_all(fp, w);
-  ok = (fclose(fp) == 0) && ok;
-  if (!ok || rename(tmp, path)) {
-    remove(tmp);
+  bn_outfile of;
+  bn_status st = bn_outfile_open(&of, path, NULL, err);
+  if (st) return st;
+  if (!write_all(of.fp, w)) {
+    bn_outfile_abort(&of);
     return bn_fail(err, BN_E_IO, "%s: write failed", path);
   }
-  return BN_OK;
+  return bn_outfile_commit(&of, err);
 }

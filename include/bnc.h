@@ -40,8 +40,13 @@ typedef struct bnc_session bnc_session;
 /* The message of this thread's last failure ("" if none). */
 const char *bnc_last_error(void);
 
-/* Maps and validates a plan written by `bnc compile`. */
+/* Maps and validates a plan written by `bnc compile`. Object code the plan may
+ * carry (bnc compile --aot) is not run: every kernel is generated. */
 bnc_status bnc_plan_open(const char *path, bnc_plan **out);
+/* The same, but the plan's object code is used when the plan is signed by a key
+ * listed in the file trusted_keys (as `bnc trust` keeps it, by default
+ * ~/.config/bnc/trusted-keys) and its signature matches; NULL: trust none. */
+bnc_status bnc_plan_open_trusted(const char *path, const char *trusted_keys, bnc_plan **out);
 void bnc_plan_free(bnc_plan *plan);
 int bnc_plan_vocab_size(const bnc_plan *plan);
 int bnc_plan_context_length(const bnc_plan *plan);

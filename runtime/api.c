@@ -11,6 +11,7 @@
 struct bnc_plan {
   bn_plan p;
   double load_s;
+  const bn_llvm_aot *code; /* the plan's object code when its signer is trusted, else NULL */
 };
 
 struct bnc_session {
@@ -28,8 +29,11 @@ static bnc_status fail(const bn_error *err) {
   return (bnc_status)err->code;
 }
 
-bnc_status bnc_plan_open(const char *path, bnc_plan **out) {
+bnc_status bnc_plan_open(const char *path, bnc_plan **out) { return bnc_plan_open_trusted(path, NULL, out); }
+
+bnc_status bnc_plan_open_trusted(const char *path, const char *trusted_keys, bnc_plan **out) {
   bn_error err = {0};
+  if (!out) return bn_fail(&err, BN_E_INVALID, "bnc_plan_open: no place for the plan (out is NULL)"), fail(&err);
   *out = NULL;
   if (!path) return bn_fail(&err, BN_E_INVALID, "bnc_plan_open: no path"), fail(&err);
   bnc_plan *p = calloc(1, sizeof *p);
@@ -40,6 +44,14 @@ bnc_status bnc_plan_open(const char *path, bnc_plan **out) {
     return fail(&err);
   }
   p->load_s = bn_now() - t0;
+  bn_trust t = {0};
+  char why[160];
+  if (trusted_keys && bn_trust_read(trusted_keys, &t, &err)) {
+    bnc_plan_free(p);
+    return fail(&err);
+  }
+  if (p->p.has_objects && bn_plan_code_trusted(&p->p, &t, why, sizeof why)) p->code = &p->p.aot;
+  bn_trust_free(&t);
   *out = p;
   return BNC_OK;
 }
@@ -67,7 +79,7 @@ bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, 
     return bn_fail(&err, BN_E_INVALID, "threads = %d (0..512)", params->threads), fail(&err);
   bn_session_params sp = {.n_ctx = params->n_ctx, .n_batch = params->n_batch, .ignore_eos = params->ignore_eos,
                           .exec = {.backend = BN_BACKEND_LLVM, .threads = params->threads > 0 ? params->threads : 1,
-                                   .target = plan->p.target, .aot = &plan->p.aot},
+                                   .target = plan->p.target, .aot = plan->code},
                           .sampler = {params->temperature, params->top_k, params->top_p, params->repeat_penalty, 64,
                                       params->seed}};
   bnc_session *s = calloc(1, sizeof *s);

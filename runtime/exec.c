@@ -391,6 +391,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
       snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
       bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
     }
+    if (!st) bn_llvm_use_cache(e->llvm, opts->cache);
     if (!st && opts->aot && opts->aot->n) {
       char feature[48];
       if (!bn_llvm_host_has(opts->aot->features, feature, sizeof feature))

@@ -24,9 +24,11 @@ typedef struct {
   bn_backend backend; /* LLVM: JIT kernels where one exists, the reference kernels elsewhere */
   int threads;        /* kernels with JIT code are split by rows over this many threads */
   const char *target; /* the plan's target (bn_llvm_target_isa); NULL: native */
-  const bn_llvm_aot *aot; /* the plan's object code (NULL: none): used when this host has its features */
+  const bn_llvm_aot *aot; /* the plan's object code (NULL: none), which the caller trusts: used when this
+                           * host has its features */
   bn_pool *pool;          /* NULL: the executor starts `threads` threads; else it runs on this pool of
                            * the caller's (which outlives it; threads is then its size) */
+  const bn_kcache *cache; /* the kernel disk cache (outlives the executor); NULL: none */
 } bn_exec_opts;
 
 typedef struct {

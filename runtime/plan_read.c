@@ -175,8 +175,14 @@ static bn_status rd_weights(cur *c, bn_graph *g, uint64_t wsec_off, uint64_t wse
 }
 
 /* The kernel names, cpu and features are malloc'd; the object bytes stay in the mapping. */
-static bn_status rd_objects(cur *c, bn_llvm_aot *a) {
+static bn_status rd_objects(cur *c, bn_plan *p) {
+  bn_llvm_aot *a = &p->aot;
   uint32_t n;
+  p->sig_off = c->pos;
+  if (need(c, BN_PLAN_SIGBLOCK, "signature")) return BN_E_FORMAT;
+  memcpy(p->signer, c->base + c->pos, BN_PK_BYTES);
+  memcpy(p->signature, c->base + c->pos + BN_PK_BYTES, BN_SIG_BYTES);
+  c->pos += BN_PLAN_SIGBLOCK;
   if (rd_str(c, (char **)&a->cpu, "cpu") || rd_str(c, (char **)&a->features, "features")) return BN_E_FORMAT;
   RD(c, &n, "count");
   if (n > (c->end - c->pos) / 12) return bad(c, "count", n);
@@ -209,8 +215,9 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   memcpy(&file_bytes, b + 16, 8);
   memcpy(&hash, b + 24, 8);
   memcpy(&nsec, b + 32, 4);
-  if (p->version != BN_PLAN_VERSION)
-    return bn_fail(err, BN_E_FORMAT, "%s: plan version %u (this bnc reads %d; recompile)", p->path, p->version, BN_PLAN_VERSION);
+  if (p->version != BN_PLAN_VERSION && p->version != 2)
+    return bn_fail(err, BN_E_FORMAT, "%s: plan version %u (this bnc reads 2 and %d; recompile)", p->path, p->version,
+                   BN_PLAN_VERSION);
   if (hb != BN_PLAN_HEADER) return bn_fail(err, BN_E_FORMAT, "%s: header_bytes %u (expected %d)", p->path, hb, BN_PLAN_HEADER);
   if (file_bytes != p->size)
     return bn_fail(err, BN_E_FORMAT, "%s: file_bytes %llu but the file has %zu (truncated?)", p->path,
@@ -255,8 +262,10 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   bn_error e2;
   if (bn_memplan_check(&p->mem, &p->model.graph, &e2)) return bn_fail(err, BN_E_FORMAT, "%s: %s", p->path, e2.msg);
   if (nsec < BN_SEC_OBJECTS) return BN_OK;
+  p->has_objects = 1;
+  if (p->version < 3) return BN_OK; /* unsigned object code: never run, so never read */
   SECTION(BN_SEC_OBJECTS);
-  return rd_objects(&c, &p->aot);
+  return rd_objects(&c, p);
 }
 
 bn_status bn_plan_parse(bn_plan *p, const void *buf, size_t size, const char *name, bn_error *err) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "../ir/files.h"
 #include "../ir/irparse.h"
 #include "plan.h"
 #include "plan_format.h"
@@ -94,8 +95,10 @@ static uint64_t weight_index(buf *b, const bn_graph *g) {
   return off;
 }
 
-/* The object section: cpu, features, then each kernel's name and bytes. */
+/* The object section: room for the signature block, cpu, features, then each kernel's name and bytes. */
 static void objects(buf *b, const bn_llvm_aot *aot) {
+  static const uint8_t unsigned_block[BN_PLAN_SIGBLOCK];
+  put(b, unsigned_block, sizeof unsigned_block);
   str(b, aot->cpu);
   str(b, aot->features);
   u32(b, (uint32_t)aot->n);
@@ -130,9 +133,38 @@ static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const 
   return 1;
 }
 
-bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *target, const bn_llvm_aot *aot,
-                        const char *path, bn_error *err) {
+/* Signs the finished file (fp, rewound) and writes the signature block at sig_off. */
+static int sign(FILE *fp, uint64_t sig_off, const uint8_t *sk) {
+  bn_plan_digest d;
+  uint8_t chunk[1 << 16], digest[BN_PLAN_DIGEST], block[BN_PLAN_SIGBLOCK];
+  size_t got;
+  if (sodium_init() < 0 || fseek(fp, 0, SEEK_SET)) return 0;
+  bn_plan_digest_init(&d, sig_off);
+  while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0) bn_plan_digest_update(&d, chunk, got);
+  bn_plan_digest_final(&d, digest);
+  crypto_sign_ed25519_sk_to_pk(block, sk);
+  crypto_sign_detached(block + BN_PK_BYTES, NULL, digest, sizeof digest, sk);
+  return !fseek(fp, (long)sig_off, SEEK_SET) && fwrite(block, 1, sizeof block, fp) == sizeof block;
+}
+
+/* Hashes everything after the header into the header. */
+static int seal(FILE *fp) {
+  XXH3_state_t *hs = XXH3_createState();
+  uint8_t chunk[1 << 16];
+  size_t got;
+  if (!hs) return 0;
+  XXH3_64bits_reset(hs);
+  fseek(fp, BN_PLAN_HEADER, SEEK_SET);
+  while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0) XXH3_64bits_update(hs, chunk, got);
+  uint64_t hash = XXH3_64bits_digest(hs);
+  XXH3_freeState(hs);
+  return !ferror(fp) && !fseek(fp, 24, SEEK_SET) && fwrite(&hash, 8, 1, fp) == 1;
+}
+
+bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_write_opts *o, const char *path,
+                        bn_error *err) {
   const bn_graph *g = &m->graph;
+  const bn_llvm_aot *aot = o->aot;
   for (int i = 0; i < g->n_values; i++)
     if (g->values[i].kind == BN_VAL_WEIGHT && !g->values[i].data)
       return bn_fail(err, BN_E_INVALID, "%s: weight %%%s has no data to store", path, g->values[i].name);
@@ -165,7 +197,7 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *tar
   memcpy(hdr + 8, h32, 8);
   memcpy(hdr + 16, &file_bytes, 8);
   memcpy(hdr + 32, &nsec, 4);
-  snprintf((char *)hdr + 40, 24, "%s", target);
+  snprintf((char *)hdr + 40, 24, "%s", o->target ? o->target : "native");
   for (int s = 0; s < (int)nsec; s++) {
     uint8_t *e = hdr + BN_PLAN_HEADER + BN_PLAN_ENTRY * s;
     uint32_t id = (uint32_t)s + 1;
@@ -174,26 +206,15 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const char *tar
     memcpy(e + 8, &off[s], 8);
     memcpy(e + 16, &bytes, 8);
   }
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  FILE *fp = st ? NULL : fopen(tmp, "w+b");
-  if (!st && !fp) st = bn_fail(err, BN_E_IO, "%s: cannot create", tmp);
-  if (!st && !write_all(fp, hdr, secs, W, g, off, off[W], &objs, off[O]))
-    st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
-  if (!st) { /* hash everything after the header, then write it into the header */
-    XXH3_state_t *hs = XXH3_createState();
-    uint8_t chunk[1 << 16];
-    size_t got;
-    XXH3_64bits_reset(hs);
-    fseek(fp, BN_PLAN_HEADER, SEEK_SET);
-    while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0) XXH3_64bits_update(hs, chunk, got);
-    uint64_t hash = XXH3_64bits_digest(hs);
-    XXH3_freeState(hs);
-    if (fseek(fp, 24, SEEK_SET) || fwrite(&hash, 8, 1, fp) != 1) st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
-  }
-  if (fp && fclose(fp) && !st) st = bn_fail(err, BN_E_IO, "%s: write failed", tmp);
-  if (!st && rename(tmp, path)) st = bn_fail(err, BN_E_IO, "%s: cannot write", path);
-  if (st && fp) remove(tmp);
+  bn_outfile of = {0};
+  if (!st) st = bn_outfile_open(&of, path, o->input, err);
+  if (!st && !write_all(of.fp, hdr, secs, W, g, off, off[W], &objs, off[O]))
+    st = bn_fail(err, BN_E_IO, "%s: write failed", path);
+  if (!st && objs.n && o->sign_sk && !sign(of.fp, off[O], o->sign_sk))
+    st = bn_fail(err, BN_E_IO, "%s: signing failed", path);
+  if (!st && !seal(of.fp)) st = bn_fail(err, BN_E_IO, "%s: write failed", path);
+  if (!st) st = bn_outfile_commit(&of, err);
+  else if (of.fp) bn_outfile_abort(&of);
   for (int s = 0; s < W; s++) free(secs[s].p);
   free(objs.p);
   return st;

@@ -21,12 +21,12 @@ expect_error() {
   grep -qF -- "$want" "$WORK/err" || fail "$desc: stderr lacks '$want': $(cat "$WORK/err")"
 }
 
-for c in "" inspect ir synth compile run eval perplexity bench; do
+for c in "" inspect ir synth compile run eval perplexity bench trust; do
   $BNC $c --help >/dev/null 2>&1 || fail "bnc $c --help"
 done
 # bnc --help lists every command under "commands:", before the closing pointer to per-command help
 listed=$($BNC --help | sed -n '/^commands:/,/^$/p' | awk '/^  [a-z]/ {print $1}' | tr '\n' ' ')
-[ "$listed" = "inspect ir synth compile run eval perplexity bench " ] || fail "bnc --help lists '$listed'"
+[ "$listed" = "inspect ir synth compile run eval perplexity bench trust " ] || fail "bnc --help lists '$listed'"
 # the passes --help names are the ones the pipeline runs, in its order
 ran=$($BNC ir --shape tiny --after=all | sed -n 's/^# after //p' | tr '\n' ' ')
 for c in ir compile; do
@@ -117,6 +117,39 @@ BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats 2>&1 >/dev/nu
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/aot-v3.bnplan" --aot --target=x86-64-v3 2>/dev/null || fail "compile --aot v3"
 BNC_CACHE_DIR=off $BNC eval "$WORK/aot-v3.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/laot3.bin" 2>/dev/null
 cmp -s "$WORK/laot3.bin" "$WORK/lv3.bin" || fail "--aot x86-64-v3 plan logits differ"
+# output files: never a device, FIFO or directory, never the input; nothing left behind
+rm -f "$WORK/fifo" && mkfifo "$WORK/fifo"
+expect_error "compile -o FIFO" "is not a regular file" -- $BNC compile "$m" -o "$WORK/fifo"
+expect_error "synth -o directory" "is not a regular file" -- $BNC synth --shape tiny -o "$WORK"
+cp "$m" "$WORK/self.gguf"
+expect_error "compile -o the input" "is the input file" -- $BNC compile "$WORK/self.gguf" -o "$WORK/./self.gguf"
+cmp -s "$m" "$WORK/self.gguf" || fail "compile -o the input changed it"
+ln -sf "$WORK/self.gguf" "$WORK/self-link.gguf"
+expect_error "compile -o a link to the input" "is the input file" -- $BNC compile "$WORK/self.gguf" -o "$WORK/self-link.gguf"
+[ -z "$(ls "$WORK" | grep -E '\.(gguf|bnplan|fifo)\.[A-Za-z0-9]{6}$')" ] || fail "temporary files left behind: $(ls "$WORK")"
+# trust: the plan's code ran above because its signer (this user, key made on first use) is trusted;
+# another user, who does not trust the key, gets one line and generated kernels, the same logits,
+# until `bnc trust` adds the signer's public key
+[ -f "$XDG_CONFIG_HOME/bnc/signing.pub" ] || fail "compile --aot made no signing key"
+other="$WORK/other-user"
+rm -rf "$other"
+XDG_CONFIG_HOME=$other BNC_CACHE_DIR=off $BNC eval "$WORK/aot.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/lother.bin" 2>"$WORK/err" ||
+  fail "eval by another user: $(cat "$WORK/err")"
+[ "$(grep -c "^bnc:" "$WORK/err")" -eq 1 ] && grep -q "which you do not trust: not run; generating the kernels instead" "$WORK/err" ||
+  fail "untrusted plan code: $(cat "$WORK/err")"
+cmp -s "$WORK/lother.bin" "$WORK/lp.bin" || fail "untrusted --aot plan logits differ"
+XDG_CONFIG_HOME=$other $BNC trust "$XDG_CONFIG_HOME/bnc/signing.pub" >/dev/null || fail "bnc trust"
+XDG_CONFIG_HOME=$other $BNC trust --list | grep -q "trusted keys .*: 1" || fail "bnc trust --list"
+XDG_CONFIG_HOME=$other BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats 2>&1 >/dev/null |
+  grep -q "kernels: 0 built .* from the plan" || fail "a trusted signer's plan code was not used"
+expect_error "trust a non-key" "not a key line" -- $BNC trust "$SRC/README.md"
+# a kernel cache directory others may write to is refused in one line; the run goes on without it
+mkdir -p "$WORK/shared-cache" && chmod 777 "$WORK/shared-cache"
+BNC_CACHE_DIR="$WORK/shared-cache" $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lshared.bin" 2>"$WORK/err" ||
+  fail "eval with a shared cache: $(cat "$WORK/err")"
+grep -q "others may write to it.*kernel cache off" "$WORK/err" || fail "shared cache not refused: $(cat "$WORK/err")"
+cmp -s "$WORK/lshared.bin" "$WORK/lp.bin" || fail "logits without the cache differ"
+[ -z "$(ls "$WORK/shared-cache")" ] || fail "a refused cache directory was written to"
 # --lut / --tune: lookup-table kernels where chosen (tl2 weights in the plan), the same logits
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/lut.bnplan" --lut 2>/dev/null || fail "compile --lut"
 $BNC ir "$WORK/lut.bnplan" | grep -q ": tl2\[" || fail "--lut plan has no tl2 weights"

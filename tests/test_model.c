@@ -130,7 +130,7 @@ static void test_perplexity_matches_pytorch(void **state) {
       char plan_path[512];
       bn_error err = {0};
       snprintf(plan_path, sizeof plan_path, "%s/kjv.bnplan", BNC_TEST_TMP);
-      if (bn_plan_write(&c.m, &c.mp, "native", NULL, plan_path, &err)) fail_msg("%s", err.msg);
+      if (bn_plan_write(&c.m, &c.mp, &(bn_plan_write_opts){0}, plan_path, &err)) fail_msg("%s", err.msg);
       bn_plan p;
       if (bn_plan_open(&p, plan_path, &err)) fail_msg("%s", err.msg);
       double pp = ppl_of(&p.model, &p.mem);

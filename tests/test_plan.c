@@ -28,7 +28,7 @@ static void compile(const char *gguf, const char *out, int batch) {
   bn_pass_opts po = {.max_tokens = batch, .verify = 1};
   assert_int_equal(bn_gguf_open(&f, gguf, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_plan_write(&m, &mp, "native", NULL, out, &err))
+  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, out, &err))
     fail_msg("%s", err.msg);
   bn_memplan_free(&mp);
   bn_model_free(&m);

@@ -22,6 +22,7 @@ static const char USAGE[] =
     "  perplexity MODEL -f FILE      perplexity of a text file, with its uncertainty and tokens/s\n"
     "  bench MODEL [-p 128] [-n 64] [-t 1,2]\n"
     "                                prompt / generation speed with the machine's limits beside it\n"
+    "  trust KEYFILE | --list        trust the signer of plans whose object code may run\n"
     "\n"
     "Run `bnc <command> --help` for the options of one command.\n";
 
@@ -86,7 +87,7 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } cmds[] = {{"inspect", bn_cmd_inspect}, {"ir", bn_cmd_ir},     {"synth", bn_cmd_synth},
               {"run", bn_cmd_run},         {"eval", bn_cmd_eval},   {"compile", bn_cmd_compile},
-              {"bench", bn_cmd_bench},     {"perplexity", bn_cmd_perplexity}};
+              {"bench", bn_cmd_bench},     {"perplexity", bn_cmd_perplexity}, {"trust", bn_cmd_trust}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "bnc: unknown command '%s' (see bnc --help)\n", argv[1]);

@@ -43,6 +43,15 @@ typedef struct {
   bn_memplan *mem;
 } bn_cli_model;
 
+/* keys.c: the user's key directory (NULL: no HOME), the kernel cache the environment
+ * names (NULL: off or refused, said in one line), a plan's object code if it may run
+ * (else NULL, said in one line), the signing key (made on first use). */
+const char *bn_cli_key_dir(void);
+const bn_kcache *bn_cli_cache(void);
+const bn_llvm_aot *bn_cli_trusted_code(const bn_plan *p);
+bn_status bn_cli_signing_key(uint8_t sk[BN_SK_BYTES], bn_error *err);
+int bn_cmd_trust(int argc, char **argv);
+
 bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_error *err);
 void bn_cli_close_model(bn_cli_model *cm);
 /* Parses an integer/float option value; on error prints and returns nonzero. */

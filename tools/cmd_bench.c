@@ -234,7 +234,7 @@ int bn_cmd_bench(int argc, char **argv) {
       rc = bn_cli_fail(&err);
       break;
     }
-    bn_session_params sp = {.n_ctx = n_ctx, .exec = {backend, threads.vals[ti], cm.target, cm.aot, pool},
+    bn_session_params sp = {.n_ctx = n_ctx, .exec = {.backend = backend, .threads = threads.vals[ti], .target = cm.target, .aot = cm.aot, .pool = pool, .cache = bn_cli_cache()},
                             .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {

@@ -20,8 +20,9 @@ static const char HELP[] =
     "                     this machine (one thread; pp128 + tg64's work) and store each shape's weights in\n"
     "                     the layout of the faster: the choice is recorded in the plan (tl2 weights)\n"
     "  --lut              use the lookup-table kernels for every matmul whose rows are a multiple of 16\n"
-    "  --aot              also store the kernels' object code, compiled for the target, in the plan: a host\n"
-    "                     with the target's CPU features loads it instead of generating code (others re-JIT)\n"
+    "  --aot              also store the kernels' object code, compiled for the target, in the plan, signed\n"
+    "                     with your key (made on first use; see bnc trust --help): a host whose user trusts\n"
+    "                     the key and whose CPU has the target's features loads it instead of generating code\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
     "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
     "  --time-passes      print each pass's time\n";
@@ -57,6 +58,7 @@ static bn_status choose_layouts(bn_graph *g, const char *target, int batch, int 
   int n = bn_pass_matmul_shapes(g, shapes);
   bn_llvm *jit = NULL;
   bn_status st = tune ? bn_llvm_create_for(target, &jit, err) : BN_OK;
+  if (!st && tune) bn_llvm_use_cache(jit, bn_cli_cache());
   if (!st && tune)
     fprintf(stderr, "tune: %s, 1 thread, us per call (decode: 1 token; prefill: %d tokens)\n"
             "  %6s %6s  %10s %10s  %10s %10s  choice\n", bn_isa_name(bn_llvm_isa(jit)), batch, "K", "N",
@@ -125,6 +127,7 @@ int bn_cmd_compile(int argc, char **argv) {
     double t1 = bn_now();
     bn_llvm *jit;
     if (!(st = bn_llvm_create_for(target, &jit, &err))) {
+      bn_llvm_use_cache(jit, bn_cli_cache());
       st = bn_llvm_aot_build(jit, &m.graph, &aot, &err);
       bn_llvm_counts kc = bn_llvm_get_counts(jit);
       bn_llvm_free(jit);
@@ -136,7 +139,11 @@ int bn_cmd_compile(int argc, char **argv) {
       }
     }
   }
-  if (!st) st = bn_plan_write(&m, &mp, target, &aot, h.out, &err);
+  uint8_t sk[BN_SK_BYTES];
+  if (!st && h.aot) st = bn_cli_signing_key(sk, &err);
+  if (!st) st = bn_plan_write(&m, &mp, &(bn_plan_write_opts){.target = target, .aot = &aot, .sign_sk = sk, .input = in},
+                              h.out, &err);
+  sodium_memzero(sk, sizeof sk);
   if (have_mp) bn_memplan_free(&mp);
   bn_llvm_aot_free(&aot);
   if (!st && !h.failed) {

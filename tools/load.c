@@ -20,7 +20,7 @@ bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_
     }
     cm->m = &cm->plan.model;
     cm->target = cm->plan.target;
-    cm->aot = &cm->plan.aot;
+    cm->aot = bn_cli_trusted_code(&cm->plan);
     cm->mem = &cm->plan.mem;
     return BN_OK;
   }

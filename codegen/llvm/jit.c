@@ -41,8 +41,7 @@ struct bn_llvm {
   int n_cache, cap_cache;
   const bn_llvm_obj *aot;
   int n_aot;
-  char cache_dir[4096];
-  int use_cache;
+  const bn_kcache *kc; /* the disk cache, or NULL */
   bn_llvm_counts counts;
   pthread_mutex_t lock;
 };
@@ -105,7 +104,6 @@ static bn_status create(bn_isa isa, const char *cpu, const char *features, bn_ll
   if (!j) return bn_fail(err, BN_E_NOMEM, "out of memory");
   j->isa = isa;
   pthread_mutex_init(&j->lock, NULL);
-  j->use_cache = bn_kcache_dir(j->cache_dir, sizeof j->cache_dir);
   LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, NULL);
   if (e) {
     free(j);
@@ -167,6 +165,8 @@ int bn_llvm_host_has(const char *features, char *missing, size_t cap) {
   LLVMDisposeMessage(host);
   return ok;
 }
+
+void bn_llvm_use_cache(bn_llvm *j, const bn_kcache *c) { j->kc = c; }
 
 void bn_llvm_provide(bn_llvm *j, const bn_llvm_aot *aot) { j->aot = aot->objs, j->n_aot = aot->n; }
 
@@ -295,14 +295,17 @@ static uint64_t object_key(const bn_llvm *j, LLVMModuleRef m) {
 
 /* The object code of key's kernel, malloc'd: from the disk cache, else
  * built (and stored there). Called with the lock held. */
-static bn_status object_of(bn_llvm *j, const kkey *key, const char *name, void **data, size_t *size, bn_error *err) {
+static bn_status object_of(bn_llvm *j, const kkey *key, const char *name, void **data, size_t *size, uint64_t *cached,
+                           bn_error *err) {
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef m;
   bn_status st = gen(j, ctx, key, name, &m, err);
   if (st) return LLVMContextDispose(ctx), st;
-  uint64_t h = j->use_cache ? object_key(j, m) : 0;
-  if (j->use_cache && (*data = bn_kcache_load(j->cache_dir, h, size))) {
+  uint64_t h = j->kc ? object_key(j, m) : 0;
+  if (cached) *cached = 0;
+  if (j->kc && (*data = bn_kcache_load(j->kc, h, size))) {
     j->counts.cached++;
+    if (cached) *cached = h;
   } else if (!(st = optimize(j, m, err))) {
     LLVMMemoryBufferRef buf;
     char *msg = NULL;
@@ -313,7 +316,7 @@ static bn_status object_of(bn_llvm *j, const kkey *key, const char *name, void *
       if (!(*data = malloc(*size))) st = bn_fail(err, BN_E_NOMEM, "out of memory");
       else memcpy(*data, LLVMGetBufferStart(buf), *size);
       LLVMDisposeMemoryBuffer(buf);
-      if (!st && j->use_cache && !bn_kcache_store(j->cache_dir, h, *data, *size)) j->counts.stored++;
+      if (!st && j->kc && !bn_kcache_store(j->kc, h, *data, *size)) j->counts.stored++;
       j->counts.built++;
     }
     LLVMDisposeMessage(msg);
@@ -338,7 +341,7 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
   bn_llvm_key_name(key, j->isa, name, sizeof name);
   pthread_mutex_lock(&j->lock);
   double t0 = bn_clock_s();
-  bn_status st = object_of(j, key, name, data, size, err);
+  bn_status st = object_of(j, key, name, data, size, NULL, err);
   j->counts.seconds += bn_clock_s() - t0;
   pthread_mutex_unlock(&j->lock);
   return st;
@@ -397,8 +400,16 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   } else {
     void *data = NULL;
     size_t size = 0;
-    if (!(st = object_of(j, key, name, &data, &size, err))) st = add_object(j, data, size, name, out, err);
-    free(data);
+    uint64_t cached;
+    if (!(st = object_of(j, key, name, &data, &size, &cached, err))) st = add_object(j, data, size, name, out, err);
+    free(data), data = NULL;
+    if (st && cached) { /* a cache entry that does not load: dropped, and built again under a fresh symbol */
+      bn_kcache_drop(j->kc, cached);
+      j->counts.cached--;
+      strncat(name, "_rebuilt", sizeof name - strlen(name) - 1);
+      if (!(st = object_of(j, key, name, &data, &size, NULL, err))) st = add_object(j, data, size, name, out, err);
+      free(data);
+    }
   }
   if (!st && j->n_cache == j->cap_cache) {
     int nc = j->cap_cache ? 2 * j->cap_cache : 16;

@@ -103,6 +103,10 @@ const char *bn_llvm_cpu(const bn_llvm *j, const char **features);
 /* Does this host have every "+feature" of the list? If not, the first missing one. */
 int bn_llvm_host_has(const char *features, char *missing, size_t cap);
 
+/* Keeps generated object code in c's directory and looks there first (c outlives j; NULL: no cache). */
+typedef struct bn_kcache bn_kcache;
+void bn_llvm_use_cache(bn_llvm *j, const bn_kcache *c);
+
 /* Object code of one kernel, by symbol name (a plan's AOT section). */
 typedef struct {
   const char *name;
