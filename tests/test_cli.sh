@@ -186,6 +186,11 @@ grep -q "^| 1 | packed | .* | | |$" "$WORK/kbench" || fail "bench --kernel T > 1
 $BNC bench --kernel 256,64,1 -t 1 -r 1 >"$WORK/kbench1" 2>&1 || fail "bench --kernel T = 1"
 grep -q "^| 1 | packed | .* | [0-9.]* | [0-9]*% |$" "$WORK/kbench1" || fail "bench --kernel T = 1 lacks bandwidth: $(cat "$WORK/kbench1")"
 expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $BNC bench --kernel 100,64,2
+# sizes a user types are bounded before any arithmetic: huge, overflowing, trailing text, missing parts
+for k in 9223372036854775808,256,1 256,9223372036854775807,1 65536,262144,1 256,64,1x 256,64 256,,1 -256,64,1 256,64,0; do
+  expect_error "bench --kernel $k" "--kernel K,N,T needs" -- $BNC bench --kernel $k
+done
+expect_error "bench bad backend" "--backend must be llvm or ref" -- $BNC bench "$m" --backend gpu
 # the LLVM backend and the reference kernels agree through the CLI too
 # (their numeric agreement is tests/test_llvm.c's; here: each backend gives the same bytes from a plan or its GGUF)
 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lr.bin" --backend ref 2>/dev/null

@@ -196,7 +196,10 @@ int bn_cmd_bench(int argc, char **argv) {
       if (strcmp(v, "md") && strcmp(v, "json")) return bn_cli_usage_error("bench", "-o must be md or json, got '%s'", v);
       fmt = v;
     } else if (!strcmp(a, "--kernel")) kernel = v;
-    else if (!strcmp(a, "--backend")) backend = !strcmp(v, "ref") ? BN_BACKEND_REF : BN_BACKEND_LLVM;
+    else if (!strcmp(a, "--backend")) {
+      if (strcmp(v, "ref") && strcmp(v, "llvm")) return bn_cli_usage_error("bench", "--backend must be llvm or ref, got '%s'", v);
+      backend = !strcmp(v, "ref") ? BN_BACKEND_REF : BN_BACKEND_LLVM;
+    }
     else return bn_cli_usage_error("bench", "unknown option '%s'", a);
   }
   if (kernel) return bench_kernel(kernel, &threads, (int)reps, fmt);
@@ -291,9 +294,20 @@ static void mm_run(void *ctx, int i, int n) {
 }
 
 static int bench_kernel(const char *spec, const list *threads, int reps, const char *fmt) {
-  long K, N, T;
-  if (sscanf(spec, "%ld,%ld,%ld", &K, &N, &T) != 3 || K <= 0 || K % 256 || N <= 0 || T <= 0 || T > 4096)
-    return bn_cli_usage_error("bench", "--kernel K,N,T needs K a multiple of 256, N > 0, 0 < T <= 4096, got '%s'", spec);
+  long v[3];
+  const char *p = spec;
+  for (int i = 0; i < 3; i++) { /* three whole numbers, nothing else */
+    char *end;
+    v[i] = p[0] >= '0' && p[0] <= '9' ? strtol(p, &end, 10) : -1;
+    if (v[i] < 0 || end == p || *end != (i < 2 ? ',' : 0)) v[i] = -1;
+    else p = end + 1;
+    if (v[i] < 0) break;
+  }
+  long K = v[0], N = v[1], T = v[2];
+  /* bounded so that every size below fits easily: weights of at most 1 GiB */
+  if (K <= 0 || K % 256 || K > 65536 || N <= 0 || N > 262144 || T <= 0 || T > 4096 || (double)K * N / 4 > 1 << 30)
+    return bn_cli_usage_error("bench", "--kernel K,N,T needs K a multiple of 256 up to 65536, 0 < N <= 262144, "
+                              "0 < T <= 4096 and K x N / 4 at most 1 GiB of weights, got '%s'", spec);
   bn_error err = {0};
   bn_llvm *jit;
   if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_fail(&err);

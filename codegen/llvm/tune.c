@@ -42,6 +42,9 @@ bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_
   int64_t d[2] = {N, K};
   bn_shape s = bn_shape_make(2, d);
   size_t wb = bn_value_bytes(BN_DT_TP2, &s, 0), rb = (size_t)bn_qa8_row_bytes(K);
+  if (!wb || T < 1 || T > 65536 || K > (1 << 20))
+    return bn_fail(err, BN_E_INVALID, "a K=%lld N=%lld T=%lld matmul has no valid shape", (long long)K, (long long)N,
+                   (long long)T);
   f->bytes = wb, f->stride = (wb + 63) / 64 * 64, f->copies = stream ? (int)(STREAM_BYTES / f->stride) + 1 : 1;
   f->tp = aligned_alloc(64, f->stride * (size_t)f->copies);
   f->tl = N % 16 ? NULL : aligned_alloc(64, f->stride * (size_t)f->copies);
