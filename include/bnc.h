@@ -13,7 +13,15 @@
  * Every function that can fail returns a bnc_status; bnc_last_error() gives
  * the message of this thread's last failure (file, field, value). A session
  * allocates everything when it is created: evaluating and generating
- * allocate nothing per token. */
+ * allocate nothing per token.
+ *
+ * Arguments are checked: a NULL handle, text, token array or output pointer
+ * is BNC_ERR_INVALID (functions returning no status then return 0, "" or
+ * NULL and set bnc_last_error()). Lifetimes: a plan stays alive until it is
+ * freed and its last session is freed, in any order; freeing a plan or a
+ * session twice, or using a freed handle, is detected and refused. One
+ * session is used by one thread at a time; different sessions of one plan
+ * may run at once on different threads. */
 #ifndef BNC_H
 #define BNC_H
 
@@ -66,7 +74,7 @@ typedef struct {
 } bnc_session_params;
 
 bnc_session_params bnc_session_default_params(void);
-/* The plan must outlive the session. */
+/* The session keeps the plan alive (bnc_plan_free may come first). */
 bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, bnc_session **out);
 void bnc_session_free(bnc_session *s);
 
@@ -84,12 +92,15 @@ void bnc_reset(bnc_session *s);
 
 /* Called with each generated token; return nonzero to stop. */
 typedef int (*bnc_token_cb)(int32_t token, const char *text, size_t len, void *user);
-/* Resets, processes the prompt, then samples up to n_predict tokens. */
+/* Resets, processes the prompt, then samples up to n_predict tokens (fewer at the
+ * end-of-sequence token, when cb returns nonzero, or when the context is full:
+ * bnc_session_timings' context_full says so). */
 bnc_status bnc_generate(bnc_session *s, const char *prompt, int n_predict, bnc_token_cb cb, void *user);
 
 typedef struct {
   double load_s, prepare_s, tokenize_s, prompt_s, generate_s, sample_s;
   int prompt_tokens, generated_tokens;
+  int context_full; /* the last bnc_generate stopped because the context was full */
 } bnc_timings;
 
 /* Seconds per stage so far (load: the plan's bnc_plan_open). */

@@ -19,6 +19,12 @@ bn_sampler_params bn_sampler_defaults(void) {
 }
 
 bn_status bn_sampler_create(const bn_sampler_params *p, int n_vocab, bn_sampler **out, bn_error *err) {
+  *out = NULL;
+  if (!isfinite(p->temperature) || !isfinite(p->top_p) || !isfinite(p->repeat_penalty) || !(p->repeat_penalty > 0) ||
+      p->repeat_last_n < 0)
+    return bn_fail(err, BN_E_INVALID, "sampler: temperature %g, top_p %g, repeat_penalty %g, repeat_last_n %d "
+                   "(finite numbers, the penalty positive)", p->temperature, p->top_p, p->repeat_penalty,
+                   p->repeat_last_n);
   bn_sampler *s = calloc(1, sizeof *s);
   if (s) {
     s->idx = malloc((size_t)n_vocab * sizeof *s->idx);

@@ -105,7 +105,12 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
   s->t.prompt_s += bn_now() - t0;
   s->t.n_prompt += n;
   int V = s->m->hp.n_vocab;
-  for (int i = 0; i < n_predict && n < s->p.n_ctx; i++) {
+  s->t.context_full = 0;
+  for (int i = 0; i < n_predict; i++) {
+    if (n >= s->p.n_ctx) {
+      s->t.context_full = 1;
+      break;
+    }
     double ts = bn_now();
     memcpy(s->logits, last, (size_t)V * sizeof *last);
     int32_t tok = bn_sampler_sample(s->sampler, s->logits, s->hist, n);

@@ -13,6 +13,7 @@
 typedef struct {
   double prepare_s, tokenize_s, prompt_s, gen_s, sample_s;
   int n_prompt, n_gen;
+  int context_full; /* the last generation stopped because the context was full */
 } bn_timings;
 
 typedef struct {

@@ -58,6 +58,9 @@ done
 m="$WORK/tiny-bitnet-i2_s.gguf"
 expect_error "missing file" "nope.gguf: cannot open" -- $BNC run "$WORK/nope.gguf" -p hi
 expect_error "empty prompt" "prompt: empty" -- $BNC run "$m" -p ""
+# a generation cut by a full context says so (and still succeeds)
+$BNC run "$m" -p "hello" -n 100 -c 10 --ignore-eos >/dev/null 2>"$WORK/err" || fail "run -c 10: $(cat "$WORK/err")"
+grep -q "^bnc: stopped after [0-9]* tokens: the context of 10 tokens is full" "$WORK/err" || fail "full context not said: $(cat "$WORK/err")"
 expect_error "non-UTF-8 prompt" "invalid UTF-8 at byte 2" -- $BNC run "$m" -p "$(printf 'ab\377')"
 expect_error "prompt past context" "do not fit the context of 8" -- $BNC run "$m" -c 8 -p "one two three four five six seven eight nine"
 expect_error "token out of range" "outside the vocabulary" -- $BNC eval "$m" --tokens "1 99999" --logits-out "$WORK/x"

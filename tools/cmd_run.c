@@ -180,6 +180,9 @@ int bn_cmd_run(int argc, char **argv) {
   bn_status st = bn_session_generate(s, o.prompt, (int)o.n_predict, print_piece, NULL, &err);
   printf("\n");
   const bn_timings *t = bn_session_timings(s);
+  if (!st && t->context_full)
+    fprintf(stderr, "bnc: stopped after %d tokens: the context of %d tokens is full (-c sets it)\n", t->n_gen,
+            bn_session_params_of(s)->n_ctx);
   if (!st)
     fprintf(stderr, "\nload %.3f s | prompt %d tokens, %.2f tokens/s | generation %d tokens, %.2f tokens/s\n", load,
             t->n_prompt, t->n_prompt / (t->prompt_s > 0 ? t->prompt_s : 1e-9), t->n_gen,
