@@ -81,8 +81,13 @@ bn_status bn_import_vocab(const bn_gguf *f, bn_vocab *v, bn_error *err) {
   if (mg) {
     v->merges = calloc(mg->arr_count ? mg->arr_count : 1, sizeof *v->merges);
     if (!v->merges) goto oom;
-    for (uint64_t i = 0; i < mg->arr_count; i++, v->n_merges++)
+    for (uint64_t i = 0; i < mg->arr_count; i++, v->n_merges++) {
+      if (memchr(mg->arr_strs[i].ptr, 0, mg->arr_strs[i].len)) {
+        bn_vocab_free(v);
+        return bn_fail(err, BN_E_FORMAT, "%s: merge %llu contains a NUL byte", f->path, (unsigned long long)i);
+      }
       if (!(v->merges[i] = dup_str(mg->arr_strs[i]))) goto oom;
+    }
   }
   v->bos = opt_id(f, "tokenizer.ggml.bos_token_id", n, &st, err);
   if (!st) v->eos = opt_id(f, "tokenizer.ggml.eos_token_id", n, &st, err);
@@ -93,7 +98,8 @@ bn_status bn_import_vocab(const bn_gguf *f, bn_vocab *v, bn_error *err) {
   }
   const bn_gguf_kv *ab = bn_gguf_find(f, "tokenizer.ggml.add_bos_token");
   v->add_bos = ab ? ab->type == BN_GGUF_BOOL && ab->num.u : v->bos >= 0;
-  return BN_OK;
+  if ((st = bn_vocab_check(v, f->path, err))) bn_vocab_free(v);
+  return st;
 oom:
   bn_vocab_free(v);
   return bn_fail(err, BN_E_NOMEM, "%s: out of memory reading the vocabulary", f->path);

@@ -37,6 +37,10 @@ typedef struct {
  * the others to U+0100 upward in byte order. */
 uint32_t bn_bpe_byte_to_cp(unsigned char b);
 
+/* Checks what the tokenizers rely on: every token and merge well-formed UTF-8 of at
+ * most BN_VOCAB_MAX_BYTES, token types known, scores finite, merges "a b". */
+enum { BN_VOCAB_MAX_BYTES = 4096 };
+bn_status bn_vocab_check(const bn_vocab *v, const char *file, bn_error *err);
 void bn_vocab_free(bn_vocab *v);
 void bn_model_free(bn_model *m);
 

@@ -105,7 +105,9 @@ static bn_status rd_vocab(cur *c, bn_vocab *v, int n_vocab) {
     if (rd_str(c, &v->merges[i], "merge")) return BN_E_FORMAT;
     v->n_merges = (int)i + 1;
   }
-  return BN_OK;
+  char where[300];
+  snprintf(where, sizeof where, "%s: section vocab", c->p->path);
+  return bn_vocab_check(v, where, c->err);
 }
 
 static bn_status rd_memplan(cur *c, bn_memplan *m, const bn_graph *g) {

@@ -63,6 +63,7 @@ static bn_status bpe_emit(const bn_tokenizer *t, const char *s, size_t len, bn_i
   /* No token for the merged symbol: emit its characters one by one. */
   for (size_t i = 0; i < len;) {
     int l = bn_utf8_len((unsigned char)s[i]);
+    if ((size_t)l > len - i) l = (int)(len - i);
     int c = bn_strmap_get(&t->tok, s + i, (size_t)l);
     bn_status st = bn_idbuf_push(out, c >= 0 ? c : t->v->unk >= 0 ? t->v->unk : 0);
     if (st) return st;

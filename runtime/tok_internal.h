@@ -45,13 +45,12 @@ int bn_bpe_cp_to_byte(uint32_t cp); /* -1 if not a mapped code point */
  * symbols are byte ranges [start[i], start[i]+len[i]) of buf, linked by next/prev. */
 typedef struct {
   int *start, *len, *next;
-  double *pair; /* priority of merging i with next[i]; -INFINITY: not mergeable */
   int n;
 } bn_symbols;
 
 typedef double (*bn_pair_prio)(const bn_tokenizer *t, const char *s, size_t len_a, size_t len_b);
 /* Splits buf into UTF-8 characters, then repeatedly merges the adjacent pair
- * of highest priority (leftmost on ties) until none is mergeable. Calls
+ * of highest priority (leftmost on ties) until none is mergeable, in O(n log n). Calls
  * emit(t, piece, len, out) for each final symbol in order. */
 bn_status bn_symbols_merge(const bn_tokenizer *t, const char *buf, size_t len, bn_pair_prio prio,
                            bn_status (*emit)(const bn_tokenizer *, const char *, size_t, bn_idbuf *), bn_idbuf *out);

@@ -65,14 +65,18 @@ static size_t spm_piece(const bn_vocab *v, int id, char *out) {
   return n;
 }
 
-/* BPE piece text: every code point maps back through GPT-2's byte table. */
+/* BPE piece text: every code point maps back through GPT-2's byte table. A
+ * sequence cut short by the end of the token is kept as it is (the readers
+ * refuse such vocabularies; this holds on any bytes regardless). */
 static size_t bpe_piece(const bn_vocab *v, int id, char *out) {
   const unsigned char *s = (const unsigned char *)v->tokens[id];
   size_t n = 0;
   while (*s) {
     int l = bn_utf8_len(*s);
+    for (int k = 1; k < l; k++)
+      if (!s[k]) l = k;
     uint32_t cp = l == 1 ? *s : (uint32_t)(*s & (0x7f >> l));
-    for (int k = 1; k < l && s[k]; k++) cp = cp << 6 | (s[k] & 0x3f);
+    for (int k = 1; k < l; k++) cp = cp << 6 | (s[k] & 0x3f);
     int b = bn_bpe_cp_to_byte(cp);
     if (b < 0) { /* not byte-mapped (e.g. added tokens): keep the text */
       memcpy(out + n, s, (size_t)l);
@@ -174,16 +178,57 @@ size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out
 int bn_tok_bos(const bn_tokenizer *t) { return t->v->bos; }
 int bn_tok_eos(const bn_tokenizer *t) { return t->v->eos; }
 
+/* The merge candidates: a max-heap by priority, then leftmost (smallest start).
+ * An entry is stale when either symbol changed since it was pushed (SentencePiece's
+ * scheme), so each merge costs O(log n) and a text O(n log n). */
+typedef struct {
+  double prio;
+  int left, right, llen, rlen;
+} cand;
+
+static int before(const cand *a, const cand *b, const int *start) {
+  return a->prio > b->prio || (a->prio == b->prio && start[a->left] < start[b->left]);
+}
+
+static void heap_push(cand *h, int *n, cand c, const int *start) {
+  int i = (*n)++;
+  for (; i > 0 && before(&c, &h[(i - 1) / 2], start); i = (i - 1) / 2) h[i] = h[(i - 1) / 2];
+  h[i] = c;
+}
+
+static cand heap_pop(cand *h, int *n, const int *start) {
+  cand top = h[0], last = h[--*n];
+  int i = 0;
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= *n) break;
+    if (c + 1 < *n && before(&h[c + 1], &h[c], start)) c++;
+    if (!before(&h[c], &last, start)) break;
+    h[i] = h[c], i = c;
+  }
+  h[i] = last;
+  return top;
+}
+
+static void push_pair(const bn_tokenizer *t, const char *buf, bn_symbols *s, cand *h, int *nh, int i, bn_pair_prio prio) {
+  int r = i < 0 ? -1 : s->next[i];
+  if (r < 0) return;
+  double p = prio(t, buf + s->start[i], (size_t)s->len[i], (size_t)s->len[r]);
+  if (p > -INFINITY) heap_push(h, nh, (cand){p, i, r, s->len[i], s->len[r]}, s->start);
+}
+
 bn_status bn_symbols_merge(const bn_tokenizer *t, const char *buf, size_t len, bn_pair_prio prio,
                            bn_status (*emit)(const bn_tokenizer *, const char *, size_t, bn_idbuf *), bn_idbuf *out) {
   if (!len) return BN_OK;
+  if (len > (size_t)INT32_MAX / 4) return BN_E_RANGE;
   bn_symbols s = {0};
+  int *prev = malloc(len * sizeof(int)), nh = 0;
+  cand *heap = malloc(3 * len * sizeof *heap); /* n pairs at first, at most 2 more per merge */
   s.start = malloc(len * sizeof(int));
   s.len = malloc(len * sizeof(int));
   s.next = malloc(len * sizeof(int));
-  s.pair = malloc(len * sizeof(double));
   bn_status st = BN_OK;
-  if (!s.start || !s.len || !s.next || !s.pair) {
+  if (!s.start || !s.len || !s.next || !prev || !heap) {
     st = BN_E_NOMEM;
     goto done;
   }
@@ -193,26 +238,24 @@ bn_status bn_symbols_merge(const bn_tokenizer *t, const char *buf, size_t len, b
     s.start[s.n] = (int)i;
     s.len[s.n] = l;
     s.next[s.n] = s.n + 1;
+    prev[s.n] = s.n - 1;
     i += (size_t)l;
   }
   s.next[s.n - 1] = -1;
-  for (int i = 0; i < s.n; i++)
-    s.pair[i] = s.next[i] < 0 ? -INFINITY : prio(t, buf + s.start[i], (size_t)s.len[i], (size_t)s.len[s.next[i]]);
-  for (;;) {
-    int best = -1, prev_best = -1;
-    for (int i = 0, prev = -1; i >= 0; prev = i, i = s.next[i])
-      if (s.pair[i] > -INFINITY && (best < 0 || s.pair[i] > s.pair[best])) best = i, prev_best = prev;
-    if (best < 0) break;
-    int nx = s.next[best];
-    s.len[best] += s.len[nx];
-    s.next[best] = s.next[nx];
-    s.pair[best] = s.next[best] < 0 ? -INFINITY
-                                    : prio(t, buf + s.start[best], (size_t)s.len[best], (size_t)s.len[s.next[best]]);
-    if (prev_best >= 0)
-      s.pair[prev_best] = prio(t, buf + s.start[prev_best], (size_t)s.len[prev_best], (size_t)s.len[best]);
+  for (int i = 0; i < s.n; i++) push_pair(t, buf, &s, heap, &nh, i, prio);
+  while (nh) {
+    cand c = heap_pop(heap, &nh, s.start);
+    if (s.len[c.left] != c.llen || s.next[c.left] != c.right || s.len[c.right] != c.rlen) continue; /* stale */
+    int nx = c.right;
+    s.len[c.left] += s.len[nx];
+    s.len[nx] = 0; /* gone: every entry naming it is stale */
+    s.next[c.left] = s.next[nx];
+    if (s.next[nx] >= 0) prev[s.next[nx]] = c.left;
+    push_pair(t, buf, &s, heap, &nh, c.left, prio);
+    push_pair(t, buf, &s, heap, &nh, prev[c.left], prio);
   }
   for (int i = 0; i >= 0 && !st; i = s.next[i]) st = emit(t, buf + s.start[i], (size_t)s.len[i], out);
 done:
-  free(s.start), free(s.len), free(s.next), free(s.pair);
+  free(s.start), free(s.len), free(s.next), free(prev), free(heap);
   return st;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../ir/model.h"
+#include "../ir/utf8.h"
 
 typedef struct bn_tokenizer bn_tokenizer;
 
@@ -25,11 +26,5 @@ const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, size_t *len);
 size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out, size_t cap);
 int bn_tok_bos(const bn_tokenizer *t);
 int bn_tok_eos(const bn_tokenizer *t);
-
-/* UTF-8 helpers (runtime/utf8.c) */
-/* Returns the byte offset of the first invalid sequence, or -1 if valid. */
-long bn_utf8_invalid_at(const char *s, size_t len);
-int bn_utf8_len(unsigned char lead); /* bytes of the sequence starting with lead (1 for invalid) */
-int bn_utf8_encode(uint32_t cp, char out[4]);
 
 #endif

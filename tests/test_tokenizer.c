@@ -1,5 +1,8 @@
 /* Tokenizers on hand-built vocabularies, with tokenizations worked out by
- * hand from the rules in ../shared/spec/bitnet-gguf.md §4. */
+ * hand from the rules in ../shared/spec/bitnet-gguf.md §4; the pair merging
+ * against a plain quadratic merge written here; vocabularies the readers
+ * must refuse; and the tokenizer on bytes no reader would let through. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +12,7 @@
 #include <cmocka.h>
 
 #include "../frontend/synth.h"
+#include "../ir/rng.h"
 #include "../runtime/tokenizer.h"
 #include "testutil.h"
 
@@ -189,10 +193,166 @@ static void test_synth_vocabs_roundtrip(void **state) {
   }
 }
 
+/* The readers' check: each defect is refused, naming the entry. */
+static void test_vocab_check(void **state) {
+  (void)state;
+  struct {
+    const char *token, *merge, *want;
+    int type;
+    float score;
+  } bad[] = {
+      {"ab\xe2\x96", NULL, "token 259 is not UTF-8 at byte 2", 1, 0},
+      {"\xc0\xaf", NULL, "token 259 is not UTF-8 at byte 0", 1, 0},
+      {"ok", NULL, "token 259 has type 9", 9, 0},
+      {"ok", NULL, "token 259 has score nan", 1, NAN},
+      {"ok", "ab", "merge 0 'ab' is not two symbols joined by a space", 1, 0},
+      {"ok", " b", "merge 0 ' b' is not two symbols", 1, 0},
+      {"ok", "a \xff", "merge 0 is not UTF-8 at byte 2", 1, 0},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    bn_vocab v;
+    spm_vocab(&v);
+    bn_error err = {0};
+    assert_int_equal(bn_vocab_check(&v, "v.gguf", &err), BN_OK);
+    free(v.tokens[259]);
+    v.tokens[259] = strdup(bad[i].token), v.types[259] = bad[i].type, v.scores[259] = bad[i].score;
+    if (bad[i].merge) v.merges = malloc(sizeof *v.merges), v.merges[0] = strdup(bad[i].merge), v.n_merges = 1;
+    assert_int_equal(bn_vocab_check(&v, "v.gguf", &err), BN_E_FORMAT);
+    if (!strstr(err.msg, bad[i].want)) fail_msg("case %zu: %s", i, err.msg);
+    bn_vocab_free(&v);
+  }
+  bn_vocab v;
+  spm_vocab(&v);
+  char *longest = malloc(BN_VOCAB_MAX_BYTES + 2);
+  memset(longest, 'a', BN_VOCAB_MAX_BYTES + 1), longest[BN_VOCAB_MAX_BYTES + 1] = 0;
+  free(v.tokens[5]), v.tokens[5] = longest;
+  bn_error err = {0};
+  assert_int_equal(bn_vocab_check(&v, "v.gguf", &err), BN_E_FORMAT);
+  assert_non_null(strstr(err.msg, "token 5 has 4097 bytes"));
+  bn_vocab_free(&v);
+}
+
+/* A vocabulary of cut-off UTF-8 sequences, as no reader lets through: the tokenizer
+ * builds, encodes, decodes and gives pieces without leaving its buffers (ASan checks). */
+static void test_tokenizer_on_any_bytes(void **state) {
+  (void)state;
+  const char *merges[] = {"h e", "l l"};
+  bn_vocab v;
+  bpe_vocab(&v, merges, 2);
+  const char *cut[] = {"\xc4", "ab\xe2\x82", "\xf0\x9f", "x\xf0", "\xe2", "\xff\xfe"};
+  for (int i = 0; i < 6; i++) add_token(&v, cut[i], 0, BN_TOK_NORMAL);
+  bn_tokenizer *t;
+  bn_error err = {0};
+  assert_int_equal(bn_tok_create(&v, &t, &err), BN_OK);
+  for (int i = 0; i < v.n_tokens; i++) {
+    size_t len;
+    const char *p = bn_tok_piece(t, i, &len);
+    assert_true(len <= strlen(v.tokens[i]));
+    (void)p;
+  }
+  int32_t ids[64];
+  int n;
+  encode(t, "hello \xe2\x82\xac x", 1, ids, &n);
+  char out[128];
+  bn_tok_decode(t, ids, n, out, sizeof out);
+  bn_tok_free(t);
+  bn_vocab_free(&v);
+}
+
+/* A quadratic reference of the greedy merge: the leftmost adjacent pair of highest
+ * score whose join is a token merges, until none does; then each symbol is its token
+ * or its bytes' tokens. */
+static int naive_spm(const bn_vocab *v, const char *text, int32_t *ids) {
+  static char sym[4096][32];
+  int ns = 0, n = 0;
+  char buf[4096];
+  size_t len = 0;
+  memcpy(buf, SP, 3), len = 3;
+  for (const char *p = text; *p; p++) {
+    if (*p == ' ') memcpy(buf + len, SP, 3), len += 3;
+    else buf[len++] = *p;
+  }
+  for (size_t i = 0; i < len;) {
+    size_t l = (unsigned char)buf[i] == 0xe2 ? 3 : 1;
+    memcpy(sym[ns], buf + i, l), sym[ns][l] = 0, ns++, i += l;
+  }
+  for (;;) {
+    int best = -1;
+    float bs = 0;
+    for (int i = 0; i + 1 < ns; i++) {
+      char j[64];
+      size_t la = strlen(sym[i]), lb = strlen(sym[i + 1]);
+      memcpy(j, sym[i], la), memcpy(j + la, sym[i + 1], lb + 1);
+      for (int k = 0; k < v->n_tokens; k++)
+        if (!strcmp(v->tokens[k], j) && (best < 0 || v->scores[k] > bs)) best = i, bs = v->scores[k];
+    }
+    if (best < 0) break;
+    size_t la = strlen(sym[best]), lb = strlen(sym[best + 1]);
+    assert_true(la + lb < sizeof sym[0]);
+    memcpy(sym[best] + la, sym[best + 1], lb + 1);
+    memmove(sym[best + 1], sym[best + 2], (size_t)(ns - best - 2) * sizeof sym[0]);
+    ns--;
+  }
+  for (int i = 0; i < ns; i++) {
+    int id = -1;
+    for (int k = 0; k < v->n_tokens && id < 0; k++)
+      if (!strcmp(v->tokens[k], sym[i])) id = k;
+    if (id >= 0) ids[n++] = id;
+    else
+      for (const char *c = sym[i]; *c; c++) ids[n++] = 3 + (unsigned char)*c;
+  }
+  return n;
+}
+
+static void test_merge_matches_quadratic(void **state) {
+  (void)state;
+  uint64_t rng = 99;
+  for (int round = 0; round < 20; round++) {
+    bn_vocab v;
+    memset(&v, 0, sizeof v);
+    v.kind = BN_VOCAB_SPM;
+    add_token(&v, "<unk>", 0, BN_TOK_UNKNOWN);
+    add_token(&v, "<s>", 0, BN_TOK_CONTROL);
+    add_token(&v, "</s>", 0, BN_TOK_CONTROL);
+    for (int b = 0; b < 256; b++) {
+      char t[8];
+      snprintf(t, sizeof t, "<0x%02X>", b);
+      add_token(&v, t, 0, BN_TOK_BYTE);
+    }
+    const char *alpha[] = {"a", "b", "c", SP};
+    for (int k = 0; k < 60; k++) { /* random pieces of 2..5 symbols; scores with many ties */
+      char piece[32] = "";
+      int len = 2 + (int)(bn_rng_next(&rng) % 4);
+      for (int c = 0; c < len; c++) strcat(piece, alpha[bn_rng_next(&rng) % 4]);
+      int dup = 0;
+      for (int i = 0; i < v.n_tokens; i++) dup |= !strcmp(v.tokens[i], piece);
+      if (!dup) add_token(&v, piece, (float)(bn_rng_next(&rng) % 5), BN_TOK_NORMAL);
+    }
+    for (int k = 0; k < 4; k++) add_token(&v, alpha[k], -10, BN_TOK_NORMAL);
+    bn_tokenizer *t;
+    bn_error err = {0};
+    assert_int_equal(bn_tok_create(&v, &t, &err), BN_OK);
+    char text[400];
+    int tl = 1 + (int)(bn_rng_next(&rng) % 300);
+    for (int i = 0; i < tl; i++) text[i] = "abc "[bn_rng_next(&rng) % 4];
+    text[tl] = 0;
+    static int32_t got[2048], want[2048];
+    int n;
+    assert_int_equal(bn_tok_encode(t, text, (size_t)tl, 0, got, 2048, &n, &err), BN_OK);
+    int nw = naive_spm(&v, text, want);
+    assert_int_equal(n, nw);
+    assert_memory_equal(got, want, (size_t)n * sizeof *got);
+    bn_tok_free(t);
+    bn_vocab_free(&v);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spm_known_tokenization), cmocka_unit_test(test_bpe_known_tokenization),
       cmocka_unit_test(test_invalid_utf8_and_overflow), cmocka_unit_test(test_synth_vocabs_roundtrip),
+      cmocka_unit_test(test_vocab_check),            cmocka_unit_test(test_tokenizer_on_any_bytes),
+      cmocka_unit_test(test_merge_matches_quadratic),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-#include "tokenizer.h"
+#include "utf8.h"
 
 int bn_utf8_len(unsigned char c) { return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1; }
 
