@@ -57,6 +57,7 @@ typedef struct {
   uint64_t n_kv;
   bn_gguf_tensor *tensors;
   uint64_t n_tensors;
+  bn_strmap kv_index, tensor_index; /* key / name -> position */
 } bn_gguf;
 
 bn_status bn_gguf_open(bn_gguf *f, const char *path, bn_error *err);

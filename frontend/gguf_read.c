@@ -196,7 +196,6 @@ static bn_status check_layout(bn_gguf *f, size_t data_start, bn_error *err) {
   return st;
 }
 
-static int str_eq(bn_gguf_str a, bn_gguf_str b) { return a.len == b.len && !memcmp(a.ptr, b.ptr, a.len); }
 
 static bn_status parse(bn_gguf *f, bn_error *err) {
   cursor c = {f, 0, err};
@@ -215,18 +214,21 @@ static bn_status parse(bn_gguf *f, bn_error *err) {
   if (f->n_tensors > f->size / 24)
     return bn_fail(err, BN_E_FORMAT, "%s: tensor_count %llu is impossible for a %zu-byte file", f->path,
                    (unsigned long long)f->n_tensors, f->size);
+  if (f->n_kv > (1u << 24) || f->n_tensors > (1u << 24))
+    return bn_fail(err, BN_E_FORMAT, "%s: %llu keys and %llu tensors (at most %u each)", f->path,
+                   (unsigned long long)f->n_kv, (unsigned long long)f->n_tensors, 1u << 24);
   f->kv = calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv);
   f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensors);
-  if (!f->kv || !f->tensors) return bn_fail(err, BN_E_NOMEM, "%s: out of memory", f->path);
+  if (!f->kv || !f->tensors || bn_strmap_init(&f->kv_index, f->n_kv) || bn_strmap_init(&f->tensor_index, f->n_tensors))
+    return bn_fail(err, BN_E_NOMEM, "%s: out of memory", f->path);
   f->alignment = 32;
   for (uint64_t i = 0; i < f->n_kv; i++) {
     if (rd_kv(&c, &f->kv[i], i)) { f->n_kv = i + 1; return BN_E_FORMAT; }
-    for (uint64_t j = 0; j < i; j++)
-      if (str_eq(f->kv[j].key, f->kv[i].key)) {
-        f->n_kv = i + 1;
-        return bn_fail(err, BN_E_FORMAT, "%s: key '%.*s' appears twice", f->path, (int)f->kv[i].key.len,
-                       f->kv[i].key.ptr);
-      }
+    if (bn_strmap_add(&f->kv_index, f->kv[i].key.ptr, f->kv[i].key.len, (int)i) != -1) {
+      f->n_kv = i + 1;
+      return bn_fail(err, BN_E_FORMAT, "%s: key '%.*s' appears twice", f->path, (int)f->kv[i].key.len,
+                     f->kv[i].key.ptr);
+    }
   }
   const bn_gguf_kv *al = bn_gguf_find(f, "general.alignment");
   if (al) {
@@ -237,10 +239,9 @@ static bn_status parse(bn_gguf *f, bn_error *err) {
   }
   for (uint64_t i = 0; i < f->n_tensors; i++) {
     if (rd_tensor_info(&c, &f->tensors[i], i)) return BN_E_FORMAT;
-    for (uint64_t j = 0; j < i; j++)
-      if (str_eq(f->tensors[j].name, f->tensors[i].name))
-        return bn_fail(err, BN_E_FORMAT, "%s: tensor '%.*s' appears twice", f->path, (int)f->tensors[i].name.len,
-                       f->tensors[i].name.ptr);
+    if (bn_strmap_add(&f->tensor_index, f->tensors[i].name.ptr, f->tensors[i].name.len, (int)i) != -1)
+      return bn_fail(err, BN_E_FORMAT, "%s: tensor '%.*s' appears twice", f->path, (int)f->tensors[i].name.len,
+                     f->tensors[i].name.ptr);
   }
   size_t data_start = (c.pos + f->alignment - 1) / f->alignment * f->alignment;
   if (data_start > f->size && f->n_tensors)
@@ -289,6 +290,7 @@ void bn_gguf_close(bn_gguf *f) {
     for (uint64_t i = 0; i < f->n_kv; i++) free(f->kv[i].arr_strs);
   free(f->kv);
   free(f->tensors);
+  bn_strmap_free(&f->kv_index), bn_strmap_free(&f->tensor_index);
   if (f->mapped) munmap((void *)f->base, f->size);
   memset(f, 0, sizeof *f);
 }
@@ -296,15 +298,13 @@ void bn_gguf_close(bn_gguf *f) {
 int bn_gguf_str_eq(bn_gguf_str s, const char *c) { return strlen(c) == s.len && !memcmp(s.ptr, c, s.len); }
 
 const bn_gguf_kv *bn_gguf_find(const bn_gguf *f, const char *key) {
-  for (uint64_t i = 0; i < f->n_kv; i++)
-    if (bn_gguf_str_eq(f->kv[i].key, key)) return &f->kv[i];
-  return NULL;
+  int i = bn_strmap_get(&f->kv_index, key, strlen(key));
+  return i >= 0 && (uint64_t)i < f->n_kv ? &f->kv[i] : NULL;
 }
 
 const bn_gguf_tensor *bn_gguf_tensor_find(const bn_gguf *f, const char *name) {
-  for (uint64_t i = 0; i < f->n_tensors; i++)
-    if (bn_gguf_str_eq(f->tensors[i].name, name)) return &f->tensors[i];
-  return NULL;
+  int i = bn_strmap_get(&f->tensor_index, name, strlen(name));
+  return i >= 0 && (uint64_t)i < f->n_tensors ? &f->tensors[i] : NULL;
 }
 
 bn_status bn_gguf_get_u64(const bn_gguf *f, const char *key, uint64_t *out, bn_error *err) {

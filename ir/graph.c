@@ -35,6 +35,7 @@ void bn_graph_free(bn_graph *g) {
   free(g->values);
   free(g->nodes);
   free(g->outputs);
+  bn_strmap_free(&g->names);
   memset(g, 0, sizeof *g);
 }
 
@@ -48,7 +49,7 @@ const char *bn_graph_intern(bn_graph *g, const char *s) {
 static int add_value(bn_graph *g, bn_value_kind kind, const char *name, bn_dtype t, bn_shape s) {
   if (!GROW(g->values, g->n_values, g->cap_values)) return -1;
   const char *nm = bn_graph_intern(g, name);
-  if (!nm) return -1;
+  if (!nm || bn_strmap_set(&g->names, nm, strlen(nm), g->n_values)) return -1;
   bn_value *v = &g->values[g->n_values];
   memset(v, 0, sizeof *v);
   v->kind = kind;
@@ -159,7 +160,14 @@ int bn_fused_tmatmul(const bn_node *n, int *w) {
 }
 
 int bn_graph_find_value(const bn_graph *g, const char *name, size_t len) {
-  for (int i = g->n_values - 1; i >= 0; i--)
-    if (strlen(g->values[i].name) == len && !memcmp(g->values[i].name, name, len)) return i;
-  return -1;
+  int i = bn_strmap_get(&g->names, name, len);
+  /* a value renamed since keeps its old key: the name must still be its own */
+  return i >= 0 && i < g->n_values && strlen(g->values[i].name) == len && !memcmp(g->values[i].name, name, len) ? i : -1;
+}
+
+int bn_graph_rename_value(bn_graph *g, int id, const char *name) {
+  const char *nm = bn_graph_intern(g, name);
+  if (!nm || bn_strmap_set(&g->names, nm, strlen(nm), id)) return -1;
+  g->values[id].name = nm;
+  return 0;
 }

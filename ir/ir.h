@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "status.h"
+#include "strmap.h"
 
 typedef enum {
 #define X(id, name, ggml, be, bb, tern) BN_DT_##id,
@@ -67,6 +68,7 @@ struct bn_graph {
   int n_strings, cap_strings;
   void **owned;        /* weight data made by passes (packed weights), freed with the graph */
   int n_owned, cap_owned;
+  bn_strmap names;     /* value name -> id (the latest of a name) */
 };
 
 /* --- op and type tables --- */
@@ -130,6 +132,8 @@ int bn_graph_add_node_typed(bn_graph *g, bn_op op, const char *out_name, const i
 int bn_graph_add_fused(bn_graph *g, const char *out_name, const int *in, int n_in, bn_graph *body, bn_error *err);
 int bn_graph_mark_output(bn_graph *g, int value);
 int bn_graph_find_value(const bn_graph *g, const char *name, size_t len); /* -1 if absent */
+/* Gives value id another name (interned); 0, or -1 out of memory. */
+int bn_graph_rename_value(bn_graph *g, int id, const char *name);
 /* A fused node's ternary matmul: the body index of its tmatmul, -1 if it has none;
  * *w (if not NULL) the node's operand index of the matmul's weights. */
 int bn_fused_tmatmul(const bn_node *n, int *w);

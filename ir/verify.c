@@ -16,10 +16,14 @@ bn_status bn_graph_verify(const bn_graph *g, bn_error *err) {
         return bn_fail(err, BN_E_INVALID, "in the body of %%%s: %s", g->values[n->out].name, e2.msg);
     }
   }
+  bn_strmap seen;
+  if (bn_strmap_init(&seen, (size_t)g->n_values)) return bn_fail(err, BN_E_NOMEM, "verifier: out of memory");
   for (int i = 0; i < g->n_values; i++)
-    for (int j = 0; j < i; j++)
-      if (!strcmp(g->values[i].name, g->values[j].name))
-        return bn_fail(err, BN_E_INVALID, "value %%%s is defined twice", g->values[i].name);
+    if (bn_strmap_add(&seen, g->values[i].name, strlen(g->values[i].name), i) >= 0) {
+      bn_strmap_free(&seen);
+      return bn_fail(err, BN_E_INVALID, "value %%%s is defined twice", g->values[i].name);
+    }
+  bn_strmap_free(&seen);
   for (int i = 0; i < g->n_nodes; i++) {
     const bn_node *n = &g->nodes[i];
     const bn_op_info *info = &bn_op_table[n->op];

@@ -46,9 +46,8 @@ bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err
       if (tl) bn_tl2_from_tp2(w->data, (uint64_t)N, (uint64_t)K, tl);
       char name[200];
       snprintf(name, sizeof name, "%s.tl2", w->name);
-      const char *nm = bn_graph_intern(g, name);
-      if (!nm) return bn_fail(err, BN_E_NOMEM, "out of memory");
-      w->dtype = BN_DT_TL2, w->name = nm;
+      if (bn_graph_rename_value(g, (int)(w - g->values), name)) return bn_fail(err, BN_E_NOMEM, "out of memory");
+      w->dtype = BN_DT_TL2;
       if (tl) w->data = tl;
     }
     n->body->values[arg].dtype = BN_DT_TL2;

@@ -29,7 +29,7 @@ int bn_bpe_cp_to_byte(uint32_t cp) {
 bn_status bn_tok_bpe_init(bn_tokenizer *t, bn_error *err) {
   if (bn_strmap_init(&t->merge, (size_t)t->v->n_merges))
     return bn_fail(err, BN_E_NOMEM, "tokenizer: out of memory");
-  for (int i = 0; i < t->v->n_merges; i++) bn_strmap_put(&t->merge, t->v->merges[i], i);
+  for (int i = 0; i < t->v->n_merges; i++) bn_strmap_add(&t->merge, t->v->merges[i], strlen(t->v->merges[i]), i);
   int code;
   PCRE2_SIZE off;
   t->re = pcre2_compile((PCRE2_SPTR)LLAMA3_PRE, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);

@@ -1,19 +1,9 @@
-/* Shared by the tokenizer files: the tokenizer state and a string -> int map. */
+/* Shared by the tokenizer files: the tokenizer state. */
 #ifndef BN_RT_TOK_INTERNAL_H
 #define BN_RT_TOK_INTERNAL_H
 
+#include "../ir/strmap.h"
 #include "tokenizer.h"
-
-typedef struct {
-  const char **key; /* NUL-terminated keys owned elsewhere */
-  int *val;
-  size_t cap;       /* power of two */
-} bn_strmap;
-
-bn_status bn_strmap_init(bn_strmap *m, size_t n);
-void bn_strmap_free(bn_strmap *m);
-void bn_strmap_put(bn_strmap *m, const char *key, int val); /* first put of a key wins */
-int bn_strmap_get(const bn_strmap *m, const char *key, size_t len); /* -1 if absent */
 
 struct bn_tokenizer {
   const bn_vocab *v;

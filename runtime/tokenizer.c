@@ -3,43 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include <xxhash.h>
 
 #include "tok_internal.h"
-
-bn_status bn_strmap_init(bn_strmap *m, size_t n) {
-  m->cap = 16;
-  while (m->cap < n * 2) m->cap *= 2;
-  m->key = calloc(m->cap, sizeof *m->key);
-  m->val = calloc(m->cap, sizeof *m->val);
-  return m->key && m->val ? BN_OK : BN_E_NOMEM;
-}
-
-void bn_strmap_free(bn_strmap *m) {
-  free(m->key);
-  free(m->val);
-  memset(m, 0, sizeof *m);
-}
-
-void bn_strmap_put(bn_strmap *m, const char *key, int val) {
-  size_t len = strlen(key), i = XXH3_64bits(key, len) & (m->cap - 1);
-  while (m->key[i]) {
-    if (!strcmp(m->key[i], key)) return;
-    i = (i + 1) & (m->cap - 1);
-  }
-  m->key[i] = key;
-  m->val[i] = val;
-}
-
-int bn_strmap_get(const bn_strmap *m, const char *key, size_t len) {
-  if (!m->cap) return -1;
-  size_t i = XXH3_64bits(key, len) & (m->cap - 1);
-  while (m->key[i]) {
-    if (!strncmp(m->key[i], key, len) && m->key[i][len] == 0) return m->val[i];
-    i = (i + 1) & (m->cap - 1);
-  }
-  return -1;
-}
 
 bn_status bn_idbuf_push(bn_idbuf *b, int32_t id) {
   if (b->n >= b->cap) return BN_E_RANGE;
@@ -96,7 +61,7 @@ bn_status bn_tok_create(const bn_vocab *v, bn_tokenizer **out, bn_error *err) {
   if (!t->piece || !t->piece_len || bn_strmap_init(&t->tok, (size_t)v->n_tokens)) goto oom;
   for (int i = 0; i < 256; i++) t->byte_tok[i] = -1;
   for (int i = 0; i < v->n_tokens; i++) {
-    bn_strmap_put(&t->tok, v->tokens[i], i);
+    bn_strmap_add(&t->tok, v->tokens[i], strlen(v->tokens[i]), i); /* the first of equal tokens wins */
     char *p = malloc(strlen(v->tokens[i]) + 1);
     if (!p) goto oom;
     int control = v->types[i] == BN_TOK_CONTROL || v->types[i] == BN_TOK_UNKNOWN;
