@@ -62,7 +62,8 @@ int bnc_plan_context_length(const bnc_plan *plan);
 const char *bnc_plan_arch(const bnc_plan *plan);
 
 typedef struct {
-  int threads;          /* threads for the JIT kernels (0 or 1: one) */
+  int threads;          /* threads for the kernels (0 or 1: one; at most the CPUs the process may use:
+                         * more would only take turns on them) */
   int n_ctx;            /* context size; 0: the model's */
   int n_batch;          /* prompt chunk; 0: the plan's */
   float temperature;    /* <= 0: greedy */

@@ -312,6 +312,66 @@ static bn_status make_qkv(bn_exec *e, bn_error *err) {
   return BN_OK;
 }
 
+/* A value of one row per token: [T, ...] with every other dim known. */
+static int per_token(const bn_value *v) {
+  if (v->shape.rank < 1 || v->shape.d[0] != BN_DIM_T) return 0;
+  for (int k = 1; k < v->shape.rank; k++)
+    if (v->shape.d[k] <= 0) return 0;
+  return 1;
+}
+
+static bn_status check_body(const bn_graph *outer, const bn_node *n, bn_error *err) {
+  const bn_graph *b = n->body;
+  for (int i = 0; i < b->n_nodes; i++) {
+    const bn_value *v = &b->values[b->nodes[i].out];
+    if (b->nodes[i].op == BN_OP_ATTENTION || b->nodes[i].op == BN_OP_FUSED || !per_token(v))
+      return bn_fail(err, BN_E_FORMAT, "node %%%s: its body computes %%%s, which the executor cannot run there (%s)",
+                     outer->values[n->out].name, v->name,
+                     b->nodes[i].op == BN_OP_ATTENTION || b->nodes[i].op == BN_OP_FUSED ? "attention or a nested fusion"
+                                                                                         : "not one row per token");
+  }
+  return BN_OK;
+}
+
+bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err) {
+  int inputs = 0, max_layer = -1;
+  for (int i = 0; i < g->n_values; i++) {
+    const bn_value *v = &g->values[i];
+    if (v->kind == BN_VAL_INPUT && (v->dtype != BN_DT_I32 || v->shape.rank != 1 || v->shape.d[0] != BN_DIM_T))
+      return bn_fail(err, BN_E_FORMAT, "input %%%s must be the tokens, i32[T]", v->name);
+    inputs += v->kind == BN_VAL_INPUT;
+    for (int k = 0; v->kind == BN_VAL_WEIGHT && k < v->shape.rank; k++)
+      if (v->shape.d[k] <= 0) return bn_fail(err, BN_E_FORMAT, "weight %%%s has a symbolic dimension", v->name);
+    if (v->kind == BN_VAL_NODE && !per_token(v))
+      return bn_fail(err, BN_E_FORMAT, "value %%%s is not one row per token ([T, ...])", v->name);
+  }
+  if (inputs != 1) return bn_fail(err, BN_E_FORMAT, "the graph has %d inputs (one: the tokens)", inputs);
+  const bn_value *out = g->n_outputs ? &g->values[g->outputs[0]] : NULL;
+  if (!out || out->kind != BN_VAL_NODE || out->dtype != BN_DT_F32 || out->shape.rank != 2 || out->shape.d[1] != n_vocab)
+    return bn_fail(err, BN_E_FORMAT, "the graph's output %%%s is not the logits, f32[T, %d] (the vocabulary's size)",
+                   out ? out->name : "(none)", n_vocab);
+  for (int i = 0; i < g->n_nodes; i++) {
+    const bn_node *n = &g->nodes[i];
+    bn_status st = n->body ? check_body(g, n, err) : BN_OK;
+    if (st) return st;
+    if (n->op == BN_OP_ATTENTION && (int)n->attr[0] > max_layer) max_layer = (int)n->attr[0];
+  }
+  /* one attention node per layer: the layer's K/V cache is sized by it */
+  uint8_t *seen = calloc((size_t)max_layer + 2, 1);
+  if (!seen) return bn_fail(err, BN_E_NOMEM, "out of memory");
+  for (int i = 0; i < g->n_nodes; i++) {
+    const bn_node *n = &g->nodes[i];
+    if (n->op != BN_OP_ATTENTION) continue;
+    if (seen[(int)n->attr[0]]++) {
+      free(seen);
+      return bn_fail(err, BN_E_FORMAT, "attention %%%s: layer %d has a K/V cache already (one attention a layer)",
+                     g->values[n->out].name, (int)n->attr[0]);
+    }
+  }
+  free(seen);
+  return BN_OK;
+}
+
 static bn_status use_pool(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   if (opts && opts->pool) return e->pool = opts->pool, BN_OK;
   e->own_pool = 1;

@@ -37,6 +37,10 @@ typedef struct {
   long calls;
 } bn_exec_stat;
 
+/* What the executor relies on beyond the verifier: one input, the tokens i32[T]; every
+ * computed value one row per token; weights of known shape; the first output the logits
+ * f32[T, n_vocab]; fused bodies without attention; one attention node a layer. */
+bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err);
 bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, const bn_exec_opts *opts, bn_exec **out,
                          bn_error *err);
 /* How many nodes run JIT code; where their kernels came from and the time it took. */

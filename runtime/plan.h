@@ -17,6 +17,7 @@
 
 /* 2: TP2 rows interleaved in blocks of 4; 3: the object code is signed (version 2 is read, its code ignored) */
 enum { BN_PLAN_VERSION = 3 };
+enum { BN_PLAN_MAX_CTX = 1 << 20 }; /* the context lengths a plan may state */
 
 typedef struct {
   char path[256];

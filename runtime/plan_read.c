@@ -14,6 +14,7 @@
 
 #include "../ir/irparse.h"
 #include "plan.h"
+#include "exec.h"
 #include "plan_format.h"
 
 typedef struct {
@@ -65,7 +66,7 @@ static bn_status rd_hparams(cur *c, bn_hparams *h) {
   const char *names[9] = {"n_ctx", "n_embd", "n_layer", "n_ff", "n_head", "n_head_kv", "head_dim", "n_rot", "n_vocab"};
   for (int i = 0; i < 9; i++) {
     RD(c, &v[i], names[i]);
-    if (v[i] < 1 || v[i] > (1 << 24)) return bad(c, names[i], v[i]);
+    if (v[i] < 1 || v[i] > (i == 0 ? BN_PLAN_MAX_CTX : 1 << 24)) return bad(c, names[i], v[i]);
   }
   h->n_ctx = v[0], h->n_embd = v[1], h->n_layer = v[2], h->n_ff = v[3], h->n_head = v[4], h->n_head_kv = v[5];
   h->head_dim = v[6], h->n_rot = v[7], h->n_vocab = v[8];
@@ -262,7 +263,8 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   SECTION(BN_SEC_WEIGHT_INDEX);
   if ((st = rd_weights(&c, &p->model.graph, off[BN_SEC_WEIGHTS], bytes[BN_SEC_WEIGHTS]))) return st;
   bn_error e2;
-  if (bn_memplan_check(&p->mem, &p->model.graph, &e2)) return bn_fail(err, BN_E_FORMAT, "%s: %s", p->path, e2.msg);
+  if (bn_memplan_check(&p->mem, &p->model.graph, &e2) || bn_exec_check(&p->model.graph, p->model.hp.n_vocab, &e2))
+    return bn_fail(err, BN_E_FORMAT, "%s: %s", p->path, e2.msg);
   if (nsec < BN_SEC_OBJECTS) return BN_OK;
   p->has_objects = 1;
   if (p->version < 3) return BN_OK; /* unsigned object code: never run, so never read */

@@ -1,19 +1,25 @@
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "pool.h"
 
-#include <immintrin.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 struct bn_pool {
   int n;
+  int spin;                    /* polls before a waiter sleeps */
   pthread_t *threads;
   _Atomic unsigned generation; /* bumped once per job */
-  _Atomic int pending;         /* workers still running the current job */
+  _Atomic unsigned pending;    /* workers still running the current job */
   _Atomic int stop;
-  _Atomic int arrived;       /* threads at the barrier */
-  _Atomic unsigned crossed;  /* bumped each time the barrier opens */
+  _Atomic unsigned arrived;    /* threads at the barrier */
+  _Atomic unsigned crossed;    /* bumped each time the barrier opens */
+  _Atomic int sleepers;        /* threads asleep on one of the words above */
   bn_pool_fn fn;
   void *ctx;
 };
@@ -23,24 +29,56 @@ typedef struct {
   int id;
 } worker_arg;
 
-static void wait_change(_Atomic unsigned *v, unsigned old, _Atomic int *stop) {
-  for (unsigned spins = 0; atomic_load_explicit(v, memory_order_acquire) == old && !atomic_load(stop); spins++) {
-    _mm_pause();
-    if (spins > 20000) sched_yield(); /* idle between tokens: give the core away now and then */
+static inline void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+static void futex(_Atomic unsigned *word, int op, unsigned val) {
+  syscall(SYS_futex, (unsigned *)word, op, val, NULL, NULL, 0);
+}
+
+/* Waits until *word differs from old: polls p->spin times, then sleeps in the kernel
+ * (a thread that keeps spinning takes the core from the one it waits for when
+ * there are more threads than cores, or another process needs one). */
+static void await_change(bn_pool *p, _Atomic unsigned *word, unsigned old) {
+  for (int i = 0; i < p->spin; i++) {
+    if (atomic_load_explicit(word, memory_order_acquire) != old) return;
+    relax();
   }
+  atomic_fetch_add(&p->sleepers, 1);
+  while (atomic_load(word) == old && !atomic_load(&p->stop)) futex(word, FUTEX_WAIT_PRIVATE, old);
+  atomic_fetch_sub(&p->sleepers, 1);
+}
+
+/* After changing *word: wakes its sleepers (a sleeper registers before it checks the word, so
+ * either it sees the change or it is counted here). */
+static void wake(bn_pool *p, _Atomic unsigned *word) {
+  if (atomic_load(&p->sleepers)) futex(word, FUTEX_WAKE_PRIVATE, INT_MAX);
 }
 
 static void *worker(void *a) {
   worker_arg w = *(worker_arg *)a;
+  bn_pool *p = w.p;
   free(a);
   unsigned seen = 0;
   for (;;) {
-    wait_change(&w.p->generation, seen, &w.p->stop);
-    if (atomic_load(&w.p->stop)) return NULL;
-    seen = atomic_load_explicit(&w.p->generation, memory_order_acquire);
-    w.p->fn(w.p->ctx, w.id, w.p->n);
-    atomic_fetch_sub_explicit(&w.p->pending, 1, memory_order_release);
+    await_change(p, &p->generation, seen);
+    if (atomic_load(&p->stop)) return NULL;
+    seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+    p->fn(p->ctx, w.id, p->n);
+    if (atomic_fetch_sub(&p->pending, 1) == 1) wake(p, &p->pending);
   }
+}
+
+int bn_pool_cpus(void) {
+  cpu_set_t set;
+  if (!sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
 }
 
 bn_status bn_pool_create(int n, bn_pool **out, bn_error *err) {
@@ -52,6 +90,8 @@ bn_status bn_pool_create(int n, bn_pool **out, bn_error *err) {
     return bn_fail(err, BN_E_NOMEM, "out of memory");
   }
   p->n = n;
+  /* about 50-100 us of polling with a core each; with more threads than cores, hardly any */
+  p->spin = n <= bn_pool_cpus() ? 1 << 13 : 16;
   for (int i = 1; i < n; i++) {
     worker_arg *a = malloc(sizeof *a);
     if (!a) break;
@@ -69,6 +109,8 @@ bn_status bn_pool_create(int n, bn_pool **out, bn_error *err) {
 void bn_pool_free(bn_pool *p) {
   if (!p) return;
   atomic_store(&p->stop, 1);
+  atomic_fetch_add(&p->generation, 1);
+  futex(&p->generation, FUTEX_WAKE_PRIVATE, INT_MAX);
   for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
   free(p->threads);
   free(p);
@@ -83,19 +125,21 @@ void bn_pool_run(bn_pool *p, bn_pool_fn fn, void *ctx) {
   }
   p->fn = fn;
   p->ctx = ctx;
-  atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+  atomic_store(&p->pending, (unsigned)p->n - 1);
+  atomic_fetch_add(&p->generation, 1);
+  wake(p, &p->generation);
   fn(ctx, 0, p->n);
-  while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) _mm_pause();
+  for (unsigned left; (left = atomic_load(&p->pending)) > 0;) await_change(p, &p->pending, left);
 }
 
 void bn_pool_barrier(bn_pool *p) {
   if (p->n == 1) return;
   unsigned gen = atomic_load_explicit(&p->crossed, memory_order_acquire);
-  if (atomic_fetch_add_explicit(&p->arrived, 1, memory_order_acq_rel) == p->n - 1) {
+  if (atomic_fetch_add(&p->arrived, 1) == (unsigned)p->n - 1) {
     atomic_store_explicit(&p->arrived, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->crossed, 1, memory_order_release); /* the last one opens it */
+    atomic_fetch_add(&p->crossed, 1); /* the last one opens it */
+    wake(p, &p->crossed);
     return;
   }
-  while (atomic_load_explicit(&p->crossed, memory_order_acquire) == gen) _mm_pause();
+  await_change(p, &p->crossed, gen);
 }

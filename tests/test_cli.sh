@@ -58,6 +58,12 @@ done
 m="$WORK/tiny-bitnet-i2_s.gguf"
 expect_error "missing file" "nope.gguf: cannot open" -- $BNC run "$WORK/nope.gguf" -p hi
 expect_error "empty prompt" "prompt: empty" -- $BNC run "$m" -p ""
+# more threads than CPUs: said once, the threads capped, the same greedy text
+cpus=$(nproc)
+$BNC run "$m" -p "hello" -n 6 --temp 0 -t $((cpus * 8)) >"$WORK/many" 2>"$WORK/err" || fail "run -t $((cpus * 8))"
+grep -q "^bnc: -t $((cpus * 8)) exceeds the $cpus CPUs" "$WORK/err" || fail "-t beyond the CPUs not said: $(cat "$WORK/err")"
+$BNC run "$m" -p "hello" -n 6 --temp 0 -t "$cpus" >"$WORK/few" 2>/dev/null
+cmp -s "$WORK/many" "$WORK/few" || fail "-t $((cpus * 8)) generates other text than -t $cpus"
 # a generation cut by a full context says so (and still succeeds)
 $BNC run "$m" -p "hello" -n 100 -c 10 --ignore-eos >/dev/null 2>"$WORK/err" || fail "run -c 10: $(cat "$WORK/err")"
 grep -q "^bnc: stopped after [0-9]* tokens: the context of 10 tokens is full" "$WORK/err" || fail "full context not said: $(cat "$WORK/err")"

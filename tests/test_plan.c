@@ -13,6 +13,7 @@
 
 #include "../codegen/ref/ref.h"
 #include "../frontend/synth.h"
+#include "../ir/irparse.h"
 #include "../passes/pass.h"
 #include "../runtime/plan.h"
 #include "../runtime/session.h"
@@ -175,6 +176,78 @@ static void test_damaged_plans(void **state) {
   free(buf);
 }
 
+/* Sections that are each well formed but do not fit together (hash recomputed): each is
+ * refused at load with one message, where the executor would have overflowed a buffer. */
+static void test_cross_consistency(void **state) {
+  (void)state;
+  size_t out = find_at("  output %logits", 1);
+  expect_damage("output is the tokens", out + 10, "tokens", 6, 0, 1, "output %tokens is not the logits");
+  size_t layer1 = find("{layer = 1,");
+  expect_damage("two attentions on layer 0", layer1 + 9, "0", 1, 0, 1, "layer 0 has a K/V cache already");
+  size_t hp = find("bitnet-b1.58");
+  int32_t ctx = (1 << 20) + 1;
+  expect_damage("context length", hp + 32, &ctx, 4, 0, 1, "n_ctx = 1048577 is out of range");
+  /* a vocabulary one token short of the output's width */
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_error err = {0};
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
+  char narrow[600];
+  snprintf(narrow, sizeof narrow, "%s.narrow", plan_path);
+  assert_int_equal(bn_gguf_open(&f, gguf_path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  m.hp.n_vocab--, m.vocab.n_tokens--;
+  int ids[3] = {m.vocab.bos, m.vocab.eos, m.vocab.unk};
+  m.vocab.bos = m.vocab.eos = m.vocab.unk = 2; /* inside the shorter vocabulary */
+  if (bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, narrow, &err)) fail_msg("%s", err.msg);
+  m.vocab.n_tokens++;
+  m.vocab.bos = ids[0], m.vocab.eos = ids[1], m.vocab.unk = ids[2];
+  bn_plan p;
+  assert_int_equal(bn_plan_open(&p, narrow, &err), BN_E_FORMAT);
+  if (!strstr(err.msg, "is not the logits, f32[T, 511]")) fail_msg("%s", err.msg);
+  /* and the executor's own check, for graphs that come from elsewhere */
+  assert_int_equal(bn_exec_check(&m.graph, 512, &err), BN_OK);
+  bn_session_params sp = {.exec = {BN_BACKEND_REF, 1}, .sampler = bn_sampler_defaults()};
+  bn_session *s;
+  m.hp.n_vocab++;
+  assert_int_equal(bn_session_create(&m, &mp, &sp, &s, &err), BN_OK);
+  bn_session_free(s);
+  m.hp.n_vocab = 600;
+  assert_int_equal(bn_session_create(&m, &mp, &sp, &s, &err), BN_E_FORMAT);
+  assert_non_null(strstr(err.msg, "f32[T, 600]"));
+  bn_memplan_free(&mp);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  remove(narrow);
+}
+
+/* Graphs the verifier accepts but the executor cannot run. */
+static void test_exec_check(void **state) {
+  (void)state;
+  const char *head = "bnc.ir 1\ngraph \"bitnet\" {\n  input %tokens : i32[T]\n  weight %e : f32[8, 256]\n";
+  struct {
+    const char *body, *want;
+  } bad[] = {
+      {"  weight %w : f32[5, 256]\n  %q = quantize %w : qa8[5, 256]\n  %x = embed %tokens, %e : f32[T, 256]\n"
+       "  output %x\n}\n", "value %q is not one row per token"},
+      {"  input %more : i32[T]\n  %x = embed %tokens, %e : f32[T, 256]\n  output %x\n}\n", "2 inputs"},
+      {"  %x = embed %tokens, %e : f32[T, 256]\n  output %e\n}\n", "output %e is not the logits"},
+      {"  %x = embed %tokens, %e : f32[T, 256]\n  output %x\n}\n", "output %x is not the logits, f32[T, 8]"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s", head, bad[i].body);
+    bn_graph g;
+    bn_error err = {0};
+    if (bn_ir_parse(text, strlen(text), "t.bnir", &g, &err)) fail_msg("case %zu: %s", i, err.msg);
+    assert_int_equal(bn_exec_check(&g, 8, &err), BN_E_FORMAT);
+    if (!strstr(err.msg, bad[i].want)) fail_msg("case %zu: %s", i, err.msg);
+    bn_graph_free(&g);
+  }
+}
+
 static void test_plan_file_errors(void **state) {
   (void)state;
   bn_plan p;
@@ -191,6 +264,8 @@ int main(void) {
       cmocka_unit_test(test_plan_deterministic),
       cmocka_unit_test(test_damaged_plans),
       cmocka_unit_test(test_plan_file_errors),
+      cmocka_unit_test(test_cross_consistency),
+      cmocka_unit_test(test_exec_check),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -54,6 +54,8 @@ int bn_cmd_trust(int argc, char **argv);
 
 bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_error *err);
 void bn_cli_close_model(bn_cli_model *cm);
+/* The threads to run for -t asked: at most the CPUs this process may use (said once, on stderr). */
+int bn_cli_threads(long asked);
 /* Parses an integer/float option value; on error prints and returns nonzero. */
 int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int bn_cli_float(const char *cmd, const char *opt, const char *s, double *out);

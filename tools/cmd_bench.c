@@ -202,6 +202,7 @@ int bn_cmd_bench(int argc, char **argv) {
     }
     else return bn_cli_usage_error("bench", "unknown option '%s'", a);
   }
+  for (int i = 0; i < threads.n; i++) threads.vals[i] = bn_cli_threads(threads.vals[i]);
   if (kernel) return bench_kernel(kernel, &threads, (int)reps, fmt);
   if (!model) return bn_cli_usage_error("bench", "missing MODEL (or --kernel K,N,T)");
   bn_error err = {0};

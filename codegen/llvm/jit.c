@@ -297,12 +297,12 @@ static uint64_t object_key(const bn_llvm *j, LLVMModuleRef m) {
  * built (and stored there). Called with the lock held. */
 static bn_status object_of(bn_llvm *j, const kkey *key, const char *name, void **data, size_t *size, uint64_t *cached,
                            bn_error *err) {
+  if (cached) *cached = 0;
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef m;
   bn_status st = gen(j, ctx, key, name, &m, err);
   if (st) return LLVMContextDispose(ctx), st;
   uint64_t h = j->kc ? object_key(j, m) : 0;
-  if (cached) *cached = 0;
   if (j->kc && (*data = bn_kcache_load(j->kc, h, size))) {
     j->counts.cached++;
     if (cached) *cached = h;
@@ -400,7 +400,7 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   } else {
     void *data = NULL;
     size_t size = 0;
-    uint64_t cached;
+    uint64_t cached = 0;
     if (!(st = object_of(j, key, name, &data, &size, &cached, err))) st = add_object(j, data, size, name, out, err);
     free(data), data = NULL;
     if (st && cached) { /* a cache entry that does not load: dropped, and built again under a fresh symbol */
