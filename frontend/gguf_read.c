@@ -121,6 +121,8 @@ static bn_status rd_kv(cursor *c, bn_gguf_kv *kv, uint64_t index) {
   char field[64];
   snprintf(field, sizeof field, "key of kv pair %llu", (unsigned long long)index);
   if (rd_str(c, &kv->key, field)) return BN_E_FORMAT;
+  if (memchr(kv->key.ptr, 0, kv->key.len))
+    return bn_fail(c->err, BN_E_FORMAT, "%s: %s contains a NUL byte", c->f->path, field);
   char key[128];
   snprintf(key, sizeof key, "%.*s", (int)(kv->key.len < 100 ? kv->key.len : 100), kv->key.ptr);
   if (rd_u32(c, &kv->type, key)) return BN_E_FORMAT;
@@ -135,6 +137,8 @@ static bn_status rd_tensor_info(cursor *c, bn_gguf_tensor *t, uint64_t index) {
   char field[64];
   snprintf(field, sizeof field, "name of tensor %llu", (unsigned long long)index);
   if (rd_str(c, &t->name, field)) return BN_E_FORMAT;
+  if (memchr(t->name.ptr, 0, t->name.len))
+    return bn_fail(c->err, BN_E_FORMAT, "%s: %s contains a NUL byte", c->f->path, field);
   char nm[128];
   snprintf(nm, sizeof nm, "tensor '%.*s'", (int)(t->name.len < 100 ? t->name.len : 100), t->name.ptr);
   if (rd_u32(c, &t->n_dims, nm)) return BN_E_FORMAT;
@@ -341,6 +345,8 @@ bn_status bn_gguf_get_str(const bn_gguf *f, const char *key, char *out, size_t c
   if (kv->str.len >= cap)
     return bn_fail(err, BN_E_FORMAT, "%s: key '%s' is too long (%llu bytes)", f->path, key,
                    (unsigned long long)kv->str.len);
+  if (memchr(kv->str.ptr, 0, kv->str.len))
+    return bn_fail(err, BN_E_FORMAT, "%s: key '%s' contains a NUL byte", f->path, key);
   memcpy(out, kv->str.ptr, kv->str.len);
   out[kv->str.len] = 0;
   return BN_OK;

@@ -44,7 +44,10 @@ static void body_end(bn_irp_ctx *ctx);
 file: KW_HEADER NUMBER { int bad = strcmp($2, "1") != 0;
                          if (bad) fail_at(ctx, &@2, "unsupported IR version %s", $2);
                          free($2); $2 = NULL; if (bad) YYABORT; }
-      KW_GRAPH STRING { snprintf(ctx->g->arch, sizeof ctx->g->arch, "%s", $5); free($5); $5 = NULL; }
+      KW_GRAPH STRING { int bad = strlen($5) >= sizeof ctx->g->arch;
+                        if (bad) fail_at(ctx, &@5, "graph name \"%s\" is longer than 31 bytes", $5);
+                        else snprintf(ctx->g->arch, sizeof ctx->g->arch, "%s", $5);
+                        free($5); $5 = NULL; if (bad) YYABORT; }
       '{' items '}'
     ;
 
@@ -123,7 +126,10 @@ static void add_dim(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *d) {
 static void add_attr(bn_irp_ctx *ctx, BNIR_LTYPE *loc, char *name, char *val) {
   char *end;
   double v = strtod(val, &end);
+  int twice = 0;
+  for (int a = 0; a < ctx->n_attr; a++) twice |= !strcmp(ctx->attr_name[a], name);
   if (ctx->n_attr >= 8) fail_at(ctx, loc, "too many attributes at '%s'", name);
+  else if (twice) fail_at(ctx, loc, "attribute '%s' is given twice", name);
   else if (*end) fail_at(ctx, loc, "bad number '%s'", val);
   else {
     ctx->attr_name[ctx->n_attr] = name;

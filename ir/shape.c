@@ -74,8 +74,8 @@ bn_status bn_rule_same(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_sha
     const bn_value *x = in_val(g, n, 0), *w = in_val(g, n, 1);
     if (w->shape.rank != 1 || x->shape.rank < 1 || w->shape.d[0] != x->shape.d[x->shape.rank - 1])
       return bn_fail(err, BN_E_INVALID, "rmsnorm: weight %%%s does not match the last dim of %%%s", w->name, x->name);
-    if (!(fabs(n->attr[0]) <= FLT_MAX)) /* kernels take it as a float */
-      return bn_fail(err, BN_E_INVALID, "rmsnorm: eps=%g is not a float", n->attr[0]);
+    if (!(n->attr[0] > 0 && n->attr[0] <= FLT_MAX && (float)n->attr[0] > 0)) /* kernels take it as a float */
+      return bn_fail(err, BN_E_INVALID, "rmsnorm: eps=%g is not a positive float", n->attr[0]);
   }
   return BN_OK;
 }
@@ -119,7 +119,7 @@ bn_status bn_rule_rope(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_sha
   NEED(0, 2, BN_DT_F32);
   int64_t h, hd, dims;
   if (!whole(n->attr[0], 1, MAX_HEADS, &h) || !whole(n->attr[1], 1, MAX_HEADS, &hd) ||
-      !whole(n->attr[2], 0, hd, &dims) || dims % 2 || !(fabs(n->attr[3]) <= FLT_MAX))
+      !whole(n->attr[2], 0, hd, &dims) || dims % 2 || !(n->attr[3] > 0 && n->attr[3] <= FLT_MAX && (float)n->attr[3] > 0))
     return bn_fail(err, BN_E_INVALID, "rope: bad heads=%g head_dim=%g dims=%g base=%g", n->attr[0], n->attr[1],
                    n->attr[2], n->attr[3]);
   const bn_value *x = in_val(g, n, 0);

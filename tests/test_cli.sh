@@ -64,6 +64,20 @@ $BNC run "$m" -p "hello" -n 6 --temp 0 -t $((cpus * 8)) >"$WORK/many" 2>"$WORK/e
 grep -q "^bnc: -t $((cpus * 8)) exceeds the $cpus CPUs" "$WORK/err" || fail "-t beyond the CPUs not said: $(cat "$WORK/err")"
 $BNC run "$m" -p "hello" -n 6 --temp 0 -t "$cpus" >"$WORK/few" 2>/dev/null
 cmp -s "$WORK/many" "$WORK/few" || fail "-t $((cpus * 8)) generates other text than -t $cpus"
+# every command names an option it does not take as unknown, wherever it stands; eval takes no sampling options
+for c in inspect ir compile run eval perplexity bench; do
+  expect_error "$c --bogus" "unknown option '--bogus'" -- $BNC $c "$m" --bogus
+  expect_error "$c --bogus 1" "unknown option '--bogus'" -- $BNC $c "$m" --bogus 1
+done
+expect_error "synth stray argument" "unexpected argument" -- $BNC synth "$m"
+expect_error "eval --temp" "unknown option '--temp'" -- $BNC eval "$m" --tokens "1 2" --logits-out "$WORK/x.bin" --temp 0
+expect_error "unknown BNC_ISA" "BNC_ISA=sse is unknown" -- env BNC_ISA=sse $BNC run "$m" -p hi -n 1
+# perplexity reads pipes and files with no size (/proc), the same text as from a file
+head -c 3000 "$SRC/README.md" >"$WORK/ppl.txt"
+$BNC perplexity "$m" -f "$WORK/ppl.txt" -c 64 2>/dev/null >"$WORK/ppl-file" || fail "perplexity -f file"
+$BNC perplexity "$m" -f - -c 64 <"$WORK/ppl.txt" 2>/dev/null >"$WORK/ppl-pipe" || fail "perplexity -f -"
+[ "$(cut -d'|' -f1 "$WORK/ppl-file")" = "$(cut -d'|' -f1 "$WORK/ppl-pipe")" ] || fail "perplexity from a pipe differs: $(cat "$WORK/ppl-pipe")"
+$BNC perplexity "$m" -f /proc/self/maps -c 64 2>&1 | grep -q "^perplexity: " || fail "perplexity -f /proc/self/maps"
 # a generation cut by a full context says so (and still succeeds)
 $BNC run "$m" -p "hello" -n 100 -c 10 --ignore-eos >/dev/null 2>"$WORK/err" || fail "run -c 10: $(cat "$WORK/err")"
 grep -q "^bnc: stopped after [0-9]* tokens: the context of 10 tokens is full" "$WORK/err" || fail "full context not said: $(cat "$WORK/err")"

@@ -2,6 +2,7 @@
  * files from other tools, the malformed-file corpus of tests/bad, every
  * truncation of a real header, and random byte flips (no crash, under ASan
  * in CI). */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../frontend/import.h"
+#include "../frontend/synth.h"
 #include "../ir/rng.h"
 #include "testutil.h"
 
@@ -206,11 +208,93 @@ static void test_byte_flips(void **state) {
   free(orig);
 }
 
+/* Replaces the first "X" after `after` in buf by a NUL byte. */
+static void nul_at(uint8_t *buf, size_t len, const char *after) {
+  uint8_t *p = memmem(buf, len, after, strlen(after));
+  assert_non_null(p);
+  p = memchr(p, 'X', len - (size_t)(p - buf));
+  assert_non_null(p);
+  *p = 0;
+}
+
+/* A NUL inside a name (a key, a tensor, a string that names something) is refused: names are
+ * compared and printed as C strings, and "a\0b" would pass for "a". */
+static void test_nul_in_names(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/nul.gguf", BNC_TEST_TMP);
+  bn_gguf_writer *w = bn_gguf_writer_new();
+  bn_gguf_w_str(w, "general.architecture", "bitXnet");
+  bn_gguf_w_u32(w, "my.keyX", 1);
+  float t[4] = {1, 2, 3, 4};
+  uint64_t dims[1] = {4};
+  bn_gguf_w_tensor(w, "tensXor", 0, 1, dims, t, sizeof t);
+  bn_error err = {0};
+  assert_int_equal(bn_gguf_writer_write(w, path, &err), BN_OK);
+  bn_gguf_writer_free(w);
+  size_t len = 0;
+  uint8_t *orig = tu_read(path, &len), *buf = malloc(len);
+  const char *where[3] = {"my.key", "tens", "bit"};
+  const char *want[3] = {"key of kv pair 1 contains a NUL byte", "name of tensor 0 contains a NUL byte",
+                         "key 'general.architecture' contains a NUL byte"};
+  for (int i = 0; i < 3; i++) {
+    memcpy(buf, orig, len);
+    nul_at(buf, len, where[i]);
+    bn_gguf f;
+    bn_status st = bn_gguf_parse(&f, buf, len, "nul.gguf", &err);
+    if (i == 2) { /* the file is well formed; the name is refused where it is read */
+      assert_int_equal(st, BN_OK);
+      char arch[32];
+      st = bn_gguf_get_str(&f, "general.architecture", arch, sizeof arch, &err);
+      bn_gguf_close(&f);
+    }
+    assert_int_equal(st, BN_E_FORMAT);
+    if (!strstr(err.msg, want[i])) fail_msg("%s", err.msg);
+  }
+  free(orig), free(buf);
+}
+
+/* NaN or infinity in a norm's or the embedding's float weights is reported at import, by tensor
+ * and element (every logit would be NaN). */
+static void test_nonfinite_float_weights(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/nan.gguf", BNC_TEST_TMP);
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 2, 0};
+  bn_error err = {0};
+  assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
+  size_t len = 0;
+  uint8_t *buf = tu_read(path, &len);
+  const char *names[2] = {"output_norm.weight", "token_embd.weight"};
+  for (int i = 0; i < 2; i++) {
+    for (int k = 0; k < 2; k++) {
+      bn_gguf f;
+      bn_model m;
+      assert_int_equal(bn_gguf_parse(&f, buf, len, "nan.gguf", &err), BN_OK);
+      const bn_gguf_tensor *t = bn_gguf_tensor_find(&f, names[i]);
+      assert_non_null(t);
+      uint8_t *at = (uint8_t *)t->data + (t->dtype == 0 ? 4 * 7 : 2 * 7), saved[4];
+      memcpy(saved, at, 4);
+      if (t->dtype == 0) memcpy(at, k ? &(uint32_t){0x7f800000u} : &(uint32_t){0x7fc00000u}, 4); /* inf, NaN */
+      else memcpy(at, k ? &(uint16_t){0x7c00u} : &(uint16_t){0x7e00u}, 2);
+      assert_int_equal(bn_import_gguf(&f, &m, &err), BN_E_FORMAT);
+      char want[128];
+      snprintf(want, sizeof want, "tensor %s: element 7 is NaN or infinite", names[i]);
+      if (!strstr(err.msg, want)) fail_msg("%s", err.msg);
+      memcpy(at, saved, 4);
+      assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+      bn_model_free(&m);
+      bn_gguf_close(&f);
+    }
+  }
+  free(buf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writer_roundtrip), cmocka_unit_test(test_reads_other_tools),
       cmocka_unit_test(test_reads_version_2), cmocka_unit_test(test_bad_corpus),       cmocka_unit_test(test_every_truncation),
-      cmocka_unit_test(test_byte_flips),
+      cmocka_unit_test(test_byte_flips), cmocka_unit_test(test_nul_in_names), cmocka_unit_test(test_nonfinite_float_weights),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -205,7 +205,46 @@ static void test_attr_ranges(void **state) {
   double eps_ok[BN_MAX_ATTR] = {1e-5}, eps_bad[BN_MAX_ATTR] = {1e300};
   assert_true(bn_graph_add_node(&g, BN_OP_RMSNORM, "n", nw, 2, eps_ok, &err) >= 0);
   assert_int_equal(bn_graph_add_node(&g, BN_OP_RMSNORM, "m", nw, 2, eps_bad, &err), -1);
-  assert_non_null(strstr(err.msg, "rmsnorm: eps=1e+300 is not a float"));
+  assert_non_null(strstr(err.msg, "rmsnorm: eps=1e+300 is not a positive float"));
+  const double eps_nonpositive[][BN_MAX_ATTR] = {{0}, {-1e-5}, {1e-60}, {NAN}}; /* 1e-60 is 0 as a float */
+  for (size_t i = 0; i < sizeof eps_nonpositive / sizeof *eps_nonpositive; i++) {
+    err.msg[0] = 0;
+    assert_int_equal(bn_graph_add_node(&g, BN_OP_RMSNORM, "m", nw, 2, eps_nonpositive[i], &err), -1);
+    assert_non_null(strstr(err.msg, "is not a positive float"));
+  }
+  const double base_bad[][BN_MAX_ATTR] = {{2, 4, 4, 0}, {2, 4, 4, -10000}, {2, 4, 4, 1e-60}};
+  for (size_t i = 0; i < sizeof base_bad / sizeof *base_bad; i++) {
+    err.msg[0] = 0;
+    assert_int_equal(bn_graph_add_node(&g, BN_OP_ROPE, "q", in, 1, base_bad[i], &err), -1);
+    assert_non_null(strstr(err.msg, "rope: bad heads"));
+  }
+  bn_graph_free(&g);
+}
+
+/* The text form refuses what it could not print back the same: an attribute given twice,
+ * a graph name longer than the 31 bytes it is kept in, a NUL inside a string. A name of
+ * exactly 31 bytes round-trips. */
+static void test_text_refusals(void **state) {
+  (void)state;
+  expect_error("{eps = 1.0000000000000001e-05}", "{eps = 1e-5, eps = 2e-5}", "attribute 'eps' is given twice");
+  expect_error("graph \"", "graph \"a-name-of-thirty-two-bytes-long!", "is longer than 31 bytes");
+  char text[2048];
+  const char *q = strstr(GOOD, "graph \"") + 7;
+  size_t head = (size_t)(q - GOOD);
+  memcpy(text, GOOD, head);
+  memcpy(text + head, "a\0b", 3);
+  size_t rest = strlen(GOOD) - head;
+  memcpy(text + head + 3, q, rest);
+  bn_graph g;
+  bn_error err = {0};
+  assert_int_not_equal(bn_ir_parse(text, head + 3 + rest, "t.bnir", &g, &err), BN_OK);
+  assert_non_null(strstr(err.msg, "syntax error"));
+  char longest[2048];
+  snprintf(longest, sizeof longest, "%.*sthirty-one-bytes-of-graph-name!%s", (int)head, GOOD, strchr(q, '"'));
+  if (bn_ir_parse(longest, strlen(longest), "t.bnir", &g, &err)) fail_msg("%s", err.msg);
+  char *again = bn_graph_print(&g);
+  assert_string_equal(again, longest);
+  free(again);
   bn_graph_free(&g);
 }
 
@@ -214,6 +253,7 @@ int main(void) {
       cmocka_unit_test(test_roundtrip_all_shapes), cmocka_unit_test(test_roundtrip_real_files),
       cmocka_unit_test(test_parse_small_graph),    cmocka_unit_test(test_parse_errors_have_positions),
       cmocka_unit_test(test_verifier_names_node),  cmocka_unit_test(test_attr_ranges),
+      cmocka_unit_test(test_text_refusals),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,8 @@ bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_
 void bn_cli_close_model(bn_cli_model *cm);
 /* The threads to run for -t asked: at most the CPUs this process may use (said once, on stderr). */
 int bn_cli_threads(long asked);
+/* Is opt one of the space-separated options of list? */
+int bn_cli_has(const char *list, const char *opt);
 /* Parses an integer/float option value; on error prints and returns nonzero. */
 int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int bn_cli_float(const char *cmd, const char *opt, const char *s, double *out);

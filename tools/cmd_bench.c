@@ -184,6 +184,7 @@ int bn_cmd_bench(int argc, char **argv) {
       model = a;
       continue;
     }
+    if (!bn_cli_has("-p -t -d -n -r -b -o --kernel --backend", a)) return bn_cli_usage_error("bench", "unknown option '%s'", a);
     if (!v) return bn_cli_usage_error("bench", "option %s needs a value", a);
     i++;
     if (!strcmp(a, "-p")) { if (parse_list(a, v, &pp, 0, 8192)) return 2; }

@@ -105,7 +105,7 @@ int bn_cmd_compile(int argc, char **argv) {
     else if (!strcmp(a, "--tune")) h.tune = 1;
     else if (!strcmp(a, "--lut")) h.lut = 1;
     else if (a[0] != '-' && !in) in = a;
-    else return bn_cli_usage_error("compile", "unexpected argument '%s'", a);
+    else return bn_cli_usage_error("compile", a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
   }
   if (!in || !h.out) return bn_cli_usage_error("compile", "needs MODEL.gguf and -o OUT.bnplan");
   bn_isa isa;

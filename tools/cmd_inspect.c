@@ -26,6 +26,8 @@ int bn_cmd_inspect(int argc, char **argv) {
            "  (name, type, shape innermost first as stored, bytes).\n");
     return 0;
   }
+  for (int i = 1; i < argc; i++)
+    if (argv[i][0] == '-') return bn_cli_usage_error("inspect", "unknown option '%s'", argv[i]);
   if (argc != 2) return bn_cli_usage_error("inspect", "expects one GGUF file");
   bn_gguf f;
   bn_error err = {0};

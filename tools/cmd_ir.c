@@ -65,7 +65,7 @@ int bn_cmd_ir(int argc, char **argv) {
       i++;
     }
     else if (argv[i][0] != '-' && !in) in = argv[i];
-    else return bn_cli_usage_error("ir", "unexpected argument '%s'", argv[i]);
+    else return bn_cli_usage_error("ir", argv[i][0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", argv[i]);
   }
   if (!in == !sp.shape) return bn_cli_usage_error("ir", "give one FILE or --shape");
   bn_error err = {0};

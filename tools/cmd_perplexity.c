@@ -8,7 +8,7 @@
 
 static const char HELP[] =
     "usage: bnc perplexity MODEL -f FILE [-c CTX] [--stride N] [-b N] [-t N] [--backend llvm|ref]\n"
-    "  Tokenizes FILE (with BOS only if the model asks for one), evaluates it in windows of CTX tokens\n"
+    "  Tokenizes FILE (- reads standard input; pipes and files of any kind, up to 1 GiB) (with BOS only if the model asks for one), evaluates it in windows of CTX tokens\n"
     "  (default 256, at most the model's context), each from position 0, moving by --stride (default CTX);\n"
     "  a window scores its last `stride` tokens (the first window all but its first token).\n"
     "  Prints exp(mean negative log-likelihood) with its standard error, and tokens/s.\n";
@@ -25,6 +25,8 @@ int bn_cmd_perplexity(int argc, char **argv) {
       model = a;
       continue;
     }
+    if (!bn_cli_has("-f -c --ctx --stride -b --batch -t --threads --backend", a))
+      return bn_cli_usage_error("perplexity", "unknown option '%s'", a);
     if (!v) return bn_cli_usage_error("perplexity", "option %s needs a value", a);
     i++;
     if (!strcmp(a, "-f")) file = v;
@@ -40,18 +42,25 @@ int bn_cmd_perplexity(int argc, char **argv) {
   }
   if (!model || !file) return bn_cli_usage_error("perplexity", "needs MODEL and -f FILE");
   bn_error err = {0};
-  FILE *fp = fopen(file, "rb");
+  FILE *fp = !strcmp(file, "-") ? stdin : fopen(file, "rb");
   if (!fp) return bn_fail(&err, BN_E_IO, "%s: cannot open", file), bn_cli_fail(&err);
-  fseek(fp, 0, SEEK_END);
-  long len = ftell(fp);
-  fseek(fp, 0, SEEK_SET);
-  char *text = len >= 0 && len < (1L << 30) ? malloc((size_t)len + 1) : NULL;
-  if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len) {
-    fclose(fp);
-    free(text);
-    return bn_fail(&err, BN_E_IO, "%s: cannot read", file), bn_cli_fail(&err);
+  /* read to the end in growing steps: pipes and /proc files have no size to ask for */
+  size_t len = 0, cap = 1 << 16;
+  char *text = malloc(cap + 1);
+  for (size_t got; text && (got = fread(text + len, 1, cap - len, fp)) > 0;) {
+    len += got;
+    if (len == cap && cap < ((size_t)1 << 30)) {
+      char *bigger = realloc(text, 2 * cap + 1);
+      if (!bigger) free(text), text = NULL;
+      else text = bigger, cap *= 2;
+    } else if (len == cap) break;
   }
-  fclose(fp);
+  int bad = !text || ferror(fp) || (len == cap && !feof(fp));
+  if (fp != stdin) fclose(fp);
+  if (bad) {
+    free(text);
+    return bn_fail(&err, BN_E_IO, "%s: cannot read (or longer than 1 GiB)", file), bn_cli_fail(&err);
+  }
   text[len] = 0;
   bn_cli_model cm;
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return free(text), bn_cli_fail(&err);

@@ -44,7 +44,12 @@ typedef struct {
   bn_sampler_params sp;
 } run_opts;
 
-static int parse(const char *cmd, int argc, char **argv, run_opts *o) {
+/* The options each command takes: any other is unknown to it, not silently ignored. */
+static const char RUN_OPTS[] = "-p --prompt -n -c --ctx -b --batch --ignore-eos -t --threads --backend --stats --profile "
+                               "--temp --top-k --top-p --repeat-penalty --seed",
+                  EVAL_OPTS[] = "--tokens --logits-out -b --batch -t --threads --backend --poison";
+
+static int parse(const char *cmd, const char *allowed, int argc, char **argv, run_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (a[0] != '-') {
@@ -52,6 +57,7 @@ static int parse(const char *cmd, int argc, char **argv, run_opts *o) {
       o->model = a;
       continue;
     }
+    if (!bn_cli_has(allowed, a)) return bn_cli_usage_error(cmd, "unknown option '%s'", a);
     int *flag = !strcmp(a, "--ignore-eos") ? &o->ignore_eos : !strcmp(a, "--stats") ? &o->stats
                 : !strcmp(a, "--poison") ? &o->poison : NULL;
     if (flag) {
@@ -149,7 +155,7 @@ static void print_stats(bn_session *s, double load) {
 int bn_cmd_run(int argc, char **argv) {
   if (wants_help(argc, argv)) return fputs(RUN_HELP, stdout), 0;
   run_opts o = {.n_predict = 32, .threads = 1, .backend = BN_BACKEND_LLVM, .sp = bn_sampler_defaults()};
-  int rc = parse("run", argc, argv, &o);
+  int rc = parse("run", RUN_OPTS, argc, argv, &o);
   if (rc) return rc;
   if (!o.prompt) return bn_cli_usage_error("run", "missing -p TEXT");
   bn_error err = {0};
@@ -230,7 +236,7 @@ static int parse_tokens(const char *s, int32_t **out) {
 int bn_cmd_eval(int argc, char **argv) {
   if (wants_help(argc, argv)) return fputs(EVAL_HELP, stdout), 0;
   run_opts o = {.threads = 1, .backend = BN_BACKEND_LLVM, .sp = bn_sampler_defaults()};
-  int rc = parse("eval", argc, argv, &o);
+  int rc = parse("eval", EVAL_OPTS, argc, argv, &o);
   if (rc) return rc;
   if (!o.tokens || !o.logits_out) return bn_cli_usage_error("eval", "needs --tokens and --logits-out");
   int32_t *ids;

@@ -27,6 +27,8 @@ int bn_cmd_synth(int argc, char **argv) {
       fputs(HELP, stdout);
       return 0;
     }
+    if (a[0] != '-') return bn_cli_usage_error("synth", "unexpected argument '%s'", a);
+    if (!bn_cli_has("-o --shape --arch --type --embd --seed", a)) return bn_cli_usage_error("synth", "unknown option '%s'", a);
     if (!v) return bn_cli_usage_error("synth", "option %s needs a value", a);
     i++;
     if (!strcmp(a, "-o")) out = v;

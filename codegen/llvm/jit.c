@@ -82,6 +82,8 @@ const char *bn_isa_name(bn_isa isa) { return isa == BN_ISA_AVX512_VNNI ? "avx512
 
 static bn_status llvm_fail(bn_error *err, LLVMErrorRef e, const char *what) {
   char *msg = LLVMGetErrorMessage(e);
+  for (char *c = msg; *c; c++) /* one line, whatever LLVM says */
+    if (*c == '\n' || *c == '\r') *c = c[1] ? ';' : ' ';
   bn_fail(err, BN_E_UNSUPPORTED, "llvm: %s: %s", what, msg);
   LLVMDisposeErrorMessage(msg);
   return BN_E_UNSUPPORTED;
@@ -395,21 +397,19 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   bn_status st = BN_OK;
   int i = 0;
   while (i < j->n_aot && strcmp(j->aot[i].name, name)) i++;
-  if (i < j->n_aot) { /* the plan carries its object code */
-    if (!(st = add_object(j, j->aot[i].data, j->aot[i].size, name, out, err))) j->counts.aot++;
-  } else {
-    void *data = NULL;
-    size_t size = 0;
-    uint64_t cached = 0;
-    if (!(st = object_of(j, key, name, &data, &size, &cached, err))) st = add_object(j, data, size, name, out, err);
-    free(data), data = NULL;
-    if (st && cached) { /* a cache entry that does not load: dropped, and built again under a fresh symbol */
-      bn_kcache_drop(j->kc, cached);
-      j->counts.cached--;
-      strncat(name, "_rebuilt", sizeof name - strlen(name) - 1);
-      if (!(st = object_of(j, key, name, &data, &size, NULL, err))) st = add_object(j, data, size, name, out, err);
-      free(data);
-    }
+  void *data = NULL;
+  size_t size = 0;
+  uint64_t cached = 0;
+  int given = i < j->n_aot; /* the plan carries its object code */
+  if (given) st = add_object(j, j->aot[i].data, j->aot[i].size, name, out, err);
+  else if (!(st = object_of(j, key, name, &data, &size, &cached, err))) st = add_object(j, data, size, name, out, err);
+  free(data), data = NULL;
+  if (given && !st) j->counts.aot++;
+  if (st && (given || cached)) { /* code that does not load: (a cache entry dropped) built anew under a fresh symbol */
+    if (cached) bn_kcache_drop(j->kc, cached), j->counts.cached--;
+    strncat(name, "_rebuilt", sizeof name - strlen(name) - 1);
+    if (!(st = object_of(j, key, name, &data, &size, NULL, err))) st = add_object(j, data, size, name, out, err);
+    free(data);
   }
   if (!st && j->n_cache == j->cap_cache) {
     int nc = j->cap_cache ? 2 * j->cap_cache : 16;

@@ -16,7 +16,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3) return 0;
   bn_model m = {0};
-  m.hp = (bn_hparams){.n_ctx = 1 + data[1] % 32, .n_vocab = 1 + data[0] * 4, .rope_base = 10000, .eps = 1e-5f};
+  m.hp = (bn_hparams){.n_ctx = 1 + data[1] % 32, .n_vocab = 4 * (1 + data[0]), .rope_base = 10000, .eps = 1e-5f};
   bn_error err;
   if (bn_ir_parse((const char *)data + 2, size - 2, "fuzz", &m.graph, &err)) return 0;
   bn_graph *g = &m.graph;
