@@ -203,11 +203,14 @@ void bnc_session_free(bnc_session *s) {
     return;
   }
   unreg(s, SESSION);
-  s->plan->sessions--;
-  plan_drop(s->plan);
   pthread_mutex_unlock(&lock);
-  bn_session_free(s->s);
+  bnc_plan *plan = s->plan;
+  bn_session_free(s->s); /* before its plan, whose graph it reads while freeing */
   free(s);
+  pthread_mutex_lock(&lock);
+  plan->sessions--;
+  plan_drop(plan);
+  pthread_mutex_unlock(&lock);
 }
 
 bnc_status bnc_tokenize(bnc_session *s, const char *text, int32_t *ids, int cap, int *n) {

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "../../ir/ir.h"
+#include "../ref/ref.h"
 #include "gen.h"
 
 enum { X, WN, QA, TMP, T_, T0, T1 };
@@ -43,7 +44,6 @@ static void kloop(bn_gen *g, kbody body, row *r) {
 
 static int lanes_of(bn_gen *g) { return g->isa == BN_ISA_AVX512_VNNI ? 16 : 8; }
 static LLVMTypeRef vf(bn_gen *g) { return LLVMVectorType(g->f32, (unsigned)lanes_of(g)); }
-static LLVMTypeRef vd(bn_gen *g) { return LLVMVectorType(g->f64, (unsigned)lanes_of(g)); }
 static LLVMValueRef off4(bn_gen *g, LLVMValueRef k) { return LLVMBuildMul(g->b, k, bn_gen_c64(g, 4), ""); }
 
 /* gate mode: tmp = act(g) * u */
@@ -61,11 +61,14 @@ static void gate_body(bn_gen *g, LLVMValueRef k, row *r) {
   bn_gen_store(g, LLVMBuildFMul(g->b, a, uv, ""), r->src, off4(g, k));
 }
 
+/* The sum of squares in bn_ss_lanes(K) double lanes, the reference's order (ref.h). */
+static LLVMTypeRef vss(bn_gen *g) { return LLVMVectorType(g->f64, (unsigned)bn_ss_lanes(g->K)); }
+
 static void ss_body(bn_gen *g, LLVMValueRef k, row *r) {
-  LLVMValueRef x = LLVMBuildFPExt(g->b, bn_gen_load(g, vf(g), r->src, off4(g, k)), vd(g), "");
-  LLVMTypeRef t = vd(g);
-  LLVMValueRef args[3] = {x, x, LLVMBuildLoad2(g->b, vd(g), r->ss, "")};
-  LLVMBuildStore(g->b, bn_gen_call(g, "llvm.fma", &t, 1, args, 3), r->ss);
+  LLVMTypeRef t = vss(g), tf = LLVMVectorType(g->f32, LLVMGetVectorSize(t));
+  LLVMValueRef x = LLVMBuildFPExt(g->b, bn_gen_load(g, tf, r->src, off4(g, k)), t, "");
+  LLVMValueRef args[3] = {x, x, LLVMBuildLoad2(g->b, t, r->ss, "")};
+  LLVMBuildStore(g->b, bn_gen_call(g, "llvm.fma", &t, 1, args, 3), r->ss); /* x * x is exact: fma == add */
 }
 
 /* y = (x * inv) * w */
@@ -147,7 +150,7 @@ void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef
   int64_t rb = mode == BN_NQ_RMSNORM ? 4 * K : bn_qa8_row_bytes(K), in_w = gate ? 2 * K : K;
   row r = {.mode = mode, .lanes = lanes_of(g), .wn = wn};
   LLVMTypeRef vi = LLVMVectorType(g->i32, (unsigned)r.lanes);
-  r.ss = bn_gen_alloca(g, vd(g), "ss");
+  r.ss = bn_gen_alloca(g, vss(g), "ss");
   for (int c = 0; c < MAXC; c++) r.mxc[c] = bn_gen_alloca(g, vf(g), "mx");
   r.qsum = bn_gen_alloca(g, vi, "qsum");
   bn_gen_for lt = bn_gen_for_begin(g, t0, t1, 1);
@@ -159,10 +162,12 @@ void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef
     r.src = tmp;
     kloop(g, gate_body, &r);
   } else r.src = xrow;
-  LLVMBuildStore(g->b, LLVMConstNull(vd(g)), r.ss);
-  kloop(g, ss_body, &r);
-  LLVMTypeRef tvd = vd(g);
-  LLVMValueRef rargs[2] = {LLVMConstReal(g->f64, 0.0), LLVMBuildLoad2(g->b, vd(g), r.ss, "")};
+  LLVMBuildStore(g->b, LLVMConstNull(vss(g)), r.ss);
+  bn_gen_for ls = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, K), bn_ss_lanes(K));
+  ss_body(g, ls.i, &r);
+  bn_gen_for_end(g, &ls);
+  LLVMTypeRef tvd = vss(g);
+  LLVMValueRef rargs[2] = {LLVMConstReal(g->f64, 0.0), LLVMBuildLoad2(g->b, tvd, r.ss, "")}; /* in lane order */
   LLVMValueRef ss = bn_gen_call(g, "llvm.vector.reduce.fadd", &tvd, 1, rargs, 2);
   LLVMValueRef mean = LLVMBuildFAdd(g->b, LLVMBuildFDiv(g->b, ss, LLVMConstReal(g->f64, (double)K), ""),
                                     LLVMConstReal(g->f64, (double)eps), "");

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../ref/ref.h"
 #include "llvm.h"
 
 /* BN_NQ_* if body nodes [0, *len) are rmsnorm + quantize (len 2) or the gate
@@ -118,9 +119,6 @@ int bn_llvm_select(const bn_graph *g, int i, bn_isa isa, bn_llvm_key *key) {
 void bn_rope_table(float *table, int n_ctx, int dims, double base) {
   int half = dims / 2;
   for (int p = 0; p < n_ctx; p++)
-    for (int i = 0; i < half; i++) {
-      double theta = (double)p * pow(base, -2.0 * i / dims); /* as bn_ref_rope */
-      table[(size_t)p * half + i] = (float)cos(theta);
-      table[(size_t)(n_ctx + p) * half + i] = (float)sin(theta);
-    }
+    for (int i = 0; i < half; i++) /* the reference's angles */
+      bn_ref_rope_angle(p, i, dims, base, &table[(size_t)p * half + i], &table[(size_t)(n_ctx + p) * half + i]);
 }

@@ -88,14 +88,26 @@ void bn_ref_bitlinear(const float *x, int64_t T, int64_t K, int64_t N, const bn_
   }
 }
 
+double bn_ref_sum_squares(const float *x, int64_t n) {
+  double lane[BN_SS_LANES] = {0}, ss = 0;
+  int64_t l = bn_ss_lanes(n);
+  for (int64_t i = 0; i < n; i++) lane[i % l] += (double)x[i] * x[i]; /* each product exact in double */
+  for (int64_t k = 0; k < l; k++) ss += lane[k];
+  return ss;
+}
+
 void bn_ref_rmsnorm(const float *x, int64_t T, int64_t n, const float *w, float eps, float *y) {
   for (int64_t t = 0; t < T; t++) {
     const float *r = x + t * n;
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)r[i] * r[i];
+    double ss = bn_ref_sum_squares(r, n);
     float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
     for (int64_t i = 0; i < n; i++) y[t * n + i] = r[i] * inv * w[i];
   }
+}
+
+void bn_ref_rope_angle(int p, int i, int dims, double base, float *c, float *s) {
+  double theta = (double)p * pow(base, -2.0 * i / dims);
+  *c = (float)cos(theta), *s = (float)sin(theta);
 }
 
 void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, float base, int pos, float *y) {
@@ -106,10 +118,11 @@ void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, f
       float *o = y + (t * heads + h) * head_dim;
       memcpy(o, a, (size_t)head_dim * sizeof *o);
       for (int i = 0; i < half; i++) {
-        double theta = (double)(pos + t) * pow((double)base, -2.0 * i / dims);
-        double c = cos(theta), s = sin(theta);
-        o[i] = (float)(a[i] * c - a[i + half] * s);
-        o[i + half] = (float)(a[i] * s + a[i + half] * c);
+        float c, s;
+        bn_ref_rope_angle(pos + (int)t, i, dims, base, &c, &s);
+        float ac = a[i] * c, bs = a[i + half] * s, as = a[i] * s, bc = a[i + half] * c; /* each product rounded */
+        o[i] = ac - bs;
+        o[i + half] = as + bc;
       }
     }
 }

@@ -23,8 +23,19 @@ void bn_ref_tmatmul(const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn
 /* y[t][n] = acc[t][n] * row_scale(W, n) / s[t] * tensor_scale. */
 void bn_ref_dequant(const int32_t *acc, const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn_value *w,
                     float tensor_scale, float *y);
+/* The sum of squares of a norm, in double, in one fixed order that every backend follows (so
+ * the norm, and the int8 codes after it, are the same bits): lane i % L accumulates element i,
+ * L = 16 where n is a multiple of 16, else 8 where n is a multiple of 8, else 1; then the
+ * lanes are added in order. Each square of a float is exact in double. */
+enum { BN_SS_LANES = 16 };
+static inline int64_t bn_ss_lanes(int64_t n) { return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : 1; }
+double bn_ref_sum_squares(const float *x, int64_t n);
 void bn_ref_rmsnorm(const float *x, int64_t T, int64_t n, const float *w, float eps, float *y);
 /* NeoX RoPE over the first `dims` dims of each head; token t is at position pos + t. */
+/* RoPE (NeoX halves): dimension i of each head turns with i + dims/2 by theta = p * base^(-2i/dims),
+ * taken in double and rounded to float cos and sin; the rotation is float products and sums, as
+ * in transformers, so every backend (which tables the same floats) gets the same bits. */
+void bn_ref_rope_angle(int p, int i, int dims, double base, float *c, float *s);
 void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, float base, int pos, float *y);
 /* Causal GQA attention; K/V rows of this step are first written into the cache at pos..pos+T-1.
  * A layer's cache is head-major, [kv_heads][n_ctx][head_dim]: a head's keys lie one after another. */
