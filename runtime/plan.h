@@ -30,6 +30,7 @@ typedef struct {
   int has_objects;     /* the file has an object code section (of a version 2 plan: not read) */
   uint8_t signer[BN_PK_BYTES], signature[BN_SIG_BYTES]; /* who signed it (all zero: nobody) */
   uint64_t sig_off;    /* where the signature block lies in the file */
+  uint64_t weights_off, weights_bytes; /* the weights section (not signed: plan_sign.c) */
   const uint8_t *base; /* the plan's bytes: read into memory, mapped, or the caller's buffer */
   size_t size;
   int mapped;          /* base is ours: mapped_size bytes to unmap */
@@ -61,9 +62,9 @@ int bn_plan_code_trusted(const bn_plan *p, const bn_trust *t, char *why, size_t 
 enum { BN_PLAN_DIGEST = 64, BN_PLAN_SIGBLOCK = BN_PK_BYTES + BN_SIG_BYTES };
 typedef struct {
   crypto_generichash_state st;
-  uint64_t pos, sig_off;
+  uint64_t pos, skip[3][2]; /* [from, to) ranges left out: the content hash, the signature block, the weights */
 } bn_plan_digest;
-void bn_plan_digest_init(bn_plan_digest *d, uint64_t sig_off);
+void bn_plan_digest_init(bn_plan_digest *d, uint64_t sig_off, uint64_t weights_off, uint64_t weights_bytes);
 void bn_plan_digest_update(bn_plan_digest *d, const uint8_t *p, size_t n);
 void bn_plan_digest_final(bn_plan_digest *d, uint8_t out[BN_PLAN_DIGEST]);
 

@@ -265,6 +265,7 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   bn_error e2;
   if (bn_memplan_check(&p->mem, &p->model.graph, &e2) || bn_exec_check(&p->model.graph, p->model.hp.n_vocab, &e2))
     return bn_fail(err, BN_E_FORMAT, "%s: %s", p->path, e2.msg);
+  p->weights_off = off[BN_SEC_WEIGHTS], p->weights_bytes = bytes[BN_SEC_WEIGHTS];
   if (nsec < BN_SEC_OBJECTS) return BN_OK;
   p->has_objects = 1;
   if (p->version < 3) return BN_OK; /* unsigned object code: never run, so never read */

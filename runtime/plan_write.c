@@ -133,13 +133,13 @@ static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const 
   return 1;
 }
 
-/* Signs the finished file (fp, rewound) and writes the signature block at sig_off. */
-static int sign(FILE *fp, uint64_t sig_off, const uint8_t *sk) {
+/* Signs the finished file (fp, rewound) and writes the signature block at sig_off (plan_sign.c). */
+static int sign(FILE *fp, uint64_t sig_off, uint64_t w_off, uint64_t w_bytes, const uint8_t *sk) {
   bn_plan_digest d;
   uint8_t chunk[1 << 16], digest[BN_PLAN_DIGEST], block[BN_PLAN_SIGBLOCK];
   size_t got;
   if (sodium_init() < 0 || fseek(fp, 0, SEEK_SET)) return 0;
-  bn_plan_digest_init(&d, sig_off);
+  bn_plan_digest_init(&d, sig_off, w_off, w_bytes);
   while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0) bn_plan_digest_update(&d, chunk, got);
   bn_plan_digest_final(&d, digest);
   crypto_sign_ed25519_sk_to_pk(block, sk);
@@ -210,7 +210,7 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_w
   if (!st) st = bn_outfile_open(&of, path, o->input, err);
   if (!st && !write_all(of.fp, hdr, secs, W, g, off, off[W], &objs, off[O]))
     st = bn_fail(err, BN_E_IO, "%s: write failed", path);
-  if (!st && objs.n && o->sign_sk && !sign(of.fp, off[O], o->sign_sk))
+  if (!st && objs.n && o->sign_sk && !sign(of.fp, off[O], off[W], weights_bytes, o->sign_sk))
     st = bn_fail(err, BN_E_IO, "%s: signing failed", path);
   if (!st && !seal(of.fp)) st = bn_fail(err, BN_E_IO, "%s: write failed", path);
   if (!st) st = bn_outfile_commit(&of, err);

@@ -8,6 +8,7 @@
  * is trusted and the signature matches every byte; logits bit-identical to the
  * same plan JIT-compiled, nothing built at load; a section needing a CPU
  * feature the host lacks is ignored; damaged sections are errors). */
+#define _GNU_SOURCE /* memmem */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -364,9 +365,9 @@ static void test_aot_damage(void **state) {
   free(file), free(copy);
 }
 
-/* Object code runs only when its signer is trusted and the signature covers every
- * byte as it is: another signer, a changed weight, kernel or target, a swapped key
- * (each with the content hash recomputed, as an attacker would) are refused. */
+/* Object code runs only when its signer is trusted and the signature covers the file as
+ * it is: another signer, a changed IR, kernel or target byte, a swapped key (each with
+ * the content hash recomputed, as an attacker would) are refused. */
 static int trusted(const uint8_t *file, size_t len, const bn_trust *t, char *why) {
   uint8_t *c = malloc(len);
   memcpy(c, file, len);
@@ -398,7 +399,10 @@ static void test_aot_trust(void **state) {
   uint64_t woff, ooff;
   memcpy(&woff, file + BN_PLAN_HEADER + BN_PLAN_ENTRY * (BN_SEC_WEIGHTS - 1) + 8, 8);
   memcpy(&ooff, file + BN_PLAN_HEADER + BN_PLAN_ENTRY * (BN_SEC_OBJECTS - 1) + 8, 8);
-  size_t at[4] = {woff + 100, len - 10, 40 /* the target */, ooff /* the signer's key: now another's */};
+  uint8_t *eps = memmem(file, len, "eps = 9.99", 10); /* a digit of an attribute in the IR */
+  assert_non_null(eps);
+  size_t at[4] = {(size_t)(eps - file) + 9, len - 10 /* object code */, 40 /* the target */,
+                  ooff /* the signer's key: now another's */};
   for (int i = 0; i < 4; i++) {
     if (i == 3) memcpy(file + ooff, other_pk, BN_PK_BYTES);
     else file[at[i]] ^= 1;
@@ -406,6 +410,9 @@ static void test_aot_trust(void **state) {
     if (i < 3) assert_non_null(strstr(why, "does not match its contents")), file[at[i]] ^= 1;
   }
   memcpy(file + ooff, signer_pk, BN_PK_BYTES);
+  assert_true(trusted(file, len, &signer, why));
+  /* the weight bytes are data the kernels read within the signed bounds: left out of the signature */
+  file[woff + 100] ^= 1;
   assert_true(trusted(file, len, &signer, why));
   free(file);
   /* code written without a signing key never runs */
