@@ -62,8 +62,10 @@ int main(int argc, char **argv) {
   bn_session *s[2];
   for (int v = 0; v < 2; v++) {
     setenv(argv[2], argv[3 + v], 1);
-    bn_session_params sp = {.n_ctx = depth + n + 8, .exec = {.backend = BN_BACKEND_LLVM, .threads = threads, .target = p.target, .pool = pool},
-                            .sampler = bn_sampler_defaults()};
+    bn_session_params sp = {
+        .n_ctx = depth + n + 8,
+        .exec = {.backend = BN_BACKEND_LLVM, .threads = threads, .target = p.target, .pool = pool},
+        .sampler = bn_sampler_defaults()};
     if (bn_session_create(&p.model, &p.mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
     if (tg(s[v], 8, 0) < 0) return 1; /* warm-up */
   }

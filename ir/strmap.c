@@ -10,7 +10,8 @@ static uint64_t sip_key[2];
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static void make_key(void) {
-  if (getrandom(sip_key, sizeof sip_key, 0) != (ssize_t)sizeof sip_key) { /* no entropy: the clock is still unknown to a file's author */
+  /* without entropy the clock: still unknown to a file's author */
+  if (getrandom(sip_key, sizeof sip_key, 0) != (ssize_t)sizeof sip_key) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     sip_key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&ts;

@@ -45,7 +45,9 @@ void bn_plan_digest_final(bn_plan_digest *d, uint8_t out[BN_PLAN_DIGEST]) {
 int bn_plan_code_trusted(const bn_plan *p, const bn_trust *t, char *why, size_t cap) {
   char hex[2 * BN_PK_BYTES + 1];
   if (!p->has_objects) return snprintf(why, cap, "the plan has no object code"), 0;
-  if (p->version < 3) return snprintf(why, cap, "its object code is unsigned (a version %u plan)", p->version), 0;
+  if (p->version < 3)
+    return snprintf(why, cap, "its object code is unsigned (a version %u plan: recompile with --aot to sign it)",
+                    p->version), 0;
   bn_key_hex(p->signer, hex);
   if (!t || !bn_trust_has(t, p->signer))
     return snprintf(why, cap, "its object code is signed by key %.16s..., which you do not trust", hex), 0;

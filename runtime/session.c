@@ -31,7 +31,8 @@ bn_status bn_session_create(const bn_model *m, const bn_memplan *mp, const bn_se
   if (s->p.n_batch <= 0 || s->p.n_batch > mp->max_tokens) s->p.n_batch = mp->max_tokens;
   if (s->p.n_batch > s->p.n_ctx) s->p.n_batch = s->p.n_ctx;
   bn_status st;
-  if ((st = bn_exec_check(&m->graph, m->hp.n_vocab, err)) || (st = bn_exec_create(&m->graph, mp, s->p.n_ctx, &s->p.exec, &s->exec, err)) ||
+  if ((st = bn_exec_check(&m->graph, m->hp.n_vocab, err)) ||
+      (st = bn_exec_create(&m->graph, mp, s->p.n_ctx, &s->p.exec, &s->exec, err)) ||
       (st = bn_tok_create(&m->vocab, &s->tok, err)) ||
       (st = bn_sampler_create(&s->p.sampler, m->hp.n_vocab, &s->sampler, err))) {
     bn_session_free(s);

@@ -184,7 +184,8 @@ int bn_cmd_bench(int argc, char **argv) {
       model = a;
       continue;
     }
-    if (!bn_cli_has("-p -t -d -n -r -b -o --kernel --backend", a)) return bn_cli_usage_error("bench", "unknown option '%s'", a);
+    if (!bn_cli_has("-p -t -d -n -r -b -o --kernel --backend", a))
+      return bn_cli_usage_error("bench", "unknown option '%s'", a);
     if (!v) return bn_cli_usage_error("bench", "option %s needs a value", a);
     i++;
     if (!strcmp(a, "-p")) { if (parse_list(a, v, &pp, 0, 8192)) return 2; }
@@ -198,7 +199,8 @@ int bn_cmd_bench(int argc, char **argv) {
       fmt = v;
     } else if (!strcmp(a, "--kernel")) kernel = v;
     else if (!strcmp(a, "--backend")) {
-      if (strcmp(v, "ref") && strcmp(v, "llvm")) return bn_cli_usage_error("bench", "--backend must be llvm or ref, got '%s'", v);
+      if (strcmp(v, "ref") && strcmp(v, "llvm"))
+        return bn_cli_usage_error("bench", "--backend must be llvm or ref, got '%s'", v);
       backend = !strcmp(v, "ref") ? BN_BACKEND_REF : BN_BACKEND_LLVM;
     }
     else return bn_cli_usage_error("bench", "unknown option '%s'", a);
@@ -239,7 +241,9 @@ int bn_cmd_bench(int argc, char **argv) {
       rc = bn_cli_fail(&err);
       break;
     }
-    bn_session_params sp = {.n_ctx = n_ctx, .exec = {.backend = backend, .threads = threads.vals[ti], .target = cm.target, .aot = cm.aot, .pool = pool, .cache = bn_cli_cache()},
+    bn_session_params sp = {.n_ctx = n_ctx,
+                            .exec = {.backend = backend, .threads = threads.vals[ti], .target = cm.target,
+                                     .aot = cm.aot, .pool = pool, .cache = bn_cli_cache()},
                             .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {

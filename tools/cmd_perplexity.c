@@ -8,8 +8,9 @@
 
 static const char HELP[] =
     "usage: bnc perplexity MODEL -f FILE [-c CTX] [--stride N] [-b N] [-t N] [--backend llvm|ref]\n"
-    "  Tokenizes FILE (- reads standard input; pipes and files of any kind, up to 1 GiB) (with BOS only if the model asks for one), evaluates it in windows of CTX tokens\n"
-    "  (default 256, at most the model's context), each from position 0, moving by --stride (default CTX);\n"
+    "  Tokenizes FILE (with BOS only if the model asks for one; - reads standard input; pipes and files of\n"
+    "  any kind, up to 1 GiB), evaluates it in windows of CTX tokens (default 256, at most the model's\n"
+    "  context), each from position 0, moving by --stride (default CTX);\n"
     "  a window scores its last `stride` tokens (the first window all but its first token).\n"
     "  Prints exp(mean negative log-likelihood) with its standard error, and tokens/s.\n";
 
@@ -65,7 +66,9 @@ int bn_cmd_perplexity(int argc, char **argv) {
   bn_cli_model cm;
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return free(text), bn_cli_fail(&err);
   if (ctx > cm.m->hp.n_ctx) ctx = cm.m->hp.n_ctx;
-  bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch, .exec = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm.target, .aot = cm.aot, .cache = bn_cli_cache()},
+  bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch,
+                          .exec = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm.target,
+                                   .aot = cm.aot, .cache = bn_cli_cache()},
                           .sampler = bn_sampler_defaults()};
   bn_session *s = NULL;
   int32_t *ids = malloc(((size_t)len + 2) * sizeof *ids); /* a token takes at least one byte */
