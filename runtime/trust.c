@@ -72,7 +72,16 @@ static bn_status collect(const uint8_t *pk, void *user) {
 
 bn_status bn_trust_read(const char *path, bn_trust *t, bn_error *err) {
   memset(t, 0, sizeof *t);
-  bn_status st = each_key(path, 1, collect, t, err);
+  /* whoever may write the list may make bnc run code: it and its directory must be the user's alone */
+  struct stat sb;
+  char dir[4096];
+  bn_status st;
+  if (stat(path, &sb)) return errno == ENOENT ? BN_OK : bn_fail(err, BN_E_IO, "%s: %s", path, strerror(errno));
+  if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() || (sb.st_mode & (S_IWGRP | S_IWOTH)))
+    return bn_fail(err, BN_E_INVALID, "%s: a trusted-keys file must be a file of yours that nobody else may write "
+                   "(chmod go-w): trusting no key", path);
+  if ((st = bn_dir_of(path, dir, sizeof dir, err)) || (st = bn_private_dir(dir, 0, err))) return st;
+  st = each_key(path, 1, collect, t, err);
   if (st == BN_E_NOMEM) bn_fail(err, st, "%s: out of memory", path);
   if (st) bn_trust_free(t);
   return st;

@@ -28,7 +28,8 @@ typedef struct {
 bn_status bn_key_signing(const char *dir, uint8_t sk[BN_SK_BYTES], uint8_t pk[BN_PK_BYTES], int *made, bn_error *err);
 /* A public key from a file written like signing.pub (its first key line). */
 bn_status bn_key_read_public(const char *path, uint8_t pk[BN_PK_BYTES], bn_error *err);
-/* The trusted keys in path (a missing file: none). */
+/* The trusted keys in path (a missing file: none). The file and its directory must be the user's
+ * and closed to others' writes: anyone who can add a key can make bnc run code. */
 bn_status bn_trust_read(const char *path, bn_trust *t, bn_error *err);
 /* Appends pk (with a comment) to path unless it is there; *added says whether it was new. */
 bn_status bn_trust_add(const char *path, const uint8_t pk[BN_PK_BYTES], const char *comment, int *added, bn_error *err);

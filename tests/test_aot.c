@@ -465,6 +465,14 @@ static void test_keys(void **state) {
   fclose(fp);
   assert_int_equal(bn_trust_read(path, &t, &err), BN_E_FORMAT);
   assert_non_null(strstr(err.msg, "trusted-keys:2: not a key line"));
+  /* a trusted-keys file others may write is refused (they could add keys) */
+  fp = fopen(path, "w");
+  fclose(fp);
+  chmod(path, 0666);
+  assert_int_equal(bn_trust_read(path, &t, &err), BN_E_INVALID);
+  assert_non_null(strstr(err.msg, "nobody else may write"));
+  chmod(path, 0644);
+  assert_int_equal(bn_trust_read(path, &t, &err), BN_OK);
   snprintf(path, sizeof path, "%s/signing.key", d);
   chmod(path, 0640);
   assert_int_equal(bn_key_signing(d, sk2, pk2, &made, &err), BN_E_INVALID);
