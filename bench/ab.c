@@ -18,6 +18,7 @@
 #include "../runtime/exec.h"
 #include "../runtime/plan.h"
 #include "../runtime/session.h"
+#include "../tools/cli.h"
 
 static int32_t *ctx_tokens; /* the untimed context: depth tokens */
 
@@ -66,6 +67,7 @@ int main(int argc, char **argv) {
         .n_ctx = depth + n + 8,
         .exec = {.backend = BN_BACKEND_LLVM, .threads = threads, .target = p.target, .pool = pool},
         .sampler = bn_sampler_defaults()};
+    bn_cli_exec_env(&sp.exec); /* VAR as bnc maps it */
     if (bn_session_create(&p.model, &p.mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
     if (tg(s[v], 8, 0) < 0) return 1; /* warm-up */
   }

@@ -282,12 +282,11 @@ static int64_t gcd(int64_t a, int64_t b) { return b ? gcd(b, a % b) : a; }
 /* The q/k/v phases of one-token steps, where every part has generated code and the
  * projection's heads split over the threads with the largest share at most 1/8 above the mean
  * (a share is whole heads; on 2b4t's 30, 8 heads against 7.5 on 4 threads, 2 against 1.875 on
- * 16); BNC_QKV_PHASE=0: none. */
-static bn_status make_qkv(bn_exec *e, bn_error *err) {
+ * 16); none with opts->no_qkv_phase. */
+static bn_status make_qkv(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   const bn_graph *g = e->g;
   int nth = bn_pool_size(e->pool), n = 0;
-  const char *env = getenv("BNC_QKV_PHASE");
-  if (env && !strcmp(env, "0")) return BN_OK; /* off: decoding runs the nodes (for comparisons) */
+  if (opts->no_qkv_phase) return BN_OK; /* off: decoding runs the nodes (for comparisons) */
   for (int a = 0; a < g->n_nodes; a++) n += g->nodes[a].op == BN_OP_ATTENTION;
   if (!n) return BN_OK;
   if (!(e->qkv = malloc((size_t)n * sizeof *e->qkv))) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
@@ -446,12 +445,12 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     const char *target = opts->target ? opts->target : "native";
     if (bn_llvm_target_isa(target, &e->isa))
       st = bn_fail(err, BN_E_UNSUPPORTED, "plan target '%s' is unknown (native, x86-64-v3, x86-64-v4)", target);
-    else if ((st = bn_llvm_create_for(target, &e->llvm, err))) {
+    else if ((st = bn_llvm_create_forced(target, opts->force_isa, &e->llvm, err))) {
       char why[sizeof err->msg];
       snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
       bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
     }
-    if (!st) bn_llvm_use_cache(e->llvm, opts->cache);
+    if (!st) e->isa = bn_llvm_isa(e->llvm), bn_llvm_use_cache(e->llvm, opts->cache);
     if (!st && opts->aot && opts->aot->n) {
       char feature[48];
       if (!bn_llvm_host_has(opts->aot->features, feature, sizeof feature))
@@ -465,7 +464,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
       st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
     if (!st && e->pqa_bytes && !(e->pqa = aligned_alloc(64, (size_t)bn_pool_size(e->pool) * e->pqa_bytes)))
       st = bn_fail(err, BN_E_NOMEM, "executor: out of memory for the prologue rows (%zu bytes a thread)", e->pqa_bytes);
-    if (!st) st = make_qkv(e, err);
+    if (!st) st = make_qkv(e, opts, err);
     if (st) {
       bn_exec_free(e);
       return st;

@@ -29,6 +29,8 @@ typedef struct {
   bn_pool *pool;          /* NULL: the executor starts `threads` threads; else it runs on this pool of
                            * the caller's (which outlives it; threads is then its size) */
   const bn_kcache *cache; /* the kernel disk cache (outlives the executor); NULL: none */
+  int force_isa;          /* 1 + a bn_isa: the native target's kernels use it (0: the host's best) */
+  int no_qkv_phase;       /* decoding runs the q/k/v slices, RoPEs and K/V store as nodes (comparisons) */
 } bn_exec_opts;
 
 typedef struct {

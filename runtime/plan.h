@@ -48,9 +48,10 @@ typedef struct {
 bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_write_opts *o, const char *path,
                         bn_error *err);
 /* Reads the file into memory advised for 2 MiB pages (faster weight streaming),
- * or maps it where BNC_MMAP=1 is set (pages shared through the page cache,
- * nothing copied) or the copy cannot be made. */
+ * or maps it where the copy cannot be made. */
 bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err);
+/* Maps the file instead: pages shared through the page cache, nothing copied (bnc: BNC_MMAP=1). */
+bn_status bn_plan_map(bn_plan *p, const char *path, bn_error *err);
 /* Parses a buffer the caller keeps alive (fuzzing, tests). */
 bn_status bn_plan_parse(bn_plan *p, const void *buf, size_t size, const char *name, bn_error *err);
 void bn_plan_close(bn_plan *p);

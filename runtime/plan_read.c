@@ -304,7 +304,7 @@ static void *read_huge(int fd, size_t size, size_t *mapped) {
   return a;
 }
 
-bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) {
+static bn_status open_plan(bn_plan *p, const char *path, int map, bn_error *err) {
   memset(p, 0, sizeof *p);
   int fd = open(path, O_RDONLY);
   if (fd < 0) return bn_fail(err, BN_E_IO, "%s: cannot open", path);
@@ -313,10 +313,9 @@ bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) {
     close(fd);
     return bn_fail(err, BN_E_FORMAT, "%s: not a bnc plan (too short or not a file)", path);
   }
-  const char *how = getenv("BNC_MMAP");
   size_t mapped = (size_t)sb.st_size;
-  void *m = how && !strcmp(how, "1") ? NULL : read_huge(fd, (size_t)sb.st_size, &mapped);
-  if (!m) { /* BNC_MMAP=1, or no memory for a copy: map the file */
+  void *m = map ? NULL : read_huge(fd, (size_t)sb.st_size, &mapped);
+  if (!m) { /* asked to, or no memory for a copy: map the file */
     mapped = (size_t)sb.st_size;
     m = mmap(NULL, mapped, PROT_READ, MAP_PRIVATE, fd, 0);
   }
@@ -331,6 +330,9 @@ bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) {
   p->mapped_size = mapped;
   return BN_OK;
 }
+
+bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) { return open_plan(p, path, 0, err); }
+bn_status bn_plan_map(bn_plan *p, const char *path, bn_error *err) { return open_plan(p, path, 1, err); }
 
 void bn_plan_close(bn_plan *p) {
   for (int i = 0; i < p->aot.n; i++) free((char *)p->aot.objs[i].name);

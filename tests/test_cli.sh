@@ -64,6 +64,10 @@ $BNC run "$m" -p "hello" -n 6 --temp 0 -t $((cpus * 8)) >"$WORK/many" 2>"$WORK/e
 grep -q "^bnc: -t $((cpus * 8)) exceeds the $cpus CPUs" "$WORK/err" || fail "-t beyond the CPUs not said: $(cat "$WORK/err")"
 $BNC run "$m" -p "hello" -n 6 --temp 0 -t "$cpus" >"$WORK/few" 2>/dev/null
 cmp -s "$WORK/many" "$WORK/few" || fail "-t $((cpus * 8)) generates other text than -t $cpus"
+# the libraries read no environment: tools/ maps it onto their options
+found=$(grep -ln "getenv\|secure_getenv\|environ\b" "$SRC"/ir/*.[ch] "$SRC"/frontend/*.[ch] "$SRC"/passes/*.[ch] \
+        "$SRC"/codegen/*/*.[ch] "$SRC"/runtime/*.[ch] 2>/dev/null)
+[ -z "$found" ] || fail "library code reads the environment: $found"
 # every command names an option it does not take as unknown, wherever it stands; eval takes no sampling options
 for c in inspect ir compile run eval perplexity bench; do
   expect_error "$c --bogus" "unknown option '--bogus'" -- $BNC $c "$m" --bogus

@@ -564,14 +564,13 @@ static void check_model(const char *path, const char *what) {
     bn_session_free(s);
   }
   for (int nodes = 0; nodes < 2; nodes++) {
-    /* the nodes themselves (BNC_QKV_PHASE=0) decode the same bits as the phase; and so does the
+    /* the nodes themselves (no_qkv_phase) decode the same bits as the phase; and so does the
      * phase with every dead value poisoned after its last reader (the phase reads q/k/v after
      * the slices, their readers in the plan, have been skipped) */
-    if (nodes) setenv("BNC_QKV_PHASE", "0", 1);
-    bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2}, .sampler = bn_sampler_defaults()};
+    bn_session_params sp = {.n_ctx = 64, .exec = {.backend = BN_BACKEND_LLVM, .threads = 2, .no_qkv_phase = nodes},
+                            .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
-    unsetenv("BNC_QKV_PHASE");
     if (nodes) assert_int_equal(bn_exec_qkv_phases(bn_session_exec(s)), 0);
     else bn_exec_set_poison(bn_session_exec(s), 1);
     decode(s, tok, dec, V);

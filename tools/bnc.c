@@ -54,13 +54,6 @@ int bn_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
-int bn_cli_has(const char *list, const char *opt) {
-  size_t n = strlen(opt);
-  for (const char *k = list; n && (k = strstr(k, opt)); k += n)
-    if ((k == list || k[-1] == ' ') && (k[n] == ' ' || !k[n])) return 1;
-  return 0;
-}
-
 int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
   char *end;
   long v = s ? strtol(s, &end, 10) : 0;
@@ -95,22 +88,6 @@ bn_status bn_cli_load(const char *path, bn_gguf *f, bn_model *m, bn_error *err) 
   return st;
 }
 
-/* The switches bnc's libraries read from the environment: a value they do not know is an error
- * here, not silently the default. */
-static int check_env(void) {
-  static const struct {
-    const char *name, *values;
-  } vars[] = {{"BNC_ISA", "avx2 avx512"}, {"BNC_QKV_PHASE", "0 1"}, {"BNC_MMAP", "0 1"}};
-  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-    const char *v = getenv(vars[i].name);
-    if (v && !bn_cli_has(vars[i].values, v)) {
-      fprintf(stderr, "bnc: %s=%s is unknown (%s)\n", vars[i].name, v, vars[i].values);
-      return 2;
-    }
-  }
-  return 0;
-}
-
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     fputs(USAGE, argc < 2 ? stderr : stdout);
@@ -123,7 +100,7 @@ int main(int argc, char **argv) {
               {"run", bn_cmd_run},         {"eval", bn_cmd_eval},   {"compile", bn_cmd_compile},
               {"bench", bn_cmd_bench},     {"perplexity", bn_cmd_perplexity}, {"trust", bn_cmd_trust}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-    if (!strcmp(argv[1], cmds[i].name)) return check_env() ? 2 : cmds[i].fn(argc - 1, argv + 1);
+    if (!strcmp(argv[1], cmds[i].name)) return bn_cli_check_env() ? 2 : cmds[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "bnc: unknown command '%s' (see bnc --help)\n", argv[1]);
   return 2;
 }

@@ -6,6 +6,7 @@
 
 #include "../frontend/gguf.h"
 #include "../frontend/import.h"
+#include "../runtime/exec.h"
 #include "../runtime/plan.h"
 
 /* The prompt chunk a plan serves when --batch is not given: 128 tokens
@@ -43,11 +44,20 @@ typedef struct {
   bn_memplan *mem;
 } bn_cli_model;
 
-/* keys.c: the user's key directory (NULL: no HOME), the kernel cache the environment
- * names (NULL: off or refused, said in one line), a plan's object code if it may run
+/* env.c: the environment, mapped onto options (the libraries read none): a value bnc does not
+ * know is an error (2); BNC_ISA as 1 + a bn_isa (0: none) and as the ISA to use; BNC_ISA and
+ * BNC_QKV_PHASE into executor options; BNC_MMAP=1; the kernel cache BNC_CACHE_DIR (or the XDG
+ * default) names (NULL: off or refused, said in one line). */
+int bn_cli_check_env(void);
+int bn_cli_force_isa(void);
+bn_isa bn_cli_isa(void);
+void bn_cli_exec_env(bn_exec_opts *o);
+int bn_cli_map_plans(void);
+const bn_kcache *bn_cli_cache(void);
+
+/* keys.c: the user's key directory (NULL: no HOME), a plan's object code if it may run
  * (else NULL, said in one line), the signing key (made on first use). */
 const char *bn_cli_key_dir(void);
-const bn_kcache *bn_cli_cache(void);
 const bn_llvm_aot *bn_cli_trusted_code(const bn_plan *p);
 bn_status bn_cli_signing_key(uint8_t sk[BN_SK_BYTES], bn_error *err);
 int bn_cmd_trust(int argc, char **argv);

@@ -212,7 +212,7 @@ int bn_cmd_bench(int argc, char **argv) {
   bn_cli_model cm;
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return bn_cli_fail(&err);
   bn_llvm *jit = NULL;
-  if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
+  if (bn_llvm_create(bn_cli_isa(), &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
   double wbytes, macs, kv_per_pos;
   model_cost(cm.m, &wbytes, &macs, &kv_per_pos);
   int max_pp = 0, max_d = 0;
@@ -245,6 +245,7 @@ int bn_cmd_bench(int argc, char **argv) {
                             .exec = {.backend = backend, .threads = threads.vals[ti], .target = cm.target,
                                      .aot = cm.aot, .pool = pool, .cache = bn_cli_cache()},
                             .sampler = bn_sampler_defaults()};
+    bn_cli_exec_env(&sp.exec);
     bn_session *s;
     if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
       rc = bn_cli_fail(&err);
@@ -275,7 +276,7 @@ int bn_cmd_bench(int argc, char **argv) {
     bn_session_free(s);
     bn_pool_free(pool);
   }
-  if (!rc) print_rows(rows, n_rows, fmt, model, bn_isa_name(bn_llvm_host_isa()), wbytes, macs, kv_per_pos);
+  if (!rc) print_rows(rows, n_rows, fmt, model, bn_isa_name(bn_cli_isa()), wbytes, macs, kv_per_pos);
   free(tok);
   bn_cli_limits_close(lim);
   bn_llvm_free(jit);
@@ -316,7 +317,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
                               "0 < T <= 4096 and K x N / 4 at most 1 GiB of weights, got '%s'", spec);
   bn_error err = {0};
   bn_llvm *jit;
-  if (bn_llvm_create(bn_llvm_host_isa(), &jit, &err)) return bn_cli_fail(&err);
+  if (bn_llvm_create(bn_cli_isa(), &jit, &err)) return bn_cli_fail(&err);
   /* one token: copies of the weights beyond the last-level cache, read in turn as decode reads
    * every layer from memory; a prompt chunk reuses its weights from cache, as prefill does */
   bn_mm_fixture f;
@@ -330,7 +331,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
     if (bn_llvm_get(jit, &key, &fn, &err)) return bn_cli_fail(&err);
     jobs[p].k = (bn_mm_kernel)fn;
   }
-  const char *isa = bn_isa_name(bn_llvm_host_isa()), *names[2] = {"packed", "lookup table"};
+  const char *isa = bn_isa_name(bn_cli_isa()), *names[2] = {"packed", "lookup table"};
   if (!strcmp(fmt, "md")) {
     printf("kernel fused:tmatmul+dequant, K=%ld N=%ld T=%ld, %s, weights %.2f MB\n\n", K, N, T, isa, wbytes / 1e6);
     printf("| threads | path | us/call | GOPS | of int8 peak | weight GB/s | of bandwidth |\n"

@@ -57,7 +57,7 @@ static bn_status choose_layouts(bn_graph *g, const char *target, int batch, int 
   if (!shapes || !lut) return free(shapes), free(lut), bn_fail(err, BN_E_NOMEM, "out of memory");
   int n = bn_pass_matmul_shapes(g, shapes);
   bn_llvm *jit = NULL;
-  bn_status st = tune ? bn_llvm_create_for(target, &jit, err) : BN_OK;
+  bn_status st = tune ? bn_llvm_create_forced(target, bn_cli_force_isa(), &jit, err) : BN_OK;
   if (!st && tune) bn_llvm_use_cache(jit, bn_cli_cache());
   if (!st && tune)
     fprintf(stderr, "tune: %s, 1 thread, us per call (decode: 1 token; prefill: %d tokens)\n"
@@ -126,7 +126,7 @@ int bn_cmd_compile(int argc, char **argv) {
   if (!st && h.aot) {
     double t1 = bn_now();
     bn_llvm *jit;
-    if (!(st = bn_llvm_create_for(target, &jit, &err))) {
+    if (!(st = bn_llvm_create_forced(target, bn_cli_force_isa(), &jit, &err))) {
       bn_llvm_use_cache(jit, bn_cli_cache());
       st = bn_llvm_aot_build(jit, &m.graph, &aot, &err);
       bn_llvm_counts kc = bn_llvm_get_counts(jit);

@@ -93,7 +93,7 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
     bn_llvm *jit = NULL;
-    if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) || (st = bn_llvm_create(bn_llvm_host_isa(), &jit, &err))) {
+    if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) || (st = bn_llvm_create(bn_cli_isa(), &jit, &err))) {
       if (out) fclose(fp);
       bn_model_free(&m);
       if (f.base) bn_gguf_close(&f);
@@ -104,18 +104,18 @@ int bn_cmd_ir(int argc, char **argv) {
     int n_seen = 0;
     for (int i = 0; i < g->n_nodes && ok && seen; i++) {
       bn_llvm_key key;
-      if (!bn_llvm_select(g, i, bn_llvm_host_isa(), &key)) continue;
+      if (!bn_llvm_select(g, i, bn_cli_isa(), &key)) continue;
       int dup = 0;
       for (int k = 0; k < n_seen; k++)
         dup |= bn_llvm_key_eq(&seen[k], &key);
       if (dup) continue;
       seen[n_seen++] = key;
       char name[128];
-      bn_llvm_key_name(&key, bn_llvm_host_isa(), name, sizeof name);
+      bn_llvm_key_name(&key, bn_cli_isa(), name, sizeof name);
       fprintf(fp, "%s kernel %s, used by:", !strcmp(emit, "asm") ? "#" : ";", name);
       for (int k = i; k < g->n_nodes; k++) {
         bn_llvm_key other;
-        if (bn_llvm_select(g, k, bn_llvm_host_isa(), &other) && bn_llvm_key_eq(&other, &key))
+        if (bn_llvm_select(g, k, bn_cli_isa(), &other) && bn_llvm_key_eq(&other, &key))
           fprintf(fp, " %%%s", g->values[g->nodes[k].out].name);
       }
       fprintf(fp, "\n");

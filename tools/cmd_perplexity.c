@@ -70,6 +70,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
                           .exec = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm.target,
                                    .aot = cm.aot, .cache = bn_cli_cache()},
                           .sampler = bn_sampler_defaults()};
+  bn_cli_exec_env(&sp.exec);
   bn_session *s = NULL;
   int32_t *ids = malloc(((size_t)len + 2) * sizeof *ids); /* a token takes at least one byte */
   float *logits = malloc((size_t)ctx * (size_t)cm.m->hp.n_vocab * sizeof *logits);

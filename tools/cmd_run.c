@@ -172,6 +172,7 @@ int bn_cmd_run(int argc, char **argv) {
                           .exec = {.backend = o.backend, .threads = bn_cli_threads(o.threads), .target = cm.target,
                                    .aot = cm.aot, .cache = bn_cli_cache()},
                           .sampler = o.sp};
+  bn_cli_exec_env(&sp.exec);
   bn_session *s;
   if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
     bn_cli_close_model(&cm);
@@ -252,6 +253,7 @@ int bn_cmd_eval(int argc, char **argv) {
                           .exec = {.backend = o.backend, .threads = bn_cli_threads(o.threads), .target = cm.target,
                                    .aot = cm.aot, .cache = bn_cli_cache()},
                           .sampler = o.sp};
+  bn_cli_exec_env(&sp.exec);
   bn_session *s = NULL;
   size_t V = (size_t)cm.m->hp.n_vocab;
   float *logits = malloc((size_t)n * V * sizeof *logits);

@@ -1,10 +1,8 @@
-/* Where the user's keys and kernel cache live (the environment is read here,
- * in tools/ only), whether a plan's object code may run, and `bnc trust`. */
+/* Where the user's keys live, whether a plan's object code may run, and `bnc trust`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codegen/llvm/kcache.h"
 #include "../runtime/trust.h"
 #include "cli.h"
 
@@ -25,27 +23,6 @@ const char *bn_cli_key_dir(void) {
   else if (home && *home) n = snprintf(dir, sizeof dir, "%s/.config/bnc", home);
   else return NULL;
   return n > 0 && (size_t)n < sizeof dir - 64 ? dir : NULL;
-}
-
-const bn_kcache *bn_cli_cache(void) {
-  static bn_kcache cache;
-  static int state; /* 0: not yet, 1: on, 2: off */
-  if (state) return state == 1 ? &cache : NULL;
-  state = 2;
-  const char *env = getenv("BNC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-  char dir[4096];
-  if (env && (!*env || !strcmp(env, "off"))) return NULL;
-  if (env) snprintf(dir, sizeof dir, "%s", env);
-  else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/bnc/kernels", xdg);
-  else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/bnc/kernels", home);
-  else return NULL;
-  bn_error err;
-  if (bn_kcache_open(&cache, dir, &err)) {
-    fprintf(stderr, "bnc: %s: kernel cache off\n", err.msg);
-    return NULL;
-  }
-  state = 1;
-  return &cache;
 }
 
 const bn_llvm_aot *bn_cli_trusted_code(const bn_plan *p) {

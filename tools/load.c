@@ -9,7 +9,7 @@
 bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_error *err) {
   memset(cm, 0, sizeof *cm);
   if (bn_plan_sniff(path)) {
-    bn_status st = bn_plan_open(&cm->plan, path, err);
+    bn_status st = (bn_cli_map_plans() ? bn_plan_map : bn_plan_open)(&cm->plan, path, err);
     if (st) return st;
     cm->is_plan = 1;
     bn_isa isa;

@@ -64,9 +64,6 @@ static int cpu_has(const char *feature) {
 }
 
 bn_isa bn_llvm_host_isa(void) {
-  const char *force = getenv("BNC_ISA");
-  if (force && !strcmp(force, "avx2")) return BN_ISA_AVX2;
-  if (force && !strcmp(force, "avx512")) return BN_ISA_AVX512_VNNI;
   return cpu_has("avx512vnni") && cpu_has("avx512bw") ? BN_ISA_AVX512_VNNI : BN_ISA_AVX2;
 }
 
@@ -137,13 +134,17 @@ bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err) { return crea
 static const char V3_FEATURES[] = "+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+movbe";
 static const char V4_FEATURES[] = "+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+movbe,+avx512f,+avx512bw,+avx512dq,+avx512vl,+avx512cd,+avx512vnni";
 
-bn_status bn_llvm_create_for(const char *target, bn_llvm **out, bn_error *err) {
+bn_status bn_llvm_create_forced(const char *target, int force, bn_llvm **out, bn_error *err) {
   bn_isa isa;
   if (bn_llvm_target_isa(target, &isa))
     return bn_fail(err, BN_E_UNSUPPORTED, "target '%s' is unknown (native, x86-64-v3, x86-64-v4)", target);
   if (!strcmp(target, "x86-64-v3")) return create(isa, "x86-64-v3", V3_FEATURES, out, err);
   if (!strcmp(target, "x86-64-v4")) return create(isa, "x86-64-v4", V4_FEATURES, out, err);
-  return create(isa, NULL, NULL, out, err);
+  return create(force ? (bn_isa)(force - 1) : isa, NULL, NULL, out, err);
+}
+
+bn_status bn_llvm_create_for(const char *target, bn_llvm **out, bn_error *err) {
+  return bn_llvm_create_forced(target, 0, out, err);
 }
 
 bn_isa bn_llvm_isa(const bn_llvm *j) { return j->isa; }

@@ -86,7 +86,7 @@ void bn_llvm_key_name(const bn_llvm_key *key, bn_isa isa, char *buf, size_t cap)
 /* The optimized LLVM IR (emit = "llvm") or assembly ("asm") of key's kernel, malloc'd. */
 char *bn_llvm_text(bn_llvm *j, const bn_llvm_key *key, const char *emit, bn_error *err);
 
-/* The best ISA this CPU has; BNC_ISA=avx2|avx512 in the environment forces one. */
+/* The best ISA this CPU has. */
 bn_isa bn_llvm_host_isa(void);
 /* Compile targets: "native" (the host's best), "x86-64-v3" (AVX2), "x86-64-v4" (AVX-512 with VNNI).
  * Returns 0 and the ISA for a known name ("ref", what older plans carry, counts as native). */
@@ -97,6 +97,9 @@ bn_status bn_llvm_create(bn_isa isa, bn_llvm **out, bn_error *err);
 /* A JIT for a compile target: native (this host's CPU and features), or the
  * generic x86-64-v3 / x86-64-v4 CPUs (object code any such CPU runs). */
 bn_status bn_llvm_create_for(const char *target, bn_llvm **out, bn_error *err);
+/* The same with the native target's ISA forced (force: 1 + a bn_isa; 0: the host's best;
+ * the portable targets have theirs). */
+bn_status bn_llvm_create_forced(const char *target, int force, bn_llvm **out, bn_error *err);
 bn_isa bn_llvm_isa(const bn_llvm *j);
 /* The CPU name and feature string ("+avx2,+fma,...") the code is generated for. */
 const char *bn_llvm_cpu(const bn_llvm *j, const char **features);

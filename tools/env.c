@@ -1,0 +1,72 @@
+/* The environment switches of bnc, mapped onto library options here: the
+ * libraries themselves read no environment. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../codegen/llvm/kcache.h"
+#include "cli.h"
+
+int bn_cli_has(const char *list, const char *opt) {
+  size_t n = strlen(opt);
+  for (const char *k = list; n && (k = strstr(k, opt)); k += n)
+    if ((k == list || k[-1] == ' ') && (k[n] == ' ' || !k[n])) return 1;
+  return 0;
+}
+
+static const struct {
+  const char *name, *values;
+} VARS[] = {{"BNC_ISA", "avx2 avx512"}, {"BNC_QKV_PHASE", "0 1"}, {"BNC_MMAP", "0 1"}};
+
+int bn_cli_check_env(void) {
+  for (size_t i = 0; i < sizeof VARS / sizeof *VARS; i++) {
+    const char *v = getenv(VARS[i].name);
+    if (v && !bn_cli_has(VARS[i].values, v)) {
+      fprintf(stderr, "bnc: %s=%s is unknown (%s)\n", VARS[i].name, v, VARS[i].values);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+int bn_cli_force_isa(void) {
+  const char *v = getenv("BNC_ISA");
+  return !v ? 0 : !strcmp(v, "avx2") ? 1 + BN_ISA_AVX2 : !strcmp(v, "avx512") ? 1 + BN_ISA_AVX512_VNNI : 0;
+}
+
+bn_isa bn_cli_isa(void) {
+  int f = bn_cli_force_isa();
+  return f ? (bn_isa)(f - 1) : bn_llvm_host_isa();
+}
+
+void bn_cli_exec_env(bn_exec_opts *o) {
+  const char *qkv = getenv("BNC_QKV_PHASE");
+  o->force_isa = bn_cli_force_isa();
+  o->no_qkv_phase = qkv && !strcmp(qkv, "0");
+}
+
+int bn_cli_map_plans(void) {
+  const char *v = getenv("BNC_MMAP");
+  return v && !strcmp(v, "1");
+}
+
+const bn_kcache *bn_cli_cache(void) {
+  static bn_kcache cache;
+  static int state; /* 0: not yet, 1: on, 2: off */
+  if (state) return state == 1 ? &cache : NULL;
+  state = 2;
+  const char *env = getenv("BNC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  char dir[4096];
+  if (env && (!*env || !strcmp(env, "off"))) return NULL;
+  if (env) snprintf(dir, sizeof dir, "%s", env);
+  else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/bnc/kernels", xdg);
+  else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/bnc/kernels", home);
+  else return NULL;
+  bn_error err;
+  if (bn_kcache_open(&cache, dir, &err)) {
+    fprintf(stderr, "bnc: %s: kernel cache off\n", err.msg);
+    return NULL;
+  }
+  state = 1;
+  return &cache;
+}
