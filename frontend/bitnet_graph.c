@@ -1,7 +1,7 @@
 /* The BitNet b1.58 graph builder: "bitnet" (bitnet_b1_58-large/-3B: SiLU
  * gate) and "bitnet-b1.58"/"bitnet-25" (2B-4T: relu² gate, GQA). Both use
- * NeoX RoPE and sub-norms before attn_output and ffn_down; the forward pass
- * is spelled out in ../shared/spec/bitnet-gguf.md §3. Tensors come from a
+ * NeoX RoPE and sub-norms before attn_output and ffn_down (the forward pass
+ * of Hugging Face transformers' BitNet; the ops in docs/ir.md). Tensors come from a
  * bn_tensor_src (a GGUF file, or shapes alone for `bnc ir --shape`). */
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
-/* dce: removes nodes whose value nothing reads (and no output is), then
- * weights nothing reads. Repeats until nothing changes. */
+/* dce: removes nodes whose value nothing live reads (and no output is), then
+ * weights nothing reads. One backward sweep finds them all: a value's uses
+ * come after its definition. */
 #include <stdlib.h>
 
 #include "rewrite.h"

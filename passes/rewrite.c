@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Why the last body on this thread failed, for bn_rw_add_fused (which gets only its NULL). */
+static _Thread_local bn_error body_failure;
+
 static int copy_value(bn_graph *dst, const bn_value *v) {
   return v->kind == BN_VAL_INPUT ? bn_graph_add_input(dst, v->name, v->dtype, v->shape)
                                  : bn_graph_add_weight(dst, v->name, v->dtype, v->shape, v->data, v->nbytes);
@@ -76,7 +79,10 @@ int bn_rw_add(bn_rw *rw, bn_op op, const char *name, const int *in, int n_in, co
 int bn_rw_add_fused(bn_rw *rw, const char *name, const int *in, int n_in, bn_graph *body) {
   if (rw->st || !body) {
     if (body) bn_graph_free(body), free(body);
-    if (!rw->st) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory building a fused body");
+    if (!rw->st && body_failure.code) /* the inner message, not "out of memory" */
+      rw->st = bn_fail(rw->err, body_failure.code, "fusing %%%s: %s", name, body_failure.msg);
+    else if (!rw->st) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory building a fused body");
+    body_failure = (bn_error){0};
     return -1;
   }
   int out = bn_graph_add_fused(&rw->dst, name, in, n_in, body, rw->err);
@@ -126,6 +132,7 @@ void bn_rw_abort(bn_rw *rw) {
 
 void bn_body_begin(bn_body *b, const bn_graph *src) {
   b->src = src;
+  b->err = (bn_error){0};
   b->n_args = 0;
   b->g = calloc(1, sizeof *b->g);
   b->map = malloc((size_t)(src->n_values + 1) * sizeof *b->map);
@@ -149,8 +156,7 @@ void bn_body_node(bn_body *b, int node) {
   for (int k = 0; k < n->n_in; k++)
     if ((in[k] = b->map[n->in[k]]) < 0) b->ok = 0;
   if (!b->ok) return;
-  bn_error err;
-  b->ok = (b->map[n->out] = bn_graph_add_node(b->g, n->op, b->src->values[n->out].name, in, n->n_in, n->attr, &err)) >= 0;
+  b->ok = (b->map[n->out] = bn_graph_add_node(b->g, n->op, b->src->values[n->out].name, in, n->n_in, n->attr, &b->err)) >= 0;
 }
 
 void bn_body_continue(bn_body *b, const bn_graph *src, int v, int as) {
@@ -171,6 +177,7 @@ bn_graph *bn_body_end(bn_body *b, int v) {
   bn_graph *g = b->g;
   if (b->ok && (b->map[v] < 0 || bn_graph_mark_output(g, b->map[v]))) b->ok = 0;
   free(b->map);
+  if (!b->ok) body_failure = b->err;
   if (!b->ok && g) {
     bn_graph_free(g);
     free(g);

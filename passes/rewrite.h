@@ -39,6 +39,7 @@ typedef struct {
   int *map; /* src value id -> body value id */
   int n_args;
   int ok;
+  bn_error err; /* why a node could not be added (code 0: out of memory) */
 } bn_body;
 
 void bn_body_begin(bn_body *b, const bn_graph *src);

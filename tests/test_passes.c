@@ -16,6 +16,7 @@
 #include "../ir/quant.h"
 #include "../ir/rng.h"
 #include "../passes/pass.h"
+#include "../passes/rewrite.h"
 #include "testutil.h"
 
 static float *run(const bn_graph *g, const int32_t *tok, int n, int chunk, size_t V) {
@@ -402,6 +403,35 @@ static void test_dce(void **state) {
   bn_gguf_close(&f);
 }
 
+/* A fused body whose node fails its shape rule is reported with the rule's message (it was
+ * reported as "out of memory"). Two graphs: src makes %n = rmsnorm(%x [T, 8], %w [8]); the
+ * body maps src's %x onto an argument of width 4, where that rmsnorm does not fit. */
+static void test_fusion_error_keeps_its_message(void **state) {
+  (void)state;
+  const char *text = "bnc.ir 1\ngraph \"x\" {\n  input %t : i32[T]\n  weight %e : f32[3, 8]\n"
+                     "  weight %e4 : f32[3, 4]\n  weight %w : f32[8]\n"
+                     "  %x = embed %t, %e : f32[T, 8]\n  %y = embed %t, %e4 : f32[T, 4]\n"
+                     "  %n = rmsnorm %x, %w {eps = 1.0000000000000001e-05} : f32[T, 8]\n  output %n\n  output %y\n}\n";
+  bn_graph g;
+  bn_error err = {0};
+  if (bn_ir_parse(text, strlen(text), "t.bnir", &g, &err)) fail_msg("%s", err.msg);
+  bn_rw rw;
+  assert_int_equal(bn_rw_begin(&rw, &g, &err), BN_OK);
+  bn_rw_copy(&rw, 0), bn_rw_copy(&rw, 1);
+  bn_body b;
+  bn_body_begin(&b, &g);
+  bn_body_arg(&b, g.nodes[1].out);                   /* %y, 4 wide */
+  bn_body_continue(&b, &g, g.nodes[0].out, bn_body_id(&b, g.nodes[1].out)); /* %x read as %y */
+  bn_body_arg(&b, bn_graph_find_value(&g, "w", 1));
+  bn_body_node(&b, 2);
+  int in[2] = {bn_rw_val(&rw, g.nodes[1].out), bn_rw_val(&rw, bn_graph_find_value(&g, "w", 1))};
+  assert_int_equal(bn_rw_add_fused(&rw, "n", in, 2, bn_body_end(&b, g.nodes[2].out)), -1);
+  assert_int_equal(rw.st, BN_E_INVALID);
+  if (!strstr(err.msg, "fusing %n: rmsnorm: weight %arg1 does not match the last dim of %arg0")) fail_msg("%s", err.msg);
+  bn_rw_abort(&rw);
+  bn_graph_free(&g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_packed_matmul_exact),
@@ -411,6 +441,7 @@ int main(void) {
       cmocka_unit_test(test_prologue_needs_one_reader),
       cmocka_unit_test(test_fold_constants),
       cmocka_unit_test(test_dce),
+      cmocka_unit_test(test_fusion_error_keeps_its_message),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /* Tokenizers on hand-built vocabularies, with tokenizations worked out by
- * hand from the rules in ../shared/spec/bitnet-gguf.md §4; the pair merging
+ * hand from SentencePiece's and GPT-2 BPE's rules (docs/gguf.md); the pair merging
  * against a plain quadratic merge written here; vocabularies the readers
  * must refuse; and the tokenizer on bytes no reader would let through. */
 #include <math.h>

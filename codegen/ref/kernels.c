@@ -1,5 +1,5 @@
-/* Reference kernels. Numerics follow ../shared/spec/bitnet-gguf.md §3 and
- * Hugging Face transformers' BitNet: float32 activations, int32 ternary
+/* Reference kernels. Numerics follow Hugging Face transformers' BitNet (README,
+ * Numerics): float32 activations, int32 ternary
  * accumulation, reductions in double so the oracle is the accurate side. */
 #include <math.h>
 #include <string.h>
