@@ -1,14 +1,12 @@
 /* GGUF reader. Parsing walks a cursor over the mapped bytes; every read is
  * bounds-checked, so a truncated or hostile file yields one error naming the
  * file, the field and the value. */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "../ir/files.h"
 #include "gguf.h"
 
 typedef struct {
@@ -266,24 +264,12 @@ bn_status bn_gguf_parse(bn_gguf *f, const void *buf, size_t size, const char *na
 
 bn_status bn_gguf_open(bn_gguf *f, const char *path, bn_error *err) {
   memset(f, 0, sizeof *f);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return bn_fail(err, BN_E_IO, "%s: cannot open", path);
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return bn_fail(err, BN_E_IO, "%s: not a regular file", path);
-  }
-  if (st.st_size < 24) {
-    close(fd);
-    return bn_fail(err, BN_E_FORMAT, "%s: %lld bytes is too short for a GGUF header", path, (long long)st.st_size);
-  }
-  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (m == MAP_FAILED) return bn_fail(err, BN_E_IO, "%s: mmap failed", path);
-  bn_status s = bn_gguf_parse(f, m, (size_t)st.st_size, path, err);
-  if (s) {
-    munmap(m, (size_t)st.st_size);
-    return s;
+  bn_file_view v;
+  bn_status st = bn_file_load(path, 24, 0, "a GGUF file", &v, err);
+  if (st) return st;
+  if ((st = bn_gguf_parse(f, v.base, v.size, path, err))) {
+    bn_file_release(&v);
+    return st;
   }
   f->mapped = 1;
   return BN_OK;

@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,4 +129,54 @@ bn_status bn_secret_file(const char *path, uint8_t *key, size_t n, bn_error *err
   if (getrandom(key, n, 0) != (ssize_t)n) return bn_fail(err, BN_E_IO, "%s: no random bytes: %s", path, strerror(errno));
   if ((st = bn_private_write(path, key, n, err)) && errno == EEXIST && !bn_private_read(path, key, n, err, &st)) return st;
   return st;
+}
+
+/* The file's bytes in anonymous memory advised for 2 MiB pages; NULL where that fails. */
+static void *read_huge(int fd, size_t size, size_t *mapped) {
+  size_t huge = (size_t)2 << 20, sz = (size + huge - 1) / huge * huge;
+  uint8_t *a = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a == MAP_FAILED) return NULL;
+  madvise(a, sz, MADV_HUGEPAGE); /* advice: without transparent huge pages it still works */
+  for (size_t got = 0; got < size;) {
+    ssize_t n = pread(fd, a + got, size - got, (off_t)got);
+    if (n <= 0) {
+      munmap(a, sz);
+      return NULL;
+    }
+    got += (size_t)n;
+  }
+  mprotect(a, sz, PROT_READ);
+  *mapped = sz;
+  return a;
+}
+
+bn_status bn_file_load(const char *path, size_t min_size, int huge_copy, const char *what, bn_file_view *v,
+                       bn_error *err) {
+  memset(v, 0, sizeof *v);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return bn_fail(err, BN_E_IO, "%s: cannot open", path);
+  struct stat sb;
+  if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return bn_fail(err, BN_E_IO, "%s: not a regular file", path);
+  }
+  if ((uint64_t)sb.st_size < min_size) {
+    close(fd);
+    return bn_fail(err, BN_E_FORMAT, "%s: not %s (%lld bytes is too short)", path, what, (long long)sb.st_size);
+  }
+  size_t size = (size_t)sb.st_size, mapped = size;
+  void *m = huge_copy ? read_huge(fd, size, &mapped) : NULL;
+  if (!m) {
+    mapped = size;
+    m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  }
+  close(fd);
+  if (m == MAP_FAILED) return bn_fail(err, BN_E_IO, "%s: mmap failed", path);
+  *v = (bn_file_view){m, size, mapped};
+  return BN_OK;
+}
+
+void bn_file_release(bn_file_view *v) {
+  if (v->base) munmap((void *)v->base, v->mapped);
+  memset(v, 0, sizeof *v);
 }

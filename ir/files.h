@@ -33,6 +33,20 @@ int bn_same_file(const char *a, const char *b);
  * (parents 0755) when absent if create; refused, as ssh refuses a key file, when it
  * is not a directory, belongs to another user, or others may write to it. */
 bn_status bn_private_dir(const char *path, int create, bn_error *err);
+/* A file's bytes, mapped (or read into memory advised for 2 MiB pages). */
+typedef struct {
+  const uint8_t *base;
+  size_t size;   /* the file's */
+  size_t mapped; /* the mapping's, for bn_file_release */
+} bn_file_view;
+/* Opens a regular file of at least min_size bytes (else "PATH: not WHAT (N bytes is too short)"); with
+ * huge_copy its bytes are read into anonymous memory advised for 2 MiB pages (weights then
+ * stream through a few hundred TLB entries, not one per 4 KiB page; where the copy cannot be
+ * made the file is mapped), else the file is mapped. */
+bn_status bn_file_load(const char *path, size_t min_size, int huge_copy, const char *what, bn_file_view *v,
+                       bn_error *err);
+void bn_file_release(bn_file_view *v);
+
 /* The directory part of path ("." when it has none). */
 bn_status bn_dir_of(const char *path, char *dir, size_t cap, bn_error *err);
 /* Reads exactly n bytes of a private file: regular, the user's, unreadable by others.

@@ -2,16 +2,14 @@
  * the section it lives in before it is used; the IR is parsed and verified,
  * the memory plan checked against it, and every weight bound by name to an
  * aligned region of the weights section whose size matches its type. */
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
+#include "../ir/files.h"
 #include "../ir/irparse.h"
 #include "plan.h"
 #include "exec.h"
@@ -283,51 +281,17 @@ bn_status bn_plan_parse(bn_plan *p, const void *buf, size_t size, const char *na
   return st;
 }
 
-/* The plan's bytes in anonymous memory advised for 2 MiB pages: the weights
- * stream through a few hundred TLB entries instead of one per 4 KiB page of
- * the file mapping (tg128 on large: 101-106 -> 105-112 t/s). NULL where that fails. */
-static void *read_huge(int fd, size_t size, size_t *mapped) {
-  size_t huge = (size_t)2 << 20, sz = (size + huge - 1) / huge * huge;
-  uint8_t *a = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (a == MAP_FAILED) return NULL;
-  madvise(a, sz, MADV_HUGEPAGE); /* advice: without transparent huge pages it still works */
-  for (size_t got = 0; got < size;) {
-    ssize_t n = pread(fd, a + got, size - got, (off_t)got);
-    if (n <= 0) {
-      munmap(a, sz);
-      return NULL;
-    }
-    got += (size_t)n;
-  }
-  mprotect(a, sz, PROT_READ);
-  *mapped = sz;
-  return a;
-}
-
 static bn_status open_plan(bn_plan *p, const char *path, int map, bn_error *err) {
   memset(p, 0, sizeof *p);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return bn_fail(err, BN_E_IO, "%s: cannot open", path);
-  struct stat sb;
-  if (fstat(fd, &sb) || !S_ISREG(sb.st_mode) || sb.st_size < BN_PLAN_HEADER) {
-    close(fd);
-    return bn_fail(err, BN_E_FORMAT, "%s: not a bnc plan (too short or not a file)", path);
-  }
-  size_t mapped = (size_t)sb.st_size;
-  void *m = map ? NULL : read_huge(fd, (size_t)sb.st_size, &mapped);
-  if (!m) { /* asked to, or no memory for a copy: map the file */
-    mapped = (size_t)sb.st_size;
-    m = mmap(NULL, mapped, PROT_READ, MAP_PRIVATE, fd, 0);
-  }
-  close(fd);
-  if (m == MAP_FAILED) return bn_fail(err, BN_E_IO, "%s: mmap failed", path);
-  bn_status st = bn_plan_parse(p, m, (size_t)sb.st_size, path, err);
-  if (st) {
-    munmap(m, mapped);
+  bn_file_view v;
+  bn_status st = bn_file_load(path, BN_PLAN_HEADER, !map, "a bnc plan", &v, err);
+  if (st) return st;
+  if ((st = bn_plan_parse(p, v.base, v.size, path, err))) {
+    bn_file_release(&v);
     return st;
   }
   p->mapped = 1;
-  p->mapped_size = mapped;
+  p->mapped_size = v.mapped;
   return BN_OK;
 }
 
