@@ -54,6 +54,16 @@ int bn_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
+int bn_cli_backend(const char *cmd, const char *name, bn_backend *out) {
+  static const struct {
+    const char *name;
+    bn_backend backend;
+  } known[] = {{"llvm", BN_BACKEND_LLVM}, {"ref", BN_BACKEND_REF}};
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (!strcmp(name, known[i].name)) return *out = known[i].backend, 0;
+  return bn_cli_usage_error(cmd, "--backend must be llvm or ref, got '%s'", name);
+}
+
 int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
   char *end;
   long v = s ? strtol(s, &end, 10) : 0;

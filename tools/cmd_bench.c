@@ -198,11 +198,7 @@ int bn_cmd_bench(int argc, char **argv) {
       if (strcmp(v, "md") && strcmp(v, "json")) return bn_cli_usage_error("bench", "-o must be md or json, got '%s'", v);
       fmt = v;
     } else if (!strcmp(a, "--kernel")) kernel = v;
-    else if (!strcmp(a, "--backend")) {
-      if (strcmp(v, "ref") && strcmp(v, "llvm"))
-        return bn_cli_usage_error("bench", "--backend must be llvm or ref, got '%s'", v);
-      backend = !strcmp(v, "ref") ? BN_BACKEND_REF : BN_BACKEND_LLVM;
-    }
+    else if (!strcmp(a, "--backend")) { if (bn_cli_backend("bench", v, &backend)) return 2; }
     else return bn_cli_usage_error("bench", "unknown option '%s'", a);
   }
   for (int i = 0; i < threads.n; i++) threads.vals[i] = bn_cli_threads(threads.vals[i]);

@@ -35,11 +35,8 @@ int bn_cmd_perplexity(int argc, char **argv) {
     else if (!strcmp(a, "--stride")) { if (bn_cli_int("perplexity", a, v, 1, 1 << 20, &stride)) return 2; }
     else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (bn_cli_int("perplexity", a, v, 1, 4096, &batch)) return 2; }
     else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (bn_cli_int("perplexity", a, v, 1, 512, &threads)) return 2; }
-    else if (!strcmp(a, "--backend")) {
-      if (!strcmp(v, "ref")) backend = BN_BACKEND_REF;
-      else if (!strcmp(v, "llvm")) backend = BN_BACKEND_LLVM;
-      else return bn_cli_usage_error("perplexity", "--backend must be ref or llvm, got '%s'", v);
-    } else return bn_cli_usage_error("perplexity", "unknown option '%s'", a);
+    else if (!strcmp(a, "--backend")) { if (bn_cli_backend("perplexity", v, &backend)) return 2; }
+    else return bn_cli_usage_error("perplexity", "unknown option '%s'", a);
   }
   if (!model || !file) return bn_cli_usage_error("perplexity", "needs MODEL and -f FILE");
   bn_error err = {0};

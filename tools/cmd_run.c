@@ -73,11 +73,7 @@ static int parse(const char *cmd, const char *allowed, int argc, char **argv, ru
     else if (!strcmp(a, "--logits-out")) o->logits_out = v;
     else if (!strcmp(a, "--profile")) o->profile = v;
     else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (bn_cli_int(cmd, a, v, 1, 512, &o->threads)) return 2; }
-    else if (!strcmp(a, "--backend")) {
-      if (!strcmp(v, "ref")) o->backend = BN_BACKEND_REF;
-      else if (!strcmp(v, "llvm")) o->backend = BN_BACKEND_LLVM;
-      else return bn_cli_usage_error(cmd, "--backend must be ref or llvm, got '%s'", v);
-    }
+    else if (!strcmp(a, "--backend")) { if (bn_cli_backend(cmd, v, &o->backend)) return 2; }
     else if (!strcmp(a, "-n")) { if (bn_cli_int(cmd, a, v, 0, 1 << 20, &o->n_predict)) return 2; }
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (bn_cli_int(cmd, a, v, 1, 1 << 20, &o->n_ctx)) return 2; }
     else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (bn_cli_int(cmd, a, v, 1, 4096, &o->n_batch)) return 2; }
