@@ -72,6 +72,8 @@ typedef struct {
   float repeat_penalty; /* 1: off */
   uint64_t seed;
   int ignore_eos;       /* keep generating past the end-of-sequence token */
+  const char *cache_dir; /* keep generated kernels here and look here first (NULL: no disk cache; bnc uses
+                          * ~/.cache/bnc/kernels). It must be the caller's and closed to others' writes. */
 } bnc_session_params;
 
 bnc_session_params bnc_session_default_params(void);

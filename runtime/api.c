@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codegen/llvm/kcache.h"
 #include "plan.h"
 #include "session.h"
 
@@ -25,6 +26,7 @@ struct bnc_session {
   bnc_plan *plan;
   bn_session *s;
   const float *last;
+  bn_kcache cache; /* when params->cache_dir: the executor keeps a pointer to it */
 };
 
 static _Thread_local char last_error[512];
@@ -179,6 +181,10 @@ bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, 
   bnc_session *s = calloc(1, sizeof *s);
   if (!s) return bn_fail(&err, BN_E_NOMEM, "out of memory"), fail(&err);
   s->plan = plan;
+  if (params->cache_dir) {
+    if (bn_kcache_open(&s->cache, params->cache_dir, &err)) return free(s), fail(&err);
+    sp.exec.cache = &s->cache;
+  }
   if (bn_session_create(&plan->p.model, &plan->p.mem, &sp, &s->s, &err)) {
     free(s);
     return fail(&err);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "../frontend/synth.h"
@@ -192,11 +193,34 @@ static void test_context_full(void **state) {
   bnc_plan_free(p);
 }
 
+/* A kernel cache the caller names is used (entries appear there) and checked (a directory
+ * others may write to is refused with the reason). */
+static void test_cache_dir(void **state) {
+  (void)state;
+  char dir[600], cmd[1300];
+  snprintf(dir, sizeof dir, "%s/api-cache", BNC_TEST_TMP);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+  bnc_plan *p;
+  if (bnc_plan_open(plan_path, &p)) fail_msg("%s", bnc_last_error());
+  bnc_session_params sp = bnc_session_default_params();
+  sp.cache_dir = dir;
+  bnc_session *s;
+  if (bnc_session_create(p, &sp, &s)) fail_msg("%s", bnc_last_error());
+  bnc_session_free(s);
+  snprintf(cmd, sizeof cmd, "ls '%s' | grep -q '[.]bnk$'", dir);
+  assert_int_equal(system(cmd), 0);
+  chmod(dir, 0777);
+  assert_int_equal(bnc_session_create(p, &sp, &s), BNC_ERR_INVALID);
+  assert_non_null(strstr(bnc_last_error(), "others may write to it"));
+  bnc_plan_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_null_arguments), cmocka_unit_test(test_plan_freed_before_session),
       cmocka_unit_test(test_handle_kinds),   cmocka_unit_test(test_nan_sampling),
-      cmocka_unit_test(test_context_full),
+      cmocka_unit_test(test_context_full),   cmocka_unit_test(test_cache_dir),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
