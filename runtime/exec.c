@@ -173,6 +173,20 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
   else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, T, n0, n1);
 }
 
+int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap) {
+  int n = 0;
+  size_t len = 0;
+  if (cap) kinds[0] = 0;
+  for (int i = 0; i < e->g->n_nodes; i++) {
+    if (e->jit && e->jit[i].kind) continue;
+    n++;
+    const char *k = e->stats[e->kind_of[i]].kind;
+    if (strstr(kinds, k) || len + strlen(k) + 3 >= cap) continue; /* each kind once */
+    len += (size_t)snprintf(kinds + len, cap - len, "%s%s", len ? ", " : "", k);
+  }
+  return n;
+}
+
 const char *bn_exec_aot_missing(const bn_exec *e) { return e->aot_missing[0] ? e->aot_missing : NULL; }
 
 int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts) {

@@ -47,6 +47,9 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
                          bn_error *err);
 /* How many nodes run JIT code; where their kernels came from and the time it took. */
 int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts);
+/* How many nodes run the reference kernels on thread 0 (no generated code for them), and
+ * their kinds, comma-separated, in kinds. */
+int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap);
 /* When the plan's object code was not used, why ("this CPU lacks avx512vnni", "made by
  * another build of bnc's code generator"); else NULL. */
 const char *bn_exec_aot_missing(const bn_exec *e);

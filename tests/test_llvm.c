@@ -642,6 +642,35 @@ static void test_end_to_end(void **state) {
   }
 }
 
+/* Nodes without generated code are counted and named (bnc says so in one line): a model 64 wide
+ * leaves its relu2 gate and the product unfused, on the reference kernels. */
+static void test_fallbacks_reported(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/narrow.gguf", BNC_TEST_TMP);
+  bn_synth_shape shape = {"narrow", "bitnet-b1.58", 64, 1, 1, 1, 128, 512, 64, 10000.0f};
+  bn_synth_params p = {&shape, NULL, BN_DT_I2_S, BN_DT_F16, 3, 0};
+  bn_error err = {0};
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
+  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
+      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
+    fail_msg("%s", err.msg);
+  bn_session_params sp = {.n_ctx = 16, .exec = {.backend = BN_BACKEND_LLVM, .threads = 1}, .sampler = bn_sampler_defaults()};
+  bn_session *s;
+  if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
+  char kinds[256];
+  int n = bn_exec_ref_nodes(bn_session_exec(s), kinds, sizeof kinds);
+  assert_int_equal(n + bn_exec_jit_nodes(bn_session_exec(s), NULL), m.graph.n_nodes);
+  assert_true(n > 0);
+  assert_non_null(strstr(kinds, "relu2"));
+  printf("  %d of %d nodes on the reference kernels: %s\n", n, m.graph.n_nodes, kinds);
+  bn_session_free(s);
+  bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_avx2),
@@ -655,6 +684,7 @@ int main(void) {
       cmocka_unit_test(test_bad_keys),
       cmocka_unit_test(test_kernel_text),
       cmocka_unit_test(test_end_to_end),
+      cmocka_unit_test(test_fallbacks_reported),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

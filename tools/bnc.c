@@ -54,6 +54,13 @@ int bn_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
+void bn_cli_say_fallbacks(const bn_exec *e, bn_backend backend) {
+  char kinds[256];
+  int n = bn_exec_ref_nodes(e, kinds, sizeof kinds);
+  if (n && backend != BN_BACKEND_REF)
+    fprintf(stderr, "bnc: %d nodes have no generated code and run the reference kernels on one thread: %s\n", n, kinds);
+}
+
 int bn_cli_backend(const char *cmd, const char *name, bn_backend *out) {
   static const struct {
     const char *name;

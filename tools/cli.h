@@ -66,6 +66,8 @@ bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_
 void bn_cli_close_model(bn_cli_model *cm);
 /* The threads to run for -t asked: at most the CPUs this process may use (said once, on stderr). */
 int bn_cli_threads(long asked);
+/* One line on stderr when some nodes run the reference kernels although generated code was asked for. */
+void bn_cli_say_fallbacks(const bn_exec *e, bn_backend backend);
 /* --backend NAME, the same for every command; on error prints and returns nonzero. */
 int bn_cli_backend(const char *cmd, const char *name, bn_backend *out);
 /* Is opt one of the space-separated options of list? */

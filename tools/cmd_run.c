@@ -176,6 +176,7 @@ int bn_cmd_run(int argc, char **argv) {
     return bn_cli_fail(&err);
   }
   double load = bn_now() - t0;
+  bn_cli_say_fallbacks(bn_session_exec(s), o.backend);
   if (o.profile) {
     bn_trace_add(&trace, "load", "stage", load0, bn_trace_now_ns(), 0, 0);
     bn_session_set_trace(s, &trace);
@@ -254,6 +255,7 @@ int bn_cmd_eval(int argc, char **argv) {
   size_t V = (size_t)cm.m->hp.n_vocab;
   float *logits = malloc((size_t)n * V * sizeof *logits);
   bn_status st = logits ? bn_session_create(cm.m, cm.mem, &sp, &s, &err) : bn_fail(&err, BN_E_NOMEM, "out of memory");
+  if (!st) bn_cli_say_fallbacks(bn_session_exec(s), o.backend);
   if (!st && o.poison) bn_exec_set_poison(bn_session_exec(s), 1);
   if (!st) st = bn_session_eval(s, ids, n, logits, &err);
   if (!st) {
