@@ -57,6 +57,8 @@ static bn_status first_key(const uint8_t *pk, void *user) {
 
 bn_status bn_key_read_public(const char *path, uint8_t pk[BN_PK_BYTES], bn_error *err) {
   bn_status st = each_key(path, 0, first_key, pk, err);
+  if (st == BN_E_RANGE && (sodium_init() < 0 || !crypto_core_ed25519_is_valid_point(pk)))
+    return bn_fail(err, BN_E_FORMAT, "%s: not an Ed25519 public key (an invalid or small-order point)", path);
   if (st == BN_E_RANGE) return BN_OK;
   return st ? st : bn_fail(err, BN_E_FORMAT, "%s: holds no %s public key", path, KEY_TAG);
 }

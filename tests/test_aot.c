@@ -452,6 +452,13 @@ static void test_keys(void **state) {
   snprintf(path, sizeof path, "%s/signing.pub", d);
   if (bn_key_read_public(path, got, &err)) fail_msg("%s", err.msg);
   assert_memory_equal(got, pk, BN_PK_BYTES);
+  char zero[700]; /* the all-zero "key" of unsigned plans is no key */
+  snprintf(zero, sizeof zero, "%s/zero.pub", d);
+  FILE *zf = fopen(zero, "w");
+  fprintf(zf, "bnc-ed25519 %064d nobody\n", 0);
+  fclose(zf);
+  assert_int_equal(bn_key_read_public(zero, got, &err), BN_E_FORMAT);
+  assert_non_null(strstr(err.msg, "not an Ed25519 public key"));
   bn_trust t;
   snprintf(path, sizeof path, "%s/trusted-keys", d);
   if (bn_trust_read(path, &t, &err)) fail_msg("%s", err.msg);
