@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int bn_same_file(const char *a, const char *b) {
+static int same_file(const char *a, const char *b) {
   struct stat sa, sb;
   return !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
@@ -21,7 +21,7 @@ bn_status bn_outfile_open(bn_outfile *o, const char *path, const char *input, bn
   struct stat sb;
   if (!stat(path, &sb) && !S_ISREG(sb.st_mode))
     return bn_fail(err, BN_E_INVALID, "%s: output is not a regular file (refusing to replace it)", path);
-  if (input && bn_same_file(path, input))
+  if (input && same_file(path, input))
     return bn_fail(err, BN_E_INVALID, "%s: output is the input file %s (refusing to replace it)", path, input);
   memcpy(o->path, path, len + 1);
   snprintf(o->tmp, sizeof o->tmp, "%s.XXXXXX", path);
@@ -119,7 +119,6 @@ bn_status bn_private_write(const char *path, const uint8_t *buf, size_t n, bn_er
   }
   return BN_OK;
 }
-
 
 bn_status bn_secret_file(const char *path, uint8_t *key, size_t n, bn_error *err) {
   char dir[4096];

@@ -26,8 +26,6 @@ bn_status bn_outfile_open(bn_outfile *o, const char *path, const char *input, bn
 bn_status bn_outfile_commit(bn_outfile *o, bn_error *err);
 /* Closes and removes the temporary file. */
 void bn_outfile_abort(bn_outfile *o);
-/* 1 if a and b name the same existing file. */
-int bn_same_file(const char *a, const char *b);
 
 /* A directory for private state (keys, the kernel cache): created with mode 0700
  * (parents 0755) when absent if create; refused, as ssh refuses a key file, when it

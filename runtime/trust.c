@@ -17,6 +17,16 @@ void bn_key_hex(const uint8_t pk[BN_PK_BYTES], char out[2 * BN_PK_BYTES + 1]) {
   sodium_bin2hex(out, 2 * BN_PK_BYTES + 1, pk, BN_PK_BYTES);
 }
 
+/* Writes "bnc-ed25519 <hex> <comment>" (the comment on one line); 1 on success. */
+static int put_key_line(FILE *fp, const uint8_t pk[BN_PK_BYTES], const char *comment) {
+  char hex[2 * BN_PK_BYTES + 1], clean[128];
+  bn_key_hex(pk, hex);
+  snprintf(clean, sizeof clean, "%s", comment ? comment : "");
+  for (char *c = clean; *c; c++)
+    if (*c == '\n' || *c == '\r') *c = ' ';
+  return fprintf(fp, "%s %s %s\n", KEY_TAG, hex, clean) > 0;
+}
+
 static int parse_key_line(const char *line, uint8_t pk[BN_PK_BYTES]) {
   size_t tl = strlen(KEY_TAG), used;
   while (*line == ' ' || *line == '\t') line++;
@@ -102,7 +112,7 @@ void bn_trust_free(bn_trust *t) {
 
 bn_status bn_trust_add(const char *path, const uint8_t pk[BN_PK_BYTES], const char *comment, int *added,
                        bn_error *err) {
-  char dir[4096], hex[2 * BN_PK_BYTES + 1];
+  char dir[4096];
   bn_trust t;
   bn_status st;
   *added = 0;
@@ -118,19 +128,14 @@ bn_status bn_trust_add(const char *path, const uint8_t pk[BN_PK_BYTES], const ch
     if (fd >= 0) close(fd);
     return bn_fail(err, BN_E_IO, "%s: cannot write: %s", path, strerror(errno));
   }
-  bn_key_hex(pk, hex);
-  char clean[128];
-  snprintf(clean, sizeof clean, "%s", comment ? comment : "");
-  for (char *c = clean; *c; c++)
-    if (*c == '\n' || *c == '\r') *c = ' ';
-  int ok = fprintf(fp, "%s %s %s\n", KEY_TAG, hex, clean) > 0;
+  int ok = put_key_line(fp, pk, comment);
   if (fclose(fp) || !ok) return bn_fail(err, BN_E_IO, "%s: write failed", path);
   *added = 1;
   return BN_OK;
 }
 
 bn_status bn_key_signing(const char *dir, uint8_t sk[BN_SK_BYTES], uint8_t pk[BN_PK_BYTES], int *made, bn_error *err) {
-  char skp[4200], pkp[4200], trusted[4200], hex[2 * BN_PK_BYTES + 1];
+  char skp[4200], pkp[4200], trusted[4200];
   bn_status st;
   *made = 0;
   if (sodium_init() < 0) return bn_fail(err, BN_E_UNSUPPORTED, "libsodium failed to start");
@@ -148,9 +153,8 @@ bn_status bn_key_signing(const char *dir, uint8_t sk[BN_SK_BYTES], uint8_t pk[BN
   gethostname(host, sizeof host - 1);
   const char *user = getlogin();
   snprintf(comment, sizeof comment, "%s@%s", user ? user : "user", host);
-  bn_key_hex(pk, hex);
   FILE *fp = fopen(pkp, "w");
-  int ok = fp && fprintf(fp, "%s %s %s\n", KEY_TAG, hex, comment) > 0;
+  int ok = fp && put_key_line(fp, pk, comment);
   if ((fp && fclose(fp)) || !ok) return bn_fail(err, BN_E_IO, "%s: write failed", pkp);
   int added;
   if ((st = bn_trust_add(trusted, pk, comment, &added, err))) return st;
