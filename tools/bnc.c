@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/pool.h"
 #include "cli.h"
 #include "../passes/pass.h"
 
@@ -86,16 +85,6 @@ int bn_cli_float(const char *cmd, const char *opt, const char *s, double *out) {
   if (!s || !*s || *end || v != v) return bn_cli_usage_error(cmd, "%s needs a number, got '%s'", opt, s ? s : "");
   *out = v;
   return 0;
-}
-
-int bn_cli_threads(long asked) {
-  static int said;
-  int cpus = bn_pool_cpus();
-  if (asked <= cpus) return (int)asked;
-  if (!said++)
-    fprintf(stderr, "bnc: -t %ld exceeds the %d CPUs this process may use: running %d threads (more would only take "
-            "turns on them, meeting at every kernel's barrier)\n", asked, cpus, cpus);
-  return cpus;
 }
 
 bn_status bn_cli_load(const char *path, bn_gguf *f, bn_model *m, bn_error *err) {

@@ -64,6 +64,9 @@ int bn_cmd_trust(int argc, char **argv);
 
 bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_error *err);
 void bn_cli_close_model(bn_cli_model *cm);
+/* The executor options of a command: backend, threads (bn_cli_threads), cm's target and trusted
+ * object code, the kernel cache and the environment's switches (bn_cli_exec_env). */
+bn_exec_opts bn_cli_exec_opts(bn_backend backend, long threads, const bn_cli_model *cm);
 /* The threads to run for -t asked: at most the CPUs this process may use (said once, on stderr). */
 int bn_cli_threads(long asked);
 /* One line on stderr when some nodes run the reference kernels although generated code was asked for. */

@@ -237,11 +237,9 @@ int bn_cmd_bench(int argc, char **argv) {
       rc = bn_cli_fail(&err);
       break;
     }
-    bn_session_params sp = {.n_ctx = n_ctx,
-                            .exec = {.backend = backend, .threads = threads.vals[ti], .target = cm.target,
-                                     .aot = cm.aot, .pool = pool, .cache = bn_cli_cache()},
+    bn_session_params sp = {.n_ctx = n_ctx, .exec = bn_cli_exec_opts(backend, threads.vals[ti], &cm),
                             .sampler = bn_sampler_defaults()};
-    bn_cli_exec_env(&sp.exec);
+    sp.exec.pool = pool;
     bn_session *s;
     if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
       rc = bn_cli_fail(&err);

@@ -63,11 +63,8 @@ int bn_cmd_perplexity(int argc, char **argv) {
   bn_cli_model cm;
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return free(text), bn_cli_fail(&err);
   if (ctx > cm.m->hp.n_ctx) ctx = cm.m->hp.n_ctx;
-  bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch,
-                          .exec = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm.target,
-                                   .aot = cm.aot, .cache = bn_cli_cache()},
+  bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch, .exec = bn_cli_exec_opts(backend, threads, &cm),
                           .sampler = bn_sampler_defaults()};
-  bn_cli_exec_env(&sp.exec);
   bn_session *s = NULL;
   int32_t *ids = malloc(((size_t)len + 2) * sizeof *ids); /* a token takes at least one byte */
   float *logits = malloc((size_t)ctx * (size_t)cm.m->hp.n_vocab * sizeof *logits);

@@ -165,10 +165,7 @@ int bn_cmd_run(int argc, char **argv) {
                    the session caps it at the model's */
     o.n_ctx = (long)strlen(o.prompt) + 4 + o.n_predict;
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .ignore_eos = o.ignore_eos,
-                          .exec = {.backend = o.backend, .threads = bn_cli_threads(o.threads), .target = cm.target,
-                                   .aot = cm.aot, .cache = bn_cli_cache()},
-                          .sampler = o.sp};
-  bn_cli_exec_env(&sp.exec);
+                          .exec = bn_cli_exec_opts(o.backend, o.threads, &cm), .sampler = o.sp};
   bn_session *s;
   if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
     bn_cli_close_model(&cm);
@@ -247,10 +244,7 @@ int bn_cmd_eval(int argc, char **argv) {
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return free(ids), bn_cli_fail(&err);
   if (!o.n_ctx) o.n_ctx = n; /* the positions it runs */
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch,
-                          .exec = {.backend = o.backend, .threads = bn_cli_threads(o.threads), .target = cm.target,
-                                   .aot = cm.aot, .cache = bn_cli_cache()},
-                          .sampler = o.sp};
-  bn_cli_exec_env(&sp.exec);
+                          .exec = bn_cli_exec_opts(o.backend, o.threads, &cm), .sampler = o.sp};
   bn_session *s = NULL;
   size_t V = (size_t)cm.m->hp.n_vocab;
   float *logits = malloc((size_t)n * V * sizeof *logits);

@@ -1,10 +1,11 @@
-/* The environment switches of bnc, mapped onto library options here: the
- * libraries themselves read no environment. */
+/* The environment switches of bnc and the machine's CPUs, mapped onto library
+ * options here: the libraries themselves read no environment. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../codegen/llvm/kcache.h"
+#include "../runtime/pool.h"
 #include "cli.h"
 
 int bn_cli_has(const char *list, const char *opt) {
@@ -43,6 +44,23 @@ void bn_cli_exec_env(bn_exec_opts *o) {
   const char *qkv = getenv("BNC_QKV_PHASE");
   o->force_isa = bn_cli_force_isa();
   o->no_qkv_phase = qkv && !strcmp(qkv, "0");
+}
+
+int bn_cli_threads(long asked) {
+  static int said;
+  int cpus = bn_pool_cpus();
+  if (asked <= cpus) return (int)asked;
+  if (!said++)
+    fprintf(stderr, "bnc: -t %ld exceeds the %d CPUs this process may use: running %d threads (more would only take "
+            "turns on them, meeting at every kernel's barrier)\n", asked, cpus, cpus);
+  return cpus;
+}
+
+bn_exec_opts bn_cli_exec_opts(bn_backend backend, long threads, const bn_cli_model *cm) {
+  bn_exec_opts o = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm->target, .aot = cm->aot,
+                    .cache = bn_cli_cache()};
+  bn_cli_exec_env(&o);
+  return o;
 }
 
 int bn_cli_map_plans(void) {
