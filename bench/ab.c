@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
     setenv(argv[2], argv[3 + v], 1);
     bn_session_params sp = {
         .n_ctx = depth + n + 8,
-        .exec = {.backend = BN_BACKEND_LLVM, .threads = threads, .target = p.target, .pool = pool},
+        .exec = {.backend = bn_backend_default(), .threads = threads, .target = p.target, .pool = pool},
         .sampler = bn_sampler_defaults()};
     bn_cli_exec_env(&sp.exec); /* VAR as bnc maps it */
     if (bn_session_create(&p.model, &p.mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;

@@ -17,7 +17,7 @@
 
 enum { T = 32 };
 
-static float *eval(bn_model *m, bn_memplan *mp, bn_backend be, const int32_t *tok) {
+static float *eval(bn_model *m, bn_memplan *mp, const bn_backend *be, const int32_t *tok) {
   bn_session_params sp = {.n_ctx = 64, .exec = {.backend = be, .threads = 1}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   bn_error err;
@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
     int32_t tok[T];
     uint64_t r = (uint64_t)seed * 7919;
     for (int i = 0; i < T; i++) r = r * 6364136223846793005ull + 1, tok[i] = (int32_t)((r >> 33) % 512);
-    float *a = eval(&m, &mp, BN_BACKEND_REF, tok), *b = eval(&m, &mp, BN_BACKEND_LLVM, tok);
+    float *a = eval(&m, &mp, bn_backend_find("ref"), tok), *b = eval(&m, &mp, bn_backend_default(), tok);
     if (!a || !b) return 1;
     int V = m.hp.n_vocab, any = 0;
     for (int t = 0; t < T; t++) {

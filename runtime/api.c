@@ -10,14 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codegen/llvm/kcache.h"
+#include "../codegen/kcache.h"
 #include "plan.h"
 #include "session.h"
 
 struct bnc_plan {
   bn_plan p;
   double load_s;
-  const bn_llvm_aot *code; /* the plan's object code when its signer is trusted, else NULL */
+  const bn_objcode *code; /* the plan's object code when its signer is trusted, else NULL */
   int sessions;            /* live sessions: they keep the plan */
   int released;            /* bnc_plan_free was called */
 };
@@ -118,7 +118,7 @@ bnc_status bnc_plan_open_trusted(const char *path, const char *trusted_keys, bnc
     free(p);
     return fail(&err);
   }
-  if (p->p.has_objects && bn_plan_code_trusted(&p->p, &t, why, sizeof why)) p->code = &p->p.aot;
+  if (p->p.has_objects && bn_plan_code_trusted(&p->p, &t, why, sizeof why)) p->code = &p->p.code;
   bn_trust_free(&t);
   *out = p;
   return BNC_OK;
@@ -173,8 +173,8 @@ bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, 
                    params->n_batch), fail(&err);
   int threads = params->threads < 1 ? 1 : params->threads > bn_pool_cpus() ? bn_pool_cpus() : params->threads;
   bn_session_params sp = {.n_ctx = params->n_ctx, .n_batch = params->n_batch, .ignore_eos = params->ignore_eos,
-                          .exec = {.backend = BN_BACKEND_LLVM, .threads = threads,
-                                   .target = plan->p.target, .aot = plan->code},
+                          .exec = {.backend = bn_backend_default(), .threads = threads,
+                                   .target = plan->p.target, .code = plan->code},
                           .sampler = {.temperature = params->temperature, .top_k = params->top_k,
                                       .top_p = params->top_p, .repeat_penalty = params->repeat_penalty,
                                       .repeat_last_n = 64, .seed = params->seed}};

@@ -6,14 +6,15 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "../codegen/kernels.h"
 #include "../codegen/ref/ref.h"
 #include "pool.h"
 #include "qkv.h"
 
-/* A node split over the threads: its generated kernel (attention may fall back to the reference by heads). */
+/* A node split over the threads: its generated kernel (attention without one runs the reference by heads). */
 typedef struct {
-  int kind; /* 0: none, 1: ternary matmul, 2: float matmul, 3: attention, 4: norm + quantize (by tokens), 5: RoPE,
-               6: embed or slice (by tokens) */
+  bn_kfamily family;
+  int split; /* the node is split over the threads (a generated kernel, or attention) */
   void *fn;
   const void *a, *w, *resid;
   void *out;
@@ -45,9 +46,7 @@ struct bn_exec {
   bn_trace *trace;
   size_t kv_bytes;
   void *kv; /* the K/V caches of every layer, one mapping */
-  bn_llvm *llvm;
-  bn_isa isa;
-  char aot_missing[64]; /* why the plan's object code was not used */
+  bn_codegen *cg; /* the backend, or NULL: the reference kernels */
   bn_pool *pool;
   int own_pool; /* 0: the caller's (bn_exec_opts.pool) */
   float *scores; /* attention scores: bn_attn_scores(max_tokens, n_ctx) floats per thread */
@@ -65,48 +64,43 @@ struct bn_exec {
   float *q1, *k1; /* their rotated q and k rows */
 };
 
-static jit_node jit_of(int kind, void *fn, const void *a, const void *w, const void *resid, void *out, int64_t N,
+static jit_node jit_of(bn_kfamily f, void *fn, const void *a, const void *w, const void *resid, void *out, int64_t N,
                        int64_t granule) {
-  return (jit_node){.kind = kind, .fn = fn, .a = a, .w = w, .resid = resid, .out = out, .N = N, .granule = granule};
+  return (jit_node){.family = f, .split = 1, .fn = fn, .a = a, .w = w, .resid = resid, .out = out, .N = N,
+                    .granule = granule};
 }
 
 /* Thread i's scratch: a gate's row of floats, a prologue's QA8 rows. */
 static float *tmp_of(const bn_exec *e, int i) { return e->tmp + (size_t)i * (size_t)(e->tmp_width + 1); }
 static uint8_t *pqa_of(const bn_exec *e, int i) { return e->pqa + (size_t)i * e->pqa_bytes; }
 
-/* Gets node i's generated kernel, if the backend has one; the reference kernels run the rest. */
-static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
-  const bn_graph *g = e->g;
-  const bn_node *n = &g->nodes[i];
+/* Binds node i's operands to its kernel fn (of key) as the family's calling convention takes them. */
+static bn_status bind_kernel(bn_exec *e, int i, const bn_kkey *key, void *fn, bn_error *err) {
+  const bn_node *n = &e->g->nodes[i];
   jit_node *j = &e->jit[i];
-  bn_llvm_key key;
-  if (!bn_llvm_select(g, i, e->isa, &key)) return BN_OK;
-  void *fn;
-  bn_status st = bn_llvm_get(e->llvm, &key, &fn, err);
-  if (st) return st;
   void **v = e->env.val;
-  switch (key.family) {
+  switch (key->family) {
   case BN_K_MATMUL:
   case BN_K_MATMUL_LUT: {
-    int wi = key.pro ? 2 : 1; /* operands: qa, w (, resid); with a prologue x, norm weights, w (, resid) */
-    *j = jit_of(1, fn, v[n->in[0]], v[n->in[wi]], key.variant == BN_MM_DQ_ADD ? v[n->in[wi + 1]] : NULL, v[n->out],
-                    key.n, key.family == BN_K_MATMUL_LUT ? 16 : 4);
-    if (key.pro) {
-      int gate = key.pro - 1 == BN_NQ_GATE_RELU2 || key.pro - 1 == BN_NQ_GATE_SILU;
-      size_t qa = (size_t)e->mp->max_tokens * (size_t)bn_qa8_row_bytes(key.k);
-      j->wn = v[n->in[1]], j->xw = gate ? 2 * key.k : key.k;
+    int wi = key->pro ? 2 : 1; /* operands: qa, w (, resid); with a prologue x, norm weights, w (, resid) */
+    *j = jit_of(key->family, fn, v[n->in[0]], v[n->in[wi]], key->variant == BN_MM_DQ_ADD ? v[n->in[wi + 1]] : NULL,
+                v[n->out], key->n, key->family == BN_K_MATMUL_LUT ? 16 : 4);
+    if (key->pro) {
+      int gate = key->pro - 1 == BN_NQ_GATE_RELU2 || key->pro - 1 == BN_NQ_GATE_SILU;
+      size_t qa = (size_t)e->mp->max_tokens * (size_t)bn_qa8_row_bytes(key->k);
+      j->wn = v[n->in[1]], j->xw = gate ? 2 * key->k : key->k;
       if (qa > e->pqa_bytes) e->pqa_bytes = qa;
-      if (gate && key.k > e->tmp_width) e->tmp_width = key.k;
+      if (gate && key->k > e->tmp_width) e->tmp_width = key->k;
     }
     break;
   }
-  case BN_K_MATMUL_F: *j = jit_of(2, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.n, 1); break;
-  case BN_K_ATTENTION: j->fn = fn; break; /* kind 3, split by heads */
-  case BN_K_EMBED: *j = jit_of(6, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], 0, 1); break;
-  case BN_K_SLICE: *j = jit_of(6, fn, v[n->in[0]], NULL, NULL, v[n->out], 0, 1); break;
+  case BN_K_MATMUL_F: *j = jit_of(key->family, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key->n, 1); break;
+  case BN_K_ATTENTION: j->fn = fn; break; /* run_attention binds it */
+  case BN_K_EMBED: *j = jit_of(key->family, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], 0, 1); break;
+  case BN_K_SLICE: *j = jit_of(key->family, fn, v[n->in[0]], NULL, NULL, v[n->out], 0, 1); break;
   case BN_K_NORM_QUANT:
-    if (key.k > e->tmp_width) e->tmp_width = key.k;
-    *j = jit_of(4, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key.k, 1);
+    if (key->k > e->tmp_width) e->tmp_width = key->k;
+    *j = jit_of(key->family, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key->k, 1);
     break;
   case BN_K_ROPE: {
     int r = 0, dims = (int)n->attr[2];
@@ -119,12 +113,30 @@ static bn_status prepare_jit(bn_exec *e, int i, bn_error *err) {
       e->rope_key[r][0] = dims, e->rope_key[r][1] = n->attr[3];
       e->n_rope++;
     }
-    *j = jit_of(5, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0], 1);
+    *j = jit_of(key->family, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0], 1);
     break;
   }
+  case BN_K_PEAK:
+  case BN_K_COUNT: return bn_fail(err, BN_E_INVALID, "executor: node %d selects no node kernel", i);
   }
   e->n_jit++;
   return BN_OK;
+}
+
+/* The kernels of every node the backend supports, prepared in one call and bound. */
+static bn_status prepare_kernels(bn_exec *e, bn_error *err) {
+  const bn_graph *g = e->g;
+  bn_kkey *keys = malloc(((size_t)g->n_nodes + 1) * sizeof *keys);
+  int *node = malloc(((size_t)g->n_nodes + 1) * sizeof *node);
+  void **fns = calloc((size_t)g->n_nodes + 1, sizeof *fns);
+  int n = 0;
+  bn_status st = keys && node && fns ? BN_OK : bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  for (int i = 0; !st && i < g->n_nodes; i++)
+    if (bn_kernel_select(g, i, &keys[n]) && bn_codegen_supports(e->cg, &keys[n])) node[n++] = i;
+  if (!st) st = bn_codegen_prepare(e->cg, keys, n, fns, err);
+  for (int k = 0; !st && k < n; k++) st = bind_kernel(e, node[k], &keys[k], fns[k], err);
+  free(keys), free(node), free(fns);
+  return st;
 }
 
 /* Attention over heads [H i / n, H (i + 1) / n) of q, after the K/V rows were stored. */
@@ -145,32 +157,36 @@ static void run_attention(bn_exec *e, int node, int i, int n, const float *q) {
 /* Thread i of n runs its share of a split kernel for T tokens: matmuls rows
  * [N i / n, N (i + 1) / n) in whole granules, RoPE heads, norms tokens. */
 static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
-  if (j->kind == 5) { /* by heads */
-    int64_t h0 = j->N * i / n, h1 = j->N * (i + 1) / n;
-    if (h1 > h0) ((bn_rope_kernel)j->fn)(j->a, j->out, j->w, T, e->env.pos, h0, h1, e->n_ctx);
-    return;
-  }
-  if (j->kind == 4 || j->kind == 6) { /* by tokens: a row is one normalization, gather or copy */
-    int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
-    if (t1 <= t0) return;
-    if (j->kind == 6) ((bn_rows_kernel)j->fn)(j->a, j->w, j->out, T, t0, t1);
-    else ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, tmp_of(e, i), T, t0, t1);
-    return;
-  }
-  if (j->kind == 1 && j->wn && T >= (int64_t)PRO_SPLIT_TOKENS * n) { /* by tokens */
+  if (j->wn && T >= (int64_t)PRO_SPLIT_TOKENS * n) { /* a prologue matmul by tokens */
     int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
     const float *resid = j->resid ? (const float *)j->resid + t0 * j->N : NULL;
     ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, (float *)j->out + t0 * j->N, resid, (const float *)j->a + t0 * j->xw,
                            j->wn, tmp_of(e, i), t1 - t0, 0, j->N);
     return;
   }
-  int64_t n0, n1;
-  bn_pool_share(j->N, T == 1 && j->granule1 ? j->granule1 : j->granule, i, n, &n0, &n1);
-  if (n0 == n1) return;
-  if (j->kind == 1 && j->wn)
-    ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, j->out, j->resid, j->a, j->wn, tmp_of(e, i), T, n0, n1);
-  else if (j->kind == 1) ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, n0, n1);
-  else ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, T, n0, n1);
+  int64_t a, b; /* this thread's rows, tokens or heads */
+  bn_ksplit split = bn_kfamilies[j->family].split;
+  if (split == BN_SPLIT_ROWS) bn_pool_share(j->N, T == 1 && j->granule1 ? j->granule1 : j->granule, i, n, &a, &b);
+  else {
+    int64_t all = split == BN_SPLIT_HEADS ? j->N : T;
+    a = all * i / n, b = all * (i + 1) / n;
+  }
+  if (a >= b) return;
+  switch (j->family) {
+  case BN_K_MATMUL:
+  case BN_K_MATMUL_LUT:
+    if (j->wn) ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, j->out, j->resid, j->a, j->wn, tmp_of(e, i), T, a, b);
+    else ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, a, b);
+    break;
+  case BN_K_MATMUL_F: ((bn_mf_kernel)j->fn)(j->a, j->w, j->out, T, a, b); break;
+  case BN_K_NORM_QUANT: ((bn_nq_kernel)j->fn)(j->a, j->w, j->out, tmp_of(e, i), T, a, b); break;
+  case BN_K_EMBED:
+  case BN_K_SLICE: ((bn_rows_kernel)j->fn)(j->a, j->w, j->out, T, a, b); break;
+  case BN_K_ROPE: ((bn_rope_kernel)j->fn)(j->a, j->out, j->w, T, e->env.pos, a, b, e->n_ctx); break;
+  case BN_K_ATTENTION: /* run_step: after the K/V store */
+  case BN_K_PEAK:
+  case BN_K_COUNT: break;
+  }
 }
 
 int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap) {
@@ -178,7 +194,7 @@ int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap) {
   size_t len = 0;
   if (cap) kinds[0] = 0;
   for (int i = 0; i < e->g->n_nodes; i++) {
-    if (e->jit && e->jit[i].kind) continue;
+    if (e->jit && e->jit[i].fn) continue;
     n++;
     const char *k = e->stats[e->kind_of[i]].kind;
     if (strstr(kinds, k) || len + strlen(k) + 3 >= cap) continue; /* each kind once */
@@ -187,10 +203,10 @@ int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap) {
   return n;
 }
 
-const char *bn_exec_aot_missing(const bn_exec *e) { return e->aot_missing[0] ? e->aot_missing : NULL; }
+const char *bn_exec_aot_missing(const bn_exec *e) { return e->cg ? bn_codegen_code_missing(e->cg) : NULL; }
 
-int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts) {
-  if (counts) *counts = e->llvm ? bn_llvm_get_counts(e->llvm) : (bn_llvm_counts){0};
+int bn_exec_jit_nodes(const bn_exec *e, bn_codegen_counts *counts) {
+  if (counts) *counts = e->cg ? bn_codegen_get_counts(e->cg) : (bn_codegen_counts){0};
   return e->n_jit;
 }
 
@@ -309,7 +325,10 @@ static bn_status make_qkv(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
     bn_qkv q;
     if (!bn_qkv_find(g, a, &q)) continue;
     jit_node *m = &e->jit[q.mm];
-    if (m->kind != 1 || e->jit[q.skip[BN_QKV_ROPE_Q]].kind != 5 || e->jit[q.skip[BN_QKV_ROPE_K]].kind != 5) continue;
+    jit_node *rq = &e->jit[q.skip[BN_QKV_ROPE_Q]], *rk = &e->jit[q.skip[BN_QKV_ROPE_K]];
+    if (!m->fn || (m->family != BN_K_MATMUL && m->family != BN_K_MATMUL_LUT) || !rq->fn || rq->family != BN_K_ROPE ||
+        !rk->fn || rk->family != BN_K_ROPE)
+      continue;
     int64_t gran = m->granule / gcd(m->granule, q.head_dim) * q.head_dim; /* whole heads, whole row blocks */
     int64_t heads = m->N / gran, most = (heads + nth - 1) / nth;
     if (m->N % gran || most * 8 * nth > 9 * heads) continue;
@@ -385,6 +404,26 @@ bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err) {
   return BN_OK;
 }
 
+/* Opens the backend for the plan's target and prepares every node's kernel, or hands a graph backend the graph. */
+static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
+  const char *target = opts->target ? opts->target : "native";
+  bn_backend_opts bo = {.target = target, .isa = opts->isa, .cache = opts->cache, .code = opts->code, .g = e->g,
+                        .memplan = e->mp, .n_ctx = e->n_ctx};
+  bn_status st = bn_codegen_open(opts->backend, &bo, &e->cg, err);
+  if (st) {
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
+    return bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
+  }
+  if (bn_codegen_runs_graphs(e->cg)) return BN_OK;
+  if ((st = prepare_kernels(e, err))) return st;
+  if (!(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))
+    return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+  if (e->pqa_bytes && !(e->pqa = aligned_alloc(64, (size_t)bn_pool_size(e->pool) * e->pqa_bytes)))
+    return bn_fail(err, BN_E_NOMEM, "executor: out of memory for the prologue rows (%zu bytes a thread)", e->pqa_bytes);
+  return make_qkv(e, opts, err);
+}
+
 static bn_status use_pool(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   if (opts && opts->pool) return e->pool = opts->pool, BN_OK;
   e->own_pool = 1;
@@ -448,41 +487,15 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   }
-  int llvm = opts && opts->backend == BN_BACKEND_LLVM;
-  if ((llvm || bn_pool_size(e->pool) > 1) && !(e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit))) {
+  if (!(e->jit = calloc((size_t)g->n_nodes + 1, sizeof *e->jit))) {
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   }
-  for (int i = 0; e->jit && i < g->n_nodes; i++) /* attention: split by heads over the threads */
-    if (g->nodes[i].op == BN_OP_ATTENTION) e->jit[i].kind = 3;
-  if (llvm) {
-    const char *target = opts->target ? opts->target : "native";
-    if (bn_llvm_target_isa(target, &e->isa))
-      st = bn_fail(err, BN_E_UNSUPPORTED, "plan target '%s' is unknown (native, x86-64-v3, x86-64-v4)", target);
-    else if ((st = bn_llvm_create_forced(target, opts->force_isa, &e->llvm, err))) {
-      char why[sizeof err->msg];
-      snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
-      bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
-    }
-    if (!st) e->isa = bn_llvm_isa(e->llvm), bn_llvm_use_cache(e->llvm, opts->cache);
-    if (!st && opts->aot && opts->aot->n) {
-      char feature[48];
-      if (!bn_llvm_host_has(opts->aot->features, feature, sizeof feature))
-        snprintf(e->aot_missing, sizeof e->aot_missing, "this CPU lacks %s", feature);
-      else if (!bn_llvm_aot_current(opts->aot))
-        snprintf(e->aot_missing, sizeof e->aot_missing, "made by another build of bnc's code generator");
-      else bn_llvm_provide(e->llvm, opts->aot);
-    }
-    for (int i = 0; i < g->n_nodes && !st; i++) st = prepare_jit(e, i, err);
-    if (!st && !(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))
-      st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
-    if (!st && e->pqa_bytes && !(e->pqa = aligned_alloc(64, (size_t)bn_pool_size(e->pool) * e->pqa_bytes)))
-      st = bn_fail(err, BN_E_NOMEM, "executor: out of memory for the prologue rows (%zu bytes a thread)", e->pqa_bytes);
-    if (!st) st = make_qkv(e, opts, err);
-    if (st) {
-      bn_exec_free(e);
-      return st;
-    }
+  for (int i = 0; i < g->n_nodes; i++) /* attention: split by heads over the threads */
+    if (g->nodes[i].op == BN_OP_ATTENTION) e->jit[i] = (jit_node){.family = BN_K_ATTENTION, .split = 1};
+  if (opts && opts->backend && (st = open_backend(e, opts, err))) {
+    bn_exec_free(e);
+    return st;
   }
   *out = e;
   return BN_OK;
@@ -498,7 +511,7 @@ void bn_exec_free(bn_exec *e) {
   free(e->pqa), free(e->qkv), free(e->q1), free(e->k1);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
   if (e->own_pool) bn_pool_free(e->pool);
-  bn_llvm_free(e->llvm);
+  bn_codegen_close(e->cg);
   free(e);
 }
 
@@ -537,22 +550,23 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
   int n = sp->n, out_node = g->values[g->outputs[0]].node;
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = th ? 0 : bn_trace_now_ns();
-    const jit_node *j = e->jit ? &e->jit[i] : NULL;
-    if (n == 1 && j && j->skip1) continue; /* a slice or RoPE its q/k/v phase did */
-    if (j && j->kind == 3 && n == 1 && j->qkv) run_attention(e, i, th, nth, e->q1); /* K/V stored by the phase */
-    else if (j && j->kind == 3) {
+    const jit_node *j = &e->jit[i];
+    if (n == 1 && j->skip1) continue; /* a slice or RoPE its q/k/v phase did */
+    if (j->family == BN_K_ATTENTION && j->split && n == 1 && j->qkv)
+      run_attention(e, i, th, nth, e->q1); /* K/V stored by the phase */
+    else if (j->family == BN_K_ATTENTION && j->split) {
       const bn_node *nd = &g->nodes[i];
       int layer = (int)nd->attr[0], kvh = (int)nd->attr[2];
       bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, kvh, (int)nd->attr[3], e->env.pos, e->n_ctx,
                       e->env.kc[layer], e->env.vc[layer], kvh * th / nth, kvh * (th + 1) / nth);
       bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
       run_attention(e, i, th, nth, e->env.val[nd->in[0]]);
-    } else if (j && j->kind == 2 && sp->last_only && i == out_node) { /* the last token's logits only */
+    } else if (j->fn && j->family == BN_K_MATMUL_F && sp->last_only && i == out_node) { /* the last token's logits */
       jit_node last = *j;
       last.a = (const float *)last.a + (size_t)(n - 1) * (size_t)g->values[g->nodes[i].in[0]].shape.d[1];
       run_share(e, &last, 1, th, nth);
       if (th == 0) sp->row = 0;
-    } else if (j && j->kind) {
+    } else if (j->fn) {
       run_share(e, j, n, th, nth);
       if (n == 1 && j->qkv) { /* this thread's heads of q, k and v, as soon as it has them */
         int64_t n0, n1;
@@ -579,6 +593,12 @@ bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int las
   bn_status st = bn_ref_begin_step(&e->env, e->tokens, tokens, n, pos, e->mp->max_tokens, e->n_ctx, err);
   if (st) return st;
   e->step++;
+  if (e->cg && bn_codegen_runs_graphs(e->cg)) { /* the backend runs the whole step */
+    bn_graph_step gs = {.tokens = e->tokens, .n = n, .pos = pos, .last_only = last_only};
+    if ((st = bn_codegen_run_graph(e->cg, &gs, err))) return st;
+    *out = gs.out;
+    return BN_OK;
+  }
   step sp = {e, n, last_only, n - 1};
   bn_pool_run(e->pool, run_step, &sp);
   const bn_value *ov = &g->values[g->outputs[0]];

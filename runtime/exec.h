@@ -1,9 +1,10 @@
 /* The executor: runs a compiled graph over its planned arena. Everything is
- * allocated at create time (arena, KV cache, scratch, pointer tables, JIT
- * kernels, the thread pool); a step allocates nothing. With the LLVM backend a
- * node runs its generated kernel, split over the threads (matmuls by rows,
- * attention and RoPE by heads, norms by tokens); the rest run the reference
- * kernels; a one-token step rotates and stores q/k/v right after their
+ * allocated at create time (arena, KV cache, scratch, pointer tables, generated
+ * kernels, the thread pool); a step allocates nothing. A node whose kernel family
+ * (codegen/kernels.def) the backend supports runs its generated kernel, split over
+ * the threads as the family says (matmuls by rows, attention and RoPE by heads,
+ * norms by tokens); the rest run the reference kernels; a backend that runs whole
+ * graphs (a GPU) is handed each step; a one-token step rotates and stores q/k/v right after their
  * projection where it can (qkv.h) and skips the slice and RoPE nodes. Every
  * node is timed and its time added to its kernel kind ("rope",
  * "fused:tmatmul+dequant+add", ...); a trace recorder, when attached, keeps one
@@ -11,26 +12,24 @@
 #ifndef BN_RT_EXEC_H
 #define BN_RT_EXEC_H
 
-#include "../codegen/llvm/llvm.h"
+#include "../codegen/backend.h"
 #include "../ir/memplan.h"
 #include "pool.h"
 #include "trace.h"
 
 typedef struct bn_exec bn_exec;
 
-typedef enum { BN_BACKEND_REF, BN_BACKEND_LLVM } bn_backend;
-
 typedef struct {
-  bn_backend backend; /* LLVM: JIT kernels where one exists, the reference kernels elsewhere */
-  int threads;        /* kernels with JIT code are split by rows over this many threads */
-  const char *target; /* the plan's target (bn_llvm_target_isa); NULL: native */
-  const bn_llvm_aot *aot; /* the plan's object code (NULL: none), which the caller trusts: used when this
-                           * host has its features */
-  bn_pool *pool;          /* NULL: the executor starts `threads` threads; else it runs on this pool of
-                           * the caller's (which outlives it; threads is then its size) */
-  const bn_kcache *cache; /* the kernel disk cache (outlives the executor); NULL: none */
-  int force_isa;          /* 1 + a bn_isa: the native target's kernels use it (0: the host's best) */
-  int no_qkv_phase;       /* decoding runs the q/k/v slices, RoPEs and K/V store as nodes (comparisons) */
+  const bn_backend *backend; /* a registry entry (codegen/backend.h); NULL: the reference kernels alone */
+  int threads;               /* generated kernels are split over this many threads */
+  const char *target;        /* the plan's target (bn_backend_opts.target); NULL: native */
+  const char *isa;           /* the native target's instruction set ("avx2", "avx512"); NULL: the host's best */
+  const bn_objcode *code;    /* the plan's object code (NULL: none), which the caller trusts: used when the
+                              * backend made it and this host can run it */
+  bn_pool *pool;             /* NULL: the executor starts `threads` threads; else it runs on this pool of
+                              * the caller's (which outlives it; threads is then its size) */
+  const bn_kcache *cache;    /* the kernel disk cache (outlives the executor); NULL: none */
+  int no_qkv_phase;          /* decoding runs the q/k/v slices, RoPEs and K/V store as nodes (comparisons) */
 } bn_exec_opts;
 
 typedef struct {
@@ -45,8 +44,8 @@ typedef struct {
 bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err);
 bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, const bn_exec_opts *opts, bn_exec **out,
                          bn_error *err);
-/* How many nodes run JIT code; where their kernels came from and the time it took. */
-int bn_exec_jit_nodes(const bn_exec *e, bn_llvm_counts *counts);
+/* How many nodes run generated code; where their kernels came from and the time it took. */
+int bn_exec_jit_nodes(const bn_exec *e, bn_codegen_counts *counts);
 /* How many nodes run the reference kernels on thread 0 (no generated code for them), and
  * their kinds, comma-separated, in kinds. */
 int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap);

@@ -10,13 +10,14 @@
 
 #include <sodium.h>
 
-#include "../codegen/llvm/llvm.h"
+#include "../codegen/backend.h"
 #include "../ir/memplan.h"
 #include "../ir/model.h"
 #include "trust.h"
 
-/* 2: TP2 rows interleaved in blocks of 4; 3: the object code is signed (version 2 is read, its code ignored) */
-enum { BN_PLAN_VERSION = 3 };
+/* 2: TP2 rows interleaved in blocks of 4; 3: the object code is signed (version 2 is read, its code ignored);
+ * 4: the object code names its backend (version 3's is LLVM's) */
+enum { BN_PLAN_VERSION = 4 };
 enum { BN_PLAN_MAX_CTX = 1 << 20 }; /* the context lengths a plan may state */
 
 typedef struct {
@@ -26,7 +27,7 @@ typedef struct {
   char target[24];
   uint64_t hash;
   uint32_t version;
-  bn_llvm_aot aot;     /* the object code section (n = 0 without one); bytes point into the mapping */
+  bn_objcode code;     /* the object code section (n = 0 without one); bytes point into the mapping */
   int has_objects;     /* the file has an object code section (of a version 2 plan: not read) */
   uint8_t signer[BN_PK_BYTES], signature[BN_SIG_BYTES]; /* who signed it (all zero: nobody) */
   uint64_t sig_off;    /* where the signature block lies in the file */
@@ -38,8 +39,8 @@ typedef struct {
 } bn_plan;
 
 typedef struct {
-  const char *target;     /* the kernels' instruction set (bn_llvm_target_isa); NULL: native */
-  const bn_llvm_aot *aot; /* object code to store (NULL or n = 0: none) */
+  const char *target;     /* the kernels' target (bn_backend_opts.target); NULL: native */
+  const bn_objcode *code; /* object code to store (NULL or n = 0: none) */
   const uint8_t *sign_sk; /* the Ed25519 secret key (BN_SK_BYTES) that signs it; NULL: unsigned, never run */
   const char *input;      /* the file the plan is made from, refused as the destination (NULL: none) */
 } bn_plan_write_opts;

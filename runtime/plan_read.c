@@ -175,19 +175,22 @@ static bn_status rd_weights(cur *c, bn_graph *g, uint64_t wsec_off, uint64_t wse
   return BN_OK;
 }
 
-/* The kernel names, cpu and features are malloc'd; the object bytes stay in the mapping. */
+/* The backend, kernel names, cpu and features are malloc'd; the object bytes stay in the mapping. */
 static bn_status rd_objects(cur *c, bn_plan *p) {
-  bn_llvm_aot *a = &p->aot;
+  bn_objcode *a = &p->code;
   uint32_t n;
   p->sig_off = c->pos;
   if (need(c, BN_PLAN_SIGBLOCK, "signature")) return BN_E_FORMAT;
   memcpy(p->signer, c->base + c->pos, BN_PK_BYTES);
   memcpy(p->signature, c->base + c->pos + BN_PK_BYTES, BN_SIG_BYTES);
   c->pos += BN_PLAN_SIGBLOCK;
+  if (p->version < 4) a->backend = strdup("llvm"); /* version 3's code is LLVM's */
+  else if (rd_str(c, (char **)&a->backend, "backend")) return BN_E_FORMAT;
+  if (!a->backend) return bn_fail(c->err, BN_E_NOMEM, "out of memory");
   if (rd_str(c, (char **)&a->cpu, "cpu") || rd_str(c, (char **)&a->features, "features")) return BN_E_FORMAT;
   RD(c, &n, "count");
   if (n > (c->end - c->pos) / 12) return bad(c, "count", n);
-  bn_llvm_obj *objs = calloc(n ? n : 1, sizeof *objs);
+  bn_kobj *objs = calloc(n ? n : 1, sizeof *objs);
   if (!objs) return bn_fail(c->err, BN_E_NOMEM, "out of memory");
   a->objs = objs;
   for (uint32_t i = 0; i < n; i++) {
@@ -216,8 +219,8 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   memcpy(&file_bytes, b + 16, 8);
   memcpy(&hash, b + 24, 8);
   memcpy(&nsec, b + 32, 4);
-  if (p->version != BN_PLAN_VERSION && p->version != 2)
-    return bn_fail(err, BN_E_FORMAT, "%s: plan version %u (this bnc reads 2 and %d; recompile)", p->path, p->version,
+  if (p->version < 2 || p->version > BN_PLAN_VERSION)
+    return bn_fail(err, BN_E_FORMAT, "%s: plan version %u (this bnc reads 2 to %d; recompile)", p->path, p->version,
                    BN_PLAN_VERSION);
   if (hb != BN_PLAN_HEADER) return bn_fail(err, BN_E_FORMAT, "%s: header_bytes %u (expected %d)", p->path, hb, BN_PLAN_HEADER);
   if (file_bytes != p->size)
@@ -299,8 +302,8 @@ bn_status bn_plan_open(bn_plan *p, const char *path, bn_error *err) { return ope
 bn_status bn_plan_map(bn_plan *p, const char *path, bn_error *err) { return open_plan(p, path, 1, err); }
 
 void bn_plan_close(bn_plan *p) {
-  for (int i = 0; i < p->aot.n; i++) free((char *)p->aot.objs[i].name);
-  free((void *)p->aot.objs), free((char *)p->aot.cpu), free((char *)p->aot.features);
+  for (int i = 0; i < p->code.n; i++) free((char *)p->code.objs[i].name);
+  free((void *)p->code.objs), free((char *)p->code.backend), free((char *)p->code.cpu), free((char *)p->code.features);
   bn_model_free(&p->model);
   bn_memplan_free(&p->mem);
   if (p->mapped) munmap((void *)p->base, p->mapped_size);

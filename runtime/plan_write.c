@@ -95,10 +95,11 @@ static uint64_t weight_index(buf *b, const bn_graph *g) {
   return off;
 }
 
-/* The object section: room for the signature block, cpu, features, then each kernel's name and bytes. */
-static void objects(buf *b, const bn_llvm_aot *aot) {
+/* The object section: room for the signature block, backend, cpu, features, then each kernel's name and bytes. */
+static void objects(buf *b, const bn_objcode *aot) {
   static const uint8_t unsigned_block[BN_PLAN_SIGBLOCK];
   put(b, unsigned_block, sizeof unsigned_block);
+  str(b, aot->backend);
   str(b, aot->cpu);
   str(b, aot->features);
   u32(b, (uint32_t)aot->n);
@@ -164,7 +165,7 @@ static int seal(FILE *fp) {
 bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_write_opts *o, const char *path,
                         bn_error *err) {
   const bn_graph *g = &m->graph;
-  const bn_llvm_aot *aot = o->aot;
+  const bn_objcode *aot = o->code;
   for (int i = 0; i < g->n_values; i++)
     if (g->values[i].kind == BN_VAL_WEIGHT && !g->values[i].data)
       return bn_fail(err, BN_E_INVALID, "%s: weight %%%s has no data to store", path, g->values[i].name);

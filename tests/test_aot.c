@@ -21,7 +21,8 @@
 #include <sodium.h>
 #include <xxhash.h>
 
-#include "../codegen/llvm/kcache.h"
+#include "../codegen/kcache.h"
+#include "../codegen/llvm/llvm.h"
 #include "../codegen/ref/ref.h"
 #include "../frontend/synth.h"
 #include "../ir/quant.h"
@@ -192,7 +193,7 @@ static void test_cache_jit(void **state) {
   for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 8 - 4);
   bn_ref_quantize(x, T, K, qa);
   float y[4][T * N];
-  bn_llvm_counts c[4];
+  bn_codegen_counts c[4];
   for (int run = 0; run < 4; run++) {
     bn_llvm *j;
     bn_error err = {0};
@@ -249,25 +250,27 @@ static void write_plans(void) {
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
-  bn_llvm *j;
-  bn_llvm_aot aot;
-  if (bn_llvm_create_for("native", &j, &err) || bn_llvm_aot_build(j, &m.graph, &aot, &err)) fail_msg("%s", err.msg);
-  bn_llvm_free(j);
+  bn_codegen *cg;
+  bn_objcode aot;
+  if (bn_codegen_open(bn_backend_find("llvm"), NULL, &cg, &err) || bn_codegen_objects(cg, &m.graph, &aot, &err))
+    fail_msg("%s", err.msg);
+  bn_codegen_close(cg);
+  assert_string_equal(aot.backend, "llvm");
   assert_true(aot.n >= 5); /* matmuls, norms, attention, rope, output projection */
   if (sodium_init() < 0) fail_msg("libsodium");
   crypto_sign_keypair(signer_pk, signer_sk);
   if (bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, plain, &err) ||
-      bn_plan_write(&m, &mp, &(bn_plan_write_opts){.aot = &aot, .sign_sk = signer_sk}, aot_plan, &err))
+      bn_plan_write(&m, &mp, &(bn_plan_write_opts){.code = &aot, .sign_sk = signer_sk}, aot_plan, &err))
     fail_msg("%s", err.msg);
-  bn_llvm_aot_free(&aot);
+  bn_objcode_free(&aot);
   bn_memplan_free(&mp);
   bn_model_free(&m);
   bn_gguf_close(&f);
 }
 
-static float *eval_plan(bn_plan *p, const bn_llvm_aot *aot, bn_llvm_counts *c, char *missing) {
+static float *eval_plan(bn_plan *p, const bn_objcode *aot, bn_codegen_counts *c, char *missing) {
   static const int32_t tok[10] = {1, 5, 9, 200, 31, 77, 4, 8, 15, 16};
-  bn_session_params sp = {.n_ctx = 32, .exec = {.backend = BN_BACKEND_LLVM, .threads = 2, .target = p->target, .aot = aot},
+  bn_session_params sp = {.n_ctx = 32, .exec = {.backend = bn_backend_find("llvm"), .threads = 2, .target = p->target, .code = aot},
                           .sampler = bn_sampler_defaults()};
   bn_session *s;
   bn_error err = {0};
@@ -287,41 +290,51 @@ static void test_aot_plan(void **state) {
   bn_plan a, b;
   bn_error err = {0};
   if (bn_plan_open(&a, plain, &err) || bn_plan_open(&b, aot_plan, &err)) fail_msg("%s", err.msg);
-  assert_int_equal(a.aot.n, 0);
-  assert_true(b.aot.n >= 5);
-  bn_llvm_counts ca, cb, cc;
+  assert_int_equal(a.code.n, 0);
+  assert_true(b.code.n >= 5);
+  bn_codegen_counts ca, cb, cc;
   char ma[64], mb[64], mc[64];
-  float *la = eval_plan(&a, &a.aot, &ca, ma), *lb = eval_plan(&b, &b.aot, &cb, mb);
+  float *la = eval_plan(&a, &a.code, &ca, ma), *lb = eval_plan(&b, &b.code, &cb, mb);
   assert_true(ca.built > 0 && ca.aot == 0);
-  assert_true(cb.built == 0 && cb.aot == b.aot.n);
+  assert_true(cb.built == 0 && cb.aot == b.code.n);
   assert_string_equal(ma, ""), assert_string_equal(mb, "");
   size_t n = 10 * (size_t)a.model.hp.n_vocab;
   assert_memory_equal(la, lb, n * sizeof *la);
   /* object code that needs a feature this CPU lacks is not used */
-  bn_llvm_aot foreign = b.aot;
+  bn_objcode foreign = b.code;
   foreign.features = "+avx2,+bnc-imaginary-feature";
   float *lc = eval_plan(&b, &foreign, &cc, mc);
   assert_true(cc.aot == 0 && cc.built == ca.built);
   assert_string_equal(mc, "this CPU lacks bnc-imaginary-feature");
   assert_memory_equal(la, lc, n * sizeof *la);
+  /* nor object code another backend made (the section names its backend) */
+  bn_objcode other = b.code;
+  other.backend = "metal";
+  bn_codegen_counts ce;
+  char me[64];
+  float *le = eval_plan(&b, &other, &ce, me);
+  assert_true(ce.aot == 0 && ce.built == ca.built);
+  assert_string_equal(me, "made by the metal backend");
+  assert_memory_equal(la, le, n * sizeof *la);
+  free(le);
   /* nor object code made by another build of the generators (its kernel names end in another stamp) */
-  bn_llvm_obj *renamed = malloc((size_t)b.aot.n * sizeof *renamed);
-  char (*names)[160] = malloc((size_t)b.aot.n * sizeof *names);
-  for (int i = 0; i < b.aot.n; i++) {
-    const char *g = strrchr(b.aot.objs[i].name, 'g');
-    snprintf(names[i], sizeof names[i], "%.*sgffffffff", (int)(g - b.aot.objs[i].name), b.aot.objs[i].name);
-    renamed[i] = (bn_llvm_obj){names[i], b.aot.objs[i].data, b.aot.objs[i].size};
+  bn_kobj *renamed = malloc((size_t)b.code.n * sizeof *renamed);
+  char (*names)[160] = malloc((size_t)b.code.n * sizeof *names);
+  for (int i = 0; i < b.code.n; i++) {
+    const char *g = strrchr(b.code.objs[i].name, 'g');
+    snprintf(names[i], sizeof names[i], "%.*sgffffffff", (int)(g - b.code.objs[i].name), b.code.objs[i].name);
+    renamed[i] = (bn_kobj){names[i], b.code.objs[i].data, b.code.objs[i].size};
   }
-  bn_llvm_aot older = b.aot;
+  bn_objcode older = b.code;
   older.objs = renamed;
-  bn_llvm_counts cd;
+  bn_codegen_counts cd;
   char md[64];
   float *ld = eval_plan(&b, &older, &cd, md);
   assert_true(cd.aot == 0 && cd.built == ca.built);
   assert_string_equal(md, "made by another build of bnc's code generator");
   assert_memory_equal(la, ld, n * sizeof *la);
   free(ld), free(renamed), free(names);
-  printf("  %d kernels: JIT %.1f ms, from the plan %.1f ms\n", b.aot.n, ca.seconds * 1e3, cb.seconds * 1e3);
+  printf("  %d kernels: JIT %.1f ms, from the plan %.1f ms\n", b.code.n, ca.seconds * 1e3, cb.seconds * 1e3);
   free(la), free(lb), free(lc);
   bn_plan_close(&a), bn_plan_close(&b);
 }
@@ -344,7 +357,9 @@ static void test_aot_damage(void **state) {
   uint64_t off;
   memcpy(&off, file + BN_PLAN_HEADER + BN_PLAN_ENTRY * (BN_SEC_OBJECTS - 1) + 8, 8);
   off += BN_PLAN_SIGBLOCK;
-  uint32_t cpu_len, feat_len, count_at;
+  uint32_t backend_len, cpu_len, feat_len, count_at;
+  memcpy(&backend_len, file + off, 4);
+  off += 4 + backend_len;
   memcpy(&cpu_len, file + off, 4);
   memcpy(&feat_len, file + off + 4 + cpu_len, 4);
   count_at = (uint32_t)(off + 8 + cpu_len + feat_len);

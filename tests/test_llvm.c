@@ -26,7 +26,7 @@ static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t 
                         const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
   bn_error err = {0};
   for (int mode = 0; mode < 3; mode++) {
-    bn_llvm_key key = {family, K, N, mode, 0, 0};
+    bn_kkey key = {family, K, N, mode, 0, 0};
     void *fn;
     if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
     bn_mm_kernel k = (bn_mm_kernel)fn;
@@ -102,7 +102,7 @@ static void run_isa(bn_isa isa) {
   check_shape(j, 9, 6912, 7, &rng);   /* and its FFN */
   check_shape(j, 2, 6912, 32, &rng);
   check_shape(j, 1, 2560, 160, &rng);
-  bn_llvm_counts c = bn_llvm_get_counts(j);
+  bn_codegen_counts c = bn_llvm_get_counts(j);
   printf("  %s: %d shapes x 3 modes (and the lookup-table kernel where N %% 16 = 0), %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
          c.built + c.cached, c.built, c.cached, c.seconds);
   bn_llvm_free(j);
@@ -193,7 +193,7 @@ static void test_rows(void **state) {
       for (int t = 0; t < 5; t++)
         bn_dequant(types[wt], w, (uint64_t)V * (uint64_t)width, (uint64_t)tok[t] * (uint64_t)width, (uint64_t)width, want + t * width);
       void *fn;
-      if (bn_llvm_get(j, &(bn_llvm_key){BN_K_EMBED, width, V, (int)types[wt], 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
+      if (bn_llvm_get(j, &(bn_kkey){BN_K_EMBED, width, V, (int)types[wt], 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
       ((bn_rows_kernel)fn)(tok, w, y, 5, 0, 2);
       ((bn_rows_kernel)fn)(tok, w, y, 5, 2, 5);
       assert_memory_equal(y, want, 5 * (size_t)width * 4);
@@ -205,7 +205,7 @@ static void test_rows(void **state) {
       float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * n * 4);
       for (int i = 0; i < T * K; i++) x[i] = (float)bn_rng_unit(&rng);
       void *fn;
-      if (bn_llvm_get(j, &(bn_llvm_key){BN_K_SLICE, K, n, off, 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
+      if (bn_llvm_get(j, &(bn_kkey){BN_K_SLICE, K, n, off, 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
       ((bn_rows_kernel)fn)(x, NULL, y, T, 0, T);
       for (int t = 0; t < T; t++) assert_memory_equal(y + t * n, x + t * K + off, (size_t)n * 4);
       free(x), free(y);
@@ -331,7 +331,7 @@ static void test_prologue(void **state) {
             for (int i = 0; i < K; i++) wn[i] = (float)(0.5 + bn_rng_unit(&rng));
             for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
             ref_nq(pro - 1, x, wn, T, K, m, yn, qref);
-            bn_llvm_key key = {fam ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, mode, 1e-5f, pro};
+            bn_kkey key = {fam ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, mode, 1e-5f, pro};
             void *fn;
             if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
             bn_mmp_kernel k = (bn_mmp_kernel)fn;
@@ -419,7 +419,7 @@ static void test_rope(void **state) {
     for (int i = 0; i < T * H * hd; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
     bn_ref_rope(x, T, H, hd, hd, 500000.0f, pos, y1);
     bn_rope_table(tab, n_ctx, hd, 500000.0);
-    bn_llvm_key key = {BN_K_ROPE, hd, H, 0, 0, 0};
+    bn_kkey key = {BN_K_ROPE, hd, H, 0, 0, 0};
     void *fn;
     if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
     ((bn_rope_kernel)fn)(x, y2, tab, T, pos, 0, H / 2, n_ctx);
@@ -446,7 +446,7 @@ static void test_bad_keys(void **state) {
   bn_error err = {0};
   if (bn_llvm_create(bn_llvm_host_isa(), &j, &err)) skip();
   const struct {
-    bn_llvm_key key;
+    bn_kkey key;
     const char *want;
   } bad[] = {
       {{BN_K_MATMUL, 100, 8, BN_MM_DQ, 0, 0}, "matmul K=100 N=8 (K: whole 256-groups)"},
@@ -475,7 +475,7 @@ static void test_kernel_text(void **state) {
   bn_llvm *j;
   bn_error err = {0};
   if (bn_llvm_create(BN_ISA_AVX2, &j, &err)) skip();
-  bn_llvm_key key = {BN_K_MATMUL, 512, 8, BN_MM_DQ_ADD, 0, 0};
+  bn_kkey key = {BN_K_MATMUL, 512, 8, BN_MM_DQ_ADD, 0, 0};
   char *ir = bn_llvm_text(j, &key, "llvm", &err);
   assert_non_null(ir);
   assert_non_null(strstr(ir, "define void @bn_mm_avx2_dqadd_k512_n8"));
@@ -529,15 +529,15 @@ static void check_model(const char *path, const char *what) {
   float *packed = NULL, *one = NULL, *dec_one = malloc(ND * V * sizeof *dec_one), *dec = malloc(ND * V * sizeof *dec);
   int jit_nodes = 0;
   for (int threads = 1; threads <= 3; threads++) {
-    bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, threads}, .sampler = bn_sampler_defaults()};
+    bn_session_params sp = {.n_ctx = 64, .exec = {.backend = bn_backend_find("llvm"), .threads = threads}, .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
     jit_nodes = bn_exec_jit_nodes(bn_session_exec(s), NULL);
     if (jit_nodes != opt.graph.n_nodes) /* nothing on the token path left to the reference kernels */
       fail_msg("%s: %d of %d nodes run generated code", what, jit_nodes, opt.graph.n_nodes);
     for (int i = 0; i < opt.graph.n_nodes; i++) { /* the output projection runs generated code, whatever its type */
-      bn_llvm_key key;
-      if (opt.graph.nodes[i].op == BN_OP_OUTPUT_PROJ) assert_true(bn_llvm_select(&opt.graph, i, bn_llvm_host_isa(), &key));
+      bn_kkey key;
+      if (opt.graph.nodes[i].op == BN_OP_OUTPUT_PROJ) assert_true(bn_kernel_select(&opt.graph, i, &key));
     }
     float *got = malloc(NT * V * sizeof *got);
     assert_int_equal(bn_session_eval(s, tok, NT, got, &err), BN_OK);
@@ -567,7 +567,7 @@ static void check_model(const char *path, const char *what) {
     /* the nodes themselves (no_qkv_phase) decode the same bits as the phase; and so does the
      * phase with every dead value poisoned after its last reader (the phase reads q/k/v after
      * the slices, their readers in the plan, have been skipped) */
-    bn_session_params sp = {.n_ctx = 64, .exec = {.backend = BN_BACKEND_LLVM, .threads = 2, .no_qkv_phase = nodes},
+    bn_session_params sp = {.n_ctx = 64, .exec = {.backend = bn_backend_find("llvm"), .threads = 2, .no_qkv_phase = nodes},
                             .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
@@ -582,7 +582,7 @@ static void check_model(const char *path, const char *what) {
   for (int b = 0; b < 2; b++) {
     bn_sampler_params gp = bn_sampler_defaults();
     gp.temperature = 0, gp.repeat_penalty = 1;
-    bn_session_params sp = {.n_ctx = 64, .ignore_eos = 1, .exec = {b ? BN_BACKEND_LLVM : BN_BACKEND_REF, 2}, .sampler = gp};
+    bn_session_params sp = {.n_ctx = 64, .ignore_eos = 1, .exec = {.backend = bn_backend_find(b ? "llvm" : "ref"), .threads = 2}, .sampler = gp};
     bn_session *s;
     assert_int_equal(bn_session_create(&opt, &mp, &sp, &s, &err), BN_OK);
     text[b][0] = 0;
@@ -598,7 +598,7 @@ static void check_model(const char *path, const char *what) {
   /* (on a pool of the caller's, as bnc bench runs: the session leaves it alive) */
   bn_pool *pool;
   assert_int_equal(bn_pool_create(2, &pool, &err), BN_OK);
-  bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_LLVM, 2, NULL, NULL, pool}, .sampler = bn_sampler_defaults()};
+  bn_session_params sp = {.n_ctx = 64, .exec = {.backend = bn_backend_find("llvm"), .threads = 2, .pool = pool}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   float *lut = malloc(NT * V * sizeof *lut);
   if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
@@ -658,7 +658,7 @@ static void test_fallbacks_reported(void **state) {
   if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
       bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
     fail_msg("%s", err.msg);
-  bn_session_params sp = {.n_ctx = 16, .exec = {.backend = BN_BACKEND_LLVM, .threads = 1}, .sampler = bn_sampler_defaults()};
+  bn_session_params sp = {.n_ctx = 16, .exec = {.backend = bn_backend_find("llvm"), .threads = 1}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
   char kinds[256];

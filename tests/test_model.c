@@ -60,7 +60,7 @@ static void release(compiled *c) {
   bn_gguf_close(&c->f);
 }
 
-static bn_session *session(const bn_model *m, const bn_memplan *mp, bn_backend b, int greedy) {
+static bn_session *session(const bn_model *m, const bn_memplan *mp, const bn_backend *b, int greedy) {
   bn_sampler_params sp = bn_sampler_defaults();
   if (greedy) sp.temperature = 0, sp.repeat_penalty = 1;
   bn_session_params p = {.n_ctx = 256, .ignore_eos = 1, .exec = {b, 2}, .sampler = sp};
@@ -86,7 +86,7 @@ static void test_tokenization_matches(void **state) {
   compiled c;
   compile(EX "/bitnet-kjv-i2_s.gguf", &c);
   assert_false(c.m.vocab.add_bos);
-  bn_session *s = session(&c.m, &c.mp, BN_BACKEND_LLVM, 1);
+  bn_session *s = session(&c.m, &c.mp, bn_backend_find("llvm"), 1);
   int n;
   int32_t *ids = heldout_ids(s, &n);
   size_t bytes = 0;
@@ -101,7 +101,7 @@ static void test_tokenization_matches(void **state) {
 }
 
 static double ppl_of(const bn_model *m, const bn_memplan *mp) {
-  bn_session *s = session(m, mp, BN_BACKEND_LLVM, 1);
+  bn_session *s = session(m, mp, bn_backend_find("llvm"), 1);
   int n;
   int32_t *ids = heldout_ids(s, &n);
   float *logits = malloc((size_t)256 * m->hp.n_vocab * sizeof *logits);
@@ -157,7 +157,7 @@ static void test_greedy_matches_pytorch(void **state) {
   const char *prompt = cJSON_GetObjectItem(ref, "greedy_prompt")->valuestring;
   cJSON *want = cJSON_GetObjectItem(ref, "greedy_ids");
   for (int b = 0; b < 2; b++) {
-    bn_session *s = session(&c.m, &c.mp, b ? BN_BACKEND_LLVM : BN_BACKEND_REF, 1);
+    bn_session *s = session(&c.m, &c.mp, b ? bn_backend_find("llvm") : bn_backend_find("ref"), 1);
     cJSON *got = cJSON_CreateArray();
     bn_error err = {0};
     if (bn_session_generate(s, prompt, 32, collect, got, &err)) fail_msg("%s", err.msg);

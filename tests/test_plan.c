@@ -37,7 +37,7 @@ static void compile(const char *gguf, const char *out, int batch) {
 }
 
 static float *eval_session(const bn_model *m, const bn_memplan *mp, const int32_t *tok, int n, int poison) {
-  bn_session_params sp = {.n_ctx = 64, .exec = {BN_BACKEND_REF, 1}, .sampler = bn_sampler_defaults()};
+  bn_session_params sp = {.n_ctx = 64, .exec = {.threads = 1}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   bn_error err = {0};
   if (bn_session_create(m, mp, &sp, &s, &err)) fail_msg("%s", err.msg);
@@ -209,7 +209,7 @@ static void test_cross_consistency(void **state) {
   if (!strstr(err.msg, "is not the logits, f32[T, 511]")) fail_msg("%s", err.msg);
   /* and the executor's own check, for graphs that come from elsewhere */
   assert_int_equal(bn_exec_check(&m.graph, 512, &err), BN_OK);
-  bn_session_params sp = {.exec = {BN_BACKEND_REF, 1}, .sampler = bn_sampler_defaults()};
+  bn_session_params sp = {.exec = {.threads = 1}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   m.hp.n_vocab++;
   assert_int_equal(bn_session_create(&m, &mp, &sp, &s, &err), BN_OK);

@@ -53,21 +53,22 @@ int bn_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
-void bn_cli_say_fallbacks(const bn_exec *e, bn_backend backend) {
+void bn_cli_say_fallbacks(const bn_exec *e, const bn_backend *backend) {
   char kinds[256];
   int n = bn_exec_ref_nodes(e, kinds, sizeof kinds);
-  if (n && backend != BN_BACKEND_REF)
+  if (n && strcmp(backend->name, "ref"))
     fprintf(stderr, "bnc: %d nodes have no generated code and run the reference kernels on one thread: %s\n", n, kinds);
 }
 
-int bn_cli_backend(const char *cmd, const char *name, bn_backend *out) {
-  static const struct {
-    const char *name;
-    bn_backend backend;
-  } known[] = {{"llvm", BN_BACKEND_LLVM}, {"ref", BN_BACKEND_REF}};
-  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
-    if (!strcmp(name, known[i].name)) return *out = known[i].backend, 0;
-  return bn_cli_usage_error(cmd, "--backend must be llvm or ref, got '%s'", name);
+int bn_cli_backend(const char *cmd, const char *name, const bn_backend **out) {
+  if ((*out = bn_backend_find(name))) return 0;
+  return bn_cli_usage_error(cmd, "--backend must be one of %s, got '%s'", bn_backend_names(), name);
+}
+
+void bn_cli_print_backends(FILE *fp) {
+  fprintf(fp, "  --backend NAME   the code generator (default %s):\n", bn_backend_default()->name);
+  for (int i = 0; i < bn_backend_count(); i++)
+    fprintf(fp, "                     %-6s %s\n", bn_backend_at(i)->name, bn_backend_at(i)->about);
 }
 
 int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {

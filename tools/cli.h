@@ -40,17 +40,18 @@ typedef struct {
   bn_memplan mp;
   bn_model *m;    /* the model to run */
   const char *target; /* the plan's target, or NULL (native) */
-  const bn_llvm_aot *aot; /* the plan's object code, or NULL */
+  const bn_objcode *code; /* the plan's object code, or NULL */
   bn_memplan *mem;
 } bn_cli_model;
 
 /* env.c: the environment, mapped onto options (the libraries read none): a value bnc does not
- * know is an error (2); BNC_ISA as 1 + a bn_isa (0: none) and as the ISA to use; BNC_ISA and
+ * know is an error (2); BNC_ISA, the instruction set asked for (NULL: the host's best); BNC_ISA and
  * BNC_QKV_PHASE into executor options; BNC_MMAP=1; the kernel cache BNC_CACHE_DIR (or the XDG
  * default) names (NULL: off or refused, said in one line). */
 int bn_cli_check_env(void);
-int bn_cli_force_isa(void);
-bn_isa bn_cli_isa(void);
+const char *bn_cli_isa(void);
+/* A backend opened for target (NULL: native) with BNC_ISA and the kernel cache. */
+bn_status bn_cli_codegen(const bn_backend *be, const char *target, bn_codegen **out, bn_error *err);
 void bn_cli_exec_env(bn_exec_opts *o);
 int bn_cli_map_plans(void);
 const bn_kcache *bn_cli_cache(void);
@@ -58,7 +59,7 @@ const bn_kcache *bn_cli_cache(void);
 /* keys.c: the user's key directory (NULL: no HOME), a plan's object code if it may run
  * (else NULL, said in one line), the signing key (made on first use). */
 const char *bn_cli_key_dir(void);
-const bn_llvm_aot *bn_cli_trusted_code(const bn_plan *p);
+const bn_objcode *bn_cli_trusted_code(const bn_plan *p);
 bn_status bn_cli_signing_key(uint8_t sk[BN_SK_BYTES], bn_error *err);
 int bn_cmd_trust(int argc, char **argv);
 
@@ -66,13 +67,15 @@ bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_
 void bn_cli_close_model(bn_cli_model *cm);
 /* The executor options of a command: backend, threads (bn_cli_threads), cm's target and trusted
  * object code, the kernel cache and the environment's switches (bn_cli_exec_env). */
-bn_exec_opts bn_cli_exec_opts(bn_backend backend, long threads, const bn_cli_model *cm);
+bn_exec_opts bn_cli_exec_opts(const bn_backend *backend, long threads, const bn_cli_model *cm);
 /* The threads to run for -t asked: at most the CPUs this process may use (said once, on stderr). */
 int bn_cli_threads(long asked);
 /* One line on stderr when some nodes run the reference kernels although generated code was asked for. */
-void bn_cli_say_fallbacks(const bn_exec *e, bn_backend backend);
-/* --backend NAME, the same for every command; on error prints and returns nonzero. */
-int bn_cli_backend(const char *cmd, const char *name, bn_backend *out);
+void bn_cli_say_fallbacks(const bn_exec *e, const bn_backend *backend);
+/* --backend NAME, the same for every command (a name of the registry); on error prints and returns nonzero. */
+int bn_cli_backend(const char *cmd, const char *name, const bn_backend **out);
+/* "  --backend NAME   ref | llvm: ..." lines for --help, one per registered backend. */
+void bn_cli_print_backends(FILE *fp);
 /* Is opt one of the space-separated options of list? */
 int bn_cli_has(const char *list, const char *opt);
 /* Parses an integer/float option value; on error prints and returns nonzero. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../codegen/ref/ref.h"
+#include "../codegen/tune.h"
 #include "../ir/quant.h"
 #include "../ir/rng.h"
 #include "../runtime/pool.h"
@@ -16,8 +17,8 @@
 #include "limits.h"
 
 static const char HELP[] =
-    "usage: bnc bench MODEL [-p 128,512] [-n 64] [-d 0] [-t 1,2] [-r 3] [-b 128] [-o md|json] [--backend llvm|ref]\n"
-    "       bnc bench --kernel K,N,T [-t 1,2] [-r 5] [-o md|json]\n"
+    "usage: bnc bench MODEL [-p 128,512] [-n 64] [-d 0] [-t 1,2] [-r 3] [-b 128] [-o md|json] [--backend NAME]\n"
+    "       bnc bench --kernel K,N,T [-t 1,2] [-r 5] [-o md|json] [--backend NAME]\n"
     "  MODEL: a .bnplan or a GGUF (compiled in memory with prompt chunks of -b tokens).\n"
     "  ppP: tokens/s processing a P-token prompt; tgN: tokens/s generating N tokens one at a time.\n"
     "  -d D,...: run the tests after D tokens of context (untimed), as llama-bench's depth:\n"
@@ -33,7 +34,8 @@ static const char HELP[] =
     "  the K/V cache read so far once per token, ppP's is the int8 peak over the ternary matmuls.\n"
     "  The table gives the medians of the limits and of the fractions (a shared machine's\n"
     "  bandwidth changes from one second to the next). Weights smaller than the last-level\n"
-    "  cache are read from it, and bench says so: the bandwidth bound does not hold for them.\n";
+    "  cache are read from it, and bench says so: the bandwidth bound does not hold for them.\n"
+    "  The peak loop is the default backend's; without one the peak and its fractions read 0.\n";
 
 typedef struct {
   int vals[16], n;
@@ -170,16 +172,16 @@ static int print_rows(const row *r, int n, const char *fmt, const char *model, c
   return 0;
 }
 
-static int bench_kernel(const char *spec, const list *threads, int reps, const char *fmt);
+static int bench_kernel(const char *spec, const list *threads, int reps, const char *fmt, const bn_backend *backend);
 
 int bn_cmd_bench(int argc, char **argv) {
   const char *model = NULL, *fmt = "md", *kernel = NULL;
   list pp = {{128}, 1}, threads = {{1}, 1}, depths = {{0}, 1};
   long tg = 64, reps = 3, batch = BN_CLI_BATCH;
-  bn_backend backend = BN_BACKEND_LLVM;
+  const bn_backend *backend = bn_backend_default();
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), bn_cli_print_backends(stdout), 0;
     if (a[0] != '-') {
       model = a;
       continue;
@@ -202,13 +204,13 @@ int bn_cmd_bench(int argc, char **argv) {
     else return bn_cli_usage_error("bench", "unknown option '%s'", a);
   }
   for (int i = 0; i < threads.n; i++) threads.vals[i] = bn_cli_threads(threads.vals[i]);
-  if (kernel) return bench_kernel(kernel, &threads, (int)reps, fmt);
+  if (kernel) return bench_kernel(kernel, &threads, (int)reps, fmt, backend);
   if (!model) return bn_cli_usage_error("bench", "missing MODEL (or --kernel K,N,T)");
   bn_error err = {0};
   bn_cli_model cm;
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return bn_cli_fail(&err);
-  bn_llvm *jit = NULL;
-  if (bn_llvm_create(bn_cli_isa(), &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
+  bn_codegen *jit = NULL; /* the limits' peak loop */
+  if (bn_cli_codegen(bn_backend_default(), NULL, &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
   double wbytes, macs, kv_per_pos;
   model_cost(cm.m, &wbytes, &macs, &kv_per_pos);
   int max_pp = 0, max_d = 0;
@@ -217,7 +219,7 @@ int bn_cmd_bench(int argc, char **argv) {
   int longest = max_pp > tg ? max_pp : (int)tg, n_ctx = max_d + longest; /* the deepest, longest test's positions */
   if (n_ctx > cm.m->hp.n_ctx) {
     int have = cm.m->hp.n_ctx;
-    bn_cli_close_model(&cm), bn_llvm_free(jit);
+    bn_cli_close_model(&cm), bn_codegen_close(jit);
     return bn_cli_usage_error("bench", "a context of %d tokens (-d %d, then a %d-token test) exceeds %s's %d", n_ctx,
                               max_d, longest, model, have);
   }
@@ -226,7 +228,7 @@ int bn_cmd_bench(int argc, char **argv) {
   for (int i = 0; i <= max_d + max_pp; i++) tok[i] = (int32_t)(bn_rng_next(&rng) % (uint64_t)cm.m->hp.n_vocab);
   bn_cli_limits *lim;
   if (bn_cli_limits_open(jit, &lim, &err)) {
-    free(tok), bn_llvm_free(jit), bn_cli_close_model(&cm);
+    free(tok), bn_codegen_close(jit), bn_cli_close_model(&cm);
     return bn_cli_fail(&err);
   }
   row rows[64];
@@ -257,7 +259,7 @@ int bn_cmd_bench(int argc, char **argv) {
         for (int r = 0; r < reps; r++) { /* each repetition against the limits measured just before it */
           bn_cli_limits_now(lim, pool, &bw[r], &peak[r]);
           x[r] = is_tg ? run_tg(s, tok, n, d) : run_pp(s, tok, n, d);
-          frac[r] = is_tg ? x[r] / (bw[r] * 1e9 / tg_bytes) : x[r] / (peak[r] * 1e9 / macs);
+          frac[r] = is_tg ? x[r] / (bw[r] * 1e9 / tg_bytes) : peak[r] > 0 ? x[r] / (peak[r] * 1e9 / macs) : 0;
         }
         row *o = &rows[n_rows++];
         if (d) snprintf(o->test, sizeof o->test, "%s%d@d%d", is_tg ? "tg" : "pp", n, d);
@@ -270,10 +272,10 @@ int bn_cmd_bench(int argc, char **argv) {
     bn_session_free(s);
     bn_pool_free(pool);
   }
-  if (!rc) print_rows(rows, n_rows, fmt, model, bn_isa_name(bn_cli_isa()), wbytes, macs, kv_per_pos);
+  if (!rc) print_rows(rows, n_rows, fmt, model, bn_codegen_get_info(jit).isa, wbytes, macs, kv_per_pos);
   free(tok);
   bn_cli_limits_close(lim);
-  bn_llvm_free(jit);
+  bn_codegen_close(jit);
   bn_cli_close_model(&cm);
   return rc;
 }
@@ -294,7 +296,7 @@ static void mm_run(void *ctx, int i, int n) {
   if (n1 > n0) j->k(j->qa, j->w, j->y, NULL, j->T, n0, n1);
 }
 
-static int bench_kernel(const char *spec, const list *threads, int reps, const char *fmt) {
+static int bench_kernel(const char *spec, const list *threads, int reps, const char *fmt, const bn_backend *backend) {
   long v[3];
   const char *p = spec;
   for (int i = 0; i < 3; i++) { /* three whole numbers, nothing else */
@@ -310,29 +312,29 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
     return bn_cli_usage_error("bench", "--kernel K,N,T needs K a multiple of 256 up to 65536, 0 < N <= 262144, "
                               "0 < T <= 4096 and K x N / 4 at most 1 GiB of weights, got '%s'", spec);
   bn_error err = {0};
-  bn_llvm *jit;
-  if (bn_llvm_create(bn_cli_isa(), &jit, &err)) return bn_cli_fail(&err);
+  bn_codegen *jit;
+  if (bn_cli_codegen(backend, NULL, &jit, &err)) return bn_cli_fail(&err);
   /* one token: copies of the weights beyond the last-level cache, read in turn as decode reads
    * every layer from memory; a prompt chunk reuses its weights from cache, as prefill does */
   bn_mm_fixture f;
-  if (bn_mm_fixture_make(K, N, T, T == 1, &f, &err)) return bn_llvm_free(jit), bn_cli_fail(&err);
+  if (bn_mm_fixture_make(K, N, T, T == 1, &f, &err)) return bn_codegen_close(jit), bn_cli_fail(&err);
   size_t wbytes = f.bytes;
   int paths = f.tl ? 2 : 1;
   mm_job jobs[2] = {{NULL, f.qa, f.tp, f.y, T, N, 4}, {NULL, f.qa, f.tl, f.y, T, N, 16}};
   for (int p = 0; p < paths; p++) {
-    bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
+    bn_kkey key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
     void *fn;
-    if (bn_llvm_get(jit, &key, &fn, &err)) return bn_cli_fail(&err);
+    if (bn_codegen_get(jit, &key, &fn, &err)) return bn_mm_fixture_free(&f), bn_codegen_close(jit), bn_cli_fail(&err);
     jobs[p].k = (bn_mm_kernel)fn;
   }
-  const char *isa = bn_isa_name(bn_cli_isa()), *names[2] = {"packed", "lookup table"};
+  const char *isa = bn_codegen_get_info(jit).isa, *names[2] = {"packed", "lookup table"};
   if (!strcmp(fmt, "md")) {
     printf("kernel fused:tmatmul+dequant, K=%ld N=%ld T=%ld, %s, weights %.2f MB\n\n", K, N, T, isa, wbytes / 1e6);
     printf("| threads | path | us/call | GOPS | of int8 peak | weight GB/s | of bandwidth |\n"
            "| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
   }
   bn_cli_limits *lim;
-  if (bn_cli_limits_open(jit, &lim, &err)) return bn_mm_fixture_free(&f), bn_llvm_free(jit), bn_cli_fail(&err);
+  if (bn_cli_limits_open(jit, &lim, &err)) return bn_mm_fixture_free(&f), bn_codegen_close(jit), bn_cli_fail(&err);
   double macs = (double)K * N * T;
   int rc = 0;
   for (int ti = 0; ti < threads->n && !rc; ti++) {
@@ -353,7 +355,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
           bn_pool_run(pool, mm_run, &jobs[p]);
         }
         us[r] = (bn_now() - t0) / inner * 1e6;
-        of_peak[r] = macs / us[r] / 1e3 / peak[r], of_bw[r] = wbytes / us[r] / 1e3 / bw[r];
+        of_peak[r] = peak[r] > 0 ? macs / us[r] / 1e3 / peak[r] : 0, of_bw[r] = wbytes / us[r] / 1e3 / bw[r];
       }
       jobs[p].w = w0;
       stats(us, reps, &med, &sd);
@@ -374,6 +376,6 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   }
   bn_cli_limits_close(lim);
   bn_mm_fixture_free(&f);
-  bn_llvm_free(jit);
+  bn_codegen_close(jit);
   return rc;
 }

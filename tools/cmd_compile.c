@@ -4,18 +4,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../codegen/llvm/llvm.h"
+#include "../codegen/tune.h"
 #include "../passes/pass.h"
 #include "../runtime/session.h"
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--tune|--lut] [--aot] [--batch N] [--dump-after=PASS|all] [--time-passes]\n"
+    "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--backend NAME] [--tune|--lut] [--aot] [--batch N]\n"
+    "                   [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
     "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes\n"
     "  (but --tune, whose choices are measurements).\n"
-    "  --target T         native (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2)\n"
-    "                     or x86-64-v4 (AVX-512 VNNI): the instruction set of the kernels generated at load\n"
+    "  --target T         the instruction set of the kernels, one of the backend's targets; llvm's: native\n"
+    "                     (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2) or\n"
+    "                     x86-64-v4 (AVX-512 VNNI)\n"
+    "  --backend NAME     the backend whose targets, tuning and object code the plan gets (below)\n"
     "  --tune             time the packed and the lookup-table matmul kernels of every matmul shape on\n"
     "                     this machine (one thread; pp128 + tg64's work) and store each shape's weights in\n"
     "                     the layout of the faster: the choice is recorded in the plan (tl2 weights)\n"
@@ -51,24 +54,24 @@ static void hook(const char *pass, const bn_graph *g, double seconds, void *user
 }
 
 /* --tune / --lut: which matmul shapes get the lookup-table layout, then relayout-lut. */
-static bn_status choose_layouts(bn_graph *g, const char *target, int batch, int tune, bn_error *err) {
+static bn_status choose_layouts(bn_graph *g, const bn_backend *be, const char *target, int batch, int tune,
+                                bn_error *err) {
   int64_t *shapes = malloc((size_t)g->n_nodes * 2 * sizeof *shapes), *lut = malloc((size_t)g->n_nodes * 2 * sizeof *lut);
   int n_lut = 0;
   if (!shapes || !lut) return free(shapes), free(lut), bn_fail(err, BN_E_NOMEM, "out of memory");
   int n = bn_pass_matmul_shapes(g, shapes);
-  bn_llvm *jit = NULL;
-  bn_status st = tune ? bn_llvm_create_forced(target, bn_cli_force_isa(), &jit, err) : BN_OK;
-  if (!st && tune) bn_llvm_use_cache(jit, bn_cli_cache());
+  bn_codegen *jit = NULL;
+  bn_status st = tune ? bn_cli_codegen(be, target, &jit, err) : BN_OK;
   if (!st && tune)
-    fprintf(stderr, "tune: %s, 1 thread, us per call (decode: 1 token; prefill: %d tokens)\n"
-            "  %6s %6s  %10s %10s  %10s %10s  choice\n", bn_isa_name(bn_llvm_isa(jit)), batch, "K", "N",
+    fprintf(stderr, "tune: %s %s, 1 thread, us per call (decode: 1 token; prefill: %d tokens)\n"
+            "  %6s %6s  %10s %10s  %10s %10s  choice\n", be->name, bn_codegen_get_info(jit).isa, batch, "K", "N",
             "packed tg", "lut tg", "packed pp", "lut pp");
   for (int k = 0; k < n && !st; k++) {
     int64_t K = shapes[2 * k], N = shapes[2 * k + 1];
     int use = !tune && N % 16 == 0;
     if (tune) {
       bn_tune r;
-      if ((st = bn_llvm_tune_matmul(jit, K, N, batch, &r, err))) break;
+      if ((st = bn_tune_matmul(jit, K, N, batch, &r, err))) break;
       use = r.lut;
       if (N % 16) fprintf(stderr, "  %6lld %6lld  (rows not a multiple of 16: packed)\n", (long long)K, (long long)N);
       else
@@ -77,7 +80,7 @@ static bn_status choose_layouts(bn_graph *g, const char *target, int batch, int 
     }
     if (use) lut[2 * n_lut] = K, lut[2 * n_lut + 1] = N, n_lut++;
   }
-  bn_llvm_free(jit);
+  bn_codegen_close(jit);
   bn_pass_opts po = {.max_tokens = batch, .verify = 1, .lut = lut, .n_lut = n_lut};
   if (!st) st = bn_pass_relayout_lut(g, &po, err);
   free(shapes), free(lut);
@@ -88,13 +91,18 @@ int bn_cmd_compile(int argc, char **argv) {
   const char *in = NULL;
   long batch = BN_CLI_BATCH;
   const char *target = "native";
+  const bn_backend *backend = bn_backend_default();
   hook_ctx h = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), bn_cli_print_passes(stdout), 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+      return fputs(HELP, stdout), bn_cli_print_backends(stdout), bn_cli_print_passes(stdout), 0;
     if (!strcmp(a, "-o") && v) h.out = argv[++i];
     else if (!strcmp(a, "--target") && v) target = argv[++i];
     else if (!strncmp(a, "--target=", 9)) target = a + 9;
+    else if (!strcmp(a, "--backend") && v) {
+      if (bn_cli_backend("compile", argv[++i], &backend)) return 2;
+    }
     else if (!strcmp(a, "--batch") && v) {
       if (bn_cli_int("compile", a, argv[++i], 1, 4096, &batch)) return 2;
     } else if (!strncmp(a, "--dump-after=", 13)) {
@@ -108,9 +116,9 @@ int bn_cmd_compile(int argc, char **argv) {
     else return bn_cli_usage_error("compile", a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
   }
   if (!in || !h.out) return bn_cli_usage_error("compile", "needs MODEL.gguf and -o OUT.bnplan");
-  bn_isa isa;
-  if (bn_llvm_target_isa(target, &isa) || !strcmp(target, "ref"))
-    return bn_cli_usage_error("compile", "--target must be native, x86-64-v3 or x86-64-v4, got '%s'", target);
+  if (!bn_cli_has(backend->targets, target))
+    return bn_cli_usage_error("compile", "--target must be one of %s for the %s backend, got '%s'", backend->targets,
+                              backend->name, target);
   bn_error err = {0};
   bn_gguf f;
   bn_model m;
@@ -121,31 +129,28 @@ int bn_cmd_compile(int argc, char **argv) {
   if (h.time) fprintf(stderr, "passes:\n");
   bn_status st = bn_pass_run_pipeline(&m.graph, &po, &mp, hook, &h, &err);
   int have_mp = !st;
-  if (!st && (h.tune || h.lut)) st = choose_layouts(&m.graph, target, (int)batch, h.tune, &err);
-  bn_llvm_aot aot = {0};
+  if (!st && (h.tune || h.lut)) st = choose_layouts(&m.graph, backend, target, (int)batch, h.tune, &err);
+  bn_objcode aot = {0};
   if (!st && h.aot) {
     double t1 = bn_now();
-    bn_llvm *jit;
-    if (!(st = bn_llvm_create_forced(target, bn_cli_force_isa(), &jit, &err))) {
-      bn_llvm_use_cache(jit, bn_cli_cache());
-      st = bn_llvm_aot_build(jit, &m.graph, &aot, &err);
-      bn_llvm_counts kc = bn_llvm_get_counts(jit);
-      bn_llvm_free(jit);
-      if (!st) {
-        size_t bytes = 0;
-        for (int i = 0; i < aot.n; i++) bytes += aot.objs[i].size;
-        fprintf(stderr, "aot: %d kernels for %s (%d built, %d from the disk cache), %.1f KiB of object code, %.2f s\n",
-                aot.n, aot.cpu, kc.built, kc.cached, bytes / 1024.0, bn_now() - t1);
-      }
+    bn_codegen *cg = NULL;
+    if (!(st = bn_cli_codegen(backend, target, &cg, &err))) st = bn_codegen_objects(cg, &m.graph, &aot, &err);
+    bn_codegen_counts kc = cg ? bn_codegen_get_counts(cg) : (bn_codegen_counts){0};
+    bn_codegen_close(cg);
+    if (!st) {
+      size_t bytes = 0;
+      for (int i = 0; i < aot.n; i++) bytes += aot.objs[i].size;
+      fprintf(stderr, "aot: %d %s kernels for %s (%d built, %d from the disk cache), %.1f KiB of object code, %.2f s\n",
+              aot.n, aot.backend, aot.cpu, kc.built, kc.cached, bytes / 1024.0, bn_now() - t1);
     }
   }
   uint8_t sk[BN_SK_BYTES];
   if (!st && h.aot) st = bn_cli_signing_key(sk, &err);
-  if (!st) st = bn_plan_write(&m, &mp, &(bn_plan_write_opts){.target = target, .aot = &aot, .sign_sk = sk, .input = in},
+  if (!st) st = bn_plan_write(&m, &mp, &(bn_plan_write_opts){.target = target, .code = &aot, .sign_sk = sk, .input = in},
                               h.out, &err);
   sodium_memzero(sk, sizeof sk);
   if (have_mp) bn_memplan_free(&mp);
-  bn_llvm_aot_free(&aot);
+  bn_objcode_free(&aot);
   if (!st && !h.failed) {
     struct stat sb;
     stat(h.out, &sb);

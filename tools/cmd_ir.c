@@ -5,19 +5,19 @@
 
 #include "../ir/irparse.h"
 #include "../frontend/synth.h"
-#include "../codegen/llvm/llvm.h"
 #include "../passes/pass.h"
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc ir FILE [-o OUT]\n"
+    "usage: bnc ir FILE [-o OUT] [--after=PASS|all] [--emit=FORM [--backend NAME]]\n"
     "       bnc ir --shape tiny|large|3b|2b4t [--arch ARCH] [--type tq1_0|tq2_0|i2_s] [-o OUT]\n"
     "  FILE is a GGUF model (imported) or a .bnir text file (parsed and verified).\n"
     "  --shape prints the graph of a `bnc synth` shape without any file (weights have no data).\n"
     "  --after=PASS  run the compiler pipeline and print the IR after PASS (parseable);\n"
     "  --after=all   print it after every pass, each graph headed by a '# after PASS' comment.\n"
-    "  --emit=llvm|asm  compile, then print the optimized LLVM IR or the assembly of every generated\n"
-    "                 kernel the model uses (one per unique kernel, with the nodes that share it)\n"
+    "  --emit=FORM    compile, then print every generated kernel the model uses (one per unique kernel,\n"
+    "                 with the nodes that share it) in a form the backend prints: llvm (optimized LLVM\n"
+    "                 IR) or asm (assembly) for the llvm backend; --backend picks it (default: %s)\n"
     "  Prints the textual IR, which `bnc ir` reads back: print -> parse -> print is byte-identical.\n";
 
 static int ends_with(const char *s, const char *suf) {
@@ -43,17 +43,19 @@ static void dump(const char *pass, const bn_graph *g, double seconds, void *user
 
 int bn_cmd_ir(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *after = NULL, *emit = NULL;
+  const bn_backend *backend = bn_backend_default();
   bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0};
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(HELP, stdout), bn_cli_print_passes(stdout), 0;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+      return printf(HELP, bn_backend_default()->name), bn_cli_print_backends(stdout), bn_cli_print_passes(stdout), 0;
     if (!strcmp(argv[i], "-o") && v) out = argv[++i];
     else if (!strcmp(argv[i], "--shape") && v) {
       if (!(sp.shape = bn_synth_find_shape(argv[++i])))
         return bn_cli_usage_error("ir", "unknown --shape '%s' (%s)", v, bn_synth_shape_names());
-    } else if (!strncmp(argv[i], "--emit=", 7)) {
-      emit = argv[i] + 7;
-      if (strcmp(emit, "llvm") && strcmp(emit, "asm")) return bn_cli_usage_error("ir", "--emit must be llvm or asm, got '%s'", emit);
+    } else if (!strncmp(argv[i], "--emit=", 7)) emit = argv[i] + 7;
+    else if (!strcmp(argv[i], "--backend") && v) {
+      if (bn_cli_backend("ir", argv[++i], &backend)) return 2;
     } else if (!strncmp(argv[i], "--after=", 8)) {
       after = argv[i] + 8;
       if (strcmp(after, "all") && !bn_pass_find(after)) return bn_cli_usage_error("ir", "no pass named '%s'", after);
@@ -68,6 +70,9 @@ int bn_cmd_ir(int argc, char **argv) {
     else return bn_cli_usage_error("ir", argv[i][0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", argv[i]);
   }
   if (!in == !sp.shape) return bn_cli_usage_error("ir", "give one FILE or --shape");
+  if (emit && (!backend->emits || !bn_cli_has(backend->emits, emit)))
+    return bn_cli_usage_error("ir", "--emit must be %s for the %s backend, got '%s'",
+                              backend->emits ? backend->emits : "(none: it prints no kernels)", backend->name, emit);
   bn_error err = {0};
   bn_gguf f = {0};
   bn_model m = {0};
@@ -92,39 +97,37 @@ int bn_cmd_ir(int argc, char **argv) {
   if (emit && fp) {
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
-    bn_llvm *jit = NULL;
-    if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) || (st = bn_llvm_create(bn_cli_isa(), &jit, &err))) {
+    bn_codegen *cg = NULL;
+    if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) || (st = bn_cli_codegen(backend, NULL, &cg, &err))) {
       if (out) fclose(fp);
       bn_model_free(&m);
       if (f.base) bn_gguf_close(&f);
       return bn_cli_fail(&err);
     }
     bn_memplan_free(&mp);
-    bn_llvm_key *seen = calloc((size_t)g->n_nodes + 1, sizeof *seen);
+    bn_kkey *seen = calloc((size_t)g->n_nodes + 1, sizeof *seen);
     int n_seen = 0;
     for (int i = 0; i < g->n_nodes && ok && seen; i++) {
-      bn_llvm_key key;
-      if (!bn_llvm_select(g, i, bn_cli_isa(), &key)) continue;
+      bn_kkey key;
+      if (!bn_kernel_select(g, i, &key) || !bn_codegen_supports(cg, &key)) continue;
       int dup = 0;
-      for (int k = 0; k < n_seen; k++)
-        dup |= bn_llvm_key_eq(&seen[k], &key);
+      for (int k = 0; k < n_seen; k++) dup |= bn_kkey_eq(&seen[k], &key);
       if (dup) continue;
       seen[n_seen++] = key;
-      char name[128];
-      bn_llvm_key_name(&key, bn_cli_isa(), name, sizeof name);
+      char name[96];
+      bn_kkey_describe(&key, name, sizeof name);
       fprintf(fp, "%s kernel %s, used by:", !strcmp(emit, "asm") ? "#" : ";", name);
       for (int k = i; k < g->n_nodes; k++) {
-        bn_llvm_key other;
-        if (bn_llvm_select(g, k, bn_cli_isa(), &other) && bn_llvm_key_eq(&other, &key))
-          fprintf(fp, " %%%s", g->values[g->nodes[k].out].name);
+        bn_kkey other;
+        if (bn_kernel_select(g, k, &other) && bn_kkey_eq(&other, &key)) fprintf(fp, " %%%s", g->values[g->nodes[k].out].name);
       }
       fprintf(fp, "\n");
-      char *text = bn_llvm_text(jit, &key, emit, &err);
+      char *text = bn_codegen_text(cg, &key, emit, &err);
       ok = text && fputs(text, fp) >= 0;
       free(text);
     }
     free(seen);
-    bn_llvm_free(jit);
+    bn_codegen_close(cg);
   } else if (after && fp) {
     dump_ctx d = {fp, after, 1};
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc perplexity MODEL -f FILE [-c CTX] [--stride N] [-b N] [-t N] [--backend llvm|ref]\n"
+    "usage: bnc perplexity MODEL -f FILE [-c CTX] [--stride N] [-b N] [-t N] [--backend NAME]\n"
     "  Tokenizes FILE (with BOS only if the model asks for one; - reads standard input; pipes and files of\n"
     "  any kind, up to 1 GiB), evaluates it in windows of CTX tokens (default 256, at most the model's\n"
     "  context), each from position 0, moving by --stride (default CTX);\n"
@@ -17,10 +17,10 @@ static const char HELP[] =
 int bn_cmd_perplexity(int argc, char **argv) {
   const char *model = NULL, *file = NULL;
   long ctx = 256, stride = 0, batch = 0, threads = 1;
-  bn_backend backend = BN_BACKEND_LLVM;
+  const bn_backend *backend = bn_backend_default();
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), bn_cli_print_backends(stdout), 0;
     if (a[0] != '-') {
       if (model) return bn_cli_usage_error("perplexity", "unexpected argument '%s'", a);
       model = a;

@@ -21,9 +21,9 @@ static const char RUN_HELP[] =
     "                       the K/V cache for it is allocated up front)\n"
     "  -b, --batch N        prompt chunk size (default: the plan's, 128 for a GGUF)\n"
     "  --ignore-eos         do not stop at the end-of-sequence token\n"
-    "  -t, --threads N      threads for the JIT kernels (default 1)\n"
-    "  --backend llvm|ref   llvm (default): JIT-compiled vector kernels for this CPU where one exists,\n"
-    "                       the reference kernels elsewhere; ref: the reference kernels only\n"
+    "  -t, --threads N      threads for the generated kernels (default 1)\n"
+    "                       (--backend NAME: below; nodes a backend has no kernel for run the reference\n"
+    "                       kernels, said in one line)\n"
     "  --stats              print time per stage and per kernel kind\n"
     "  --profile FILE       write a Chrome trace (chrome://tracing, ui.perfetto.dev) of every stage and kernel\n"
     "  BNC_ISA=avx2|avx512 in the environment forces an instruction set for the JIT kernels.\n"
@@ -31,7 +31,7 @@ static const char RUN_HELP[] =
     "  (by default each thread rotates and stores the heads it projected; --stats says where).\n";
 
 static const char EVAL_HELP[] =
-    "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [-t N] [--backend llvm|ref] [--poison]\n"
+    "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [-t N] [--backend NAME] [--poison]\n"
     "  Runs the token ids from position 0 and writes the logits of every position as float32,\n"
     "  little-endian, row-major [tokens x vocab].\n"
     "  --poison   fill the arena regions of dead values with NaN after each kernel (checks the memory plan)\n";
@@ -39,7 +39,7 @@ static const char EVAL_HELP[] =
 typedef struct {
   const char *model, *prompt, *tokens, *logits_out, *profile;
   long n_predict, n_ctx, n_batch, threads;
-  bn_backend backend;
+  const bn_backend *backend;
   int ignore_eos, stats, poison;
   bn_sampler_params sp;
 } run_opts;
@@ -115,11 +115,14 @@ static void print_stats(bn_session *s, double load) {
   fprintf(stderr, "\n%-34s %10s %8s\n", "stage", "ms", "tokens");
   fprintf(stderr, "%-34s %10.2f\n", "load (map/import/compile)", load * 1e3);
   fprintf(stderr, "%-34s %10.2f\n", "kernel preparation", t->prepare_s * 1e3);
-  bn_llvm_counts kc;
+  bn_codegen_counts kc;
   int jit_nodes = bn_exec_jit_nodes(e, &kc);
   if (jit_nodes)
     fprintf(stderr, "  %d nodes run generated code; kernels: %d built (%d stored in the disk cache), %d from the disk cache, "
             "%d from the plan (%.2f ms)\n", jit_nodes, kc.built, kc.stored, kc.cached, kc.aot, kc.seconds * 1e3);
+  char kinds[256];
+  int ref_nodes = bn_exec_ref_nodes(e, kinds, sizeof kinds);
+  if (ref_nodes) fprintf(stderr, "  %d nodes run the reference kernels: %s\n", ref_nodes, kinds);
   if (bn_exec_aot_missing(e)) fprintf(stderr, "  the plan's object code was not used: %s\n", bn_exec_aot_missing(e));
   fprintf(stderr, "%-34s %10.3f %8d\n", "tokenize", t->tokenize_s * 1e3, t->n_prompt);
   fprintf(stderr, "%-34s %10.2f %8d\n", "prompt (prefill)", t->prompt_s * 1e3, t->n_prompt);
@@ -149,8 +152,8 @@ static void print_stats(bn_session *s, double load) {
 }
 
 int bn_cmd_run(int argc, char **argv) {
-  if (wants_help(argc, argv)) return fputs(RUN_HELP, stdout), 0;
-  run_opts o = {.n_predict = 32, .threads = 1, .backend = BN_BACKEND_LLVM, .sp = bn_sampler_defaults()};
+  if (wants_help(argc, argv)) return fputs(RUN_HELP, stdout), bn_cli_print_backends(stdout), 0;
+  run_opts o = {.n_predict = 32, .threads = 1, .backend = bn_backend_default(), .sp = bn_sampler_defaults()};
   int rc = parse("run", RUN_OPTS, argc, argv, &o);
   if (rc) return rc;
   if (!o.prompt) return bn_cli_usage_error("run", "missing -p TEXT");
@@ -231,8 +234,8 @@ static int parse_tokens(const char *s, int32_t **out) {
 }
 
 int bn_cmd_eval(int argc, char **argv) {
-  if (wants_help(argc, argv)) return fputs(EVAL_HELP, stdout), 0;
-  run_opts o = {.threads = 1, .backend = BN_BACKEND_LLVM, .sp = bn_sampler_defaults()};
+  if (wants_help(argc, argv)) return fputs(EVAL_HELP, stdout), bn_cli_print_backends(stdout), 0;
+  run_opts o = {.threads = 1, .backend = bn_backend_default(), .sp = bn_sampler_defaults()};
   int rc = parse("eval", EVAL_OPTS, argc, argv, &o);
   if (rc) return rc;
   if (!o.tokens || !o.logits_out) return bn_cli_usage_error("eval", "needs --tokens and --logits-out");

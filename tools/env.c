@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codegen/llvm/kcache.h"
+#include "../codegen/kcache.h"
 #include "../runtime/pool.h"
 #include "cli.h"
 
@@ -30,19 +30,16 @@ int bn_cli_check_env(void) {
   return 0;
 }
 
-int bn_cli_force_isa(void) {
-  const char *v = getenv("BNC_ISA");
-  return !v ? 0 : !strcmp(v, "avx2") ? 1 + BN_ISA_AVX2 : !strcmp(v, "avx512") ? 1 + BN_ISA_AVX512_VNNI : 0;
-}
+const char *bn_cli_isa(void) { return getenv("BNC_ISA"); } /* bn_cli_check_env knows its values */
 
-bn_isa bn_cli_isa(void) {
-  int f = bn_cli_force_isa();
-  return f ? (bn_isa)(f - 1) : bn_llvm_host_isa();
+bn_status bn_cli_codegen(const bn_backend *be, const char *target, bn_codegen **out, bn_error *err) {
+  bn_backend_opts o = {.target = target, .isa = bn_cli_isa(), .cache = bn_cli_cache()};
+  return bn_codegen_open(be, &o, out, err);
 }
 
 void bn_cli_exec_env(bn_exec_opts *o) {
   const char *qkv = getenv("BNC_QKV_PHASE");
-  o->force_isa = bn_cli_force_isa();
+  o->isa = bn_cli_isa();
   o->no_qkv_phase = qkv && !strcmp(qkv, "0");
 }
 
@@ -56,8 +53,8 @@ int bn_cli_threads(long asked) {
   return cpus;
 }
 
-bn_exec_opts bn_cli_exec_opts(bn_backend backend, long threads, const bn_cli_model *cm) {
-  bn_exec_opts o = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm->target, .aot = cm->aot,
+bn_exec_opts bn_cli_exec_opts(const bn_backend *backend, long threads, const bn_cli_model *cm) {
+  bn_exec_opts o = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm->target, .code = cm->code,
                     .cache = bn_cli_cache()};
   bn_cli_exec_env(&o);
   return o;

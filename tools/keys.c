@@ -25,7 +25,7 @@ const char *bn_cli_key_dir(void) {
   return n > 0 && (size_t)n < sizeof dir - 64 ? dir : NULL;
 }
 
-const bn_llvm_aot *bn_cli_trusted_code(const bn_plan *p) {
+const bn_objcode *bn_cli_trusted_code(const bn_plan *p) {
   if (!p->has_objects) return NULL;
   const char *dir = bn_cli_key_dir();
   char path[4200], why[160];
@@ -41,7 +41,7 @@ const bn_llvm_aot *bn_cli_trusted_code(const bn_plan *p) {
   }
   ok = bn_plan_code_trusted(p, &t, why, sizeof why);
   bn_trust_free(&t);
-  if (ok) return &p->aot;
+  if (ok) return &p->code;
   fprintf(stderr, "bnc: %s: %s: not run; generating the kernels instead (bnc trust --help)\n", p->path, why);
   return NULL;
 }

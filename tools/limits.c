@@ -47,11 +47,15 @@ static void peak_run(void *ctx, int i, int n) {
   j->l->peak(j->l->in, j->l->out[i % 512], j->iters);
 }
 
-bn_status bn_cli_limits_open(bn_llvm *jit, bn_cli_limits **out, bn_error *err) {
+bn_status bn_cli_limits_open(bn_codegen *cg, bn_cli_limits **out, bn_error *err) {
   bn_cli_limits *l = calloc(1, sizeof *l);
   if (!l) return bn_fail(err, BN_E_NOMEM, "bench: out of memory");
-  bn_status st = bn_llvm_peak(jit, &l->peak, &l->peak_macs, err);
-  if (st) return free(l), st;
+  bn_kkey key = {.family = BN_K_PEAK};
+  if (bn_codegen_supports(cg, &key)) {
+    bn_status st = bn_codegen_get(cg, &key, (void **)&l->peak, err);
+    if (st) return free(l), st;
+    l->peak_macs = 8 * 4 * bn_codegen_get_info(cg).lanes;
+  }
   l->buf = mmap(NULL, BUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (l->buf == MAP_FAILED) return free(l), bn_fail(err, BN_E_NOMEM, "bench: cannot map %d MiB to measure bandwidth", BUF_BYTES >> 20);
   madvise(l->buf, BUF_BYTES, MADV_HUGEPAGE); /* in 4 KiB pages it reads 5-10 % slower here */
@@ -82,7 +86,7 @@ static double best_of_3(bn_cli_limits *l, bn_pool *pool, int peak) {
 }
 
 void bn_cli_limits_now(bn_cli_limits *l, bn_pool *pool, double *gbs, double *gmacs) {
-  *gmacs = best_of_3(l, pool, 1);
+  *gmacs = l->peak ? best_of_3(l, pool, 1) : 0;
   *gbs = best_of_3(l, pool, 0);
 }
 

@@ -6,13 +6,14 @@
 #ifndef BN_CLI_LIMITS_H
 #define BN_CLI_LIMITS_H
 
-#include "../codegen/llvm/llvm.h"
+#include "../codegen/backend.h"
 #include "../runtime/pool.h"
 
 typedef struct bn_cli_limits bn_cli_limits;
 
-/* Maps and fills the 512 MiB the bandwidth loop reads (2 MiB pages, as plans' weights). */
-bn_status bn_cli_limits_open(bn_llvm *jit, bn_cli_limits **out, bn_error *err);
+/* Maps and fills the 512 MiB the bandwidth loop reads (2 MiB pages, as plans' weights); the
+ * peak loop is cg's (a backend without one: the peak reads 0). */
+bn_status bn_cli_limits_open(bn_codegen *cg, bn_cli_limits **out, bn_error *err);
 void bn_cli_limits_close(bn_cli_limits *l);
 /* The limits now, on the pool's threads (what bench measures before each repetition): read
  * bandwidth in GB/s, the best of 3 passes over the buffer, and int8 multiply-adds per second

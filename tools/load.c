@@ -2,7 +2,6 @@
  * imported and compiled in memory by the same pipeline `bnc compile` runs. */
 #include <string.h>
 
-#include "../codegen/llvm/llvm.h"
 #include "../passes/pass.h"
 #include "cli.h"
 
@@ -12,15 +11,9 @@ bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_
     bn_status st = (bn_cli_map_plans() ? bn_plan_map : bn_plan_open)(&cm->plan, path, err);
     if (st) return st;
     cm->is_plan = 1;
-    bn_isa isa;
-    if (bn_llvm_target_isa(cm->plan.target, &isa)) {
-      bn_status e = bn_fail(err, BN_E_UNSUPPORTED, "%s: plan target '%s' is unknown", path, cm->plan.target);
-      bn_plan_close(&cm->plan);
-      return e;
-    }
     cm->m = &cm->plan.model;
     cm->target = cm->plan.target;
-    cm->aot = bn_cli_trusted_code(&cm->plan);
+    cm->code = bn_cli_trusted_code(&cm->plan);
     cm->mem = &cm->plan.mem;
     return BN_OK;
   }

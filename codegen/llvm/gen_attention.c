@@ -25,7 +25,7 @@
 #include "gen.h"
 
 enum { QP, KC, VC, Y, SC, T_, POS, H0, H1, NCTX };
-enum { AHEAD = 8, MAXQ = BN_ATTN_SCORE_ROWS, KEYS = 256 };
+enum { AHEAD = 8, MAXQ = 4, KEYS = 256 }; /* MAXQ: a prompt tile's tokens */
 
 typedef struct {
   int heads, group, hd, nv, lanes;

@@ -18,14 +18,14 @@
 
 #include "../../ir/clock.h"
 #include "gen.h"
-#include "kcache.h"
+#include "../kcache.h"
 #include "llvm.h"
 
 #ifndef BN_GEN_STAMP
 #define BN_GEN_STAMP "dev" /* set by CMake: a hash of the generators */
 #endif
 
-typedef bn_llvm_key kkey;
+typedef bn_kkey kkey;
 
 typedef struct {
   kkey key;
@@ -39,10 +39,10 @@ struct bn_llvm {
   char cpu[64], *features; /* what the target machine generates for */
   entry *cache;
   int n_cache, cap_cache;
-  const bn_llvm_obj *aot;
+  const bn_kobj *aot;
   int n_aot;
   const bn_kcache *kc; /* the disk cache, or NULL */
-  bn_llvm_counts counts;
+  bn_codegen_counts counts;
   pthread_mutex_t lock;
 };
 
@@ -171,9 +171,9 @@ int bn_llvm_host_has(const char *features, char *missing, size_t cap) {
 
 void bn_llvm_use_cache(bn_llvm *j, const bn_kcache *c) { j->kc = c; }
 
-void bn_llvm_provide(bn_llvm *j, const bn_llvm_aot *aot) { j->aot = aot->objs, j->n_aot = aot->n; }
+void bn_llvm_provide(bn_llvm *j, const bn_objcode *aot) { j->aot = aot->objs, j->n_aot = aot->n; }
 
-int bn_llvm_aot_current(const bn_llvm_aot *aot) {
+int bn_llvm_code_current(const bn_objcode *aot) {
   static const char stamp[] = "_g" BN_GEN_STAMP;
   for (int i = 0; i < aot->n; i++) {
     size_t n = strlen(aot->objs[i].name), s = sizeof stamp - 1;
@@ -197,6 +197,7 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
   int lanes = j->isa == BN_ISA_AVX512_VNNI ? 16 : 8;
   long long K = key->k, N = key->n;
   int v = key->variant;
+  if ((unsigned)key->family >= BN_K_COUNT) return bn_fail(err, BN_E_INVALID, "llvm: kernel family %d", (int)key->family);
   switch (key->family) {
   case BN_K_MATMUL:
     if (K <= 0 || K % 256 || N <= 0)
@@ -229,9 +230,52 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
     if (N <= 0 || v <= 0 || N % v || K % lanes || K / lanes > 32)
       return bn_fail(err, BN_E_UNSUPPORTED, "llvm: attention heads %lld/%d head_dim %lld", N, v, K);
     break;
+  case BN_K_ROPE: /* K: head_dim (lanes that divide half a head), N: heads */
+    if (K <= 0 || N <= 0 || K % 16)
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: rope heads %lld head_dim %lld (a multiple of 16)", N, K);
+    break;
+  case BN_K_PEAK: break;
+  case BN_K_COUNT: return bn_fail(err, BN_E_INVALID, "llvm: kernel family %d", (int)key->family);
   }
   return BN_OK;
 }
+
+int bn_llvm_supports(const bn_llvm *j, const kkey *key) { return check_key(j, key, NULL) == BN_OK; }
+
+/* One emitter per kernel family (kernels.def): a family without one does not compile. */
+typedef void emitter(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa);
+static void emit_MATMUL(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, isa);
+}
+static void emit_MATMUL_LUT(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_matmul_lut(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, isa);
+}
+static void emit_MATMUL_F(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_matmul_f(c, m, name, key->k, key->n, (bn_dtype)key->variant, isa);
+}
+static void emit_PEAK(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_peak(c, m, name, isa);
+}
+static void emit_NORM_QUANT(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_norm_quant(c, m, name, key->k, key->variant, key->eps, isa);
+}
+static void emit_ATTENTION(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_attention(c, m, name, (int)key->n, key->variant, (int)key->k, isa);
+}
+static void emit_ROPE(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_rope(c, m, name, (int)key->n, (int)key->k, isa);
+}
+static void emit_EMBED(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_embed(c, m, name, key->k, (bn_dtype)key->variant, isa);
+}
+static void emit_SLICE(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_slice(c, m, name, key->k, key->n, key->variant, isa);
+}
+static emitter *const emitters[BN_K_COUNT] = {
+#define X(id, name, type, split, key, ref) [BN_K_##id] = emit_##id,
+#include "../kernels.def"
+#undef X
+};
 
 /* Generates the (unoptimized, verified) module of one kernel in ctx. */
 static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char *name, LLVMModuleRef *out,
@@ -241,17 +285,7 @@ static bn_status gen(bn_llvm *j, LLVMContextRef ctx, const kkey *key, const char
   LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, ctx);
   LLVMSetTarget(m, LLVMOrcLLJITGetTripleString(j->jit));
   LLVMSetDataLayout(m, LLVMOrcLLJITGetDataLayoutStr(j->jit));
-  if (key->family == BN_K_MATMUL)
-    bn_gen_matmul(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, j->isa);
-  else if (key->family == BN_K_MATMUL_F) bn_gen_matmul_f(ctx, m, name, key->k, key->n, (bn_dtype)key->variant, j->isa);
-  else if (key->family == BN_K_NORM_QUANT) bn_gen_norm_quant(ctx, m, name, key->k, key->variant, key->eps, j->isa);
-  else if (key->family == BN_K_ATTENTION) bn_gen_attention(ctx, m, name, (int)key->n, key->variant, (int)key->k, j->isa);
-  else if (key->family == BN_K_ROPE) bn_gen_rope(ctx, m, name, (int)key->n, (int)key->k, j->isa);
-  else if (key->family == BN_K_MATMUL_LUT)
-    bn_gen_matmul_lut(ctx, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, j->isa);
-  else if (key->family == BN_K_EMBED) bn_gen_embed(ctx, m, name, key->k, (bn_dtype)key->variant, j->isa);
-  else if (key->family == BN_K_SLICE) bn_gen_slice(ctx, m, name, key->k, key->n, key->variant, j->isa);
-  else bn_gen_peak(ctx, m, name, j->isa);
+  emitters[key->family](ctx, m, name, key, j->isa);
   char *msg = NULL;
   if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
     bn_fail(err, BN_E_INVALID, "llvm: kernel %s does not verify: %.300s", name, msg);
@@ -354,7 +388,6 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
  * (a variant outside its family's names, as a key being refused has, prints as a number). */
 void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   static const char *modes[] = {"acc", "dq", "dqadd"}, *nq_modes[] = {"norm", "gate_relu2", "gate_silu", "rmsnorm"};
-  static const char *families[] = {"mm", "mf", "peak", "nq", "attn", "rope", "lut", "embed", "slice"};
   int f = key->family, v = key->variant;
   const char *name = NULL;
   if (f == BN_K_MATMUL || f == BN_K_MATMUL_LUT) name = v >= 0 && v < 3 ? modes[v] : NULL;
@@ -370,7 +403,7 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   else if (name) snprintf(variant, sizeof variant, "%s", name);
   else snprintf(variant, sizeof variant, "v%d", v);
   char family[16];
-  snprintf(family, sizeof family, "%s", f >= 0 && f <= BN_K_SLICE ? families[f] : "unknown");
+  snprintf(family, sizeof family, "%s", (unsigned)f < BN_K_COUNT ? bn_kfamilies[f].name : "unknown");
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);
   snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x_g%s", family, bn_isa_name(isa), variant,
@@ -379,15 +412,10 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
     if (*p == '-') *p = '_';
 }
 
-int bn_llvm_key_eq(const kkey *a, const kkey *b) {
-  return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant && a->eps == b->eps &&
-         a->pro == b->pro;
-}
-
 bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
   pthread_mutex_lock(&j->lock);
   for (int i = 0; i < j->n_cache; i++)
-    if (bn_llvm_key_eq(&j->cache[i].key, key)) {
+    if (bn_kkey_eq(&j->cache[i].key, key)) {
       *out = j->cache[i].fn;
       pthread_mutex_unlock(&j->lock);
       return BN_OK;
@@ -452,13 +480,6 @@ bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, b
   return st;
 }
 
-bn_status bn_llvm_peak(bn_llvm *j, bn_peak_kernel *out, int *macs_per_iter, bn_error *err) {
-  void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_PEAK, 0, 0, 0, 0, 0}, &fn, err);
-  if (!st) *out = (bn_peak_kernel)fn, *macs_per_iter = 8 * (j->isa == BN_ISA_AVX512_VNNI ? 64 : 32);
-  return st;
-}
-
 char *bn_llvm_text(bn_llvm *j, const kkey *key, const char *emit, bn_error *err) {
   char name[128];
   bn_llvm_key_name(key, j->isa, name, sizeof name);
@@ -486,4 +507,4 @@ char *bn_llvm_text(bn_llvm *j, const kkey *key, const char *emit, bn_error *err)
   return text;
 }
 
-bn_llvm_counts bn_llvm_get_counts(const bn_llvm *j) { return j->counts; }
+bn_codegen_counts bn_llvm_get_counts(const bn_llvm *j) { return j->counts; }

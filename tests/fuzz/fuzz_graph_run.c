@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       snprintf(t, sizeof t, "t%d", i);
       vb->tokens[i] = strdup(t), vb->types[i] = BN_TOK_NORMAL;
     }
-    bn_session_params sp = {.exec = {.backend = BN_BACKEND_REF, .threads = 1}, .sampler = bn_sampler_defaults()};
+    bn_session_params sp = {.exec = {.threads = 1}, .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (!bn_session_create(&m, &mp, &sp, &s, &err)) {
       int32_t tok[3] = {0, (int32_t)(m.hp.n_vocab - 1), 1 % m.hp.n_vocab};

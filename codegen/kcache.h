@@ -6,13 +6,13 @@
  * directory must belong to the user and be closed to others' writes
  * (bn_private_dir). The caller names the directory (tools/ reads
  * BNC_CACHE_DIR and friends). Safe with concurrent writers. */
-#ifndef BN_LLVM_KCACHE_H
-#define BN_LLVM_KCACHE_H
+#ifndef BN_KCACHE_H
+#define BN_KCACHE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../ir/status.h"
+#include "../ir/status.h"
 
 enum { BN_KCACHE_KEY_BYTES = 32 };
 

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../ir/files.h"
+#include "../ir/files.h"
 #include "kcache.h"
 
 enum { HEADER = 24 + crypto_auth_hmacsha512256_BYTES };

@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../ir/clock.h"
-#include "../../ir/quant.h"
-#include "../../ir/rng.h"
-#include "llvm.h"
+#include "tune.h"
+
+#include "../ir/clock.h"
+#include "../ir/quant.h"
+#include "../ir/rng.h"
 
 enum { STREAM_BYTES = 96 << 20 }; /* more than the last-level caches of the CPUs bnc targets */
 
@@ -72,7 +73,7 @@ void bn_mm_fixture_free(bn_mm_fixture *f) {
   memset(f, 0, sizeof *f);
 }
 
-bn_status bn_llvm_tune_matmul(bn_llvm *j, int64_t K, int64_t N, int batch, bn_tune *out, bn_error *err) {
+bn_status bn_tune_matmul(bn_codegen *cg, int64_t K, int64_t N, int batch, bn_tune *out, bn_error *err) {
   memset(out, 0, sizeof *out);
   out->k = K, out->n = N, out->batch = batch;
   if (K % 256 || N % 16 || batch < 1) return BN_OK; /* only the packed kernel applies */
@@ -80,9 +81,9 @@ bn_status bn_llvm_tune_matmul(bn_llvm *j, int64_t K, int64_t N, int batch, bn_tu
   bn_status st = bn_mm_fixture_make(K, N, batch, 1, &f, err);
   if (st) return st;
   for (int p = 0; p < 2 && !st; p++) {
-    bn_llvm_key key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
+    bn_kkey key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
     void *fn;
-    if ((st = bn_llvm_get(j, &key, &fn, err))) break;
+    if ((st = bn_codegen_get(cg, &key, &fn, err))) break;
     out->decode_us[p] = time_kernel((bn_mm_kernel)fn, f.qa, p ? f.tl : f.tp, f.stride, f.copies, f.y, 1, N);
     out->prefill_us[p] = time_kernel((bn_mm_kernel)fn, f.qa, p ? f.tl : f.tp, f.stride, f.copies, f.y, batch, N);
   }

@@ -1,11 +1,28 @@
-/* Which generated kernel computes a node: the patterns the passes produce,
- * recognized from a fused node's body (its op sequence and wiring) and the
- * types of its operands. Anything else runs the reference kernels. */
-#include <math.h>
+/* The kernel families' table, and which family computes a node: the patterns the
+ * passes produce, recognized from a fused node's body (its op sequence and wiring)
+ * and the types of its operands. Anything else runs the reference kernels. */
+#include <stdio.h>
 #include <string.h>
 
-#include "../ref/ref.h"
-#include "llvm.h"
+#include "kernels.h"
+#include "ref/ref.h"
+
+const bn_kfamily_info bn_kfamilies[BN_K_COUNT] = {
+#define X(id, nm, ty, sp, k, r) [BN_K_##id] = {.name = nm, .type = #ty, .key = k, .ref = r, .split = sp},
+#include "kernels.def"
+#undef X
+};
+
+int bn_kkey_eq(const bn_kkey *a, const bn_kkey *b) {
+  return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant && a->eps == b->eps &&
+         a->pro == b->pro;
+}
+
+void bn_kkey_describe(const bn_kkey *key, char *buf, size_t cap) {
+  const char *fam = (unsigned)key->family < BN_K_COUNT ? bn_kfamilies[key->family].name : "?";
+  snprintf(buf, cap, "%s v%d%s k%lld n%lld", fam, key->variant, key->pro ? " +prologue" : "", (long long)key->k,
+           (long long)key->n);
+}
 
 /* BN_NQ_* if body nodes [0, *len) are rmsnorm + quantize (len 2) or the gate
  * (slice 0..F, slice F..2F, relu2|silu of the first, mul, rmsnorm, quantize: len 6); else -1. */
@@ -40,7 +57,7 @@ static int mm_suffix(const bn_graph *body, int at) {
 }
 
 /* A ternary matmul node, with or without a norm + quantize prologue: its key; 0 if not one. */
-static int select_matmul(const bn_graph *g, const bn_node *n, bn_llvm_key *key) {
+static int select_matmul(const bn_graph *g, const bn_node *n, bn_kkey *key) {
   int len = 0, nq = n->body ? nq_prefix(n->body, &len) : -1, wi;
   if (nq < 0) len = 0;
   int mode = n->body && n->body->n_nodes > len ? mm_suffix(n->body, len) : -1;
@@ -51,7 +68,7 @@ static int select_matmul(const bn_graph *g, const bn_node *n, bn_llvm_key *key) 
   if (len && (g->values[n->in[0]].dtype != BN_DT_F32 || g->values[n->in[1]].dtype != BN_DT_F32 || wi != 2))
     return 0; /* operands: x, norm weights, w (, resid), floats */
   int family = w->dtype == BN_DT_TL2 ? BN_K_MATMUL_LUT : BN_K_MATMUL;
-  *key = (bn_llvm_key){family, w->shape.d[1], w->shape.d[0], mode, 0, 0};
+  *key = (bn_kkey){family, w->shape.d[1], w->shape.d[0], mode, 0, 0};
   if (len) key->pro = 1 + nq, key->eps = (float)n->body->nodes[len - 2].attr[0]; /* the rmsnorm's */
   return 1;
 }
@@ -62,55 +79,50 @@ static int nq_mode(const bn_node *n) {
   return mode >= 0 && len == n->body->n_nodes ? mode : -1;
 }
 
-int bn_llvm_select(const bn_graph *g, int i, bn_isa isa, bn_llvm_key *key) {
+int bn_kernel_select(const bn_graph *g, int i, bn_kkey *key) {
   const bn_node *n = &g->nodes[i];
-  int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8;
   memset(key, 0, sizeof *key);
   if (select_matmul(g, n, key)) return 1;
   if (n->op == BN_OP_OUTPUT_PROJ) {
     const bn_value *w = &g->values[n->in[1]];
-    int64_t block = bn_gen_matmul_f_block(w->dtype, isa);
-    if (!block || w->shape.d[1] % block) return 0;
-    *key = (bn_llvm_key){BN_K_MATMUL_F, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0, 0};
+    *key = (bn_kkey){BN_K_MATMUL_F, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0, 0};
     return 1;
   }
   if (n->op == BN_OP_ATTENTION) {
     int hd = (int)n->attr[3];
-    if (hd % lanes || hd / lanes > 32) return 0;
-    *key = (bn_llvm_key){BN_K_ATTENTION, hd, (int64_t)n->attr[1], (int)n->attr[2], 0, 0};
+    *key = (bn_kkey){BN_K_ATTENTION, hd, (int64_t)n->attr[1], (int)n->attr[2], 0, 0};
     return 1;
   }
   if (n->op == BN_OP_ROPE) {
     int hd = (int)n->attr[1];
-    if ((int)n->attr[2] != hd || hd % 2 || hd / 2 % 8) return 0; /* whole heads, lanes that divide half a head */
-    *key = (bn_llvm_key){BN_K_ROPE, hd, (int64_t)n->attr[0], 0, 0, 0};
+    if ((int)n->attr[2] != hd || hd % 2) return 0; /* whole heads rotated */
+    *key = (bn_kkey){BN_K_ROPE, hd, (int64_t)n->attr[0], 0, 0, 0};
     return 1;
   }
   if (n->op == BN_OP_EMBED) {
     const bn_value *w = &g->values[n->in[1]];
-    int64_t block = bn_gen_matmul_f_block(w->dtype, isa);
-    if (!block || w->shape.d[1] % block || g->values[n->out].dtype != BN_DT_F32) return 0;
-    *key = (bn_llvm_key){BN_K_EMBED, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0, 0};
+    if (g->values[n->out].dtype != BN_DT_F32) return 0;
+    *key = (bn_kkey){BN_K_EMBED, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0, 0};
     return 1;
   }
   if (n->op == BN_OP_SLICE) {
     const bn_value *in = &g->values[n->in[0]], *out = &g->values[n->out];
     if (in->dtype != BN_DT_F32 || out->dtype != BN_DT_F32 || in->shape.rank != 2 || n->attr[0] > 1e9) return 0;
-    *key = (bn_llvm_key){BN_K_SLICE, in->shape.d[1], out->shape.d[1], (int)n->attr[0], 0, 0};
+    *key = (bn_kkey){BN_K_SLICE, in->shape.d[1], out->shape.d[1], (int)n->attr[0], 0, 0};
     return 1;
   }
   if (n->op == BN_OP_RMSNORM) { /* alone: the final norm */
     int64_t K = g->values[n->out].shape.d[1];
-    if (g->values[n->in[1]].dtype != BN_DT_F32 || g->values[n->in[0]].dtype != BN_DT_F32 || K % lanes) return 0;
-    *key = (bn_llvm_key){BN_K_NORM_QUANT, K, 0, BN_NQ_RMSNORM, (float)n->attr[0], 0};
+    if (g->values[n->in[1]].dtype != BN_DT_F32 || g->values[n->in[0]].dtype != BN_DT_F32) return 0;
+    *key = (bn_kkey){BN_K_NORM_QUANT, K, 0, BN_NQ_RMSNORM, (float)n->attr[0], 0};
     return 1;
   }
   int mode = nq_mode(n);
   if (mode >= 0) {
     const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
     int64_t K = n->body->values[norm->out].shape.d[1];
-    if (g->values[n->in[1]].dtype != BN_DT_F32 || K % lanes) return 0;
-    *key = (bn_llvm_key){BN_K_NORM_QUANT, K, 0, mode, (float)norm->attr[0], 0};
+    if (g->values[n->in[1]].dtype != BN_DT_F32) return 0;
+    *key = (bn_kkey){BN_K_NORM_QUANT, K, 0, mode, (float)norm->attr[0], 0};
     return 1;
   }
   return 0;
