@@ -3,8 +3,6 @@
  * matmul's prologue: one kernel reads the float rows, quantizes them into
  * scratch and multiplies, so the QA8 activations never go through the arena
  * and a step runs one kernel (and, on threads, meets at one barrier) fewer. */
-#include <stdlib.h>
-
 #include "rewrite.h"
 
 /* Does fused node n end in rmsnorm -> quantize, its result? */
@@ -15,32 +13,21 @@ static int is_norm_quant(const bn_node *n) {
   return r->op == BN_OP_RMSNORM && q->op == BN_OP_QUANTIZE && q->in[0] == r->out && b->outputs[0] == q->out;
 }
 
-/* The norm + quantize node feeding fused matmul m as its activations (its only reader), or -1. */
-static int prologue_of(const bn_rw *rw, const bn_node *m) {
+/* Fused matmul i, fed its activations (first operand) by a norm + quantize node it alone reads. */
+static int match(const bn_rw *rw, int i, bn_fusion *f) {
+  const bn_node *m = &rw->src->nodes[i];
   const bn_graph *b = m->body;
   if (!b || !b->n_nodes || b->nodes[0].op != BN_OP_TMATMUL || b->values[b->nodes[0].in[0]].kind != BN_VAL_INPUT)
-    return -1;
+    return 0;
   for (int v = 0; v < b->nodes[0].in[0]; v++) /* the activations are the first operand */
-    if (b->values[v].kind == BN_VAL_INPUT) return -1;
+    if (b->values[v].kind == BN_VAL_INPUT) return 0;
   const bn_node *p = bn_rw_def(rw, m->in[0]);
-  return p && rw->uses[m->in[0]] == 1 && is_norm_quant(p) ? rw->src->values[p->out].node : -1;
+  if (!p || rw->uses[m->in[0]] != 1 || !is_norm_quant(p)) return 0;
+  f->chain = rw->src->values[p->out].node;
+  return 1;
 }
 
 bn_status bn_pass_fuse_prologue(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
   (void)o;
-  bn_rw rw;
-  bn_status st = bn_rw_begin(&rw, g, err);
-  int *pro = malloc(((size_t)g->n_nodes + 1) * sizeof *pro); /* per matmul: its prologue node, or -1 */
-  char *absorbed = calloc((size_t)g->n_nodes + 1, 1);
-  if (!st && (!pro || !absorbed)) st = bn_fail(err, BN_E_NOMEM, "out of memory");
-  for (int i = 0; i < g->n_nodes && !st; i++)
-    if ((pro[i] = prologue_of(&rw, &g->nodes[i])) >= 0) absorbed[pro[i]] = 1;
-  for (int i = 0; i < g->n_nodes && !st && !rw.st; i++) {
-    if (absorbed[i]) continue;
-    if (pro[i] >= 0) bn_rw_fuse_chain(&rw, pro[i], i);
-    else bn_rw_copy(&rw, i);
-  }
-  free(pro), free(absorbed);
-  if (st) return bn_rw_abort(&rw), st;
-  return bn_rw_end(&rw, g);
+  return bn_rw_fuse_matches(g, match, err);
 }

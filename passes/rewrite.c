@@ -19,13 +19,14 @@ bn_status bn_rw_begin(bn_rw *rw, const bn_graph *src, bn_error *err) {
   bn_graph_init(&rw->dst, src->arch);
   rw->map = malloc((size_t)(src->n_values + 1) * sizeof *rw->map);
   rw->uses = calloc((size_t)src->n_values + 1, sizeof *rw->uses);
-  if (!rw->map || !rw->uses) {
+  rw->reader = malloc((size_t)(src->n_values + 1) * sizeof *rw->reader);
+  if (!rw->map || !rw->uses || !rw->reader) {
     bn_rw_abort(rw);
     return bn_fail(err, BN_E_NOMEM, "out of memory");
   }
-  for (int i = 0; i < src->n_values; i++) rw->map[i] = -1;
+  for (int i = 0; i < src->n_values; i++) rw->map[i] = rw->reader[i] = -1;
   for (int i = 0; i < src->n_nodes; i++)
-    for (int k = 0; k < src->nodes[i].n_in; k++) rw->uses[src->nodes[i].in[k]]++;
+    for (int k = 0; k < src->nodes[i].n_in; k++) rw->uses[src->nodes[i].in[k]]++, rw->reader[src->nodes[i].in[k]] = i;
   for (int i = 0; i < src->n_outputs; i++) rw->uses[src->outputs[i]]++;
   /* inputs first, in order: they are the graph's interface */
   for (int i = 0; i < src->n_values; i++)
@@ -118,7 +119,7 @@ bn_status bn_rw_end(bn_rw *rw, bn_graph *g) {
       return bn_fail(rw->err, BN_E_NOMEM, "out of memory");
     }
   g->n_owned = 0;
-  free(rw->map), free(rw->uses);
+  free(rw->map), free(rw->uses), free(rw->reader);
   bn_graph_free(g);
   *g = rw->dst;
   return BN_OK;
@@ -126,8 +127,8 @@ bn_status bn_rw_end(bn_rw *rw, bn_graph *g) {
 
 void bn_rw_abort(bn_rw *rw) {
   bn_graph_free(&rw->dst);
-  free(rw->map), free(rw->uses);
-  rw->map = rw->uses = NULL;
+  free(rw->map), free(rw->uses), free(rw->reader);
+  rw->map = rw->uses = rw->reader = NULL;
 }
 
 void bn_body_begin(bn_body *b, const bn_graph *src) {
@@ -223,4 +224,24 @@ int bn_rw_fuse(bn_rw *rw, const int *nodes, int n, const int *args, int n_args, 
   int id = bn_rw_add_fused(rw, rw->src->values[out].name, in, n_args, bn_body_end(&b, out));
   if (id >= 0) rw->map[out] = id;
   return id;
+}
+
+bn_status bn_rw_fuse_matches(bn_graph *g, bn_fusion_match match, bn_error *err) {
+  bn_rw rw;
+  bn_status st = bn_rw_begin(&rw, g, err);
+  char *absorbed = calloc((size_t)g->n_nodes + 1, 1);
+  if (!st && !absorbed) st = bn_fail(err, BN_E_NOMEM, "out of memory");
+  bn_fusion f;
+  for (int i = 0; i < g->n_nodes && !st; i++)
+    if ((f.chain = -1, match(&rw, i, &f)))
+      for (int k = 0; k < (f.chain >= 0 ? 1 : f.n - 1); k++) absorbed[f.chain >= 0 ? f.chain : f.nodes[k]] = 1;
+  for (int i = 0; i < g->n_nodes && !st && !rw.st; i++) {
+    if (absorbed[i]) continue;
+    if (!(f.chain = -1, match(&rw, i, &f))) bn_rw_copy(&rw, i);
+    else if (f.chain >= 0) bn_rw_fuse_chain(&rw, f.chain, i);
+    else bn_rw_fuse(&rw, f.nodes, f.n, f.args, f.n_args, g->nodes[i].out);
+  }
+  free(absorbed);
+  if (st) return bn_rw_abort(&rw), st;
+  return bn_rw_end(&rw, g);
 }

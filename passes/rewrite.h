@@ -11,6 +11,7 @@ typedef struct {
   bn_graph dst;
   int *map;    /* src value id -> dst value id (-1: not yet) */
   int *uses;   /* src value id -> number of operand uses (+1 if a graph output) */
+  int *reader; /* src value id -> the last node reading it (-1: none) */
   bn_error *err;
   bn_status st;
 } bn_rw;
@@ -63,5 +64,17 @@ int bn_rw_fuse(bn_rw *rw, const int *nodes, int n, const int *args, int n_args, 
  * result standing for m's first operand: its operands are p's, then m's others. Its
  * result is m's. */
 int bn_rw_fuse_chain(bn_rw *rw, int p, int m);
+
+/* A fusion a pass found: src nodes[0..n) in graph order, the last its head (where the fused
+ * node goes; its result is the head's), over src values args[0..n_args) as %arg0..; or, with
+ * chain >= 0, fused node `chain` run as the head's prologue (bn_rw_fuse_chain). */
+typedef struct {
+  int nodes[8], n, args[8], n_args, chain;
+} bn_fusion;
+/* Does src node i head a fusion? 1 and *f (f->chain is -1 unless set). */
+typedef int (*bn_fusion_match)(const bn_rw *rw, int i, bn_fusion *f);
+/* The fusion passes' loop: match every node, absorb each fusion's members, emit the fused
+ * node at its head and copy every other node. */
+bn_status bn_rw_fuse_matches(bn_graph *g, bn_fusion_match match, bn_error *err);
 
 #endif

@@ -208,8 +208,10 @@ static void test_cache_dir(void **state) {
   bnc_session *s;
   if (bnc_session_create(p, &sp, &s)) fail_msg("%s", bnc_last_error());
   bnc_session_free(s);
+#ifdef BN_WITH_LLVM /* a backend that generates code keeps it there */
   snprintf(cmd, sizeof cmd, "ls '%s' | grep -q '[.]bnk$'", dir);
   assert_int_equal(system(cmd), 0);
+#endif
   chmod(dir, 0777);
   assert_int_equal(bnc_session_create(p, &sp, &s), BNC_ERR_INVALID);
   assert_non_null(strstr(bnc_last_error(), "others may write to it"));
