@@ -15,7 +15,7 @@
  *   DQ_ADD: y[t][n]   = resid[t][n] + acc * row_scale[n] / s[t]
  * (the dequantization in double, as the reference kernels do, so results
  * are bit-identical to them). */
-typedef enum { BN_MM_ACC, BN_MM_DQ, BN_MM_DQ_ADD } bn_mm_mode;
+typedef enum { BN_MM_ACC, BN_MM_DQ = BN_FUSED_DQ, BN_MM_DQ_ADD = BN_FUSED_DQ_ADD } bn_mm_mode;
 
 /* qa: T rows of QA8 (K codes); w: TP2 [N, K] (the lookup-table kernels: TL2,
  * and n0, n1 multiples of 16); rows n0..n1 of the output. With a norm + quantize
@@ -33,7 +33,8 @@ typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T,
 /* x: T rows (K floats, or 2K for the gate: g | u); w: K norm weights; qa: T QA8 rows;
  * tmp: K floats of scratch (the gate); rows t0..t1. */
 typedef void (*bn_nq_kernel)(const float *x, const float *w, uint8_t *qa, float *tmp, int64_t T, int64_t t0, int64_t t1);
-enum { BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU, BN_NQ_RMSNORM }; /* RMSNORM: qa is K floats per row */
+enum { BN_NQ_PLAIN = BN_FUSED_NORM, BN_NQ_GATE_RELU2 = BN_FUSED_GATE_RELU2, BN_NQ_GATE_SILU = BN_FUSED_GATE_SILU,
+       BN_NQ_RMSNORM }; /* RMSNORM: qa is K floats per row */
 
 /* Causal GQA attention of heads h0..h1 for T tokens at pos.. over the caches of n_ctx
  * positions, head-major as bn_ref_kv_store writes them (this step's K/V stored already);

@@ -24,43 +24,11 @@ void bn_kkey_describe(const bn_kkey *key, char *buf, size_t cap) {
            (long long)key->n);
 }
 
-/* BN_NQ_* if body nodes [0, *len) are rmsnorm + quantize (len 2) or the gate
- * (slice 0..F, slice F..2F, relu2|silu of the first, mul, rmsnorm, quantize: len 6); else -1. */
-static int nq_prefix(const bn_graph *body, int *len) {
-  const bn_node *b = body->nodes;
-  if (body->n_nodes >= 2 && b[0].op == BN_OP_RMSNORM && b[1].op == BN_OP_QUANTIZE && b[1].in[0] == b[0].out)
-    return *len = 2, BN_NQ_PLAIN;
-  if (body->n_nodes < 6) return -1;
-  int relu2 = b[2].op == BN_OP_RELU2;
-  if (b[0].op != BN_OP_SLICE || b[1].op != BN_OP_SLICE || (!relu2 && b[2].op != BN_OP_SILU) || b[3].op != BN_OP_MUL ||
-      b[4].op != BN_OP_RMSNORM || b[5].op != BN_OP_QUANTIZE)
-    return -1;
-  double F = b[0].attr[1];
-  if (b[0].attr[0] != 0 || b[1].attr[0] != F || b[1].attr[1] != F || b[2].in[0] != b[0].out || b[3].in[0] != b[2].out ||
-      b[3].in[1] != b[1].out || b[4].in[0] != b[3].out || b[5].in[0] != b[4].out ||
-      body->values[b[0].in[0]].shape.d[1] != 2 * (int64_t)F)
-    return -1;
-  *len = 6;
-  return relu2 ? BN_NQ_GATE_RELU2 : BN_NQ_GATE_SILU;
-}
-
-/* The mode of the matmul making up body nodes [at, end): tmatmul, dequant of its sums (and a
- * residual add); -1 if they are something else. */
-static int mm_suffix(const bn_graph *body, int at) {
-  const bn_node *t = &body->nodes[at], *d = t + 1;
-  int left = body->n_nodes - at;
-  if (left < 2 || left > 3 || t->op != BN_OP_TMATMUL || d->op != BN_OP_DEQUANT || d->n_in != 3 || d->in[0] != t->out ||
-      d->in[1] != t->in[0] || d->in[2] != t->in[1])
-    return -1;
-  if (left == 2) return BN_MM_DQ;
-  return d[1].op == BN_OP_ADD && (d[1].in[0] == d->out || d[1].in[1] == d->out) ? BN_MM_DQ_ADD : -1;
-}
-
 /* A ternary matmul node, with or without a norm + quantize prologue: its key; 0 if not one. */
 static int select_matmul(const bn_graph *g, const bn_node *n, bn_kkey *key) {
-  int len = 0, nq = n->body ? nq_prefix(n->body, &len) : -1, wi;
+  int len = 0, nq = n->body ? bn_fused_norm_quant(n->body, &len) : -1, wi;
   if (nq < 0) len = 0;
-  int mode = n->body && n->body->n_nodes > len ? mm_suffix(n->body, len) : -1;
+  int mode = n->body && n->body->n_nodes > len ? bn_fused_matmul(n->body, len) : -1;
   if (mode < 0 || bn_fused_tmatmul(n, &wi) != len || (len && n->body->nodes[len].in[0] != n->body->nodes[len - 1].out))
     return 0;
   const bn_value *w = &g->values[n->in[wi]];
@@ -75,7 +43,7 @@ static int select_matmul(const bn_graph *g, const bn_node *n, bn_kkey *key) {
 
 /* BN_NQ_* if n is a norm + quantize kernel alone; else -1. */
 static int nq_mode(const bn_node *n) {
-  int len = 0, mode = n->body ? nq_prefix(n->body, &len) : -1;
+  int len = 0, mode = n->body ? bn_fused_norm_quant(n->body, &len) : -1;
   return mode >= 0 && len == n->body->n_nodes ? mode : -1;
 }
 

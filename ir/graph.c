@@ -147,18 +147,6 @@ int bn_graph_mark_output(bn_graph *g, int value) {
   return 0;
 }
 
-int bn_fused_tmatmul(const bn_node *n, int *w) {
-  for (int i = 0; n->body && i < n->body->n_nodes; i++) {
-    if (n->body->nodes[i].op != BN_OP_TMATMUL) continue;
-    int v = n->body->nodes[i].in[1], arg = 0; /* a body input: inputs are the operands in order */
-    for (int k = 0; k < v; k++) arg += n->body->values[k].kind == BN_VAL_INPUT;
-    if (n->body->values[v].kind != BN_VAL_INPUT || arg >= n->n_in) return -1;
-    if (w) *w = arg;
-    return i;
-  }
-  return -1;
-}
-
 int bn_graph_find_value(const bn_graph *g, const char *name, size_t len) {
   int i = bn_strmap_get(&g->names, name, len);
   /* a value renamed since keeps its old key: the name must still be its own */

@@ -134,9 +134,17 @@ int bn_graph_mark_output(bn_graph *g, int value);
 int bn_graph_find_value(const bn_graph *g, const char *name, size_t len); /* -1 if absent */
 /* Gives value id another name (interned); 0, or -1 out of memory. */
 int bn_graph_rename_value(bn_graph *g, int id, const char *name);
-/* A fused node's ternary matmul: the body index of its tmatmul, -1 if it has none;
- * *w (if not NULL) the node's operand index of the matmul's weights. */
+/* The fused kernels' bodies (fused.c), shared by the passes that build them and the selector
+ * that maps them to kernel families. A fused node's ternary matmul: the body index of its
+ * tmatmul, -1 if it has none; *w (if not NULL) the node's operand index of the matmul's weights. */
 int bn_fused_tmatmul(const bn_node *n, int *w);
+/* Body nodes [0, *len) as a norm + quantize: rmsnorm, quantize (len 2), or the FFN gate
+ * (slice, slice, relu2 | silu, mul, rmsnorm, quantize: len 6); -1: neither. */
+enum { BN_FUSED_NORM, BN_FUSED_GATE_RELU2, BN_FUSED_GATE_SILU };
+int bn_fused_norm_quant(const bn_graph *body, int *len);
+/* Body nodes [at, end) as a ternary matmul: tmatmul, dequant (DQ), and a residual add (DQ_ADD); -1: neither. */
+enum { BN_FUSED_DQ = 1, BN_FUSED_DQ_ADD };
+int bn_fused_matmul(const bn_graph *body, int at);
 
 /* --- checking and printing --- */
 bn_status bn_graph_verify(const bn_graph *g, bn_error *err);

@@ -5,12 +5,11 @@
  * and a step runs one kernel (and, on threads, meets at one barrier) fewer. */
 #include "rewrite.h"
 
-/* Does fused node n end in rmsnorm -> quantize, its result? */
+/* Is fused node n a norm + quantize kernel, whole? */
 static int is_norm_quant(const bn_node *n) {
-  const bn_graph *b = n->body;
-  if (!b || b->n_nodes < 2) return 0;
-  const bn_node *r = &b->nodes[b->n_nodes - 2], *q = &b->nodes[b->n_nodes - 1];
-  return r->op == BN_OP_RMSNORM && q->op == BN_OP_QUANTIZE && q->in[0] == r->out && b->outputs[0] == q->out;
+  int len;
+  return n->body && bn_fused_norm_quant(n->body, &len) >= 0 && len == n->body->n_nodes &&
+         n->body->outputs[0] == n->body->nodes[len - 1].out;
 }
 
 /* Fused matmul i, fed its activations (first operand) by a norm + quantize node it alone reads. */
