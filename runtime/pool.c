@@ -90,7 +90,7 @@ bn_status bn_pool_create(int n, bn_pool **out, bn_error *err) {
     return bn_fail(err, BN_E_NOMEM, "out of memory");
   }
   p->n = n;
-  /* about 50-100 us of polling with a core each; with more threads than cores, hardly any */
+  /* a short poll with a core each (tens of microseconds); with more threads than cores, hardly any */
   p->spin = n <= bn_pool_cpus() ? 1 << 13 : 16;
   for (int i = 1; i < n; i++) {
     worker_arg *a = malloc(sizeof *a);

@@ -48,8 +48,8 @@ void bn_sampler_free(bn_sampler *s) {
   free(s);
 }
 
-/* The largest logit, in 8 independent maxima: one chain of compares waits
- * on each (32000 logits: 120 us for argmax's compare-and-select chain, 4 here). */
+/* The largest logit, in 8 independent maxima: one chain of compares would wait
+ * on each (bench/README.md has the timing). */
 static float max_logit(const float *l, int n) {
   float m[8];
   for (int j = 0; j < 8; j++) m[j] = l[0];

@@ -380,6 +380,35 @@ static void test_aot_damage(void **state) {
   free(file), free(copy);
 }
 
+/* A version 3 plan (no backend name in its object section) reads as LLVM's code. */
+static void test_v3_objects_are_llvms(void **state) {
+  (void)state;
+  size_t len;
+  uint8_t *file = tu_read(aot_plan, &len);
+  assert_non_null(file);
+  uint64_t ooff, obytes, fbytes;
+  uint8_t *entry = file + BN_PLAN_HEADER + BN_PLAN_ENTRY * (BN_SEC_OBJECTS - 1);
+  memcpy(&ooff, entry + 8, 8), memcpy(&obytes, entry + 16, 8), memcpy(&fbytes, file + 16, 8);
+  uint32_t blen, v3 = 3;
+  memcpy(&blen, file + ooff + BN_PLAN_SIGBLOCK, 4);
+  assert_int_equal(blen, 4); /* "llvm" */
+  size_t cut = ooff + BN_PLAN_SIGBLOCK, gone = 4 + blen; /* the objects section is the file's last */
+  memmove(file + cut, file + cut + gone, len - cut - gone);
+  len -= gone, obytes -= gone, fbytes -= gone;
+  memcpy(entry + 16, &obytes, 8), memcpy(file + 16, &fbytes, 8), memcpy(file + 8, &v3, 4);
+  uint64_t h = XXH3_64bits(file + BN_PLAN_HEADER, len - BN_PLAN_HEADER);
+  memcpy(file + 24, &h, 8);
+  bn_plan p, q;
+  bn_error err = {0};
+  if (bn_plan_parse(&p, file, len, "v3.bnplan", &err) || bn_plan_open(&q, aot_plan, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(p.version, 3);
+  assert_string_equal(p.code.backend, "llvm");
+  assert_int_equal(p.code.n, q.code.n);
+  assert_string_equal(p.code.features, q.code.features);
+  bn_plan_close(&p), bn_plan_close(&q);
+  free(file);
+}
+
 /* Object code runs only when its signer is trusted and the signature covers the file as
  * it is: another signer, a changed IR, kernel or target byte, a swapped key (each with
  * the content hash recomputed, as an attacker would) are refused. */
@@ -508,7 +537,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cache_entries), cmocka_unit_test(test_cache_concurrent), cmocka_unit_test(test_cache_jit),
       cmocka_unit_test(test_aot_plan),      cmocka_unit_test(test_aot_damage), cmocka_unit_test(test_aot_trust),
-      cmocka_unit_test(test_keys),          cmocka_unit_test(test_cache_dir_refused),
+      cmocka_unit_test(test_v3_objects_are_llvms), cmocka_unit_test(test_keys), cmocka_unit_test(test_cache_dir_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

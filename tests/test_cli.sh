@@ -232,9 +232,11 @@ expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $B
 for k in 9223372036854775808,256,1 256,9223372036854775807,1 65536,262144,1 256,64,1x 256,64 256,,1 -256,64,1 256,64,0; do
   expect_error "bench --kernel $k" "--kernel K,N,T needs" -- $BNC bench --kernel $k
 done
-for c in run eval perplexity bench; do
-  expect_error "$c bad backend" "--backend must be one of ref" -- $BNC $c "$m" --backend gpu
+for c in compile run eval perplexity bench ir; do
+  [ $c = ir ] || expect_error "$c bad backend" "--backend must be one of ref" -- $BNC $c "$m" --backend gpu
+  $BNC $c --help | grep -qE "^    ref +the reference kernels" || fail "bnc $c --help does not list the backends"
 done
+expect_error "ir --emit on ref" "for the ref backend, got 'llvm'" -- $BNC ir --emit=llvm --backend ref "$m"
 # the default backend and the reference kernels agree through the CLI too
 # (their numeric agreement is tests/test_llvm.c's; here: each backend gives the same bytes from a plan or its GGUF)
 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lr.bin" --backend ref 2>/dev/null

@@ -63,7 +63,7 @@ static void release(compiled *c) {
 static bn_session *session(const bn_model *m, const bn_memplan *mp, const bn_backend *b, int greedy) {
   bn_sampler_params sp = bn_sampler_defaults();
   if (greedy) sp.temperature = 0, sp.repeat_penalty = 1;
-  bn_session_params p = {.n_ctx = 256, .ignore_eos = 1, .exec = {b, 2}, .sampler = sp};
+  bn_session_params p = {.n_ctx = 256, .ignore_eos = 1, .exec = {.backend = b, .threads = 2}, .sampler = sp};
   bn_session *s;
   bn_error err = {0};
   if (bn_session_create(m, mp, &p, &s, &err)) fail_msg("%s", err.msg);

@@ -66,9 +66,9 @@ int bn_cli_backend(const char *cmd, const char *name, const bn_backend **out) {
 }
 
 void bn_cli_print_backends(FILE *fp) {
-  fprintf(fp, "  --backend NAME   the code generator (default %s):\n", bn_backend_default()->name);
+  fprintf(fp, "  Backends (--backend NAME; default %s):\n", bn_backend_default()->name);
   for (int i = 0; i < bn_backend_count(); i++)
-    fprintf(fp, "                     %-6s %s\n", bn_backend_at(i)->name, bn_backend_at(i)->about);
+    fprintf(fp, "    %-6s %s\n", bn_backend_at(i)->name, bn_backend_at(i)->about);
 }
 
 int bn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {

@@ -9,9 +9,8 @@
 #include "../runtime/exec.h"
 #include "../runtime/plan.h"
 
-/* The prompt chunk a plan serves when --batch is not given: 128 tokens
- * (against 32: 1.15-1.4x pp128 on large, the weights reused by 4x as many
- * tokens; the arena grows to 16 MiB). */
+/* The prompt chunk a plan serves when --batch is not given: 128 tokens, the
+ * weights reused by as many (the arena grows to 16 MiB; against 32: bench/README.md). */
 enum { BN_CLI_BATCH = 128 };
 
 int bn_cmd_inspect(int argc, char **argv);
@@ -74,7 +73,7 @@ int bn_cli_threads(long asked);
 void bn_cli_say_fallbacks(const bn_exec *e, const bn_backend *backend);
 /* --backend NAME, the same for every command (a name of the registry); on error prints and returns nonzero. */
 int bn_cli_backend(const char *cmd, const char *name, const bn_backend **out);
-/* "  --backend NAME   ref | llvm: ..." lines for --help, one per registered backend. */
+/* The registered backends, a line each, for --help. */
 void bn_cli_print_backends(FILE *fp);
 /* Is opt one of the space-separated options of list? */
 int bn_cli_has(const char *list, const char *opt);

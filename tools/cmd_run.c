@@ -22,11 +22,11 @@ static const char RUN_HELP[] =
     "  -b, --batch N        prompt chunk size (default: the plan's, 128 for a GGUF)\n"
     "  --ignore-eos         do not stop at the end-of-sequence token\n"
     "  -t, --threads N      threads for the generated kernels (default 1)\n"
-    "                       (--backend NAME: below; nodes a backend has no kernel for run the reference\n"
-    "                       kernels, said in one line)\n"
+    "  --backend NAME       the code generator (below); nodes it has no kernel for run the reference\n"
+    "                       kernels, said in one line\n"
     "  --stats              print time per stage and per kernel kind\n"
     "  --profile FILE       write a Chrome trace (chrome://tracing, ui.perfetto.dev) of every stage and kernel\n"
-    "  BNC_ISA=avx2|avx512 in the environment forces an instruction set for the JIT kernels.\n"
+    "  BNC_ISA=avx2|avx512 in the environment forces an instruction set for the generated kernels.\n"
     "  BNC_QKV_PHASE=0 has decoding run the q/k/v slices, RoPEs and K/V store as nodes of their own\n"
     "  (by default each thread rotates and stores the heads it projected; --stats says where).\n";
 

@@ -58,7 +58,7 @@ bn_status bn_cli_limits_open(bn_codegen *cg, bn_cli_limits **out, bn_error *err)
   }
   l->buf = mmap(NULL, BUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (l->buf == MAP_FAILED) return free(l), bn_fail(err, BN_E_NOMEM, "bench: cannot map %d MiB to measure bandwidth", BUF_BYTES >> 20);
-  madvise(l->buf, BUF_BYTES, MADV_HUGEPAGE); /* in 4 KiB pages it reads 5-10 % slower here */
+  madvise(l->buf, BUF_BYTES, MADV_HUGEPAGE); /* as plans' weights: 4 KiB pages read slower */
   memset(l->buf, 1, BUF_BYTES);
   memset(l->in, 1, sizeof l->in);
   *out = l;

@@ -18,7 +18,7 @@
  * (remainders: smaller tiles). TP2 interleaves the groups of each block of
  * 4 rows, so a 4-row tile reads one stream front to back, which the
  * hardware prefetcher follows (4 rows side by side, each its own stream,
- * decoded 10-17 % slower on 2b4t's shapes). Row ranges start on a block
+ * decode slower: bench/README.md). Row ranges start on a block
  * (threads split rows in multiples of 4). Up to 4 groups a row are unrolled
  * (every offset a constant), more go in a loop. Accumulators
  * live in allocas that mem2reg turns into registers. The epilogue
@@ -45,12 +45,9 @@ enum { QA, W, OUT, RESID, T_, N0, N1 };
  * (row, token) keeps enough independent accumulator chains that the dot
  * products' latency is hidden (4 when alone, fewer when the tile has many),
  * summed at the end. Decode (one token) prefetches the weight stream about
- * PREFETCH_BYTES ahead into L1 (prefetcht0: on a 16-core Xeon, prefetchnta
- * held one thread's tg64 on large at 26-28 t/s against 42-50, 16 threads at
- * 207 against 310; on this repo's Zen 5 machine the two are within noise). The
- * distance, rounded up to whole blocks of 4 rows (bench/ab, large tg64, B/A of
- * two distances): on one thread 12 -> 6 KiB 1.022; on two, in minutes when both
- * cores get their whole bandwidth, 12 -> 8 KiB 1.017, 8 -> 6 1.009, 6 -> 4 0.990. */
+ * PREFETCH_BYTES ahead into L1 (prefetcht0: prefetchnta starved the stream on a
+ * Xeon), the distance rounded up to whole blocks of 4 rows; both choices were
+ * measured with bench/ab (bench/README.md, "The decode kernel's prefetch distance"). */
 enum { ROWS = 4, CHAINS = 4, PREFETCH_BYTES = 6144, BLOCK_BYTES = 16384, UNROLL_GROUPS = 4 };
 
 typedef struct {
