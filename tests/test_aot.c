@@ -284,6 +284,19 @@ static float *eval_plan(bn_plan *p, const bn_objcode *aot, bn_codegen_counts *c,
   return out;
 }
 
+/* Object code the executor must not use: every kernel built anew (as many as jit built), the
+ * logits want, and why in one phrase. */
+static void expect_unused(bn_plan *p, const bn_objcode *code, const float *want, const bn_codegen_counts *jit,
+                          const char *why) {
+  bn_codegen_counts c;
+  char m[64];
+  float *l = eval_plan(p, code, &c, m);
+  assert_true(c.aot == 0 && c.built == jit->built);
+  assert_string_equal(m, why);
+  assert_memory_equal(l, want, 10 * (size_t)p->model.hp.n_vocab * sizeof *l);
+  free(l);
+}
+
 static void test_aot_plan(void **state) {
   (void)state; /* no disk cache: every kernel either from the plan or built */
   write_plans();
@@ -292,8 +305,8 @@ static void test_aot_plan(void **state) {
   if (bn_plan_open(&a, plain, &err) || bn_plan_open(&b, aot_plan, &err)) fail_msg("%s", err.msg);
   assert_int_equal(a.code.n, 0);
   assert_true(b.code.n >= 5);
-  bn_codegen_counts ca, cb, cc;
-  char ma[64], mb[64], mc[64];
+  bn_codegen_counts ca, cb;
+  char ma[64], mb[64];
   float *la = eval_plan(&a, &a.code, &ca, ma), *lb = eval_plan(&b, &b.code, &cb, mb);
   assert_true(ca.built > 0 && ca.aot == 0);
   assert_true(cb.built == 0 && cb.aot == b.code.n);
@@ -303,20 +316,11 @@ static void test_aot_plan(void **state) {
   /* object code that needs a feature this CPU lacks is not used */
   bn_objcode foreign = b.code;
   foreign.features = "+avx2,+bnc-imaginary-feature";
-  float *lc = eval_plan(&b, &foreign, &cc, mc);
-  assert_true(cc.aot == 0 && cc.built == ca.built);
-  assert_string_equal(mc, "this CPU lacks bnc-imaginary-feature");
-  assert_memory_equal(la, lc, n * sizeof *la);
+  expect_unused(&b, &foreign, la, &ca, "this CPU lacks bnc-imaginary-feature");
   /* nor object code another backend made (the section names its backend) */
   bn_objcode other = b.code;
   other.backend = "metal";
-  bn_codegen_counts ce;
-  char me[64];
-  float *le = eval_plan(&b, &other, &ce, me);
-  assert_true(ce.aot == 0 && ce.built == ca.built);
-  assert_string_equal(me, "made by the metal backend");
-  assert_memory_equal(la, le, n * sizeof *la);
-  free(le);
+  expect_unused(&b, &other, la, &ca, "made by the metal backend");
   /* nor object code made by another build of the generators (its kernel names end in another stamp) */
   bn_kobj *renamed = malloc((size_t)b.code.n * sizeof *renamed);
   char (*names)[160] = malloc((size_t)b.code.n * sizeof *names);
@@ -327,15 +331,10 @@ static void test_aot_plan(void **state) {
   }
   bn_objcode older = b.code;
   older.objs = renamed;
-  bn_codegen_counts cd;
-  char md[64];
-  float *ld = eval_plan(&b, &older, &cd, md);
-  assert_true(cd.aot == 0 && cd.built == ca.built);
-  assert_string_equal(md, "made by another build of bnc's code generator");
-  assert_memory_equal(la, ld, n * sizeof *la);
-  free(ld), free(renamed), free(names);
+  expect_unused(&b, &older, la, &ca, "made by another build of bnc's code generator");
+  free(renamed), free(names);
   printf("  %d kernels: JIT %.1f ms, from the plan %.1f ms\n", b.code.n, ca.seconds * 1e3, cb.seconds * 1e3);
-  free(la), free(lb), free(lc);
+  free(la), free(lb);
   bn_plan_close(&a), bn_plan_close(&b);
 }
 
