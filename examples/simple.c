@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../include/bnc.h"
+#include <bnc.h>
 
 typedef struct {
   int count;

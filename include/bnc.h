@@ -32,6 +32,13 @@
 extern "C" {
 #endif
 
+/* The library exports these functions and nothing else. */
+#if defined(__GNUC__) || defined(__clang__)
+#define BNC_API __attribute__((visibility("default")))
+#else
+#define BNC_API
+#endif
+
 typedef enum {
   BNC_OK = 0,
   BNC_ERR_IO,          /* a file could not be opened, read or written */
@@ -45,21 +52,24 @@ typedef enum {
 typedef struct bnc_plan bnc_plan;
 typedef struct bnc_session bnc_session;
 
+/* The library's version and the commit it was built from: "0.1.0 (3f2a9c1b0d4e)". */
+BNC_API const char *bnc_version(void);
+
 /* The message of this thread's last failure ("" if none). */
-const char *bnc_last_error(void);
+BNC_API const char *bnc_last_error(void);
 
 /* Maps and validates a plan written by `bnc compile`. Object code the plan may
  * carry (bnc compile --aot) is not run: every kernel is generated. */
-bnc_status bnc_plan_open(const char *path, bnc_plan **out);
+BNC_API bnc_status bnc_plan_open(const char *path, bnc_plan **out);
 /* The same, but the plan's object code is used when the plan is signed by a key
  * listed in the file trusted_keys (as `bnc trust` keeps it, by default
  * ~/.config/bnc/trusted-keys) and its signature matches; NULL: trust none. */
-bnc_status bnc_plan_open_trusted(const char *path, const char *trusted_keys, bnc_plan **out);
-void bnc_plan_free(bnc_plan *plan);
-int bnc_plan_vocab_size(const bnc_plan *plan);
-int bnc_plan_context_length(const bnc_plan *plan);
+BNC_API bnc_status bnc_plan_open_trusted(const char *path, const char *trusted_keys, bnc_plan **out);
+BNC_API void bnc_plan_free(bnc_plan *plan);
+BNC_API int bnc_plan_vocab_size(const bnc_plan *plan);
+BNC_API int bnc_plan_context_length(const bnc_plan *plan);
 /* The architecture name ("bitnet", "bitnet-b1.58", ...). */
-const char *bnc_plan_arch(const bnc_plan *plan);
+BNC_API const char *bnc_plan_arch(const bnc_plan *plan);
 
 typedef struct {
   int threads;          /* threads for the kernels (0 or 1: one; at most the CPUs the process may use:
@@ -76,29 +86,29 @@ typedef struct {
                           * ~/.cache/bnc/kernels). It must be the caller's and closed to others' writes. */
 } bnc_session_params;
 
-bnc_session_params bnc_session_default_params(void);
+BNC_API bnc_session_params bnc_session_default_params(void);
 /* The session keeps the plan alive (bnc_plan_free may come first). */
-bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, bnc_session **out);
-void bnc_session_free(bnc_session *s);
+BNC_API bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, bnc_session **out);
+BNC_API void bnc_session_free(bnc_session *s);
 
 /* UTF-8 text -> token ids (BOS first when the model wants one). *n gets the count. */
-bnc_status bnc_tokenize(bnc_session *s, const char *text, int32_t *ids, int cap, int *n);
+BNC_API bnc_status bnc_tokenize(bnc_session *s, const char *text, int32_t *ids, int cap, int *n);
 /* The text of one token (its bytes; control tokens give ""). */
-const char *bnc_token_text(bnc_session *s, int32_t token, size_t *len);
+BNC_API const char *bnc_token_text(bnc_session *s, int32_t token, size_t *len);
 
 /* Evaluates tokens after those already in the session's KV cache. */
-bnc_status bnc_eval(bnc_session *s, const int32_t *tokens, int n);
+BNC_API bnc_status bnc_eval(bnc_session *s, const int32_t *tokens, int n);
 /* The logits (vocab size floats) of the last evaluated token; valid until the next call. */
-const float *bnc_logits(bnc_session *s);
+BNC_API const float *bnc_logits(bnc_session *s);
 /* Empties the KV cache: the next bnc_eval starts at position 0. */
-void bnc_reset(bnc_session *s);
+BNC_API void bnc_reset(bnc_session *s);
 
 /* Called with each generated token; return nonzero to stop. */
 typedef int (*bnc_token_cb)(int32_t token, const char *text, size_t len, void *user);
 /* Resets, processes the prompt, then samples up to n_predict tokens (fewer at the
  * end-of-sequence token, when cb returns nonzero, or when the context is full:
  * bnc_session_timings' context_full says so). */
-bnc_status bnc_generate(bnc_session *s, const char *prompt, int n_predict, bnc_token_cb cb, void *user);
+BNC_API bnc_status bnc_generate(bnc_session *s, const char *prompt, int n_predict, bnc_token_cb cb, void *user);
 
 typedef struct {
   double load_s, prepare_s, tokenize_s, prompt_s, generate_s, sample_s;
@@ -107,7 +117,7 @@ typedef struct {
 } bnc_timings;
 
 /* Seconds per stage so far (load: the plan's bnc_plan_open). */
-void bnc_session_timings(const bnc_session *s, bnc_timings *out);
+BNC_API void bnc_session_timings(const bnc_session *s, bnc_timings *out);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../codegen/kcache.h"
+#include "bn_version.h" /* generated in the build directory */
 #include "plan.h"
 #include "session.h"
 
@@ -32,6 +33,7 @@ struct bnc_session {
 static _Thread_local char last_error[512];
 
 const char *bnc_last_error(void) { return last_error; }
+const char *bnc_version(void) { return BN_VERSION " (" BN_COMMIT ")"; }
 
 static bnc_status fail(const bn_error *err) {
   snprintf(last_error, sizeof last_error, "%s", err->msg);

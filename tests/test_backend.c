@@ -81,6 +81,7 @@ static const bn_backend dev = {.name = "toy-device", .about = "whole steps", .ta
 
 /* ---- a model ---- */
 
+static bn_gguf f;
 static bn_model m;
 static bn_memplan mp;
 enum { NT = 12 };
@@ -92,7 +93,6 @@ static int setup(void **state) {
   snprintf(path, sizeof path, "%s/backend-tiny.gguf", BNC_TEST_TMP);
   bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 5, 0};
   bn_error err = {0};
-  bn_gguf f;
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
       bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) {
@@ -100,6 +100,14 @@ static int setup(void **state) {
     return -1;
   }
   return 0; /* the weights point into f's mapping, kept for the whole run */
+}
+
+static int teardown(void **state) {
+  (void)state;
+  bn_memplan_free(&mp);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  return 0;
 }
 
 /* The logits of tok through a session on backend be (NULL: the reference kernels alone), in chunks
@@ -215,5 +223,5 @@ int main(void) {
       cmocka_unit_test(test_toy_backend_defers_the_rest),
       cmocka_unit_test(test_device_runs_whole_steps),
   };
-  return cmocka_run_group_tests(tests, setup, NULL);
+  return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,8 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "../include/bnc.h"
 #include "../passes/pass.h"
+#include "cli.h"
 
 static const char USAGE[] =
     "usage: bnc <command> [options]\n"
@@ -24,7 +25,26 @@ static const char USAGE[] =
     "                                prompt / generation speed with the machine's limits beside it\n"
     "  trust KEYFILE | --list        trust the signer of plans whose object code may run\n"
     "\n"
-    "Run `bnc <command> --help` for the options of one command.\n";
+    "Run `bnc <command> --help` for the options of one command; `bnc --version` says what this bnc is.\n";
+
+/* The version and commit, the backends compiled in, and what this CPU has of what they use. */
+static int version(void) {
+  printf("bnc %s\nbackends: %s\ncpu:", bnc_version(), bn_backend_names());
+#if defined(__x86_64__) || defined(__i386__)
+  const struct {
+    const char *name;
+    int has;
+  } f[] = {{"avx2", __builtin_cpu_supports("avx2")},         {"fma", __builtin_cpu_supports("fma")},
+           {"f16c", __builtin_cpu_supports("f16c")},         {"avx512f", __builtin_cpu_supports("avx512f")},
+           {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vnni", __builtin_cpu_supports("avx512vnni")}};
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+    if (f[i].has) printf(" %s", f[i].name);
+#else
+  printf(" (feature detection is x86's only)");
+#endif
+  printf("\n");
+  return 0;
+}
 
 int bn_cli_fail(const bn_error *err) {
   fprintf(stderr, "bnc: %s\n", err->msg);
@@ -100,6 +120,7 @@ int main(int argc, char **argv) {
     fputs(USAGE, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (!strcmp(argv[1], "--version")) return version();
   static const struct {
     const char *name;
     int (*fn)(int, char **);
