@@ -150,6 +150,9 @@ int bn_fused_matmul(const bn_graph *body, int at);
 bn_status bn_graph_verify(const bn_graph *g, bn_error *err);
 /* Writes the textual IR; returns a malloc'd string (NULL on OOM). */
 char *bn_graph_print(const bn_graph *g);
+/* Graphviz DOT of g (malloc'd; NULL: out of memory): fused nodes as clusters of their bodies, edges
+ * labelled with types; the nodes of layers outside lo..hi (lo > hi: none) collapse into boxes. */
+char *bn_graph_dot(const bn_graph *g, int lo, int hi);
 
 /* Type rules used by ops.def. */
 #define BN_RULE(name) bn_status name(const bn_graph *, const bn_node *, bn_dtype *, bn_shape *, bn_error *)

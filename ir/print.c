@@ -17,14 +17,9 @@
 #include <string.h>
 
 #include "ir.h"
+#include "sbuf.h"
 
-typedef struct {
-  char *buf;
-  size_t len, cap;
-  int oom;
-} sbuf;
-
-static void put(sbuf *b, const char *fmt, ...) {
+void bn_sbuf_put(bn_sbuf *b, const char *fmt, ...) {
   va_list ap;
   for (;;) {
     size_t room = b->cap - b->len;
@@ -42,55 +37,55 @@ static void put(sbuf *b, const char *fmt, ...) {
   }
 }
 
-static void put_type(sbuf *b, const bn_value *v) {
-  put(b, "%s[", bn_dtype_table[v->dtype].name);
+void bn_sbuf_type(bn_sbuf *b, const bn_value *v) {
+  bn_sbuf_put(b, "%s[", bn_dtype_table[v->dtype].name);
   for (int i = 0; i < v->shape.rank; i++) {
     int64_t d = v->shape.d[i];
-    if (i) put(b, ", ");
-    if (d == BN_DIM_T) put(b, "T");
-    else if (d == BN_DIM_P) put(b, "P");
-    else put(b, "%lld", (long long)d);
+    if (i) bn_sbuf_put(b, ", ");
+    if (d == BN_DIM_T) bn_sbuf_put(b, "T");
+    else if (d == BN_DIM_P) bn_sbuf_put(b, "P");
+    else bn_sbuf_put(b, "%lld", (long long)d);
   }
-  put(b, "]");
+  bn_sbuf_put(b, "]");
 }
 
-static void put_graph(sbuf *b, const bn_graph *g, const char *ind) {
+static void put_graph(bn_sbuf *b, const bn_graph *g, const char *ind) {
   for (int i = 0; i < g->n_values; i++) {
     const bn_value *v = &g->values[i];
     if (v->kind == BN_VAL_NODE) continue;
-    put(b, "%s%s %%%s : ", ind, v->kind == BN_VAL_INPUT ? "input" : "weight", v->name);
-    put_type(b, v);
-    put(b, "\n");
+    bn_sbuf_put(b, "%s%s %%%s : ", ind, v->kind == BN_VAL_INPUT ? "input" : "weight", v->name);
+    bn_sbuf_type(b, v);
+    bn_sbuf_put(b, "\n");
   }
   for (int i = 0; i < g->n_nodes; i++) {
     const bn_node *n = &g->nodes[i];
     const bn_op_info *info = &bn_op_table[n->op];
-    put(b, "%s%%%s = %s", ind, g->values[n->out].name, info->name);
-    for (int k = 0; k < n->n_in; k++) put(b, "%s%%%s", k ? ", " : " ", g->values[n->in[k]].name);
+    bn_sbuf_put(b, "%s%%%s = %s", ind, g->values[n->out].name, info->name);
+    for (int k = 0; k < n->n_in; k++) bn_sbuf_put(b, "%s%%%s", k ? ", " : " ", g->values[n->in[k]].name);
     int first = 1;
     for (int a = 0; a < BN_MAX_ATTR; a++) {
       if (!info->attr[a]) continue;
-      put(b, "%s%s = %.17g", first ? " {" : ", ", info->attr[a], n->attr[a]);
+      bn_sbuf_put(b, "%s%s = %.17g", first ? " {" : ", ", info->attr[a], n->attr[a]);
       first = 0;
     }
-    if (!first) put(b, "}");
+    if (!first) bn_sbuf_put(b, "}");
     if (n->body) {
-      put(b, " {\n");
+      bn_sbuf_put(b, " {\n");
       put_graph(b, n->body, "      ");
-      put(b, "%s}", ind);
+      bn_sbuf_put(b, "%s}", ind);
     }
-    put(b, " : ");
-    put_type(b, &g->values[n->out]);
-    put(b, "\n");
+    bn_sbuf_put(b, " : ");
+    bn_sbuf_type(b, &g->values[n->out]);
+    bn_sbuf_put(b, "\n");
   }
-  for (int i = 0; i < g->n_outputs; i++) put(b, "%soutput %%%s\n", ind, g->values[g->outputs[i]].name);
+  for (int i = 0; i < g->n_outputs; i++) bn_sbuf_put(b, "%soutput %%%s\n", ind, g->values[g->outputs[i]].name);
 }
 
 char *bn_graph_print(const bn_graph *g) {
-  sbuf b = {0};
-  put(&b, "bnc.ir 1\ngraph \"%s\" {\n", g->arch);
+  bn_sbuf b = {0};
+  bn_sbuf_put(&b, "bnc.ir 1\ngraph \"%s\" {\n", g->arch);
   put_graph(&b, g, "  ");
-  put(&b, "}\n");
+  bn_sbuf_put(&b, "}\n");
   if (b.oom) {
     free(b.buf);
     return NULL;

@@ -179,6 +179,7 @@ bn_status bn_session_perplexity(bn_session *s, const int32_t *tokens, long n, in
       double nll = log(z) + mx - row[tokens[start + i]];
       sum += nll, sum2 += nll * nll, scored++;
     }
+    if (s->p.progress) s->p.progress(start + len, n, s->p.progress_user);
     if (start + len >= n) break;
   }
   double mean = sum / scored, var = scored > 1 ? (sum2 - sum * sum / scored) / (scored - 1) : 0;

@@ -22,6 +22,9 @@ typedef struct {
   int ignore_eos; /* keep generating past the end-of-sequence token */
   bn_exec_opts exec; /* backend and threads */
   bn_sampler_params sampler;
+  /* called by long work (perplexity: after each window) with its progress; NULL: none */
+  void (*progress)(long done, long total, void *user);
+  void *progress_user;
 } bn_session_params;
 
 typedef struct bn_session bn_session;

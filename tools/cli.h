@@ -53,6 +53,13 @@ const char *bn_cli_isa(void);
 bn_status bn_cli_codegen(const bn_backend *be, const char *target, bn_codegen **out, bn_error *err);
 void bn_cli_exec_env(bn_exec_opts *o);
 int bn_cli_map_plans(void);
+/* BNC_BENCH_DELAY_US: a slowdown bench plants per token (its tests' only; 0: none). */
+double bn_cli_bench_delay_us(void);
+/* Whether to draw progress lines: standard error is a terminal. */
+int bn_cli_progress(void);
+/* A bench baseline's file: NAME.json in BNC_BENCH_DIR, else $XDG_DATA_HOME/bnc/bench, else
+ * ~/.local/share/bnc/bench (made if absent); -1: not a name (1..64 of [A-Za-z0-9._-], not first '.'). */
+int bn_cli_bench_path(const char *name, char *path, size_t cap);
 const bn_kcache *bn_cli_cache(void);
 
 /* keys.c: the user's key directory (NULL: no HOME), a plan's object code if it may run

@@ -32,12 +32,13 @@ static const char HELP[] =
 
 typedef struct {
   const char *out, *dump;
-  int time, aot, tune, lut;
+  int time, aot, tune, lut, progress;
   int failed;
 } hook_ctx;
 
 static void hook(const char *pass, const bn_graph *g, double seconds, void *user) {
   hook_ctx *h = user;
+  if (h->progress) fprintf(stderr, "\r\033[K  compile: after %s, %d nodes", pass, g->n_nodes);
   if (h->time) fprintf(stderr, "  %-18s %9.3f ms  %4d nodes\n", pass, seconds * 1e3, g->n_nodes);
   if (!h->dump || (strcmp(h->dump, "all") && strcmp(h->dump, pass))) return;
   char path[4096];
@@ -127,8 +128,10 @@ int bn_cmd_compile(int argc, char **argv) {
   bn_pass_opts po = {.max_tokens = (int)batch, .verify = 1};
   bn_memplan mp;
   if (h.time) fprintf(stderr, "passes:\n");
+  h.progress = !h.time && bn_cli_progress();
   bn_status st = bn_pass_run_pipeline(&m.graph, &po, &mp, hook, &h, &err);
   int have_mp = !st;
+  if (h.progress) fprintf(stderr, "\r\033[K");
   if (!st && (h.tune || h.lut)) st = choose_layouts(&m.graph, backend, target, (int)batch, h.tune, &err);
   bn_objcode aot = {0};
   if (!st && h.aot) {

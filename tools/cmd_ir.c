@@ -1,7 +1,13 @@
 /* bnc ir: print the graph IR of a GGUF model or a .bnir file. */
+#include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
 
 #include "../ir/irparse.h"
 #include "../frontend/synth.h"
@@ -9,12 +15,16 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc ir FILE [-o OUT] [--after=PASS|all] [--emit=FORM [--backend NAME]]\n"
+    "usage: bnc ir FILE [-o OUT] [--after=PASS|all] [--dot|--svg [--layers A-B]] [--emit=FORM [--backend NAME]]\n"
     "       bnc ir --shape tiny|large|3b|2b4t [--arch ARCH] [--type tq1_0|tq2_0|i2_s] [-o OUT]\n"
     "  FILE is a GGUF model (imported) or a .bnir text file (parsed and verified).\n"
     "  --shape prints the graph of a `bnc synth` shape without any file (weights have no data).\n"
     "  --after=PASS  run the compiler pipeline and print the IR after PASS (parseable);\n"
     "  --after=all   print it after every pass, each graph headed by a '# after PASS' comment.\n"
+    "  --dot          print the graph as Graphviz DOT instead: a box per node coloured by the kind of its op,\n"
+    "                 fused nodes as clusters holding their bodies, edges labelled with their types\n"
+    "  --svg          the same drawn by Graphviz's dot program as SVG (apt-get install graphviz)\n"
+    "  --layers A-B   with --dot/--svg: show layers A..B (or one, N); the others collapse into a box each run\n"
     "  --emit=FORM    compile, then print every generated kernel the model uses (one per unique kernel,\n"
     "                 with the nodes that share it) in a form the backend prints: llvm (optimized LLVM\n"
     "                 IR) or asm (assembly) for the llvm backend; --backend picks it (default: %s)\n"
@@ -29,20 +39,42 @@ typedef struct {
   FILE *fp;
   const char *after;
   int ok;
+  int dot, lo, hi; /* --dot or --svg: DOT, layers lo..hi expanded (lo > hi: all) */
 } dump_ctx;
+
+static char *text_of(const dump_ctx *d, const bn_graph *g) { return d->dot ? bn_graph_dot(g, d->lo, d->hi) : bn_graph_print(g); }
 
 static void dump(const char *pass, const bn_graph *g, double seconds, void *user) {
   dump_ctx *d = user;
   (void)seconds;
   if (strcmp(d->after, "all") && strcmp(d->after, pass)) return;
-  char *text = bn_graph_print(g);
-  if (!strcmp(d->after, "all")) fprintf(d->fp, "# after %s\n", pass);
+  char *text = text_of(d, g);
+  if (!strcmp(d->after, "all")) fprintf(d->fp, "%s after %s\n", d->dot ? "//" : "#", pass);
   d->ok = d->ok && text && fputs(text, d->fp) >= 0;
   free(text);
 }
 
+/* Graphviz's dot rendering what is written to the returned stream as SVG, into out (NULL: stdout);
+ * run without a shell, so no name is interpreted. NULL: dot could not be started. */
+static FILE *svg_pipe(const char *out, pid_t *pid) {
+  int fd[2];
+  if (pipe(fd)) return NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fd[0], 0);
+  posix_spawn_file_actions_addclose(&fa, fd[1]);
+  if (out) posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  char *args[] = {"dot", "-Tsvg", NULL};
+  int bad = posix_spawnp(pid, "dot", &fa, NULL, args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fd[0]);
+  if (bad) return close(fd[1]), NULL;
+  return fdopen(fd[1], "w");
+}
+
 int bn_cmd_ir(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *after = NULL, *emit = NULL;
+  int dot = 0, svg = 0, lo = 1, hi = 0;
   const bn_backend *backend = bn_backend_default();
   bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0};
   for (int i = 1; i < argc; i++) {
@@ -54,6 +86,15 @@ int bn_cmd_ir(int argc, char **argv) {
       if (!(sp.shape = bn_synth_find_shape(argv[++i])))
         return bn_cli_usage_error("ir", "unknown --shape '%s' (%s)", v, bn_synth_shape_names());
     } else if (!strncmp(argv[i], "--emit=", 7)) emit = argv[i] + 7;
+    else if (!strcmp(argv[i], "--dot")) dot = 1;
+    else if (!strcmp(argv[i], "--svg")) dot = svg = 1;
+    else if (!strcmp(argv[i], "--layers") && v) {
+      char *end;
+      long a = strtol(argv[++i], &end, 10), b = *end == '-' ? strtol(end + 1, &end, 10) : a;
+      if (!*v || *end || a < 0 || b < a || b > 100000)
+        return bn_cli_usage_error("ir", "--layers needs N or A-B (0 <= A <= B), got '%s'", v);
+      lo = (int)a, hi = (int)b;
+    }
     else if (!strcmp(argv[i], "--backend") && v) {
       if (bn_cli_backend("ir", argv[++i], &backend)) return 2;
     } else if (!strncmp(argv[i], "--after=", 8)) {
@@ -85,14 +126,22 @@ int bn_cmd_ir(int argc, char **argv) {
   } else if (bn_plan_sniff(in)) {
     bn_plan plan;
     if ((st = bn_plan_open(&plan, in, &err))) return bn_cli_fail(&err);
-    char *text = bn_graph_print(&plan.model.graph);
+    if (svg) return bn_cli_usage_error("ir", "--svg takes a GGUF or .bnir (for a plan: --dot, then dot -Tsvg)");
+    char *text = text_of(&(dump_ctx){.dot = dot, .lo = lo, .hi = hi}, &plan.model.graph);
     int ok = text && fputs(text, stdout) >= 0;
     free(text);
     bn_plan_close(&plan);
     return ok ? 0 : 1;
   } else st = ends_with(in, ".bnir") ? bn_ir_parse_file(in, g, &err) : bn_cli_load(in, &f, &m, &err);
   if (st) return bn_cli_fail(&err);
-  FILE *fp = out ? fopen(out, "wb") : stdout;
+  pid_t dot_pid = 0;
+  FILE *fp = svg ? svg_pipe(out, &dot_pid) : out ? fopen(out, "wb") : stdout;
+  if (svg && !fp) {
+    bn_model_free(&m);
+    if (f.base) bn_gguf_close(&f);
+    return bn_fail(&err, BN_E_UNSUPPORTED, "--svg needs Graphviz's dot program (apt-get install graphviz), or use --dot"),
+           bn_cli_fail(&err);
+  }
   int ok = fp != NULL;
   if (emit && fp) {
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
@@ -129,7 +178,7 @@ int bn_cmd_ir(int argc, char **argv) {
     free(seen);
     bn_codegen_close(cg);
   } else if (after && fp) {
-    dump_ctx d = {fp, after, 1};
+    dump_ctx d = {fp, after, 1, dot, lo, hi};
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
     if ((st = bn_pass_run_pipeline(g, &po, &mp, dump, &d, &err))) {
@@ -141,13 +190,18 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_memplan_free(&mp);
     ok = d.ok;
   } else if (fp) {
-    char *text = bn_graph_print(g);
+    char *text = text_of(&(dump_ctx){.dot = dot, .lo = lo, .hi = hi}, g);
     ok = text && fputs(text, fp) >= 0;
     free(text);
   }
-  if (out && fp) ok = fclose(fp) == 0 && ok;
+  if ((out || svg) && fp) ok = fclose(fp) == 0 && ok;
+  int status = 0;
+  if (svg && (waitpid(dot_pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))) {
+    ok = 1; /* said below */
+    bn_fail(&err, BN_E_IO, "Graphviz's dot failed on the graph (bnc ir --dot writes what it read)");
+  }
   bn_model_free(&m);
   if (f.base) bn_gguf_close(&f);
   if (!ok) return bn_fail(&err, BN_E_IO, "%s: cannot write", out ? out : "stdout"), bn_cli_fail(&err);
-  return 0;
+  return err.code ? bn_cli_fail(&err) : 0;
 }

@@ -14,6 +14,10 @@ static const char HELP[] =
     "  a window scores its last `stride` tokens (the first window all but its first token).\n"
     "  Prints exp(mean negative log-likelihood) with its standard error, and tokens/s.\n";
 
+static void progress(long done, long total, void *user) {
+  fprintf(stderr, "\r\033[K  perplexity: %ld of %ld tokens (%.0f %%)", done, total, 100.0 * done / total);
+}
+
 int bn_cmd_perplexity(int argc, char **argv) {
   const char *model = NULL, *file = NULL;
   long ctx = 256, stride = 0, batch = 0, threads = 1;
@@ -64,7 +68,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return free(text), bn_cli_fail(&err);
   if (ctx > cm.m->hp.n_ctx) ctx = cm.m->hp.n_ctx;
   bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch, .exec = bn_cli_exec_opts(backend, threads, &cm),
-                          .sampler = bn_sampler_defaults()};
+                          .sampler = bn_sampler_defaults(), .progress = bn_cli_progress() ? progress : NULL};
   bn_session *s = NULL;
   int32_t *ids = malloc(((size_t)len + 2) * sizeof *ids); /* a token takes at least one byte */
   float *logits = malloc((size_t)ctx * (size_t)cm.m->hp.n_vocab * sizeof *logits);
@@ -78,6 +82,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
     else fprintf(stderr, "%s: %d tokens (%.1f ms)\n", file, n, (bn_now() - t0) * 1e3);
   }
   if (!st) st = bn_session_perplexity(s, ids, n, (int)ctx, stride ? (int)stride : (int)ctx, logits, &r, &err);
+  if (sp.progress) fprintf(stderr, "\r\033[K");
   if (!st)
     printf("perplexity: %.4f +/- %.4f over %ld scored tokens (context %ld, stride %ld) | %.1f tokens/s\n", r.ppl,
            r.ppl_err, r.scored, ctx, stride ? stride : ctx, r.evaluated / r.seconds);

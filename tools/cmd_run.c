@@ -97,11 +97,33 @@ static int wants_help(int argc, char **argv) {
   return 0;
 }
 
+/* When each generated token arrived: the gaps are the per-token latencies --stats reports. */
+typedef struct {
+  double *at;
+  int n, cap;
+} arrivals;
+
 static int print_piece(int32_t token, const char *text, size_t len, void *user) {
-  (void)token, (void)user;
+  arrivals *a = user;
+  (void)token;
   fwrite(text, 1, len, stdout);
   fflush(stdout);
+  if (a->n < a->cap) a->at[a->n++] = bn_now();
   return 0;
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void print_latency(arrivals *a) {
+  int n = a->n - 1;
+  if (n < 1) return;
+  for (int i = 0; i < n; i++) a->at[i] = (a->at[i + 1] - a->at[i]) * 1e3;
+  qsort(a->at, (size_t)n, sizeof *a->at, by_value);
+  fprintf(stderr, "per-token latency, ms (%d tokens after the first): p50 %.3f, p95 %.3f, p99 %.3f, slowest %.3f\n", n,
+          a->at[(n - 1) / 2], a->at[(int)(0.95 * (n - 1))], a->at[(int)(0.99 * (n - 1))], a->at[n - 1]);
 }
 
 static int by_time(const void *a, const void *b) {
@@ -183,7 +205,8 @@ int bn_cmd_run(int argc, char **argv) {
   }
   fputs(o.prompt, stdout);
   fflush(stdout);
-  bn_status st = bn_session_generate(s, o.prompt, (int)o.n_predict, print_piece, NULL, &err);
+  arrivals arr = {malloc((size_t)o.n_predict * sizeof(double) + 1), 0, (int)o.n_predict};
+  bn_status st = bn_session_generate(s, o.prompt, (int)o.n_predict, print_piece, &arr, &err);
   printf("\n");
   const bn_timings *t = bn_session_timings(s);
   if (!st && t->context_full)
@@ -193,7 +216,8 @@ int bn_cmd_run(int argc, char **argv) {
     fprintf(stderr, "\nload %.3f s | prompt %d tokens, %.2f tokens/s | generation %d tokens, %.2f tokens/s\n", load,
             t->n_prompt, t->n_prompt / (t->prompt_s > 0 ? t->prompt_s : 1e-9), t->n_gen,
             t->n_gen / (t->gen_s > 0 ? t->gen_s : 1e-9));
-  if (!st && o.stats) print_stats(s, load);
+  if (!st && o.stats) print_stats(s, load), print_latency(&arr);
+  free(arr.at);
   if (!st && o.profile) {
     st = bn_trace_write(&trace, o.profile, &err);
     if (!st) fprintf(stderr, "trace: %d events in %s\n", trace.n, o.profile);

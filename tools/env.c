@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "../codegen/kcache.h"
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "../runtime/pool.h"
 #include "cli.h"
 
@@ -17,12 +20,23 @@ int bn_cli_has(const char *list, const char *opt) {
 
 static const struct {
   const char *name, *values;
-} VARS[] = {{"BNC_ISA", "avx2 avx512"}, {"BNC_QKV_PHASE", "0 1"}, {"BNC_MMAP", "0 1"}};
+} VARS[] = {{"BNC_ISA", "avx2 avx512"}, {"BNC_QKV_PHASE", "0 1"}, {"BNC_MMAP", "0 1"},
+             {"BNC_BENCH_DELAY_US", NULL}}; /* NULL: microseconds, 0..1000000 */
+
+static int microseconds(const char *v) {
+  char *end;
+  long x = strtol(v, &end, 10);
+  return *v && !*end && x >= 0 && x <= 1000000;
+}
 
 int bn_cli_check_env(void) {
   for (size_t i = 0; i < sizeof VARS / sizeof *VARS; i++) {
     const char *v = getenv(VARS[i].name);
-    if (v && !bn_cli_has(VARS[i].values, v)) {
+    if (v && !VARS[i].values && !microseconds(v)) {
+      fprintf(stderr, "bnc: %s=%s is not a number of microseconds (0..1000000)\n", VARS[i].name, v);
+      return 2;
+    }
+    if (v && VARS[i].values && !bn_cli_has(VARS[i].values, v)) {
       fprintf(stderr, "bnc: %s=%s is unknown (%s)\n", VARS[i].name, v, VARS[i].values);
       return 2;
     }
@@ -31,6 +45,30 @@ int bn_cli_check_env(void) {
 }
 
 const char *bn_cli_isa(void) { return getenv("BNC_ISA"); } /* bn_cli_check_env knows its values */
+
+double bn_cli_bench_delay_us(void) {
+  const char *v = getenv("BNC_BENCH_DELAY_US");
+  return v ? strtod(v, NULL) : 0;
+}
+
+int bn_cli_progress(void) { return isatty(2); }
+
+int bn_cli_bench_path(const char *name, char *path, size_t cap) {
+  size_t n = strlen(name);
+  if (!n || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n || name[0] == '.')
+    return -1;
+  const char *env = getenv("BNC_BENCH_DIR"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+  char dir[4096];
+  if (env && *env) snprintf(dir, sizeof dir, "%s", env);
+  else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/bnc/bench", xdg);
+  else if (home && *home) snprintf(dir, sizeof dir, "%s/.local/share/bnc/bench", home);
+  else snprintf(dir, sizeof dir, ".bnc-bench");
+  for (char *p = dir + 1; *p; p++) /* mkdir -p */
+    if (*p == '/') *p = 0, mkdir(dir, 0755), *p = '/';
+  mkdir(dir, 0755);
+  snprintf(path, cap, "%s/%s.json", dir, name);
+  return 0;
+}
 
 bn_status bn_cli_codegen(const bn_backend *be, const char *target, bn_codegen **out, bn_error *err) {
   bn_backend_opts o = {.target = target, .isa = bn_cli_isa(), .cache = bn_cli_cache()};

@@ -24,11 +24,12 @@ struct bn_cli_limits {
 typedef struct {
   bn_cli_limits *l;
   int64_t iters; /* of the peak loop */
+  size_t bytes;  /* the bandwidth loop reads this much of the buffer */
 } job;
 
 __attribute__((target("avx2"))) static void bw_read(void *ctx, int i, int n) {
   const job *j = ctx;
-  size_t per = BUF_BYTES / (size_t)n / 128 * 128;
+  size_t per = j->bytes / (size_t)n / 128 * 128;
   const __m256i *p = (const __m256i *)(j->l->buf + per * (size_t)i), *e = p + per / 32;
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   for (; p < e; p += 4) {
@@ -73,7 +74,7 @@ void bn_cli_limits_close(bn_cli_limits *l) {
 
 /* The best of 3: a run is either a pass over the buffer or PEAK_ITERS of the peak loop. */
 static double best_of_3(bn_cli_limits *l, bn_pool *pool, int peak) {
-  job j = {l, PEAK_ITERS};
+  job j = {l, PEAK_ITERS, BUF_BYTES};
   double best = 0;
   for (int r = 0; r < 3; r++) {
     double t0 = bn_now();
@@ -88,6 +89,20 @@ static double best_of_3(bn_cli_limits *l, bn_pool *pool, int peak) {
 void bn_cli_limits_now(bn_cli_limits *l, bn_pool *pool, double *gbs, double *gmacs) {
   *gmacs = l->peak ? best_of_3(l, pool, 1) : 0;
   *gbs = best_of_3(l, pool, 0);
+}
+
+double bn_cli_limits_read(bn_cli_limits *l, bn_pool *pool, size_t bytes) {
+  job j = {l, 0, bytes < BUF_BYTES ? bytes : BUF_BYTES};
+  int passes = (int)((256u << 20) / (j.bytes + 1)) + 1;
+  double best = 0;
+  bn_pool_run(pool, bw_read, &j); /* warm: what a cache holds, it now holds */
+  for (int r = 0; r < 3; r++) {
+    double t0 = bn_now();
+    for (int p = 0; p < passes; p++) bn_pool_run(pool, bw_read, &j);
+    double v = (double)j.bytes * passes / (bn_now() - t0) / 1e9;
+    if (v > best) best = v;
+  }
+  return best;
 }
 
 size_t bn_cli_llc_bytes(void) {

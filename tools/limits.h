@@ -19,6 +19,9 @@ void bn_cli_limits_close(bn_cli_limits *l);
  * bandwidth in GB/s, the best of 3 passes over the buffer, and int8 multiply-adds per second
  * (G), the best of 3 runs of the peak loop. */
 void bn_cli_limits_now(bn_cli_limits *l, bn_pool *pool, double *gbs, double *gmacs);
+/* Read bandwidth (GB/s, the best of 3) over the first `bytes` of the buffer, read again and again:
+ * against the whole buffer's, whether that much fits in a cache these threads use. */
+double bn_cli_limits_read(bn_cli_limits *l, bn_pool *pool, size_t bytes);
 /* The size of the last-level cache cpu0 sits behind, in bytes (sysfs, else sysconf), or 0 if unknown. */
 size_t bn_cli_llc_bytes(void);
 
