@@ -120,6 +120,10 @@ int main(int argc, char **argv) {
     fputs(USAGE, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+#ifdef BN_WITH_ASMJIT
+  extern const bn_backend bn_backend_asmjit;
+  bn_backend_register(&bn_backend_asmjit, NULL); /* a library of its own (CMakeLists.txt says why) */
+#endif
   if (!strcmp(argv[1], "--version")) return version();
   static const struct {
     const char *name;

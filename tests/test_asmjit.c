@@ -1,0 +1,163 @@
+/* The asmjit backend against the reference: every kernel it emits, over many shapes (odd widths,
+ * every remainder of a vector, offsets, row ranges as threads split them) on AVX2 and AVX-512,
+ * against the definition with the reference's own conversions; and whole models, whose logits
+ * must be the reference's bits (what it does not emit yet runs the reference kernels). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../codegen/backend.h"
+#include "../frontend/import.h"
+#include "../frontend/synth.h"
+#include "../ir/quant.h"
+#include "../ir/rng.h"
+#include "../passes/pass.h"
+#include "../runtime/session.h"
+#include "testutil.h"
+
+extern const bn_backend bn_backend_asmjit;
+
+static bn_codegen *open_isa(const char *isa) {
+  bn_codegen *cg;
+  bn_error err = {0};
+  bn_backend_opts o = {.isa = isa};
+  if (bn_codegen_open(&bn_backend_asmjit, &o, &cg, &err)) return NULL; /* this CPU lacks the ISA */
+  return cg;
+}
+
+static const char *const ISAS[] = {"avx2", "avx512"};
+
+static void test_slices(void **state) {
+  (void)state;
+  static const int64_t Ks[] = {1, 3, 8, 16, 17, 31, 64, 100, 513, 1536};
+  uint64_t rng = 5;
+  int checked = 0;
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    if (!cg) continue;
+    for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+      int64_t K = Ks[ki], T = 5;
+      for (int trial = 0; trial < 6; trial++) {
+        int64_t off = trial == 0 ? 0 : (int64_t)(bn_rng_next(&rng) % (uint64_t)K);
+        int64_t n = trial == 1 ? K - off : 1 + (int64_t)(bn_rng_next(&rng) % (uint64_t)(K - off));
+        bn_kkey key = {.family = BN_K_SLICE, .k = K, .n = n, .variant = (int)off};
+        void *fn;
+        bn_error err = {0};
+        assert_true(bn_codegen_supports(cg, &key));
+        if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+        float *x = malloc((size_t)(T * K) * 4), *y = malloc((size_t)(T * n + 16) * 4);
+        for (int64_t i = 0; i < T * K; i++) x[i] = (float)bn_rng_unit(&rng) - 0.5f;
+        for (int64_t i = 0; i < T * n + 16; i++) y[i] = 99.0f; /* what the kernel must not touch stays */
+        ((bn_rows_kernel)fn)(x, NULL, y, T, 0, 2), ((bn_rows_kernel)fn)(x, NULL, y, T, 2, T); /* two threads' rows */
+        for (int64_t t = 0; t < T; t++)
+          for (int64_t j = 0; j < n; j++)
+            if (memcmp(&y[t * n + j], &x[t * K + off + j], 4))
+              fail_msg("%s slice K=%lld n=%lld off=%lld: y[%lld][%lld]", ISAS[ia], (long long)K, (long long)n,
+                       (long long)off, (long long)t, (long long)j);
+        for (int i = 0; i < 16; i++) assert_true(y[T * n + i] == 99.0f);
+        free(x), free(y);
+        checked++;
+      }
+    }
+    bn_codegen_close(cg);
+  }
+  printf("  %d slice kernels checked\n", checked);
+  assert_true(checked >= 60);
+}
+
+static void test_embedding_rows(void **state) {
+  (void)state;
+  static const int64_t widths[] = {1, 7, 8, 16, 24, 33, 256, 1000, 2560};
+  uint64_t rng = 9;
+  int checked = 0;
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    if (!cg) continue;
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
+      for (int f16 = 0; f16 < 2; f16++) {
+        int64_t W = widths[wi], V = 37, T = 6;
+        bn_kkey key = {.family = BN_K_EMBED, .k = W, .n = V, .variant = f16 ? BN_DT_F16 : BN_DT_F32};
+        void *fn;
+        bn_error err = {0};
+        if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+        uint16_t *h = malloc((size_t)(V * W) * 2);
+        float *f = malloc((size_t)(V * W) * 4), *y = malloc((size_t)(T * W + 16) * 4);
+        for (int64_t i = 0; i < V * W; i++) {
+          h[i] = (uint16_t)(bn_rng_next(&rng) & 0x7bff); /* finite halves of either sign */
+          f[i] = (float)bn_rng_unit(&rng) * 4 - 2;
+        }
+        int32_t ids[6] = {0, 36, 5, 5, 17, 1};
+        for (int64_t i = 0; i < T * W + 16; i++) y[i] = 99.0f;
+        ((bn_rows_kernel)fn)(ids, f16 ? (void *)h : (void *)f, y, T, 0, 3);
+        ((bn_rows_kernel)fn)(ids, f16 ? (void *)h : (void *)f, y, T, 3, T);
+        for (int64_t t = 0; t < T; t++)
+          for (int64_t j = 0; j < W; j++) {
+            float want = f16 ? bn_half_to_float(h[ids[t] * W + j]) : f[ids[t] * W + j];
+            if (memcmp(&y[t * W + j], &want, 4))
+              fail_msg("%s embed %s W=%lld: y[%lld][%lld] %g, want %g", ISAS[ia], f16 ? "f16" : "f32", (long long)W,
+                       (long long)t, (long long)j, y[t * W + j], want);
+          }
+        for (int i = 0; i < 16; i++) assert_true(y[T * W + i] == 99.0f);
+        free(h), free(f), free(y);
+        checked++;
+      }
+    bn_codegen_close(cg);
+  }
+  printf("  %d embedding kernels checked\n", checked);
+  assert_true(checked >= 18);
+}
+
+/* Whole models: the logits of a prompt chunk and of single steps, 1..3 threads, are the reference's bits. */
+static void test_models_match_the_reference(void **state) {
+  (void)state;
+  bn_error err = {0};
+  if (!bn_backend_find("asmjit")) assert_int_equal(bn_backend_register(&bn_backend_asmjit, &err), BN_OK);
+  const char *arches[] = {"bitnet", "bitnet-b1.58"};
+  for (int ai = 0; ai < 2; ai++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/asmjit-%s.gguf", BNC_TEST_TMP, arches[ai]);
+    bn_synth_params p = {bn_synth_find_shape("tiny"), arches[ai], BN_DT_I2_S, BN_DT_F16, 3, 0};
+    bn_gguf f;
+    bn_model m;
+    bn_memplan mp;
+    bn_pass_opts po = {.max_tokens = 8, .verify = 1};
+    if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
+        bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
+      fail_msg("%s", err.msg);
+    static const int32_t tok[10] = {1, 5, 9, 200, 31, 77, 4, 8, 15, 16};
+    size_t V = (size_t)m.hp.n_vocab;
+    float *want = NULL;
+    for (int b = 0; b < 4; b++) { /* the reference, then asmjit on 1, 2 and 3 threads */
+      bn_session_params sp = {.n_ctx = 32, .exec = {.backend = bn_backend_find(b ? "asmjit" : "ref"), .threads = b ? b : 1},
+                              .sampler = bn_sampler_defaults()};
+      bn_session *s;
+      if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
+      float *out = malloc(20 * V * sizeof *out);
+      if (bn_session_eval(s, tok, 10, out, &err)) fail_msg("%s", err.msg);
+      bn_session_reset(s);
+      for (int i = 0; i < 10; i++)
+        if (bn_session_eval(s, tok + i, 1, out + (10 + i) * V, &err)) fail_msg("%s", err.msg);
+      if (b) assert_true(bn_exec_jit_nodes(bn_session_exec(s), NULL) >= 1);
+      bn_session_free(s);
+      if (!b) want = out;
+      else {
+        if (memcmp(out, want, 20 * V * sizeof *out)) fail_msg("%s, %d threads: logits differ", arches[ai], b);
+        free(out);
+      }
+    }
+    free(want);
+    bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_slices),
+      cmocka_unit_test(test_embedding_rows),
+      cmocka_unit_test(test_models_match_the_reference),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
