@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "../codegen/backend.h"
+#include "../codegen/ref/ref.h"
 #include "../frontend/import.h"
 #include "../frontend/synth.h"
 #include "../ir/quant.h"
@@ -110,6 +111,67 @@ static void test_embedding_rows(void **state) {
   assert_true(checked >= 18);
 }
 
+/* The ternary matmul (AVX-512 VNNI) in its three modes against bn_ref_tmatmul / bn_ref_dequant: the
+ * sums exact, the dequantized results bit-identical, over tokens, K, N (short last blocks of rows)
+ * and two threads' row ranges split anywhere. */
+static void test_ternary_matmul(void **state) {
+  (void)state;
+  bn_codegen *cg = open_isa("avx512");
+  bn_kkey probe = {.family = BN_K_MATMUL, .k = 256, .n = 4, .variant = BN_MM_DQ};
+  if (!cg || !bn_codegen_supports(cg, &probe)) {
+    bn_codegen_close(cg);
+    skip(); /* no AVX-512 VNNI here */
+  }
+  static const int Ts[] = {1, 2, 3, 5, 13}, Ks[] = {256, 512, 768, 1536}, Ns[] = {1, 3, 4, 17, 64, 130};
+  uint64_t rng = 77;
+  int checked = 0;
+  for (size_t a = 0; a < 5; a++)
+    for (size_t b = 0; b < 4; b++)
+      for (size_t c = 0; c < 6; c++) {
+        int T = Ts[a], K = Ks[b], N = Ns[c];
+        int64_t dims[2] = {N, K};
+        bn_shape sh = bn_shape_make(2, dims);
+        uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &sh, 0));
+        int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
+        for (int r = 0; r < N; r++) {
+          for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
+          bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(&rng)));
+        }
+        float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), bs[64];
+        for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 8 - 4) * (i % 7 == 0 ? 30 : 1);
+        for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
+        uint8_t *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
+        bn_ref_quantize(x, T, K, qa);
+        bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, sh, -1, w, 0};
+        int32_t *acc_ref = malloc((size_t)T * N * 4), *acc = malloc((size_t)T * N * 4);
+        float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
+        bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
+        bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
+        for (int mode = BN_MM_ACC; mode <= BN_MM_DQ_ADD; mode++) {
+          bn_kkey key = {.family = BN_K_MATMUL, .k = K, .n = N, .variant = mode};
+          void *fn;
+          bn_error err = {0};
+          if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+          void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
+          memset(out, 0x5a, (size_t)T * N * 4);
+          int split = (int)(bn_rng_next(&rng) % (uint64_t)(N + 1));
+          ((bn_mm_kernel)fn)(qa, w, out, resid, T, 0, split);
+          ((bn_mm_kernel)fn)(qa, w, out, resid, T, split, N);
+          for (int i = 0; i < T * N; i++) {
+            if (mode == BN_MM_ACC && acc[i] != acc_ref[i])
+              fail_msg("ACC T=%d K=%d N=%d [%d]: %d, the reference %d", T, K, N, i, acc[i], acc_ref[i]);
+            float want = mode == BN_MM_DQ ? y_ref[i] : resid[i] + y_ref[i];
+            if (mode != BN_MM_ACC && memcmp(&y[i], &want, 4))
+              fail_msg("mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", mode, T, K, N, i, y[i], want);
+          }
+          checked++;
+        }
+        free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
+      }
+  bn_codegen_close(cg);
+  printf("  %d ternary matmul kernels checked\n", checked);
+}
+
 /* Whole models: the logits of a prompt chunk and of single steps, 1..3 threads, are the reference's bits. */
 static void test_models_match_the_reference(void **state) {
   (void)state;
@@ -157,6 +219,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_slices),
       cmocka_unit_test(test_embedding_rows),
+      cmocka_unit_test(test_ternary_matmul),
       cmocka_unit_test(test_models_match_the_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

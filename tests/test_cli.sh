@@ -210,7 +210,8 @@ grep -q '"last_level_cache_bytes"' "$WORK/bench.json" || fail "bench JSON lacks 
 # a model smaller than the caches: bench measures that a buffer of the weights' size reads faster than
 # 512 MiB, and says the bandwidth bound does not hold (what it measured, in the note)
 $BNC bench "$m" -p 0 -n 4 -r 1 -t 1 >"$WORK/bench.md" 2>/dev/null || fail "bench md"
-grep -q "the weights fit in a cache these threads use: a buffer of their size, read again and again, reads at [0-9.]* GB/s, 512 MiB at" \
+# (under the sanitizers every load of the measuring loop is checked, and a cache is no faster than memory)
+[ -n "${BNC_TEST_SANITIZED:-}" ] || grep -q "the weights fit in a cache these threads use: a buffer of their size, read again and again, reads at [0-9.]* GB/s, 512 MiB at" \
   "$WORK/bench.md" || fail "bench does not say the weights fit in cache: $(head -3 "$WORK/bench.md")"
 $BNC bench "$m" -p 16 -n 4 -d 0,8 -r 1 -t 1 -o json >"$WORK/bench.json" 2>/dev/null || fail "bench -d"
 grep -q '"tg4@d8"' "$WORK/bench.json" && grep -q '"pp16@d8"' "$WORK/bench.json" || fail "bench -d rows: $(cat "$WORK/bench.json")"

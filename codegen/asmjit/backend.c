@@ -9,11 +9,11 @@
 #include "../backend.h"
 #include "shim/shim.h"
 
-enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11 };
+enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
 
 typedef struct {
   bn_asm_rt *rt;
-  int avx512;
+  int avx512, vnni;
   bn_codegen_counts counts;
   int ids[8]; /* instruction ids, looked up once */
 } asmjit_be;
@@ -88,6 +88,163 @@ static void rows_kernel(bn_asm *a, const asmjit_be *b, int embed, int64_t K, int
   op(a, "ret", NONE, NONE, NONE);
 }
 
+
+/* The ternary matmul (bn_mm_kernel: qa rdi, w rsi, out rdx, resid rcx, T r8, n0 r9, n1 on the stack), AVX-512
+ * VNNI. A TP2 group's 64 bytes shifted by 0, 2, 4, 6 and masked are the codes (trit + 1) of 64
+ * elements each, multiplied with the 64 activations by vpdpbusd; the lane sum less the token's sum of
+ * codes (qa8's "offset trick") is the exact int32 sum, dequantized as the reference does:
+ * (float)((double)acc * row_scale / s), plus the residual. A whole block of 4 rows, whose groups TP2
+ * interleaves (bn_tp2_group), is a tile read front to back: per group four activation vectors loaded
+ * once feed the 16 products of its rows, two chains a row; a short last block goes row by row, a
+ * row's groups then 64 x its rows apart. */
+enum { CV = 16, WV = 20, QV = 24, S0 = 28, S1 = 29, MASK = 31 }; /* vector registers; accumulators from 0 */
+enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
+
+/* eax = the lane sum of int32 vector v (scratch S0). */
+static void hsum(bn_asm *a, int v) {
+  op(a, "vextracti64x4", bn_vec(S0, 32), bn_vec(v, 64), bn_imm(1));
+  op(a, "vpaddd", bn_vec(v, 32), bn_vec(v, 32), bn_vec(S0, 32));
+  op(a, "vextracti32x4", bn_vec(S0, 16), bn_vec(v, 32), bn_imm(1));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
+  op(a, "vpshufd", bn_vec(S0, 16), bn_vec(v, 16), bn_imm(0x4e));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
+  op(a, "vpshufd", bn_vec(S0, 16), bn_vec(v, 16), bn_imm(0xb1));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
+  op(a, "vmovd", bn_gpd(RAX), bn_vec(v, 16), NONE);
+}
+
+/* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9. */
+static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t) {
+  int32_t meta = (int32_t)((K + 63) / 64 * 64), row = (int32_t)(meta + 64) * t, at = (int32_t)(4 * (t * N + r));
+  op(a, "sub", bn_gpd(RAX), bn_mem(R14, row + meta + 4, 4), NONE); /* less the sum of the codes */
+  if (mode == BN_MM_ACC) {
+    op(a, "mov", bn_memx(RDX, R11, 4, at, 4), bn_gpd(RAX), NONE);
+    return;
+  }
+  op(a, "vcvtsi2sd", bn_vec(S0, 16), bn_vec(S0, 16), bn_gpd(RAX));
+  op(a, "vcvtss2sd", bn_vec(S1, 16), bn_vec(S1, 16), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4 + 4 * r), 4)); /* row scale */
+  op(a, "vmulsd", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S1, 16));
+  op(a, "vcvtss2sd", bn_vec(S1, 16), bn_vec(S1, 16), bn_mem(R14, row + meta, 4)); /* the token's scale */
+  op(a, "vdivsd", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S1, 16));
+  op(a, "vcvtsd2ss", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S0, 16));
+  if (mode == BN_MM_DQ_ADD) op(a, "vaddss", bn_vec(S0, 16), bn_vec(S0, 16), bn_memx(RCX, R11, 4, at, 4));
+  op(a, "vmovss", bn_memx(RDX, R11, 4, at, 4), bn_vec(S0, 16), NONE);
+}
+
+/* Tiles of `rows` rows (4: a block's, from rbx; 1: one row from rbx, its groups r12 bytes apart) by
+ * tt tokens, from token r13 while tt more remain: r14 the first token's QA8 row, r15 the group, r11
+ * the activations' offset. A group's codes are unpacked once for the tile's tokens; each (row, token)
+ * accumulates in `chains` vectors (two when alone, to hide vpdpbusd's latency). */
+static void token_tiles(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+  int chains = tt == 1 ? 2 : 1, n_acc = rows * tt * chains;
+  int tok = bn_asm_new_label(a), grp = bn_asm_new_label(a), end = bn_asm_new_label(a);
+  op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
+  op(a, "jg", bn_label(end), NONE, NONE);
+  bn_asm_bind(a, tok);
+  for (int c = 0; c < n_acc; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  for (int r = 0; r < rows; r++) {
+    if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
+    op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
+  }
+  for (int c = 0; c < 4; c++) { /* elements 64 c .. 64 c + 63 of the group: bits 2 c of each byte */
+    for (int r = 0; r < rows; r++) {
+      if (c) op(a, "vpsrlw", bn_vec(CV + r, 64), bn_vec(WV + r, 64), bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(CV + r, 64), bn_vec(c ? CV + r : WV + r, 64), bn_vec(MASK, 64));
+    }
+    for (int t = 0; t < tt; t++) {
+      if (tt == 1) op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, 64 * c, 64), NONE);
+      for (int r = 0; r < rows; r++)
+        op(a, "vpdpbusd", bn_vec((r * tt + t) * chains + c % chains, 64), bn_vec(CV + r, 64),
+           tt == 1 ? bn_vec(QV, 64) : bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c), 64));
+    }
+  }
+  if (rows == 4) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE); /* out index t N + n */
+  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
+  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  for (int r = 0; r < rows; r++)
+    for (int t = 0; t < tt; t++) {
+      int v = (r * tt + t) * chains;
+      if (chains == 2) op(a, "vpaddd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v + 1, 64));
+      hsum(a, v);
+      epilogue(a, K, N, mode, r, t);
+    }
+  op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
+  op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
+  op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
+  op(a, "jle", bn_label(tok), NONE, NONE);
+  bn_asm_bind(a, end);
+}
+
+/* Every token for the rows at rbx: tiles of 4 tokens, then one at a time. */
+static void token_loop(bn_asm *a, int64_t K, int64_t N, int mode, int rows) {
+  op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
+  op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
+  token_tiles(a, K, N, mode, rows, 4);
+  token_tiles(a, K, N, mode, rows, 1);
+}
+
+static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode) {
+  int64_t full = N / 4 * 4;
+  int row_loop = bn_asm_new_label(a), single = bn_asm_new_label(a), next = bn_asm_new_label(a);
+  int done = bn_asm_new_label(a), block4 = bn_asm_new_label(a);
+  const int saved[5] = {RBX, R12, R13, R14, R15};
+  for (int i = 0; i < 5; i++) op(a, "push", bn_gp(saved[i]), NONE, NONE);
+  op(a, "mov", bn_gp(R10), bn_mem(RSP, 8 + 5 * 8, 8), NONE); /* n1, above the return address and the saves */
+  op(a, "mov", bn_gpd(RAX), bn_imm(0x03030303), NONE);
+  op(a, "vpbroadcastd", bn_vec(MASK, 64), bn_gpd(RAX), NONE);
+  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
+  op(a, "jge", bn_label(done), NONE, NONE);
+  bn_asm_bind(a, row_loop);
+  op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE); /* rbx: the row's first group, w + (n / 4) K + (n % 4) 64 */
+  op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(K));
+  op(a, "mov", bn_gp(RBX), bn_gp(R9), NONE);
+  op(a, "and", bn_gp(RBX), bn_imm(3), NONE);
+  op(a, "shl", bn_gp(RBX), bn_imm(6), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(RAX), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(RSI), NONE);
+  if (full) { /* a whole block of 4 within n0..n1: the tile */
+    op(a, "test", bn_gp(R9), bn_imm(3), NONE);
+    op(a, "jnz", bn_label(single), NONE, NONE);
+    op(a, "lea", bn_gp(RAX), bn_mem(R9, 4, 0), NONE);
+    op(a, "cmp", bn_gp(RAX), bn_gp(R10), NONE);
+    op(a, "jg", bn_label(single), NONE, NONE);
+    op(a, "cmp", bn_gp(RAX), bn_imm(full), NONE);
+    op(a, "jg", bn_label(single), NONE, NONE);
+    token_loop(a, K, N, mode, 4);
+    op(a, "add", bn_gp(R9), bn_imm(4), NONE);
+    op(a, "jmp", bn_label(next), NONE, NONE);
+  }
+  bn_asm_bind(a, single);
+  op(a, "mov", bn_gp(R12), bn_imm(256), NONE);
+  if (N % 4) { /* the last, short block */
+    op(a, "cmp", bn_gp(R9), bn_imm(full), NONE);
+    op(a, "jl", bn_label(block4), NONE, NONE);
+    op(a, "mov", bn_gp(R12), bn_imm(N % 4 * 64), NONE);
+  }
+  bn_asm_bind(a, block4);
+  token_loop(a, K, N, mode, 1);
+  op(a, "inc", bn_gp(R9), NONE, NONE);
+  bn_asm_bind(a, next);
+  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
+  op(a, "jl", bn_label(row_loop), NONE, NONE);
+  bn_asm_bind(a, done);
+  for (int i = 4; i >= 0; i--) op(a, "pop", bn_gp(saved[i]), NONE, NONE);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
+
 /* Whole rows of unrolled copies stay small below this many floats a row. */
 enum { MAX_ROW = 1 << 16 };
 
@@ -97,7 +254,9 @@ static int be_supports(void *self, const bn_kkey *key) {
                           key->k * 4 < (1LL << 31);
   case BN_K_EMBED:
     return (key->variant == BN_DT_F32 || key->variant == BN_DT_F16) && key->k > 0 && key->k <= MAX_ROW;
-  case BN_K_MATMUL:
+  case BN_K_MATMUL: /* AVX-512 VNNI, no prologue yet */
+    return ((asmjit_be *)self)->vnni && !key->pro && key->k > 0 && key->k % 256 == 0 && key->n > 0 &&
+           key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD && key->n * key->k / 4 < (1LL << 31);
   case BN_K_MATMUL_F:
   case BN_K_PEAK:
   case BN_K_NORM_QUANT:
@@ -112,7 +271,8 @@ static int be_supports(void *self, const bn_kkey *key) {
 static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, size_t cap) {
   bn_asm *a = bn_asm_new(b->rt, listing != NULL);
   if (!a) return snprintf(msg, cap, "asmjit: out of memory"), NULL;
-  if (key->family == BN_K_SLICE) rows_kernel(a, b, 0, key->k, key->n, key->variant, 0);
+  if (key->family == BN_K_MATMUL) matmul_kernel(a, key->k, key->n, key->variant);
+  else if (key->family == BN_K_SLICE) rows_kernel(a, b, 0, key->k, key->n, key->variant, 0);
   else rows_kernel(a, b, 1, key->k, key->k, 0, key->variant == BN_DT_F16);
   void *fn = bn_asm_finish(a, msg, cap);
   if (listing) *listing = strdup(bn_asm_listing(a));
@@ -132,6 +292,7 @@ static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
   asmjit_be *b = calloc(1, sizeof *b);
   if (!b || !(b->rt = bn_asm_rt_new())) return free(b), bn_fail(err, BN_E_NOMEM, "out of memory");
   b->avx512 = o->isa ? !strcmp(o->isa, "avx512") : host512;
+  b->vnni = b->avx512 && __builtin_cpu_supports("avx512vnni");
   for (int i = 0; i < (int)(sizeof INSTS / sizeof *INSTS); i++) b->ids[i] = bn_asm_inst(INSTS[i]);
   *self = b;
   return BN_OK;
