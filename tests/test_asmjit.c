@@ -172,6 +172,68 @@ static void test_ternary_matmul(void **state) {
   printf("  %d ternary matmul kernels checked\n", checked);
 }
 
+/* RMSNorm + quantize (and RMSNorm alone), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
+ * bn_ref_quantize, bn_ref_tmatmul and bn_ref_dequant, bit for bit, over widths, tokens and row ranges. */
+static void test_norm_quantize(void **state) {
+  (void)state;
+  bn_codegen *cg = open_isa("avx512");
+  if (!cg) skip();
+  static const int Ks[] = {256, 512, 1536, 2560}, Ts[] = {1, 3, 9};
+  uint64_t rng = 21;
+  int checked = 0;
+  for (size_t ki = 0; ki < 4; ki++)
+    for (size_t ti = 0; ti < 3; ti++) {
+      int K = Ks[ki], T = Ts[ti], N = 12;
+      float eps = ki % 2 ? 1e-5f : 1e-6f;
+      float *x = malloc((size_t)T * K * 4), *wn = malloc((size_t)K * 4), *y = malloc((size_t)T * K * 4);
+      float *ynorm = malloc((size_t)T * K * 4), *tmp = malloc((size_t)K * 4 + 64);
+      for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 6 - 3) * (i % 11 == 0 ? 20 : 1);
+      for (int i = 0; i < K; i++) wn[i] = (float)(bn_rng_unit(&rng) + 0.5);
+      int64_t rb = bn_qa8_row_bytes(K);
+      uint8_t *qa_ref = aligned_alloc(64, (size_t)(T * rb)), *qa = aligned_alloc(64, (size_t)(T * rb));
+      bn_ref_rmsnorm(x, T, K, wn, eps, ynorm);
+      memset(qa_ref, 0x5a, (size_t)(T * rb)); /* the bytes after the scale and sum are neither's to write */
+      bn_ref_quantize(ynorm, T, K, qa_ref);
+      for (int mode = 0; mode < 2; mode++) { /* PLAIN, then RMSNORM */
+        bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = mode ? BN_NQ_RMSNORM : BN_NQ_PLAIN, .eps = eps};
+        void *fn;
+        bn_error err = {0};
+        if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+        void *out = mode ? (void *)y : (void *)qa;
+        memset(out, 0x5a, (size_t)(mode ? T * K * 4 : T * rb));
+        ((bn_nq_kernel)fn)(x, wn, out, tmp, T, 0, T / 2), ((bn_nq_kernel)fn)(x, wn, out, tmp, T, T / 2, T);
+        if (mode ? memcmp(y, ynorm, (size_t)T * K * 4) : memcmp(qa, qa_ref, (size_t)(T * rb)))
+          fail_msg("norm-quantize mode %d K=%d T=%d differs from the reference", mode, K, T);
+        checked++;
+      }
+      /* the matmul with the prologue: QA8 scratch filled from x, then rows n0..n1 */
+      int64_t dims[2] = {N, K};
+      bn_shape sh = bn_shape_make(2, dims);
+      uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &sh, 0));
+      int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
+      for (int r = 0; r < N; r++) {
+        for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
+        bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(&rng)));
+      }
+      bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, sh, -1, w, 0};
+      int32_t *acc = malloc((size_t)T * N * 4);
+      float *want = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4), bs[64];
+      bn_ref_tmatmul(qa_ref, T, K, N, &wv, acc, scr, bs);
+      bn_ref_dequant(acc, qa_ref, T, K, N, &wv, 1.0f, want);
+      bn_kkey key = {.family = BN_K_MATMUL, .k = K, .n = N, .variant = BN_MM_DQ, .eps = eps, .pro = 1 + BN_NQ_PLAIN};
+      void *fn;
+      bn_error err = {0};
+      if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+      ((bn_mmp_kernel)fn)(qa, w, got, NULL, x, wn, tmp, T, 0, 8), ((bn_mmp_kernel)fn)(qa, w, got, NULL, x, wn, tmp, T, 8, N);
+      if (memcmp(got, want, (size_t)T * N * 4)) fail_msg("matmul with its prologue K=%d T=%d differs", K, T);
+      checked++;
+      free(x), free(wn), free(y), free(ynorm), free(tmp), free(qa_ref), free(qa), free(w), free(trit), free(scr);
+      free(acc), free(want), free(got);
+    }
+  bn_codegen_close(cg);
+  printf("  %d norm-quantize and prologue kernels checked\n", checked);
+}
+
 /* Whole models: the logits of a prompt chunk and of single steps, 1..3 threads, are the reference's bits. */
 static void test_models_match_the_reference(void **state) {
   (void)state;
@@ -220,6 +282,7 @@ int main(void) {
       cmocka_unit_test(test_slices),
       cmocka_unit_test(test_embedding_rows),
       cmocka_unit_test(test_ternary_matmul),
+      cmocka_unit_test(test_norm_quantize),
       cmocka_unit_test(test_models_match_the_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -194,13 +194,113 @@ static void token_loop(bn_asm *a, int64_t K, int64_t N, int mode, int rows) {
   token_tiles(a, K, N, mode, rows, 1);
 }
 
-static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode) {
+/* A double or float constant into xmm d (through rax). */
+static void constant(bn_asm *a, int d, double v, int is_float) {
+  int64_t bits = 0;
+  if (is_float) {
+    float f = (float)v;
+    memcpy(&bits, &f, 4);
+  } else memcpy(&bits, &v, 8);
+  op(a, "mov", bn_gp(RAX), bn_imm(bits), NONE);
+  op(a, "vmovq", bn_vec(d, 16), bn_gp(RAX), NONE);
+}
+
+/* One row's RMSNorm (+ quantize), AVX-512, bit for bit as bn_ref_rmsnorm and bn_ref_quantize: the sum of
+ * squares in 16 double lanes (element i in lane i % 16, each square exact) added lane by lane in order;
+ * inv = (float)(1 / sqrt(ss / K + eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to [tmp],
+ * then s = 127 / max(max |y|, 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their sum,
+ * s and the sum after the codes (QA8). x, w, q, tmp: pointer registers; vectors 0..7, rax, the red zone. */
+static void nq_row(bn_asm *a, int64_t K, float eps, int rmsnorm_only, int x, int w, int q, int tmp) {
+  int32_t meta = (int32_t)((K + 63) / 64 * 64);
+  op(a, "vpxord", bn_vec(0, 64), bn_vec(0, 64), bn_vec(0, 64));
+  op(a, "vpxord", bn_vec(1, 64), bn_vec(1, 64), bn_vec(1, 64));
+  for (int64_t c = 0; c < K; c += 16)
+    for (int h = 0; h < 2; h++) {
+      op(a, "vcvtps2pd", bn_vec(2, 64), bn_mem(x, (int32_t)(4 * c + 32 * h), 32), NONE);
+      op(a, "vmulpd", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+      op(a, "vaddpd", bn_vec(h, 64), bn_vec(h, 64), bn_vec(2, 64));
+    }
+  op(a, "vmovupd", bn_mem(RSP, -128, 64), bn_vec(0, 64), NONE);
+  op(a, "vmovupd", bn_mem(RSP, -64, 64), bn_vec(1, 64), NONE);
+  op(a, "vmovsd", bn_vec(3, 16), bn_mem(RSP, -128, 8), NONE);
+  for (int l = 1; l < 16; l++) op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_mem(RSP, -128 + 8 * l, 8));
+  constant(a, 4, (double)K, 0);
+  op(a, "vdivsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
+  constant(a, 4, (double)eps, 0);
+  op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
+  op(a, "vsqrtsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
+  constant(a, 4, 1.0, 0);
+  op(a, "vdivsd", bn_vec(3, 16), bn_vec(4, 16), bn_vec(3, 16));
+  op(a, "vcvtsd2ss", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
+  op(a, "vbroadcastss", bn_vec(3, 64), bn_vec(3, 16), NONE); /* inv */
+  op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64)); /* max |y| */
+  op(a, "mov", bn_gpd(RAX), bn_imm(0x7fffffff), NONE);
+  op(a, "vpbroadcastd", bn_vec(6, 64), bn_gpd(RAX), NONE); /* |.| mask */
+  for (int64_t c = 0; c < K; c += 16) {
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(3, 64), bn_mem(x, (int32_t)(4 * c), 64));
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_mem(w, (int32_t)(4 * c), 64));
+    op(a, "vmovups", bn_mem(rmsnorm_only ? q : tmp, (int32_t)(4 * c), 64), bn_vec(2, 64), NONE);
+    if (!rmsnorm_only) {
+      op(a, "vpandd", bn_vec(2, 64), bn_vec(2, 64), bn_vec(6, 64));
+      op(a, "vmaxps", bn_vec(5, 64), bn_vec(5, 64), bn_vec(2, 64));
+    }
+  }
+  if (rmsnorm_only) return;
+  op(a, "vextractf64x4", bn_vec(2, 32), bn_vec(5, 64), bn_imm(1)); /* the row's max: exact in any order */
+  op(a, "vmaxps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(2, 32));
+  op(a, "vextractf32x4", bn_vec(2, 16), bn_vec(5, 32), bn_imm(1));
+  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
+  op(a, "vpermilps", bn_vec(2, 16), bn_vec(5, 16), bn_imm(0x4e));
+  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
+  op(a, "vpermilps", bn_vec(2, 16), bn_vec(5, 16), bn_imm(0xb1));
+  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
+  constant(a, 4, 1e-5, 1);
+  op(a, "vmaxss", bn_vec(5, 16), bn_vec(5, 16), bn_vec(4, 16));
+  constant(a, 4, 127.0, 1);
+  op(a, "vdivss", bn_vec(4, 16), bn_vec(4, 16), bn_vec(5, 16)); /* s */
+  op(a, "vmovss", bn_mem(q, meta, 4), bn_vec(4, 16), NONE);
+  op(a, "vbroadcastss", bn_vec(4, 64), bn_vec(4, 16), NONE);
+  op(a, "vpxord", bn_vec(7, 64), bn_vec(7, 64), bn_vec(7, 64)); /* the sum of the codes */
+  for (int64_t c = 0; c < K; c += 16) {
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(4, 64), bn_mem(tmp, (int32_t)(4 * c), 64));
+    bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(2, 64), bn_vec(2, 64), bn_imm(0), NONE); /* half to even */
+    op(a, "vcvtps2dq", bn_vec(2, 64), bn_vec(2, 64), NONE);
+    op(a, "vpaddd", bn_vec(7, 64), bn_vec(7, 64), bn_vec(2, 64));
+    op(a, "vpmovsdb", bn_mem(q, (int32_t)c, 16), bn_vec(2, 64), NONE);
+  }
+  hsum(a, 7);
+  op(a, "mov", bn_mem(q, meta + 4, 4), bn_gpd(RAX), NONE);
+}
+
+/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), modes PLAIN and RMSNORM. */
+static void nq_kernel(bn_asm *a, int64_t K, int mode, float eps) {
+  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64;
+  int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(R10), bn_mem(RSP, 8, 8), NONE); /* t1 */
+  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
+  op(a, "jge", bn_label(done), NONE, NONE);
+  op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(4 * K));
+  op(a, "add", bn_gp(RDI), bn_gp(R11), NONE); /* row t0 of x and of the output */
+  op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(out_row));
+  op(a, "add", bn_gp(RDX), bn_gp(R11), NONE);
+  bn_asm_bind(a, loop);
+  nq_row(a, K, eps, mode == BN_NQ_RMSNORM, RDI, RSI, RDX, RCX);
+  op(a, "add", bn_gp(RDI), bn_imm(4 * K), NONE);
+  op(a, "add", bn_gp(RDX), bn_imm(out_row), NONE);
+  op(a, "inc", bn_gp(R9), NONE, NONE);
+  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
+  op(a, "jl", bn_label(loop), NONE, NONE);
+  bn_asm_bind(a, done);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
+
+/* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
+ * registers pushed already. */
+static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
   int64_t full = N / 4 * 4;
   int row_loop = bn_asm_new_label(a), single = bn_asm_new_label(a), next = bn_asm_new_label(a);
   int done = bn_asm_new_label(a), block4 = bn_asm_new_label(a);
-  const int saved[5] = {RBX, R12, R13, R14, R15};
-  for (int i = 0; i < 5; i++) op(a, "push", bn_gp(saved[i]), NONE, NONE);
-  op(a, "mov", bn_gp(R10), bn_mem(RSP, 8 + 5 * 8, 8), NONE); /* n1, above the return address and the saves */
   op(a, "mov", bn_gpd(RAX), bn_imm(0x03030303), NONE);
   op(a, "vpbroadcastd", bn_vec(MASK, 64), bn_gpd(RAX), NONE);
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
@@ -240,7 +340,39 @@ static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode) {
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jl", bn_label(row_loop), NONE, NONE);
   bn_asm_bind(a, done);
-  for (int i = 4; i >= 0; i--) op(a, "pop", bn_gp(saved[i]), NONE, NONE);
+}
+
+static const int SAVED[5] = {RBX, R12, R13, R14, R15};
+
+/* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN) a bn_mmp_kernel: qa rdi is
+ * scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0, n1 on the stack). */
+static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps) {
+  for (int i = 0; i < 5; i++) op(a, "push", bn_gp(SAVED[i]), NONE, NONE);
+  enum { ARGS = 8 + 5 * 8 }; /* the stack arguments, above the return address and the saves */
+  if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
+  else {
+    int loop = bn_asm_new_label(a), rows = bn_asm_new_label(a);
+    op(a, "mov", bn_gp(RBX), bn_gp(R8), NONE);            /* x */
+    op(a, "mov", bn_gp(R12), bn_gp(R9), NONE);            /* the norm weights */
+    op(a, "mov", bn_gp(R13), bn_mem(RSP, ARGS, 8), NONE); /* tmp */
+    op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);           /* the token's QA8 row */
+    op(a, "xor", bn_gpd(R15), bn_gpd(R15), NONE);
+    op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
+    op(a, "jge", bn_label(rows), NONE, NONE);
+    bn_asm_bind(a, loop);
+    nq_row(a, K, eps, 0, RBX, R12, R14, R13);
+    op(a, "add", bn_gp(RBX), bn_imm(4 * K), NONE);
+    op(a, "add", bn_gp(R14), bn_imm((K + 63) / 64 * 64 + 64), NONE);
+    op(a, "inc", bn_gp(R15), NONE, NONE);
+    op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
+    op(a, "jl", bn_label(loop), NONE, NONE);
+    bn_asm_bind(a, rows);
+    op(a, "mov", bn_gp(R8), bn_mem(RSP, ARGS + 8, 8), NONE);
+    op(a, "mov", bn_gp(R9), bn_mem(RSP, ARGS + 16, 8), NONE);
+    op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS + 24, 8), NONE);
+  }
+  matmul_rows(a, K, N, mode);
+  for (int i = 4; i >= 0; i--) op(a, "pop", bn_gp(SAVED[i]), NONE, NONE);
   op(a, "vzeroupper", NONE, NONE, NONE);
   op(a, "ret", NONE, NONE, NONE);
 }
@@ -254,12 +386,15 @@ static int be_supports(void *self, const bn_kkey *key) {
                           key->k * 4 < (1LL << 31);
   case BN_K_EMBED:
     return (key->variant == BN_DT_F32 || key->variant == BN_DT_F16) && key->k > 0 && key->k <= MAX_ROW;
-  case BN_K_MATMUL: /* AVX-512 VNNI, no prologue yet */
-    return ((asmjit_be *)self)->vnni && !key->pro && key->k > 0 && key->k % 256 == 0 && key->n > 0 &&
+  case BN_K_MATMUL: /* AVX-512 VNNI; a prologue of RMSNorm + quantize (the gate's: not yet) */
+    return ((asmjit_be *)self)->vnni && (!key->pro || key->pro == 1 + BN_NQ_PLAIN) && key->k > 0 && key->k % 256 == 0 &&
+           key->n > 0 &&
            key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD && key->n * key->k / 4 < (1LL << 31);
   case BN_K_MATMUL_F:
   case BN_K_PEAK:
-  case BN_K_NORM_QUANT:
+  case BN_K_NORM_QUANT: /* AVX-512: RMSNorm + quantize, and RMSNorm alone (the gate's modes: not yet) */
+    return ((asmjit_be *)self)->avx512 && (key->variant == BN_NQ_PLAIN || key->variant == BN_NQ_RMSNORM) &&
+           key->k > 0 && key->k % (key->variant == BN_NQ_PLAIN ? 64 : 16) == 0 && key->k <= MAX_ROW;
   case BN_K_ATTENTION:
   case BN_K_ROPE:
   case BN_K_MATMUL_LUT:
@@ -271,7 +406,8 @@ static int be_supports(void *self, const bn_kkey *key) {
 static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, size_t cap) {
   bn_asm *a = bn_asm_new(b->rt, listing != NULL);
   if (!a) return snprintf(msg, cap, "asmjit: out of memory"), NULL;
-  if (key->family == BN_K_MATMUL) matmul_kernel(a, key->k, key->n, key->variant);
+  if (key->family == BN_K_MATMUL) matmul_kernel(a, key->k, key->n, key->variant, key->pro, key->eps);
+  else if (key->family == BN_K_NORM_QUANT) nq_kernel(a, key->k, key->variant, key->eps);
   else if (key->family == BN_K_SLICE) rows_kernel(a, b, 0, key->k, key->n, key->variant, 0);
   else rows_kernel(a, b, 1, key->k, key->k, 0, key->variant == BN_DT_F16);
   void *fn = bn_asm_finish(a, msg, cap);
