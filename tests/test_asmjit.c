@@ -172,7 +172,7 @@ static void test_ternary_matmul(void **state) {
   printf("  %d ternary matmul kernels checked\n", checked);
 }
 
-/* RMSNorm + quantize (and RMSNorm alone), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
+/* RMSNorm + quantize (and RMSNorm alone, and relu2's gate before it), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
  * bn_ref_quantize, bn_ref_tmatmul and bn_ref_dequant, bit for bit, over widths, tokens and row ranges. */
 static void test_norm_quantize(void **state) {
   (void)state;
@@ -194,6 +194,27 @@ static void test_norm_quantize(void **state) {
       bn_ref_rmsnorm(x, T, K, wn, eps, ynorm);
       memset(qa_ref, 0x5a, (size_t)(T * rb)); /* the bytes after the scale and sum are neither's to write */
       bn_ref_quantize(ynorm, T, K, qa_ref);
+      { /* relu2's gate: rows g | u of 2K, relu2(g) u normalized and quantized, as the interpreter computes it */
+        float *gu = malloc((size_t)T * K * 8), *m = malloc((size_t)T * K * 4), *mn = malloc((size_t)T * K * 4);
+        for (int i = 0; i < 2 * T * K; i++) gu[i] = (float)(bn_rng_unit(&rng) * 4 - 2);
+        for (int t = 0; t < T; t++)
+          for (int i = 0; i < K; i++) {
+            float g = gu[t * 2 * K + i], u = gu[t * 2 * K + K + i], r = g > 0 ? g * g : 0.0f;
+            m[t * K + i] = r * u;
+          }
+        bn_ref_rmsnorm(m, T, K, wn, eps, mn);
+        uint8_t *want = aligned_alloc(64, (size_t)(T * rb)), *got = aligned_alloc(64, (size_t)(T * rb));
+        memset(want, 0x5a, (size_t)(T * rb)), memset(got, 0x5a, (size_t)(T * rb));
+        bn_ref_quantize(mn, T, K, want);
+        bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = BN_NQ_GATE_RELU2, .eps = eps};
+        void *fn;
+        bn_error err = {0};
+        if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+        ((bn_nq_kernel)fn)(gu, wn, got, tmp, T, 0, T);
+        if (memcmp(got, want, (size_t)(T * rb))) fail_msg("relu2's gate K=%d T=%d differs from the reference", K, T);
+        checked++;
+        free(gu), free(m), free(mn), free(want), free(got);
+      }
       for (int mode = 0; mode < 2; mode++) { /* PLAIN, then RMSNORM */
         bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = mode ? BN_NQ_RMSNORM : BN_NQ_PLAIN, .eps = eps};
         void *fn;

@@ -272,20 +272,43 @@ static void nq_row(bn_asm *a, int64_t K, float eps, int rmsnorm_only, int x, int
   op(a, "mov", bn_mem(q, meta + 4, 4), bn_gpd(RAX), NONE);
 }
 
-/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), modes PLAIN and RMSNORM. */
+/* The FFN gate's middle, relu2(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
+ * computes it (g > 0 ? g g : 0, then times u). Vectors 2, 8; mask 2. */
+static void gate_row(bn_asm *a, int64_t K, int x, int tmp) {
+  op(a, "vpxord", bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 64));
+  for (int64_t c = 0; c < K; c += 16) {
+    op(a, "vmovups", bn_vec(2, 64), bn_mem(x, (int32_t)(4 * c), 64), NONE);
+    bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_kreg(2), bn_vec(2, 64), bn_vec(8, 64), bn_imm(0x1e)); /* g > 0 */
+    bn_asm_mask(a, 2, 1);
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_mem(x, (int32_t)(4 * (K + c)), 64));
+    op(a, "vmovups", bn_mem(tmp, (int32_t)(4 * c), 64), bn_vec(2, 64), NONE);
+  }
+}
+
+/* One row of a norm + quantize kernel: the gate first (into tmp, then normalized in place) or not. */
+static void nq_any(bn_asm *a, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
+  if (mode == BN_NQ_GATE_RELU2) {
+    gate_row(a, K, x, tmp);
+    x = tmp;
+  }
+  nq_row(a, K, eps, mode == BN_NQ_RMSNORM, x, w, q, tmp);
+}
+
+/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), modes PLAIN, GATE_RELU2, RMSNORM. */
 static void nq_kernel(bn_asm *a, int64_t K, int mode, float eps) {
-  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64;
+  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = mode == BN_NQ_GATE_RELU2 ? 8 * K : 4 * K;
   int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R10), bn_mem(RSP, 8, 8), NONE); /* t1 */
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
-  op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(4 * K));
+  op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(in_row));
   op(a, "add", bn_gp(RDI), bn_gp(R11), NONE); /* row t0 of x and of the output */
   op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(out_row));
   op(a, "add", bn_gp(RDX), bn_gp(R11), NONE);
   bn_asm_bind(a, loop);
-  nq_row(a, K, eps, mode == BN_NQ_RMSNORM, RDI, RSI, RDX, RCX);
-  op(a, "add", bn_gp(RDI), bn_imm(4 * K), NONE);
+  nq_any(a, K, eps, mode, RDI, RSI, RDX, RCX);
+  op(a, "add", bn_gp(RDI), bn_imm(in_row), NONE);
   op(a, "add", bn_gp(RDX), bn_imm(out_row), NONE);
   op(a, "inc", bn_gp(R9), NONE, NONE);
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
@@ -344,8 +367,9 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
 
 static const int SAVED[5] = {RBX, R12, R13, R14, R15};
 
-/* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN) a bn_mmp_kernel: qa rdi is
- * scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0, n1 on the stack). */
+/* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or GATE_RELU2) a
+ * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
+ * n1 on the stack). */
 static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps) {
   for (int i = 0; i < 5; i++) op(a, "push", bn_gp(SAVED[i]), NONE, NONE);
   enum { ARGS = 8 + 5 * 8 }; /* the stack arguments, above the return address and the saves */
@@ -360,8 +384,8 @@ static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode, int pro, fl
     op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
     op(a, "jge", bn_label(rows), NONE, NONE);
     bn_asm_bind(a, loop);
-    nq_row(a, K, eps, 0, RBX, R12, R14, R13);
-    op(a, "add", bn_gp(RBX), bn_imm(4 * K), NONE);
+    nq_any(a, K, eps, pro - 1, RBX, R12, R14, R13);
+    op(a, "add", bn_gp(RBX), bn_imm(pro - 1 == BN_NQ_GATE_RELU2 ? 8 * K : 4 * K), NONE);
     op(a, "add", bn_gp(R14), bn_imm((K + 63) / 64 * 64 + 64), NONE);
     op(a, "inc", bn_gp(R15), NONE, NONE);
     op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
@@ -386,15 +410,17 @@ static int be_supports(void *self, const bn_kkey *key) {
                           key->k * 4 < (1LL << 31);
   case BN_K_EMBED:
     return (key->variant == BN_DT_F32 || key->variant == BN_DT_F16) && key->k > 0 && key->k <= MAX_ROW;
-  case BN_K_MATMUL: /* AVX-512 VNNI; a prologue of RMSNorm + quantize (the gate's: not yet) */
-    return ((asmjit_be *)self)->vnni && (!key->pro || key->pro == 1 + BN_NQ_PLAIN) && key->k > 0 && key->k % 256 == 0 &&
+  case BN_K_MATMUL: /* AVX-512 VNNI; a prologue of RMSNorm + quantize, or relu2's gate (silu's: not yet) */
+    return ((asmjit_be *)self)->vnni && (!key->pro || key->pro == 1 + BN_NQ_PLAIN || key->pro == 1 + BN_NQ_GATE_RELU2) &&
+           key->k > 0 && key->k % 256 == 0 &&
            key->n > 0 &&
            key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD && key->n * key->k / 4 < (1LL << 31);
+  case BN_K_NORM_QUANT: /* AVX-512: RMSNorm + quantize, RMSNorm alone, relu2's gate (silu's: not yet) */
+    return ((asmjit_be *)self)->avx512 &&
+           (key->variant == BN_NQ_PLAIN || key->variant == BN_NQ_RMSNORM || key->variant == BN_NQ_GATE_RELU2) &&
+           key->k > 0 && key->k % (key->variant == BN_NQ_PLAIN ? 64 : 16) == 0 && key->k <= MAX_ROW;
   case BN_K_MATMUL_F:
   case BN_K_PEAK:
-  case BN_K_NORM_QUANT: /* AVX-512: RMSNorm + quantize, and RMSNorm alone (the gate's modes: not yet) */
-    return ((asmjit_be *)self)->avx512 && (key->variant == BN_NQ_PLAIN || key->variant == BN_NQ_RMSNORM) &&
-           key->k > 0 && key->k % (key->variant == BN_NQ_PLAIN ? 64 : 16) == 0 && key->k <= MAX_ROW;
   case BN_K_ATTENTION:
   case BN_K_ROPE:
   case BN_K_MATMUL_LUT:
@@ -406,10 +432,18 @@ static int be_supports(void *self, const bn_kkey *key) {
 static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, size_t cap) {
   bn_asm *a = bn_asm_new(b->rt, listing != NULL);
   if (!a) return snprintf(msg, cap, "asmjit: out of memory"), NULL;
-  if (key->family == BN_K_MATMUL) matmul_kernel(a, key->k, key->n, key->variant, key->pro, key->eps);
-  else if (key->family == BN_K_NORM_QUANT) nq_kernel(a, key->k, key->variant, key->eps);
-  else if (key->family == BN_K_SLICE) rows_kernel(a, b, 0, key->k, key->n, key->variant, 0);
-  else rows_kernel(a, b, 1, key->k, key->k, 0, key->variant == BN_DT_F16);
+  switch (key->family) { /* what be_supports says yes to */
+  case BN_K_MATMUL: matmul_kernel(a, key->k, key->n, key->variant, key->pro, key->eps); break;
+  case BN_K_NORM_QUANT: nq_kernel(a, key->k, key->variant, key->eps); break;
+  case BN_K_SLICE: rows_kernel(a, b, 0, key->k, key->n, key->variant, 0); break;
+  case BN_K_EMBED: rows_kernel(a, b, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
+  case BN_K_MATMUL_F:
+  case BN_K_PEAK:
+  case BN_K_ATTENTION:
+  case BN_K_ROPE:
+  case BN_K_MATMUL_LUT:
+  case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;
+  }
   void *fn = bn_asm_finish(a, msg, cap);
   if (listing) *listing = strdup(bn_asm_listing(a));
   bn_asm_free(a);
