@@ -255,6 +255,37 @@ static void test_norm_quantize(void **state) {
   printf("  %d norm-quantize and prologue kernels checked\n", checked);
 }
 
+/* RoPE against bn_ref_rope: heads, head sizes, tokens, positions and head ranges, bit for bit. */
+static void test_rope(void **state) {
+  (void)state;
+  bn_codegen *cg = open_isa("avx512");
+  if (!cg) skip();
+  static const int hds[] = {32, 64, 128}, Hs[] = {1, 3, 8};
+  uint64_t rng = 33;
+  int checked = 0, n_ctx = 64;
+  for (int a = 0; a < 3; a++)
+    for (int b = 0; b < 3; b++) {
+      int hd = hds[a], H = Hs[b], T = 1 + (int)(bn_rng_next(&rng) % 5), pos = (int)(bn_rng_next(&rng) % 40);
+      double base = a == 1 ? 500000.0 : 10000.0;
+      float *table = malloc((size_t)n_ctx * hd * 4), *x = malloc((size_t)T * H * hd * 4);
+      float *want = malloc((size_t)T * H * hd * 4), *got = malloc((size_t)T * H * hd * 4);
+      bn_rope_table(table, n_ctx, hd, base);
+      for (int i = 0; i < T * H * hd; i++) x[i] = (float)(bn_rng_unit(&rng) * 4 - 2);
+      bn_ref_rope(x, T, H, hd, hd, (float)base, pos, want);
+      bn_kkey key = {.family = BN_K_ROPE, .k = hd, .n = H};
+      void *fn;
+      bn_error err = {0};
+      if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+      memset(got, 0, (size_t)T * H * hd * 4);
+      ((bn_rope_kernel)fn)(x, got, table, T, pos, 0, H / 2, n_ctx), ((bn_rope_kernel)fn)(x, got, table, T, pos, H / 2, H, n_ctx);
+      if (memcmp(got, want, (size_t)T * H * hd * 4)) fail_msg("rope hd=%d H=%d T=%d pos=%d differs", hd, H, T, pos);
+      free(table), free(x), free(want), free(got);
+      checked++;
+    }
+  bn_codegen_close(cg);
+  printf("  %d RoPE kernels checked\n", checked);
+}
+
 /* Whole models: the logits of a prompt chunk and of single steps, 1..3 threads, are the reference's bits. */
 static void test_models_match_the_reference(void **state) {
   (void)state;
@@ -304,6 +335,7 @@ int main(void) {
       cmocka_unit_test(test_embedding_rows),
       cmocka_unit_test(test_ternary_matmul),
       cmocka_unit_test(test_norm_quantize),
+      cmocka_unit_test(test_rope),
       cmocka_unit_test(test_models_match_the_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

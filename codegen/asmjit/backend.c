@@ -401,6 +401,62 @@ static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode, int pro, fl
   op(a, "ret", NONE, NONE, NONE);
 }
 
+/* bn_rope_kernel (x rdi, y rsi, table rdx, T rcx, pos r8, h0 r9; h1 and n_ctx on the stack), AVX-512, NeoX
+ * style over whole heads: o[i] = a c - b s, o[i + half] = a s + b c with a = x[i], b = x[i + half], each
+ * product rounded as the reference rounds it; c and s from the executor's table (bn_rope_table). */
+static void rope_kernel(bn_asm *a, int64_t hd, int64_t heads) {
+  int64_t half = hd / 2;
+  int tl = bn_asm_new_label(a), hl = bn_asm_new_label(a), hnext = bn_asm_new_label(a), tnext = bn_asm_new_label(a);
+  int done = bn_asm_new_label(a);
+  const int saved[3] = {RBX, R12, R13};
+  for (int i = 0; i < 3; i++) op(a, "push", bn_gp(saved[i]), NONE, NONE);
+  op(a, "mov", bn_gp(R10), bn_mem(RSP, 8 + 24, 8), NONE); /* h1 */
+  op(a, "mov", bn_gp(R11), bn_mem(RSP, 16 + 24, 8), NONE);
+  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(half * 4)); /* the sines: n_ctx rows after the cosines */
+  op(a, "xor", bn_gpd(RBX), bn_gpd(RBX), NONE);             /* t */
+  op(a, "test", bn_gp(RCX), bn_gp(RCX), NONE);
+  op(a, "jle", bn_label(done), NONE, NONE);
+  bn_asm_bind(a, tl);
+  op(a, "lea", bn_gp(RAX), bn_memx(R8, RBX, 1, 0, 0), NONE); /* the position's row of cosines */
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(half * 4));
+  op(a, "lea", bn_gp(R13), bn_memx(RDX, RAX, 1, 0, 0), NONE);
+  op(a, "mov", bn_gp(R12), bn_gp(R9), NONE);
+  op(a, "cmp", bn_gp(R12), bn_gp(R10), NONE);
+  op(a, "jge", bn_label(tnext), NONE, NONE);
+  bn_asm_bind(a, hl);
+  op(a, "mov", bn_gp(RAX), bn_gp(RBX), NONE); /* (t heads + h) hd 4 */
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(heads));
+  op(a, "add", bn_gp(RAX), bn_gp(R12), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(hd * 4));
+  for (int64_t i = 0; i < half; i += 16) {
+    int32_t lo = (int32_t)(4 * i), hi = (int32_t)(4 * (i + half));
+    op(a, "vmovups", bn_vec(0, 64), bn_memx(RDI, RAX, 1, lo, 64), NONE);
+    op(a, "vmovups", bn_vec(1, 64), bn_memx(RDI, RAX, 1, hi, 64), NONE);
+    op(a, "vmovups", bn_vec(2, 64), bn_mem(R13, lo, 64), NONE);
+    op(a, "vmovups", bn_vec(3, 64), bn_memx(R13, R11, 1, lo, 64), NONE);
+    op(a, "vmulps", bn_vec(4, 64), bn_vec(0, 64), bn_vec(2, 64));
+    op(a, "vmulps", bn_vec(5, 64), bn_vec(1, 64), bn_vec(3, 64));
+    op(a, "vsubps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(5, 64));
+    op(a, "vmovups", bn_memx(RSI, RAX, 1, lo, 64), bn_vec(4, 64), NONE);
+    op(a, "vmulps", bn_vec(4, 64), bn_vec(0, 64), bn_vec(3, 64));
+    op(a, "vmulps", bn_vec(5, 64), bn_vec(1, 64), bn_vec(2, 64));
+    op(a, "vaddps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(5, 64));
+    op(a, "vmovups", bn_memx(RSI, RAX, 1, hi, 64), bn_vec(4, 64), NONE);
+  }
+  bn_asm_bind(a, hnext);
+  op(a, "inc", bn_gp(R12), NONE, NONE);
+  op(a, "cmp", bn_gp(R12), bn_gp(R10), NONE);
+  op(a, "jl", bn_label(hl), NONE, NONE);
+  bn_asm_bind(a, tnext);
+  op(a, "inc", bn_gp(RBX), NONE, NONE);
+  op(a, "cmp", bn_gp(RBX), bn_gp(RCX), NONE);
+  op(a, "jl", bn_label(tl), NONE, NONE);
+  bn_asm_bind(a, done);
+  for (int i = 2; i >= 0; i--) op(a, "pop", bn_gp(saved[i]), NONE, NONE);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
+
 /* Whole rows of unrolled copies stay small below this many floats a row. */
 enum { MAX_ROW = 1 << 16 };
 
@@ -419,10 +475,11 @@ static int be_supports(void *self, const bn_kkey *key) {
     return ((asmjit_be *)self)->avx512 &&
            (key->variant == BN_NQ_PLAIN || key->variant == BN_NQ_RMSNORM || key->variant == BN_NQ_GATE_RELU2) &&
            key->k > 0 && key->k % (key->variant == BN_NQ_PLAIN ? 64 : 16) == 0 && key->k <= MAX_ROW;
+  case BN_K_ROPE: /* AVX-512, half a head a whole number of vectors */
+    return ((asmjit_be *)self)->avx512 && key->k > 0 && key->k % 32 == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
   case BN_K_MATMUL_F:
   case BN_K_PEAK:
   case BN_K_ATTENTION:
-  case BN_K_ROPE:
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: return 0; /* not emitted yet: the reference kernels run them */
   }
@@ -437,10 +494,10 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_NORM_QUANT: nq_kernel(a, key->k, key->variant, key->eps); break;
   case BN_K_SLICE: rows_kernel(a, b, 0, key->k, key->n, key->variant, 0); break;
   case BN_K_EMBED: rows_kernel(a, b, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
+  case BN_K_ROPE: rope_kernel(a, key->k, key->n); break;
   case BN_K_MATMUL_F:
   case BN_K_PEAK:
   case BN_K_ATTENTION:
-  case BN_K_ROPE:
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;
   }
