@@ -457,6 +457,59 @@ static void rope_kernel(bn_asm *a, int64_t hd, int64_t heads) {
   op(a, "ret", NONE, NONE, NONE);
 }
 
+/* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), AVX-512, F16 or F32 weights: for each row n and
+ * token t the dot product in float lanes (widened halves, fused multiply-adds, four chains, then a tree),
+ * as the LLVM kernel does: within 1e-5 of the largest output of the reference, which sums in double.
+ * Decode streams each row once, prefetching ahead. */
+static void mf_kernel(bn_asm *a, int64_t K, int64_t N, int f16) {
+  int64_t wb = f16 ? 2 : 4;
+  int nl = bn_asm_new_label(a), tl = bn_asm_new_label(a), tdone = bn_asm_new_label(a), done = bn_asm_new_label(a);
+  op(a, "push", bn_gp(RBX), NONE, NONE);
+  op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
+  op(a, "jge", bn_label(done), NONE, NONE);
+  bn_asm_bind(a, nl);
+  op(a, "imul", bn_gp(R10), bn_gp(R8), bn_imm(K * wb)); /* the row */
+  op(a, "add", bn_gp(R10), bn_gp(RSI), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE); /* t */
+  op(a, "mov", bn_gp(RAX), bn_gp(RDI), NONE);   /* token t's x */
+  op(a, "test", bn_gp(RCX), bn_gp(RCX), NONE);
+  op(a, "jle", bn_label(tdone), NONE, NONE);
+  bn_asm_bind(a, tl);
+  for (int c = 0; c < 4; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+  for (int64_t c = 0; c < K; c += 16) {
+    if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
+    if (f16) op(a, "vcvtph2ps", bn_vec(4, 64), bn_mem(R10, (int32_t)(c * 2), 32), NONE);
+    else op(a, "vmovups", bn_vec(4, 64), bn_mem(R10, (int32_t)(c * 4), 64), NONE);
+    op(a, "vfmadd231ps", bn_vec((int)(c / 16 % 4), 64), bn_vec(4, 64), bn_mem(RAX, (int32_t)(c * 4), 64));
+  }
+  op(a, "vaddps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(1, 64));
+  op(a, "vaddps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(3, 64));
+  op(a, "vaddps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(2, 64));
+  op(a, "vextractf64x4", bn_vec(1, 32), bn_vec(0, 64), bn_imm(1));
+  op(a, "vaddps", bn_vec(0, 32), bn_vec(0, 32), bn_vec(1, 32));
+  op(a, "vextractf32x4", bn_vec(1, 16), bn_vec(0, 32), bn_imm(1));
+  op(a, "vaddps", bn_vec(0, 16), bn_vec(0, 16), bn_vec(1, 16));
+  op(a, "vpermilps", bn_vec(1, 16), bn_vec(0, 16), bn_imm(0x4e));
+  op(a, "vaddps", bn_vec(0, 16), bn_vec(0, 16), bn_vec(1, 16));
+  op(a, "vpermilps", bn_vec(1, 16), bn_vec(0, 16), bn_imm(0xb1));
+  op(a, "vaddss", bn_vec(0, 16), bn_vec(0, 16), bn_vec(1, 16));
+  op(a, "imul", bn_gp(RBX), bn_gp(R11), bn_imm(N)); /* y[t N + n] */
+  op(a, "add", bn_gp(RBX), bn_gp(R8), NONE);
+  op(a, "vmovss", bn_memx(RDX, RBX, 4, 0, 4), bn_vec(0, 16), NONE);
+  op(a, "add", bn_gp(RAX), bn_imm(K * 4), NONE);
+  op(a, "inc", bn_gp(R11), NONE, NONE);
+  op(a, "cmp", bn_gp(R11), bn_gp(RCX), NONE);
+  op(a, "jl", bn_label(tl), NONE, NONE);
+  bn_asm_bind(a, tdone);
+  op(a, "inc", bn_gp(R8), NONE, NONE);
+  op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
+  op(a, "jl", bn_label(nl), NONE, NONE);
+  bn_asm_bind(a, done);
+  op(a, "pop", bn_gp(RBX), NONE, NONE);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
+
 /* Whole rows of unrolled copies stay small below this many floats a row. */
 enum { MAX_ROW = 1 << 16 };
 
@@ -477,7 +530,9 @@ static int be_supports(void *self, const bn_kkey *key) {
            key->k > 0 && key->k % (key->variant == BN_NQ_PLAIN ? 64 : 16) == 0 && key->k <= MAX_ROW;
   case BN_K_ROPE: /* AVX-512, half a head a whole number of vectors */
     return ((asmjit_be *)self)->avx512 && key->k > 0 && key->k % 32 == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
-  case BN_K_MATMUL_F:
+  case BN_K_MATMUL_F: /* AVX-512, F16 or F32 rows of whole vectors */
+    return ((asmjit_be *)self)->avx512 && (key->variant == BN_DT_F16 || key->variant == BN_DT_F32) && key->k > 0 &&
+           key->k % 16 == 0 && key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
   case BN_K_PEAK:
   case BN_K_ATTENTION:
   case BN_K_MATMUL_LUT:
@@ -495,7 +550,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_SLICE: rows_kernel(a, b, 0, key->k, key->n, key->variant, 0); break;
   case BN_K_EMBED: rows_kernel(a, b, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
   case BN_K_ROPE: rope_kernel(a, key->k, key->n); break;
-  case BN_K_MATMUL_F:
+  case BN_K_MATMUL_F: mf_kernel(a, key->k, key->n, key->variant == BN_DT_F16); break;
   case BN_K_PEAK:
   case BN_K_ATTENTION:
   case BN_K_MATMUL_LUT:
