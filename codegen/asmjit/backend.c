@@ -614,7 +614,7 @@ static void be_close(void *self) {
 
 const bn_backend bn_backend_asmjit = {
     .name = "asmjit",
-    .about = "x86 kernels emitted through asmjit (in progress: slices and embedding rows; the rest on the reference)",
+    .about = "x86 kernels emitted through asmjit (in progress: docs/asmjit.md says which; the rest on the reference)",
     .targets = "native",
     .open = be_open,
     .supports = be_supports,
