@@ -41,9 +41,8 @@ static cJSON *samples(const double *x, int n) {
   return a;
 }
 
-bn_status bn_bench_save(const bn_bench_run *r, const char *path, bn_error *err) {
-  cJSON *root = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(root, "rows");
-  cJSON_AddStringToObject(root, "format", "bnc-bench-1");
+cJSON *bn_bench_json_head(const bn_bench_run *r) {
+  cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "bnc", r->version);
   cJSON_AddStringToObject(root, "model", r->model);
   cJSON_AddStringToObject(root, "plan", r->plan_id);
@@ -51,6 +50,12 @@ bn_status bn_bench_save(const bn_bench_run *r, const char *path, bn_error *err) 
   cJSON_AddNumberToObject(root, "weight_bytes_per_token", r->wbytes);
   cJSON_AddNumberToObject(root, "macs_per_token", r->macs);
   cJSON_AddNumberToObject(root, "kv_bytes_per_position", r->kv);
+  return root;
+}
+
+bn_status bn_bench_save(const bn_bench_run *r, const char *path, bn_error *err) {
+  cJSON *root = bn_bench_json_head(r), *rows = cJSON_AddArrayToObject(root, "rows");
+  cJSON_AddStringToObject(root, "format", "bnc-bench-1");
   for (int i = 0; i < r->n_rows; i++) {
     const bn_bench_row *w = &r->rows[i];
     cJSON *o = cJSON_CreateObject();

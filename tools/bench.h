@@ -40,6 +40,9 @@ typedef struct {
   int verdict;
 } bn_bench_cmp;
 
+/* A JSON object with the run's identity and costs (what --save and -o json both begin with). */
+typedef struct cJSON cJSON;
+cJSON *bn_bench_json_head(const bn_bench_run *r);
 /* A row's medians and sd from its samples. */
 void bn_bench_summarize(bn_bench_row *w);
 bn_status bn_bench_save(const bn_bench_run *r, const char *path, bn_error *err);

@@ -176,13 +176,7 @@ static void model_cost(const bn_model *m, double *bytes, double *macs, double *k
 }
 
 static void print_json(const bn_bench_run *r, const bn_bench_cmp *cmp, int n_cmp) {
-  cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "results");
-  cJSON_AddStringToObject(root, "model", r->model);
-  cJSON_AddStringToObject(root, "isa", r->isa);
-  cJSON_AddStringToObject(root, "bnc", r->version);
-  cJSON_AddNumberToObject(root, "weight_bytes_per_token", r->wbytes);
-  cJSON_AddNumberToObject(root, "macs_per_token", r->macs);
-  cJSON_AddNumberToObject(root, "kv_bytes_per_position", r->kv);
+  cJSON *root = bn_bench_json_head(r), *arr = cJSON_AddArrayToObject(root, "results");
   cJSON_AddNumberToObject(root, "last_level_cache_bytes", (double)r->llc);
   cJSON_AddNumberToObject(root, "weights_size_read_gbs", r->cache_gbs);
   cJSON_AddNumberToObject(root, "memory_read_gbs", r->mem_gbs);

@@ -90,7 +90,23 @@ def version():
     return _L().bnc_version().decode()
 
 
-class Plan:
+class _Handle:
+    """A library handle freed by close(), at the end of a with block, or when collected."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the module may be gone first
+            pass
+
+
+class Plan(_Handle):
     """A compiled plan (bnc compile). trusted_keys: a trusted-keys file whose signers' object code may run."""
 
     def __init__(self, path, trusted_keys=None):
@@ -117,20 +133,8 @@ class Plan:
             _L().bnc_plan_free(self._h)
             self._h = ctypes.c_void_p()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # at interpreter exit the module may be gone first
-            pass
-
-
-class Session:
+class Session(_Handle):
     """A session over a plan (it keeps the plan alive). Keyword arguments are bnc_session_params' fields:
     threads, n_ctx, n_batch, temperature, top_k, top_p, repeat_penalty, seed, ignore_eos, cache_dir."""
 
@@ -207,15 +211,3 @@ class Session:
         if self._h:
             _L().bnc_session_free(self._h)
             self._h = ctypes.c_void_p()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # at interpreter exit the module may be gone first
-            pass

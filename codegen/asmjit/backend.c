@@ -29,6 +29,13 @@ static void op(bn_asm *a, const char *name, bn_asm_op o0, bn_asm_op o1, bn_asm_o
   bn_asm_emit(a, bn_asm_inst(name), o0, o1, o2, NONE);
 }
 
+/* The end of a counted loop: reg + 1, back to label while below limit (a register). */
+static void loop_end(bn_asm *a, int reg, int limit, int label) {
+  op(a, "inc", bn_gp(reg), NONE, NONE);
+  op(a, "cmp", bn_gp(reg), bn_gp(limit), NONE);
+  op(a, "jl", bn_label(label), NONE, NONE);
+}
+
 /* Copies n floats from [src] to [dst] (f16: n halves at src, widened), vectors of `lanes`, the
  * remainder under a mask (AVX-512) or one at a time (AVX2). Uses vector 0, mask 1, rax. */
 static void copy_row(bn_asm *a, const asmjit_be *b, int src, int dst, int64_t n, int f16) {
@@ -80,9 +87,7 @@ static void rows_kernel(bn_asm *a, const asmjit_be *b, int embed, int64_t K, int
   ins(a, b, I_IMUL, bn_gp(RAX), bn_gp(R8), bn_imm(n * 4));
   ins(a, b, I_LEA, bn_gp(R11), bn_memx(RDX, RAX, 1, 0, 0), NONE);
   copy_row(a, b, R10, R11, n, f16);
-  op(a, "inc", bn_gp(R8), NONE, NONE);
-  op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
-  op(a, "jl", bn_label(loop), NONE, NONE);
+  loop_end(a, R8, R9, loop);
   bn_asm_bind(a, done);
   ins(a, b, I_VZEROUPPER, NONE, NONE, NONE);
   op(a, "ret", NONE, NONE, NONE);
@@ -310,9 +315,7 @@ static void nq_kernel(bn_asm *a, int64_t K, int mode, float eps) {
   nq_any(a, K, eps, mode, RDI, RSI, RDX, RCX);
   op(a, "add", bn_gp(RDI), bn_imm(in_row), NONE);
   op(a, "add", bn_gp(RDX), bn_imm(out_row), NONE);
-  op(a, "inc", bn_gp(R9), NONE, NONE);
-  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
-  op(a, "jl", bn_label(loop), NONE, NONE);
+  loop_end(a, R9, R10, loop);
   bn_asm_bind(a, done);
   op(a, "vzeroupper", NONE, NONE, NONE);
   op(a, "ret", NONE, NONE, NONE);
@@ -444,13 +447,9 @@ static void rope_kernel(bn_asm *a, int64_t hd, int64_t heads) {
     op(a, "vmovups", bn_memx(RSI, RAX, 1, hi, 64), bn_vec(4, 64), NONE);
   }
   bn_asm_bind(a, hnext);
-  op(a, "inc", bn_gp(R12), NONE, NONE);
-  op(a, "cmp", bn_gp(R12), bn_gp(R10), NONE);
-  op(a, "jl", bn_label(hl), NONE, NONE);
+  loop_end(a, R12, R10, hl);
   bn_asm_bind(a, tnext);
-  op(a, "inc", bn_gp(RBX), NONE, NONE);
-  op(a, "cmp", bn_gp(RBX), bn_gp(RCX), NONE);
-  op(a, "jl", bn_label(tl), NONE, NONE);
+  loop_end(a, RBX, RCX, tl);
   bn_asm_bind(a, done);
   for (int i = 2; i >= 0; i--) op(a, "pop", bn_gp(saved[i]), NONE, NONE);
   op(a, "vzeroupper", NONE, NONE, NONE);
@@ -497,13 +496,9 @@ static void mf_kernel(bn_asm *a, int64_t K, int64_t N, int f16) {
   op(a, "add", bn_gp(RBX), bn_gp(R8), NONE);
   op(a, "vmovss", bn_memx(RDX, RBX, 4, 0, 4), bn_vec(0, 16), NONE);
   op(a, "add", bn_gp(RAX), bn_imm(K * 4), NONE);
-  op(a, "inc", bn_gp(R11), NONE, NONE);
-  op(a, "cmp", bn_gp(R11), bn_gp(RCX), NONE);
-  op(a, "jl", bn_label(tl), NONE, NONE);
+  loop_end(a, R11, RCX, tl);
   bn_asm_bind(a, tdone);
-  op(a, "inc", bn_gp(R8), NONE, NONE);
-  op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
-  op(a, "jl", bn_label(nl), NONE, NONE);
+  loop_end(a, R8, R9, nl);
   bn_asm_bind(a, done);
   op(a, "pop", bn_gp(RBX), NONE, NONE);
   op(a, "vzeroupper", NONE, NONE, NONE);
