@@ -12,8 +12,15 @@
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
 
 typedef struct {
+  bn_kkey key;
+  void *fn;
+} emitted;
+
+typedef struct {
   bn_asm_rt *rt;
   int avx512, vnni;
+  emitted *done; /* every kernel emitted, by key: a key seen again reuses its code */
+  int n_done, cap_done;
   bn_codegen_counts counts;
   int ids[8]; /* instruction ids, looked up once */
 } asmjit_be;
@@ -579,9 +586,22 @@ static bn_status be_prepare(void *self, const bn_kkey *keys, int n, void **fns, 
   asmjit_be *b = self;
   double t0 = bn_clock_s();
   for (int i = 0; i < n; i++) {
+    int k = 0;
+    while (k < b->n_done && !bn_kkey_eq(&b->done[k].key, &keys[i])) k++;
+    if (k < b->n_done) {
+      fns[i] = b->done[k].fn;
+      continue;
+    }
     char msg[200];
     if (!(fns[i] = emit(b, &keys[i], NULL, msg, sizeof msg))) return bn_fail(err, BN_E_UNSUPPORTED, "%s", msg);
     b->counts.built++;
+    if (b->n_done == b->cap_done) {
+      int cap = b->cap_done ? 2 * b->cap_done : 32;
+      emitted *d = realloc(b->done, (size_t)cap * sizeof *d);
+      if (!d) return bn_fail(err, BN_E_NOMEM, "out of memory");
+      b->done = d, b->cap_done = cap;
+    }
+    b->done[b->n_done++] = (emitted){keys[i], fns[i]};
   }
   b->counts.seconds += bn_clock_s() - t0;
   return BN_OK;
@@ -604,7 +624,7 @@ static bn_codegen_counts be_counts(void *self) { return ((asmjit_be *)self)->cou
 static void be_close(void *self) {
   asmjit_be *b = self;
   bn_asm_rt_free(b->rt);
-  free(b);
+  free(b->done), free(b);
 }
 
 const bn_backend bn_backend_asmjit = {
