@@ -333,6 +333,43 @@ static void test_float_matmul(void **state) {
   printf("  %d float matmul kernels checked\n", checked);
 }
 
+/* Causal GQA attention over the K/V caches against bn_ref_attention (which stores this step's K/V rows
+ * first, then attends in double): heads, KV heads, head sizes, tokens, positions (a tail of every
+ * length), a peaked softmax; within 1e-5 of the largest output, as the LLVM kernel is held to. */
+static void test_attention(void **state) {
+  (void)state;
+  bn_codegen *cg = open_isa("avx512");
+  if (!cg) skip();
+  const int cfg[][5] = {{4, 4, 64, 1, 0},   {8, 2, 64, 3, 5},  {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200}, {4, 1, 64, 12, 0},
+                        {4, 1, 64, 40, 3},  {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16}, {8, 2, 64, 13, 250}, {4, 2, 32, 1, 15},
+                        {2, 1, 256, 2, 17}};
+  uint64_t rng = 55;
+  for (int c = 0; c < 11; c++) {
+    int H = cfg[c][0], Hkv = cfg[c][1], hd = cfg[c][2], T = cfg[c][3], pos = cfg[c][4], n_ctx = pos + T + 3;
+    int64_t kvw = (int64_t)Hkv * hd;
+    float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
+    float *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
+    float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4);
+    float *sc = malloc((size_t)(bn_attn_scores(T, n_ctx) + 16) * 4);
+    for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
+    for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c == 4 || c == 5 ? 60 : 1);
+    for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);
+    bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, n_ctx, kc, vc, sc, y1); /* stores this step's rows in kc, vc */
+    bn_kkey key = {.family = BN_K_ATTENTION, .k = hd, .n = H, .variant = Hkv};
+    void *fn;
+    bn_error err = {0};
+    if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+    ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, 0, H / 2, n_ctx), ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, H / 2, H, n_ctx);
+    double scale = 0;
+    for (int i = 0; i < T * H * hd; i++) scale = fmax(scale, fabs(y1[i]));
+    for (int i = 0; i < T * H * hd; i++)
+      if (fabs(y1[i] - y2[i]) > 1e-5 * scale) fail_msg("attention cfg %d [%d]: %g, the reference %g", c, i, y2[i], y1[i]);
+    free(q), free(k), free(v), free(kc), free(vc), free(y1), free(y2), free(sc);
+  }
+  bn_codegen_close(cg);
+  printf("  11 attention kernels checked\n");
+}
+
 /* Whole models: the logits of a prompt chunk and of single steps, 1..3 threads, are the reference's bits. */
 static void test_models_match_the_reference(void **state) {
   (void)state;
@@ -386,6 +423,7 @@ int main(void) {
       cmocka_unit_test(test_norm_quantize),
       cmocka_unit_test(test_rope),
       cmocka_unit_test(test_float_matmul),
+      cmocka_unit_test(test_attention),
       cmocka_unit_test(test_models_match_the_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

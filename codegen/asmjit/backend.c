@@ -1,6 +1,7 @@
 /* The asmjit backend: x86 kernels emitted instruction by instruction through the C shim
  * (shim/shim.h), every shape a constant, for AVX-512 or AVX2. Families it has no emitter for
  * yet are not supported: their nodes run the reference kernels (docs/asmjit.md says which). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,6 +513,153 @@ static void mf_kernel(bn_asm *a, int64_t K, int64_t N, int f16) {
   op(a, "ret", NONE, NONE, NONE);
 }
 
+/* zmm d = exp(zmm x) for x <= 0, float: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6
+ * polynomial of r, scaled by 2^n (vscalefps); x is clamped at -87 (the result there ~1e-38). Uses
+ * vectors 24..27 and rax. */
+static void vexp(bn_asm *a, int d, int x) {
+  static const float C[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+  int n = 24, r = 25, c = 26;
+  constant(a, c, -87.0, 1);
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(c, 64));
+  constant(a, c, 1.44269504088896341, 1);
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(c, 64));
+  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
+  constant(a, c, 0.693359375, 1); /* ln 2, high part (exact in float) */
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
+  constant(a, c, -2.12194440e-4, 1); /* ln 2 - the high part */
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
+  constant(a, d, C[0], 1);
+  op(a, "vbroadcastss", bn_vec(d, 64), bn_vec(d, 16), NONE);
+  for (int i = 1; i < 7; i++) { /* Horner: p = p r + C[i] */
+    constant(a, c, C[i], 1);
+    op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+    op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(c, 64));
+  }
+  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
+}
+
+/* xmm v = the lane sum of float vector v (scratch 1; any order: a float kernel's). */
+static void fsum(bn_asm *a, int v) {
+  op(a, "vextractf64x4", bn_vec(1, 32), bn_vec(v, 64), bn_imm(1));
+  op(a, "vaddps", bn_vec(v, 32), bn_vec(v, 32), bn_vec(1, 32));
+  op(a, "vextractf32x4", bn_vec(1, 16), bn_vec(v, 32), bn_imm(1));
+  op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+  op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0x4e));
+  op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+  op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0xb1));
+  op(a, "vaddss", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+}
+
+/* exp(x - max) of scores [r8 + r14 4] in place, 16 at a time (under mask 1 when masked), added to vector 5. */
+static void exp_chunk(bn_asm *a, int masked) {
+  if (masked) bn_asm_mask(a, 1, 1);
+  op(a, "vmovups", bn_vec(0, 64), bn_memx(R8, R14, 4, 0, 64), NONE);
+  op(a, "vsubps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(7, 64));
+  vexp(a, 2, 0);
+  if (masked) bn_asm_mask(a, 1, 0);
+  op(a, "vmovups", bn_memx(R8, R14, 4, 0, 64), bn_vec(2, 64), NONE);
+  if (masked) bn_asm_mask(a, 1, 0);
+  op(a, "vaddps", bn_vec(5, 64), bn_vec(5, 64), bn_vec(2, 64));
+}
+
+/* bn_attn_kernel (q rdi, kc rsi, vc rdx, y rcx, scores r8, T r9; pos, h0, h1, n_ctx on the stack), AVX-512,
+ * float lanes as the LLVM kernel: for each token t and head h (its KV head h / group), the scores
+ * q.k_j / sqrt(hd) of positions j <= pos + t, their max, e_j = exp(score_j - max) and their sum (16 at
+ * a time, the tail under a mask), then y = sum_j e_j v_j / sum, the head's hd floats in registers.
+ * Registers: r10 t, r11 h, rbx the row of q and y, r12 the KV head's offset, r13 the positions, r14 j,
+ * r15 k_j or v_j; q, then y's sums, in vectors 8..; the scale 6, the max 7, the sum 5. */
+static void attn_kernel(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
+  int64_t nv = hd / 16, group = H / kvh;
+  enum { ARGS = 8 + 5 * 8, QR = 8 };
+  int tl = bn_asm_new_label(a), hl = bn_asm_new_label(a), hend = bn_asm_new_label(a), done = bn_asm_new_label(a);
+  int s1 = bn_asm_new_label(a), s2 = bn_asm_new_label(a), tail = bn_asm_new_label(a), s2end = bn_asm_new_label(a);
+  int s3 = bn_asm_new_label(a);
+  for (int i = 0; i < 5; i++) op(a, "push", bn_gp(SAVED[i]), NONE, NONE);
+  op(a, "xor", bn_gpd(R10), bn_gpd(R10), NONE);
+  op(a, "test", bn_gp(R9), bn_gp(R9), NONE);
+  op(a, "jle", bn_label(done), NONE, NONE);
+  bn_asm_bind(a, tl);
+  op(a, "mov", bn_gp(R11), bn_mem(RSP, ARGS + 8, 8), NONE); /* h0 */
+  op(a, "cmp", bn_gp(R11), bn_mem(RSP, ARGS + 16, 8), NONE);
+  op(a, "jge", bn_label(hend), NONE, NONE);
+  bn_asm_bind(a, hl);
+  op(a, "imul", bn_gp(RBX), bn_gp(R10), bn_imm(H));
+  op(a, "add", bn_gp(RBX), bn_gp(R11), NONE);
+  op(a, "imul", bn_gp(RBX), bn_gp(RBX), bn_imm(hd * 4));
+  for (int v = 0; v < nv; v++) op(a, "vmovups", bn_vec(QR + v, 64), bn_memx(RDI, RBX, 1, 64 * v, 64), NONE);
+  op(a, "push", bn_gp(RDX), NONE, NONE); /* div: rdx:rax / group */
+  op(a, "xor", bn_gpd(RDX), bn_gpd(RDX), NONE);
+  op(a, "mov", bn_gp(RAX), bn_gp(R11), NONE);
+  op(a, "mov", bn_gp(R12), bn_imm(group), NONE);
+  op(a, "div", bn_gp(R12), NONE, NONE);
+  op(a, "pop", bn_gp(RDX), NONE, NONE);
+  op(a, "imul", bn_gp(RAX), bn_mem(RSP, ARGS + 24, 8), NONE); /* kvh n_ctx */
+  op(a, "imul", bn_gp(R12), bn_gp(RAX), bn_imm(hd * 4));
+  op(a, "mov", bn_gp(R13), bn_mem(RSP, ARGS, 8), NONE);
+  op(a, "lea", bn_gp(R13), bn_memx(R13, R10, 1, 1, 0), NONE); /* pos + t + 1 */
+  constant(a, 6, 1.0 / sqrt((double)hd), 1);
+  constant(a, 7, -3.0e38, 1);
+  op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
+  op(a, "lea", bn_gp(R15), bn_memx(RSI, R12, 1, 0, 0), NONE);
+  bn_asm_bind(a, s1); /* the scores and their max */
+  op(a, "vmulps", bn_vec(0, 64), bn_vec(QR, 64), bn_mem(R15, 0, 64));
+  for (int v = 1; v < nv; v++) op(a, "vfmadd231ps", bn_vec(0, 64), bn_vec(QR + v, 64), bn_mem(R15, 64 * v, 64));
+  fsum(a, 0);
+  op(a, "vmulss", bn_vec(0, 16), bn_vec(0, 16), bn_vec(6, 16));
+  op(a, "vmovss", bn_memx(R8, R14, 4, 0, 4), bn_vec(0, 16), NONE);
+  op(a, "vmaxss", bn_vec(7, 16), bn_vec(7, 16), bn_vec(0, 16));
+  op(a, "add", bn_gp(R15), bn_imm(hd * 4), NONE);
+  loop_end(a, R14, R13, s1);
+  op(a, "vbroadcastss", bn_vec(7, 64), bn_vec(7, 16), NONE);
+  op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64));
+  op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
+  bn_asm_bind(a, s2); /* e_j in place of the scores, and their sum */
+  op(a, "lea", bn_gp(RAX), bn_mem(R14, 16, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R13), NONE);
+  op(a, "jg", bn_label(tail), NONE, NONE);
+  exp_chunk(a, 0);
+  op(a, "add", bn_gp(R14), bn_imm(16), NONE);
+  op(a, "jmp", bn_label(s2), NONE, NONE);
+  bn_asm_bind(a, tail);
+  op(a, "mov", bn_gp(R15), bn_gp(R13), NONE);
+  op(a, "sub", bn_gp(R15), bn_gp(R14), NONE);
+  op(a, "jz", bn_label(s2end), NONE, NONE);
+  op(a, "mov", bn_gpd(RAX), bn_imm(1), NONE);
+  op(a, "shlx", bn_gpd(RAX), bn_gpd(RAX), bn_gpd(R15));
+  op(a, "dec", bn_gpd(RAX), NONE, NONE);
+  op(a, "kmovw", bn_kreg(1), bn_gpd(RAX), NONE);
+  exp_chunk(a, 1);
+  bn_asm_bind(a, s2end);
+  fsum(a, 5);
+  op(a, "vbroadcastss", bn_vec(5, 64), bn_vec(5, 16), NONE);
+  for (int v = 0; v < nv; v++) op(a, "vpxord", bn_vec(QR + v, 64), bn_vec(QR + v, 64), bn_vec(QR + v, 64));
+  op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
+  op(a, "lea", bn_gp(R15), bn_memx(RDX, R12, 1, 0, 0), NONE);
+  bn_asm_bind(a, s3); /* sum_j e_j v_j */
+  op(a, "vbroadcastss", bn_vec(0, 64), bn_memx(R8, R14, 4, 0, 4), NONE);
+  for (int v = 0; v < nv; v++) op(a, "vfmadd231ps", bn_vec(QR + v, 64), bn_vec(0, 64), bn_mem(R15, 64 * v, 64));
+  op(a, "add", bn_gp(R15), bn_imm(hd * 4), NONE);
+  loop_end(a, R14, R13, s3);
+  for (int v = 0; v < nv; v++) {
+    op(a, "vdivps", bn_vec(QR + v, 64), bn_vec(QR + v, 64), bn_vec(5, 64));
+    op(a, "vmovups", bn_memx(RCX, RBX, 1, 64 * v, 64), bn_vec(QR + v, 64), NONE);
+  }
+  op(a, "inc", bn_gp(R11), NONE, NONE);
+  op(a, "cmp", bn_gp(R11), bn_mem(RSP, ARGS + 16, 8), NONE);
+  op(a, "jl", bn_label(hl), NONE, NONE);
+  bn_asm_bind(a, hend);
+  loop_end(a, R10, R9, tl);
+  bn_asm_bind(a, done);
+  for (int i = 4; i >= 0; i--) op(a, "pop", bn_gp(SAVED[i]), NONE, NONE);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
+
 /* Whole rows of unrolled copies stay small below this many floats a row. */
 enum { MAX_ROW = 1 << 16 };
 
@@ -535,8 +683,10 @@ static int be_supports(void *self, const bn_kkey *key) {
   case BN_K_MATMUL_F: /* AVX-512, F16 or F32 rows of whole vectors */
     return ((asmjit_be *)self)->avx512 && (key->variant == BN_DT_F16 || key->variant == BN_DT_F32) && key->k > 0 &&
            key->k % 16 == 0 && key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
+  case BN_K_ATTENTION: /* AVX-512, heads of whole vectors up to 256 (q, then y, in registers) */
+    return ((asmjit_be *)self)->avx512 && key->k > 0 && key->k % 16 == 0 && key->k <= 256 && key->n > 0 &&
+           key->variant > 0 && key->n % key->variant == 0;
   case BN_K_PEAK:
-  case BN_K_ATTENTION:
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: return 0; /* not emitted yet: the reference kernels run them */
   }
@@ -553,8 +703,8 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_EMBED: rows_kernel(a, b, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
   case BN_K_ROPE: rope_kernel(a, key->k, key->n); break;
   case BN_K_MATMUL_F: mf_kernel(a, key->k, key->n, key->variant == BN_DT_F16); break;
+  case BN_K_ATTENTION: attn_kernel(a, key->k, key->n, key->variant); break;
   case BN_K_PEAK:
-  case BN_K_ATTENTION:
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;
   }
