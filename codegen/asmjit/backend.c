@@ -144,6 +144,66 @@ static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t) {
   op(a, "vmovss", bn_memx(RDX, R11, 4, at, 4), bn_vec(S0, 16), NONE);
 }
 
+/* The 4 x 4 tile's epilogue on vectors: the 16 accumulators (row r, token t in vector 4 r + t) reduced
+ * by a transposing tree in registers (folding 512-bit halves, then 128-bit lanes, then qwords, then
+ * dwords) into one vector whose lane 4 t + r holds their sum; then the same operations per lane as the
+ * scalar epilogue, in double for 8 lanes at a time, so the same bits. Uses every vector but 31. */
+static void shuf(bn_asm *a, const char *inst, int d, int x, int y, int imm) {
+  bn_asm_emit(a, bn_asm_inst(inst), bn_vec(d, 64), bn_vec(x, 64), bn_vec(y, 64), bn_imm(imm));
+}
+
+static void tile_epilogue(bn_asm *a, int64_t K, int64_t N, int mode) {
+  int32_t rb = (int32_t)((K + 63) / 64 * 64 + 64), meta = rb - 64, nb = (int32_t)(4 * N);
+  for (int i = 0; i < 8; i++) {
+    shuf(a, "vshufi64x2", 16 + i, 2 * i, 2 * i + 1, 0x44);
+    shuf(a, "vshufi64x2", 24, 2 * i, 2 * i + 1, 0xee);
+    op(a, "vpaddd", bn_vec(16 + i, 64), bn_vec(16 + i, 64), bn_vec(24, 64));
+  }
+  for (int j = 0; j < 4; j++) {
+    shuf(a, "vshufi32x4", 24, 16 + 2 * j, 17 + 2 * j, 0x88);
+    shuf(a, "vshufi32x4", 25, 16 + 2 * j, 17 + 2 * j, 0xdd);
+    op(a, "vpaddd", bn_vec(j, 64), bn_vec(24, 64), bn_vec(25, 64));
+  }
+  for (int k = 0; k < 2; k++) {
+    op(a, "vpunpcklqdq", bn_vec(24, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+    op(a, "vpunpckhqdq", bn_vec(25, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+    op(a, "vpaddd", bn_vec(4 + k, 64), bn_vec(24, 64), bn_vec(25, 64));
+  }
+  shuf(a, "vshufps", 24, 4, 5, 0x88);
+  shuf(a, "vshufps", 25, 4, 5, 0xdd);
+  op(a, "vpaddd", bn_vec(6, 64), bn_vec(24, 64), bn_vec(25, 64));
+  for (int t = 0; t < 4; t++) /* less each token's sum of codes */
+    op(a, "vpbroadcastd", bn_vec(20 + t, 16), bn_mem(R14, rb * t + meta + 4, 4), NONE);
+  for (int t = 1; t < 4; t++)
+    bn_asm_emit(a, bn_asm_inst("vinserti32x4"), bn_vec(7, 64), bn_vec(t == 1 ? 20 : 7, 64), bn_vec(20 + t, 16), bn_imm(t));
+  op(a, "vpsubd", bn_vec(6, 64), bn_vec(6, 64), bn_vec(7, 64));
+  if (mode == BN_MM_ACC) {
+    for (int t = 0; t < 4; t++)
+      op(a, "vextracti32x4", bn_memx(RDX, R11, 4, nb * t, 16), bn_vec(6, 64), bn_imm(t));
+    return;
+  }
+  op(a, "vcvtps2pd", bn_vec(8, 32), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4), 16), NONE); /* rows' scales */
+  bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 32), bn_imm(1));
+  for (int h = 0; h < 2; h++) { /* tokens 2 h and 2 h + 1: 8 lanes */
+    for (int i = 0; i < 2; i++) {
+      op(a, "vcvtss2sd", bn_vec(9 + i, 16), bn_vec(9 + i, 16), bn_mem(R14, rb * (2 * h + i) + meta, 4));
+      op(a, "vbroadcastsd", bn_vec(9 + i, 32), bn_vec(9 + i, 16), NONE);
+    }
+    bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(9, 64), bn_vec(9, 64), bn_vec(10, 32), bn_imm(1));
+    if (h) bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(12, 32), bn_vec(6, 64), bn_imm(1), NONE);
+    op(a, "vcvtdq2pd", bn_vec(11, 64), bn_vec(h ? 12 : 6, 32), NONE);
+    op(a, "vmulpd", bn_vec(11, 64), bn_vec(11, 64), bn_vec(8, 64));
+    op(a, "vdivpd", bn_vec(11, 64), bn_vec(11, 64), bn_vec(9, 64));
+    op(a, "vcvtpd2ps", bn_vec(11, 32), bn_vec(11, 64), NONE);
+    bn_asm_emit(a, bn_asm_inst("vextractf32x4"), bn_vec(13, 16), bn_vec(11, 32), bn_imm(1), NONE);
+    for (int i = 0; i < 2; i++) {
+      int v = i ? 13 : 11, t = 2 * h + i;
+      if (mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_memx(RCX, R11, 4, nb * t, 16));
+      op(a, "vmovups", bn_memx(RDX, R11, 4, nb * t, 16), bn_vec(v, 16), NONE);
+    }
+  }
+}
+
 /* Tiles of `rows` rows (4: a block's, from rbx; 1: one row from rbx, its groups r12 bytes apart) by
  * tt tokens, from token r13 while tt more remain: r14 the first token's QA8 row, r15 the group, r11
  * the activations' offset. A group's codes are unpacked once for the tile's tokens; each (row, token)
@@ -184,13 +244,15 @@ static void token_tiles(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int
   op(a, "mov", bn_gp(R11), bn_gp(R13), NONE); /* out index t N + n */
   op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
   op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
-  for (int r = 0; r < rows; r++)
-    for (int t = 0; t < tt; t++) {
-      int v = (r * tt + t) * chains;
-      if (chains == 2) op(a, "vpaddd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v + 1, 64));
-      hsum(a, v);
-      epilogue(a, K, N, mode, r, t);
-    }
+  if (rows == 4 && tt == 4) tile_epilogue(a, K, N, mode);
+  else
+    for (int r = 0; r < rows; r++)
+      for (int t = 0; t < tt; t++) {
+        int v = (r * tt + t) * chains;
+        if (chains == 2) op(a, "vpaddd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v + 1, 64));
+        hsum(a, v);
+        epilogue(a, K, N, mode, r, t);
+      }
   op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
   op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
   op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
