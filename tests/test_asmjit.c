@@ -195,24 +195,36 @@ static void test_norm_quantize(void **state) {
       bn_ref_rmsnorm(x, T, K, wn, eps, ynorm);
       memset(qa_ref, 0x5a, (size_t)(T * rb)); /* the bytes after the scale and sum are neither's to write */
       bn_ref_quantize(ynorm, T, K, qa_ref);
-      { /* relu2's gate: rows g | u of 2K, relu2(g) u normalized and quantized, as the interpreter computes it */
+      for (int silu = 0; silu < 2; silu++) { /* the gates: rows g | u of 2K, act(g) u normalized and quantized */
         float *gu = malloc((size_t)T * K * 8), *m = malloc((size_t)T * K * 4), *mn = malloc((size_t)T * K * 4);
         for (int i = 0; i < 2 * T * K; i++) gu[i] = (float)(bn_rng_unit(&rng) * 4 - 2);
         for (int t = 0; t < T; t++)
           for (int i = 0; i < K; i++) {
             float g = gu[t * 2 * K + i], u = gu[t * 2 * K + K + i], r = g > 0 ? g * g : 0.0f;
-            m[t * K + i] = r * u;
+            m[t * K + i] = (silu ? g / (1.0f + expf(-g)) : r) * u; /* as the interpreter computes them */
           }
         bn_ref_rmsnorm(m, T, K, wn, eps, mn);
         uint8_t *want = aligned_alloc(64, (size_t)(T * rb)), *got = aligned_alloc(64, (size_t)(T * rb));
         memset(want, 0x5a, (size_t)(T * rb)), memset(got, 0x5a, (size_t)(T * rb));
         bn_ref_quantize(mn, T, K, want);
-        bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = BN_NQ_GATE_RELU2, .eps = eps};
+        bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = silu ? BN_NQ_GATE_SILU : BN_NQ_GATE_RELU2, .eps = eps};
         void *fn;
         bn_error err = {0};
         if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
         ((bn_nq_kernel)fn)(gu, wn, got, tmp, T, 0, T);
-        if (memcmp(got, want, (size_t)(T * rb))) fail_msg("relu2's gate K=%d T=%d differs from the reference", K, T);
+        if (!silu && memcmp(got, want, (size_t)(T * rb))) fail_msg("relu2's gate K=%d T=%d differs from the reference", K, T);
+        int moved = 0; /* silu: exp is not libm's, so a code may move by one on a rounding tie (0.1 % of them at most) */
+        for (int t = 0; silu && t < T; t++) {
+          for (int i = 0; i < K; i++) {
+            int d = (int8_t)got[t * rb + i] - (int8_t)want[t * rb + i];
+            if (d < -1 || d > 1) fail_msg("silu's gate K=%d: code %d off by %d", K, i, d);
+            moved += d != 0;
+          }
+          float s1, s2;
+          memcpy(&s1, got + t * rb + rb - 64, 4), memcpy(&s2, want + t * rb + rb - 64, 4);
+          if (!(fabsf(s1 - s2) <= 1e-6f * s2)) fail_msg("silu's gate K=%d: scale %g, the reference %g", K, s1, s2);
+        }
+        if (moved > T * K / 1000 + 1) fail_msg("silu's gate K=%d: %d codes moved", K, moved);
         checked++;
         free(gu), free(m), free(mn), free(want), free(got);
       }
@@ -404,9 +416,9 @@ static void test_models_match_the_reference(void **state) {
       bn_session_free(s);
       if (!b) want = out;
       else { /* every kernel but the output projection's (float lanes, as LLVM's) is the reference's bits */
-        double rel = tu_rel_to_range(out, want, 20 * V);
+        double rel = tu_rel_to_range(out, want, 20 * V), bound = ai ? 1e-6 : 1e-4; /* bitnet: silu's exp */
         printf("  %s, %d thread(s): max |diff| / logit range %.3g\n", arches[ai], b, rel);
-        if (rel > 1e-6) fail_msg("%s, %d threads: logits differ by %.3g of their range", arches[ai], b, rel);
+        if (rel > bound) fail_msg("%s, %d threads: logits differ by %.3g of their range", arches[ai], b, rel);
         free(out);
       }
     }

@@ -347,15 +347,58 @@ static void nq_row(bn_asm *a, int64_t K, float eps, int rmsnorm_only, int x, int
   op(a, "mov", bn_mem(q, meta + 4, 4), bn_gpd(RAX), NONE);
 }
 
-/* The FFN gate's middle, relu2(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
- * computes it (g > 0 ? g g : 0, then times u). Vectors 2, 8; mask 2. */
-static void gate_row(bn_asm *a, int64_t K, int x, int tmp) {
+/* zmm d = exp(zmm x), float: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6 polynomial
+ * of r, scaled by 2^n (vscalefps: inf past the float range); x is clamped below at -87 (the result there
+ * ~1e-38) and is changed. Uses vectors 24..27 and rax. */
+static void vexp(bn_asm *a, int d, int x) {
+  static const float C[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+  int n = 24, r = 25, c = 26;
+  constant(a, c, -87.0, 1);
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(c, 64));
+  constant(a, c, 1.44269504088896341, 1);
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(c, 64));
+  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
+  constant(a, c, 0.693359375, 1); /* ln 2, high part (exact in float) */
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
+  constant(a, c, -2.12194440e-4, 1); /* ln 2 - the high part */
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
+  constant(a, d, C[0], 1);
+  op(a, "vbroadcastss", bn_vec(d, 64), bn_vec(d, 16), NONE);
+  for (int i = 1; i < 7; i++) { /* Horner: p = p r + C[i] */
+    constant(a, c, C[i], 1);
+    op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+    op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(c, 64));
+  }
+  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
+}
+
+/* The FFN gate's middle, act(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
+ * computes it: relu2(g) = g > 0 ? g g : 0, exactly; silu(g) = g / (1 + exp(-g)), with vexp's exp for
+ * libm's (a code may then move by one on a rounding tie, as with the LLVM kernel). Vectors 2..4, 8, 9,
+ * 24..27; mask 2. */
+static void gate_row(bn_asm *a, int64_t K, int silu, int x, int tmp) {
   op(a, "vpxord", bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 64));
+  if (silu) {
+    constant(a, 9, 1.0, 1);
+    op(a, "vbroadcastss", bn_vec(9, 64), bn_vec(9, 16), NONE);
+  }
   for (int64_t c = 0; c < K; c += 16) {
     op(a, "vmovups", bn_vec(2, 64), bn_mem(x, (int32_t)(4 * c), 64), NONE);
-    bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_kreg(2), bn_vec(2, 64), bn_vec(8, 64), bn_imm(0x1e)); /* g > 0 */
-    bn_asm_mask(a, 2, 1);
-    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+    if (silu) {
+      op(a, "vsubps", bn_vec(3, 64), bn_vec(8, 64), bn_vec(2, 64)); /* -g */
+      vexp(a, 4, 3);
+      op(a, "vaddps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(9, 64));
+      op(a, "vdivps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(4, 64));
+    } else {
+      bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_kreg(2), bn_vec(2, 64), bn_vec(8, 64), bn_imm(0x1e)); /* g > 0 */
+      bn_asm_mask(a, 2, 1);
+      op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+    }
     op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_mem(x, (int32_t)(4 * (K + c)), 64));
     op(a, "vmovups", bn_mem(tmp, (int32_t)(4 * c), 64), bn_vec(2, 64), NONE);
   }
@@ -363,16 +406,16 @@ static void gate_row(bn_asm *a, int64_t K, int x, int tmp) {
 
 /* One row of a norm + quantize kernel: the gate first (into tmp, then normalized in place) or not. */
 static void nq_any(bn_asm *a, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
-  if (mode == BN_NQ_GATE_RELU2) {
-    gate_row(a, K, x, tmp);
+  if (mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU) {
+    gate_row(a, K, mode == BN_NQ_GATE_SILU, x, tmp);
     x = tmp;
   }
   nq_row(a, K, eps, mode == BN_NQ_RMSNORM, x, w, q, tmp);
 }
 
-/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), modes PLAIN, GATE_RELU2, RMSNORM. */
+/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), every mode. */
 static void nq_kernel(bn_asm *a, int64_t K, int mode, float eps) {
-  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = mode == BN_NQ_GATE_RELU2 ? 8 * K : 4 * K;
+  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU ? 8 * K : 4 * K;
   int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R10), bn_mem(RSP, 8, 8), NONE); /* t1 */
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
@@ -440,7 +483,7 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
 
 static const int SAVED[5] = {RBX, R12, R13, R14, R15};
 
-/* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or GATE_RELU2) a
+/* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
 static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps) {
@@ -458,7 +501,7 @@ static void matmul_kernel(bn_asm *a, int64_t K, int64_t N, int mode, int pro, fl
     op(a, "jge", bn_label(rows), NONE, NONE);
     bn_asm_bind(a, loop);
     nq_any(a, K, eps, pro - 1, RBX, R12, R14, R13);
-    op(a, "add", bn_gp(RBX), bn_imm(pro - 1 == BN_NQ_GATE_RELU2 ? 8 * K : 4 * K), NONE);
+    op(a, "add", bn_gp(RBX), bn_imm(pro - 1 == BN_NQ_PLAIN ? 4 * K : 8 * K), NONE);
     op(a, "add", bn_gp(R14), bn_imm((K + 63) / 64 * 64 + 64), NONE);
     op(a, "inc", bn_gp(R15), NONE, NONE);
     op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
@@ -573,36 +616,6 @@ static void mf_kernel(bn_asm *a, int64_t K, int64_t N, int f16) {
   op(a, "pop", bn_gp(RBX), NONE, NONE);
   op(a, "vzeroupper", NONE, NONE, NONE);
   op(a, "ret", NONE, NONE, NONE);
-}
-
-/* zmm d = exp(zmm x) for x <= 0, float: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6
- * polynomial of r, scaled by 2^n (vscalefps); x is clamped at -87 (the result there ~1e-38). Uses
- * vectors 24..27 and rax. */
-static void vexp(bn_asm *a, int d, int x) {
-  static const float C[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
-  int n = 24, r = 25, c = 26;
-  constant(a, c, -87.0, 1);
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(c, 64));
-  constant(a, c, 1.44269504088896341, 1);
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(c, 64));
-  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
-  constant(a, c, 0.693359375, 1); /* ln 2, high part (exact in float) */
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
-  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
-  constant(a, c, -2.12194440e-4, 1); /* ln 2 - the high part */
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
-  constant(a, d, C[0], 1);
-  op(a, "vbroadcastss", bn_vec(d, 64), bn_vec(d, 16), NONE);
-  for (int i = 1; i < 7; i++) { /* Horner: p = p r + C[i] */
-    constant(a, c, C[i], 1);
-    op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-    op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(c, 64));
-  }
-  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
 }
 
 /* xmm v = the lane sum of float vector v (scratch 1; any order: a float kernel's). */
@@ -731,15 +744,14 @@ static int be_supports(void *self, const bn_kkey *key) {
                           key->k * 4 < (1LL << 31);
   case BN_K_EMBED:
     return (key->variant == BN_DT_F32 || key->variant == BN_DT_F16) && key->k > 0 && key->k <= MAX_ROW;
-  case BN_K_MATMUL: /* AVX-512 VNNI; a prologue of RMSNorm + quantize, or relu2's gate (silu's: not yet) */
-    return ((asmjit_be *)self)->vnni && (!key->pro || key->pro == 1 + BN_NQ_PLAIN || key->pro == 1 + BN_NQ_GATE_RELU2) &&
+  case BN_K_MATMUL: /* AVX-512 VNNI; a prologue of RMSNorm + quantize, or of a gate first */
+    return ((asmjit_be *)self)->vnni && key->pro >= 0 && key->pro <= 1 + BN_NQ_GATE_SILU &&
            key->k > 0 && key->k % 256 == 0 &&
            key->n > 0 &&
            key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD && key->n * key->k / 4 < (1LL << 31);
-  case BN_K_NORM_QUANT: /* AVX-512: RMSNorm + quantize, RMSNorm alone, relu2's gate (silu's: not yet) */
-    return ((asmjit_be *)self)->avx512 &&
-           (key->variant == BN_NQ_PLAIN || key->variant == BN_NQ_RMSNORM || key->variant == BN_NQ_GATE_RELU2) &&
-           key->k > 0 && key->k % (key->variant == BN_NQ_PLAIN ? 64 : 16) == 0 && key->k <= MAX_ROW;
+  case BN_K_NORM_QUANT: /* AVX-512: RMSNorm + quantize, RMSNorm alone, a gate first */
+    return ((asmjit_be *)self)->avx512 && key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_RMSNORM &&
+           key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW;
   case BN_K_ROPE: /* AVX-512, half a head a whole number of vectors */
     return ((asmjit_be *)self)->avx512 && key->k > 0 && key->k % 32 == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
   case BN_K_MATMUL_F: /* AVX-512, F16 or F32 rows of whole vectors */
