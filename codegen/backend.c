@@ -23,11 +23,13 @@ static const bn_backend *registry[MAX_BACKENDS] = {
 #endif
 };
 static int n_backends = BUILT_IN;
+static const bn_backend *chosen_default; /* bn_backend_set_default's; NULL: the last built in */
 static char names[MAX_BACKENDS * 24];
 
 int bn_backend_count(void) { return n_backends; }
 const bn_backend *bn_backend_at(int i) { return i >= 0 && i < n_backends ? registry[i] : NULL; }
-const bn_backend *bn_backend_default(void) { return registry[BUILT_IN - 1]; }
+const bn_backend *bn_backend_default(void) { return chosen_default ? chosen_default : registry[BUILT_IN - 1]; }
+void bn_backend_set_default(const bn_backend *be) { chosen_default = be; }
 
 const bn_backend *bn_backend_find(const char *name) {
   for (int i = 0; name && i < n_backends; i++)

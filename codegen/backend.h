@@ -90,6 +90,8 @@ const bn_backend *bn_backend_default(void);          /* the fastest compiled in 
 /* Adds an embedder's (or a test's) backend, before any other thread looks one up; at most 8.
  * It needs a name (not taken), supports, and prepare or run_graph. */
 bn_status bn_backend_register(const bn_backend *be, bn_error *err);
+/* Makes a registered backend the default (a program that links one the library lacks: bnc's asmjit). */
+void bn_backend_set_default(const bn_backend *be);
 /* "ref, llvm" (for --help and errors) */
 const char *bn_backend_names(void);
 
