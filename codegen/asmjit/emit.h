@@ -1,0 +1,109 @@
+/* What the asmjit emitters share: register names, small helpers over the shim, and each kernel
+ * family's emitter (emit_*.c), which the backend's entry (backend.c) calls. */
+#ifndef BN_ASMJIT_EMIT_H
+#define BN_ASMJIT_EMIT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "../kernels.h"
+#include "shim/shim.h"
+
+enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
+static const bn_asm_op NONE = {0};
+static const int SAVED[5] = {RBX, R12, R13, R14, R15}; /* callee-saved: pushed by kernels that use them */
+/* The matmul's vectors: codes, weights, activations, scratch, the code mask (accumulators from 0). */
+enum { CV = 16, WV = 20, QV = 24, S0 = 28, S1 = 29, MASK = 31 };
+
+/* One instruction by name, up to three operands. */
+static inline void op(bn_asm *a, const char *name, bn_asm_op o0, bn_asm_op o1, bn_asm_op o2) {
+  bn_asm_emit(a, bn_asm_inst(name), o0, o1, o2, NONE);
+}
+
+/* The end of a counted loop: reg + 1, back to label while below limit (a register). */
+static inline void loop_end(bn_asm *a, int reg, int limit, int label) {
+  op(a, "inc", bn_gp(reg), NONE, NONE);
+  op(a, "cmp", bn_gp(reg), bn_gp(limit), NONE);
+  op(a, "jl", bn_label(label), NONE, NONE);
+}
+
+/* A double or float constant into xmm d (through rax). */
+static inline void constant(bn_asm *a, int d, double v, int is_float) {
+  int64_t bits = 0;
+  if (is_float) {
+    float f = (float)v;
+    memcpy(&bits, &f, 4);
+  } else memcpy(&bits, &v, 8);
+  op(a, "mov", bn_gp(RAX), bn_imm(bits), NONE);
+  op(a, "vmovq", bn_vec(d, 16), bn_gp(RAX), NONE);
+}
+
+/* eax = the lane sum of int32 vector v (scratch S0). */
+static inline void hsum(bn_asm *a, int v) {
+  op(a, "vextracti64x4", bn_vec(S0, 32), bn_vec(v, 64), bn_imm(1));
+  op(a, "vpaddd", bn_vec(v, 32), bn_vec(v, 32), bn_vec(S0, 32));
+  op(a, "vextracti32x4", bn_vec(S0, 16), bn_vec(v, 32), bn_imm(1));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
+  op(a, "vpshufd", bn_vec(S0, 16), bn_vec(v, 16), bn_imm(0x4e));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
+  op(a, "vpshufd", bn_vec(S0, 16), bn_vec(v, 16), bn_imm(0xb1));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
+  op(a, "vmovd", bn_gpd(RAX), bn_vec(v, 16), NONE);
+}
+
+/* xmm v = the lane sum of float vector v (scratch 1; any order: a float kernel's). */
+static inline void fsum(bn_asm *a, int v) {
+  op(a, "vextractf64x4", bn_vec(1, 32), bn_vec(v, 64), bn_imm(1));
+  op(a, "vaddps", bn_vec(v, 32), bn_vec(v, 32), bn_vec(1, 32));
+  op(a, "vextractf32x4", bn_vec(1, 16), bn_vec(v, 32), bn_imm(1));
+  op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+  op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0x4e));
+  op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+  op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0xb1));
+  op(a, "vaddss", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+}
+
+/* A shuffle of two vectors with an immediate: d = inst(x, y, imm). */
+static inline void shuf(bn_asm *a, const char *inst, int d, int x, int y, int imm) {
+  bn_asm_emit(a, bn_asm_inst(inst), bn_vec(d, 64), bn_vec(x, 64), bn_vec(y, 64), bn_imm(imm));
+}
+
+/* zmm d = exp(zmm x), float: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6 polynomial
+ * of r, scaled by 2^n (vscalefps: inf past the float range); x is clamped below at -87 (the result there
+ * ~1e-38) and is changed. Uses vectors 24..27 and rax. */
+static inline void vexp(bn_asm *a, int d, int x) {
+  static const float C[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+  int n = 24, r = 25, c = 26;
+  constant(a, c, -87.0, 1);
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(c, 64));
+  constant(a, c, 1.44269504088896341, 1);
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(c, 64));
+  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
+  constant(a, c, 0.693359375, 1); /* ln 2, high part (exact in float) */
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
+  constant(a, c, -2.12194440e-4, 1); /* ln 2 - the high part */
+  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
+  constant(a, d, C[0], 1);
+  op(a, "vbroadcastss", bn_vec(d, 64), bn_vec(d, 16), NONE);
+  for (int i = 1; i < 7; i++) { /* Horner: p = p r + C[i] */
+    constant(a, c, C[i], 1);
+    op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
+    op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(c, 64));
+  }
+  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
+}
+
+/* The kernels, by family: kernels.h has their calling conventions, emit_*.c what each does. */
+void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, int f16);
+void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps);
+void bn_asmjit_norm_quant(bn_asm *a, int64_t K, int mode, float eps);
+void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads);
+void bn_asmjit_matmul_f(bn_asm *a, int64_t K, int64_t N, int f16);
+void bn_asmjit_attention(bn_asm *a, int64_t hd, int64_t H, int64_t kvh);
+
+#endif

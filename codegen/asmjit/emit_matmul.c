@@ -1,0 +1,356 @@
+/* The ternary matmul and the norm + quantize kernels (its prologue), AVX-512 (VNNI). */
+#include "emit.h"
+
+/* The ternary matmul (bn_mm_kernel: qa rdi, w rsi, out rdx, resid rcx, T r8, n0 r9, n1 on the stack), AVX-512
+ * VNNI. A TP2 group's 64 bytes shifted by 0, 2, 4, 6 and masked are the codes (trit + 1) of 64
+ * elements each, multiplied with the 64 activations by vpdpbusd; the lane sum less the token's sum of
+ * codes (qa8's "offset trick") is the exact int32 sum, dequantized as the reference does:
+ * (float)((double)acc * row_scale / s), plus the residual. A whole block of 4 rows, whose groups TP2
+ * interleaves (bn_tp2_group), is a tile read front to back: per group four activation vectors loaded
+ * once feed the 16 products of its rows, two chains a row; a short last block goes row by row, a
+ * row's groups then 64 x its rows apart. */
+enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
+
+/* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9. */
+static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t) {
+  int32_t meta = (int32_t)((K + 63) / 64 * 64), row = (int32_t)(meta + 64) * t, at = (int32_t)(4 * (t * N + r));
+  op(a, "sub", bn_gpd(RAX), bn_mem(R14, row + meta + 4, 4), NONE); /* less the sum of the codes */
+  if (mode == BN_MM_ACC) {
+    op(a, "mov", bn_memx(RDX, R11, 4, at, 4), bn_gpd(RAX), NONE);
+    return;
+  }
+  op(a, "vcvtsi2sd", bn_vec(S0, 16), bn_vec(S0, 16), bn_gpd(RAX));
+  op(a, "vcvtss2sd", bn_vec(S1, 16), bn_vec(S1, 16), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4 + 4 * r), 4)); /* row scale */
+  op(a, "vmulsd", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S1, 16));
+  op(a, "vcvtss2sd", bn_vec(S1, 16), bn_vec(S1, 16), bn_mem(R14, row + meta, 4)); /* the token's scale */
+  op(a, "vdivsd", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S1, 16));
+  op(a, "vcvtsd2ss", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S0, 16));
+  if (mode == BN_MM_DQ_ADD) op(a, "vaddss", bn_vec(S0, 16), bn_vec(S0, 16), bn_memx(RCX, R11, 4, at, 4));
+  op(a, "vmovss", bn_memx(RDX, R11, 4, at, 4), bn_vec(S0, 16), NONE);
+}
+
+/* The 4 x 4 tile's epilogue on vectors: the 16 accumulators (row r, token t in vector 4 r + t) reduced
+ * by a transposing tree in registers (folding 512-bit halves, then 128-bit lanes, then qwords, then
+ * dwords) into one vector whose lane 4 t + r holds their sum; then the same operations per lane as the
+ * scalar epilogue, in double for 8 lanes at a time, so the same bits. Uses every vector but 31. */
+static void tile_epilogue(bn_asm *a, int64_t K, int64_t N, int mode) {
+  int32_t rb = (int32_t)((K + 63) / 64 * 64 + 64), meta = rb - 64, nb = (int32_t)(4 * N);
+  for (int i = 0; i < 8; i++) {
+    shuf(a, "vshufi64x2", 16 + i, 2 * i, 2 * i + 1, 0x44);
+    shuf(a, "vshufi64x2", 24, 2 * i, 2 * i + 1, 0xee);
+    op(a, "vpaddd", bn_vec(16 + i, 64), bn_vec(16 + i, 64), bn_vec(24, 64));
+  }
+  for (int j = 0; j < 4; j++) {
+    shuf(a, "vshufi32x4", 24, 16 + 2 * j, 17 + 2 * j, 0x88);
+    shuf(a, "vshufi32x4", 25, 16 + 2 * j, 17 + 2 * j, 0xdd);
+    op(a, "vpaddd", bn_vec(j, 64), bn_vec(24, 64), bn_vec(25, 64));
+  }
+  for (int k = 0; k < 2; k++) {
+    op(a, "vpunpcklqdq", bn_vec(24, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+    op(a, "vpunpckhqdq", bn_vec(25, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+    op(a, "vpaddd", bn_vec(4 + k, 64), bn_vec(24, 64), bn_vec(25, 64));
+  }
+  shuf(a, "vshufps", 24, 4, 5, 0x88);
+  shuf(a, "vshufps", 25, 4, 5, 0xdd);
+  op(a, "vpaddd", bn_vec(6, 64), bn_vec(24, 64), bn_vec(25, 64));
+  for (int t = 0; t < 4; t++) /* less each token's sum of codes */
+    op(a, "vpbroadcastd", bn_vec(20 + t, 16), bn_mem(R14, rb * t + meta + 4, 4), NONE);
+  for (int t = 1; t < 4; t++)
+    bn_asm_emit(a, bn_asm_inst("vinserti32x4"), bn_vec(7, 64), bn_vec(t == 1 ? 20 : 7, 64), bn_vec(20 + t, 16), bn_imm(t));
+  op(a, "vpsubd", bn_vec(6, 64), bn_vec(6, 64), bn_vec(7, 64));
+  if (mode == BN_MM_ACC) {
+    for (int t = 0; t < 4; t++)
+      op(a, "vextracti32x4", bn_memx(RDX, R11, 4, nb * t, 16), bn_vec(6, 64), bn_imm(t));
+    return;
+  }
+  op(a, "vcvtps2pd", bn_vec(8, 32), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4), 16), NONE); /* rows' scales */
+  bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 32), bn_imm(1));
+  for (int h = 0; h < 2; h++) { /* tokens 2 h and 2 h + 1: 8 lanes */
+    for (int i = 0; i < 2; i++) {
+      op(a, "vcvtss2sd", bn_vec(9 + i, 16), bn_vec(9 + i, 16), bn_mem(R14, rb * (2 * h + i) + meta, 4));
+      op(a, "vbroadcastsd", bn_vec(9 + i, 32), bn_vec(9 + i, 16), NONE);
+    }
+    bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(9, 64), bn_vec(9, 64), bn_vec(10, 32), bn_imm(1));
+    if (h) bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(12, 32), bn_vec(6, 64), bn_imm(1), NONE);
+    op(a, "vcvtdq2pd", bn_vec(11, 64), bn_vec(h ? 12 : 6, 32), NONE);
+    op(a, "vmulpd", bn_vec(11, 64), bn_vec(11, 64), bn_vec(8, 64));
+    op(a, "vdivpd", bn_vec(11, 64), bn_vec(11, 64), bn_vec(9, 64));
+    op(a, "vcvtpd2ps", bn_vec(11, 32), bn_vec(11, 64), NONE);
+    bn_asm_emit(a, bn_asm_inst("vextractf32x4"), bn_vec(13, 16), bn_vec(11, 32), bn_imm(1), NONE);
+    for (int i = 0; i < 2; i++) {
+      int v = i ? 13 : 11, t = 2 * h + i;
+      if (mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_memx(RCX, R11, 4, nb * t, 16));
+      op(a, "vmovups", bn_memx(RDX, R11, 4, nb * t, 16), bn_vec(v, 16), NONE);
+    }
+  }
+}
+
+/* Tiles of `rows` rows (4: a block's, from rbx; 1: one row from rbx, its groups r12 bytes apart) by
+ * tt tokens, from token r13 while tt more remain: r14 the first token's QA8 row, r15 the group, r11
+ * the activations' offset. A group's codes are unpacked once for the tile's tokens; each (row, token)
+ * accumulates in `chains` vectors (two when alone, to hide vpdpbusd's latency). */
+static void token_tiles(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+  int chains = tt == 1 ? 2 : 1, n_acc = rows * tt * chains;
+  int tok = bn_asm_new_label(a), grp = bn_asm_new_label(a), end = bn_asm_new_label(a);
+  op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
+  op(a, "jg", bn_label(end), NONE, NONE);
+  bn_asm_bind(a, tok);
+  for (int c = 0; c < n_acc; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  for (int r = 0; r < rows; r++) {
+    if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
+    op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
+  }
+  for (int c = 0; c < 4; c++) { /* elements 64 c .. 64 c + 63 of the group: bits 2 c of each byte */
+    for (int r = 0; r < rows; r++) {
+      if (c) op(a, "vpsrlw", bn_vec(CV + r, 64), bn_vec(WV + r, 64), bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(CV + r, 64), bn_vec(c ? CV + r : WV + r, 64), bn_vec(MASK, 64));
+    }
+    for (int t = 0; t < tt; t++) {
+      if (tt == 1) op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, 64 * c, 64), NONE);
+      for (int r = 0; r < rows; r++)
+        op(a, "vpdpbusd", bn_vec((r * tt + t) * chains + c % chains, 64), bn_vec(CV + r, 64),
+           tt == 1 ? bn_vec(QV, 64) : bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c), 64));
+    }
+  }
+  if (rows == 4) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE); /* out index t N + n */
+  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
+  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  if (rows == 4 && tt == 4) tile_epilogue(a, K, N, mode);
+  else
+    for (int r = 0; r < rows; r++)
+      for (int t = 0; t < tt; t++) {
+        int v = (r * tt + t) * chains;
+        if (chains == 2) op(a, "vpaddd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v + 1, 64));
+        hsum(a, v);
+        epilogue(a, K, N, mode, r, t);
+      }
+  op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
+  op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
+  op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
+  op(a, "jle", bn_label(tok), NONE, NONE);
+  bn_asm_bind(a, end);
+}
+
+/* Every token for the rows at rbx: tiles of 4 tokens, then one at a time. */
+static void token_loop(bn_asm *a, int64_t K, int64_t N, int mode, int rows) {
+  op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
+  op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
+  token_tiles(a, K, N, mode, rows, 4);
+  token_tiles(a, K, N, mode, rows, 1);
+}
+
+/* One row's RMSNorm (+ quantize), AVX-512, bit for bit as bn_ref_rmsnorm and bn_ref_quantize: the sum of
+ * squares in 16 double lanes (element i in lane i % 16, each square exact) added lane by lane in order;
+ * inv = (float)(1 / sqrt(ss / K + eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to [tmp],
+ * then s = 127 / max(max |y|, 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their sum,
+ * s and the sum after the codes (QA8). x, w, q, tmp: pointer registers; vectors 0..7, rax, the red zone. */
+static void nq_row(bn_asm *a, int64_t K, float eps, int rmsnorm_only, int x, int w, int q, int tmp) {
+  int32_t meta = (int32_t)((K + 63) / 64 * 64);
+  op(a, "vpxord", bn_vec(0, 64), bn_vec(0, 64), bn_vec(0, 64));
+  op(a, "vpxord", bn_vec(1, 64), bn_vec(1, 64), bn_vec(1, 64));
+  for (int64_t c = 0; c < K; c += 16)
+    for (int h = 0; h < 2; h++) {
+      op(a, "vcvtps2pd", bn_vec(2, 64), bn_mem(x, (int32_t)(4 * c + 32 * h), 32), NONE);
+      op(a, "vmulpd", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+      op(a, "vaddpd", bn_vec(h, 64), bn_vec(h, 64), bn_vec(2, 64));
+    }
+  op(a, "vmovupd", bn_mem(RSP, -128, 64), bn_vec(0, 64), NONE);
+  op(a, "vmovupd", bn_mem(RSP, -64, 64), bn_vec(1, 64), NONE);
+  op(a, "vmovsd", bn_vec(3, 16), bn_mem(RSP, -128, 8), NONE);
+  for (int l = 1; l < 16; l++) op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_mem(RSP, -128 + 8 * l, 8));
+  constant(a, 4, (double)K, 0);
+  op(a, "vdivsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
+  constant(a, 4, (double)eps, 0);
+  op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
+  op(a, "vsqrtsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
+  constant(a, 4, 1.0, 0);
+  op(a, "vdivsd", bn_vec(3, 16), bn_vec(4, 16), bn_vec(3, 16));
+  op(a, "vcvtsd2ss", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
+  op(a, "vbroadcastss", bn_vec(3, 64), bn_vec(3, 16), NONE); /* inv */
+  op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64)); /* max |y| */
+  op(a, "mov", bn_gpd(RAX), bn_imm(0x7fffffff), NONE);
+  op(a, "vpbroadcastd", bn_vec(6, 64), bn_gpd(RAX), NONE); /* |.| mask */
+  for (int64_t c = 0; c < K; c += 16) {
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(3, 64), bn_mem(x, (int32_t)(4 * c), 64));
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_mem(w, (int32_t)(4 * c), 64));
+    op(a, "vmovups", bn_mem(rmsnorm_only ? q : tmp, (int32_t)(4 * c), 64), bn_vec(2, 64), NONE);
+    if (!rmsnorm_only) {
+      op(a, "vpandd", bn_vec(2, 64), bn_vec(2, 64), bn_vec(6, 64));
+      op(a, "vmaxps", bn_vec(5, 64), bn_vec(5, 64), bn_vec(2, 64));
+    }
+  }
+  if (rmsnorm_only) return;
+  op(a, "vextractf64x4", bn_vec(2, 32), bn_vec(5, 64), bn_imm(1)); /* the row's max: exact in any order */
+  op(a, "vmaxps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(2, 32));
+  op(a, "vextractf32x4", bn_vec(2, 16), bn_vec(5, 32), bn_imm(1));
+  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
+  op(a, "vpermilps", bn_vec(2, 16), bn_vec(5, 16), bn_imm(0x4e));
+  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
+  op(a, "vpermilps", bn_vec(2, 16), bn_vec(5, 16), bn_imm(0xb1));
+  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
+  constant(a, 4, 1e-5, 1);
+  op(a, "vmaxss", bn_vec(5, 16), bn_vec(5, 16), bn_vec(4, 16));
+  constant(a, 4, 127.0, 1);
+  op(a, "vdivss", bn_vec(4, 16), bn_vec(4, 16), bn_vec(5, 16)); /* s */
+  op(a, "vmovss", bn_mem(q, meta, 4), bn_vec(4, 16), NONE);
+  op(a, "vbroadcastss", bn_vec(4, 64), bn_vec(4, 16), NONE);
+  op(a, "vpxord", bn_vec(7, 64), bn_vec(7, 64), bn_vec(7, 64)); /* the sum of the codes */
+  for (int64_t c = 0; c < K; c += 16) {
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(4, 64), bn_mem(tmp, (int32_t)(4 * c), 64));
+    bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(2, 64), bn_vec(2, 64), bn_imm(0), NONE); /* half to even */
+    op(a, "vcvtps2dq", bn_vec(2, 64), bn_vec(2, 64), NONE);
+    op(a, "vpaddd", bn_vec(7, 64), bn_vec(7, 64), bn_vec(2, 64));
+    op(a, "vpmovsdb", bn_mem(q, (int32_t)c, 16), bn_vec(2, 64), NONE);
+  }
+  hsum(a, 7);
+  op(a, "mov", bn_mem(q, meta + 4, 4), bn_gpd(RAX), NONE);
+}
+
+/* The FFN gate's middle, act(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
+ * computes it: relu2(g) = g > 0 ? g g : 0, exactly; silu(g) = g / (1 + exp(-g)), with vexp's exp for
+ * libm's (a code may then move by one on a rounding tie, as with the LLVM kernel). Vectors 2..4, 8, 9,
+ * 24..27; mask 2. */
+static void gate_row(bn_asm *a, int64_t K, int silu, int x, int tmp) {
+  op(a, "vpxord", bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 64));
+  if (silu) {
+    constant(a, 9, 1.0, 1);
+    op(a, "vbroadcastss", bn_vec(9, 64), bn_vec(9, 16), NONE);
+  }
+  for (int64_t c = 0; c < K; c += 16) {
+    op(a, "vmovups", bn_vec(2, 64), bn_mem(x, (int32_t)(4 * c), 64), NONE);
+    if (silu) {
+      op(a, "vsubps", bn_vec(3, 64), bn_vec(8, 64), bn_vec(2, 64)); /* -g */
+      vexp(a, 4, 3);
+      op(a, "vaddps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(9, 64));
+      op(a, "vdivps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(4, 64));
+    } else {
+      bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_kreg(2), bn_vec(2, 64), bn_vec(8, 64), bn_imm(0x1e)); /* g > 0 */
+      bn_asm_mask(a, 2, 1);
+      op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+    }
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_mem(x, (int32_t)(4 * (K + c)), 64));
+    op(a, "vmovups", bn_mem(tmp, (int32_t)(4 * c), 64), bn_vec(2, 64), NONE);
+  }
+}
+
+/* One row of a norm + quantize kernel: the gate first (into tmp, then normalized in place) or not. */
+static void nq_any(bn_asm *a, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
+  if (mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU) {
+    gate_row(a, K, mode == BN_NQ_GATE_SILU, x, tmp);
+    x = tmp;
+  }
+  nq_row(a, K, eps, mode == BN_NQ_RMSNORM, x, w, q, tmp);
+}
+
+/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), every mode. */
+void bn_asmjit_norm_quant(bn_asm *a, int64_t K, int mode, float eps) {
+  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU ? 8 * K : 4 * K;
+  int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(R10), bn_mem(RSP, 8, 8), NONE); /* t1 */
+  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
+  op(a, "jge", bn_label(done), NONE, NONE);
+  op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(in_row));
+  op(a, "add", bn_gp(RDI), bn_gp(R11), NONE); /* row t0 of x and of the output */
+  op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(out_row));
+  op(a, "add", bn_gp(RDX), bn_gp(R11), NONE);
+  bn_asm_bind(a, loop);
+  nq_any(a, K, eps, mode, RDI, RSI, RDX, RCX);
+  op(a, "add", bn_gp(RDI), bn_imm(in_row), NONE);
+  op(a, "add", bn_gp(RDX), bn_imm(out_row), NONE);
+  loop_end(a, R9, R10, loop);
+  bn_asm_bind(a, done);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
+
+/* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
+ * registers pushed already. */
+static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
+  int64_t full = N / 4 * 4;
+  int row_loop = bn_asm_new_label(a), single = bn_asm_new_label(a), next = bn_asm_new_label(a);
+  int done = bn_asm_new_label(a), block4 = bn_asm_new_label(a);
+  op(a, "mov", bn_gpd(RAX), bn_imm(0x03030303), NONE);
+  op(a, "vpbroadcastd", bn_vec(MASK, 64), bn_gpd(RAX), NONE);
+  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
+  op(a, "jge", bn_label(done), NONE, NONE);
+  bn_asm_bind(a, row_loop);
+  op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE); /* rbx: the row's first group, w + (n / 4) K + (n % 4) 64 */
+  op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(K));
+  op(a, "mov", bn_gp(RBX), bn_gp(R9), NONE);
+  op(a, "and", bn_gp(RBX), bn_imm(3), NONE);
+  op(a, "shl", bn_gp(RBX), bn_imm(6), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(RAX), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(RSI), NONE);
+  if (full) { /* a whole block of 4 within n0..n1: the tile */
+    op(a, "test", bn_gp(R9), bn_imm(3), NONE);
+    op(a, "jnz", bn_label(single), NONE, NONE);
+    op(a, "lea", bn_gp(RAX), bn_mem(R9, 4, 0), NONE);
+    op(a, "cmp", bn_gp(RAX), bn_gp(R10), NONE);
+    op(a, "jg", bn_label(single), NONE, NONE);
+    op(a, "cmp", bn_gp(RAX), bn_imm(full), NONE);
+    op(a, "jg", bn_label(single), NONE, NONE);
+    token_loop(a, K, N, mode, 4);
+    op(a, "add", bn_gp(R9), bn_imm(4), NONE);
+    op(a, "jmp", bn_label(next), NONE, NONE);
+  }
+  bn_asm_bind(a, single);
+  op(a, "mov", bn_gp(R12), bn_imm(256), NONE);
+  if (N % 4) { /* the last, short block */
+    op(a, "cmp", bn_gp(R9), bn_imm(full), NONE);
+    op(a, "jl", bn_label(block4), NONE, NONE);
+    op(a, "mov", bn_gp(R12), bn_imm(N % 4 * 64), NONE);
+  }
+  bn_asm_bind(a, block4);
+  token_loop(a, K, N, mode, 1);
+  op(a, "inc", bn_gp(R9), NONE, NONE);
+  bn_asm_bind(a, next);
+  op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
+  op(a, "jl", bn_label(row_loop), NONE, NONE);
+  bn_asm_bind(a, done);
+}
+
+/* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
+ * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
+ * n1 on the stack). */
+void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps) {
+  for (int i = 0; i < 5; i++) op(a, "push", bn_gp(SAVED[i]), NONE, NONE);
+  enum { ARGS = 8 + 5 * 8 }; /* the stack arguments, above the return address and the saves */
+  if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
+  else {
+    int loop = bn_asm_new_label(a), rows = bn_asm_new_label(a);
+    op(a, "mov", bn_gp(RBX), bn_gp(R8), NONE);            /* x */
+    op(a, "mov", bn_gp(R12), bn_gp(R9), NONE);            /* the norm weights */
+    op(a, "mov", bn_gp(R13), bn_mem(RSP, ARGS, 8), NONE); /* tmp */
+    op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);           /* the token's QA8 row */
+    op(a, "xor", bn_gpd(R15), bn_gpd(R15), NONE);
+    op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
+    op(a, "jge", bn_label(rows), NONE, NONE);
+    bn_asm_bind(a, loop);
+    nq_any(a, K, eps, pro - 1, RBX, R12, R14, R13);
+    op(a, "add", bn_gp(RBX), bn_imm(pro - 1 == BN_NQ_PLAIN ? 4 * K : 8 * K), NONE);
+    op(a, "add", bn_gp(R14), bn_imm((K + 63) / 64 * 64 + 64), NONE);
+    op(a, "inc", bn_gp(R15), NONE, NONE);
+    op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
+    op(a, "jl", bn_label(loop), NONE, NONE);
+    bn_asm_bind(a, rows);
+    op(a, "mov", bn_gp(R8), bn_mem(RSP, ARGS + 8, 8), NONE);
+    op(a, "mov", bn_gp(R9), bn_mem(RSP, ARGS + 16, 8), NONE);
+    op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS + 24, 8), NONE);
+  }
+  matmul_rows(a, K, N, mode);
+  for (int i = 4; i >= 0; i--) op(a, "pop", bn_gp(SAVED[i]), NONE, NONE);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
