@@ -32,6 +32,22 @@ static bn_codegen *open_isa(const char *isa) {
 
 static const char *const ISAS[] = {"avx2", "avx512"};
 
+/* key's kernel from cg, or the test fails with the backend's message. */
+static void *kernel(bn_codegen *cg, bn_kkey key) {
+  void *fn;
+  bn_error err = {0};
+  if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+  return fn;
+}
+
+/* A float kernel's n outputs within 1e-5 of the reference's largest (what the LLVM kernels are held to). */
+static void within(const float *got, const float *want, int n, const char *what) {
+  double scale = 0;
+  for (int i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+  for (int i = 0; i < n; i++)
+    if (fabs(got[i] - want[i]) > 1e-5 * scale) fail_msg("%s [%d]: %g, the reference %g", what, i, got[i], want[i]);
+}
+
 static void test_slices(void **state) {
   (void)state;
   static const int64_t Ks[] = {1, 3, 8, 16, 17, 31, 64, 100, 513, 1536};
@@ -82,9 +98,7 @@ static void test_embedding_rows(void **state) {
       for (int f16 = 0; f16 < 2; f16++) {
         int64_t W = widths[wi], V = 37, T = 6;
         bn_kkey key = {.family = BN_K_EMBED, .k = W, .n = V, .variant = f16 ? BN_DT_F16 : BN_DT_F32};
-        void *fn;
-        bn_error err = {0};
-        if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+        void *fn = kernel(cg, key);
         uint16_t *h = malloc((size_t)(V * W) * 2);
         float *f = malloc((size_t)(V * W) * 4), *y = malloc((size_t)(T * W + 16) * 4);
         for (int64_t i = 0; i < V * W; i++) {
@@ -150,9 +164,7 @@ static void test_ternary_matmul(void **state) {
         bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
         for (int mode = BN_MM_ACC; mode <= BN_MM_DQ_ADD; mode++) {
           bn_kkey key = {.family = BN_K_MATMUL, .k = K, .n = N, .variant = mode};
-          void *fn;
-          bn_error err = {0};
-          if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+          void *fn = kernel(cg, key);
           void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
           memset(out, 0x5a, (size_t)T * N * 4);
           int split = (int)(bn_rng_next(&rng) % (uint64_t)(N + 1));
@@ -208,9 +220,7 @@ static void test_norm_quantize(void **state) {
         memset(want, 0x5a, (size_t)(T * rb)), memset(got, 0x5a, (size_t)(T * rb));
         bn_ref_quantize(mn, T, K, want);
         bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = silu ? BN_NQ_GATE_SILU : BN_NQ_GATE_RELU2, .eps = eps};
-        void *fn;
-        bn_error err = {0};
-        if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+        void *fn = kernel(cg, key);
         ((bn_nq_kernel)fn)(gu, wn, got, tmp, T, 0, T);
         if (!silu && memcmp(got, want, (size_t)(T * rb))) fail_msg("relu2's gate K=%d T=%d differs from the reference", K, T);
         int moved = 0; /* silu: exp is not libm's, so a code may move by one on a rounding tie (0.1 % of them at most) */
@@ -230,9 +240,7 @@ static void test_norm_quantize(void **state) {
       }
       for (int mode = 0; mode < 2; mode++) { /* PLAIN, then RMSNORM */
         bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = mode ? BN_NQ_RMSNORM : BN_NQ_PLAIN, .eps = eps};
-        void *fn;
-        bn_error err = {0};
-        if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+        void *fn = kernel(cg, key);
         void *out = mode ? (void *)y : (void *)qa;
         memset(out, 0x5a, (size_t)(mode ? T * K * 4 : T * rb));
         ((bn_nq_kernel)fn)(x, wn, out, tmp, T, 0, T / 2), ((bn_nq_kernel)fn)(x, wn, out, tmp, T, T / 2, T);
@@ -255,9 +263,7 @@ static void test_norm_quantize(void **state) {
       bn_ref_tmatmul(qa_ref, T, K, N, &wv, acc, scr, bs);
       bn_ref_dequant(acc, qa_ref, T, K, N, &wv, 1.0f, want);
       bn_kkey key = {.family = BN_K_MATMUL, .k = K, .n = N, .variant = BN_MM_DQ, .eps = eps, .pro = 1 + BN_NQ_PLAIN};
-      void *fn;
-      bn_error err = {0};
-      if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+      void *fn = kernel(cg, key);
       ((bn_mmp_kernel)fn)(qa, w, got, NULL, x, wn, tmp, T, 0, 8), ((bn_mmp_kernel)fn)(qa, w, got, NULL, x, wn, tmp, T, 8, N);
       if (memcmp(got, want, (size_t)T * N * 4)) fail_msg("matmul with its prologue K=%d T=%d differs", K, T);
       checked++;
@@ -286,9 +292,7 @@ static void test_rope(void **state) {
       for (int i = 0; i < T * H * hd; i++) x[i] = (float)(bn_rng_unit(&rng) * 4 - 2);
       bn_ref_rope(x, T, H, hd, hd, (float)base, pos, want);
       bn_kkey key = {.family = BN_K_ROPE, .k = hd, .n = H};
-      void *fn;
-      bn_error err = {0};
-      if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+      void *fn = kernel(cg, key);
       memset(got, 0, (size_t)T * H * hd * 4);
       ((bn_rope_kernel)fn)(x, got, table, T, pos, 0, H / 2, n_ctx), ((bn_rope_kernel)fn)(x, got, table, T, pos, H / 2, H, n_ctx);
       if (memcmp(got, want, (size_t)T * H * hd * 4)) fail_msg("rope hd=%d H=%d T=%d pos=%d differs", hd, H, T, pos);
@@ -328,16 +332,11 @@ static void test_float_matmul(void **state) {
           bn_value wv = {BN_VAL_WEIGHT, "w", f16 ? BN_DT_F16 : BN_DT_F32, sh, -1, w, bytes};
           bn_ref_matmul_f(x, T, K, N, &wv, wrow, want);
           bn_kkey key = {.family = BN_K_MATMUL_F, .k = K, .n = N, .variant = f16 ? BN_DT_F16 : BN_DT_F32};
-          void *fn;
-          bn_error err = {0};
-          if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+          void *fn = kernel(cg, key);
           ((bn_mf_kernel)fn)(x, w, got, T, 0, N / 2), ((bn_mf_kernel)fn)(x, w, got, T, N / 2, N);
-          double scale = 0;
-          for (int i = 0; i < T * N; i++) scale = fmax(scale, fabs(want[i]));
-          for (int i = 0; i < T * N; i++)
-            if (fabs(got[i] - want[i]) > 1e-5 * scale)
-              fail_msg("float matmul %s K=%d N=%d T=%d [%d]: %g, the reference %g", f16 ? "f16" : "f32", K, N, T, i, got[i],
-                       want[i]);
+          char what[64];
+          snprintf(what, sizeof what, "float matmul %s K=%d N=%d T=%d", f16 ? "f16" : "f32", K, N, T);
+          within(got, want, T * N, what);
           free(w), free(x), free(want), free(got), free(wrow);
           checked++;
         }
@@ -368,14 +367,11 @@ static void test_attention(void **state) {
     for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);
     bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, n_ctx, kc, vc, sc, y1); /* stores this step's rows in kc, vc */
     bn_kkey key = {.family = BN_K_ATTENTION, .k = hd, .n = H, .variant = Hkv};
-    void *fn;
-    bn_error err = {0};
-    if (bn_codegen_get(cg, &key, &fn, &err)) fail_msg("%s", err.msg);
+    void *fn = kernel(cg, key);
     ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, 0, H / 2, n_ctx), ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, H / 2, H, n_ctx);
-    double scale = 0;
-    for (int i = 0; i < T * H * hd; i++) scale = fmax(scale, fabs(y1[i]));
-    for (int i = 0; i < T * H * hd; i++)
-      if (fabs(y1[i] - y2[i]) > 1e-5 * scale) fail_msg("attention cfg %d [%d]: %g, the reference %g", c, i, y2[i], y1[i]);
+    char what[32];
+    snprintf(what, sizeof what, "attention cfg %d", c);
+    within(y2, y1, T * H * hd, what);
     free(q), free(k), free(v), free(kc), free(vc), free(y1), free(y2), free(sc);
   }
   bn_codegen_close(cg);
