@@ -51,17 +51,30 @@ static inline void hsum(bn_asm *a, int v) {
   op(a, "vmovd", bn_gpd(RAX), bn_vec(v, 16), NONE);
 }
 
-/* xmm v = the lane sum of float vector v (scratch 1; any order: a float kernel's). */
-static inline void fsum(bn_asm *a, int v) {
+/* Folds the float zmm v onto lane 0 with a packed operation: vaddps, the sum (in a tree: a float
+ * kernel's order), or vmaxps, the max (exact in any order). Scratch: vector 1. */
+static inline void fold(bn_asm *a, int v, const char *inst) {
   op(a, "vextractf64x4", bn_vec(1, 32), bn_vec(v, 64), bn_imm(1));
-  op(a, "vaddps", bn_vec(v, 32), bn_vec(v, 32), bn_vec(1, 32));
+  op(a, inst, bn_vec(v, 32), bn_vec(v, 32), bn_vec(1, 32));
   op(a, "vextractf32x4", bn_vec(1, 16), bn_vec(v, 32), bn_imm(1));
-  op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+  op(a, inst, bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
   op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0x4e));
-  op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+  op(a, inst, bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
   op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0xb1));
-  op(a, "vaddss", bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+  op(a, inst, bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
 }
+
+/* A kernel's entry and exit: the first n callee-saved registers (SAVED) pushed, which puts the stack
+ * arguments 8 + 8 n bytes above rsp; then popped in reverse, vzeroupper, ret. */
+static inline void enter(bn_asm *a, int n) {
+  for (int i = 0; i < n; i++) op(a, "push", bn_gp(SAVED[i]), NONE, NONE);
+}
+static inline void leave(bn_asm *a, int n) {
+  for (int i = n - 1; i >= 0; i--) op(a, "pop", bn_gp(SAVED[i]), NONE, NONE);
+  op(a, "vzeroupper", NONE, NONE, NONE);
+  op(a, "ret", NONE, NONE, NONE);
+}
+
 
 /* A shuffle of two vectors with an immediate: d = inst(x, y, imm). */
 static inline void shuf(bn_asm *a, const char *inst, int d, int x, int y, int imm) {

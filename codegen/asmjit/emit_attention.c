@@ -27,7 +27,7 @@ void bn_asmjit_attention(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
   int tl = bn_asm_new_label(a), hl = bn_asm_new_label(a), hend = bn_asm_new_label(a), done = bn_asm_new_label(a);
   int s1 = bn_asm_new_label(a), s2 = bn_asm_new_label(a), tail = bn_asm_new_label(a), s2end = bn_asm_new_label(a);
   int s3 = bn_asm_new_label(a);
-  for (int i = 0; i < 5; i++) op(a, "push", bn_gp(SAVED[i]), NONE, NONE);
+  enter(a, 5);
   op(a, "xor", bn_gpd(R10), bn_gpd(R10), NONE);
   op(a, "test", bn_gp(R9), bn_gp(R9), NONE);
   op(a, "jle", bn_label(done), NONE, NONE);
@@ -57,7 +57,7 @@ void bn_asmjit_attention(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
   bn_asm_bind(a, s1); /* the scores and their max */
   op(a, "vmulps", bn_vec(0, 64), bn_vec(QR, 64), bn_mem(R15, 0, 64));
   for (int v = 1; v < nv; v++) op(a, "vfmadd231ps", bn_vec(0, 64), bn_vec(QR + v, 64), bn_mem(R15, 64 * v, 64));
-  fsum(a, 0);
+  fold(a, 0, "vaddps");
   op(a, "vmulss", bn_vec(0, 16), bn_vec(0, 16), bn_vec(6, 16));
   op(a, "vmovss", bn_memx(R8, R14, 4, 0, 4), bn_vec(0, 16), NONE);
   op(a, "vmaxss", bn_vec(7, 16), bn_vec(7, 16), bn_vec(0, 16));
@@ -83,7 +83,7 @@ void bn_asmjit_attention(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
   op(a, "kmovw", bn_kreg(1), bn_gpd(RAX), NONE);
   exp_chunk(a, 1);
   bn_asm_bind(a, s2end);
-  fsum(a, 5);
+  fold(a, 5, "vaddps");
   op(a, "vbroadcastss", bn_vec(5, 64), bn_vec(5, 16), NONE);
   for (int v = 0; v < nv; v++) op(a, "vpxord", bn_vec(QR + v, 64), bn_vec(QR + v, 64), bn_vec(QR + v, 64));
   op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
@@ -103,7 +103,5 @@ void bn_asmjit_attention(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
   bn_asm_bind(a, hend);
   loop_end(a, R10, R9, tl);
   bn_asm_bind(a, done);
-  for (int i = 4; i >= 0; i--) op(a, "pop", bn_gp(SAVED[i]), NONE, NONE);
-  op(a, "vzeroupper", NONE, NONE, NONE);
-  op(a, "ret", NONE, NONE, NONE);
+  leave(a, 5);
 }

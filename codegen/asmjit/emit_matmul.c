@@ -191,14 +191,7 @@ static void nq_row(bn_asm *a, int64_t K, float eps, int rmsnorm_only, int x, int
     }
   }
   if (rmsnorm_only) return;
-  op(a, "vextractf64x4", bn_vec(2, 32), bn_vec(5, 64), bn_imm(1)); /* the row's max: exact in any order */
-  op(a, "vmaxps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(2, 32));
-  op(a, "vextractf32x4", bn_vec(2, 16), bn_vec(5, 32), bn_imm(1));
-  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
-  op(a, "vpermilps", bn_vec(2, 16), bn_vec(5, 16), bn_imm(0x4e));
-  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
-  op(a, "vpermilps", bn_vec(2, 16), bn_vec(5, 16), bn_imm(0xb1));
-  op(a, "vmaxps", bn_vec(5, 16), bn_vec(5, 16), bn_vec(2, 16));
+  fold(a, 5, "vmaxps"); /* the row's max */
   constant(a, 4, 1e-5, 1);
   op(a, "vmaxss", bn_vec(5, 16), bn_vec(5, 16), bn_vec(4, 16));
   constant(a, 4, 127.0, 1);
@@ -270,8 +263,7 @@ void bn_asmjit_norm_quant(bn_asm *a, int64_t K, int mode, float eps) {
   op(a, "add", bn_gp(RDX), bn_imm(out_row), NONE);
   loop_end(a, R9, R10, loop);
   bn_asm_bind(a, done);
-  op(a, "vzeroupper", NONE, NONE, NONE);
-  op(a, "ret", NONE, NONE, NONE);
+  leave(a, 0);
 }
 
 /* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
@@ -325,7 +317,7 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
 void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps) {
-  for (int i = 0; i < 5; i++) op(a, "push", bn_gp(SAVED[i]), NONE, NONE);
+  enter(a, 5);
   enum { ARGS = 8 + 5 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
   else {
@@ -350,7 +342,5 @@ void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float 
     op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS + 24, 8), NONE);
   }
   matmul_rows(a, K, N, mode);
-  for (int i = 4; i >= 0; i--) op(a, "pop", bn_gp(SAVED[i]), NONE, NONE);
-  op(a, "vzeroupper", NONE, NONE, NONE);
-  op(a, "ret", NONE, NONE, NONE);
+  leave(a, 5);
 }

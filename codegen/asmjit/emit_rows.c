@@ -55,10 +55,8 @@ void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int6
   copy_row(a, avx512, R10, R11, n, f16);
   loop_end(a, R8, R9, loop);
   bn_asm_bind(a, done);
-  op(a, "vzeroupper", NONE, NONE, NONE);
-  op(a, "ret", NONE, NONE, NONE);
+  leave(a, 0);
 }
-
 
 /* bn_rope_kernel (x rdi, y rsi, table rdx, T rcx, pos r8, h0 r9; h1 and n_ctx on the stack), AVX-512, NeoX
  * style over whole heads: o[i] = a c - b s, o[i + half] = a s + b c with a = x[i], b = x[i + half], each
@@ -67,8 +65,7 @@ void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads) {
   int64_t half = hd / 2;
   int tl = bn_asm_new_label(a), hl = bn_asm_new_label(a), hnext = bn_asm_new_label(a), tnext = bn_asm_new_label(a);
   int done = bn_asm_new_label(a);
-  const int saved[3] = {RBX, R12, R13};
-  for (int i = 0; i < 3; i++) op(a, "push", bn_gp(saved[i]), NONE, NONE);
+  enter(a, 3); /* rbx, r12, r13 */
   op(a, "mov", bn_gp(R10), bn_mem(RSP, 8 + 24, 8), NONE); /* h1 */
   op(a, "mov", bn_gp(R11), bn_mem(RSP, 16 + 24, 8), NONE);
   op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(half * 4)); /* the sines: n_ctx rows after the cosines */
@@ -107,9 +104,7 @@ void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads) {
   bn_asm_bind(a, tnext);
   loop_end(a, RBX, RCX, tl);
   bn_asm_bind(a, done);
-  for (int i = 2; i >= 0; i--) op(a, "pop", bn_gp(saved[i]), NONE, NONE);
-  op(a, "vzeroupper", NONE, NONE, NONE);
-  op(a, "ret", NONE, NONE, NONE);
+  leave(a, 3);
 }
 
 /* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), AVX-512, F16 or F32 weights: for each row n and
@@ -119,7 +114,7 @@ void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads) {
 void bn_asmjit_matmul_f(bn_asm *a, int64_t K, int64_t N, int f16) {
   int64_t wb = f16 ? 2 : 4;
   int nl = bn_asm_new_label(a), tl = bn_asm_new_label(a), tdone = bn_asm_new_label(a), done = bn_asm_new_label(a);
-  op(a, "push", bn_gp(RBX), NONE, NONE);
+  enter(a, 1); /* rbx */
   op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, nl);
@@ -140,14 +135,7 @@ void bn_asmjit_matmul_f(bn_asm *a, int64_t K, int64_t N, int f16) {
   op(a, "vaddps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(1, 64));
   op(a, "vaddps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(3, 64));
   op(a, "vaddps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(2, 64));
-  op(a, "vextractf64x4", bn_vec(1, 32), bn_vec(0, 64), bn_imm(1));
-  op(a, "vaddps", bn_vec(0, 32), bn_vec(0, 32), bn_vec(1, 32));
-  op(a, "vextractf32x4", bn_vec(1, 16), bn_vec(0, 32), bn_imm(1));
-  op(a, "vaddps", bn_vec(0, 16), bn_vec(0, 16), bn_vec(1, 16));
-  op(a, "vpermilps", bn_vec(1, 16), bn_vec(0, 16), bn_imm(0x4e));
-  op(a, "vaddps", bn_vec(0, 16), bn_vec(0, 16), bn_vec(1, 16));
-  op(a, "vpermilps", bn_vec(1, 16), bn_vec(0, 16), bn_imm(0xb1));
-  op(a, "vaddss", bn_vec(0, 16), bn_vec(0, 16), bn_vec(1, 16));
+  fold(a, 0, "vaddps");
   op(a, "imul", bn_gp(RBX), bn_gp(R11), bn_imm(N)); /* y[t N + n] */
   op(a, "add", bn_gp(RBX), bn_gp(R8), NONE);
   op(a, "vmovss", bn_memx(RDX, RBX, 4, 0, 4), bn_vec(0, 16), NONE);
@@ -156,7 +144,5 @@ void bn_asmjit_matmul_f(bn_asm *a, int64_t K, int64_t N, int f16) {
   bn_asm_bind(a, tdone);
   loop_end(a, R8, R9, nl);
   bn_asm_bind(a, done);
-  op(a, "pop", bn_gp(RBX), NONE, NONE);
-  op(a, "vzeroupper", NONE, NONE, NONE);
-  op(a, "ret", NONE, NONE, NONE);
+  leave(a, 1);
 }
