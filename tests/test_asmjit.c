@@ -32,6 +32,20 @@ static bn_codegen *open_isa(const char *isa) {
 
 static const char *const ISAS[] = {"avx2", "avx512"};
 
+/* TP2 weights of N rows of K random trits, each row's scale in [0.01, 1.01); the data is malloc'd. */
+static bn_value random_tp2(int N, int K, uint64_t *rng) {
+  int64_t dims[2] = {N, K};
+  bn_shape sh = bn_shape_make(2, dims);
+  uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &sh, 0));
+  int8_t *trit = malloc((size_t)K);
+  for (int r = 0; r < N; r++) {
+    for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(rng) % 3) - 1;
+    bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(rng)));
+  }
+  free(trit);
+  return (bn_value){BN_VAL_WEIGHT, "w", BN_DT_TP2, sh, -1, w, 0};
+}
+
 /* key's kernel from cg, or the test fails with the backend's message. */
 static void *kernel(bn_codegen *cg, bn_kkey key) {
   void *fn;
@@ -144,20 +158,14 @@ static void test_ternary_matmul(void **state) {
     for (size_t b = 0; b < 4; b++)
       for (size_t c = 0; c < 6; c++) {
         int T = Ts[a], K = Ks[b], N = Ns[c];
-        int64_t dims[2] = {N, K};
-        bn_shape sh = bn_shape_make(2, dims);
-        uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &sh, 0));
-        int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
-        for (int r = 0; r < N; r++) {
-          for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
-          bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(&rng)));
-        }
+        bn_value wv = random_tp2(N, K, &rng);
+        uint8_t *w = (uint8_t *)wv.data;
+        int8_t *scr = malloc((size_t)K);
         float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), bs[64];
         for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 8 - 4) * (i % 7 == 0 ? 30 : 1);
         for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
         uint8_t *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
         bn_ref_quantize(x, T, K, qa);
-        bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, sh, -1, w, 0};
         int32_t *acc_ref = malloc((size_t)T * N * 4), *acc = malloc((size_t)T * N * 4);
         float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
         bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
@@ -179,7 +187,7 @@ static void test_ternary_matmul(void **state) {
           }
           checked++;
         }
-        free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
+        free(w), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
       }
   bn_codegen_close(cg);
   printf("  %d ternary matmul kernels checked\n", checked);
@@ -249,15 +257,9 @@ static void test_norm_quantize(void **state) {
         checked++;
       }
       /* the matmul with the prologue: QA8 scratch filled from x, then rows n0..n1 */
-      int64_t dims[2] = {N, K};
-      bn_shape sh = bn_shape_make(2, dims);
-      uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &sh, 0));
-      int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
-      for (int r = 0; r < N; r++) {
-        for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
-        bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(&rng)));
-      }
-      bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, sh, -1, w, 0};
+      bn_value wv = random_tp2(N, K, &rng);
+      uint8_t *w = (uint8_t *)wv.data;
+      int8_t *scr = malloc((size_t)K);
       int32_t *acc = malloc((size_t)T * N * 4);
       float *want = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4), bs[64];
       bn_ref_tmatmul(qa_ref, T, K, N, &wv, acc, scr, bs);
@@ -267,7 +269,7 @@ static void test_norm_quantize(void **state) {
       ((bn_mmp_kernel)fn)(qa, w, got, NULL, x, wn, tmp, T, 0, 8), ((bn_mmp_kernel)fn)(qa, w, got, NULL, x, wn, tmp, T, 8, N);
       if (memcmp(got, want, (size_t)T * N * 4)) fail_msg("matmul with its prologue K=%d T=%d differs", K, T);
       checked++;
-      free(x), free(wn), free(y), free(ynorm), free(tmp), free(qa_ref), free(qa), free(w), free(trit), free(scr);
+      free(x), free(wn), free(y), free(ynorm), free(tmp), free(qa_ref), free(qa), free(w), free(scr);
       free(acc), free(want), free(got);
     }
   bn_codegen_close(cg);
