@@ -11,6 +11,9 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 # a bnc built without LLVM (-DBNC_LLVM=OFF) skips what only generated code does
 LLVM=0
 $BNC run --help | grep -qE "^ +llvm +" && LLVM=1
+# and its generated kernels are then asmjit's (bn_backend_set_default), where bnc has that backend
+[ $LLVM -eq 1 ] || ! $BNC --version | grep -q asmjit || $BNC run --help | grep -q "default asmjit" ||
+  fail "a bnc without LLVM does not default to asmjit"
 
 # expect_error DESCRIPTION SUBSTRING -- command...
 expect_error() {
