@@ -151,10 +151,10 @@ static void test_ternary_matmul(void **state) {
     bn_codegen_close(cg);
     skip(); /* no AVX-512 VNNI here */
   }
-  static const int Ts[] = {1, 2, 3, 5, 13}, Ks[] = {256, 512, 768, 1536}, Ns[] = {1, 3, 4, 17, 64, 130};
+  static const int Ts[] = {1, 2, 3, 5, 13, 29}, Ks[] = {256, 512, 768, 1536}, Ns[] = {1, 3, 4, 17, 64, 130};
   uint64_t rng = 77;
   int checked = 0;
-  for (size_t a = 0; a < 5; a++)
+  for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
     for (size_t b = 0; b < 4; b++)
       for (size_t c = 0; c < 6; c++) {
         int T = Ts[a], K = Ks[b], N = Ns[c];

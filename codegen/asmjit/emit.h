@@ -11,7 +11,7 @@
 
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
 static const bn_asm_op NONE = {0};
-static const int SAVED[5] = {RBX, R12, R13, R14, R15}; /* callee-saved: pushed by kernels that use them */
+static const int SAVED[6] = {RBX, R12, R13, R14, R15, RBP}; /* callee-saved: pushed by kernels that use them */
 /* The matmul's vectors: codes, weights, activations, scratch, the code mask (accumulators from 0). */
 enum { CV = 16, WV = 20, QV = 24, S0 = 28, S1 = 29, MASK = 31 };
 

@@ -10,6 +10,7 @@
  * once feed the 16 products of its rows, two chains a row; a short last block goes row by row, a
  * row's groups then 64 x its rows apart. */
 enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
+enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1 (bench/README.md) */
 
 /* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9. */
 static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t) {
@@ -85,39 +86,37 @@ static void tile_epilogue(bn_asm *a, int64_t K, int64_t N, int mode) {
   }
 }
 
-/* Tiles of `rows` rows (4: a block's, from rbx; 1: one row from rbx, its groups r12 bytes apart) by
- * tt tokens, from token r13 while tt more remain: r14 the first token's QA8 row, r15 the group, r11
- * the activations' offset. A group's codes are unpacked once for the tile's tokens; each (row, token)
- * accumulates in `chains` vectors (two when alone, to hide vpdpbusd's latency). */
-static void token_tiles(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+/* One tile: `rows` rows (from rbx; 2 or 4 in a block, whose groups are 256 bytes apart, or 1 row, its
+ * groups r12 bytes apart) by tt tokens (from r13, its QA8 row at r14): r15 the group, r11 the
+ * activations' offset. A group's codes are unpacked once for the tile's tokens and each activation
+ * vector loaded once for its rows; each (row, token) accumulates in `chains` vectors (two when alone,
+ * to hide vpdpbusd's latency). Up to 16 accumulators leave CV, WV, QV as they are; 24 (2 x 12) put the
+ * codes in 24..27 and the activations in 30. */
+static void tile(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
   int64_t row_bytes = (K + 63) / 64 * 64 + 64;
   int chains = tt == 1 ? 2 : 1, n_acc = rows * tt * chains;
-  int tok = bn_asm_new_label(a), grp = bn_asm_new_label(a), end = bn_asm_new_label(a);
-  op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
-  op(a, "jg", bn_label(end), NONE, NONE);
-  bn_asm_bind(a, tok);
+  int wv = n_acc > 16 ? 24 : WV, cv = n_acc > 16 ? 24 + rows : CV, qv = n_acc > 16 ? 30 : QV;
+  int grp = bn_asm_new_label(a);
   for (int c = 0; c < n_acc; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
   op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
   for (int r = 0; r < rows; r++) {
     if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
-    op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
+    op(a, "vmovdqu64", bn_vec(wv + r, 64), bn_mem(R15, 64 * r, 64), NONE);
   }
   for (int c = 0; c < 4; c++) { /* elements 64 c .. 64 c + 63 of the group: bits 2 c of each byte */
     for (int r = 0; r < rows; r++) {
-      if (c) op(a, "vpsrlw", bn_vec(CV + r, 64), bn_vec(WV + r, 64), bn_imm(2 * c));
-      op(a, "vpandd", bn_vec(CV + r, 64), bn_vec(c ? CV + r : WV + r, 64), bn_vec(MASK, 64));
+      if (c) op(a, "vpsrlw", bn_vec(cv + r, 64), bn_vec(wv + r, 64), bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(cv + r, 64), bn_vec(c ? cv + r : wv + r, 64), bn_vec(MASK, 64));
     }
     for (int t = 0; t < tt; t++) {
-      if (tt == 1) op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, 64 * c, 64), NONE);
+      op(a, "vmovdqu64", bn_vec(qv, 64), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c), 64), NONE);
       for (int r = 0; r < rows; r++)
-        op(a, "vpdpbusd", bn_vec((r * tt + t) * chains + c % chains, 64), bn_vec(CV + r, 64),
-           tt == 1 ? bn_vec(QV, 64) : bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c), 64));
+        op(a, "vpdpbusd", bn_vec((r * tt + t) * chains + c % chains, 64), bn_vec(cv + r, 64), bn_vec(qv, 64));
     }
   }
-  if (rows == 4) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
   else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
   op(a, "add", bn_gp(R11), bn_imm(256), NONE);
   op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
@@ -134,11 +133,20 @@ static void token_tiles(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int
         hsum(a, v);
         epilogue(a, K, N, mode, r, t);
       }
-  op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
-  op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
+}
+
+/* Tiles of `rows` x tt for the rows at rbx, from token r13 while tt more remain. */
+static void token_tiles(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+  int tok = bn_asm_new_label(a), end = bn_asm_new_label(a);
+  bn_asm_bind(a, tok);
   op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
-  op(a, "jle", bn_label(tok), NONE, NONE);
+  op(a, "jg", bn_label(end), NONE, NONE);
+  tile(a, K, N, mode, rows, tt);
+  op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
+  op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
+  op(a, "jmp", bn_label(tok), NONE, NONE);
   bn_asm_bind(a, end);
 }
 
@@ -148,6 +156,40 @@ static void token_loop(bn_asm *a, int64_t K, int64_t N, int mode, int rows) {
   op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
   token_tiles(a, K, N, mode, rows, 4);
   token_tiles(a, K, N, mode, rows, 1);
+}
+
+/* rbx = the first group of row r9: w + (r9 / 4) K + (r9 % 4) 64 (a whole block's row). */
+static void row_base(bn_asm *a, int64_t K) {
+  op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
+  op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(K));
+  op(a, "mov", bn_gp(RBX), bn_gp(R9), NONE);
+  op(a, "and", bn_gp(RBX), bn_imm(3), NONE);
+  op(a, "shl", bn_gp(RBX), bn_imm(6), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(RAX), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(RSI), NONE);
+}
+
+/* Prefill over the whole blocks of rows r9..r12 (rbp: the first): token tiles outside, tiles of
+ * `rows` rows inside, so a token tile's activations stay in L1 across the rows. Leaves r9 = r12. */
+static void block_tokens(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+  int tok = bn_asm_new_label(a), row = bn_asm_new_label(a), end = bn_asm_new_label(a);
+  bn_asm_bind(a, tok);
+  op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
+  op(a, "jg", bn_label(end), NONE, NONE);
+  op(a, "mov", bn_gp(R9), bn_gp(RBP), NONE);
+  bn_asm_bind(a, row);
+  row_base(a, K);
+  tile(a, K, N, mode, rows, tt);
+  op(a, "add", bn_gp(R9), bn_imm(rows), NONE);
+  op(a, "cmp", bn_gp(R9), bn_gp(R12), NONE);
+  op(a, "jl", bn_label(row), NONE, NONE);
+  op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
+  op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
+  op(a, "jmp", bn_label(tok), NONE, NONE);
+  bn_asm_bind(a, end);
 }
 
 /* One row's RMSNorm (+ quantize), AVX-512, bit for bit as bn_ref_rmsnorm and bn_ref_quantize: the sum of
@@ -277,14 +319,7 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, row_loop);
-  op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE); /* rbx: the row's first group, w + (n / 4) K + (n % 4) 64 */
-  op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
-  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(K));
-  op(a, "mov", bn_gp(RBX), bn_gp(R9), NONE);
-  op(a, "and", bn_gp(RBX), bn_imm(3), NONE);
-  op(a, "shl", bn_gp(RBX), bn_imm(6), NONE);
-  op(a, "add", bn_gp(RBX), bn_gp(RAX), NONE);
-  op(a, "add", bn_gp(RBX), bn_gp(RSI), NONE);
+  row_base(a, K);
   if (full) { /* a whole block of 4 within n0..n1: the tile */
     op(a, "test", bn_gp(R9), bn_imm(3), NONE);
     op(a, "jnz", bn_label(single), NONE, NONE);
@@ -293,8 +328,26 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
     op(a, "jg", bn_label(single), NONE, NONE);
     op(a, "cmp", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "jg", bn_label(single), NONE, NONE);
-    token_loop(a, K, N, mode, 4);
+    int many = bn_asm_new_label(a);
+    op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
+    op(a, "jg", bn_label(many), NONE, NONE);
+    token_loop(a, K, N, mode, 4); /* decode: one block, one stream */
     op(a, "add", bn_gp(R9), bn_imm(4), NONE);
+    op(a, "jmp", bn_label(next), NONE, NONE);
+    bn_asm_bind(a, many); /* prefill: blocks of up to `block` rows, r9..r12 */
+    op(a, "mov", bn_gp(RBP), bn_gp(R9), NONE);
+    op(a, "mov", bn_gp(R12), bn_gp(R10), NONE);
+    op(a, "and", bn_gp(R12), bn_imm(-4), NONE);
+    op(a, "mov", bn_gp(RAX), bn_imm(full), NONE);
+    op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
+    op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
+    op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
+    op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
+    op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
+    op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
+    op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
+    block_tokens(a, K, N, mode, 4, 4);
+    block_tokens(a, K, N, mode, 4, 1);
     op(a, "jmp", bn_label(next), NONE, NONE);
   }
   bn_asm_bind(a, single);
@@ -317,8 +370,8 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
 void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps) {
-  enter(a, 5);
-  enum { ARGS = 8 + 5 * 8 }; /* the stack arguments, above the return address and the saves */
+  enter(a, 6);
+  enum { ARGS = 8 + 6 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
   else {
     int loop = bn_asm_new_label(a), rows = bn_asm_new_label(a);
@@ -342,5 +395,5 @@ void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float 
     op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS + 24, 8), NONE);
   }
   matmul_rows(a, K, N, mode);
-  leave(a, 5);
+  leave(a, 6);
 }
