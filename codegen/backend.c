@@ -5,13 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const bn_backend bn_backend_ref;
+extern const bn_backend bn_backend_ref, bn_backend_auto;
 #ifdef BN_WITH_LLVM
 extern const bn_backend bn_backend_llvm;
 #endif
 
-/* the compiled-in backends, fastest last (bn_backend_default takes it), then those registered */
-enum { BUILT_IN = 1
+/* the compiled-in backends, the default last (bn_backend_default takes it), then those registered
+ * (auto's asmjit member among them: a library of its own) */
+enum { BUILT_IN = 2
 #ifdef BN_WITH_LLVM
                   + 1
 #endif
@@ -21,6 +22,7 @@ static const bn_backend *registry[MAX_BACKENDS] = {
 #ifdef BN_WITH_LLVM
     &bn_backend_llvm,
 #endif
+    &bn_backend_auto,
 };
 static int n_backends = BUILT_IN;
 static const bn_backend *chosen_default; /* bn_backend_set_default's; NULL: the last built in */
@@ -105,9 +107,15 @@ bn_status bn_codegen_objects(bn_codegen *cg, const bn_graph *g, bn_objcode *out,
     for (int k = 0; k < n && !seen; k++) seen = bn_kkey_eq(&keys[k], &key);
     if (!seen) keys[n++] = key;
   }
-  bn_status st = cg->be->objects(cg->self, keys, n, out, err);
+  bn_status st = bn_codegen_objects_of(cg, keys, n, out, err);
   free(keys);
   return st;
+}
+
+bn_status bn_codegen_objects_of(bn_codegen *cg, const bn_kkey *keys, int n, bn_objcode *out, bn_error *err) {
+  memset(out, 0, sizeof *out);
+  if (!cg->be->objects) return bn_fail(err, BN_E_UNSUPPORTED, "backend %s stores no object code", cg->be->name);
+  return cg->be->objects(cg->self, keys, n, out, err);
 }
 
 void bn_objcode_free(bn_objcode *c) {

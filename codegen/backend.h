@@ -40,8 +40,15 @@ typedef struct {
 /* Where an instance's kernels came from and the time it took: built now (and stored
  * in the disk cache), loaded from the cache, or from the plan's object code. */
 typedef struct {
+  const char *backend;
   int built, stored, cached, aot;
   double seconds;
+} bn_codegen_part;
+typedef struct {
+  int built, stored, cached, aot;
+  double seconds;
+  int n_parts; /* a backend made of others (auto): each one's share */
+  bn_codegen_part part[4];
 } bn_codegen_counts;
 
 /* What an instance generates for. lanes: 32-bit lanes of its vectors (peak kernel's work). */
@@ -104,6 +111,7 @@ bn_status bn_codegen_prepare(bn_codegen *cg, const bn_kkey *keys, int n, void **
 bn_status bn_codegen_get(bn_codegen *cg, const bn_kkey *key, void **fn, bn_error *err); /* one kernel */
 /* The object code of every unique supported kernel of g's nodes (bnc compile --aot). */
 bn_status bn_codegen_objects(bn_codegen *cg, const bn_graph *g, bn_objcode *out, bn_error *err);
+bn_status bn_codegen_objects_of(bn_codegen *cg, const bn_kkey *keys, int n, bn_objcode *out, bn_error *err);
 char *bn_codegen_text(bn_codegen *cg, const bn_kkey *key, const char *emit, bn_error *err);
 bn_codegen_info bn_codegen_get_info(bn_codegen *cg);
 bn_codegen_counts bn_codegen_get_counts(bn_codegen *cg);

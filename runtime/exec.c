@@ -205,6 +205,8 @@ int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap) {
 
 const char *bn_exec_aot_missing(const bn_exec *e) { return e->cg ? bn_codegen_code_missing(e->cg) : NULL; }
 
+const char *bn_exec_backend(const bn_exec *e) { return e->cg ? bn_codegen_backend(e->cg)->name : "ref"; }
+
 int bn_exec_jit_nodes(const bn_exec *e, bn_codegen_counts *counts) {
   if (counts) *counts = e->cg ? bn_codegen_get_counts(e->cg) : (bn_codegen_counts){0};
   return e->n_jit;

@@ -46,6 +46,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
                          bn_error *err);
 /* How many nodes run generated code; where their kernels came from and the time it took. */
 int bn_exec_jit_nodes(const bn_exec *e, bn_codegen_counts *counts);
+const char *bn_exec_backend(const bn_exec *e); /* the name of the backend its kernels come from */
 /* How many nodes run the reference kernels on thread 0 (no generated code for them), and
  * their kinds, comma-separated, in kinds. */
 int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap);

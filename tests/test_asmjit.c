@@ -380,6 +380,32 @@ static void test_attention(void **state) {
   printf("  11 attention kernels checked\n");
 }
 
+/* The peak loop (what bnc bench takes the int8 peak from): after `iters` rounds of its 8 chains, each
+ * 32-bit lane holds 8 iters times the dot product of the lane's 4 unsigned bytes of in[0..) with its 4
+ * signed bytes of in[64..), computed here in plain integers; on both ISAs. */
+static void test_peak_loop(void **state) {
+  (void)state;
+  uint8_t in[128];
+  uint64_t rng = 5;
+  for (int i = 0; i < 128; i++) in[i] = (uint8_t)(bn_rng_next(&rng) % 64); /* no 16-bit saturation on AVX2 */
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    if (!cg) continue;
+    bn_peak_kernel fn = (bn_peak_kernel)kernel(cg, (bn_kkey){.family = BN_K_PEAK});
+    int lanes = bn_codegen_get_info(cg).lanes;
+    for (int64_t iters = 0; iters <= 1000; iters += 333) {
+      int32_t out[16] = {0};
+      fn(in, out, iters);
+      for (int l = 0; l < lanes; l++) {
+        int32_t dot = 0;
+        for (int i = 0; i < 4; i++) dot += in[4 * l + i] * (int8_t)in[64 + 4 * l + i];
+        assert_int_equal(out[l], 8 * iters * dot);
+      }
+    }
+    bn_codegen_close(cg);
+  }
+}
+
 /* Whole models: the logits of a prompt chunk and of single steps, 1..3 threads, are the reference's bits. */
 static void test_models_match_the_reference(void **state) {
   (void)state;
@@ -434,6 +460,7 @@ int main(void) {
       cmocka_unit_test(test_rope),
       cmocka_unit_test(test_float_matmul),
       cmocka_unit_test(test_attention),
+      cmocka_unit_test(test_peak_loop),
       cmocka_unit_test(test_models_match_the_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,9 +11,10 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 # a bnc built without LLVM (-DBNC_LLVM=OFF) skips what only generated code does
 LLVM=0
 $BNC run --help | grep -qE "^ +llvm +" && LLVM=1
-# and its generated kernels are then asmjit's (bn_backend_set_default), where bnc has that backend
-[ $LLVM -eq 1 ] || ! $BNC --version | grep -q asmjit || $BNC run --help | grep -q "default asmjit" ||
-  fail "a bnc without LLVM does not default to asmjit"
+# the default backend is auto in every build: asmjit's kernels where it emits them, else LLVM's
+$BNC run --help | grep -q "default auto" || fail "the default backend is not auto"
+ASMJIT=0
+$BNC --version | grep -q asmjit && ASMJIT=1
 
 # expect_error DESCRIPTION SUBSTRING -- command...
 expect_error() {
@@ -142,13 +143,13 @@ $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/v3.bnplan" --target=
 $BNC eval "$WORK/v3.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/lv3.bin" 2>/dev/null || fail "eval v3 plan"
 BNC_ISA=avx2 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lavx2.bin" 2>/dev/null
 cmp -s "$WORK/lv3.bin" "$WORK/lavx2.bin" || fail "--target=x86-64-v3 differs from BNC_ISA=avx2"
-  expect_error "bad target" "--target must be one of native x86-64-v3 x86-64-v4 for the llvm backend, got 'arm'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --target=arm
+  expect_error "bad target" "--target must be one of native x86-64-v3 x86-64-v4 for the auto backend, got 'arm'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --target=arm
 # --aot: the plan carries its kernels' object code; loading it builds nothing, and the logits are the same bytes
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/aot.bnplan" --aot 2>"$WORK/err" || fail "compile --aot: $(cat "$WORK/err")"
 grep -q "^aot: [0-9]* llvm kernels" "$WORK/err" || fail "compile --aot does not report its kernels"
 BNC_CACHE_DIR=off $BNC eval "$WORK/aot.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/laot.bin" 2>/dev/null
 cmp -s "$WORK/laot.bin" "$WORK/lp.bin" || fail "--aot plan logits differ"
-BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats 2>&1 >/dev/null | grep -q "kernels: 0 built .* from the plan" ||
+BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats --backend llvm 2>&1 >/dev/null | grep -q "kernels: 0 built .* from the plan" ||
   fail "--aot plan did not load its object code"
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/aot-v3.bnplan" --aot --target=x86-64-v3 2>/dev/null || fail "compile --aot v3"
 BNC_CACHE_DIR=off $BNC eval "$WORK/aot-v3.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/laot3.bin" 2>/dev/null
@@ -178,7 +179,7 @@ XDG_CONFIG_HOME=$other BNC_CACHE_DIR=off $BNC eval "$WORK/aot.bnplan" --tokens "
 cmp -s "$WORK/lother.bin" "$WORK/lp.bin" || fail "untrusted --aot plan logits differ"
 XDG_CONFIG_HOME=$other $BNC trust "$XDG_CONFIG_HOME/bnc/signing.pub" >/dev/null || fail "bnc trust"
 XDG_CONFIG_HOME=$other $BNC trust --list | grep -q "trusted keys .*: 1" || fail "bnc trust --list"
-XDG_CONFIG_HOME=$other BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats 2>&1 >/dev/null |
+XDG_CONFIG_HOME=$other BNC_CACHE_DIR=off $BNC run "$WORK/aot.bnplan" -p "hi" -n 2 --stats --backend llvm 2>&1 >/dev/null |
   grep -q "kernels: 0 built .* from the plan" || fail "a trusted signer's plan code was not used"
 expect_error "trust a non-key" "not a key line" -- $BNC trust "$SRC/README.md"
 fi
@@ -248,6 +249,18 @@ $BNC eval "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" --tokens "1 5 17 300" --logits-ou
 cmp -s "$WORK/lr.bin" "$WORK/lr2.bin" || fail "ref backend: plan and GGUF differ"
 $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/ll.bin" -t 2 2>/dev/null
 cmp -s "$WORK/ll.bin" "$WORK/lp.bin" || fail "the default backend: 2 threads differ from 1"
+# auto: a model asmjit covers never starts LLVM; with asmjit's AVX2 kernels forced, LLVM builds the rest,
+# and --stats gives each member's kernels and time
+if [ $ASMJIT -eq 1 ]; then
+  BNC_CACHE_DIR=off $BNC run "$p" -p hi -n 2 --stats 2>"$WORK/err" >/dev/null
+  grep -q "^  asmjit kernels: [1-9][0-9]* built" "$WORK/err" && ! grep -q "llvm *kernels" "$WORK/err" ||
+    fail "auto on AVX-512: $(grep kernels "$WORK/err")"
+  if [ $LLVM -eq 1 ]; then
+    BNC_ISA=avx2 BNC_CACHE_DIR=off $BNC run "$p" -p hi -n 2 --stats 2>"$WORK/err" >/dev/null
+    grep -q "^  asmjit kernels: [1-9]" "$WORK/err" && grep -q "^  llvm   kernels: [1-9]" "$WORK/err" ||
+      fail "auto on AVX2: $(grep kernels "$WORK/err")"
+  fi
+fi
 for t in 2 3; do # one parallel region per step: dead values poisoned between kernels, threads at barriers
   $BNC eval "$p" --tokens "1 5 17 300" --logits-out "$WORK/lt.bin" -t $t --poison 2>/dev/null
   cmp -s "$WORK/lt.bin" "$WORK/lp.bin" || fail "$t threads with poisoning differ from 1"

@@ -122,10 +122,7 @@ int main(int argc, char **argv) {
   }
 #ifdef BN_WITH_ASMJIT
   extern const bn_backend bn_backend_asmjit;
-  bn_backend_register(&bn_backend_asmjit, NULL); /* a library of its own (CMakeLists.txt says why) */
-#ifndef BN_WITH_LLVM
-  bn_backend_set_default(&bn_backend_asmjit); /* without LLVM, the generated kernels are asmjit's */
-#endif
+  bn_backend_register(&bn_backend_asmjit, NULL); /* a library of its own (CMakeLists.txt says why): auto's first member */
 #endif
   if (!strcmp(argv[1], "--version")) return version();
   static const struct {

@@ -139,9 +139,15 @@ static void print_stats(bn_session *s, double load) {
   fprintf(stderr, "%-34s %10.2f\n", "kernel preparation", t->prepare_s * 1e3);
   bn_codegen_counts kc;
   int jit_nodes = bn_exec_jit_nodes(e, &kc);
-  if (jit_nodes)
-    fprintf(stderr, "  %d nodes run generated code; kernels: %d built (%d stored in the disk cache), %d from the disk cache, "
-            "%d from the plan (%.2f ms)\n", jit_nodes, kc.built, kc.stored, kc.cached, kc.aot, kc.seconds * 1e3);
+  if (jit_nodes) {
+    bn_codegen_part one = {bn_exec_backend(e), kc.built, kc.stored, kc.cached, kc.aot, kc.seconds};
+    fprintf(stderr, "  %d nodes run generated code\n", jit_nodes);
+    for (int i = 0; i < (kc.n_parts ? kc.n_parts : 1); i++) {
+      const bn_codegen_part *p = kc.n_parts ? &kc.part[i] : &one;
+      fprintf(stderr, "  %-6s kernels: %d built (%d stored in the disk cache), %d from the disk cache, %d from the plan (%.2f ms)\n",
+              p->backend, p->built, p->stored, p->cached, p->aot, p->seconds * 1e3);
+    }
+  }
   char kinds[256];
   int ref_nodes = bn_exec_ref_nodes(e, kinds, sizeof kinds);
   if (ref_nodes) fprintf(stderr, "  %d nodes run the reference kernels: %s\n", ref_nodes, kinds);

@@ -46,7 +46,7 @@ static int be_supports(void *self, const bn_kkey *key) {
   case BN_K_ATTENTION: /* AVX-512, heads of whole vectors up to 256 (q, then y, in registers) */
     return ((asmjit_be *)self)->avx512 && key->k > 0 && key->k % 16 == 0 && key->k <= 256 && key->n > 0 &&
            key->variant > 0 && key->n % key->variant == 0;
-  case BN_K_PEAK:
+  case BN_K_PEAK: return ((asmjit_be *)self)->vnni || !((asmjit_be *)self)->avx512; /* the ISA's dot product */
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: return 0; /* not emitted yet: the reference kernels run them */
   }
@@ -64,7 +64,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_ROPE: bn_asmjit_rope(a, key->k, key->n); break;
   case BN_K_MATMUL_F: bn_asmjit_matmul_f(a, key->k, key->n, key->variant == BN_DT_F16); break;
   case BN_K_ATTENTION: bn_asmjit_attention(a, key->k, key->n, key->variant); break;
-  case BN_K_PEAK:
+  case BN_K_PEAK: bn_asmjit_peak(a, b->avx512); break;
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;
   }

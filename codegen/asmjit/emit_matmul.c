@@ -397,3 +397,35 @@ void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float 
   matmul_rows(a, K, N, mode);
   leave(a, 6);
 }
+
+/* bn_peak_kernel (in rdi, out rsi, iters rdx): 8 independent chains of int8 multiply-adds on registers
+ * over in's two vectors, as the LLVM backend's peak loop: vpdpbusd (AVX-512 VNNI), or vpmaddubsw,
+ * vpmaddwd by ones and vpaddd (AVX2, 8 lanes); their sum to out so no chain is dead. */
+void bn_asmjit_peak(bn_asm *a, int avx512) {
+  int vb = avx512 ? 64 : 32, loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
+  const char *mov = avx512 ? "vmovdqu64" : "vmovdqu";
+  op(a, mov, bn_vec(8, vb), bn_mem(RDI, 0, vb), NONE);
+  op(a, mov, bn_vec(9, vb), bn_mem(RDI, 64, vb), NONE);
+  for (int k = 0; k < 8; k++) op(a, "vpxor", bn_vec(k, 32), bn_vec(k, 32), bn_vec(k, 32));
+  if (!avx512) { /* the 16-bit ones of vpmaddwd */
+    op(a, "mov", bn_gpd(RAX), bn_imm(0x00010001), NONE);
+    op(a, "vmovd", bn_vec(10, 16), bn_gpd(RAX), NONE);
+    op(a, "vpbroadcastd", bn_vec(10, 32), bn_vec(10, 16), NONE);
+  }
+  op(a, "xor", bn_gpd(RAX), bn_gpd(RAX), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(RDX), NONE);
+  op(a, "jge", bn_label(done), NONE, NONE);
+  bn_asm_bind(a, loop);
+  for (int k = 0; k < 8; k++)
+    if (avx512) op(a, "vpdpbusd", bn_vec(k, 64), bn_vec(8, 64), bn_vec(9, 64));
+    else {
+      op(a, "vpmaddubsw", bn_vec(11, 32), bn_vec(8, 32), bn_vec(9, 32));
+      op(a, "vpmaddwd", bn_vec(11, 32), bn_vec(11, 32), bn_vec(10, 32));
+      op(a, "vpaddd", bn_vec(k, 32), bn_vec(k, 32), bn_vec(11, 32));
+    }
+  loop_end(a, RAX, RDX, loop);
+  bn_asm_bind(a, done);
+  for (int k = 1; k < 8; k++) op(a, "vpaddd", bn_vec(0, vb), bn_vec(0, vb), bn_vec(k, vb));
+  op(a, mov, bn_mem(RSI, 0, vb), bn_vec(0, vb), NONE);
+  leave(a, 0);
+}
