@@ -111,11 +111,7 @@ static void au_close(void *self) {
 const bn_backend bn_backend_auto = {
     .name = "auto",
     .about = "each kernel from asmjit where it emits one (milliseconds to build), else from LLVM: docs/asmjit.md",
-#ifdef BN_WITH_LLVM
-    .targets = "native x86-64-v3 x86-64-v4", /* LLVM's, for compile --aot --target */
-#else
-    .targets = "native",
-#endif
+    .targets = "native x86-64-v3 x86-64-v4",
     .open = au_open,
     .supports = au_supports,
     .prepare = au_prepare,

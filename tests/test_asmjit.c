@@ -145,12 +145,13 @@ static void test_embedding_rows(void **state) {
  * and two threads' row ranges split anywhere. */
 static void test_ternary_matmul(void **state) {
   (void)state;
-  bn_codegen *cg = open_isa("avx512");
-  bn_kkey probe = {.family = BN_K_MATMUL, .k = 256, .n = 4, .variant = BN_MM_DQ};
-  if (!cg || !bn_codegen_supports(cg, &probe)) {
-    bn_codegen_close(cg);
-    skip(); /* no AVX-512 VNNI here */
-  }
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    bn_kkey probe = {.family = BN_K_MATMUL, .k = 256, .n = 4, .variant = BN_MM_DQ};
+    if (!cg || !bn_codegen_supports(cg, &probe)) { /* no such ISA here (or AVX-512 without VNNI) */
+      bn_codegen_close(cg);
+      continue;
+    }
   static const int Ts[] = {1, 2, 3, 5, 13, 29}, Ks[] = {256, 512, 768, 1536}, Ns[] = {1, 3, 4, 17, 64, 130};
   uint64_t rng = 77;
   int checked = 0;
@@ -190,15 +191,17 @@ static void test_ternary_matmul(void **state) {
         free(w), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
       }
   bn_codegen_close(cg);
-  printf("  %d ternary matmul kernels checked\n", checked);
+  printf("  %d ternary matmul kernels checked (%s)\n", checked, ISAS[ia]);
+  }
 }
 
 /* RMSNorm + quantize (and RMSNorm alone, and relu2's gate before it), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
  * bn_ref_quantize, bn_ref_tmatmul and bn_ref_dequant, bit for bit, over widths, tokens and row ranges. */
 static void test_norm_quantize(void **state) {
   (void)state;
-  bn_codegen *cg = open_isa("avx512");
-  if (!cg) skip();
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    if (!cg) continue;
   static const int Ks[] = {256, 512, 1536, 2560}, Ts[] = {1, 3, 9};
   uint64_t rng = 21;
   int checked = 0;
@@ -273,14 +276,16 @@ static void test_norm_quantize(void **state) {
       free(acc), free(want), free(got);
     }
   bn_codegen_close(cg);
-  printf("  %d norm-quantize and prologue kernels checked\n", checked);
+  printf("  %d norm-quantize and prologue kernels checked (%s)\n", checked, ISAS[ia]);
+  }
 }
 
 /* RoPE against bn_ref_rope: heads, head sizes, tokens, positions and head ranges, bit for bit. */
 static void test_rope(void **state) {
   (void)state;
-  bn_codegen *cg = open_isa("avx512");
-  if (!cg) skip();
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    if (!cg) continue;
   static const int hds[] = {32, 64, 128}, Hs[] = {1, 3, 8};
   uint64_t rng = 33;
   int checked = 0, n_ctx = 64;
@@ -302,15 +307,17 @@ static void test_rope(void **state) {
       checked++;
     }
   bn_codegen_close(cg);
-  printf("  %d RoPE kernels checked\n", checked);
+  printf("  %d RoPE kernels checked (%s)\n", checked, ISAS[ia]);
+  }
 }
 
 /* The float matmul (the output projection), F16 and F32 rows, against bn_ref_matmul_f (which sums in
  * double): within 1e-5 of the largest output, as the LLVM kernel is held to. */
 static void test_float_matmul(void **state) {
   (void)state;
-  bn_codegen *cg = open_isa("avx512");
-  if (!cg) skip();
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    if (!cg) continue;
   static const int Ks[] = {16, 48, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3};
   uint64_t rng = 41;
   int checked = 0;
@@ -343,7 +350,8 @@ static void test_float_matmul(void **state) {
           checked++;
         }
   bn_codegen_close(cg);
-  printf("  %d float matmul kernels checked\n", checked);
+  printf("  %d float matmul kernels checked (%s)\n", checked, ISAS[ia]);
+  }
 }
 
 /* Causal GQA attention over the K/V caches against bn_ref_attention (which stores this step's K/V rows
@@ -351,8 +359,9 @@ static void test_float_matmul(void **state) {
  * length), a peaked softmax; within 1e-5 of the largest output, as the LLVM kernel is held to. */
 static void test_attention(void **state) {
   (void)state;
-  bn_codegen *cg = open_isa("avx512");
-  if (!cg) skip();
+  for (int ia = 0; ia < 2; ia++) {
+    bn_codegen *cg = open_isa(ISAS[ia]);
+    if (!cg) continue;
   const int cfg[][5] = {{4, 4, 64, 1, 0},   {8, 2, 64, 3, 5},  {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200}, {4, 1, 64, 12, 0},
                         {4, 1, 64, 40, 3},  {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16}, {8, 2, 64, 13, 250}, {4, 2, 32, 1, 15},
                         {2, 1, 256, 2, 17}};
@@ -377,7 +386,8 @@ static void test_attention(void **state) {
     free(q), free(k), free(v), free(kc), free(vc), free(y1), free(y2), free(sc);
   }
   bn_codegen_close(cg);
-  printf("  11 attention kernels checked\n");
+  printf("  11 attention kernels checked (%s)\n", ISAS[ia]);
+  }
 }
 
 /* The peak loop (what bnc bench takes the int8 peak from): after `iters` rounds of its 8 chains, each
@@ -426,11 +436,17 @@ static void test_models_match_the_reference(void **state) {
     static const int32_t tok[10] = {1, 5, 9, 200, 31, 77, 4, 8, 15, 16};
     size_t V = (size_t)m.hp.n_vocab;
     float *want = NULL;
-    for (int b = 0; b < 4; b++) { /* the reference, then asmjit on 1, 2 and 3 threads */
-      bn_session_params sp = {.n_ctx = 32, .exec = {.backend = bn_backend_find(b ? "asmjit" : "ref"), .threads = b ? b : 1},
+    for (int b = 0; b < 7; b++) { /* the reference, then asmjit on 1, 2 and 3 threads, AVX2 then AVX-512 */
+      int threads = b ? 1 + (b - 1) % 3 : 1;
+      const char *isa = b ? ISAS[(b - 1) / 3] : NULL;
+      bn_session_params sp = {.n_ctx = 32,
+                              .exec = {.backend = bn_backend_find(b ? "asmjit" : "ref"), .threads = threads, .isa = isa},
                               .sampler = bn_sampler_defaults()};
       bn_session *s;
-      if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
+      if (bn_session_create(&m, &mp, &sp, &s, &err)) {
+        if (isa && !strcmp(isa, "avx512")) continue; /* this CPU has no AVX-512 */
+        fail_msg("%s", err.msg);
+      }
       float *out = malloc(20 * V * sizeof *out);
       if (bn_session_eval(s, tok, 10, out, &err)) fail_msg("%s", err.msg);
       bn_session_reset(s);
@@ -441,8 +457,8 @@ static void test_models_match_the_reference(void **state) {
       if (!b) want = out;
       else { /* every kernel but the output projection's (float lanes, as LLVM's) is the reference's bits */
         double rel = tu_rel_to_range(out, want, 20 * V), bound = ai ? 1e-6 : 1e-4; /* bitnet: silu's exp */
-        printf("  %s, %d thread(s): max |diff| / logit range %.3g\n", arches[ai], b, rel);
-        if (rel > bound) fail_msg("%s, %d threads: logits differ by %.3g of their range", arches[ai], b, rel);
+        printf("  %s, %s, %d thread(s): max |diff| / logit range %.3g\n", arches[ai], isa, threads, rel);
+        if (rel > bound) fail_msg("%s, %s, %d threads: logits differ by %.3g of their range", arches[ai], isa, threads, rel);
         free(out);
       }
     }

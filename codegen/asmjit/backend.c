@@ -1,6 +1,6 @@
 /* The asmjit backend: x86 kernels emitted instruction by instruction through the C shim
- * (shim/shim.h), every shape a constant, for AVX-512 or AVX2. Families it has no emitter for
- * yet are not supported: their nodes run the reference kernels (docs/asmjit.md says which). */
+ * (shim/shim.h), every shape a constant, for AVX-512 (VNNI) or AVX2. The lookup-table matmul is not
+ * emitted: under auto LLVM builds it, under asmjit its nodes run the reference kernels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,30 +25,30 @@ typedef struct {
 enum { MAX_ROW = 1 << 16 };
 
 static int be_supports(void *self, const bn_kkey *key) {
+  asmjit_be *b = self;
+  int lanes = b->avx512 ? 16 : 8; /* float lanes of a vector */
   switch (key->family) {
   case BN_K_SLICE: return key->k > 0 && key->n > 0 && key->variant >= 0 && key->variant + key->n <= key->k && key->n <= MAX_ROW &&
                           key->k * 4 < (1LL << 31);
   case BN_K_EMBED:
     return (key->variant == BN_DT_F32 || key->variant == BN_DT_F16) && key->k > 0 && key->k <= MAX_ROW;
-  case BN_K_MATMUL: /* AVX-512 VNNI; a prologue of RMSNorm + quantize, or of a gate first */
-    return ((asmjit_be *)self)->vnni && key->pro >= 0 && key->pro <= 1 + BN_NQ_GATE_SILU &&
-           key->k > 0 && key->k % 256 == 0 &&
-           key->n > 0 &&
-           key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD && key->n * key->k / 4 < (1LL << 31);
-  case BN_K_NORM_QUANT: /* AVX-512: RMSNorm + quantize, RMSNorm alone, a gate first */
-    return ((asmjit_be *)self)->avx512 && key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_RMSNORM &&
+  case BN_K_MATMUL: /* AVX-512 VNNI or AVX2; a prologue of RMSNorm + quantize, or of a gate first */
+    return (b->vnni || !b->avx512) && key->pro >= 0 && key->pro <= 1 + BN_NQ_GATE_SILU && key->k > 0 && key->k % 256 == 0 &&
+           key->k <= MAX_ROW && key->n > 0 && key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD &&
+           key->n * key->k / 4 < (1LL << 31);
+  case BN_K_NORM_QUANT: /* RMSNorm + quantize, RMSNorm alone, a gate first */
+    return key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_RMSNORM &&
            key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW;
-  case BN_K_ROPE: /* AVX-512, half a head a whole number of vectors */
-    return ((asmjit_be *)self)->avx512 && key->k > 0 && key->k % 32 == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
-  case BN_K_MATMUL_F: /* AVX-512, F16 or F32 rows of whole vectors */
-    return ((asmjit_be *)self)->avx512 && (key->variant == BN_DT_F16 || key->variant == BN_DT_F32) && key->k > 0 &&
-           key->k % 16 == 0 && key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
-  case BN_K_ATTENTION: /* AVX-512, heads of whole vectors up to 256 (q, then y, in registers) */
-    return ((asmjit_be *)self)->avx512 && key->k > 0 && key->k % 16 == 0 && key->k <= 256 && key->n > 0 &&
-           key->variant > 0 && key->n % key->variant == 0;
-  case BN_K_PEAK: return ((asmjit_be *)self)->vnni || !((asmjit_be *)self)->avx512; /* the ISA's dot product */
+  case BN_K_ROPE: /* half a head a whole number of vectors */
+    return key->k > 0 && key->k % (2 * lanes) == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
+  case BN_K_MATMUL_F: /* F16 or F32 rows of whole vectors */
+    return (key->variant == BN_DT_F16 || key->variant == BN_DT_F32) && key->k > 0 && key->k % lanes == 0 &&
+           key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
+  case BN_K_ATTENTION: /* heads of whole vectors up to 256 floats */
+    return key->k > 0 && key->k % lanes == 0 && key->k <= 256 && key->n > 0 && key->variant > 0 && key->n % key->variant == 0;
+  case BN_K_PEAK: return b->vnni || !b->avx512; /* the ISA's dot product */
   case BN_K_MATMUL_LUT:
-  case BN_K_COUNT: return 0; /* not emitted yet: the reference kernels run them */
+  case BN_K_COUNT: return 0; /* not emitted: LLVM's kernel (auto) or the reference's */
   }
   return 0;
 }
@@ -57,13 +57,13 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   bn_asm *a = bn_asm_new(b->rt, listing != NULL);
   if (!a) return snprintf(msg, cap, "asmjit: out of memory"), NULL;
   switch (key->family) { /* what be_supports says yes to */
-  case BN_K_MATMUL: bn_asmjit_matmul(a, key->k, key->n, key->variant, key->pro, key->eps); break;
-  case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, key->k, key->variant, key->eps); break;
+  case BN_K_MATMUL: bn_asmjit_matmul(a, b->avx512, key->k, key->n, key->variant, key->pro, key->eps); break;
+  case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, b->avx512, key->k, key->variant, key->eps); break;
   case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, 0); break;
   case BN_K_EMBED: bn_asmjit_rows(a, b->avx512, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
-  case BN_K_ROPE: bn_asmjit_rope(a, key->k, key->n); break;
-  case BN_K_MATMUL_F: bn_asmjit_matmul_f(a, key->k, key->n, key->variant == BN_DT_F16); break;
-  case BN_K_ATTENTION: bn_asmjit_attention(a, key->k, key->n, key->variant); break;
+  case BN_K_ROPE: bn_asmjit_rope(a, b->avx512, key->k, key->n); break;
+  case BN_K_MATMUL_F: bn_asmjit_matmul_f(a, b->avx512, key->k, key->n, key->variant == BN_DT_F16); break;
+  case BN_K_ATTENTION: bn_asmjit_attention(a, b->avx512, key->k, key->n, key->variant); break;
   case BN_K_PEAK: bn_asmjit_peak(a, b->avx512); break;
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;
@@ -81,11 +81,16 @@ static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
     return bn_fail(err, BN_E_INVALID, "asmjit: instruction set '%s' is unknown (avx2, avx512)", o->isa);
   if (o->isa && !strcmp(o->isa, "avx512") && !host512)
     return bn_fail(err, BN_E_UNSUPPORTED, "asmjit: this CPU has no AVX-512");
-  if (o->target && strcmp(o->target, "native"))
-    return bn_fail(err, BN_E_UNSUPPORTED, "asmjit: target '%s' (the asmjit backend emits for this CPU: native)", o->target);
+  const char *isa = o->isa; /* a portable target names the instruction set: x86-64-v3 AVX2, x86-64-v4 AVX-512 */
+  if (o->target && strcmp(o->target, "native")) {
+    if (strcmp(o->target, "x86-64-v3") && strcmp(o->target, "x86-64-v4"))
+      return bn_fail(err, BN_E_UNSUPPORTED, "asmjit: target '%s' (native, x86-64-v3, x86-64-v4)", o->target);
+    if (!strcmp(o->target, "x86-64-v4") && !host512) return bn_fail(err, BN_E_UNSUPPORTED, "asmjit: this CPU has no AVX-512");
+    isa = !strcmp(o->target, "x86-64-v3") ? "avx2" : "avx512";
+  }
   asmjit_be *b = calloc(1, sizeof *b);
   if (!b || !(b->rt = bn_asm_rt_new())) return free(b), bn_fail(err, BN_E_NOMEM, "out of memory");
-  b->avx512 = o->isa ? !strcmp(o->isa, "avx512") : host512;
+  b->avx512 = isa ? !strcmp(isa, "avx512") : host512;
   b->vnni = b->avx512 && __builtin_cpu_supports("avx512vnni");
   *self = b;
   return BN_OK;
@@ -138,8 +143,8 @@ static void be_close(void *self) {
 
 const bn_backend bn_backend_asmjit = {
     .name = "asmjit",
-    .about = "x86 kernels emitted through asmjit (in progress: docs/asmjit.md says which; the rest on the reference)",
-    .targets = "native",
+    .about = "x86 kernels (AVX-512 VNNI, AVX2) emitted through asmjit in milliseconds",
+    .targets = "native x86-64-v3 x86-64-v4",
     .open = be_open,
     .supports = be_supports,
     .prepare = be_prepare,

@@ -38,30 +38,47 @@ static inline void constant(bn_asm *a, int d, double v, int is_float) {
   op(a, "vmovq", bn_vec(d, 16), bn_gp(RAX), NONE);
 }
 
-/* eax = the lane sum of int32 vector v (scratch S0). */
-static inline void hsum(bn_asm *a, int v) {
-  op(a, "vextracti64x4", bn_vec(S0, 32), bn_vec(v, 64), bn_imm(1));
-  op(a, "vpaddd", bn_vec(v, 32), bn_vec(v, 32), bn_vec(S0, 32));
-  op(a, "vextracti32x4", bn_vec(S0, 16), bn_vec(v, 32), bn_imm(1));
-  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
-  op(a, "vpshufd", bn_vec(S0, 16), bn_vec(v, 16), bn_imm(0x4e));
-  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
-  op(a, "vpshufd", bn_vec(S0, 16), bn_vec(v, 16), bn_imm(0xb1));
-  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(S0, 16));
+/* eax = the lane sum of the int32 vector v, `bytes` wide (64: zmm, 32: ymm); scratch vector s. */
+static inline void hsum(bn_asm *a, int v, int s, int bytes) {
+  if (bytes == 64) {
+    op(a, "vextracti64x4", bn_vec(s, 32), bn_vec(v, 64), bn_imm(1));
+    op(a, "vpaddd", bn_vec(v, 32), bn_vec(v, 32), bn_vec(s, 32));
+  }
+  op(a, s < 16 && v < 16 ? "vextracti128" : "vextracti32x4", bn_vec(s, 16), bn_vec(v, 32), bn_imm(1));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(s, 16));
+  op(a, "vpshufd", bn_vec(s, 16), bn_vec(v, 16), bn_imm(0x4e));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(s, 16));
+  op(a, "vpshufd", bn_vec(s, 16), bn_vec(v, 16), bn_imm(0xb1));
+  op(a, "vpaddd", bn_vec(v, 16), bn_vec(v, 16), bn_vec(s, 16));
   op(a, "vmovd", bn_gpd(RAX), bn_vec(v, 16), NONE);
 }
 
-/* Folds the float zmm v onto lane 0 with a packed operation: vaddps, the sum (in a tree: a float
- * kernel's order), or vmaxps, the max (exact in any order). Scratch: vector 1. */
-static inline void fold(bn_asm *a, int v, const char *inst) {
-  op(a, "vextractf64x4", bn_vec(1, 32), bn_vec(v, 64), bn_imm(1));
-  op(a, inst, bn_vec(v, 32), bn_vec(v, 32), bn_vec(1, 32));
-  op(a, "vextractf32x4", bn_vec(1, 16), bn_vec(v, 32), bn_imm(1));
+/* Folds the float vector v (`bytes` wide, v < 16) onto lane 0 with a packed operation: vaddps, the sum
+ * (in a tree: a float kernel's order), or vmaxps, the max (exact in any order). Scratch: vector 1. */
+static inline void fold(bn_asm *a, int v, const char *inst, int bytes) {
+  if (bytes == 64) {
+    op(a, "vextractf64x4", bn_vec(1, 32), bn_vec(v, 64), bn_imm(1));
+    op(a, inst, bn_vec(v, 32), bn_vec(v, 32), bn_vec(1, 32));
+  }
+  op(a, "vextractf128", bn_vec(1, 16), bn_vec(v, 32), bn_imm(1));
   op(a, inst, bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
   op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0x4e));
   op(a, inst, bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
   op(a, "vpermilps", bn_vec(1, 16), bn_vec(v, 16), bn_imm(0xb1));
   op(a, inst, bn_vec(v, 16), bn_vec(v, 16), bn_vec(1, 16));
+}
+
+/* An int32 constant in every lane of vector d, `bytes` wide (through rax). */
+static inline void splat_i(bn_asm *a, int d, int32_t v, int bytes) {
+  op(a, "mov", bn_gpd(RAX), bn_imm(v), NONE);
+  op(a, "vmovd", bn_vec(d, 16), bn_gpd(RAX), NONE);
+  op(a, "vpbroadcastd", bn_vec(d, bytes), bn_vec(d, 16), NONE);
+}
+
+/* A float constant broadcast to every lane of vector d (`bytes` wide), through rax. */
+static inline void splat(bn_asm *a, int d, double v, int bytes) {
+  constant(a, d, v, 1);
+  op(a, "vbroadcastss", bn_vec(d, bytes), bn_vec(d, 16), NONE);
 }
 
 /* A kernel's entry and exit: the first n callee-saved registers (SAVED) pushed, which puts the stack
@@ -81,43 +98,50 @@ static inline void shuf(bn_asm *a, const char *inst, int d, int x, int y, int im
   bn_asm_emit(a, bn_asm_inst(inst), bn_vec(d, 64), bn_vec(x, 64), bn_vec(y, 64), bn_imm(imm));
 }
 
-/* zmm d = exp(zmm x), float: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6 polynomial
- * of r, scaled by 2^n (vscalefps: inf past the float range); x is clamped below at -87 (the result there
- * ~1e-38) and is changed. Uses vectors 24..27 and rax. */
-static inline void vexp(bn_asm *a, int d, int x) {
+/* d = exp(x), float lanes, `bytes` wide: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6
+ * polynomial of r, scaled by 2^n. x is clamped below at -87 (the result there ~1e-38) and is changed.
+ * AVX-512 scales with vscalefps (inf past the float range); AVX2 clamps x above at 88 and builds 2^n in
+ * the exponent bits (the same products in range). Scratch: vectors sc..sc+2 and rax. */
+static inline void vexp(bn_asm *a, int d, int x, int sc, int bytes) {
   static const float C[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
-  int n = 24, r = 25, c = 26;
-  constant(a, c, -87.0, 1);
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(c, 64));
-  constant(a, c, 1.44269504088896341, 1);
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(c, 64));
-  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
-  constant(a, c, 0.693359375, 1); /* ln 2, high part (exact in float) */
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
-  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
-  constant(a, c, -2.12194440e-4, 1); /* ln 2 - the high part */
-  op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(c, 64));
-  constant(a, d, C[0], 1);
-  op(a, "vbroadcastss", bn_vec(d, 64), bn_vec(d, 16), NONE);
-  for (int i = 1; i < 7; i++) { /* Horner: p = p r + C[i] */
-    constant(a, c, C[i], 1);
-    op(a, "vbroadcastss", bn_vec(c, 64), bn_vec(c, 16), NONE);
-    op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(c, 64));
+  int n = sc, r = sc + 1, c = sc + 2, W = bytes;
+  splat(a, c, -87.0, W);
+  op(a, "vmaxps", bn_vec(x, W), bn_vec(x, W), bn_vec(c, W));
+  if (W == 32) {
+    splat(a, c, 88.0, W);
+    op(a, "vminps", bn_vec(x, W), bn_vec(x, W), bn_vec(c, W));
   }
-  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
+  splat(a, c, 1.44269504088896341, W);
+  op(a, "vmulps", bn_vec(n, W), bn_vec(x, W), bn_vec(c, W));
+  bn_asm_emit(a, bn_asm_inst(W == 64 ? "vrndscaleps" : "vroundps"), bn_vec(n, W), bn_vec(n, W), bn_imm(W == 64 ? 0 : 8), NONE);
+  splat(a, c, 0.693359375, W); /* ln 2, high part (exact in float) */
+  op(a, "vmovaps", bn_vec(r, W), bn_vec(x, W), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, W), bn_vec(n, W), bn_vec(c, W));
+  splat(a, c, -2.12194440e-4, W); /* ln 2 - the high part */
+  op(a, "vfnmadd231ps", bn_vec(r, W), bn_vec(n, W), bn_vec(c, W));
+  splat(a, d, C[0], W);
+  for (int i = 1; i < 7; i++) { /* Horner: p = p r + C[i] */
+    splat(a, c, C[i], W);
+    op(a, "vfmadd213ps", bn_vec(d, W), bn_vec(r, W), bn_vec(c, W));
+  }
+  if (W == 64) {
+    op(a, "vscalefps", bn_vec(d, W), bn_vec(d, W), bn_vec(n, W));
+    return;
+  }
+  op(a, "vcvtps2dq", bn_vec(n, W), bn_vec(n, W), NONE); /* 2^n: (n + 127) << 23, n in -126..127 */
+  splat_i(a, c, 127, W);
+  op(a, "vpaddd", bn_vec(n, W), bn_vec(n, W), bn_vec(c, W));
+  op(a, "vpslld", bn_vec(n, W), bn_vec(n, W), bn_imm(23));
+  op(a, "vmulps", bn_vec(d, W), bn_vec(d, W), bn_vec(n, W));
 }
 
 /* The kernels, by family: kernels.h has their calling conventions, emit_*.c what each does. */
 void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, int f16);
-void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps);
-void bn_asmjit_norm_quant(bn_asm *a, int64_t K, int mode, float eps);
-void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads);
-void bn_asmjit_matmul_f(bn_asm *a, int64_t K, int64_t N, int f16);
-void bn_asmjit_attention(bn_asm *a, int64_t hd, int64_t H, int64_t kvh);
+void bn_asmjit_matmul(bn_asm *a, int avx512, int64_t K, int64_t N, int mode, int pro, float eps);
+void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps);
+void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads);
+void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, int f16);
+void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t kvh);
 void bn_asmjit_peak(bn_asm *a, int avx512);
 
 #endif

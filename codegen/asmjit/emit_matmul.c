@@ -1,4 +1,4 @@
-/* The ternary matmul and the norm + quantize kernels (its prologue), AVX-512 (VNNI). */
+/* The ternary matmul and the norm + quantize kernels (its prologue), AVX-512 (VNNI) or AVX2. */
 #include "emit.h"
 
 /* The ternary matmul (bn_mm_kernel: qa rdi, w rsi, out rdx, resid rcx, T r8, n0 r9, n1 on the stack), AVX-512
@@ -12,22 +12,23 @@
 enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
 enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1 (bench/README.md) */
 
-/* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9. */
-static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t) {
+/* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9.
+ * Scratch: vectors s0 and s1. */
+static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t, int s0, int s1) {
   int32_t meta = (int32_t)((K + 63) / 64 * 64), row = (int32_t)(meta + 64) * t, at = (int32_t)(4 * (t * N + r));
   op(a, "sub", bn_gpd(RAX), bn_mem(R14, row + meta + 4, 4), NONE); /* less the sum of the codes */
   if (mode == BN_MM_ACC) {
     op(a, "mov", bn_memx(RDX, R11, 4, at, 4), bn_gpd(RAX), NONE);
     return;
   }
-  op(a, "vcvtsi2sd", bn_vec(S0, 16), bn_vec(S0, 16), bn_gpd(RAX));
-  op(a, "vcvtss2sd", bn_vec(S1, 16), bn_vec(S1, 16), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4 + 4 * r), 4)); /* row scale */
-  op(a, "vmulsd", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S1, 16));
-  op(a, "vcvtss2sd", bn_vec(S1, 16), bn_vec(S1, 16), bn_mem(R14, row + meta, 4)); /* the token's scale */
-  op(a, "vdivsd", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S1, 16));
-  op(a, "vcvtsd2ss", bn_vec(S0, 16), bn_vec(S0, 16), bn_vec(S0, 16));
-  if (mode == BN_MM_DQ_ADD) op(a, "vaddss", bn_vec(S0, 16), bn_vec(S0, 16), bn_memx(RCX, R11, 4, at, 4));
-  op(a, "vmovss", bn_memx(RDX, R11, 4, at, 4), bn_vec(S0, 16), NONE);
+  op(a, "vcvtsi2sd", bn_vec(s0, 16), bn_vec(s0, 16), bn_gpd(RAX));
+  op(a, "vcvtss2sd", bn_vec(s1, 16), bn_vec(s1, 16), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4 + 4 * r), 4)); /* row scale */
+  op(a, "vmulsd", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s1, 16));
+  op(a, "vcvtss2sd", bn_vec(s1, 16), bn_vec(s1, 16), bn_mem(R14, row + meta, 4)); /* the token's scale */
+  op(a, "vdivsd", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s1, 16));
+  op(a, "vcvtsd2ss", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s0, 16));
+  if (mode == BN_MM_DQ_ADD) op(a, "vaddss", bn_vec(s0, 16), bn_vec(s0, 16), bn_memx(RCX, R11, 4, at, 4));
+  op(a, "vmovss", bn_memx(RDX, R11, 4, at, 4), bn_vec(s0, 16), NONE);
 }
 
 /* The 4 x 4 tile's epilogue on vectors: the 16 accumulators (row r, token t in vector 4 r + t) reduced
@@ -130,32 +131,91 @@ static void tile(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
       for (int t = 0; t < tt; t++) {
         int v = (r * tt + t) * chains;
         if (chains == 2) op(a, "vpaddd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v + 1, 64));
-        hsum(a, v);
-        epilogue(a, K, N, mode, r, t);
+        hsum(a, v, S0, 64);
+        epilogue(a, K, N, mode, r, t, S0, S1);
       }
 }
 
+/* The AVX2 tile (no VNNI, 16 vectors): rows x tt <= 4 (4 x 1 decode, 2 x 2, 1 x 4, 1 x 1), gp registers
+ * as tile's. Per group and 32 of its elements, the codes (shifted, masked) times the activations by
+ * vpmaddubsw, adjacent pairs summed into int16 lanes; those of a group summed in int16 (8 of at most
+ * 2 x 2 x 127 each: no overflow), then widened once by vpmaddwd with ones into the int32 accumulators.
+ * Vectors: accumulators 0.., int16 sums 4.., codes 8.., activations 12, product 13, the code mask 14, ones 15. */
+static void tile_avx2(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+  int n = rows * tt, grp = bn_asm_new_label(a);
+  for (int i = 0; i < n; i++) {
+    op(a, "vpxor", bn_vec(i, 32), bn_vec(i, 32), bn_vec(i, 32));
+    op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
+  }
+  splat_i(a, 15, 0x00010001, 32);
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  if (rows == 4 && tt == 1)
+    for (int r = 0; r < rows; r++) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE);
+  for (int c = 0; c < 4; c++)
+    for (int h = 0; h < 2; h++) {
+      for (int r = 0; r < rows; r++) {
+        op(a, "vmovdqu", bn_vec(8 + r, 32), bn_mem(R15, 64 * r + 32 * h, 32), NONE);
+        if (c) op(a, "vpsrlw", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_imm(2 * c));
+        op(a, "vpand", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_vec(14, 32));
+      }
+      for (int t = 0; t < tt; t++) {
+        op(a, "vmovdqu", bn_vec(12, 32), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c + 32 * h), 32), NONE);
+        for (int r = 0; r < rows; r++) {
+          op(a, "vpmaddubsw", bn_vec(13, 32), bn_vec(8 + r, 32), bn_vec(12, 32));
+          op(a, "vpaddw", bn_vec(4 + r * tt + t, 32), bn_vec(4 + r * tt + t, 32), bn_vec(13, 32));
+        }
+      }
+    }
+  for (int i = 0; i < n; i++) {
+    op(a, "vpmaddwd", bn_vec(13, 32), bn_vec(4 + i, 32), bn_vec(15, 32));
+    op(a, "vpaddd", bn_vec(i, 32), bn_vec(i, 32), bn_vec(13, 32));
+    op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
+  }
+  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE); /* out index t N + n */
+  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
+  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  for (int r = 0; r < rows; r++)
+    for (int t = 0; t < tt; t++) {
+      hsum(a, r * tt + t, 13, 32);
+      epilogue(a, K, N, mode, r, t, 12, 13);
+    }
+}
+
+/* One tile of rows x tt, for the ISA (W: 64 AVX-512 VNNI, 32 AVX2). */
+static void any_tile(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows, int tt) {
+  if (W == 64) tile(a, K, N, mode, rows, tt);
+  else tile_avx2(a, K, N, mode, rows, tt);
+}
+
 /* Tiles of `rows` x tt for the rows at rbx, from token r13 while tt more remain. */
-static void token_tiles(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+static void token_tiles(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows, int tt) {
   int64_t row_bytes = (K + 63) / 64 * 64 + 64;
   int tok = bn_asm_new_label(a), end = bn_asm_new_label(a);
   bn_asm_bind(a, tok);
   op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
   op(a, "jg", bn_label(end), NONE, NONE);
-  tile(a, K, N, mode, rows, tt);
+  any_tile(a, W, K, N, mode, rows, tt);
   op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
   op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
   op(a, "jmp", bn_label(tok), NONE, NONE);
   bn_asm_bind(a, end);
 }
 
-/* Every token for the rows at rbx: tiles of 4 tokens, then one at a time. */
-static void token_loop(bn_asm *a, int64_t K, int64_t N, int mode, int rows) {
+/* Every token for the rows at rbx: tiles of 4 tokens (AVX-512 VNNI, or one row on AVX2), then one at a time. */
+static void token_loop(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows) {
   op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
   op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
-  token_tiles(a, K, N, mode, rows, 4);
-  token_tiles(a, K, N, mode, rows, 1);
+  if (W == 64 || rows == 1) token_tiles(a, W, K, N, mode, rows, 4);
+  token_tiles(a, W, K, N, mode, rows, 1);
 }
 
 /* rbx = the first group of row r9: w + (r9 / 4) K + (r9 % 4) 64 (a whole block's row). */
@@ -172,7 +232,7 @@ static void row_base(bn_asm *a, int64_t K) {
 
 /* Prefill over the whole blocks of rows r9..r12 (rbp: the first): token tiles outside, tiles of
  * `rows` rows inside, so a token tile's activations stay in L1 across the rows. Leaves r9 = r12. */
-static void block_tokens(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
+static void block_tokens(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows, int tt) {
   int64_t row_bytes = (K + 63) / 64 * 64 + 64;
   int tok = bn_asm_new_label(a), row = bn_asm_new_label(a), end = bn_asm_new_label(a);
   bn_asm_bind(a, tok);
@@ -182,7 +242,7 @@ static void block_tokens(bn_asm *a, int64_t K, int64_t N, int mode, int rows, in
   op(a, "mov", bn_gp(R9), bn_gp(RBP), NONE);
   bn_asm_bind(a, row);
   row_base(a, K);
-  tile(a, K, N, mode, rows, tt);
+  any_tile(a, W, K, N, mode, rows, tt);
   op(a, "add", bn_gp(R9), bn_imm(rows), NONE);
   op(a, "cmp", bn_gp(R9), bn_gp(R12), NONE);
   op(a, "jl", bn_label(row), NONE, NONE);
@@ -192,23 +252,23 @@ static void block_tokens(bn_asm *a, int64_t K, int64_t N, int mode, int rows, in
   bn_asm_bind(a, end);
 }
 
-/* One row's RMSNorm (+ quantize), AVX-512, bit for bit as bn_ref_rmsnorm and bn_ref_quantize: the sum of
- * squares in 16 double lanes (element i in lane i % 16, each square exact) added lane by lane in order;
- * inv = (float)(1 / sqrt(ss / K + eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to [tmp],
- * then s = 127 / max(max |y|, 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their sum,
- * s and the sum after the codes (QA8). x, w, q, tmp: pointer registers; vectors 0..7, rax, the red zone. */
-static void nq_row(bn_asm *a, int64_t K, float eps, int rmsnorm_only, int x, int w, int q, int tmp) {
+/* One row's RMSNorm (+ quantize), W = 64 (AVX-512) or 32 (AVX2) bytes a vector, bit for bit as
+ * bn_ref_rmsnorm and bn_ref_quantize: the sum of squares in 16 double lanes (element i in lane i % 16,
+ * each square exact; 2 or 4 vectors of them) added lane by lane in order; inv = (float)(1 / sqrt(ss / K +
+ * eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to [tmp], then s = 127 / max(max |y|,
+ * 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their sum, s and the sum after the
+ * codes (QA8). x, w, q, tmp: pointer registers; vectors 0..9, rax, the red zone. */
+static void nq_row(bn_asm *a, int W, int64_t K, float eps, int rmsnorm_only, int x, int w, int q, int tmp) {
   int32_t meta = (int32_t)((K + 63) / 64 * 64);
-  op(a, "vpxord", bn_vec(0, 64), bn_vec(0, 64), bn_vec(0, 64));
-  op(a, "vpxord", bn_vec(1, 64), bn_vec(1, 64), bn_vec(1, 64));
+  int L = W / 4, nacc = 128 / W, acc[4] = {0, 1, 8, 9}; /* the double lanes' vectors: W / 8 lanes each */
+  for (int h = 0; h < nacc; h++) op(a, "vxorpd", bn_vec(acc[h], 32), bn_vec(acc[h], 32), bn_vec(acc[h], 32));
   for (int64_t c = 0; c < K; c += 16)
-    for (int h = 0; h < 2; h++) {
-      op(a, "vcvtps2pd", bn_vec(2, 64), bn_mem(x, (int32_t)(4 * c + 32 * h), 32), NONE);
-      op(a, "vmulpd", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
-      op(a, "vaddpd", bn_vec(h, 64), bn_vec(h, 64), bn_vec(2, 64));
+    for (int h = 0; h < nacc; h++) {
+      op(a, "vcvtps2pd", bn_vec(2, W), bn_mem(x, (int32_t)(4 * c + W / 2 * h), W / 2), NONE);
+      op(a, "vmulpd", bn_vec(2, W), bn_vec(2, W), bn_vec(2, W));
+      op(a, "vaddpd", bn_vec(acc[h], W), bn_vec(acc[h], W), bn_vec(2, W));
     }
-  op(a, "vmovupd", bn_mem(RSP, -128, 64), bn_vec(0, 64), NONE);
-  op(a, "vmovupd", bn_mem(RSP, -64, 64), bn_vec(1, 64), NONE);
+  for (int h = 0; h < nacc; h++) op(a, "vmovupd", bn_mem(RSP, -128 + W * h, W), bn_vec(acc[h], W), NONE);
   op(a, "vmovsd", bn_vec(3, 16), bn_mem(RSP, -128, 8), NONE);
   for (int l = 1; l < 16; l++) op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_mem(RSP, -128 + 8 * l, 8));
   constant(a, 4, (double)K, 0);
@@ -219,77 +279,84 @@ static void nq_row(bn_asm *a, int64_t K, float eps, int rmsnorm_only, int x, int
   constant(a, 4, 1.0, 0);
   op(a, "vdivsd", bn_vec(3, 16), bn_vec(4, 16), bn_vec(3, 16));
   op(a, "vcvtsd2ss", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
-  op(a, "vbroadcastss", bn_vec(3, 64), bn_vec(3, 16), NONE); /* inv */
-  op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64)); /* max |y| */
-  op(a, "mov", bn_gpd(RAX), bn_imm(0x7fffffff), NONE);
-  op(a, "vpbroadcastd", bn_vec(6, 64), bn_gpd(RAX), NONE); /* |.| mask */
-  for (int64_t c = 0; c < K; c += 16) {
-    op(a, "vmulps", bn_vec(2, 64), bn_vec(3, 64), bn_mem(x, (int32_t)(4 * c), 64));
-    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_mem(w, (int32_t)(4 * c), 64));
-    op(a, "vmovups", bn_mem(rmsnorm_only ? q : tmp, (int32_t)(4 * c), 64), bn_vec(2, 64), NONE);
+  op(a, "vbroadcastss", bn_vec(3, W), bn_vec(3, 16), NONE); /* inv */
+  op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32)); /* max |y| */
+  splat_i(a, 6, 0x7fffffff, W);                                 /* |.| mask */
+  for (int64_t c = 0; c < K; c += L) {
+    op(a, "vmulps", bn_vec(2, W), bn_vec(3, W), bn_mem(x, (int32_t)(4 * c), W));
+    op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), bn_mem(w, (int32_t)(4 * c), W));
+    op(a, "vmovups", bn_mem(rmsnorm_only ? q : tmp, (int32_t)(4 * c), W), bn_vec(2, W), NONE);
     if (!rmsnorm_only) {
-      op(a, "vpandd", bn_vec(2, 64), bn_vec(2, 64), bn_vec(6, 64));
-      op(a, "vmaxps", bn_vec(5, 64), bn_vec(5, 64), bn_vec(2, 64));
+      op(a, W == 64 ? "vpandd" : "vpand", bn_vec(2, W), bn_vec(2, W), bn_vec(6, W));
+      op(a, "vmaxps", bn_vec(5, W), bn_vec(5, W), bn_vec(2, W));
     }
   }
   if (rmsnorm_only) return;
-  fold(a, 5, "vmaxps"); /* the row's max */
+  fold(a, 5, "vmaxps", W); /* the row's max */
   constant(a, 4, 1e-5, 1);
   op(a, "vmaxss", bn_vec(5, 16), bn_vec(5, 16), bn_vec(4, 16));
   constant(a, 4, 127.0, 1);
   op(a, "vdivss", bn_vec(4, 16), bn_vec(4, 16), bn_vec(5, 16)); /* s */
   op(a, "vmovss", bn_mem(q, meta, 4), bn_vec(4, 16), NONE);
-  op(a, "vbroadcastss", bn_vec(4, 64), bn_vec(4, 16), NONE);
-  op(a, "vpxord", bn_vec(7, 64), bn_vec(7, 64), bn_vec(7, 64)); /* the sum of the codes */
-  for (int64_t c = 0; c < K; c += 16) {
-    op(a, "vmulps", bn_vec(2, 64), bn_vec(4, 64), bn_mem(tmp, (int32_t)(4 * c), 64));
-    bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(2, 64), bn_vec(2, 64), bn_imm(0), NONE); /* half to even */
-    op(a, "vcvtps2dq", bn_vec(2, 64), bn_vec(2, 64), NONE);
-    op(a, "vpaddd", bn_vec(7, 64), bn_vec(7, 64), bn_vec(2, 64));
-    op(a, "vpmovsdb", bn_mem(q, (int32_t)c, 16), bn_vec(2, 64), NONE);
+  op(a, "vbroadcastss", bn_vec(4, W), bn_vec(4, 16), NONE);
+  op(a, "vpxor", bn_vec(7, 32), bn_vec(7, 32), bn_vec(7, 32)); /* the sum of the codes */
+  for (int64_t c = 0; c < K; c += L) {
+    op(a, "vmulps", bn_vec(2, W), bn_vec(4, W), bn_mem(tmp, (int32_t)(4 * c), W));
+    bn_asm_emit(a, bn_asm_inst(W == 64 ? "vrndscaleps" : "vroundps"), bn_vec(2, W), bn_vec(2, W), bn_imm(W == 64 ? 0 : 8),
+                NONE); /* half to even */
+    op(a, "vcvtps2dq", bn_vec(2, W), bn_vec(2, W), NONE);
+    op(a, "vpaddd", bn_vec(7, W), bn_vec(7, W), bn_vec(2, W));
+    if (W == 64) op(a, "vpmovsdb", bn_mem(q, (int32_t)c, 16), bn_vec(2, 64), NONE);
+    else { /* 8 codes: int32 -> int16 -> int8, exact (|code| <= 127) */
+      op(a, "vextracti128", bn_vec(8, 16), bn_vec(2, 32), bn_imm(1));
+      op(a, "vpackssdw", bn_vec(2, 16), bn_vec(2, 16), bn_vec(8, 16));
+      op(a, "vpacksswb", bn_vec(2, 16), bn_vec(2, 16), bn_vec(2, 16));
+      op(a, "vmovq", bn_mem(q, (int32_t)c, 8), bn_vec(2, 16), NONE);
+    }
   }
-  hsum(a, 7);
+  hsum(a, 7, 8, W);
   op(a, "mov", bn_mem(q, meta + 4, 4), bn_gpd(RAX), NONE);
 }
 
 /* The FFN gate's middle, act(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
  * computes it: relu2(g) = g > 0 ? g g : 0, exactly; silu(g) = g / (1 + exp(-g)), with vexp's exp for
  * libm's (a code may then move by one on a rounding tie, as with the LLVM kernel). Vectors 2..4, 8, 9,
- * 24..27; mask 2. */
-static void gate_row(bn_asm *a, int64_t K, int silu, int x, int tmp) {
-  op(a, "vpxord", bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 64));
-  if (silu) {
-    constant(a, 9, 1.0, 1);
-    op(a, "vbroadcastss", bn_vec(9, 64), bn_vec(9, 16), NONE);
-  }
-  for (int64_t c = 0; c < K; c += 16) {
-    op(a, "vmovups", bn_vec(2, 64), bn_mem(x, (int32_t)(4 * c), 64), NONE);
+ * and vexp's scratch (24..26 on AVX-512, 10..12 on AVX2); mask 2. */
+static void gate_row(bn_asm *a, int W, int64_t K, int silu, int x, int tmp) {
+  op(a, "vxorps", bn_vec(8, 32), bn_vec(8, 32), bn_vec(8, 32));
+  if (silu) splat(a, 9, 1.0, W);
+  for (int64_t c = 0; c < K; c += W / 4) {
+    op(a, "vmovups", bn_vec(2, W), bn_mem(x, (int32_t)(4 * c), W), NONE);
     if (silu) {
-      op(a, "vsubps", bn_vec(3, 64), bn_vec(8, 64), bn_vec(2, 64)); /* -g */
-      vexp(a, 4, 3);
-      op(a, "vaddps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(9, 64));
-      op(a, "vdivps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(4, 64));
-    } else {
+      op(a, "vsubps", bn_vec(3, W), bn_vec(8, W), bn_vec(2, W)); /* -g */
+      vexp(a, 4, 3, W == 64 ? 24 : 10, W);
+      op(a, "vaddps", bn_vec(4, W), bn_vec(4, W), bn_vec(9, W));
+      op(a, "vdivps", bn_vec(2, W), bn_vec(2, W), bn_vec(4, W));
+    } else if (W == 64) {
       bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_kreg(2), bn_vec(2, 64), bn_vec(8, 64), bn_imm(0x1e)); /* g > 0 */
       bn_asm_mask(a, 2, 1);
       op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+    } else {
+      bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_vec(3, 32), bn_vec(2, 32), bn_vec(8, 32), bn_imm(0x1e)); /* g > 0 */
+      op(a, "vmulps", bn_vec(2, 32), bn_vec(2, 32), bn_vec(2, 32));
+      op(a, "vandps", bn_vec(2, 32), bn_vec(2, 32), bn_vec(3, 32));
     }
-    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_mem(x, (int32_t)(4 * (K + c)), 64));
-    op(a, "vmovups", bn_mem(tmp, (int32_t)(4 * c), 64), bn_vec(2, 64), NONE);
+    op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), bn_mem(x, (int32_t)(4 * (K + c)), W));
+    op(a, "vmovups", bn_mem(tmp, (int32_t)(4 * c), W), bn_vec(2, W), NONE);
   }
 }
 
 /* One row of a norm + quantize kernel: the gate first (into tmp, then normalized in place) or not. */
-static void nq_any(bn_asm *a, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
+static void nq_any(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
   if (mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU) {
-    gate_row(a, K, mode == BN_NQ_GATE_SILU, x, tmp);
+    gate_row(a, W, K, mode == BN_NQ_GATE_SILU, x, tmp);
     x = tmp;
   }
-  nq_row(a, K, eps, mode == BN_NQ_RMSNORM, x, w, q, tmp);
+  nq_row(a, W, K, eps, mode == BN_NQ_RMSNORM, x, w, q, tmp);
 }
 
 /* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), every mode. */
-void bn_asmjit_norm_quant(bn_asm *a, int64_t K, int mode, float eps) {
+void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps) {
   int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU ? 8 * K : 4 * K;
   int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R10), bn_mem(RSP, 8, 8), NONE); /* t1 */
@@ -300,7 +367,7 @@ void bn_asmjit_norm_quant(bn_asm *a, int64_t K, int mode, float eps) {
   op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(out_row));
   op(a, "add", bn_gp(RDX), bn_gp(R11), NONE);
   bn_asm_bind(a, loop);
-  nq_any(a, K, eps, mode, RDI, RSI, RDX, RCX);
+  nq_any(a, avx512 ? 64 : 32, K, eps, mode, RDI, RSI, RDX, RCX);
   op(a, "add", bn_gp(RDI), bn_imm(in_row), NONE);
   op(a, "add", bn_gp(RDX), bn_imm(out_row), NONE);
   loop_end(a, R9, R10, loop);
@@ -310,12 +377,11 @@ void bn_asmjit_norm_quant(bn_asm *a, int64_t K, int mode, float eps) {
 
 /* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
  * registers pushed already. */
-static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
+static void matmul_rows(bn_asm *a, int W, int64_t K, int64_t N, int mode) {
   int64_t full = N / 4 * 4;
   int row_loop = bn_asm_new_label(a), single = bn_asm_new_label(a), next = bn_asm_new_label(a);
   int done = bn_asm_new_label(a), block4 = bn_asm_new_label(a);
-  op(a, "mov", bn_gpd(RAX), bn_imm(0x03030303), NONE);
-  op(a, "vpbroadcastd", bn_vec(MASK, 64), bn_gpd(RAX), NONE);
+  splat_i(a, W == 64 ? MASK : 14, 0x03030303, W);
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, row_loop);
@@ -331,7 +397,7 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
     int many = bn_asm_new_label(a);
     op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
     op(a, "jg", bn_label(many), NONE, NONE);
-    token_loop(a, K, N, mode, 4); /* decode: one block, one stream */
+    token_loop(a, W, K, N, mode, 4); /* decode: one block, one stream */
     op(a, "add", bn_gp(R9), bn_imm(4), NONE);
     op(a, "jmp", bn_label(next), NONE, NONE);
     bn_asm_bind(a, many); /* prefill: blocks of up to `block` rows, r9..r12 */
@@ -346,8 +412,8 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
     op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
-    block_tokens(a, K, N, mode, 4, 4);
-    block_tokens(a, K, N, mode, 4, 1);
+    block_tokens(a, W, K, N, mode, W == 64 ? 4 : 2, W == 64 ? 4 : 2);
+    block_tokens(a, W, K, N, mode, 4, 1);
     op(a, "jmp", bn_label(next), NONE, NONE);
   }
   bn_asm_bind(a, single);
@@ -358,7 +424,7 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
     op(a, "mov", bn_gp(R12), bn_imm(N % 4 * 64), NONE);
   }
   bn_asm_bind(a, block4);
-  token_loop(a, K, N, mode, 1);
+  token_loop(a, W, K, N, mode, 1);
   op(a, "inc", bn_gp(R9), NONE, NONE);
   bn_asm_bind(a, next);
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
@@ -369,7 +435,8 @@ static void matmul_rows(bn_asm *a, int64_t K, int64_t N, int mode) {
 /* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
-void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float eps) {
+void bn_asmjit_matmul(bn_asm *a, int avx512, int64_t K, int64_t N, int mode, int pro, float eps) {
+  int W = avx512 ? 64 : 32;
   enter(a, 6);
   enum { ARGS = 8 + 6 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
@@ -383,7 +450,7 @@ void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float 
     op(a, "cmp", bn_gp(R15), bn_mem(RSP, ARGS + 8, 8), NONE);
     op(a, "jge", bn_label(rows), NONE, NONE);
     bn_asm_bind(a, loop);
-    nq_any(a, K, eps, pro - 1, RBX, R12, R14, R13);
+    nq_any(a, W, K, eps, pro - 1, RBX, R12, R14, R13);
     op(a, "add", bn_gp(RBX), bn_imm(pro - 1 == BN_NQ_PLAIN ? 4 * K : 8 * K), NONE);
     op(a, "add", bn_gp(R14), bn_imm((K + 63) / 64 * 64 + 64), NONE);
     op(a, "inc", bn_gp(R15), NONE, NONE);
@@ -394,7 +461,7 @@ void bn_asmjit_matmul(bn_asm *a, int64_t K, int64_t N, int mode, int pro, float 
     op(a, "mov", bn_gp(R9), bn_mem(RSP, ARGS + 16, 8), NONE);
     op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS + 24, 8), NONE);
   }
-  matmul_rows(a, K, N, mode);
+  matmul_rows(a, W, K, N, mode);
   leave(a, 6);
 }
 

@@ -1,5 +1,5 @@
-/* The row-wise kernels: slices and embedding rows (AVX-512 and AVX2), RoPE and the float matmul of
- * the output projection (AVX-512). */
+/* The row-wise kernels: slices and embedding rows, RoPE and the float matmul of the output
+ * projection, AVX-512 or AVX2 (16 or 8 float lanes). */
 #include "emit.h"
 
 /* Copies n floats from [src] to [dst] (f16: n halves at src, widened), vectors of `lanes`, the
@@ -58,11 +58,12 @@ void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int6
   leave(a, 0);
 }
 
-/* bn_rope_kernel (x rdi, y rsi, table rdx, T rcx, pos r8, h0 r9; h1 and n_ctx on the stack), AVX-512, NeoX
+/* bn_rope_kernel (x rdi, y rsi, table rdx, T rcx, pos r8, h0 r9; h1 and n_ctx on the stack), NeoX
  * style over whole heads: o[i] = a c - b s, o[i + half] = a s + b c with a = x[i], b = x[i + half], each
  * product rounded as the reference rounds it; c and s from the executor's table (bn_rope_table). */
-void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads) {
+void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads) {
   int64_t half = hd / 2;
+  int W = avx512 ? 64 : 32;
   int tl = bn_asm_new_label(a), hl = bn_asm_new_label(a), hnext = bn_asm_new_label(a), tnext = bn_asm_new_label(a);
   int done = bn_asm_new_label(a);
   enter(a, 3); /* rbx, r12, r13 */
@@ -84,20 +85,20 @@ void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads) {
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(heads));
   op(a, "add", bn_gp(RAX), bn_gp(R12), NONE);
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(hd * 4));
-  for (int64_t i = 0; i < half; i += 16) {
+  for (int64_t i = 0; i < half; i += W / 4) {
     int32_t lo = (int32_t)(4 * i), hi = (int32_t)(4 * (i + half));
-    op(a, "vmovups", bn_vec(0, 64), bn_memx(RDI, RAX, 1, lo, 64), NONE);
-    op(a, "vmovups", bn_vec(1, 64), bn_memx(RDI, RAX, 1, hi, 64), NONE);
-    op(a, "vmovups", bn_vec(2, 64), bn_mem(R13, lo, 64), NONE);
-    op(a, "vmovups", bn_vec(3, 64), bn_memx(R13, R11, 1, lo, 64), NONE);
-    op(a, "vmulps", bn_vec(4, 64), bn_vec(0, 64), bn_vec(2, 64));
-    op(a, "vmulps", bn_vec(5, 64), bn_vec(1, 64), bn_vec(3, 64));
-    op(a, "vsubps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(5, 64));
-    op(a, "vmovups", bn_memx(RSI, RAX, 1, lo, 64), bn_vec(4, 64), NONE);
-    op(a, "vmulps", bn_vec(4, 64), bn_vec(0, 64), bn_vec(3, 64));
-    op(a, "vmulps", bn_vec(5, 64), bn_vec(1, 64), bn_vec(2, 64));
-    op(a, "vaddps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(5, 64));
-    op(a, "vmovups", bn_memx(RSI, RAX, 1, hi, 64), bn_vec(4, 64), NONE);
+    op(a, "vmovups", bn_vec(0, W), bn_memx(RDI, RAX, 1, lo, W), NONE);
+    op(a, "vmovups", bn_vec(1, W), bn_memx(RDI, RAX, 1, hi, W), NONE);
+    op(a, "vmovups", bn_vec(2, W), bn_mem(R13, lo, W), NONE);
+    op(a, "vmovups", bn_vec(3, W), bn_memx(R13, R11, 1, lo, W), NONE);
+    op(a, "vmulps", bn_vec(4, W), bn_vec(0, W), bn_vec(2, W));
+    op(a, "vmulps", bn_vec(5, W), bn_vec(1, W), bn_vec(3, W));
+    op(a, "vsubps", bn_vec(4, W), bn_vec(4, W), bn_vec(5, W));
+    op(a, "vmovups", bn_memx(RSI, RAX, 1, lo, W), bn_vec(4, W), NONE);
+    op(a, "vmulps", bn_vec(4, W), bn_vec(0, W), bn_vec(3, W));
+    op(a, "vmulps", bn_vec(5, W), bn_vec(1, W), bn_vec(2, W));
+    op(a, "vaddps", bn_vec(4, W), bn_vec(4, W), bn_vec(5, W));
+    op(a, "vmovups", bn_memx(RSI, RAX, 1, hi, W), bn_vec(4, W), NONE);
   }
   bn_asm_bind(a, hnext);
   loop_end(a, R12, R10, hl);
@@ -107,12 +108,13 @@ void bn_asmjit_rope(bn_asm *a, int64_t hd, int64_t heads) {
   leave(a, 3);
 }
 
-/* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), AVX-512, F16 or F32 weights: for each row n and
+/* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), F16 or F32 weights: for each row n and
  * token t the dot product in float lanes (widened halves, fused multiply-adds, four chains, then a tree),
  * as the LLVM kernel does: within 1e-5 of the largest output of the reference, which sums in double.
  * Decode streams each row once, prefetching ahead. */
-void bn_asmjit_matmul_f(bn_asm *a, int64_t K, int64_t N, int f16) {
+void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, int f16) {
   int64_t wb = f16 ? 2 : 4;
+  int W = avx512 ? 64 : 32, L = W / 4;
   int nl = bn_asm_new_label(a), tl = bn_asm_new_label(a), tdone = bn_asm_new_label(a), done = bn_asm_new_label(a);
   enter(a, 1); /* rbx */
   op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
@@ -125,17 +127,17 @@ void bn_asmjit_matmul_f(bn_asm *a, int64_t K, int64_t N, int f16) {
   op(a, "test", bn_gp(RCX), bn_gp(RCX), NONE);
   op(a, "jle", bn_label(tdone), NONE, NONE);
   bn_asm_bind(a, tl);
-  for (int c = 0; c < 4; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
-  for (int64_t c = 0; c < K; c += 16) {
+  for (int c = 0; c < 4; c++) op(a, "vpxor", bn_vec(c, 32), bn_vec(c, 32), bn_vec(c, 32));
+  for (int64_t c = 0; c < K; c += L) {
     if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
-    if (f16) op(a, "vcvtph2ps", bn_vec(4, 64), bn_mem(R10, (int32_t)(c * 2), 32), NONE);
-    else op(a, "vmovups", bn_vec(4, 64), bn_mem(R10, (int32_t)(c * 4), 64), NONE);
-    op(a, "vfmadd231ps", bn_vec((int)(c / 16 % 4), 64), bn_vec(4, 64), bn_mem(RAX, (int32_t)(c * 4), 64));
+    if (f16) op(a, "vcvtph2ps", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 2), W / 2), NONE);
+    else op(a, "vmovups", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 4), W), NONE);
+    op(a, "vfmadd231ps", bn_vec((int)(c / L % 4), W), bn_vec(4, W), bn_mem(RAX, (int32_t)(c * 4), W));
   }
-  op(a, "vaddps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(1, 64));
-  op(a, "vaddps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(3, 64));
-  op(a, "vaddps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(2, 64));
-  fold(a, 0, "vaddps");
+  op(a, "vaddps", bn_vec(0, W), bn_vec(0, W), bn_vec(1, W));
+  op(a, "vaddps", bn_vec(2, W), bn_vec(2, W), bn_vec(3, W));
+  op(a, "vaddps", bn_vec(0, W), bn_vec(0, W), bn_vec(2, W));
+  fold(a, 0, "vaddps", W);
   op(a, "imul", bn_gp(RBX), bn_gp(R11), bn_imm(N)); /* y[t N + n] */
   op(a, "add", bn_gp(RBX), bn_gp(R8), NONE);
   op(a, "vmovss", bn_memx(RDX, RBX, 4, 0, 4), bn_vec(0, 16), NONE);
