@@ -311,46 +311,55 @@ static void test_rope(void **state) {
   }
 }
 
-/* The float matmul (the output projection), F16 and F32 rows, against bn_ref_matmul_f (which sums in
- * double): within 1e-5 of the largest output, as the LLVM kernel is held to. */
+/* The float matmul (the output projection), F32, F16, Q8_0, Q4_0 and Q6_K rows, against bn_ref_matmul_f
+ * (which decodes each row with bn_dequant and sums in double): within 1e-5 of the largest output, as
+ * the LLVM kernel is held to; on both ISAs. Block data is random, its f16 scales small and finite. */
 static void test_float_matmul(void **state) {
   (void)state;
+  static const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
+  static const int Ks[] = {16, 48, 96, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3};
   for (int ia = 0; ia < 2; ia++) {
     bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
-  static const int Ks[] = {16, 48, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3};
-  uint64_t rng = 41;
-  int checked = 0;
-  for (int f16 = 0; f16 < 2; f16++)
-    for (int a = 0; a < 4; a++)
-      for (int b = 0; b < 3; b++)
-        for (int c = 0; c < 2; c++) {
-          int K = Ks[a], N = Ns[b], T = Ts[c];
-          int64_t dims[2] = {N, K};
-          bn_shape sh = bn_shape_make(2, dims);
-          size_t bytes = bn_value_bytes(f16 ? BN_DT_F16 : BN_DT_F32, &sh, 0);
-          uint8_t *w = malloc(bytes);
-          for (int i = 0; i < N * K; i++) {
-            float v = (float)(bn_rng_unit(&rng) * 2 - 1);
-            if (f16) ((uint16_t *)w)[i] = (uint16_t)(bn_rng_next(&rng) & 0x3bff); /* halves below 1 */
-            else ((float *)w)[i] = v;
+    uint64_t rng = 41;
+    int checked = 0;
+    for (int ti = 0; ti < 5; ti++)
+      for (int a = 0; a < 5; a++)
+        for (int b = 0; b < 3; b++)
+          for (int c = 0; c < 2; c++) {
+            bn_dtype dt = types[ti];
+            int K = Ks[a], N = Ns[b], T = Ts[c], E = (int)bn_dtype_table[dt].block_elems, B = (int)bn_dtype_table[dt].block_bytes;
+            bn_kkey key = {.family = BN_K_MATMUL_F, .k = K, .n = N, .variant = dt};
+            if (K % (dt == BN_DT_F32 || dt == BN_DT_F16 ? 16 : E)) continue;
+            int64_t dims[2] = {N, K};
+            bn_shape sh = bn_shape_make(2, dims);
+            size_t bytes = bn_value_bytes(dt, &sh, 0);
+            uint8_t *w = malloc(bytes);
+            for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)bn_rng_next(&rng);
+            if (dt == BN_DT_F32)
+              for (int i = 0; i < N * K; i++) ((float *)w)[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
+            else if (dt == BN_DT_F16)
+              for (int i = 0; i < N * K; i++) ((uint16_t *)w)[i] = (uint16_t)(bn_rng_next(&rng) & 0x3bff); /* halves below 1 */
+            else /* each block's d: a half in [2^-8, 2^-4) */
+              for (size_t blk = 0; blk < bytes / (size_t)B; blk++) {
+                uint16_t d = (uint16_t)(0x1c00 + bn_rng_next(&rng) % 0x1000);
+                memcpy(w + blk * (size_t)B + (dt == BN_DT_Q6_K ? 208 : 0), &d, 2);
+              }
+            float *x = malloc((size_t)T * K * 4), *want = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4);
+            float *wrow = malloc((size_t)K * 4);
+            for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
+            bn_value wv = {BN_VAL_WEIGHT, "w", dt, sh, -1, w, bytes};
+            bn_ref_matmul_f(x, T, K, N, &wv, wrow, want);
+            void *fn = kernel(cg, key);
+            ((bn_mf_kernel)fn)(x, w, got, T, 0, N / 2), ((bn_mf_kernel)fn)(x, w, got, T, N / 2, N);
+            char what[64];
+            snprintf(what, sizeof what, "float matmul %s K=%d N=%d T=%d", bn_dtype_table[dt].name, K, N, T);
+            within(got, want, T * N, what);
+            free(w), free(x), free(want), free(got), free(wrow);
+            checked++;
           }
-          float *x = malloc((size_t)T * K * 4), *want = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4);
-          float *wrow = malloc((size_t)K * 4);
-          for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
-          bn_value wv = {BN_VAL_WEIGHT, "w", f16 ? BN_DT_F16 : BN_DT_F32, sh, -1, w, bytes};
-          bn_ref_matmul_f(x, T, K, N, &wv, wrow, want);
-          bn_kkey key = {.family = BN_K_MATMUL_F, .k = K, .n = N, .variant = f16 ? BN_DT_F16 : BN_DT_F32};
-          void *fn = kernel(cg, key);
-          ((bn_mf_kernel)fn)(x, w, got, T, 0, N / 2), ((bn_mf_kernel)fn)(x, w, got, T, N / 2, N);
-          char what[64];
-          snprintf(what, sizeof what, "float matmul %s K=%d N=%d T=%d", f16 ? "f16" : "f32", K, N, T);
-          within(got, want, T * N, what);
-          free(w), free(x), free(want), free(got), free(wrow);
-          checked++;
-        }
-  bn_codegen_close(cg);
-  printf("  %d float matmul kernels checked (%s)\n", checked, ISAS[ia]);
+    bn_codegen_close(cg);
+    printf("  %d float matmul kernels checked (%s)\n", checked, ISAS[ia]);
   }
 }
 

@@ -41,9 +41,12 @@ static int be_supports(void *self, const bn_kkey *key) {
            key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW;
   case BN_K_ROPE: /* half a head a whole number of vectors */
     return key->k > 0 && key->k % (2 * lanes) == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
-  case BN_K_MATMUL_F: /* F16 or F32 rows of whole vectors */
-    return (key->variant == BN_DT_F16 || key->variant == BN_DT_F32) && key->k > 0 && key->k % lanes == 0 &&
-           key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
+  case BN_K_MATMUL_F: { /* rows of whole vectors (F32, F16) or blocks (Q8_0, Q4_0, Q6_K) */
+    int v = key->variant, block = v == BN_DT_F32 || v == BN_DT_F16 ? lanes : v == BN_DT_Q8_0 || v == BN_DT_Q4_0 ? 32
+                                                                        : v == BN_DT_Q6_K                  ? 256
+                                                                                                           : 0;
+    return block && key->k > 0 && key->k % block == 0 && key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
+  }
   case BN_K_ATTENTION: /* heads of whole vectors up to 256 floats */
     return key->k > 0 && key->k % lanes == 0 && key->k <= 256 && key->n > 0 && key->variant > 0 && key->n % key->variant == 0;
   case BN_K_PEAK: return b->vnni || !b->avx512; /* the ISA's dot product */
@@ -62,7 +65,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, 0); break;
   case BN_K_EMBED: bn_asmjit_rows(a, b->avx512, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
   case BN_K_ROPE: bn_asmjit_rope(a, b->avx512, key->k, key->n); break;
-  case BN_K_MATMUL_F: bn_asmjit_matmul_f(a, b->avx512, key->k, key->n, key->variant == BN_DT_F16); break;
+  case BN_K_MATMUL_F: bn_asmjit_matmul_f(a, b->avx512, key->k, key->n, (bn_dtype)key->variant); break;
   case BN_K_ATTENTION: bn_asmjit_attention(a, b->avx512, key->k, key->n, key->variant); break;
   case BN_K_PEAK: bn_asmjit_peak(a, b->avx512); break;
   case BN_K_MATMUL_LUT:

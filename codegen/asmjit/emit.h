@@ -140,7 +140,7 @@ void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int6
 void bn_asmjit_matmul(bn_asm *a, int avx512, int64_t K, int64_t N, int mode, int pro, float eps);
 void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps);
 void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads);
-void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, int f16);
+void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt);
 void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t kvh);
 void bn_asmjit_peak(bn_asm *a, int avx512);
 

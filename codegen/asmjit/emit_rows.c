@@ -108,19 +108,91 @@ void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads) {
   leave(a, 3);
 }
 
-/* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), F16 or F32 weights: for each row n and
- * token t the dot product in float lanes (widened halves, fused multiply-adds, four chains, then a tree),
- * as the LLVM kernel does: within 1e-5 of the largest output of the reference, which sums in double.
- * Decode streams each row once, prefetching ahead. */
-void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, int f16) {
-  int64_t wb = f16 ? 2 : 4;
-  int W = avx512 ? 64 : 32, L = W / 4;
+/* Vector p (L lanes) of the block at rbx into float vector 4, exactly as bn_dequant decodes it: Q8_0 d q;
+ * Q4_0 d (nibble - 8), elements 0..15 the low nibbles, 16..31 the high; Q6_K (d sc) q, q six bits from
+ * ql's nibble and qh's pair less 32, sc the 16 elements' int8 scale. Vector 10 holds d (broadcast; Q6_K:
+ * lane 0), 7 the int 0x0f, 8 the int 3, 9 the int 32, 11 the int 8; 5 and 6 are scratch; r14d. */
+static void decode(bn_asm *a, int W, bn_dtype dt, int p) {
+  int L = W / 4, e = L * p, mb = L; /* the first element, the bytes of L int8 */
+  if (dt == BN_DT_Q8_0) {
+    op(a, "vpmovsxbd", bn_vec(4, W), bn_mem(RBX, 2 + e, mb), NONE);
+  } else if (dt == BN_DT_Q4_0) {
+    op(a, "vpmovzxbd", bn_vec(4, W), bn_mem(RBX, 2 + e % 16, mb), NONE);
+    if (e >= 16) op(a, "vpsrld", bn_vec(4, W), bn_vec(4, W), bn_imm(4));
+    else op(a, W == 64 ? "vpandd" : "vpand", bn_vec(4, W), bn_vec(4, W), bn_vec(7, W));
+    op(a, "vpsubd", bn_vec(4, W), bn_vec(4, W), bn_vec(11, W));
+  } else { /* Q6_K: half h, quarter j, l0 within the quarter's 32 */
+    int h = e / 128, j = e % 128 / 32, l0 = e % 32;
+    op(a, "vpmovzxbd", bn_vec(4, W), bn_mem(RBX, h * 64 + (j % 2) * 32 + l0, mb), NONE);
+    if (j >= 2) op(a, "vpsrld", bn_vec(4, W), bn_vec(4, W), bn_imm(4));
+    else op(a, W == 64 ? "vpandd" : "vpand", bn_vec(4, W), bn_vec(4, W), bn_vec(7, W));
+    op(a, "vpmovzxbd", bn_vec(5, W), bn_mem(RBX, 128 + h * 32 + l0, mb), NONE);
+    if (j) op(a, "vpsrld", bn_vec(5, W), bn_vec(5, W), bn_imm(2 * j));
+    op(a, W == 64 ? "vpandd" : "vpand", bn_vec(5, W), bn_vec(5, W), bn_vec(8, W));
+    op(a, "vpslld", bn_vec(5, W), bn_vec(5, W), bn_imm(4));
+    op(a, W == 64 ? "vpord" : "vpor", bn_vec(4, W), bn_vec(4, W), bn_vec(5, W));
+    op(a, "vpsubd", bn_vec(4, W), bn_vec(4, W), bn_vec(9, W));
+    op(a, "movsx", bn_gpd(R14), bn_mem(RBX, 192 + h * 8 + l0 / 16 + 2 * j, 1), NONE); /* d sc: exact in float */
+    op(a, "vcvtsi2ss", bn_vec(6, 16), bn_vec(6, 16), bn_gpd(R14));
+    op(a, "vmulss", bn_vec(6, 16), bn_vec(6, 16), bn_vec(10, 16));
+    op(a, "vbroadcastss", bn_vec(6, W), bn_vec(6, 16), NONE);
+  }
+  op(a, "vcvtdq2ps", bn_vec(4, W), bn_vec(4, W), NONE);
+  op(a, "vmulps", bn_vec(4, W), bn_vec(4, W), bn_vec(dt == BN_DT_Q6_K ? 6 : 10, W));
+}
+
+/* One row's dot products with token rax's x into the accumulators 0..3: F32/F16 unrolled over K (row at
+ * r10); a block type block by block in a loop (rbx the block, r12 its x, r13 the row's end). */
+static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
+  int L = W / 4;
+  if (dt == BN_DT_F32 || dt == BN_DT_F16) {
+    int64_t wb = dt == BN_DT_F16 ? 2 : 4;
+    for (int64_t c = 0; c < K; c += L) {
+      if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
+      if (wb == 2) op(a, "vcvtph2ps", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 2), W / 2), NONE);
+      else op(a, "vmovups", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 4), W), NONE);
+      op(a, "vfmadd231ps", bn_vec((int)(c / L % 4), W), bn_vec(4, W), bn_mem(RAX, (int32_t)(c * 4), W));
+    }
+    return;
+  }
+  int64_t E = bn_dtype_table[dt].block_elems, B = bn_dtype_table[dt].block_bytes;
+  int blk = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(RBX), bn_gp(R10), NONE);
+  op(a, "mov", bn_gp(R12), bn_gp(RAX), NONE);
+  op(a, "lea", bn_gp(R13), bn_mem(R10, (int32_t)(K / E * B), 0), NONE);
+  bn_asm_bind(a, blk);
+  for (int64_t off = 0; off < B; off += 64) op(a, "prefetcht0", bn_mem(RBX, (int32_t)(4096 + off), 64), NONE, NONE);
+  op(a, "movzx", bn_gpd(R14), bn_mem(RBX, dt == BN_DT_Q6_K ? 208 : 0, 2), NONE); /* d, f16 */
+  op(a, "vmovd", bn_vec(10, 16), bn_gpd(R14), NONE);
+  op(a, "vcvtph2ps", bn_vec(10, 16), bn_vec(10, 16), NONE);
+  if (dt != BN_DT_Q6_K) op(a, "vbroadcastss", bn_vec(10, W), bn_vec(10, 16), NONE);
+  for (int p = 0; p < E / L; p++) {
+    decode(a, W, dt, p);
+    op(a, "vfmadd231ps", bn_vec(p % 4, W), bn_vec(4, W), bn_mem(R12, 4 * L * p, W));
+  }
+  op(a, "add", bn_gp(RBX), bn_imm(B), NONE);
+  op(a, "add", bn_gp(R12), bn_imm(4 * E), NONE);
+  op(a, "cmp", bn_gp(RBX), bn_gp(R13), NONE);
+  op(a, "jb", bn_label(blk), NONE, NONE);
+}
+
+/* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), weights F32, F16, Q8_0, Q4_0 or Q6_K: for each
+ * row n and token t the dot product in float lanes (rows decoded as the reference decodes them, fused
+ * multiply-adds, four chains, then a tree), as the LLVM kernel does: within 1e-5 of the largest output
+ * of the reference, which sums in double. Decode streams each row once, prefetching ahead. */
+void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt) {
+  int W = avx512 ? 64 : 32;
+  int64_t row = dt == BN_DT_F32 ? 4 * K : dt == BN_DT_F16 ? 2 * K : K / bn_dtype_table[dt].block_elems * bn_dtype_table[dt].block_bytes;
   int nl = bn_asm_new_label(a), tl = bn_asm_new_label(a), tdone = bn_asm_new_label(a), done = bn_asm_new_label(a);
-  enter(a, 1); /* rbx */
+  enter(a, 5); /* rbx, r12..r14 for the block loop; the y index in rbx after it */
+  splat_i(a, 7, 0x0f, W);
+  splat_i(a, 8, 3, W);
+  splat_i(a, 9, 32, W);
+  splat_i(a, 11, 8, W);
   op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, nl);
-  op(a, "imul", bn_gp(R10), bn_gp(R8), bn_imm(K * wb)); /* the row */
+  op(a, "imul", bn_gp(R10), bn_gp(R8), bn_imm(row)); /* the row */
   op(a, "add", bn_gp(R10), bn_gp(RSI), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE); /* t */
   op(a, "mov", bn_gp(RAX), bn_gp(RDI), NONE);   /* token t's x */
@@ -128,12 +200,7 @@ void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, int f16) {
   op(a, "jle", bn_label(tdone), NONE, NONE);
   bn_asm_bind(a, tl);
   for (int c = 0; c < 4; c++) op(a, "vpxor", bn_vec(c, 32), bn_vec(c, 32), bn_vec(c, 32));
-  for (int64_t c = 0; c < K; c += L) {
-    if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
-    if (f16) op(a, "vcvtph2ps", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 2), W / 2), NONE);
-    else op(a, "vmovups", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 4), W), NONE);
-    op(a, "vfmadd231ps", bn_vec((int)(c / L % 4), W), bn_vec(4, W), bn_mem(RAX, (int32_t)(c * 4), W));
-  }
+  row_dot(a, W, K, dt);
   op(a, "vaddps", bn_vec(0, W), bn_vec(0, W), bn_vec(1, W));
   op(a, "vaddps", bn_vec(2, W), bn_vec(2, W), bn_vec(3, W));
   op(a, "vaddps", bn_vec(0, W), bn_vec(0, W), bn_vec(2, W));
@@ -146,5 +213,5 @@ void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, int f16) {
   bn_asm_bind(a, tdone);
   loop_end(a, R8, R9, nl);
   bn_asm_bind(a, done);
-  leave(a, 1);
+  leave(a, 5);
 }
