@@ -81,6 +81,30 @@ static inline void splat(bn_asm *a, int d, double v, int bytes) {
   op(a, "vbroadcastss", bn_vec(d, bytes), bn_vec(d, 16), NONE);
 }
 
+/* The lane sums of the 16 zmm vectors 0..15 in vector 6, by a transposing tree (folding 512-bit halves,
+ * then 128-bit lanes, then qwords, then dwords; `add`: vpaddd or vaddps): lane 4 t + r holds the sum of
+ * vector 4 r + t. Uses vectors 0..7 and 16..25. */
+static inline void tree16(bn_asm *a, const char *add) {
+  for (int i = 0; i < 8; i++) {
+    bn_asm_emit(a, bn_asm_inst("vshufi64x2"), bn_vec(16 + i, 64), bn_vec(2 * i, 64), bn_vec(2 * i + 1, 64), bn_imm(0x44));
+    bn_asm_emit(a, bn_asm_inst("vshufi64x2"), bn_vec(24, 64), bn_vec(2 * i, 64), bn_vec(2 * i + 1, 64), bn_imm(0xee));
+    op(a, add, bn_vec(16 + i, 64), bn_vec(16 + i, 64), bn_vec(24, 64));
+  }
+  for (int j = 0; j < 4; j++) {
+    bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(24, 64), bn_vec(16 + 2 * j, 64), bn_vec(17 + 2 * j, 64), bn_imm(0x88));
+    bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(25, 64), bn_vec(16 + 2 * j, 64), bn_vec(17 + 2 * j, 64), bn_imm(0xdd));
+    op(a, add, bn_vec(j, 64), bn_vec(24, 64), bn_vec(25, 64));
+  }
+  for (int k = 0; k < 2; k++) {
+    op(a, "vpunpcklqdq", bn_vec(24, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+    op(a, "vpunpckhqdq", bn_vec(25, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+    op(a, add, bn_vec(4 + k, 64), bn_vec(24, 64), bn_vec(25, 64));
+  }
+  bn_asm_emit(a, bn_asm_inst("vshufps"), bn_vec(24, 64), bn_vec(4, 64), bn_vec(5, 64), bn_imm(0x88));
+  bn_asm_emit(a, bn_asm_inst("vshufps"), bn_vec(25, 64), bn_vec(4, 64), bn_vec(5, 64), bn_imm(0xdd));
+  op(a, add, bn_vec(6, 64), bn_vec(24, 64), bn_vec(25, 64));
+}
+
 /* A kernel's entry and exit: the first n callee-saved registers (SAVED) pushed, which puts the stack
  * arguments 8 + 8 n bytes above rsp; then popped in reverse, vzeroupper, ret. */
 static inline void enter(bn_asm *a, int n) {
@@ -92,11 +116,6 @@ static inline void leave(bn_asm *a, int n) {
   op(a, "ret", NONE, NONE, NONE);
 }
 
-
-/* A shuffle of two vectors with an immediate: d = inst(x, y, imm). */
-static inline void shuf(bn_asm *a, const char *inst, int d, int x, int y, int imm) {
-  bn_asm_emit(a, bn_asm_inst(inst), bn_vec(d, 64), bn_vec(x, 64), bn_vec(y, 64), bn_imm(imm));
-}
 
 /* d = exp(x), float lanes, `bytes` wide: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6
  * polynomial of r, scaled by 2^n. x is clamped below at -87 (the result there ~1e-38) and is changed.

@@ -32,29 +32,11 @@ static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t, in
 }
 
 /* The 4 x 4 tile's epilogue on vectors: the 16 accumulators (row r, token t in vector 4 r + t) reduced
- * by a transposing tree in registers (folding 512-bit halves, then 128-bit lanes, then qwords, then
- * dwords) into one vector whose lane 4 t + r holds their sum; then the same operations per lane as the
+ * by tree16 into one vector whose lane 4 t + r holds their sum; then the same operations per lane as the
  * scalar epilogue, in double for 8 lanes at a time, so the same bits. Uses every vector but 31. */
 static void tile_epilogue(bn_asm *a, int64_t K, int64_t N, int mode) {
   int32_t rb = (int32_t)((K + 63) / 64 * 64 + 64), meta = rb - 64, nb = (int32_t)(4 * N);
-  for (int i = 0; i < 8; i++) {
-    shuf(a, "vshufi64x2", 16 + i, 2 * i, 2 * i + 1, 0x44);
-    shuf(a, "vshufi64x2", 24, 2 * i, 2 * i + 1, 0xee);
-    op(a, "vpaddd", bn_vec(16 + i, 64), bn_vec(16 + i, 64), bn_vec(24, 64));
-  }
-  for (int j = 0; j < 4; j++) {
-    shuf(a, "vshufi32x4", 24, 16 + 2 * j, 17 + 2 * j, 0x88);
-    shuf(a, "vshufi32x4", 25, 16 + 2 * j, 17 + 2 * j, 0xdd);
-    op(a, "vpaddd", bn_vec(j, 64), bn_vec(24, 64), bn_vec(25, 64));
-  }
-  for (int k = 0; k < 2; k++) {
-    op(a, "vpunpcklqdq", bn_vec(24, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
-    op(a, "vpunpckhqdq", bn_vec(25, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
-    op(a, "vpaddd", bn_vec(4 + k, 64), bn_vec(24, 64), bn_vec(25, 64));
-  }
-  shuf(a, "vshufps", 24, 4, 5, 0x88);
-  shuf(a, "vshufps", 25, 4, 5, 0xdd);
-  op(a, "vpaddd", bn_vec(6, 64), bn_vec(24, 64), bn_vec(25, 64));
+  tree16(a, "vpaddd");
   for (int t = 0; t < 4; t++) /* less each token's sum of codes */
     op(a, "vpbroadcastd", bn_vec(20 + t, 16), bn_mem(R14, rb * t + meta + 4, 4), NONE);
   for (int t = 1; t < 4; t++)
