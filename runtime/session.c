@@ -32,12 +32,17 @@ bn_status bn_session_create(const bn_model *m, const bn_memplan *mp, const bn_se
   if (s->p.n_batch > s->p.n_ctx) s->p.n_batch = s->p.n_ctx;
   bn_status st;
   if ((st = bn_exec_check(&m->graph, m->hp.n_vocab, err)) ||
-      (st = bn_exec_create(&m->graph, mp, s->p.n_ctx, &s->p.exec, &s->exec, err)) ||
-      (st = bn_tok_create(&m->vocab, &s->tok, err)) ||
+      (st = bn_exec_create(&m->graph, mp, s->p.n_ctx, &s->p.exec, &s->exec, err))) {
+    bn_session_free(s);
+    return st;
+  }
+  double t1 = bn_now();
+  if ((st = bn_tok_create(&m->vocab, &s->tok, err)) ||
       (st = bn_sampler_create(&s->p.sampler, m->hp.n_vocab, &s->sampler, err))) {
     bn_session_free(s);
     return st;
   }
+  s->t.tok_tables_s = bn_now() - t1;
   s->hist = malloc((size_t)s->p.n_ctx * sizeof *s->hist);
   s->logits = malloc((size_t)m->hp.n_vocab * sizeof *s->logits);
   if (!s->hist || !s->logits) {

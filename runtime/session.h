@@ -12,6 +12,7 @@
 
 typedef struct {
   double prepare_s, tokenize_s, prompt_s, gen_s, sample_s;
+  double tok_tables_s; /* of prepare_s: the tokenizer's tables and the sampler */
   int n_prompt, n_gen;
   int context_full; /* the last generation stopped because the context was full */
 } bn_timings;

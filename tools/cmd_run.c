@@ -136,7 +136,9 @@ static void print_stats(bn_session *s, double load) {
   bn_exec *e = bn_session_exec(s);
   fprintf(stderr, "\n%-34s %10s %8s\n", "stage", "ms", "tokens");
   fprintf(stderr, "%-34s %10.2f\n", "load (map/import/compile)", load * 1e3);
-  fprintf(stderr, "%-34s %10.2f\n", "kernel preparation", t->prepare_s * 1e3);
+  fprintf(stderr, "%-34s %10.2f\n", "session set-up", t->prepare_s * 1e3);
+  fprintf(stderr, "  executor and kernels %.2f ms, tokenizer tables %.2f ms\n", (t->prepare_s - t->tok_tables_s) * 1e3,
+          t->tok_tables_s * 1e3);
   bn_codegen_counts kc;
   int jit_nodes = bn_exec_jit_nodes(e, &kc);
   if (jit_nodes) {
