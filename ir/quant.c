@@ -223,6 +223,17 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
   }
 }
 
+void bn_q8_0_quantize(const float *x, uint64_t n, uint8_t *out) {
+  for (uint64_t b = 0; b < n / 32; b++, x += 32, out += 34) {
+    float amax = 0;
+    for (int k = 0; k < 32; k++) amax = fmaxf(amax, fabsf(x[k]));
+    float d = amax / 127, id = d ? 1 / d : 0;
+    uint16_t h = bn_float_to_half(d);
+    memcpy(out, &h, 2);
+    for (int k = 0; k < 32; k++) out[2 + k] = (uint8_t)(int8_t)roundf(x[k] * id);
+  }
+}
+
 /* TQ1_0 packs 5 (or 4, then one shift) trits as a base-3 number, first trit
  * most significant, scaled to a byte by ceiling division: the inverse of tq1_trit. */
 static uint8_t tq1_pack(const int8_t *t, int count, int stride) {

@@ -16,6 +16,10 @@ float bn_bf16_to_float(uint16_t h);
  * elements of type t. start and n must be multiples of the block size. */
 void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, uint64_t n, float *out);
 
+/* Quantizes n floats (n a multiple of 32) to Q8_0 blocks at out (34 bytes each), as ggml's reference
+ * quantizer does: d = max |x| / 127 (stored as f16), q = round(x / d) (0 where d = 0). */
+void bn_q8_0_quantize(const float *x, uint64_t n, uint8_t *out);
+
 /* Decodes elements [start, start+n) of a ternary tensor into trits
  * (-1, 0, +1) and one scale per block (n / block_elems entries): element i
  * is trit[i] * scale[i / block_elems]. */

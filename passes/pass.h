@@ -13,6 +13,8 @@ typedef struct {
   int verify;      /* run the verifier after every pass */
   const int64_t *lut; /* relayout-lut: n_lut pairs (K, N) of matmul shapes for the lookup-table kernels */
   int n_lut;
+  const char *head;    /* quantize-head: "q8_0" re-quantizes the output projection's weights; NULL, "exact": not */
+  double *head_error;  /* where quantize-head writes the head's relative rms error (NULL: nowhere) */
 } bn_pass_opts;
 
 typedef bn_status (*bn_pass_fn)(bn_graph *g, const bn_pass_opts *o, bn_error *err);
@@ -36,6 +38,7 @@ bn_status bn_pass_run_pipeline(bn_graph *g, const bn_pass_opts *o, bn_memplan *m
 bn_status bn_pass_infer_shapes(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_lower_bitlinear(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_pack_weights(bn_graph *g, const bn_pass_opts *o, bn_error *err);
+bn_status bn_pass_quantize_head(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_fold_constants(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_fuse_projections(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 bn_status bn_pass_fuse_matmul(bn_graph *g, const bn_pass_opts *o, bn_error *err);

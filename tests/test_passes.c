@@ -432,6 +432,89 @@ static void test_fusion_error_keeps_its_message(void **state) {
   bn_graph_free(&g);
 }
 
+/* Q8_0 quantization, against values worked out by hand and a bound: a block x_k = (k - 16) / 2 has
+ * max |x| = 8, so d = 8 / 127 and q_k = round(x_k 127 / 8): q_0 = -127, q_16 = 0, q_17 = round(7.9375)
+ * = 8, q_18 = round(15.875) = 16, q_31 = round(119.0625) = 119; a zero block has d = 0 and codes 0; on
+ * random rows every element comes back within half a step (d / 2, d rounded to f16) of its value. */
+static void test_q8_0_quantizer(void **state) {
+  (void)state;
+  float x[64];
+  uint8_t q[68];
+  for (int k = 0; k < 32; k++) x[k] = (float)(k - 16) / 2, x[32 + k] = 0;
+  bn_q8_0_quantize(x, 64, q);
+  const int want[][2] = {{0, -127}, {16, 0}, {17, 8}, {18, 16}, {31, 119}};
+  for (int i = 0; i < 5; i++) assert_int_equal((int8_t)q[2 + want[i][0]], want[i][1]);
+  uint16_t d;
+  memcpy(&d, q, 2);
+  assert_int_equal(d, bn_float_to_half(8.0f / 127));
+  memcpy(&d, q + 34, 2);
+  assert_int_equal(d, 0);
+  for (int k = 0; k < 32; k++) assert_int_equal(q[36 + k], 0);
+  uint64_t rng = 9;
+  float r[256], back[256];
+  uint8_t qr[8 * 34];
+  for (int k = 0; k < 256; k++) r[k] = (float)(bn_rng_unit(&rng) * 6 - 3) * (k < 32 ? 100 : 1);
+  bn_q8_0_quantize(r, 256, qr);
+  bn_dequant(BN_DT_Q8_0, qr, 256, 0, 256, back);
+  for (int b = 0; b < 8; b++) {
+    float amax = 0;
+    for (int k = 0; k < 32; k++) amax = fmaxf(amax, fabsf(r[32 * b + k]));
+    for (int k = 0; k < 32; k++) /* d / 2, plus f16's rounding of d (2^-11 relative) over 127 steps */
+      assert_true(fabsf(back[32 * b + k] - r[32 * b + k]) <= amax / 127 * (0.5f + 127 / 2048.0f));
+  }
+}
+
+/* quantize-head: asked for, the output projection reads a Q8_0 copy; the tied embedding keeps its exact
+ * table; the logits stay within 1 % of their range of the exact graph's (measured: 0.26 %); not
+ * asked for, the graph is the pipeline's without it (the same printed IR). */
+static void test_quantize_head(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/passes-head.gguf", BNC_TEST_TMP);
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0};
+  bn_error err = {0};
+  assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
+  bn_gguf f;
+  bn_model exact, q8, plain;
+  assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &exact, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &q8, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &plain, &err), BN_OK);
+  bn_memplan m1, m2, m3;
+  double rms = -1;
+  bn_pass_opts pe = {.max_tokens = 8, .verify = 1, .head = "exact"}, pq = {.max_tokens = 8, .verify = 1, .head = "q8_0", .head_error = &rms},
+               pp = {.max_tokens = 8, .verify = 1};
+  if (bn_pass_run_pipeline(&exact.graph, &pe, &m1, NULL, NULL, &err) || bn_pass_run_pipeline(&q8.graph, &pq, &m2, NULL, NULL, &err) ||
+      bn_pass_run_pipeline(&plain.graph, &pp, &m3, NULL, NULL, &err))
+    fail_msg("%s", err.msg);
+  char *a = bn_graph_print(&exact.graph), *b = bn_graph_print(&plain.graph);
+  assert_string_equal(a, b);
+  free(a), free(b);
+  int head = -1, emb = -1;
+  for (int i = 0; i < q8.graph.n_nodes; i++) {
+    if (q8.graph.nodes[i].op == BN_OP_OUTPUT_PROJ) head = q8.graph.nodes[i].in[1];
+    if (q8.graph.nodes[i].op == BN_OP_EMBED) emb = q8.graph.nodes[i].in[1];
+  }
+  assert_true(head >= 0 && emb >= 0 && head != emb);
+  assert_int_equal(q8.graph.values[head].dtype, BN_DT_Q8_0);
+  assert_int_equal(q8.graph.values[emb].dtype, BN_DT_F16);
+  assert_true(rms > 0 && rms < 0.01); /* Q8_0 of N(0, s) rows: about 0.5 % */
+  int32_t tok[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+  size_t V = (size_t)exact.hp.n_vocab;
+  float *x = run(&exact.graph, tok, 12, 5, V), *y = run(&q8.graph, tok, 12, 5, V);
+  double rel = tu_rel_to_range(y, x, 12 * V);
+  printf("  head q8_0: weights' rms error %.3f %%, logits within %.3g of their range of the exact head's\n", 100 * rms, rel);
+  assert_true(rel > 0 && rel < 0.01);
+  pq.head = "q4";
+  assert_int_equal(bn_pass_quantize_head(&plain.graph, &pq, &err), BN_E_INVALID);
+  assert_non_null(strstr(err.msg, "'q4'"));
+  free(x), free(y);
+  bn_memplan_free(&m1), bn_memplan_free(&m2), bn_memplan_free(&m3);
+  bn_model_free(&exact), bn_model_free(&q8), bn_model_free(&plain);
+  bn_gguf_close(&f);
+  remove(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_packed_matmul_exact),
@@ -442,6 +525,8 @@ int main(void) {
       cmocka_unit_test(test_fold_constants),
       cmocka_unit_test(test_dce),
       cmocka_unit_test(test_fusion_error_keeps_its_message),
+      cmocka_unit_test(test_q8_0_quantizer),
+      cmocka_unit_test(test_quantize_head),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

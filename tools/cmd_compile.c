@@ -11,7 +11,7 @@
 
 static const char HELP[] =
     "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--backend NAME] [--tune|--lut] [--aot] [--batch N]\n"
-    "                   [--dump-after=PASS|all] [--time-passes]\n"
+    "                   [--head exact|q8_0] [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
     "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes\n"
     "  (but --tune, whose choices are measurements).\n"
@@ -27,6 +27,10 @@ static const char HELP[] =
     "                     with your key (made on first use; see bnc trust --help): a host whose user trusts\n"
     "                     the key and whose CPU has the target's features loads it instead of generating code\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
+    "  --head q8_0        store the output projection's weights as Q8_0 (lossy: decode reads fewer bytes; a\n"
+    "                     tied embedding keeps its exact table for the gather); the summary line gives the\n"
+    "                     head's bytes before and after and its relative rms error; exact (the default)\n"
+    "                     keeps the file's weights\n"
     "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
     "  --time-passes      print each pass's time\n";
 
@@ -52,6 +56,16 @@ static void hook(const char *pass, const bn_graph *g, double seconds, void *user
     fprintf(stderr, "bnc: %s: cannot write\n", path);
     h->failed = 1;
   } else fprintf(stderr, "wrote %s\n", path);
+}
+
+/* The bytes of the output projection's weights (what decode reads of the head a token). */
+static double head_bytes(const bn_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i].op == BN_OP_OUTPUT_PROJ) {
+      const bn_value *w = &g->values[g->nodes[i].in[1]];
+      return (double)bn_value_bytes(w->dtype, &w->shape, 0);
+    }
+  return 0;
 }
 
 /* --tune / --lut: which matmul shapes get the lookup-table layout, then relayout-lut. */
@@ -93,6 +107,7 @@ int bn_cmd_compile(int argc, char **argv) {
   long batch = BN_CLI_BATCH;
   const char *target = "native";
   const bn_backend *backend = bn_backend_default();
+  const char *head = "exact";
   hook_ctx h = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -113,7 +128,10 @@ int bn_cmd_compile(int argc, char **argv) {
     else if (!strcmp(a, "--aot")) h.aot = 1;
     else if (!strcmp(a, "--tune")) h.tune = 1;
     else if (!strcmp(a, "--lut")) h.lut = 1;
-    else if (a[0] != '-' && !in) in = a;
+    else if (!strcmp(a, "--head") && v) {
+      head = argv[++i];
+      if (strcmp(head, "exact") && strcmp(head, "q8_0")) return bn_cli_usage_error("compile", "--head must be exact or q8_0, got '%s'", head);
+    } else if (a[0] != '-' && !in) in = a;
     else return bn_cli_usage_error("compile", a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
   }
   if (!in || !h.out) return bn_cli_usage_error("compile", "needs MODEL.gguf and -o OUT.bnplan");
@@ -125,7 +143,8 @@ int bn_cmd_compile(int argc, char **argv) {
   bn_model m;
   double t0 = bn_now();
   if (bn_cli_load(in, &f, &m, &err)) return bn_cli_fail(&err);
-  bn_pass_opts po = {.max_tokens = (int)batch, .verify = 1};
+  double head_error = 0, head_before = head_bytes(&m.graph);
+  bn_pass_opts po = {.max_tokens = (int)batch, .verify = 1, .head = head, .head_error = &head_error};
   bn_memplan mp;
   if (h.time) fprintf(stderr, "passes:\n");
   h.progress = !h.time && bn_cli_progress();
@@ -160,6 +179,9 @@ int bn_cmd_compile(int argc, char **argv) {
     fprintf(stderr, "bnc compile: %s -> %s: %.1f MiB, %d nodes, arena %.2f MiB for %ld tokens (%.2f MiB unplanned), %.2f s\n",
             in, h.out, sb.st_size / 1048576.0, m.graph.n_nodes, mp.arena_bytes / 1048576.0, batch,
             mp.sum_bytes / 1048576.0, bn_now() - t0);
+    if (strcmp(head, "exact"))
+      fprintf(stderr, "  head %s: %.1f MiB a token (%.1f MiB exact), relative rms error of its weights %.3f %%\n", head,
+              head_bytes(&m.graph) / 1048576.0, head_before / 1048576.0, 100 * head_error);
   }
   bn_model_free(&m);
   bn_gguf_close(&f);
