@@ -40,6 +40,22 @@ static void exp_chunk(bn_asm *a, int W, int masked, int base) {
  * rbp the tile's score rows, r9 and rax scratch. */
 enum { LOCALS = 80, TARGS = 8 + 6 * 8 + LOCALS }; /* the stack arguments: pos, h0, h1, n_ctx */
 
+/* For token r10 and head r11: rbx = the offset of its q and y rows, (r10 H + r11) hd 4; r12 = its KV
+ * head's offset in the caches, (r11 / (H / kvh)) n_ctx hd 4, n_ctx at [rsp + nctx]. */
+static void head_offsets(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int32_t nctx) {
+  op(a, "imul", bn_gp(RBX), bn_gp(R10), bn_imm(H));
+  op(a, "add", bn_gp(RBX), bn_gp(R11), NONE);
+  op(a, "imul", bn_gp(RBX), bn_gp(RBX), bn_imm(hd * 4));
+  op(a, "push", bn_gp(RDX), NONE, NONE); /* div: rdx:rax / group */
+  op(a, "xor", bn_gpd(RDX), bn_gpd(RDX), NONE);
+  op(a, "mov", bn_gp(RAX), bn_gp(R11), NONE);
+  op(a, "mov", bn_gp(R12), bn_imm(H / kvh), NONE);
+  op(a, "div", bn_gp(R12), NONE, NONE);
+  op(a, "pop", bn_gp(RDX), NONE, NONE);
+  op(a, "imul", bn_gp(RAX), bn_mem(RSP, nctx, 8), NONE);
+  op(a, "imul", bn_gp(R12), bn_gp(RAX), bn_imm(hd * 4));
+}
+
 /* k1 = the first r9 lanes (r9 in 1..15). */
 static void tail_mask(bn_asm *a) {
   op(a, "mov", bn_gpd(RAX), bn_imm(1), NONE);
@@ -195,17 +211,7 @@ static void tile(bn_asm *a, int Q, int64_t hd, int64_t H, int64_t kvh) {
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, TARGS + 16, 8), NONE);
   op(a, "jge", bn_label(end), NONE, NONE);
   bn_asm_bind(a, hl);
-  op(a, "imul", bn_gp(RBX), bn_gp(R10), bn_imm(H));
-  op(a, "add", bn_gp(RBX), bn_gp(R11), NONE);
-  op(a, "imul", bn_gp(RBX), bn_gp(RBX), bn_imm(hd * 4));
-  op(a, "push", bn_gp(RDX), NONE, NONE); /* div: rdx:rax / group */
-  op(a, "xor", bn_gpd(RDX), bn_gpd(RDX), NONE);
-  op(a, "mov", bn_gp(RAX), bn_gp(R11), NONE);
-  op(a, "mov", bn_gp(R12), bn_imm(H / kvh), NONE);
-  op(a, "div", bn_gp(R12), NONE, NONE);
-  op(a, "pop", bn_gp(RDX), NONE, NONE);
-  op(a, "imul", bn_gp(RAX), bn_mem(RSP, TARGS + 24, 8), NONE); /* kvh n_ctx */
-  op(a, "imul", bn_gp(R12), bn_gp(RAX), bn_imm(hd * 4));
+  head_offsets(a, hd, H, kvh, TARGS + 24);
   op(a, "mov", bn_gp(R13), bn_mem(RSP, TARGS, 8), NONE);
   op(a, "lea", bn_gp(R13), bn_memx(R13, R10, 1, Q, 0), NONE); /* pos + t + Q */
   tile_scores(a, Q, hd, H);
@@ -257,7 +263,7 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
     return;
   }
   int W = 32, L = 8;
-  int64_t nv = hd / L, group = H / kvh;
+  int64_t nv = hd / L;
   enum { ARGS = 8 + 5 * 8, QR = 8 };
   int tl = bn_asm_new_label(a), hl = bn_asm_new_label(a), hend = bn_asm_new_label(a), done = bn_asm_new_label(a);
   int s1 = bn_asm_new_label(a), s2 = bn_asm_new_label(a), tail = bn_asm_new_label(a), s2end = bn_asm_new_label(a);
@@ -270,17 +276,7 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, ARGS + 16, 8), NONE);
   op(a, "jge", bn_label(hend), NONE, NONE);
   bn_asm_bind(a, hl);
-  op(a, "imul", bn_gp(RBX), bn_gp(R10), bn_imm(H));
-  op(a, "add", bn_gp(RBX), bn_gp(R11), NONE);
-  op(a, "imul", bn_gp(RBX), bn_gp(RBX), bn_imm(hd * 4));
-  op(a, "push", bn_gp(RDX), NONE, NONE); /* div: rdx:rax / group */
-  op(a, "xor", bn_gpd(RDX), bn_gpd(RDX), NONE);
-  op(a, "mov", bn_gp(RAX), bn_gp(R11), NONE);
-  op(a, "mov", bn_gp(R12), bn_imm(group), NONE);
-  op(a, "div", bn_gp(R12), NONE, NONE);
-  op(a, "pop", bn_gp(RDX), NONE, NONE);
-  op(a, "imul", bn_gp(RAX), bn_mem(RSP, ARGS + 24, 8), NONE); /* kvh n_ctx */
-  op(a, "imul", bn_gp(R12), bn_gp(RAX), bn_imm(hd * 4));
+  head_offsets(a, hd, H, kvh, ARGS + 24);
   op(a, "mov", bn_gp(R13), bn_mem(RSP, ARGS, 8), NONE);
   op(a, "lea", bn_gp(R13), bn_memx(R13, R10, 1, 1, 0), NONE); /* pos + t + 1 */
   constant(a, 6, 1.0 / sqrt((double)hd), 1);

@@ -69,6 +69,19 @@ static void tile_epilogue(bn_asm *a, int64_t K, int64_t N, int mode) {
   }
 }
 
+/* A tile's group loop: the next group (256 bytes on in a block, r12 for one row) back to grp while K
+ * lasts; then r11 = the first output's index, r13 N + r9. */
+static void group_end(bn_asm *a, int64_t K, int64_t N, int rows, int grp) {
+  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE);
+  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
+  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+}
+
 /* One tile: `rows` rows (from rbx; 2 or 4 in a block, whose groups are 256 bytes apart, or 1 row, its
  * groups r12 bytes apart) by tt tokens (from r13, its QA8 row at r14): r15 the group, r11 the
  * activations' offset. A group's codes are unpacked once for the tile's tokens and each activation
@@ -99,14 +112,7 @@ static void tile(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
         op(a, "vpdpbusd", bn_vec((r * tt + t) * chains + c % chains, 64), bn_vec(cv + r, 64), bn_vec(qv, 64));
     }
   }
-  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
-  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
-  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
-  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
-  op(a, "jl", bn_label(grp), NONE, NONE);
-  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE); /* out index t N + n */
-  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
-  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  group_end(a, K, N, rows, grp);
   if (rows == 4 && tt == 4) tile_epilogue(a, K, N, mode);
   else
     for (int r = 0; r < rows; r++)
@@ -156,14 +162,7 @@ static void tile_avx2(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int t
     op(a, "vpaddd", bn_vec(i, 32), bn_vec(i, 32), bn_vec(13, 32));
     op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
   }
-  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
-  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
-  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
-  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
-  op(a, "jl", bn_label(grp), NONE, NONE);
-  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE); /* out index t N + n */
-  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
-  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  group_end(a, K, N, rows, grp);
   for (int r = 0; r < rows; r++)
     for (int t = 0; t < tt; t++) {
       hsum(a, r * tt + t, 13, 32);
