@@ -317,14 +317,14 @@ static void test_rope(void **state) {
 static void test_float_matmul(void **state) {
   (void)state;
   static const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
-  static const int Ks[] = {16, 48, 96, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3};
+  static const int Ks[] = {16, 48, 64, 96, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3};
   for (int ia = 0; ia < 2; ia++) {
     bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
     uint64_t rng = 41;
     int checked = 0;
     for (int ti = 0; ti < 5; ti++)
-      for (int a = 0; a < 5; a++)
+      for (int a = 0; a < 6; a++)
         for (int b = 0; b < 3; b++)
           for (int c = 0; c < 2; c++) {
             bn_dtype dt = types[ti];

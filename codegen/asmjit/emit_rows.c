@@ -108,31 +108,31 @@ void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads) {
   leave(a, 3);
 }
 
-/* Vector p (L lanes) of the block at rbx into float vector 4, exactly as bn_dequant decodes it: Q8_0 d q;
+/* Vector p (L lanes) of the block at rbx + blk into float vector 4, exactly as bn_dequant decodes it: Q8_0 d q;
  * Q4_0 d (nibble - 8), elements 0..15 the low nibbles, 16..31 the high; Q6_K (d sc) q, q six bits from
  * ql's nibble and qh's pair less 32, sc the 16 elements' int8 scale. Vector 10 holds d (broadcast; Q6_K:
  * lane 0), 7 the int 0x0f, 8 the int 3, 9 the int 32, 11 the int 8; 5 and 6 are scratch; r14d. */
-static void decode(bn_asm *a, int W, bn_dtype dt, int p) {
+static void decode(bn_asm *a, int W, bn_dtype dt, int p, int32_t blk) {
   int L = W / 4, e = L * p, mb = L; /* the first element, the bytes of L int8 */
   if (dt == BN_DT_Q8_0) {
-    op(a, "vpmovsxbd", bn_vec(4, W), bn_mem(RBX, 2 + e, mb), NONE);
+    op(a, "vpmovsxbd", bn_vec(4, W), bn_mem(RBX, blk + 2 + e, mb), NONE);
   } else if (dt == BN_DT_Q4_0) {
-    op(a, "vpmovzxbd", bn_vec(4, W), bn_mem(RBX, 2 + e % 16, mb), NONE);
+    op(a, "vpmovzxbd", bn_vec(4, W), bn_mem(RBX, blk + 2 + e % 16, mb), NONE);
     if (e >= 16) op(a, "vpsrld", bn_vec(4, W), bn_vec(4, W), bn_imm(4));
     else op(a, W == 64 ? "vpandd" : "vpand", bn_vec(4, W), bn_vec(4, W), bn_vec(7, W));
     op(a, "vpsubd", bn_vec(4, W), bn_vec(4, W), bn_vec(11, W));
   } else { /* Q6_K: half h, quarter j, l0 within the quarter's 32 */
     int h = e / 128, j = e % 128 / 32, l0 = e % 32;
-    op(a, "vpmovzxbd", bn_vec(4, W), bn_mem(RBX, h * 64 + (j % 2) * 32 + l0, mb), NONE);
+    op(a, "vpmovzxbd", bn_vec(4, W), bn_mem(RBX, blk + h * 64 + (j % 2) * 32 + l0, mb), NONE);
     if (j >= 2) op(a, "vpsrld", bn_vec(4, W), bn_vec(4, W), bn_imm(4));
     else op(a, W == 64 ? "vpandd" : "vpand", bn_vec(4, W), bn_vec(4, W), bn_vec(7, W));
-    op(a, "vpmovzxbd", bn_vec(5, W), bn_mem(RBX, 128 + h * 32 + l0, mb), NONE);
+    op(a, "vpmovzxbd", bn_vec(5, W), bn_mem(RBX, blk + 128 + h * 32 + l0, mb), NONE);
     if (j) op(a, "vpsrld", bn_vec(5, W), bn_vec(5, W), bn_imm(2 * j));
     op(a, W == 64 ? "vpandd" : "vpand", bn_vec(5, W), bn_vec(5, W), bn_vec(8, W));
     op(a, "vpslld", bn_vec(5, W), bn_vec(5, W), bn_imm(4));
     op(a, W == 64 ? "vpord" : "vpor", bn_vec(4, W), bn_vec(4, W), bn_vec(5, W));
     op(a, "vpsubd", bn_vec(4, W), bn_vec(4, W), bn_vec(9, W));
-    op(a, "movsx", bn_gpd(R14), bn_mem(RBX, 192 + h * 8 + l0 / 16 + 2 * j, 1), NONE); /* d sc: exact in float */
+    op(a, "movsx", bn_gpd(R14), bn_mem(RBX, blk + 192 + h * 8 + l0 / 16 + 2 * j, 1), NONE); /* d sc: exact in float */
     op(a, "vcvtsi2ss", bn_vec(6, 16), bn_vec(6, 16), bn_gpd(R14));
     op(a, "vmulss", bn_vec(6, 16), bn_vec(6, 16), bn_vec(10, 16));
     op(a, "vbroadcastss", bn_vec(6, W), bn_vec(6, 16), NONE);
@@ -155,23 +155,31 @@ static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
     }
     return;
   }
-  int64_t E = bn_dtype_table[dt].block_elems, B = bn_dtype_table[dt].block_bytes;
+  int64_t E = bn_dtype_table[dt].block_elems, B = bn_dtype_table[dt].block_bytes, nb = K / E;
+  int ub = dt == BN_DT_Q6_K ? 1 : nb % 4 == 0 ? 4 : nb % 2 == 0 ? 2 : 1; /* blocks an iteration */
   int blk = bn_asm_new_label(a);
   op(a, "mov", bn_gp(RBX), bn_gp(R10), NONE);
   op(a, "mov", bn_gp(R12), bn_gp(RAX), NONE);
-  op(a, "lea", bn_gp(R13), bn_mem(R10, (int32_t)(K / E * B), 0), NONE);
+  op(a, "lea", bn_gp(R13), bn_mem(R10, (int32_t)(nb * B), 0), NONE);
   bn_asm_bind(a, blk);
-  for (int64_t off = 0; off < B; off += 64) op(a, "prefetcht0", bn_mem(RBX, (int32_t)(4096 + off), 64), NONE, NONE);
-  op(a, "movzx", bn_gpd(R14), bn_mem(RBX, dt == BN_DT_Q6_K ? 208 : 0, 2), NONE); /* d, f16 */
-  op(a, "vmovd", bn_vec(10, 16), bn_gpd(R14), NONE);
-  op(a, "vcvtph2ps", bn_vec(10, 16), bn_vec(10, 16), NONE);
-  if (dt != BN_DT_Q6_K) op(a, "vbroadcastss", bn_vec(10, W), bn_vec(10, 16), NONE);
-  for (int p = 0; p < E / L; p++) {
-    decode(a, W, dt, p);
-    op(a, "vfmadd231ps", bn_vec(p % 4, W), bn_vec(4, W), bn_mem(R12, 4 * L * p, W));
+  for (int64_t off = 0; off < ub * B; off += 64) op(a, "prefetcht0", bn_mem(RBX, (int32_t)(4096 + off), 64), NONE, NONE);
+  for (int u = 0; u < ub; u++) {
+    int32_t at = (int32_t)(u * B);
+    if (dt == BN_DT_Q6_K) { /* d, f16, in lane 0 */
+      op(a, "movzx", bn_gpd(R14), bn_mem(RBX, at + 208, 2), NONE);
+      op(a, "vmovd", bn_vec(10, 16), bn_gpd(R14), NONE);
+      op(a, "vcvtph2ps", bn_vec(10, 16), bn_vec(10, 16), NONE);
+    } else { /* d, f16, in every lane */
+      op(a, "vpbroadcastw", bn_vec(10, W / 2), bn_mem(RBX, at, 2), NONE);
+      op(a, "vcvtph2ps", bn_vec(10, W), bn_vec(10, W / 2), NONE);
+    }
+    for (int p = 0; p < E / L; p++) {
+      decode(a, W, dt, p, at);
+      op(a, "vfmadd231ps", bn_vec((int)((u * E / L + p) % 4), W), bn_vec(4, W), bn_mem(R12, (int32_t)(4 * (u * E + L * p)), W));
+    }
   }
-  op(a, "add", bn_gp(RBX), bn_imm(B), NONE);
-  op(a, "add", bn_gp(R12), bn_imm(4 * E), NONE);
+  op(a, "add", bn_gp(RBX), bn_imm(ub * B), NONE);
+  op(a, "add", bn_gp(R12), bn_imm(4 * E * ub), NONE);
   op(a, "cmp", bn_gp(RBX), bn_gp(R13), NONE);
   op(a, "jb", bn_label(blk), NONE, NONE);
 }
