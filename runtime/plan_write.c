@@ -113,7 +113,7 @@ static void objects(buf *b, const bn_objcode *aot) {
 enum { TABLE_END = BN_PLAN_HEADER + BN_PLAN_ENTRY * BN_PLAN_SLOTS };
 
 static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const bn_graph *g, const uint64_t *off,
-                     uint64_t weights_off, const buf *objs, uint64_t objs_off) {
+                     uint64_t weights_off, uint64_t weights_end, const buf *objs, uint64_t objs_off) {
   static const uint8_t zeros[BN_PLAN_ALIGN];
   uint64_t pos = 0;
   if (fwrite(hdr, 1, TABLE_END, fp) != TABLE_END) return 0;
@@ -129,6 +129,8 @@ static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const 
     if (fwrite(zeros, 1, at - pos, fp) != at - pos || fwrite(v->data, 1, v->nbytes, fp) != v->nbytes) return 0;
     pos = at + v->nbytes;
   }
+  if (fwrite(zeros, 1, weights_end - pos, fp) != weights_end - pos) return 0; /* the last weight's padding: the section's size */
+  pos = weights_end;
   if (objs->n && (fwrite(zeros, 1, objs_off - pos, fp) != objs_off - pos || fwrite(objs->p, 1, objs->n, fp) != objs->n))
     return 0;
   return 1;
@@ -209,7 +211,7 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_w
   }
   bn_outfile of = {0};
   if (!st) st = bn_outfile_open(&of, path, o->input, err);
-  if (!st && !write_all(of.fp, hdr, secs, W, g, off, off[W], &objs, off[O]))
+  if (!st && !write_all(of.fp, hdr, secs, W, g, off, off[W], off[W] + weights_bytes, &objs, off[O]))
     st = bn_fail(err, BN_E_IO, "%s: write failed", path);
   if (!st && objs.n && o->sign_sk && !sign(of.fp, off[O], off[W], weights_bytes, o->sign_sk))
     st = bn_fail(err, BN_E_IO, "%s: signing failed", path);

@@ -223,6 +223,37 @@ static void test_cross_consistency(void **state) {
   remove(narrow);
 }
 
+/* A last weight whose size is not a multiple of the weights' 64-byte alignment (a Q6_K head of 32002
+ * rows of 1536 is 24 bytes past one): the file still holds the whole weights section the header
+ * states, opens, and computes the same logits. */
+static void test_unaligned_last_weight(void **state) {
+  (void)state;
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_error err = {0};
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
+  char odd[600];
+  snprintf(odd, sizeof odd, "%s.odd", plan_path);
+  assert_int_equal(bn_gguf_open(&f, gguf_path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  int64_t six = 6;
+  static float extra[6] = {1, 2, 3, 4, 5, 6};
+  assert_true(bn_graph_add_weight(&m.graph, "extra", BN_DT_F32, bn_shape_make(1, &six), extra, sizeof extra) >= 0);
+  if (bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, odd, &err)) fail_msg("%s", err.msg);
+  bn_plan p;
+  if (bn_plan_open(&p, odd, &err)) fail_msg("%s", err.msg);
+  float *a = eval_session(&p.model, &p.mem, TOK, 13, 0), *b = eval_session(&m, &mp, TOK, 13, 0);
+  assert_memory_equal(a, b, 13 * (size_t)m.hp.n_vocab * sizeof *a);
+  free(a), free(b);
+  bn_plan_close(&p);
+  bn_memplan_free(&mp);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  remove(odd);
+}
+
 /* Graphs the verifier accepts but the executor cannot run. */
 static void test_exec_check(void **state) {
   (void)state;
@@ -265,6 +296,7 @@ int main(void) {
       cmocka_unit_test(test_damaged_plans),
       cmocka_unit_test(test_plan_file_errors),
       cmocka_unit_test(test_cross_consistency),
+      cmocka_unit_test(test_unaligned_last_weight),
       cmocka_unit_test(test_exec_check),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
