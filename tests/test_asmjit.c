@@ -425,6 +425,17 @@ static void test_peak_loop(void **state) {
   }
 }
 
+/* The logits of tok[0..n) as one chunk, then (from a reset) one token at a time: 2 n rows of V, malloc'd. */
+static float *chunk_and_steps(bn_session *s, const int32_t *tok, int n, size_t V) {
+  bn_error err = {0};
+  float *out = malloc(2 * (size_t)n * V * sizeof *out);
+  if (bn_session_eval(s, tok, n, out, &err)) fail_msg("%s", err.msg);
+  bn_session_reset(s);
+  for (int i = 0; i < n; i++)
+    if (bn_session_eval(s, tok + i, 1, out + (size_t)(n + i) * V, &err)) fail_msg("%s", err.msg);
+  return out;
+}
+
 /* Whole models: the logits of a prompt chunk and of single steps, 1..3 threads, are the reference's bits. */
 static void test_models_match_the_reference(void **state) {
   (void)state;
@@ -456,11 +467,7 @@ static void test_models_match_the_reference(void **state) {
         if (isa && !strcmp(isa, "avx512")) continue; /* this CPU has no AVX-512 */
         fail_msg("%s", err.msg);
       }
-      float *out = malloc(20 * V * sizeof *out);
-      if (bn_session_eval(s, tok, 10, out, &err)) fail_msg("%s", err.msg);
-      bn_session_reset(s);
-      for (int i = 0; i < 10; i++)
-        if (bn_session_eval(s, tok + i, 1, out + (10 + i) * V, &err)) fail_msg("%s", err.msg);
+      float *out = chunk_and_steps(s, tok, 10, V);
       if (b) assert_true(bn_exec_jit_nodes(bn_session_exec(s), NULL) >= 1);
       bn_session_free(s);
       if (!b) want = out;
@@ -516,12 +523,8 @@ static void test_files_match_llvm(void **state) {
         if (!strcmp(isa, "avx512")) break; /* this CPU has no AVX-512 */
         fail_msg("%s", err.msg);
       }
-      float *out = malloc(24 * V * sizeof *out);
+      float *out = chunk_and_steps(s, tok, 12, V);
       int32_t greedy[16];
-      if (bn_session_eval(s, tok, 12, out, &err)) fail_msg("%s", err.msg);
-      bn_session_reset(s);
-      for (int i = 0; i < 12; i++)
-        if (bn_session_eval(s, tok + i, 1, out + (12 + i) * V, &err)) fail_msg("%s", err.msg);
       float *step = malloc(V * sizeof *step); /* greedy: the argmax of the last logits, fed back */
       memcpy(step, out + 23 * V, V * sizeof *step);
       for (int i = 0; i < 16; i++) {

@@ -36,6 +36,15 @@ static void compile(const char *gguf, const char *out, int batch) {
   bn_gguf_close(&f);
 }
 
+/* The test model (gguf_path) imported and through the pipeline, for a test to change before writing it. */
+static void load(bn_gguf *f, bn_model *m, bn_memplan *mp) {
+  bn_error err = {0};
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
+  assert_int_equal(bn_gguf_open(f, gguf_path, &err), BN_OK);
+  assert_int_equal(bn_import_gguf(f, m, &err), BN_OK);
+  if (bn_pass_run_pipeline(&m->graph, &po, mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+}
+
 static float *eval_session(const bn_model *m, const bn_memplan *mp, const int32_t *tok, int n, int poison) {
   bn_session_params sp = {.n_ctx = 64, .exec = {.threads = 1}, .sampler = bn_sampler_defaults()};
   bn_session *s;
@@ -192,12 +201,9 @@ static void test_cross_consistency(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_error err = {0};
-  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   char narrow[600];
   snprintf(narrow, sizeof narrow, "%s.narrow", plan_path);
-  assert_int_equal(bn_gguf_open(&f, gguf_path, &err), BN_OK);
-  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  load(&f, &m, &mp);
   m.hp.n_vocab--, m.vocab.n_tokens--;
   int ids[3] = {m.vocab.bos, m.vocab.eos, m.vocab.unk};
   m.vocab.bos = m.vocab.eos = m.vocab.unk = 2; /* inside the shorter vocabulary */
@@ -232,12 +238,9 @@ static void test_unaligned_last_weight(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_error err = {0};
-  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   char odd[600];
   snprintf(odd, sizeof odd, "%s.odd", plan_path);
-  assert_int_equal(bn_gguf_open(&f, gguf_path, &err), BN_OK);
-  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  load(&f, &m, &mp);
   int64_t six = 6;
   static float extra[6] = {1, 2, 3, 4, 5, 6};
   assert_true(bn_graph_add_weight(&m.graph, "extra", BN_DT_F32, bn_shape_make(1, &six), extra, sizeof extra) >= 0);

@@ -118,49 +118,44 @@ static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H) {
   bn_asm_bind(a, done);
 }
 
+/* One pass of a softmax over the [rsp + 24] keys of the score row r15, 16 at a time, the tail (r9
+ * keys) under mask 1: the max into vector 7 (exp 0) or e_j = exp(score_j - max) in place, summed in 5. */
+static void key_pass(bn_asm *a, int exp) {
+  int loop = bn_asm_new_label(a), tail = bn_asm_new_label(a), done = bn_asm_new_label(a);
+  op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
+  bn_asm_bind(a, loop);
+  op(a, "lea", bn_gp(RAX), bn_mem(R14, 16, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 24, 8), NONE);
+  op(a, "jg", bn_label(tail), NONE, NONE);
+  if (exp) exp_chunk(a, 64, 0, R15);
+  else op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_memx(R15, R14, 4, 0, 64));
+  op(a, "add", bn_gp(R14), bn_imm(16), NONE);
+  op(a, "jmp", bn_label(loop), NONE, NONE);
+  bn_asm_bind(a, tail);
+  op(a, "mov", bn_gp(R9), bn_mem(RSP, 24, 8), NONE);
+  op(a, "sub", bn_gp(R9), bn_gp(R14), NONE);
+  op(a, "jz", bn_label(done), NONE, NONE);
+  tail_mask(a);
+  if (exp) exp_chunk(a, 64, 1, R15);
+  else {
+    bn_asm_mask(a, 1, 0);
+    op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_memx(R15, R14, 4, 0, 64));
+  }
+  bn_asm_bind(a, done);
+}
+
 /* Token i's softmax over its n - (Q - 1 - i) keys in its score row (r15); its sum to [rsp + 8 + 4 i]. */
 static void tile_softmax(bn_asm *a, int Q, int i) {
-  int mx = bn_asm_new_label(a), mxt = bn_asm_new_label(a), mxd = bn_asm_new_label(a);
-  int ex = bn_asm_new_label(a), ext = bn_asm_new_label(a), exd = bn_asm_new_label(a);
   score_row(a, i);
   op(a, "mov", bn_gp(R15), bn_gp(RAX), NONE);
   op(a, "lea", bn_gp(RAX), bn_mem(R13, -(Q - 1 - i), 0), NONE);
   op(a, "mov", bn_mem(RSP, 24, 8), bn_gp(RAX), NONE);
   splat(a, 7, -3.0e38, 64);
-  op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
-  bn_asm_bind(a, mx); /* the max */
-  op(a, "lea", bn_gp(RAX), bn_mem(R14, 16, 0), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 24, 8), NONE);
-  op(a, "jg", bn_label(mxt), NONE, NONE);
-  op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_memx(R15, R14, 4, 0, 64));
-  op(a, "add", bn_gp(R14), bn_imm(16), NONE);
-  op(a, "jmp", bn_label(mx), NONE, NONE);
-  bn_asm_bind(a, mxt);
-  op(a, "mov", bn_gp(R9), bn_mem(RSP, 24, 8), NONE);
-  op(a, "sub", bn_gp(R9), bn_gp(R14), NONE);
-  op(a, "jz", bn_label(mxd), NONE, NONE);
-  tail_mask(a);
-  bn_asm_mask(a, 1, 0);
-  op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_memx(R15, R14, 4, 0, 64));
-  bn_asm_bind(a, mxd);
+  key_pass(a, 0); /* the max */
   fold(a, 7, "vmaxps", 64);
   op(a, "vbroadcastss", bn_vec(7, 64), bn_vec(7, 16), NONE);
   op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64));
-  op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
-  bn_asm_bind(a, ex); /* e_j in place of the scores, and their sum */
-  op(a, "lea", bn_gp(RAX), bn_mem(R14, 16, 0), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 24, 8), NONE);
-  op(a, "jg", bn_label(ext), NONE, NONE);
-  exp_chunk(a, 64, 0, R15);
-  op(a, "add", bn_gp(R14), bn_imm(16), NONE);
-  op(a, "jmp", bn_label(ex), NONE, NONE);
-  bn_asm_bind(a, ext);
-  op(a, "mov", bn_gp(R9), bn_mem(RSP, 24, 8), NONE);
-  op(a, "sub", bn_gp(R9), bn_gp(R14), NONE);
-  op(a, "jz", bn_label(exd), NONE, NONE);
-  tail_mask(a);
-  exp_chunk(a, 64, 1, R15);
-  bn_asm_bind(a, exd);
+  key_pass(a, 1); /* e_j in place of the scores, and their sum */
   fold(a, 5, "vaddps", 64);
   op(a, "vmovss", bn_mem(RSP, 8 + 4 * i, 4), bn_vec(5, 16), NONE);
   for (int m = 0; m < Q - 1 - i; m++) /* the keys of later tokens: no weight */

@@ -193,10 +193,12 @@ void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt
   int64_t row = dt == BN_DT_F32 ? 4 * K : dt == BN_DT_F16 ? 2 * K : K / bn_dtype_table[dt].block_elems * bn_dtype_table[dt].block_bytes;
   int nl = bn_asm_new_label(a), tl = bn_asm_new_label(a), tdone = bn_asm_new_label(a), done = bn_asm_new_label(a);
   enter(a, 5); /* rbx, r12..r14 for the block loop; the y index in rbx after it */
-  splat_i(a, 7, 0x0f, W);
-  splat_i(a, 8, 3, W);
-  splat_i(a, 9, 32, W);
-  splat_i(a, 11, 8, W);
+  if (dt != BN_DT_F32 && dt != BN_DT_F16) { /* decode's constants */
+    splat_i(a, 7, 0x0f, W);
+    splat_i(a, 8, 3, W);
+    splat_i(a, 9, 32, W);
+    splat_i(a, 11, 8, W);
+  }
   op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, nl);
