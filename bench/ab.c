@@ -7,10 +7,14 @@
  * on one pool, the first with VAR=A and the second with VAR=B, and times
  * tgN on each in turn (which goes first alternating), so each pair of runs
  * shares the same second; it prints every round and the median of B / A.
+ * With --plans the two sessions run two plans (A and B) instead, e.g. one
+ * model compiled two ways.
  *
- *   build/bench/ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH]
+ *   build/bench/ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH] [-p PROMPT]
+ *   build/bench/ab --plans A.bnplan B.bnplan [options]
  *   e.g. build/bench/ab large.bnplan BNC_QKV_PHASE 0 1 -t 2 -r 20
- * -d: each tgN after DEPTH tokens of context (untimed), as bnc bench -d. */
+ * -d: each tgN after DEPTH tokens of context (untimed), as bnc bench -d;
+ * -p: time a PROMPT-token prompt (ppN, in chunks of the plan's batch) instead. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +26,16 @@
 
 static int32_t *ctx_tokens; /* the untimed context: depth tokens */
 
-static double tg(bn_session *s, int n, int depth) {
+static double tg(bn_session *s, int n, int depth, int prompt) {
   const float *last;
   bn_error err;
   int32_t t = 5;
   bn_session_reset(s);
+  if (prompt) {
+    double t0 = bn_now();
+    if (bn_session_append(s, ctx_tokens, prompt, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
+    return prompt / (bn_now() - t0);
+  }
   if (depth && bn_session_append(s, ctx_tokens, depth, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
   double t0 = bn_now();
   for (int i = 0; i < n; i++)
@@ -40,45 +49,58 @@ static int by_value(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 5) {
-    fputs("usage: ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH]\n", stderr);
+#ifdef BN_WITH_ASMJIT
+  extern const bn_backend bn_backend_asmjit;
+  bn_backend_register(&bn_backend_asmjit, NULL); /* auto's first member, as bnc registers it */
+#endif
+  int plans = argc > 1 && !strcmp(argv[1], "--plans"), first = plans ? 4 : 5;
+  if (argc < first) {
+    fputs("usage: ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH] [-p PROMPT]\n"
+          "       ab --plans A.bnplan B.bnplan [options]\n", stderr);
     return 2;
   }
-  int threads = 2, rounds = 20, n = 64, depth = 0;
-  for (int i = 5; i + 1 < argc; i += 2) {
+  int threads = 2, rounds = 20, n = 64, depth = 0, prompt = 0;
+  for (int i = first; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);
     if (!strcmp(argv[i], "-t") && v > 0) threads = v;
     else if (!strcmp(argv[i], "-r") && v > 0 && v <= 1000) rounds = v;
     else if (!strcmp(argv[i], "-n") && v > 0) n = v;
     else if (!strcmp(argv[i], "-d") && v >= 0) depth = v;
+    else if (!strcmp(argv[i], "-p") && v > 0) prompt = v;
     else return fprintf(stderr, "ab: bad option %s %s\n", argv[i], argv[i + 1]), 2;
   }
-  bn_plan p;
+  bn_plan p[2];
   bn_pool *pool;
   bn_error err = {0};
-  if (bn_plan_open(&p, argv[1], &err) || bn_pool_create(threads, &pool, &err))
-    return fprintf(stderr, "ab: %s\n", err.msg), 1;
-  if (!(ctx_tokens = malloc((size_t)(depth + 1) * sizeof *ctx_tokens))) return fputs("ab: out of memory\n", stderr), 1;
-  for (int i = 0; i < depth; i++) ctx_tokens[i] = 3 + i % 97;
+  for (int v = 0; v < 1 + plans; v++)
+    if (bn_plan_open(&p[v], plans ? argv[2 + v] : argv[1], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
+  if (bn_pool_create(threads, &pool, &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
+  int ctx = depth > prompt ? depth : prompt;
+  if (!(ctx_tokens = malloc((size_t)(ctx + 1) * sizeof *ctx_tokens))) return fputs("ab: out of memory\n", stderr), 1;
+  for (int i = 0; i < ctx; i++) ctx_tokens[i] = 3 + i % 97;
   bn_session *s[2];
   for (int v = 0; v < 2; v++) {
-    setenv(argv[2], argv[3 + v], 1);
+    bn_plan *pv = &p[plans ? v : 0];
+    if (!plans) setenv(argv[2], argv[3 + v], 1);
     bn_session_params sp = {
-        .n_ctx = depth + n + 8,
-        .exec = {.backend = bn_backend_default(), .threads = threads, .target = p.target, .pool = pool},
+        .n_ctx = ctx + n + 8,
+        .exec = {.backend = bn_backend_default(), .threads = threads, .target = pv->target, .pool = pool},
         .sampler = bn_sampler_defaults()};
     bn_cli_exec_env(&sp.exec); /* VAR as bnc maps it */
-    if (bn_session_create(&p.model, &p.mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
-    if (tg(s[v], 8, 0) < 0) return 1; /* warm-up */
+    if (bn_session_create(&pv->model, &pv->mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
+    if (tg(s[v], 8, 0, 0) < 0) return 1; /* warm-up */
   }
   double *ratio = malloc((size_t)rounds * sizeof *ratio), x[2];
   int wins = 0;
-  printf("%s: tg%d after %d tokens on %d thread(s), %s=%s (A) against %s=%s (B)\n", argv[1], n, depth, threads, argv[2],
-         argv[3], argv[2], argv[4]);
+  char what[64];
+  if (prompt) snprintf(what, sizeof what, "pp%d", prompt);
+  else snprintf(what, sizeof what, "tg%d after %d tokens", n, depth);
+  if (plans) printf("%s on %d thread(s), %s (A) against %s (B)\n", what, threads, argv[2], argv[3]);
+  else printf("%s: %s on %d thread(s), %s=%s (A) against %s=%s (B)\n", argv[1], what, threads, argv[2], argv[3], argv[2], argv[4]);
   for (int r = 0; r < rounds; r++) {
     for (int k = 0; k < 2; k++) {
       int v = r % 2 ? 1 - k : k;
-      if ((x[v] = tg(s[v], n, depth)) < 0) return 1;
+      if ((x[v] = tg(s[v], n, depth, prompt)) < 0) return 1;
     }
     ratio[r] = x[1] / x[0], wins += x[1] > x[0];
     printf("round %3d: A %7.2f t/s  B %7.2f t/s  B/A %.3f\n", r, x[0], x[1], ratio[r]);
@@ -88,7 +110,7 @@ int main(int argc, char **argv) {
          ratio[rounds / 4], ratio[3 * rounds / 4], wins, rounds);
   for (int v = 0; v < 2; v++) bn_session_free(s[v]);
   bn_pool_free(pool);
-  bn_plan_close(&p);
+  for (int v = 0; v < 1 + plans; v++) bn_plan_close(&p[v]);
   free(ratio), free(ctx_tokens);
   return 0;
 }

@@ -75,6 +75,15 @@ static int tq1_trit(uint8_t b, int n) {
   return (int)(((uint16_t)q * 3) >> 8);
 }
 
+/* TQ1_0 packs 5 (or 4, then one shift) trits as a base-3 number, first trit
+ * most significant, scaled to a byte by ceiling division: the inverse of tq1_trit. */
+static uint8_t tq1_pack(const int8_t *t, int count, int stride) {
+  unsigned q = 0;
+  for (int k = 0; k < count; k++) q = q * 3 + (unsigned)(t[k * stride] + 1);
+  for (int k = count; k < 5; k++) q *= 3;
+  return (uint8_t)((q * 256 + 242) / 243);
+}
+
 static void tern_tq1_0(const uint8_t *b, int8_t *t) {
   const uint8_t *qs = b, *qh = b + 48;
   for (int n = 0; n < 5; n++)
@@ -100,7 +109,7 @@ static int8_t i2s_trit(const uint8_t *base, uint64_t e) {
 }
 
 int64_t bn_ternary_group(bn_dtype t, int64_t k) {
-  return t == BN_DT_I2_S || t == BN_DT_TP2 || t == BN_DT_TL2 ? k : bn_dtype_table[t].block_elems;
+  return t == BN_DT_I2_S || t == BN_DT_TP2 || t == BN_DT_TP1 || t == BN_DT_TL2 ? k : bn_dtype_table[t].block_elems;
 }
 
 static float rdf(const uint8_t *p) {
@@ -135,6 +144,35 @@ static void tern_group(const uint8_t *p, int8_t *t) {
 /* The trits of row r (k of them) of a TP2 tensor of `rows` rows. */
 static void tern_tp2(const uint8_t *tensor, uint64_t rows, uint64_t k, uint64_t r, int8_t *t) {
   for (uint64_t g = 0; g < k / 256; g++) tern_group(tensor + bn_tp2_group(rows, k, r, g), t + g * 256);
+}
+
+/* The trits of row r (k of them) of a TP1 tensor of `rows` rows. */
+static void tern_tp1(const uint8_t *tensor, uint64_t rows, uint64_t k, uint64_t r, int8_t *t) {
+  for (uint64_t g = 0; g * 320 < k; g++) {
+    const uint8_t *p = tensor + bn_tp1_group(rows, k, r, g);
+    uint64_t m = k - g * 320 < 320 ? (k - g * 320) / 64 : 5;
+    for (int j = 0; j < 64; j++) {
+      unsigned x = p[j];
+      for (uint64_t q = 0; q < m; q++, x = 3 * x & 255) t[g * 320 + q * 64 + (uint64_t)j] = (int8_t)((3 * x >> 8) - 1);
+    }
+  }
+}
+
+void bn_tp1_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tp1) {
+  const uint8_t *src = tp2;
+  uint8_t *dst = tp1;
+  int8_t trit[320];
+  for (uint64_t r = 0; r < rows; r++)
+    for (uint64_t g = 0; g * 320 < k; g++) {
+      int m = k - g * 320 < 320 ? (int)((k - g * 320) / 64) : 5;
+      for (int e = 0; e < 64 * m; e++) { /* element g 320 + e of the TP2 row */
+        uint64_t i = g * 320 + (uint64_t)e;
+        trit[e] = (int8_t)(((src[bn_tp2_group(rows, k, r, i / 256) + i % 64] >> (2 * (i % 256 / 64))) & 3) - 1);
+      }
+      uint8_t *p = dst + bn_tp1_group(rows, k, r, g);
+      for (int j = 0; j < 64; j++) p[j] = tq1_pack(trit + j, m, 64);
+    }
+  memcpy(dst + rows * bn_tp1_row_bytes(k), src + rows * k / 4, rows * 4); /* the row scales */
 }
 
 /* Byte and shift of element e of row r in a TL2 tensor with rows of k. */
@@ -177,6 +215,7 @@ float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint6
   case BN_DT_I2_S: return bn_i2s_scale(tensor, total);
   case BN_DT_TP2:
   case BN_DT_TL2: return rdf(p + total / 4 + 4 * row);
+  case BN_DT_TP1: return rdf(p + total / k * bn_tp1_row_bytes(k) + 4 * row);
   case BN_DT_TQ1_0: return rdh(p + row * k / 256 * 54 + 52);
   case BN_DT_TQ2_0: return rdh(p + row * k / 256 * 66 + 64);
   default: return 0;
@@ -206,6 +245,11 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
     scale[0] = rdf((const uint8_t *)tensor + total / 4 + 4 * (start / n));
     return;
   }
+  if (t == BN_DT_TP1) { /* one whole row: n is its length */
+    tern_tp1(tensor, total / n, n, start / n, trit);
+    scale[0] = bn_ternary_row_scale(t, tensor, total, start / n, n);
+    return;
+  }
   if (t == BN_DT_TL2) { /* whole rows: n is the row length */
     tern_tl2(tensor, n, start / n, trit);
     scale[0] = rdf((const uint8_t *)tensor + total / 4 + 4 * (start / n));
@@ -232,15 +276,6 @@ void bn_q8_0_quantize(const float *x, uint64_t n, uint8_t *out) {
     memcpy(out, &h, 2);
     for (int k = 0; k < 32; k++) out[2 + k] = (uint8_t)(int8_t)roundf(x[k] * id);
   }
-}
-
-/* TQ1_0 packs 5 (or 4, then one shift) trits as a base-3 number, first trit
- * most significant, scaled to a byte by ceiling division: the inverse of tq1_trit. */
-static uint8_t tq1_pack(const int8_t *t, int count, int stride) {
-  unsigned q = 0;
-  for (int k = 0; k < count; k++) q = q * 3 + (unsigned)(t[k * stride] + 1);
-  for (int k = count; k < 5; k++) q *= 3;
-  return (uint8_t)((q * 256 + 242) / 243);
 }
 
 void bn_ternary_encode(bn_dtype t, const int8_t *trit, uint64_t n, float scale, void *out) {
@@ -291,6 +326,19 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
       int sh;
       tl2_at(row, e, n, &byte, &sh);
       out[e] = val[(((const uint8_t *)tensor)[byte] >> sh) & 3] * sc;
+    }
+    return;
+  }
+  if (t == BN_DT_TP1) { /* one whole row: n is its length */
+    uint64_t rows = total / (n > 0 ? n : 1), row = start / (n > 0 ? n : 1);
+    float sc = bn_ternary_row_scale(t, tensor, total, row, n);
+    for (uint64_t g = 0; g * 320 < n; g++) {
+      const uint8_t *p = (const uint8_t *)tensor + bn_tp1_group(rows, n, row, g);
+      uint64_t m = n - g * 320 < 320 ? (n - g * 320) / 64 : 5;
+      for (int j = 0; j < 64; j++) {
+        unsigned x = p[j];
+        for (uint64_t q = 0; q < m; q++, x = 3 * x & 255) out[g * 320 + q * 64 + (uint64_t)j] = (float)((int)(3 * x >> 8) - 1) * sc;
+      }
     }
     return;
   }

@@ -59,6 +59,23 @@ static inline uint64_t bn_tp2_group(uint64_t rows, uint64_t k, uint64_t r, uint6
 void bn_tp2_copy_row(void *dst, uint64_t dst_rows, uint64_t dr, const void *src, uint64_t src_rows, uint64_t sr,
                      uint64_t k);
 
+/* TP1, bnc's 1.6-bit packed ternary layout (bnc compile --weights t1): as TP2 but
+ * each row in groups of 320 elements, 64 bytes each (bn_tp1_row_bytes: the last
+ * group holds the K % 320 left over, a multiple of 64), element j of a group at
+ * byte j % 64, position p = j / 64. A byte holds its positions' codes c (trit + 1)
+ * as the base-3 number c0 c1 c2 c3 c4 (c0 most significant, missing positions 0)
+ * scaled to a byte by ceiling division, as TQ1_0 does: x0 = the byte, c_p =
+ * (3 x_p) >> 8, x_(p+1) = 3 x_p mod 256. So 256 c_p = 3 x_p - x_(p+1), and a
+ * kernel may multiply the bytes x_p themselves with the activations (docs/ir.md).
+ * Groups of a block's m rows interleaved as TP2's (bn_tp1_group); then one f32
+ * scale per row, at rows * bn_tp1_row_bytes(k). Converts a whole TP2 tensor. */
+static inline uint64_t bn_tp1_row_bytes(uint64_t k) { return (k + 319) / 320 * 64; }
+static inline uint64_t bn_tp1_group(uint64_t rows, uint64_t k, uint64_t r, uint64_t g) {
+  uint64_t b = r / 4, m = rows - 4 * b < 4 ? rows - 4 * b : 4;
+  return b * 4 * bn_tp1_row_bytes(k) + (g * m + r % 4) * 64;
+}
+void bn_tp1_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tp1);
+
 /* TL2, the layout of the lookup-table kernels: rows in blocks of 16 (N a
  * multiple of 16), elements in pairs (2p, 2p+1) whose codes c0 + 4 c1 form a
  * 4-bit index; pairs in chunks of 8. Chunk j of block b is 64 bytes at

@@ -49,6 +49,8 @@ bn_status bn_pass_dce(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 /* Not in the pipeline: bnc compile --tune runs it after, with the shapes it chose (in place,
  * node and value indices unchanged). */
 bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err);
+/* Not in the pipeline either: bnc compile --weights t1 re-lays every TP2 matmul weight as TP1. */
+bn_status bn_pass_relayout_t1(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 /* The unique shapes (K, N) of g's fused matmuls over TP2 weights, as pairs in kn
  * (room for 2 x g->n_nodes); returns how many: what --tune measures and --lut re-lays. */
 int bn_pass_matmul_shapes(const bn_graph *g, int64_t *kn);

@@ -19,7 +19,7 @@ typedef struct {
   const void *a, *w, *resid;
   void *out;
   int64_t N;
-  int64_t granule; /* matmuls: rows are split in multiples of this (TP2's blocks of 4, TL2's of 16) */
+  int64_t granule; /* matmuls: rows are split in multiples of this (bn_kfamily_granule) */
   const float *wn; /* with a norm + quantize prologue (bn_mmp_kernel): the norm weights (a is then x); else NULL */
   int64_t xw;      /* and x's row in floats */
   int64_t granule1; /* matmuls: the granule of a one-token step, when not granule (0) */
@@ -81,10 +81,11 @@ static bn_status bind_kernel(bn_exec *e, int i, const bn_kkey *key, void *fn, bn
   void **v = e->env.val;
   switch (key->family) {
   case BN_K_MATMUL:
-  case BN_K_MATMUL_LUT: {
+  case BN_K_MATMUL_LUT:
+  case BN_K_MATMUL_T1: {
     int wi = key->pro ? 2 : 1; /* operands: qa, w (, resid); with a prologue x, norm weights, w (, resid) */
     *j = jit_of(key->family, fn, v[n->in[0]], v[n->in[wi]], key->variant == BN_MM_DQ_ADD ? v[n->in[wi + 1]] : NULL,
-                v[n->out], key->n, key->family == BN_K_MATMUL_LUT ? 16 : 4);
+                v[n->out], key->n, bn_kfamily_granule(key->family));
     if (key->pro) {
       int gate = key->pro - 1 == BN_NQ_GATE_RELU2 || key->pro - 1 == BN_NQ_GATE_SILU;
       size_t qa = (size_t)e->mp->max_tokens * (size_t)bn_qa8_row_bytes(key->k);
@@ -175,6 +176,7 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
   switch (j->family) {
   case BN_K_MATMUL:
   case BN_K_MATMUL_LUT:
+  case BN_K_MATMUL_T1:
     if (j->wn) ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, j->out, j->resid, j->a, j->wn, tmp_of(e, i), T, a, b);
     else ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, a, b);
     break;
@@ -328,7 +330,7 @@ static bn_status make_qkv(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
     if (!bn_qkv_find(g, a, &q)) continue;
     jit_node *m = &e->jit[q.mm];
     jit_node *rq = &e->jit[q.skip[BN_QKV_ROPE_Q]], *rk = &e->jit[q.skip[BN_QKV_ROPE_K]];
-    if (!m->fn || (m->family != BN_K_MATMUL && m->family != BN_K_MATMUL_LUT) || !rq->fn || rq->family != BN_K_ROPE ||
+    if (!m->fn || !bn_kfamily_tmatmul(m->family) || !rq->fn || rq->family != BN_K_ROPE ||
         !rk->fn || rk->family != BN_K_ROPE)
       continue;
     int64_t gran = m->granule / gcd(m->granule, q.head_dim) * q.head_dim; /* whole heads, whole row blocks */

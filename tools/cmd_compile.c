@@ -11,7 +11,7 @@
 
 static const char HELP[] =
     "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--backend NAME] [--tune|--lut] [--aot] [--batch N]\n"
-    "                   [--head exact|q8_0] [--dump-after=PASS|all] [--time-passes]\n"
+    "                   [--weights t2|t1] [--head exact|q8_0] [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
     "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes\n"
     "  (but --tune, whose choices are measurements).\n"
@@ -26,6 +26,10 @@ static const char HELP[] =
     "  --aot              also store the kernels' object code, compiled for the target, in the plan, signed\n"
     "                     with your key (made on first use; see bnc trust --help): a host whose user trusts\n"
     "                     the key and whose CPU has the target's features loads it instead of generating code\n"
+    "  --weights t1       store the ternary matmul weights at 1.6 bits (TP1: five trits a byte, exact, the\n"
+    "                     same results; decode reads a fifth fewer of their bytes; kernels: asmjit on\n"
+    "                     AVX-512 VNNI, else the reference); t2 (the default): 2 bits (TP2). Shapes --tune\n"
+    "                     or --lut give the lookup-table layout keep it\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
     "  --head q8_0        store the output projection's weights as Q8_0 (lossy: decode reads fewer bytes; a\n"
     "                     tied embedding keeps its exact table for the gather); the summary line gives the\n"
@@ -56,6 +60,17 @@ static void hook(const char *pass, const bn_graph *g, double seconds, void *user
     fprintf(stderr, "bnc: %s: cannot write\n", path);
     h->failed = 1;
   } else fprintf(stderr, "wrote %s\n", path);
+}
+
+/* The bytes of the packed ternary weights (what decode reads of them a token). */
+static double ternary_bytes(const bn_graph *g) {
+  double b = 0;
+  for (int i = 0; i < g->n_values; i++) {
+    const bn_value *v = &g->values[i];
+    if (v->kind == BN_VAL_WEIGHT && (v->dtype == BN_DT_TP2 || v->dtype == BN_DT_TP1 || v->dtype == BN_DT_TL2))
+      b += (double)bn_value_bytes(v->dtype, &v->shape, 0);
+  }
+  return b;
 }
 
 /* The bytes of the output projection's weights (what decode reads of the head a token). */
@@ -107,7 +122,7 @@ int bn_cmd_compile(int argc, char **argv) {
   long batch = BN_CLI_BATCH;
   const char *target = "native";
   const bn_backend *backend = bn_backend_default();
-  const char *head = "exact";
+  const char *head = "exact", *weights = "t2";
   hook_ctx h = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -128,7 +143,10 @@ int bn_cmd_compile(int argc, char **argv) {
     else if (!strcmp(a, "--aot")) h.aot = 1;
     else if (!strcmp(a, "--tune")) h.tune = 1;
     else if (!strcmp(a, "--lut")) h.lut = 1;
-    else if (!strcmp(a, "--head") && v) {
+    else if (!strcmp(a, "--weights") && v) {
+      weights = argv[++i];
+      if (strcmp(weights, "t2") && strcmp(weights, "t1")) return bn_cli_usage_error("compile", "--weights must be t2 or t1, got '%s'", weights);
+    } else if (!strcmp(a, "--head") && v) {
       head = argv[++i];
       if (strcmp(head, "exact") && strcmp(head, "q8_0")) return bn_cli_usage_error("compile", "--head must be exact or q8_0, got '%s'", head);
     } else if (a[0] != '-' && !in) in = a;
@@ -152,6 +170,8 @@ int bn_cmd_compile(int argc, char **argv) {
   int have_mp = !st;
   if (h.progress) fprintf(stderr, "\r\033[K");
   if (!st && (h.tune || h.lut)) st = choose_layouts(&m.graph, backend, target, (int)batch, h.tune, &err);
+  double t2_bytes = have_mp ? ternary_bytes(&m.graph) : 0;
+  if (!st && !strcmp(weights, "t1")) st = bn_pass_relayout_t1(&m.graph, &po, &err);
   bn_objcode aot = {0};
   if (!st && h.aot) {
     double t1 = bn_now();
@@ -179,6 +199,9 @@ int bn_cmd_compile(int argc, char **argv) {
     fprintf(stderr, "bnc compile: %s -> %s: %.1f MiB, %d nodes, arena %.2f MiB for %ld tokens (%.2f MiB unplanned), %.2f s\n",
             in, h.out, sb.st_size / 1048576.0, m.graph.n_nodes, mp.arena_bytes / 1048576.0, batch,
             mp.sum_bytes / 1048576.0, bn_now() - t0);
+    if (!strcmp(weights, "t1"))
+      fprintf(stderr, "  weights t1: %.1f MiB of ternary weights a token (%.1f MiB at 2 bits)\n",
+              ternary_bytes(&m.graph) / 1048576.0, t2_bytes / 1048576.0);
     if (strcmp(head, "exact"))
       fprintf(stderr, "  head %s: %.1f MiB a token (%.1f MiB exact), relative rms error of its weights %.3f %%\n", head,
               head_bytes(&m.graph) / 1048576.0, head_before / 1048576.0, 100 * head_error);

@@ -1,4 +1,5 @@
 /* The ternary matmul and the norm + quantize kernels (its prologue), AVX-512 (VNNI) or AVX2. */
+#include "../../ir/quant.h"
 #include "emit.h"
 
 /* The ternary matmul (bn_mm_kernel: qa rdi, w rsi, out rdx, resid rcx, T r8, n0 r9, n1 on the stack), AVX-512
@@ -12,9 +13,20 @@
 enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
 enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1 (bench/README.md) */
 
+/* What a matmul kernel's pieces share: vector bytes W (64 AVX-512 VNNI, 32 AVX2), the shape, the
+ * bn_mm_mode; the weights' layout (t1: TP1, else TP2), the byte offset of their row scales in w and
+ * of one block of 4 rows. */
+typedef struct {
+  int W, t1, mode, scratch; /* scratch: the weights are TP2 unpacked at rsp from row rbp on (unpack_t1) */
+  int64_t K, N, block;
+  int32_t scales;
+} mmk;
+
 /* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9.
  * Scratch: vectors s0 and s1. */
-static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t, int s0, int s1) {
+static void epilogue(bn_asm *a, const mmk *m, int r, int t, int s0, int s1) {
+  int64_t K = m->K, N = m->N;
+  int mode = m->mode;
   int32_t meta = (int32_t)((K + 63) / 64 * 64), row = (int32_t)(meta + 64) * t, at = (int32_t)(4 * (t * N + r));
   op(a, "sub", bn_gpd(RAX), bn_mem(R14, row + meta + 4, 4), NONE); /* less the sum of the codes */
   if (mode == BN_MM_ACC) {
@@ -22,7 +34,7 @@ static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t, in
     return;
   }
   op(a, "vcvtsi2sd", bn_vec(s0, 16), bn_vec(s0, 16), bn_gpd(RAX));
-  op(a, "vcvtss2sd", bn_vec(s1, 16), bn_vec(s1, 16), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4 + 4 * r), 4)); /* row scale */
+  op(a, "vcvtss2sd", bn_vec(s1, 16), bn_vec(s1, 16), bn_memx(RSI, R9, 4, m->scales + 4 * r, 4)); /* row scale */
   op(a, "vmulsd", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s1, 16));
   op(a, "vcvtss2sd", bn_vec(s1, 16), bn_vec(s1, 16), bn_mem(R14, row + meta, 4)); /* the token's scale */
   op(a, "vdivsd", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s1, 16));
@@ -34,7 +46,9 @@ static void epilogue(bn_asm *a, int64_t K, int64_t N, int mode, int r, int t, in
 /* The 4 x 4 tile's epilogue on vectors: the 16 accumulators (row r, token t in vector 4 r + t) reduced
  * by tree16 into one vector whose lane 4 t + r holds their sum; then the same operations per lane as the
  * scalar epilogue, in double for 8 lanes at a time, so the same bits. Uses every vector but 31. */
-static void tile_epilogue(bn_asm *a, int64_t K, int64_t N, int mode) {
+static void tile_epilogue(bn_asm *a, const mmk *m) {
+  int64_t K = m->K, N = m->N;
+  int mode = m->mode;
   int32_t rb = (int32_t)((K + 63) / 64 * 64 + 64), meta = rb - 64, nb = (int32_t)(4 * N);
   tree16(a, "vpaddd");
   for (int t = 0; t < 4; t++) /* less each token's sum of codes */
@@ -47,7 +61,7 @@ static void tile_epilogue(bn_asm *a, int64_t K, int64_t N, int mode) {
       op(a, "vextracti32x4", bn_memx(RDX, R11, 4, nb * t, 16), bn_vec(6, 64), bn_imm(t));
     return;
   }
-  op(a, "vcvtps2pd", bn_vec(8, 32), bn_memx(RSI, R9, 4, (int32_t)(N * K / 4), 16), NONE); /* rows' scales */
+  op(a, "vcvtps2pd", bn_vec(8, 32), bn_memx(RSI, R9, 4, m->scales, 16), NONE); /* rows' scales */
   bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 32), bn_imm(1));
   for (int h = 0; h < 2; h++) { /* tokens 2 h and 2 h + 1: 8 lanes */
     for (int i = 0; i < 2; i++) {
@@ -88,8 +102,8 @@ static void group_end(bn_asm *a, int64_t K, int64_t N, int rows, int grp) {
  * vector loaded once for its rows; each (row, token) accumulates in `chains` vectors (two when alone,
  * to hide vpdpbusd's latency). Up to 16 accumulators leave CV, WV, QV as they are; 24 (2 x 12) put the
  * codes in 24..27 and the activations in 30. */
-static void tile(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
-  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+static void tile(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t K = m->K, N = m->N, row_bytes = (K + 63) / 64 * 64 + 64;
   int chains = tt == 1 ? 2 : 1, n_acc = rows * tt * chains;
   int wv = n_acc > 16 ? 24 : WV, cv = n_acc > 16 ? 24 + rows : CV, qv = n_acc > 16 ? 30 : QV;
   int grp = bn_asm_new_label(a);
@@ -113,14 +127,14 @@ static void tile(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
     }
   }
   group_end(a, K, N, rows, grp);
-  if (rows == 4 && tt == 4) tile_epilogue(a, K, N, mode);
+  if (rows == 4 && tt == 4) tile_epilogue(a, m);
   else
     for (int r = 0; r < rows; r++)
       for (int t = 0; t < tt; t++) {
         int v = (r * tt + t) * chains;
         if (chains == 2) op(a, "vpaddd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v + 1, 64));
         hsum(a, v, S0, 64);
-        epilogue(a, K, N, mode, r, t, S0, S1);
+        epilogue(a, m, r, t, S0, S1);
       }
 }
 
@@ -129,8 +143,8 @@ static void tile(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
  * vpmaddubsw, adjacent pairs summed into int16 lanes; those of a group summed in int16 (8 of at most
  * 2 x 2 x 127 each: no overflow), then widened once by vpmaddwd with ones into the int32 accumulators.
  * Vectors: accumulators 0.., int16 sums 4.., codes 8.., activations 12, product 13, the code mask 14, ones 15. */
-static void tile_avx2(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int tt) {
-  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+static void tile_avx2(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t K = m->K, N = m->N, row_bytes = (K + 63) / 64 * 64 + 64;
   int n = rows * tt, grp = bn_asm_new_label(a);
   for (int i = 0; i < n; i++) {
     op(a, "vpxor", bn_vec(i, 32), bn_vec(i, 32), bn_vec(i, 32));
@@ -166,25 +180,109 @@ static void tile_avx2(bn_asm *a, int64_t K, int64_t N, int mode, int rows, int t
   for (int r = 0; r < rows; r++)
     for (int t = 0; t < tt; t++) {
       hsum(a, r * tt + t, 13, 32);
-      epilogue(a, K, N, mode, r, t, 12, 13);
+      epilogue(a, m, r, t, 12, 13);
+    }
+}
+
+/* TP1's constants (AVX-512): bytes of 1, 85 and 170 (the codes' thresholds). */
+enum { ONE = 26, T85 = 30, T170 = 27 };
+
+/* One TP1 group of m positions (64 x m elements; r15 its bytes, r11 its activations): the rows' bytes
+ * x0 loaded once, x_(p+1) = 3 x_p by two byte adds. Decode (one token) multiplies the bytes themselves:
+ * chain 0 sums x_p a_p, chain 1 x_(p+1) a_p, and 256 c_p = 3 x_p - x_(p+1) makes 3 chain 0 - chain 1
+ * = 256 x the sum of codes times activations (every term's carry out of the byte is the code): two
+ * vpdpbusd and two adds a row and position, no unpacking. A token tile unpacks the codes once for its
+ * tokens instead: c = (x > 85) + (x > 170) by two compares into masks. */
+static void group_t1(bn_asm *a, const mmk *m, int rows, int tt, int pos) {
+  int64_t row_bytes = (m->K + 63) / 64 * 64 + 64;
+  int chains = tt == 1 ? 2 : 1;
+  for (int r = 0; r < rows; r++) {
+    if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
+    op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
+  }
+  for (int p = 0; p < pos; p++) {
+    if (tt == 1) {
+      op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, 64 * p, 64), NONE);
+      for (int r = 0; r < rows; r++) op(a, "vpdpbusd", bn_vec(2 * r, 64), bn_vec(WV + r, 64), bn_vec(QV, 64));
+      for (int r = 0; r < rows; r++) {
+        op(a, "vpaddb", bn_vec(CV + r, 64), bn_vec(WV + r, 64), bn_vec(WV + r, 64));
+        op(a, "vpaddb", bn_vec(WV + r, 64), bn_vec(CV + r, 64), bn_vec(WV + r, 64));
+      }
+      for (int r = 0; r < rows; r++) op(a, "vpdpbusd", bn_vec(2 * r + 1, 64), bn_vec(WV + r, 64), bn_vec(QV, 64));
+      continue;
+    }
+    for (int r = 0; r < rows; r++) {
+      int k1 = 1 + 2 * (r % 3), k2 = k1 + 1;
+      bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(k1), bn_vec(WV + r, 64), bn_vec(T85, 64), bn_imm(6)); /* > */
+      bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(k2), bn_vec(WV + r, 64), bn_vec(T170, 64), bn_imm(6));
+      bn_asm_mask(a, k1, 1);
+      op(a, "vmovdqu8", bn_vec(CV + r, 64), bn_vec(ONE, 64), NONE);
+      bn_asm_mask(a, k2, 0);
+      op(a, "vpaddb", bn_vec(CV + r, 64), bn_vec(CV + r, 64), bn_vec(ONE, 64));
+      if (p + 1 < pos) {
+        op(a, "vpaddb", bn_vec(S0, 64), bn_vec(WV + r, 64), bn_vec(WV + r, 64));
+        op(a, "vpaddb", bn_vec(WV + r, 64), bn_vec(S0, 64), bn_vec(WV + r, 64));
+      }
+    }
+    for (int t = 0; t < tt; t++) {
+      op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * p), 64), NONE);
+      for (int r = 0; r < rows; r++) op(a, "vpdpbusd", bn_vec((r * tt + t) * chains, 64), bn_vec(CV + r, 64), bn_vec(QV, 64));
+    }
+  }
+}
+
+/* The TP1 tile (AVX-512 VNNI), as tile: 4 x 4, 4 x 1 (decode), 1 x 4, 1 x 1; whole groups in a loop
+ * (r15 on by 64 x the block's rows: 256, or r12 for one row), then a last group of K % 320. */
+static void tile_t1(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t K = m->K, N = m->N, full = K / 320 * 320;
+  int chains = tt == 1 ? 2 : 1, n_acc = rows * tt * chains, grp = bn_asm_new_label(a);
+  for (int c = 0; c < n_acc; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  if (full) {
+    bn_asm_bind(a, grp);
+    group_t1(a, m, rows, tt, 5);
+    if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+    else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+    op(a, "add", bn_gp(R11), bn_imm(320), NONE);
+    op(a, "cmp", bn_gp(R11), bn_imm(full), NONE);
+    op(a, "jl", bn_label(grp), NONE, NONE);
+  }
+  if (K > full) group_t1(a, m, rows, tt, (int)(K - full) / 64);
+  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE);
+  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
+  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  if (rows == 4 && tt == 4) return tile_epilogue(a, m);
+  for (int r = 0; r < rows; r++)
+    for (int t = 0; t < tt; t++) {
+      int v = (r * tt + t) * chains;
+      if (chains == 2) { /* (3 chain 0 - chain 1) / 256, exact once summed */
+        op(a, "vpaddd", bn_vec(S0, 64), bn_vec(v, 64), bn_vec(v, 64));
+        op(a, "vpaddd", bn_vec(v, 64), bn_vec(S0, 64), bn_vec(v, 64));
+        op(a, "vpsubd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v + 1, 64));
+      }
+      hsum(a, v, S0, 64);
+      if (chains == 2) op(a, "sar", bn_gpd(RAX), bn_imm(8), NONE);
+      epilogue(a, m, r, t, S0, S1);
     }
 }
 
 /* One tile of rows x tt, for the ISA (W: 64 AVX-512 VNNI, 32 AVX2). */
-static void any_tile(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows, int tt) {
-  if (W == 64) tile(a, K, N, mode, rows, tt);
-  else tile_avx2(a, K, N, mode, rows, tt);
+static void any_tile(bn_asm *a, const mmk *m, int rows, int tt) {
+  if (m->t1) tile_t1(a, m, rows, tt);
+  else if (m->W == 64) tile(a, m, rows, tt);
+  else tile_avx2(a, m, rows, tt);
 }
 
 /* Tiles of `rows` x tt for the rows at rbx, from token r13 while tt more remain. */
-static void token_tiles(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows, int tt) {
-  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+static void token_tiles(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t row_bytes = (m->K + 63) / 64 * 64 + 64;
   int tok = bn_asm_new_label(a), end = bn_asm_new_label(a);
   bn_asm_bind(a, tok);
   op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_gp(R8), NONE);
   op(a, "jg", bn_label(end), NONE, NONE);
-  any_tile(a, W, K, N, mode, rows, tt);
+  any_tile(a, m, rows, tt);
   op(a, "add", bn_gp(R14), bn_imm(row_bytes * tt), NONE);
   op(a, "add", bn_gp(R13), bn_imm(tt), NONE);
   op(a, "jmp", bn_label(tok), NONE, NONE);
@@ -192,29 +290,90 @@ static void token_tiles(bn_asm *a, int W, int64_t K, int64_t N, int mode, int ro
 }
 
 /* Every token for the rows at rbx: tiles of 4 tokens (AVX-512 VNNI, or one row on AVX2), then one at a time. */
-static void token_loop(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows) {
+static void token_loop(bn_asm *a, const mmk *m, int rows) {
   op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
   op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
-  if (W == 64 || rows == 1) token_tiles(a, W, K, N, mode, rows, 4);
-  token_tiles(a, W, K, N, mode, rows, 1);
+  if (m->W == 64 || rows == 1) token_tiles(a, m, rows, 4);
+  token_tiles(a, m, rows, 1);
 }
 
-/* rbx = the first group of row r9: w + (r9 / 4) K + (r9 % 4) 64 (a whole block's row). */
-static void row_base(bn_asm *a, int64_t K) {
+/* rbx = the first group of row r9: w + (r9 / 4) block + (r9 % 4) 64 (a whole block's row); or in the
+ * scratch, rsp + ((r9 - rbp) / 4) block. */
+static void row_base(bn_asm *a, const mmk *m) {
   op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
+  if (m->scratch) op(a, "sub", bn_gp(RAX), bn_gp(RBP), NONE);
   op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
-  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(K));
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(m->block));
   op(a, "mov", bn_gp(RBX), bn_gp(R9), NONE);
   op(a, "and", bn_gp(RBX), bn_imm(3), NONE);
   op(a, "shl", bn_gp(RBX), bn_imm(6), NONE);
   op(a, "add", bn_gp(RBX), bn_gp(RAX), NONE);
-  op(a, "add", bn_gp(RBX), bn_gp(RSI), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(m->scratch ? RSP : RSI), NONE);
+}
+
+/* TP1 group gl (of pos positions) of a block's 4 rows (at r11, local to a run of 4 groups) unpacked into
+ * TP2 at rax: position p is the codes of chunk h = 5 gl + p of 64 elements, TP2's group h / 4 at shift
+ * 2 (h % 4) (the first shift stores, the others add their bits). */
+static void unpack_group(bn_asm *a, int gl, int pos) {
+  for (int r = 0; r < 4; r++) {
+    op(a, "vmovdqu64", bn_vec(WV, 64), bn_mem(R11, (gl * 4 + r) * 64, 64), NONE);
+    for (int p = 0; p < pos; p++) {
+      int h = 5 * gl + p, s = 2 * (h % 4);
+      bn_asm_op dst = bn_mem(RAX, (h / 4 * 4 + r) * 64, 64);
+      bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(1), bn_vec(WV, 64), bn_vec(T85, 64), bn_imm(6)); /* > */
+      bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(2), bn_vec(WV, 64), bn_vec(T170, 64), bn_imm(6));
+      bn_asm_mask(a, 1, 1);
+      op(a, "vmovdqu8", bn_vec(CV, 64), bn_vec(ONE, 64), NONE);
+      bn_asm_mask(a, 2, 0);
+      op(a, "vpaddb", bn_vec(CV, 64), bn_vec(CV, 64), bn_vec(ONE, 64));
+      if (p + 1 < pos) {
+        op(a, "vpaddb", bn_vec(S0, 64), bn_vec(WV, 64), bn_vec(WV, 64));
+        op(a, "vpaddb", bn_vec(WV, 64), bn_vec(S0, 64), bn_vec(WV, 64));
+      }
+      if (s) {
+        op(a, "vpsllw", bn_vec(CV, 64), bn_vec(CV, 64), bn_imm(s)); /* codes < 4: no bit leaves its byte */
+        op(a, "vpord", bn_vec(CV, 64), bn_vec(CV, 64), dst);
+      }
+      op(a, "vmovdqu64", dst, bn_vec(CV, 64), NONE);
+    }
+  }
+}
+
+/* Prefill over TP1: the whole 4-row blocks of rows r9..r12 unpacked into TP2 at rsp (K bytes a block), once
+ * for all the tokens, which the TP2 tiles then read (the extraction paid once, not per token tile). Runs of
+ * 4 groups (1280 elements: 5 TP2 groups) in a loop, then the groups left. */
+static void unpack_t1(bn_asm *a, const mmk *m) {
+  int64_t K = m->K, runs = K / 1280, groups = (K + 319) / 320;
+  int blk = bn_asm_new_label(a), run = bn_asm_new_label(a);
+  row_base(a, m);
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "mov", bn_gp(R14), bn_gp(RSP), NONE);
+  op(a, "mov", bn_gp(R13), bn_gp(R9), NONE);
+  bn_asm_bind(a, blk);
+  op(a, "mov", bn_gp(R11), bn_gp(R15), NONE);
+  op(a, "mov", bn_gp(RAX), bn_gp(R14), NONE);
+  if (runs) {
+    op(a, "xor", bn_gpd(RBX), bn_gpd(RBX), NONE);
+    bn_asm_bind(a, run);
+    for (int g = 0; g < 4; g++) unpack_group(a, g, 5);
+    op(a, "add", bn_gp(R11), bn_imm(1024), NONE);
+    op(a, "add", bn_gp(RAX), bn_imm(1280), NONE);
+    op(a, "inc", bn_gp(RBX), NONE, NONE);
+    op(a, "cmp", bn_gp(RBX), bn_imm(runs), NONE);
+    op(a, "jl", bn_label(run), NONE, NONE);
+  }
+  for (int64_t g = runs * 4; g < groups; g++) unpack_group(a, (int)(g - runs * 4), K - g * 320 < 320 ? (int)(K - g * 320) / 64 : 5);
+  op(a, "add", bn_gp(R15), bn_imm(m->block), NONE);
+  op(a, "add", bn_gp(R14), bn_imm(K), NONE);
+  op(a, "add", bn_gp(R13), bn_imm(4), NONE);
+  op(a, "cmp", bn_gp(R13), bn_gp(R12), NONE);
+  op(a, "jl", bn_label(blk), NONE, NONE);
 }
 
 /* Prefill over the whole blocks of rows r9..r12 (rbp: the first): token tiles outside, tiles of
  * `rows` rows inside, so a token tile's activations stay in L1 across the rows. Leaves r9 = r12. */
-static void block_tokens(bn_asm *a, int W, int64_t K, int64_t N, int mode, int rows, int tt) {
-  int64_t row_bytes = (K + 63) / 64 * 64 + 64;
+static void block_tokens(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t row_bytes = (m->K + 63) / 64 * 64 + 64;
   int tok = bn_asm_new_label(a), row = bn_asm_new_label(a), end = bn_asm_new_label(a);
   bn_asm_bind(a, tok);
   op(a, "lea", bn_gp(RAX), bn_mem(R13, tt, 0), NONE);
@@ -222,8 +381,8 @@ static void block_tokens(bn_asm *a, int W, int64_t K, int64_t N, int mode, int r
   op(a, "jg", bn_label(end), NONE, NONE);
   op(a, "mov", bn_gp(R9), bn_gp(RBP), NONE);
   bn_asm_bind(a, row);
-  row_base(a, K);
-  any_tile(a, W, K, N, mode, rows, tt);
+  row_base(a, m);
+  any_tile(a, m, rows, tt);
   op(a, "add", bn_gp(R9), bn_imm(rows), NONE);
   op(a, "cmp", bn_gp(R9), bn_gp(R12), NONE);
   op(a, "jl", bn_label(row), NONE, NONE);
@@ -358,15 +517,22 @@ void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps)
 
 /* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
  * registers pushed already. */
-static void matmul_rows(bn_asm *a, int W, int64_t K, int64_t N, int mode) {
-  int64_t full = N / 4 * 4;
+static void matmul_rows(bn_asm *a, const mmk *m) {
+  int W = m->W;
+  int64_t N = m->N, full = N / 4 * 4;
   int row_loop = bn_asm_new_label(a), single = bn_asm_new_label(a), next = bn_asm_new_label(a);
   int done = bn_asm_new_label(a), block4 = bn_asm_new_label(a);
-  splat_i(a, W == 64 ? MASK : 14, 0x03030303, W);
+  if (m->t1) { /* TP1's code thresholds: c = (x > 85) + (x > 170) */
+    splat_i(a, ONE, 0x01010101, W);
+    splat_i(a, T85, 0x55555555, W);
+    splat_i(a, T170, (int32_t)0xaaaaaaaa, W);
+    splat_i(a, MASK, 0x03030303, W); /* and the TP2 tiles' code mask, over the scratch */
+    op(a, "sub", bn_gp(RSP), bn_imm(BLOCK / 4 * m->K), NONE);
+  } else splat_i(a, W == 64 ? MASK : 14, 0x03030303, W);
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, row_loop);
-  row_base(a, K);
+  row_base(a, m);
   if (full) { /* a whole block of 4 within n0..n1: the tile */
     op(a, "test", bn_gp(R9), bn_imm(3), NONE);
     op(a, "jnz", bn_label(single), NONE, NONE);
@@ -378,7 +544,7 @@ static void matmul_rows(bn_asm *a, int W, int64_t K, int64_t N, int mode) {
     int many = bn_asm_new_label(a);
     op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
     op(a, "jg", bn_label(many), NONE, NONE);
-    token_loop(a, W, K, N, mode, 4); /* decode: one block, one stream */
+    token_loop(a, m, 4); /* decode: one block, one stream */
     op(a, "add", bn_gp(R9), bn_imm(4), NONE);
     op(a, "jmp", bn_label(next), NONE, NONE);
     bn_asm_bind(a, many); /* prefill: blocks of up to `block` rows, r9..r12 */
@@ -391,10 +557,24 @@ static void matmul_rows(bn_asm *a, int W, int64_t K, int64_t N, int mode) {
     op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
+    if (m->t1) { /* 8 tokens or more: unpacked once into TP2 in the scratch */
+      int direct = bn_asm_new_label(a);
+      mmk tp2 = *m;
+      tp2.t1 = 0, tp2.scratch = 1, tp2.block = m->K;
+      op(a, "cmp", bn_gp(R8), bn_imm(8), NONE);
+      op(a, "jl", bn_label(direct), NONE, NONE);
+      unpack_t1(a, m);
+      op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
+      op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
+      block_tokens(a, &tp2, 4, 4);
+      block_tokens(a, &tp2, 4, 1);
+      op(a, "jmp", bn_label(next), NONE, NONE);
+      bn_asm_bind(a, direct);
+    }
     op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
     op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
-    block_tokens(a, W, K, N, mode, W == 64 ? 4 : 2, W == 64 ? 4 : 2);
-    block_tokens(a, W, K, N, mode, 4, 1);
+    block_tokens(a, m, W == 64 ? 4 : 2, W == 64 ? 4 : 2);
+    block_tokens(a, m, 4, 1);
     op(a, "jmp", bn_label(next), NONE, NONE);
   }
   bn_asm_bind(a, single);
@@ -405,19 +585,22 @@ static void matmul_rows(bn_asm *a, int W, int64_t K, int64_t N, int mode) {
     op(a, "mov", bn_gp(R12), bn_imm(N % 4 * 64), NONE);
   }
   bn_asm_bind(a, block4);
-  token_loop(a, W, K, N, mode, 1);
+  token_loop(a, m, 1);
   op(a, "inc", bn_gp(R9), NONE, NONE);
   bn_asm_bind(a, next);
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jl", bn_label(row_loop), NONE, NONE);
   bn_asm_bind(a, done);
+  if (m->t1) op(a, "add", bn_gp(RSP), bn_imm(BLOCK / 4 * m->K), NONE);
 }
 
 /* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
-void bn_asmjit_matmul(bn_asm *a, int avx512, int64_t K, int64_t N, int mode, int pro, float eps) {
+void bn_asmjit_matmul(bn_asm *a, int avx512, int t1, int64_t K, int64_t N, int mode, int pro, float eps) {
   int W = avx512 ? 64 : 32;
+  int64_t rb = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4; /* a row's packed bytes */
+  mmk m = {.W = W, .t1 = t1, .mode = mode, .K = K, .N = N, .block = 4 * rb, .scales = (int32_t)(N * rb)};
   enter(a, 6);
   enum { ARGS = 8 + 6 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
@@ -442,7 +625,7 @@ void bn_asmjit_matmul(bn_asm *a, int avx512, int64_t K, int64_t N, int mode, int
     op(a, "mov", bn_gp(R9), bn_mem(RSP, ARGS + 16, 8), NONE);
     op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS + 24, 8), NONE);
   }
-  matmul_rows(a, W, K, N, mode);
+  matmul_rows(a, &m);
   leave(a, 6);
 }
 

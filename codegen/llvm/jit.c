@@ -211,6 +211,7 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
     if (key->pro < 0 || key->pro > BN_NQ_GATE_SILU + 1)
       return bn_fail(err, BN_E_INVALID, "llvm: matmul prologue %d (0 none, 1..3 norm, gate relu2, gate silu)", key->pro);
     break;
+  case BN_K_MATMUL_T1: return bn_fail(err, BN_E_UNSUPPORTED, "llvm: no 1.6-bit (TP1) matmul kernel: use --backend asmjit or auto");
   case BN_K_MATMUL_F:
   case BN_K_EMBED: /* rows of K in a weight type decoded block by block */
     if (K <= 0 || N <= 0 || v < 0 || v >= BN_DT_COUNT || !bn_gen_matmul_f_block((bn_dtype)v, j->isa) ||
@@ -271,6 +272,7 @@ static void emit_EMBED(LLVMContextRef c, LLVMModuleRef m, const char *name, cons
 static void emit_SLICE(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
   bn_gen_slice(c, m, name, key->k, key->n, key->variant, isa);
 }
+#define emit_MATMUL_T1 NULL /* no LLVM kernel over TP1: check_key refuses it (auto takes asmjit's) */
 static emitter *const emitters[BN_K_COUNT] = {
 #define X(id, name, type, split, key, ref) [BN_K_##id] = emit_##id,
 #include "../kernels.def"
