@@ -6,6 +6,7 @@
  * memory plan stays valid), so they may run after the pipeline. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../ir/quant.h"
 #include "pass.h"
@@ -49,8 +50,10 @@ static bn_status relayout(bn_graph *g, const bn_pass_opts *o, bn_dtype to, int (
         return bn_fail(err, BN_E_NOMEM, "relayout: out of memory for %%%s", w->name);
       if (out && to == BN_DT_TL2) bn_tl2_from_tp2(w->data, (uint64_t)N, (uint64_t)K, out);
       if (out && to == BN_DT_TP1) bn_tp1_from_tp2(w->data, (uint64_t)N, (uint64_t)K, out);
-      char name[200];
-      snprintf(name, sizeof name, "%s.%s", w->name, bn_dtype_table[to].name);
+      char name[200]; /* "x.tp2" becomes "x.tp1" */
+      size_t len = strlen(w->name);
+      int tp2 = len > 4 && !strcmp(w->name + len - 4, ".tp2");
+      snprintf(name, sizeof name, "%.*s.%s", (int)(tp2 ? len - 4 : len), w->name, bn_dtype_table[to].name);
       if (bn_graph_rename_value(g, (int)(w - g->values), name)) return bn_fail(err, BN_E_NOMEM, "out of memory");
       w->dtype = to;
       w->nbytes = (size_t)nbytes;

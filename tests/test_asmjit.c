@@ -143,24 +143,36 @@ static void test_embedding_rows(void **state) {
 /* The ternary matmul (AVX-512 VNNI) in its three modes against bn_ref_tmatmul / bn_ref_dequant: the
  * sums exact, the dequantized results bit-identical, over tokens, K, N (short last blocks of rows)
  * and two threads' row ranges split anywhere. */
+/* The packed (TP2) and the 1.6-bit (TP1: the same trits re-laid) matmuls against the reference over TP2,
+ * bit for bit: decode and token tiles, K with TP1's every tail (K % 320) and runs of 4 groups, row
+ * ranges split anywhere (TP1 on AVX2: at whole blocks, as the executor splits). */
 static void test_ternary_matmul(void **state) {
   (void)state;
-  for (int ia = 0; ia < 2; ia++) {
+  for (int ia = 0; ia < 2; ia++)
+    for (int t1 = 0; t1 < 2; t1++) {
     bn_codegen *cg = open_isa(ISAS[ia]);
     bn_kkey probe = {.family = BN_K_MATMUL, .k = 256, .n = 4, .variant = BN_MM_DQ};
     if (!cg || !bn_codegen_supports(cg, &probe)) { /* no such ISA here (or AVX-512 without VNNI) */
       bn_codegen_close(cg);
       continue;
     }
-  static const int Ts[] = {1, 2, 3, 5, 13, 29}, Ks[] = {256, 512, 768, 1536}, Ns[] = {1, 3, 4, 17, 64, 130};
+  static const int Ts[] = {1, 2, 3, 5, 8, 13, 29}, Ks[] = {256, 512, 768, 1536, 2560, 2816}, Ns[] = {1, 3, 4, 17, 64, 132};
   uint64_t rng = 77;
-  int checked = 0;
+  int checked = 0, family = t1 ? BN_K_MATMUL_T1 : BN_K_MATMUL;
   for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
-    for (size_t b = 0; b < 4; b++)
-      for (size_t c = 0; c < 6; c++) {
+    for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
+      for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
         int T = Ts[a], K = Ks[b], N = Ns[c];
+        if (!bn_codegen_supports(cg, &(bn_kkey){.family = family, .k = K, .n = N, .variant = BN_MM_DQ})) {
+          assert_true(t1 && ia == 0 && N % 4); /* AVX2's TP1 kernels: whole blocks of 4 rows only */
+          continue;
+        }
         bn_value wv = random_tp2(N, K, &rng);
         uint8_t *w = (uint8_t *)wv.data;
+        if (t1) { /* the same trits and scales at 1.6 bits (the reference reads wv's TP2) */
+          w = malloc(bn_value_bytes(BN_DT_TP1, &wv.shape, 0));
+          bn_tp1_from_tp2(wv.data, (uint64_t)N, (uint64_t)K, w);
+        }
         int8_t *scr = malloc((size_t)K);
         float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), bs[64];
         for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 8 - 4) * (i % 7 == 0 ? 30 : 1);
@@ -172,26 +184,31 @@ static void test_ternary_matmul(void **state) {
         bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
         bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
         for (int mode = BN_MM_ACC; mode <= BN_MM_DQ_ADD; mode++) {
-          bn_kkey key = {.family = BN_K_MATMUL, .k = K, .n = N, .variant = mode};
+          bn_kkey key = {.family = family, .k = K, .n = N, .variant = mode};
           void *fn = kernel(cg, key);
           void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
           memset(out, 0x5a, (size_t)T * N * 4);
           int split = (int)(bn_rng_next(&rng) % (uint64_t)(N + 1));
+          if (t1 && ia == 0) split &= ~3;
           ((bn_mm_kernel)fn)(qa, w, out, resid, T, 0, split);
           ((bn_mm_kernel)fn)(qa, w, out, resid, T, split, N);
           for (int i = 0; i < T * N; i++) {
             if (mode == BN_MM_ACC && acc[i] != acc_ref[i])
-              fail_msg("ACC T=%d K=%d N=%d [%d]: %d, the reference %d", T, K, N, i, acc[i], acc_ref[i]);
+              fail_msg("%s %s ACC T=%d K=%d N=%d [%d]: %d, the reference %d", ISAS[ia], t1 ? "tp1" : "tp2", T, K, N, i,
+                       acc[i], acc_ref[i]);
             float want = mode == BN_MM_DQ ? y_ref[i] : resid[i] + y_ref[i];
             if (mode != BN_MM_ACC && memcmp(&y[i], &want, 4))
-              fail_msg("mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", mode, T, K, N, i, y[i], want);
+              fail_msg("%s %s mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", ISAS[ia], t1 ? "tp1" : "tp2", mode, T,
+                       K, N, i, y[i], want);
           }
           checked++;
         }
-        free(w), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
+        if (t1) free(w);
+        free((void *)wv.data), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
       }
   bn_codegen_close(cg);
-  printf("  %d ternary matmul kernels checked (%s)\n", checked, ISAS[ia]);
+  printf("  %d ternary matmul kernels checked (%s, %s)\n", checked, ISAS[ia], t1 ? "tp1" : "tp2");
+  assert_true(checked >= (t1 && ia == 0 ? 300 : 700));
   }
 }
 
@@ -455,30 +472,42 @@ static void test_models_match_the_reference(void **state) {
       fail_msg("%s", err.msg);
     static const int32_t tok[10] = {1, 5, 9, 200, 31, 77, 4, 8, 15, 16};
     size_t V = (size_t)m.hp.n_vocab;
-    float *want = NULL;
-    for (int b = 0; b < 7; b++) { /* the reference, then asmjit on 1, 2 and 3 threads, AVX2 then AVX-512 */
-      int threads = b ? 1 + (b - 1) % 3 : 1;
-      const char *isa = b ? ISAS[(b - 1) / 3] : NULL;
-      bn_session_params sp = {.n_ctx = 32,
-                              .exec = {.backend = bn_backend_find(b ? "asmjit" : "ref"), .threads = threads, .isa = isa},
-                              .sampler = bn_sampler_defaults()};
-      bn_session *s;
-      if (bn_session_create(&m, &mp, &sp, &s, &err)) {
-        if (isa && !strcmp(isa, "avx512")) continue; /* this CPU has no AVX-512 */
-        fail_msg("%s", err.msg);
+    float *outs[7] = {NULL};
+    for (int t1 = 0; t1 < 2; t1++) {
+      if (t1) { /* then the same model at 1.6 bits */
+        if (bn_pass_relayout_t1(&m.graph, &po, &err)) fail_msg("%s", err.msg);
+        int tp1 = 0;
+        for (int i = 0; i < m.graph.n_values; i++) tp1 += m.graph.values[i].dtype == BN_DT_TP1;
+        assert_true(tp1 >= 4);
       }
-      float *out = chunk_and_steps(s, tok, 10, V);
-      if (b) assert_true(bn_exec_jit_nodes(bn_session_exec(s), NULL) >= 1);
-      bn_session_free(s);
-      if (!b) want = out;
-      else { /* every kernel but the output projection's (float lanes, as LLVM's) is the reference's bits */
-        double rel = tu_rel_to_range(out, want, 20 * V), bound = ai ? 1e-6 : 1e-4; /* bitnet: silu's exp */
-        printf("  %s, %s, %d thread(s): max |diff| / logit range %.3g\n", arches[ai], isa, threads, rel);
-        if (rel > bound) fail_msg("%s, %s, %d threads: logits differ by %.3g of their range", arches[ai], isa, threads, rel);
-        free(out);
+      for (int b = t1; b < 7; b++) { /* the reference, then asmjit on 1, 2 and 3 threads, AVX2 then AVX-512 */
+        int threads = b ? 1 + (b - 1) % 3 : 1;
+        const char *isa = b ? ISAS[(b - 1) / 3] : NULL;
+        bn_session_params sp = {.n_ctx = 32,
+                                .exec = {.backend = bn_backend_find(b ? "asmjit" : "ref"), .threads = threads, .isa = isa},
+                                .sampler = bn_sampler_defaults()};
+        bn_session *s;
+        if (bn_session_create(&m, &mp, &sp, &s, &err)) {
+          if (isa && !strcmp(isa, "avx512")) continue; /* this CPU has no AVX-512 */
+          fail_msg("%s", err.msg);
+        }
+        float *out = chunk_and_steps(s, tok, 10, V);
+        if (b) assert_true(bn_exec_jit_nodes(bn_session_exec(s), NULL) >= 1);
+        bn_session_free(s);
+        if (t1) { /* at 1.6 bits: the same bits as at 2 */
+          if (memcmp(out, outs[b], 20 * V * sizeof *out)) fail_msg("%s, %s, %d threads: TP1 differs from TP2", arches[ai], isa, threads);
+          free(out);
+        } else if (!b) outs[0] = out;
+        else { /* every kernel but the output projection's (float lanes, as LLVM's) is the reference's bits */
+          double rel = tu_rel_to_range(out, outs[0], 20 * V), bound = ai ? 1e-6 : 1e-4; /* bitnet: silu's exp */
+          printf("  %s, %s, %d thread(s): max |diff| / logit range %.3g\n", arches[ai], isa, threads, rel);
+          if (rel > bound) fail_msg("%s, %s, %d threads: logits differ by %.3g of their range", arches[ai], isa, threads, rel);
+          outs[b] = out;
+        }
       }
     }
-    free(want);
+    printf("  %s: TP1 logits bit-identical to TP2's on asmjit, every ISA and thread count\n", arches[ai]);
+    for (int b = 0; b < 7; b++) free(outs[b]);
     bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
   }
 }

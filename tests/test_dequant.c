@@ -185,6 +185,60 @@ static void test_tp2_layout(void **state) {
   assert_true(sc == 6.0f);
 }
 
+/* TP1: 5 trits a byte as a ceiling-scaled base-3 number, groups of 320, blocks of 4 rows as TP2. Hand-computed
+ * offsets and bytes, every one of the 243 five-trit values decoded back, and whole tensors re-laid from TP2. */
+static void test_tp1_layout(void **state) {
+  (void)state;
+  assert_int_equal(bn_tp1_row_bytes(256), 64);   /* one group of 4 positions */
+  assert_int_equal(bn_tp1_row_bytes(2560), 512); /* 8 whole groups */
+  assert_int_equal(bn_tp1_row_bytes(6912), 22 * 64);
+  assert_int_equal(bn_tp1_group(8, 2560, 1, 0), 64);
+  assert_int_equal(bn_tp1_group(8, 2560, 0, 1), 256);
+  assert_int_equal(bn_tp1_group(8, 2560, 4, 0), 4 * 512);
+  assert_int_equal(bn_tp1_group(6, 512, 5, 1), 4 * 128 + (1 * 2 + 1) * 64); /* a last block of 2 rows */
+  int64_t dims[2] = {6, 512};
+  bn_shape sh = bn_shape_make(2, dims);
+  assert_int_equal(bn_value_bytes(BN_DT_TP1, &sh, 0), 6 * 128 + 6 * 4);
+  /* every value of 5 positions: row 0's first 320 elements at byte j = the value's index, position p */
+  static uint8_t tp2[4 * 1280 / 4 + 16], tp1[4 * 256 + 16];
+  static int8_t trit[1280], back[1280];
+  for (int r = 0; r < 4; r++) {
+    for (int e = 0; e < 1280; e++) {
+      int j = e % 320 % 64, p = e % 320 / 64, v = (j + 64 * (e / 320) + 17 * r) % 243, d = v;
+      for (int q = 4; q > p; q--) d /= 3;
+      trit[e] = (int8_t)(d % 3 - 1); /* digit p of v, most significant first */
+    }
+    bn_tp2_write_row(tp2, 4, 1280, (uint64_t)r, trit, 0.5f + (float)r);
+  }
+  bn_tp1_from_tp2(tp2, 4, 1280, tp1);
+  for (int j = 0; j < 64; j++) { /* row 0, group 0, byte j holds value j: ceil(256 j / 243) */
+    assert_int_equal(tp1[j], (256 * j + 242) / 243);
+    assert_int_equal(tp1[(3 * 4 + 2) * 64 + j], (256 * ((j + 64 * 3 + 34) % 243) + 242) / 243); /* row 2, group 3 */
+  }
+  for (int r = 0; r < 4; r++) {
+    float sc;
+    bn_ternary_decode(BN_DT_TP2, tp2, 4 * 1280, (uint64_t)r * 1280, 1280, trit, &sc);
+    bn_ternary_decode(BN_DT_TP1, tp1, 4 * 1280, (uint64_t)r * 1280, 1280, back, &sc);
+    assert_memory_equal(back, trit, 1280);
+    assert_true(sc == 0.5f + (float)r);
+    assert_true(bn_ternary_row_scale(BN_DT_TP1, tp1, 4 * 1280, (uint64_t)r, 1280) == sc);
+  }
+  /* a tail group of 3 positions (K = 512: 320 + 192), N % 4 rows */
+  uint64_t rng = 3;
+  static int8_t t6[6 * 512];
+  static uint8_t a2[6 * 128 + 24], a1[6 * 128 + 24];
+  for (int i = 0; i < 6 * 512; i++) t6[i] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
+  for (int r = 0; r < 6; r++) bn_tp2_write_row(a2, 6, 512, (uint64_t)r, t6 + r * 512, 1.0f);
+  bn_tp1_from_tp2(a2, 6, 512, a1);
+  for (int r = 0; r < 6; r++) {
+    float sc, y[512];
+    bn_ternary_decode(BN_DT_TP1, a1, 6 * 512, (uint64_t)r * 512, 512, back, &sc);
+    assert_memory_equal(back, t6 + r * 512, 512);
+    bn_dequant(BN_DT_TP1, a1, 6 * 512, (uint64_t)r * 512, 512, y);
+    for (int e = 0; e < 512; e++) assert_true(y[e] == (float)t6[r * 512 + e]);
+  }
+}
+
 static void test_ternary_encode_roundtrip(void **state) {
   (void)state;
   bn_dtype types[] = {BN_DT_TQ1_0, BN_DT_TQ2_0, BN_DT_I2_S};
@@ -209,6 +263,7 @@ int main(void) {
       cmocka_unit_test(test_q8_0),           cmocka_unit_test(test_q6_k),         cmocka_unit_test(test_tq2_0),
       cmocka_unit_test(test_tq1_0),          cmocka_unit_test(test_i2_s),         cmocka_unit_test(test_ternary_encode_roundtrip),
       cmocka_unit_test(test_tp2_layout),
+      cmocka_unit_test(test_tp1_layout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

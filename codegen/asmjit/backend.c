@@ -36,8 +36,8 @@ static int be_supports(void *self, const bn_kkey *key) {
     return (b->vnni || !b->avx512) && key->pro >= 0 && key->pro <= 1 + BN_NQ_GATE_SILU && key->k > 0 && key->k % 256 == 0 &&
            key->k <= MAX_ROW && key->n > 0 && key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD &&
            key->n * key->k / 4 < (1LL << 31);
-  case BN_K_MATMUL_T1: /* AVX-512 VNNI; K bounds the decode chains (3 x K x 255 x 128 < 2^31) */
-    return b->vnni && key->k <= 16384 && be_supports(self, &(bn_kkey){BN_K_MATMUL, key->k, key->n, key->variant, key->eps, key->pro});
+  case BN_K_MATMUL_T1: /* K bounds the decode chains (3 x K x 255 x 128 < 2^31) and the stack used; AVX2 whole blocks */
+    return (b->avx512 || key->n % 4 == 0) && key->k <= 16384 && be_supports(self, &(bn_kkey){BN_K_MATMUL, key->k, key->n, key->variant, key->eps, key->pro});
   case BN_K_NORM_QUANT: /* RMSNorm + quantize, RMSNorm alone, a gate first */
     return key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_RMSNORM &&
            key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW;
