@@ -20,7 +20,7 @@
 #include "../ir/rng.h"
 #include "testutil.h"
 
-/* The kernel of family (TP2 or lookup-table) in the three modes against the reference results,
+/* The kernel of family (TP2, TP1 or lookup-table) in the three modes against the reference results,
  * run as two row ranges as two threads would (split on a multiple of 16 for the tables). */
 static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t *qa, const float *resid,
                         const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
@@ -80,7 +80,10 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
     check_modes(j, BN_K_MATMUL_LUT, tl, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
     free(tl);
   }
-  free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
+  uint8_t *w1 = malloc(bn_value_bytes(BN_DT_TP1, &s, 0)); /* and at 1.6 bits */
+  bn_tp1_from_tp2(w, (uint64_t)N, (uint64_t)K, w1);
+  check_modes(j, BN_K_MATMUL_T1, w1, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
+  free(w1), free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
 }
 
 static void run_isa(bn_isa isa) {
@@ -92,7 +95,7 @@ static void run_isa(bn_isa isa) {
   }
   uint64_t rng = 1234 + (uint64_t)isa;
   const int Ts[] = {1, 2, 3, 4, 5, 8, 13};
-  const int Ks[] = {256, 512, 768, 1536};
+  const int Ks[] = {256, 512, 768, 1536, 1280};
   const int Ns[] = {1, 3, 17, 64, 129, 48};
   int n = 0;
   for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
@@ -103,7 +106,7 @@ static void run_isa(bn_isa isa) {
   check_shape(j, 2, 6912, 32, &rng);
   check_shape(j, 1, 2560, 160, &rng);
   bn_codegen_counts c = bn_llvm_get_counts(j);
-  printf("  %s: %d shapes x 3 modes (and the lookup-table kernel where N %% 16 = 0), %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
+  printf("  %s: %d shapes x 3 modes, packed and 1.6-bit (and the lookup-table kernel where N %% 16 = 0), %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
          c.built + c.cached, c.built, c.cached, c.seconds);
   bn_llvm_free(j);
 }
@@ -309,18 +312,19 @@ static void test_prologue(void **state) {
     for (int si = 0; si < 5; si++)
       for (int pro = 1; pro <= 3; pro++)
         for (int mode = BN_MM_DQ; mode <= BN_MM_DQ_ADD; mode++)
-          for (int fam = 0; fam < 2; fam++) {
+          for (int fam = 0; fam < 3; fam++) { /* packed, lookup-table, 1.6-bit */
             int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2], in_w = pro > 1 ? 2 * K : K;
-            if (fam && N % 16) continue;
+            if (fam == 1 && N % 16) continue;
             int64_t d[2] = {N, K}, rb = bn_qa8_row_bytes(K);
             bn_shape s = bn_shape_make(2, d);
-            uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0)), *tl = malloc(bn_value_bytes(BN_DT_TL2, &s, 0));
+            uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0)), *tl = malloc(bn_value_bytes(fam == 2 ? BN_DT_TP1 : BN_DT_TL2, &s, 0));
             int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
             for (int r = 0; r < N; r++) {
               for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
               bn_tp2_write_row(w, (uint64_t)N, (uint64_t)K, (uint64_t)r, trit, (float)(0.01 + bn_rng_unit(&rng)));
             }
-            if (fam) bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
+            if (fam == 1) bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
+            if (fam == 2) bn_tp1_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
             float *x = malloc((size_t)T * in_w * 4), *wn = malloc((size_t)K * 4), *resid = malloc((size_t)T * N * 4);
             float *m = malloc((size_t)T * K * 4), *yn = malloc((size_t)T * K * 4), *tmp = malloc((size_t)K * 4), bs[64];
             float *y = malloc((size_t)T * N * 4), *y2 = malloc((size_t)T * N * 4), *want = malloc((size_t)T * N * 4);
@@ -331,12 +335,12 @@ static void test_prologue(void **state) {
             for (int i = 0; i < K; i++) wn[i] = (float)(0.5 + bn_rng_unit(&rng));
             for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
             ref_nq(pro - 1, x, wn, T, K, m, yn, qref);
-            bn_kkey key = {fam ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, mode, 1e-5f, pro};
+            bn_kkey key = {fam == 1 ? BN_K_MATMUL_LUT : fam ? BN_K_MATMUL_T1 : BN_K_MATMUL, K, N, mode, 1e-5f, pro};
             void *fn;
             if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
             bn_mmp_kernel k = (bn_mmp_kernel)fn;
             const float *rs = mode == BN_MM_DQ_ADD ? resid : NULL;
-            int split = fam ? N / 16 / 2 * 16 : N / 4 / 2 * 4, th = T / 2;
+            int split = fam == 1 ? N / 16 / 2 * 16 : N / 4 / 2 * 4, th = T / 2;
             memset(y, 0x5a, (size_t)T * N * 4), memset(y2, 0x5a, (size_t)T * N * 4);
             k(qa[0], fam ? tl : w, y, rs, x, wn, tmp, T, 0, split); /* by rows, each with its own scratch */
             k(qa[1], fam ? tl : w, y, rs, x, wn, tmp, T, split, N);
@@ -356,7 +360,7 @@ static void test_prologue(void **state) {
               float e = mode == BN_MM_DQ_ADD ? resid[i] + want[i] : want[i];
               if (y[i] != e)
                 fail_msg("%s %s prologue %d mode %d T=%d K=%d N=%d [%d]: %g != %g", bn_isa_name((bn_isa)isa),
-                         fam ? "lut" : "packed", pro, mode, T, K, N, i, y[i], e);
+                         fam == 1 ? "lut" : fam ? "1.6-bit" : "packed", pro, mode, T, K, N, i, y[i], e);
             }
             n_kernels++;
             free(w), free(tl), free(trit), free(scr), free(x), free(wn), free(resid), free(m), free(yn), free(tmp);
@@ -590,11 +594,20 @@ static void check_model(const char *path, const char *what) {
     bn_session_free(s);
   }
   assert_string_equal(text[0], text[1]);
-  /* the lookup-table kernels (every matmul re-laid as TL2): the same bytes as the packed ones */
+  /* the lookup-table kernels (every other matmul shape re-laid as TL2) and the 1.6-bit ones (the others
+   * as TP1): the same bytes as the packed ones */
   int64_t *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
-  bn_pass_opts lo = {.max_tokens = 16, .verify = 1, .lut = shapes, .n_lut = bn_pass_matmul_shapes(&opt.graph, shapes)};
-  if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s", err.msg);
+  int n_shapes = bn_pass_matmul_shapes(&opt.graph, shapes), kept = 0;
+  for (int i = 0; i < n_shapes; i += 2) shapes[2 * kept] = shapes[2 * i], shapes[2 * kept + 1] = shapes[2 * i + 1], kept++;
+  bn_pass_opts lo = {.max_tokens = 16, .verify = 1, .lut = shapes, .n_lut = kept};
+  if (bn_pass_relayout_lut(&opt.graph, &lo, &err) || bn_pass_relayout_t1(&opt.graph, &lo, &err)) fail_msg("%s", err.msg);
   free(shapes);
+  int layouts[2] = {0, 0};
+  for (int i = 0; i < opt.graph.n_values; i++) {
+    layouts[0] += opt.graph.values[i].dtype == BN_DT_TL2;
+    layouts[1] += opt.graph.values[i].dtype == BN_DT_TP1;
+  }
+  assert_true(layouts[0] > 0 && layouts[1] > 0);
   /* (on a pool of the caller's, as bnc bench runs: the session leaves it alive) */
   bn_pool *pool;
   assert_int_equal(bn_pool_create(2, &pool, &err), BN_OK);

@@ -11,6 +11,7 @@
  * once feed the 16 products of its rows, two chains a row; a short last block goes row by row, a
  * row's groups then 64 x its rows apart. */
 enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
+enum { AHEAD_T1 = 12288 }; /* the same over TP1, whose bytes take longer each (bench/README.md) */
 enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1 (bench/README.md) */
 enum { BLOCK_T1 = 8 }; /* prefill over TP1: rows unpacked at a time, 8 K bytes of stack (bench/README.md) */
 
@@ -204,7 +205,7 @@ static void group_t1(bn_asm *a, const mmk *m, int rows, int tt, int pos) {
   int64_t row_bytes = (m->K + 63) / 64 * 64 + 64;
   int chains = tt == 1 ? 2 : 1;
   for (int r = 0; r < rows; r++) {
-    if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
+    if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD_T1 + 64 * r, 64), NONE, NONE); /* decode's stream */
     op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
   }
   for (int p = 0; p < pos; p++) {

@@ -70,9 +70,10 @@ void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRe
 
 /* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c), or with
  * pro (1 + a BN_NQ_* mode) `void name(ptr qa, ptr w, ptr out, ptr resid, ptr x, ptr wn, ptr tmp, i64 T,
- * i64 n0, i64 n1)` whose prologue fills qa from x first (bn_gen_matmul_begin). */
+ * i64 n0, i64 n1)` whose prologue fills qa from x first (bn_gen_matmul_begin); over TP2 weights, or
+ * TP1 (t1). */
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, int pro,
-                   float eps, bn_isa isa);
+                   float eps, int t1, bn_isa isa);
 /* The same signatures over TL2 weights by table lookups; n0, n1 multiples of 16 (gen_matmul_lut.c). */
 void bn_gen_matmul_lut(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
                        int pro, float eps, bn_isa isa);

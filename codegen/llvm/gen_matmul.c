@@ -27,13 +27,16 @@
 #include <string.h>
 
 #include "../../ir/ir.h"
+#include "../../ir/quant.h"
 #include "gen.h"
 
 enum { TILE = 4 };
 
 typedef struct {
-  int64_t row_bytes, meta, groups;
+  int64_t row_bytes, meta, groups; /* groups: whole ones (TP1: of 320 elements, then a last of K % 320) */
   bn_mm_mode mode;
+  int t1;              /* the weights are TP1 */
+  int64_t wrow, scales; /* a row's packed bytes; the row scales' offset in w */
 } mm;
 
 /* the parameters: qa, w, out, resid, T, n0, n1 */
@@ -57,13 +60,16 @@ typedef struct {
   int64_t ahead;        /* decode: prefetch distance in bytes, a whole number of blocks */
 } dt;
 
-/* One 256-element group at index gi (grp: its number when constant, for the AVX2 chain choice). */
-static void group(bn_gen *g, dt *d, LLVMValueRef gi, int64_t grp) {
+/* One group at index gi of pos chunks of 64 elements (grp: its number when constant, for the AVX2 chain
+ * choice): TP2's 256 elements, or TP1's 320 (or the last group's K % 320), whose codes are
+ * c = (x > 85) + (x > 170) of the bytes x_p, x_(p+1) = 3 x_p (ir/quant.h). */
+static void group(bn_gen *g, dt *d, LLVMValueRef gi, int64_t grp, int pos) {
+  const mm *k = g->ctx;
   LLVMTypeRef vb = LLVMVectorType(g->i8, (unsigned)d->lanes), v16i32 = LLVMVectorType(g->i32, 16);
   LLVMValueRef mask = bn_gen_splat(g->i8, d->lanes, 3);
-  LLVMValueRef woff = LLVMBuildMul(g->b, gi, d->gstride, ""), aoff = LLVMBuildMul(g->b, gi, bn_gen_c64(g, 256), "");
+  LLVMValueRef woff = LLVMBuildMul(g->b, gi, d->gstride, ""), aoff = LLVMBuildMul(g->b, gi, bn_gen_c64(g, k->t1 ? 320 : 256), "");
   for (int h = 0; h < 64 / d->lanes; h++) { /* AVX2: the two 32-byte halves of a 64-byte group */
-    LLVMValueRef codes[ROWS][4];
+    LLVMValueRef codes[ROWS][5];
     for (int r = 0; r < d->rr; r++) {
       if (h == 0 && d->tt == 1) {
         LLVMValueRef args[4] = {bn_gen_gep(g, d->wrow[r], LLVMBuildAdd(g->b, woff, bn_gen_c64(g, d->ahead), "")),
@@ -72,12 +78,20 @@ static void group(bn_gen *g, dt *d, LLVMValueRef gi, int64_t grp) {
         bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
       }
       LLVMValueRef wv = bn_gen_load(g, vb, d->wrow[r], LLVMBuildAdd(g->b, woff, bn_gen_c64(g, h * d->lanes), ""));
-      for (int s = 0; s < 4; s++)
-        codes[r][s] = LLVMBuildAnd(g->b, s ? LLVMBuildLShr(g->b, wv, bn_gen_splat(g->i8, d->lanes, 2 * s), "") : wv, mask, "");
+      for (int s = 0; s < pos; s++) {
+        if (!k->t1) {
+          codes[r][s] = LLVMBuildAnd(g->b, s ? LLVMBuildLShr(g->b, wv, bn_gen_splat(g->i8, d->lanes, 2 * s), "") : wv, mask, "");
+          continue;
+        }
+        LLVMValueRef c1 = LLVMBuildICmp(g->b, LLVMIntUGT, wv, bn_gen_splat(g->i8, d->lanes, 85), "");
+        LLVMValueRef c2 = LLVMBuildICmp(g->b, LLVMIntUGT, wv, bn_gen_splat(g->i8, d->lanes, 170), "");
+        codes[r][s] = LLVMBuildAdd(g->b, LLVMBuildZExt(g->b, c1, vb, ""), LLVMBuildZExt(g->b, c2, vb, ""), "");
+        wv = LLVMBuildMul(g->b, wv, bn_gen_splat(g->i8, d->lanes, 3), "");
+      }
     }
     for (int i = 0; i < d->tt; i++) {
       LLVMValueRef sum16[ROWS] = {NULL};
-      for (int s = 0; s < 4; s++) {
+      for (int s = 0; s < pos; s++) {
         LLVMValueRef a = bn_gen_load(g, vb, d->arow[i], LLVMBuildAdd(g->b, aoff, bn_gen_c64(g, s * 64 + h * d->lanes), ""));
         LLVMValueRef a32 = d->avx512 ? LLVMBuildBitCast(g->b, a, v16i32, "") : a;
         for (int r = 0; r < d->rr; r++) {
@@ -130,16 +144,17 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
                                  : LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, left, bn_gen_c64(g, 4), ""),
                                                    left, bn_gen_c64(g, 4), "");
   d.gstride = LLVMBuildMul(g->b, m, bn_gen_c64(g, 64), "");
-  LLVMValueRef base = LLVMBuildMul(g->b, blk, bn_gen_c64(g, g->K), "");
+  LLVMValueRef base = LLVMBuildMul(g->b, blk, bn_gen_c64(g, 4 * k->wrow), "");
   for (int r = 0; r < rr; r++) {
     LLVMValueRef at = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, within, bn_gen_c64(g, r), ""), bn_gen_c64(g, 64), "");
     d.wrow[r] = bn_gen_gep(g, g->arg[W], LLVMBuildAdd(g->b, base, at, ""));
     for (int i = 0; i < tt; i++)
       for (int c = 0; c < CHAINS; c++) d.acc[r][i][c] = LLVMConstNull(vacc);
   }
-  d.ahead = (PREFETCH_BYTES + g->K - 1) / g->K * g->K;
+  d.ahead = (PREFETCH_BYTES + 4 * k->wrow - 1) / (4 * k->wrow) * (4 * k->wrow);
+  int pos = k->t1 ? 5 : 4;
   if (k->groups <= UNROLL_GROUPS) /* every offset a constant */
-    for (int64_t grp = 0; grp < k->groups; grp++) group(g, &d, bn_gen_c64(g, grp), grp);
+    for (int64_t grp = 0; grp < k->groups; grp++) group(g, &d, bn_gen_c64(g, grp), grp, pos);
   else { /* a loop over runs of u groups: the fully unrolled row outgrows the op cache (measured on K = 6912) */
     int u = k->groups % 2 == 0 ? 2 : 1;
     LLVMValueRef slot[ROWS][TILE][CHAINS];
@@ -149,11 +164,12 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
     acc_io(g, &d, slot, 1);
     bn_gen_for lg = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, k->groups), u);
     acc_io(g, &d, slot, 0);
-    for (int q = 0; q < u; q++) group(g, &d, LLVMBuildAdd(g->b, lg.i, bn_gen_c64(g, q), ""), q);
+    for (int q = 0; q < u; q++) group(g, &d, LLVMBuildAdd(g->b, lg.i, bn_gen_c64(g, q), ""), q, pos);
     acc_io(g, &d, slot, 1);
     bn_gen_for_end(g, &lg);
     acc_io(g, &d, slot, 0);
   }
+  if (k->t1 && g->K % 320) group(g, &d, bn_gen_c64(g, k->groups), k->groups, (int)(g->K % 320 / 64)); /* the last */
   for (int r = 0; r < rr; r++)
     for (int i = 0; i < tt; i++) {
       LLVMValueRef sum = d.acc[r][i][0];
@@ -176,7 +192,7 @@ static void epilogue(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
   LLVMTypeRef vd = LLVMVectorType(g->f64, (unsigned)rr);
   LLVMValueRef rs = NULL;
   if (k->mode != BN_MM_ACC) {
-    LLVMValueRef rs_off = LLVMBuildAdd(g->b, bn_gen_c64(g, g->N * g->K / 4), LLVMBuildMul(g->b, n, bn_gen_c64(g, 4), ""), "");
+    LLVMValueRef rs_off = LLVMBuildAdd(g->b, bn_gen_c64(g, k->scales), LLVMBuildMul(g->b, n, bn_gen_c64(g, 4), ""), "");
     rs = LLVMBuildFPExt(g->b, bn_gen_load(g, vf, g->arg[W], rs_off), vd, "");
   }
   for (int i = 0; i < tt; i++) {
@@ -207,15 +223,16 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
 }
 
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, int pro,
-                   float eps, bn_isa isa) {
-  mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / 256, mode};
+                   float eps, int t1, bn_isa isa) {
+  int64_t wrow = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4;
+  mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / (t1 ? 320 : 256), mode, t1, wrow, N * wrow};
   bn_gen g = {.ctx = &k};
   bn_gen_matmul_begin(&g, c, m, name, K, N, pro, eps, isa);
   /* blocks of rows whose weights take about BLOCK_BYTES (a multiple of ROWS), while a token
    * tile's activations are small enough to share L1 with them (measured: a gain up to K = 2560,
    * neutral at 4096, a loss at 6912) */
   int rows = isa == BN_ISA_AVX512_VNNI ? ROWS : 2; /* AVX2's 16 registers hold a 2 x 4 tile */
-  int64_t block = K <= 4096 ? BLOCK_BYTES / (K / 4) / rows * rows : 0;
+  int64_t block = K <= 4096 ? BLOCK_BYTES / wrow / rows * rows : 0;
   if (rows == ROWS) {
     bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], rows, TILE, (int)(block > 32 ? 32 : block), tile);
     bn_gen_end(&g);

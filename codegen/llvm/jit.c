@@ -200,6 +200,7 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
   if ((unsigned)key->family >= BN_K_COUNT) return bn_fail(err, BN_E_INVALID, "llvm: kernel family %d", (int)key->family);
   switch (key->family) {
   case BN_K_MATMUL:
+  case BN_K_MATMUL_T1:
     if (K <= 0 || K % 256 || N <= 0)
       return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", K, N);
     if (key->pro < 0 || key->pro > BN_NQ_GATE_SILU + 1)
@@ -211,7 +212,6 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
     if (key->pro < 0 || key->pro > BN_NQ_GATE_SILU + 1)
       return bn_fail(err, BN_E_INVALID, "llvm: matmul prologue %d (0 none, 1..3 norm, gate relu2, gate silu)", key->pro);
     break;
-  case BN_K_MATMUL_T1: return bn_fail(err, BN_E_UNSUPPORTED, "llvm: no 1.6-bit (TP1) matmul kernel: use --backend asmjit or auto");
   case BN_K_MATMUL_F:
   case BN_K_EMBED: /* rows of K in a weight type decoded block by block */
     if (K <= 0 || N <= 0 || v < 0 || v >= BN_DT_COUNT || !bn_gen_matmul_f_block((bn_dtype)v, j->isa) ||
@@ -246,7 +246,10 @@ int bn_llvm_supports(const bn_llvm *j, const kkey *key) { return check_key(j, ke
 /* One emitter per kernel family (kernels.def): a family without one does not compile. */
 typedef void emitter(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa);
 static void emit_MATMUL(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
-  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, isa);
+  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, 0, isa);
+}
+static void emit_MATMUL_T1(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, 1, isa);
 }
 static void emit_MATMUL_LUT(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
   bn_gen_matmul_lut(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, isa);
@@ -272,7 +275,6 @@ static void emit_EMBED(LLVMContextRef c, LLVMModuleRef m, const char *name, cons
 static void emit_SLICE(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
   bn_gen_slice(c, m, name, key->k, key->n, key->variant, isa);
 }
-#define emit_MATMUL_T1 NULL /* no LLVM kernel over TP1: check_key refuses it (auto takes asmjit's) */
 static emitter *const emitters[BN_K_COUNT] = {
 #define X(id, name, type, split, key, ref) [BN_K_##id] = emit_##id,
 #include "../kernels.def"
@@ -392,7 +394,7 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   static const char *modes[] = {"acc", "dq", "dqadd"}, *nq_modes[] = {"norm", "gate_relu2", "gate_silu", "rmsnorm"};
   int f = key->family, v = key->variant;
   const char *name = NULL;
-  if (f == BN_K_MATMUL || f == BN_K_MATMUL_LUT) name = v >= 0 && v < 3 ? modes[v] : NULL;
+  if (bn_kfamily_tmatmul(f)) name = v >= 0 && v < 3 ? modes[v] : NULL;
   else if (f == BN_K_MATMUL_F || f == BN_K_EMBED) name = v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : NULL;
   else if (f == BN_K_NORM_QUANT) name = v >= 0 && v < 4 ? nq_modes[v] : NULL;
   else if (f == BN_K_ROPE) name = "neox";
@@ -400,7 +402,7 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   char variant[32];
   if (f == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d", v); /* KV heads */
   else if (f == BN_K_SLICE) snprintf(variant, sizeof variant, "o%d", v); /* the first column */
-  else if (name && key->pro > 0 && key->pro <= BN_NQ_GATE_SILU + 1 && (f == BN_K_MATMUL || f == BN_K_MATMUL_LUT))
+  else if (name && key->pro > 0 && key->pro <= BN_NQ_GATE_SILU + 1 && bn_kfamily_tmatmul(f))
     snprintf(variant, sizeof variant, "%s_p%s", name, nq_modes[key->pro - 1]); /* with a prologue */
   else if (name) snprintf(variant, sizeof variant, "%s", name);
   else snprintf(variant, sizeof variant, "v%d", v);
