@@ -1,5 +1,5 @@
-/* The compile-time tuner: times the packed (dot-product) and the lookup-table
- * matmul kernels of one shape on this machine, one thread, for a decode step
+/* The compile-time tuner: times the packed (dot-product), the lookup-table and
+ * the 1.6-bit matmul kernels of one shape on this machine, one thread, for a decode step
  * (one token) and a prompt chunk, over random weights (their timing does not
  * depend on the values). Decode steps read every layer's weights from memory,
  * not cache, so the decode timing cycles through copies of the weights that
@@ -38,6 +38,9 @@ static double time_kernel(bn_mm_kernel k, const uint8_t *qa, const uint8_t *w, s
   return t[2];
 }
 
+const bn_kfamily bn_layout_family[BN_LAYOUTS] = {BN_K_MATMUL, BN_K_MATMUL_LUT, BN_K_MATMUL_T1};
+const char *const bn_layout_name[BN_LAYOUTS] = {"packed", "lookup table", "1.6-bit"};
+
 bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_fixture *f, bn_error *err) {
   memset(f, 0, sizeof *f);
   int64_t d[2] = {N, K};
@@ -46,52 +49,56 @@ bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_
   if (!wb || T < 1 || T > 65536 || K > (1 << 20))
     return bn_fail(err, BN_E_INVALID, "a K=%lld N=%lld T=%lld matmul has no valid shape", (long long)K, (long long)N,
                    (long long)T);
-  f->bytes = wb, f->stride = (wb + 63) / 64 * 64, f->copies = stream ? (int)(STREAM_BYTES / f->stride) + 1 : 1;
-  f->tp = aligned_alloc(64, f->stride * (size_t)f->copies);
-  f->tl = N % 16 ? NULL : aligned_alloc(64, f->stride * (size_t)f->copies);
+  f->bytes[BN_LAYOUT_TP2] = f->bytes[BN_LAYOUT_TL2] = wb, f->bytes[BN_LAYOUT_TP1] = bn_value_bytes(BN_DT_TP1, &s, 0);
+  f->stride = (wb + 63) / 64 * 64, f->copies = stream ? (int)(STREAM_BYTES / f->stride) + 1 : 1;
+  int fail = 0;
+  for (int l = 0; l < BN_LAYOUTS; l++)
+    if (l != BN_LAYOUT_TL2 || N % 16 == 0) fail |= !(f->w[l] = aligned_alloc(64, f->stride * (size_t)f->copies));
   f->qa = aligned_alloc(64, rb * (size_t)T);
   f->y = malloc((size_t)N * (size_t)T * sizeof *f->y);
-  if (!f->tp || (!f->tl && N % 16 == 0) || !f->qa || !f->y) {
+  if (fail || !f->qa || !f->y) {
     bn_mm_fixture_free(f);
     return bn_fail(err, BN_E_NOMEM, "out of memory for a K=%lld N=%lld T=%lld matmul", (long long)K, (long long)N, (long long)T);
   }
+  uint8_t *tp = f->w[BN_LAYOUT_TP2];
   uint64_t rng = 17;
-  for (size_t i = 0; i < wb; i++) f->tp[i] = (uint8_t)(bn_rng_next(&rng) & 0x55); /* codes 0 or 1 */
-  for (int64_t r = 0; r < N; r++) memcpy(f->tp + N * K / 4 + 4 * r, &(float){1.0f}, 4);
+  for (size_t i = 0; i < wb; i++) tp[i] = (uint8_t)(bn_rng_next(&rng) & 0x55); /* codes 0 or 1 */
+  for (int64_t r = 0; r < N; r++) memcpy(tp + N * K / 4 + 4 * r, &(float){1.0f}, 4);
   for (size_t i = 0; i < rb * (size_t)T; i++) f->qa[i] = (uint8_t)(bn_rng_next(&rng) % 200);
   for (int64_t t = 0; t < T; t++) memcpy(f->qa + rb * (size_t)t + rb - 64, &(float){1.0f}, 4);
-  if (f->tl) bn_tl2_from_tp2(f->tp, (uint64_t)N, (uint64_t)K, f->tl);
-  for (int c = 1; c < f->copies; c++) {
-    memcpy(f->tp + f->stride * (size_t)c, f->tp, wb);
-    if (f->tl) memcpy(f->tl + f->stride * (size_t)c, f->tl, wb);
-  }
+  if (f->w[BN_LAYOUT_TL2]) bn_tl2_from_tp2(tp, (uint64_t)N, (uint64_t)K, f->w[BN_LAYOUT_TL2]);
+  bn_tp1_from_tp2(tp, (uint64_t)N, (uint64_t)K, f->w[BN_LAYOUT_TP1]);
+  for (int l = 0; l < BN_LAYOUTS; l++)
+    for (int c = 1; c < f->copies && f->w[l]; c++) memcpy(f->w[l] + f->stride * (size_t)c, f->w[l], f->bytes[l]);
   return BN_OK;
 }
 
 void bn_mm_fixture_free(bn_mm_fixture *f) {
-  free(f->tp), free(f->tl), free(f->qa), free(f->y);
+  for (int l = 0; l < BN_LAYOUTS; l++) free(f->w[l]);
+  free(f->qa), free(f->y);
   memset(f, 0, sizeof *f);
 }
 
 bn_status bn_tune_matmul(bn_codegen *cg, int64_t K, int64_t N, int batch, bn_tune *out, bn_error *err) {
   memset(out, 0, sizeof *out);
   out->k = K, out->n = N, out->batch = batch;
-  if (K % 256 || N % 16 || batch < 1) return BN_OK; /* only the packed kernel applies */
+  if (K % 256 || batch < 1) return BN_OK; /* no packed layout applies */
   bn_mm_fixture f;
   bn_status st = bn_mm_fixture_make(K, N, batch, 1, &f, err);
   if (st) return st;
-  for (int p = 0; p < 2 && !st; p++) {
-    bn_kkey key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
-    void *fn;
-    if ((st = bn_codegen_get(cg, &key, &fn, err))) break;
-    out->decode_us[p] = time_kernel((bn_mm_kernel)fn, f.qa, p ? f.tl : f.tp, f.stride, f.copies, f.y, 1, N);
-    out->prefill_us[p] = time_kernel((bn_mm_kernel)fn, f.qa, p ? f.tl : f.tp, f.stride, f.copies, f.y, batch, N);
-  }
   /* the work of llama-bench's pp128 + tg64: 128 / batch prompt chunks and 64 decode steps;
-   * the tables must win by 3 % (noise) to be chosen */
-  double cost[2];
-  for (int p = 0; p < 2; p++) cost[p] = 128.0 / batch * out->prefill_us[p] + 64 * out->decode_us[p];
-  out->lut = !st && cost[1] < 0.97 * cost[0];
+   * another layout must win by 3 % (noise) to be chosen */
+  double best = 0;
+  for (int l = 0; l < BN_LAYOUTS && !st; l++) {
+    bn_kkey key = {bn_layout_family[l], K, N, BN_MM_DQ, 0, 0};
+    void *fn;
+    if (!f.w[l] || !bn_codegen_supports(cg, &key)) continue;
+    if ((st = bn_codegen_get(cg, &key, &fn, err))) break;
+    out->decode_us[l] = time_kernel((bn_mm_kernel)fn, f.qa, f.w[l], f.stride, f.copies, f.y, 1, N);
+    out->prefill_us[l] = time_kernel((bn_mm_kernel)fn, f.qa, f.w[l], f.stride, f.copies, f.y, batch, N);
+    double cost = 128.0 / batch * out->prefill_us[l] + 64 * out->decode_us[l];
+    if (l == 0 || cost < 0.97 * best) best = cost, out->best = l;
+  }
   bn_mm_fixture_free(&f);
   return st;
 }

@@ -5,25 +5,31 @@
 
 #include "backend.h"
 
-/* The tuner's measurement of one matmul shape: microseconds per call of the
- * packed [0] and lookup-table [1] kernels for one token and for a chunk of
- * `batch`, on one thread; lut: the tables win on pp128 + tg64's work. */
+/* The weight layouts a ternary matmul may take, their kernel families and names. */
+enum { BN_LAYOUT_TP2, BN_LAYOUT_TL2, BN_LAYOUT_TP1, BN_LAYOUTS };
+extern const bn_kfamily bn_layout_family[BN_LAYOUTS];
+extern const char *const bn_layout_name[BN_LAYOUTS];
+
+/* The tuner's measurement of one matmul shape: microseconds per call of each
+ * layout's kernel (0: the backend has none for the shape) for one token and for
+ * a chunk of `batch`, on one thread; best: the layout that wins on pp128 +
+ * tg64's work (another than TP2 by 3 %, the noise). */
 typedef struct {
   int64_t k, n;
-  int batch, lut;
-  double decode_us[2], prefill_us[2];
+  int batch, best;
+  double decode_us[BN_LAYOUTS], prefill_us[BN_LAYOUTS];
 } bn_tune;
 bn_status bn_tune_matmul(bn_codegen *cg, int64_t K, int64_t N, int batch, bn_tune *out, bn_error *err);
 
 /* What the tuner and bnc bench --kernel time a ternary matmul on: random TP2
- * weights (codes 0 or 1, row scales 1), the same as TL2 (tl: NULL unless
- * N % 16 = 0), in `copies` copies stride bytes apart — with stream, as many
- * as exceed the last-level cache, so a decode step reads them from memory as
- * a real one does — T random QA8 rows, and T x N floats of output. */
+ * weights (codes 0 or 1, row scales 1), the same as TL2 (NULL unless N % 16 =
+ * 0) and as TP1, each in `copies` copies stride bytes apart — with stream, as
+ * many as exceed the last-level cache, so a decode step reads them from memory
+ * as a real one does — T random QA8 rows, and T x N floats of output. */
 typedef struct {
-  uint8_t *tp, *tl, *qa;
+  uint8_t *w[BN_LAYOUTS], *qa; /* by layout */
   float *y;
-  size_t bytes, stride;
+  size_t bytes[BN_LAYOUTS], stride;
   int copies;
 } bn_mm_fixture;
 bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_fixture *f, bn_error *err);

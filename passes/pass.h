@@ -11,8 +11,8 @@
 typedef struct {
   int max_tokens;  /* largest step the memory plan serves (prompt chunk) */
   int verify;      /* run the verifier after every pass */
-  const int64_t *lut; /* relayout-lut: n_lut pairs (K, N) of matmul shapes for the lookup-table kernels */
-  int n_lut;
+  const int64_t *lut, *t1; /* relayout-lut, relayout-t1: n_lut, n_t1 pairs (K, N) of matmul shapes they re-lay */
+  int n_lut, n_t1;
   const char *head;    /* quantize-head: "q8_0" re-quantizes the output projection's weights; NULL, "exact": not */
   double *head_error;  /* where quantize-head writes the head's relative rms error (NULL: nowhere) */
 } bn_pass_opts;
@@ -49,7 +49,8 @@ bn_status bn_pass_dce(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 /* Not in the pipeline: bnc compile --tune runs it after, with the shapes it chose (in place,
  * node and value indices unchanged). */
 bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err);
-/* Not in the pipeline either: bnc compile --weights t1 re-lays every TP2 matmul weight as TP1. */
+/* Not in the pipeline either: bnc compile --weights t1 (or --tune) re-lays the TP2 weights of the shapes in
+ * o->t1 as TP1. */
 bn_status bn_pass_relayout_t1(bn_graph *g, const bn_pass_opts *o, bn_error *err);
 /* The unique shapes (K, N) of g's fused matmuls over TP2 weights, as pairs in kn
  * (room for 2 x g->n_nodes); returns how many: what --tune measures and --lut re-lays. */

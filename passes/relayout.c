@@ -1,8 +1,8 @@
 /* relayout-lut and relayout-t1: the weights of fused matmuls re-laid from TP2 to
  * another packed layout of the same trits and row scales, so results are
  * bit-identical: TL2 for the lookup-table kernels (the shapes [N, K] in o->lut,
- * chosen by bnc compile --tune or --lut), TP1 at 1.6 bits (every TP2 weight:
- * bnc compile --weights t1). In place: nodes and values keep their indices (the
+ * chosen by bnc compile --tune or --lut), TP1 at 1.6 bits (those in o->t1: bnc
+ * compile --weights t1, or --tune). In place: nodes and values keep their indices (the
  * memory plan stays valid), so they may run after the pipeline. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +11,9 @@
 #include "../ir/quant.h"
 #include "pass.h"
 
-static int chosen(const bn_pass_opts *o, int64_t K, int64_t N) {
-  for (int i = 0; i < o->n_lut; i++)
-    if (o->lut[2 * i] == K && o->lut[2 * i + 1] == N) return 1;
+static int in(const int64_t *kn, int n, int64_t K, int64_t N) {
+  for (int i = 0; i < n; i++)
+    if (kn[2 * i] == K && kn[2 * i + 1] == N) return 1;
   return 0;
 }
 
@@ -64,13 +64,13 @@ static bn_status relayout(bn_graph *g, const bn_pass_opts *o, bn_dtype to, int (
   return o->verify ? bn_graph_verify(g, err) : BN_OK;
 }
 
-static int lut_shape(const bn_pass_opts *o, int64_t K, int64_t N) { return N % 16 == 0 && chosen(o, K, N); }
-static int any_shape(const bn_pass_opts *o, int64_t K, int64_t N) { return (void)o, (void)K, (void)N, 1; }
+static int lut_shape(const bn_pass_opts *o, int64_t K, int64_t N) { return N % 16 == 0 && in(o->lut, o->n_lut, K, N); }
+static int t1_shape(const bn_pass_opts *o, int64_t K, int64_t N) { return in(o->t1, o->n_t1, K, N); }
 
 bn_status bn_pass_relayout_lut(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
   return relayout(g, o, BN_DT_TL2, lut_shape, err);
 }
 
 bn_status bn_pass_relayout_t1(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
-  return relayout(g, o, BN_DT_TP1, any_shape, err);
+  return relayout(g, o, BN_DT_TP1, t1_shape, err);
 }

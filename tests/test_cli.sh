@@ -195,6 +195,14 @@ BNC_CACHE_DIR="$WORK/shared-cache" $BNC eval "$p" --tokens "1 5 17 300" --logits
 grep -q "others may write to it.*kernel cache off" "$WORK/err" || fail "shared cache not refused: $(cat "$WORK/err")"
 cmp -s "$WORK/lshared.bin" "$WORK/lp.bin" || fail "logits without the cache differ"
 [ -z "$(ls "$WORK/shared-cache")" ] || fail "a refused cache directory was written to"
+# --weights t1: 1.6-bit weights (tp1 in the plan), fewer bytes in the summary, the same logits; a bad value refused
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/t1.bnplan" --weights t1 2>"$WORK/err" || fail "compile --weights t1"
+grep -q "^  weights t1: .* MiB of ternary weights a token (.* MiB at 2 bits)" "$WORK/err" || fail "--weights summary: $(cat "$WORK/err")"
+$BNC ir "$WORK/t1.bnplan" | grep -q ": tp1\[" || fail "--weights t1 plan has no tp1 weights"
+$BNC eval "$WORK/t1.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/lt1.bin" 2>/dev/null
+cmp -s "$WORK/lt1.bin" "$WORK/lp.bin" || fail "--weights t1 plan logits differ"
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/x.bnplan" --weights t3 2>"$WORK/err" && fail "--weights t3 accepted"
+grep -q "weights must be t2 or t1, got 't3'" "$WORK/err" || fail "--weights t3: $(cat "$WORK/err")"
 # --lut / --tune: lookup-table kernels where chosen (tl2 weights in the plan), the same logits
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/lut.bnplan" --lut 2>/dev/null || fail "compile --lut"
 $BNC ir "$WORK/lut.bnplan" | grep -q ": tl2\[" || fail "--lut plan has no tl2 weights"
@@ -202,7 +210,7 @@ $BNC eval "$WORK/lut.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/llut.bin"
 cmp -s "$WORK/llut.bin" "$WORK/lp.bin" || fail "--lut plan logits differ"
 if [ $LLVM -eq 1 ]; then # kernels to time
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/tune.bnplan" --tune 2>"$WORK/err" || fail "compile --tune: $(cat "$WORK/err")"
-grep -qE "^  +[0-9]+ +[0-9]+ .*(packed|lookup table)$" "$WORK/err" || fail "compile --tune prints no choices: $(cat "$WORK/err")"
+grep -qE "^  +[0-9]+ +[0-9]+ .*(packed|lookup table|1.6-bit)$" "$WORK/err" || fail "compile --tune prints no choices: $(cat "$WORK/err")"
 $BNC eval "$WORK/tune.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/ltune.bin" 2>/dev/null
 cmp -s "$WORK/ltune.bin" "$WORK/lp.bin" || fail "--tune plan logits differ"
 fi
@@ -262,6 +270,12 @@ if [ $ASMJIT -eq 1 ]; then
     BNC_ISA=$isa BNC_CACHE_DIR=off $BNC run "$p" -p hi -n 2 --stats 2>"$WORK/err" >/dev/null
     grep -q "^  asmjit kernels: [1-9][0-9]* built" "$WORK/err" && ! grep -q "llvm *kernels\|reference kernels" "$WORK/err" ||
       fail "auto on $isa: $(grep kernels "$WORK/err")"
+  done
+  for isa in avx2 avx512; do # and its 1.6-bit kernels
+    [ $isa = avx2 ] || grep -q avx512vnni /proc/cpuinfo || continue
+    BNC_ISA=$isa BNC_CACHE_DIR=off $BNC run "$WORK/t1.bnplan" -p hi -n 2 --stats 2>"$WORK/err" >/dev/null
+    grep -q "^  asmjit kernels: [1-9][0-9]* built" "$WORK/err" && ! grep -q "llvm *kernels\|reference kernels" "$WORK/err" ||
+      fail "auto over tp1 on $isa: $(grep kernels "$WORK/err")"
   done
   if [ $LLVM -eq 1 ]; then
     $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/lut.bnplan" --lut 2>/dev/null || fail "compile --lut"

@@ -596,12 +596,12 @@ static void check_model(const char *path, const char *what) {
   assert_string_equal(text[0], text[1]);
   /* the lookup-table kernels (every other matmul shape re-laid as TL2) and the 1.6-bit ones (the others
    * as TP1): the same bytes as the packed ones */
-  int64_t *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
-  int n_shapes = bn_pass_matmul_shapes(&opt.graph, shapes), kept = 0;
-  for (int i = 0; i < n_shapes; i += 2) shapes[2 * kept] = shapes[2 * i], shapes[2 * kept + 1] = shapes[2 * i + 1], kept++;
-  bn_pass_opts lo = {.max_tokens = 16, .verify = 1, .lut = shapes, .n_lut = kept};
+  int64_t *all = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *all), *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
+  int n_all = bn_pass_matmul_shapes(&opt.graph, all), kept = 0;
+  for (int i = 0; i < n_all; i += 2) shapes[2 * kept] = all[2 * i], shapes[2 * kept + 1] = all[2 * i + 1], kept++;
+  bn_pass_opts lo = {.max_tokens = 16, .verify = 1, .lut = shapes, .n_lut = kept, .t1 = all, .n_t1 = n_all};
   if (bn_pass_relayout_lut(&opt.graph, &lo, &err) || bn_pass_relayout_t1(&opt.graph, &lo, &err)) fail_msg("%s", err.msg);
-  free(shapes);
+  free(shapes), free(all);
   int layouts[2] = {0, 0};
   for (int i = 0; i < opt.graph.n_values; i++) {
     layouts[0] += opt.graph.values[i].dtype == BN_DT_TL2;

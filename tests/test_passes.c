@@ -120,16 +120,16 @@ static void check_model(const char *path, const char *what) {
   printf("  %s: fused vs unfused logits, max relative diff %.3g\n", what, maxrel);
   assert_true(maxrel < 1e-5);
   /* relayout-lut on every other matmul shape: the reference reads TL2 as the same trits, bit for bit */
-  int64_t *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
-  int n_lut = bn_pass_matmul_shapes(&opt.graph, shapes), kept = 0;
-  for (int i = 0; i < n_lut; i += 2) shapes[2 * kept] = shapes[2 * i], shapes[2 * kept + 1] = shapes[2 * i + 1], kept++;
+  int64_t *all = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *all), *shapes = malloc((size_t)opt.graph.n_nodes * 2 * sizeof *shapes);
+  int n_all = bn_pass_matmul_shapes(&opt.graph, all), kept = 0;
+  for (int i = 0; i < n_all; i += 2) shapes[2 * kept] = all[2 * i], shapes[2 * kept + 1] = all[2 * i + 1], kept++;
   int tp2 = weights_of_type(&opt.graph, BN_DT_TP2), eligible = 0;
   for (int i = 0; i < opt.graph.n_values; i++) {
     const bn_value *v = &opt.graph.values[i];
     for (int k = 0; k < kept && v->dtype == BN_DT_TP2 && v->shape.d[0] % 16 == 0; k++)
       if (shapes[2 * k] == v->shape.d[1] && shapes[2 * k + 1] == v->shape.d[0]) eligible++;
   }
-  bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = kept};
+  bn_pass_opts lo = {.max_tokens = 8, .verify = 1, .lut = shapes, .n_lut = kept, .t1 = all, .n_t1 = n_all};
   if (bn_pass_relayout_lut(&opt.graph, &lo, &err)) fail_msg("%s: relayout-lut: %s", what, err.msg);
   assert_int_equal(weights_of_type(&opt.graph, BN_DT_TL2), eligible);
   assert_int_equal(weights_of_type(&opt.graph, BN_DT_TP2), tp2 - eligible);
@@ -138,7 +138,7 @@ static void check_model(const char *path, const char *what) {
   float *c = run(&opt.graph, tok, 12, 5, V);
   assert_memory_equal(b, c, 12 * V * sizeof *b);
   printf("  %s: %d of %d packed weights re-laid as TL2, logits bit-identical\n", what, eligible, tp2);
-  /* relayout-t1: the others at 1.6 bits (TL2 kept), the same trits: bit-identical again */
+  /* relayout-t1 on every shape: the others at 1.6 bits (TL2 kept), the same trits: bit-identical again */
   if (bn_pass_relayout_t1(&opt.graph, &lo, &err)) fail_msg("%s: relayout-t1: %s", what, err.msg);
   assert_int_equal(weights_of_type(&opt.graph, BN_DT_TP1), tp2 - eligible);
   assert_int_equal(weights_of_type(&opt.graph, BN_DT_TL2), eligible);
@@ -147,7 +147,7 @@ static void check_model(const char *path, const char *what) {
   assert_memory_equal(b, d, 12 * V * sizeof *b);
   printf("  %s: %d re-laid as TP1, logits bit-identical\n", what, tp2 - eligible);
   assert_true(tp2 - eligible > 0 && eligible > 0);
-  free(a), free(b), free(c), free(d), free(shapes);
+  free(a), free(b), free(c), free(d), free(shapes), free(all);
   bn_memplan_free(&mp);
   bn_model_free(&m);
   bn_model_free(&opt);

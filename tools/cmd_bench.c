@@ -454,19 +454,20 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
    * every layer from memory; a prompt chunk reuses its weights from cache, as prefill does */
   bn_mm_fixture f;
   if (bn_mm_fixture_make(K, N, T, T == 1, &f, &err)) return bn_codegen_close(jit), bn_cli_fail(&err);
-  size_t wbytes = f.bytes;
-  bn_kkey lut = {BN_K_MATMUL_LUT, K, N, BN_MM_DQ, 0, 0};
-  int paths = f.tl && bn_codegen_supports(jit, &lut) ? 2 : 1; /* the lookup-table kernel where the backend has one */
-  mm_job jobs[2] = {{NULL, f.qa, f.tp, f.y, T, N, 4}, {NULL, f.qa, f.tl, f.y, T, N, 16}};
-  for (int p = 0; p < paths; p++) {
-    bn_kkey key = {p ? BN_K_MATMUL_LUT : BN_K_MATMUL, K, N, BN_MM_DQ, 0, 0};
+  mm_job jobs[BN_LAYOUTS];
+  int paths = 0, layout[BN_LAYOUTS];
+  for (int l = 0; l < BN_LAYOUTS; l++) { /* every layout the backend has a kernel for */
+    bn_kkey key = {bn_layout_family[l], K, N, BN_MM_DQ, 0, 0};
     void *fn;
+    if (!f.w[l] || !bn_codegen_supports(jit, &key)) continue;
     if (bn_codegen_get(jit, &key, &fn, &err)) return bn_mm_fixture_free(&f), bn_codegen_close(jit), bn_cli_fail(&err);
-    jobs[p].k = (bn_mm_kernel)fn;
+    jobs[paths] = (mm_job){(bn_mm_kernel)fn, f.qa, f.w[l], f.y, T, N, bn_kfamily_granule(key.family)};
+    layout[paths++] = l;
   }
-  const char *isa = bn_codegen_get_info(jit).isa, *names[2] = {"packed", "lookup table"};
+  const char *isa = bn_codegen_get_info(jit).isa;
   if (!strcmp(fmt, "md")) {
-    printf("kernel fused:tmatmul+dequant, K=%ld N=%ld T=%ld, %s, weights %.2f MB\n\n", K, N, T, isa, wbytes / 1e6);
+    printf("kernel fused:tmatmul+dequant, K=%ld N=%ld T=%ld, %s, weights %.2f MB (1.6-bit: %.2f MB)\n\n", K, N, T, isa,
+           f.bytes[BN_LAYOUT_TP2] / 1e6, f.bytes[BN_LAYOUT_TP1] / 1e6);
     printf("| threads | path | us/call | GOPS | of int8 peak | weight GB/s | of bandwidth |\n"
            "| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
   }
@@ -494,21 +495,21 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
           bn_pool_run(pool, mm_run, &jobs[p]);
         }
         us[r] = (bn_now() - t0) / inner * 1e6;
-        of_peak[r] = peak[r] > 0 ? macs / us[r] / 1e3 / peak[r] : 0, of_bw[r] = wbytes / us[r] / 1e3 / bw[r];
+        of_peak[r] = peak[r] > 0 ? macs / us[r] / 1e3 / peak[r] : 0, of_bw[r] = f.bytes[layout[p]] / us[r] / 1e3 / bw[r];
       }
       jobs[p].w = w0;
       stats(us, reps, &med, &sd);
-      double gops = 2 * macs / med / 1e3, gbs = wbytes / med / 1e3;
+      double gops = 2 * macs / med / 1e3, gbs = f.bytes[layout[p]] / med / 1e3;
       char bwcells[48] = " | "; /* a prompt chunk's weights come from cache: no bandwidth columns */
       if (T == 1) snprintf(bwcells, sizeof bwcells, " %.1f | %.0f%% ", gbs, 100 * median(of_bw, reps));
       if (!strcmp(fmt, "md"))
-        printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% |%s|\n", threads->vals[ti], names[p], med, sd, gops,
+        printf("| %d | %s | %.1f ± %.1f | %.1f | %.0f%% |%s|\n", threads->vals[ti], bn_layout_name[layout[p]], med, sd, gops,
                100 * median(of_peak, reps), bwcells);
       else
         printf("{\"threads\": %d, \"path\": \"%s\", \"us\": %.3f, \"stddev\": %.3f, \"gops\": %.2f, "
                "\"int8_peak_gmacs\": %.1f, \"fraction_of_peak\": %.4f, \"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f, "
                "\"fraction_of_bandwidth\": %.4f}\n",
-               threads->vals[ti], p ? "lut" : "packed", med, sd, gops, median(peak, reps), median(of_peak, reps), gbs,
+               threads->vals[ti], (const char *[]){"packed", "lut", "t1"}[layout[p]], med, sd, gops, median(peak, reps), median(of_peak, reps), gbs,
                median(bw, reps), median(of_bw, reps));
     }
     bn_pool_free(pool);

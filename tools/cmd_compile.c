@@ -19,17 +19,16 @@ static const char HELP[] =
     "                     (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2) or\n"
     "                     x86-64-v4 (AVX-512 VNNI)\n"
     "  --backend NAME     the backend whose targets, tuning and object code the plan gets (below)\n"
-    "  --tune             time the packed and the lookup-table matmul kernels of every matmul shape on\n"
-    "                     this machine (one thread; pp128 + tg64's work) and store each shape's weights in\n"
-    "                     the layout of the faster: the choice is recorded in the plan (tl2 weights)\n"
+    "  --tune             time the packed, lookup-table and 1.6-bit matmul kernels of every matmul shape\n"
+    "                     on this machine (one thread; pp128 + tg64's work) and store each shape's weights\n"
+    "                     in the layout of the fastest: the choice is recorded in the plan (tl2, tp1 weights)\n"
     "  --lut              use the lookup-table kernels for every matmul whose rows are a multiple of 16\n"
     "  --aot              also store the kernels' object code, compiled for the target, in the plan, signed\n"
     "                     with your key (made on first use; see bnc trust --help): a host whose user trusts\n"
     "                     the key and whose CPU has the target's features loads it instead of generating code\n"
     "  --weights t1       store the ternary matmul weights at 1.6 bits (TP1: five trits a byte, exact, the\n"
-    "                     same results; decode reads a fifth fewer of their bytes; kernels: asmjit on\n"
-    "                     AVX-512 VNNI, else the reference); t2 (the default): 2 bits (TP2). Shapes --tune\n"
-    "                     or --lut give the lookup-table layout keep it\n"
+    "                     same results; decode reads a fifth fewer of their bytes); t2 (the default): 2\n"
+    "                     bits (TP2). Shapes --lut gives the lookup-table layout keep it; --tune chooses\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
     "  --head q8_0        store the output projection's weights as Q8_0 (lossy: decode reads fewer bytes; a\n"
     "                     tied embedding keeps its exact table for the gather); the summary line gives the\n"
@@ -83,37 +82,46 @@ static double head_bytes(const bn_graph *g) {
   return 0;
 }
 
-/* --tune / --lut: which matmul shapes get the lookup-table layout, then relayout-lut. */
-static bn_status choose_layouts(bn_graph *g, const bn_backend *be, const char *target, int batch, int tune,
+/* Each matmul shape's weight layout, then relayout-lut and relayout-t1: --tune measures the packed, lookup-table
+ * and 1.6-bit kernels and takes the fastest; else lut: the tables where rows are whole blocks of 16, and t1
+ * (--weights t1): 1.6 bits for the others. */
+static bn_status choose_layouts(bn_graph *g, const bn_backend *be, const char *target, int batch, int tune, int lut, int t1,
                                 bn_error *err) {
-  int64_t *shapes = malloc((size_t)g->n_nodes * 2 * sizeof *shapes), *lut = malloc((size_t)g->n_nodes * 2 * sizeof *lut);
-  int n_lut = 0;
-  if (!shapes || !lut) return free(shapes), free(lut), bn_fail(err, BN_E_NOMEM, "out of memory");
-  int n = bn_pass_matmul_shapes(g, shapes);
+  int64_t *shapes = malloc((size_t)g->n_nodes * 2 * sizeof *shapes), *pick[BN_LAYOUTS] = {NULL};
+  int n_pick[BN_LAYOUTS] = {0}, fail = !shapes;
+  for (int l = 0; l < BN_LAYOUTS; l++) fail |= !(pick[l] = malloc((size_t)g->n_nodes * 2 * sizeof *shapes));
+  bn_status st = fail ? bn_fail(err, BN_E_NOMEM, "out of memory") : BN_OK;
+  int n = st ? 0 : bn_pass_matmul_shapes(g, shapes);
   bn_codegen *jit = NULL;
-  bn_status st = tune ? bn_cli_codegen(be, target, &jit, err) : BN_OK;
+  if (!st && tune) st = bn_cli_codegen(be, target, &jit, err);
   if (!st && tune)
-    fprintf(stderr, "tune: %s %s, 1 thread, us per call (decode: 1 token; prefill: %d tokens)\n"
-            "  %6s %6s  %10s %10s  %10s %10s  choice\n", be->name, bn_codegen_get_info(jit).isa, batch, "K", "N",
-            "packed tg", "lut tg", "packed pp", "lut pp");
+    fprintf(stderr, "tune: %s %s, 1 thread, us per call (decode: 1 token; prefill: %d tokens; -: no kernel)\n"
+            "  %6s %6s  %9s %9s %9s  %9s %9s %9s  choice\n", be->name, bn_codegen_get_info(jit).isa, batch, "K", "N",
+            "packed tg", "lut tg", "t1 tg", "packed pp", "lut pp", "t1 pp");
   for (int k = 0; k < n && !st; k++) {
     int64_t K = shapes[2 * k], N = shapes[2 * k + 1];
-    int use = !tune && N % 16 == 0;
+    int use = lut && N % 16 == 0 ? BN_LAYOUT_TL2 : t1 ? BN_LAYOUT_TP1 : BN_LAYOUT_TP2;
     if (tune) {
       bn_tune r;
       if ((st = bn_tune_matmul(jit, K, N, batch, &r, err))) break;
-      use = r.lut;
-      if (N % 16) fprintf(stderr, "  %6lld %6lld  (rows not a multiple of 16: packed)\n", (long long)K, (long long)N);
-      else
-        fprintf(stderr, "  %6lld %6lld  %10.1f %10.1f  %10.1f %10.1f  %s\n", (long long)K, (long long)N, r.decode_us[0],
-                r.decode_us[1], r.prefill_us[0], r.prefill_us[1], use ? "lookup table" : "packed");
+      use = r.best;
+      char cell[2 * BN_LAYOUTS][16];
+      for (int c = 0; c < 2 * BN_LAYOUTS; c++) {
+        double us = c < BN_LAYOUTS ? r.decode_us[c] : r.prefill_us[c - BN_LAYOUTS];
+        snprintf(cell[c], sizeof cell[c], us > 0 ? "%.1f" : "-", us);
+      }
+      fprintf(stderr, "  %6lld %6lld  %9s %9s %9s  %9s %9s %9s  %s\n", (long long)K, (long long)N, cell[0], cell[1], cell[2],
+              cell[3], cell[4], cell[5], bn_layout_name[use]);
     }
-    if (use) lut[2 * n_lut] = K, lut[2 * n_lut + 1] = N, n_lut++;
+    pick[use][2 * n_pick[use]] = K, pick[use][2 * n_pick[use] + 1] = N, n_pick[use]++;
   }
   bn_codegen_close(jit);
-  bn_pass_opts po = {.max_tokens = batch, .verify = 1, .lut = lut, .n_lut = n_lut};
+  bn_pass_opts po = {.max_tokens = batch, .verify = 1, .lut = pick[BN_LAYOUT_TL2], .n_lut = n_pick[BN_LAYOUT_TL2],
+                     .t1 = pick[BN_LAYOUT_TP1], .n_t1 = n_pick[BN_LAYOUT_TP1]};
   if (!st) st = bn_pass_relayout_lut(g, &po, err);
-  free(shapes), free(lut);
+  if (!st) st = bn_pass_relayout_t1(g, &po, err);
+  free(shapes);
+  for (int l = 0; l < BN_LAYOUTS; l++) free(pick[l]);
   return st;
 }
 
@@ -169,9 +177,9 @@ int bn_cmd_compile(int argc, char **argv) {
   bn_status st = bn_pass_run_pipeline(&m.graph, &po, &mp, hook, &h, &err);
   int have_mp = !st;
   if (h.progress) fprintf(stderr, "\r\033[K");
-  if (!st && (h.tune || h.lut)) st = choose_layouts(&m.graph, backend, target, (int)batch, h.tune, &err);
   double t2_bytes = have_mp ? ternary_bytes(&m.graph) : 0;
-  if (!st && !strcmp(weights, "t1")) st = bn_pass_relayout_t1(&m.graph, &po, &err);
+  int t1 = !strcmp(weights, "t1");
+  if (!st && (h.tune || h.lut || t1)) st = choose_layouts(&m.graph, backend, target, (int)batch, h.tune, h.lut, t1, &err);
   bn_objcode aot = {0};
   if (!st && h.aot) {
     double t1 = bn_now();
@@ -199,8 +207,8 @@ int bn_cmd_compile(int argc, char **argv) {
     fprintf(stderr, "bnc compile: %s -> %s: %.1f MiB, %d nodes, arena %.2f MiB for %ld tokens (%.2f MiB unplanned), %.2f s\n",
             in, h.out, sb.st_size / 1048576.0, m.graph.n_nodes, mp.arena_bytes / 1048576.0, batch,
             mp.sum_bytes / 1048576.0, bn_now() - t0);
-    if (!strcmp(weights, "t1"))
-      fprintf(stderr, "  weights t1: %.1f MiB of ternary weights a token (%.1f MiB at 2 bits)\n",
+    if (t1 || h.tune)
+      fprintf(stderr, "  weights %s: %.1f MiB of ternary weights a token (%.1f MiB at 2 bits)\n", h.tune ? "tuned" : "t1",
               ternary_bytes(&m.graph) / 1048576.0, t2_bytes / 1048576.0);
     if (strcmp(head, "exact"))
       fprintf(stderr, "  head %s: %.1f MiB a token (%.1f MiB exact), relative rms error of its weights %.3f %%\n", head,

@@ -13,13 +13,12 @@
 enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
 enum { AHEAD_T1 = 12288 }; /* the same over TP1, whose bytes take longer each (bench/README.md) */
 enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1 (bench/README.md) */
-enum { BLOCK_T1 = 8 }; /* prefill over TP1: rows unpacked at a time, 8 K bytes of stack (bench/README.md) */
 
 /* What a matmul kernel's pieces share: vector bytes W (64 AVX-512 VNNI, 32 AVX2), the shape, the
  * bn_mm_mode; the weights' layout (t1: TP1, else TP2), the byte offset of their row scales in w and
  * of one block of 4 rows. */
 typedef struct {
-  int W, t1, mode, codes8; /* codes8: the weights are int8 codes at rsp from row rbp on (unpack_t1) */
+  int W, t1, mode, scratch; /* scratch: the weights are TP1 unpacked into TP2 at rsp from row rbp on (unpack_t1) */
   int64_t K, N, block;
   int32_t scales;
 } mmk;
@@ -89,7 +88,7 @@ static void tile_epilogue(bn_asm *a, const mmk *m) {
  * lasts; then r11 = the first output's index, r13 N + r9. */
 static void group_end(bn_asm *a, const mmk *m, int rows, int grp) {
   int64_t K = m->K, N = m->N;
-  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(m->codes8 ? 1024 : 256), NONE);
+  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
   else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
   op(a, "add", bn_gp(R11), bn_imm(256), NONE);
   op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
@@ -101,8 +100,7 @@ static void group_end(bn_asm *a, const mmk *m, int rows, int grp) {
 
 /* One tile: `rows` rows (from rbx; 2 or 4 in a block, whose groups are 256 bytes apart, or 1 row, its
  * groups r12 bytes apart) by tt tokens (from r13, its QA8 row at r14): r15 the group, r11 the
- * activations' offset (codes8: the block's codes unpacked, a group 1024 bytes, its chunk c of row r at
- * 256 c + 64 r). A group's codes are unpacked once for the tile's tokens and each activation
+ * activations' offset. A group's codes are unpacked once for the tile's tokens and each activation
  * vector loaded once for its rows; each (row, token) accumulates in `chains` vectors (two when alone,
  * to hide vpdpbusd's latency). Up to 16 accumulators leave CV, WV, QV as they are; 24 (2 x 12) put the
  * codes in 24..27 and the activations in 30. */
@@ -115,17 +113,14 @@ static void tile(bn_asm *a, const mmk *m, int rows, int tt) {
   op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
-  for (int r = 0; r < rows && !m->codes8; r++) {
+  for (int r = 0; r < rows; r++) {
     if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
     op(a, "vmovdqu64", bn_vec(wv + r, 64), bn_mem(R15, 64 * r, 64), NONE);
   }
   for (int c = 0; c < 4; c++) { /* elements 64 c .. 64 c + 63 of the group: bits 2 c of each byte */
     for (int r = 0; r < rows; r++) {
-      if (m->codes8) op(a, "vmovdqu64", bn_vec(cv + r, 64), bn_mem(R15, 256 * c + 64 * r, 64), NONE); /* unpacked */
-      else {
-        if (c) op(a, "vpsrlw", bn_vec(cv + r, 64), bn_vec(wv + r, 64), bn_imm(2 * c));
-        op(a, "vpandd", bn_vec(cv + r, 64), bn_vec(c ? cv + r : wv + r, 64), bn_vec(MASK, 64));
-      }
+      if (c) op(a, "vpsrlw", bn_vec(cv + r, 64), bn_vec(wv + r, 64), bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(cv + r, 64), bn_vec(c ? cv + r : wv + r, 64), bn_vec(MASK, 64));
     }
     for (int t = 0; t < tt; t++) {
       op(a, "vmovdqu64", bn_vec(qv, 64), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c), 64), NONE);
@@ -166,8 +161,7 @@ static void tile_avx2(bn_asm *a, const mmk *m, int rows, int tt) {
   for (int c = 0; c < 4; c++)
     for (int h = 0; h < 2; h++) {
       for (int r = 0; r < rows; r++) {
-        op(a, "vmovdqu", bn_vec(8 + r, 32), bn_mem(R15, (m->codes8 ? 256 * c : 0) + 64 * r + 32 * h, 32), NONE);
-        if (m->codes8) continue; /* unpacked */
+        op(a, "vmovdqu", bn_vec(8 + r, 32), bn_mem(R15, 64 * r + 32 * h, 32), NONE);
         if (c) op(a, "vpsrlw", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_imm(2 * c));
         op(a, "vpand", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_vec(14, 32));
       }
@@ -306,59 +300,72 @@ static void token_loop(bn_asm *a, const mmk *m, int rows) {
 }
 
 /* rbx = the first group of row r9: w + (r9 / 4) block + (r9 % 4) 64 (a whole block's row); or in the
- * codes8 scratch, rsp + ((r9 - rbp) / 4) block + (r9 % 4) 64. */
+ * scratch, rsp + ((r9 - rbp) / 4) block + (r9 % 4) 64. */
 static void row_base(bn_asm *a, const mmk *m) {
   op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
-  if (m->codes8) op(a, "sub", bn_gp(RAX), bn_gp(RBP), NONE);
+  if (m->scratch) op(a, "sub", bn_gp(RAX), bn_gp(RBP), NONE);
   op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(m->block));
   op(a, "mov", bn_gp(RBX), bn_gp(R9), NONE);
   op(a, "and", bn_gp(RBX), bn_imm(3), NONE);
   op(a, "shl", bn_gp(RBX), bn_imm(6), NONE);
   op(a, "add", bn_gp(RBX), bn_gp(RAX), NONE);
-  op(a, "add", bn_gp(RBX), bn_gp(m->codes8 ? RSP : RSI), NONE);
+  op(a, "add", bn_gp(RBX), bn_gp(m->scratch ? RSP : RSI), NONE);
 }
 
-/* TP1 group gl (of pos positions) of a block's 4 rows (at r11, local to a run of 4 groups) unpacked into
- * codes at rax: position p is chunk h = 5 gl + p of 64 elements, row r's at (4 h + r) 64, c = (x > 85) +
- * (x > 170); x_(p+1) = 3 x_p by two byte adds. AVX-512: compares into masks; AVX2 (two halves of 32
- * bytes) compares signed against the thresholds less 128 (x ^ 0x80), c = |m1 + m2|. */
-static void unpack_group(bn_asm *a, int W, int gl, int pos) {
-  int x = W == 64 ? WV : 8, c = W == 64 ? CV : 9, t = W == 64 ? S0 : 10;
-  for (int r = 0; r < 4; r++)
-    for (int h = 0; h < 64 / W; h++) {
-      op(a, W == 64 ? "vmovdqu64" : "vmovdqu", bn_vec(x, W), bn_mem(R11, (gl * 4 + r) * 64 + W * h, W), NONE);
-      for (int p = 0; p < pos; p++) {
+/* Row r's TP1 groups g0..g0+n-1 of a block's 4 rows (at r11, local to a run of 4 groups: 20 chunks of 64
+ * elements) unpacked into TP2 at rax (TP2's group h / 4 of chunk h at shift 2 (h % 4), row r's at (4 (h / 4)
+ * + r) 64), the last group of pos positions. A byte's code c = (x > 85) + (x > 170); x_(p+1) = 3 x_p by two
+ * byte adds. AVX-512: compares into masks, whose masked adds of 1 << shift (vectors 0..3) build the TP2 bytes
+ * in a register; AVX2 (two halves of 32 bytes) compares signed against the thresholds less 128 (x ^ 0x80)
+ * (vectors 11..13), c = |m1 + m2|, shifted and or-ed. */
+static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
+  int x = W == 64 ? WV : 8, c = W == 64 ? CV : 9, t = W == 64 ? S0 : 10, acc = W == 64 ? S1 : 15;
+  for (int hv = 0; hv < 64 / W; hv++)
+    for (int gl = g0; gl < g0 + n; gl++) {
+      int m = gl + 1 < g0 + n ? 5 : pos;
+      op(a, W == 64 ? "vmovdqu64" : "vmovdqu", bn_vec(x, W), bn_mem(R11, (gl * 4 + r) * 64 + W * hv, W), NONE);
+      for (int p = 0; p < m; p++) {
+        int h = 5 * gl + p, s = h % 4;
         if (W == 64) {
           bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(1), bn_vec(x, 64), bn_vec(T85, 64), bn_imm(6)); /* > */
           bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(2), bn_vec(x, 64), bn_vec(T170, 64), bn_imm(6));
-          bn_asm_mask(a, 1, 1);
-          op(a, "vmovdqu8", bn_vec(c, 64), bn_vec(ONE, 64), NONE);
+          bn_asm_mask(a, 1, s == 0);
+          if (s == 0) op(a, "vmovdqu8", bn_vec(acc, 64), bn_vec(0, 64), NONE);
+          else op(a, "vpaddb", bn_vec(acc, 64), bn_vec(acc, 64), bn_vec(s, 64));
           bn_asm_mask(a, 2, 0);
-          op(a, "vpaddb", bn_vec(c, 64), bn_vec(c, 64), bn_vec(ONE, 64));
+          op(a, "vpaddb", bn_vec(acc, 64), bn_vec(acc, 64), bn_vec(s, 64));
         } else {
           op(a, "vpxor", bn_vec(t, 32), bn_vec(x, 32), bn_vec(11, 32));
           op(a, "vpcmpgtb", bn_vec(c, 32), bn_vec(t, 32), bn_vec(12, 32));
           op(a, "vpcmpgtb", bn_vec(t, 32), bn_vec(t, 32), bn_vec(13, 32));
           op(a, "vpaddb", bn_vec(c, 32), bn_vec(c, 32), bn_vec(t, 32));
-          op(a, "vpabsb", bn_vec(c, 32), bn_vec(c, 32), NONE);
+          op(a, "vpabsb", bn_vec(s ? c : acc, 32), bn_vec(c, 32), NONE);
+          if (s) {
+            op(a, "vpsllw", bn_vec(c, 32), bn_vec(c, 32), bn_imm(2 * s)); /* codes < 4: no bit leaves its byte */
+            op(a, "vpor", bn_vec(acc, 32), bn_vec(acc, 32), bn_vec(c, 32));
+          }
         }
-        if (p + 1 < pos) {
+        if (p + 1 < m) {
           op(a, "vpaddb", bn_vec(t, W), bn_vec(x, W), bn_vec(x, W));
           op(a, "vpaddb", bn_vec(x, W), bn_vec(t, W), bn_vec(x, W));
         }
-        op(a, W == 64 ? "vmovdqu64" : "vmovdqu", bn_mem(RAX, ((5 * gl + p) * 4 + r) * 64 + W * h, W), bn_vec(c, W), NONE);
+        if (s == 3)
+          op(a, W == 64 ? "vmovdqu64" : "vmovdqu", bn_mem(RAX, (h / 4 * 4 + r) * 64 + W * hv, W), bn_vec(acc, W), NONE);
       }
     }
 }
 
-/* Prefill over TP1: the whole 4-row blocks of rows r9..r12 unpacked into int8 codes at rsp (4 K bytes a
- * block), once for all the tokens, which the tiles then load as they are (neither TP1's extraction nor
- * TP2's shifts and masks in the token loop). Runs of 4 groups in a loop, then the groups left. */
+/* Prefill over TP1 (and AVX2's every step): the whole 4-row blocks of rows r9..r12 unpacked into TP2 at rsp
+ * (K bytes a block), once for all the tokens, which TP2's tiles then read: the extraction paid once, not per
+ * token tile. Runs of 4 groups (1280 elements, 5 TP2 groups) in a loop, then the groups left (K % 1280,
+ * whole TP2 groups). */
 static void unpack_t1(bn_asm *a, const mmk *m) {
   int64_t K = m->K, runs = K / 1280, groups = (K + 319) / 320;
   int blk = bn_asm_new_label(a), run = bn_asm_new_label(a);
-  if (m->W == 32) { /* the AVX2 constants (the tiles use these vectors) */
+  if (m->W == 64) /* 1 << shift for the masked adds (the tiles' accumulators) */
+    for (int s = 0; s < 4; s++) splat_i(a, s, 0x01010101 << (2 * s), 64);
+  else { /* the AVX2 constants (the tiles use these vectors) */
     splat_i(a, 11, (int32_t)0x80808080, 32);
     splat_i(a, 12, (int32_t)0xd5d5d5d5, 32); /* 85 - 128 */
     splat_i(a, 13, 0x2a2a2a2a, 32);          /* 170 - 128 */
@@ -373,17 +380,18 @@ static void unpack_t1(bn_asm *a, const mmk *m) {
   if (runs) {
     op(a, "xor", bn_gpd(RBX), bn_gpd(RBX), NONE);
     bn_asm_bind(a, run);
-    for (int g = 0; g < 4; g++) unpack_group(a, m->W, g, 5);
+    for (int r = 0; r < 4; r++) unpack_row(a, m->W, r, 0, 4, 5);
     op(a, "add", bn_gp(R11), bn_imm(1024), NONE);
-    op(a, "add", bn_gp(RAX), bn_imm(20 * 256), NONE);
+    op(a, "add", bn_gp(RAX), bn_imm(1280), NONE);
     op(a, "inc", bn_gp(RBX), NONE, NONE);
     op(a, "cmp", bn_gp(RBX), bn_imm(runs), NONE);
     op(a, "jl", bn_label(run), NONE, NONE);
   }
-  for (int64_t g = runs * 4; g < groups; g++)
-    unpack_group(a, m->W, (int)(g - runs * 4), K - g * 320 < 320 ? (int)(K - g * 320) / 64 : 5);
+  if (groups > runs * 4)
+    for (int r = 0; r < 4; r++)
+      unpack_row(a, m->W, r, 0, (int)(groups - runs * 4), K % 320 ? (int)(K % 320) / 64 : 5);
   op(a, "add", bn_gp(R15), bn_imm(m->block), NONE);
-  op(a, "add", bn_gp(R14), bn_imm(4 * K), NONE);
+  op(a, "add", bn_gp(R14), bn_imm(K), NONE);
   op(a, "add", bn_gp(R13), bn_imm(4), NONE);
   op(a, "cmp", bn_gp(R13), bn_gp(R12), NONE);
   op(a, "jl", bn_label(blk), NONE, NONE);
@@ -537,7 +545,7 @@ void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps)
 /* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
  * registers pushed already. */
 static void matmul_rows(bn_asm *a, const mmk *m) {
-  int W = m->W, blk = m->t1 ? BLOCK_T1 : BLOCK;
+  int W = m->W;
   int64_t N = m->N, full = N / 4 * 4;
   int row_loop = bn_asm_new_label(a), single = bn_asm_new_label(a), next = bn_asm_new_label(a);
   int done = bn_asm_new_label(a), block4 = bn_asm_new_label(a);
@@ -548,10 +556,11 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
       splat_i(a, T170, (int32_t)0xaaaaaaaa, W);
     }
     op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE); /* the scratch, 64-byte aligned, the old rsp after it */
-    op(a, "sub", bn_gp(RSP), bn_imm(blk * m->K + 64), NONE);
+    op(a, "sub", bn_gp(RSP), bn_imm(BLOCK / 4 * m->K + 64), NONE);
     op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
-    op(a, "mov", bn_mem(RSP, (int32_t)(blk * m->K), 8), bn_gp(RAX), NONE);
-  } else splat_i(a, W == 64 ? MASK : 14, 0x03030303, W);
+    op(a, "mov", bn_mem(RSP, (int32_t)(BLOCK / 4 * m->K), 8), bn_gp(RAX), NONE);
+  }
+  splat_i(a, W == 64 ? MASK : 14, 0x03030303, W); /* TP2's code mask (TP1's unpacked too) */
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, row_loop);
@@ -579,13 +588,13 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "mov", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
-    op(a, "lea", bn_gp(RAX), bn_mem(R9, blk, 0), NONE);
+    op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
-    if (m->t1) { /* 8 tokens or more: unpacked once into int8 codes in the scratch */
+    if (m->t1) { /* 8 tokens or more: unpacked once into TP2 in the scratch */
       int direct = bn_asm_new_label(a);
       mmk tp2 = *m;
-      tp2.t1 = 0, tp2.codes8 = 1, tp2.block = 4 * m->K;
+      tp2.t1 = 0, tp2.scratch = 1, tp2.block = m->K;
       if (W == 64) {
         op(a, "cmp", bn_gp(R8), bn_imm(8), NONE);
         op(a, "jl", bn_label(direct), NONE, NONE);
@@ -623,7 +632,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jl", bn_label(row_loop), NONE, NONE);
   bn_asm_bind(a, done);
-  if (m->t1) op(a, "mov", bn_gp(RSP), bn_mem(RSP, (int32_t)(blk * m->K), 8), NONE);
+  if (m->t1) op(a, "mov", bn_gp(RSP), bn_mem(RSP, (int32_t)(BLOCK / 4 * m->K), 8), NONE);
 }
 
 /* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
