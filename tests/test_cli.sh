@@ -201,6 +201,9 @@ grep -q "^  weights t1: .* MiB of ternary weights a token (.* MiB at 2 bits)" "$
 $BNC ir "$WORK/t1.bnplan" | grep -q ": tp1\[" || fail "--weights t1 plan has no tp1 weights"
 $BNC eval "$WORK/t1.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/lt1.bin" 2>/dev/null
 cmp -s "$WORK/lt1.bin" "$WORK/lp.bin" || fail "--weights t1 plan logits differ"
+$BNC ir "$WORK/t1.bnplan" --emit=asm --backend asmjit -o "$WORK/t1.s" 2>/dev/null || fail "ir --emit=asm of a plan"
+grep -q "^# kernel t1 " "$WORK/t1.s" && grep -q vpdpbusd "$WORK/t1.s" || fail "a t1 plan's kernels: $(head -3 "$WORK/t1.s")"
+$BNC ir "$WORK/t1.bnplan" --after=all 2>"$WORK/err" && fail "ir --after of a plan accepted"
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/x.bnplan" --weights t3 2>"$WORK/err" && fail "--weights t3 accepted"
 grep -q "weights must be t2 or t1, got 't3'" "$WORK/err" || fail "--weights t3: $(cat "$WORK/err")"
 # --lut / --tune: lookup-table kernels where chosen (tl2 weights in the plan), the same logits

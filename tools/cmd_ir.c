@@ -17,7 +17,8 @@ extern char **environ;
 static const char HELP[] =
     "usage: bnc ir FILE [-o OUT] [--after=PASS|all] [--dot|--svg [--layers A-B]] [--emit=FORM [--backend NAME]]\n"
     "       bnc ir --shape tiny|large|3b|2b4t [--arch ARCH] [--type tq1_0|tq2_0|i2_s] [-o OUT]\n"
-    "  FILE is a GGUF model (imported) or a .bnir text file (parsed and verified).\n"
+    "  FILE is a GGUF model (imported), a .bnir text file (parsed and verified) or a .bnplan (its compiled\n"
+    "  graph; --emit prints its kernels for the plan's target, e.g. the 1.6-bit ones of --weights t1).\n"
     "  --shape prints the graph of a `bnc synth` shape without any file (weights have no data).\n"
     "  --after=PASS  run the compiler pipeline and print the IR after PASS (parseable);\n"
     "  --after=all   print it after every pass, each graph headed by a '# after PASS' comment.\n"
@@ -72,6 +73,36 @@ static FILE *svg_pipe(const char *out, pid_t *pid) {
   return fdopen(fd[1], "w");
 }
 
+/* Every kernel of the compiled graph g that cg builds, once per key, with the nodes that use it, in
+ * the form emit names; 1 if all was written. */
+static int emit_kernels(FILE *fp, const bn_graph *g, bn_codegen *cg, const char *emit, bn_error *err) {
+  int ok = 1;
+  bn_kkey *seen = calloc((size_t)g->n_nodes + 1, sizeof *seen);
+  int n_seen = 0;
+  for (int i = 0; i < g->n_nodes && ok && seen; i++) {
+    bn_kkey key;
+    if (!bn_kernel_select(g, i, &key) || !bn_codegen_supports(cg, &key)) continue;
+    int dup = 0;
+    for (int k = 0; k < n_seen; k++) dup |= bn_kkey_eq(&seen[k], &key);
+    if (dup) continue;
+    seen[n_seen++] = key;
+    char name[96];
+    bn_kkey_describe(&key, name, sizeof name);
+    fprintf(fp, "%s kernel %s, used by:", !strcmp(emit, "asm") ? "#" : ";", name);
+    for (int k = i; k < g->n_nodes; k++) {
+      bn_kkey other;
+      if (bn_kernel_select(g, k, &other) && bn_kkey_eq(&other, &key)) fprintf(fp, " %%%s", g->values[g->nodes[k].out].name);
+    }
+    fprintf(fp, "\n");
+    char *text = bn_codegen_text(cg, &key, emit, err);
+    ok = text && fputs(text, fp) >= 0;
+    free(text);
+  }
+  ok = ok && seen != NULL;
+  free(seen);
+  return ok;
+}
+
 int bn_cmd_ir(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *after = NULL, *emit = NULL;
   int dot = 0, svg = 0, lo = 1, hi = 0;
@@ -124,13 +155,25 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_synth_hparams(&sp, &m.hp);
     st = bn_import_graph(&m.hp, &src, g, &err);
   } else if (bn_plan_sniff(in)) {
-    bn_plan plan;
-    if ((st = bn_plan_open(&plan, in, &err))) return bn_cli_fail(&err);
     if (svg) return bn_cli_usage_error("ir", "--svg takes a GGUF or .bnir (for a plan: --dot, then dot -Tsvg)");
-    char *text = text_of(&(dump_ctx){.dot = dot, .lo = lo, .hi = hi}, &plan.model.graph);
-    int ok = text && fputs(text, stdout) >= 0;
-    free(text);
+    if (after) return bn_cli_usage_error("ir", "--after takes a GGUF or .bnir: a plan is compiled already");
+    bn_plan plan;
+    bn_codegen *cg = NULL;
+    if ((st = bn_plan_open(&plan, in, &err))) return bn_cli_fail(&err);
+    FILE *fp = out ? fopen(out, "wb") : stdout;
+    int ok = fp != NULL;
+    if (ok && emit) { /* the plan's kernels, for its target */
+      if (!(st = bn_cli_codegen(backend, plan.target, &cg, &err))) ok = emit_kernels(fp, &plan.model.graph, cg, emit, &err);
+      bn_codegen_close(cg);
+    } else if (ok) {
+      char *text = text_of(&(dump_ctx){.dot = dot, .lo = lo, .hi = hi}, &plan.model.graph);
+      ok = text && fputs(text, fp) >= 0;
+      free(text);
+    }
+    if (out && fp) ok = fclose(fp) == 0 && ok;
     bn_plan_close(&plan);
+    if (st) return bn_cli_fail(&err);
+    if (!ok) fprintf(stderr, "bnc: ir: %s: cannot write%s%s\n", out ? out : "standard output", err.msg[0] ? ": " : "", err.msg);
     return ok ? 0 : 1;
   } else st = ends_with(in, ".bnir") ? bn_ir_parse_file(in, g, &err) : bn_cli_load(in, &f, &m, &err);
   if (st) return bn_cli_fail(&err);
@@ -154,28 +197,7 @@ int bn_cmd_ir(int argc, char **argv) {
       return bn_cli_fail(&err);
     }
     bn_memplan_free(&mp);
-    bn_kkey *seen = calloc((size_t)g->n_nodes + 1, sizeof *seen);
-    int n_seen = 0;
-    for (int i = 0; i < g->n_nodes && ok && seen; i++) {
-      bn_kkey key;
-      if (!bn_kernel_select(g, i, &key) || !bn_codegen_supports(cg, &key)) continue;
-      int dup = 0;
-      for (int k = 0; k < n_seen; k++) dup |= bn_kkey_eq(&seen[k], &key);
-      if (dup) continue;
-      seen[n_seen++] = key;
-      char name[96];
-      bn_kkey_describe(&key, name, sizeof name);
-      fprintf(fp, "%s kernel %s, used by:", !strcmp(emit, "asm") ? "#" : ";", name);
-      for (int k = i; k < g->n_nodes; k++) {
-        bn_kkey other;
-        if (bn_kernel_select(g, k, &other) && bn_kkey_eq(&other, &key)) fprintf(fp, " %%%s", g->values[g->nodes[k].out].name);
-      }
-      fprintf(fp, "\n");
-      char *text = bn_codegen_text(cg, &key, emit, &err);
-      ok = text && fputs(text, fp) >= 0;
-      free(text);
-    }
-    free(seen);
+    ok = emit_kernels(fp, g, cg, emit, &err);
     bn_codegen_close(cg);
   } else if (after && fp) {
     dump_ctx d = {fp, after, 1, dot, lo, hi};
