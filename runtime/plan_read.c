@@ -157,6 +157,9 @@ static bn_status rd_weights(cur *c, bn_graph *g, uint64_t wsec_off, uint64_t wse
     else if (!st && (off > wsec_bytes || bytes > wsec_bytes - off || (wsec_off + off) % BN_PLAN_ALIGN))
       st = bn_fail(c->err, BN_E_FORMAT, "%s: weight index: '%s' at %llu (+%llu) is outside the weights or unaligned",
                    c->p->path, name, (unsigned long long)off, (unsigned long long)bytes);
+    else if (!st && !bn_value_bytes(g->values[v].dtype, &g->values[v].shape, 0))
+      st = bn_fail(c->err, BN_E_FORMAT, "%s: weight index: '%s' is %s, a shape its type cannot hold", c->p->path, name,
+                   bn_dtype_table[g->values[v].dtype].name);
     else if (!st && bytes != bn_value_bytes(g->values[v].dtype, &g->values[v].shape, 0))
       st = bn_fail(c->err, BN_E_FORMAT, "%s: weight index: '%s' has %llu bytes, its type needs %llu", c->p->path, name,
                    (unsigned long long)bytes, (unsigned long long)bn_value_bytes(g->values[v].dtype, &g->values[v].shape, 0));

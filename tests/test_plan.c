@@ -257,6 +257,30 @@ static void test_unaligned_last_weight(void **state) {
   remove(odd);
 }
 
+/* A packed weight whose shape its type cannot hold (rows of 100: TP1 and TP2 need whole 256-groups,
+ * and their size is 0) is refused by name, not read past its end. */
+static void test_shapeless_weight(void **state) {
+  (void)state;
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_error err = {0};
+  char bad[600];
+  snprintf(bad, sizeof bad, "%s.bad", plan_path);
+  load(&f, &m, &mp);
+  int64_t d[2] = {4, 100};
+  static uint8_t none[64];
+  assert_true(bn_graph_add_weight(&m.graph, "odd", BN_DT_TP1, bn_shape_make(2, d), none, 0) >= 0);
+  if (bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, bad, &err)) fail_msg("%s", err.msg);
+  bn_plan p;
+  assert_int_equal(bn_plan_open(&p, bad, &err), BN_E_FORMAT);
+  if (!strstr(err.msg, "'odd' is tp1, a shape its type cannot hold")) fail_msg("%s", err.msg);
+  bn_memplan_free(&mp);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  remove(bad);
+}
+
 /* Graphs the verifier accepts but the executor cannot run. */
 static void test_exec_check(void **state) {
   (void)state;
@@ -300,6 +324,7 @@ int main(void) {
       cmocka_unit_test(test_plan_file_errors),
       cmocka_unit_test(test_cross_consistency),
       cmocka_unit_test(test_unaligned_last_weight),
+      cmocka_unit_test(test_shapeless_weight),
       cmocka_unit_test(test_exec_check),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
