@@ -204,6 +204,9 @@ cmp -s "$WORK/lt1.bin" "$WORK/lp.bin" || fail "--weights t1 plan logits differ"
 $BNC ir "$WORK/t1.bnplan" --emit=asm --backend asmjit -o "$WORK/t1.s" 2>/dev/null || fail "ir --emit=asm of a plan"
 grep -q "^# kernel t1 " "$WORK/t1.s" && grep -q vpdpbusd "$WORK/t1.s" || fail "a t1 plan's kernels: $(head -3 "$WORK/t1.s")"
 $BNC ir "$WORK/t1.bnplan" --after=all 2>"$WORK/err" && fail "ir --after of a plan accepted"
+$BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/t1v3.bnplan" --weights t1 --target x86-64-v3 2>"$WORK/err" ||
+  fail "compile --weights t1 --target x86-64-v3: $(cat "$WORK/err")"
+grep -q "note: AVX2 (x86-64-v3) has no vpdpbusd" "$WORK/err" || fail "no note on t1 for AVX2: $(cat "$WORK/err")"
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/x.bnplan" --weights t3 2>"$WORK/err" && fail "--weights t3 accepted"
 grep -q "weights must be t2 or t1, got 't3'" "$WORK/err" || fail "--weights t3: $(cat "$WORK/err")"
 # --lut / --tune: lookup-table kernels where chosen (tl2 weights in the plan), the same logits

@@ -27,7 +27,8 @@ static const char HELP[] =
     "                     with your key (made on first use; see bnc trust --help): a host whose user trusts\n"
     "                     the key and whose CPU has the target's features loads it instead of generating code\n"
     "  --weights t1       store the ternary matmul weights at 1.6 bits (TP1: five trits a byte, exact, the\n"
-    "                     same results; decode reads a fifth fewer of their bytes); t2 (the default): 2\n"
+    "                     same results; 17-20 % fewer of their bytes for rows of 1280 or more, decode\n"
+    "                     faster with AVX-512 VNNI, slower on AVX2: docs/t1.md); t2 (the default): 2\n"
     "                     bits (TP2). Shapes --lut gives the lookup-table layout keep it; --tune chooses\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
     "  --head q8_0        store the output projection's weights as Q8_0 (lossy: decode reads fewer bytes; a\n"
@@ -179,6 +180,9 @@ int bn_cmd_compile(int argc, char **argv) {
   if (h.progress) fprintf(stderr, "\r\033[K");
   double t2_bytes = have_mp ? ternary_bytes(&m.graph) : 0;
   int t1 = !strcmp(weights, "t1");
+  if (t1 && !strcmp(target, "x86-64-v3"))
+    fprintf(stderr, "bnc compile: note: AVX2 (x86-64-v3) has no vpdpbusd: its kernels unpack 1.6-bit weights every "
+                    "step and decode at about 0.4x the speed of 2 bits (docs/t1.md)\n");
   if (!st && (h.tune || h.lut || t1)) st = choose_layouts(&m.graph, backend, target, (int)batch, h.tune, h.lut, t1, &err);
   bn_objcode aot = {0};
   if (!st && h.aot) {
