@@ -269,9 +269,69 @@ static void tile_t1(bn_asm *a, const mmk *m, int rows, int tt) {
     }
 }
 
+/* The AVX2 decode tile over TP1 (4 rows x 1 token; gp registers as tile's): per group, each 32-byte half
+ * of the rows' bytes loaded once into ymm8..11; per position the codes by signed compares of x ^ 0x80
+ * against the thresholds less 128 and |m1 + m2| (constants in the red zone, RED below), times the
+ * activations by vpmaddubsw, summed in int16 (10 products of at most 2 x 2 x 127 a group), widened by
+ * vpmaddwd with ones; then x <- 3x. Accumulators ymm0..3, int16 sums 4..7, codes 12, compare 13, activations 14. */
+enum { RED = -128 }; /* the constants: 0x80, 85 - 128, 170 - 128, int16 ones, 32 bytes each */
+static void group_t1_avx2(bn_asm *a, int pos) {
+  for (int h = 0; h < 2; h++) {
+    if (h == 0)
+      for (int r = 0; r < 4; r++) op(a, "prefetcht0", bn_mem(R15, AHEAD_T1 + 64 * r, 64), NONE, NONE);
+    for (int r = 0; r < 4; r++) op(a, "vmovdqu", bn_vec(8 + r, 32), bn_mem(R15, 64 * r + 32 * h, 32), NONE);
+    for (int p = 0; p < pos; p++) {
+      op(a, "vmovdqu", bn_vec(14, 32), bn_memx(R14, R11, 1, 64 * p + 32 * h, 32), NONE);
+      for (int r = 0; r < 4; r++) {
+        op(a, "vpxor", bn_vec(13, 32), bn_vec(8 + r, 32), bn_mem(RSP, RED, 32));
+        op(a, "vpcmpgtb", bn_vec(12, 32), bn_vec(13, 32), bn_mem(RSP, RED + 32, 32));
+        op(a, "vpcmpgtb", bn_vec(13, 32), bn_vec(13, 32), bn_mem(RSP, RED + 64, 32));
+        op(a, "vpaddb", bn_vec(12, 32), bn_vec(12, 32), bn_vec(13, 32));
+        op(a, "vpabsb", bn_vec(12, 32), bn_vec(12, 32), NONE);
+        op(a, "vpmaddubsw", bn_vec(12, 32), bn_vec(12, 32), bn_vec(14, 32));
+        op(a, "vpaddw", bn_vec(4 + r, 32), bn_vec(4 + r, 32), bn_vec(12, 32));
+        if (p + 1 < pos) {
+          op(a, "vpaddb", bn_vec(13, 32), bn_vec(8 + r, 32), bn_vec(8 + r, 32));
+          op(a, "vpaddb", bn_vec(8 + r, 32), bn_vec(13, 32), bn_vec(8 + r, 32));
+        }
+      }
+    }
+  }
+  for (int r = 0; r < 4; r++) {
+    op(a, "vpmaddwd", bn_vec(12, 32), bn_vec(4 + r, 32), bn_mem(RSP, RED + 96, 32));
+    op(a, "vpaddd", bn_vec(r, 32), bn_vec(r, 32), bn_vec(12, 32));
+    op(a, "vpxor", bn_vec(4 + r, 32), bn_vec(4 + r, 32), bn_vec(4 + r, 32));
+  }
+}
+
+static void tile_t1_avx2(bn_asm *a, const mmk *m) {
+  int64_t K = m->K, N = m->N, full = K / 320 * 320;
+  int grp = bn_asm_new_label(a);
+  for (int i = 0; i < 8; i++) op(a, "vpxor", bn_vec(i, 32), bn_vec(i, 32), bn_vec(i, 32));
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  if (full) {
+    bn_asm_bind(a, grp);
+    group_t1_avx2(a, 5);
+    op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+    op(a, "add", bn_gp(R11), bn_imm(320), NONE);
+    op(a, "cmp", bn_gp(R11), bn_imm(full), NONE);
+    op(a, "jl", bn_label(grp), NONE, NONE);
+  }
+  if (K > full) group_t1_avx2(a, (int)(K - full) / 64);
+  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE);
+  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
+  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  for (int r = 0; r < 4; r++) {
+    hsum(a, r, 13, 32);
+    epilogue(a, m, r, 0, 12, 13);
+  }
+}
+
 /* One tile of rows x tt, for the ISA (W: 64 AVX-512 VNNI, 32 AVX2). */
 static void any_tile(bn_asm *a, const mmk *m, int rows, int tt) {
-  if (m->t1) tile_t1(a, m, rows, tt);
+  if (m->t1 && m->W == 32) tile_t1_avx2(a, m); /* decode's 4 x 1 only: prefill unpacks (matmul_rows) */
+  else if (m->t1) tile_t1(a, m, rows, tt);
   else if (m->W == 64) tile(a, m, rows, tt);
   else tile_avx2(a, m, rows, tt);
 }
@@ -356,7 +416,7 @@ static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
     }
 }
 
-/* Prefill over TP1 (and AVX2's every step): the whole 4-row blocks of rows r9..r12 unpacked into TP2 at rsp
+/* Prefill over TP1 (on AVX2 from 2 tokens): the whole 4-row blocks of rows r9..r12 unpacked into TP2 at rsp
  * (K bytes a block), once for all the tokens, which TP2's tiles then read: the extraction paid once, not per
  * token tile. Runs of 4 groups (1280 elements, 5 TP2 groups) in a loop, then the groups left (K % 1280,
  * whole TP2 groups). */
@@ -559,6 +619,13 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "sub", bn_gp(RSP), bn_imm(BLOCK / 4 * m->K + 64), NONE);
     op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
     op(a, "mov", bn_mem(RSP, (int32_t)(BLOCK / 4 * m->K), 8), bn_gp(RAX), NONE);
+    if (W == 32) { /* the AVX2 decode tile's constants, in the red zone below the scratch */
+      static const int32_t C[4] = {(int32_t)0x80808080, (int32_t)0xd5d5d5d5, 0x2a2a2a2a, 0x00010001};
+      for (int c = 0; c < 4; c++) {
+        splat_i(a, 12, C[c], 32);
+        op(a, "vmovdqu", bn_mem(RSP, RED + 32 * c, 32), bn_vec(12, 32), NONE);
+      }
+    }
   }
   splat_i(a, W == 64 ? MASK : 14, 0x03030303, W); /* TP2's code mask (TP1's unpacked too) */
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
@@ -574,7 +641,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "cmp", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "jg", bn_label(single), NONE, NONE);
     int many = bn_asm_new_label(a);
-    if (!m->t1 || W == 64) { /* (AVX2 over TP1: always unpacked) */
+    { /* decode */
       op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
       op(a, "jg", bn_label(many), NONE, NONE);
       token_loop(a, m, 4); /* decode: one block, one stream */
@@ -591,7 +658,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
-    if (m->t1) { /* 8 tokens or more: unpacked once into TP2 in the scratch */
+    if (m->t1) { /* 8 tokens or more (AVX2: 2), unpacked once into TP2 in the scratch */
       int direct = bn_asm_new_label(a);
       mmk tp2 = *m;
       tp2.t1 = 0, tp2.scratch = 1, tp2.block = m->K;
