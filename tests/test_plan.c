@@ -229,56 +229,62 @@ static void test_cross_consistency(void **state) {
   remove(narrow);
 }
 
+/* The test plan with one more weight, written to `path` (plan_path + suffix); f, m, mp for the caller to
+ * compare with and free (done_with). */
+typedef struct {
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  char path[600];
+} extra_plan;
+
+static void plan_with_weight(extra_plan *x, const char *suffix, bn_dtype t, bn_shape s, const void *data, size_t nbytes) {
+  bn_error err = {0};
+  snprintf(x->path, sizeof x->path, "%s.%s", plan_path, suffix);
+  load(&x->f, &x->m, &x->mp);
+  assert_true(bn_graph_add_weight(&x->m.graph, suffix, t, s, data, nbytes) >= 0);
+  if (bn_plan_write(&x->m, &x->mp, &(bn_plan_write_opts){0}, x->path, &err)) fail_msg("%s", err.msg);
+}
+
+static void done_with(extra_plan *x) {
+  bn_memplan_free(&x->mp);
+  bn_model_free(&x->m);
+  bn_gguf_close(&x->f);
+  remove(x->path);
+}
+
 /* A last weight whose size is not a multiple of the weights' 64-byte alignment (a Q6_K head of 32002
  * rows of 1536 is 24 bytes past one): the file still holds the whole weights section the header
  * states, opens, and computes the same logits. */
 static void test_unaligned_last_weight(void **state) {
   (void)state;
-  bn_gguf f;
-  bn_model m;
-  bn_memplan mp;
-  bn_error err = {0};
-  char odd[600];
-  snprintf(odd, sizeof odd, "%s.odd", plan_path);
-  load(&f, &m, &mp);
+  extra_plan x;
   int64_t six = 6;
   static float extra[6] = {1, 2, 3, 4, 5, 6};
-  assert_true(bn_graph_add_weight(&m.graph, "extra", BN_DT_F32, bn_shape_make(1, &six), extra, sizeof extra) >= 0);
-  if (bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, odd, &err)) fail_msg("%s", err.msg);
+  plan_with_weight(&x, "odd", BN_DT_F32, bn_shape_make(1, &six), extra, sizeof extra);
   bn_plan p;
-  if (bn_plan_open(&p, odd, &err)) fail_msg("%s", err.msg);
-  float *a = eval_session(&p.model, &p.mem, TOK, 13, 0), *b = eval_session(&m, &mp, TOK, 13, 0);
-  assert_memory_equal(a, b, 13 * (size_t)m.hp.n_vocab * sizeof *a);
+  bn_error err = {0};
+  if (bn_plan_open(&p, x.path, &err)) fail_msg("%s", err.msg);
+  float *a = eval_session(&p.model, &p.mem, TOK, 13, 0), *b = eval_session(&x.m, &x.mp, TOK, 13, 0);
+  assert_memory_equal(a, b, 13 * (size_t)x.m.hp.n_vocab * sizeof *a);
   free(a), free(b);
   bn_plan_close(&p);
-  bn_memplan_free(&mp);
-  bn_model_free(&m);
-  bn_gguf_close(&f);
-  remove(odd);
+  done_with(&x);
 }
 
 /* A packed weight whose shape its type cannot hold (rows of 100: TP1 and TP2 need whole 256-groups,
  * and their size is 0) is refused by name, not read past its end. */
 static void test_shapeless_weight(void **state) {
   (void)state;
-  bn_gguf f;
-  bn_model m;
-  bn_memplan mp;
-  bn_error err = {0};
-  char bad[600];
-  snprintf(bad, sizeof bad, "%s.bad", plan_path);
-  load(&f, &m, &mp);
+  extra_plan x;
   int64_t d[2] = {4, 100};
   static uint8_t none[64];
-  assert_true(bn_graph_add_weight(&m.graph, "odd", BN_DT_TP1, bn_shape_make(2, d), none, 0) >= 0);
-  if (bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, bad, &err)) fail_msg("%s", err.msg);
+  plan_with_weight(&x, "bad", BN_DT_TP1, bn_shape_make(2, d), none, 0);
   bn_plan p;
-  assert_int_equal(bn_plan_open(&p, bad, &err), BN_E_FORMAT);
-  if (!strstr(err.msg, "'odd' is tp1, a shape its type cannot hold")) fail_msg("%s", err.msg);
-  bn_memplan_free(&mp);
-  bn_model_free(&m);
-  bn_gguf_close(&f);
-  remove(bad);
+  bn_error err = {0};
+  assert_int_equal(bn_plan_open(&p, x.path, &err), BN_E_FORMAT);
+  if (!strstr(err.msg, "'bad' is tp1, a shape its type cannot hold")) fail_msg("%s", err.msg);
+  done_with(&x);
 }
 
 /* Graphs the verifier accepts but the executor cannot run. */
