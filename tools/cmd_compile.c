@@ -180,9 +180,9 @@ int bn_cmd_compile(int argc, char **argv) {
   if (h.progress) fprintf(stderr, "\r\033[K");
   double t2_bytes = have_mp ? ternary_bytes(&m.graph) : 0;
   int t1 = !strcmp(weights, "t1");
-  if (t1 && !strcmp(target, "x86-64-v3"))
-    fprintf(stderr, "bnc compile: note: AVX2 (x86-64-v3) has no vpdpbusd: its kernels extract 1.6-bit weights' codes "
-                    "and decode at about 0.65x the speed of 2 bits (docs/t1.md)\n");
+  if (t1 && (!strcmp(target, "x86-64-v3") || (!strcmp(target, "native") && !__builtin_cpu_supports("avx512vnni"))))
+    fprintf(stderr, "bnc compile: note: AVX2 (x86-64-v3, or a native CPU without AVX-512 VNNI) has no vpdpbusd: its "
+                    "kernels extract 1.6-bit weights' codes and decode at about 0.65x the speed of 2 bits (docs/t1.md)\n");
   if (!st && (h.tune || h.lut || t1)) st = choose_layouts(&m.graph, backend, target, (int)batch, h.tune, h.lut, t1, &err);
   bn_objcode aot = {0};
   if (!st && h.aot) {
