@@ -147,15 +147,19 @@ static void tern_tp2(const uint8_t *tensor, uint64_t rows, uint64_t k, uint64_t 
 }
 
 /* The trits of row r (k of them) of a TP1 tensor of `rows` rows. */
-static void tern_tp1(const uint8_t *tensor, uint64_t rows, uint64_t k, uint64_t r, int8_t *t) {
-  for (uint64_t g = 0; g * 320 < k; g++) {
-    const uint8_t *p = tensor + bn_tp1_group(rows, k, r, g);
-    uint64_t m = k - g * 320 < 320 ? (k - g * 320) / 64 : 5;
-    for (int j = 0; j < 64; j++) {
-      unsigned x = p[j];
-      for (uint64_t q = 0; q < m; q++, x = 3 * x & 255) t[g * 320 + q * 64 + (uint64_t)j] = (int8_t)((3 * x >> 8) - 1);
-    }
+/* The positions of TP1 group g in a row of k: 5, or the last group's (k mod 320) / 64. */
+static int tp1_positions(uint64_t k, uint64_t g) { return k - g * 320 < 320 ? (int)((k - g * 320) / 64) : 5; }
+
+/* The 64 m trits of the TP1 group at p (m positions), in element order. */
+static void tp1_group_trits(const uint8_t *p, int m, int8_t *t) {
+  for (int j = 0; j < 64; j++) {
+    unsigned x = p[j];
+    for (int q = 0; q < m; q++, x = 3 * x & 255) t[q * 64 + j] = (int8_t)((3 * x >> 8) - 1);
   }
+}
+
+static void tern_tp1(const uint8_t *tensor, uint64_t rows, uint64_t k, uint64_t r, int8_t *t) {
+  for (uint64_t g = 0; g * 320 < k; g++) tp1_group_trits(tensor + bn_tp1_group(rows, k, r, g), tp1_positions(k, g), t + g * 320);
 }
 
 void bn_tp1_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tp1) {
@@ -164,7 +168,7 @@ void bn_tp1_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tp1) {
   int8_t trit[320];
   for (uint64_t r = 0; r < rows; r++)
     for (uint64_t g = 0; g * 320 < k; g++) {
-      int m = k - g * 320 < 320 ? (int)((k - g * 320) / 64) : 5;
+      int m = tp1_positions(k, g);
       for (int e = 0; e < 64 * m; e++) { /* element g 320 + e of the TP2 row */
         uint64_t i = g * 320 + (uint64_t)e;
         trit[e] = (int8_t)(((src[bn_tp2_group(rows, k, r, i / 256) + i % 64] >> (2 * (i % 256 / 64))) & 3) - 1);
@@ -332,13 +336,11 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
   if (t == BN_DT_TP1) { /* one whole row: n is its length */
     uint64_t rows = total / (n > 0 ? n : 1), row = start / (n > 0 ? n : 1);
     float sc = bn_ternary_row_scale(t, tensor, total, row, n);
+    int8_t trit[320];
     for (uint64_t g = 0; g * 320 < n; g++) {
-      const uint8_t *p = (const uint8_t *)tensor + bn_tp1_group(rows, n, row, g);
-      uint64_t m = n - g * 320 < 320 ? (n - g * 320) / 64 : 5;
-      for (int j = 0; j < 64; j++) {
-        unsigned x = p[j];
-        for (uint64_t q = 0; q < m; q++, x = 3 * x & 255) out[g * 320 + q * 64 + (uint64_t)j] = (float)((int)(3 * x >> 8) - 1) * sc;
-      }
+      int m = tp1_positions(n, g);
+      tp1_group_trits((const uint8_t *)tensor + bn_tp1_group(rows, n, row, g), m, trit);
+      for (int e = 0; e < 64 * m; e++) out[g * 320 + (uint64_t)e] = trit[e] * sc;
     }
     return;
   }

@@ -84,18 +84,22 @@ static void tile_epilogue(bn_asm *a, const mmk *m) {
   }
 }
 
-/* A tile's group loop: the next group (256 bytes on in a block, r12 for one row) back to grp while K
- * lasts; then r11 = the first output's index, r13 N + r9. */
-static void group_end(bn_asm *a, const mmk *m, int rows, int grp) {
-  int64_t K = m->K, N = m->N;
-  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
-  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
-  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
-  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
-  op(a, "jl", bn_label(grp), NONE, NONE);
+/* r11 = the tile's first output's index, r13 N + r9. */
+static void out_index(bn_asm *a, int64_t N) {
   op(a, "mov", bn_gp(R11), bn_gp(R13), NONE);
   op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
   op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+}
+
+/* A tile's group loop: the next group (256 bytes on in a block, r12 for one row) back to grp while K
+ * lasts; then out_index. */
+static void group_end(bn_asm *a, const mmk *m, int rows, int grp) {
+  if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
+  else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(m->K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+  out_index(a, m->N);
 }
 
 /* One tile: `rows` rows (from rbx; 2 or 4 in a block, whose groups are 256 bytes apart, or 1 row, its
@@ -186,8 +190,31 @@ static void tile_avx2(bn_asm *a, const mmk *m, int rows, int tt) {
     }
 }
 
-/* TP1's constants (AVX-512): bytes of 1, 85 and 170 (the codes' thresholds). */
-enum { ONE = 26, T85 = 30, T170 = 27 };
+/* TP1's constants (AVX-512): bytes of 1, 85 and 170 (the codes' thresholds). AVX2 keeps its own in the
+ * red zone (RED: 0x80, 85 - 128, 170 - 128, int16 ones, 32 bytes each; matmul_rows stores them). */
+enum { ONE = 26, T85 = 30, T170 = 27, RED = -128 };
+
+/* AVX-512: masks k (x > 85) and k + 1 (x > 170) of TP1's bytes x; c = their sum is the code. */
+static void thresholds(bn_asm *a, int k, int x) {
+  bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(k), bn_vec(x, 64), bn_vec(T85, 64), bn_imm(6)); /* > */
+  bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(k + 1), bn_vec(x, 64), bn_vec(T170, 64), bn_imm(6));
+}
+
+/* AVX2: c = the codes of TP1's bytes x, |(x ^ 0x80 > 85 - 128) + (x ^ 0x80 > 170 - 128)| by signed
+ * compares; scratch t. */
+static void codes_avx2(bn_asm *a, int c, int x, int t) {
+  op(a, "vpxor", bn_vec(t, 32), bn_vec(x, 32), bn_mem(RSP, RED, 32));
+  op(a, "vpcmpgtb", bn_vec(c, 32), bn_vec(t, 32), bn_mem(RSP, RED + 32, 32));
+  op(a, "vpcmpgtb", bn_vec(t, 32), bn_vec(t, 32), bn_mem(RSP, RED + 64, 32));
+  op(a, "vpaddb", bn_vec(c, 32), bn_vec(c, 32), bn_vec(t, 32));
+  op(a, "vpabsb", bn_vec(c, 32), bn_vec(c, 32), NONE);
+}
+
+/* x = 3 x mod 256, byte by byte (the next position's bytes); scratch t. */
+static void triple(bn_asm *a, int x, int t, int W) {
+  op(a, "vpaddb", bn_vec(t, W), bn_vec(x, W), bn_vec(x, W));
+  op(a, "vpaddb", bn_vec(x, W), bn_vec(t, W), bn_vec(x, W));
+}
 
 /* One TP1 group of m positions (64 x m elements; r15 its bytes, r11 its activations): the rows' bytes
  * x0 loaded once, x_(p+1) = 3 x_p by two byte adds. Decode (one token) multiplies the bytes themselves:
@@ -206,25 +233,18 @@ static void group_t1(bn_asm *a, const mmk *m, int rows, int tt, int pos) {
     if (tt == 1) {
       op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, 64 * p, 64), NONE);
       for (int r = 0; r < rows; r++) op(a, "vpdpbusd", bn_vec(2 * r, 64), bn_vec(WV + r, 64), bn_vec(QV, 64));
-      for (int r = 0; r < rows; r++) {
-        op(a, "vpaddb", bn_vec(CV + r, 64), bn_vec(WV + r, 64), bn_vec(WV + r, 64));
-        op(a, "vpaddb", bn_vec(WV + r, 64), bn_vec(CV + r, 64), bn_vec(WV + r, 64));
-      }
+      for (int r = 0; r < rows; r++) triple(a, WV + r, CV + r, 64);
       for (int r = 0; r < rows; r++) op(a, "vpdpbusd", bn_vec(2 * r + 1, 64), bn_vec(WV + r, 64), bn_vec(QV, 64));
       continue;
     }
     for (int r = 0; r < rows; r++) {
-      int k1 = 1 + 2 * (r % 3), k2 = k1 + 1;
-      bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(k1), bn_vec(WV + r, 64), bn_vec(T85, 64), bn_imm(6)); /* > */
-      bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(k2), bn_vec(WV + r, 64), bn_vec(T170, 64), bn_imm(6));
-      bn_asm_mask(a, k1, 1);
+      int k = 1 + 2 * (r % 3);
+      thresholds(a, k, WV + r);
+      bn_asm_mask(a, k, 1);
       op(a, "vmovdqu8", bn_vec(CV + r, 64), bn_vec(ONE, 64), NONE);
-      bn_asm_mask(a, k2, 0);
+      bn_asm_mask(a, k + 1, 0);
       op(a, "vpaddb", bn_vec(CV + r, 64), bn_vec(CV + r, 64), bn_vec(ONE, 64));
-      if (p + 1 < pos) {
-        op(a, "vpaddb", bn_vec(S0, 64), bn_vec(WV + r, 64), bn_vec(WV + r, 64));
-        op(a, "vpaddb", bn_vec(WV + r, 64), bn_vec(S0, 64), bn_vec(WV + r, 64));
-      }
+      if (p + 1 < pos) triple(a, WV + r, S0, 64);
     }
     for (int t = 0; t < tt; t++) {
       op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * p), 64), NONE);
@@ -233,27 +253,33 @@ static void group_t1(bn_asm *a, const mmk *m, int rows, int tt, int pos) {
   }
 }
 
-/* The TP1 tile (AVX-512 VNNI), as tile: 4 x 4, 4 x 1 (decode), 1 x 4, 1 x 1; whole groups in a loop
- * (r15 on by 64 x the block's rows: 256, or r12 for one row), then a last group of K % 320. */
-static void tile_t1(bn_asm *a, const mmk *m, int rows, int tt) {
-  int64_t K = m->K, N = m->N, full = K / 320 * 320;
-  int chains = tt == 1 ? 2 : 1, n_acc = rows * tt * chains, grp = bn_asm_new_label(a);
-  for (int c = 0; c < n_acc; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+/* A TP1 tile's groups (its accumulators zeroed): r15 from rbx, r11 from 0; whole groups of 5 positions in a
+ * loop (r15 on by 64 x the block's rows: 256, or r12 for one row), then a last group of K % 320; then
+ * out_index. */
+typedef void t1_group(bn_asm *a, const mmk *m, int rows, int tt, int pos);
+static void t1_groups(bn_asm *a, const mmk *m, int rows, int tt, t1_group *group) {
+  int64_t full = m->K / 320 * 320;
+  int grp = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   if (full) {
     bn_asm_bind(a, grp);
-    group_t1(a, m, rows, tt, 5);
+    group(a, m, rows, tt, 5);
     if (rows > 1) op(a, "add", bn_gp(R15), bn_imm(256), NONE);
     else op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
     op(a, "add", bn_gp(R11), bn_imm(320), NONE);
     op(a, "cmp", bn_gp(R11), bn_imm(full), NONE);
     op(a, "jl", bn_label(grp), NONE, NONE);
   }
-  if (K > full) group_t1(a, m, rows, tt, (int)(K - full) / 64);
-  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE);
-  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
-  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  if (m->K > full) group(a, m, rows, tt, (int)(m->K - full) / 64);
+  out_index(a, m->N);
+}
+
+/* The TP1 tile (AVX-512 VNNI), as tile: 4 x 4, 4 x 1 (decode), 1 x 4, 1 x 1. */
+static void tile_t1(bn_asm *a, const mmk *m, int rows, int tt) {
+  int chains = tt == 1 ? 2 : 1, n_acc = rows * tt * chains;
+  for (int c = 0; c < n_acc; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+  t1_groups(a, m, rows, tt, group_t1);
   if (rows == 4 && tt == 4) return tile_epilogue(a, m);
   for (int r = 0; r < rows; r++)
     for (int t = 0; t < tt; t++) {
@@ -270,12 +296,11 @@ static void tile_t1(bn_asm *a, const mmk *m, int rows, int tt) {
 }
 
 /* The AVX2 decode tile over TP1 (4 rows x 1 token; gp registers as tile's): per group, each 32-byte half
- * of the rows' bytes loaded once into ymm8..11; per position the codes by signed compares of x ^ 0x80
- * against the thresholds less 128 and |m1 + m2| (constants in the red zone, RED below), times the
- * activations by vpmaddubsw, summed in int16 (10 products of at most 2 x 2 x 127 a group), widened by
- * vpmaddwd with ones; then x <- 3x. Accumulators ymm0..3, int16 sums 4..7, codes 12, compare 13, activations 14. */
-enum { RED = -128 }; /* the constants: 0x80, 85 - 128, 170 - 128, int16 ones, 32 bytes each */
-static void group_t1_avx2(bn_asm *a, int pos) {
+ * of the rows' bytes loaded once into ymm8..11; per position the codes (codes_avx2) times the activations
+ * by vpmaddubsw, summed in int16 (10 products of at most 2 x 2 x 127 a group), widened by vpmaddwd with
+ * ones; then x <- 3x. Accumulators ymm0..3, int16 sums 4..7, codes 12, scratch 13, activations 14. */
+static void group_t1_avx2(bn_asm *a, const mmk *m, int rows, int tt, int pos) {
+  (void)m, (void)rows, (void)tt; /* 4 x 1 */
   for (int h = 0; h < 2; h++) {
     if (h == 0)
       for (int r = 0; r < 4; r++) op(a, "prefetcht0", bn_mem(R15, AHEAD_T1 + 64 * r, 64), NONE, NONE);
@@ -283,17 +308,10 @@ static void group_t1_avx2(bn_asm *a, int pos) {
     for (int p = 0; p < pos; p++) {
       op(a, "vmovdqu", bn_vec(14, 32), bn_memx(R14, R11, 1, 64 * p + 32 * h, 32), NONE);
       for (int r = 0; r < 4; r++) {
-        op(a, "vpxor", bn_vec(13, 32), bn_vec(8 + r, 32), bn_mem(RSP, RED, 32));
-        op(a, "vpcmpgtb", bn_vec(12, 32), bn_vec(13, 32), bn_mem(RSP, RED + 32, 32));
-        op(a, "vpcmpgtb", bn_vec(13, 32), bn_vec(13, 32), bn_mem(RSP, RED + 64, 32));
-        op(a, "vpaddb", bn_vec(12, 32), bn_vec(12, 32), bn_vec(13, 32));
-        op(a, "vpabsb", bn_vec(12, 32), bn_vec(12, 32), NONE);
+        codes_avx2(a, 12, 8 + r, 13);
         op(a, "vpmaddubsw", bn_vec(12, 32), bn_vec(12, 32), bn_vec(14, 32));
         op(a, "vpaddw", bn_vec(4 + r, 32), bn_vec(4 + r, 32), bn_vec(12, 32));
-        if (p + 1 < pos) {
-          op(a, "vpaddb", bn_vec(13, 32), bn_vec(8 + r, 32), bn_vec(8 + r, 32));
-          op(a, "vpaddb", bn_vec(8 + r, 32), bn_vec(13, 32), bn_vec(8 + r, 32));
-        }
+        if (p + 1 < pos) triple(a, 8 + r, 13, 32);
       }
     }
   }
@@ -305,23 +323,8 @@ static void group_t1_avx2(bn_asm *a, int pos) {
 }
 
 static void tile_t1_avx2(bn_asm *a, const mmk *m) {
-  int64_t K = m->K, N = m->N, full = K / 320 * 320;
-  int grp = bn_asm_new_label(a);
   for (int i = 0; i < 8; i++) op(a, "vpxor", bn_vec(i, 32), bn_vec(i, 32), bn_vec(i, 32));
-  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
-  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
-  if (full) {
-    bn_asm_bind(a, grp);
-    group_t1_avx2(a, 5);
-    op(a, "add", bn_gp(R15), bn_imm(256), NONE);
-    op(a, "add", bn_gp(R11), bn_imm(320), NONE);
-    op(a, "cmp", bn_gp(R11), bn_imm(full), NONE);
-    op(a, "jl", bn_label(grp), NONE, NONE);
-  }
-  if (K > full) group_t1_avx2(a, (int)(K - full) / 64);
-  op(a, "mov", bn_gp(R11), bn_gp(R13), NONE);
-  op(a, "imul", bn_gp(R11), bn_gp(R11), bn_imm(N));
-  op(a, "add", bn_gp(R11), bn_gp(R9), NONE);
+  t1_groups(a, m, 4, 1, group_t1_avx2);
   for (int r = 0; r < 4; r++) {
     hsum(a, r, 13, 32);
     epilogue(a, m, r, 0, 12, 13);
@@ -377,8 +380,7 @@ static void row_base(bn_asm *a, const mmk *m) {
  * elements) unpacked into TP2 at rax (TP2's group h / 4 of chunk h at shift 2 (h % 4), row r's at (4 (h / 4)
  * + r) 64), the last group of pos positions. A byte's code c = (x > 85) + (x > 170); x_(p+1) = 3 x_p by two
  * byte adds. AVX-512: compares into masks, whose masked adds of 1 << shift (vectors 0..3) build the TP2 bytes
- * in a register; AVX2 (two halves of 32 bytes) compares signed against the thresholds less 128 (x ^ 0x80)
- * (vectors 11..13), c = |m1 + m2|, shifted and or-ed. */
+ * in a register; AVX2 (two halves of 32 bytes): codes_avx2, shifted and or-ed. */
 static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
   int x = W == 64 ? WV : 8, c = W == 64 ? CV : 9, t = W == 64 ? S0 : 10, acc = W == 64 ? S1 : 15;
   for (int hv = 0; hv < 64 / W; hv++)
@@ -388,28 +390,20 @@ static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
       for (int p = 0; p < m; p++) {
         int h = 5 * gl + p, s = h % 4;
         if (W == 64) {
-          bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(1), bn_vec(x, 64), bn_vec(T85, 64), bn_imm(6)); /* > */
-          bn_asm_emit(a, bn_asm_inst("vpcmpub"), bn_kreg(2), bn_vec(x, 64), bn_vec(T170, 64), bn_imm(6));
+          thresholds(a, 1, x);
           bn_asm_mask(a, 1, s == 0);
           if (s == 0) op(a, "vmovdqu8", bn_vec(acc, 64), bn_vec(0, 64), NONE);
           else op(a, "vpaddb", bn_vec(acc, 64), bn_vec(acc, 64), bn_vec(s, 64));
           bn_asm_mask(a, 2, 0);
           op(a, "vpaddb", bn_vec(acc, 64), bn_vec(acc, 64), bn_vec(s, 64));
         } else {
-          op(a, "vpxor", bn_vec(t, 32), bn_vec(x, 32), bn_vec(11, 32));
-          op(a, "vpcmpgtb", bn_vec(c, 32), bn_vec(t, 32), bn_vec(12, 32));
-          op(a, "vpcmpgtb", bn_vec(t, 32), bn_vec(t, 32), bn_vec(13, 32));
-          op(a, "vpaddb", bn_vec(c, 32), bn_vec(c, 32), bn_vec(t, 32));
-          op(a, "vpabsb", bn_vec(s ? c : acc, 32), bn_vec(c, 32), NONE);
+          codes_avx2(a, s ? c : acc, x, t);
           if (s) {
             op(a, "vpsllw", bn_vec(c, 32), bn_vec(c, 32), bn_imm(2 * s)); /* codes < 4: no bit leaves its byte */
             op(a, "vpor", bn_vec(acc, 32), bn_vec(acc, 32), bn_vec(c, 32));
           }
         }
-        if (p + 1 < m) {
-          op(a, "vpaddb", bn_vec(t, W), bn_vec(x, W), bn_vec(x, W));
-          op(a, "vpaddb", bn_vec(x, W), bn_vec(t, W), bn_vec(x, W));
-        }
+        if (p + 1 < m) triple(a, x, t, W);
         if (s == 3)
           op(a, W == 64 ? "vmovdqu64" : "vmovdqu", bn_mem(RAX, (h / 4 * 4 + r) * 64 + W * hv, W), bn_vec(acc, W), NONE);
       }
@@ -425,11 +419,6 @@ static void unpack_t1(bn_asm *a, const mmk *m) {
   int blk = bn_asm_new_label(a), run = bn_asm_new_label(a);
   if (m->W == 64) /* 1 << shift for the masked adds (the tiles' accumulators) */
     for (int s = 0; s < 4; s++) splat_i(a, s, 0x01010101 << (2 * s), 64);
-  else { /* the AVX2 constants (the tiles use these vectors) */
-    splat_i(a, 11, (int32_t)0x80808080, 32);
-    splat_i(a, 12, (int32_t)0xd5d5d5d5, 32); /* 85 - 128 */
-    splat_i(a, 13, 0x2a2a2a2a, 32);          /* 170 - 128 */
-  }
   row_base(a, m);
   op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
   op(a, "mov", bn_gp(R14), bn_gp(RSP), NONE);
@@ -602,6 +591,16 @@ void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps)
   leave(a, 0);
 }
 
+/* Every token over the blocks of rows r9..r12 (block_tokens: 4 x 4 tiles on AVX-512, 2 x 2 on AVX2, then
+ * single tokens), then on to `next`. */
+static void prefill(bn_asm *a, const mmk *m, int next) {
+  op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
+  op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
+  block_tokens(a, m, m->W == 64 ? 4 : 2, m->W == 64 ? 4 : 2);
+  block_tokens(a, m, 4, 1);
+  op(a, "jmp", bn_label(next), NONE, NONE);
+}
+
 /* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
  * registers pushed already. */
 static void matmul_rows(bn_asm *a, const mmk *m) {
@@ -619,7 +618,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "sub", bn_gp(RSP), bn_imm(BLOCK / 4 * m->K + 64), NONE);
     op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
     op(a, "mov", bn_mem(RSP, (int32_t)(BLOCK / 4 * m->K), 8), bn_gp(RAX), NONE);
-    if (W == 32) { /* the AVX2 decode tile's constants, in the red zone below the scratch */
+    if (W == 32) { /* AVX2's constants (RED), in the red zone below the scratch */
       static const int32_t C[4] = {(int32_t)0x80808080, (int32_t)0xd5d5d5d5, 0x2a2a2a2a, 0x00010001};
       for (int c = 0; c < 4; c++) {
         splat_i(a, 12, C[c], 32);
@@ -641,13 +640,11 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "cmp", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "jg", bn_label(single), NONE, NONE);
     int many = bn_asm_new_label(a);
-    { /* decode */
-      op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
-      op(a, "jg", bn_label(many), NONE, NONE);
-      token_loop(a, m, 4); /* decode: one block, one stream */
-      op(a, "add", bn_gp(R9), bn_imm(4), NONE);
-      op(a, "jmp", bn_label(next), NONE, NONE);
-    }
+    op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
+    op(a, "jg", bn_label(many), NONE, NONE);
+    token_loop(a, m, 4); /* decode: one block, one stream */
+    op(a, "add", bn_gp(R9), bn_imm(4), NONE);
+    op(a, "jmp", bn_label(next), NONE, NONE);
     bn_asm_bind(a, many); /* prefill: blocks of up to `block` rows, r9..r12 */
     op(a, "mov", bn_gp(RBP), bn_gp(R9), NONE);
     op(a, "mov", bn_gp(R12), bn_gp(R10), NONE);
@@ -667,20 +664,10 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
         op(a, "jl", bn_label(direct), NONE, NONE);
       }
       unpack_t1(a, m);
-      op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
-      op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
-      block_tokens(a, &tp2, W == 64 ? 4 : 2, W == 64 ? 4 : 2);
-      block_tokens(a, &tp2, 4, 1);
-      op(a, "jmp", bn_label(next), NONE, NONE);
+      prefill(a, &tp2, next);
       bn_asm_bind(a, direct);
     }
-    if (!m->t1 || W == 64) {
-      op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
-      op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
-      block_tokens(a, m, W == 64 ? 4 : 2, W == 64 ? 4 : 2);
-      block_tokens(a, m, 4, 1);
-      op(a, "jmp", bn_label(next), NONE, NONE);
-    }
+    if (!m->t1 || W == 64) prefill(a, m, next);
   }
   bn_asm_bind(a, single);
   if (m->t1 && W == 32) op(a, "ud2", NONE, NONE, NONE); /* AVX2 over TP1: whole blocks only (be_supports, the executor's shares) */
