@@ -37,11 +37,12 @@ enum { BN_NQ_PLAIN = BN_FUSED_NORM, BN_NQ_GATE_RELU2 = BN_FUSED_GATE_RELU2, BN_N
        BN_NQ_RMSNORM }; /* RMSNORM: qa is K floats per row */
 
 /* Causal GQA attention of heads h0..h1 for T tokens at pos.. over the caches of n_ctx
- * positions, head-major as bn_ref_kv_store writes them (this step's K/V stored already);
+ * positions, head-major as bn_ref_kv_store writes them (this step's K/V stored already), their
+ * elements of the key's type (bn_kkey.cache);
  * scores: bn_attn_scores(T, n_ctx) floats of scratch (T score rows of pos + T floats, then T
  * inverse sums). */
 static inline int64_t bn_attn_scores(int64_t T, int64_t n_ctx) { return T * (n_ctx + 1); }
-typedef void (*bn_attn_kernel)(const float *q, const float *kc, const float *vc, float *y, float *scores, int64_t T,
+typedef void (*bn_attn_kernel)(const float *q, const void *kc, const void *vc, float *y, float *scores, int64_t T,
                                int64_t pos, int64_t h0, int64_t h1, int64_t n_ctx);
 
 /* Row kernels, rows t0..t1: the embedding gather (in: token ids, w: the table) and the
@@ -91,6 +92,7 @@ typedef struct {
   int variant;
   float eps; /* NORM_QUANT, and a matmul's prologue */
   int pro;   /* MATMUL(_LUT): 0, or 1 + the BN_NQ_* mode of the norm + quantize prologue (bn_mmp_kernel) */
+  bn_dtype cache; /* ATTENTION: the K/V caches' element type, F32 (0) or F16 */
 } bn_kkey;
 
 int bn_kkey_eq(const bn_kkey *a, const bn_kkey *b);

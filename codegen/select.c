@@ -15,13 +15,13 @@ const bn_kfamily_info bn_kfamilies[BN_K_COUNT] = {
 
 int bn_kkey_eq(const bn_kkey *a, const bn_kkey *b) {
   return a->family == b->family && a->k == b->k && a->n == b->n && a->variant == b->variant && a->eps == b->eps &&
-         a->pro == b->pro;
+         a->pro == b->pro && a->cache == b->cache;
 }
 
 void bn_kkey_describe(const bn_kkey *key, char *buf, size_t cap) {
   const char *fam = (unsigned)key->family < BN_K_COUNT ? bn_kfamilies[key->family].name : "?";
-  snprintf(buf, cap, "%s v%d%s k%lld n%lld", fam, key->variant, key->pro ? " +prologue" : "", (long long)key->k,
-           (long long)key->n);
+  snprintf(buf, cap, "%s v%d%s%s k%lld n%lld", fam, key->variant, key->pro ? " +prologue" : "",
+           key->cache == BN_DT_F16 ? " f16 cache" : "", (long long)key->k, (long long)key->n);
 }
 
 /* A ternary matmul node, with or without a norm + quantize prologue: its key; 0 if not one. */
@@ -36,7 +36,7 @@ static int select_matmul(const bn_graph *g, const bn_node *n, bn_kkey *key) {
   if (len && (g->values[n->in[0]].dtype != BN_DT_F32 || g->values[n->in[1]].dtype != BN_DT_F32 || wi != 2))
     return 0; /* operands: x, norm weights, w (, resid), floats */
   int family = w->dtype == BN_DT_TL2 ? BN_K_MATMUL_LUT : w->dtype == BN_DT_TP1 ? BN_K_MATMUL_T1 : BN_K_MATMUL;
-  *key = (bn_kkey){family, w->shape.d[1], w->shape.d[0], mode, 0, 0};
+  *key = (bn_kkey){.family = family, .k = w->shape.d[1], .n = w->shape.d[0], .variant = mode};
   if (len) key->pro = 1 + nq, key->eps = (float)n->body->nodes[len - 2].attr[0]; /* the rmsnorm's */
   return 1;
 }
@@ -53,36 +53,36 @@ int bn_kernel_select(const bn_graph *g, int i, bn_kkey *key) {
   if (select_matmul(g, n, key)) return 1;
   if (n->op == BN_OP_OUTPUT_PROJ) {
     const bn_value *w = &g->values[n->in[1]];
-    *key = (bn_kkey){BN_K_MATMUL_F, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0, 0};
+    *key = (bn_kkey){.family = BN_K_MATMUL_F, .k = w->shape.d[1], .n = w->shape.d[0], .variant = (int)w->dtype};
     return 1;
   }
   if (n->op == BN_OP_ATTENTION) {
     int hd = (int)n->attr[3];
-    *key = (bn_kkey){BN_K_ATTENTION, hd, (int64_t)n->attr[1], (int)n->attr[2], 0, 0};
+    *key = (bn_kkey){.family = BN_K_ATTENTION, .k = hd, .n = (int64_t)n->attr[1], .variant = (int)n->attr[2]};
     return 1;
   }
   if (n->op == BN_OP_ROPE) {
     int hd = (int)n->attr[1];
     if ((int)n->attr[2] != hd || hd % 2) return 0; /* whole heads rotated */
-    *key = (bn_kkey){BN_K_ROPE, hd, (int64_t)n->attr[0], 0, 0, 0};
+    *key = (bn_kkey){.family = BN_K_ROPE, .k = hd, .n = (int64_t)n->attr[0]};
     return 1;
   }
   if (n->op == BN_OP_EMBED) {
     const bn_value *w = &g->values[n->in[1]];
     if (g->values[n->out].dtype != BN_DT_F32) return 0;
-    *key = (bn_kkey){BN_K_EMBED, w->shape.d[1], w->shape.d[0], (int)w->dtype, 0, 0};
+    *key = (bn_kkey){.family = BN_K_EMBED, .k = w->shape.d[1], .n = w->shape.d[0], .variant = (int)w->dtype};
     return 1;
   }
   if (n->op == BN_OP_SLICE) {
     const bn_value *in = &g->values[n->in[0]], *out = &g->values[n->out];
     if (in->dtype != BN_DT_F32 || out->dtype != BN_DT_F32 || in->shape.rank != 2 || n->attr[0] > 1e9) return 0;
-    *key = (bn_kkey){BN_K_SLICE, in->shape.d[1], out->shape.d[1], (int)n->attr[0], 0, 0};
+    *key = (bn_kkey){.family = BN_K_SLICE, .k = in->shape.d[1], .n = out->shape.d[1], .variant = (int)n->attr[0]};
     return 1;
   }
   if (n->op == BN_OP_RMSNORM) { /* alone: the final norm */
     int64_t K = g->values[n->out].shape.d[1];
     if (g->values[n->in[1]].dtype != BN_DT_F32 || g->values[n->in[0]].dtype != BN_DT_F32) return 0;
-    *key = (bn_kkey){BN_K_NORM_QUANT, K, 0, BN_NQ_RMSNORM, (float)n->attr[0], 0};
+    *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = BN_NQ_RMSNORM, .eps = (float)n->attr[0]};
     return 1;
   }
   int mode = nq_mode(n);
@@ -90,7 +90,7 @@ int bn_kernel_select(const bn_graph *g, int i, bn_kkey *key) {
     const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
     int64_t K = n->body->values[norm->out].shape.d[1];
     if (g->values[n->in[1]].dtype != BN_DT_F32) return 0;
-    *key = (bn_kkey){BN_K_NORM_QUANT, K, 0, mode, (float)norm->attr[0], 0};
+    *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = mode, .eps = (float)norm->attr[0]};
     return 1;
   }
   return 0;

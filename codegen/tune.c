@@ -90,7 +90,7 @@ bn_status bn_tune_matmul(bn_codegen *cg, int64_t K, int64_t N, int batch, bn_tun
    * another layout must win by 3 % (noise) to be chosen */
   double best = 0;
   for (int l = 0; l < BN_LAYOUTS && !st; l++) {
-    bn_kkey key = {bn_layout_family[l], K, N, BN_MM_DQ, 0, 0};
+    bn_kkey key = {.family = bn_layout_family[l], .k = K, .n = N, .variant = BN_MM_DQ};
     void *fn;
     if (!f.w[l] || !bn_codegen_supports(cg, &key)) continue;
     if ((st = bn_codegen_get(cg, &key, &fn, err))) break;

@@ -132,8 +132,11 @@ static bn_status prepare_kernels(bn_exec *e, bn_error *err) {
   void **fns = calloc((size_t)g->n_nodes + 1, sizeof *fns);
   int n = 0;
   bn_status st = keys && node && fns ? BN_OK : bn_fail(err, BN_E_NOMEM, "executor: out of memory");
-  for (int i = 0; !st && i < g->n_nodes; i++)
-    if (bn_kernel_select(g, i, &keys[n]) && bn_codegen_supports(e->cg, &keys[n])) node[n++] = i;
+  for (int i = 0; !st && i < g->n_nodes; i++) {
+    if (!bn_kernel_select(g, i, &keys[n])) continue;
+    if (keys[n].family == BN_K_ATTENTION) keys[n].cache = e->env.kv;
+    if (bn_codegen_supports(e->cg, &keys[n])) node[n++] = i;
+  }
   if (!st) st = bn_codegen_prepare(e->cg, keys, n, fns, err);
   for (int k = 0; !st && k < n; k++) st = bind_kernel(e, node[k], &keys[k], fns[k], err);
   free(keys), free(node), free(fns);
@@ -152,7 +155,7 @@ static void run_attention(bn_exec *e, int node, int i, int n, const float *q) {
                                        e->env.pos, h0, h1, e->n_ctx);
   else
     bn_ref_attention_heads(q, e->env.T, H, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
-                           e->n_ctx, e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
+                           e->n_ctx, e->env.kv, e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
 }
 
 /* Thread i of n runs its share of a split kernel for T tokens: matmuls rows
@@ -268,8 +271,8 @@ static bn_status make_kinds(bn_exec *e, bn_error *err) {
 }
 
 /* A layer's K (or V) cache in bytes, whole cache lines. */
-static size_t kv_layer_bytes(const bn_graph *g, int L, int n_ctx) {
-  return ((size_t)bn_ref_kv_width(g, L) * (size_t)n_ctx * sizeof(float) + 63) / 64 * 64;
+static size_t kv_layer_bytes(const bn_graph *g, int L, int n_ctx, bn_dtype kv) {
+  return ((size_t)bn_ref_kv_width(g, L) * (size_t)n_ctx * (kv == BN_DT_F16 ? 2 : 4) + 63) / 64 * 64;
 }
 
 /* The mapping for the caches: whole 2 MiB pages, at least one (a graph without attention has no cache). */
@@ -299,16 +302,16 @@ static void run_qkv(bn_exec *e, const bn_qkv *q, int64_t n0, int64_t n1) {
   const float *x = e->env.val[e->g->nodes[q->mm].out];
   const jit_node *rq = &e->jit[q->skip[BN_QKV_ROPE_Q]], *rk = &e->jit[q->skip[BN_QKV_ROPE_K]];
   int64_t hd = q->head_dim, qw = q->qw, kw = q->kw, n_ctx = e->n_ctx, pos = e->env.pos;
-  float *kc = e->env.kc[q->layer], *vc = e->env.vc[q->layer];
+  void *kc = e->env.kc[q->layer], *vc = e->env.vc[q->layer];
   int64_t a = n0, b = n1 < qw ? n1 : qw;
   if (b > a) ((bn_rope_kernel)rq->fn)(x, e->q1, rq->w, 1, pos, a / hd, b / hd, n_ctx);
   a = (n0 > qw ? n0 : qw) - qw, b = (n1 < qw + kw ? n1 : qw + kw) - qw;
   if (b > a) {
     ((bn_rope_kernel)rk->fn)(x + qw, e->k1, rk->w, 1, pos, a / hd, b / hd, n_ctx);
-    for (int64_t h = a / hd; h < b / hd; h++) memcpy(kc + (h * n_ctx + pos) * hd, e->k1 + h * hd, (size_t)hd * 4);
+    for (int64_t h = a / hd; h < b / hd; h++) bn_ref_kv_row(e->env.kv, kc, (h * n_ctx + pos) * hd, e->k1 + h * hd, (int)hd);
   }
   a = (n0 > qw + kw ? n0 : qw + kw) - qw - kw, b = n1 - qw - kw;
-  for (int64_t h = a / hd; h < b / hd; h++) memcpy(vc + (h * n_ctx + pos) * hd, x + qw + kw + h * hd, (size_t)hd * 4);
+  for (int64_t h = a / hd; h < b / hd; h++) bn_ref_kv_row(e->env.kv, vc, (h * n_ctx + pos) * hd, x + qw + kw + h * hd, (int)hd);
 }
 
 static int64_t gcd(int64_t a, int64_t b) { return b ? gcd(b, a % b) : a; }
@@ -439,12 +442,17 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
   *out = NULL;
   bn_status st = bn_memplan_check(mp, g, err);
   if (st) return st;
+  bn_dtype kvt = opts ? opts->kv : BN_DT_F32;
+  if (kvt != BN_DT_F32 && kvt != BN_DT_F16)
+    return bn_fail(err, BN_E_INVALID, "executor: KV cache type %s (f32 or f16)",
+                   (unsigned)kvt < BN_DT_COUNT ? bn_dtype_table[kvt].name : "?");
   bn_exec *e = calloc(1, sizeof *e);
   if (!e) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   e->g = g;
   e->mp = mp;
   e->n_ctx = n_ctx;
   e->env.g = g;
+  e->env.kv = kvt;
   e->n_layers = bn_ref_kv_layers(g);
   e->arena = aligned_alloc(BN_ARENA_ALIGN, (size_t)(mp->arena_bytes ? mp->arena_bytes : BN_ARENA_ALIGN));
   e->tokens = calloc((size_t)mp->max_tokens, sizeof *e->tokens);
@@ -465,7 +473,7 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
                      (void **)&e->scratch.bscale, (void **)&e->scratch.fw, (void **)&e->scratch.scores};
   for (int i = 0; i < 6; i++, s += (sz[i - 1] + 63) / 64 * 64) *parts[i] = s;
   e->env.scratch = &e->scratch;
-  for (int L = 0; L < e->n_layers; L++) e->kv_bytes += 2 * kv_layer_bytes(g, L, n_ctx);
+  for (int L = 0; L < e->n_layers; L++) e->kv_bytes += 2 * kv_layer_bytes(g, L, n_ctx, kvt);
   if (!(e->kv = kv_alloc(e->kv_bytes))) {
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory for the KV cache (%d positions, %zu bytes)", n_ctx,
@@ -473,9 +481,9 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
   }
   uint8_t *kv = e->kv;
   for (int L = 0; L < e->n_layers; L++) {
-    size_t bytes = kv_layer_bytes(g, L, n_ctx);
-    e->env.kc[L] = (float *)kv, kv += bytes;
-    e->env.vc[L] = (float *)kv, kv += bytes;
+    size_t bytes = kv_layer_bytes(g, L, n_ctx, kvt);
+    e->env.kc[L] = kv, kv += bytes;
+    e->env.vc[L] = kv, kv += bytes;
   }
   int *first = malloc((size_t)g->n_values * sizeof *first);
   if (!first) st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
@@ -562,7 +570,7 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
       const bn_node *nd = &g->nodes[i];
       int layer = (int)nd->attr[0], kvh = (int)nd->attr[2];
       bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, kvh, (int)nd->attr[3], e->env.pos, e->n_ctx,
-                      e->env.kc[layer], e->env.vc[layer], kvh * th / nth, kvh * (th + 1) / nth);
+                      e->env.kv, e->env.kc[layer], e->env.vc[layer], kvh * th / nth, kvh * (th + 1) / nth);
       bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
       run_attention(e, i, th, nth, e->env.val[nd->in[0]]);
     } else if (j->fn && j->family == BN_K_MATMUL_F && sp->last_only && i == out_node) { /* the last token's logits */

@@ -30,6 +30,8 @@ typedef struct {
                               * the caller's (which outlives it; threads is then its size) */
   const bn_kcache *cache;    /* the kernel disk cache (outlives the executor); NULL: none */
   int no_qkv_phase;          /* decoding runs the q/k/v slices, RoPEs and K/V store as nodes (comparisons) */
+  bn_dtype kv;               /* the K/V caches' element type: BN_DT_F32 (0: exact) or BN_DT_F16 (half the bytes,
+                              * each K and V element rounded to half) */
 } bn_exec_opts;
 
 typedef struct {

@@ -382,37 +382,43 @@ static void test_float_matmul(void **state) {
 
 /* Causal GQA attention over the K/V caches against bn_ref_attention (which stores this step's K/V rows
  * first, then attends in double): heads, KV heads, head sizes, tokens, positions (a tail of every
- * length), a peaked softmax; within 1e-5 of the largest output, as the LLVM kernel is held to. */
+ * length), a peaked softmax, caches of F32 and of F16 (the reference reading the same halves); within
+ * 1e-5 of the largest output, as the LLVM kernel is held to. */
 static void test_attention(void **state) {
   (void)state;
   for (int ia = 0; ia < 2; ia++) {
     bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
-  const int cfg[][5] = {{4, 4, 64, 1, 0},   {8, 2, 64, 3, 5},  {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200}, {4, 1, 64, 12, 0},
-                        {4, 1, 64, 40, 3},  {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16}, {8, 2, 64, 13, 250}, {4, 2, 32, 1, 15},
-                        {2, 1, 256, 2, 17}};
-  uint64_t rng = 55;
-  for (int c = 0; c < 11; c++) {
-    int H = cfg[c][0], Hkv = cfg[c][1], hd = cfg[c][2], T = cfg[c][3], pos = cfg[c][4], n_ctx = pos + T + 3;
-    int64_t kvw = (int64_t)Hkv * hd;
-    float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
-    float *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
-    float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4);
-    float *sc = malloc((size_t)(bn_attn_scores(T, n_ctx) + 16) * 4);
-    for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
-    for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c == 4 || c == 5 ? 60 : 1);
-    for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);
-    bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, n_ctx, kc, vc, sc, y1); /* stores this step's rows in kc, vc */
-    bn_kkey key = {.family = BN_K_ATTENTION, .k = hd, .n = H, .variant = Hkv};
-    void *fn = kernel(cg, key);
-    ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, 0, H / 2, n_ctx), ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, H / 2, H, n_ctx);
-    char what[32];
-    snprintf(what, sizeof what, "attention cfg %d", c);
-    within(y2, y1, T * H * hd, what);
-    free(q), free(k), free(v), free(kc), free(vc), free(y1), free(y2), free(sc);
-  }
-  bn_codegen_close(cg);
-  printf("  11 attention kernels checked (%s)\n", ISAS[ia]);
+    const int cfg[][5] = {{4, 4, 64, 1, 0},   {8, 2, 64, 3, 5},  {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200}, {4, 1, 64, 12, 0},
+                          {4, 1, 64, 40, 3},  {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16}, {8, 2, 64, 13, 250}, {4, 2, 32, 1, 15},
+                          {2, 1, 256, 2, 17}};
+    uint64_t rng = 55;
+    for (int c = 0; c < 22; c++) {
+      const int *f = cfg[c % 11];
+      int H = f[0], Hkv = f[1], hd = f[2], T = f[3], pos = f[4], n_ctx = pos + T + 3;
+      bn_dtype kv = c < 11 ? BN_DT_F32 : BN_DT_F16;
+      int64_t kvw = (int64_t)Hkv * hd;
+      float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
+      void *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
+      float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4);
+      float *sc = malloc((size_t)(bn_attn_scores(T, n_ctx) + 16) * 4);
+      for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) {
+        float x[2] = {(float)(bn_rng_unit(&rng) - 0.5), (float)(bn_rng_unit(&rng) - 0.5)};
+        bn_ref_kv_row(kv, kc, i, x, 1), bn_ref_kv_row(kv, vc, i, x + 1, 1);
+      }
+      for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c % 11 == 4 || c % 11 == 5 ? 60 : 1);
+      for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);
+      bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, n_ctx, kv, kc, vc, sc, y1); /* stores this step's rows in kc, vc */
+      bn_kkey key = {.family = BN_K_ATTENTION, .k = hd, .n = H, .variant = Hkv, .cache = kv};
+      void *fn = kernel(cg, key);
+      ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, 0, H / 2, n_ctx), ((bn_attn_kernel)fn)(q, kc, vc, y2, sc, T, pos, H / 2, H, n_ctx);
+      char what[48];
+      snprintf(what, sizeof what, "attention cfg %d (%s cache)", c % 11, bn_dtype_table[kv].name);
+      within(y2, y1, T * H * hd, what);
+      free(q), free(k), free(v), free(kc), free(vc), free(y1), free(y2), free(sc);
+    }
+    bn_codegen_close(cg);
+    printf("  22 attention kernels checked, F32 and F16 caches (%s)\n", ISAS[ia]);
   }
 }
 
@@ -591,6 +597,74 @@ static void test_files_match_llvm(void **state) {
   printf("  6 models: largest difference from %s's logits %.3g of their range\n", oracle->name, worst);
 }
 
+/* K/V caches in F16 (bnc run --kv f16): on the example model and a file with transformers' logits, a
+ * 12-token chunk and 12 single steps. asmjit on each ISA and LLVM read the same halves as the reference
+ * (within 1e-6 of the logit range, as the F32 caches are held to where there is no LLVM); the caches
+ * take half the bytes; the halves cost more than float noise and less than 5 % of the logit range
+ * against the F32 caches and transformers (measured 1.1-2.0 %: docs/kv-cache.md). */
+static void test_f16_kv_cache(void **state) {
+  (void)state;
+  static const char *const files[] = {"t2-TQ2_0", "../../examples/bitnet-kjv-i2_s"};
+  static const int32_t tok[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+  bn_error err = {0};
+  if (!bn_backend_find("asmjit")) assert_int_equal(bn_backend_register(&bn_backend_asmjit, &err), BN_OK);
+  for (size_t fi = 0; fi < sizeof files / sizeof *files; fi++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, files[fi]);
+    bn_gguf f;
+    bn_model m;
+    bn_memplan mp;
+    bn_pass_opts po = {.max_tokens = 16, .verify = 1};
+    if (bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) || bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
+      fail_msg("%s: %s", path, err.msg);
+    size_t V = (size_t)m.hp.n_vocab;
+    float *want[2] = {NULL, NULL}; /* the reference over F32 and over F16 caches */
+    size_t kv_bytes[2] = {0, 0};
+    const char *runs[][2] = {{"ref", NULL}, {"asmjit", "avx2"}, {"asmjit", "avx512"}, {"llvm", NULL}};
+    for (int r = 0; r < 5; r++) {
+      const char *be = runs[r ? r - 1 : 0][0], *isa = runs[r ? r - 1 : 0][1];
+      if (!bn_backend_find(be)) continue; /* a bnc without LLVM */
+      bn_session_params sp = {.n_ctx = 64,
+                              .exec = {.backend = bn_backend_find(be), .threads = 1 + r % 2, .isa = isa,
+                                       .kv = r ? BN_DT_F16 : BN_DT_F32},
+                              .sampler = bn_sampler_defaults()};
+      bn_session *s;
+      if (bn_session_create(&m, &mp, &sp, &s, &err)) {
+        if (isa && !strcmp(isa, "avx512")) continue; /* this CPU has no AVX-512 */
+        fail_msg("%s", err.msg);
+      }
+      kv_bytes[r > 0] = bn_exec_kv_bytes(bn_session_exec(s));
+      float *out = chunk_and_steps(s, tok, 12, V);
+      bn_session_free(s);
+      if (r < 2) {
+        want[r] = out;
+        continue;
+      }
+      double rel = tu_rel_to_range(out, want[1], 24 * V);
+      printf("  %s, %s %s over F16 caches: max |diff| / logit range %.3g from the reference's\n", files[fi], be, isa ? isa : "",
+             rel);
+      if (rel > 1e-6) fail_msg("%s, %s %s: F16-cache logits differ from the reference's by %.3g of their range", files[fi], be,
+                               isa ? isa : "", rel);
+      free(out);
+    }
+    double cost = tu_rel_to_range(want[1], want[0], 24 * V);
+    printf("  %s: F16 caches against F32: max |diff| / logit range %.3g\n", files[fi], cost);
+    if (cost < 1e-5 || cost > 0.05) fail_msg("%s: F16 caches cost %.3g of the logit range (1e-5 .. 0.05)", files[fi], cost);
+    if (2 * kv_bytes[1] > kv_bytes[0] + 64 * (size_t)m.hp.n_layer)
+      fail_msg("%s: F16 caches take %zu bytes, F32 %zu", files[fi], kv_bytes[1], kv_bytes[0]);
+    size_t lbytes = 0;
+    snprintf(path, sizeof path, "%s/%s.logits", BNC_TEST_DATA, files[fi]);
+    float *hf = fi == 0 ? tu_read(path, &lbytes) : NULL;
+    if (hf && lbytes == 12 * V * 4) {
+      double hf_cost = tu_rel_to_range(want[1], hf, 12 * V);
+      printf("  %s: against transformers' %.3g (F32 caches %.3g)\n", files[fi], hf_cost, tu_rel_to_range(want[0], hf, 12 * V));
+      if (hf_cost > 0.05) fail_msg("%s: F16 caches differ from transformers by %.3g of the logit range", files[fi], hf_cost);
+    }
+    free(hf), free(want[0]), free(want[1]);
+    bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_slices),
@@ -603,6 +677,7 @@ int main(void) {
       cmocka_unit_test(test_peak_loop),
       cmocka_unit_test(test_models_match_the_reference),
       cmocka_unit_test(test_files_match_llvm),
+      cmocka_unit_test(test_f16_kv_cache),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,7 +26,7 @@ static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t 
                         const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
   bn_error err = {0};
   for (int mode = 0; mode < 3; mode++) {
-    bn_kkey key = {family, K, N, mode, 0, 0};
+    bn_kkey key = {.family = family, .k = K, .n = N, .variant = mode};
     void *fn;
     if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
     bn_mm_kernel k = (bn_mm_kernel)fn;
@@ -196,7 +196,8 @@ static void test_rows(void **state) {
       for (int t = 0; t < 5; t++)
         bn_dequant(types[wt], w, (uint64_t)V * (uint64_t)width, (uint64_t)tok[t] * (uint64_t)width, (uint64_t)width, want + t * width);
       void *fn;
-      if (bn_llvm_get(j, &(bn_kkey){BN_K_EMBED, width, V, (int)types[wt], 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
+      if (bn_llvm_get(j, &(bn_kkey){.family = BN_K_EMBED, .k = width, .n = V, .variant = (int)types[wt]}, &fn, &err))
+        fail_msg("%s", err.msg);
       ((bn_rows_kernel)fn)(tok, w, y, 5, 0, 2);
       ((bn_rows_kernel)fn)(tok, w, y, 5, 2, 5);
       assert_memory_equal(y, want, 5 * (size_t)width * 4);
@@ -208,7 +209,8 @@ static void test_rows(void **state) {
       float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * n * 4);
       for (int i = 0; i < T * K; i++) x[i] = (float)bn_rng_unit(&rng);
       void *fn;
-      if (bn_llvm_get(j, &(bn_kkey){BN_K_SLICE, K, n, off, 0, 0}, &fn, &err)) fail_msg("%s", err.msg);
+      if (bn_llvm_get(j, &(bn_kkey){.family = BN_K_SLICE, .k = K, .n = n, .variant = off}, &fn, &err))
+        fail_msg("%s", err.msg);
       ((bn_rows_kernel)fn)(x, NULL, y, T, 0, T);
       for (int t = 0; t < T; t++) assert_memory_equal(y + t * n, x + t * K + off, (size_t)n * 4);
       free(x), free(y);
@@ -335,7 +337,8 @@ static void test_prologue(void **state) {
             for (int i = 0; i < K; i++) wn[i] = (float)(0.5 + bn_rng_unit(&rng));
             for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
             ref_nq(pro - 1, x, wn, T, K, m, yn, qref);
-            bn_kkey key = {fam == 1 ? BN_K_MATMUL_LUT : fam ? BN_K_MATMUL_T1 : BN_K_MATMUL, K, N, mode, 1e-5f, pro};
+            bn_kkey key = {.family = fam == 1 ? BN_K_MATMUL_LUT : fam ? BN_K_MATMUL_T1 : BN_K_MATMUL,
+                           .k = K, .n = N, .variant = mode, .eps = 1e-5f, .pro = pro};
             void *fn;
             if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
             bn_mmp_kernel k = (bn_mmp_kernel)fn;
@@ -380,28 +383,36 @@ static void test_attention(void **state) {
     if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
     uint64_t rng = 23;
     /* keys in whole groups of 4 and vectors of 8 or 16 and left over; head_dim 96 (large) and 64,
-     * 128; prompts whose keys span blocks of 256 (a tile's diagonal across a block's end) */
+     * 128; prompts whose keys span blocks of 256 (a tile's diagonal across a block's end); caches of
+     * F32 and of F16 (the reference reading the same halves) */
     const int cfg[][5] = {{4, 4, 64, 1, 0},  {8, 2, 64, 3, 5},  {20, 5, 128, 7, 40}, {6, 2, 64, 1, 200},
                           {4, 1, 64, 12, 0}, {4, 1, 64, 40, 3}, {16, 16, 96, 5, 33}, {4, 1, 96, 1, 16},
                           {8, 2, 64, 13, 250}, {4, 4, 96, 37, 530}, {4, 2, 64, 1, 700}};
-    for (int c = 0; c < 11; c++) {
-      int H = cfg[c][0], Hkv = cfg[c][1], hd = cfg[c][2], T = cfg[c][3], pos = cfg[c][4], n_ctx = pos + T + 3; /* a head's rows n_ctx apart, more than it uses */
+    for (int c = 0; c < 22; c++) {
+      const int *f = cfg[c % 11];
+      int H = f[0], Hkv = f[1], hd = f[2], T = f[3], pos = f[4], n_ctx = pos + T + 3; /* a head's rows n_ctx apart, more than it uses */
+      bn_dtype kv = c < 11 ? BN_DT_F32 : BN_DT_F16;
       int64_t kvw = (int64_t)Hkv * hd;
       float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvw * 4), *v = malloc((size_t)T * kvw * 4);
-      float *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
+      void *kc = calloc((size_t)n_ctx * kvw, 4), *vc = calloc((size_t)n_ctx * kvw, 4);
       float *y1 = malloc((size_t)T * H * hd * 4), *y2 = malloc((size_t)T * H * hd * 4), *sc = malloc((size_t)bn_attn_scores(T, n_ctx) * 4);
-      for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) kc[i] = (float)(bn_rng_unit(&rng) - 0.5), vc[i] = (float)(bn_rng_unit(&rng) - 0.5);
-      for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c == 4 || c == 5 ? 60 : 1); /* peaked softmax */
+      for (int64_t i = 0; i < (int64_t)n_ctx * kvw; i++) {
+        float x[2] = {(float)(bn_rng_unit(&rng) - 0.5), (float)(bn_rng_unit(&rng) - 0.5)};
+        bn_ref_kv_row(kv, kc, i, x, 1), bn_ref_kv_row(kv, vc, i, x + 1, 1);
+      }
+      for (int i = 0; i < T * H * hd; i++) q[i] = (float)(bn_rng_unit(&rng) * 4 - 2) * (c % 11 == 4 || c % 11 == 5 ? 60 : 1); /* peaked softmax */
       for (int64_t i = 0; i < T * kvw; i++) k[i] = (float)(bn_rng_unit(&rng) - 0.5), v[i] = (float)(bn_rng_unit(&rng) - 0.5);
-      bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, n_ctx, kc, vc, sc, y1);
+      bn_ref_attention(q, k, v, T, H, Hkv, hd, pos, n_ctx, kv, kc, vc, sc, y1);
       bn_attn_kernel ka;
-      if (bn_llvm_attention(j, H, Hkv, hd, &ka, &err)) fail_msg("%s", err.msg);
+      if (bn_llvm_attention(j, H, Hkv, hd, kv, &ka, &err)) fail_msg("%s", err.msg);
       ka(q, kc, vc, y2, sc, T, pos, 0, H / 2, n_ctx); /* two head ranges, as two threads */
       ka(q, kc, vc, y2, sc, T, pos, H / 2, H, n_ctx);
       double scale = 0;
       for (int i = 0; i < T * H * hd; i++) scale = fmax(scale, fabs(y1[i]));
       for (int i = 0; i < T * H * hd; i++)
-        if (fabs(y1[i] - y2[i]) > 1e-5 * scale) fail_msg("%s attention cfg %d [%d]: %g vs %g", bn_isa_name((bn_isa)isa), c, i, y2[i], y1[i]);
+        if (fabs(y1[i] - y2[i]) > 1e-5 * scale)
+          fail_msg("%s attention cfg %d (%s cache) [%d]: %g vs %g", bn_isa_name((bn_isa)isa), c % 11, bn_dtype_table[kv].name, i,
+                   y2[i], y1[i]);
       free(q), free(k), free(v), free(kc), free(vc), free(y1), free(y2), free(sc);
     }
     bn_llvm_free(j);
@@ -423,7 +434,7 @@ static void test_rope(void **state) {
     for (int i = 0; i < T * H * hd; i++) x[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
     bn_ref_rope(x, T, H, hd, hd, 500000.0f, pos, y1);
     bn_rope_table(tab, n_ctx, hd, 500000.0);
-    bn_kkey key = {BN_K_ROPE, hd, H, 0, 0, 0};
+    bn_kkey key = {.family = BN_K_ROPE, .k = hd, .n = H};
     void *fn;
     if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
     ((bn_rope_kernel)fn)(x, y2, tab, T, pos, 0, H / 2, n_ctx);
@@ -453,16 +464,16 @@ static void test_bad_keys(void **state) {
     bn_kkey key;
     const char *want;
   } bad[] = {
-      {{BN_K_MATMUL, 100, 8, BN_MM_DQ, 0, 0}, "matmul K=100 N=8 (K: whole 256-groups)"},
-      {{BN_K_MATMUL_LUT, 512, 17, BN_MM_DQ, 0, 0}, "lookup-table matmul K=512 N=17"},
-      {{BN_K_MATMUL_F, 100, 8, BN_DT_F16, 0, 0}, "float matmul K=100 type f16"},
-      {{BN_K_MATMUL_F, 48, 8, BN_DT_Q8_0, 0, 0}, "float matmul K=48 type q8_0"},
-      {{BN_K_MATMUL_F, 288, 8, BN_DT_Q6_K, 0, 0}, "float matmul K=288 type q6_k"},
-      {{BN_K_MATMUL_F, 256, 8, BN_DT_BF16, 0, 0}, "float matmul K=256 type bf16"},
-      {{BN_K_NORM_QUANT, 256, 0, 4, 0, 0}, "norm-quantize K=256 mode 4"},
-      {{BN_K_ATTENTION, 64, 6, 4, 0, 0}, "attention heads 6/4 head_dim 64"},
-      {{BN_K_EMBED, 100, 8, BN_DT_Q8_0, 0, 0}, "embedding K=100 type q8_0"},
-      {{BN_K_SLICE, 64, 32, 40, 0, 0}, "slice of 32 columns from 40 of 64"},
+      {{.family = BN_K_MATMUL, .k = 100, .n = 8, .variant = BN_MM_DQ}, "matmul K=100 N=8 (K: whole 256-groups)"},
+      {{.family = BN_K_MATMUL_LUT, .k = 512, .n = 17, .variant = BN_MM_DQ}, "lookup-table matmul K=512 N=17"},
+      {{.family = BN_K_MATMUL_F, .k = 100, .n = 8, .variant = BN_DT_F16}, "float matmul K=100 type f16"},
+      {{.family = BN_K_MATMUL_F, .k = 48, .n = 8, .variant = BN_DT_Q8_0}, "float matmul K=48 type q8_0"},
+      {{.family = BN_K_MATMUL_F, .k = 288, .n = 8, .variant = BN_DT_Q6_K}, "float matmul K=288 type q6_k"},
+      {{.family = BN_K_MATMUL_F, .k = 256, .n = 8, .variant = BN_DT_BF16}, "float matmul K=256 type bf16"},
+      {{.family = BN_K_NORM_QUANT, .k = 256, .variant = 4}, "norm-quantize K=256 mode 4"},
+      {{.family = BN_K_ATTENTION, .k = 64, .n = 6, .variant = 4}, "attention heads 6/4 head_dim 64"},
+      {{.family = BN_K_EMBED, .k = 100, .n = 8, .variant = BN_DT_Q8_0}, "embedding K=100 type q8_0"},
+      {{.family = BN_K_SLICE, .k = 64, .n = 32, .variant = 40}, "slice of 32 columns from 40 of 64"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     void *fn = NULL;
@@ -479,7 +490,7 @@ static void test_kernel_text(void **state) {
   bn_llvm *j;
   bn_error err = {0};
   if (bn_llvm_create(BN_ISA_AVX2, &j, &err)) skip();
-  bn_kkey key = {BN_K_MATMUL, 512, 8, BN_MM_DQ_ADD, 0, 0};
+  bn_kkey key = {.family = BN_K_MATMUL, .k = 512, .n = 8, .variant = BN_MM_DQ_ADD};
   char *ir = bn_llvm_text(j, &key, "llvm", &err);
   assert_non_null(ir);
   assert_non_null(strstr(ir, "define void @bn_mm_avx2_dqadd_k512_n8"));

@@ -85,6 +85,11 @@ int bn_cli_backend(const char *cmd, const char *name, const bn_backend **out) {
   return bn_cli_usage_error(cmd, "--backend must be one of %s, got '%s'", bn_backend_names(), name);
 }
 
+int bn_cli_kv(const char *cmd, const char *name, bn_dtype *out) {
+  if (!strcmp(name, "f32") || !strcmp(name, "f16")) return *out = name[1] == '1' ? BN_DT_F16 : BN_DT_F32, 0;
+  return bn_cli_usage_error(cmd, "--kv must be f32 or f16, got '%s'", name);
+}
+
 void bn_cli_print_backends(FILE *fp) {
   fprintf(fp, "  Backends (--backend NAME; default %s):\n", bn_backend_default()->name);
   for (int i = 0; i < bn_backend_count(); i++)

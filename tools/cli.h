@@ -71,15 +71,17 @@ int bn_cmd_trust(int argc, char **argv);
 
 bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_error *err);
 void bn_cli_close_model(bn_cli_model *cm);
-/* The executor options of a command: backend, threads (bn_cli_threads), cm's target and trusted
- * object code, the kernel cache and the environment's switches (bn_cli_exec_env). */
-bn_exec_opts bn_cli_exec_opts(const bn_backend *backend, long threads, const bn_cli_model *cm);
+/* The executor options of a command: backend, threads (bn_cli_threads), the K/V cache type, cm's
+ * target and trusted object code, the kernel cache and the environment's switches (bn_cli_exec_env). */
+bn_exec_opts bn_cli_exec_opts(const bn_backend *backend, long threads, bn_dtype kv, const bn_cli_model *cm);
 /* The threads to run for -t asked: at most the CPUs this process may use (said once, on stderr). */
 int bn_cli_threads(long asked);
 /* One line on stderr when some nodes run the reference kernels although generated code was asked for. */
 void bn_cli_say_fallbacks(const bn_exec *e, const bn_backend *backend);
 /* --backend NAME, the same for every command (a name of the registry); on error prints and returns nonzero. */
 int bn_cli_backend(const char *cmd, const char *name, const bn_backend **out);
+/* --kv f32|f16, the K/V cache's element type, the same for every command; on error prints and returns nonzero. */
+int bn_cli_kv(const char *cmd, const char *name, bn_dtype *out);
 /* The registered backends, a line each, for --help. */
 void bn_cli_print_backends(FILE *fp);
 /* Is opt one of the space-separated options of list? */

@@ -20,7 +20,7 @@
 
 static const char HELP[] =
     "usage: bnc bench MODEL [-p 128,512] [-n 64] [-d 0] [-t 1,2] [-r 3] [-b 128] [-o md|json] [--backend NAME]\n"
-    "                 [--save NAME] [--baseline NAME [--threshold PCT]] [--html FILE]\n"
+    "                 [--kv f32|f16] [--save NAME] [--baseline NAME [--threshold PCT]] [--html FILE]\n"
     "       bnc bench --kernel K,N,T [-t 1,2] [-r 5] [-o md|json] [--backend NAME]\n"
     "  MODEL: a .bnplan or a GGUF (compiled in memory with prompt chunks of -b tokens).\n"
     "  ppP: tokens/s processing a P-token prompt; tgN: tokens/s generating N tokens one at a time.\n"
@@ -158,10 +158,10 @@ static void latencies(bn_bench_row *w, double *lat, int n) {
 
 /* Bytes the weights of one token's forward pass read, its multiply-adds, and
  * the K/V cache bytes attention reads per position of context. */
-static void model_cost(const bn_model *m, double *bytes, double *macs, double *kv_per_pos) {
+static void model_cost(const bn_model *m, bn_dtype kv, double *bytes, double *macs, double *kv_per_pos) {
   *bytes = 0, *macs = 0, *kv_per_pos = 0;
   const bn_graph *g = &m->graph;
-  for (int L = 0; L < bn_ref_kv_layers(g); L++) *kv_per_pos += 2.0 * (double)bn_ref_kv_width(g, L) * sizeof(float);
+  for (int L = 0; L < bn_ref_kv_layers(g); L++) *kv_per_pos += 2.0 * (double)bn_ref_kv_width(g, L) * (kv == BN_DT_F16 ? 2 : 4);
   for (int i = 0; i < g->n_values; i++) {
     const bn_value *v = &g->values[i];
     if (v->kind != BN_VAL_WEIGHT) continue;
@@ -293,6 +293,7 @@ int bn_cmd_bench(int argc, char **argv) {
   long tg = 64, reps = 3, batch = BN_CLI_BATCH;
   double threshold = 0.02;
   const bn_backend *backend = bn_backend_default();
+  bn_dtype kv = BN_DT_F32;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), bn_cli_print_backends(stdout), 0;
@@ -300,7 +301,7 @@ int bn_cmd_bench(int argc, char **argv) {
       model = a;
       continue;
     }
-    if (!bn_cli_has("-p -t -d -n -r -b -o --kernel --backend --save --baseline --threshold --html", a))
+    if (!bn_cli_has("-p -t -d -n -r -b -o --kernel --backend --kv --save --baseline --threshold --html", a))
       return bn_cli_usage_error("bench", "unknown option '%s'", a);
     if (!v) return bn_cli_usage_error("bench", "option %s needs a value", a);
     i++;
@@ -315,6 +316,7 @@ int bn_cmd_bench(int argc, char **argv) {
       fmt = v;
     } else if (!strcmp(a, "--kernel")) kernel = v;
     else if (!strcmp(a, "--backend")) { if (bn_cli_backend("bench", v, &backend)) return 2; }
+    else if (!strcmp(a, "--kv")) { if (bn_cli_kv("bench", v, &kv)) return 2; }
     else if (!strcmp(a, "--save")) save = v;
     else if (!strcmp(a, "--baseline")) baseline = v;
     else if (!strcmp(a, "--html")) html = v;
@@ -348,7 +350,7 @@ int bn_cmd_bench(int argc, char **argv) {
     snprintf(run->plan_id, sizeof run->plan_id, "plan %016llx, %d nodes", (unsigned long long)cm.plan.hash,
              cm.m->graph.n_nodes);
   else snprintf(run->plan_id, sizeof run->plan_id, "gguf %zu bytes, %d nodes", cm.f.size, cm.m->graph.n_nodes);
-  model_cost(cm.m, &run->wbytes, &run->macs, &run->kv);
+  model_cost(cm.m, kv, &run->wbytes, &run->macs, &run->kv);
   int max_pp = 0, max_d = 0;
   for (int i = 0; i < pp.n; i++) max_pp = pp.vals[i] > max_pp ? pp.vals[i] : max_pp;
   for (int i = 0; i < depths.n; i++) max_d = depths.vals[i] > max_d ? depths.vals[i] : max_d;
@@ -375,7 +377,7 @@ int bn_cmd_bench(int argc, char **argv) {
       break;
     }
     if (ti == 0) cache_check(run, lim, pool);
-    bn_session_params sp = {.n_ctx = n_ctx, .exec = bn_cli_exec_opts(backend, threads.vals[ti], &cm),
+    bn_session_params sp = {.n_ctx = n_ctx, .exec = bn_cli_exec_opts(backend, threads.vals[ti], kv, &cm),
                             .sampler = bn_sampler_defaults()};
     sp.exec.pool = pool;
     bn_session *s;
@@ -457,7 +459,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   mm_job jobs[BN_LAYOUTS];
   int paths = 0, layout[BN_LAYOUTS];
   for (int l = 0; l < BN_LAYOUTS; l++) { /* every layout the backend has a kernel for */
-    bn_kkey key = {bn_layout_family[l], K, N, BN_MM_DQ, 0, 0};
+    bn_kkey key = {.family = bn_layout_family[l], .k = K, .n = N, .variant = BN_MM_DQ};
     void *fn;
     if (!f.w[l] || !bn_codegen_supports(jit, &key)) continue;
     if (bn_codegen_get(jit, &key, &fn, &err)) return bn_mm_fixture_free(&f), bn_codegen_close(jit), bn_cli_fail(&err);

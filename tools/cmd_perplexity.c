@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc perplexity MODEL -f FILE [-c CTX] [--stride N] [-b N] [-t N] [--backend NAME]\n"
+    "usage: bnc perplexity MODEL -f FILE [-c CTX] [--stride N] [-b N] [-t N] [--backend NAME] [--kv f32|f16]\n"
     "  Tokenizes FILE (with BOS only if the model asks for one; - reads standard input; pipes and files of\n"
     "  any kind, up to 1 GiB), evaluates it in windows of CTX tokens (default 256, at most the model's\n"
     "  context), each from position 0, moving by --stride (default CTX);\n"
@@ -22,6 +22,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
   const char *model = NULL, *file = NULL;
   long ctx = 256, stride = 0, batch = 0, threads = 1;
   const bn_backend *backend = bn_backend_default();
+  bn_dtype kv = BN_DT_F32;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), bn_cli_print_backends(stdout), 0;
@@ -30,7 +31,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
       model = a;
       continue;
     }
-    if (!bn_cli_has("-f -c --ctx --stride -b --batch -t --threads --backend", a))
+    if (!bn_cli_has("-f -c --ctx --stride -b --batch -t --threads --backend --kv", a))
       return bn_cli_usage_error("perplexity", "unknown option '%s'", a);
     if (!v) return bn_cli_usage_error("perplexity", "option %s needs a value", a);
     i++;
@@ -40,6 +41,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
     else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (bn_cli_int("perplexity", a, v, 1, 4096, &batch)) return 2; }
     else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (bn_cli_int("perplexity", a, v, 1, 512, &threads)) return 2; }
     else if (!strcmp(a, "--backend")) { if (bn_cli_backend("perplexity", v, &backend)) return 2; }
+    else if (!strcmp(a, "--kv")) { if (bn_cli_kv("perplexity", v, &kv)) return 2; }
     else return bn_cli_usage_error("perplexity", "unknown option '%s'", a);
   }
   if (!model || !file) return bn_cli_usage_error("perplexity", "needs MODEL and -f FILE");
@@ -67,7 +69,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
   bn_cli_model cm;
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return free(text), bn_cli_fail(&err);
   if (ctx > cm.m->hp.n_ctx) ctx = cm.m->hp.n_ctx;
-  bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch, .exec = bn_cli_exec_opts(backend, threads, &cm),
+  bn_session_params sp = {.n_ctx = (int)ctx, .n_batch = (int)batch, .exec = bn_cli_exec_opts(backend, threads, kv, &cm),
                           .sampler = bn_sampler_defaults(), .progress = bn_cli_progress() ? progress : NULL};
   bn_session *s = NULL;
   int32_t *ids = malloc(((size_t)len + 2) * sizeof *ids); /* a token takes at least one byte */

@@ -24,6 +24,8 @@ static const char RUN_HELP[] =
     "  -t, --threads N      threads for the generated kernels (default 1)\n"
     "  --backend NAME       the code generator (below); nodes it has no kernel for run the reference\n"
     "                       kernels, said in one line\n"
+    "  --kv f32|f16         the K/V cache's element type (default f32: exact; f16: half the bytes read at\n"
+    "                       depth, each key and value rounded to half: docs/kv-cache.md gives its cost)\n"
     "  --stats              print time per stage and per kernel kind\n"
     "  --profile FILE       write a Chrome trace (chrome://tracing, ui.perfetto.dev) of every stage and kernel\n"
     "  BNC_ISA=avx2|avx512 in the environment forces an instruction set for the generated kernels.\n"
@@ -31,7 +33,8 @@ static const char RUN_HELP[] =
     "  (by default each thread rotates and stores the heads it projected; --stats says where).\n";
 
 static const char EVAL_HELP[] =
-    "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [-t N] [--backend NAME] [--poison]\n"
+    "usage: bnc eval MODEL --tokens \"1 5 17\" --logits-out FILE [-b N] [-t N] [--backend NAME] [--kv f32|f16]\n"
+    "                [--poison]\n"
     "  Runs the token ids from position 0 and writes the logits of every position as float32,\n"
     "  little-endian, row-major [tokens x vocab].\n"
     "  --poison   fill the arena regions of dead values with NaN after each kernel (checks the memory plan)\n";
@@ -41,13 +44,14 @@ typedef struct {
   long n_predict, n_ctx, n_batch, threads;
   const bn_backend *backend;
   int ignore_eos, stats, poison;
+  bn_dtype kv;
   bn_sampler_params sp;
 } run_opts;
 
 /* The options each command takes: any other is unknown to it, not silently ignored. */
-static const char RUN_OPTS[] = "-p --prompt -n -c --ctx -b --batch --ignore-eos -t --threads --backend --stats --profile "
+static const char RUN_OPTS[] = "-p --prompt -n -c --ctx -b --batch --ignore-eos -t --threads --backend --kv --stats --profile "
                                "--temp --top-k --top-p --repeat-penalty --seed",
-                  EVAL_OPTS[] = "--tokens --logits-out -b --batch -t --threads --backend --poison";
+                  EVAL_OPTS[] = "--tokens --logits-out -b --batch -t --threads --backend --kv --poison";
 
 static int parse(const char *cmd, const char *allowed, int argc, char **argv, run_opts *o) {
   for (int i = 1; i < argc; i++) {
@@ -74,6 +78,7 @@ static int parse(const char *cmd, const char *allowed, int argc, char **argv, ru
     else if (!strcmp(a, "--profile")) o->profile = v;
     else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (bn_cli_int(cmd, a, v, 1, 512, &o->threads)) return 2; }
     else if (!strcmp(a, "--backend")) { if (bn_cli_backend(cmd, v, &o->backend)) return 2; }
+    else if (!strcmp(a, "--kv")) { if (bn_cli_kv(cmd, v, &o->kv)) return 2; }
     else if (!strcmp(a, "-n")) { if (bn_cli_int(cmd, a, v, 0, 1 << 20, &o->n_predict)) return 2; }
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (bn_cli_int(cmd, a, v, 1, 1 << 20, &o->n_ctx)) return 2; }
     else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (bn_cli_int(cmd, a, v, 1, 4096, &o->n_batch)) return 2; }
@@ -198,7 +203,7 @@ int bn_cmd_run(int argc, char **argv) {
                    the session caps it at the model's */
     o.n_ctx = (long)strlen(o.prompt) + 4 + o.n_predict;
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch, .ignore_eos = o.ignore_eos,
-                          .exec = bn_cli_exec_opts(o.backend, o.threads, &cm), .sampler = o.sp};
+                          .exec = bn_cli_exec_opts(o.backend, o.threads, o.kv, &cm), .sampler = o.sp};
   bn_session *s;
   if (bn_session_create(cm.m, cm.mem, &sp, &s, &err)) {
     bn_cli_close_model(&cm);
@@ -279,7 +284,7 @@ int bn_cmd_eval(int argc, char **argv) {
   if (bn_cli_open_model(o.model, (int)o.n_batch, &cm, &err)) return free(ids), bn_cli_fail(&err);
   if (!o.n_ctx) o.n_ctx = n; /* the positions it runs */
   bn_session_params sp = {.n_ctx = (int)o.n_ctx, .n_batch = (int)o.n_batch,
-                          .exec = bn_cli_exec_opts(o.backend, o.threads, &cm), .sampler = o.sp};
+                          .exec = bn_cli_exec_opts(o.backend, o.threads, o.kv, &cm), .sampler = o.sp};
   bn_session *s = NULL;
   size_t V = (size_t)cm.m->hp.n_vocab;
   float *logits = malloc((size_t)n * V * sizeof *logits);

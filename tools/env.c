@@ -91,9 +91,9 @@ int bn_cli_threads(long asked) {
   return cpus;
 }
 
-bn_exec_opts bn_cli_exec_opts(const bn_backend *backend, long threads, const bn_cli_model *cm) {
-  bn_exec_opts o = {.backend = backend, .threads = bn_cli_threads(threads), .target = cm->target, .code = cm->code,
-                    .cache = bn_cli_cache()};
+bn_exec_opts bn_cli_exec_opts(const bn_backend *backend, long threads, bn_dtype kv, const bn_cli_model *cm) {
+  bn_exec_opts o = {.backend = backend, .threads = bn_cli_threads(threads), .kv = kv, .target = cm->target,
+                    .code = cm->code, .cache = bn_cli_cache()};
   bn_cli_exec_env(&o);
   return o;
 }

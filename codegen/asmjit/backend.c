@@ -36,8 +36,11 @@ static int be_supports(void *self, const bn_kkey *key) {
     return (b->vnni || !b->avx512) && key->pro >= 0 && key->pro <= 1 + BN_NQ_GATE_SILU && key->k > 0 && key->k % 256 == 0 &&
            key->k <= MAX_ROW && key->n > 0 && key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD &&
            key->n * key->k / 4 < (1LL << 31);
-  case BN_K_MATMUL_T1: /* K bounds the decode chains (3 x K x 255 x 128 < 2^31) and the stack used; AVX2 whole blocks */
-    return (b->avx512 || key->n % 4 == 0) && key->k <= 16384 && be_supports(self, &(bn_kkey){BN_K_MATMUL, key->k, key->n, key->variant, key->eps, key->pro});
+  case BN_K_MATMUL_T1: { /* K bounds the decode chains (3 x K x 255 x 128 < 2^31) and the stack used; AVX2 whole blocks */
+    bn_kkey packed = *key;
+    packed.family = BN_K_MATMUL;
+    return (b->avx512 || key->n % 4 == 0) && key->k <= 16384 && be_supports(self, &packed);
+  }
   case BN_K_NORM_QUANT: /* RMSNorm + quantize, RMSNorm alone, a gate first */
     return key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_RMSNORM &&
            key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW;
@@ -49,8 +52,9 @@ static int be_supports(void *self, const bn_kkey *key) {
                                                                                                            : 0;
     return block && key->k > 0 && key->k % block == 0 && key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
   }
-  case BN_K_ATTENTION: /* heads of whole vectors up to 256 floats */
-    return key->k > 0 && key->k % lanes == 0 && key->k <= 256 && key->n > 0 && key->variant > 0 && key->n % key->variant == 0;
+  case BN_K_ATTENTION: /* heads of whole vectors up to 256 floats; caches of F32 or F16 */
+    return key->k > 0 && key->k % lanes == 0 && key->k <= 256 && key->n > 0 && key->variant > 0 && key->n % key->variant == 0 &&
+           (key->cache == BN_DT_F32 || key->cache == BN_DT_F16);
   case BN_K_PEAK: return b->vnni || !b->avx512; /* the ISA's dot product */
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: return 0; /* not emitted: LLVM's kernel (auto) or the reference's */
@@ -71,7 +75,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_EMBED: bn_asmjit_rows(a, b->avx512, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
   case BN_K_ROPE: bn_asmjit_rope(a, b->avx512, key->k, key->n); break;
   case BN_K_MATMUL_F: bn_asmjit_matmul_f(a, b->avx512, key->k, key->n, (bn_dtype)key->variant); break;
-  case BN_K_ATTENTION: bn_asmjit_attention(a, b->avx512, key->k, key->n, key->variant); break;
+  case BN_K_ATTENTION: bn_asmjit_attention(a, b->avx512, key->k, key->n, key->variant, key->cache == BN_DT_F16); break;
   case BN_K_PEAK: bn_asmjit_peak(a, b->avx512); break;
   case BN_K_MATMUL_LUT:
   case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;

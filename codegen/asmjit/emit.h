@@ -160,7 +160,7 @@ void bn_asmjit_matmul(bn_asm *a, int avx512, int t1, int64_t K, int64_t N, int m
 void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps);
 void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads);
 void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt);
-void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t kvh);
+void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t kvh, int f16);
 void bn_asmjit_peak(bn_asm *a, int avx512);
 
 #endif

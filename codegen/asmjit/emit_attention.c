@@ -1,7 +1,13 @@
-/* Causal GQA attention over the K/V caches, AVX-512 or AVX2. */
+/* Causal GQA attention over the K/V caches of F32 or F16 (widened by vcvtph2ps as loaded), AVX-512 or AVX2. */
 #include <math.h>
 
 #include "emit.h"
+
+/* Vector dst of W bytes of floats from a cache row at [base + disp], es bytes an element (4: F32, 2: F16). */
+static void load_kv(bn_asm *a, int es, int dst, int W, int base, int32_t disp) {
+  if (es == 2) op(a, "vcvtph2ps", bn_vec(dst, W), bn_mem(base, disp, W / 2), NONE);
+  else op(a, "vmovups", bn_vec(dst, W), bn_mem(base, disp, W), NONE);
+}
 
 /* exp(x - max) of scores [base + r14 4] in place, a vector at a time (W bytes), added to vector 5. masked:
  * only the first r15 lanes (mask 1 on AVX-512; on AVX2 the lanes of vector 13, loaded and stored by
@@ -41,8 +47,8 @@ static void exp_chunk(bn_asm *a, int W, int masked, int base) {
 enum { LOCALS = 80, TARGS = 8 + 6 * 8 + LOCALS }; /* the stack arguments: pos, h0, h1, n_ctx */
 
 /* For token r10 and head r11: rbx = the offset of its q and y rows, (r10 H + r11) hd 4; r12 = its KV
- * head's offset in the caches, (r11 / (H / kvh)) n_ctx hd 4, n_ctx at [rsp + nctx]. */
-static void head_offsets(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int32_t nctx) {
+ * head's offset in the caches, (r11 / (H / kvh)) n_ctx hd es, n_ctx at [rsp + nctx]. */
+static void head_offsets(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, int32_t nctx) {
   op(a, "imul", bn_gp(RBX), bn_gp(R10), bn_imm(H));
   op(a, "add", bn_gp(RBX), bn_gp(R11), NONE);
   op(a, "imul", bn_gp(RBX), bn_gp(RBX), bn_imm(hd * 4));
@@ -53,7 +59,7 @@ static void head_offsets(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int32_t 
   op(a, "div", bn_gp(R12), NONE, NONE);
   op(a, "pop", bn_gp(RDX), NONE, NONE);
   op(a, "imul", bn_gp(RAX), bn_mem(RSP, nctx, 8), NONE);
-  op(a, "imul", bn_gp(R12), bn_gp(RAX), bn_imm(hd * 4));
+  op(a, "imul", bn_gp(R12), bn_gp(RAX), bn_imm(hd * es));
 }
 
 /* k1 = the first r9 lanes (r9 in 1..15). */
@@ -67,7 +73,7 @@ static void tail_mask(bn_asm *a) {
 /* rax = score row i of the tile. */
 static void score_row(bn_asm *a, int i) { op(a, "mov", bn_gp(RAX), bn_mem(RSP, 32 + 8 * i, 8), NONE); }
 
-static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H) {
+static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H, int es) {
   int64_t nv = hd / 16, qrow = H * hd * 4;
   int KB = 16 / Q, blk = bn_asm_new_label(a), rest = bn_asm_new_label(a), one = bn_asm_new_label(a), done = bn_asm_new_label(a);
   float scale = (float)(1.0 / sqrt((double)hd));
@@ -80,7 +86,7 @@ static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H) {
   for (int c = 0; c < 16; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
   for (int v = 0; v < nv; v++)
     for (int k = 0; k < KB; k++) {
-      op(a, "vmovups", bn_vec(16, 64), bn_mem(R15, (int32_t)(k * hd * 4 + 64 * v), 64), NONE);
+      load_kv(a, es, 16, 64, R15, (int32_t)(k * hd * es + 16 * es * v));
       for (int i = 0; i < Q; i++) /* tree16 puts vector 4 r + t in lane 4 t + r: key k of token i in lane 4 i + k */
         op(a, "vfmadd231ps", bn_vec(Q == 4 ? 4 * k + i : 4 * (k % 4) + k / 4, 64), bn_vec(16, 64),
            bn_memx(RDI, RBX, 1, (int32_t)(i * qrow + 64 * v), 64));
@@ -94,7 +100,7 @@ static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H) {
     else op(a, "vextractf32x4", bn_memx(RAX, R14, 4, 0, 16), bn_vec(6, 64), bn_imm(i));
   }
   op(a, "add", bn_gp(R14), bn_imm(KB), NONE);
-  op(a, "add", bn_gp(R15), bn_imm(KB * hd * 4), NONE);
+  op(a, "add", bn_gp(R15), bn_imm(KB * hd * es), NONE);
   op(a, "jmp", bn_label(blk), NONE, NONE);
   bn_asm_bind(a, rest); /* the keys left, one at a time */
   op(a, "cmp", bn_gp(R14), bn_gp(R13), NONE);
@@ -102,7 +108,7 @@ static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H) {
   bn_asm_bind(a, one);
   for (int i = 0; i < Q; i++) op(a, "vpxord", bn_vec(2 + i, 64), bn_vec(2 + i, 64), bn_vec(2 + i, 64));
   for (int v = 0; v < nv; v++) {
-    op(a, "vmovups", bn_vec(16, 64), bn_mem(R15, 64 * v, 64), NONE);
+    load_kv(a, es, 16, 64, R15, 16 * es * v);
     for (int i = 0; i < Q; i++)
       op(a, "vfmadd231ps", bn_vec(2 + i, 64), bn_vec(16, 64), bn_memx(RDI, RBX, 1, (int32_t)(i * qrow + 64 * v), 64));
   }
@@ -113,7 +119,7 @@ static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H) {
     score_row(a, i);
     op(a, "vmovss", bn_memx(RAX, R14, 4, 0, 4), bn_vec(2 + i, 16), NONE);
   }
-  op(a, "add", bn_gp(R15), bn_imm(hd * 4), NONE);
+  op(a, "add", bn_gp(R15), bn_imm(hd * es), NONE);
   loop_end(a, R14, R13, one);
   bn_asm_bind(a, done);
 }
@@ -162,24 +168,24 @@ static void tile_softmax(bn_asm *a, int Q, int i) {
     op(a, "mov", bn_memx(R15, R13, 4, -4 * (Q - 1 - i) + 4 * m, 4), bn_imm(0), NONE);
 }
 
-static void tile_output(bn_asm *a, int Q, int64_t hd, int64_t H) {
+static void tile_output(bn_asm *a, int Q, int64_t hd, int64_t H, int es) {
   int64_t nv = hd / 16, qrow = H * hd * 4;
   int S = Q == 4 ? 6 : 16;
   for (int v0 = 0; v0 < nv; v0 += S) {
     int n = nv - v0 < S ? (int)(nv - v0) : S, yl = bn_asm_new_label(a);
     for (int c = 0; c < Q * n; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
     op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
-    op(a, "lea", bn_gp(R15), bn_memx(RDX, R12, 1, 64 * v0, 0), NONE);
+    op(a, "lea", bn_gp(R15), bn_memx(RDX, R12, 1, (int32_t)(16 * es * v0), 0), NONE);
     bn_asm_bind(a, yl);
     for (int i = 0; i < Q; i++) {
       score_row(a, i);
       op(a, "vbroadcastss", bn_vec(24 + i, 64), bn_memx(RAX, R14, 4, 0, 4), NONE);
     }
     for (int v = 0; v < n; v++) {
-      op(a, "vmovups", bn_vec(28, 64), bn_mem(R15, 64 * v, 64), NONE);
+      load_kv(a, es, 28, 64, R15, 16 * es * v);
       for (int i = 0; i < Q; i++) op(a, "vfmadd231ps", bn_vec(i * n + v, 64), bn_vec(24 + i, 64), bn_vec(28, 64));
     }
-    op(a, "add", bn_gp(R15), bn_imm(hd * 4), NONE);
+    op(a, "add", bn_gp(R15), bn_imm(hd * es), NONE);
     loop_end(a, R14, R13, yl);
     for (int i = 0; i < Q; i++) {
       op(a, "vbroadcastss", bn_vec(29, 64), bn_mem(RSP, 8 + 4 * i, 4), NONE);
@@ -192,7 +198,7 @@ static void tile_output(bn_asm *a, int Q, int64_t hd, int64_t H) {
 }
 
 /* One tile of Q tokens from r10, every head h0..h1. */
-static void tile(bn_asm *a, int Q, int64_t hd, int64_t H, int64_t kvh) {
+static void tile(bn_asm *a, int Q, int64_t hd, int64_t H, int64_t kvh, int es) {
   int hl = bn_asm_new_label(a), end = bn_asm_new_label(a);
   op(a, "mov", bn_gp(RBP), bn_gp(R10), NONE); /* the tile's score rows */
   op(a, "imul", bn_gp(RBP), bn_mem(RSP, 0, 8), NONE);
@@ -206,19 +212,19 @@ static void tile(bn_asm *a, int Q, int64_t hd, int64_t H, int64_t kvh) {
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, TARGS + 16, 8), NONE);
   op(a, "jge", bn_label(end), NONE, NONE);
   bn_asm_bind(a, hl);
-  head_offsets(a, hd, H, kvh, TARGS + 24);
+  head_offsets(a, hd, H, kvh, es, TARGS + 24);
   op(a, "mov", bn_gp(R13), bn_mem(RSP, TARGS, 8), NONE);
   op(a, "lea", bn_gp(R13), bn_memx(R13, R10, 1, Q, 0), NONE); /* pos + t + Q */
-  tile_scores(a, Q, hd, H);
+  tile_scores(a, Q, hd, H, es);
   for (int i = 0; i < Q; i++) tile_softmax(a, Q, i);
-  tile_output(a, Q, hd, H);
+  tile_output(a, Q, hd, H, es);
   op(a, "inc", bn_gp(R11), NONE, NONE);
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, TARGS + 16, 8), NONE);
   op(a, "jl", bn_label(hl), NONE, NONE);
   bn_asm_bind(a, end);
 }
 
-static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
+static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
   int t4 = bn_asm_new_label(a), t1 = bn_asm_new_label(a), done = bn_asm_new_label(a);
   enter(a, 6);
   op(a, "sub", bn_gp(RSP), bn_imm(LOCALS), NONE);
@@ -231,13 +237,13 @@ static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
   op(a, "lea", bn_gp(RAX), bn_mem(R10, 4, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
   op(a, "jg", bn_label(t1), NONE, NONE);
-  tile(a, 4, hd, H, kvh);
+  tile(a, 4, hd, H, kvh, es);
   op(a, "add", bn_gp(R10), bn_imm(4), NONE);
   op(a, "jmp", bn_label(t4), NONE, NONE);
   bn_asm_bind(a, t1);
   op(a, "cmp", bn_gp(R10), bn_mem(RSP, 64, 8), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
-  tile(a, 1, hd, H, kvh);
+  tile(a, 1, hd, H, kvh, es);
   op(a, "inc", bn_gp(R10), NONE, NONE);
   op(a, "jmp", bn_label(t1), NONE, NONE);
   bn_asm_bind(a, done);
@@ -252,9 +258,10 @@ static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh) {
  * vectors, each a pass over the positions. Float lanes as the LLVM kernel.
  * Registers: r10 t, r11 h, rbx the row of q and y, r12 the KV head's offset, r13 the positions, r14 j,
  * r15 k_j or v_j; the scale 6, the max 7, the sum 5, y's sums 8..15. */
-void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t kvh) {
+void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t kvh, int f16) {
+  int es = f16 ? 2 : 4;
   if (avx512) {
-    attention_tiled(a, hd, H, kvh);
+    attention_tiled(a, hd, H, kvh, es);
     return;
   }
   int W = 32, L = 8;
@@ -271,7 +278,7 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, ARGS + 16, 8), NONE);
   op(a, "jge", bn_label(hend), NONE, NONE);
   bn_asm_bind(a, hl);
-  head_offsets(a, hd, H, kvh, ARGS + 24);
+  head_offsets(a, hd, H, kvh, es, ARGS + 24);
   op(a, "mov", bn_gp(R13), bn_mem(RSP, ARGS, 8), NONE);
   op(a, "lea", bn_gp(R13), bn_memx(R13, R10, 1, 1, 0), NONE); /* pos + t + 1 */
   constant(a, 6, 1.0 / sqrt((double)hd), 1);
@@ -282,7 +289,7 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
   op(a, "vxorps", bn_vec(0, 32), bn_vec(0, 32), bn_vec(0, 32));
   op(a, "vxorps", bn_vec(4, 32), bn_vec(4, 32), bn_vec(4, 32));
   for (int v = 0; v < nv; v++) {
-    op(a, "vmovups", bn_vec(2, 32), bn_mem(R15, 32 * v, 32), NONE);
+    load_kv(a, es, 2, 32, R15, 8 * es * v);
     op(a, "vfmadd231ps", bn_vec(v % 2 ? 4 : 0, 32), bn_vec(2, 32), bn_memx(RDI, RBX, 1, 32 * v, 32));
   }
   op(a, "vaddps", bn_vec(0, 32), bn_vec(0, 32), bn_vec(4, 32));
@@ -290,7 +297,7 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
   op(a, "vmulss", bn_vec(0, 16), bn_vec(0, 16), bn_vec(6, 16));
   op(a, "vmovss", bn_memx(R8, R14, 4, 0, 4), bn_vec(0, 16), NONE);
   op(a, "vmaxss", bn_vec(7, 16), bn_vec(7, 16), bn_vec(0, 16));
-  op(a, "add", bn_gp(R15), bn_imm(hd * 4), NONE);
+  op(a, "add", bn_gp(R15), bn_imm(hd * es), NONE);
   loop_end(a, R14, R13, s1);
   op(a, "vbroadcastss", bn_vec(7, W), bn_vec(7, 16), NONE);
   op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32));
@@ -323,11 +330,15 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
     int n = nv - v0 < slice ? (int)(nv - v0) : slice, s3 = bn_asm_new_label(a);
     for (int v = 0; v < n; v++) op(a, "vpxor", bn_vec(QR + v, W), bn_vec(QR + v, W), bn_vec(QR + v, W));
     op(a, "xor", bn_gpd(R14), bn_gpd(R14), NONE);
-    op(a, "lea", bn_gp(R15), bn_memx(RDX, R12, 1, W * v0, 0), NONE);
+    op(a, "lea", bn_gp(R15), bn_memx(RDX, R12, 1, 8 * es * v0, 0), NONE);
     bn_asm_bind(a, s3); /* sum_j e_j v_j */
     op(a, "vbroadcastss", bn_vec(0, W), bn_memx(R8, R14, 4, 0, 4), NONE);
-    for (int v = 0; v < n; v++) op(a, "vfmadd231ps", bn_vec(QR + v, W), bn_vec(0, W), bn_mem(R15, W * v, W));
-    op(a, "add", bn_gp(R15), bn_imm(hd * 4), NONE);
+    for (int v = 0; v < n; v++)
+      if (es == 2) {
+        load_kv(a, es, 2, W, R15, 8 * es * v);
+        op(a, "vfmadd231ps", bn_vec(QR + v, W), bn_vec(0, W), bn_vec(2, W));
+      } else op(a, "vfmadd231ps", bn_vec(QR + v, W), bn_vec(0, W), bn_mem(R15, W * v, W));
+    op(a, "add", bn_gp(R15), bn_imm(hd * es), NONE);
     loop_end(a, R14, R13, s3);
     for (int v = 0; v < n; v++) {
       op(a, "vdivps", bn_vec(QR + v, W), bn_vec(QR + v, W), bn_vec(5, W));

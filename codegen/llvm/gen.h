@@ -92,7 +92,8 @@ void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int6
 void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef wn, LLVMValueRef qa, LLVMValueRef tmp,
                     LLVMValueRef t0, LLVMValueRef t1);
 /* Adds `void name(ptr q, ptr kc, ptr vc, ptr y, ptr scores, i64 T, i64 pos, i64 h0, i64 h1)` (gen_attention.c). */
-void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa);
+void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_dtype cache,
+                      bn_isa isa);
 /* Add `void name(ptr in, ptr w, ptr y, i64 T, i64 t0, i64 t1)` (gen_rows.c): the embedding
  * gather (in: token ids, w: the table of rows of width in type t) and the column slice
  * (in: rows of K floats, y: n of them from off; w unused). */

@@ -18,6 +18,7 @@
  *           (bn_gen_exp), and 1 / their sum after the T score rows;
  *   output: sum_j p_ij v_j / sum_i, Q x head_dim / lanes accumulators (in y
  *           between key blocks), V rows prefetched likewise.
+ * The caches hold F32, or F16 widened as they are loaded (vcvtph2ps).
  * Float lanes (the reference sums in double; agreement ~1e-6 relative). */
 #include <math.h>
 
@@ -29,9 +30,10 @@ enum { AHEAD = 8, MAXQ = 4, KEYS = 256 }; /* MAXQ: a prompt tile's tokens */
 
 typedef struct {
   int heads, group, hd, nv, lanes;
-  int64_t row_bytes; /* a key's slice of the cache: head_dim floats */
+  int es;            /* a cache element's bytes: 4 (F32) or 2 (F16) */
+  int64_t row_bytes; /* a key's slice of the cache: head_dim elements */
   double scale;
-  LLVMTypeRef vf;
+  LLVMTypeRef vf, ve; /* a vector of floats, and of cache elements */
   /* the current tile and head */
   int q;                    /* tokens in the tile */
   LLVMValueRef kvoff;       /* this head's K/V rows in the cache, in bytes */
@@ -72,7 +74,7 @@ static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j, LLV
   LLVMValueRef next = bn_gen_gep(g, c2, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildSub(g->b, jj, a->n0, ""),
                                                                         bn_gen_c64(g, a->row_bytes), ""), off2, ""));
   LLVMValueRef p = LLVMBuildSelect(g->b, on, here, next, "");
-  for (int64_t off = 0; off < (int64_t)a->nv * a->lanes * 4; off += 64) {
+  for (int64_t off = 0; off < a->row_bytes; off += 64) {
     LLVMValueRef args[4] = {bn_gen_gep(g, p, bn_gen_c64(g, off)), LLVMConstInt(g->i32, 0, 0), LLVMConstInt(g->i32, 3, 0),
                             LLVMConstInt(g->i32, 1, 0)};
     LLVMTypeRef pt = g->ptr;
@@ -81,6 +83,12 @@ static void prefetch(bn_gen *g, const at *a, LLVMValueRef c, LLVMValueRef j, LLV
 }
 
 static LLVMValueRef off4(bn_gen *g, LLVMValueRef j) { return LLVMBuildMul(g->b, j, bn_gen_c64(g, 4), ""); }
+
+/* Vector v of a cache row, as floats. */
+static LLVMValueRef load_kv(bn_gen *g, const at *a, LLVMValueRef row, int v) {
+  LLVMValueRef x = bn_gen_load(g, a->ve, row, bn_gen_c64(g, (int64_t)v * a->lanes * a->es));
+  return a->es == 2 ? LLVMBuildFPExt(g->b, x, a->vf, "") : x;
+}
 
 /* Scores of keys j..j+kb for tokens [i0, i1) of the tile (kb x (i1 - i0) <= lanes): each a
  * vector of products summed over head_dim, all their lane sums in one tree (bn_gen_lane_sums,
@@ -92,7 +100,7 @@ static void score_keys(bn_gen *g, at *a, LLVMValueRef j, int kb, int i0, int i1,
     LLVMValueRef jj = LLVMBuildAdd(g->b, j, bn_gen_c64(g, kk), "");
     if (prefetch_row) prefetch(g, a, g->arg[KC], jj, g->arg[VC], a->kvoff);
     LLVMValueRef row = slice(g, a, g->arg[KC], jj), k[32];
-    for (int v = 0; v < a->nv; v++) k[v] = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
+    for (int v = 0; v < a->nv; v++) k[v] = load_kv(g, a, row, v);
     for (int i = i0; i < i1; i++) {
       LLVMValueRef d = NULL;
       for (int v = 0; v < a->nv; v++) {
@@ -123,7 +131,7 @@ static void value_key(bn_gen *g, at *a, LLVMValueRef j, int i0, int i1, int pref
   LLVMValueRef row = slice(g, a, g->arg[VC], j), p[MAXQ];
   for (int i = i0; i < i1; i++) p[i] = bn_gen_splat_v(g, a->vf, bn_gen_load(g, g->f32, a->sc[i], off4(g, j)));
   for (int v = 0; v < a->nv; v++) {
-    LLVMValueRef x = bn_gen_load(g, a->vf, row, bn_gen_c64(g, v * a->lanes * 4));
+    LLVMValueRef x = load_kv(g, a, row, v);
     for (int i = i0; i < i1; i++) {
       LLVMValueRef args[3] = {p[i], x, LLVMBuildLoad2(g->b, a->vf, a->acc[i][v], "")};
       LLVMTypeRef vf = a->vf;
@@ -289,8 +297,8 @@ static void blocks(bn_gen *g, at *a, int qmax, tile_fn fn) {
 static void head(bn_gen *g, at *a, int qmax) {
   LLVMValueRef kvh = LLVMBuildSDiv(g->b, a->h, bn_gen_c64(g, a->group), "");
   LLVMValueRef kvh1 = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, a->h, bn_gen_c64(g, 1), ""), bn_gen_c64(g, a->group), "");
-  a->kvoff = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
-  a->kvnext = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh1, g->arg[NCTX], ""), bn_gen_c64(g, a->hd * 4), "");
+  a->kvoff = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh, g->arg[NCTX], ""), bn_gen_c64(g, a->row_bytes), "");
+  a->kvnext = LLVMBuildMul(g->b, LLVMBuildMul(g->b, kvh1, g->arg[NCTX], ""), bn_gen_c64(g, a->row_bytes), "");
   blocks(g, a, qmax, score_block);
   for_tiles(g, a, qmax, score_diagonal);
   bn_gen_for lr = bn_gen_for_begin(g, bn_gen_c64(g, 0), g->arg[T_], 1);
@@ -305,13 +313,15 @@ static void head(bn_gen *g, at *a, int qmax) {
   for_tiles(g, a, qmax, value_diagonal);
 }
 
-void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_isa isa) {
-  int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8, nv = hd / lanes;
-  at a = {.heads = heads, .group = heads / kv_heads, .hd = hd, .nv = nv, .lanes = lanes,
-          .row_bytes = (int64_t)hd * 4, .scale = 1.0 / sqrt((double)hd), .q = 1};
+void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int heads, int kv_heads, int hd, bn_dtype cache,
+                      bn_isa isa) {
+  int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8, nv = hd / lanes, es = cache == BN_DT_F16 ? 2 : 4;
+  at a = {.heads = heads, .group = heads / kv_heads, .hd = hd, .nv = nv, .lanes = lanes, .es = es,
+          .row_bytes = (int64_t)hd * es, .scale = 1.0 / sqrt((double)hd), .q = 1};
   bn_gen g = {.ctx = &a};
   bn_gen_begin(&g, c, m, name, 5, 5, isa, hd, heads);
   a.vf = LLVMVectorType(g.f32, (unsigned)lanes);
+  a.ve = es == 2 ? LLVMVectorType(g.f16, (unsigned)lanes) : a.vf;
   /* tokens per tile: the value pass holds q x nv accumulators (up to 24 of AVX-512's 32 registers, 10 of AVX2's 16) */
   int qmax = (isa == BN_ISA_AVX512_VNNI ? 24 : 10) / nv;
   qmax = qmax < 1 ? 1 : qmax > MAXQ ? MAXQ : qmax;

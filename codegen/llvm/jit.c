@@ -228,8 +228,9 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
       return bn_fail(err, BN_E_UNSUPPORTED, "llvm: slice of %lld columns from %d of %lld", N, v, K);
     break;
   case BN_K_ATTENTION: /* K: head_dim, N: heads, variant: KV heads */
-    if (N <= 0 || v <= 0 || N % v || K % lanes || K / lanes > 32)
-      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: attention heads %lld/%d head_dim %lld", N, v, K);
+    if (N <= 0 || v <= 0 || N % v || K % lanes || K / lanes > 32 || (key->cache != BN_DT_F32 && key->cache != BN_DT_F16))
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: attention heads %lld/%d head_dim %lld cache type %d", N, v, K,
+                     (int)key->cache);
     break;
   case BN_K_ROPE: /* K: head_dim (lanes that divide half a head), N: heads */
     if (K <= 0 || N <= 0 || K % 16)
@@ -264,7 +265,7 @@ static void emit_NORM_QUANT(LLVMContextRef c, LLVMModuleRef m, const char *name,
   bn_gen_norm_quant(c, m, name, key->k, key->variant, key->eps, isa);
 }
 static void emit_ATTENTION(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
-  bn_gen_attention(c, m, name, (int)key->n, key->variant, (int)key->k, isa);
+  bn_gen_attention(c, m, name, (int)key->n, key->variant, (int)key->k, key->cache, isa);
 }
 static void emit_ROPE(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
   bn_gen_rope(c, m, name, (int)key->n, (int)key->k, isa);
@@ -400,7 +401,7 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   else if (f == BN_K_ROPE) name = "neox";
   else if (f != BN_K_ATTENTION && f != BN_K_SLICE) name = "";
   char variant[32];
-  if (f == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d", v); /* KV heads */
+  if (f == BN_K_ATTENTION) snprintf(variant, sizeof variant, "gqa%d%s", v, key->cache == BN_DT_F16 ? "_f16" : ""); /* KV heads */
   else if (f == BN_K_SLICE) snprintf(variant, sizeof variant, "o%d", v); /* the first column */
   else if (name && key->pro > 0 && key->pro <= BN_NQ_GATE_SILU + 1 && bn_kfamily_tmatmul(f))
     snprintf(variant, sizeof variant, "%s_p%s", name, nq_modes[key->pro - 1]); /* with a prologue */
@@ -458,28 +459,29 @@ bn_status bn_llvm_get(bn_llvm *j, const kkey *key, void **out, bn_error *err) {
 /* The typed getters: the key of each kernel family, its function type. */
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL, K, N, (int)mode, 0, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){.family = BN_K_MATMUL, .k = K, .n = N, .variant = (int)mode}, &fn, err);
   if (!st) *out = (bn_mm_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_MATMUL_F, K, N, (int)wtype, 0, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){.family = BN_K_MATMUL_F, .k = K, .n = N, .variant = (int)wtype}, &fn, err);
   if (!st) *out = (bn_mf_kernel)fn;
   return st;
 }
 
 bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_kernel *out, bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_NORM_QUANT, K, 0, mode, eps, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = mode, .eps = eps}, &fn, err);
   if (!st) *out = (bn_nq_kernel)fn;
   return st;
 }
 
-bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_attn_kernel *out, bn_error *err) {
+bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_dtype cache, bn_attn_kernel *out,
+                            bn_error *err) {
   void *fn;
-  bn_status st = bn_llvm_get(j, &(kkey){BN_K_ATTENTION, head_dim, heads, kv_heads, 0, 0}, &fn, err);
+  bn_status st = bn_llvm_get(j, &(kkey){BN_K_ATTENTION, head_dim, heads, kv_heads, 0, 0, cache}, &fn, err);
   if (!st) *out = (bn_attn_kernel)fn;
   return st;
 }

@@ -65,6 +65,7 @@ void bn_llvm_free(bn_llvm *j);
 bn_status bn_llvm_matmul(bn_llvm *j, int64_t K, int64_t N, bn_mm_mode mode, bn_mm_kernel *out, bn_error *err);
 bn_status bn_llvm_matmul_f(bn_llvm *j, int64_t K, int64_t N, bn_dtype wtype, bn_mf_kernel *out, bn_error *err);
 bn_status bn_llvm_norm_quant(bn_llvm *j, int64_t K, int mode, float eps, bn_nq_kernel *out, bn_error *err);
-bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_attn_kernel *out, bn_error *err);
+bn_status bn_llvm_attention(bn_llvm *j, int heads, int kv_heads, int head_dim, bn_dtype cache, bn_attn_kernel *out,
+                            bn_error *err);
 
 #endif

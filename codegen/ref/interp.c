@@ -89,7 +89,7 @@ void bn_ref_run_node(const bn_ref_env *env, int idx) {
   case BN_OP_ATTENTION: {
     int layer = (int)n->attr[0];
     bn_ref_attention(a, b, env->val[n->in[2]], T, (int)n->attr[1], (int)n->attr[2], (int)n->attr[3], env->pos, env->n_ctx,
-                     env->kc[layer], env->vc[layer], sc->scores, yf);
+                     env->kv, env->kc[layer], env->vc[layer], sc->scores, yf);
     break;
   }
   case BN_OP_ADD: for (int64_t i = 0; i < numel; i++) yf[i] = a[i] + b[i]; break;

@@ -127,37 +127,46 @@ void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, f
     }
 }
 
+void bn_ref_kv_row(bn_dtype kv, void *c, int64_t at, const float *x, int n) {
+  if (kv == BN_DT_F16)
+    for (int i = 0; i < n; i++) ((uint16_t *)c)[at + i] = bn_float_to_half(x[i]);
+  else memcpy((float *)c + at, x, (size_t)n * sizeof(float));
+}
+
 void bn_ref_kv_store(const float *k, const float *v, int64_t T, int kv_heads, int head_dim, int pos, int n_ctx,
-                     float *kc, float *vc, int h0, int h1) {
+                     bn_dtype kv, void *kc, void *vc, int h0, int h1) {
   for (int64_t t = 0; t < T; t++)
     for (int h = h0; h < h1; h++) {
       int64_t from = (t * kv_heads + h) * head_dim, to = ((int64_t)h * n_ctx + pos + t) * head_dim;
-      memcpy(kc + to, k + from, (size_t)head_dim * sizeof *kc);
-      memcpy(vc + to, v + from, (size_t)head_dim * sizeof *vc);
+      bn_ref_kv_row(kv, kc, to, k + from, head_dim);
+      bn_ref_kv_row(kv, vc, to, v + from, head_dim);
     }
 }
 
 void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
-                      int head_dim, int pos, int n_ctx, float *kc, float *vc, float *scores, float *y) {
-  bn_ref_kv_store(k, v, T, kv_heads, head_dim, pos, n_ctx, kc, vc, 0, kv_heads);
-  bn_ref_attention_heads(q, T, heads, kv_heads, head_dim, pos, n_ctx, kc, vc, scores, y, 0, heads);
+                      int head_dim, int pos, int n_ctx, bn_dtype kv, void *kc, void *vc, float *scores, float *y) {
+  bn_ref_kv_store(k, v, T, kv_heads, head_dim, pos, n_ctx, kv, kc, vc, 0, kv_heads);
+  bn_ref_attention_heads(q, T, heads, kv_heads, head_dim, pos, n_ctx, kv, kc, vc, scores, y, 0, heads);
+}
+
+/* Element i of a cache of type kv (F32 or F16). */
+static float kv_at(bn_dtype kv, const void *c, int64_t i) {
+  return kv == BN_DT_F16 ? bn_half_to_float(((const uint16_t *)c)[i]) : ((const float *)c)[i];
 }
 
 void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos, int n_ctx,
-                            const float *kc, const float *vc, float *scores, float *y, int h0, int h1) {
+                            bn_dtype kv, const void *kc, const void *vc, float *scores, float *y, int h0, int h1) {
   int group = heads / kv_heads;
   double scale = 1.0 / sqrt((double)head_dim);
   for (int64_t t = 0; t < T; t++)
     for (int h = h0; h < h1; h++) {
       const float *qh = q + (t * heads + h) * head_dim;
-      int kvh = h / group;
-      const float *kh = kc + (int64_t)kvh * n_ctx * head_dim, *vh = vc + (int64_t)kvh * n_ctx * head_dim;
+      int64_t base = (int64_t)(h / group) * n_ctx * head_dim; /* the KV head's rows */
       int64_t n = pos + t + 1;
       double mx = -INFINITY, sum = 0;
       for (int64_t j = 0; j < n; j++) {
-        const float *kj = kh + j * head_dim;
         double d = 0;
-        for (int i = 0; i < head_dim; i++) d += (double)qh[i] * kj[i];
+        for (int i = 0; i < head_dim; i++) d += (double)qh[i] * kv_at(kv, kc, base + j * head_dim + i);
         scores[j] = (float)(d * scale);
         mx = fmax(mx, scores[j]);
       }
@@ -165,7 +174,7 @@ void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, 
       float *o = y + (t * heads + h) * head_dim;
       for (int i = 0; i < head_dim; i++) {
         double acc = 0;
-        for (int64_t j = 0; j < n; j++) acc += (double)scores[j] * vh[j * head_dim + i];
+        for (int64_t j = 0; j < n; j++) acc += (double)scores[j] * kv_at(kv, vc, base + j * head_dim + i);
         o[i] = (float)(acc / sum);
       }
     }

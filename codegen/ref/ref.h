@@ -38,16 +38,19 @@ void bn_ref_rmsnorm(const float *x, int64_t T, int64_t n, const float *w, float 
 void bn_ref_rope_angle(int p, int i, int dims, double base, float *c, float *s);
 void bn_ref_rope(const float *x, int64_t T, int heads, int head_dim, int dims, float base, int pos, float *y);
 /* Causal GQA attention; K/V rows of this step are first written into the cache at pos..pos+T-1.
- * A layer's cache is head-major, [kv_heads][n_ctx][head_dim]: a head's keys lie one after another. */
+ * A layer's cache is head-major, [kv_heads][n_ctx][head_dim]: a head's keys lie one after another;
+ * its elements of type kv: F32, or F16 (rounded to nearest even when stored). */
 void bn_ref_attention(const float *q, const float *k, const float *v, int64_t T, int heads, int kv_heads,
-                      int head_dim, int pos, int n_ctx, float *kcache, float *vcache, float *scores, float *y);
+                      int head_dim, int pos, int n_ctx, bn_dtype kv, void *kcache, void *vcache, float *scores, float *y);
 /* The same in two steps, so heads can be split over threads: store this
  * step's K/V rows of KV heads [h0, h1), then attend for heads [h0, h1)
  * (scores: n_ctx floats). */
+/* One row: x[0..n) into cache c of type kv at element `at`. */
+void bn_ref_kv_row(bn_dtype kv, void *c, int64_t at, const float *x, int n);
 void bn_ref_kv_store(const float *k, const float *v, int64_t T, int kv_heads, int head_dim, int pos, int n_ctx,
-                     float *kcache, float *vcache, int h0, int h1);
+                     bn_dtype kv, void *kcache, void *vcache, int h0, int h1);
 void bn_ref_attention_heads(const float *q, int64_t T, int heads, int kv_heads, int head_dim, int pos, int n_ctx,
-                            const float *kcache, const float *vcache, float *scores, float *y, int h0, int h1);
+                            bn_dtype kv, const void *kcache, const void *vcache, float *scores, float *y, int h0, int h1);
 /* logits[t][n] = sum_i x[t][i] * W[n][i] with W of any non-ternary type. */
 void bn_ref_matmul_f(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float *wrow, float *y);
 
@@ -65,7 +68,8 @@ typedef struct bn_ref_env {
   void **val;          /* per value id: its buffer (weights: their data) */
   int64_t T;           /* tokens in this step */
   int pos;             /* position of the first */
-  float **kc, **vc;    /* per layer: [kv_heads][n_ctx][head_dim] */
+  void **kc, **vc;     /* per layer: [kv_heads][n_ctx][head_dim] of type kv */
+  bn_dtype kv;         /* the caches' element type: F32 (0) or F16 */
   int n_ctx;
   bn_ref_scratch *scratch;
   void ***body_val;    /* per node of g: the value buffers of its fused body, else NULL */
