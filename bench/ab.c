@@ -14,7 +14,7 @@
  *   build/bench/ab --plans A.bnplan B.bnplan [options]
  *   build/bench/ab --kv f32 f16 PLAN [options]
  *   e.g. build/bench/ab large.bnplan BNC_QKV_PHASE 0 1 -t 2 -r 20
- * -d: each tgN after DEPTH tokens of context (untimed), as bnc bench -d;
+ * -d: each tgN after DEPTH tokens of context (untimed, run once per session), as bnc bench -d;
  * -p: time a PROMPT-token prompt (ppN, in chunks of the plan's batch) instead. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,13 +31,17 @@ static double tg(bn_session *s, int n, int depth, int prompt) {
   const float *last;
   bn_error err;
   int32_t t = 5;
-  bn_session_reset(s);
   if (prompt) {
+    bn_session_reset(s);
     double t0 = bn_now();
     if (bn_session_append(s, ctx_tokens, prompt, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
     return prompt / (bn_now() - t0);
   }
-  if (depth && bn_session_append(s, ctx_tokens, depth, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
+  bn_session_truncate(s, depth); /* the context is run once, then kept */
+  if (bn_session_n_past(s) < depth) {
+    bn_session_reset(s);
+    if (bn_session_append(s, ctx_tokens, depth, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;
+  }
   double t0 = bn_now();
   for (int i = 0; i < n; i++)
     if (bn_session_append(s, &t, 1, &last, &err)) return fprintf(stderr, "ab: %s\n", err.msg), -1;

@@ -151,6 +151,7 @@ bn_status bn_session_append(bn_session *s, const int32_t *tokens, int n, const f
 }
 
 void bn_session_reset(bn_session *s) { s->n_past = 0; }
+void bn_session_truncate(bn_session *s, int n) { s->n_past = n >= 0 && n < s->n_past ? n : s->n_past; }
 int bn_session_n_past(const bn_session *s) { return s->n_past; }
 const bn_session_params *bn_session_params_of(const bn_session *s) { return &s->p; }
 

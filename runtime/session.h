@@ -46,6 +46,8 @@ bn_status bn_session_eval(bn_session *s, const int32_t *tokens, int n, float *ou
  * at the logits of the last one. bn_session_reset empties the cache. */
 bn_status bn_session_append(bn_session *s, const int32_t *tokens, int n, const float **last, bn_error *err);
 void bn_session_reset(bn_session *s);
+/* Keeps the first n positions of the KV cache (n >= n_past: no change); the next append goes on from n. */
+void bn_session_truncate(bn_session *s, int n);
 int bn_session_n_past(const bn_session *s);
 const bn_session_params *bn_session_params_of(const bn_session *s);
 /* Perplexity of tokens[0..n) in windows of ctx tokens, each evaluated from

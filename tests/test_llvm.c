@@ -509,15 +509,21 @@ static void mark_thread(void *ctx, int i, int n) {
 
 enum { NT = 20, ND = 4 }; /* end to end: a prompt, then ND tokens decoded one at a time */
 
-/* The logits of decoding tok[NT..NT+ND) one at a time after the prompt tok[0..NT), into out[ND][V]. */
+/* The logits of decoding tok[NT..NT+ND) one at a time after the prompt tok[0..NT), into out[ND][V];
+ * then once more after truncating the cache to the prompt, the same bits. */
 static void decode(bn_session *s, const int32_t *tok, float *out, size_t V) {
   const float *last;
   bn_error err = {0};
   bn_session_reset(s);
   assert_int_equal(bn_session_append(s, tok, NT, &last, &err), BN_OK);
-  for (int d = 0; d < ND; d++) {
-    assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
-    memcpy(out + (size_t)d * V, last, V * sizeof *out);
+  for (int again = 0; again < 2; again++) {
+    if (again) bn_session_truncate(s, NT);
+    assert_int_equal(bn_session_n_past(s), NT);
+    for (int d = 0; d < ND; d++) {
+      assert_int_equal(bn_session_append(s, &tok[NT + d], 1, &last, &err), BN_OK);
+      if (!again) memcpy(out + (size_t)d * V, last, V * sizeof *out);
+      else assert_memory_equal(out + (size_t)d * V, last, V * sizeof *out);
+    }
   }
 }
 
