@@ -261,6 +261,18 @@ for c in compile run eval perplexity bench ir; do
   [ $c = ir ] || expect_error "$c bad backend" "--backend must be one of ref" -- $BNC $c "$m" --backend gpu
   $BNC $c --help | grep -qE "^    ref +the reference kernels" || fail "bnc $c --help does not list the backends"
 done
+# --kv: the K/V cache's type on every command that runs a model; f16 halves the cache (--stats) and changes
+# the logits a little (docs/kv-cache.md; test_asmjit holds them to the reference's)
+for c in run eval perplexity bench; do
+  expect_error "$c bad kv" "--kv must be f32 or f16, got 'q8'" -- $BNC $c "$m" --kv q8
+  $BNC $c --help | grep -q -- "--kv f32|f16" || fail "bnc $c --help lacks --kv"
+done
+kv_mib() { $BNC run "$p" -p "hello" -n 2 --stats --kv $1 2>&1 >/dev/null | sed -n 's/.*KV cache \([0-9.]*\) MiB.*/\1/p'; }
+k32=$(kv_mib f32) k16=$(kv_mib f16)
+awk -v a="$k32" -v b="$k16" 'BEGIN { exit !(a > 0 && b > 0.49 * a && b < 0.51 * a) }' || fail "--kv f16: KV cache $k16 MiB against $k32"
+$BNC eval "$p" --tokens "1 5 17 300 2 9" --logits-out "$WORK/kv32.bin" 2>/dev/null || fail "eval --kv f32"
+$BNC eval "$p" --tokens "1 5 17 300 2 9" --logits-out "$WORK/kv16.bin" --kv f16 2>/dev/null || fail "eval --kv f16"
+cmp -s "$WORK/kv32.bin" "$WORK/kv16.bin" && fail "--kv f16 left the logits unchanged"
 expect_error "ir --emit on ref" "for the ref backend, got 'llvm'" -- $BNC ir --emit=llvm --backend ref "$m"
 # the default backend and the reference kernels agree through the CLI too
 # (their numeric agreement is tests/test_llvm.c's; here: each backend gives the same bytes from a plan or its GGUF)
