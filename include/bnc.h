@@ -71,6 +71,10 @@ BNC_API int bnc_plan_context_length(const bnc_plan *plan);
 /* The architecture name ("bitnet", "bitnet-b1.58", ...). */
 BNC_API const char *bnc_plan_arch(const bnc_plan *plan);
 
+/* The K/V cache's element type: F32 exact; F16 half the bytes a token reads at depth, each key and
+ * value rounded to half (docs/kv-cache.md: its cost and gain). */
+typedef enum { BNC_KV_F32, BNC_KV_F16 } bnc_kv_type;
+
 typedef struct {
   int threads;          /* threads for the kernels (0 or 1: one; at most the CPUs the process may use:
                          * more would only take turns on them) */
@@ -82,6 +86,7 @@ typedef struct {
   float repeat_penalty; /* 1: off */
   uint64_t seed;
   int ignore_eos;       /* keep generating past the end-of-sequence token */
+  bnc_kv_type kv;       /* the K/V cache's element type (default BNC_KV_F32) */
   const char *cache_dir; /* keep generated kernels here and look here first (NULL: no disk cache; bnc uses
                           * ~/.cache/bnc/kernels). It must be the caller's and closed to others' writes. */
 } bnc_session_params;

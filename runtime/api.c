@@ -170,12 +170,16 @@ bnc_status bnc_session_create(bnc_plan *plan, const bnc_session_params *params, 
   if (!params) return invalid("bnc_session_create", "params is NULL");
   if (params->threads < 0 || params->threads > 512)
     return bn_fail(&err, BN_E_INVALID, "bnc_session_create: threads = %d (0..512)", params->threads), fail(&err);
+  if (params->kv != BNC_KV_F32 && params->kv != BNC_KV_F16)
+    return bn_fail(&err, BN_E_INVALID, "bnc_session_create: kv = %d (BNC_KV_F32 or BNC_KV_F16)", (int)params->kv),
+           fail(&err);
   if (params->n_ctx < 0 || params->n_batch < 0)
     return bn_fail(&err, BN_E_INVALID, "bnc_session_create: n_ctx = %d, n_batch = %d (0 or more)", params->n_ctx,
                    params->n_batch), fail(&err);
   int threads = params->threads < 1 ? 1 : params->threads > bn_pool_cpus() ? bn_pool_cpus() : params->threads;
   bn_session_params sp = {.n_ctx = params->n_ctx, .n_batch = params->n_batch, .ignore_eos = params->ignore_eos,
                           .exec = {.backend = bn_backend_default(), .threads = threads,
+                                   .kv = params->kv == BNC_KV_F16 ? BN_DT_F16 : BN_DT_F32,
                                    .target = plan->p.target, .code = plan->code},
                           .sampler = {.temperature = params->temperature, .top_k = params->top_k,
                                       .top_p = params->top_p, .repeat_penalty = params->repeat_penalty,

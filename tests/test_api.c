@@ -193,6 +193,35 @@ static void test_context_full(void **state) {
   bnc_plan_free(p);
 }
 
+/* The K/V cache's type: F16 changes the logits a little (1e-5 .. 5 % of their range: docs/kv-cache.md),
+ * F32 is the default, anything else is refused. */
+static void test_kv_type(void **state) {
+  (void)state;
+  bnc_plan *p;
+  if (bnc_plan_open(plan_path, &p)) fail_msg("%s", bnc_last_error());
+  static const int32_t tok[6] = {1, 5, 17, 30, 2, 9};
+  float out[2][4096];
+  int V = bnc_plan_vocab_size(p);
+  assert_true(V > 0 && V <= 4096);
+  for (int k = 0; k < 2; k++) {
+    bnc_session_params sp = bnc_session_default_params();
+    assert_int_equal(sp.kv, BNC_KV_F32);
+    sp.n_ctx = 16, sp.kv = k ? BNC_KV_F16 : BNC_KV_F32;
+    bnc_session *s;
+    if (bnc_session_create(p, &sp, &s) || bnc_eval(s, tok, 6)) fail_msg("%s", bnc_last_error());
+    memcpy(out[k], bnc_logits(s), (size_t)V * sizeof(float));
+    bnc_session_free(s);
+  }
+  double rel = tu_rel_to_range(out[1], out[0], (size_t)V);
+  printf("  F16 K/V cache: max |diff| / logit range %.3g\n", rel);
+  assert_true(rel > 1e-5 && rel < 0.05);
+  bnc_session_params sp = bnc_session_default_params();
+  sp.kv = (bnc_kv_type)7;
+  bnc_session *s;
+  EXPECT_INVALID(bnc_session_create(p, &sp, &s), "kv = 7");
+  bnc_plan_free(p);
+}
+
 /* A kernel cache the caller names is used (entries appear there) and checked (a directory
  * others may write to is refused with the reason). */
 static void test_cache_dir(void **state) {
@@ -223,6 +252,7 @@ int main(void) {
       cmocka_unit_test(test_null_arguments), cmocka_unit_test(test_plan_freed_before_session),
       cmocka_unit_test(test_handle_kinds),   cmocka_unit_test(test_nan_sampling),
       cmocka_unit_test(test_context_full),   cmocka_unit_test(test_cache_dir),
+      cmocka_unit_test(test_kv_type),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -54,6 +54,16 @@ with bnc.Plan(plan_path) as plan:
             check(False, "a token outside the vocabulary was accepted")
         except bnc.Error as e:
             check("vocabulary" in str(e) and e.status != 0, "error message: %s" % e)
+    # an F16 K/V cache: the same vocabulary of logits, a little different (docs/kv-cache.md)
+    with bnc.Session(plan, kv="f16") as s16, bnc.Session(plan) as s32:
+        toks = s32.tokenize(prompt)
+        a, b = s32.eval(toks), s16.eval(toks)
+        check(len(a) == len(b) and a != b, "kv='f16' left the logits unchanged")
+    try:
+        bnc.Session(plan, kv="q8")
+        check(False, "kv = 'q8' accepted")
+    except ValueError as e:
+        check("kv must be" in str(e), "error message: %s" % e)
     try:
         bnc.Session(plan, threads=-1)
         check(False, "threads = -1 accepted")

@@ -216,8 +216,9 @@ static void print_json(const bn_bench_run *r, const bn_bench_cmp *cmp, int n_cmp
 
 static void print_md(const bn_bench_run *r, const bn_bench_run *base, const bn_bench_cmp *cmp, int n_cmp,
                      const char *baseline, double thr) {
-  printf("model: %s | kernels: %s | weights read per token: %.1f MB | K/V read per position: %.1f KB | "
-         "multiply-adds per token: %.2f G\n\n", r->model, r->isa, r->wbytes / 1e6, r->kv / 1e3, r->macs / 1e9);
+  printf("model: %s | kernels: %s | weights read per token: %.1f MB | K/V read per position: %.1f KB%s | "
+         "multiply-adds per token: %.2f G\n\n", r->model, r->isa, r->wbytes / 1e6, r->kv / 1e3,
+         strstr(r->plan_id, "f16 K/V") ? " (f16)" : "", r->macs / 1e9);
   if (r->fits_cache)
     printf("note: the weights fit in a cache these threads use: a buffer of their size, read again and again, reads at "
            "%.1f GB/s, 512 MiB at %.1f GB/s; decode reads them from there and the bandwidth bound does not hold for tg\n\n",
@@ -350,6 +351,8 @@ int bn_cmd_bench(int argc, char **argv) {
     snprintf(run->plan_id, sizeof run->plan_id, "plan %016llx, %d nodes", (unsigned long long)cm.plan.hash,
              cm.m->graph.n_nodes);
   else snprintf(run->plan_id, sizeof run->plan_id, "gguf %zu bytes, %d nodes", cm.f.size, cm.m->graph.n_nodes);
+  if (kv == BN_DT_F16) /* a baseline over the other cache type is another configuration (a note says so) */
+    snprintf(run->plan_id + strlen(run->plan_id), sizeof run->plan_id - strlen(run->plan_id), ", f16 K/V cache");
   model_cost(cm.m, kv, &run->wbytes, &run->macs, &run->kv);
   int max_pp = 0, max_d = 0;
   for (int i = 0; i < pp.n; i++) max_pp = pp.vals[i] > max_pp ? pp.vals[i] : max_pp;

@@ -59,7 +59,8 @@ class _Params(ctypes.Structure):
     _fields_ = [("threads", ctypes.c_int), ("n_ctx", ctypes.c_int), ("n_batch", ctypes.c_int),
                 ("temperature", ctypes.c_float), ("top_k", ctypes.c_int), ("top_p", ctypes.c_float),
                 ("repeat_penalty", ctypes.c_float), ("seed", ctypes.c_uint64), ("ignore_eos", ctypes.c_int),
-                ("cache_dir", ctypes.c_char_p)]
+                ("kv", ctypes.c_int), ("cache_dir", ctypes.c_char_p)]
+_KV_TYPES = {"f32": 0, "f16": 1}  # bnc_kv_type
 
 
 class _Timings(ctypes.Structure):
@@ -136,14 +137,17 @@ class Plan(_Handle):
 
 class Session(_Handle):
     """A session over a plan (it keeps the plan alive). Keyword arguments are bnc_session_params' fields:
-    threads, n_ctx, n_batch, temperature, top_k, top_p, repeat_penalty, seed, ignore_eos, cache_dir."""
+    threads, n_ctx, n_batch, temperature, top_k, top_p, repeat_penalty, seed, ignore_eos, kv ("f32" or "f16":
+    the K/V cache's element type), cache_dir."""
 
     def __init__(self, plan, **params):
         p = _L().bnc_session_default_params()
         for k, v in params.items():
             if k not in dict(_Params._fields_):
                 raise TypeError("Session: unknown parameter %r" % k)
-            setattr(p, k, os.fsencode(v) if k == "cache_dir" and v is not None else v)
+            if k == "kv" and v not in _KV_TYPES:
+                raise ValueError("Session: kv must be 'f32' or 'f16', got %r" % (v,))
+            setattr(p, k, os.fsencode(v) if k == "cache_dir" and v is not None else _KV_TYPES[v] if k == "kv" else v)
         self._plan = plan
         self._h = ctypes.c_void_p()
         _check(_L().bnc_session_create(plan._h, ctypes.byref(p), ctypes.byref(self._h)))
