@@ -282,6 +282,37 @@ void bn_q8_0_quantize(const float *x, uint64_t n, uint8_t *out) {
   }
 }
 
+void bn_q6_k_quantize(const float *x, uint64_t n, uint8_t *out) {
+  for (uint64_t b = 0; b < n / 256; b++, x += 256, out += 210) {
+    float scale[16], max_scale = 0;
+    for (int s = 0; s < 16; s++) { /* the sub-block's scale: its largest |x| to -32 */
+      float mx = 0;
+      for (int k = 0; k < 16; k++)
+        if (fabsf(x[16 * s + k]) > fabsf(mx)) mx = x[16 * s + k];
+      scale[s] = mx / -32;
+      if (fabsf(scale[s]) > fabsf(max_scale)) max_scale = scale[s];
+    }
+    float iscale = max_scale ? -128 / max_scale : 0;
+    uint16_t h = bn_float_to_half(iscale ? 1 / iscale : 0);
+    float d = bn_half_to_float(h);
+    uint8_t *ql = out, *qh = out + 128;
+    int8_t *sc = (int8_t *)(out + 192);
+    memset(out, 0, 192);
+    memcpy(out + 208, &h, 2);
+    for (int s = 0; s < 16; s++) { /* |d sc| at least the sub-block's scale, so its codes fit */
+      float v = d ? ceilf(fabsf(scale[s] / d)) * (scale[s] / d < 0 ? -1 : 1) : 0;
+      sc[s] = (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
+    }
+    for (int e = 0; e < 256; e++) { /* half, quarter j, l within it: the layout deq_q6_k reads */
+      int half = e / 128, j = e % 128 / 32, l = e % 32;
+      float dsc = d * sc[half * 8 + j * 2 + l / 16], v = dsc ? roundf(x[e] / dsc) : 0;
+      int q = (int)(v > 31 ? 31 : v < -32 ? -32 : v) + 32;
+      ql[half * 64 + (j % 2) * 32 + l] |= (uint8_t)((q & 15) << (j >= 2 ? 4 : 0));
+      qh[half * 32 + l] |= (uint8_t)((q >> 4) << (2 * j));
+    }
+  }
+}
+
 void bn_ternary_encode(bn_dtype t, const int8_t *trit, uint64_t n, float scale, void *out) {
   uint8_t *o = out;
   uint16_t d = bn_float_to_half(scale);

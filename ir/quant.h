@@ -19,6 +19,11 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
 /* Quantizes n floats (n a multiple of 32) to Q8_0 blocks at out (34 bytes each), as ggml's reference
  * quantizer does: d = max |x| / 127 (stored as f16), q = round(x / d) (0 where d = 0). */
 void bn_q8_0_quantize(const float *x, uint64_t n, uint8_t *out);
+/* Quantizes n floats (n a multiple of 256) to Q6_K blocks at out (210 bytes each: ql, qh, 16 int8
+ * sub-block scales, f16 d), as ggml lays them out: per 16 elements a scale that maps the largest
+ * |x| to -32, the 16 scales as int8 multiples of d = -max scale / 128 (rounded away from zero, so
+ * no code is clipped by more than a step), codes round(x / (d sc)) in [-32, 31]. */
+void bn_q6_k_quantize(const float *x, uint64_t n, uint8_t *out);
 
 /* Decodes elements [start, start+n) of a ternary tensor into trits
  * (-1, 0, +1) and one scale per block (n / block_elems entries): element i

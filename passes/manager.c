@@ -8,7 +8,7 @@ static const bn_pass PIPELINE[] = {
     {"infer-shapes", bn_pass_infer_shapes, "recompute every node's type and shape from the op table"},
     {"lower-bitlinear", bn_pass_lower_bitlinear, "bitlinear -> quantize, tmatmul (int32), dequant"},
     {"pack-weights", bn_pass_pack_weights, "re-lay ternary weights (TQ1_0, TQ2_0, I2_S) as TP2 with a scale per row"},
-    {"quantize-head", bn_pass_quantize_head, "the output projection's weights as Q8_0 when asked (bnc compile --head q8_0)"},
+    {"quantize-head", bn_pass_quantize_head, "the output projection's weights as Q8_0 or Q6_K when asked (bnc compile --head)"},
     {"fold-constants", bn_pass_fold_constants, "fold per-tensor scales into the packed row scales"},
     {"fuse-projections", bn_pass_fuse_projections, "matmuls sharing one quantized input (Q/K/V, gate/up) -> one over concatenated weights"},
     {"fuse-matmul", bn_pass_fuse_matmul, "tmatmul + dequant (+ residual add) -> one kernel"},

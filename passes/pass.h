@@ -13,7 +13,7 @@ typedef struct {
   int verify;      /* run the verifier after every pass */
   const int64_t *lut, *t1; /* relayout-lut, relayout-t1: n_lut, n_t1 pairs (K, N) of matmul shapes they re-lay */
   int n_lut, n_t1;
-  const char *head;    /* quantize-head: "q8_0" re-quantizes the output projection's weights; NULL, "exact": not */
+  const char *head;    /* quantize-head: "q8_0", "q6_k" re-quantize the output projection's weights; NULL, "exact": not */
   double *head_error;  /* where quantize-head writes the head's relative rms error (NULL: nowhere) */
 } bn_pass_opts;
 

@@ -148,7 +148,7 @@ cmp -s "$WORK/lv3.bin" "$WORK/lavx2.bin" || fail "--target=x86-64-v3 differs fro
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/head.bnplan" --head q8_0 2>"$WORK/err" || fail "compile --head q8_0"
 grep -q "^  head q8_0: .* MiB a token (.* MiB exact), relative rms error of its weights" "$WORK/err" || fail "--head summary: $(cat "$WORK/err")"
 $BNC eval "$WORK/head.bnplan" --tokens "1 5 17 300" --logits-out "$WORK/lhead.bin" 2>/dev/null || fail "eval a --head q8_0 plan"
-expect_error "bad head" "--head must be exact or q8_0, got 'q4'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --head q4
+expect_error "bad head" "--head must be exact, q8_0 or q6_k, got 'q4'" -- $BNC compile "$m" -o "$WORK/x.bnplan" --head q4
 # --aot: the plan carries its kernels' object code; loading it builds nothing, and the logits are the same bytes
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/aot.bnplan" --aot 2>"$WORK/err" || fail "compile --aot: $(cat "$WORK/err")"
 grep -q "^aot: [0-9]* llvm kernels" "$WORK/err" || fail "compile --aot does not report its kernels"

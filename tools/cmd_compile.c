@@ -11,7 +11,7 @@
 
 static const char HELP[] =
     "usage: bnc compile MODEL.gguf -o OUT.bnplan [--target T] [--backend NAME] [--tune|--lut] [--aot] [--batch N]\n"
-    "                   [--weights t2|t1] [--head exact|q8_0] [--dump-after=PASS|all] [--time-passes]\n"
+    "                   [--weights t2|t1] [--head exact|q8_0|q6_k] [--dump-after=PASS|all] [--time-passes]\n"
     "  Imports the model, runs the pass pipeline (verifying after every pass), plans memory and writes\n"
     "  a plan that bnc run / bnc eval / the C API execute. The same input and options give the same bytes\n"
     "  (but --tune, whose choices are measurements).\n"
@@ -31,10 +31,10 @@ static const char HELP[] =
     "                     faster with AVX-512 VNNI, slower on AVX2: docs/t1.md); t2 (the default): 2\n"
     "                     bits (TP2). Shapes --lut gives the lookup-table layout keep it; --tune chooses\n"
     "  --batch N          the largest step the memory plan serves: the prompt chunk (default 128)\n"
-    "  --head q8_0        store the output projection's weights as Q8_0 (lossy: decode reads fewer bytes; a\n"
-    "                     tied embedding keeps its exact table for the gather); the summary line gives the\n"
-    "                     head's bytes before and after and its relative rms error; exact (the default)\n"
-    "                     keeps the file's weights\n"
+    "  --head q8_0|q6_k   store the output projection's weights as Q8_0 or Q6_K (lossy: decode reads fewer\n"
+    "                     bytes; a tied embedding keeps its exact table for the gather); the summary line\n"
+    "                     gives the head's bytes before and after and its relative rms error; exact (the\n"
+    "                     default) keeps the file's weights\n"
     "  --dump-after=PASS  write the IR after PASS to OUT.PASS.bnir (all: after every pass)\n"
     "  --time-passes      print each pass's time\n";
 
@@ -157,7 +157,8 @@ int bn_cmd_compile(int argc, char **argv) {
       if (strcmp(weights, "t2") && strcmp(weights, "t1")) return bn_cli_usage_error("compile", "--weights must be t2 or t1, got '%s'", weights);
     } else if (!strcmp(a, "--head") && v) {
       head = argv[++i];
-      if (strcmp(head, "exact") && strcmp(head, "q8_0")) return bn_cli_usage_error("compile", "--head must be exact or q8_0, got '%s'", head);
+      if (strcmp(head, "exact") && strcmp(head, "q8_0") && strcmp(head, "q6_k"))
+        return bn_cli_usage_error("compile", "--head must be exact, q8_0 or q6_k, got '%s'", head);
     } else if (a[0] != '-' && !in) in = a;
     else return bn_cli_usage_error("compile", a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
   }
