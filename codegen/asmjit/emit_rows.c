@@ -108,10 +108,63 @@ void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads) {
   leave(a, 3);
 }
 
+/* Q6_K's red zone (below rsp, which these leaf kernels may use): the block's 16 scales d sc as floats,
+ * and on AVX-512 64 of its codes less 32 as int8. */
+enum { Q6_SCALES = -64, Q6_CODES = -128 };
+
+/* The 16 scales d sc of the Q6_K block at rbx + blk, each int8 sc times d in float (exact: bn_dequant's
+ * product), to the red zone; vector 10 gets d, 6 is scratch. */
+static void q6_scales(bn_asm *a, int W, int32_t blk) {
+  op(a, "vpbroadcastw", bn_vec(10, W / 2), bn_mem(RBX, blk + 208, 2), NONE);
+  op(a, "vcvtph2ps", bn_vec(10, W), bn_vec(10, W / 2), NONE);
+  for (int c = 0; c < 64; c += W) {
+    op(a, "vpmovsxbd", bn_vec(6, W), bn_mem(RBX, blk + 192 + c / 4, W / 4), NONE);
+    op(a, "vcvtdq2ps", bn_vec(6, W), bn_vec(6, W), NONE);
+    op(a, "vmulps", bn_vec(6, W), bn_vec(6, W), bn_vec(10, W));
+    op(a, "vmovups", bn_mem(RSP, Q6_SCALES + c, W), bn_vec(6, W), NONE);
+  }
+}
+
+/* AVX-512: a Q6_K block's 256 dot products with x at r12, 64 codes at a time decoded as bytes: per half
+ * h, A = ql's 64 bytes, Q = qh's 32 in both 256-bit halves; the low nibbles of A are elements 0..63 of
+ * the half, its high nibbles 64..127, their high pairs Q's bits 0-1 and 2-3 (shifted left 4 and 2
+ * words: vector 15's counts), 4-5 and 6-7 (right 0 and 2: vector 17's), merged by vpternlogd under
+ * the 0x0f bytes (12) and kept to 6 bits (13), less 32 (14); stored to the red zone and read back as
+ * dwords a vector at a time (vpmovsxbd from memory, no shuffle); x at r12 + xoff. Vectors 5, 16, 18
+ * scratch. */
+static void q6_block_avx512(bn_asm *a, int32_t blk, int32_t xoff) {
+  q6_scales(a, 64, blk);
+  for (int g = 0; g < 4; g++) { /* 64 codes: half g / 2, low (g even) or high nibbles */
+    int h = g / 2;
+    if (g % 2 == 0) {
+      op(a, "vmovdqu64", bn_vec(18, 64), bn_mem(RBX, blk + 64 * h, 64), NONE);
+      op(a, "vbroadcasti64x4", bn_vec(16, 64), bn_mem(RBX, blk + 128 + 32 * h, 32), NONE);
+      op(a, "vpsllvw", bn_vec(5, 64), bn_vec(16, 64), bn_vec(15, 64));
+      bn_asm_emit(a, bn_asm_inst("vpternlogd"), bn_vec(5, 64), bn_vec(12, 64), bn_vec(18, 64), bn_imm(0xb8));
+    } else {
+      op(a, "vpsrlw", bn_vec(18, 64), bn_vec(18, 64), bn_imm(4));
+      op(a, "vpsrlvw", bn_vec(5, 64), bn_vec(16, 64), bn_vec(17, 64));
+      bn_asm_emit(a, bn_asm_inst("vpternlogd"), bn_vec(5, 64), bn_vec(12, 64), bn_vec(18, 64), bn_imm(0xb8));
+    }
+    op(a, "vpandd", bn_vec(5, 64), bn_vec(5, 64), bn_vec(13, 64));
+    op(a, "vpsubb", bn_vec(5, 64), bn_vec(5, 64), bn_vec(14, 64));
+    for (int k = 0; k < 4; k++) {
+      int p = 4 * g + k; /* the vector: elements 16 p.., sub-block p */
+      if (k) bn_asm_emit(a, bn_asm_inst("vextracti32x4"), bn_vec(19, 16), bn_vec(5, 64), bn_imm(k), NONE);
+      op(a, "vpmovsxbd", bn_vec(4, 64), bn_vec(k ? 19 : 5, 16), NONE);
+      op(a, "vcvtdq2ps", bn_vec(4, 64), bn_vec(4, 64), NONE);
+      op(a, "vbroadcastss", bn_vec(6, 64), bn_mem(RSP, Q6_SCALES + 4 * p, 4), NONE);
+      op(a, "vmulps", bn_vec(4, 64), bn_vec(4, 64), bn_vec(6, 64));
+      op(a, "vfmadd231ps", bn_vec(p % 4, 64), bn_vec(4, 64), bn_mem(R12, xoff + 64 * p, 64));
+    }
+  }
+}
+
 /* Vector p (L lanes) of the block at rbx + blk into float vector 4, exactly as bn_dequant decodes it: Q8_0 d q;
  * Q4_0 d (nibble - 8), elements 0..15 the low nibbles, 16..31 the high; Q6_K (d sc) q, q six bits from
- * ql's nibble and qh's pair less 32, sc the 16 elements' int8 scale. Vector 10 holds d (broadcast; Q6_K:
- * lane 0), 7 the int 0x0f, 8 the int 3, 9 the int 32, 11 the int 8; 5 and 6 are scratch; r14d. */
+ * ql's nibble and qh's pair less 32, sc the 16 elements' int8 scale, d sc from the block's scales in the
+ * red zone (q6_scales). Vector 10 holds d (broadcast), 7 the int 0x0f, 8 the int 3, 9 the int 32, 11 the
+ * int 8; 5 and 6 are scratch. */
 static void decode(bn_asm *a, int W, bn_dtype dt, int p, int32_t blk) {
   int L = W / 4, e = L * p, mb = L; /* the first element, the bytes of L int8 */
   if (dt == BN_DT_Q8_0) {
@@ -132,10 +185,7 @@ static void decode(bn_asm *a, int W, bn_dtype dt, int p, int32_t blk) {
     op(a, "vpslld", bn_vec(5, W), bn_vec(5, W), bn_imm(4));
     op(a, W == 64 ? "vpord" : "vpor", bn_vec(4, W), bn_vec(4, W), bn_vec(5, W));
     op(a, "vpsubd", bn_vec(4, W), bn_vec(4, W), bn_vec(9, W));
-    op(a, "movsx", bn_gpd(R14), bn_mem(RBX, blk + 192 + h * 8 + l0 / 16 + 2 * j, 1), NONE); /* d sc: exact in float */
-    op(a, "vcvtsi2ss", bn_vec(6, 16), bn_vec(6, 16), bn_gpd(R14));
-    op(a, "vmulss", bn_vec(6, 16), bn_vec(6, 16), bn_vec(10, 16));
-    op(a, "vbroadcastss", bn_vec(6, W), bn_vec(6, 16), NONE);
+    op(a, "vbroadcastss", bn_vec(6, W), bn_mem(RSP, Q6_SCALES + 4 * (e / 16), 4), NONE);
   }
   op(a, "vcvtdq2ps", bn_vec(4, W), bn_vec(4, W), NONE);
   op(a, "vmulps", bn_vec(4, W), bn_vec(4, W), bn_vec(dt == BN_DT_Q6_K ? 6 : 10, W));
@@ -165,11 +215,12 @@ static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
   for (int64_t off = 0; off < ub * B; off += 64) op(a, "prefetcht0", bn_mem(RBX, (int32_t)(4096 + off), 64), NONE, NONE);
   for (int u = 0; u < ub; u++) {
     int32_t at = (int32_t)(u * B);
-    if (dt == BN_DT_Q6_K) { /* d, f16, in lane 0 */
-      op(a, "movzx", bn_gpd(R14), bn_mem(RBX, at + 208, 2), NONE);
-      op(a, "vmovd", bn_vec(10, 16), bn_gpd(R14), NONE);
-      op(a, "vcvtph2ps", bn_vec(10, 16), bn_vec(10, 16), NONE);
-    } else { /* d, f16, in every lane */
+    if (dt == BN_DT_Q6_K && W == 64) {
+      q6_block_avx512(a, at, (int32_t)(4 * u * E));
+      continue;
+    }
+    if (dt == BN_DT_Q6_K) q6_scales(a, W, at);
+    else { /* d, f16, in every lane */
       op(a, "vpbroadcastw", bn_vec(10, W / 2), bn_mem(RBX, at, 2), NONE);
       op(a, "vcvtph2ps", bn_vec(10, W), bn_vec(10, W / 2), NONE);
     }
@@ -198,6 +249,16 @@ void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt
     splat_i(a, 8, 3, W);
     splat_i(a, 9, 32, W);
     splat_i(a, 11, 8, W);
+  }
+  if (dt == BN_DT_Q6_K && avx512) { /* q6_block_avx512's: bytes 0x0f, 0x3f, 32; word shift counts 4 | 2, 0 | 2 */
+    splat_i(a, 12, 0x0f0f0f0f, 64);
+    splat_i(a, 13, 0x3f3f3f3f, 64);
+    splat_i(a, 14, 0x20202020, 64);
+    splat_i(a, 16, 0x00020002, 32);
+    splat_i(a, 15, 0x00040004, 64);
+    op(a, "vpxord", bn_vec(17, 64), bn_vec(17, 64), bn_vec(17, 64));
+    bn_asm_emit(a, bn_asm_inst("vinserti64x4"), bn_vec(15, 64), bn_vec(15, 64), bn_vec(16, 32), bn_imm(1));
+    bn_asm_emit(a, bn_asm_inst("vinserti64x4"), bn_vec(17, 64), bn_vec(17, 64), bn_vec(16, 32), bn_imm(1));
   }
   op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
