@@ -45,7 +45,12 @@ struct bn_exec {
   int *last;           /* per value: last reader */
   bn_trace *trace;
   size_t kv_bytes;
-  void *kv; /* the K/V caches of every layer, one mapping */
+  void *kv; /* the K/V caches of every layer of every sequence, one mapping */
+  int n_seq;          /* sequences, each with its own K/V caches (bn_exec_opts.n_seq) */
+  const char *no_batch; /* why a step may not hold several sequences (NULL: it may) */
+  int *seg_t0;        /* a step's segments: the first row of each */
+  uint8_t *seq_busy;  /* n_seq flags: a sequence is in the step already */
+  void **kc_all, **vc_all; /* sequence s's layer L: [s n_layers + L]; env.kc/vc point at a step's sequence */
   bn_codegen *cg; /* the backend, or NULL: the reference kernels */
   bn_pool *pool;
   int own_pool; /* 0: the caller's (bn_exec_opts.pool) */
@@ -115,6 +120,7 @@ static bn_status bind_kernel(bn_exec *e, int i, const bn_kkey *key, void *fn, bn
       e->n_rope++;
     }
     *j = jit_of(key->family, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0], 1);
+    j->xw = (int64_t)n->attr[0] * (int64_t)n->attr[1]; /* a token's row: heads x head_dim */
     break;
   }
   case BN_K_PEAK:
@@ -143,19 +149,19 @@ static bn_status prepare_kernels(bn_exec *e, bn_error *err) {
   return st;
 }
 
-/* Attention over heads [H i / n, H (i + 1) / n) of q, after the K/V rows were stored. */
-static void run_attention(bn_exec *e, int node, int i, int n, const float *q) {
+/* Attention over heads [H i / n, H (i + 1) / n) of T tokens of q (output rows y) at pos.. of sequence seq,
+ * after the K/V rows were stored. */
+static void run_attention(bn_exec *e, int node, int i, int n, const float *q, float *y, int64_t T, int pos, int seq) {
   const bn_node *nd = &e->g->nodes[node];
   int layer = (int)nd->attr[0], H = (int)nd->attr[1];
   int h0 = H * i / n, h1 = H * (i + 1) / n;
   float *scores = e->scores + (size_t)i * (size_t)bn_attn_scores(e->mp->max_tokens, e->n_ctx);
+  void *kc = e->kc_all[seq * e->n_layers + layer], *vc = e->vc_all[seq * e->n_layers + layer];
   if (h0 >= h1) return;
-  if (e->jit[node].fn)
-    ((bn_attn_kernel)e->jit[node].fn)(q, e->env.kc[layer], e->env.vc[layer], e->env.val[nd->out], scores, e->env.T,
-                                       e->env.pos, h0, h1, e->n_ctx);
+  if (e->jit[node].fn) ((bn_attn_kernel)e->jit[node].fn)(q, kc, vc, y, scores, T, pos, h0, h1, e->n_ctx);
   else
-    bn_ref_attention_heads(q, e->env.T, H, (int)nd->attr[2], (int)nd->attr[3], e->env.pos,
-                           e->n_ctx, e->env.kv, e->env.kc[layer], e->env.vc[layer], scores, e->env.val[nd->out], h0, h1);
+    bn_ref_attention_heads(q, T, H, (int)nd->attr[2], (int)nd->attr[3], pos, e->n_ctx, e->env.kv, kc, vc, scores, y,
+                           h0, h1);
 }
 
 /* Thread i of n runs its share of a split kernel for T tokens: matmuls rows
@@ -431,6 +437,20 @@ static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *er
   return make_qkv(e, opts, err);
 }
 
+/* Why a step may not hold several sequences, or NULL: their last tokens' logits are computed by moving
+ * those rows to the front of the output projection's input, and RoPE runs per sequence. */
+static const char *batch_limit(const bn_exec *e) {
+  const bn_graph *g = e->g;
+  int o = g->values[g->outputs[0]].node;
+  if (o < 0 || g->nodes[o].op != BN_OP_OUTPUT_PROJ || g->nodes[o].body)
+    return "the logits do not come from an output projection";
+  if (e->last[g->nodes[o].in[0]] != o) return "the output projection's input is read after it";
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int k = 0; g->nodes[i].body && k < g->nodes[i].body->n_nodes; k++)
+      if (g->nodes[i].body->nodes[k].op == BN_OP_ROPE) return "a fused node holds a RoPE";
+  return NULL;
+}
+
 static bn_status use_pool(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   if (opts && opts->pool) return e->pool = opts->pool, BN_OK;
   e->own_pool = 1;
@@ -458,14 +478,19 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
   e->tokens = calloc((size_t)mp->max_tokens, sizeof *e->tokens);
   e->env.val = calloc((size_t)g->n_values, sizeof *e->env.val);
   e->env.body_val = calloc((size_t)g->n_nodes + 1, sizeof *e->env.body_val);
-  e->env.kc = calloc((size_t)e->n_layers + 1, sizeof *e->env.kc);
-  e->env.vc = calloc((size_t)e->n_layers + 1, sizeof *e->env.vc);
+  size_t slots = (size_t)(opts && opts->n_seq > 1 && opts->n_seq <= BN_EXEC_MAX_SEQ ? opts->n_seq : 1);
+  e->kc_all = calloc(slots * (size_t)e->n_layers + 1, sizeof *e->kc_all);
+  e->vc_all = calloc(slots * (size_t)e->n_layers + 1, sizeof *e->vc_all);
+  e->seg_t0 = calloc((size_t)mp->max_tokens + 1, sizeof *e->seg_t0);
+  e->seq_busy = calloc(slots, 1);
+  e->env.kc = e->kc_all, e->env.vc = e->vc_all;
   e->last = malloc((size_t)g->n_values * sizeof *e->last);
   int64_t sz[6], total = 0;
   bn_ref_scratch_size(g, mp->max_tokens, n_ctx, sz);
   for (int i = 0; i < 6; i++) total += (sz[i] + 63) / 64 * 64;
   uint8_t *s = e->scratch_mem = calloc(1, (size_t)total);
-  if (!e->arena || !e->tokens || !e->env.val || !e->env.body_val || !e->env.kc || !e->env.vc || !e->last || !s) {
+  if (!e->arena || !e->tokens || !e->env.val || !e->env.body_val || !e->kc_all || !e->vc_all || !e->seg_t0 ||
+      !e->seq_busy || !e->last || !s) {
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory (arena %lld bytes)", (long long)mp->arena_bytes);
   }
@@ -473,21 +498,27 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
                      (void **)&e->scratch.bscale, (void **)&e->scratch.fw, (void **)&e->scratch.scores};
   for (int i = 0; i < 6; i++, s += (sz[i - 1] + 63) / 64 * 64) *parts[i] = s;
   e->env.scratch = &e->scratch;
-  for (int L = 0; L < e->n_layers; L++) e->kv_bytes += 2 * kv_layer_bytes(g, L, n_ctx, kvt);
+  e->n_seq = opts && opts->n_seq > 1 ? opts->n_seq : 1;
+  if (e->n_seq > BN_EXEC_MAX_SEQ) {
+    bn_exec_free(e);
+    return bn_fail(err, BN_E_INVALID, "executor: %d sequences (at most %d)", e->n_seq, BN_EXEC_MAX_SEQ);
+  }
+  for (int L = 0; L < e->n_layers; L++) e->kv_bytes += 2 * (size_t)e->n_seq * kv_layer_bytes(g, L, n_ctx, kvt);
   if (!(e->kv = kv_alloc(e->kv_bytes))) {
     bn_exec_free(e);
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory for the KV cache (%d positions, %zu bytes)", n_ctx,
                    e->kv_bytes);
   }
   uint8_t *kv = e->kv;
-  for (int L = 0; L < e->n_layers; L++) {
-    size_t bytes = kv_layer_bytes(g, L, n_ctx, kvt);
-    e->env.kc[L] = kv, kv += bytes;
-    e->env.vc[L] = kv, kv += bytes;
-  }
+  for (int q = 0; q < e->n_seq; q++)
+    for (int L = 0; L < e->n_layers; L++) {
+      size_t bytes = kv_layer_bytes(g, L, n_ctx, kvt);
+      e->kc_all[q * e->n_layers + L] = kv, kv += bytes;
+      e->vc_all[q * e->n_layers + L] = kv, kv += bytes;
+    }
   int *first = malloc((size_t)g->n_values * sizeof *first);
   if (!first) st = bn_fail(err, BN_E_NOMEM, "executor: out of memory");
-  else bn_liveness(g, first, e->last);
+  else bn_liveness(g, first, e->last), e->no_batch = batch_limit(e);
   free(first);
   if (st || (st = bind_values(e, err)) || (st = make_kinds(e, err)) ||
       (st = use_pool(e, opts, err))) {
@@ -518,7 +549,8 @@ void bn_exec_free(bn_exec *e) {
   if (e->kv) munmap(e->kv, kv_mapped(e->kv_bytes));
   if (e->env.body_val)
     for (int i = 0; i < e->g->n_nodes; i++) free(e->env.body_val[i]);
-  free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->env.kc), free(e->env.vc);
+  free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->kc_all), free(e->vc_all);
+  free(e->seg_t0), free(e->seq_busy);
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
   free(e->pqa), free(e->qkv), free(e->q1), free(e->k1);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
@@ -549,7 +581,70 @@ typedef struct {
   bn_exec *e;
   int n, last_only;
   int row; /* the row of the last token's output */
+  const bn_exec_seg *segs; /* the step's sequences: segment s's rows from e->seg_t0[s] */
+  int n_segs;
 } step;
+
+/* Attention node i over every segment: each thread stores its KV heads' rows of every segment in its
+ * sequence's caches, then, once all are stored, attends for its heads. */
+static void attention_segments(bn_exec *e, const step *sp, int i, int th, int nth) {
+  const bn_node *nd = &e->g->nodes[i];
+  int layer = (int)nd->attr[0], H = (int)nd->attr[1], kvh = (int)nd->attr[2], hd = (int)nd->attr[3];
+  const float *q = e->env.val[nd->in[0]], *k = e->env.val[nd->in[1]], *v = e->env.val[nd->in[2]];
+  float *y = e->env.val[nd->out];
+  for (int s = 0; s < sp->n_segs; s++) {
+    const bn_exec_seg *g = &sp->segs[s];
+    int64_t at = (int64_t)e->seg_t0[s] * kvh * hd;
+    bn_ref_kv_store(k + at, v + at, g->n, kvh, hd, g->pos, e->n_ctx, e->env.kv, e->kc_all[g->seq * e->n_layers + layer],
+                    e->vc_all[g->seq * e->n_layers + layer], kvh * th / nth, kvh * (th + 1) / nth);
+  }
+  bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
+  for (int s = 0; s < sp->n_segs; s++) {
+    int64_t at = (int64_t)e->seg_t0[s] * H * hd;
+    run_attention(e, i, th, nth, q + at, y + at, sp->segs[s].n, sp->segs[s].pos, sp->segs[s].seq);
+  }
+}
+
+/* A RoPE node over several segments, each at its own positions. */
+static void rope_segments(bn_exec *e, const step *sp, int i, int th, int nth) {
+  const jit_node *j = &e->jit[i];
+  const bn_node *nd = &e->g->nodes[i];
+  int64_t w = (int64_t)nd->attr[0] * (int64_t)nd->attr[1];
+  for (int s = 0; s < sp->n_segs; s++) {
+    const bn_exec_seg *g = &sp->segs[s];
+    int64_t at = (int64_t)e->seg_t0[s] * w, a = j->N * th / nth, b = j->N * (th + 1) / nth;
+    if (j->fn && a < b)
+      ((bn_rope_kernel)j->fn)((const float *)j->a + at, (float *)j->out + at, j->w, g->n, g->pos, a, b, e->n_ctx);
+    else if (!j->fn && th == 0) { /* the reference on the segment's rows */
+      void *x = e->env.val[nd->in[0]], *y = e->env.val[nd->out];
+      int64_t T = e->env.T;
+      int pos = e->env.pos;
+      e->env.val[nd->in[0]] = (float *)x + at, e->env.val[nd->out] = (float *)y + at;
+      e->env.T = g->n, e->env.pos = g->pos;
+      bn_ref_run_node(&e->env, i);
+      e->env.val[nd->in[0]] = x, e->env.val[nd->out] = y, e->env.T = T, e->env.pos = pos;
+    }
+  }
+}
+
+/* The output projection of several segments: their last tokens' rows moved to the front of its input
+ * (which nothing reads after it: batch_limit), then the logits of those rows alone. */
+static void head_segments(bn_exec *e, const step *sp, int i, int th, int nth) {
+  const bn_node *nd = &e->g->nodes[i];
+  int64_t w = e->g->values[nd->in[0]].shape.d[1];
+  float *x = e->env.val[nd->in[0]];
+  if (th == 0) /* row s from row t0 + n - 1 >= s: a later segment's row is never overwritten first */
+    for (int s = 0; s < sp->n_segs; s++)
+      memmove(x + s * w, x + (int64_t)(e->seg_t0[s] + sp->segs[s].n - 1) * w, (size_t)w * sizeof *x);
+  bn_pool_barrier(e->pool);
+  if (e->jit[i].fn) run_share(e, &e->jit[i], sp->n_segs, th, nth);
+  else if (th == 0) {
+    int64_t T = e->env.T;
+    e->env.T = sp->n_segs;
+    bn_ref_run_node(&e->env, i);
+    e->env.T = T;
+  }
+}
 
 /* One step as one parallel region: every thread walks the nodes, runs its
  * share of each split kernel and meets the others at a barrier after it;
@@ -559,21 +654,17 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
   step *sp = ctx;
   bn_exec *e = sp->e;
   const bn_graph *g = e->g;
-  int n = sp->n, out_node = g->values[g->outputs[0]].node;
+  int n = sp->n, out_node = g->values[g->outputs[0]].node, many = sp->n_segs > 1;
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = th ? 0 : bn_trace_now_ns();
     const jit_node *j = &e->jit[i];
     if (n == 1 && j->skip1) continue; /* a slice or RoPE its q/k/v phase did */
-    if (j->family == BN_K_ATTENTION && j->split && n == 1 && j->qkv)
-      run_attention(e, i, th, nth, e->q1); /* K/V stored by the phase */
-    else if (j->family == BN_K_ATTENTION && j->split) {
-      const bn_node *nd = &g->nodes[i];
-      int layer = (int)nd->attr[0], kvh = (int)nd->attr[2];
-      bn_ref_kv_store(e->env.val[nd->in[1]], e->env.val[nd->in[2]], n, kvh, (int)nd->attr[3], e->env.pos, e->n_ctx,
-                      e->env.kv, e->env.kc[layer], e->env.vc[layer], kvh * th / nth, kvh * (th + 1) / nth);
-      bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
-      run_attention(e, i, th, nth, e->env.val[nd->in[0]]);
-    } else if (j->fn && j->family == BN_K_MATMUL_F && sp->last_only && i == out_node) { /* the last token's logits */
+    if (j->family == BN_K_ATTENTION && j->split && n == 1 && j->qkv) /* K/V stored by the phase */
+      run_attention(e, i, th, nth, e->q1, e->env.val[g->nodes[i].out], 1, e->env.pos, sp->segs[0].seq);
+    else if (j->family == BN_K_ATTENTION && j->split) attention_segments(e, sp, i, th, nth);
+    else if (many && g->nodes[i].op == BN_OP_ROPE) rope_segments(e, sp, i, th, nth);
+    else if (many && i == out_node) head_segments(e, sp, i, th, nth);
+    else if (j->fn && j->family == BN_K_MATMUL_F && sp->last_only && i == out_node) { /* the last token's logits */
       jit_node last = *j;
       last.a = (const float *)last.a + (size_t)(n - 1) * (size_t)g->values[g->nodes[i].in[0]].shape.d[1];
       run_share(e, &last, 1, th, nth);
@@ -599,24 +690,55 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
   }
 }
 
-bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
-                      bn_error *err) {
+/* Checks the segments, copies their tokens one after another into the step's input and runs it. */
+static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, int last_only, const float **out,
+                              bn_error *err) {
   const bn_graph *g = e->g;
-  bn_status st = bn_ref_begin_step(&e->env, e->tokens, tokens, n, pos, e->mp->max_tokens, e->n_ctx, err);
+  int max = e->mp->max_tokens, T = 0, graphs = e->cg && bn_codegen_runs_graphs(e->cg);
+  if (n_segs < 1 || n_segs > max) return bn_fail(err, BN_E_RANGE, "eval: %d sequences in a step (1..%d)", n_segs, max);
+  if (n_segs > 1 && (e->no_batch || graphs))
+    return bn_fail(err, BN_E_UNSUPPORTED, "eval: one sequence a step: %s",
+                   e->no_batch ? e->no_batch : "the backend runs whole graphs");
+  bn_status st = BN_OK;
+  int k = 0;
+  for (; k < n_segs && !st; k++) {
+    const bn_exec_seg *q = &segs[k];
+    if (q->seq < 0 || q->seq >= e->n_seq || (graphs && q->seq))
+      st = bn_fail(err, BN_E_RANGE, "eval: sequence %d (0..%d)", q->seq, graphs ? 0 : e->n_seq - 1);
+    else if (e->seq_busy[q->seq]) st = bn_fail(err, BN_E_INVALID, "eval: sequence %d twice in one step", q->seq);
+    else if (q->n > max - T)
+      st = bn_fail(err, BN_E_RANGE, "eval: %d tokens in a step of %d sequences (at most %d)", T + q->n, n_segs, max);
+    else if (!(st = bn_ref_begin_step(&e->env, e->tokens + T, q->tokens, q->n, q->pos, max, e->n_ctx, err)))
+      e->seq_busy[q->seq] = 1, e->seg_t0[k] = T, T += q->n;
+  }
+  for (int s = 0; s < k; s++)
+    if (segs[s].seq >= 0 && segs[s].seq < e->n_seq) e->seq_busy[segs[s].seq] = 0;
   if (st) return st;
+  e->env.T = T, e->env.pos = segs[0].pos;
+  e->env.kc = e->kc_all + segs[0].seq * e->n_layers, e->env.vc = e->vc_all + segs[0].seq * e->n_layers;
   e->step++;
-  if (e->cg && bn_codegen_runs_graphs(e->cg)) { /* the backend runs the whole step */
-    bn_graph_step gs = {.tokens = e->tokens, .n = n, .pos = pos, .last_only = last_only};
+  if (graphs) { /* the backend runs the whole step */
+    bn_graph_step gs = {.tokens = e->tokens, .n = T, .pos = segs[0].pos, .last_only = last_only};
     if ((st = bn_codegen_run_graph(e->cg, &gs, err))) return st;
     *out = gs.out;
     return BN_OK;
   }
-  step sp = {e, n, last_only, n - 1};
+  step sp = {.e = e, .n = T, .last_only = last_only, .row = T - 1, .segs = segs, .n_segs = n_segs};
   bn_pool_run(e->pool, run_step, &sp);
   const bn_value *ov = &g->values[g->outputs[0]];
   *out = e->env.val[g->outputs[0]];
-  if (last_only) *out += (size_t)sp.row * (size_t)ov->shape.d[ov->shape.rank - 1];
+  if (last_only && n_segs == 1) *out += (size_t)sp.row * (size_t)ov->shape.d[ov->shape.rank - 1];
   return BN_OK;
+}
+
+bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
+                      bn_error *err) {
+  bn_exec_seg seg = {.tokens = tokens, .n = n, .pos = pos, .seq = 0};
+  return run_segments(e, &seg, 1, last_only, out, err);
+}
+
+bn_status bn_exec_run_batch(bn_exec *e, const bn_exec_seg *segs, int n_segs, const float **out, bn_error *err) {
+  return run_segments(e, segs, n_segs, 1, out, err);
 }
 
 void bn_exec_set_poison(bn_exec *e, int on) { e->poison = on; }

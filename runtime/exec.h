@@ -19,6 +19,14 @@
 
 typedef struct bn_exec bn_exec;
 
+/* One sequence's part of a step: n tokens at positions pos.. of sequence seq (each sequence has its own
+ * K/V caches). */
+typedef struct {
+  const int32_t *tokens;
+  int n, pos, seq;
+} bn_exec_seg;
+enum { BN_EXEC_MAX_SEQ = 256 };
+
 typedef struct {
   const bn_backend *backend; /* a registry entry (codegen/backend.h); NULL: the reference kernels alone */
   int threads;               /* generated kernels are split over this many threads */
@@ -30,6 +38,8 @@ typedef struct {
                               * the caller's (which outlives it; threads is then its size) */
   const bn_kcache *cache;    /* the kernel disk cache (outlives the executor); NULL: none */
   int no_qkv_phase;          /* decoding runs the q/k/v slices, RoPEs and K/V store as nodes (comparisons) */
+  int n_seq;                 /* sequences, each with K/V caches of n_ctx positions (0 or 1: one; at most
+                              * BN_EXEC_MAX_SEQ) */
   bn_dtype kv;               /* the K/V caches' element type: BN_DT_F32 (0: exact) or BN_DT_F16 (half the bytes,
                               * each K and V element rounded to half) */
 } bn_exec_opts;
@@ -60,6 +70,10 @@ void bn_exec_free(bn_exec *e);
  * last_only the last token's row (the output projection then computes only that row). */
 bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
                       bn_error *err);
+/* Runs several sequences' tokens as one step of their total (every matmul reads its weights once for
+ * all of them; RoPE, the K/V store and attention per sequence, each in its own caches); *out: the logits
+ * of each segment's last token, [n_segs x vocab]. Each sequence's logits are the bits it gets alone. */
+bn_status bn_exec_run_batch(bn_exec *e, const bn_exec_seg *segs, int n_segs, const float **out, bn_error *err);
 /* Debug: after each node, fill the arena regions of values that just died
  * with NaN, so a plan that let a live value be overwritten shows up. */
 void bn_exec_set_poison(bn_exec *e, int on);

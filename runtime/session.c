@@ -15,7 +15,7 @@ struct bn_session {
   int32_t *hist; /* n_ctx tokens */
   float *logits; /* one row, for the sampler to modify */
   bn_timings t;
-  int n_past; /* positions in the KV cache (bn_session_append) */
+  int *past; /* positions in each sequence's K/V caches (sequence 0: bn_session_append's) */
 };
 
 double bn_now(void) { return (double)bn_trace_now_ns() * 1e-9; } /* one clock for timings and traces */
@@ -45,7 +45,8 @@ bn_status bn_session_create(const bn_model *m, const bn_memplan *mp, const bn_se
   s->t.tok_tables_s = bn_now() - t1;
   s->hist = malloc((size_t)s->p.n_ctx * sizeof *s->hist);
   s->logits = malloc((size_t)m->hp.n_vocab * sizeof *s->logits);
-  if (!s->hist || !s->logits) {
+  s->past = calloc((size_t)(s->p.exec.n_seq > 1 ? s->p.exec.n_seq : 1), sizeof *s->past);
+  if (!s->hist || !s->logits || !s->past) {
     bn_session_free(s);
     return bn_fail(err, BN_E_NOMEM, "session: out of memory");
   }
@@ -61,6 +62,7 @@ void bn_session_free(bn_session *s) {
   bn_sampler_free(s->sampler);
   free(s->hist);
   free(s->logits);
+  free(s->past);
   free(s);
 }
 
@@ -136,24 +138,47 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     s->t.n_gen++;
     if (st) return st;
   }
-  s->n_past = n;
+  s->past[0] = n;
   return BN_OK;
 }
 
 bn_status bn_session_append(bn_session *s, const int32_t *tokens, int n, const float **last, bn_error *err) {
-  if (n < 1 || s->n_past + n > s->p.n_ctx)
-    return bn_fail(err, BN_E_RANGE, "eval: %d more tokens after %d do not fit the context of %d", n, s->n_past, s->p.n_ctx);
+  if (n < 1 || s->past[0] + n > s->p.n_ctx)
+    return bn_fail(err, BN_E_RANGE, "eval: %d more tokens after %d do not fit the context of %d", n, s->past[0], s->p.n_ctx);
   double t0 = bn_now();
-  bn_status st = run_chunks(s, tokens, n, s->n_past, NULL, last, err);
+  bn_status st = run_chunks(s, tokens, n, s->past[0], NULL, last, err);
   s->t.prompt_s += bn_now() - t0;
-  if (!st) s->n_past += n, s->t.n_prompt += n;
+  if (!st) s->past[0] += n, s->t.n_prompt += n;
   return st;
 }
 
-void bn_session_reset(bn_session *s) { s->n_past = 0; }
-void bn_session_truncate(bn_session *s, int n) { s->n_past = n >= 0 && n < s->n_past ? n : s->n_past; }
-int bn_session_n_past(const bn_session *s) { return s->n_past; }
+void bn_session_reset(bn_session *s) { s->past[0] = 0; }
+void bn_session_truncate(bn_session *s, int n) { s->past[0] = n >= 0 && n < s->past[0] ? n : s->past[0]; }
+int bn_session_n_past(const bn_session *s) { return s->past[0]; }
 const bn_session_params *bn_session_params_of(const bn_session *s) { return &s->p; }
+
+static int n_seq(const bn_session *s) { return s->p.exec.n_seq > 1 ? s->p.exec.n_seq : 1; }
+
+bn_status bn_session_step(bn_session *s, const bn_seq_tokens *in, int n, const float **logits, bn_error *err) {
+  bn_exec_seg segs[BN_EXEC_MAX_SEQ];
+  if (n < 1 || n > n_seq(s)) return bn_fail(err, BN_E_RANGE, "step: %d sequences (1..%d)", n, n_seq(s));
+  for (int i = 0; i < n; i++) {
+    int q = in[i].seq;
+    if (q < 0 || q >= n_seq(s)) return bn_fail(err, BN_E_RANGE, "step: sequence %d (0..%d)", q, n_seq(s) - 1);
+    if (in[i].n < 1 || in[i].n > s->p.n_ctx - s->past[q])
+      return bn_fail(err, BN_E_RANGE, "step: sequence %d: %d more tokens after %d do not fit the context of %d", q,
+                     in[i].n, s->past[q], s->p.n_ctx);
+    segs[i] = (bn_exec_seg){.tokens = in[i].tokens, .n = in[i].n, .pos = s->past[q], .seq = q};
+  }
+  bn_status st = bn_exec_run_batch(s->exec, segs, n, logits, err);
+  for (int i = 0; !st && i < n; i++) s->past[in[i].seq] += in[i].n;
+  return st;
+}
+
+int bn_session_seq_past(const bn_session *s, int seq) { return seq >= 0 && seq < n_seq(s) ? s->past[seq] : -1; }
+void bn_session_seq_truncate(bn_session *s, int seq, int n) {
+  if (seq >= 0 && seq < n_seq(s) && n >= 0 && n < s->past[seq]) s->past[seq] = n;
+}
 
 const bn_timings *bn_session_timings(const bn_session *s) { return &s->t; }
 const bn_tokenizer *bn_session_tokenizer(const bn_session *s) { return s->tok; }

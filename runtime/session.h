@@ -49,6 +49,19 @@ void bn_session_reset(bn_session *s);
 /* Keeps the first n positions of the KV cache (n >= n_past: no change); the next append goes on from n. */
 void bn_session_truncate(bn_session *s, int n);
 int bn_session_n_past(const bn_session *s);
+/* Several sequences (params exec.n_seq of them, each with its own K/V caches; sequence 0 is the one
+ * the calls above use) advanced in one step: in[i] appends n tokens to sequence seq, every matmul
+ * reading its weights once for all of them (at most the plan's step of tokens in all). *logits: n rows
+ * of n_vocab, row i the logits of in[i]'s last token, valid until the next call. A sequence's logits
+ * are the bits it gets alone, whatever it shares a step with. */
+typedef struct {
+  int seq;
+  const int32_t *tokens;
+  int n;
+} bn_seq_tokens;
+bn_status bn_session_step(bn_session *s, const bn_seq_tokens *in, int n, const float **logits, bn_error *err);
+int bn_session_seq_past(const bn_session *s, int seq); /* its positions so far; -1: no such sequence */
+void bn_session_seq_truncate(bn_session *s, int seq, int n); /* keeps its first n positions */
 const bn_session_params *bn_session_params_of(const bn_session *s);
 /* Perplexity of tokens[0..n) in windows of ctx tokens, each evaluated from
  * position 0, moving by stride: a window scores its last `stride` tokens (the

@@ -665,6 +665,100 @@ static void test_f16_kv_cache(void **state) {
   }
 }
 
+/* Several sequences in one step (bn_session_step): each sequence's logits after its prompt and after
+ * every decoded token are the bits it gets alone, whichever sequences share its steps (prompts beside
+ * decodes, four at once), on the reference, asmjit (both ISAs) and LLVM, 1 and 2 threads; a sequence
+ * twice in a step, one out of range and a step over the plan's tokens are refused. */
+static void test_sequences_batched(void **state) {
+  (void)state;
+  bn_error err = {0};
+  if (!bn_backend_find("asmjit")) assert_int_equal(bn_backend_register(&bn_backend_asmjit, &err), BN_OK);
+  char path[512];
+  snprintf(path, sizeof path, "%s/batch.gguf", BNC_TEST_TMP);
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0};
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_pass_opts po = {.max_tokens = 16, .verify = 1};
+  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
+      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
+    fail_msg("%s", err.msg);
+  size_t V = (size_t)m.hp.n_vocab;
+  enum { NS = 4, ND = 4 };
+  static const int32_t prompt[NS][7] = {{1, 5, 9, 200, 31, 77, 4}, {8, 15, 16}, {23, 42, 99, 7, 3}, {11}};
+  static const int plen[NS] = {7, 3, 5, 1};
+  static const int32_t next[NS][ND] = {{2, 3, 4, 5}, {6, 7, 8, 9}, {10, 11, 12, 13}, {14, 15, 16, 17}};
+  /* the schedule: at step k, sequence q runs its prompt (0) or its decoded token d (1 + d), or nothing (-1) */
+  static const int plan[][NS] = {{0, 0, -1, -1}, {1, 1, 0, -1}, {2, 2, 1, 0}, {3, -1, 2, 1}, {4, 3, 3, 2},
+                                 {-1, 4, 4, 3}, {-1, -1, -1, 4}};
+  const char *runs[][2] = {{"ref", NULL}, {"asmjit", "avx2"}, {"asmjit", "avx512"}, {"llvm", NULL}};
+  for (int r = 0; r < 4; r++)
+    for (int threads = 1; threads <= 2; threads++) {
+      const bn_backend *be = bn_backend_find(runs[r][0]);
+      if (!be) continue; /* a bnc without LLVM */
+      float *alone = malloc(NS * (1 + ND) * V * sizeof *alone);
+      int ok = 1;
+      for (int q = 0; q < NS && ok; q++) { /* each sequence alone: its prompt, then one token at a time */
+        bn_session_params sp = {.n_ctx = 32, .exec = {.backend = be, .threads = threads, .isa = runs[r][1]},
+                                .sampler = bn_sampler_defaults()};
+        bn_session *s;
+        if (bn_session_create(&m, &mp, &sp, &s, &err)) {
+          if (runs[r][1] && !strcmp(runs[r][1], "avx512")) { ok = 0; break; } /* no AVX-512 here */
+          fail_msg("%s", err.msg);
+        }
+        const float *last;
+        for (int d = 0; d <= ND; d++) {
+          if (bn_session_append(s, d ? &next[q][d - 1] : prompt[q], d ? 1 : plen[q], &last, &err)) fail_msg("%s", err.msg);
+          memcpy(alone + ((size_t)q * (1 + ND) + d) * V, last, V * sizeof *last);
+        }
+        bn_session_free(s);
+      }
+      if (!ok) {
+        free(alone);
+        continue;
+      }
+      bn_session_params sp = {.n_ctx = 32, .exec = {.backend = be, .threads = threads, .isa = runs[r][1], .n_seq = NS},
+                              .sampler = bn_sampler_defaults()};
+      bn_session *s;
+      if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
+      int steps = 0;
+      for (size_t k = 0; k < sizeof plan / sizeof *plan; k++) {
+        bn_seq_tokens in[NS];
+        int n = 0, which[NS];
+        for (int q = 0; q < NS; q++) {
+          int at = plan[k][q];
+          if (at < 0) continue;
+          in[n] = at ? (bn_seq_tokens){q, &next[q][at - 1], 1} : (bn_seq_tokens){q, prompt[q], plen[q]};
+          which[n++] = at;
+        }
+        const float *out;
+        if (bn_session_step(s, in, n, &out, &err)) fail_msg("%s", err.msg);
+        for (int i = 0; i < n; i++)
+          if (memcmp(out + (size_t)i * V, alone + ((size_t)in[i].seq * (1 + ND) + which[i]) * V, V * sizeof *out))
+            fail_msg("%s %s, %d threads, step %zu: sequence %d's logits differ from its own run", runs[r][0],
+                     runs[r][1] ? runs[r][1] : "", threads, k, in[i].seq);
+        steps++;
+      }
+      for (int q = 0; q < NS; q++) assert_int_equal(bn_session_seq_past(s, q), plen[q] + ND);
+      /* refused: a sequence twice, one out of range, more tokens than the plan's step */
+      const float *out;
+      bn_seq_tokens twice[2] = {{1, next[1], 1}, {1, next[1], 1}}, bad = {NS, next[0], 1};
+      assert_int_equal(bn_session_step(s, twice, 2, &out, &err), BN_E_INVALID);
+      assert_non_null(strstr(err.msg, "sequence 1 twice"));
+      assert_int_equal(bn_session_step(s, &bad, 1, &out, &err), BN_E_RANGE);
+      bn_session_seq_truncate(s, 0, 0), bn_session_seq_truncate(s, 1, 0);
+      int32_t many[12] = {0};
+      bn_seq_tokens big[2] = {{0, many, 12}, {1, many, 12}};
+      assert_int_equal(bn_session_step(s, big, 2, &out, &err), BN_E_RANGE);
+      assert_int_equal(bn_session_seq_past(s, 0), 0);
+      bn_session_free(s);
+      free(alone);
+      printf("  %s %s, %d thread(s): %d steps of up to 4 sequences, each sequence's logits its own run's bits\n",
+             runs[r][0], runs[r][1] ? runs[r][1] : "", threads, steps);
+    }
+  bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_slices),
@@ -678,6 +772,7 @@ int main(void) {
       cmocka_unit_test(test_models_match_the_reference),
       cmocka_unit_test(test_files_match_llvm),
       cmocka_unit_test(test_f16_kv_cache),
+      cmocka_unit_test(test_sequences_batched),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

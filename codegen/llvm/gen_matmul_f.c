@@ -24,12 +24,14 @@ typedef struct {
  * prefetcher follows one stream; rows read side by side each break off after
  * K elements and halve the bandwidth), so a token's accumulator is split in U
  * over consecutive vectors of K: U * tt independent fused multiply-add chains
- * (a single chain is latency-bound below the memory bandwidth). */
+ * (a single chain is latency-bound below the memory bandwidth). U is the same
+ * for every tile, so a token's sums, and its bits, do not depend on the tokens
+ * beside it (a step of several sequences gives each its own run's logits). */
 static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
   (void)rr;
   const mf *k = g->ctx;
   LLVMTypeRef vf = k->vf;
-  int U = tt >= 4 ? 1 : 4 / tt, per_block = (int)(k->elems / k->lanes);
+  int U = 4, per_block = (int)(k->elems / k->lanes);
   int64_t nb = g->K / k->elems, sb = k->lanes * U > k->elems ? k->lanes * U / k->elems : 1; /* blocks per step */
   LLVMValueRef acc[4][4], xrow[4];
   LLVMValueRef wrow = bn_gen_gep(g, g->arg[W], LLVMBuildMul(g->b, n, bn_gen_c64(g, nb * k->bytes), ""));
@@ -87,6 +89,6 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
   bn_gen g = {.ctx = &k};
   bn_gen_begin(&g, c, m, name, 3, 3, isa, K, N);
   k.vf = LLVMVectorType(g.f32, (unsigned)lanes);
-  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], 1, 4, 0, tile);
+  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], 1, lanes == 16 ? 4 : 2, 0, tile); /* 4 x tt chains */
   bn_gen_end(&g);
 }
