@@ -15,6 +15,6 @@ bn_status bn_fail(bn_error *err, bn_status code, const char *fmt, ...) {
 }
 
 const char *bn_status_name(bn_status s) {
-  static const char *names[] = {"ok", "io", "format", "unsupported", "invalid", "nomem", "range"};
+  static const char *names[] = {"ok", "io", "format", "unsupported", "invalid", "nomem", "range", "busy"};
   return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unknown";
 }

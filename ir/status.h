@@ -13,7 +13,8 @@ typedef enum {
   BN_E_UNSUPPORTED,
   BN_E_INVALID, /* bad argument or graph that fails verification */
   BN_E_NOMEM,
-  BN_E_RANGE    /* e.g. prompt longer than the context */
+  BN_E_RANGE,   /* e.g. prompt longer than the context */
+  BN_E_BUSY     /* every slot and place in a queue is taken: try again later */
 } bn_status;
 
 typedef struct {

@@ -1,0 +1,268 @@
+#include "engine.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer.h"
+
+typedef struct {
+  int used;
+  bn_engine_request r;
+  int32_t *toks;        /* n_ctx: the prompt, then what was generated */
+  int n_prompt, n_fed, n_gen;
+  bn_sampler *smp;
+  char *text;           /* the generated text; on_text has had its first `sent` bytes */
+  size_t len, cap, sent;
+  double t0, ttft;
+} slot;
+
+struct bn_engine {
+  bn_session *s;
+  const bn_model *m;
+  int n_slots, queue_cap, max_step, n_ctx;
+  slot *slots;
+  bn_engine_request *queue; /* a ring of queue_cap */
+  double *queued_at;
+  int q_head, q_len, stop;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  float *logits;            /* a row the sampler may change */
+  bn_seq_tokens *in;
+  int *which;
+  bn_engine_stats st;
+};
+
+/* The longest prefix of s[0..n) that ends on a whole UTF-8 character. */
+static size_t utf8_whole(const char *s, size_t n) {
+  size_t p = n;
+  while (p > 0 && n - p < 4 && ((unsigned char)s[p - 1] & 0xc0) == 0x80) p--; /* back to the last lead byte */
+  if (p == 0) return n - p < 4 ? 0 : n;
+  unsigned char c = (unsigned char)s[p - 1];
+  size_t need = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+  return p - 1 + need <= n ? n : p - 1;
+}
+
+static void finish(bn_engine *e, slot *sl, bn_finish why, const bn_error *err) {
+  bn_engine_result r = {.finish = why, .n_prompt = sl->n_prompt, .n_gen = sl->n_gen, .ttft_s = sl->ttft};
+  if (err) r.err = *err;
+  if (why != BN_FINISH_CANCELLED && why != BN_FINISH_ERROR && sl->len > sl->sent)
+    sl->r.on_text(sl->text + sl->sent, sl->len - sl->sent, sl->r.user);
+  sl->r.on_done(&r, sl->r.user);
+  bn_sampler_free(sl->smp);
+  sl->smp = NULL;
+  pthread_mutex_lock(&e->mu);
+  sl->used = 0;
+  e->st.active--, e->st.done++, e->st.tokens_out += sl->n_gen;
+  e->st.cancelled += why == BN_FINISH_CANCELLED, e->st.errors += why == BN_FINISH_ERROR;
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* Gives on_text what can no longer turn into a stop string, in whole characters; 1: generation ends here
+ * (a stop string was found: the text is cut before it). */
+static int emit(slot *sl, int *cancel) {
+  size_t longest = 0, cut = sl->len;
+  for (int k = 0; k < sl->r.n_stop; k++) {
+    size_t n = strlen(sl->r.stop[k]), from = sl->sent > n ? sl->sent - n : 0;
+    longest = n > longest ? n : longest;
+    for (size_t p = from; n && p + n <= sl->len && p < cut; p++)
+      if (!memcmp(sl->text + p, sl->r.stop[k], n)) {
+        cut = p;
+        break;
+      }
+  }
+  int stopped = cut < sl->len;
+  size_t upto = stopped ? cut : sl->len > longest ? sl->len - (longest ? longest - 1 : 0) : 0;
+  if (stopped) sl->len = cut;
+  upto = utf8_whole(sl->text, upto < sl->sent ? sl->sent : upto);
+  if (upto > sl->sent && sl->r.on_text(sl->text + sl->sent, upto - sl->sent, sl->r.user)) *cancel = 1;
+  sl->sent = upto > sl->sent ? upto : sl->sent;
+  return stopped;
+}
+
+/* Slot i's request admitted: its prompt tokenized and its sampler made; 0, or it finished already. */
+static int admit(bn_engine *e, int i, const bn_engine_request *r, double t0) {
+  slot *sl = &e->slots[i];
+  bn_error err = {0};
+  sl->r = *r, sl->n_fed = sl->n_gen = 0, sl->len = sl->sent = 0, sl->t0 = t0, sl->ttft = 0;
+  bn_session_seq_truncate(e->s, i, 0);
+  bn_status st = bn_tok_encode(bn_session_tokenizer(e->s), r->prompt, r->len, e->m->vocab.add_bos, sl->toks,
+                               e->n_ctx, &sl->n_prompt, &err);
+  if (!st && sl->n_prompt >= e->n_ctx) st = BN_E_RANGE;
+  if (st == BN_E_RANGE)
+    bn_fail(&err, BN_E_RANGE, "the prompt's %d+ tokens do not fit the context of %d (leave room to generate)",
+            sl->n_prompt, e->n_ctx);
+  else if (!st && sl->n_prompt < 1) st = bn_fail(&err, BN_E_INVALID, "the prompt is empty");
+  if (!st) st = bn_sampler_create(&r->sampler, e->m->hp.n_vocab, &sl->smp, &err);
+  if (st) finish(e, sl, BN_FINISH_ERROR, &err);
+  else pthread_mutex_lock(&e->mu), e->st.tokens_in += sl->n_prompt, pthread_mutex_unlock(&e->mu);
+  return st != BN_OK;
+}
+
+/* The token after slot i's last row of logits: sampled, its text given out; whether the slot goes on. */
+static void next_token(bn_engine *e, int i, const float *row) {
+  slot *sl = &e->slots[i];
+  memcpy(e->logits, row, (size_t)e->m->hp.n_vocab * sizeof *row);
+  int32_t tok = bn_sampler_sample(sl->smp, e->logits, sl->toks, sl->n_fed);
+  if (!sl->n_gen) sl->ttft = bn_now() - sl->t0;
+  if (tok == e->m->vocab.eos) return finish(e, sl, BN_FINISH_STOP, NULL);
+  sl->toks[sl->n_prompt + sl->n_gen++] = tok;
+  size_t plen;
+  const char *piece = bn_tok_piece(bn_session_tokenizer(e->s), tok, &plen);
+  if (sl->len + plen > sl->cap) {
+    size_t cap = (sl->len + plen) * 2 + 64;
+    char *t = realloc(sl->text, cap);
+    if (!t) {
+      bn_error err;
+      return finish(e, sl, BN_FINISH_ERROR, (bn_fail(&err, BN_E_NOMEM, "out of memory for the text"), &err));
+    }
+    sl->text = t, sl->cap = cap;
+  }
+  memcpy(sl->text + sl->len, piece, plen), sl->len += plen;
+  int cancel = 0, stopped = emit(sl, &cancel);
+  if (cancel) finish(e, sl, BN_FINISH_CANCELLED, NULL);
+  else if (stopped) finish(e, sl, BN_FINISH_STOP, NULL);
+  else if (sl->n_gen >= sl->r.max_tokens || sl->n_prompt + sl->n_gen >= e->n_ctx) finish(e, sl, BN_FINISH_LENGTH, NULL);
+}
+
+/* One step over every busy slot: decoding slots first (one token each), then prompt chunks in the room left. */
+static void step(bn_engine *e) {
+  int n = 0, room = e->max_step;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < e->n_slots && room > 0; i++) {
+      slot *sl = &e->slots[i];
+      int left = sl->n_prompt + sl->n_gen - sl->n_fed, decoding = sl->n_fed >= sl->n_prompt;
+      if (!sl->used || left <= 0 || decoding != !pass) continue;
+      int c = left < room ? left : room;
+      e->in[n] = (bn_seq_tokens){.seq = i, .tokens = sl->toks + sl->n_fed, .n = c};
+      e->which[n++] = i, room -= c;
+    }
+  if (!n) return;
+  const float *out;
+  bn_error err = {0};
+  double t0 = bn_now();
+  bn_status st = bn_session_step(e->s, e->in, n, &out, &err);
+  pthread_mutex_lock(&e->mu);
+  e->st.steps++, e->st.step_s += bn_now() - t0;
+  pthread_mutex_unlock(&e->mu);
+  for (int k = 0; k < n; k++) {
+    slot *sl = &e->slots[e->which[k]];
+    if (st) {
+      finish(e, sl, BN_FINISH_ERROR, &err);
+      continue;
+    }
+    sl->n_fed += e->in[k].n;
+    if (sl->n_fed == sl->n_prompt + sl->n_gen) next_token(e, e->which[k], out + (size_t)k * (size_t)e->m->hp.n_vocab);
+  }
+}
+
+static void *run(void *arg) {
+  bn_engine *e = arg;
+  pthread_mutex_lock(&e->mu);
+  for (;;) {
+    int busy = 0;
+    for (int i = 0; i < e->n_slots; i++) busy += e->slots[i].used;
+    while (!e->stop && e->q_len && busy < e->n_slots) { /* admit the queue's head into a free slot */
+      int i = 0;
+      while (e->slots[i].used) i++;
+      bn_engine_request r = e->queue[e->q_head];
+      double t0 = e->queued_at[e->q_head];
+      e->q_head = (e->q_head + 1) % e->queue_cap, e->q_len--, e->st.queued--;
+      e->slots[i].used = 1, e->st.active++, busy++;
+      pthread_mutex_unlock(&e->mu);
+      if (admit(e, i, &r, t0)) busy--;
+      pthread_mutex_lock(&e->mu);
+    }
+    if (e->stop) break;
+    if (!busy) {
+      pthread_cond_wait(&e->cv, &e->mu);
+      continue;
+    }
+    pthread_mutex_unlock(&e->mu);
+    step(e);
+    pthread_mutex_lock(&e->mu);
+  }
+  pthread_mutex_unlock(&e->mu);
+  return NULL;
+}
+
+bn_status bn_engine_create(const bn_model *m, const bn_memplan *mp, const bn_engine_params *p, bn_engine **out,
+                           bn_error *err) {
+  *out = NULL;
+  if (p->slots < 1 || p->slots > BN_EXEC_MAX_SEQ || p->queue < 0 || p->queue > 1 << 16)
+    return bn_fail(err, BN_E_INVALID, "engine: %d slots (1..%d), a queue of %d (0..65536)", p->slots, BN_EXEC_MAX_SEQ,
+                   p->queue);
+  bn_engine *e = calloc(1, sizeof *e);
+  if (!e) return bn_fail(err, BN_E_NOMEM, "engine: out of memory");
+  bn_session_params sp = p->session;
+  sp.exec.n_seq = p->slots;
+  sp.sampler = bn_sampler_defaults(); /* the session's own sampler is not used: each request brings one */
+  bn_status st = bn_session_create(m, mp, &sp, &e->s, err);
+  if (st) return free(e), st;
+  e->m = m, e->n_slots = p->slots, e->queue_cap = p->queue + p->slots;
+  e->n_ctx = bn_session_params_of(e->s)->n_ctx, e->max_step = bn_exec_max_tokens(bn_session_exec(e->s));
+  e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
+  e->queue = calloc((size_t)e->queue_cap, sizeof *e->queue);
+  e->queued_at = calloc((size_t)e->queue_cap, sizeof *e->queued_at);
+  e->logits = malloc((size_t)m->hp.n_vocab * sizeof *e->logits);
+  e->in = calloc((size_t)e->n_slots, sizeof *e->in);
+  e->which = calloc((size_t)e->n_slots, sizeof *e->which);
+  int ok = e->slots && e->queue && e->queued_at && e->logits && e->in && e->which;
+  for (int i = 0; ok && i < e->n_slots; i++) ok = (e->slots[i].toks = malloc((size_t)e->n_ctx * sizeof(int32_t))) != NULL;
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_cond_init(&e->cv, NULL);
+  if (!ok || pthread_create(&e->th, NULL, run, e)) {
+    e->stop = 1, e->th = 0;
+    bn_engine_free(e);
+    return bn_fail(err, BN_E_NOMEM, "engine: out of memory or threads");
+  }
+  *out = e;
+  return BN_OK;
+}
+
+bn_status bn_engine_submit(bn_engine *e, const bn_engine_request *r, bn_error *err) {
+  if (!r->prompt || !r->on_text || !r->on_done || r->max_tokens < 1 || r->n_stop < 0 || (r->n_stop && !r->stop))
+    return bn_fail(err, BN_E_INVALID, "engine: a request needs a prompt, callbacks and max_tokens of 1 or more");
+  pthread_mutex_lock(&e->mu);
+  if (e->stop || e->q_len == e->queue_cap || e->st.active + e->q_len >= e->queue_cap) {
+    pthread_mutex_unlock(&e->mu);
+    return bn_fail(err, BN_E_BUSY, "all %d slots and the queue's %d places are taken", e->n_slots,
+                   e->queue_cap - e->n_slots);
+  }
+  int at = (e->q_head + e->q_len++) % e->queue_cap;
+  e->queue[at] = *r, e->queued_at[at] = bn_now();
+  e->st.requests++, e->st.queued++;
+  pthread_cond_signal(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  return BN_OK;
+}
+
+void bn_engine_stats_get(bn_engine *e, bn_engine_stats *s) {
+  pthread_mutex_lock(&e->mu);
+  *s = e->st;
+  pthread_mutex_unlock(&e->mu);
+}
+
+const bn_session *bn_engine_session(const bn_engine *e) { return e->s; }
+
+void bn_engine_free(bn_engine *e) {
+  if (!e) return;
+  pthread_mutex_lock(&e->mu);
+  e->stop = 1;
+  pthread_cond_signal(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  if (e->th) pthread_join(e->th, NULL);
+  for (int i = 0; e->slots && i < e->n_slots; i++)
+    if (e->slots[i].used) finish(e, &e->slots[i], BN_FINISH_CANCELLED, NULL);
+  for (; e->q_len; e->q_head = (e->q_head + 1) % e->queue_cap, e->q_len--) {
+    bn_engine_result r = {.finish = BN_FINISH_CANCELLED};
+    e->queue[e->q_head].on_done(&r, e->queue[e->q_head].user);
+  }
+  for (int i = 0; e->slots && i < e->n_slots; i++) free(e->slots[i].toks), free(e->slots[i].text);
+  bn_session_free(e->s);
+  pthread_mutex_destroy(&e->mu);
+  pthread_cond_destroy(&e->cv);
+  free(e->slots), free(e->queue), free(e->queued_at), free(e->logits), free(e->in), free(e->which);
+  free(e);
+}
