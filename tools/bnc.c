@@ -24,6 +24,7 @@ static const char USAGE[] =
     "  bench MODEL [-p 128] [-n 64] [-t 1,2]\n"
     "                                prompt / generation speed with the machine's limits beside it\n"
     "  trust KEYFILE | --list        trust the signer of plans whose object code may run\n"
+    "  serve MODEL [--port 8080]     an OpenAI-style HTTP API, requests batched together\n"
     "\n"
     "Run `bnc <command> --help` for the options of one command; `bnc --version` says what this bnc is.\n";
 
@@ -135,7 +136,8 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } cmds[] = {{"inspect", bn_cmd_inspect}, {"ir", bn_cmd_ir},     {"synth", bn_cmd_synth},
               {"run", bn_cmd_run},         {"eval", bn_cmd_eval},   {"compile", bn_cmd_compile},
-              {"bench", bn_cmd_bench},     {"perplexity", bn_cmd_perplexity}, {"trust", bn_cmd_trust}};
+              {"bench", bn_cmd_bench},     {"perplexity", bn_cmd_perplexity}, {"trust", bn_cmd_trust},
+              {"serve", bn_cmd_serve}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return bn_cli_check_env() ? 2 : cmds[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "bnc: unknown command '%s' (see bnc --help)\n", argv[1]);

@@ -21,6 +21,7 @@ int bn_cmd_eval(int argc, char **argv);
 int bn_cmd_compile(int argc, char **argv);
 int bn_cmd_bench(int argc, char **argv);
 int bn_cmd_perplexity(int argc, char **argv);
+int bn_cmd_serve(int argc, char **argv);
 
 /* Prints "bnc: <message>" to stderr and returns 1 (the exit status). */
 int bn_cli_fail(const bn_error *err);

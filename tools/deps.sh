@@ -4,7 +4,7 @@
 set -eu
 PKGS="gcc g++ make cmake pkg-config flex bison llvm-19-dev libasmjit-dev libcmocka-dev libpcre2-dev
       libxxhash-dev libcjson-dev libsodium-dev clang libclang-rt-14-dev libc6-dev-arm64-cross
-      python3 dpkg-dev file chromium graphviz"
+      python3 dpkg-dev file chromium graphviz libmicrohttpd-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,0 +1,536 @@
+/* bnc serve: an OpenAI-style HTTP API over the serving engine (runtime/engine.h) on libmicrohttpd, a
+ * thread per connection: /v1/completions and /v1/chat/completions (streamed as server-sent events or
+ * whole), /v1/models, /health, /metrics. Requests of every connection share the engine's slots. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../runtime/engine.h"
+#include "cli.h"
+
+static const char HELP[] =
+    "usage: bnc serve MODEL [--host 127.0.0.1] [--port 8080] [--parallel 4] [--queue N] [-c CTX] [-t THREADS]\n"
+    "                 [--api-key KEY] [--backend NAME] [--kv f32|f16]\n"
+    "  Serves MODEL (a .bnplan or a GGUF) over HTTP, OpenAI-style: POST /v1/completions and\n"
+    "  /v1/chat/completions (\"stream\": true for server-sent events), GET /v1/models, /health, /metrics.\n"
+    "  Up to --parallel requests decode together, each step one batch of all of them (continuous\n"
+    "  batching: docs/serve.md); --queue more wait (default 4 x parallel); beyond that: 503.\n"
+    "  --host ADDR      an IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
+    "  --port N         (default 8080; 0: any free port, printed)\n"
+    "  -c, --ctx N      each request's context: prompt and generated tokens (default: the model's, at most 4096)\n"
+    "  -t, --threads N  threads for the kernels (default 1)\n"
+    "  --api-key KEY    requests to /v1/ need the header \"Authorization: Bearer KEY\"\n"
+    "  SIGTERM or SIGINT: stop accepting, let running requests finish (10 s at most), exit 0.\n";
+
+enum { MAX_BODY = 1 << 20, MAX_STOP = 4, MAX_STOP_LEN = 256, DRAIN_S = 10 };
+static const int HTTP_CODES[8] = {200, 400, 401, 404, 405, 413, 500, 503};
+
+typedef struct {
+  bn_engine *eng;
+  const char *model_id, *api_key;
+  int n_ctx, draining;
+  long http[8]; /* responses by status: HTTP_CODES */
+  pthread_mutex_t mu;
+} server;
+
+/* One completion: shared by its connection's thread and the engine's (refs). */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int refs, chat, stream, done, gone, phase; /* phase: the stream's next part (0 text, 1 the end, 2 [DONE]) */
+  char *prompt, *stop[MAX_STOP];
+  char *text;
+  size_t len, cap, taken;
+  char *pending; /* formatted bytes not yet handed to the connection */
+  size_t pending_len, pending_at;
+  bn_engine_result r;
+  char id[40];
+  long created;
+  const server *srv;
+} job;
+
+typedef struct { /* a connection's request as it arrives */
+  char *body;
+  size_t len;
+  int too_big;
+  job *j;
+} conn;
+
+static void job_unref(job *j) {
+  pthread_mutex_lock(&j->mu);
+  int last = --j->refs == 0;
+  pthread_mutex_unlock(&j->mu);
+  if (!last) return;
+  free(j->prompt), free(j->text), free(j->pending);
+  for (int i = 0; i < MAX_STOP; i++) free(j->stop[i]);
+  pthread_mutex_destroy(&j->mu), pthread_cond_destroy(&j->cv);
+  free(j);
+}
+
+static int on_text(const char *t, size_t n, void *user) {
+  job *j = user;
+  pthread_mutex_lock(&j->mu);
+  if (j->len + n + 1 > j->cap) {
+    size_t cap = (j->len + n + 1) * 2;
+    char *p = realloc(j->text, cap);
+    if (p) j->text = p, j->cap = cap;
+  }
+  if (j->len + n + 1 <= j->cap) memcpy(j->text + j->len, t, n), j->len += n, j->text[j->len] = 0;
+  int gone = j->gone;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  return gone;
+}
+
+static void on_done(const bn_engine_result *r, void *user) {
+  job *j = user;
+  pthread_mutex_lock(&j->mu);
+  j->r = *r, j->done = 1;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  job_unref(j);
+}
+
+static void count(server *s, int status) {
+  int k = 0;
+  while (k < 7 && HTTP_CODES[k] != status) k++;
+  pthread_mutex_lock(&s->mu);
+  s->http[k]++;
+  pthread_mutex_unlock(&s->mu);
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, server *s, int status, const char *type, const char *body) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+  MHD_add_response_header(r, "Content-Type", type);
+  if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
+  enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
+  MHD_destroy_response(r);
+  count(s, status);
+  return ok;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, server *s, int status, cJSON *o) {
+  char *txt = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  enum MHD_Result ok = send_text(c, s, txt ? status : 500, "application/json", txt ? txt : "{}");
+  free(txt);
+  return ok;
+}
+
+/* An OpenAI-style error object. */
+static enum MHD_Result send_error(struct MHD_Connection *c, server *s, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static enum MHD_Result send_error(struct MHD_Connection *c, server *s, int status, const char *param, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+  cJSON_AddStringToObject(e, "message", msg);
+  cJSON_AddStringToObject(e, "type", status == 401   ? "authentication_error"
+                                     : status == 503 ? "server_busy"
+                                     : status >= 500 ? "server_error"
+                                                     : "invalid_request_error");
+  if (param) cJSON_AddStringToObject(e, "param", param);
+  else cJSON_AddNullToObject(e, "param");
+  cJSON_AddNullToObject(e, "code");
+  return send_json(c, s, status, o);
+}
+
+static const char *finish_name(bn_finish f) { return f == BN_FINISH_LENGTH ? "length" : "stop"; }
+
+/* A choice (or a stream chunk's): text, or a chat message / delta. */
+static cJSON *envelope(const job *j, int chunk) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", j->id);
+  cJSON_AddStringToObject(o, "object", j->chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion");
+  cJSON_AddNumberToObject(o, "created", (double)j->created);
+  cJSON_AddStringToObject(o, "model", j->srv->model_id);
+  return o;
+}
+
+static cJSON *choice(const job *j, cJSON *o, const char *text, size_t n, const char *finish, int chunk) {
+  cJSON *cs = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
+  cJSON_AddItemToArray(cs, c);
+  cJSON_AddNumberToObject(c, "index", 0);
+  char *t = malloc(n + 1);
+  if (t) memcpy(t, text, n), t[n] = 0;
+  if (!j->chat) {
+    cJSON_AddStringToObject(c, "text", t ? t : "");
+    cJSON_AddNullToObject(c, "logprobs");
+  } else {
+    cJSON *m = cJSON_AddObjectToObject(c, chunk ? "delta" : "message");
+    if (!chunk || !j->taken) cJSON_AddStringToObject(m, "role", "assistant");
+    if (!chunk || n) cJSON_AddStringToObject(m, "content", t ? t : "");
+  }
+  free(t);
+  if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
+  else cJSON_AddNullToObject(c, "finish_reason");
+  return o;
+}
+
+static void usage(cJSON *o, const bn_engine_result *r) {
+  cJSON *u = cJSON_AddObjectToObject(o, "usage");
+  cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
+  cJSON_AddNumberToObject(u, "completion_tokens", r->n_gen);
+  cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + r->n_gen);
+}
+
+/* The stream's next bytes: "data: {chunk}\n\n" for new text, then the finishing chunk, then [DONE]. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  job *j = cls;
+  pthread_mutex_lock(&j->mu);
+  while (j->pending_at == j->pending_len) {
+    free(j->pending), j->pending = NULL, j->pending_len = j->pending_at = 0;
+    while (j->taken == j->len && !j->done) pthread_cond_wait(&j->cv, &j->mu);
+    cJSON *o = NULL;
+    if (j->taken < j->len) {
+      o = choice(j, envelope(j, 1), j->text + j->taken, j->len - j->taken, NULL, 1);
+      j->taken = j->len;
+    } else if (j->phase == 0) {
+      o = choice(j, envelope(j, 1), "", 0, finish_name(j->r.finish), 1);
+      if (j->r.finish != BN_FINISH_ERROR) usage(o, &j->r);
+      j->phase = 1;
+    } else if (j->phase == 1) {
+      j->pending = strdup("data: [DONE]\n\n"), j->phase = 2;
+    } else {
+      pthread_mutex_unlock(&j->mu);
+      return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    if (o) {
+      char *t = cJSON_PrintUnformatted(o);
+      cJSON_Delete(o);
+      size_t n = t ? strlen(t) : 0;
+      if (t && (j->pending = malloc(n + 9))) memcpy(j->pending, "data: ", 6), memcpy(j->pending + 6, t, n), memcpy(j->pending + 6 + n, "\n\n", 3);
+      free(t);
+    }
+    if (!j->pending) {
+      pthread_mutex_unlock(&j->mu);
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    j->pending_len = strlen(j->pending);
+  }
+  size_t n = j->pending_len - j->pending_at < max ? j->pending_len - j->pending_at : max;
+  memcpy(buf, j->pending + j->pending_at, n);
+  j->pending_at += n;
+  pthread_mutex_unlock(&j->mu);
+  return (ssize_t)n;
+}
+
+static void stream_free(void *cls) { /* the connection is done with the stream: finished or gone */
+  job *j = cls;
+  pthread_mutex_lock(&j->mu);
+  j->gone = 1;
+  pthread_mutex_unlock(&j->mu);
+  job_unref(j);
+}
+
+/* messages -> a prompt: "role: content" lines, then "assistant:" (docs/serve.md: the plain template). */
+static char *render_chat(const cJSON *msgs, char *why, size_t cap) {
+  size_t len = 0, total = 16;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, msgs) {
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (!cJSON_IsString(role) || !cJSON_IsString(content))
+      return snprintf(why, cap, "each message needs a string role and a string content"), NULL;
+    if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") && strcmp(role->valuestring, "assistant"))
+      return snprintf(why, cap, "message role '%.40s' (system, user or assistant)", role->valuestring), NULL;
+    total += strlen(role->valuestring) + strlen(content->valuestring) + 3;
+  }
+  char *p = malloc(total);
+  if (!p) return snprintf(why, cap, "out of memory"), NULL;
+  cJSON_ArrayForEach(m, msgs) len += (size_t)sprintf(p + len, "%s: %s\n", cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring,
+                                                      cJSON_GetObjectItemCaseSensitive(m, "content")->valuestring);
+  strcpy(p + len, "assistant:");
+  return p;
+}
+
+/* A number field: absent -> def; else in [lo, hi] (integers when integer). 0 ok, -1 bad (why). */
+static int number(const cJSON *o, const char *name, double lo, double hi, int integer, double def, double *out, char *why,
+                  size_t cap) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+  if (!v || cJSON_IsNull(v)) return *out = def, 0;
+  if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi || (integer && v->valuedouble != (double)(long long)v->valuedouble))
+    return snprintf(why, cap, "'%s' must be %s in %g..%g", name, integer ? "an integer" : "a number", lo, hi), -1;
+  return *out = v->valuedouble, 0;
+}
+
+/* Parses and checks a completion request into j and r; NULL, or the message of a 400 (param: the field). */
+static const char *parse(server *s, const char *body, size_t len, int chat, job *j, bn_engine_request *r, char *why,
+                         size_t cap, const char **param) {
+  cJSON *o = cJSON_ParseWithLength(body, len);
+  if (!o || !cJSON_IsObject(o)) return cJSON_Delete(o), snprintf(why, cap, "the body is not a JSON object"), why;
+  const char *bad = NULL;
+  double max_tokens, temp, top_p, top_k, seed, n;
+  const cJSON *v;
+  *param = NULL;
+#define FAIL(p) do { *param = p; bad = why; goto out; } while (0)
+  if (chat) {
+    v = cJSON_GetObjectItemCaseSensitive(o, "messages");
+    if (!cJSON_IsArray(v) || !cJSON_GetArraySize(v)) { snprintf(why, cap, "'messages' must be a non-empty array"); FAIL("messages"); }
+    if (!(j->prompt = render_chat(v, why, cap))) FAIL("messages");
+  } else {
+    v = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1) v = cJSON_GetArrayItem(v, 0);
+    if (!cJSON_IsString(v)) { snprintf(why, cap, "'prompt' must be a string"); FAIL("prompt"); }
+    if (!(j->prompt = strdup(v->valuestring))) { snprintf(why, cap, "out of memory"); FAIL(NULL); }
+  }
+  if (!*j->prompt) { snprintf(why, cap, "the prompt is empty"); FAIL(chat ? "messages" : "prompt"); }
+  if (number(o, chat ? "max_completion_tokens" : "max_tokens", 1, 1 << 20, 1, -1, &max_tokens, why, cap) ||
+      (chat && max_tokens < 0 && number(o, "max_tokens", 1, 1 << 20, 1, -1, &max_tokens, why, cap)))
+    FAIL("max_tokens");
+  if (number(o, "temperature", 0, 2, 0, 1, &temp, why, cap)) FAIL("temperature");
+  if (number(o, "top_p", 1e-9, 1, 0, 1, &top_p, why, cap)) FAIL("top_p");
+  if (number(o, "top_k", 0, 1 << 20, 1, 0, &top_k, why, cap)) FAIL("top_k");
+  if (number(o, "seed", 0, 9007199254740991.0, 1, (double)time(NULL), &seed, why, cap)) FAIL("seed");
+  if (number(o, "n", 1, 1, 1, 1, &n, why, cap)) FAIL("n");
+  const char *unsupported[] = {"logprobs", "echo", "suffix", "best_of", "tools", "functions"};
+  for (size_t k = 0; k < sizeof unsupported / sizeof *unsupported; k++) {
+    v = cJSON_GetObjectItemCaseSensitive(o, unsupported[k]);
+    if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v))) {
+      snprintf(why, cap, "'%s' is not supported", unsupported[k]);
+      FAIL(unsupported[k]);
+    }
+  }
+  v = cJSON_GetObjectItemCaseSensitive(o, "stream");
+  if (v && !cJSON_IsBool(v) && !cJSON_IsNull(v)) { snprintf(why, cap, "'stream' must be true or false"); FAIL("stream"); }
+  j->stream = cJSON_IsTrue(v);
+  v = cJSON_GetObjectItemCaseSensitive(o, "stop");
+  int n_stop = 0;
+  const cJSON *sv;
+  if (cJSON_IsString(v)) j->stop[n_stop++] = strlen(v->valuestring) <= MAX_STOP_LEN ? strdup(v->valuestring) : NULL;
+  else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) <= MAX_STOP) {
+    cJSON_ArrayForEach(sv, v) {
+      if (!cJSON_IsString(sv)) { snprintf(why, cap, "'stop' must hold strings"); FAIL("stop"); }
+      j->stop[n_stop++] = strlen(sv->valuestring) <= MAX_STOP_LEN ? strdup(sv->valuestring) : NULL;
+    }
+  } else if (v && !cJSON_IsNull(v)) {
+    snprintf(why, cap, "'stop' must be a string or an array of at most %d strings", MAX_STOP);
+    FAIL("stop");
+  }
+  for (int k = 0; k < n_stop; k++)
+    if (!j->stop[k] || !*j->stop[k]) { snprintf(why, cap, "a stop string is empty or longer than %d bytes", MAX_STOP_LEN); FAIL("stop"); }
+  *r = (bn_engine_request){.prompt = j->prompt, .len = strlen(j->prompt),
+                           .max_tokens = max_tokens < 0 ? (chat ? s->n_ctx : 16) : (int)max_tokens,
+                           .sampler = {.temperature = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p,
+                                       .repeat_penalty = 1, .repeat_last_n = 64, .seed = (uint64_t)seed},
+                           .stop = (const char *const *)j->stop, .n_stop = n_stop, .on_text = on_text, .on_done = on_done,
+                           .user = j};
+#undef FAIL
+out:
+  cJSON_Delete(o);
+  return bad;
+}
+
+static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, int chat) {
+  char why[600];
+  const char *param = NULL;
+  job *j = calloc(1, sizeof *j);
+  if (!j) return send_error(c, s, 500, NULL, "out of memory");
+  pthread_mutex_init(&j->mu, NULL), pthread_cond_init(&j->cv, NULL);
+  j->refs = 1, j->chat = chat, j->srv = s, j->created = (long)time(NULL);
+  static long next_id;
+  pthread_mutex_lock(&s->mu);
+  snprintf(j->id, sizeof j->id, "%s-%ld", chat ? "chatcmpl" : "cmpl", ++next_id);
+  pthread_mutex_unlock(&s->mu);
+  bn_engine_request r;
+  if (parse(s, cn->body ? cn->body : "", cn->len, chat, j, &r, why, sizeof why, &param)) {
+    job_unref(j);
+    return send_error(c, s, 400, param, "%s", why);
+  }
+  bn_error err = {0};
+  j->refs++; /* the engine's */
+  bn_status st = s->draining ? bn_fail(&err, BN_E_BUSY, "the server is stopping") : bn_engine_submit(s->eng, &r, &err);
+  if (st) {
+    j->refs--;
+    job_unref(j);
+    return send_error(c, s, st == BN_E_BUSY ? 503 : 400, NULL, "%s", err.msg);
+  }
+  pthread_mutex_lock(&j->mu); /* until the prompt was taken: a prompt the context cannot hold is a 400, not a stream */
+  while (!j->done && (!j->stream || !j->len)) pthread_cond_wait(&j->cv, &j->mu);
+  int failed = j->done && j->r.finish == BN_FINISH_ERROR;
+  pthread_mutex_unlock(&j->mu);
+  if (failed) {
+    enum MHD_Result ok = send_error(c, s, j->r.err.code == BN_E_RANGE || j->r.err.code == BN_E_INVALID ? 400 : 500,
+                                    "prompt", "%s", j->r.err.msg);
+    job_unref(j);
+    return ok;
+  }
+  if (j->stream) {
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, j, stream_free);
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result ok = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    count(s, 200);
+    return ok;
+  }
+  cJSON *o = choice(j, envelope(j, 0), j->text ? j->text : "", j->len, finish_name(j->r.finish), 0);
+  usage(o, &j->r);
+  job_unref(j);
+  return send_json(c, s, 200, o);
+}
+
+static enum MHD_Result metrics(struct MHD_Connection *c, server *s) {
+  bn_engine_stats st;
+  bn_engine_stats_get(s->eng, &st);
+  char buf[4096];
+  size_t n = 0;
+  pthread_mutex_lock(&s->mu);
+  n += (size_t)snprintf(buf + n, sizeof buf - n, "# TYPE bnc_http_responses_total counter\n");
+  for (int k = 0; k < 8; k++)
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "bnc_http_responses_total{status=\"%d\"} %ld\n", HTTP_CODES[k], s->http[k]);
+  pthread_mutex_unlock(&s->mu);
+  snprintf(buf + n, sizeof buf - n,
+           "# TYPE bnc_requests_total counter\nbnc_requests_total %ld\n"
+           "# TYPE bnc_requests_cancelled_total counter\nbnc_requests_cancelled_total %ld\n"
+           "# TYPE bnc_tokens_in_total counter\nbnc_tokens_in_total %ld\n"
+           "# TYPE bnc_tokens_out_total counter\nbnc_tokens_out_total %ld\n"
+           "# TYPE bnc_active_slots gauge\nbnc_active_slots %d\n"
+           "# TYPE bnc_queue_depth gauge\nbnc_queue_depth %d\n"
+           "# TYPE bnc_steps_total counter\nbnc_steps_total %ld\n"
+           "# TYPE bnc_step_seconds_total counter\nbnc_step_seconds_total %.6f\n",
+           st.requests, st.cancelled, st.tokens_in, st.tokens_out, st.active, st.queued, st.steps, st.step_s);
+  return send_text(c, s, 200, "text/plain; version=0.0.4", buf);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *data, size_t *data_size, void **con_cls) {
+  (void)version;
+  server *s = cls;
+  conn *cn = *con_cls;
+  if (!cn) { /* the headers: the body follows */
+    if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
+    *con_cls = cn;
+    return MHD_YES;
+  }
+  if (*data_size) { /* a piece of the body */
+    if (cn->too_big || cn->len + *data_size > MAX_BODY) cn->too_big = 1;
+    else {
+      char *b = realloc(cn->body, cn->len + *data_size + 1);
+      if (!b) return MHD_NO;
+      memcpy(b + cn->len, data, *data_size), cn->body = b, cn->len += *data_size, b[cn->len] = 0;
+    }
+    *data_size = 0;
+    return MHD_YES;
+  }
+  int post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+  if (cn->too_big) return send_error(c, s, 413, NULL, "the body exceeds %d bytes", MAX_BODY);
+  if (!strcmp(url, "/health") && get) return send_text(c, s, 200, "application/json", "{\"status\":\"ok\"}");
+  if (!strcmp(url, "/metrics") && get) return metrics(c, s);
+  if (s->api_key && !strncmp(url, "/v1/", 4)) {
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, s->api_key))
+      return send_error(c, s, 401, NULL, "a missing or wrong API key (Authorization: Bearer KEY)");
+  }
+  if (!strcmp(url, "/v1/models") && get) {
+    cJSON *o = cJSON_CreateObject(), *d = cJSON_AddArrayToObject(o, "data"), *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON_AddStringToObject(m, "id", s->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", 0);
+    cJSON_AddStringToObject(m, "owned_by", "bnc");
+    cJSON_AddItemToArray(d, m);
+    return send_json(c, s, 200, o);
+  }
+  int chat = !strcmp(url, "/v1/chat/completions");
+  if (chat || !strcmp(url, "/v1/completions")) {
+    if (!post) return send_error(c, s, 405, NULL, "%s takes POST", url);
+    return complete(c, s, cn, chat);
+  }
+  return send_error(c, s, 404, NULL, "no endpoint %s %.200s", method, url);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)cls, (void)c, (void)toe;
+  conn *cn = *con_cls;
+  if (cn) free(cn->body), free(cn);
+  *con_cls = NULL;
+}
+
+int bn_cmd_serve(int argc, char **argv) {
+  const char *model = NULL, *host = "127.0.0.1", *api_key = NULL;
+  long port = 8080, parallel = 4, queue = -1, ctx = 0, threads = 1;
+  const bn_backend *backend = bn_backend_default();
+  bn_dtype kv = BN_DT_F32;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(HELP, stdout), bn_cli_print_backends(stdout), 0;
+    if (a[0] != '-') {
+      if (model) return bn_cli_usage_error("serve", "unexpected argument '%s'", a);
+      model = a;
+      continue;
+    }
+    if (!bn_cli_has("--host --port --parallel --queue -c --ctx -t --threads --api-key --backend --kv", a))
+      return bn_cli_usage_error("serve", "unknown option '%s'", a);
+    if (!v) return bn_cli_usage_error("serve", "option %s needs a value", a);
+    i++;
+    if (!strcmp(a, "--host")) host = v;
+    else if (!strcmp(a, "--api-key")) api_key = v;
+    else if (!strcmp(a, "--port")) { if (bn_cli_int("serve", a, v, 0, 65535, &port)) return 2; }
+    else if (!strcmp(a, "--parallel")) { if (bn_cli_int("serve", a, v, 1, BN_EXEC_MAX_SEQ, &parallel)) return 2; }
+    else if (!strcmp(a, "--queue")) { if (bn_cli_int("serve", a, v, 0, 65536, &queue)) return 2; }
+    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (bn_cli_int("serve", a, v, 2, 1 << 20, &ctx)) return 2; }
+    else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (bn_cli_int("serve", a, v, 1, 512, &threads)) return 2; }
+    else if (!strcmp(a, "--backend")) { if (bn_cli_backend("serve", v, &backend)) return 2; }
+    else if (!strcmp(a, "--kv")) { if (bn_cli_kv("serve", v, &kv)) return 2; }
+  }
+  if (!model) return bn_cli_usage_error("serve", "missing MODEL");
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+    return bn_cli_usage_error("serve", "--host must be an IPv4 address, got '%s'", host);
+  /* the signals wait for the main thread alone: every thread started from here inherits the mask */
+  sigset_t sigs;
+  sigemptyset(&sigs), sigaddset(&sigs, SIGTERM), sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  bn_error err = {0};
+  bn_cli_model cm;
+  if (bn_cli_open_model(model, 0, &cm, &err)) return bn_cli_fail(&err);
+  server s = {.api_key = api_key, .model_id = model};
+  pthread_mutex_init(&s.mu, NULL);
+  const char *slash = strrchr(model, '/');
+  s.model_id = slash ? slash + 1 : model;
+  bn_engine_params ep = {.slots = (int)parallel, .queue = queue < 0 ? 4 * (int)parallel : (int)queue,
+                         .session = {.n_ctx = (int)(ctx ? ctx : cm.m->hp.n_ctx < 4096 ? cm.m->hp.n_ctx : 4096),
+                                     .exec = bn_cli_exec_opts(backend, threads, kv, &cm)}};
+  if (bn_engine_create(cm.m, cm.mem, &ep, &s.eng, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
+  s.n_ctx = bn_session_params_of(bn_engine_session(s.eng))->n_ctx;
+  struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC,
+                                          (uint16_t)port, NULL, NULL, handle, &s, MHD_OPTION_SOCK_ADDR, &addr,
+                                          MHD_OPTION_NOTIFY_COMPLETED, completed, &s, MHD_OPTION_CONNECTION_TIMEOUT,
+                                          (unsigned)120, MHD_OPTION_END);
+  if (!d) {
+    bn_engine_free(s.eng), bn_cli_close_model(&cm);
+    fprintf(stderr, "bnc: serve: cannot listen on %s:%ld (in use, or not an address of this machine)\n", host, port);
+    return 1;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  fprintf(stderr, "bnc serve: %s on http://%s:%u/v1 (%ld slots of %d tokens, a queue of %d)\n", s.model_id, host,
+          info ? info->port : (unsigned)port, parallel, s.n_ctx, ep.queue);
+  int sig;
+  sigwait(&sigs, &sig);
+  fprintf(stderr, "bnc serve: %s: no new requests; finishing those running\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  MHD_quiesce_daemon(d);
+  s.draining = 1;
+  for (int i = 0; i < DRAIN_S * 10; i++) {
+    bn_engine_stats st;
+    bn_engine_stats_get(s.eng, &st);
+    if (!st.active && !st.queued) break;
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+  }
+  bn_engine_free(s.eng); /* cancels what still runs: its streams end */
+  MHD_stop_daemon(d);
+  bn_cli_close_model(&cm);
+  pthread_mutex_destroy(&s.mu);
+  return 0;
+}
