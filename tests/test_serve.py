@@ -1,0 +1,194 @@
+"""bnc serve over HTTP, with the standard library only: greedy completions equal `bnc run --temp 0` bit for
+bit, alone or among 15 others; streams carry the same text and end in [DONE]; bad requests get 4xx with
+the field named and the server keeps serving; a client that disconnects mid-stream frees its slot; full
+slots and queue give 503 with Retry-After; --api-key gives 401; SIGTERM exits 0.
+
+usage: test_serve.py BNC MODEL.gguf"""
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+bnc, model = sys.argv[1], sys.argv[2]
+fails = 0
+
+
+def check(ok, what):
+    global fails
+    if not ok:
+        fails += 1
+        print("FAIL: " + what)
+
+
+def start(*args):
+    p = subprocess.Popen([bnc, "serve", model, "--port", "0", *args], stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    m = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+    if not m:
+        print("FAIL: no address in %r" % line)
+        sys.exit(1)
+    return p, int(m.group(1))
+
+
+def request(port, method, path, body=None, headers=None, raw=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    c.request(method, path, body=data, headers=headers or {})
+    r = c.getresponse()
+    text = r.read().decode()
+    c.close()
+    return r.status, text, r
+
+
+def first_event(s):
+    """Reads a raw stream until its first event has come (headers may arrive alone)."""
+    got = b""
+    s.settimeout(30)
+    while b"data: " not in got and len(got) < 65536:
+        part = s.recv(4096)
+        if not part:
+            break
+        got += part
+    return got
+
+
+def run_alone(prompt, n):
+    out = subprocess.run([bnc, "run", model, "-p", prompt, "-n", str(n), "--temp", "0", "--repeat-penalty", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    return out[len(prompt):-1]  # bnc run prints the prompt, the continuation, then a newline
+
+
+server, port = start("--parallel", "4", "--queue", "16", "-t", "2")
+status, text, _ = request(port, "GET", "/health")
+check(status == 200 and json.loads(text)["status"] == "ok", "health: %d %s" % (status, text))
+status, text, _ = request(port, "GET", "/v1/models")
+check(status == 200 and json.loads(text)["data"][0]["object"] == "model", "models: %s" % text)
+
+# 16 prompts at once, each against bnc run's greedy text
+prompts = ["In the beginning", "And God said", "The LORD is my shepherd", "Blessed are", "And it came to pass",
+           "Thou shalt", "For God so loved", "Jesus wept", "Let there be light", "In my Father's house",
+           "The heavens declare", "Hear, O Israel", "Behold", "Unto thee", "And the earth", "Verily I say"]
+want = {p: run_alone(p, 12) for p in prompts}
+got = {}
+
+
+def complete(p):
+    status, text, _ = request(port, "POST", "/v1/completions", {"prompt": p, "max_tokens": 12, "temperature": 0})
+    got[p] = (status, text)
+
+
+threads = [threading.Thread(target=complete, args=(p,)) for p in prompts]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+for p in prompts:
+    status, text = got[p]
+    ok = status == 200
+    body = json.loads(text) if ok else {}
+    check(ok and body["choices"][0]["text"] == want[p],
+          "batched %r: %s, bnc run gives %r" % (p, text[:300], want[p]))
+    check(ok and body["usage"]["completion_tokens"] >= 1 and body["usage"]["prompt_tokens"] >= 1, "usage: %s" % text)
+status, text, _ = request(port, "POST", "/v1/completions", {"prompt": prompts[0], "max_tokens": 12, "temperature": 0})
+check(status == 200 and json.loads(text)["choices"][0]["text"] == want[prompts[0]], "alone: %s" % text)
+
+# a stream: the same text in deltas, then the finish, then [DONE]
+status, text, resp = request(port, "POST", "/v1/completions",
+                             {"prompt": prompts[1], "max_tokens": 12, "temperature": 0, "stream": True})
+events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+check(status == 200 and resp.getheader("Content-Type") == "text/event-stream", "stream headers")
+check(events and events[-1] == "[DONE]", "stream ends in [DONE]: %r" % events[-3:])
+chunks = [json.loads(e) for e in events[:-1]]
+check("".join(c["choices"][0]["text"] for c in chunks) == want[prompts[1]], "stream text %r" % chunks)
+check(chunks and chunks[-1]["choices"][0]["finish_reason"] in ("length", "stop"), "stream finish")
+# chat
+status, text, _ = request(port, "POST", "/v1/chat/completions",
+                          {"messages": [{"role": "user", "content": "Who made the heavens?"}], "max_tokens": 6})
+body = json.loads(text)
+check(status == 200 and body["object"] == "chat.completion" and body["choices"][0]["message"]["role"] == "assistant",
+      "chat: %s" % text)
+# stop strings: the text before the first
+stop = want[prompts[2]][4:7]
+status, text, _ = request(port, "POST", "/v1/completions",
+                          {"prompt": prompts[2], "max_tokens": 12, "temperature": 0, "stop": ["zzzz", stop]})
+body = json.loads(text)
+check(status == 200 and body["choices"][0]["text"] == want[prompts[2]][:want[prompts[2]].index(stop)]
+      and body["choices"][0]["finish_reason"] == "stop", "stop %r: %s" % (stop, text))
+
+# bad requests: 4xx naming the problem; the server goes on
+bad = [("POST", "/v1/completions", "{not json", 400, "not a JSON object"),
+       ("POST", "/v1/completions", json.dumps({"prompt": 5}), 400, "'prompt' must be a string"),
+       ("POST", "/v1/completions", json.dumps({"prompt": "a", "max_tokens": 0}), 400, "max_tokens"),
+       ("POST", "/v1/completions", json.dumps({"prompt": "a", "max_tokens": "x"}), 400, "max_tokens"),
+       ("POST", "/v1/completions", json.dumps({"prompt": "a", "temperature": -1}), 400, "temperature"),
+       ("POST", "/v1/completions", json.dumps({"prompt": "a", "n": 2}), 400, "'n'"),
+       ("POST", "/v1/completions", json.dumps({"prompt": "a", "logprobs": 3}), 400, "not supported"),
+       ("POST", "/v1/completions", json.dumps({"prompt": "a", "stop": [1]}), 400, "stop"),
+       ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "robot", "content": "x"}]}), 400, "role"),
+       ("POST", "/v1/completions", json.dumps({"prompt": "word " * 2000}), 400, "context"),
+       ("POST", "/v1/completions", "x" * (1 << 21), 413, "exceeds"),
+       ("GET", "/v1/completions", None, 405, "POST"),
+       ("GET", "/nope", None, 404, "no endpoint")]
+for method, path, raw, code, words in bad:
+    status, text, _ = request(port, method, path, raw=raw)
+    err = json.loads(text).get("error", {}) if text.startswith("{") else {}
+    check(status == code and words in err.get("message", ""), "%s %s -> %d %s (want %d, %r)" % (
+        method, path, status, text[:200], code, words))
+status, _, _ = request(port, "GET", "/health")
+check(status == 200, "alive after bad requests")
+
+# a client that leaves mid-stream frees its slot
+s = socket.create_connection(("127.0.0.1", port))
+body = json.dumps({"prompt": "And", "max_tokens": 200, "stream": True, "temperature": 0})
+s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body)).encode())
+first = first_event(s)
+check(b"data: " in first, "the stream began: %r" % first[:300])
+s.close()
+metrics = ""
+for _ in range(100):
+    _, metrics, _ = request(port, "GET", "/metrics")
+    if "bnc_active_slots 0" in metrics and "bnc_requests_cancelled_total 1" in metrics:
+        break
+    time.sleep(0.05)
+check("bnc_active_slots 0" in metrics and "bnc_requests_cancelled_total 1" in metrics, "after leaving: %s" % metrics)
+check('bnc_http_responses_total{status="400"} 10' in metrics, "400s counted: %s" % metrics)
+
+server.send_signal(signal.SIGTERM)
+try:
+    check(server.wait(timeout=15) == 0, "SIGTERM: exit status %s" % server.returncode)
+except subprocess.TimeoutExpired:
+    check(False, "SIGTERM: still running after 15 s")
+    server.kill()
+
+# one slot, no queue, a key: 401 without it, 503 while the slot is taken
+server, port = start("--parallel", "1", "--queue", "0", "--api-key", "sekrit")
+key = {"Authorization": "Bearer sekrit"}
+status, text, _ = request(port, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2})
+check(status == 401 and "API key" in text, "no key: %d %s" % (status, text))
+status, _, _ = request(port, "POST", "/v1/completions", {"prompt": "a"}, {"Authorization": "Bearer wrong"})
+check(status == 401, "wrong key: %d" % status)
+s = socket.create_connection(("127.0.0.1", port))
+body = json.dumps({"prompt": "And", "max_tokens": 200, "stream": True})
+s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekrit\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body)).encode())
+check(b"data: " in first_event(s), "the long stream began")
+status, text, resp = request(port, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2}, key)
+check(status == 503 and resp.getheader("Retry-After") == "1" and "slots" in text, "full: %d %s" % (status, text))
+s.close()
+for _ in range(100):
+    status, text, _ = request(port, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2}, key)
+    if status == 200:
+        break
+    time.sleep(0.05)
+check(status == 200, "the slot came back: %d %s" % (status, text))
+server.send_signal(signal.SIGTERM)
+check(server.wait(timeout=15) == 0, "SIGTERM (second server)")
+
+print("bnc serve: %s" % ("all checks passed" if not fails else "%d failed" % fails))
+sys.exit(1 if fails else 0)
