@@ -100,13 +100,16 @@ static int admit(bn_engine *e, int i, const bn_engine_request *r, double t0) {
   return st != BN_OK;
 }
 
-/* The token after slot i's last row of logits: sampled, its text given out; whether the slot goes on. */
+/* The token after slot i's last row of logits: sampled, its text given out, the slot finished if it ends. */
 static void next_token(bn_engine *e, int i, const float *row) {
   slot *sl = &e->slots[i];
   memcpy(e->logits, row, (size_t)e->m->hp.n_vocab * sizeof *row);
   int32_t tok = bn_sampler_sample(sl->smp, e->logits, sl->toks, sl->n_fed);
   if (!sl->n_gen) sl->ttft = bn_now() - sl->t0;
-  if (tok == e->m->vocab.eos) return finish(e, sl, BN_FINISH_STOP, NULL);
+  if (tok == e->m->vocab.eos) {
+    finish(e, sl, BN_FINISH_STOP, NULL);
+    return;
+  }
   sl->toks[sl->n_prompt + sl->n_gen++] = tok;
   size_t plen;
   const char *piece = bn_tok_piece(bn_session_tokenizer(e->s), tok, &plen);
@@ -115,7 +118,9 @@ static void next_token(bn_engine *e, int i, const float *row) {
     char *t = realloc(sl->text, cap);
     if (!t) {
       bn_error err;
-      return finish(e, sl, BN_FINISH_ERROR, (bn_fail(&err, BN_E_NOMEM, "out of memory for the text"), &err));
+      bn_fail(&err, BN_E_NOMEM, "out of memory for the text");
+      finish(e, sl, BN_FINISH_ERROR, &err);
+      return;
     }
     sl->text = t, sl->cap = cap;
   }
