@@ -28,12 +28,12 @@ expect_error() {
   grep -qF -- "$want" "$WORK/err" || fail "$desc: stderr lacks '$want': $(cat "$WORK/err")"
 }
 
-for c in "" inspect ir synth compile run eval perplexity bench trust; do
+for c in "" inspect ir synth compile run eval perplexity bench trust serve; do
   $BNC $c --help >/dev/null 2>&1 || fail "bnc $c --help"
 done
 # bnc --help lists every command under "commands:", before the closing pointer to per-command help
 listed=$($BNC --help | sed -n '/^commands:/,/^$/p' | awk '/^  [a-z]/ {print $1}' | tr '\n' ' ')
-[ "$listed" = "inspect ir synth compile run eval perplexity bench trust " ] || fail "bnc --help lists '$listed'"
+[ "$listed" = "inspect ir synth compile run eval perplexity bench trust serve " ] || fail "bnc --help lists '$listed'"
 # the passes --help names are the ones the pipeline runs, in its order
 ran=$($BNC ir --shape tiny --after=all | sed -n 's/^# after //p' | tr '\n' ' ')
 for c in ir compile; do
@@ -257,13 +257,13 @@ expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $B
 for k in 9223372036854775808,256,1 256,9223372036854775807,1 65536,262144,1 256,64,1x 256,64 256,,1 -256,64,1 256,64,0; do
   expect_error "bench --kernel $k" "--kernel K,N,T needs" -- $BNC bench --kernel $k
 done
-for c in compile run eval perplexity bench ir; do
+for c in compile run eval perplexity bench ir serve; do
   [ $c = ir ] || expect_error "$c bad backend" "--backend must be one of ref" -- $BNC $c "$m" --backend gpu
   $BNC $c --help | grep -qE "^    ref +the reference kernels" || fail "bnc $c --help does not list the backends"
 done
 # --kv: the K/V cache's type on every command that runs a model; f16 halves the cache (--stats) and changes
 # the logits a little (docs/kv-cache.md; test_asmjit holds them to the reference's)
-for c in run eval perplexity bench; do
+for c in run eval perplexity bench serve; do
   expect_error "$c bad kv" "--kv must be f32 or f16, got 'q8'" -- $BNC $c "$m" --kv q8
   $BNC $c --help | grep -q -- "--kv f32|f16" || fail "bnc $c --help lacks --kv"
 done
