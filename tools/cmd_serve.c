@@ -31,11 +31,20 @@ static const char HELP[] =
 enum { MAX_BODY = 1 << 20, MAX_STOP = 4, MAX_STOP_LEN = 256, DRAIN_S = 10 };
 static const int HTTP_CODES[8] = {200, 400, 401, 404, 405, 413, 500, 503};
 
+/* A Prometheus histogram of seconds. */
+static const double BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+enum { N_BOUNDS = sizeof BOUNDS / sizeof *BOUNDS };
+typedef struct {
+  long count[N_BOUNDS + 1];
+  double sum;
+} histo;
+
 typedef struct {
   bn_engine *eng;
   const char *model_id, *api_key;
   int n_ctx, draining;
   long http[8]; /* responses by status: HTTP_CODES */
+  histo ttft, itl, total; /* time to first token, between tokens, of a request */
   pthread_mutex_t mu;
 } server;
 
@@ -52,7 +61,8 @@ typedef struct {
   bn_engine_result r;
   char id[40];
   long created;
-  const server *srv;
+  server *srv;
+  double t0, last; /* submitted; the last text */
 } job;
 
 typedef struct { /* a connection's request as it arrives */
@@ -73,8 +83,19 @@ static void job_unref(job *j) {
   free(j);
 }
 
+static void observe(server *s, histo *h, double x) {
+  int k = 0;
+  while (k < N_BOUNDS && x > BOUNDS[k]) k++;
+  pthread_mutex_lock(&s->mu);
+  h->count[k]++, h->sum += x;
+  pthread_mutex_unlock(&s->mu);
+}
+
 static int on_text(const char *t, size_t n, void *user) {
   job *j = user;
+  double now = bn_now();
+  if (j->last > 0) observe(j->srv, &j->srv->itl, now - j->last);
+  j->last = now;
   pthread_mutex_lock(&j->mu);
   if (j->len + n + 1 > j->cap) {
     size_t cap = (j->len + n + 1) * 2;
@@ -90,6 +111,8 @@ static int on_text(const char *t, size_t n, void *user) {
 
 static void on_done(const bn_engine_result *r, void *user) {
   job *j = user;
+  if (r->n_gen) observe(j->srv, &j->srv->ttft, r->ttft_s);
+  if (r->finish != BN_FINISH_ERROR) observe(j->srv, &j->srv->total, bn_now() - j->t0);
   pthread_mutex_lock(&j->mu);
   j->r = *r, j->done = 1;
   pthread_cond_broadcast(&j->cv);
@@ -347,7 +370,7 @@ static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, i
     return send_error(c, s, 400, param, "%s", why);
   }
   bn_error err = {0};
-  j->refs++; /* the engine's */
+  j->refs++, j->t0 = bn_now(); /* the engine's */
   bn_status st = s->draining ? bn_fail(&err, BN_E_BUSY, "the server is stopping") : bn_engine_submit(s->eng, &r, &err);
   if (st) {
     j->refs--;
@@ -382,12 +405,24 @@ static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, i
 static enum MHD_Result metrics(struct MHD_Connection *c, server *s) {
   bn_engine_stats st;
   bn_engine_stats_get(s->eng, &st);
-  char buf[4096];
+  char buf[8192];
   size_t n = 0;
   pthread_mutex_lock(&s->mu);
   n += (size_t)snprintf(buf + n, sizeof buf - n, "# TYPE bnc_http_responses_total counter\n");
   for (int k = 0; k < 8; k++)
     n += (size_t)snprintf(buf + n, sizeof buf - n, "bnc_http_responses_total{status=\"%d\"} %ld\n", HTTP_CODES[k], s->http[k]);
+  const char *names[3] = {"bnc_time_to_first_token_seconds", "bnc_inter_token_seconds", "bnc_request_seconds"};
+  const histo *hs[3] = {&s->ttft, &s->itl, &s->total};
+  for (int h = 0; h < 3; h++) {
+    long cum = 0;
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "# TYPE %s histogram\n", names[h]);
+    for (int k = 0; k <= N_BOUNDS; k++) {
+      cum += hs[h]->count[k];
+      if (k < N_BOUNDS) n += (size_t)snprintf(buf + n, sizeof buf - n, "%s_bucket{le=\"%g\"} %ld\n", names[h], BOUNDS[k], cum);
+      else n += (size_t)snprintf(buf + n, sizeof buf - n, "%s_bucket{le=\"+Inf\"} %ld\n", names[h], cum);
+    }
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "%s_sum %.6f\n%s_count %ld\n", names[h], hs[h]->sum, names[h], cum);
+  }
   pthread_mutex_unlock(&s->mu);
   snprintf(buf + n, sizeof buf - n,
            "# TYPE bnc_requests_total counter\nbnc_requests_total %ld\n"
