@@ -13,6 +13,7 @@
 
 #include "../runtime/engine.h"
 #include "cli.h"
+#include "serve_req.h"
 
 static const char HELP[] =
     "usage: bnc serve MODEL [--host 127.0.0.1] [--port 8080] [--parallel 4] [--queue N] [-c CTX] [-t THREADS]\n"
@@ -28,7 +29,7 @@ static const char HELP[] =
     "  --api-key KEY    requests to /v1/ need the header \"Authorization: Bearer KEY\"\n"
     "  SIGTERM or SIGINT: stop accepting, let running requests finish (10 s at most), exit 0.\n";
 
-enum { MAX_BODY = 1 << 20, MAX_STOP = 4, MAX_STOP_LEN = 256, DRAIN_S = 10 };
+enum { MAX_BODY = 1 << 20, DRAIN_S = 10 };
 static const int HTTP_CODES[8] = {200, 400, 401, 404, 405, 413, 500, 503};
 
 /* A Prometheus histogram of seconds. */
@@ -53,7 +54,7 @@ typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int refs, chat, stream, done, gone, phase; /* phase: the stream's next part (0 text, 1 the end, 2 [DONE]) */
-  char *prompt, *stop[MAX_STOP];
+  bn_serve_req req;
   char *text;
   size_t len, cap, taken;
   char *pending; /* formatted bytes not yet handed to the connection */
@@ -77,8 +78,8 @@ static void job_unref(job *j) {
   int last = --j->refs == 0;
   pthread_mutex_unlock(&j->mu);
   if (!last) return;
-  free(j->prompt), free(j->text), free(j->pending);
-  for (int i = 0; i < MAX_STOP; i++) free(j->stop[i]);
+  bn_serve_req_free(&j->req);
+  free(j->text), free(j->pending);
   pthread_mutex_destroy(&j->mu), pthread_cond_destroy(&j->cv);
   free(j);
 }
@@ -256,103 +257,6 @@ static void stream_free(void *cls) { /* the connection is done with the stream: 
   job_unref(j);
 }
 
-/* messages -> a prompt: "role: content" lines, then "assistant:" (docs/serve.md: the plain template). */
-static char *render_chat(const cJSON *msgs, char *why, size_t cap) {
-  size_t len = 0, total = 16;
-  const cJSON *m;
-  cJSON_ArrayForEach(m, msgs) {
-    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-    if (!cJSON_IsString(role) || !cJSON_IsString(content))
-      return snprintf(why, cap, "each message needs a string role and a string content"), NULL;
-    if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") && strcmp(role->valuestring, "assistant"))
-      return snprintf(why, cap, "message role '%.40s' (system, user or assistant)", role->valuestring), NULL;
-    total += strlen(role->valuestring) + strlen(content->valuestring) + 3;
-  }
-  char *p = malloc(total);
-  if (!p) return snprintf(why, cap, "out of memory"), NULL;
-  cJSON_ArrayForEach(m, msgs) len += (size_t)sprintf(p + len, "%s: %s\n", cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring,
-                                                      cJSON_GetObjectItemCaseSensitive(m, "content")->valuestring);
-  strcpy(p + len, "assistant:");
-  return p;
-}
-
-/* A number field: absent -> def; else in [lo, hi] (integers when integer). 0 ok, -1 bad (why). */
-static int number(const cJSON *o, const char *name, double lo, double hi, int integer, double def, double *out, char *why,
-                  size_t cap) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-  if (!v || cJSON_IsNull(v)) return *out = def, 0;
-  if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi || (integer && v->valuedouble != (double)(long long)v->valuedouble))
-    return snprintf(why, cap, "'%s' must be %s in %g..%g", name, integer ? "an integer" : "a number", lo, hi), -1;
-  return *out = v->valuedouble, 0;
-}
-
-/* Parses and checks a completion request into j and r; NULL, or the message of a 400 (param: the field). */
-static const char *parse(server *s, const char *body, size_t len, int chat, job *j, bn_engine_request *r, char *why,
-                         size_t cap, const char **param) {
-  cJSON *o = cJSON_ParseWithLength(body, len);
-  if (!o || !cJSON_IsObject(o)) return cJSON_Delete(o), snprintf(why, cap, "the body is not a JSON object"), why;
-  const char *bad = NULL;
-  double max_tokens, temp, top_p, top_k, seed, n;
-  const cJSON *v;
-  *param = NULL;
-#define FAIL(p) do { *param = p; bad = why; goto out; } while (0)
-  if (chat) {
-    v = cJSON_GetObjectItemCaseSensitive(o, "messages");
-    if (!cJSON_IsArray(v) || !cJSON_GetArraySize(v)) { snprintf(why, cap, "'messages' must be a non-empty array"); FAIL("messages"); }
-    if (!(j->prompt = render_chat(v, why, cap))) FAIL("messages");
-  } else {
-    v = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1) v = cJSON_GetArrayItem(v, 0);
-    if (!cJSON_IsString(v)) { snprintf(why, cap, "'prompt' must be a string"); FAIL("prompt"); }
-    if (!(j->prompt = strdup(v->valuestring))) { snprintf(why, cap, "out of memory"); FAIL(NULL); }
-  }
-  if (!*j->prompt) { snprintf(why, cap, "the prompt is empty"); FAIL(chat ? "messages" : "prompt"); }
-  if (number(o, chat ? "max_completion_tokens" : "max_tokens", 1, 1 << 20, 1, -1, &max_tokens, why, cap) ||
-      (chat && max_tokens < 0 && number(o, "max_tokens", 1, 1 << 20, 1, -1, &max_tokens, why, cap)))
-    FAIL("max_tokens");
-  if (number(o, "temperature", 0, 2, 0, 1, &temp, why, cap)) FAIL("temperature");
-  if (number(o, "top_p", 1e-9, 1, 0, 1, &top_p, why, cap)) FAIL("top_p");
-  if (number(o, "top_k", 0, 1 << 20, 1, 0, &top_k, why, cap)) FAIL("top_k");
-  if (number(o, "seed", 0, 9007199254740991.0, 1, (double)time(NULL), &seed, why, cap)) FAIL("seed");
-  if (number(o, "n", 1, 1, 1, 1, &n, why, cap)) FAIL("n");
-  const char *unsupported[] = {"logprobs", "echo", "suffix", "best_of", "tools", "functions"};
-  for (size_t k = 0; k < sizeof unsupported / sizeof *unsupported; k++) {
-    v = cJSON_GetObjectItemCaseSensitive(o, unsupported[k]);
-    if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v))) {
-      snprintf(why, cap, "'%s' is not supported", unsupported[k]);
-      FAIL(unsupported[k]);
-    }
-  }
-  v = cJSON_GetObjectItemCaseSensitive(o, "stream");
-  if (v && !cJSON_IsBool(v) && !cJSON_IsNull(v)) { snprintf(why, cap, "'stream' must be true or false"); FAIL("stream"); }
-  j->stream = cJSON_IsTrue(v);
-  v = cJSON_GetObjectItemCaseSensitive(o, "stop");
-  int n_stop = 0;
-  const cJSON *sv;
-  if (cJSON_IsString(v)) j->stop[n_stop++] = strlen(v->valuestring) <= MAX_STOP_LEN ? strdup(v->valuestring) : NULL;
-  else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) <= MAX_STOP) {
-    cJSON_ArrayForEach(sv, v) {
-      if (!cJSON_IsString(sv)) { snprintf(why, cap, "'stop' must hold strings"); FAIL("stop"); }
-      j->stop[n_stop++] = strlen(sv->valuestring) <= MAX_STOP_LEN ? strdup(sv->valuestring) : NULL;
-    }
-  } else if (v && !cJSON_IsNull(v)) {
-    snprintf(why, cap, "'stop' must be a string or an array of at most %d strings", MAX_STOP);
-    FAIL("stop");
-  }
-  for (int k = 0; k < n_stop; k++)
-    if (!j->stop[k] || !*j->stop[k]) { snprintf(why, cap, "a stop string is empty or longer than %d bytes", MAX_STOP_LEN); FAIL("stop"); }
-  *r = (bn_engine_request){.prompt = j->prompt, .len = strlen(j->prompt),
-                           .max_tokens = max_tokens < 0 ? (chat ? s->n_ctx : 16) : (int)max_tokens,
-                           .sampler = {.temperature = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p,
-                                       .repeat_penalty = 1, .repeat_last_n = 64, .seed = (uint64_t)seed},
-                           .stop = (const char *const *)j->stop, .n_stop = n_stop, .on_text = on_text, .on_done = on_done,
-                           .user = j};
-#undef FAIL
-out:
-  cJSON_Delete(o);
-  return bad;
-}
-
 static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, int chat) {
   char why[600];
   const char *param = NULL;
@@ -364,11 +268,15 @@ static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, i
   pthread_mutex_lock(&s->mu);
   snprintf(j->id, sizeof j->id, "%s-%ld", chat ? "chatcmpl" : "cmpl", ++next_id);
   pthread_mutex_unlock(&s->mu);
-  bn_engine_request r;
-  if (parse(s, cn->body ? cn->body : "", cn->len, chat, j, &r, why, sizeof why, &param)) {
+  if (bn_serve_parse(cn->body ? cn->body : "", cn->len, chat, &j->req, why, sizeof why, &param)) {
     job_unref(j);
     return send_error(c, s, 400, param, "%s", why);
   }
+  j->stream = j->req.stream;
+  bn_engine_request r = {.prompt = j->req.prompt, .len = strlen(j->req.prompt),
+                         .max_tokens = j->req.max_tokens ? j->req.max_tokens : chat ? s->n_ctx : 16,
+                         .sampler = j->req.sampler, .stop = (const char *const *)j->req.stop, .n_stop = j->req.n_stop,
+                         .on_text = on_text, .on_done = on_done, .user = j};
   bn_error err = {0};
   j->refs++, j->t0 = bn_now(); /* the engine's */
   bn_status st = s->draining ? bn_fail(&err, BN_E_BUSY, "the server is stopping") : bn_engine_submit(s->eng, &r, &err);

@@ -1,0 +1,26 @@
+/* bnc serve's requests: a completion or chat completion parsed and checked from its JSON body, apart
+ * from the HTTP layer (tests/fuzz/fuzz_serve_json.c feeds it anything). */
+#ifndef BN_SERVE_REQ_H
+#define BN_SERVE_REQ_H
+
+#include <stddef.h>
+
+#include "../runtime/sampler.h"
+
+enum { BN_SERVE_MAX_STOP = 4, BN_SERVE_MAX_STOP_LEN = 256 };
+
+typedef struct {
+  char *prompt;                     /* the prompt, or the chat's messages rendered (docs/serve.md) */
+  char *stop[BN_SERVE_MAX_STOP];
+  int n_stop, stream;
+  int max_tokens;                   /* 0: not given */
+  bn_sampler_params sampler;
+} bn_serve_req;
+
+/* NULL, or why the body is a 400, with the field it is about in *param (NULL: none). r is filled as far
+ * as it got either way: bn_serve_req_free it. */
+const char *bn_serve_parse(const char *body, size_t len, int chat, bn_serve_req *r, char *why, size_t cap,
+                           const char **param);
+void bn_serve_req_free(bn_serve_req *r);
+
+#endif
