@@ -44,19 +44,23 @@ static size_t utf8_whole(const char *s, size_t n) {
   return p - 1 + need <= n ? n : p - 1;
 }
 
+/* The slot's request ends: the rest of its text, the slot freed (a request submitted from on_done finds
+ * it free), then on_done. */
 static void finish(bn_engine *e, slot *sl, bn_finish why, const bn_error *err) {
   bn_engine_result r = {.finish = why, .n_prompt = sl->n_prompt, .n_gen = sl->n_gen, .ttft_s = sl->ttft};
   if (err) r.err = *err;
   if (why != BN_FINISH_CANCELLED && why != BN_FINISH_ERROR && sl->len > sl->sent)
     sl->r.on_text(sl->text + sl->sent, sl->len - sl->sent, sl->r.user);
-  sl->r.on_done(&r, sl->r.user);
   bn_sampler_free(sl->smp);
   sl->smp = NULL;
+  void (*done)(const bn_engine_result *, void *) = sl->r.on_done;
+  void *user = sl->r.user;
   pthread_mutex_lock(&e->mu);
   sl->used = 0;
   e->st.active--, e->st.done++, e->st.tokens_out += sl->n_gen;
   e->st.cancelled += why == BN_FINISH_CANCELLED, e->st.errors += why == BN_FINISH_ERROR;
   pthread_mutex_unlock(&e->mu);
+  done(&r, user);
 }
 
 /* Gives on_text what can no longer turn into a stop string, in whole characters; 1: generation ends here

@@ -43,7 +43,8 @@ typedef struct {
 typedef struct {
   bn_engine *eng;
   const char *model_id, *api_key;
-  int n_ctx, draining;
+  int n_ctx;
+  _Atomic int draining; /* set by the main thread at SIGTERM, read by the connections' */
   long http[8]; /* responses by status: HTTP_CODES */
   histo ttft, itl, total; /* time to first token, between tokens, of a request */
   pthread_mutex_t mu;
