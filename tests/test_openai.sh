@@ -1,5 +1,5 @@
 #!/bin/sh
-# bnc serve through the official OpenAI client (npm "openai", installed into DIR, the build tree).
+# bnc serve through the official OpenAI client (npm "openai" in DIR: tools/deps.sh installs it in .deps/node).
 # usage: test_openai.sh BNC MODEL DIR
 set -eu
 bnc=$1 model=$2 dir=$3 here=$(cd "$(dirname "$0")" && pwd)
@@ -7,7 +7,7 @@ mkdir -p "$dir"
 if [ ! -d "$dir/node_modules/openai" ]; then
   npm install --prefix "$dir" --no-audit --no-fund --silent openai@7 >/dev/null
 fi
-cp "$here/test_openai.mjs" "$dir/" # imported from beside its node_modules
+cp "$here/test_openai.mjs" "$dir/" # run from beside its node_modules, where its import looks
 prompt="In the beginning"
 want=$("$bnc" run "$model" -p "$prompt" -n 12 --temp 0 --repeat-penalty 1 2>/dev/null)
 want=${want#"$prompt"}

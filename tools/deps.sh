@@ -12,9 +12,16 @@ done
 # node and npm (the OpenAI client test): any install of them will do, Debian's if there is none
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
-[ -z "$missing" ] && exit 0
-echo "installing:$missing"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# the official OpenAI client for the serve test, into the project-local .deps/node (ignored by git)
+node_dir="$(dirname "$0")/../.deps/node"
+if [ ! -d "$node_dir/node_modules/openai" ]; then
+  echo "installing: npm openai@7 into .deps/node"
+  npm install --prefix "$node_dir" --no-audit --no-fund --silent openai@7 >/dev/null
+fi
