@@ -521,6 +521,16 @@ static void test_models_match_the_reference(void **state) {
   }
 }
 
+/* A file of tests/data (or, by a relative name, the example model), compiled for up to 16 tokens a step. */
+static void open_file(const char *name, bn_gguf *f, bn_model *m, bn_memplan *mp) {
+  char path[512];
+  bn_error err = {0};
+  bn_pass_opts po = {.max_tokens = 16, .verify = 1};
+  snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, name);
+  if (bn_gguf_open(f, path, &err) || bn_import_gguf(f, m, &err) || bn_pass_run_pipeline(&m->graph, &po, mp, NULL, NULL, &err))
+    fail_msg("%s: %s", path, err.msg);
+}
+
 /* The files other tools wrote (tests/data, with transformers' logits) and the example model: asmjit's
  * logits of a 12-token chunk and of 12 single steps, on each ISA and 1..3 threads, against LLVM's on the
  * same ISA and 1 thread (within 2e-7 of the logit range: the float kernels sum in other orders; the
@@ -538,13 +548,10 @@ static void test_files_match_llvm(void **state) {
   double bound = bn_backend_find("llvm") ? 2e-7 : 1e-6, worst = 0; /* measured: 0.7e-7 to 1.5e-7 against LLVM */
   for (size_t fi = 0; fi < sizeof files / sizeof *files; fi++) {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, files[fi]);
     bn_gguf f;
     bn_model m;
     bn_memplan mp;
-    bn_pass_opts po = {.max_tokens = 16, .verify = 1};
-    if (bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) || bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-      fail_msg("%s: %s", path, err.msg);
+    open_file(files[fi], &f, &m, &mp);
     size_t V = (size_t)m.hp.n_vocab;
     float *want = NULL;
     int32_t greedy_want[16];
@@ -610,13 +617,10 @@ static void test_f16_kv_cache(void **state) {
   if (!bn_backend_find("asmjit")) assert_int_equal(bn_backend_register(&bn_backend_asmjit, &err), BN_OK);
   for (size_t fi = 0; fi < sizeof files / sizeof *files; fi++) {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, files[fi]);
     bn_gguf f;
     bn_model m;
     bn_memplan mp;
-    bn_pass_opts po = {.max_tokens = 16, .verify = 1};
-    if (bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) || bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-      fail_msg("%s: %s", path, err.msg);
+    open_file(files[fi], &f, &m, &mp);
     size_t V = (size_t)m.hp.n_vocab;
     float *want[2] = {NULL, NULL}; /* the reference over F32 and over F16 caches */
     size_t kv_bytes[2] = {0, 0};
