@@ -1,7 +1,8 @@
 """A load test for an OpenAI-style completions server (bnc serve, llama-server): C clients at once, each
-sending R requests one after another (prompt P of about W words, max_tokens N, greedy, streamed so the
-time to first token is seen). Prints aggregate generated tokens/s, requests/s, and the median and 95th
-percentile of time to first token and of a request's whole time. Standard library only.
+sending R requests one after another (prompt of W words, max_tokens N, greedy, streamed so the time to
+first token and between tokens are seen). Prints aggregate generated tokens/s, requests/s, the p50 / p95
+/ p99 of the time to first token and between tokens, a request's p50 / p95 and the errors (which must be
+0). Standard library only.
 
 usage: serve_load.py PORT [-c CLIENTS] [-r REQUESTS] [-n TOKENS] [-w WORDS]"""
 import argparse
@@ -20,7 +21,7 @@ a = ap.parse_args()
 
 words = "and the lord said unto them behold i send you forth as sheep in the midst of wolves be ye therefore".split()
 lock = threading.Lock()
-ttft, total, tokens, errors = [], [], [0], [0]
+ttft, total, gaps, tokens, errors = [], [], [], [0], [0]
 
 
 def client(k):
@@ -32,15 +33,19 @@ def client(k):
         t0 = time.time()
         c.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
         r = c.getresponse()
-        first, n = None, 0
+        first, n, last, mine = None, 0, None, []
         for line in r:
             line = line.decode().strip()
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             ev = json.loads(line[6:])
             if ev.get("choices") and ev["choices"][0].get("text"):
+                now = time.time()
                 n += 1
-                first = first or time.time()
+                first = first or now
+                if last is not None:
+                    mine.append(now - last)
+                last = now
             if "usage" in ev and ev["usage"]:
                 n = ev["usage"].get("completion_tokens", n)
         c.close()
@@ -49,6 +54,7 @@ def client(k):
                 errors[0] += 1
                 continue
             ttft.append(first - t0)
+            gaps.extend(mine)
             total.append(time.time() - t0)
             tokens[0] += n
 
@@ -67,7 +73,8 @@ def pct(x, p):
     return x[min(len(x) - 1, int(p * len(x)))] if x else float("nan")
 
 
-print("%d clients x %d requests, %d tokens each: %.1f generated tokens/s, %.2f requests/s, time to first token "
-      "p50 %.3f s p95 %.3f s, request p50 %.2f s p95 %.2f s, %d errors, %.1f s" % (
-          a.c, a.r, a.n, tokens[0] / wall, len(total) / wall, pct(ttft, .5), pct(ttft, .95), pct(total, .5),
-          pct(total, .95), errors[0], wall))
+print("%d clients x %d requests, %d tokens each: %.1f generated tokens/s, %.2f requests/s; first token p50 %.3f "
+      "p95 %.3f p99 %.3f s; between tokens p50 %.1f p95 %.1f p99 %.1f ms; request p50 %.2f p95 %.2f s; %d errors; %.1f s"
+      % (a.c, a.r, a.n, tokens[0] / wall, len(total) / wall, pct(ttft, .5), pct(ttft, .95), pct(ttft, .99),
+         1e3 * pct(gaps, .5), 1e3 * pct(gaps, .95), 1e3 * pct(gaps, .99), pct(total, .5), pct(total, .95), errors[0],
+         wall))
