@@ -71,7 +71,6 @@ typedef struct { /* a connection's request as it arrives */
   char *body;
   size_t len;
   int too_big;
-  job *j;
 } conn;
 
 static void job_unref(job *j) {
