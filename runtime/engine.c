@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tokenizer.h"
 
@@ -21,6 +22,7 @@ struct bn_engine {
   bn_session *s;
   const bn_model *m;
   int n_slots, queue_cap, max_step, n_ctx;
+  double pause_s;
   slot *slots;
   bn_engine_request *queue; /* a ring of queue_cap */
   double *queued_at;
@@ -155,6 +157,7 @@ static void step(bn_engine *e) {
   pthread_mutex_lock(&e->mu);
   e->st.steps++, e->st.step_s += bn_now() - t0;
   pthread_mutex_unlock(&e->mu);
+  if (e->pause_s > 0) nanosleep(&(struct timespec){(time_t)e->pause_s, (long)((e->pause_s - (time_t)e->pause_s) * 1e9)}, NULL);
   for (int k = 0; k < n; k++) {
     slot *sl = &e->slots[e->which[k]];
     if (st) {
@@ -209,7 +212,7 @@ bn_status bn_engine_create(const bn_model *m, const bn_memplan *mp, const bn_eng
   sp.sampler = bn_sampler_defaults(); /* the session's own sampler is not used: each request brings one */
   bn_status st = bn_session_create(m, mp, &sp, &e->s, err);
   if (st) return free(e), st;
-  e->m = m, e->n_slots = p->slots, e->queue_cap = p->queue + p->slots;
+  e->m = m, e->n_slots = p->slots, e->queue_cap = p->queue + p->slots, e->pause_s = p->step_pause_s;
   e->n_ctx = bn_session_params_of(e->s)->n_ctx, e->max_step = bn_exec_max_tokens(bn_session_exec(e->s));
   e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
   e->queue = calloc((size_t)e->queue_cap, sizeof *e->queue);

@@ -38,6 +38,7 @@ typedef struct {
   int slots;                /* sequences decoded together (1..BN_EXEC_MAX_SEQ) */
   int queue;                /* requests that may wait for a slot */
   bn_session_params session; /* n_ctx is each slot's context; exec.n_seq is set to slots */
+  double step_pause_s;      /* tests: a pause after each step, so a tiny model's requests last a while */
 } bn_engine_params;
 
 typedef struct {

@@ -6,6 +6,7 @@ slots and queue give 503 with Retry-After; --api-key gives 401; SIGTERM exits 0.
 usage: test_serve.py BNC MODEL.gguf"""
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -161,6 +162,31 @@ check('bnc_http_responses_total{status="400"} 10' in metrics, "400s counted: %s"
 m = re.search(r"bnc_time_to_first_token_seconds_count (\d+)", metrics)
 check(m and int(m.group(1)) >= 16 and 'bnc_inter_token_seconds_bucket{le="+Inf"}' in metrics, "histograms: %s" % metrics)
 
+server.send_signal(signal.SIGTERM)
+try:
+    check(server.wait(timeout=15) == 0, "SIGTERM: exit status %s" % server.returncode)
+except subprocess.TimeoutExpired:
+    check(False, "SIGTERM: still running after 15 s")
+    server.kill()
+
+# a client that leaves while its whole (not streamed) response is made cancels it (the engine pausing 20 ms a
+# step, so that the tiny model's request lasts seconds)
+os.environ["BNC_SERVE_DELAY_US"] = "20000"
+server, port = start("--parallel", "1")
+del os.environ["BNC_SERVE_DELAY_US"]
+s = socket.create_connection(("127.0.0.1", port))
+body = json.dumps({"prompt": "And", "max_tokens": 200, "temperature": 0})
+s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+time.sleep(0.3)
+s.close()
+for _ in range(100):
+    _, metrics, _ = request(port, "GET", "/metrics")
+    if "bnc_requests_cancelled_total 1" in metrics:
+        break
+    time.sleep(0.05)
+m = re.search(r"bnc_tokens_out_total (\d+)", metrics)
+check("bnc_requests_cancelled_total 1" in metrics and "bnc_active_slots 0" in metrics and m and int(m.group(1)) < 150,
+      "leaving a whole response: %s" % metrics)
 server.send_signal(signal.SIGTERM)
 try:
     check(server.wait(timeout=15) == 0, "SIGTERM: exit status %s" % server.returncode)

@@ -56,6 +56,8 @@ void bn_cli_exec_env(bn_exec_opts *o);
 int bn_cli_map_plans(void);
 /* BNC_BENCH_DELAY_US: a slowdown bench plants per token (its tests' only; 0: none). */
 double bn_cli_bench_delay_us(void);
+/* BNC_SERVE_DELAY_US: a pause serve's engine takes after each step (its tests' only: a fast model made slow). */
+double bn_cli_serve_delay_us(void);
 /* Whether to draw progress lines: standard error is a terminal. */
 int bn_cli_progress(void);
 /* A bench baseline's file: NAME.json in BNC_BENCH_DIR, else $XDG_DATA_HOME/bnc/bench, else

@@ -1,9 +1,11 @@
 /* bnc serve: an OpenAI-style HTTP API over the serving engine (runtime/engine.h) on libmicrohttpd, a
  * thread per connection: /v1/completions and /v1/chat/completions (streamed as server-sent events or
  * whole), /v1/models, /health, /metrics. Requests of every connection share the engine's slots. */
+#define _GNU_SOURCE /* POLLRDHUP: a client that closed its side */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -285,8 +287,20 @@ static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, i
     job_unref(j);
     return send_error(c, s, st == BN_E_BUSY ? 503 : 400, NULL, "%s", err.msg);
   }
-  pthread_mutex_lock(&j->mu); /* until the prompt was taken: a prompt the context cannot hold is a 400, not a stream */
-  while (!j->done && (!j->stream || !j->len)) pthread_cond_wait(&j->cv, &j->mu);
+  /* until the prompt was taken (a prompt the context cannot hold is a 400, not a stream), or a whole
+   * response is done; a client that hangs up meanwhile cancels the request at its next piece */
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  pthread_mutex_lock(&j->mu);
+  while (!j->done && (!j->stream || !j->len)) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 200000000, until.tv_sec += until.tv_nsec / 1000000000, until.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&j->cv, &j->mu, &until);
+    if (ci && !j->gone) { /* woken by a piece or the clock: has the client gone? */
+      struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+      if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) j->gone = 1;
+    }
+  }
   int failed = j->done && j->r.finish == BN_FINISH_ERROR;
   pthread_mutex_unlock(&j->mu);
   if (failed) {
@@ -444,7 +458,8 @@ int bn_cmd_serve(int argc, char **argv) {
   s.model_id = slash ? slash + 1 : model;
   bn_engine_params ep = {.slots = (int)parallel, .queue = queue < 0 ? 4 * (int)parallel : (int)queue,
                          .session = {.n_ctx = (int)(ctx ? ctx : cm.m->hp.n_ctx < 4096 ? cm.m->hp.n_ctx : 4096),
-                                     .exec = bn_cli_exec_opts(backend, threads, kv, &cm)}};
+                                     .exec = bn_cli_exec_opts(backend, threads, kv, &cm)},
+                         .step_pause_s = bn_cli_serve_delay_us() * 1e-6};
   if (bn_engine_create(cm.m, cm.mem, &ep, &s.eng, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
   s.n_ctx = bn_session_params_of(bn_engine_session(s.eng))->n_ctx;
   struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC,

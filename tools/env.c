@@ -21,7 +21,7 @@ int bn_cli_has(const char *list, const char *opt) {
 static const struct {
   const char *name, *values;
 } VARS[] = {{"BNC_ISA", "avx2 avx512"}, {"BNC_QKV_PHASE", "0 1"}, {"BNC_MMAP", "0 1"},
-             {"BNC_BENCH_DELAY_US", NULL}}; /* NULL: microseconds, 0..1000000 */
+             {"BNC_BENCH_DELAY_US", NULL}, {"BNC_SERVE_DELAY_US", NULL}}; /* NULL: microseconds, 0..1000000 */
 
 static int microseconds(const char *v) {
   char *end;
@@ -48,6 +48,11 @@ const char *bn_cli_isa(void) { return getenv("BNC_ISA"); } /* bn_cli_check_env k
 
 double bn_cli_bench_delay_us(void) {
   const char *v = getenv("BNC_BENCH_DELAY_US");
+  return v ? strtod(v, NULL) : 0;
+}
+
+double bn_cli_serve_delay_us(void) {
+  const char *v = getenv("BNC_SERVE_DELAY_US");
   return v ? strtod(v, NULL) : 0;
 }
 
