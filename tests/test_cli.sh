@@ -263,6 +263,7 @@ for c in compile run eval perplexity bench ir serve; do
 done
 # --kv: the K/V cache's type on every command that runs a model; f16 halves the cache (--stats) and changes
 # the logits a little (docs/kv-cache.md; test_asmjit holds them to the reference's)
+expect_error "serve bad host" "--host must be an IPv4 or IPv6 address, got 'localhost:80'" -- $BNC serve "$m" --host localhost:80
 for c in run eval perplexity bench serve; do
   expect_error "$c bad kv" "--kv must be f32 or f16, got 'q8'" -- $BNC $c "$m" --kv q8
   $BNC $c --help | grep -q -- "--kv f32|f16" || fail "bnc $c --help lacks --kv"

@@ -218,5 +218,23 @@ check(status == 200, "the slot came back: %d %s" % (status, text))
 server.send_signal(signal.SIGTERM)
 check(server.wait(timeout=15) == 0, "SIGTERM (second server)")
 
+# IPv6, where this machine has a loopback for it
+try:
+    socket.socket(socket.AF_INET6).bind(("::1", 0))
+    has_v6 = True
+except OSError:
+    has_v6 = False
+if has_v6:
+    p = subprocess.Popen([bnc, "serve", model, "--host", "::1", "--port", "0"], stderr=subprocess.PIPE, text=True)
+    m = re.search(r"http://\[::1\]:(\d+)/v1", p.stderr.readline())
+    check(m is not None, "IPv6: no address")
+    if m:
+        c = http.client.HTTPConnection("::1", int(m.group(1)), timeout=30)
+        c.request("GET", "/health")
+        check(c.getresponse().status == 200, "IPv6 health")
+        c.close()
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=15) == 0, "SIGTERM (IPv6 server)")
+
 print("bnc serve: %s" % ("all checks passed" if not fails else "%d failed" % fails))
 sys.exit(1 if fails else 0)

@@ -24,7 +24,7 @@ static const char HELP[] =
     "  /v1/chat/completions (\"stream\": true for server-sent events), GET /v1/models, /health, /metrics.\n"
     "  Up to --parallel requests decode together, each step one batch of all of them (continuous\n"
     "  batching: docs/serve.md); --queue more wait (default 4 x parallel); beyond that: 503.\n"
-    "  --host ADDR      an IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
+    "  --host ADDR      an IPv4 or IPv6 address to listen on (default 127.0.0.1: this machine only)\n"
     "  --port N         (default 8080; 0: any free port, printed)\n"
     "  -c, --ctx N      each request's context: prompt and generated tokens (default: the model's, at most 4096)\n"
     "  -t, --threads N  threads for the kernels (default 1)\n"
@@ -442,8 +442,10 @@ int bn_cmd_serve(int argc, char **argv) {
   }
   if (!model) return bn_cli_usage_error("serve", "missing MODEL");
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
-    return bn_cli_usage_error("serve", "--host must be an IPv4 address, got '%s'", host);
+  struct sockaddr_in6 addr6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+  int v6 = inet_pton(AF_INET, host, &addr.sin_addr) != 1;
+  if (v6 && inet_pton(AF_INET6, host, &addr6.sin6_addr) != 1)
+    return bn_cli_usage_error("serve", "--host must be an IPv4 or IPv6 address, got '%s'", host);
   /* the signals wait for the main thread alone: every thread started from here inherits the mask */
   sigset_t sigs;
   sigemptyset(&sigs), sigaddset(&sigs, SIGTERM), sigaddset(&sigs, SIGINT);
@@ -462,8 +464,10 @@ int bn_cmd_serve(int argc, char **argv) {
                          .step_pause_s = bn_cli_serve_delay_us() * 1e-6};
   if (bn_engine_create(cm.m, cm.mem, &ep, &s.eng, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
   s.n_ctx = bn_session_params_of(bn_engine_session(s.eng))->n_ctx;
-  struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC,
-                                          (uint16_t)port, NULL, NULL, handle, &s, MHD_OPTION_SOCK_ADDR, &addr,
+  struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                                              (v6 ? MHD_USE_IPv6 : 0),
+                                          (uint16_t)port, NULL, NULL, handle, &s, MHD_OPTION_SOCK_ADDR,
+                                          v6 ? (struct sockaddr *)&addr6 : (struct sockaddr *)&addr,
                                           MHD_OPTION_NOTIFY_COMPLETED, completed, &s, MHD_OPTION_CONNECTION_TIMEOUT,
                                           (unsigned)120, MHD_OPTION_END);
   if (!d) {
@@ -472,7 +476,8 @@ int bn_cmd_serve(int argc, char **argv) {
     return 1;
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-  fprintf(stderr, "bnc serve: %s on http://%s:%u/v1 (%ld slots of %d tokens, a queue of %d)\n", s.model_id, host,
+  fprintf(stderr, "bnc serve: %s on http://%s%s%s:%u/v1 (%ld slots of %d tokens, a queue of %d)\n", s.model_id,
+          v6 ? "[" : "", host, v6 ? "]" : "",
           info ? info->port : (unsigned)port, parallel, s.n_ctx, ep.queue);
   int sig;
   sigwait(&sigs, &sig);
