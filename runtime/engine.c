@@ -154,8 +154,12 @@ static void step(bn_engine *e) {
   bn_error err = {0};
   double t0 = bn_now();
   bn_status st = bn_session_step(e->s, e->in, n, &out, &err);
+  const bn_exec_stat *ks;
+  int nk = bn_exec_stats(bn_session_exec(e->s), &ks);
   pthread_mutex_lock(&e->mu);
   e->st.steps++, e->st.step_s += bn_now() - t0;
+  e->st.n_kinds = nk < BN_ENGINE_KINDS ? nk : BN_ENGINE_KINDS;
+  memcpy(e->st.kinds, ks, (size_t)e->st.n_kinds * sizeof *ks);
   pthread_mutex_unlock(&e->mu);
   if (e->pause_s > 0) nanosleep(&(struct timespec){(time_t)e->pause_s, (long)((e->pause_s - (time_t)e->pause_s) * 1e9)}, NULL);
   for (int k = 0; k < n; k++) {

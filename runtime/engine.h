@@ -41,10 +41,13 @@ typedef struct {
   double step_pause_s;      /* tests: a pause after each step, so a tiny model's requests last a while */
 } bn_engine_params;
 
+enum { BN_ENGINE_KINDS = 32 };
 typedef struct {
   long requests, done, cancelled, errors, tokens_in, tokens_out, steps;
   int active, queued;
   double step_s; /* time in steps */
+  int n_kinds;   /* the executor's time per kernel kind, as of the last step */
+  bn_exec_stat kinds[BN_ENGINE_KINDS];
 } bn_engine_stats;
 
 bn_status bn_engine_create(const bn_model *m, const bn_memplan *mp, const bn_engine_params *p, bn_engine **out,

@@ -160,7 +160,8 @@ for _ in range(100):
 check("bnc_active_slots 0" in metrics and "bnc_requests_cancelled_total 1" in metrics, "after leaving: %s" % metrics)
 check('bnc_http_responses_total{status="400"} 10' in metrics, "400s counted: %s" % metrics)
 m = re.search(r"bnc_time_to_first_token_seconds_count (\d+)", metrics)
-check(m and int(m.group(1)) >= 16 and 'bnc_inter_token_seconds_bucket{le="+Inf"}' in metrics, "histograms: %s" % metrics)
+check(m and int(m.group(1)) >= 16 and 'bnc_inter_token_seconds_bucket{le="+Inf"}' in metrics
+      and 'bnc_kernel_seconds_total{kind="attention"}' in metrics, "histograms and kernel time: %s" % metrics)
 
 server.send_signal(signal.SIGTERM)
 try:

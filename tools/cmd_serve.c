@@ -327,7 +327,7 @@ static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, i
 static enum MHD_Result metrics(struct MHD_Connection *c, server *s) {
   bn_engine_stats st;
   bn_engine_stats_get(s->eng, &st);
-  char buf[8192];
+  char buf[16384];
   size_t n = 0;
   pthread_mutex_lock(&s->mu);
   n += (size_t)snprintf(buf + n, sizeof buf - n, "# TYPE bnc_http_responses_total counter\n");
@@ -356,6 +356,11 @@ static enum MHD_Result metrics(struct MHD_Connection *c, server *s) {
            "# TYPE bnc_steps_total counter\nbnc_steps_total %ld\n"
            "# TYPE bnc_step_seconds_total counter\nbnc_step_seconds_total %.6f\n",
            st.requests, st.cancelled, st.tokens_in, st.tokens_out, st.active, st.queued, st.steps, st.step_s);
+  n = strlen(buf);
+  n += (size_t)snprintf(buf + n, sizeof buf - n, "# TYPE bnc_kernel_seconds_total counter\n");
+  for (int k = 0; k < st.n_kinds && n < sizeof buf; k++) /* kinds are op names joined by '+': no quotes */
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "bnc_kernel_seconds_total{kind=\"%s\"} %.6f\n", st.kinds[k].kind,
+                          st.kinds[k].seconds);
   return send_text(c, s, 200, "text/plain; version=0.0.4", buf);
 }
 
