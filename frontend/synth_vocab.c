@@ -7,7 +7,8 @@
  *
  * gpt2 (llama3-style BPE): the 256 byte symbols of GPT-2's table, then merges
  * grown the same way ("Ġ t", "Ġt h"…), then control tokens at the end
- * (<|begin_of_text|>, <|end_of_text|>, reserved…). */
+ * (llama3's: <|begin_of_text|>, <|end_of_text|>, <|start_header_id|>, <|end_header_id|>, <|eot_id|> in
+ * their places among the reserved ones). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ bn_status bn_synth_vocab(bn_gguf_writer *w, int gpt2, int n_vocab, bn_error *err
     bn_gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", 0);
     bn_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 1);
   } else {
-    int n_special = n_vocab >= 100000 ? 256 : 2;
+    int n_special = n_vocab >= 100000 ? 256 : 10; /* llama3's: the chat template's markers among them */
     /* the 256 byte symbols, in byte order, as GPT-2's table maps them */
     for (int by = 0; by < 256; by++) {
       unsigned cp = bn_bpe_byte_to_cp((unsigned char)by);
@@ -113,9 +114,10 @@ bn_status bn_synth_vocab(bn_gguf_writer *w, int gpt2, int n_vocab, bn_error *err
     int bos = b.n;
     for (int i = 0; b.n < n_vocab; i++) {
       char t[64];
-      if (i == 0) snprintf(t, sizeof t, "<|begin_of_text|>");
-      else if (i == 1) snprintf(t, sizeof t, "<|end_of_text|>");
-      else snprintf(t, sizeof t, "<|reserved_special_token_%d|>", i - 2);
+      static const char *const named[10] = {"<|begin_of_text|>", "<|end_of_text|>", NULL, NULL, NULL, NULL,
+                                            "<|start_header_id|>", "<|end_header_id|>", NULL, "<|eot_id|>"};
+      if (i < 10 && named[i]) snprintf(t, sizeof t, "%s", named[i]);
+      else snprintf(t, sizeof t, "<|reserved_special_token_%d|>", i < 8 ? i - 2 : i < 10 ? 4 : i - 5);
       types[b.n] = BN_TOK_CONTROL;
       if (!add(&b, t)) goto oom;
     }

@@ -13,15 +13,17 @@ typedef struct {
   int32_t *toks;        /* n_ctx: the prompt, then what was generated */
   int n_prompt, n_fed, n_gen;
   bn_sampler *smp;
-  char *text;           /* the generated text; on_text has had its first `sent` bytes */
+  char *text;           /* the generated text, valid UTF-8; on_text has had its first `sent` bytes */
   size_t len, cap, sent;
+  unsigned char carry[4]; /* the start of a character the next piece may finish */
+  int n_carry;
   double t0, ttft;
 } slot;
 
 struct bn_engine {
   bn_session *s;
   const bn_model *m;
-  int n_slots, queue_cap, max_step, n_ctx;
+  int n_slots, queue_cap, max_step, n_ctx, eot; /* eot: <|eot_id|>'s id, or -1 */
   double pause_s;
   slot *slots;
   bn_engine_request *queue; /* a ring of queue_cap */
@@ -36,14 +38,34 @@ struct bn_engine {
   bn_engine_stats st;
 };
 
-/* The longest prefix of s[0..n) that ends on a whole UTF-8 character. */
-static size_t utf8_whole(const char *s, size_t n) {
-  size_t p = n;
-  while (p > 0 && n - p < 4 && ((unsigned char)s[p - 1] & 0xc0) == 0x80) p--; /* back to the last lead byte */
-  if (p == 0) return n - p < 4 ? 0 : n;
-  unsigned char c = (unsigned char)s[p - 1];
-  size_t need = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-  return p - 1 + need <= n ? n : p - 1;
+/* How many bytes of c[0..have) begin a well-formed UTF-8 character (Unicode's table 3-7), and in *need how
+ * many it takes (0: c[0] starts none). */
+static int utf8_prefix(const unsigned char *c, int have, int *need) {
+  unsigned b = c[0], lo = 0x80, hi = 0xbf;
+  *need = b < 0x80 ? 1 : b < 0xc2 ? 0 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : b < 0xf5 ? 4 : 0;
+  if (b == 0xe0) lo = 0xa0;
+  else if (b == 0xed) hi = 0x9f;
+  else if (b == 0xf0) lo = 0x90;
+  else if (b == 0xf4) hi = 0x8f;
+  int k = *need ? 1 : 0;
+  for (; k < *need && k < have; k++, lo = 0x80, hi = 0xbf)
+    if (c[k] < lo || c[k] > hi) break;
+  return k;
+}
+
+/* Appends n bytes to the slot's text (room for 3 n + 12 more is there), keeping it valid UTF-8: whole
+ * characters as they are, each maximal ill-formed part as one U+FFFD (as Unicode recommends and Python's
+ * "replace" does), a character still unfinished at the end kept in carry (at the request's end, final,
+ * it too becomes U+FFFD). A random model's byte tokens make all of these. */
+static void append_utf8(slot *sl, const char *piece, size_t n, int final) {
+  while (n || sl->n_carry) {
+    while (n && sl->n_carry < 4) sl->carry[sl->n_carry++] = (unsigned char)*piece++, n--;
+    int need, k = utf8_prefix(sl->carry, sl->n_carry, &need);
+    if (need && k == need) memcpy(sl->text + sl->len, sl->carry, (size_t)k), sl->len += (size_t)k; /* whole */
+    else if (need && k == sl->n_carry && !n && !final) break; /* unfinished: wait for the next piece */
+    else memcpy(sl->text + sl->len, "\xef\xbf\xbd", 3), sl->len += 3, k = k ? k : 1; /* ill-formed */
+    memmove(sl->carry, sl->carry + k, (size_t)(sl->n_carry - k)), sl->n_carry -= k;
+  }
 }
 
 /* The slot's request ends: the rest of its text, the slot freed (a request submitted from on_done finds
@@ -51,6 +73,8 @@ static size_t utf8_whole(const char *s, size_t n) {
 static void finish(bn_engine *e, slot *sl, bn_finish why, const bn_error *err) {
   bn_engine_result r = {.finish = why, .n_prompt = sl->n_prompt, .n_gen = sl->n_gen, .ttft_s = sl->ttft};
   if (err) r.err = *err;
+  if (sl->n_carry && sl->len + 12 <= sl->cap) append_utf8(sl, "", 0, 1); /* an unfinished last character */
+  sl->n_carry = 0;
   if (why != BN_FINISH_CANCELLED && why != BN_FINISH_ERROR && sl->len > sl->sent)
     sl->r.on_text(sl->text + sl->sent, sl->len - sl->sent, sl->r.user);
   bn_sampler_free(sl->smp);
@@ -78,10 +102,12 @@ static int emit(slot *sl, int *cancel) {
         break;
       }
   }
+  while (cut < sl->len && cut > 0 && ((unsigned char)sl->text[cut] & 0xc0) == 0x80) cut--; /* a stop's bytes mid-character */
   int stopped = cut < sl->len;
   size_t upto = stopped ? cut : sl->len > longest ? sl->len - (longest ? longest - 1 : 0) : 0;
   if (stopped) sl->len = cut;
-  upto = utf8_whole(sl->text, upto < sl->sent ? sl->sent : upto);
+  if (upto < sl->sent) upto = sl->sent;
+  while (upto > sl->sent && upto < sl->len && ((unsigned char)sl->text[upto] & 0xc0) == 0x80) upto--; /* whole characters */
   if (upto > sl->sent && sl->r.on_text(sl->text + sl->sent, upto - sl->sent, sl->r.user)) *cancel = 1;
   sl->sent = upto > sl->sent ? upto : sl->sent;
   return stopped;
@@ -91,10 +117,22 @@ static int emit(slot *sl, int *cancel) {
 static int admit(bn_engine *e, int i, const bn_engine_request *r, double t0) {
   slot *sl = &e->slots[i];
   bn_error err = {0};
-  sl->r = *r, sl->n_fed = sl->n_gen = 0, sl->len = sl->sent = 0, sl->t0 = t0, sl->ttft = 0;
+  sl->r = *r, sl->n_fed = sl->n_gen = 0, sl->len = sl->sent = 0, sl->t0 = t0, sl->ttft = 0, sl->n_carry = 0;
   bn_session_seq_truncate(e->s, i, 0);
-  bn_status st = bn_tok_encode(bn_session_tokenizer(e->s), r->prompt, r->len, e->m->vocab.add_bos, sl->toks,
-                               e->n_ctx, &sl->n_prompt, &err);
+  const bn_tokenizer *tok = bn_session_tokenizer(e->s);
+  bn_status st = BN_OK;
+  sl->n_prompt = 0;
+  if (r->prompt) st = bn_tok_encode(tok, r->prompt, r->len, e->m->vocab.add_bos, sl->toks, e->n_ctx, &sl->n_prompt, &err);
+  else if (e->m->vocab.add_bos && e->m->vocab.bos >= 0) sl->toks[sl->n_prompt++] = e->m->vocab.bos;
+  for (int k = 0; !st && k < r->n_parts; k++) { /* a template's pieces */
+    int n = 0, id = r->special[k] ? bn_tok_control(tok, r->parts[k]) : 0;
+    if (r->special[k] && id < 0) st = bn_fail(&err, BN_E_INVALID, "the model has no control token '%.60s'", r->parts[k]);
+    else if (r->special[k] && sl->n_prompt >= e->n_ctx) st = BN_E_RANGE;
+    else if (r->special[k]) sl->toks[sl->n_prompt++] = id;
+    else st = bn_tok_encode(tok, r->parts[k], strlen(r->parts[k]), 0, sl->toks + sl->n_prompt, e->n_ctx - sl->n_prompt,
+                            &n, &err);
+    sl->n_prompt += n;
+  }
   if (!st && sl->n_prompt >= e->n_ctx) st = BN_E_RANGE;
   if (st == BN_E_RANGE)
     bn_fail(&err, BN_E_RANGE, "the prompt's %d+ tokens do not fit the context of %d (leave room to generate)",
@@ -112,15 +150,15 @@ static void next_token(bn_engine *e, int i, const float *row) {
   memcpy(e->logits, row, (size_t)e->m->hp.n_vocab * sizeof *row);
   int32_t tok = bn_sampler_sample(sl->smp, e->logits, sl->toks, sl->n_fed);
   if (!sl->n_gen) sl->ttft = bn_now() - sl->t0;
-  if (tok == e->m->vocab.eos) {
+  if (tok == e->m->vocab.eos || tok == e->eot) {
     finish(e, sl, BN_FINISH_STOP, NULL);
     return;
   }
   sl->toks[sl->n_prompt + sl->n_gen++] = tok;
   size_t plen;
   const char *piece = bn_tok_piece(bn_session_tokenizer(e->s), tok, &plen);
-  if (sl->len + plen > sl->cap) {
-    size_t cap = (sl->len + plen) * 2 + 64;
+  if (sl->len + 3 * plen + 12 > sl->cap) { /* append_utf8's worst case: every byte a replacement */
+    size_t cap = (sl->len + 3 * plen + 12) * 2 + 64;
     char *t = realloc(sl->text, cap);
     if (!t) {
       bn_error err;
@@ -130,7 +168,7 @@ static void next_token(bn_engine *e, int i, const float *row) {
     }
     sl->text = t, sl->cap = cap;
   }
-  memcpy(sl->text + sl->len, piece, plen), sl->len += plen;
+  append_utf8(sl, piece, plen, 0);
   int cancel = 0, stopped = emit(sl, &cancel);
   if (cancel) finish(e, sl, BN_FINISH_CANCELLED, NULL);
   else if (stopped) finish(e, sl, BN_FINISH_STOP, NULL);
@@ -218,6 +256,7 @@ bn_status bn_engine_create(const bn_model *m, const bn_memplan *mp, const bn_eng
   if (st) return free(e), st;
   e->m = m, e->n_slots = p->slots, e->queue_cap = p->queue + p->slots, e->pause_s = p->step_pause_s;
   e->n_ctx = bn_session_params_of(e->s)->n_ctx, e->max_step = bn_exec_max_tokens(bn_session_exec(e->s));
+  e->eot = bn_tok_control(bn_session_tokenizer(e->s), "<|eot_id|>");
   e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
   e->queue = calloc((size_t)e->queue_cap, sizeof *e->queue);
   e->queued_at = calloc((size_t)e->queue_cap, sizeof *e->queued_at);
@@ -238,7 +277,8 @@ bn_status bn_engine_create(const bn_model *m, const bn_memplan *mp, const bn_eng
 }
 
 bn_status bn_engine_submit(bn_engine *e, const bn_engine_request *r, bn_error *err) {
-  if (!r->prompt || !r->on_text || !r->on_done || r->max_tokens < 1 || r->n_stop < 0 || (r->n_stop && !r->stop))
+  if ((!r->prompt && (r->n_parts < 1 || !r->parts || !r->special)) || !r->on_text || !r->on_done || r->max_tokens < 1 ||
+      r->n_stop < 0 || (r->n_stop && !r->stop))
     return bn_fail(err, BN_E_INVALID, "engine: a request needs a prompt, callbacks and max_tokens of 1 or more");
   pthread_mutex_lock(&e->mu);
   if (e->stop || e->q_len == e->queue_cap || e->st.active + e->q_len >= e->queue_cap) {

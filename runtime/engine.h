@@ -12,6 +12,7 @@
 
 typedef struct bn_engine bn_engine;
 
+/* STOP: the end of sequence or of a turn (<|eot_id|> where the vocabulary has it), or a stop string. */
 typedef enum { BN_FINISH_LENGTH, BN_FINISH_STOP, BN_FINISH_CANCELLED, BN_FINISH_ERROR } bn_finish;
 
 typedef struct {
@@ -21,10 +22,13 @@ typedef struct {
   bn_error err;     /* finish == BN_FINISH_ERROR: why (e.g. the prompt does not fit the context) */
 } bn_engine_result;
 
-/* The caller keeps prompt and stop alive until on_done. Both callbacks run on the engine's thread. */
+/* The caller keeps prompt, parts and stop alive until on_done. Both callbacks run on the engine's thread. */
 typedef struct {
-  const char *prompt;              /* UTF-8, tokenized with the model's BOS rule */
+  const char *prompt;              /* UTF-8, tokenized with the model's BOS rule; or NULL and parts: */
   size_t len;
+  const char *const *parts;        /* n_parts pieces of a prompt (a chat template's): text tokenized on its own, */
+  const unsigned char *special;    /* or where special[i], the name of a control token ("<|eot_id|>") */
+  int n_parts;
   int max_tokens;                  /* 1 or more; the context bounds it too */
   bn_sampler_params sampler;
   const char *const *stop;         /* generation ends before the first of these (not given out) */

@@ -141,6 +141,10 @@ size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out
 }
 
 int bn_tok_bos(const bn_tokenizer *t) { return t->v->bos; }
+int bn_tok_control(const bn_tokenizer *t, const char *text) {
+  int id = bn_strmap_get(&t->tok, text, strlen(text));
+  return id >= 0 && t->v->types[id] == BN_TOK_CONTROL ? id : -1;
+}
 int bn_tok_eos(const bn_tokenizer *t) { return t->v->eos; }
 
 /* The merge candidates: a max-heap by priority, then leftmost (smallest start).

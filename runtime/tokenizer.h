@@ -25,6 +25,8 @@ const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, size_t *len);
  * the space that encoding prefixed is dropped. Returns the full length. */
 size_t bn_tok_decode(const bn_tokenizer *t, const int32_t *ids, int n, char *out, size_t cap);
 int bn_tok_bos(const bn_tokenizer *t);
+/* The id of the control token whose text is exactly `text` ("<|eot_id|>"), or -1. */
+int bn_tok_control(const bn_tokenizer *t, const char *text);
 int bn_tok_eos(const bn_tokenizer *t);
 
 #endif

@@ -1,5 +1,6 @@
 /* The serving engine (runtime/engine.h): requests batched together give the text each gives alone
- * (greedy, against a session's own generation); stop strings cut the text before them; a request that
+ * (greedy, against a session's own generation, made valid UTF-8 as the engine promises: the random
+ * model's byte tokens are often not); stop strings cut the text before them; a request that
  * cancels frees its slot; full slots and queue refuse with BN_E_BUSY; a prompt longer than the context
  * ends with an error naming it. */
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include "../frontend/synth.h"
 #include "../passes/pass.h"
 #include "../runtime/engine.h"
+#include "../runtime/tokenizer.h"
 #include "testutil.h"
 
 static bn_gguf f;
@@ -76,6 +78,28 @@ static void wait_done(outcome *o) {
   pthread_mutex_unlock(&mu);
 }
 
+/* s as valid UTF-8, in place (room for 3x): each maximal ill-formed part of it one U+FFFD, as Unicode's
+ * "best practice" (and Python's "replace") has it: what the engine promises to give out. */
+static void sanitize(char *s) {
+  size_t n = strlen(s), o = 0;
+  unsigned char *in = malloc(n + 1), *p;
+  memcpy(in, s, n + 1);
+  for (p = in; p < in + n;) {
+    static const unsigned char lo2[256] = {[0xe0] = 0xa0, [0xf0] = 0x90}, hi2[256] = {[0xed] = 0x9f, [0xf4] = 0x8f};
+    unsigned b = *p;
+    int len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0, ok = 1;
+    for (int k = 1; k < len && ok; k++) {
+      unsigned lo = k == 1 && lo2[b] ? lo2[b] : 0x80, hi = k == 1 && hi2[b] ? hi2[b] : 0xbf;
+      if (p + k >= in + n || p[k] < lo || p[k] > hi) ok = 0, len = k; /* the part that was a prefix */
+    }
+    if (len && ok) memcpy(s + o, p, (size_t)len), o += (size_t)len;
+    else memcpy(s + o, "\xef\xbf\xbd", 3), o += 3;
+    p += len ? len : 1;
+  }
+  s[o] = 0;
+  free(in);
+}
+
 static bn_sampler_params greedy(void) {
   bn_sampler_params s = bn_sampler_defaults();
   s.temperature = 0, s.repeat_penalty = 1;
@@ -97,6 +121,7 @@ static void alone(const char *prompt, int n, char *out) {
   if (bn_session_create(&m, &mp, &sp, &s, &err) || bn_session_generate(s, prompt, n, collect, out, &err))
     fail_msg("%s", err.msg);
   bn_session_free(s);
+  sanitize(out);
 }
 
 static bn_engine *engine(int slots, int queue) {
@@ -210,11 +235,70 @@ static void test_busy_and_errors(void **state) {
   bn_engine_free(e);
 }
 
+/* A prompt in pieces, as serve's llama3 chat template gives it: control tokens by name, text tokenized on its
+ * own. The engine's prompt is those ids (BOS first) and its text what greedy decoding of them gives, ending
+ * at <|eot_id|>; a name the vocabulary lacks ends the request with an error. */
+static void test_template_pieces(void **state) {
+  (void)state;
+  static const char *const parts[] = {"<|start_header_id|>", "user", "<|end_header_id|>", "\n\nhi there", "<|eot_id|>",
+                                      "<|start_header_id|>", "assistant", "<|end_header_id|>", "\n\n"};
+  static const unsigned char special[] = {1, 0, 1, 0, 1, 1, 0, 1, 0};
+  enum { NPART = 9 };
+  bn_session_params sp = {.n_ctx = 64, .exec = {.backend = bn_backend_find("ref"), .threads = 1}, .sampler = greedy()};
+  bn_session *s;
+  bn_error err = {0};
+  if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
+  const bn_tokenizer *tok = bn_session_tokenizer(s);
+  int32_t ids[64];
+  int n = 0, eot = bn_tok_control(tok, "<|eot_id|>");
+  assert_true(eot >= 0 && bn_tok_control(tok, "<|start_header_id|>") >= 0 && bn_tok_control(tok, "hi") < 0);
+  ids[n++] = m.vocab.bos;
+  for (int k = 0; k < NPART; k++) {
+    int c = 0;
+    if (special[k]) ids[n++] = bn_tok_control(tok, parts[k]);
+    else if (bn_tok_encode(tok, parts[k], strlen(parts[k]), 0, ids + n, 64 - n, &c, &err)) fail_msg("%s", err.msg);
+    n += c;
+  }
+  char want[4096] = {0};
+  const float *last;
+  if (bn_session_append(s, ids, n, &last, &err)) fail_msg("%s", err.msg);
+  for (int i = 0; i < NGEN; i++) { /* greedy, to the end of the turn */
+    int best = 0;
+    for (int v = 1; v < m.hp.n_vocab; v++)
+      if (last[v] > last[best]) best = v;
+    if (best == m.vocab.eos || best == eot) break;
+    size_t len;
+    const char *piece = bn_tok_piece(tok, best, &len);
+    strncat(want, piece, len);
+    if (bn_session_append(s, &best, 1, &last, &err)) fail_msg("%s", err.msg);
+  }
+  bn_session_free(s);
+  sanitize(want);
+  bn_engine *e = engine(2, 2);
+  static outcome a, b;
+  memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+  bn_engine_request r = {.parts = parts, .special = special, .n_parts = NPART, .max_tokens = NGEN, .sampler = greedy(),
+                         .on_text = on_text, .on_done = on_done, .user = &a};
+  assert_int_equal(bn_engine_submit(e, &r, &err), BN_OK);
+  wait_done(&a);
+  a.text[a.len] = 0;
+  assert_int_equal(a.r.n_prompt, n);
+  if (strcmp(a.text, want)) fail_msg("pieces give '%s', the ids alone '%s'", a.text, want);
+  static const char *const bad[] = {"<|no_such_token|>", "x"};
+  r.parts = bad, r.n_parts = 2, r.user = &b;
+  assert_int_equal(bn_engine_submit(e, &r, &err), BN_OK);
+  wait_done(&b);
+  assert_int_equal(b.r.finish, BN_FINISH_ERROR);
+  assert_non_null(strstr(b.r.err.msg, "no control token '<|no_such_token|>'"));
+  bn_engine_free(e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batched_requests_give_their_own_text),
       cmocka_unit_test(test_stop_and_cancel),
       cmocka_unit_test(test_busy_and_errors),
+      cmocka_unit_test(test_template_pieces),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -60,7 +60,7 @@ def first_event(s):
 
 def run_alone(prompt, n):
     out = subprocess.run([bnc, "run", model, "-p", prompt, "-n", str(n), "--temp", "0", "--repeat-penalty", "1"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, check=True).stdout.decode(errors="replace")  # serve gives valid UTF-8
     return out[len(prompt):-1]  # bnc run prints the prompt, the continuation, then a newline
 
 
@@ -218,6 +218,33 @@ for _ in range(100):
 check(status == 200, "the slot came back: %d %s" % (status, text))
 server.send_signal(signal.SIGTERM)
 check(server.wait(timeout=15) == 0, "SIGTERM (second server)")
+
+# llama3's chat template, for a vocabulary with its header and end-of-turn tokens (a synth gpt2-style model):
+# the chat prompt is BOS, 5 control tokens and the pieces "user", "\n\nhi", "assistant", "\n\n" tokenized
+# alone, each counted here through a completion's usage (its BOS less)
+import tempfile
+tmp = tempfile.mkdtemp()
+llama3 = tmp + "/llama3.gguf"
+subprocess.run([bnc, "synth", "-o", llama3, "--shape", "tiny", "--arch", "bitnet-b1.58", "--type", "i2_s"], check=True,
+               capture_output=True)
+model, plain_model = llama3, model
+p3 = subprocess.Popen([bnc, "serve", llama3, "--port", "0"], stderr=subprocess.PIPE, text=True)
+line = p3.stderr.readline()
+m = re.search(r":(\d+)/v1 .*chat template llama3", line)
+check(m is not None, "llama3 template not chosen: %r" % line)
+if m:
+    p3port = int(m.group(1))
+    def count(text):
+        _, t, _ = request(p3port, "POST", "/v1/completions", {"prompt": text, "max_tokens": 1})
+        return json.loads(t)["usage"]["prompt_tokens"] - 1
+    want_n = 1 + 5 + count("user") + count("\n\nhi") + count("assistant") + count("\n\n")
+    status, text, _ = request(p3port, "POST", "/v1/chat/completions",
+                              {"messages": [{"role": "user", "content": "  hi \n"}], "max_tokens": 3})
+    check(status == 200 and json.loads(text)["usage"]["prompt_tokens"] == want_n,
+          "llama3 chat prompt: %s, want %d tokens" % (text, want_n))
+p3.send_signal(signal.SIGTERM)
+check(p3.wait(timeout=15) == 0, "SIGTERM (llama3 server)")
+model = plain_model
 
 # IPv6, where this machine has a loopback for it
 try:

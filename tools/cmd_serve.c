@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../runtime/engine.h"
+#include "../runtime/tokenizer.h"
 #include "cli.h"
 #include "serve_req.h"
 
@@ -45,6 +46,7 @@ typedef struct {
 typedef struct {
   bn_engine *eng;
   const char *model_id, *api_key;
+  bn_chat_template chat; /* llama3's where the vocabulary has its header and end-of-turn tokens */
   int n_ctx;
   _Atomic int draining; /* set by the main thread at SIGTERM, read by the connections' */
   long http[8]; /* responses by status: HTTP_CODES */
@@ -270,12 +272,13 @@ static enum MHD_Result complete(struct MHD_Connection *c, server *s, conn *cn, i
   pthread_mutex_lock(&s->mu);
   snprintf(j->id, sizeof j->id, "%s-%ld", chat ? "chatcmpl" : "cmpl", ++next_id);
   pthread_mutex_unlock(&s->mu);
-  if (bn_serve_parse(cn->body ? cn->body : "", cn->len, chat, &j->req, why, sizeof why, &param)) {
+  if (bn_serve_parse(cn->body ? cn->body : "", cn->len, chat, s->chat, &j->req, why, sizeof why, &param)) {
     job_unref(j);
     return send_error(c, s, 400, param, "%s", why);
   }
   j->stream = j->req.stream;
-  bn_engine_request r = {.prompt = j->req.prompt, .len = strlen(j->req.prompt),
+  bn_engine_request r = {.prompt = j->req.prompt, .len = j->req.prompt ? strlen(j->req.prompt) : 0,
+                         .parts = (const char *const *)j->req.parts, .special = j->req.special, .n_parts = j->req.n_parts,
                          .max_tokens = j->req.max_tokens ? j->req.max_tokens : chat ? s->n_ctx : 16,
                          .sampler = j->req.sampler, .stop = (const char *const *)j->req.stop, .n_stop = j->req.n_stop,
                          .on_text = on_text, .on_done = on_done, .user = j};
@@ -469,6 +472,9 @@ int bn_cmd_serve(int argc, char **argv) {
                          .step_pause_s = bn_cli_serve_delay_us() * 1e-6};
   if (bn_engine_create(cm.m, cm.mem, &ep, &s.eng, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
   s.n_ctx = bn_session_params_of(bn_engine_session(s.eng))->n_ctx;
+  const bn_tokenizer *tok = bn_session_tokenizer(bn_engine_session(s.eng));
+  s.chat = bn_tok_control(tok, "<|start_header_id|>") >= 0 && bn_tok_control(tok, "<|end_header_id|>") >= 0 &&
+                   bn_tok_control(tok, "<|eot_id|>") >= 0 ? BN_CHAT_LLAMA3 : BN_CHAT_PLAIN;
   struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                                               (v6 ? MHD_USE_IPv6 : 0),
                                           (uint16_t)port, NULL, NULL, handle, &s, MHD_OPTION_SOCK_ADDR,
@@ -481,9 +487,9 @@ int bn_cmd_serve(int argc, char **argv) {
     return 1;
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-  fprintf(stderr, "bnc serve: %s on http://%s%s%s:%u/v1 (%ld slots of %d tokens, a queue of %d)\n", s.model_id,
-          v6 ? "[" : "", host, v6 ? "]" : "",
-          info ? info->port : (unsigned)port, parallel, s.n_ctx, ep.queue);
+  fprintf(stderr, "bnc serve: %s on http://%s%s%s:%u/v1 (%ld slots of %d tokens, a queue of %d, chat template %s)\n",
+          s.model_id, v6 ? "[" : "", host, v6 ? "]" : "",
+          info ? info->port : (unsigned)port, parallel, s.n_ctx, ep.queue, s.chat == BN_CHAT_LLAMA3 ? "llama3" : "plain");
   int sig;
   sigwait(&sigs, &sig);
   fprintf(stderr, "bnc serve: %s: no new requests; finishing those running\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -29,6 +29,39 @@ static char *render_chat(const cJSON *msgs, char *why, size_t cap) {
   return p;
 }
 
+/* messages -> llama3's pieces: per message <|start_header_id|>role<|end_header_id|>, "\n\n" and the content
+ * trimmed, <|eot_id|>; then the assistant's header and "\n\n" (the template's generation prompt). 0 ok. */
+static int render_llama3(const cJSON *msgs, bn_serve_req *r, char *why, size_t cap) {
+  int n = 5 * cJSON_GetArraySize(msgs) + 4;
+  const cJSON *m;
+  r->parts = calloc((size_t)n, sizeof *r->parts), r->special = calloc((size_t)n, 1);
+  if (!r->parts || !r->special) return snprintf(why, cap, "out of memory"), -1;
+  cJSON_ArrayForEach(m, msgs) {
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (!cJSON_IsString(role) || !cJSON_IsString(content))
+      return snprintf(why, cap, "each message needs a string role and a string content"), -1;
+    if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") && strcmp(role->valuestring, "assistant"))
+      return snprintf(why, cap, "message role '%.40s' (system, user or assistant)", role->valuestring), -1;
+    const char *c = content->valuestring, *end = c + strlen(c);
+    while (*c == ' ' || *c == '\n' || *c == '\t' || *c == '\r') c++;
+    while (end > c && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t' || end[-1] == '\r')) end--;
+    char *body = malloc((size_t)(end - c) + 3);
+    if (!body) return snprintf(why, cap, "out of memory"), -1;
+    memcpy(body, "\n\n", 2), memcpy(body + 2, c, (size_t)(end - c)), body[2 + (end - c)] = 0;
+    const char *seq[5] = {"<|start_header_id|>", role->valuestring, "<|end_header_id|>", NULL, "<|eot_id|>"};
+    for (int k = 0; k < 5; k++, r->n_parts++) {
+      r->special[r->n_parts] = k % 2 == 0;
+      if (!(r->parts[r->n_parts] = k == 3 ? body : strdup(seq[k]))) return snprintf(why, cap, "out of memory"), -1;
+    }
+  }
+  const char *gen[4] = {"<|start_header_id|>", "assistant", "<|end_header_id|>", "\n\n"};
+  for (int k = 0; k < 4; k++, r->n_parts++) {
+    r->special[r->n_parts] = k % 2 == 0;
+    if (!(r->parts[r->n_parts] = strdup(gen[k]))) return snprintf(why, cap, "out of memory"), -1;
+  }
+  return 0;
+}
+
 /* A number field: absent -> def; else in [lo, hi] (an integer when integer). 0 ok, -1 bad (why). */
 static int number(const cJSON *o, const char *name, double lo, double hi, int integer, double def, double *out, char *why,
                   size_t cap) {
@@ -56,8 +89,8 @@ static int stops(const cJSON *v, bn_serve_req *r, char *why, size_t cap) {
   return 0;
 }
 
-const char *bn_serve_parse(const char *body, size_t len, int chat, bn_serve_req *r, char *why, size_t cap,
-                           const char **param) {
+const char *bn_serve_parse(const char *body, size_t len, int chat, bn_chat_template tpl, bn_serve_req *r, char *why,
+                           size_t cap, const char **param) {
   memset(r, 0, sizeof *r);
   *param = NULL;
   cJSON *o = cJSON_ParseWithLength(body, len);
@@ -66,12 +99,13 @@ const char *bn_serve_parse(const char *body, size_t len, int chat, bn_serve_req 
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, chat ? "messages" : "prompt");
   const char *bad = why;
   if (chat && (!cJSON_IsArray(v) || !cJSON_GetArraySize(v))) snprintf(why, cap, "'messages' must be a non-empty array"), *param = "messages";
-  else if (chat && !(r->prompt = render_chat(v, why, cap))) *param = "messages";
+  else if (chat && tpl == BN_CHAT_LLAMA3 && render_llama3(v, r, why, cap)) *param = "messages";
+  else if (chat && tpl != BN_CHAT_LLAMA3 && !(r->prompt = render_chat(v, why, cap))) *param = "messages";
   else if (!chat && cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(v->child) && !(r->prompt = strdup(v->child->valuestring)))
     snprintf(why, cap, "out of memory");
   else if (!chat && !r->prompt && !cJSON_IsString(v)) snprintf(why, cap, "'prompt' must be a string"), *param = "prompt";
   else if (!chat && !r->prompt && !(r->prompt = strdup(v->valuestring))) snprintf(why, cap, "out of memory");
-  else if (!*r->prompt) snprintf(why, cap, "the prompt is empty"), *param = chat ? "messages" : "prompt";
+  else if (r->prompt && !*r->prompt) snprintf(why, cap, "the prompt is empty"), *param = chat ? "messages" : "prompt";
   else if (number(o, chat ? "max_completion_tokens" : "max_tokens", 1, 1 << 20, 1, 0, &max_tokens, why, cap) ||
            (chat && !max_tokens && number(o, "max_tokens", 1, 1 << 20, 1, 0, &max_tokens, why, cap)))
     *param = "max_tokens";
@@ -102,6 +136,8 @@ const char *bn_serve_parse(const char *body, size_t len, int chat, bn_serve_req 
 
 void bn_serve_req_free(bn_serve_req *r) {
   free(r->prompt);
+  for (int i = 0; r->parts && i < r->n_parts; i++) free(r->parts[i]);
+  free(r->parts), free(r->special);
   for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
   memset(r, 0, sizeof *r);
 }

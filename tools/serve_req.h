@@ -9,8 +9,14 @@
 
 enum { BN_SERVE_MAX_STOP = 4, BN_SERVE_MAX_STOP_LEN = 256 };
 
+/* How chat messages become a prompt: plain lines, or llama3's header and end-of-turn tokens. */
+typedef enum { BN_CHAT_PLAIN, BN_CHAT_LLAMA3 } bn_chat_template;
+
 typedef struct {
-  char *prompt;                     /* the prompt, or the chat's messages rendered (docs/serve.md) */
+  char *prompt;                     /* the prompt, or the chat's messages rendered as plain text; or NULL and */
+  char **parts;                     /* a template's pieces: text, or where special[i] a control token's name */
+  unsigned char *special;
+  int n_parts;
   char *stop[BN_SERVE_MAX_STOP];
   int n_stop, stream;
   int max_tokens;                   /* 0: not given */
@@ -19,8 +25,8 @@ typedef struct {
 
 /* NULL, or why the body is a 400, with the field it is about in *param (NULL: none). r is filled as far
  * as it got either way: bn_serve_req_free it. */
-const char *bn_serve_parse(const char *body, size_t len, int chat, bn_serve_req *r, char *why, size_t cap,
-                           const char **param);
+const char *bn_serve_parse(const char *body, size_t len, int chat, bn_chat_template tpl, bn_serve_req *r, char *why,
+                           size_t cap, const char **param);
 void bn_serve_req_free(bn_serve_req *r);
 
 #endif

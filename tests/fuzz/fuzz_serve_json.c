@@ -1,4 +1,5 @@
-/* libFuzzer target: bnc serve's request parser (tools/serve_req.c); the first byte picks completions or chat. */
+/* libFuzzer target: bnc serve's request parser (tools/serve_req.c); the first byte picks completions or chat
+ * (bit 0) and the chat template (bit 1). */
 #include <stdint.h>
 
 #include "../../tools/serve_req.h"
@@ -8,7 +9,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bn_serve_req r;
   char why[600];
   const char *param;
-  bn_serve_parse((const char *)data + 1, size - 1, data[0] & 1, &r, why, sizeof why, &param);
+  bn_serve_parse((const char *)data + 1, size - 1, data[0] & 1, data[0] & 2 ? BN_CHAT_LLAMA3 : BN_CHAT_PLAIN, &r, why,
+                 sizeof why, &param);
   bn_serve_req_free(&r);
   return 0;
 }
