@@ -178,7 +178,8 @@ static void next_token(bn_engine *e, int i, const float *row) {
 /* One step over every busy slot: decoding slots first (one token each), then prompt chunks in the room left. */
 static void step(bn_engine *e) {
   int n = 0, room = e->max_step;
-  for (int pass = 0; pass < 2; pass++)
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass && n && room > e->max_step / 8) room = e->max_step / 8 > 0 ? e->max_step / 8 : 1; /* others decode: small chunks */
     for (int i = 0; i < e->n_slots && room > 0; i++) {
       slot *sl = &e->slots[i];
       int left = sl->n_prompt + sl->n_gen - sl->n_fed, decoding = sl->n_fed >= sl->n_prompt;
@@ -187,6 +188,7 @@ static void step(bn_engine *e) {
       e->in[n] = (bn_seq_tokens){.seq = i, .tokens = sl->toks + sl->n_fed, .n = c};
       e->which[n++] = i, room -= c;
     }
+  }
   if (!n) return;
   const float *out;
   bn_error err = {0};

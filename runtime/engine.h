@@ -1,7 +1,8 @@
 /* The serving engine: continuous batching over one session of several sequences (slots). Requests
  * queue until a slot is free; a thread then runs every step for all the slots at once: each decoding
- * slot gives its last token, slots with prompt left give chunks of it in what the step has room for,
- * so one long prompt does not stall the others (bn_session_step: every matmul reads its weights once
+ * slot gives its last token, slots with prompt left give chunks of it in what the step has room for
+ * (an eighth of the plan's step while others decode: a long step delays their next token), so one long
+ * prompt does not stall the others (bn_session_step: every matmul reads its weights once
  * a step; a sequence's logits are the bits it gets alone). Each slot samples with its own sampler,
  * streams complete UTF-8 text, stops at its stop strings, end of sequence, max_tokens or a full
  * context, and frees its slot at once. */
