@@ -120,7 +120,6 @@ static bn_status bind_kernel(bn_exec *e, int i, const bn_kkey *key, void *fn, bn
       e->n_rope++;
     }
     *j = jit_of(key->family, fn, v[n->in[0]], e->rope[r], NULL, v[n->out], (int64_t)n->attr[0], 1);
-    j->xw = (int64_t)n->attr[0] * (int64_t)n->attr[1]; /* a token's row: heads x head_dim */
     break;
   }
   case BN_K_PEAK:
@@ -463,14 +462,17 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
   bn_status st = bn_memplan_check(mp, g, err);
   if (st) return st;
   bn_dtype kvt = opts ? opts->kv : BN_DT_F32;
+  int n_seq = opts && opts->n_seq > 1 ? opts->n_seq : 1;
   if (kvt != BN_DT_F32 && kvt != BN_DT_F16)
     return bn_fail(err, BN_E_INVALID, "executor: KV cache type %s (f32 or f16)",
                    (unsigned)kvt < BN_DT_COUNT ? bn_dtype_table[kvt].name : "?");
+  if (n_seq > BN_EXEC_MAX_SEQ) return bn_fail(err, BN_E_INVALID, "executor: %d sequences (at most %d)", n_seq, BN_EXEC_MAX_SEQ);
   bn_exec *e = calloc(1, sizeof *e);
   if (!e) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   e->g = g;
   e->mp = mp;
   e->n_ctx = n_ctx;
+  e->n_seq = n_seq;
   e->env.g = g;
   e->env.kv = kvt;
   e->n_layers = bn_ref_kv_layers(g);
@@ -478,11 +480,10 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
   e->tokens = calloc((size_t)mp->max_tokens, sizeof *e->tokens);
   e->env.val = calloc((size_t)g->n_values, sizeof *e->env.val);
   e->env.body_val = calloc((size_t)g->n_nodes + 1, sizeof *e->env.body_val);
-  size_t slots = (size_t)(opts && opts->n_seq > 1 && opts->n_seq <= BN_EXEC_MAX_SEQ ? opts->n_seq : 1);
-  e->kc_all = calloc(slots * (size_t)e->n_layers + 1, sizeof *e->kc_all);
-  e->vc_all = calloc(slots * (size_t)e->n_layers + 1, sizeof *e->vc_all);
+  e->kc_all = calloc((size_t)n_seq * (size_t)e->n_layers + 1, sizeof *e->kc_all);
+  e->vc_all = calloc((size_t)n_seq * (size_t)e->n_layers + 1, sizeof *e->vc_all);
   e->seg_t0 = calloc((size_t)mp->max_tokens + 1, sizeof *e->seg_t0);
-  e->seq_busy = calloc(slots, 1);
+  e->seq_busy = calloc((size_t)n_seq, 1);
   e->env.kc = e->kc_all, e->env.vc = e->vc_all;
   e->last = malloc((size_t)g->n_values * sizeof *e->last);
   int64_t sz[6], total = 0;
@@ -498,11 +499,6 @@ bn_status bn_exec_create(const bn_graph *g, const bn_memplan *mp, int n_ctx, con
                      (void **)&e->scratch.bscale, (void **)&e->scratch.fw, (void **)&e->scratch.scores};
   for (int i = 0; i < 6; i++, s += (sz[i - 1] + 63) / 64 * 64) *parts[i] = s;
   e->env.scratch = &e->scratch;
-  e->n_seq = opts && opts->n_seq > 1 ? opts->n_seq : 1;
-  if (e->n_seq > BN_EXEC_MAX_SEQ) {
-    bn_exec_free(e);
-    return bn_fail(err, BN_E_INVALID, "executor: %d sequences (at most %d)", e->n_seq, BN_EXEC_MAX_SEQ);
-  }
   for (int L = 0; L < e->n_layers; L++) e->kv_bytes += 2 * (size_t)e->n_seq * kv_layer_bytes(g, L, n_ctx, kvt);
   if (!(e->kv = kv_alloc(e->kv_bytes))) {
     bn_exec_free(e);

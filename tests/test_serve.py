@@ -8,10 +8,12 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -26,24 +28,54 @@ def check(ok, what):
         print("FAIL: " + what)
 
 
-def start(*args):
-    p = subprocess.Popen([bnc, "serve", model, "--port", "0", *args], stderr=subprocess.PIPE, text=True)
+def start(*args, gguf=None, env=None):
+    """bnc serve on a free port: the process, its port and its first line."""
+    p = subprocess.Popen([bnc, "serve", gguf or model, "--port", "0", *args], stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, **(env or {})))
     line = p.stderr.readline()
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+    m = re.search(r"http://(127\.0\.0\.1|\[::1\]):(\d+)/v1", line)
     if not m:
         print("FAIL: no address in %r" % line)
         sys.exit(1)
-    return p, int(m.group(1))
+    return p, int(m.group(2)), line
 
 
-def request(port, method, path, body=None, headers=None, raw=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+def terminate(p, what):
+    p.send_signal(signal.SIGTERM)
+    try:
+        check(p.wait(timeout=15) == 0, "SIGTERM (%s): exit status %s" % (what, p.returncode))
+    except subprocess.TimeoutExpired:
+        check(False, "SIGTERM (%s): still running after 15 s" % what)
+        p.kill()
+
+
+def request(port, method, path, body=None, headers=None, raw=None, host="127.0.0.1"):
+    c = http.client.HTTPConnection(host, port, timeout=60)
     data = raw if raw is not None else (json.dumps(body) if body is not None else None)
     c.request(method, path, body=data, headers=headers or {})
     r = c.getresponse()
     text = r.read().decode()
     c.close()
     return r.status, text, r
+
+
+def raw_post(port, body, headers=""):
+    """A completion request on a bare socket, left open for the caller to read from or drop."""
+    s = socket.create_connection(("127.0.0.1", port))
+    data = json.dumps(body)
+    s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+               % (headers, len(data), data)).encode())
+    return s
+
+
+def metrics_when(port, *needles):
+    """/metrics once it holds every needle (or after 5 s)."""
+    for _ in range(100):
+        _, text, _ = request(port, "GET", "/metrics")
+        if all(n in text for n in needles):
+            break
+        time.sleep(0.05)
+    return text
 
 
 def first_event(s):
@@ -64,7 +96,7 @@ def run_alone(prompt, n):
     return out[len(prompt):-1]  # bnc run prints the prompt, the continuation, then a newline
 
 
-server, port = start("--parallel", "4", "--queue", "16", "-t", "2")
+server, port, _ = start("--parallel", "4", "--queue", "16", "-t", "2")
 status, text, _ = request(port, "GET", "/health")
 check(status == 200 and json.loads(text)["status"] == "ok", "health: %d %s" % (status, text))
 status, text, _ = request(port, "GET", "/v1/models")
@@ -144,68 +176,40 @@ status, _, _ = request(port, "GET", "/health")
 check(status == 200, "alive after bad requests")
 
 # a client that leaves mid-stream frees its slot
-s = socket.create_connection(("127.0.0.1", port))
-body = json.dumps({"prompt": "And", "max_tokens": 200, "stream": True, "temperature": 0})
-s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-           % (len(body), body)).encode())
+s = raw_post(port, {"prompt": "And", "max_tokens": 200, "stream": True, "temperature": 0},
+             "Content-Type: application/json\r\n")
 first = first_event(s)
 check(b"data: " in first, "the stream began: %r" % first[:300])
 s.close()
-metrics = ""
-for _ in range(100):
-    _, metrics, _ = request(port, "GET", "/metrics")
-    if "bnc_active_slots 0" in metrics and "bnc_requests_cancelled_total 1" in metrics:
-        break
-    time.sleep(0.05)
+metrics = metrics_when(port, "bnc_active_slots 0", "bnc_requests_cancelled_total 1")
 check("bnc_active_slots 0" in metrics and "bnc_requests_cancelled_total 1" in metrics, "after leaving: %s" % metrics)
 check('bnc_http_responses_total{status="400"} 10' in metrics, "400s counted: %s" % metrics)
 m = re.search(r"bnc_time_to_first_token_seconds_count (\d+)", metrics)
 check(m and int(m.group(1)) >= 16 and 'bnc_inter_token_seconds_bucket{le="+Inf"}' in metrics
       and 'bnc_kernel_seconds_total{kind="attention"}' in metrics, "histograms and kernel time: %s" % metrics)
 
-server.send_signal(signal.SIGTERM)
-try:
-    check(server.wait(timeout=15) == 0, "SIGTERM: exit status %s" % server.returncode)
-except subprocess.TimeoutExpired:
-    check(False, "SIGTERM: still running after 15 s")
-    server.kill()
+terminate(server, "first server")
 
 # a client that leaves while its whole (not streamed) response is made cancels it (the engine pausing 20 ms a
 # step, so that the tiny model's request lasts seconds)
-os.environ["BNC_SERVE_DELAY_US"] = "20000"
-server, port = start("--parallel", "1")
-del os.environ["BNC_SERVE_DELAY_US"]
-s = socket.create_connection(("127.0.0.1", port))
-body = json.dumps({"prompt": "And", "max_tokens": 200, "temperature": 0})
-s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+server, port, _ = start("--parallel", "1", env={"BNC_SERVE_DELAY_US": "20000"})
+s = raw_post(port, {"prompt": "And", "max_tokens": 200, "temperature": 0})
 time.sleep(0.3)
 s.close()
-for _ in range(100):
-    _, metrics, _ = request(port, "GET", "/metrics")
-    if "bnc_requests_cancelled_total 1" in metrics:
-        break
-    time.sleep(0.05)
+metrics = metrics_when(port, "bnc_requests_cancelled_total 1")
 m = re.search(r"bnc_tokens_out_total (\d+)", metrics)
 check("bnc_requests_cancelled_total 1" in metrics and "bnc_active_slots 0" in metrics and m and int(m.group(1)) < 150,
       "leaving a whole response: %s" % metrics)
-server.send_signal(signal.SIGTERM)
-try:
-    check(server.wait(timeout=15) == 0, "SIGTERM: exit status %s" % server.returncode)
-except subprocess.TimeoutExpired:
-    check(False, "SIGTERM: still running after 15 s")
-    server.kill()
+terminate(server, "paused server")
 
 # one slot, no queue, a key: 401 without it, 503 while the slot is taken
-server, port = start("--parallel", "1", "--queue", "0", "--api-key", "sekrit")
+server, port, _ = start("--parallel", "1", "--queue", "0", "--api-key", "sekrit")
 key = {"Authorization": "Bearer sekrit"}
 status, text, _ = request(port, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2})
 check(status == 401 and "API key" in text, "no key: %d %s" % (status, text))
 status, _, _ = request(port, "POST", "/v1/completions", {"prompt": "a"}, {"Authorization": "Bearer wrong"})
 check(status == 401, "wrong key: %d" % status)
-s = socket.create_connection(("127.0.0.1", port))
-body = json.dumps({"prompt": "And", "max_tokens": 200, "stream": True})
-s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekrit\r\nContent-Length: %d\r\n\r\n%s"
-           % (len(body), body)).encode())
+s = raw_post(port, {"prompt": "And", "max_tokens": 200, "stream": True}, "Authorization: Bearer sekrit\r\n")
 check(b"data: " in first_event(s), "the long stream began")
 status, text, resp = request(port, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2}, key)
 check(status == 503 and resp.getheader("Retry-After") == "1" and "slots" in text, "full: %d %s" % (status, text))
@@ -216,35 +220,31 @@ for _ in range(100):
         break
     time.sleep(0.05)
 check(status == 200, "the slot came back: %d %s" % (status, text))
-server.send_signal(signal.SIGTERM)
-check(server.wait(timeout=15) == 0, "SIGTERM (second server)")
+terminate(server, "server with a key")
 
 # llama3's chat template, for a vocabulary with its header and end-of-turn tokens (a synth gpt2-style model):
 # the chat prompt is BOS, 5 control tokens and the pieces "user", "\n\nhi", "assistant", "\n\n" tokenized
 # alone, each counted here through a completion's usage (its BOS less)
-import tempfile
 tmp = tempfile.mkdtemp()
 llama3 = tmp + "/llama3.gguf"
 subprocess.run([bnc, "synth", "-o", llama3, "--shape", "tiny", "--arch", "bitnet-b1.58", "--type", "i2_s"], check=True,
                capture_output=True)
-model, plain_model = llama3, model
-p3 = subprocess.Popen([bnc, "serve", llama3, "--port", "0"], stderr=subprocess.PIPE, text=True)
-line = p3.stderr.readline()
-m = re.search(r":(\d+)/v1 .*chat template llama3", line)
-check(m is not None, "llama3 template not chosen: %r" % line)
-if m:
-    p3port = int(m.group(1))
-    def count(text):
-        _, t, _ = request(p3port, "POST", "/v1/completions", {"prompt": text, "max_tokens": 1})
-        return json.loads(t)["usage"]["prompt_tokens"] - 1
-    want_n = 1 + 5 + count("user") + count("\n\nhi") + count("assistant") + count("\n\n")
-    status, text, _ = request(p3port, "POST", "/v1/chat/completions",
-                              {"messages": [{"role": "user", "content": "  hi \n"}], "max_tokens": 3})
-    check(status == 200 and json.loads(text)["usage"]["prompt_tokens"] == want_n,
-          "llama3 chat prompt: %s, want %d tokens" % (text, want_n))
-p3.send_signal(signal.SIGTERM)
-check(p3.wait(timeout=15) == 0, "SIGTERM (llama3 server)")
-model = plain_model
+server, port, line = start(gguf=llama3)
+check("chat template llama3" in line, "llama3 template not chosen: %r" % line)
+
+
+def count(text):
+    _, t, _ = request(port, "POST", "/v1/completions", {"prompt": text, "max_tokens": 1})
+    return json.loads(t)["usage"]["prompt_tokens"] - 1
+
+
+want_n = 1 + 5 + count("user") + count("\n\nhi") + count("assistant") + count("\n\n")
+status, text, _ = request(port, "POST", "/v1/chat/completions",
+                          {"messages": [{"role": "user", "content": "  hi \n"}], "max_tokens": 3})
+check(status == 200 and json.loads(text)["usage"]["prompt_tokens"] == want_n,
+      "llama3 chat prompt: %s, want %d tokens" % (text, want_n))
+terminate(server, "llama3 server")
+shutil.rmtree(tmp)
 
 # IPv6, where this machine has a loopback for it
 try:
@@ -253,16 +253,11 @@ try:
 except OSError:
     has_v6 = False
 if has_v6:
-    p = subprocess.Popen([bnc, "serve", model, "--host", "::1", "--port", "0"], stderr=subprocess.PIPE, text=True)
-    m = re.search(r"http://\[::1\]:(\d+)/v1", p.stderr.readline())
-    check(m is not None, "IPv6: no address")
-    if m:
-        c = http.client.HTTPConnection("::1", int(m.group(1)), timeout=30)
-        c.request("GET", "/health")
-        check(c.getresponse().status == 200, "IPv6 health")
-        c.close()
-    p.send_signal(signal.SIGTERM)
-    check(p.wait(timeout=15) == 0, "SIGTERM (IPv6 server)")
+    server, port, line = start("--host", "::1")
+    check("http://[::1]:" in line, "IPv6 address: %r" % line)
+    status, _, _ = request(port, "GET", "/health", host="::1")
+    check(status == 200, "IPv6 health")
+    terminate(server, "IPv6 server")
 
 print("bnc serve: %s" % ("all checks passed" if not fails else "%d failed" % fails))
 sys.exit(1 if fails else 0)

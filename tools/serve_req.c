@@ -6,23 +6,30 @@
 #include <string.h>
 #include <time.h>
 
+/* A message's role and content, checked: 0, or -1 with why. */
+static int message(const cJSON *m, const char **role, const char **content, char *why, size_t cap) {
+  const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role"), *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+  if (!cJSON_IsString(r) || !cJSON_IsString(c))
+    return snprintf(why, cap, "each message needs a string role and a string content"), -1;
+  if (strcmp(r->valuestring, "system") && strcmp(r->valuestring, "user") && strcmp(r->valuestring, "assistant"))
+    return snprintf(why, cap, "message role '%.40s' (system, user or assistant)", r->valuestring), -1;
+  *role = r->valuestring, *content = c->valuestring;
+  return 0;
+}
+
 /* messages -> a prompt: "role: content" lines, then "assistant:" (docs/serve.md: the plain template). */
 static char *render_chat(const cJSON *msgs, char *why, size_t cap) {
   size_t len = 0, total = 16;
   const cJSON *m;
+  const char *role, *content;
   cJSON_ArrayForEach(m, msgs) {
-    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-    if (!cJSON_IsString(role) || !cJSON_IsString(content))
-      return snprintf(why, cap, "each message needs a string role and a string content"), NULL;
-    if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") && strcmp(role->valuestring, "assistant"))
-      return snprintf(why, cap, "message role '%.40s' (system, user or assistant)", role->valuestring), NULL;
-    total += strlen(role->valuestring) + strlen(content->valuestring) + 3;
+    if (message(m, &role, &content, why, cap)) return NULL;
+    total += strlen(role) + strlen(content) + 3;
   }
   char *p = malloc(total);
   if (!p) return snprintf(why, cap, "out of memory"), NULL;
   cJSON_ArrayForEach(m, msgs) {
-    const char *role = cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring;
-    const char *content = cJSON_GetObjectItemCaseSensitive(m, "content")->valuestring;
+    message(m, &role, &content, why, cap); /* checked above */
     len += (size_t)snprintf(p + len, total - len, "%s: %s\n", role, content);
   }
   snprintf(p + len, total - len, "assistant:");
@@ -34,24 +41,24 @@ static char *render_chat(const cJSON *msgs, char *why, size_t cap) {
 static int render_llama3(const cJSON *msgs, bn_serve_req *r, char *why, size_t cap) {
   int n = 5 * cJSON_GetArraySize(msgs) + 4;
   const cJSON *m;
+  const char *role, *c;
   r->parts = calloc((size_t)n, sizeof *r->parts), r->special = calloc((size_t)n, 1);
   if (!r->parts || !r->special) return snprintf(why, cap, "out of memory"), -1;
   cJSON_ArrayForEach(m, msgs) {
-    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-    if (!cJSON_IsString(role) || !cJSON_IsString(content))
-      return snprintf(why, cap, "each message needs a string role and a string content"), -1;
-    if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") && strcmp(role->valuestring, "assistant"))
-      return snprintf(why, cap, "message role '%.40s' (system, user or assistant)", role->valuestring), -1;
-    const char *c = content->valuestring, *end = c + strlen(c);
+    if (message(m, &role, &c, why, cap)) return -1;
+    const char *end = c + strlen(c);
     while (*c == ' ' || *c == '\n' || *c == '\t' || *c == '\r') c++;
     while (end > c && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t' || end[-1] == '\r')) end--;
     char *body = malloc((size_t)(end - c) + 3);
     if (!body) return snprintf(why, cap, "out of memory"), -1;
     memcpy(body, "\n\n", 2), memcpy(body + 2, c, (size_t)(end - c)), body[2 + (end - c)] = 0;
-    const char *seq[5] = {"<|start_header_id|>", role->valuestring, "<|end_header_id|>", NULL, "<|eot_id|>"};
+    const char *seq[5] = {"<|start_header_id|>", role, "<|end_header_id|>", NULL, "<|eot_id|>"};
     for (int k = 0; k < 5; k++, r->n_parts++) {
       r->special[r->n_parts] = k % 2 == 0;
-      if (!(r->parts[r->n_parts] = k == 3 ? body : strdup(seq[k]))) return snprintf(why, cap, "out of memory"), -1;
+      if (!(r->parts[r->n_parts] = k == 3 ? body : strdup(seq[k]))) {
+        if (k < 3) free(body); /* not in parts yet */
+        return snprintf(why, cap, "out of memory"), -1;
+      }
     }
   }
   const char *gen[4] = {"<|start_header_id|>", "assistant", "<|end_header_id|>", "\n\n"};
