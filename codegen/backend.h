@@ -35,6 +35,7 @@ typedef struct {
   const bn_graph *g;
   const void *memplan;
   int n_ctx;
+  bn_dtype kv; /* the K/V caches' element type (F32, F16) */
 } bn_backend_opts;
 
 /* Where an instance's kernels came from and the time it took: built now (and stored

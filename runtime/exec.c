@@ -203,6 +203,7 @@ int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap) {
   int n = 0;
   size_t len = 0;
   if (cap) kinds[0] = 0;
+  if (e->cg && bn_codegen_runs_graphs(e->cg)) return 0; /* the backend runs every node */
   for (int i = 0; i < e->g->n_nodes; i++) {
     if (e->jit && e->jit[i].fn) continue;
     n++;
@@ -420,7 +421,7 @@ bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err) {
 static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   const char *target = opts->target ? opts->target : "native";
   bn_backend_opts bo = {.target = target, .isa = opts->isa, .cache = opts->cache, .code = opts->code, .g = e->g,
-                        .memplan = e->mp, .n_ctx = e->n_ctx};
+                        .memplan = e->mp, .n_ctx = e->n_ctx, .kv = e->env.kv};
   bn_status st = bn_codegen_open(opts->backend, &bo, &e->cg, err);
   if (st) {
     char why[sizeof err->msg];
