@@ -36,6 +36,9 @@ typedef struct {
   const void *memplan;
   int n_ctx;
   bn_dtype kv; /* the K/V caches' element type (F32, F16) */
+  const void *device; /* the plan's device section (a GPU backend's library), trusted by no one: the backend
+                       * checks it; NULL: none */
+  size_t device_bytes;
 } bn_backend_opts;
 
 /* Where an instance's kernels came from and the time it took: built now (and stored

@@ -123,7 +123,7 @@ static const char *loader(int dtype) {
 
 static int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
 
-enum { MM_TT = 8, NQ_THREADS = 128, ATT_SG = 4, ROW_THREADS = 256 };
+enum { MM_TT = 8, NQ_THREADS = 256, ATT_SG = 4, ROW_THREADS = 256 };
 
 int bn_metal_supports(const bn_kkey *key) {
   switch (key->family) {

@@ -45,7 +45,7 @@ const char *bn_metal_prelude(void);
 typedef enum {
   BN_MTL_STEP,   /* the step's constants (buffer 0) */
   BN_MTL_ARENA,  /* the activations, at offset */
-  BN_MTL_WEIGHT, /* weight value `index` of the graph */
+  BN_MTL_WEIGHT, /* operand `index` of the dispatch's node, a weight (node indices survive a plan's round trip) */
   BN_MTL_TOKENS, /* the step's token ids */
   BN_MTL_KCACHE, /* layer `index`'s K cache */
   BN_MTL_VCACHE,
@@ -83,5 +83,12 @@ typedef struct {
  * A node no kernel computes is an error naming it. */
 bn_status bn_metal_build(const bn_graph *g, const bn_memplan *mp, bn_dtype kv, bn_mtl_lib *out, bn_error *err);
 void bn_metal_lib_free(bn_mtl_lib *lib);
+int bn_metal_lib_equal(const bn_mtl_lib *a, const bn_mtl_lib *b);
+
+/* A plan's Metal section (docs/bnplan.md): the libraries of g for F32 and F16 caches, serialized
+ * (malloc'd); and one read back, checked against g and mp, for the caches' type kv. */
+bn_status bn_metal_section(const bn_graph *g, const bn_memplan *mp, uint8_t **bytes, size_t *n, bn_error *err);
+bn_status bn_metal_section_read(const void *bytes, size_t n, const bn_graph *g, const bn_memplan *mp, bn_dtype kv,
+                                bn_mtl_lib *lib, bn_error *err);
 
 #endif

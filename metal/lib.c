@@ -30,10 +30,11 @@ static bn_status kernel_of(builder *b, const bn_kkey *key, int *at, bn_error *er
   return st;
 }
 
-/* Where value v lies for a dispatch. */
-static bn_mtl_bind at_value(builder *b, int v) {
+/* Where operand k of node i lies for its dispatches (k = -1: its output). */
+static bn_mtl_bind at_value(builder *b, int i, int k) {
+  int v = k < 0 ? b->g->nodes[i].out : b->g->nodes[i].in[k];
   const bn_value *val = &b->g->values[v];
-  if (val->kind == BN_VAL_WEIGHT) return (bn_mtl_bind){.space = BN_MTL_WEIGHT, .index = v};
+  if (val->kind == BN_VAL_WEIGHT) return (bn_mtl_bind){.space = BN_MTL_WEIGHT, .index = k};
   if (val->kind == BN_VAL_INPUT) return (bn_mtl_bind){.space = BN_MTL_TOKENS};
   return (bn_mtl_bind){.space = BN_MTL_ARENA, .offset = b->mp->offset[val->node]};
 }
@@ -82,27 +83,27 @@ static bn_status add_node(builder *b, int i, bn_dtype kv, bn_error *err) {
       bn_fused_norm_quant(body, &len);
       bn_kkey nq = {.family = BN_K_NORM_QUANT, .k = key.k, .variant = key.pro - 1, .eps = key.eps};
       bn_mtl_bind qa = {.space = BN_MTL_ARENA, .offset = b->mp->body_offset[i][body->nodes[len - 1].out]};
-      bn_mtl_bind in[3] = {at_value(b, n->in[0]), at_value(b, n->in[1]), qa};
+      bn_mtl_bind in[3] = {at_value(b, i, 0), at_value(b, i, 1), qa};
       bn_status st = add(b, i, &nq, in, 3, err);
       if (st) return st;
       v[0] = qa, wi = 2, key.pro = 0, key.eps = 0;
-    } else v[0] = at_value(b, n->in[0]);
-    v[1] = at_value(b, n->in[wi]), v[2] = at_value(b, n->out);
-    if (key.variant == BN_MM_DQ_ADD) v[3] = at_value(b, n->in[wi + 1]);
+    } else v[0] = at_value(b, i, 0);
+    v[1] = at_value(b, i, wi), v[2] = at_value(b, i, -1);
+    if (key.variant == BN_MM_DQ_ADD) v[3] = at_value(b, i, wi + 1);
     return add(b, i, &key, v, key.variant == BN_MM_DQ_ADD ? 4 : 3, err);
   }
   case BN_K_MATMUL_F:
   case BN_K_EMBED:
   case BN_K_NORM_QUANT:
-    v[0] = at_value(b, n->in[0]), v[1] = at_value(b, n->in[1]), v[2] = at_value(b, n->out);
+    v[0] = at_value(b, i, 0), v[1] = at_value(b, i, 1), v[2] = at_value(b, i, -1);
     return add(b, i, &key, v, 3, err);
   case BN_K_SLICE:
-    v[0] = at_value(b, n->in[0]), v[1] = at_value(b, n->out);
+    v[0] = at_value(b, i, 0), v[1] = at_value(b, i, -1);
     return add(b, i, &key, v, 2, err);
   case BN_K_ROPE: {
     int r = rope_table(b->lib, (int)n->attr[2], n->attr[3]);
     if (r < 0) return bn_fail(err, BN_E_UNSUPPORTED, "metal: more than 4 RoPE tables");
-    v[0] = at_value(b, n->in[0]), v[1] = at_value(b, n->out), v[2] = (bn_mtl_bind){.space = BN_MTL_ROPE, .index = r};
+    v[0] = at_value(b, i, 0), v[1] = at_value(b, i, -1), v[2] = (bn_mtl_bind){.space = BN_MTL_ROPE, .index = r};
     return add(b, i, &key, v, 3, err);
   }
   case BN_K_ATTENTION: {
@@ -111,10 +112,10 @@ static bn_status add_node(builder *b, int i, bn_dtype kv, bn_error *err) {
     key.cache = kv;
     bn_kkey store = key;
     store.variant |= BN_MTL_STORE, store.n = key.variant; /* by KV heads: one kernel for every head count */
-    bn_mtl_bind s[4] = {at_value(b, n->in[1]), at_value(b, n->in[2]), kc, vc};
+    bn_mtl_bind s[4] = {at_value(b, i, 1), at_value(b, i, 2), kc, vc};
     bn_status st = add(b, i, &store, s, 4, err);
     if (st) return st;
-    v[0] = at_value(b, n->in[0]), v[1] = kc, v[2] = vc, v[3] = at_value(b, n->out);
+    v[0] = at_value(b, i, 0), v[1] = kc, v[2] = vc, v[3] = at_value(b, i, -1);
     return add(b, i, &key, v, 4, err);
   }
   default: {

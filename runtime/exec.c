@@ -421,7 +421,8 @@ bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err) {
 static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   const char *target = opts->target ? opts->target : "native";
   bn_backend_opts bo = {.target = target, .isa = opts->isa, .cache = opts->cache, .code = opts->code, .g = e->g,
-                        .memplan = e->mp, .n_ctx = e->n_ctx, .kv = e->env.kv};
+                        .memplan = e->mp, .n_ctx = e->n_ctx, .kv = e->env.kv,
+                        .device = opts->device, .device_bytes = opts->device_bytes};
   bn_status st = bn_codegen_open(opts->backend, &bo, &e->cg, err);
   if (st) {
     char why[sizeof err->msg];

@@ -34,6 +34,8 @@ typedef struct {
   const char *isa;           /* the native target's instruction set ("avx2", "avx512"); NULL: the host's best */
   const bn_objcode *code;    /* the plan's object code (NULL: none), which the caller trusts: used when the
                               * backend made it and this host can run it */
+  const void *device;        /* the plan's device section (bn_plan.device), for a GPU backend; NULL: none */
+  size_t device_bytes;
   bn_pool *pool;             /* NULL: the executor starts `threads` threads; else it runs on this pool of
                               * the caller's (which outlives it; threads is then its size) */
   const bn_kcache *cache;    /* the kernel disk cache (outlives the executor); NULL: none */

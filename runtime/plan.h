@@ -16,8 +16,9 @@
 #include "trust.h"
 
 /* 2: TP2 rows interleaved in blocks of 4; 3: the object code is signed (version 2 is read, its code ignored);
- * 4: the object code names its backend (version 3's is LLVM's) */
-enum { BN_PLAN_VERSION = 4 };
+ * 4: the object code names its backend (version 3's is LLVM's); 5: a table of 8 sections, the 8th a
+ * device section (the Metal library) */
+enum { BN_PLAN_VERSION = 5 };
 enum { BN_PLAN_MAX_CTX = 1 << 20 }; /* the context lengths a plan may state */
 
 typedef struct {
@@ -29,6 +30,8 @@ typedef struct {
   uint32_t version;
   bn_objcode code;     /* the object code section (n = 0 without one); bytes point into the mapping */
   int has_objects;     /* the file has an object code section (of a version 2 plan: not read) */
+  const uint8_t *device; /* the device section (bnc compile --target metal), in the plan's bytes; NULL: none */
+  uint64_t device_bytes;
   uint8_t signer[BN_PK_BYTES], signature[BN_SIG_BYTES]; /* who signed it (all zero: nobody) */
   uint64_t sig_off;    /* where the signature block lies in the file */
   uint64_t weights_off, weights_bytes; /* the weights section (not signed: plan_sign.c) */
@@ -43,6 +46,8 @@ typedef struct {
   const bn_objcode *code; /* object code to store (NULL or n = 0: none) */
   const uint8_t *sign_sk; /* the Ed25519 secret key (BN_SK_BYTES) that signs it; NULL: unsigned, never run */
   const char *input;      /* the file the plan is made from, refused as the destination (NULL: none) */
+  const void *device;     /* a device section to store (metal/plan.c makes Metal's); NULL: none */
+  size_t device_bytes;
 } bn_plan_write_opts;
 
 /* Writes atomically (bn_outfile). Deterministic: the same inputs give the same bytes. */

@@ -23,7 +23,7 @@ typedef struct {
   bn_error *err;
 } cur;
 
-static const char *SEC_NAMES[BN_SEC_COUNT] = {"", "hparams", "vocab", "ir", "memplan", "weight index", "weights", "objects"};
+static const char *SEC_NAMES[BN_SEC_COUNT] = {"", "hparams", "vocab", "ir", "memplan", "weight index", "weights", "objects", "device"};
 
 static bn_status need(cur *c, uint64_t n, const char *field) {
   if (n > c->end - c->pos)
@@ -229,15 +229,16 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   if (file_bytes != p->size)
     return bn_fail(err, BN_E_FORMAT, "%s: file_bytes %llu but the file has %zu (truncated?)", p->path,
                    (unsigned long long)file_bytes, p->size);
-  if (nsec != BN_SEC_WEIGHTS && nsec != BN_SEC_OBJECTS)
-    return bn_fail(err, BN_E_FORMAT, "%s: n_sections %u (expected %d or %d)", p->path, nsec, BN_SEC_WEIGHTS, BN_SEC_OBJECTS);
+  uint32_t most = p->version >= 5 ? BN_SEC_DEVICE : BN_SEC_OBJECTS;
+  if (nsec < BN_SEC_WEIGHTS || nsec > most)
+    return bn_fail(err, BN_E_FORMAT, "%s: n_sections %u (expected %d to %u)", p->path, nsec, BN_SEC_WEIGHTS, most);
   if (!memchr(b + 40, 0, 24)) return bn_fail(err, BN_E_FORMAT, "%s: target name is not terminated", p->path);
   memcpy(p->target, b + 40, 24);
   if (XXH3_64bits(b + BN_PLAN_HEADER, p->size - BN_PLAN_HEADER) != hash)
     return bn_fail(err, BN_E_FORMAT, "%s: content hash mismatch (the file is damaged)", p->path);
   p->hash = hash;
   uint64_t off[BN_SEC_COUNT] = {0}, bytes[BN_SEC_COUNT] = {0};
-  uint64_t table_end = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * BN_PLAN_SLOTS;
+  uint64_t table_end = BN_PLAN_HEADER + (uint64_t)BN_PLAN_ENTRY * (p->version >= 5 ? BN_PLAN_SLOTS : BN_PLAN_SLOTS_V4);
   if (table_end > p->size) return bn_fail(err, BN_E_FORMAT, "%s: section table truncated", p->path);
   for (uint32_t s = 0; s < nsec; s++) {
     const uint8_t *e = b + BN_PLAN_HEADER + BN_PLAN_ENTRY * s;
@@ -270,7 +271,9 @@ static bn_status parse(bn_plan *p, bn_error *err) {
   if (bn_memplan_check(&p->mem, &p->model.graph, &e2) || bn_exec_check(&p->model.graph, p->model.hp.n_vocab, &e2))
     return bn_fail(err, BN_E_FORMAT, "%s: %s", p->path, e2.msg);
   p->weights_off = off[BN_SEC_WEIGHTS], p->weights_bytes = bytes[BN_SEC_WEIGHTS];
-  if (nsec < BN_SEC_OBJECTS) return BN_OK;
+  if (nsec >= BN_SEC_DEVICE && bytes[BN_SEC_DEVICE]) /* read by its backend (metal/plan.c) */
+    p->device = b + off[BN_SEC_DEVICE], p->device_bytes = bytes[BN_SEC_DEVICE];
+  if (nsec < BN_SEC_OBJECTS || !bytes[BN_SEC_OBJECTS]) return BN_OK; /* an empty object section: none */
   p->has_objects = 1;
   if (p->version < 3) return BN_OK; /* unsigned object code: never run, so never read */
   SECTION(BN_SEC_OBJECTS);

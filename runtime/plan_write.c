@@ -113,7 +113,8 @@ static void objects(buf *b, const bn_objcode *aot) {
 enum { TABLE_END = BN_PLAN_HEADER + BN_PLAN_ENTRY * BN_PLAN_SLOTS };
 
 static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const bn_graph *g, const uint64_t *off,
-                     uint64_t weights_off, uint64_t weights_end, const buf *objs, uint64_t objs_off) {
+                     uint64_t weights_off, uint64_t weights_end, const buf *objs, uint64_t objs_off, const buf *dev,
+                     uint64_t dev_off) {
   static const uint8_t zeros[BN_PLAN_ALIGN];
   uint64_t pos = 0;
   if (fwrite(hdr, 1, TABLE_END, fp) != TABLE_END) return 0;
@@ -132,6 +133,9 @@ static int write_all(FILE *fp, const uint8_t *hdr, buf *secs, int n_secs, const 
   if (fwrite(zeros, 1, weights_end - pos, fp) != weights_end - pos) return 0; /* the last weight's padding: the section's size */
   pos = weights_end;
   if (objs->n && (fwrite(zeros, 1, objs_off - pos, fp) != objs_off - pos || fwrite(objs->p, 1, objs->n, fp) != objs->n))
+    return 0;
+  if (objs->n) pos = objs_off + objs->n;
+  if (dev->n && (fwrite(zeros, 1, dev_off - pos, fp) != dev_off - pos || fwrite(dev->p, 1, dev->n, fp) != dev->n))
     return 0;
   return 1;
 }
@@ -185,7 +189,8 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_w
   for (int s = 0; s < BN_SEC_WEIGHTS - 1; s++)
     if (secs[s].oom || !ir || objs.oom) st = bn_fail(err, BN_E_NOMEM, "%s: out of memory", path);
   /* layout: header, table, then sections at 64-byte boundaries: weights, then the objects */
-  enum { W = BN_SEC_WEIGHTS - 1, O = BN_SEC_OBJECTS - 1 };
+  enum { W = BN_SEC_WEIGHTS - 1, O = BN_SEC_OBJECTS - 1, D = BN_SEC_DEVICE - 1 };
+  buf dev = {.p = (uint8_t *)o->device, .n = o->device ? o->device_bytes : 0};
   uint64_t off[BN_SEC_COUNT] = {0}, pos = TABLE_END;
   for (int s = 0; s < W; s++) {
     off[s] = align(pos);
@@ -193,10 +198,11 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_w
   }
   off[W] = align(pos);
   off[O] = align(off[W] + weights_bytes);
-  uint64_t file_bytes = objs.n ? off[O] + objs.n : off[W] + weights_bytes;
+  off[D] = align(off[O] + objs.n);
+  uint64_t file_bytes = dev.n ? off[D] + dev.n : objs.n ? off[O] + objs.n : off[W] + weights_bytes;
   uint8_t hdr[TABLE_END] = {0};
   memcpy(hdr, BN_PLAN_MAGIC, 8);
-  uint32_t h32[2] = {BN_PLAN_VERSION, BN_PLAN_HEADER}, nsec = objs.n ? BN_SEC_OBJECTS : BN_SEC_WEIGHTS;
+  uint32_t h32[2] = {BN_PLAN_VERSION, BN_PLAN_HEADER}, nsec = dev.n ? BN_SEC_DEVICE : objs.n ? BN_SEC_OBJECTS : BN_SEC_WEIGHTS;
   memcpy(hdr + 8, h32, 8);
   memcpy(hdr + 16, &file_bytes, 8);
   memcpy(hdr + 32, &nsec, 4);
@@ -204,14 +210,14 @@ bn_status bn_plan_write(const bn_model *m, const bn_memplan *mp, const bn_plan_w
   for (int s = 0; s < (int)nsec; s++) {
     uint8_t *e = hdr + BN_PLAN_HEADER + BN_PLAN_ENTRY * s;
     uint32_t id = (uint32_t)s + 1;
-    uint64_t bytes = s == W ? weights_bytes : s == O ? objs.n : secs[s].n;
+    uint64_t bytes = s == W ? weights_bytes : s == O ? objs.n : s == D ? dev.n : secs[s].n;
     memcpy(e, &id, 4);
     memcpy(e + 8, &off[s], 8);
     memcpy(e + 16, &bytes, 8);
   }
   bn_outfile of = {0};
   if (!st) st = bn_outfile_open(&of, path, o->input, err);
-  if (!st && !write_all(of.fp, hdr, secs, W, g, off, off[W], off[W] + weights_bytes, &objs, off[O]))
+  if (!st && !write_all(of.fp, hdr, secs, W, g, off, off[W], off[W] + weights_bytes, &objs, off[O], &dev, off[D]))
     st = bn_fail(err, BN_E_IO, "%s: write failed", path);
   if (!st && objs.n && o->sign_sk && !sign(of.fp, off[O], off[W], weights_bytes, o->sign_sk))
     st = bn_fail(err, BN_E_IO, "%s: signing failed", path);

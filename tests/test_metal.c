@@ -18,6 +18,7 @@
 #include "../ir/quant.h"
 #include "../ir/rng.h"
 #include "../metal/emit.h"
+#include "../metal/lint.h"
 #include "../metal/sim/sim.h"
 #include "testutil.h"
 
@@ -402,6 +403,188 @@ static void test_rope_rows(void **state) {
   kl_free(&l);
 }
 
+/* ---- the simulator catches what a Mac would get wrong ---- */
+
+/* Replaces the first `what` in src (a kernel's text) with `with`. */
+static void replace_first(bn_sbuf *src, const char *what, const char *with) {
+  char *at = strstr(src->buf, what);
+  assert_non_null(at);
+  size_t head = (size_t)(at - src->buf), wl = strlen(what);
+  bn_sbuf out = {0};
+  bn_sbuf_put(&out, "%.*s%s%s", (int)head, src->buf, with, at + wl);
+  free(src->buf);
+  *src = out;
+}
+
+/* A barrier taken out of an emitted kernel, or its threadgroup block one element short, must fail:
+ * each kernel below is run as emitted (the reference's result), then mutated. */
+static void test_mutations_fail(void **state) {
+  (void)state;
+  const char *barrier = "threadgroup_barrier(mem_flags::mem_threadgroup);";
+  const char *sbarrier = "simdgroup_barrier(mem_flags::mem_threadgroup);";
+  struct {
+    bn_kkey key;
+    const char *cut;
+  } cases[] = {
+      {{.family = BN_K_NORM_QUANT, .k = 512, .variant = BN_NQ_PLAIN, .eps = 1e-5f}, barrier},
+      {{.family = BN_K_ATTENTION, .k = 64, .n = 4, .variant = 2}, barrier},
+      {{.family = BN_K_ATTENTION, .k = 64, .n = 4, .variant = 2}, sbarrier},
+      {{.family = BN_K_MATMUL, .k = 512, .n = 16, .variant = BN_MM_ACC}, sbarrier},
+      {{.family = BN_K_MATMUL_F, .k = 256, .n = 8, .variant = BN_DT_F16}, sbarrier},
+  };
+  uint64_t rng = 37;
+  int T = 3, K = 512, pos = 130, n_ctx = 160; /* every simdgroup of attention gets a whole block of keys */
+  float *x = malloc(1 << 20), *w = malloc(1 << 20), *y = malloc(1 << 20), *want = malloc(1 << 20);
+  uint8_t *kc = malloc(1 << 20), *vc = malloc(1 << 20);
+  bn_value tp2;
+  uint8_t *wt = random_tp2(16, K, &rng, &tp2), *wf = random_weights(BN_DT_F16, 8, 256, &rng), *qa = malloc(1 << 16);
+  for (int i = 0; i < (1 << 18); i++) x[i] = frand(&rng, -1, 1), w[i] = frand(&rng, 0.5f, 1.5f);
+  for (int i = 0; i < (1 << 18); i++) ((float *)kc)[i] = frand(&rng, -1, 1), ((float *)vc)[i] = frand(&rng, -1, 1);
+  bn_ref_quantize(x, T, K, qa);
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+    for (int mut = 0; mut < 3; mut++) { /* 0: as emitted; 1: the cut; 2: the block short by a float */
+      bn_kkey key = cases[c].key;
+      if (mut == 2 && c != 0 && c != 1 && c != 3) continue;
+      klib l = {0};
+      kl_add(&l, key);
+      if (mut == 1) replace_first(&l.src, cases[c].cut, "");
+      bn_error err = {0};
+      if (kl_compile(&l, &err)) fail_msg("%s", err.msg);
+      void *b[4];
+      size_t out = 0;
+      switch (key.family) {
+      case BN_K_NORM_QUANT: b[0] = x, b[1] = w, b[2] = y, out = (size_t)(T * bn_qa8_row_bytes(K)); break;
+      case BN_K_ATTENTION: b[0] = x, b[1] = kc, b[2] = vc, b[3] = y, out = (size_t)T * 4 * 64 * 4; break;
+      case BN_K_MATMUL: b[0] = qa, b[1] = wt, b[2] = y, out = (size_t)T * 16 * 4; break;
+      default: b[0] = x, b[1] = wf, b[2] = y, out = (size_t)T * 8 * 4; break;
+      }
+      memset(y, 0, out);
+      bn_status st = kl_run_short(&l, 0, T, pos, n_ctx, b, mut == 2 ? 4 : 0, &err);
+      if (mut == 0) {
+        assert_int_equal(st, BN_OK);
+        memcpy(want, y, out);
+      } else if (!st && !memcmp(y, want, out))
+        fail_msg("%s with %s: the mutated kernel gave the right result", l.k[0].name,
+                 mut == 1 ? cases[c].cut : "its threadgroup block a float short");
+      else if (st) print_message("%s, %s: %s\n", l.k[0].name, mut == 1 ? "a barrier cut" : "block short", err.msg);
+      else print_message("%s, %s: wrong results\n", l.k[0].name, mut == 1 ? "a barrier cut" : "block short");
+      kl_free(&l);
+    }
+  free(x), free(w), free(y), free(want), free(kc), free(vc), free(wt), free(wf), free(qa);
+}
+
+/* ---- MSL, not C++ ---- */
+
+/* Every family's kernels and a whole model's library pass the checker; sources that a Mac would
+ * reject, or that bind wrongly, do not. */
+static void test_msl_only(void **state) {
+  (void)state;
+  bn_sbuf all = {0};
+  bn_sbuf_put(&all, "%s", bn_metal_prelude());
+  bn_kkey keys[] = {
+      {.family = BN_K_MATMUL, .k = 512, .n = 13, .variant = BN_MM_DQ_ADD},
+      {.family = BN_K_MATMUL_F, .k = 256, .n = 9, .variant = BN_DT_Q6_K},
+      {.family = BN_K_NORM_QUANT, .k = 96, .variant = BN_NQ_GATE_SILU, .eps = 1e-6f},
+      {.family = BN_K_NORM_QUANT, .k = 96, .variant = BN_NQ_RMSNORM, .eps = 1e-6f},
+      {.family = BN_K_ATTENTION, .k = 80, .n = 4, .variant = 2, .cache = BN_DT_F16},
+      {.family = BN_K_ATTENTION, .k = 80, .n = 2, .variant = 2 | BN_MTL_STORE, .cache = BN_DT_F16},
+      {.family = BN_K_ROPE, .k = 64, .n = 3},
+      {.family = BN_K_EMBED, .k = 64, .n = 9, .variant = BN_DT_Q4_0},
+      {.family = BN_K_SLICE, .k = 64, .n = 9, .variant = 3},
+  };
+  bn_error err = {0};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    bn_mtl_kernel k;
+    if (bn_metal_emit(&keys[i], &k, &all, &err)) fail_msg("%s", err.msg);
+  }
+  if (bn_metal_lint(all.buf, &err)) fail_msg("the emitted kernels: %s", err.msg);
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_mtl_lib lib;
+  if (bn_gguf_open(&f, BNC_SOURCE_DIR "/examples/bitnet-kjv-tq2_0.gguf", &err) || bn_import_gguf(&f, &m, &err))
+    fail_msg("%s", err.msg);
+  bn_pass_opts po = {.max_tokens = 64};
+  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_metal_build(&m.graph, &mp, BN_DT_F32, &lib, &err))
+    fail_msg("%s", err.msg);
+  if (bn_metal_lint(lib.source, &err)) fail_msg("the example model's library: %s", err.msg);
+  for (int i = 0; i < lib.n_steps; i++) /* each dispatch binds the buffers its kernel declares */
+    assert_int_equal(lib.steps[i].n_bind, lib.kernels[lib.steps[i].kernel].n_buffers);
+  bn_metal_lib_free(&lib), bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+  /* what a Mac rejects: each a small change to a kernel that passes */
+  const char *ok = "#include <metal_stdlib>\nusing namespace metal;\nstruct bn_step { uint T; };\n"
+                   "static inline float twice(float x) { return 2 * x; }\n"
+                   "kernel void k(constant bn_step &st [[buffer(0)]], device float *y [[buffer(1)]],\n"
+                   "    uint tid [[thread_index_in_threadgroup]]) {\n"
+                   "  device float *p = y + tid;\n  *p = twice(max(float(st.T), 1.0f));\n}\n";
+  const struct {
+    const char *from, *to, *why;
+  } bad[] = {
+      {"float x) { return 2 * x", "double x) { return 2 * x", "double"},
+      {"device float *p", "float *p", "address space"},
+      {"return 2 * x", "return twice(x)", "recursion"},
+      {"twice(max(", "twice(sin(", "sin"},
+      {"[[buffer(1)]]", "[[buffer(2)]]", "skips buffer"},
+      {"[[buffer(1)]]", "[[buffer(0)]]", "twice"},
+      {", device float *y [[buffer(1)]]", ", device float *y", "binding attribute"},
+      {"#include <metal_stdlib>", "#include <stdio.h>", "include"},
+      {"struct bn_step { uint T; };", "struct bn_step { uint T; };\nfloat counter;", "program scope"},
+  };
+  if (bn_metal_lint(ok, &err)) fail_msg("the control: %s", err.msg);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    bn_sbuf s = {0};
+    bn_sbuf_put(&s, "%s", ok);
+    replace_first(&s, bad[i].from, bad[i].to);
+    if (!bn_metal_lint(s.buf, &err)) fail_msg("not caught: %s", bad[i].why);
+    if (!strstr(err.msg, bad[i].why)) fail_msg("%s: the message '%s'", bad[i].why, err.msg);
+    free(s.buf);
+  }
+  free(all.buf);
+}
+
+/* ---- a plan's Metal section ---- */
+
+/* The section round-trips to the libraries it was made from; damaged ones are refused with a
+ * message, never read past their end, whatever byte is changed. */
+static void test_metal_section(void **state) {
+  (void)state;
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_error err = {0};
+  if (bn_gguf_open(&f, BNC_TEST_DATA "/t2-TQ2_0.gguf", &err) || bn_import_gguf(&f, &m, &err)) fail_msg("%s", err.msg);
+  bn_pass_opts po = {.max_tokens = 16};
+  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  uint8_t *sec;
+  size_t n;
+  if (bn_metal_section(&m.graph, &mp, &sec, &n, &err)) fail_msg("%s", err.msg);
+  for (int c = 0; c < 2; c++) {
+    bn_dtype kv = c ? BN_DT_F16 : BN_DT_F32;
+    bn_mtl_lib built, read;
+    if (bn_metal_build(&m.graph, &mp, kv, &built, &err) || bn_metal_section_read(sec, n, &m.graph, &mp, kv, &read, &err))
+      fail_msg("%s", err.msg);
+    assert_true(bn_metal_lib_equal(&built, &read));
+    bn_metal_lib_free(&built), bn_metal_lib_free(&read);
+  }
+  assert_int_not_equal(bn_metal_section_read(sec, n - 1, &m.graph, &mp, BN_DT_F32, &(bn_mtl_lib){0}, &err), BN_OK);
+  uint64_t rng = 41;
+  int refused = 0;
+  for (int trial = 0; trial < 3000; trial++) { /* one byte changed: refused, or read as a library that still checks */
+    uint8_t *bad = malloc(n);
+    memcpy(bad, sec, n);
+    size_t at = (size_t)(bn_rng_next(&rng) % n);
+    bad[at] ^= (uint8_t)(1 + bn_rng_next(&rng) % 255);
+    bn_mtl_lib l;
+    if (bn_metal_section_read(bad, n, &m.graph, &mp, BN_DT_F32, &l, &err)) refused++, assert_true(err.msg[0]);
+    else bn_metal_lib_free(&l);
+    free(bad);
+  }
+  print_message("metal section: %zu bytes; %d of 3000 one-byte changes refused (the rest: source text, or the F16 library)\n",
+                n, refused);
+  free(sec);
+  bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+}
+
 /* ---- whole models through --backend metal-sim against the reference backend ---- */
 
 extern const bn_backend bn_backend_metal_sim;
@@ -541,7 +724,7 @@ static void check_nodes(const char *path, int n, int warm) {
           const bn_mtl_bind *bd = &ds->bind[b];
           bufs[b] = bd->space == BN_MTL_STEP    ? (void *)&st
                     : bd->space == BN_MTL_ARENA ? (void *)(arena + bd->offset)
-                    : bd->space == BN_MTL_WEIGHT ? (void *)g->values[bd->index].data
+                    : bd->space == BN_MTL_WEIGHT ? (void *)g->values[g->nodes[node].in[bd->index]].data
                     : bd->space == BN_MTL_TOKENS ? (void *)tk
                     : bd->space == BN_MTL_KCACHE ? (void *)kc[bd->index]
                     : bd->space == BN_MTL_VCACHE ? (void *)vc[bd->index]
@@ -599,7 +782,7 @@ static void test_models(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ternary_matmul), cmocka_unit_test(test_float_matmul), cmocka_unit_test(test_norm_quant),
-      cmocka_unit_test(test_attention),      cmocka_unit_test(test_rope_rows),      cmocka_unit_test(test_nodes), cmocka_unit_test(test_models),
+      cmocka_unit_test(test_attention),      cmocka_unit_test(test_rope_rows),      cmocka_unit_test(test_mutations_fail), cmocka_unit_test(test_msl_only), cmocka_unit_test(test_metal_section), cmocka_unit_test(test_nodes), cmocka_unit_test(test_models),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

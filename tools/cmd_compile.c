@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "../codegen/tune.h"
+#include "../metal/emit.h"
 #include "../passes/pass.h"
 #include "../runtime/session.h"
 #include "cli.h"
@@ -17,7 +18,9 @@ static const char HELP[] =
     "  (but --tune, whose choices are measurements).\n"
     "  --target T         the instruction set of the kernels, one of the backend's targets; llvm's: native\n"
     "                     (default: the best this CPU has when the plan runs), x86-64-v3 (AVX2) or\n"
-    "                     x86-64-v4 (AVX-512 VNNI)\n"
+    "                     x86-64-v4 (AVX-512 VNNI); or metal: the plan also carries its Metal library (MSL)\n"
+    "                     and dispatch table for Apple GPUs (--backend metal on macOS, metal-sim anywhere;\n"
+    "                     the CPU backends run it as native; docs/metal.md)\n"
     "  --backend NAME     the backend whose targets, tuning and object code the plan gets (below)\n"
     "  --tune             time the packed, lookup-table and 1.6-bit matmul kernels of every matmul shape\n"
     "                     on this machine (one thread; pp128 + tg64's work) and store each shape's weights\n"
@@ -164,7 +167,11 @@ int bn_cmd_compile(int argc, char **argv) {
     else return bn_cli_usage_error("compile", a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
   }
   if (!in || !h.out) return bn_cli_usage_error("compile", "needs MODEL.gguf and -o OUT.bnplan");
-  if (!bn_cli_has(backend->targets, target))
+  int metal = !strcmp(target, "metal"); /* the Metal library, made by metal/ whatever --backend says */
+  if (metal && (h.aot || h.tune || h.lut || !strcmp(weights, "t1")))
+    return bn_cli_usage_error("compile", "--target metal stores MSL for TP2 weights: it takes no --aot, --tune, --lut "
+                              "or --weights t1");
+  if (!metal && !bn_cli_has(backend->targets, target))
     return bn_cli_usage_error("compile", "--target must be one of %s for the %s backend, got '%s'", backend->targets,
                               backend->name, target);
   bn_error err = {0};
@@ -200,10 +207,20 @@ int bn_cmd_compile(int argc, char **argv) {
               aot.n, aot.backend, aot.cpu, kc.built, kc.cached, bytes / 1024.0, bn_now() - t1);
     }
   }
-  uint8_t sk[BN_SK_BYTES];
+  uint8_t sk[BN_SK_BYTES], *dev = NULL;
+  size_t dev_bytes = 0;
+  if (!st && metal) {
+    double t1 = bn_now();
+    if (!(st = bn_metal_section(&m.graph, &mp, &dev, &dev_bytes, &err)))
+      fprintf(stderr, "metal: the Metal library and dispatch table, for f32 and f16 K/V caches: %.1f KiB, %.2f s\n",
+              dev_bytes / 1024.0, bn_now() - t1);
+  }
   if (!st && h.aot) st = bn_cli_signing_key(sk, &err);
-  if (!st) st = bn_plan_write(&m, &mp, &(bn_plan_write_opts){.target = target, .code = &aot, .sign_sk = sk, .input = in},
-                              h.out, &err);
+  if (!st)
+    st = bn_plan_write(&m, &mp, &(bn_plan_write_opts){.target = target, .code = &aot, .sign_sk = sk, .input = in,
+                                                      .device = dev, .device_bytes = dev_bytes},
+                       h.out, &err);
+  free(dev);
   sodium_memzero(sk, sizeof sk);
   if (have_mp) bn_memplan_free(&mp);
   bn_objcode_free(&aot);

@@ -11,6 +11,7 @@ extern char **environ;
 
 #include "../ir/irparse.h"
 #include "../frontend/synth.h"
+#include "../metal/emit.h"
 #include "../passes/pass.h"
 #include "cli.h"
 
@@ -29,6 +30,8 @@ static const char HELP[] =
     "  --emit=FORM    compile, then print every generated kernel the model uses (one per unique kernel,\n"
     "                 with the nodes that share it) in a form the backend prints: llvm (optimized LLVM\n"
     "                 IR) or asm (assembly) for the llvm backend; --backend picks it (default: %s)\n"
+    "  --emit=metal   compile, then print the model's Metal library: the MSL of every kernel it\n"
+    "                 dispatches (docs/metal.md), with the dispatch table as a comment\n"
     "  Prints the textual IR, which `bnc ir` reads back: print -> parse -> print is byte-identical.\n";
 
 static int ends_with(const char *s, const char *suf) {
@@ -103,6 +106,30 @@ static int emit_kernels(FILE *fp, const bn_graph *g, bn_codegen *cg, const char 
   return ok;
 }
 
+/* The Metal library of g (planned as mp), then its dispatch table as a comment; 1 if all was written. */
+static int emit_metal(FILE *fp, const bn_graph *g, const bn_memplan *mp, bn_error *err) {
+  bn_mtl_lib lib;
+  if (bn_metal_build(g, mp, BN_DT_F32, &lib, err)) return 0;
+  static const char *space[] = {"step", "arena", "weight", "tokens", "kcache", "vcache", "rope"};
+  int ok = fputs(lib.source, fp) >= 0 && fprintf(fp, "\n/* dispatch table: %d dispatches a step\n", lib.n_steps) > 0;
+  for (int i = 0; ok && i < lib.n_steps; i++) {
+    const bn_mtl_dispatch *d = &lib.steps[i];
+    const bn_mtl_kernel *k = &lib.kernels[d->kernel];
+    ok = fprintf(fp, " * %%%s: %s grid %u x ceil(T/%u) groups of %u threads, %u bytes threadgroup,", g->values[g->nodes[d->node].out].name,
+                 k->name, k->groups_x, k->tok_tile, k->threads, k->tg_bytes) > 0;
+    for (int b = 1; ok && b < d->n_bind; b++) {
+      const bn_mtl_bind *x = &d->bind[b];
+      ok = x->space == BN_MTL_ARENA    ? fprintf(fp, " %d:arena+%lld", b, (long long)x->offset) > 0
+           : x->space == BN_MTL_WEIGHT ? fprintf(fp, " %d:%%%s", b, g->values[g->nodes[d->node].in[x->index]].name) > 0
+                                       : fprintf(fp, " %d:%s%d", b, space[x->space], x->index) > 0;
+    }
+    ok = ok && fputc('\n', fp) != EOF;
+  }
+  ok = ok && fputs(" */\n", fp) >= 0;
+  bn_metal_lib_free(&lib);
+  return ok;
+}
+
 int bn_cmd_ir(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *after = NULL, *emit = NULL;
   int dot = 0, svg = 0, lo = 1, hi = 0;
@@ -142,7 +169,8 @@ int bn_cmd_ir(int argc, char **argv) {
     else return bn_cli_usage_error("ir", argv[i][0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", argv[i]);
   }
   if (!in == !sp.shape) return bn_cli_usage_error("ir", "give one FILE or --shape");
-  if (emit && (!backend->emits || !bn_cli_has(backend->emits, emit)))
+  int metal = emit && !strcmp(emit, "metal");
+  if (emit && !metal && (!backend->emits || !bn_cli_has(backend->emits, emit)))
     return bn_cli_usage_error("ir", "--emit must be %s for the %s backend, got '%s'",
                               backend->emits ? backend->emits : "(none: it prints no kernels)", backend->name, emit);
   bn_error err = {0};
@@ -162,7 +190,8 @@ int bn_cmd_ir(int argc, char **argv) {
     if ((st = bn_plan_open(&plan, in, &err))) return bn_cli_fail(&err);
     FILE *fp = out ? fopen(out, "wb") : stdout;
     int ok = fp != NULL;
-    if (ok && emit) { /* the plan's kernels, for its target */
+    if (ok && metal) ok = emit_metal(fp, &plan.model.graph, &plan.mem, &err);
+    else if (ok && emit) { /* the plan's kernels, for its target */
       if (!(st = bn_cli_codegen(backend, plan.target, &cg, &err))) ok = emit_kernels(fp, &plan.model.graph, cg, emit, &err);
       bn_codegen_close(cg);
     } else if (ok) {
@@ -190,14 +219,15 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
     bn_codegen *cg = NULL;
-    if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) || (st = bn_cli_codegen(backend, NULL, &cg, &err))) {
+    if ((st = bn_pass_run_pipeline(g, &po, &mp, NULL, NULL, &err)) ||
+        (!metal && (st = bn_cli_codegen(backend, NULL, &cg, &err)))) {
       if (out) fclose(fp);
       bn_model_free(&m);
       if (f.base) bn_gguf_close(&f);
       return bn_cli_fail(&err);
     }
+    ok = metal ? emit_metal(fp, g, &mp, &err) : emit_kernels(fp, g, cg, emit, &err);
     bn_memplan_free(&mp);
-    ok = emit_kernels(fp, g, cg, emit, &err);
     bn_codegen_close(cg);
   } else if (after && fp) {
     dump_ctx d = {fp, after, 1, dot, lo, hi};

@@ -97,8 +97,12 @@ int bn_cli_threads(long asked) {
 }
 
 bn_exec_opts bn_cli_exec_opts(const bn_backend *backend, long threads, bn_dtype kv, const bn_cli_model *cm) {
-  bn_exec_opts o = {.backend = backend, .threads = bn_cli_threads(threads), .kv = kv, .target = cm->target,
-                    .code = cm->code, .cache = bn_cli_cache()};
+  /* a Metal plan's graph and TP2 weights run on the CPU backends too, at their native target */
+  const char *target = cm->target && !strcmp(cm->target, "metal") && backend && !bn_cli_has(backend->targets, "metal")
+                           ? NULL : cm->target;
+  bn_exec_opts o = {.backend = backend, .threads = bn_cli_threads(threads), .kv = kv, .target = target,
+                    .code = cm->code, .cache = bn_cli_cache(), .device = cm->is_plan ? cm->plan.device : NULL,
+                    .device_bytes = cm->is_plan ? cm->plan.device_bytes : 0};
   bn_cli_exec_env(&o);
   return o;
 }

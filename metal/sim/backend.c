@@ -46,6 +46,14 @@ static bn_status msim_open(const bn_backend_opts *o, void **self, bn_error *err)
   m->g = o->g, m->n_ctx = o->n_ctx, m->max_tokens = mp->max_tokens, m->n_layers = bn_ref_kv_layers(o->g);
   bn_dtype kv = o->kv == BN_DT_F16 ? BN_DT_F16 : BN_DT_F32;
   bn_status st = bn_metal_build(o->g, mp, kv, &m->lib, err);
+  if (!st && o->device) { /* the plan's table must be the one built here: then it is the one that runs */
+    bn_mtl_lib stored;
+    if (!(st = bn_metal_section_read(o->device, o->device_bytes, o->g, mp, kv, &stored, err)) &&
+        !bn_metal_lib_equal(&stored, &m->lib))
+      st = bn_fail(err, BN_E_FORMAT, "metal-sim: the plan's Metal library is not the one this bnc emits for its graph "
+                   "(made by another version? recompile)");
+    bn_metal_lib_free(&stored);
+  }
   bn_sim_kernel *ks = st ? NULL : calloc((size_t)m->lib.n_kernels + 1, sizeof *ks);
   if (!st && !ks) st = bn_fail(err, BN_E_NOMEM, "metal-sim: out of memory");
   for (int i = 0; !st && i < m->lib.n_kernels; i++)
@@ -72,11 +80,11 @@ static bn_status msim_open(const bn_backend_opts *o, void **self, bn_error *err)
   return BN_OK;
 }
 
-static void *buffer(msim *m, const bn_mtl_bind *b) {
+static void *buffer(msim *m, const bn_mtl_dispatch *d, const bn_mtl_bind *b) {
   switch ((bn_mtl_space)b->space) {
   case BN_MTL_STEP: return &m->st;
   case BN_MTL_ARENA: return m->arena + b->offset;
-  case BN_MTL_WEIGHT: return (uint8_t *)m->g->values[b->index].data + b->offset;
+  case BN_MTL_WEIGHT: return (uint8_t *)m->g->values[m->g->nodes[d->node].in[b->index]].data + b->offset;
   case BN_MTL_TOKENS: return m->tokens;
   case BN_MTL_KCACHE: return m->kc[b->index];
   case BN_MTL_VCACHE: return m->vc[b->index];
@@ -97,7 +105,7 @@ static bn_status msim_run(void *self, bn_graph_step *step, bn_error *err) {
     const bn_mtl_dispatch *d = &m->lib.steps[i];
     const bn_mtl_kernel *k = &m->lib.kernels[d->kernel];
     void *bufs[BN_MTL_MAX_BIND];
-    for (int b = 0; b < d->n_bind; b++) bufs[b] = buffer(m, &d->bind[b]);
+    for (int b = 0; b < d->n_bind; b++) bufs[b] = buffer(m, d, &d->bind[b]);
     bn_sim_grid grid = {.groups = {k->groups_x, (uint32_t)((T + (int)k->tok_tile - 1) / (int)k->tok_tile)},
                         .threads = k->threads, .tg_bytes = k->tg_bytes, .buffers = bufs};
     bn_status st = bn_sim_dispatch(m->so, d->kernel, &grid, err);

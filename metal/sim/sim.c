@@ -389,8 +389,8 @@ bn_status bn_sim_dispatch(bn_sim_lib *lib, int k, const bn_sim_grid *grid, bn_er
       st = run_group(&g, name, err);
       for (int b = 0; !st && b < GUARD; b++)
         if (((uint8_t *)g.tg)[grid->tg_bytes + b] != 0xff)
-          st = bn_fail(err, BN_E_INVALID, "metal-sim: %s: group (%u, %u) wrote past its %u bytes of threadgroup memory",
-                       name, x, y, grid->tg_bytes);
+          st = bn_fail(err, BN_E_INVALID, "metal-sim: %s: wrote past its %u bytes of threadgroup memory", name,
+                       grid->tg_bytes);
       if (st && err) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
