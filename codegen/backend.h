@@ -62,11 +62,13 @@ typedef struct {
 } bn_codegen_info;
 
 /* One step handed to a backend that runs whole graphs (GPUs): tokens[0..n) at pos..;
- * out: the logits it leaves, [n x n_vocab] (or the last row with last_only). */
+ * out: the logits it leaves, [n x n_vocab] (or the last row with last_only); node_seconds: per node
+ * of the graph, where the backend adds the time its work took (zeroed by the caller; may be left). */
 typedef struct {
   const int32_t *tokens;
   int n, pos, last_only;
   const float *out;
+  double *node_seconds;
 } bn_graph_step;
 
 typedef struct bn_backend {

@@ -417,6 +417,14 @@ bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err) {
   return BN_OK;
 }
 
+/* Whether the space-separated list holds word. */
+static int has_word(const char *list, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = list; p && (p = strstr(p, word)); p += n)
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n])) return 1;
+  return 0;
+}
+
 /* Opens the backend for the plan's target and prepares every node's kernel, or hands a graph backend the graph. */
 static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   const char *target = opts->target ? opts->target : "native";
@@ -424,6 +432,7 @@ static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *er
                         .memplan = e->mp, .n_ctx = e->n_ctx, .kv = e->env.kv,
                         .device = opts->device, .device_bytes = opts->device_bytes};
   bn_status st = bn_codegen_open(opts->backend, &bo, &e->cg, err);
+  if (st && (!strcmp(target, "native") || has_word(opts->backend->targets, target))) return st; /* not the target's fault */
   if (st) {
     char why[sizeof err->msg];
     snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
@@ -715,11 +724,19 @@ static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, i
   e->env.T = T, e->env.pos = segs[0].pos;
   e->env.kc = e->kc_all + segs[0].seq * e->n_layers, e->env.vc = e->vc_all + segs[0].seq * e->n_layers;
   e->step++;
-  if (graphs) { /* the backend runs the whole step */
-    bn_graph_step gs = {.tokens = e->tokens, .n = T, .pos = segs[0].pos, .last_only = last_only};
-    if ((st = bn_codegen_run_graph(e->cg, &gs, err))) return st;
-    *out = gs.out;
-    return BN_OK;
+  if (graphs) { /* the backend runs the whole step, and says how long each node took */
+    double *secs = calloc((size_t)g->n_nodes + 1, sizeof *secs);
+    if (!secs) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
+    bn_graph_step gs = {.tokens = e->tokens, .n = T, .pos = segs[0].pos, .last_only = last_only, .node_seconds = secs};
+    if (!(st = bn_codegen_run_graph(e->cg, &gs, err))) {
+      for (int i = 0; i < g->n_nodes; i++) {
+        bn_exec_stat *s = &e->stats[e->kind_of[i]];
+        s->seconds += secs[i], s->calls++;
+      }
+      *out = gs.out;
+    }
+    free(secs);
+    return st;
   }
   step sp = {.e = e, .n = T, .last_only = last_only, .row = T - 1, .segs = segs, .n_segs = n_segs};
   bn_pool_run(e->pool, run_step, &sp);

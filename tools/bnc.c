@@ -130,8 +130,9 @@ int main(int argc, char **argv) {
   extern const bn_backend bn_backend_asmjit;
   bn_backend_register(&bn_backend_asmjit, NULL); /* a library of its own (CMakeLists.txt says why): auto's first member */
 #endif
-  extern const bn_backend bn_backend_metal_sim;
-  bn_backend_register(&bn_backend_metal_sim, NULL); /* metal/: a layer above codegen's registry */
+  extern const bn_backend bn_backend_metal, bn_backend_metal_sim;
+  bn_backend_register(&bn_backend_metal, NULL); /* metal/: a layer above codegen's registry */
+  bn_backend_register(&bn_backend_metal_sim, NULL);
   if (!strcmp(argv[1], "--version")) return version();
   static const struct {
     const char *name;

@@ -4,6 +4,7 @@
  * threadgroup sizes; only the Metal API calls differ. The source is emitted here, never read
  * from the plan, so no code from a file is compiled. */
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "../../codegen/backend.h"
@@ -14,6 +15,12 @@
 typedef struct {
   uint32_t T, pos, n_ctx, pad;
 } step_consts; /* bn_step in the MSL */
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 typedef struct {
   bn_mtl_lib lib;
@@ -108,7 +115,9 @@ static bn_status msim_run(void *self, bn_graph_step *step, bn_error *err) {
     for (int b = 0; b < d->n_bind; b++) bufs[b] = buffer(m, d, &d->bind[b]);
     bn_sim_grid grid = {.groups = {k->groups_x, (uint32_t)((T + (int)k->tok_tile - 1) / (int)k->tok_tile)},
                         .threads = k->threads, .tg_bytes = k->tg_bytes, .buffers = bufs};
+    double t0 = now_s();
     bn_status st = bn_sim_dispatch(m->so, d->kernel, &grid, err);
+    if (step->node_seconds) step->node_seconds[d->node] += now_s() - t0;
     if (st) return st;
   }
   float *out = (float *)(m->arena + m->lib.out_offset);
