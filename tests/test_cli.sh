@@ -309,5 +309,28 @@ for t in 2 3; do # one parallel region per step: dead values poisoned between ke
   cmp -s "$WORK/lt.bin" "$WORK/lp.bin" || fail "$t threads with poisoning differ from 1"
 done
 
+# Metal: a plan compiled for Metal carries its library; metal-sim runs those shaders on this CPU and
+# gives the reference's logits bit for bit (either K/V type); the CPU backends run the plan as native;
+# --backend metal says in one line that it needs macOS; ir --emit=metal prints the MSL
+kjv=$SRC/examples/bitnet-kjv-tq2_0.gguf
+$BNC compile "$kjv" --target metal -o "$WORK/metal.bnplan" 2>/dev/null || fail "compile --target metal"
+for kv in f32 f16; do
+  $BNC eval "$WORK/metal.bnplan" --tokens "1 5 17 300 2 9 44" --kv $kv --logits-out "$WORK/ms.bin" --backend metal-sim \
+    2>/dev/null || fail "eval --backend metal-sim --kv $kv"
+  $BNC eval "$WORK/metal.bnplan" --tokens "1 5 17 300 2 9 44" --kv $kv --logits-out "$WORK/mr.bin" --backend ref 2>/dev/null
+  cmp -s "$WORK/ms.bin" "$WORK/mr.bin" || fail "metal-sim and ref logits differ (--kv $kv)"
+done
+a=$($BNC run "$WORK/metal.bnplan" -p "In the beginning" -n 12 --temp 0 --backend metal-sim 2>/dev/null)
+b=$($BNC run "$WORK/metal.bnplan" -p "In the beginning" -n 12 --temp 0 --backend ref 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "metal-sim greedy text '$a', ref '$b'"
+head -c 1500 "$SRC/examples/tiny-model/heldout.txt" >"$WORK/held.txt"
+a=$($BNC perplexity "$WORK/metal.bnplan" -f "$WORK/held.txt" --backend metal-sim 2>/dev/null | sed 's/ |.*//')
+b=$($BNC perplexity "$WORK/metal.bnplan" -f "$WORK/held.txt" --backend ref 2>/dev/null | sed 's/ |.*//')
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "metal-sim perplexity '$a', ref '$b'"
+$BNC run "$WORK/metal.bnplan" -p hi -n 2 >/dev/null 2>&1 || fail "a Metal plan on the default backend"
+[ "$(uname)" = Darwin ] || expect_error "--backend metal here" "needs macOS" -- $BNC run "$WORK/metal.bnplan" -p hi -n 2 --backend metal
+$BNC ir --emit=metal "$WORK/metal.bnplan" | grep -q "^kernel void mm_dq_k512_n768" || fail "ir --emit=metal"
+expect_error "--target metal --aot" "takes no --aot" -- $BNC compile "$kjv" --target metal --aot -o "$WORK/x.bnplan"
+
 [ $fails -eq 0 ] && echo "all CLI checks passed"
 exit $fails

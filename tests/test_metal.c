@@ -3,6 +3,7 @@
  * Metal's semantics; a barrier taken out or a threadgroup block one element short must fail; the
  * emitted source must be MSL a Mac accepts (metal/lint.c); whole models through --backend metal-sim
  * against the reference backend. */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -544,6 +545,8 @@ static void test_msl_only(void **state) {
 
 /* ---- a plan's Metal section ---- */
 
+extern const bn_backend bn_backend_metal_sim;
+
 /* The section round-trips to the libraries it was made from; damaged ones are refused with a
  * message, never read past their end, whatever byte is changed. */
 static void test_metal_section(void **state) {
@@ -579,6 +582,17 @@ static void test_metal_section(void **state) {
     else bn_metal_lib_free(&l);
     free(bad);
   }
+  /* metal-sim runs a plan's table only if it is the one it emits: a changed kernel text is refused */
+  char *hit = memmem(sec, n, "kernel void", 11);
+  assert_non_null(hit);
+  hit[0] = 'K';
+  bn_backend_opts bo = {.g = &m.graph, .memplan = &mp, .n_ctx = 32, .device = sec, .device_bytes = n};
+  bn_codegen *cg;
+  assert_int_equal(bn_codegen_open(&bn_backend_metal_sim, &bo, &cg, &err), BN_E_FORMAT);
+  assert_non_null(strstr(err.msg, "not the one this bnc emits"));
+  hit[0] = 'k';
+  if (bn_codegen_open(&bn_backend_metal_sim, &bo, &cg, &err)) fail_msg("%s", err.msg);
+  bn_codegen_close(cg);
   print_message("metal section: %zu bytes; %d of 3000 one-byte changes refused (the rest: source text, or the F16 library)\n",
                 n, refused);
   free(sec);
@@ -586,8 +600,6 @@ static void test_metal_section(void **state) {
 }
 
 /* ---- whole models through --backend metal-sim against the reference backend ---- */
-
-extern const bn_backend bn_backend_metal_sim;
 
 /* Every position's logits of tok[0..n) in chunks of the plan's max_tokens, on backend be. */
 static float *model_logits(const bn_model *m, const bn_memplan *mp, const bn_backend *be, bn_dtype kv,
