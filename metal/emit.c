@@ -127,7 +127,9 @@ enum { MM_TT = 8, NQ_THREADS = 256, ATT_SG = 4, ROW_THREADS = 256 };
 
 int bn_metal_supports(const bn_kkey *key) {
   switch (key->family) {
-  case BN_K_MATMUL: return key->k % 256 == 0 && key->k > 0 && key->n > 0 && !key->pro;
+  case BN_K_MATMUL: /* the tiles' float sums are exact while K 128 < 2^24 */
+    return key->k % 256 == 0 && key->k > 0 && key->n > 0 && !key->pro &&
+           (!(key->variant & BN_MTL_MANY) || key->k * 128 < (1 << 24));
   case BN_K_MATMUL_F: return loader(key->variant) && key->k > 0 && key->n > 0;
   case BN_K_EMBED: return loader(key->variant) && key->k > 0;
   case BN_K_NORM_QUANT: return key->k > 0;
@@ -149,7 +151,10 @@ static void open_kernel(bn_sbuf *s, bn_mtl_kernel *k, const char *const *ops, in
   k->n_buffers = n_ops + 1;
 }
 
-static const char *mm_mode(int v) { return v == BN_MM_ACC ? "acc" : v == BN_MM_DQ ? "dq" : "dqadd"; }
+static const char *mm_mode(int v) {
+  v &= ~BN_MTL_MANY;
+  return v == BN_MM_ACC ? "acc" : v == BN_MM_DQ ? "dq" : "dqadd";
+}
 
 /* The matmuls' shape: a group of 4 simdgroups, each MM_R rows for up to MM_TT tokens. A lane keeps
  * partial sums of its share of K for every (row, token); they meet in the threadgroup block, where
@@ -210,6 +215,72 @@ static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
                           : "    const float rs = ((device const float *)(w + ulong(N) * (K / 4)))[r];\n"
                             "    y[o] = resid[o] + bn_dq(a, rs, *(device const float *)(qa + (t0 + t) * STRIDE + STRIDE - 64));\n";
   mm_reduce(s, "int", store);
+}
+
+/* Ternary matmul for many tokens: a group computes a tile of 32 rows x 32 tokens with
+ * simdgroup_matrix multiply-accumulate. Each K chunk of 32, the group unpacks the rows' codes to
+ * half and the tokens' int8 codes to half in the threadgroup block (both exact in half); each
+ * simdgroup multiplies its 8 rows by the 4 token blocks, accumulating in float: every partial sum
+ * an integer below K 128 < 2^24, so exact in any order. The tile goes through the block to the
+ * dequantization. */
+static void emit_mmt(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
+  int64_t K = key->k, N = key->n, stride = bn_qa8_row_bytes(K);
+  int mode = key->variant & ~BN_MTL_MANY;
+  snprintf(k->name, sizeof k->name, "mmt_%s_k%lld_n%lld", mm_mode(mode), (long long)K, (long long)N);
+  const char *ops[] = {"device const uchar *qa", "device const uchar *w",
+                       mode == BN_MM_ACC ? "device int *y" : "device float *y", "device const float *resid"};
+  k->threads = 128, k->groups_x = (uint32_t)((N + 31) / 32), k->tok_tile = 32, k->tg_block = 1;
+  k->tg_bytes = (32 * 32 * 2 * 2) + 32 * 32 * 4;
+  open_kernel(s, k, ops, mode == BN_MM_DQ_ADD ? 4 : 3);
+  bn_sbuf_put(s,
+              "  const uint K = %lld, N = %lld, STRIDE = %lld, TR = 32, TN = 32, KC = 32;\n"
+              "  const uint r0 = tgp.x * TR, t0 = tgp.y * TN;\n"
+              "  threadgroup half *ws = (threadgroup half *)tgm; // [TR][KC] the rows' codes\n"
+              "  threadgroup half *as = ws + TR * KC;             // [KC][TN] the tokens' codes\n"
+              "  threadgroup float *cs = tgm + TR * KC;           // [TR][TN] the sums\n"
+              "  simdgroup_float8x8 c[4];\n"
+              "  for (uint j = 0; j < 4; j++) c[j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);\n"
+              "  for (uint k0 = 0; k0 < K; k0 += KC) {\n"
+              "    for (uint e = tid; e < TR * KC; e += 128) {\n"
+              "      const uint r = r0 + e / KC, kk = k0 + e %% KC, j = kk %% 256;\n"
+              "      int v = 0;\n"
+              "      if (r < N) {\n"
+              "        const uint m = min(N - r / 4 * 4, 4u);\n"
+              "        v = int(w[ulong(r / 4) * K + (kk / 256 * m + r %% 4) * 64 + j %% 64] >> (2 * (j / 64)) & 3) - 1;\n"
+              "      }\n"
+              "      ws[e] = half(v);\n"
+              "    }\n"
+              "    for (uint e = tid; e < KC * TN; e += 128) {\n"
+              "      const uint kk = k0 + e / TN, t = t0 + e %% TN;\n"
+              "       as[e] = half(t < st.T ? int(((device const char *)(qa + ulong(t) * STRIDE))[kk]) : 0);\n"
+              "    }\n"
+              "    threadgroup_barrier(mem_flags::mem_threadgroup);\n"
+              "    for (uint kk = 0; kk < KC; kk += 8) {\n"
+              "      simdgroup_half8x8 a;\n"
+              "      simdgroup_load(a, ws + sg * 8 * KC + kk, KC);\n"
+              "      for (uint j = 0; j < 4; j++) {\n"
+              "        simdgroup_half8x8 b;\n"
+              "        simdgroup_load(b, as + kk * TN + j * 8, TN);\n"
+              "        simdgroup_multiply_accumulate(c[j], a, b, c[j]);\n"
+              "      }\n"
+              "    }\n"
+              "    threadgroup_barrier(mem_flags::mem_threadgroup); // before the next chunk overwrites the tiles\n"
+              "  }\n"
+              "  for (uint j = 0; j < 4; j++) simdgroup_store(c[j], cs + sg * 8 * TN + j * 8, TN);\n"
+              "  threadgroup_barrier(mem_flags::mem_threadgroup);\n"
+              "  for (uint e = tid; e < TR * TN; e += 128) {\n"
+              "    const uint r = r0 + e / TN, t = t0 + e %% TN;\n"
+              "    if (r >= N || t >= st.T) continue;\n"
+              "    const int a = int(cs[e]);\n"
+              "    const uint o = t * N + r;\n",
+              (long long)K, (long long)N, (long long)stride);
+  if (mode == BN_MM_ACC) bn_sbuf_put(s, "    y[o] = a;\n");
+  else {
+    bn_sbuf_put(s, "    const float rs = ((device const float *)(w + ulong(N) * (K / 4)))[r];\n"
+                   "    const float sa = *(device const float *)(qa + ulong(t) * STRIDE + STRIDE - 64);\n");
+    bn_sbuf_put(s, mode == BN_MM_DQ ? "    y[o] = bn_dq(a, rs, sa);\n" : "    y[o] = resid[o] + bn_dq(a, rs, sa);\n");
+  }
+  bn_sbuf_put(s, "  }\n}\n");
 }
 
 /* Float matmul y = x W^T over any weight type, shaped as the ternary one (lanes over K), its sums
@@ -456,7 +527,7 @@ bn_status bn_metal_emit(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *src, bn_e
     return bn_fail(err, BN_E_UNSUPPORTED, "metal: no kernel for %s", d);
   }
   switch (key->family) {
-  case BN_K_MATMUL: emit_mm(key, k, src); break;
+  case BN_K_MATMUL: (key->variant & BN_MTL_MANY ? emit_mmt : emit_mm)(key, k, src); break;
   case BN_K_MATMUL_F: emit_mf(key, k, src); break;
   case BN_K_NORM_QUANT: emit_nq(key, k, src); break;
   case BN_K_ATTENTION: (key->variant & BN_MTL_STORE ? emit_store : emit_attention)(key, k, src); break;

@@ -19,8 +19,9 @@
 #include "../ir/memplan.h"
 #include "../ir/sbuf.h"
 
-/* The K/V store of an attention node is a kernel of its own: family ATTENTION, this variant bit, n = the KV heads. */
-enum { BN_MTL_STORE = 1 << 20 };
+/* The K/V store of an attention node is a kernel of its own: family ATTENTION, this variant bit, n = the KV heads.
+ * A ternary matmul's kernel for many tokens (simdgroup_matrix tiles): family MATMUL, this variant bit. */
+enum { BN_MTL_STORE = 1 << 20, BN_MTL_MANY = 1 << 21 };
 
 typedef struct {
   char name[64];
@@ -62,6 +63,7 @@ enum { BN_MTL_MAX_BIND = 6 };
 
 typedef struct {
   int kernel, node;
+  int many;   /* the kernel for steps of at least its tok_tile tokens (a matmul's tiles); -1: none */
   int n_bind; /* buffers 0..n_bind-1 */
   bn_mtl_bind bind[BN_MTL_MAX_BIND];
 } bn_mtl_dispatch;

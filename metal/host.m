@@ -180,8 +180,9 @@ static bn_status mhost_run(void *self, bn_graph_step *step, bn_error *err) {
   id<MTLComputeCommandEncoder> enc = [cb computeCommandEncoderWithDescriptor:pd];
   for (int i = 0; i < m->lib.n_steps; i++) {
     const bn_mtl_dispatch *d = &m->lib.steps[i];
-    const bn_mtl_kernel *k = &m->lib.kernels[d->kernel];
-    [enc setComputePipelineState:m->pipes[(NSUInteger)d->kernel]];
+    int ki = d->many >= 0 && (uint32_t)T >= m->lib.kernels[d->many].tok_tile ? d->many : d->kernel;
+    const bn_mtl_kernel *k = &m->lib.kernels[ki];
+    [enc setComputePipelineState:m->pipes[(NSUInteger)ki]];
     [enc setBytes:&st length:sizeof st atIndex:0];
     for (int b = 1; b < d->n_bind; b++) {
       NSUInteger off;

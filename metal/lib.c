@@ -51,8 +51,12 @@ static bn_status add(builder *b, int node, const bn_kkey *key, const bn_mtl_bind
     if (!s) return bn_fail(err, BN_E_NOMEM, "metal: out of memory");
     l->steps = s, b->cap_s = cap;
   }
+  int many = -1; /* a matmul's tiles for many tokens, where their sums are exact */
+  bn_kkey mk = *key;
+  mk.variant |= BN_MTL_MANY;
+  if (key->family == BN_K_MATMUL && bn_metal_supports(&mk) && (st = kernel_of(b, &mk, &many, err))) return st;
   bn_mtl_dispatch *d = &l->steps[l->n_steps++];
-  *d = (bn_mtl_dispatch){.kernel = k, .node = node, .n_bind = n + 1};
+  *d = (bn_mtl_dispatch){.kernel = k, .node = node, .many = many, .n_bind = n + 1};
   d->bind[0] = (bn_mtl_bind){.space = BN_MTL_STEP};
   memcpy(d->bind + 1, binds, (size_t)n * sizeof *binds);
   return BN_OK;

@@ -73,12 +73,13 @@ static const char *const forbidden[] = {"double", "std", "new", "delete", "throw
                                         "printf", "operator", "template"};
 static const char *const spaces[] = {"device", "constant", "threadgroup", "thread"};
 static const char *const types[] = {"float", "half", "int", "uint", "short", "ushort", "char", "uchar", "bool", "long",
-                                    "ulong", "bn_ff", "bn_step", "uint3", "void"};
+                                    "ulong", "bn_ff", "bn_step", "uint3", "void", "simdgroup_half8x8", "simdgroup_float8x8"};
 static const char *const keywords[] = {"if", "for", "while", "switch", "return", "sizeof", "buffer", "threadgroup",
                                        "defined"};
 /* the Metal standard library functions the kernels may call */
 static const char *const stdlib_fns[] = {"max", "min", "clamp", "abs", "rint", "exp", "sqrt", "rsqrt", "fma", "ldexp",
-                                         "as_type", "simd_sum", "simd_max", "threadgroup_barrier", "simdgroup_barrier"};
+                                         "as_type", "simd_sum", "simd_max", "threadgroup_barrier", "simdgroup_barrier",
+                                         "simdgroup_load", "simdgroup_store", "simdgroup_multiply_accumulate"};
 
 static int in(const tok *t, const char *const *list, size_t n) {
   for (size_t i = 0; i < n; i++)

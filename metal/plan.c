@@ -58,8 +58,8 @@ static void write_lib(out *o, const bn_mtl_lib *l, bn_dtype kv) {
   for (int i = 0; i < l->n_steps; i++) {
     const bn_mtl_dispatch *d = &l->steps[i];
     uint8_t rec[STEP_BYTES] = {0};
-    int32_t head[3] = {d->kernel, d->node, d->n_bind};
-    memcpy(rec, head, 12);
+    int32_t head[4] = {d->kernel, d->node, d->n_bind, d->many};
+    memcpy(rec, head, 16);
     for (int b = 0; b < d->n_bind; b++) {
       uint8_t *r = rec + 16 + b * BIND_BYTES;
       r[0] = d->bind[b].space;
@@ -158,10 +158,12 @@ static bn_status read_lib(in *r, const bn_graph *g, const bn_memplan *mp, bn_mtl
     const uint8_t *s = take(r, STEP_BYTES);
     if (!s) return BAD("truncated in dispatch %u", i);
     bn_mtl_dispatch *d = &l->steps[i];
-    memcpy(&d->kernel, s, 4), memcpy(&d->node, s + 4, 4), memcpy(&d->n_bind, s + 8, 4);
+    memcpy(&d->kernel, s, 4), memcpy(&d->node, s + 4, 4), memcpy(&d->n_bind, s + 8, 4), memcpy(&d->many, s + 12, 4);
     if (d->kernel < 0 || d->kernel >= l->n_kernels || d->node < 0 || d->node >= g->n_nodes ||
-        d->n_bind != l->kernels[d->kernel].n_buffers)
-      return BAD("dispatch %u: kernel %d, node %d, %d buffers", i, d->kernel, d->node, d->n_bind);
+        d->n_bind != l->kernels[d->kernel].n_buffers || d->many < -1 || d->many >= l->n_kernels ||
+        (d->many >= 0 && l->kernels[d->many].n_buffers != d->n_bind))
+      return BAD("dispatch %u: kernel %d (many tokens: %d), node %d, %d buffers", i, d->kernel, d->many, d->node,
+                 d->n_bind);
     for (int b = 0; b < d->n_bind; b++) {
       const uint8_t *e = s + 16 + b * BIND_BYTES;
       bn_mtl_bind *x = &d->bind[b];
@@ -223,7 +225,7 @@ int bn_metal_lib_equal(const bn_mtl_lib *a, const bn_mtl_lib *b) {
   }
   for (int i = 0; i < a->n_steps; i++) {
     const bn_mtl_dispatch *x = &a->steps[i], *y = &b->steps[i];
-    if (x->kernel != y->kernel || x->node != y->node || x->n_bind != y->n_bind) return 0;
+    if (x->kernel != y->kernel || x->node != y->node || x->many != y->many || x->n_bind != y->n_bind) return 0;
     for (int k = 0; k < x->n_bind; k++)
       if (x->bind[k].space != y->bind[k].space || x->bind[k].index != y->bind[k].index ||
           x->bind[k].offset != y->bind[k].offset)

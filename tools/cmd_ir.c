@@ -117,6 +117,8 @@ static int emit_metal(FILE *fp, const bn_graph *g, const bn_memplan *mp, bn_erro
     const bn_mtl_kernel *k = &lib.kernels[d->kernel];
     ok = fprintf(fp, " * %%%s: %s grid %u x ceil(T/%u) groups of %u threads, %u bytes threadgroup,", g->values[g->nodes[d->node].out].name,
                  k->name, k->groups_x, k->tok_tile, k->threads, k->tg_bytes) > 0;
+    if (ok && d->many >= 0)
+      ok = fprintf(fp, " (from %u tokens: %s)", lib.kernels[d->many].tok_tile, lib.kernels[d->many].name) > 0;
     for (int b = 1; ok && b < d->n_bind; b++) {
       const bn_mtl_bind *x = &d->bind[b];
       ok = x->space == BN_MTL_ARENA    ? fprintf(fp, " %d:arena+%lld", b, (long long)x->offset) > 0

@@ -110,13 +110,14 @@ static bn_status msim_run(void *self, bn_graph_step *step, bn_error *err) {
   m->st = (step_consts){.T = (uint32_t)T, .pos = (uint32_t)step->pos, .n_ctx = (uint32_t)m->n_ctx};
   for (int i = 0; i < m->lib.n_steps; i++) {
     const bn_mtl_dispatch *d = &m->lib.steps[i];
-    const bn_mtl_kernel *k = &m->lib.kernels[d->kernel];
+    int ki = d->many >= 0 && (uint32_t)T >= m->lib.kernels[d->many].tok_tile ? d->many : d->kernel;
+    const bn_mtl_kernel *k = &m->lib.kernels[ki];
     void *bufs[BN_MTL_MAX_BIND];
     for (int b = 0; b < d->n_bind; b++) bufs[b] = buffer(m, d, &d->bind[b]);
     bn_sim_grid grid = {.groups = {k->groups_x, (uint32_t)((T + (int)k->tok_tile - 1) / (int)k->tok_tile)},
                         .threads = k->threads, .tg_bytes = k->tg_bytes, .buffers = bufs};
     double t0 = now_s();
-    bn_status st = bn_sim_dispatch(m->so, d->kernel, &grid, err);
+    bn_status st = bn_sim_dispatch(m->so, ki, &grid, err);
     if (step->node_seconds) step->node_seconds[d->node] += now_s() - t0;
     if (st) return st;
   }
