@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "../codegen/kernels.h"
+#include "../codegen/backend.h"
 #include "../ir/memplan.h"
 #include "../ir/sbuf.h"
 
@@ -86,6 +86,15 @@ typedef struct {
 bn_status bn_metal_build(const bn_graph *g, const bn_memplan *mp, bn_dtype kv, bn_mtl_lib *out, bn_error *err);
 void bn_metal_lib_free(bn_mtl_lib *lib);
 int bn_metal_lib_equal(const bn_mtl_lib *a, const bn_mtl_lib *b);
+
+/* The kernel dispatch d runs for a step of T tokens: its tile kernel for many tokens, where it has one. */
+static inline int bn_metal_kernel_for(const bn_mtl_lib *l, const bn_mtl_dispatch *d, int T) {
+  return d->many >= 0 && (uint32_t)T >= l->kernels[d->many].tok_tile ? d->many : d->kernel;
+}
+
+/* What a host runs: the library of its graph (opts' graph, memory plan and cache type) built here, and
+ * the plan's device section (opts.device), when there is one, checked to be that same library. */
+bn_status bn_metal_host_lib(const bn_backend_opts *o, bn_mtl_lib *lib, bn_error *err);
 
 /* A plan's Metal section (docs/bnplan.md): the libraries of g for F32 and F16 caches, serialized
  * (malloc'd); and one read back, checked against g and mp, for the caches' type kv. */

@@ -115,21 +115,14 @@ static void counters(mhost *m) {
 
 static bn_status mhost_open(const bn_backend_opts *o, void **self, bn_error *err) {
   const bn_memplan *mp = o->memplan;
-  if (!o->g || !mp) return bn_fail(err, BN_E_INVALID, "metal: runs whole plans (no graph given)");
   mhost *m = calloc(1, sizeof *m);
   if (!m) return bn_fail(err, BN_E_NOMEM, "metal: out of memory");
   *self = m;
+  bn_status st = bn_metal_host_lib(o, &m->lib, err);
+  if (st) return mhost_close(m), *self = NULL, st;
   m->g = o->g, m->n_ctx = o->n_ctx, m->max_tokens = mp->max_tokens, m->n_layers = bn_ref_kv_layers(o->g);
   bn_dtype kv = o->kv == BN_DT_F16 ? BN_DT_F16 : BN_DT_F32;
-  bn_status st = m->n_layers > 64 ? bn_fail(err, BN_E_UNSUPPORTED, "metal: %d layers (at most 64)", m->n_layers)
-                                  : bn_metal_build(o->g, mp, kv, &m->lib, err);
-  if (!st && o->device) {
-    bn_mtl_lib stored;
-    if (!(st = bn_metal_section_read(o->device, o->device_bytes, o->g, mp, kv, &stored, err)) &&
-        !bn_metal_lib_equal(&stored, &m->lib))
-      st = bn_fail(err, BN_E_FORMAT, "metal: the plan's Metal library is not the one this bnc emits for its graph (recompile)");
-    bn_metal_lib_free(&stored);
-  }
+  if (m->n_layers > 64) st = bn_fail(err, BN_E_UNSUPPORTED, "metal: %d layers (at most 64)", m->n_layers);
   if (!st && !(m->dev = MTLCreateSystemDefaultDevice())) st = bn_fail(err, BN_E_UNSUPPORTED, "metal: no Metal GPU");
   if (!st) m->queue = [m->dev newCommandQueue];
   if (!st) st = pipelines(m, err);
@@ -180,7 +173,7 @@ static bn_status mhost_run(void *self, bn_graph_step *step, bn_error *err) {
   id<MTLComputeCommandEncoder> enc = [cb computeCommandEncoderWithDescriptor:pd];
   for (int i = 0; i < m->lib.n_steps; i++) {
     const bn_mtl_dispatch *d = &m->lib.steps[i];
-    int ki = d->many >= 0 && (uint32_t)T >= m->lib.kernels[d->many].tok_tile ? d->many : d->kernel;
+    int ki = bn_metal_kernel_for(&m->lib, d, T);
     const bn_mtl_kernel *k = &m->lib.kernels[ki];
     [enc setComputePipelineState:m->pipes[(NSUInteger)ki]];
     [enc setBytes:&st length:sizeof st atIndex:0];

@@ -233,3 +233,18 @@ int bn_metal_lib_equal(const bn_mtl_lib *a, const bn_mtl_lib *b) {
   }
   return 1;
 }
+
+bn_status bn_metal_host_lib(const bn_backend_opts *o, bn_mtl_lib *lib, bn_error *err) {
+  if (!o->g || !o->memplan) return bn_fail(err, BN_E_INVALID, "metal: runs whole plans (no graph given)");
+  bn_dtype kv = o->kv == BN_DT_F16 ? BN_DT_F16 : BN_DT_F32;
+  bn_status st = bn_metal_build(o->g, o->memplan, kv, lib, err);
+  if (st || !o->device) return st;
+  bn_mtl_lib stored;
+  if (!(st = bn_metal_section_read(o->device, o->device_bytes, o->g, o->memplan, kv, &stored, err)) &&
+      !bn_metal_lib_equal(&stored, lib))
+    st = bn_fail(err, BN_E_FORMAT, "metal: the plan's Metal library is not the one this bnc emits for its graph "
+                 "(made by another version? recompile)");
+  bn_metal_lib_free(&stored);
+  if (st) bn_metal_lib_free(lib);
+  return st;
+}

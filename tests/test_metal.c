@@ -740,7 +740,7 @@ static void check_nodes(const char *path, int n, int warm) {
       for (int L = 0; L < layers; L++) memcpy(kc2[L], kc[L], kvb[L]), memcpy(vc2[L], vc[L], kvb[L]);
       for (; d < lib.n_steps && lib.steps[d].node == node; d++) {
         const bn_mtl_dispatch *ds = &lib.steps[d];
-        int ki = ds->many >= 0 && (uint32_t)T >= lib.kernels[ds->many].tok_tile ? ds->many : ds->kernel;
+        int ki = bn_metal_kernel_for(&lib, ds, T);
         const bn_mtl_kernel *k = &lib.kernels[ki];
         void *bufs[BN_MTL_MAX_BIND];
         for (int b = 0; b < ds->n_bind; b++) {

@@ -46,21 +46,13 @@ static void msim_close(void *self) {
 
 static bn_status msim_open(const bn_backend_opts *o, void **self, bn_error *err) {
   const bn_memplan *mp = o->memplan;
-  if (!o->g || !mp) return bn_fail(err, BN_E_INVALID, "metal-sim: runs whole plans (no graph given)");
   msim *m = calloc(1, sizeof *m);
   if (!m) return bn_fail(err, BN_E_NOMEM, "metal-sim: out of memory");
   *self = m;
+  bn_status st = bn_metal_host_lib(o, &m->lib, err);
+  if (st) return msim_close(m), *self = NULL, st;
   m->g = o->g, m->n_ctx = o->n_ctx, m->max_tokens = mp->max_tokens, m->n_layers = bn_ref_kv_layers(o->g);
   bn_dtype kv = o->kv == BN_DT_F16 ? BN_DT_F16 : BN_DT_F32;
-  bn_status st = bn_metal_build(o->g, mp, kv, &m->lib, err);
-  if (!st && o->device) { /* the plan's table must be the one built here: then it is the one that runs */
-    bn_mtl_lib stored;
-    if (!(st = bn_metal_section_read(o->device, o->device_bytes, o->g, mp, kv, &stored, err)) &&
-        !bn_metal_lib_equal(&stored, &m->lib))
-      st = bn_fail(err, BN_E_FORMAT, "metal-sim: the plan's Metal library is not the one this bnc emits for its graph "
-                   "(made by another version? recompile)");
-    bn_metal_lib_free(&stored);
-  }
   bn_sim_kernel *ks = st ? NULL : calloc((size_t)m->lib.n_kernels + 1, sizeof *ks);
   if (!st && !ks) st = bn_fail(err, BN_E_NOMEM, "metal-sim: out of memory");
   for (int i = 0; !st && i < m->lib.n_kernels; i++)
@@ -110,7 +102,7 @@ static bn_status msim_run(void *self, bn_graph_step *step, bn_error *err) {
   m->st = (step_consts){.T = (uint32_t)T, .pos = (uint32_t)step->pos, .n_ctx = (uint32_t)m->n_ctx};
   for (int i = 0; i < m->lib.n_steps; i++) {
     const bn_mtl_dispatch *d = &m->lib.steps[i];
-    int ki = d->many >= 0 && (uint32_t)T >= m->lib.kernels[d->many].tok_tile ? d->many : d->kernel;
+    int ki = bn_metal_kernel_for(&m->lib, d, T);
     const bn_mtl_kernel *k = &m->lib.kernels[ki];
     void *bufs[BN_MTL_MAX_BIND];
     for (int b = 0; b < d->n_bind; b++) bufs[b] = buffer(m, d, &d->bind[b]);
