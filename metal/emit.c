@@ -132,7 +132,7 @@ int bn_metal_supports(const bn_kkey *key) {
            (!(key->variant & BN_MTL_MANY) || key->k * 128 < (1 << 24));
   case BN_K_MATMUL_F: return loader(key->variant) && key->k > 0 && key->n > 0;
   case BN_K_EMBED: return loader(key->variant) && key->k > 0;
-  case BN_K_NORM_QUANT: return key->k > 0;
+  case BN_K_NORM_QUANT: return key->k > 0 && key->eps >= 0 && key->eps < 1e30f; /* a number MSL can spell */
   case BN_K_ATTENTION:
     return key->k > 0 && key->k <= 1024 && key->n > 0 && (key->variant & ~BN_MTL_STORE) > 0 &&
            key->n % (key->variant & ~BN_MTL_STORE) == 0 && (key->cache == BN_DT_F32 || key->cache == BN_DT_F16);

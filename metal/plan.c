@@ -6,6 +6,7 @@
 
 #include "../codegen/ref/ref.h"
 #include "emit.h"
+#include "lint.h"
 
 static const char MAGIC[8] = "BNMETAL1";
 enum { NAME = 64, KERNEL_BYTES = 128, BIND_BYTES = 16, STEP_BYTES = 16 + BN_MTL_MAX_BIND * BIND_BYTES };
@@ -98,7 +99,8 @@ static const uint8_t *take(in *r, size_t n) {
   return p;
 }
 
-#define BAD(...) (bn_metal_lib_free(l), bn_fail(err, BN_E_FORMAT, "metal section: " __VA_ARGS__))
+/* the message first: it may name what is freed */
+#define BAD(...) (bn_fail(err, BN_E_FORMAT, "metal section: " __VA_ARGS__), bn_metal_lib_free(l), BN_E_FORMAT)
 
 /* One library; checked against g and mp. */
 static bn_status read_lib(in *r, const bn_graph *g, const bn_memplan *mp, bn_mtl_lib *l, uint32_t *kv, bn_error *err) {
@@ -238,6 +240,7 @@ bn_status bn_metal_host_lib(const bn_backend_opts *o, bn_mtl_lib *lib, bn_error 
   if (!o->g || !o->memplan) return bn_fail(err, BN_E_INVALID, "metal: runs whole plans (no graph given)");
   bn_dtype kv = o->kv == BN_DT_F16 ? BN_DT_F16 : BN_DT_F32;
   bn_status st = bn_metal_build(o->g, o->memplan, kv, lib, err);
+  if (!st && (st = bn_metal_lint(lib->source, err))) bn_metal_lib_free(lib); /* only MSL a Mac takes runs here */
   if (st || !o->device) return st;
   bn_mtl_lib stored;
   if (!(st = bn_metal_section_read(o->device, o->device_bytes, o->g, o->memplan, kv, &stored, err)) &&
