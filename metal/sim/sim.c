@@ -106,7 +106,12 @@ static void *read_file(const char *path, size_t *n) {
 }
 
 #if defined(__x86_64__)
-#define F16C (__builtin_cpu_supports("f16c") ? "-mf16c" : "-mno-f16c") /* half conversions in one instruction */
+#include <cpuid.h>
+static int has_f16c(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#define F16C (has_f16c() ? "-mf16c" : "-mno-f16c") /* half conversions in one instruction */
 #else
 #define F16C "-fsigned-char"
 #endif
