@@ -169,7 +169,7 @@ static void mm_reduce(bn_sbuf *s, const char *acc_t, const char *store) {
               "  for (uint p = lane; p < R * TT; p += 32) {\n"
               "    const uint r = r0 + p / TT, t = p %% TT;\n"
               "    if (r >= N || t >= nt) continue;\n"
-              "    %s a = 0;\n"
+              "    %s a = -*(device const int *)(qa + (t0 + t) * STRIDE + STRIDE - 60);\n"
               "    for (uint i = 0; i < 32; i++) a += part[p * 32 + i];\n"
               "    const uint o = (t0 + t) * N + r;\n"
               "%s"
@@ -179,7 +179,8 @@ static void mm_reduce(bn_sbuf *s, const char *acc_t, const char *store) {
 
 /* Ternary matmul over TP2 weights (ir/quant.h): a lane takes bytes lane and lane + 32 of each
  * 64-byte group of its simdgroup's rows (4 codes a byte, 64 elements apart), the codes unpacked
- * once for all tokens of the group. Integer sums; the dequantization acc * row_scale / s in float. */
+ * once for all tokens of the group and multiplied as they are (trit + 1: the row's code sum comes
+ * off at the end). Integer sums; the dequantization acc * row_scale / s in float pairs. */
 static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
   int64_t K = key->k, N = key->n, stride = bn_qa8_row_bytes(K);
   int mode = key->variant;
@@ -200,7 +201,7 @@ static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "    for (uint g = 0; g < K / 256; g++)\n"
               "      for (uint b = lane; b < 64; b += 32) {\n"
               "        const uint c = row[g * m * 64 + b];\n"
-              "        const int w0 = int(c & 3) - 1, w1 = int(c >> 2 & 3) - 1, w2 = int(c >> 4 & 3) - 1, w3 = int(c >> 6) - 1;\n"
+              "        const int w0 = int(c & 3), w1 = int(c >> 2 & 3), w2 = int(c >> 4 & 3), w3 = int(c >> 6); // trit + 1\n"
               "        for (uint t = 0; t < nt; t++) {\n"
               "          device const char *q = (device const char *)(qa + (t0 + t) * STRIDE) + g * 256 + b;\n"
               "          acc[rr * TT + t] += w0 * q[0] + w1 * q[64] + w2 * q[128] + w3 * q[192];\n"
@@ -208,6 +209,7 @@ static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "      }\n"
               "  }\n",
               (long long)K, (long long)N, (long long)stride, MM_TT, MM_R);
+  /* the codes stood for trit + 1: sum (c - 1) q = sum c q - sum q, the QA8 row's code sum */
   const char *store = mode == BN_MM_ACC ? "    y[o] = a;\n"
                       : mode == BN_MM_DQ
                           ? "    const float rs = ((device const float *)(w + ulong(N) * (K / 4)))[r];\n"
