@@ -11,7 +11,7 @@ cp "$here/test_openai.mjs" "$dir/" # run from beside its node_modules, where its
 prompt="In the beginning"
 want=$("$bnc" run "$model" -p "$prompt" -n 12 --temp 0 --repeat-penalty 1 2>/dev/null)
 want=${want#"$prompt"}
-rm -f "$dir/serve.log" # not a previous run's port
+: >"$dir/serve.log" # empty (not a previous run's port), and there before the server's shell opens it
 "$bnc" serve "$model" --port 0 --parallel 2 --api-key sekrit 2>"$dir/serve.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true' EXIT
