@@ -98,6 +98,13 @@ bn_status bn_import_vocab(const bn_gguf *f, bn_vocab *v, bn_error *err) {
   }
   const bn_gguf_kv *ab = bn_gguf_find(f, "tokenizer.ggml.add_bos_token");
   v->add_bos = ab ? ab->type == BN_GGUF_BOOL && ab->num.u : v->bos >= 0;
+  const bn_gguf_kv *ct = bn_gguf_find(f, "tokenizer.chat_template"); /* kept for bnc serve (serve_req.c) */
+  if (ct && (ct->type != BN_GGUF_STRING || ct->str.len > BN_CHAT_TEMPLATE_MAX || memchr(ct->str.ptr, 0, ct->str.len))) {
+    bn_vocab_free(v);
+    return bn_fail(err, BN_E_FORMAT, "%s: tokenizer.chat_template is not a string of at most %d bytes without NUL", f->path,
+                   BN_CHAT_TEMPLATE_MAX);
+  }
+  if (ct && !(v->chat_template = dup_str(ct->str))) goto oom;
   if ((st = bn_vocab_check(v, f->path, err))) bn_vocab_free(v);
   return st;
 oom:

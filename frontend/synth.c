@@ -216,6 +216,8 @@ bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *e
   bn_gguf_w_u32(s.w, KEY("vocab_size"), (uint32_t)hp.n_vocab);
 #undef KEY
   if ((st = bn_synth_vocab(s.w, bn_arch_is_relu2(arch), hp.n_vocab, err))) goto done;
+  const char *tmpl = bn_synth_chat_template(p->chat_template ? p->chat_template : bn_arch_is_relu2(arch) ? "bitnet" : "none");
+  if (tmpl) bn_gguf_w_str(s.w, "tokenizer.chat_template", tmpl);
   {
     uint64_t n = (uint64_t)E * (uint64_t)sh->n_vocab, dims[2] = {(uint64_t)E, (uint64_t)sh->n_vocab};
     float *v = malloc(n * sizeof *v);
@@ -251,4 +253,23 @@ done:
   free(s.trit);
   bn_gguf_writer_free(s.w);
   return st;
+}
+
+/* Templates in the Jinja of Hugging Face's tokenizer configs, written for bnc's tests; BitNet 2B-4T's is
+ * "Role: content<|eot_id|>" per message, then "Assistant: ". */
+const char *bn_synth_chat_template(const char *name) {
+  static const char *const t[][2] = {
+      {"llama3", "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+                 "'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"},
+      {"bitnet", "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}{{ 'System: ' }}"
+                 "{% elif message['role'] == 'user' %}{{ 'User: ' }}{% else %}{{ 'Assistant: ' }}{% endif %}"
+                 "{{ message['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}"
+                 "{% endif %}"},
+      {"chatml", "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+                 "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"},
+  };
+  for (size_t i = 0; name && i < sizeof t / sizeof *t; i++)
+    if (!strcmp(name, t[i][0])) return t[i][1];
+  return NULL;
 }

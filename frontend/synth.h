@@ -21,7 +21,11 @@ typedef struct {
   bn_dtype embd;        /* F16 (default), F32, Q8_0 ... any non-ternary type bnc can write */
   uint64_t seed;
   int progress;         /* print a progress line to stderr */
+  const char *chat_template; /* tokenizer.chat_template: "llama3", "bitnet", "chatml" or "none"; NULL: the arch's
+                              * own (bitnet-b1.58 / bitnet-25: BitNet 2B-4T's, "bitnet"; bitnet: none) */
 } bn_synth_params;
+/* The Jinja text of a chat template family bnc synth writes; NULL: none or unknown. */
+const char *bn_synth_chat_template(const char *name);
 
 const bn_synth_shape *bn_synth_find_shape(const char *name);
 const char *bn_synth_shape_names(void);

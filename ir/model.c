@@ -14,6 +14,7 @@ void bn_vocab_free(bn_vocab *v) {
   free(v->merges);
   free(v->scores);
   free(v->types);
+  free(v->chat_template);
   memset(v, 0, sizeof *v);
 }
 

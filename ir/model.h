@@ -19,6 +19,7 @@ typedef struct {
   char **merges;     /* BPE: "left right", rank = index */
   int bos, eos, unk; /* -1 when absent */
   int add_bos;
+  char *chat_template; /* tokenizer.chat_template (Jinja text, kept as it is); NULL: none */
 } bn_vocab;
 
 typedef struct {
@@ -39,7 +40,7 @@ uint32_t bn_bpe_byte_to_cp(unsigned char b);
 
 /* Checks what the tokenizers rely on: every token and merge well-formed UTF-8 of at
  * most BN_VOCAB_MAX_BYTES, token types known, scores finite, merges "a b". */
-enum { BN_VOCAB_MAX_BYTES = 4096 };
+enum { BN_VOCAB_MAX_BYTES = 4096, BN_CHAT_TEMPLATE_MAX = 1 << 16 };
 bn_status bn_vocab_check(const bn_vocab *v, const char *file, bn_error *err);
 void bn_vocab_free(bn_vocab *v);
 void bn_model_free(bn_model *m);

@@ -23,7 +23,7 @@ typedef struct {
 struct bn_engine {
   bn_session *s;
   const bn_model *m;
-  int n_slots, queue_cap, max_step, n_ctx, eot; /* eot: <|eot_id|>'s id, or -1 */
+  int n_slots, queue_cap, max_step, n_ctx, eot[2]; /* end of turn: <|eot_id|>'s and <|im_end|>'s ids, or -1 */
   double pause_s;
   slot *slots;
   bn_engine_request *queue; /* a ring of queue_cap */
@@ -150,7 +150,7 @@ static void next_token(bn_engine *e, int i, const float *row) {
   memcpy(e->logits, row, (size_t)e->m->hp.n_vocab * sizeof *row);
   int32_t tok = bn_sampler_sample(sl->smp, e->logits, sl->toks, sl->n_fed);
   if (!sl->n_gen) sl->ttft = bn_now() - sl->t0;
-  if (tok == e->m->vocab.eos || tok == e->eot) {
+  if (tok == e->m->vocab.eos || tok == e->eot[0] || tok == e->eot[1]) {
     finish(e, sl, BN_FINISH_STOP, NULL);
     return;
   }
@@ -258,7 +258,8 @@ bn_status bn_engine_create(const bn_model *m, const bn_memplan *mp, const bn_eng
   if (st) return free(e), st;
   e->m = m, e->n_slots = p->slots, e->queue_cap = p->queue + p->slots, e->pause_s = p->step_pause_s;
   e->n_ctx = bn_session_params_of(e->s)->n_ctx, e->max_step = bn_exec_max_tokens(bn_session_exec(e->s));
-  e->eot = bn_tok_control(bn_session_tokenizer(e->s), "<|eot_id|>");
+  e->eot[0] = bn_tok_control(bn_session_tokenizer(e->s), "<|eot_id|>");
+  e->eot[1] = bn_tok_control(bn_session_tokenizer(e->s), "<|im_end|>");
   e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
   e->queue = calloc((size_t)e->queue_cap, sizeof *e->queue);
   e->queued_at = calloc((size_t)e->queue_cap, sizeof *e->queued_at);

@@ -104,6 +104,11 @@ static bn_status rd_vocab(cur *c, bn_vocab *v, int n_vocab) {
     if (rd_str(c, &v->merges[i], "merge")) return BN_E_FORMAT;
     v->n_merges = (int)i + 1;
   }
+  if (c->p->version >= 5) { /* the chat template ("": none) */
+    if (rd_str(c, &v->chat_template, "chat template")) return BN_E_FORMAT;
+    if (strlen(v->chat_template) > BN_CHAT_TEMPLATE_MAX) return bad(c, "chat template bytes", (long long)strlen(v->chat_template));
+    if (!*v->chat_template) free(v->chat_template), v->chat_template = NULL;
+  }
   char where[300];
   snprintf(where, sizeof where, "%s: section vocab", c->p->path);
   return bn_vocab_check(v, where, c->err);

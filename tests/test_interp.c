@@ -194,7 +194,7 @@ static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_
 static void check_synth(const char *arch, bn_dtype type) {
   char path[512];
   snprintf(path, sizeof path, "%s/interp-%s-%s.gguf", BNC_TEST_TMP, arch, bn_dtype_table[type].name);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), arch, type, BN_DT_F16, 5, 0};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), arch, type, BN_DT_F16, 5, 0, NULL};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
   bn_gguf f;
@@ -251,7 +251,7 @@ static void test_per_tensor_scale(void **s) {
   (void)s;
   char path[512];
   snprintf(path, sizeof path, "%s/interp-scale.gguf", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 9, 0};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 9, 0, NULL};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
   bn_gguf f;

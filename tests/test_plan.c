@@ -61,7 +61,7 @@ static int setup(void **state) {
   (void)state;
   snprintf(gguf_path, sizeof gguf_path, "%s/plan-b158.gguf", BNC_TEST_TMP);
   snprintf(plan_path, sizeof plan_path, "%s/plan-b158.bnplan", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 4, 0};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 4, 0, NULL};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, gguf_path, &err), BN_OK);
   compile(gguf_path, plan_path, 8);
@@ -76,6 +76,8 @@ static void test_plan_logits(void **state) {
   bn_error err = {0};
   assert_int_equal(bn_plan_open(&p, plan_path, &err), BN_OK);
   assert_string_equal(p.target, "native");
+  assert_non_null(p.model.vocab.chat_template); /* the GGUF's chat template, kept (synth's for 2B-4T) */
+  assert_string_equal(p.model.vocab.chat_template, bn_synth_chat_template("bitnet"));
   size_t V = (size_t)p.model.hp.n_vocab;
   float *a = eval_session(&p.model, &p.mem, TOK, 13, 0); /* 13 tokens: chunks of 8 and 5 */
   float *b = eval_session(&p.model, &p.mem, TOK, 13, 1);

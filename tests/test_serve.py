@@ -222,15 +222,15 @@ for _ in range(100):
 check(status == 200, "the slot came back: %d %s" % (status, text))
 terminate(server, "server with a key")
 
-# llama3's chat template, for a vocabulary with its header and end-of-turn tokens (a synth gpt2-style model):
-# the chat prompt is BOS, 5 control tokens and the pieces "user", "\n\nhi", "assistant", "\n\n" tokenized
+# the GGUF's chat template, of a synth gpt2-style model (whose vocabulary has llama3's control tokens):
+# llama3's renders BOS, 5 control tokens and the pieces "user", "\n\nhi", "assistant", "\n\n" tokenized
 # alone, each counted here through a completion's usage (its BOS less)
 tmp = tempfile.mkdtemp()
 llama3 = tmp + "/llama3.gguf"
-subprocess.run([bnc, "synth", "-o", llama3, "--shape", "tiny", "--arch", "bitnet-b1.58", "--type", "i2_s"], check=True,
-               capture_output=True)
+subprocess.run([bnc, "synth", "-o", llama3, "--shape", "tiny", "--arch", "bitnet-b1.58", "--type", "i2_s",
+                "--chat-template", "llama3"], check=True, capture_output=True)
 server, port, line = start(gguf=llama3)
-check("chat template llama3" in line, "llama3 template not chosen: %r" % line)
+check("chat template llama3: the model's chat template" in line, "llama3 template not chosen: %r" % line)
 
 
 def count(text):
@@ -244,6 +244,28 @@ status, text, _ = request(port, "POST", "/v1/chat/completions",
 check(status == 200 and json.loads(text)["usage"]["prompt_tokens"] == want_n,
       "llama3 chat prompt: %s, want %d tokens" % (text, want_n))
 terminate(server, "llama3 server")
+
+# BitNet 2B-4T's template (synth's default for that arch): "User: " + the content as it is, end of turn,
+# then "Assistant: "
+bitnet = tmp + "/bitnet.gguf"
+subprocess.run([bnc, "synth", "-o", bitnet, "--shape", "tiny", "--arch", "bitnet-b1.58", "--type", "i2_s"], check=True,
+               capture_output=True)
+server, port, line = start(gguf=bitnet)
+check("chat template bitnet: the model's chat template" in line, "bitnet template not chosen: %r" % line)
+want_n = 1 + count("User:   hi \n") + 1 + count("Assistant: ")
+status, text, _ = request(port, "POST", "/v1/chat/completions",
+                          {"messages": [{"role": "user", "content": "  hi \n"}], "max_tokens": 3})
+check(status == 200 and json.loads(text)["usage"]["prompt_tokens"] == want_n,
+      "bitnet chat prompt: %s, want %d tokens" % (text, want_n))
+terminate(server, "bitnet server")
+
+# a ChatML template over a vocabulary without its tokens: the plain template, and the line says why
+chatml = tmp + "/chatml.gguf"
+subprocess.run([bnc, "synth", "-o", chatml, "--shape", "tiny", "--arch", "bitnet-b1.58", "--type", "i2_s",
+                "--chat-template", "chatml"], check=True, capture_output=True)
+server, port, line = start(gguf=chatml)
+check("chat template plain: the model's chat template, but its vocabulary lacks" in line, "chatml fallback: %r" % line)
+terminate(server, "chatml server")
 shutil.rmtree(tmp)
 
 # IPv6, where this machine has a loopback for it

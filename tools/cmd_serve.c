@@ -46,7 +46,7 @@ typedef struct {
 typedef struct {
   bn_engine *eng;
   const char *model_id, *api_key;
-  bn_chat_template chat; /* llama3's where the vocabulary has its header and end-of-turn tokens */
+  bn_chat_template chat; /* bn_chat_pick's */
   int n_ctx;
   _Atomic int draining; /* set by the main thread at SIGTERM, read by the connections' */
   long http[8]; /* responses by status: HTTP_CODES */
@@ -421,6 +421,9 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
   *con_cls = NULL;
 }
 
+/* bn_chat_pick's question: does the vocabulary have this control token? */
+static int has_control(const char *name, void *tok) { return bn_tok_control(tok, name) >= 0; }
+
 int bn_cmd_serve(int argc, char **argv) {
   const char *model = NULL, *host = "127.0.0.1", *api_key = NULL;
   long port = 8080, parallel = 4, queue = -1, ctx = 0, threads = 1;
@@ -473,8 +476,8 @@ int bn_cmd_serve(int argc, char **argv) {
   if (bn_engine_create(cm.m, cm.mem, &ep, &s.eng, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
   s.n_ctx = bn_session_params_of(bn_engine_session(s.eng))->n_ctx;
   const bn_tokenizer *tok = bn_session_tokenizer(bn_engine_session(s.eng));
-  s.chat = bn_tok_control(tok, "<|start_header_id|>") >= 0 && bn_tok_control(tok, "<|end_header_id|>") >= 0 &&
-                   bn_tok_control(tok, "<|eot_id|>") >= 0 ? BN_CHAT_LLAMA3 : BN_CHAT_PLAIN;
+  const char *chosen;
+  s.chat = bn_chat_pick(cm.m->vocab.chat_template, has_control, (void *)tok, &chosen);
   struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                                               (v6 ? MHD_USE_IPv6 : 0),
                                           (uint16_t)port, NULL, NULL, handle, &s, MHD_OPTION_SOCK_ADDR,
@@ -487,9 +490,9 @@ int bn_cmd_serve(int argc, char **argv) {
     return 1;
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-  fprintf(stderr, "bnc serve: %s on http://%s%s%s:%u/v1 (%ld slots of %d tokens, a queue of %d, chat template %s)\n",
-          s.model_id, v6 ? "[" : "", host, v6 ? "]" : "",
-          info ? info->port : (unsigned)port, parallel, s.n_ctx, ep.queue, s.chat == BN_CHAT_LLAMA3 ? "llama3" : "plain");
+  fprintf(stderr, "bnc serve: %s on http://%s%s%s:%u/v1 (%ld slots of %d tokens, a queue of %d, chat template %s: %s)\n",
+          s.model_id, v6 ? "[" : "", host, v6 ? "]" : "", info ? info->port : (unsigned)port, parallel, s.n_ctx, ep.queue,
+          bn_chat_template_name(s.chat), chosen);
   int sig;
   sigwait(&sigs, &sig);
   fprintf(stderr, "bnc serve: %s: no new requests; finishing those running\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");

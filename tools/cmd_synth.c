@@ -9,17 +9,19 @@
 
 static const char HELP[] =
     "usage: bnc synth -o OUT.gguf [--shape tiny|large|3b|2b4t] [--arch ARCH] [--type tq1_0|tq2_0|i2_s]\n"
-    "                 [--embd f16|f32|q8_0] [--seed N]\n"
+    "                 [--embd f16|f32|q8_0] [--seed N] [--chat-template llama3|bitnet|chatml|none]\n"
     "  Writes a real-format GGUF with seeded random ternary weights and a working tokenizer.\n"
     "  --shape  tiny (default; for tests), large (bitnet_b1_58-large), 3b, 2b4t (BitNet b1.58 2B-4T)\n"
     "  --arch   bitnet (SiLU, llama vocab) or bitnet-b1.58 / bitnet-25 (relu2, gpt2 vocab);\n"
     "           default: the shape's own (2b4t: bitnet-b1.58, others: bitnet)\n"
     "  --type   ternary type of the linear weights (default i2_s)\n"
     "  --embd   token embedding type (default f16)\n"
-    "  --seed   random seed (default 1): the same options give a byte-identical file\n";
+    "  --seed   random seed (default 1): the same options give a byte-identical file\n"
+    "  --chat-template  the tokenizer.chat_template it carries (default: the arch's own: BitNet 2B-4T's,\n"
+    "           bitnet, for bitnet-b1.58 / bitnet-25; none for bitnet); bnc serve renders these families\n";
 
 int bn_cmd_synth(int argc, char **argv) {
-  bn_synth_params p = {bn_synth_find_shape("tiny"), NULL, BN_DT_I2_S, BN_DT_F16, 1, 1};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), NULL, BN_DT_I2_S, BN_DT_F16, 1, 1, NULL};
   const char *out = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -28,7 +30,7 @@ int bn_cmd_synth(int argc, char **argv) {
       return 0;
     }
     if (a[0] != '-') return bn_cli_usage_error("synth", "unexpected argument '%s'", a);
-    if (!bn_cli_has("-o --shape --arch --type --embd --seed", a)) return bn_cli_usage_error("synth", "unknown option '%s'", a);
+    if (!bn_cli_has("-o --shape --arch --type --embd --seed --chat-template", a)) return bn_cli_usage_error("synth", "unknown option '%s'", a);
     if (!v) return bn_cli_usage_error("synth", "option %s needs a value", a);
     i++;
     if (!strcmp(a, "-o")) out = v;
@@ -40,6 +42,10 @@ int bn_cmd_synth(int argc, char **argv) {
       int t = bn_dtype_from_name(v, strlen(v));
       if (t < 0) return bn_cli_usage_error("synth", "unknown type '%s' for %s", v, a);
       *(a[2] == 't' ? &p.ternary : &p.embd) = (bn_dtype)t;
+    } else if (!strcmp(a, "--chat-template")) {
+      if (strcmp(v, "none") && !bn_synth_chat_template(v))
+        return bn_cli_usage_error("synth", "--chat-template must be llama3, bitnet, chatml or none, got '%s'", v);
+      p.chat_template = v;
     } else if (!strcmp(a, "--seed")) {
       long s;
       if (bn_cli_int("synth", a, v, 0, 0x7fffffffL, &s)) return 2;

@@ -17,55 +17,110 @@ static int message(const cJSON *m, const char **role, const char **content, char
   return 0;
 }
 
-/* messages -> a prompt: "role: content" lines, then "assistant:" (docs/serve.md: the plain template). */
-static char *render_chat(const cJSON *msgs, char *why, size_t cap) {
-  size_t len = 0, total = 16;
-  const cJSON *m;
-  const char *role, *content;
-  cJSON_ArrayForEach(m, msgs) {
-    if (message(m, &role, &content, why, cap)) return NULL;
-    total += strlen(role) + strlen(content) + 3;
-  }
-  char *p = malloc(total);
-  if (!p) return snprintf(why, cap, "out of memory"), NULL;
-  cJSON_ArrayForEach(m, msgs) {
-    message(m, &role, &content, why, cap); /* checked above */
-    len += (size_t)snprintf(p + len, total - len, "%s: %s\n", role, content);
-  }
-  snprintf(p + len, total - len, "assistant:");
-  return p;
+/* The pieces of a family: per message, text and control tokens around the role and the content (a
+ * role of "R" is capitalized: "User"); then the generation prompt. NULL ends a list. */
+typedef struct {
+  const char *name, *marker;        /* the marker: what a GGUF template of the family holds */
+  const char *control[3];           /* the control tokens the vocabulary must have */
+  const char *msg[6], *gen[4];      /* pieces: "@x" a control token, "%r"/"%R" the role, "%c" the content */
+  int trim;                         /* the content trimmed of white space */
+} family;
+
+static const family families[] = {
+    [BN_CHAT_PLAIN] = {"plain", NULL, {NULL}, {"%r: %c\n"}, {"assistant:"}, 0},
+    [BN_CHAT_LLAMA3] = {"llama3", "<|start_header_id|>", {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
+                        {"@<|start_header_id|>", "%r", "@<|end_header_id|>", "\n\n%c", "@<|eot_id|>"},
+                        {"@<|start_header_id|>", "assistant", "@<|end_header_id|>", "\n\n"}, 1},
+    [BN_CHAT_CHATML] = {"chatml", "<|im_start|>", {"<|im_start|>", "<|im_end|>"},
+                        {"@<|im_start|>", "%r\n%c", "@<|im_end|>", "\n"}, {"@<|im_start|>", "assistant\n"}, 0},
+    [BN_CHAT_BITNET] = {"bitnet", "Assistant: ", {"<|eot_id|>"}, {"%R: %c", "@<|eot_id|>"}, {"Assistant: "}, 0},
+};
+
+const char *bn_chat_template_name(bn_chat_template t) { return families[t].name; }
+
+static int has_all(const family *f, int (*has)(const char *, void *), void *user) {
+  for (int i = 0; i < 3 && f->control[i]; i++)
+    if (!has(f->control[i], user)) return 0;
+  return 1;
 }
 
-/* messages -> llama3's pieces: per message <|start_header_id|>role<|end_header_id|>, "\n\n" and the content
- * trimmed, <|eot_id|>; then the assistant's header and "\n\n" (the template's generation prompt). 0 ok. */
-static int render_llama3(const cJSON *msgs, bn_serve_req *r, char *why, size_t cap) {
-  int n = 5 * cJSON_GetArraySize(msgs) + 4;
+bn_chat_template bn_chat_pick(const char *tmpl, int (*has)(const char *name, void *user), void *user,
+                              const char **why) {
+  if (!tmpl) {
+    *why = "the model has no chat template";
+    return has_all(&families[BN_CHAT_LLAMA3], has, user) ? BN_CHAT_LLAMA3 : BN_CHAT_PLAIN;
+  }
+  /* llama3 and ChatML by their own markers; BitNet's by "Assistant: " beside llama3's end of turn */
+  for (int t = BN_CHAT_LLAMA3; t <= BN_CHAT_BITNET; t++)
+    if (strstr(tmpl, families[t].marker) && (t != BN_CHAT_BITNET || strstr(tmpl, "<|eot_id|>"))) {
+      if (has_all(&families[t], has, user)) return *why = "the model's chat template", (bn_chat_template)t;
+      *why = "the model's chat template, but its vocabulary lacks the template's control tokens";
+      return BN_CHAT_PLAIN;
+    }
+  *why = "the model's chat template is none of the families bnc renders";
+  return BN_CHAT_PLAIN;
+}
+
+/* Appends a piece: text, or with special a control token's name. 0 ok. */
+static int piece(bn_serve_req *r, int *cap, int special, char *text) {
+  if (!text) return -1;
+  if (r->n_parts == *cap) {
+    int n = *cap ? 2 * *cap : 16;
+    char **p = realloc(r->parts, (size_t)n * sizeof *p);
+    unsigned char *sp = p ? realloc(r->special, (size_t)n) : NULL;
+    if (p) r->parts = p;
+    if (!sp) return free(text), -1;
+    r->special = sp, *cap = n;
+  }
+  r->special[r->n_parts] = (unsigned char)special, r->parts[r->n_parts++] = text;
+  return 0;
+}
+
+/* A piece's text with the role and content put in. */
+static char *fill(const char *fmt, const char *role, const char *c, size_t clen) {
+  size_t n = strlen(fmt) + strlen(role) + clen + 1, len = 0;
+  char *out = malloc(n);
+  for (const char *p = fmt; out && *p; p++) {
+    if (p[0] == '%' && (p[1] == 'r' || p[1] == 'R')) {
+      memcpy(out + len, role, strlen(role));
+      if (p[1] == 'R') out[len] = (char)(out[len] - 'a' + 'A'); /* roles are lower-case ASCII */
+      len += strlen(role), p++;
+    } else if (p[0] == '%' && p[1] == 'c') memcpy(out + len, c, clen), len += clen, p++;
+    else out[len++] = *p;
+  }
+  if (out) out[len] = 0;
+  return out;
+}
+
+/* messages -> the family's pieces (plain: one prompt string). 0 ok. */
+static int render(const cJSON *msgs, bn_chat_template tpl, bn_serve_req *r, char *why, size_t cap) {
+  const family *f = &families[tpl];
   const cJSON *m;
   const char *role, *c;
-  r->parts = calloc((size_t)n, sizeof *r->parts), r->special = calloc((size_t)n, 1);
-  if (!r->parts || !r->special) return snprintf(why, cap, "out of memory"), -1;
+  int n = 0;
   cJSON_ArrayForEach(m, msgs) {
     if (message(m, &role, &c, why, cap)) return -1;
     const char *end = c + strlen(c);
-    while (*c == ' ' || *c == '\n' || *c == '\t' || *c == '\r') c++;
-    while (end > c && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t' || end[-1] == '\r')) end--;
-    char *body = malloc((size_t)(end - c) + 3);
-    if (!body) return snprintf(why, cap, "out of memory"), -1;
-    memcpy(body, "\n\n", 2), memcpy(body + 2, c, (size_t)(end - c)), body[2 + (end - c)] = 0;
-    const char *seq[5] = {"<|start_header_id|>", role, "<|end_header_id|>", NULL, "<|eot_id|>"};
-    for (int k = 0; k < 5; k++, r->n_parts++) {
-      r->special[r->n_parts] = k % 2 == 0;
-      if (!(r->parts[r->n_parts] = k == 3 ? body : strdup(seq[k]))) {
-        if (k < 3) free(body); /* not in parts yet */
-        return snprintf(why, cap, "out of memory"), -1;
-      }
+    if (f->trim) {
+      while (*c == ' ' || *c == '\n' || *c == '\t' || *c == '\r') c++;
+      while (end > c && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t' || end[-1] == '\r')) end--;
     }
+    for (int k = 0; k < 6 && f->msg[k]; k++)
+      if (piece(r, &n, f->msg[k][0] == '@', f->msg[k][0] == '@' ? strdup(f->msg[k] + 1)
+                                                                 : fill(f->msg[k], role, c, (size_t)(end - c))))
+        return snprintf(why, cap, "out of memory"), -1;
   }
-  const char *gen[4] = {"<|start_header_id|>", "assistant", "<|end_header_id|>", "\n\n"};
-  for (int k = 0; k < 4; k++, r->n_parts++) {
-    r->special[r->n_parts] = k % 2 == 0;
-    if (!(r->parts[r->n_parts] = strdup(gen[k]))) return snprintf(why, cap, "out of memory"), -1;
-  }
+  for (int k = 0; k < 4 && f->gen[k]; k++)
+    if (piece(r, &n, f->gen[k][0] == '@', strdup(f->gen[k] + (f->gen[k][0] == '@'))))
+      return snprintf(why, cap, "out of memory"), -1;
+  if (tpl != BN_CHAT_PLAIN) return 0;
+  size_t total = 1, len = 0; /* plain: the pieces are one prompt */
+  for (int i = 0; i < r->n_parts; i++) total += strlen(r->parts[i]);
+  if (!(r->prompt = malloc(total))) return snprintf(why, cap, "out of memory"), -1;
+  for (int i = 0; i < r->n_parts; i++) memcpy(r->prompt + len, r->parts[i], strlen(r->parts[i])), len += strlen(r->parts[i]);
+  r->prompt[len] = 0;
+  for (int i = 0; i < r->n_parts; i++) free(r->parts[i]);
+  free(r->parts), free(r->special), r->parts = NULL, r->special = NULL, r->n_parts = 0;
   return 0;
 }
 
@@ -106,8 +161,7 @@ const char *bn_serve_parse(const char *body, size_t len, int chat, bn_chat_templ
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, chat ? "messages" : "prompt");
   const char *bad = why;
   if (chat && (!cJSON_IsArray(v) || !cJSON_GetArraySize(v))) snprintf(why, cap, "'messages' must be a non-empty array"), *param = "messages";
-  else if (chat && tpl == BN_CHAT_LLAMA3 && render_llama3(v, r, why, cap)) *param = "messages";
-  else if (chat && tpl != BN_CHAT_LLAMA3 && !(r->prompt = render_chat(v, why, cap))) *param = "messages";
+  else if (chat && render(v, tpl, r, why, cap)) *param = "messages";
   else if (!chat && cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(v->child) && !(r->prompt = strdup(v->child->valuestring)))
     snprintf(why, cap, "out of memory");
   else if (!chat && !r->prompt && !cJSON_IsString(v)) snprintf(why, cap, "'prompt' must be a string"), *param = "prompt";

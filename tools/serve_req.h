@@ -9,8 +9,17 @@
 
 enum { BN_SERVE_MAX_STOP = 4, BN_SERVE_MAX_STOP_LEN = 256 };
 
-/* How chat messages become a prompt: plain lines, or llama3's header and end-of-turn tokens. */
-typedef enum { BN_CHAT_PLAIN, BN_CHAT_LLAMA3 } bn_chat_template;
+/* How chat messages become a prompt (docs/serve.md): plain lines, or one of the template families bnc
+ * renders: llama3's headers and end-of-turn tokens, ChatML's <|im_start|>/<|im_end|>, BitNet b1.58
+ * 2B-4T's "Role: content<|eot_id|>". */
+typedef enum { BN_CHAT_PLAIN, BN_CHAT_LLAMA3, BN_CHAT_CHATML, BN_CHAT_BITNET } bn_chat_template;
+const char *bn_chat_template_name(bn_chat_template t);
+
+/* The family for a model: its GGUF's chat template (tmpl, NULL: none) recognised by its markers, where
+ * the vocabulary has that family's control tokens (has(name, user): the token exists); with no
+ * template, llama3 where the vocabulary has its tokens; else plain. *why: how it was chosen. */
+bn_chat_template bn_chat_pick(const char *tmpl, int (*has)(const char *name, void *user), void *user,
+                              const char **why);
 
 typedef struct {
   char *prompt;                     /* the prompt, or the chat's messages rendered as plain text; or NULL and */

@@ -9,7 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bn_serve_req r;
   char why[600];
   const char *param;
-  bn_serve_parse((const char *)data + 1, size - 1, data[0] & 1, data[0] & 2 ? BN_CHAT_LLAMA3 : BN_CHAT_PLAIN, &r, why,
+  bn_serve_parse((const char *)data + 1, size - 1, data[0] & 1, (bn_chat_template)(data[0] >> 1 & 3), &r, why,
                  sizeof why, &param);
   bn_serve_req_free(&r);
   return 0;
