@@ -67,6 +67,7 @@ struct bn_exec {
   bn_qkv *qkv; /* the one-token q/k/v phases (qkv.h) */
   int n_qkv;
   float *q1, *k1; /* their rotated q and k rows */
+  double *node_secs; /* a graph backend's time per node in a step */
 };
 
 static jit_node jit_of(bn_kfamily f, void *fn, const void *a, const void *w, const void *resid, void *out, int64_t N,
@@ -438,7 +439,9 @@ static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *er
     snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */
     return bn_fail(err, st, "%s (the plan's target is %s: recompile with --target=native)", why, target);
   }
-  if (bn_codegen_runs_graphs(e->cg)) return BN_OK;
+  if (bn_codegen_runs_graphs(e->cg))
+    return (e->node_secs = calloc((size_t)e->g->n_nodes + 1, sizeof *e->node_secs)) ? BN_OK
+           : bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   if ((st = prepare_kernels(e, err))) return st;
   if (!(e->tmp = malloc((size_t)bn_pool_size(e->pool) * (size_t)(e->tmp_width + 1) * sizeof *e->tmp)))
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
@@ -559,7 +562,7 @@ void bn_exec_free(bn_exec *e) {
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->kc_all), free(e->vc_all);
   free(e->seg_t0), free(e->seq_busy);
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
-  free(e->pqa), free(e->qkv), free(e->q1), free(e->k1);
+  free(e->pqa), free(e->qkv), free(e->q1), free(e->k1), free(e->node_secs);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
   if (e->own_pool) bn_pool_free(e->pool);
   bn_codegen_close(e->cg);
@@ -725,18 +728,16 @@ static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, i
   e->env.kc = e->kc_all + segs[0].seq * e->n_layers, e->env.vc = e->vc_all + segs[0].seq * e->n_layers;
   e->step++;
   if (graphs) { /* the backend runs the whole step, and says how long each node took */
-    double *secs = calloc((size_t)g->n_nodes + 1, sizeof *secs);
-    if (!secs) return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
-    bn_graph_step gs = {.tokens = e->tokens, .n = T, .pos = segs[0].pos, .last_only = last_only, .node_seconds = secs};
-    if (!(st = bn_codegen_run_graph(e->cg, &gs, err))) {
-      for (int i = 0; i < g->n_nodes; i++) {
-        bn_exec_stat *s = &e->stats[e->kind_of[i]];
-        s->seconds += secs[i], s->calls++;
-      }
-      *out = gs.out;
+    memset(e->node_secs, 0, (size_t)g->n_nodes * sizeof *e->node_secs);
+    bn_graph_step gs = {.tokens = e->tokens, .n = T, .pos = segs[0].pos, .last_only = last_only,
+                        .node_seconds = e->node_secs};
+    if ((st = bn_codegen_run_graph(e->cg, &gs, err))) return st;
+    for (int i = 0; i < g->n_nodes; i++) {
+      bn_exec_stat *s = &e->stats[e->kind_of[i]];
+      s->seconds += e->node_secs[i], s->calls++;
     }
-    free(secs);
-    return st;
+    *out = gs.out;
+    return BN_OK;
   }
   step sp = {.e = e, .n = T, .last_only = last_only, .row = T - 1, .segs = segs, .n_segs = n_segs};
   bn_pool_run(e->pool, run_step, &sp);
