@@ -221,7 +221,7 @@ const char *bn_exec_backend(const bn_exec *e) { return e->cg ? bn_codegen_backen
 
 int bn_exec_jit_nodes(const bn_exec *e, bn_codegen_counts *counts) {
   if (counts) *counts = e->cg ? bn_codegen_get_counts(e->cg) : (bn_codegen_counts){0};
-  return e->n_jit;
+  return e->cg && bn_codegen_runs_graphs(e->cg) ? e->g->n_nodes : e->n_jit; /* a device runs every node */
 }
 
 /* "rope", or "fused:tmatmul+dequant+add" */

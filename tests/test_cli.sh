@@ -327,6 +327,8 @@ head -c 1500 "$SRC/examples/tiny-model/heldout.txt" >"$WORK/held.txt"
 a=$($BNC perplexity "$WORK/metal.bnplan" -f "$WORK/held.txt" --backend metal-sim 2>/dev/null | sed 's/ |.*//')
 b=$($BNC perplexity "$WORK/metal.bnplan" -f "$WORK/held.txt" --backend ref 2>/dev/null | sed 's/ |.*//')
 [ -n "$a" ] && [ "$a" = "$b" ] || fail "metal-sim perplexity '$a', ref '$b'"
+$BNC run "$WORK/metal.bnplan" -p hi -n 2 --backend metal-sim --stats 2>&1 >/dev/null | tr '\n' ' ' |
+  grep -q "nodes run generated code *metal-sim kernels: .*attention" || fail "--stats on metal-sim: kernels and time per kind"
 $BNC run "$WORK/metal.bnplan" -p hi -n 2 >/dev/null 2>&1 || fail "a Metal plan on the default backend"
 [ "$(uname)" = Darwin ] || expect_error "--backend metal here" "needs macOS" -- $BNC run "$WORK/metal.bnplan" -p hi -n 2 --backend metal
 $BNC ir --emit=metal "$WORK/metal.bnplan" | grep -q "^kernel void mm_dq_k512_n768" || fail "ir --emit=metal"

@@ -126,11 +126,11 @@ static bn_codegen_info msim_info(void *self) {
 
 static bn_codegen_counts msim_counts(void *self) {
   msim *m = self;
-  int cached = 0;
+  int cached = 0, stored = 0;
   double s = 0;
-  if (m && m->so) bn_sim_lib_info(m->so, &cached, &s);
+  if (m && m->so) bn_sim_lib_info(m->so, &cached, &stored, &s);
   int n = m ? m->lib.n_kernels : 0;
-  return (bn_codegen_counts){.built = cached ? 0 : n, .stored = 0, .cached = cached ? n : 0, .seconds = s};
+  return (bn_codegen_counts){.built = cached ? 0 : n, .stored = stored ? n : 0, .cached = cached ? n : 0, .seconds = s};
 }
 
 const bn_backend bn_backend_metal_sim = {

@@ -39,7 +39,7 @@ struct bn_sim_lib {
   int n;
   sim_entry *entry;
   char **names;
-  int cached;
+  int cached, stored;
   double seconds;
   /* a dispatch's room, kept for the next: fibers, their stacks, simdgroup slots, threadgroup block */
   uint32_t room_threads, room_tg;
@@ -200,7 +200,8 @@ bn_status bn_sim_compile(const char *msl, const bn_sim_kernel *k, int n, const b
     snprintf(hp, sizeof hp, "%s/metal_stdlib", dir), snprintf(cp, sizeof cp, "%s/k.cpp", dir);
     if (write_file(hp, bn_sim_stdlib, strlen(bn_sim_stdlib)) || write_file(cp, src, strlen(src)))
       st = bn_fail(err, BN_E_IO, "metal-sim: cannot write the shaders to %s", dir);
-    else if (!(st = run_cxx(cxx, dir, err)) && cache && (so = read_file(p, &size))) bn_kcache_store(cache, key, so, size);
+    else if (!(st = run_cxx(cxx, dir, err)) && cache && (so = read_file(p, &size)))
+      lib->stored = !bn_kcache_store(cache, key, so, size);
   }
   if (!st) st = load(lib, p, k, n, err);
   if (st && lib->cached) bn_kcache_drop(cache, key);
@@ -212,8 +213,8 @@ bn_status bn_sim_compile(const char *msl, const bn_sim_kernel *k, int n, const b
   return BN_OK;
 }
 
-void bn_sim_lib_info(const bn_sim_lib *lib, int *cached, double *seconds) {
-  *cached = lib->cached, *seconds = lib->seconds;
+void bn_sim_lib_info(const bn_sim_lib *lib, int *cached, int *stored, double *seconds) {
+  *cached = lib->cached, *stored = lib->stored, *seconds = lib->seconds;
 }
 
 void bn_sim_free(bn_sim_lib *lib) {

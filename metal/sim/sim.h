@@ -31,8 +31,8 @@ typedef struct {
 /* Compiles msl with kernels k[0..n) callable. */
 bn_status bn_sim_compile(const char *msl, const bn_sim_kernel *k, int n, const bn_sim_opts *opts, bn_sim_lib **out,
                          bn_error *err);
-/* Whether the library came from the cache; seconds spent compiling or loading. */
-void bn_sim_lib_info(const bn_sim_lib *lib, int *cached, double *seconds);
+/* Whether the library came from the cache, or was stored there; seconds spent compiling or loading. */
+void bn_sim_lib_info(const bn_sim_lib *lib, int *cached, int *stored, double *seconds);
 
 typedef struct {
   uint32_t groups[2]; /* threadgroups of the grid, x and y */
