@@ -112,3 +112,10 @@ int bn_strmap_get(const bn_strmap *m, const char *key, size_t len) {
   const bn_strmap_slot *s = probe(m, key, len);
   return s->key ? s->val : -1;
 }
+
+int bn_words_has(const char *list, const char *word) {
+  size_t n = strlen(word);
+  for (const char *k = list; n && k && (k = strstr(k, word)); k += n)
+    if ((k == list || k[-1] == ' ') && (k[n] == ' ' || !k[n])) return 1;
+  return 0;
+}

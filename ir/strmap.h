@@ -30,4 +30,7 @@ int bn_strmap_set(bn_strmap *m, const char *key, size_t len, int val);
 /* The value of key, -1 if absent. */
 int bn_strmap_get(const bn_strmap *m, const char *key, size_t len);
 
+/* Whether word is one of the space-separated words of list ("native x86-64-v3"); an empty word is not. */
+int bn_words_has(const char *list, const char *word);
+
 #endif

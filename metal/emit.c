@@ -121,7 +121,8 @@ static const char *loader(int dtype) {
   }
 }
 
-static int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
+/* A group for n work items, one a thread: whole simdgroups, at most 256 threads (the rest loop). */
+static uint32_t threads_for(int64_t n) { return (uint32_t)((n + 31) / 32 * 32 < 256 ? (n + 31) / 32 * 32 : 256); }
 
 enum { MM_TT = 8, NQ_THREADS = 256, ATT_SG = 4, ROW_THREADS = 256 };
 
@@ -161,20 +162,18 @@ static const char *mm_mode(int v) {
  * lane i adds up the 32 partials of pair i: one simdgroup barrier instead of a simd_sum a pair. */
 enum { MM_R = 2, MM_ROWS = 4 * MM_R };
 
-static void mm_reduce(bn_sbuf *s, const char *acc_t, const char *store) {
-  bn_sbuf_put(s,
-              "  threadgroup %s *part = (threadgroup %s *)tgm + sg * (R * TT * 32);\n"
-              "  for (uint p = 0; p < R * TT; p++) part[p * 32 + lane] = acc[p];\n"
-              "  simdgroup_barrier(mem_flags::mem_threadgroup);\n"
-              "  for (uint p = lane; p < R * TT; p += 32) {\n"
-              "    const uint r = r0 + p / TT, t = p %% TT;\n"
-              "    if (r >= N || t >= nt) continue;\n"
-              "    %s a = -*(device const int *)(qa + (t0 + t) * STRIDE + STRIDE - 60);\n"
-              "    for (uint i = 0; i < 32; i++) a += part[p * 32 + i];\n"
-              "    const uint o = (t0 + t) * N + r;\n"
-              "%s"
-              "  }\n}\n",
-              acc_t, acc_t, acc_t, store);
+/* A ternary matmul's output for row r and token t from its integer sum a, after the kernel set qt, the
+ * token's QA8 row offset: a itself (ACC), or dequantized with the row's scale and the token's (plus the
+ * residual). Closes the loop over outputs and the kernel. */
+static void mm_store(bn_sbuf *s, int mode) {
+  if (mode == BN_MM_ACC) bn_sbuf_put(s, "    y[o] = a;\n");
+  else
+    bn_sbuf_put(s,
+                "    const float rs = ((device const float *)(w + ulong(N) * (K / 4)))[r],\n"
+                "                sa = *(device const float *)(qa + qt + STRIDE - 64);\n"
+                "    y[o] = %sbn_dq(a, rs, sa);\n",
+                mode == BN_MM_DQ_ADD ? "resid[o] + " : "");
+  bn_sbuf_put(s, "  }\n}\n");
 }
 
 /* Ternary matmul over TP2 weights (ir/quant.h): a lane takes bytes lane and lane + 32 of each
@@ -209,14 +208,20 @@ static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "      }\n"
               "  }\n",
               (long long)K, (long long)N, (long long)stride, MM_TT, MM_R);
-  /* the codes stood for trit + 1: sum (c - 1) q = sum c q - sum q, the QA8 row's code sum */
-  const char *store = mode == BN_MM_ACC ? "    y[o] = a;\n"
-                      : mode == BN_MM_DQ
-                          ? "    const float rs = ((device const float *)(w + ulong(N) * (K / 4)))[r];\n"
-                            "    y[o] = bn_dq(a, rs, *(device const float *)(qa + (t0 + t) * STRIDE + STRIDE - 64));\n"
-                          : "    const float rs = ((device const float *)(w + ulong(N) * (K / 4)))[r];\n"
-                            "    y[o] = resid[o] + bn_dq(a, rs, *(device const float *)(qa + (t0 + t) * STRIDE + STRIDE - 64));\n";
-  mm_reduce(s, "int", store);
+  /* the partials meet in the block; the codes stood for trit + 1: sum (c - 1) q = sum c q - sum q, the QA8
+   * row's code sum */
+  bn_sbuf_put(s,
+              "  threadgroup int *part = (threadgroup int *)tgm + sg * (R * TT * 32);\n"
+              "  for (uint p = 0; p < R * TT; p++) part[p * 32 + lane] = acc[p];\n"
+              "  simdgroup_barrier(mem_flags::mem_threadgroup);\n"
+              "  for (uint p = lane; p < R * TT; p += 32) {\n"
+              "    const uint r = r0 + p / TT, t = p %% TT;\n"
+              "    if (r >= N || t >= nt) continue;\n"
+              "    const ulong qt = (t0 + t) * STRIDE;\n"
+              "    int a = -*(device const int *)(qa + qt + STRIDE - 60);\n"
+              "    for (uint i = 0; i < 32; i++) a += part[p * 32 + i];\n"
+              "    const uint o = (t0 + t) * N + r;\n");
+  mm_store(s, mode);
 }
 
 /* Ternary matmul for many tokens: a group computes a tile of 32 rows x 32 tokens with
@@ -254,7 +259,7 @@ static void emit_mmt(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "    }\n"
               "    for (uint e = tid; e < KC * TN; e += 128) {\n"
               "      const uint kk = k0 + e / TN, t = t0 + e %% TN;\n"
-              "       as[e] = half(t < st.T ? int(((device const char *)(qa + ulong(t) * STRIDE))[kk]) : 0);\n"
+              "      as[e] = half(t < st.T ? int(((device const char *)(qa + ulong(t) * STRIDE))[kk]) : 0);\n"
               "    }\n"
               "    threadgroup_barrier(mem_flags::mem_threadgroup);\n"
               "    for (uint kk = 0; kk < KC; kk += 8) {\n"
@@ -274,15 +279,10 @@ static void emit_mmt(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "    const uint r = r0 + e / TN, t = t0 + e %% TN;\n"
               "    if (r >= N || t >= st.T) continue;\n"
               "    const int a = int(cs[e]);\n"
-              "    const uint o = t * N + r;\n",
+              "    const uint o = t * N + r;\n"
+              "    const ulong qt = ulong(t) * STRIDE;\n",
               (long long)K, (long long)N, (long long)stride);
-  if (mode == BN_MM_ACC) bn_sbuf_put(s, "    y[o] = a;\n");
-  else {
-    bn_sbuf_put(s, "    const float rs = ((device const float *)(w + ulong(N) * (K / 4)))[r];\n"
-                   "    const float sa = *(device const float *)(qa + ulong(t) * STRIDE + STRIDE - 64);\n");
-    bn_sbuf_put(s, mode == BN_MM_DQ ? "    y[o] = bn_dq(a, rs, sa);\n" : "    y[o] = resid[o] + bn_dq(a, rs, sa);\n");
-  }
-  bn_sbuf_put(s, "  }\n}\n");
+  mm_store(s, mode);
 }
 
 /* Float matmul y = x W^T over any weight type, shaped as the ternary one (lanes over K), its sums
@@ -385,6 +385,14 @@ static void emit_nq(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               (long long)stride, (long long)(stride - 64), (long long)(stride - 64), (long long)(stride - 60));
 }
 
+/* An attention kernel's K and V cache parameters ("device const half *kc"; qual "const " or ""), and the
+ * caches' element type in MSL. */
+static const char *cache_params(const bn_kkey *key, const char *qual, char kc[48], char vc[48]) {
+  const char *ct = key->cache == BN_DT_F16 ? "half" : "float";
+  snprintf(kc, 48, "device %s%s *kc", qual, ct), snprintf(vc, 48, "device %s%s *vc", qual, ct);
+  return ct;
+}
+
 /* Causal attention as the reference computes it, one group of ATT_SG simdgroups per (head,
  * token), in two passes over the keys: the scores' max, then the weights exp(s - max) (each
  * rounded to float, as the reference stores them), their sum and the weighted values. A lane
@@ -393,7 +401,8 @@ static void emit_nq(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
  * Sums in pairs, merged across simdgroups through the block; one division rounds each output. */
 static void emit_attention(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
   int64_t hd = key->k, H = key->n, kvh = key->variant, D = (hd + 31) / 32;
-  const char *ct = key->cache == BN_DT_F16 ? "half" : "float";
+  char kc[48], vc[48];
+  const char *ct = cache_params(key, "const ", kc, vc);
   snprintf(k->name, sizeof k->name, "attn_h%lld_kv%lld_d%lld_%s", (long long)H, (long long)kvh, (long long)hd,
            key->cache == BN_DT_F16 ? "f16" : "f32");
   double scale = 1.0 / __builtin_sqrt((double)hd);
@@ -405,8 +414,6 @@ static void emit_attention(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "  for (uint i = 0; i < %lld; i++) d = bn_ff_add(d, bn_two_prod(q[i], float(kr[i])));\n"
               "  return bn_ff_round(bn_ff_mul(d, bn_ff{%.9g, %.9g}));\n}\n",
               k->name, ct, (long long)hd, shi, slo);
-  char kc[48], vc[48];
-  snprintf(kc, sizeof kc, "device const %s *kc", ct), snprintf(vc, sizeof vc, "device const %s *vc", ct);
   const char *ops[] = {"device const float *q", kc, vc, "device float *y"};
   k->threads = 32 * ATT_SG, k->groups_x = (uint32_t)H, k->tok_tile = 1, k->tg_block = 1;
   k->tg_bytes = (uint32_t)((ATT_SG + ATT_SG * (2 + 2 * hd) + ATT_SG * 32) * 4);
@@ -458,13 +465,12 @@ static void emit_attention(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
  * one group per (KV head, token); F16 caches round to nearest even. */
 static void emit_store(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
   int64_t hd = key->k, kvh = key->variant & ~BN_MTL_STORE;
-  const char *ct = key->cache == BN_DT_F16 ? "half" : "float";
+  char kc[48], vc[48];
+  const char *ct = cache_params(key, "", kc, vc);
   snprintf(k->name, sizeof k->name, "kvstore_kv%lld_d%lld_%s", (long long)kvh, (long long)hd,
            key->cache == BN_DT_F16 ? "f16" : "f32");
-  char kc[48], vc[48];
-  snprintf(kc, sizeof kc, "device %s *kc", ct), snprintf(vc, sizeof vc, "device %s *vc", ct);
   const char *ops[] = {"device const float *k", "device const float *v", kc, vc};
-  k->threads = (uint32_t)(round32(hd) < 256 ? round32(hd) : 256), k->groups_x = (uint32_t)kvh, k->tok_tile = 1;
+  k->threads = threads_for(hd), k->groups_x = (uint32_t)kvh, k->tok_tile = 1;
   open_kernel(s, k, ops, 4);
   bn_sbuf_put(s,
               "  const uint KVH = %lld, HD = %lld;\n"
@@ -480,7 +486,7 @@ static void emit_rope(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
   int64_t hd = key->k, H = key->n, half = hd / 2;
   snprintf(k->name, sizeof k->name, "rope_h%lld_d%lld", (long long)H, (long long)hd);
   const char *ops[] = {"device const float *x", "device float *y", "device const float *tab"};
-  k->threads = (uint32_t)(round32(half) < 256 ? round32(half) : 256), k->groups_x = (uint32_t)H, k->tok_tile = 1;
+  k->threads = threads_for(half), k->groups_x = (uint32_t)H, k->tok_tile = 1;
   open_kernel(s, k, ops, 3);
   bn_sbuf_put(s,
               "  const uint H = %lld, HD = %lld, HALF = %lld;\n"

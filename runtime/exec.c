@@ -418,14 +418,6 @@ bn_status bn_exec_check(const bn_graph *g, int n_vocab, bn_error *err) {
   return BN_OK;
 }
 
-/* Whether the space-separated list holds word. */
-static int has_word(const char *list, const char *word) {
-  size_t n = strlen(word);
-  for (const char *p = list; p && (p = strstr(p, word)); p += n)
-    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n])) return 1;
-  return 0;
-}
-
 /* Opens the backend for the plan's target and prepares every node's kernel, or hands a graph backend the graph. */
 static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
   const char *target = opts->target ? opts->target : "native";
@@ -433,7 +425,7 @@ static bn_status open_backend(bn_exec *e, const bn_exec_opts *opts, bn_error *er
                         .memplan = e->mp, .n_ctx = e->n_ctx, .kv = e->env.kv,
                         .device = opts->device, .device_bytes = opts->device_bytes};
   bn_status st = bn_codegen_open(opts->backend, &bo, &e->cg, err);
-  if (st && (!strcmp(target, "native") || has_word(opts->backend->targets, target))) return st; /* not the target's fault */
+  if (st && (!strcmp(target, "native") || bn_words_has(opts->backend->targets, target))) return st; /* not the target's fault */
   if (st) {
     char why[sizeof err->msg];
     snprintf(why, sizeof why, "%s", err->msg); /* err->msg cannot be both source and destination */

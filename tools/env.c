@@ -11,12 +11,7 @@
 #include "../runtime/pool.h"
 #include "cli.h"
 
-int bn_cli_has(const char *list, const char *opt) {
-  size_t n = strlen(opt);
-  for (const char *k = list; n && (k = strstr(k, opt)); k += n)
-    if ((k == list || k[-1] == ' ') && (k[n] == ' ' || !k[n])) return 1;
-  return 0;
-}
+int bn_cli_has(const char *list, const char *opt) { return bn_words_has(list, opt); }
 
 static const struct {
   const char *name, *values;
