@@ -81,6 +81,7 @@ int bn_kernel_select(const bn_graph *g, int i, bn_kkey *key) {
   }
   if (n->op == BN_OP_RMSNORM) { /* alone: the final norm */
     int64_t K = g->values[n->out].shape.d[1];
+    if (n->attr[1] != 0) return 0; /* per-head groups: the reference kernel */
     if (g->values[n->in[1]].dtype != BN_DT_F32 || g->values[n->in[0]].dtype != BN_DT_F32) return 0;
     *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = BN_NQ_RMSNORM, .eps = (float)n->attr[0]};
     return 1;

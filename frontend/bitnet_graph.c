@@ -1,10 +1,13 @@
-/* The BitNet b1.58 graph builder: "bitnet" (bitnet_b1_58-large/-3B: SiLU
- * gate) and "bitnet-b1.58"/"bitnet-25" (2B-4T: relu² gate, GQA). Both use
- * NeoX RoPE and sub-norms before attn_output and ffn_down (the forward pass
- * of Hugging Face transformers' BitNet; the ops in docs/ir.md). Tensors come from a
- * bn_tensor_src (a GGUF file, or shapes alone for `bnc ir --shape`). */
+/* The graph builder of the ternary decoders (bn_arch_info): "bitnet"
+ * (bitnet_b1_58-large/-3B: SiLU gate) and "bitnet-b1.58"/"bitnet-25" (2B-4T:
+ * relu² gate, GQA), with sub-norms before attn_output and ffn_down (the forward
+ * pass of Hugging Face transformers' BitNet); "llama" and "qwen3" without them,
+ * qwen3 with an RMSNorm per q/k head. All rotate NeoX-style (docs/import.md);
+ * llama's interleaved q/k rows are put back in that order here. Tensors come from a
+ * bn_tensor_src (a GGUF file, a Hugging Face directory, or shapes alone for `bnc ir --shape`). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../ir/quant.h"
@@ -13,10 +16,37 @@
 typedef struct {
   const bn_tensor_src *src;
   const bn_hparams *hp;
+  const bn_arch_info *arch;
   bn_graph *g;
   bn_error *err;
   bn_status st;
 } importer;
+
+/* llama.cpp stores llama's q/k rows of a head as pairs (2j, 2j+1) rotating together; this copy
+ * puts them back as (j, j + d/2), the NeoX order the rope op rotates. */
+static bn_tensor_ref *uninterleave(importer *im, const char *name, bn_tensor_ref *t, bn_tensor_ref *out) {
+  uint64_t rows = t->dims[1], d = (uint64_t)im->hp->head_dim, tail = t->dtype == BN_DT_I2_S ? 32 : 0;
+  if (d % 2 || rows % d || t->nbytes < tail || (t->nbytes - tail) % rows) {
+    im->st = bn_fail(im->err, BN_E_FORMAT, "%s: tensor '%s': %llu rows are not whole heads of %llu", im->src->name, name,
+                     (unsigned long long)rows, (unsigned long long)d);
+    return NULL;
+  }
+  uint64_t rb = (t->nbytes - tail) / rows;
+  uint8_t *p = bn_graph_own(im->g, malloc(t->nbytes));
+  if (!p) {
+    im->st = bn_fail(im->err, BN_E_NOMEM, "out of memory");
+    return NULL;
+  }
+  const uint8_t *src = t->data;
+  for (uint64_t r = 0; r < rows; r++) { /* row h*d + a*d/2 + j comes from h*d + 2j + a */
+    uint64_t h = r / d, a = r % d / (d / 2), j = r % (d / 2);
+    memcpy(p + r * rb, src + (h * d + 2 * j + a) * rb, rb);
+  }
+  memcpy(p + rows * rb, src + rows * rb, tail); /* I2_S's scale */
+  *out = *t;
+  out->data = p;
+  return out;
+}
 
 /* Adds weight `name` after checking it is [rows, cols] (cols innermost; rows 0 = 1-D) and of an allowed kind. */
 enum { W_FLOAT, W_TERNARY, W_ANY_NONTERNARY };
@@ -57,6 +87,8 @@ static int weight(importer *im, const char *name, int64_t rows, int64_t cols, in
       return -1;
     }
   }
+  if (rows && im->arch->interleaved_qk && im->src->gguf_order && t->data && (strstr(name, ".attn_q.") || strstr(name, ".attn_k.")))
+    if (!(t = uninterleave(im, name, t, &tr))) return -1;
   int64_t d[2] = {rows ? rows : cols, cols};
   bn_shape s = bn_shape_make(rows ? 2 : 1, d);
   int id = bn_graph_add_weight(im->g, name, t->dtype, s, t->data, t->nbytes);
@@ -87,44 +119,51 @@ static int bitlinear(importer *im, int layer, const char *w, int x, int64_t n_ou
 
 static int layer(importer *im, int L, int x) {
   const bn_hparams *hp = im->hp;
-  int64_t E = hp->n_embd, F = hp->n_ff, Ekv = (int64_t)hp->head_dim * hp->n_head_kv;
-  double eps[4] = {hp->eps};
-  char nm[16][64], wn[4][64];
+  const bn_arch_info *ar = im->arch;
+  int64_t E = hp->n_embd, F = hp->n_ff, Eq = (int64_t)hp->head_dim * hp->n_head, Ekv = (int64_t)hp->head_dim * hp->n_head_kv;
+  double eps[4] = {hp->eps}, head_eps[4] = {hp->eps, hp->head_dim};
+  char nm[18][64], wn[6][64];
   const char *names[] = {"attn_in", "q", "k", "v", "q_rope", "k_rope", "attn", "attn_sub", "o", "x_attn",
-                         "ffn_in", "gate", "up", "act", "gu", "ffn_sub"};
-  for (int i = 0; i < 16; i++) snprintf(nm[i], sizeof nm[i], "l%d.%s", L, names[i]);
-  const char *norms[] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"};
-  for (int i = 0; i < 4; i++) snprintf(wn[i], sizeof wn[i], "blk.%d.%s.weight", L, norms[i]);
+                         "ffn_in", "gate", "up", "act", "gu", "ffn_sub", "q_norm", "k_norm"};
+  for (int i = 0; i < 18; i++) snprintf(nm[i], sizeof nm[i], "l%d.%s", L, names[i]);
+  const char *norms[] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm", "attn_q_norm", "attn_k_norm"};
+  for (int i = 0; i < 6; i++) snprintf(wn[i], sizeof wn[i], "blk.%d.%s.weight", L, norms[i]);
   char out[64], down[64];
   snprintf(out, sizeof out, "l%d.out", L);
   snprintf(down, sizeof down, "l%d.down", L);
 
   int h = node(im, BN_OP_RMSNORM, nm[0], x, weight(im, wn[0], 0, E, W_FLOAT), -1, eps);
-  int q = bitlinear(im, L, "attn_q", h, E, E, nm[1]);
+  int q = bitlinear(im, L, "attn_q", h, Eq, E, nm[1]);
   int k = bitlinear(im, L, "attn_k", h, Ekv, E, nm[2]);
   int v = bitlinear(im, L, "attn_v", h, Ekv, E, nm[3]);
+  if (ar->qk_norm) { /* one RMSNorm per head, before the rotation */
+    q = node(im, BN_OP_RMSNORM, nm[16], q, weight(im, wn[4], 0, hp->head_dim, W_FLOAT), -1, head_eps);
+    k = node(im, BN_OP_RMSNORM, nm[17], k, weight(im, wn[5], 0, hp->head_dim, W_FLOAT), -1, head_eps);
+  }
   double rq[4] = {hp->n_head, hp->head_dim, hp->n_rot, hp->rope_base};
   double rk[4] = {hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_base};
   q = node(im, BN_OP_ROPE, nm[4], q, -1, -1, rq);
   k = node(im, BN_OP_ROPE, nm[5], k, -1, -1, rk);
   double at[4] = {L, hp->n_head, hp->n_head_kv, hp->head_dim};
   int a = node(im, BN_OP_ATTENTION, nm[6], q, k, v, at);
-  a = node(im, BN_OP_RMSNORM, nm[7], a, weight(im, wn[1], 0, E, W_FLOAT), -1, eps);
-  int o = bitlinear(im, L, "attn_output", a, E, E, nm[8]);
+  if (ar->sub_norms) a = node(im, BN_OP_RMSNORM, nm[7], a, weight(im, wn[1], 0, Eq, W_FLOAT), -1, eps);
+  int o = bitlinear(im, L, "attn_output", a, E, Eq, nm[8]);
   x = node(im, BN_OP_ADD, nm[9], x, o, -1, NULL);
   h = node(im, BN_OP_RMSNORM, nm[10], x, weight(im, wn[2], 0, E, W_FLOAT), -1, eps);
   int g = bitlinear(im, L, "ffn_gate", h, F, E, nm[11]);
   int u = bitlinear(im, L, "ffn_up", h, F, E, nm[12]);
-  g = node(im, bn_arch_is_relu2(hp->arch) ? BN_OP_RELU2 : BN_OP_SILU, nm[13], g, -1, -1, NULL);
+  g = node(im, ar->relu2 ? BN_OP_RELU2 : BN_OP_SILU, nm[13], g, -1, -1, NULL);
   int m = node(im, BN_OP_MUL, nm[14], g, u, -1, NULL);
-  m = node(im, BN_OP_RMSNORM, nm[15], m, weight(im, wn[3], 0, F, W_FLOAT), -1, eps);
+  if (ar->sub_norms) m = node(im, BN_OP_RMSNORM, nm[15], m, weight(im, wn[3], 0, F, W_FLOAT), -1, eps);
   int d = bitlinear(im, L, "ffn_down", m, E, F, down);
   return node(im, BN_OP_ADD, out, x, d, -1, NULL);
 }
 
 bn_status bn_import_graph(const bn_hparams *hp, const bn_tensor_src *src, bn_graph *g, bn_error *err) {
+  const bn_arch_info *arch = bn_arch_find(hp->arch);
+  if (!arch) return bn_fail(err, BN_E_UNSUPPORTED, "%s: architecture '%s' is not supported", src->name, hp->arch);
   bn_graph_init(g, hp->arch);
-  importer im = {src, hp, g, err, BN_OK};
+  importer im = {src, hp, arch, g, err, BN_OK};
   int64_t T = BN_DIM_T;
   int tokens = bn_graph_add_input(g, "tokens", BN_DT_I32, bn_shape_make(1, &T));
   int emb = weight(&im, "token_embd.weight", hp->n_vocab, hp->n_embd, W_ANY_NONTERNARY);

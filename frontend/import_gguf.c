@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "../ir/quant.h"
+#include "hf.h"
 #include "import.h"
 
 int bn_gguf_src_find(void *ctx, const char *name, bn_tensor_ref *out) {
@@ -18,7 +21,7 @@ int bn_gguf_src_find(void *ctx, const char *name, bn_tensor_ref *out) {
   return 1;
 }
 
-bn_tensor_src bn_gguf_tensor_src(const bn_gguf *f) { return (bn_tensor_src){f->path, (void *)f, bn_gguf_src_find}; }
+bn_tensor_src bn_gguf_tensor_src(const bn_gguf *f) { return (bn_tensor_src){f->path, (void *)f, bn_gguf_src_find, 1}; }
 
 /* The index of the first element of w that is NaN or infinite, or -1. Float types by their
  * exponent bits (a pass at memory speed), the rest dequantized in chunks. */
@@ -63,6 +66,26 @@ static bn_status check_float_weights(const bn_graph *g, const char *path, bn_err
       return bn_fail(err, BN_E_FORMAT, "%s: tensor %s: element %lld is NaN or infinite", path, w->name, (long long)at);
   }
   return BN_OK;
+}
+
+bn_status bn_source_import(const char *path, bn_source *s, bn_model *m, bn_error *err) {
+  memset(s, 0, sizeof *s);
+  struct stat sb;
+  bn_status st;
+  if (!stat(path, &sb) && S_ISDIR(sb.st_mode)) {
+    if ((st = bn_hf_open(&s->hf, path, err))) return st;
+    if ((st = bn_import_hf(s->hf, m, err))) bn_source_close(s);
+    return st;
+  }
+  if ((st = bn_gguf_open(&s->gguf, path, err))) return st;
+  if ((st = bn_import_gguf(&s->gguf, m, err))) bn_source_close(s);
+  return st;
+}
+
+void bn_source_close(bn_source *s) {
+  if (s->gguf.base) bn_gguf_close(&s->gguf);
+  bn_hf_close(s->hf);
+  memset(s, 0, sizeof *s);
 }
 
 bn_status bn_import_gguf(const bn_gguf *f, bn_model *m, bn_error *err) {

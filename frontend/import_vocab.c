@@ -41,6 +41,17 @@ static int opt_id(const bn_gguf *f, const char *key, int n_tokens, bn_status *st
   return (int)id;
 }
 
+/* tokenizer.ggml.pre, llama.cpp's names for the pre-tokenizer regexes bnc has (absent: llama3's). */
+int bn_vocab_pre_from_name(const char *name) {
+  static const char *llama3[] = {"llama-bpe", "llama3", "llama-v3", "default", "smaug-bpe", "falcon3"},
+                    *qwen2[] = {"qwen2", "qwen3", "deepseek-r1-qwen"};
+  for (size_t i = 0; i < sizeof llama3 / sizeof *llama3; i++)
+    if (!strcmp(name, llama3[i])) return BN_PRE_LLAMA3;
+  for (size_t i = 0; i < sizeof qwen2 / sizeof *qwen2; i++)
+    if (!strcmp(name, qwen2[i])) return BN_PRE_QWEN2;
+  return -1;
+}
+
 bn_status bn_import_vocab(const bn_gguf *f, bn_vocab *v, bn_error *err) {
   memset(v, 0, sizeof *v);
   v->bos = v->eos = v->unk = -1;
@@ -50,6 +61,15 @@ bn_status bn_import_vocab(const bn_gguf *f, bn_vocab *v, bn_error *err) {
   if (!strcmp(model, "llama")) v->kind = BN_VOCAB_SPM;
   else if (!strcmp(model, "gpt2")) v->kind = BN_VOCAB_BPE;
   else return bn_fail(err, BN_E_UNSUPPORTED, "%s: tokenizer.ggml.model '%s' unsupported (llama or gpt2)", f->path, model);
+  if (v->kind == BN_VOCAB_BPE && bn_gguf_find(f, "tokenizer.ggml.pre")) {
+    char pre[64];
+    if ((st = bn_gguf_get_str(f, "tokenizer.ggml.pre", pre, sizeof pre, err))) return st;
+    int p = bn_vocab_pre_from_name(pre);
+    if (p < 0)
+      return bn_fail(err, BN_E_UNSUPPORTED, "%s: tokenizer.ggml.pre '%s' is not a pre-tokenizer bnc knows (llama-bpe, qwen2)",
+                     f->path, pre);
+    v->pre = (bn_vocab_pre)p;
+  }
   const bn_gguf_kv *tok = find_array(f, "tokenizer.ggml.tokens", BN_GGUF_STRING, 0, 1, &st, err);
   if (st) return st;
   if (tok->arr_count == 0 || tok->arr_count > (1u << 24))

@@ -168,7 +168,7 @@ void bn_synth_hparams(const bn_synth_params *p, bn_hparams *hp) {
 }
 
 bn_tensor_src bn_synth_tensor_src(const bn_synth_params *p) {
-  return (bn_tensor_src){p->shape->name, (void *)p, synth_find};
+  return (bn_tensor_src){p->shape->name, (void *)p, synth_find, 0}; /* shapes only */
 }
 
 static bn_status check(const bn_synth_params *p, const bn_synth_shape *sh, const char *arch, bn_error *err) {

@@ -208,7 +208,7 @@ static int add_node(bn_irp_ctx *ctx, BNIR_LTYPE *loc, BNIR_LTYPE *oploc, BNIR_LT
     for (int a = 0; a < ctx->n_attr && !ctx->failed; a++) {
       int slot = -1;
       for (int k = 0; k < BN_MAX_ATTR; k++)
-        if (info->attr[k] && !strcmp(info->attr[k], ctx->attr_name[a])) slot = k;
+        if (info->attr[k] && !strcmp(info->attr[k] + (info->attr[k][0] == '?'), ctx->attr_name[a])) slot = k;
       BNIR_LTYPE at = {ctx->attr_line[a], ctx->attr_col[a], ctx->attr_line[a], ctx->attr_col[a]};
       if (slot < 0) fail_at(ctx, &at, "unknown attribute '%s'", ctx->attr_name[a]);
       else attr[slot] = ctx->pending[a];

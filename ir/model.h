@@ -6,11 +6,14 @@
 #include "ir.h"
 
 typedef enum { BN_VOCAB_SPM, BN_VOCAB_BPE } bn_vocab_kind;
+/* The BPE pre-tokenizer's split: llama3's regex (digits in threes) or qwen2's (one digit a piece). */
+typedef enum { BN_PRE_LLAMA3, BN_PRE_QWEN2, BN_PRE_COUNT } bn_vocab_pre;
 
 enum { BN_TOK_NORMAL = 1, BN_TOK_UNKNOWN = 2, BN_TOK_CONTROL = 3, BN_TOK_USER = 4, BN_TOK_UNUSED = 5, BN_TOK_BYTE = 6 };
 
 typedef struct {
   bn_vocab_kind kind;
+  bn_vocab_pre pre;
   int n_tokens;
   char **tokens;     /* NUL-terminated copies */
   float *scores;     /* SPM merge scores (may be all 0) */

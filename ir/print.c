@@ -64,8 +64,9 @@ static void put_graph(bn_sbuf *b, const bn_graph *g, const char *ind) {
     for (int k = 0; k < n->n_in; k++) bn_sbuf_put(b, "%s%%%s", k ? ", " : " ", g->values[n->in[k]].name);
     int first = 1;
     for (int a = 0; a < BN_MAX_ATTR; a++) {
-      if (!info->attr[a]) continue;
-      bn_sbuf_put(b, "%s%s = %.17g", first ? " {" : ", ", info->attr[a], n->attr[a]);
+      const char *nm = info->attr[a];
+      if (!nm || (nm[0] == '?' && n->attr[a] == 0)) continue;
+      bn_sbuf_put(b, "%s%s = %.17g", first ? " {" : ", ", nm + (nm[0] == '?'), n->attr[a]);
       first = 0;
     }
     if (!first) bn_sbuf_put(b, "}");

@@ -68,14 +68,26 @@ bn_status bn_rule_embed(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_sh
   return out2(dt, out, BN_DT_F32, in_val(g, n, 0)->shape.d[0], in_val(g, n, 1)->shape.d[1]);
 }
 
+/* Whether attribute v is a whole number in [lo, hi] (*out); checked before any cast: a double
+ * beyond int64's range has no conversion. */
+static int whole(double v, int64_t lo, int64_t hi, int64_t *out) {
+  if (!(v >= (double)lo && v <= (double)hi)) return 0; /* NaN too */
+  *out = (int64_t)v;
+  return (double)*out == v;
+}
+
 bn_status bn_rule_same(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
   NEED(0, in_val(g, n, 0)->shape.rank, BN_DT_F32);
   *dt = BN_DT_F32;
   *out = in_val(g, n, 0)->shape;
   if (n->op == BN_OP_RMSNORM) {
     const bn_value *x = in_val(g, n, 0), *w = in_val(g, n, 1);
-    if (w->shape.rank != 1 || x->shape.rank < 1 || w->shape.d[0] != x->shape.d[x->shape.rank - 1])
-      return bn_fail(err, BN_E_INVALID, "rmsnorm: weight %%%s does not match the last dim of %%%s", w->name, x->name);
+    int64_t last = x->shape.rank ? x->shape.d[x->shape.rank - 1] : 0, group = last;
+    if (n->attr[1] != 0 && !whole(n->attr[1], 1, last, &group))
+      return bn_fail(err, BN_E_INVALID, "rmsnorm: group=%g is not a whole number in 1..%lld", n->attr[1], (long long)last);
+    if (w->shape.rank != 1 || x->shape.rank < 1 || last % group || w->shape.d[0] != group)
+      return bn_fail(err, BN_E_INVALID, "rmsnorm: weight %%%s does not match the last dim of %%%s (or its group)", w->name,
+                     x->name);
     if (!(n->attr[0] > 0 && n->attr[0] <= FLT_MAX && (float)n->attr[0] > 0)) /* kernels take it as a float */
       return bn_fail(err, BN_E_INVALID, "rmsnorm: eps=%g is not a positive float", n->attr[0]);
   }
@@ -102,14 +114,6 @@ bn_status bn_rule_linear(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_s
   if (n->n_in == 3 && (bn_shape_numel(&in_val(g, n, 2)->shape, 0) != 1 || in_val(g, n, 2)->dtype != BN_DT_F32))
     return bn_fail(err, BN_E_INVALID, "bitlinear: scale %%%s must be one f32", in_val(g, n, 2)->name);
   return out2(dt, out, BN_DT_F32, x->shape.d[0], in_val(g, n, 1)->shape.d[0]);
-}
-
-/* Whether attribute v is a whole number in [lo, hi] (*out); checked before any cast: a double
- * beyond int64's range has no conversion. */
-static int whole(double v, int64_t lo, int64_t hi, int64_t *out) {
-  if (!(v >= (double)lo && v <= (double)hi)) return 0; /* NaN too */
-  *out = (int64_t)v;
-  return (double)*out == v;
 }
 
 /* heads and head_dim at most MAX_HEADS (an imported model's embedding_length is at most that) */

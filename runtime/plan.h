@@ -18,7 +18,7 @@
 /* 2: TP2 rows interleaved in blocks of 4; 3: the object code is signed (version 2 is read, its code ignored);
  * 4: the object code names its backend (version 3's is LLVM's); 5: a table of 8 sections, the 8th a
  * device section (the Metal library) */
-enum { BN_PLAN_VERSION = 5 };
+enum { BN_PLAN_VERSION = 6 };
 enum { BN_PLAN_MAX_CTX = 1 << 20 }; /* the context lengths a plan may state */
 
 typedef struct {

@@ -109,6 +109,12 @@ static bn_status rd_vocab(cur *c, bn_vocab *v, int n_vocab) {
     if (strlen(v->chat_template) > BN_CHAT_TEMPLATE_MAX) return bad(c, "chat template bytes", (long long)strlen(v->chat_template));
     if (!*v->chat_template) free(v->chat_template), v->chat_template = NULL;
   }
+  if (c->p->version >= 6) { /* the pre-tokenizer */
+    uint32_t pre;
+    RD(c, &pre, "pre-tokenizer");
+    if (pre >= BN_PRE_COUNT) return bad(c, "pre-tokenizer", pre);
+    v->pre = (bn_vocab_pre)pre;
+  }
   char where[300];
   snprintf(where, sizeof where, "%s: section vocab", c->p->path);
   return bn_vocab_check(v, where, c->err);

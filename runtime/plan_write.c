@@ -64,6 +64,7 @@ static void vocab(buf *b, const bn_vocab *v) {
   }
   for (int i = 0; i < v->n_merges; i++) str(b, v->merges[i]);
   str(b, v->chat_template ? v->chat_template : ""); /* version 5 */
+  u32(b, (uint32_t)v->pre);                           /* version 6 */
 }
 
 static void memplan(buf *b, const bn_memplan *m, const bn_graph *g) {

@@ -1,5 +1,5 @@
 /* GPT-2 / llama3 byte-level BPE ("gpt2" vocab): the text is split by the
- * llama3 pre-tokenizer regex (PCRE2, Unicode classes), each piece's bytes are
+ * llama3 or qwen2 pre-tokenizer regex (PCRE2, Unicode classes), each piece's bytes are
  * mapped through GPT-2's byte-to-unicode table, then adjacent symbols merge
  * by lowest merge rank. */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -13,6 +13,9 @@
 
 static const char LLAMA3_PRE[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char QWEN2_PRE[] = /* llama3's, but one digit a piece */
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 int bn_bpe_cp_to_byte(uint32_t cp) {
@@ -32,7 +35,7 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, bn_error *err) {
   for (int i = 0; i < t->v->n_merges; i++) bn_strmap_add(&t->merge, t->v->merges[i], strlen(t->v->merges[i]), i);
   int code;
   PCRE2_SIZE off;
-  t->re = pcre2_compile((PCRE2_SPTR)LLAMA3_PRE, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
+  t->re = pcre2_compile((PCRE2_SPTR)(t->v->pre == BN_PRE_QWEN2 ? QWEN2_PRE : LLAMA3_PRE), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
   if (!t->re) return bn_fail(err, BN_E_INVALID, "tokenizer: pre-tokenizer regex failed at %zu (code %d)", (size_t)off, code);
   pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* where PCRE2 has a JIT; matching works either way */
   t->md = pcre2_match_data_create_from_pattern(t->re, NULL);

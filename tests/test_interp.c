@@ -36,15 +36,16 @@ static float *run_ref(const bn_model *m, const int32_t *tok, int n, int chunk) {
   return out;
 }
 
-static void check_hf_file(const char *name) {
+/* name.gguf, or with dir the Hugging Face directory `name`; positions from `first` on within tol of the
+ * logit range, those before within 1e-2 (see qwen3's test) */
+static void check_hf_model(const char *name, int dir, double tol, int first) {
   char path[512], lpath[512];
-  snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, name);
+  snprintf(path, sizeof path, "%s/%s%s", BNC_TEST_DATA, name, dir ? "" : ".gguf");
   snprintf(lpath, sizeof lpath, "%s/%s.logits", BNC_TEST_DATA, name);
-  bn_gguf f;
+  bn_source f;
   bn_model m;
   bn_error err = {0};
-  assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
-  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
+  if (bn_source_import(path, &f, &m, &err)) fail_msg("%s", err.msg);
   size_t len, V = (size_t)m.hp.n_vocab;
   float *want = tu_read(lpath, &len);
   assert_non_null(want);
@@ -52,16 +53,34 @@ static void check_hf_file(const char *name) {
   int chunks[] = {12, 5, 1};
   for (int c = 0; c < 3; c++) {
     float *got = run_ref(&m, HF_TOKENS, 12, chunks[c]);
-    double rel = tu_rel_to_range(got, want, 12 * V);
-    printf("  %s chunk %2d: max |diff| / logit range = %.3g\n", name, chunks[c], rel);
-    assert_true(rel < 1e-4);
+    double rel = tu_rel_to_range(got + first * V, want + first * V, (12 - (size_t)first) * V);
+    double head = first ? tu_rel_to_range(got, want, (size_t)first * V) : 0;
+    printf("  %s%s chunk %2d: max |diff| / logit range = %.3g%s", name, dir ? "/" : ".gguf", chunks[c], rel,
+           first ? " from position 1" : "\n");
+    if (first) printf(", %.3g at position 0\n", head);
+    assert_true(rel < tol);
+    assert_true(head < 1e-2);
     free(got);
   }
   free(want);
   bn_model_free(&m);
-  bn_gguf_close(&f);
+  bn_source_close(&f);
 }
 
+static void check_hf_file(const char *name) { check_hf_model(name, 0, 1e-4, 0); }
+
+/* tests/data/hf (make.py): Hugging Face directories transformers ran, and GGUF files of the same
+ * weights written there (not by bnc), within 1e-5 of the logit range. qwen3's position 0 is off by
+ * 1.2e-3: there attention returns v itself, whose values are integer multiples of one step, so
+ * o_proj's activation quantization meets exact ties (x·s = 30.4999962, −45.5, 0.49999997 in bnc)
+ * that the last bit of the dequantization's rounding decides — bnc multiplies by 1/weight_scale,
+ * transformers divides by weight_scale · input_scale. Neither side is wrong; later positions mix
+ * several values and agree to 3e-7. */
+static void test_hf_dir_llama_packed(void **s) { (void)s; check_hf_model("hf/llama-packed", 1, 1e-5, 0); }
+static void test_hf_dir_qwen3_sharded(void **s) { (void)s; check_hf_model("hf/qwen3-packed", 1, 1e-5, 1); }
+static void test_hf_llama_tq2_0(void **s) { (void)s; check_hf_model("hf/llama-packed", 0, 1e-5, 0); }
+static void test_hf_qwen3_i2_s(void **s) { (void)s; check_hf_model("hf/qwen3-packed", 0, 1e-5, 1); }
+static void test_hf_llama_group_scales(void **s) { (void)s; check_hf_model("hf/llama-groups", 0, 1e-5, 0); }
 static void test_hf_t2_tq2_0(void **s) { (void)s; check_hf_file("t2-TQ2_0"); }
 static void test_hf_t2_tq1_0(void **s) { (void)s; check_hf_file("t2-TQ1_0"); }
 static void test_hf_t2_i2_s(void **s) { (void)s; check_hf_file("t2-I2_S"); }
@@ -259,7 +278,7 @@ static void test_per_tensor_scale(void **s) {
   assert_int_equal(bn_gguf_open(&f, path, &err), BN_OK);
   assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
   bn_graph_free(&m.graph);
-  bn_tensor_src src = {path, &f, scaled_find};
+  bn_tensor_src src = {path, &f, scaled_find, 1};
   assert_int_equal(bn_import_graph(&m.hp, &src, &m.graph, &err), BN_OK);
   int with_scale = 0;
   for (int i = 0; i < m.graph.n_nodes; i++) with_scale += m.graph.nodes[i].op == BN_OP_BITLINEAR && m.graph.nodes[i].n_in == 3;
@@ -316,7 +335,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hf_t2_tq2_0),          cmocka_unit_test(test_hf_t2_tq1_0),
       cmocka_unit_test(test_hf_t2_i2_s),           cmocka_unit_test(test_hf_b158_tq2_0),
-      cmocka_unit_test(test_hf_b158_tq1_0),        cmocka_unit_test(test_float_forward_bitnet),
+      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales),        cmocka_unit_test(test_float_forward_bitnet),
       cmocka_unit_test(test_float_forward_b158),   cmocka_unit_test(test_quantize_row),
       cmocka_unit_test(test_eval_rejects_bad_tokens), cmocka_unit_test(test_per_tensor_scale),
   };

@@ -405,7 +405,7 @@ static void test_dce(void **state) {
   int wid = bn_graph_add_weight(g, "lonely", BN_DT_F32, bn_shape_make(1, &d), w, sizeof w);
   bn_error err = {0};
   int x0 = bn_graph_find_value(g, "x0", 2);
-  assert_true(bn_graph_add_node(g, BN_OP_RMSNORM, "dead", (int[]){x0, wid}, 2, (double[]){1e-5}, &err) >= 0);
+  assert_true(bn_graph_add_node(g, BN_OP_RMSNORM, "dead", (int[]){x0, wid}, 2, (double[4]){1e-5}, &err) >= 0);
   int n = g->n_nodes;
   run_pass(g, "dce");
   assert_int_equal(g->n_nodes, n - 1);

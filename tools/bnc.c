@@ -114,11 +114,8 @@ int bn_cli_float(const char *cmd, const char *opt, const char *s, double *out) {
   return 0;
 }
 
-bn_status bn_cli_load(const char *path, bn_gguf *f, bn_model *m, bn_error *err) {
-  bn_status st = bn_gguf_open(f, path, err);
-  if (st) return st;
-  if ((st = bn_import_gguf(f, m, err))) bn_gguf_close(f);
-  return st;
+bn_status bn_cli_load(const char *path, bn_source *f, bn_model *m, bn_error *err) {
+  return bn_source_import(path, f, m, err);
 }
 
 int main(int argc, char **argv) {

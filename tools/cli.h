@@ -28,14 +28,14 @@ int bn_cli_fail(const bn_error *err);
 int bn_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "  Passes, in order: ..." from the pipeline itself (for --help). */
 void bn_cli_print_passes(FILE *fp);
-/* Opens a GGUF and imports it. */
-bn_status bn_cli_load(const char *path, bn_gguf *f, bn_model *m, bn_error *err);
+/* Opens a GGUF or a Hugging Face directory and imports it. */
+bn_status bn_cli_load(const char *path, bn_source *f, bn_model *m, bn_error *err);
 
-/* A model ready to run: from a .bnplan, or a GGUF compiled in memory. */
+/* A model ready to run: from a .bnplan, or a GGUF or Hugging Face directory compiled in memory. */
 typedef struct {
   int is_plan;
   bn_plan plan;
-  bn_gguf f;
+  bn_source f;
   bn_model gm;
   bn_memplan mp;
   bn_model *m;    /* the model to run */

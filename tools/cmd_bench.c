@@ -347,10 +347,11 @@ int bn_cmd_bench(int argc, char **argv) {
   snprintf(run->model, sizeof run->model, "%s", model);
   snprintf(run->isa, sizeof run->isa, "%s", bn_codegen_get_info(jit).isa);
   snprintf(run->version, sizeof run->version, "bnc %s", bnc_version());
-  if (cm.is_plan) /* the plan's content hash; a GGUF compiled here: its size */
+  if (cm.is_plan) /* the plan's content hash; a GGUF compiled here: its size (a directory: its name) */
     snprintf(run->plan_id, sizeof run->plan_id, "plan %016llx, %d nodes", (unsigned long long)cm.plan.hash,
              cm.m->graph.n_nodes);
-  else snprintf(run->plan_id, sizeof run->plan_id, "gguf %zu bytes, %d nodes", cm.f.size, cm.m->graph.n_nodes);
+  else if (cm.f.gguf.base) snprintf(run->plan_id, sizeof run->plan_id, "gguf %zu bytes, %d nodes", cm.f.gguf.size, cm.m->graph.n_nodes);
+  else snprintf(run->plan_id, sizeof run->plan_id, "hf %.60s, %d nodes", model, cm.m->graph.n_nodes);
   if (kv == BN_DT_F16) /* a baseline over the other cache type is another configuration (a note says so) */
     snprintf(run->plan_id + strlen(run->plan_id), sizeof run->plan_id - strlen(run->plan_id), ", f16 K/V cache");
   model_cost(cm.m, kv, &run->wbytes, &run->macs, &run->kv);

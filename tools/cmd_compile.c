@@ -175,7 +175,7 @@ int bn_cmd_compile(int argc, char **argv) {
     return bn_cli_usage_error("compile", "--target must be one of %s for the %s backend, got '%s'", backend->targets,
                               backend->name, target);
   bn_error err = {0};
-  bn_gguf f;
+  bn_source f;
   bn_model m;
   double t0 = bn_now();
   if (bn_cli_load(in, &f, &m, &err)) return bn_cli_fail(&err);
@@ -238,7 +238,7 @@ int bn_cmd_compile(int argc, char **argv) {
               head_bytes(&m.graph) / 1048576.0, head_before / 1048576.0, 100 * head_error);
   }
   bn_model_free(&m);
-  bn_gguf_close(&f);
+  bn_source_close(&f);
   if (st) return bn_cli_fail(&err);
   return h.failed;
 }

@@ -176,7 +176,7 @@ int bn_cmd_ir(int argc, char **argv) {
     return bn_cli_usage_error("ir", "--emit must be %s for the %s backend, got '%s'",
                               backend->emits ? backend->emits : "(none: it prints no kernels)", backend->name, emit);
   bn_error err = {0};
-  bn_gguf f = {0};
+  bn_source f = {0};
   bn_model m = {0};
   bn_graph *g = &m.graph;
   bn_status st;
@@ -212,7 +212,7 @@ int bn_cmd_ir(int argc, char **argv) {
   FILE *fp = svg ? svg_pipe(out, &dot_pid) : out ? fopen(out, "wb") : stdout;
   if (svg && !fp) {
     bn_model_free(&m);
-    if (f.base) bn_gguf_close(&f);
+    bn_source_close(&f);
     return bn_fail(&err, BN_E_UNSUPPORTED, "--svg needs Graphviz's dot program (apt-get install graphviz), or use --dot"),
            bn_cli_fail(&err);
   }
@@ -225,7 +225,7 @@ int bn_cmd_ir(int argc, char **argv) {
         (!metal && (st = bn_cli_codegen(backend, NULL, &cg, &err)))) {
       if (out) fclose(fp);
       bn_model_free(&m);
-      if (f.base) bn_gguf_close(&f);
+      bn_source_close(&f);
       return bn_cli_fail(&err);
     }
     ok = metal ? emit_metal(fp, g, &mp, &err) : emit_kernels(fp, g, cg, emit, &err);
@@ -238,7 +238,7 @@ int bn_cmd_ir(int argc, char **argv) {
     if ((st = bn_pass_run_pipeline(g, &po, &mp, dump, &d, &err))) {
       if (out) fclose(fp);
       bn_model_free(&m);
-      if (f.base) bn_gguf_close(&f);
+      bn_source_close(&f);
       return bn_cli_fail(&err);
     }
     bn_memplan_free(&mp);
@@ -255,7 +255,7 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_fail(&err, BN_E_IO, "Graphviz's dot failed on the graph (bnc ir --dot writes what it read)");
   }
   bn_model_free(&m);
-  if (f.base) bn_gguf_close(&f);
+  bn_source_close(&f);
   if (!ok) return bn_fail(&err, BN_E_IO, "%s: cannot write", out ? out : "stdout"), bn_cli_fail(&err);
   return err.code ? bn_cli_fail(&err) : 0;
 }

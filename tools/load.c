@@ -22,7 +22,7 @@ bn_status bn_cli_open_model(const char *path, int n_batch, bn_cli_model *cm, bn_
   bn_pass_opts po = {.max_tokens = n_batch > 0 ? n_batch : BN_CLI_BATCH, .verify = 0};
   if ((st = bn_pass_run_pipeline(&cm->gm.graph, &po, &cm->mp, NULL, NULL, err))) {
     bn_model_free(&cm->gm);
-    bn_gguf_close(&cm->f);
+    bn_source_close(&cm->f);
     return st;
   }
   cm->m = &cm->gm;
@@ -35,7 +35,7 @@ void bn_cli_close_model(bn_cli_model *cm) {
   else if (cm->m) {
     bn_memplan_free(&cm->mp);
     bn_model_free(&cm->gm);
-    bn_gguf_close(&cm->f);
+    bn_source_close(&cm->f);
   }
   memset(cm, 0, sizeof *cm);
 }

@@ -79,7 +79,11 @@ void bn_ref_run_node(const bn_ref_env *env, int idx) {
       bn_dequant(in1->dtype, in1->data, total, (uint64_t)(tok[t] * w), (uint64_t)w, yf + t * w);
     break;
   }
-  case BN_OP_RMSNORM: bn_ref_rmsnorm(a, T, w, as_float(env, n->in[1]), (float)n->attr[0], yf); break;
+  case BN_OP_RMSNORM: { /* [T, w] as [T * w/group, group] when grouped */
+    int64_t grp = n->attr[1] > 0 ? (int64_t)n->attr[1] : w;
+    bn_ref_rmsnorm(a, T * (w / grp), grp, as_float(env, n->in[1]), (float)n->attr[0], yf);
+    break;
+  }
   case BN_OP_BITLINEAR: {
     float ts = n->n_in == 3 ? as_float(env, n->in[2])[0] : 1.0f;
     bn_ref_bitlinear(a, T, k0, w, in1, ts, yf, sc->q, sc->s, sc->trit, sc->bscale);

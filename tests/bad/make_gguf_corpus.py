@@ -129,7 +129,7 @@ corpus['duplicate-key.gguf'] = (gguf([kv('k', U32, 1), kv('k', U32, 2)], []), "k
 corpus['bad-alignment.gguf'] = (gguf([kv('general.alignment', U32, 24)], []), 'general.alignment')
 corpus['partial-block.gguf'] = (gguf([], [('a', [100], 35, b'\0' * 66, None)]), 'whole tq2_0 blocks')
 # importer-level defects on a whole model
-corpus['unknown-arch.gguf'] = (model(arch='llama'), "general.architecture 'llama' is not supported")
+corpus['unknown-arch.gguf'] = (model(arch='gptneox'), "general.architecture 'gptneox' is not supported")
 corpus['missing-tensor.gguf'] = (model(drop='blk.0.ffn_up.weight'), "missing tensor 'blk.0.ffn_up.weight'")
 corpus['wrong-shape.gguf'] = (model(override=('blk.0.attn_q.weight', [E, E // 2], 36, i2s(E, E // 2), None)),
                               "tensor 'blk.0.attn_q.weight' has shape")
@@ -145,6 +145,14 @@ corpus['bad-token-id.gguf'] = (model(extra_kv=[toks_key]), 'tokenizer.ggml.unkno
 corpus['wrong-key-type.gguf'] = (model(extra_kv=[]).replace(b'bitnet.context_length\x04\x00\x00\x00',
                                                             b'bitnet.context_length\x06\x00\x00\x00'),
                                  "key 'bitnet.context_length' has type f32")
+
+corpus['llama-rope-scaling.gguf'] = (model(arch='llama', extra_kv=[kv('llama.rope.scaling.type', STR, 'linear')]),
+                                     "llama.rope.scaling.type = 'linear': RoPE scaling is not supported")
+corpus['qwen3-value-length.gguf'] = (model(arch='qwen3', keys={'attention.key_length': 64, 'attention.value_length': 32}),
+                                     'qwen3.attention.value_length 32 differs from the key length')
+corpus['qwen3-missing-q-norm.gguf'] = (model(arch='qwen3'), "missing tensor 'blk.0.attn_q_norm.weight'")
+corpus['llama-odd-heads.gguf'] = (model(arch='llama', override=('blk.0.attn_q.weight', [E, E - 64], 36, i2s(E, E - 64), None)),
+                                  "tensor 'blk.0.attn_q.weight' has shape")
 
 with open(os.path.join(HERE, 'gguf.expect'), 'w') as man:
     for name in sorted(corpus):
