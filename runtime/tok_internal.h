@@ -12,6 +12,9 @@ struct bn_tokenizer {
   int byte_tok[256];/* id of the token for each raw byte, -1 if none */
   char **piece;     /* decoded bytes of each token */
   size_t *piece_len;
+  int special_len[32];  /* byte lengths of the added tokens, longest first (bn_tok_encode_special) */
+  int n_special_len;
+  uint8_t special_first[256]; /* whether an added token starts with this byte */
   void *re;         /* BPE: compiled pcre2 pre-tokenizer */
   void *md;         /* BPE: pcre2 match data */
 };

@@ -70,6 +70,16 @@ bn_status bn_tok_create(const bn_vocab *v, bn_tokenizer **out, bn_error *err) {
     if (v->kind == BN_VOCAB_SPM && v->types[i] == BN_TOK_BYTE && t->piece_len[i] == 1)
       t->byte_tok[(unsigned char)p[0]] = i;
   }
+  for (int i = 0; i < v->n_tokens; i++) { /* the added tokens' lengths, for bn_tok_encode_special */
+    size_t l = strlen(v->tokens[i]);
+    if ((v->types[i] != BN_TOK_CONTROL && v->types[i] != BN_TOK_USER) || !l || l > 256) continue;
+    t->special_first[(unsigned char)v->tokens[i][0]] = 1;
+    int k = 0;
+    while (k < t->n_special_len && t->special_len[k] > (int)l) k++;
+    if ((k < t->n_special_len && t->special_len[k] == (int)l) || t->n_special_len == 32) continue;
+    memmove(t->special_len + k + 1, t->special_len + k, (size_t)(t->n_special_len - k) * sizeof *t->special_len);
+    t->special_len[k] = (int)l, t->n_special_len++;
+  }
   if (v->kind == BN_VOCAB_BPE) {
     for (int b = 0; b < 256; b++) {
       char u[5] = {0};
@@ -113,6 +123,48 @@ bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int
                                             : bn_tok_bpe_encode(t, text, len, &b, err);
   *n = b.n;
   return st;
+}
+
+/* The added token at text[i], longest first: its id, or -1. */
+static int special_at(const bn_tokenizer *t, const char *text, size_t len, size_t i, int *l) {
+  if (!t->special_first[(unsigned char)text[i]]) return -1;
+  for (int k = 0; k < t->n_special_len; k++) {
+    *l = t->special_len[k];
+    if ((size_t)*l > len - i) continue;
+    int id = bn_strmap_get(&t->tok, text + i, (size_t)*l);
+    if (id >= 0 && (t->v->types[id] == BN_TOK_CONTROL || t->v->types[id] == BN_TOK_USER)) return id;
+  }
+  return -1;
+}
+
+bn_status bn_tok_encode_special(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int32_t *ids, int cap,
+                                int *n, bn_error *err) {
+  long bad = bn_utf8_invalid_at(text, len);
+  *n = 0;
+  if (bad >= 0)
+    return bn_fail(err, BN_E_INVALID, "prompt: invalid UTF-8 at byte %ld (0x%02x)", bad, (unsigned char)text[bad]);
+  if (add_bos && t->v->bos >= 0) {
+    if (cap < 1) return bn_fail(err, BN_E_RANGE, "prompt: more than %d tokens", cap);
+    ids[(*n)++] = t->v->bos;
+  }
+  size_t seg = 0;
+  for (size_t i = 0; i <= len; i++) {
+    int l = 0, id = i < len ? special_at(t, text, len, i, &l) : -1;
+    if (id < 0 && i < len) continue;
+    int got = 0;
+    if (i > seg) { /* the plain text before it */
+      bn_status st = bn_tok_encode(t, text + seg, i - seg, 0, ids + *n, cap - *n, &got, err);
+      *n += got;
+      if (st) return st;
+    }
+    if (id >= 0) {
+      if (*n >= cap) return bn_fail(err, BN_E_RANGE, "prompt: more than %d tokens", cap);
+      ids[(*n)++] = id;
+      i += (size_t)l - 1;
+    }
+    seg = i + 1;
+  }
+  return BN_OK;
 }
 
 const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, size_t *len) {

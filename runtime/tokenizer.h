@@ -19,6 +19,11 @@ void bn_tok_free(bn_tokenizer *t);
  * BN_E_INVALID for text that is not UTF-8. */
 bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int32_t *ids, int cap,
                         int *n, bn_error *err);
+/* As bn_tok_encode, but the vocabulary's added tokens (control and user-defined: "<|eot_id|>")
+ * written in the text become their ids, leftmost and longest first, as the tokenizers library
+ * splits them out; for text the user controls (a chat turn's content) use bn_tok_encode. */
+bn_status bn_tok_encode_special(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int32_t *ids, int cap,
+                                int *n, bn_error *err);
 /* The bytes of one token as text (control tokens give ""); *len set. */
 const char *bn_tok_piece(const bn_tokenizer *t, int32_t id, size_t *len);
 /* Decodes ids to text into out (NUL-terminated, truncated to cap). For SPM

@@ -1,5 +1,6 @@
 /* Tokenizers on hand-built vocabularies, with tokenizations worked out by
- * hand from SentencePiece's and GPT-2 BPE's rules (docs/gguf.md); the pair merging
+ * hand from SentencePiece's and GPT-2 BPE's rules (docs/gguf.md); tokenizer.json
+ * files against the ids Hugging Face's tokenizers library gives (tests/data/hf); the pair merging
  * against a plain quadratic merge written here; vocabularies the readers
  * must refuse; and the tokenizer on bytes no reader would let through. */
 #include <math.h>
@@ -11,6 +12,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+
+#include "../frontend/import.h"
 #include "../frontend/synth.h"
 #include "../ir/rng.h"
 #include "../runtime/tokenizer.h"
@@ -347,12 +351,52 @@ static void test_merge_matches_quadratic(void **state) {
   }
 }
 
+/* tokens.json: the ids tokenizers 0.23 gives its text (added tokens written in it included), per
+ * tokenizer; each model's vocabulary, read from its tokenizer.json and from the GGUF make.py wrote,
+ * must give the same. */
+static void test_hf_tokenizer_ids(void **state) {
+  (void)state;
+  size_t len = 0;
+  char *js = (char *)tu_read(BNC_TEST_DATA "/hf/tokens.json", &len);
+  assert_non_null(js);
+  cJSON *ref = cJSON_ParseWithLength(js, len);
+  assert_non_null(ref);
+  const char *text = cJSON_GetObjectItem(ref, "text")->valuestring;
+  const char *models[][2] = {{"hf/llama-packed", "llama3"}, {"hf/llama-packed.gguf", "llama3"},
+                             {"hf/qwen3-packed", "qwen2"}, {"hf/qwen3-packed.gguf", "qwen2"}};
+  for (int m = 0; m < 4; m++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", BNC_TEST_DATA, models[m][0]);
+    bn_source src;
+    bn_model model;
+    bn_error err = {0};
+    if (bn_source_import(path, &src, &model, &err)) fail_msg("%s", err.msg);
+    bn_tokenizer *t;
+    assert_int_equal(bn_tok_create(&model.vocab, &t, &err), BN_OK);
+    int32_t ids[512];
+    int n;
+    assert_int_equal(bn_tok_encode_special(t, text, strlen(text), 0, ids, 512, &n, &err), BN_OK);
+    const cJSON *want = cJSON_GetObjectItem(ref, models[m][1]);
+    assert_int_equal(n, cJSON_GetArraySize(want));
+    for (int i = 0; i < n; i++) assert_int_equal(ids[i], cJSON_GetArrayItem(want, i)->valueint);
+    printf("  %s: %d ids as tokenizers gives them\n", models[m][0], n);
+    int plain;
+    assert_int_equal(bn_tok_encode(t, text, strlen(text), 0, ids, 512, &plain, &err), BN_OK);
+    assert_true(plain > n); /* without the split, "<|begin_of_text|>" is text */
+    bn_tok_free(t);
+    bn_model_free(&model);
+    bn_source_close(&src);
+  }
+  cJSON_Delete(ref);
+  free(js);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spm_known_tokenization), cmocka_unit_test(test_bpe_known_tokenization),
       cmocka_unit_test(test_invalid_utf8_and_overflow), cmocka_unit_test(test_synth_vocabs_roundtrip),
       cmocka_unit_test(test_vocab_check),            cmocka_unit_test(test_tokenizer_on_any_bytes),
-      cmocka_unit_test(test_merge_matches_quadratic),
+      cmocka_unit_test(test_merge_matches_quadratic), cmocka_unit_test(test_hf_tokenizer_ids),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
