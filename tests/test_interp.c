@@ -76,6 +76,9 @@ static void check_hf_file(const char *name) { check_hf_model(name, 0, 1e-4, 0); 
  * that the last bit of the dequantization's rounding decides — bnc multiplies by 1/weight_scale,
  * transformers divides by weight_scale · input_scale. Neither side is wrong; later positions mix
  * several values and agree to 3e-7. */
+static void test_hf_dir_bitnet_packed(void **s) { (void)s; check_hf_model("hf/bitnet-packed", 1, 1e-5, 0); }
+static void test_hf_dir_bitnet_master(void **s) { (void)s; check_hf_model("hf/bitnet-master", 1, 1e-5, 0); }
+static void test_hf_bitnet_i2_s(void **s) { (void)s; check_hf_model("hf/bitnet-packed", 0, 1e-5, 0); }
 static void test_hf_dir_llama_packed(void **s) { (void)s; check_hf_model("hf/llama-packed", 1, 1e-5, 0); }
 static void test_hf_dir_qwen3_sharded(void **s) { (void)s; check_hf_model("hf/qwen3-packed", 1, 1e-5, 1); }
 static void test_hf_llama_tq2_0(void **s) { (void)s; check_hf_model("hf/llama-packed", 0, 1e-5, 0); }
@@ -335,7 +338,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hf_t2_tq2_0),          cmocka_unit_test(test_hf_t2_tq1_0),
       cmocka_unit_test(test_hf_t2_i2_s),           cmocka_unit_test(test_hf_b158_tq2_0),
-      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales),        cmocka_unit_test(test_float_forward_bitnet),
+      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_bitnet_packed), cmocka_unit_test(test_hf_dir_bitnet_master), cmocka_unit_test(test_hf_bitnet_i2_s), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales),        cmocka_unit_test(test_float_forward_bitnet),
       cmocka_unit_test(test_float_forward_b158),   cmocka_unit_test(test_quantize_row),
       cmocka_unit_test(test_eval_rejects_bad_tokens), cmocka_unit_test(test_per_tensor_scale),
   };

@@ -249,6 +249,19 @@ print("vocab sizes", V3, V2, "transformers", transformers.__version__, "torch", 
 bc = transformers.BitNetConfig(vocab_size=V3, intermediate_size=768, rope_theta=500000.0, tie_word_embeddings=True,
                                hidden_act="relu2", **common)
 bm = transformers.BitNetForCausalLM(bc)
+
+
+def random_norms(model, seed):
+    """Norm weights away from 1 (their own generator): with unit norms and bf16 embeddings, values
+    whose ratio is exactly 1/2 are common, and activation quantization meets exact ties (x·s = 63.5)
+    that the last bit of either side's RMSNorm decides."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n: p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+
+
+random_norms(bm, 7)
 d, tern = save_dir("bitnet-packed", bm, BITNET_Q, "llama3", LLAMA3_TEMPLATE, "packed", torch.bfloat16)
 reference("bitnet-packed", d)
 bm_loaded = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
@@ -259,6 +272,7 @@ hf_to_gguf(os.path.join(OUT, "bitnet-packed.gguf"), "bitnet-b1.58", bm16, tern16
 
 # 2. bf16 master weights, ternarized with absmean by the reader (transformers: AutoBitLinear, online)
 bm2 = transformers.BitNetForCausalLM(bc)
+random_norms(bm2, 8)
 d, _ = save_dir("bitnet-master", bm2, ONLINE_Q, "llama3", LLAMA3_TEMPLATE, "master", torch.bfloat16)
 reference("bitnet-master", d)
 
