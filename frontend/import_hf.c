@@ -237,12 +237,12 @@ static const bn_st_tensor *lookup(bn_hf *h, const char *name, int *shard) {
   return NULL;
 }
 
-static bn_status shape_error(bn_hf *h, const bn_st_tensor *t, int64_t rows, int64_t cols, bn_error *err) {
+static bn_status shape_error(bn_hf *h, const bn_st_tensor *t, int64_t rows, int64_t cols, int packed, bn_error *err) {
   char got[96] = "[";
   for (uint32_t i = 0; i < t->n_dims; i++)
     snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", i ? ", " : "", (unsigned long long)t->shape[i]);
-  if (rows) return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' has shape %s], config.json says [%lld, %lld]", h->dir, t->name,
-                           got, (long long)rows, (long long)cols);
+  if (rows) return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' has shape %s], config.json says [%lld, %lld]%s", h->dir,
+                           t->name, got, (long long)rows, (long long)cols, packed ? " (packed: four rows a byte)" : "");
   return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' has shape %s], config.json says [%lld]", h->dir, t->name, got, (long long)cols);
 }
 
@@ -263,7 +263,7 @@ static bn_status float_tensor(bn_hf *h, const bn_st_tensor *t, const char *gguf,
   const char *bad = dtype_of(t->dtype, &dt);
   if (bad) return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' has dtype %s (need F32, F16 or BF16)", h->dir, t->name, bad);
   if (t->n_dims != (rows ? 2u : 1u) || (rows && t->shape[0] != (uint64_t)rows) || t->shape[t->n_dims - 1] != (uint64_t)cols)
-    return shape_error(h, t, rows, cols, err);
+    return shape_error(h, t, rows, cols, 0, err);
   bn_tensor_ref r = {.dtype = dt, .n_dims = rows ? 2 : 1, .dims = {(uint64_t)cols, (uint64_t)rows}, .data = t->data,
                      .nbytes = t->nbytes};
   if (!rows && dt != BN_DT_F32) {
@@ -300,16 +300,16 @@ static bn_status ternary_tensor(bn_hf *h, const bn_st_tensor *t, const char *ggu
                               (long long)N, (long long)K);
   int packed = t->dtype == BN_ST_U8;
   bn_dtype dt;
+  if (!packed && dtype_of(t->dtype, &dt))
+    return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' has dtype %s (need U8 codes or F32/F16/BF16)", h->dir, t->name,
+                   bn_st_dtype_name(t->dtype));
   if (packed ? (h->quant == Q_MASTER || N % 4 || t->n_dims != 2 || t->shape[0] != (uint64_t)N / 4 || t->shape[1] != (uint64_t)K)
              : (t->n_dims != 2 || t->shape[0] != (uint64_t)N || t->shape[1] != (uint64_t)K)) {
     if (packed && h->quant == Q_MASTER)
       return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' is packed (U8) but config.json has no bitnet quantization_config", h->dir,
                      t->name);
-    return shape_error(h, t, packed ? N / 4 : N, K, err);
+    return shape_error(h, t, packed ? N / 4 : N, K, packed, err);
   }
-  if (!packed && dtype_of(t->dtype, &dt))
-    return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' has dtype %s (need U8 codes or F32/F16/BF16)", h->dir, t->name,
-                   bn_st_dtype_name(t->dtype));
   if (!packed && h->quant == Q_PACKED)
     return bn_fail(err, BN_E_FORMAT, "%s: tensor '%s' is %s, but bitlinear weights are packed U8", h->dir, t->name,
                    bn_st_dtype_name(t->dtype));

@@ -1,12 +1,13 @@
 /* The GGUF reader and writer: a writer round trip of every value type,
  * files from other tools, the malformed-file corpus of tests/bad, every
  * truncation of a real header, and random byte flips (no crash, under ASan
- * in CI). */
+ * in CI). Hugging Face directories with one defect each: one clear error line. */
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -290,11 +291,138 @@ static void test_nonfinite_float_weights(void **state) {
   free(buf);
 }
 
+/* ---- Hugging Face directories: a copy of tests/data/hf/<src> with one file replaced ---- */
+
+static void hf_copy(const char *src, const char *dst) {
+  const char *files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                         "model.safetensors.index.json", "model-00001-of-00002.safetensors",
+                         "model-00002-of-00002.safetensors"};
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dst, dst);
+  assert_int_equal(system(cmd), 0);
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    char from[600], to[600];
+    snprintf(from, sizeof from, "%s/hf/%s/%s", BNC_TEST_DATA, src, files[i]);
+    snprintf(to, sizeof to, "%s/%s", dst, files[i]);
+    size_t n;
+    void *b = tu_read(from, &n);
+    if (b) assert_int_equal(tu_write(to, b, n), 0), free(b);
+  }
+}
+
+/* Replaces the first `from` in dir/file by `to` (same length or not). */
+static void hf_edit(const char *dir, const char *file, const char *from, const char *to) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  size_t n = 0;
+  char *b = tu_read(path, &n);
+  assert_non_null(b);
+  char *at = memmem(b, n, from, strlen(from));
+  assert_non_null(at);
+  size_t lf = strlen(from), lt = strlen(to), off = (size_t)(at - b);
+  char *o = malloc(n - lf + lt);
+  memcpy(o, b, off), memcpy(o + off, to, lt), memcpy(o + off + lt, b + off + lf, n - off - lf);
+  assert_int_equal(tu_write(path, o, n - lf + lt), 0);
+  free(b), free(o);
+}
+
+static void hf_expect(const char *dir, const char *want) {
+  bn_source s;
+  bn_model m;
+  bn_error err = {0};
+  bn_status st = bn_source_import(dir, &s, &m, &err);
+  if (st == BN_OK) {
+    bn_model_free(&m), bn_source_close(&s);
+    fail_msg("%s: loaded; expected '%s'", dir, want);
+  }
+  if (!strstr(err.msg, want) || strchr(err.msg, '\n')) fail_msg("%s: expected '%s', got '%s'", dir, want, err.msg);
+  printf("  %s\n", err.msg);
+}
+
+static void test_hf_bad_dirs(void **state) {
+  (void)state;
+  char d[512];
+  snprintf(d, sizeof d, "%s/hf-bad", BNC_TEST_TMP);
+  char st_path[600];
+  snprintf(st_path, sizeof st_path, "%s/model.safetensors", d);
+  size_t n = 0;
+
+  hf_copy("llama-packed", d); /* truncated weights */
+  uint8_t *b = tu_read(st_path, &n);
+  assert_int_equal(tu_write(st_path, b, n / 2), 0);
+  hf_expect(d, "lie outside the");
+  assert_int_equal(tu_write(st_path, b, 6), 0); /* shorter than its header length */
+  hf_expect(d, "too short");
+  uint64_t hl;
+  memcpy(&hl, b, 8);
+  uint64_t big = hl + 100000000; /* a header length past the end */
+  memcpy(b, &big, 8);
+  assert_int_equal(tu_write(st_path, b, n), 0);
+  hf_expect(d, "header length");
+  free(b);
+
+  hf_copy("llama-packed", d); /* a header offset past the end: the last tensor's end offset, made larger */
+  b = tu_read(st_path, &n);
+  memcpy(&hl, b, 8);
+  char *hdr = (char *)b + 8, *last = NULL;
+  for (char *p = hdr; (p = memmem(p, hl - (size_t)(p - hdr), "\"data_offsets\":[", 16)); p++) last = p;
+  assert_non_null(last);
+  char *comma = memchr(last, ',', 64);
+  assert_non_null(comma);
+  comma[1] = '9'; /* one more digit's worth: far past the data */
+  assert_int_equal(tu_write(st_path, b, n), 0);
+  free(b);
+  hf_expect(d, "data_offsets lie outside");
+
+  hf_copy("llama-packed", d); /* a dtype that disagrees */
+  hf_edit(d, "model.safetensors", "\"dtype\":\"U8\"", "\"dtype\":\"I8\"");
+  hf_expect(d, "has dtype I8");
+
+  hf_copy("llama-packed", d); /* config.json disagrees with the shapes */
+  hf_edit(d, "config.json", "\"intermediate_size\": 512", "\"intermediate_size\": 768");
+  hf_expect(d, "config.json says [64, 768] (packed: four rows a byte)");
+
+  hf_copy("llama-packed", d);
+  hf_edit(d, "config.json", "\"model_type\": \"llama\"", "\"model_type\": \"gpt2\"");
+  hf_expect(d, "model_type 'gpt2' is not supported");
+
+  hf_copy("llama-packed", d);
+  hf_edit(d, "config.json", "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"");
+  hf_expect(d, "RoPE scaling ('yarn') is not supported");
+
+  hf_copy("llama-packed", d);
+  hf_edit(d, "config.json", "\"quant_method\": \"bitnet\"", "\"quant_method\": \"gptq\"");
+  hf_expect(d, "quant_method 'gptq'");
+
+  hf_copy("llama-packed", d);
+  hf_edit(d, "config.json", "{", "[");
+  hf_expect(d, "config.json: not a JSON object");
+
+  hf_copy("llama-packed", d);
+  hf_edit(d, "tokenizer.json", "\\p{N}{1,3}", "\\p{N}{1,4}");
+  hf_expect(d, "the pre_tokenizer is not one bnc knows");
+
+  hf_copy("llama-packed", d);
+  snprintf(st_path, sizeof st_path, "%s/tokenizer.json", d);
+  remove(st_path);
+  hf_expect(d, "no tokenizer.json");
+
+  hf_copy("qwen3-packed", d); /* a missing shard */
+  snprintf(st_path, sizeof st_path, "%s/model-00002-of-00002.safetensors", d);
+  remove(st_path);
+  hf_expect(d, "model-00002-of-00002.safetensors");
+
+  hf_copy("qwen3-packed", d); /* the index names a tensor its shard lacks */
+  hf_edit(d, "model.safetensors.index.json", "\"model.norm.weight\"", "\"model.nrom.weight\"");
+  hf_expect(d, "'model.nrom.weight' is not in");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writer_roundtrip), cmocka_unit_test(test_reads_other_tools),
       cmocka_unit_test(test_reads_version_2), cmocka_unit_test(test_bad_corpus),       cmocka_unit_test(test_every_truncation),
       cmocka_unit_test(test_byte_flips), cmocka_unit_test(test_nul_in_names), cmocka_unit_test(test_nonfinite_float_weights),
+      cmocka_unit_test(test_hf_bad_dirs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
