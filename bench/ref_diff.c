@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
   double worst = 0;
   int moved = 0, seeds_moved = 0;
   for (int seed = first; seed <= last; seed++) {
-    bn_synth_params p = {&shape, arch, BN_DT_I2_S, BN_DT_F16, (uint64_t)seed, 0, NULL};
+    bn_synth_params p = {&shape, arch, BN_DT_I2_S, BN_DT_F16, (uint64_t)seed, 0, NULL, 0};
     bn_error err;
     bn_gguf f;
     bn_model m;

@@ -1,5 +1,5 @@
 /* Synthetic models. Weights are random ternary codes (about a third zeros)
- * with one scale per tensor, scaled so activations stay near unit size;
+ * with one scale per tensor (or per 256-block), scaled so activations stay near unit size;
  * norms are 1 plus noise; the embedding is normal noise. Deterministic in
  * the seed: the same parameters give a byte-identical file. */
 #include <math.h>
@@ -32,6 +32,7 @@ typedef struct {
   int n_bufs, cap_bufs;
   uint64_t rng;
   int8_t *trit;
+  int group_scales;
 } synth;
 
 static void *keep(synth *s, size_t n) {
@@ -92,6 +93,13 @@ static int ternary(synth *s, const char *name, const bn_tensor_ref *t) {
   /* |y| ~ sqrt(2k/3) * rms(x) before the scale: bring it back to ~rms(x). */
   float scale = (float)(1.0 / sqrt(2.0 * (double)k / 3.0) * (0.8 + 0.4 * bn_rng_unit(&s->rng)));
   bn_ternary_encode(t->dtype, s->trit, cnt, scale, o);
+  if (s->group_scales) { /* each block's f16 d, its last two bytes, times 0.75..1.25 */
+    uint64_t bb = (uint64_t)bn_dtype_table[t->dtype].block_bytes;
+    for (uint64_t b = 0; b < cnt / 256; b++) {
+      uint16_t h = bn_float_to_half(scale * (float)(0.75 + 0.5 * bn_rng_unit(&s->rng)));
+      memcpy(o + b * bb + bb - 2, &h, 2);
+    }
+  }
   bn_gguf_w_tensor(s->w, name, (uint32_t)bn_dtype_table[t->dtype].ggml_id, 2, t->dims, o,
                    bn_dtype_nbytes(t->dtype, cnt));
   return 1;
@@ -99,7 +107,7 @@ static int ternary(synth *s, const char *name, const bn_tensor_ref *t) {
 
 /* Per-layer tensors: name suffix, then dims[0] (K) and dims[1] (N) as
  * E, F, Ekv (kv width) or 0 (1-D), and whether it is ternary. */
-enum { D_NONE, D_E, D_F, D_KV };
+enum { D_NONE, D_E, D_F, D_KV, D_HEAD };
 static const struct {
   const char *suffix;
   int k, n, ternary;
@@ -109,13 +117,23 @@ static const struct {
     {"attn_q.weight", D_E, D_E, 1},         {"attn_k.weight", D_E, D_KV, 1},
     {"attn_v.weight", D_E, D_KV, 1},        {"attn_output.weight", D_E, D_E, 1},
     {"ffn_gate.weight", D_E, D_F, 1},       {"ffn_up.weight", D_E, D_F, 1},
-    {"ffn_down.weight", D_F, D_E, 1},
+    {"ffn_down.weight", D_F, D_E, 1},       {"attn_q_norm.weight", D_HEAD, D_NONE, 0},
+    {"attn_k_norm.weight", D_HEAD, D_NONE, 0},
 };
 enum { N_LAYER_TENSORS = sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0] };
 
 static uint64_t dim_of(const bn_synth_shape *sh, int d) {
   return d == D_E ? (uint64_t)sh->n_embd : d == D_F ? (uint64_t)sh->n_ff
-         : d == D_KV ? (uint64_t)(sh->n_embd / sh->n_head * sh->n_head_kv) : 1;
+         : d == D_KV ? (uint64_t)(sh->n_embd / sh->n_head * sh->n_head_kv) : d == D_HEAD ? (uint64_t)(sh->n_embd / sh->n_head) : 1;
+}
+
+/* Whether the arch has layer tensor i: sub-norms (BitNet), per-head q/k norms (qwen3). */
+static int has_tensor(const char *arch, int i) {
+  const bn_arch_info *a = bn_arch_find(arch);
+  const char *s = LAYER_TENSORS[i].suffix;
+  if (strstr(s, "sub_norm")) return a->sub_norms;
+  if (strstr(s, "_q_norm") || strstr(s, "_k_norm")) return a->qk_norm;
+  return 1;
 }
 
 /* The tensor `name` of a synth model: its type and dims (no data). */
@@ -137,7 +155,7 @@ static int synth_find(void *ctx, const char *name, bn_tensor_ref *out) {
   int layer, len = 0;
   if (sscanf(name, "blk.%d.%n", &layer, &len) != 1 || !len || layer < 0 || layer >= sh->n_layer) return 0;
   for (int i = 0; i < N_LAYER_TENSORS; i++)
-    if (!strcmp(name + len, LAYER_TENSORS[i].suffix)) {
+    if (!strcmp(name + len, LAYER_TENSORS[i].suffix) && has_tensor(bn_synth_arch(p), i)) {
       out->dims[0] = dim_of(sh, LAYER_TENSORS[i].k);
       if (LAYER_TENSORS[i].ternary) {
         out->n_dims = 2;
@@ -176,8 +194,10 @@ static bn_status check(const bn_synth_params *p, const bn_synth_shape *sh, const
     return bn_fail(err, BN_E_INVALID, "synth: --type %s is not ternary (tq1_0, tq2_0, i2_s)", bn_dtype_table[p->ternary].name);
   if (p->embd != BN_DT_F32 && p->embd != BN_DT_F16 && p->embd != BN_DT_Q8_0)
     return bn_fail(err, BN_E_UNSUPPORTED, "synth: embedding type %s (f32, f16, q8_0)", bn_dtype_table[p->embd].name);
-  if (strcmp(arch, "bitnet") && strcmp(arch, "bitnet-b1.58") && strcmp(arch, "bitnet-25"))
-    return bn_fail(err, BN_E_UNSUPPORTED, "synth: arch '%s' (bitnet, bitnet-b1.58, bitnet-25)", arch);
+  if (!bn_arch_find(arch))
+    return bn_fail(err, BN_E_UNSUPPORTED, "synth: arch '%s' (bitnet, bitnet-b1.58, bitnet-25, llama, qwen3)", arch);
+  if (p->group_scales && p->ternary != BN_DT_TQ1_0 && p->ternary != BN_DT_TQ2_0)
+    return bn_fail(err, BN_E_UNSUPPORTED, "synth: --group-scales needs --type tq1_0 or tq2_0 (I2_S has one scale a tensor)");
   int64_t g = bn_dtype_table[p->ternary].block_elems;
   if (p->ternary != BN_DT_I2_S && (sh->n_embd % g || sh->n_ff % g))
     return bn_fail(err, BN_E_UNSUPPORTED, "synth: shape %s has rows of %d and %d, not whole %s blocks of %lld (use i2_s)",
@@ -190,7 +210,7 @@ bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *e
   const char *arch = bn_synth_arch(p);
   bn_status st = check(p, sh, arch, err);
   if (st) return st;
-  synth s = {bn_gguf_writer_new(), NULL, 0, 0, p->seed ? p->seed : 1, NULL};
+  synth s = {bn_gguf_writer_new(), NULL, 0, 0, p->seed ? p->seed : 1, NULL, p->group_scales};
   bn_hparams hp;
   bn_synth_hparams(p, &hp);
   int64_t E = hp.n_embd, F = hp.n_ff;
@@ -214,9 +234,13 @@ bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *e
   bn_gguf_w_f32(s.w, KEY("attention.layer_norm_rms_epsilon"), hp.eps);
   bn_gguf_w_u32(s.w, KEY("rope.dimension_count"), (uint32_t)hp.n_rot);
   bn_gguf_w_u32(s.w, KEY("vocab_size"), (uint32_t)hp.n_vocab);
+  int qwen3 = !strcmp(arch, "qwen3"), llama = !strcmp(arch, "llama");
+  if (qwen3) bn_gguf_w_u32(s.w, KEY("attention.key_length"), (uint32_t)hp.head_dim);
 #undef KEY
-  if ((st = bn_synth_vocab(s.w, bn_arch_is_relu2(arch), hp.n_vocab, err))) goto done;
-  const char *tmpl = bn_synth_chat_template(p->chat_template ? p->chat_template : bn_arch_is_relu2(arch) ? "bitnet" : "none");
+  const char *pre = qwen3 ? "qwen2" : llama || bn_arch_is_relu2(arch) ? "llama-bpe" : NULL;
+  if ((st = bn_synth_vocab(s.w, pre, hp.n_vocab, err))) goto done;
+  const char *own = bn_arch_is_relu2(arch) ? "bitnet" : llama ? "llama3" : qwen3 ? "chatml" : "none";
+  const char *tmpl = bn_synth_chat_template(p->chat_template ? p->chat_template : own);
   if (tmpl) bn_gguf_w_str(s.w, "tokenizer.chat_template", tmpl);
   {
     uint64_t n = (uint64_t)E * (uint64_t)sh->n_vocab, dims[2] = {(uint64_t)E, (uint64_t)sh->n_vocab};
@@ -237,7 +261,7 @@ bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *e
       char nm[96];
       bn_tensor_ref t;
       snprintf(nm, sizeof nm, "blk.%d.%s", L, LAYER_TENSORS[i].suffix);
-      synth_find((void *)p, nm, &t);
+      if (!synth_find((void *)p, nm, &t)) continue; /* not in this arch */
       if (!(LAYER_TENSORS[i].ternary ? ternary(&s, nm, &t) : norm(&s, nm, &t))) goto oom;
     }
     if (p->progress) fprintf(stderr, "\rsynth %s: layer %d/%d", sh->name, L + 1, sh->n_layer);

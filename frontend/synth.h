@@ -22,7 +22,9 @@ typedef struct {
   uint64_t seed;
   int progress;         /* print a progress line to stderr */
   const char *chat_template; /* tokenizer.chat_template: "llama3", "bitnet", "chatml" or "none"; NULL: the arch's
-                              * own (bitnet-b1.58 / bitnet-25: BitNet 2B-4T's, "bitnet"; bitnet: none) */
+                              * own (bitnet-b1.58 / bitnet-25: BitNet 2B-4T's, "bitnet"; llama: "llama3";
+                              * qwen3: "chatml"; bitnet: none) */
+  int group_scales;     /* TQ1_0/TQ2_0: each 256-block its own scale (as TriLM's files), not one a tensor */
 } bn_synth_params;
 /* The Jinja text of a chat template family bnc synth writes; NULL: none or unknown. */
 const char *bn_synth_chat_template(const char *name);
@@ -36,7 +38,8 @@ void bn_synth_hparams(const bn_synth_params *p, bn_hparams *hp);
 bn_tensor_src bn_synth_tensor_src(const bn_synth_params *p);
 bn_status bn_synth_write(const bn_synth_params *p, const char *path, bn_error *err);
 
-/* The tokenizer part (synth_vocab.c): adds tokenizer.ggml.* keys. */
-bn_status bn_synth_vocab(bn_gguf_writer *w, int gpt2, int n_vocab, bn_error *err);
+/* The tokenizer part (synth_vocab.c): adds tokenizer.ggml.* keys; pre: the gpt2 vocabulary's
+ * tokenizer.ggml.pre, NULL for a SentencePiece ("llama") vocabulary. */
+bn_status bn_synth_vocab(bn_gguf_writer *w, const char *pre, int n_vocab, bn_error *err);
 
 #endif

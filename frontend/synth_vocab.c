@@ -54,7 +54,8 @@ static void free_build(vocab_build *b) {
   free(b->merge);
 }
 
-bn_status bn_synth_vocab(bn_gguf_writer *w, int gpt2, int n_vocab, bn_error *err) {
+bn_status bn_synth_vocab(bn_gguf_writer *w, const char *pre, int n_vocab, bn_error *err) {
+  int gpt2 = pre != NULL;
   if (n_vocab < 300) return bn_fail(err, BN_E_INVALID, "synth: vocab of %d is too small (>= 300)", n_vocab);
   vocab_build b = {calloc((size_t)n_vocab, sizeof(char *)), 0, n_vocab, calloc((size_t)n_vocab, sizeof(char *)), 0};
   float *scores = calloc((size_t)n_vocab, sizeof *scores);
@@ -122,7 +123,7 @@ bn_status bn_synth_vocab(bn_gguf_writer *w, int gpt2, int n_vocab, bn_error *err
       if (!add(&b, t)) goto oom;
     }
     bn_gguf_w_str(w, "tokenizer.ggml.model", "gpt2");
-    bn_gguf_w_str(w, "tokenizer.ggml.pre", "llama-bpe");
+    bn_gguf_w_str(w, "tokenizer.ggml.pre", pre);
     bn_gguf_w_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)b.tok, (uint64_t)b.n);
     bn_gguf_w_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)b.n);
     bn_gguf_w_arr_str(w, "tokenizer.ggml.merges", (const char *const *)b.merge, (uint64_t)b.n_merge);

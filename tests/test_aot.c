@@ -240,7 +240,7 @@ static void write_plans(void) {
   snprintf(gguf, sizeof gguf, "%s/aot-t2.gguf", BNC_TEST_TMP);
   snprintf(plain, sizeof plain, "%s/aot-plain.bnplan", BNC_TEST_TMP);
   snprintf(aot_plan, sizeof aot_plan, "%s/aot-objects.bnplan", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 11, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 11, 0, NULL, 0};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, gguf, &err), BN_OK);
   bn_gguf f;

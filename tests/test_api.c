@@ -26,7 +26,7 @@ static int setup(void **state) {
   char gguf[512];
   snprintf(gguf, sizeof gguf, "%s/api.gguf", BNC_TEST_TMP);
   snprintf(plan_path, sizeof plan_path, "%s/api.bnplan", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 3, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 3, 0, NULL, 0};
   bn_error err = {0};
   bn_gguf f;
   bn_model m;

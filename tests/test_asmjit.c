@@ -468,7 +468,7 @@ static void test_models_match_the_reference(void **state) {
   for (int ai = 0; ai < 2; ai++) {
     char path[512];
     snprintf(path, sizeof path, "%s/asmjit-%s.gguf", BNC_TEST_TMP, arches[ai]);
-    bn_synth_params p = {bn_synth_find_shape("tiny"), arches[ai], BN_DT_I2_S, BN_DT_F16, 3, 0, NULL};
+    bn_synth_params p = {bn_synth_find_shape("tiny"), arches[ai], BN_DT_I2_S, BN_DT_F16, 3, 0, NULL, 0};
     bn_gguf f;
     bn_model m;
     bn_memplan mp;
@@ -679,7 +679,7 @@ static void test_sequences_batched(void **state) {
   if (!bn_backend_find("asmjit")) assert_int_equal(bn_backend_register(&bn_backend_asmjit, &err), BN_OK);
   char path[512];
   snprintf(path, sizeof path, "%s/batch.gguf", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0, NULL, 0};
   bn_gguf f;
   bn_model m;
   bn_memplan mp;

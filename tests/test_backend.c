@@ -91,7 +91,7 @@ static int setup(void **state) {
   (void)state;
   char path[512];
   snprintf(path, sizeof path, "%s/backend-tiny.gguf", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 5, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 5, 0, NULL, 0};
   bn_error err = {0};
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
   if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||

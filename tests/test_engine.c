@@ -27,7 +27,7 @@ static int setup(void **state) {
   (void)state;
   char path[512];
   snprintf(path, sizeof path, "%s/engine.gguf", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0, NULL, 0};
   bn_pass_opts po = {.max_tokens = 16, .verify = 1};
   bn_error err = {0};
   if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||

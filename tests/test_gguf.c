@@ -261,7 +261,7 @@ static void test_nonfinite_float_weights(void **state) {
   (void)state;
   char path[512];
   snprintf(path, sizeof path, "%s/nan.gguf", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 2, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 2, 0, NULL, 0};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
   size_t len = 0;

@@ -139,10 +139,24 @@ static void rope(float *v, int heads, int hd, int pos, float base) {
     }
 }
 
-/* q_scale: when set, layer L's attn_q output is multiplied by q_scale[L] (a per-tensor .scale). */
+/* llama.cpp's rotation for llama (its converter interleaves q/k rows): pairs (2i, 2i + 1). */
+static void rope_interleaved(float *v, int heads, int hd, int pos, float base) {
+  for (int h = 0; h < heads; h++)
+    for (int i = 0; i < hd / 2; i++) {
+      double th = pos / pow(base, 2.0 * i / hd);
+      float *a = v + h * hd + 2 * i, *b = a + 1, x = *a, y = *b;
+      *a = (float)(x * cos(th) - y * sin(th));
+      *b = (float)(x * sin(th) + y * cos(th));
+    }
+}
+
+/* q_scale: when set, layer L's attn_q output is multiplied by q_scale[L] (a per-tensor .scale).
+ * Architectures as the GGUF files define them: sub-norms (bitnet), per-head q/k norms (qwen3),
+ * llama's interleaved rotation over the rows as stored. */
 static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_t *tok, int T, const float *q_scale) {
   int E = hp->n_embd, F = hp->n_ff, H = hp->n_head, Hkv = hp->n_head_kv, hd = hp->head_dim, V = hp->n_vocab;
   int relu2 = bn_arch_is_relu2(hp->arch);
+  const bn_arch_info *ar = bn_arch_find(hp->arch);
   float *emb = deq(f, "token_embd.weight");
   float *x = calloc((size_t)T * E, 4), *h = calloc((size_t)E, 4), *a = calloc((size_t)E, 4);
   float *K = calloc((size_t)T * Hkv * hd, 4), *Vc = calloc((size_t)T * Hkv * hd, 4), *Q = calloc((size_t)T * E, 4);
@@ -150,9 +164,11 @@ static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_
   for (int t = 0; t < T; t++) memcpy(x + (size_t)t * E, emb + (size_t)tok[t] * E, (size_t)E * 4);
   for (int L = 0; L < hp->n_layer; L++) {
     float *wn = deq_layer(f, L, "attn_norm"), *wq = deq_layer(f, L, "attn_q"), *wk = deq_layer(f, L, "attn_k");
-    float *wv = deq_layer(f, L, "attn_v"), *wo = deq_layer(f, L, "attn_output"), *ws = deq_layer(f, L, "attn_sub_norm");
+    float *wv = deq_layer(f, L, "attn_v"), *wo = deq_layer(f, L, "attn_output");
+    float *ws = ar->sub_norms ? deq_layer(f, L, "attn_sub_norm") : NULL;
     float *fn = deq_layer(f, L, "ffn_norm"), *wg = deq_layer(f, L, "ffn_gate"), *wu = deq_layer(f, L, "ffn_up");
-    float *wd = deq_layer(f, L, "ffn_down"), *fs = deq_layer(f, L, "ffn_sub_norm");
+    float *wd = deq_layer(f, L, "ffn_down"), *fs = ar->sub_norms ? deq_layer(f, L, "ffn_sub_norm") : NULL;
+    float *qn = ar->qk_norm ? deq_layer(f, L, "attn_q_norm") : NULL, *kn = ar->qk_norm ? deq_layer(f, L, "attn_k_norm") : NULL;
     for (int t = 0; t < T; t++) {
       rmsnorm(x + (size_t)t * E, E, wn, hp->eps, h);
       bitlinear(h, E, wq, E, Q + (size_t)t * E);
@@ -160,8 +176,11 @@ static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_
         for (int i = 0; i < E; i++) Q[(size_t)t * E + i] *= q_scale[L];
       bitlinear(h, E, wk, Hkv * hd, K + (size_t)t * Hkv * hd);
       bitlinear(h, E, wv, Hkv * hd, Vc + (size_t)t * Hkv * hd);
-      rope(Q + (size_t)t * E, H, hd, t, hp->rope_base);
-      rope(K + (size_t)t * Hkv * hd, Hkv, hd, t, hp->rope_base);
+      float *qt = Q + (size_t)t * E, *kt = K + (size_t)t * Hkv * hd;
+      for (int hh = 0; qn && hh < H; hh++) rmsnorm(qt + hh * hd, hd, qn, hp->eps, qt + hh * hd);
+      for (int hh = 0; kn && hh < Hkv; hh++) rmsnorm(kt + hh * hd, hd, kn, hp->eps, kt + hh * hd);
+      (ar->interleaved_qk ? rope_interleaved : rope)(qt, H, hd, t, hp->rope_base);
+      (ar->interleaved_qk ? rope_interleaved : rope)(kt, Hkv, hd, t, hp->rope_base);
     }
     for (int t = 0; t < T; t++) {
       for (int hh = 0; hh < H; hh++) {
@@ -180,7 +199,8 @@ static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_
           a[hh * hd + i] = (float)acc;
         }
       }
-      rmsnorm(a, E, ws, hp->eps, h);
+      if (ws) rmsnorm(a, E, ws, hp->eps, h);
+      else memcpy(h, a, (size_t)E * 4);
       bitlinear(h, E, wo, E, o);
       float *xt = x + (size_t)t * E;
       for (int i = 0; i < E; i++) xt[i] += o[i];
@@ -192,12 +212,14 @@ static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_
         g[i] = act * u[i];
       }
       float *m = malloc((size_t)F * 4);
-      rmsnorm(g, F, fs, hp->eps, m);
+      if (fs) rmsnorm(g, F, fs, hp->eps, m);
+      else memcpy(m, g, (size_t)F * 4);
       bitlinear(m, F, wd, E, o);
       free(m);
       for (int i = 0; i < E; i++) xt[i] += o[i];
     }
     free(wn), free(wq), free(wk), free(wv), free(wo), free(ws), free(fn), free(wg), free(wu), free(wd), free(fs);
+    free(qn), free(kn);
   }
   float *on = deq(f, "output_norm.weight");
   float *logits = malloc((size_t)T * V * 4);
@@ -213,10 +235,10 @@ static float *float_forward(const bn_gguf *f, const bn_hparams *hp, const int32_
   return logits;
 }
 
-static void check_synth(const char *arch, bn_dtype type) {
+static void check_synth_g(const char *arch, bn_dtype type, int group_scales) {
   char path[512];
   snprintf(path, sizeof path, "%s/interp-%s-%s.gguf", BNC_TEST_TMP, arch, bn_dtype_table[type].name);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), arch, type, BN_DT_F16, 5, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), arch, type, BN_DT_F16, 5, 0, NULL, group_scales};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
   bn_gguf f;
@@ -229,12 +251,24 @@ static void check_synth(const char *arch, bn_dtype type) {
   size_t n = 9 * (size_t)m.hp.n_vocab;
   double maxrel = 0;
   for (size_t i = 0; i < n; i++) maxrel = fmax(maxrel, fabs(got[i] - want[i]) / fmax(fabs(want[i]), 1e-2));
-  printf("  synth tiny %s %s: max relative diff %.3g\n", arch, bn_dtype_table[type].name, maxrel);
+  printf("  synth tiny %s %s%s: max relative diff %.3g\n", arch, bn_dtype_table[type].name,
+         group_scales ? " (a scale per block)" : "", maxrel);
   assert_true(maxrel < 1e-4);
   free(got), free(want);
   bn_model_free(&m);
   bn_gguf_close(&f);
   remove(path);
+}
+
+static void check_synth(const char *arch, bn_dtype type) { check_synth_g(arch, type, 0); }
+
+static void test_float_forward_llama_qwen3(void **s) {
+  (void)s;
+  check_synth("llama", BN_DT_TQ2_0);
+  check_synth("llama", BN_DT_I2_S);
+  check_synth_g("llama", BN_DT_TQ1_0, 1);
+  check_synth("qwen3", BN_DT_TQ1_0);
+  check_synth_g("qwen3", BN_DT_TQ2_0, 1);
 }
 
 static void test_float_forward_bitnet(void **s) {
@@ -273,7 +307,7 @@ static void test_per_tensor_scale(void **s) {
   (void)s;
   char path[512];
   snprintf(path, sizeof path, "%s/interp-scale.gguf", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 9, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 9, 0, NULL, 0};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
   bn_gguf f;
@@ -338,7 +372,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hf_t2_tq2_0),          cmocka_unit_test(test_hf_t2_tq1_0),
       cmocka_unit_test(test_hf_t2_i2_s),           cmocka_unit_test(test_hf_b158_tq2_0),
-      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_bitnet_packed), cmocka_unit_test(test_hf_dir_bitnet_master), cmocka_unit_test(test_hf_bitnet_i2_s), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales),        cmocka_unit_test(test_float_forward_bitnet),
+      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_bitnet_packed), cmocka_unit_test(test_hf_dir_bitnet_master), cmocka_unit_test(test_hf_bitnet_i2_s), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales),        cmocka_unit_test(test_float_forward_bitnet), cmocka_unit_test(test_float_forward_llama_qwen3),
       cmocka_unit_test(test_float_forward_b158),   cmocka_unit_test(test_quantize_row),
       cmocka_unit_test(test_eval_rejects_bad_tokens), cmocka_unit_test(test_per_tensor_scale),
   };

@@ -40,7 +40,7 @@ static void test_roundtrip_all_shapes(void **state) {
   for (int s = 0; s < 4; s++)
     for (int a = 0; a < 3; a++)
       for (int t = 0; t < 3; t++) {
-        bn_synth_params p = {bn_synth_find_shape(shapes[s]), archs[a], types[t], BN_DT_F16, 1, 0, NULL};
+        bn_synth_params p = {bn_synth_find_shape(shapes[s]), archs[a], types[t], BN_DT_F16, 1, 0, NULL, 0};
         bn_hparams hp;
         bn_synth_hparams(&p, &hp);
         bn_tensor_src src = bn_synth_tensor_src(&p);

@@ -664,7 +664,7 @@ static void test_end_to_end(void **state) {
     char path[512], what[64];
     snprintf(path, sizeof path, "%s/llvm-%s.gguf", BNC_TEST_TMP, archs[a]);
     snprintf(what, sizeof what, "synth %s %s", archs[a], bn_dtype_table[embd].name);
-    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_TQ1_0, embd, 8, 0, NULL};
+    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_TQ1_0, embd, 8, 0, NULL, 0};
     bn_error err = {0};
     assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
     check_model(path, what);
@@ -679,7 +679,7 @@ static void test_fallbacks_reported(void **state) {
   char path[512];
   snprintf(path, sizeof path, "%s/narrow.gguf", BNC_TEST_TMP);
   bn_synth_shape shape = {"narrow", "bitnet-b1.58", 64, 1, 1, 1, 128, 512, 64, 10000.0f};
-  bn_synth_params p = {&shape, NULL, BN_DT_I2_S, BN_DT_F16, 3, 0, NULL};
+  bn_synth_params p = {&shape, NULL, BN_DT_I2_S, BN_DT_F16, 3, 0, NULL, 0};
   bn_error err = {0};
   bn_gguf f;
   bn_model m;

@@ -173,7 +173,7 @@ static void test_pipeline_synth(void **state) {
       char path[512], what[64];
       snprintf(what, sizeof what, "synth %s %s", archs[a], bn_dtype_table[types[t]].name);
       snprintf(path, sizeof path, "%s/passes-%d-%d.gguf", BNC_TEST_TMP, a, t);
-      bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], types[t], BN_DT_F16, 3, 0, NULL};
+      bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], types[t], BN_DT_F16, 3, 0, NULL, 0};
       bn_error err = {0};
       assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
       check_model(path, what);
@@ -519,7 +519,7 @@ static void test_quantize_head(void **state) {
   (void)state;
   char path[512];
   snprintf(path, sizeof path, "%s/passes-head.gguf", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0, NULL, 0};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
   bn_gguf f;

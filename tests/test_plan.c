@@ -61,7 +61,7 @@ static int setup(void **state) {
   (void)state;
   snprintf(gguf_path, sizeof gguf_path, "%s/plan-b158.gguf", BNC_TEST_TMP);
   snprintf(plan_path, sizeof plan_path, "%s/plan-b158.bnplan", BNC_TEST_TMP);
-  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 4, 0, NULL};
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_TQ2_0, BN_DT_F16, 4, 0, NULL, 0};
   bn_error err = {0};
   assert_int_equal(bn_synth_write(&p, gguf_path, &err), BN_OK);
   compile(gguf_path, plan_path, 8);

@@ -171,7 +171,7 @@ static void test_synth_vocabs_roundtrip(void **state) {
   for (int a = 0; a < 2; a++) {
     char path[512];
     snprintf(path, sizeof path, "%s/tok-%s.gguf", BNC_TEST_TMP, archs[a]);
-    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_I2_S, BN_DT_F16, 1, 0, NULL};
+    bn_synth_params p = {bn_synth_find_shape("tiny"), archs[a], BN_DT_I2_S, BN_DT_F16, 1, 0, NULL, 0};
     bn_error err = {0};
     assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
     bn_gguf f;

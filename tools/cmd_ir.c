@@ -136,7 +136,7 @@ int bn_cmd_ir(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *after = NULL, *emit = NULL;
   int dot = 0, svg = 0, lo = 1, hi = 0;
   const bn_backend *backend = bn_backend_default();
-  bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0, NULL};
+  bn_synth_params sp = {NULL, NULL, BN_DT_I2_S, BN_DT_F16, 1, 0, NULL, 0};
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
