@@ -18,7 +18,8 @@
 typedef enum { BN_MM_ACC, BN_MM_DQ = BN_FUSED_DQ, BN_MM_DQ_ADD = BN_FUSED_DQ_ADD } bn_mm_mode;
 
 /* qa: T rows of QA8 (K codes); w: TP2 [N, K] (the lookup-table kernels: TL2,
- * and n0, n1 multiples of 16; MATMUL_T1: TP1); rows n0..n1 of the output. With a norm + quantize
+ * and n0, n1 multiples of 16; MATMUL_T1: TP1; MATMUL_G: TG2, whose ACC mode writes the group-scaled
+ * float sums of bn_ref_tmatmul and DQ modes divide those by s); rows n0..n1 of the output. With a norm + quantize
  * prologue (key.pro) the kernel is a bn_mmp_kernel: qa = T rows of QA8 scratch it
  * fills first from x (T float rows, as bn_nq_kernel reads them) with norm weights
  * wn and tmp (K floats of scratch, the gate); then rows n0..n1 of the matmul. */
@@ -72,9 +73,9 @@ typedef enum {
 } bn_kfamily;
 
 /* The ternary matmul families (one calling convention, bn_mm_kernel) and the rows a thread's share
- * is a multiple of: the weight layout's row blocks (TP2's and TP1's 4, TL2's 16). */
+ * is a multiple of: the weight layout's row blocks (TP2's, TG2's and TP1's 4, TL2's 16). */
 static inline int bn_kfamily_tmatmul(bn_kfamily f) {
-  return f == BN_K_MATMUL || f == BN_K_MATMUL_LUT || f == BN_K_MATMUL_T1;
+  return f == BN_K_MATMUL || f == BN_K_MATMUL_LUT || f == BN_K_MATMUL_T1 || f == BN_K_MATMUL_G;
 }
 static inline int64_t bn_kfamily_granule(bn_kfamily f) { return f == BN_K_MATMUL_LUT ? 16 : bn_kfamily_tmatmul(f) ? 4 : 1; }
 

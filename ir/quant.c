@@ -1,6 +1,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 float bn_half_to_float(uint16_t h) {
@@ -213,6 +214,24 @@ void bn_tl2_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tl2) {
   memcpy(dst + rows * k / 4, (const uint8_t *)tp2 + rows * k / 4, rows * 4); /* the row scales */
 }
 
+int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, void *tg2) {
+  int8_t *trit = malloc(k);
+  float *sc = malloc(k / 256 * sizeof *sc + sizeof *sc);
+  uint8_t *out = tg2;
+  uint64_t per = (uint64_t)bn_ternary_group(t, (int64_t)k); /* elements a source scale covers: 256 or k */
+  if (!trit || !sc) return free(trit), free(sc), -1;
+  for (uint64_t r = 0; r < rows; r++) { /* codes first: a TP2 row write also puts a row scale where TG2's start */
+    bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
+    bn_tp2_write_row(tg2, rows, k, r, trit, 0);
+  }
+  for (uint64_t r = 0; r < rows; r++) {
+    bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
+    for (uint64_t g = 0; g < k / 256; g++) memcpy(out + bn_tg2_scale(rows, k, r, g), &sc[g * 256 / per], 4);
+  }
+  free(trit), free(sc);
+  return 0;
+}
+
 float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint64_t row, uint64_t k) {
   const uint8_t *p = tensor;
   switch (t) {
@@ -247,6 +266,11 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
   if (t == BN_DT_TP2) { /* one whole row: n is its length */
     tern_tp2(tensor, total / n, n, start / n, trit);
     scale[0] = rdf((const uint8_t *)tensor + total / 4 + 4 * (start / n));
+    return;
+  }
+  if (t == BN_DT_TG2) { /* one whole row: n is its length; a scale per group */
+    tern_tp2(tensor, total / n, n, start / n, trit);
+    for (uint64_t g = 0; g < n / 256; g++) scale[g] = rdf((const uint8_t *)tensor + bn_tg2_scale(total / n, n, start / n, g));
     return;
   }
   if (t == BN_DT_TP1) { /* one whole row: n is its length */

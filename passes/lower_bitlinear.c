@@ -3,14 +3,32 @@
  *     acc = tmatmul xq, W       exact int32 sums of codes x trits
  *     y   = dequant acc, xq, W [, s]   acc * row_scale(W) / scale(xq) [* s]
  * which is bitlinear's definition when every row of W has one scale. The
- * projections of one input share its quantize (%x.q8). A TQ
- * tensor whose blocks within a row differ in scale (no real model has one)
- * stays a bitlinear: its integer sums are not one number per row. */
+ * projections of one input share its quantize (%x.q8). A TQ tensor whose
+ * blocks within a row differ in scale (TriLM's, Llama3-8B-1.58's) is packed
+ * here as TG2, whose tmatmul sums each 256-group and scales it (ref/ref.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../ir/quant.h"
 #include "rewrite.h"
+
+/* The TG2 copy of weight v (made once however many bitlinears read it). */
+static int tg2(bn_rw *rw, int v) {
+  const bn_value *w = &rw->src->values[v];
+  char name[160];
+  snprintf(name, sizeof name, "%s.tg2", w->name);
+  int have = bn_graph_find_value(&rw->dst, name, strlen(name));
+  if (have >= 0) return have;
+  size_t nbytes = (size_t)bn_value_bytes(BN_DT_TG2, &w->shape, 0);
+  void *out = malloc(nbytes);
+  if (!out || bn_tg2_from_ternary(w->dtype, w->data, (uint64_t)w->shape.d[0], (uint64_t)w->shape.d[1], out)) {
+    free(out);
+    rw->st = bn_fail(rw->err, BN_E_NOMEM, "lower-bitlinear: out of memory for %%%s", w->name);
+    return -1;
+  }
+  return bn_rw_weight(rw, name, BN_DT_TG2, w->shape, out, nbytes);
+}
 
 bn_status bn_pass_lower_bitlinear(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
   (void)o;
@@ -23,7 +41,8 @@ bn_status bn_pass_lower_bitlinear(bn_graph *g, const bn_pass_opts *o, bn_error *
   for (int i = 0; i < g->n_nodes && !rw.st; i++) {
     const bn_node *n = &g->nodes[i];
     const bn_value *w = n->op == BN_OP_BITLINEAR ? &g->values[n->in[1]] : NULL;
-    if (!w || (w->data && !bn_ternary_rows_uniform(w->dtype, w->data, (uint64_t)w->shape.d[0], (uint64_t)w->shape.d[1]))) {
+    int grouped = w && w->data && !bn_ternary_rows_uniform(w->dtype, w->data, (uint64_t)w->shape.d[0], (uint64_t)w->shape.d[1]);
+    if (!w || (grouped && w->shape.d[1] % 256)) {
       bn_rw_copy(&rw, i);
       continue;
     }
@@ -31,7 +50,7 @@ bn_status bn_pass_lower_bitlinear(bn_graph *g, const bn_pass_opts *o, bn_error *
     char qn[160], an[160];
     snprintf(qn, sizeof qn, "%s.q8", g->values[n->in[0]].name);
     snprintf(an, sizeof an, "%s.acc", name);
-    int x = bn_rw_val(&rw, n->in[0]), wid = bn_rw_val(&rw, n->in[1]);
+    int x = bn_rw_val(&rw, n->in[0]), wid = grouped ? tg2(&rw, n->in[1]) : bn_rw_val(&rw, n->in[1]);
     if (xq_of[n->in[0]] < 0) xq_of[n->in[0]] = bn_rw_add(&rw, BN_OP_QUANTIZE, qn, &x, 1, NULL);
     int xq = xq_of[n->in[0]];
     int acc = bn_rw_add(&rw, BN_OP_TMATMUL, an, (int[]){xq, wid}, 2, NULL);

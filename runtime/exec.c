@@ -88,7 +88,8 @@ static bn_status bind_kernel(bn_exec *e, int i, const bn_kkey *key, void *fn, bn
   switch (key->family) {
   case BN_K_MATMUL:
   case BN_K_MATMUL_LUT:
-  case BN_K_MATMUL_T1: {
+  case BN_K_MATMUL_T1:
+  case BN_K_MATMUL_G: {
     int wi = key->pro ? 2 : 1; /* operands: qa, w (, resid); with a prologue x, norm weights, w (, resid) */
     *j = jit_of(key->family, fn, v[n->in[0]], v[n->in[wi]], key->variant == BN_MM_DQ_ADD ? v[n->in[wi + 1]] : NULL,
                 v[n->out], key->n, bn_kfamily_granule(key->family));
@@ -186,6 +187,7 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
   case BN_K_MATMUL:
   case BN_K_MATMUL_LUT:
   case BN_K_MATMUL_T1:
+  case BN_K_MATMUL_G:
     if (j->wn) ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, j->out, j->resid, j->a, j->wn, tmp_of(e, i), T, a, b);
     else ((bn_mm_kernel)j->fn)(j->a, j->w, j->out, j->resid, T, a, b);
     break;

@@ -1,9 +1,10 @@
 /* The LLVM backend against the reference kernels: every generated ternary
- * matmul kernel, on both ISA paths (AVX2 and AVX-512 VNNI where the CPU has
+ * matmul kernel (TP2, TL2, TP1, TG2's group scales), on both ISA paths (AVX2 and AVX-512 VNNI where the CPU has
  * it), over many shapes including odd ones and every token-tile remainder,
  * split by rows as threads split it. Integer sums must be equal exactly;
  * dequantized floats (computed the same way) must be equal too, and the test
  * states the 1e-5 relative bound the issue asks for. */
+#include <assert.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,6 +69,7 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, s, -1, w, 0};
   int32_t *acc_ref = malloc((size_t)T * N * 4), *acc = malloc((size_t)T * N * 4);
   float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4), bs[64];
+  static_assert(sizeof bs / sizeof *bs >= 1536 / 256, "a scale per group of the largest K");
   bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
   bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
   check_modes(j, BN_K_MATMUL, w, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
@@ -83,6 +85,20 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   uint8_t *w1 = malloc(bn_value_bytes(BN_DT_TP1, &s, 0)); /* and at 1.6 bits */
   bn_tp1_from_tp2(w, (uint64_t)N, (uint64_t)K, w1);
   check_modes(j, BN_K_MATMUL_T1, w1, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
+  /* TG2: the same codes with a scale per 256-group (f16 values, as TQ blocks have, 0.5x..1.5x a row's) */
+  uint8_t *wg = malloc(bn_value_bytes(BN_DT_TG2, &s, 0));
+  memcpy(wg, w, (size_t)N * K / 4);
+  for (int i = 0; i < N * K / 256; i++) {
+    float d = bn_half_to_float(bn_float_to_half((float)(0.01 * (0.5 + bn_rng_unit(rng)))));
+    memcpy(wg + (size_t)N * K / 4 + 4 * (size_t)i, &d, 4);
+  }
+  bn_value gv = {BN_VAL_WEIGHT, "w", BN_DT_TG2, s, -1, wg, 0};
+  int32_t *acc_g = malloc((size_t)T * N * 4);
+  float *y_g = malloc((size_t)T * N * 4);
+  bn_ref_tmatmul(qa, T, K, N, &gv, acc_g, scr, bs);
+  bn_ref_dequant(acc_g, qa, T, K, N, &gv, 1.0f, y_g);
+  check_modes(j, BN_K_MATMUL_G, wg, qa, resid, acc_g, y_g, acc, y, T, K, N);
+  free(wg), free(acc_g), free(y_g);
   free(w1), free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
 }
 
@@ -106,7 +122,7 @@ static void run_isa(bn_isa isa) {
   check_shape(j, 2, 6912, 32, &rng);
   check_shape(j, 1, 2560, 160, &rng);
   bn_codegen_counts c = bn_llvm_get_counts(j);
-  printf("  %s: %d shapes x 3 modes, packed and 1.6-bit (and the lookup-table kernel where N %% 16 = 0), %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
+  printf("  %s: %d shapes x 3 modes, packed, group-scaled and 1.6-bit (and the lookup-table kernel where N %% 16 = 0), %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
          c.built + c.cached, c.built, c.cached, c.seconds);
   bn_llvm_free(j);
 }
@@ -298,7 +314,7 @@ static void test_norm_quant(void **state) {
   }
 }
 
-/* The matmul with its norm + quantize prologue (bn_mmp_kernel), packed and lookup-table, run as
+/* The matmul with its norm + quantize prologue (bn_mmp_kernel), every weight layout, run as
  * threads run it: split by rows (each call quantizing every token into its own scratch) and by
  * tokens. The prologue's codes must be the reference's (within the rounding ties test_norm_quant
  * bounds) and the outputs the reference matmul's over those codes, bit for bit. */
@@ -314,12 +330,12 @@ static void test_prologue(void **state) {
     for (int si = 0; si < 5; si++)
       for (int pro = 1; pro <= 3; pro++)
         for (int mode = BN_MM_DQ; mode <= BN_MM_DQ_ADD; mode++)
-          for (int fam = 0; fam < 3; fam++) { /* packed, lookup-table, 1.6-bit */
+          for (int fam = 0; fam < 4; fam++) { /* packed, lookup-table, 1.6-bit, group scales */
             int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2], in_w = pro > 1 ? 2 * K : K;
             if (fam == 1 && N % 16) continue;
             int64_t d[2] = {N, K}, rb = bn_qa8_row_bytes(K);
             bn_shape s = bn_shape_make(2, d);
-            uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0)), *tl = malloc(bn_value_bytes(fam == 2 ? BN_DT_TP1 : BN_DT_TL2, &s, 0));
+            uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0)), *tl = malloc(bn_value_bytes(fam == 2 ? BN_DT_TP1 : fam == 3 ? BN_DT_TG2 : BN_DT_TL2, &s, 0));
             int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
             for (int r = 0; r < N; r++) {
               for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
@@ -327,6 +343,13 @@ static void test_prologue(void **state) {
             }
             if (fam == 1) bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
             if (fam == 2) bn_tp1_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
+            if (fam == 3) { /* TG2: the codes, then a scale per group */
+              memcpy(tl, w, (size_t)N * K / 4);
+              for (int i = 0; i < N * K / 256; i++) {
+                float dg = (float)(0.01 + bn_rng_unit(&rng));
+                memcpy(tl + (size_t)N * K / 4 + 4 * (size_t)i, &dg, 4);
+              }
+            }
             float *x = malloc((size_t)T * in_w * 4), *wn = malloc((size_t)K * 4), *resid = malloc((size_t)T * N * 4);
             float *m = malloc((size_t)T * K * 4), *yn = malloc((size_t)T * K * 4), *tmp = malloc((size_t)K * 4), bs[64];
             float *y = malloc((size_t)T * N * 4), *y2 = malloc((size_t)T * N * 4), *want = malloc((size_t)T * N * 4);
@@ -337,7 +360,7 @@ static void test_prologue(void **state) {
             for (int i = 0; i < K; i++) wn[i] = (float)(0.5 + bn_rng_unit(&rng));
             for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
             ref_nq(pro - 1, x, wn, T, K, m, yn, qref);
-            bn_kkey key = {.family = fam == 1 ? BN_K_MATMUL_LUT : fam ? BN_K_MATMUL_T1 : BN_K_MATMUL,
+            bn_kkey key = {.family = fam == 1 ? BN_K_MATMUL_LUT : fam == 2 ? BN_K_MATMUL_T1 : fam ? BN_K_MATMUL_G : BN_K_MATMUL,
                            .k = K, .n = N, .variant = mode, .eps = 1e-5f, .pro = pro};
             void *fn;
             if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
@@ -356,14 +379,14 @@ static void test_prologue(void **state) {
             char what[64];
             snprintf(what, sizeof what, "%s prologue %d", bn_isa_name((bn_isa)isa), pro);
             check_codes(qa[0], qref, T, K, 0, what);
-            bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, s, -1, w, 0};
+            bn_value wv = {BN_VAL_WEIGHT, "w", fam == 3 ? BN_DT_TG2 : BN_DT_TP2, s, -1, fam == 3 ? tl : w, 0};
             bn_ref_tmatmul(qa[0], T, K, N, &wv, acc, scr, bs);
             bn_ref_dequant(acc, qa[0], T, K, N, &wv, 1.0f, want);
             for (int i = 0; i < T * N; i++) {
               float e = mode == BN_MM_DQ_ADD ? resid[i] + want[i] : want[i];
               if (y[i] != e)
                 fail_msg("%s %s prologue %d mode %d T=%d K=%d N=%d [%d]: %g != %g", bn_isa_name((bn_isa)isa),
-                         fam == 1 ? "lut" : fam ? "1.6-bit" : "packed", pro, mode, T, K, N, i, y[i], e);
+                         fam == 1 ? "lut" : fam == 2 ? "1.6-bit" : fam ? "group-scaled" : "packed", pro, mode, T, K, N, i, y[i], e);
             }
             n_kernels++;
             free(w), free(tl), free(trit), free(scr), free(x), free(wn), free(resid), free(m), free(yn), free(tmp);

@@ -57,6 +57,7 @@ static int be_supports(void *self, const bn_kkey *key) {
            (key->cache == BN_DT_F32 || key->cache == BN_DT_F16);
   case BN_K_PEAK: return b->vnni || !b->avx512; /* the ISA's dot product */
   case BN_K_MATMUL_LUT:
+  case BN_K_MATMUL_G:
   case BN_K_COUNT: return 0; /* not emitted: LLVM's kernel (auto) or the reference's */
   }
   return 0;
@@ -78,6 +79,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_ATTENTION: bn_asmjit_attention(a, b->avx512, key->k, key->n, key->variant, key->cache == BN_DT_F16); break;
   case BN_K_PEAK: bn_asmjit_peak(a, b->avx512); break;
   case BN_K_MATMUL_LUT:
+  case BN_K_MATMUL_G:
   case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;
   }
   void *fn = bn_asm_finish(a, msg, cap);

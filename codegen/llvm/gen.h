@@ -54,6 +54,8 @@ LLVMValueRef bn_gen_splat_v(bn_gen *g, LLVMTypeRef vf, LLVMValueRef x);
 LLVMValueRef bn_gen_shuffle(bn_gen *g, LLVMValueRef a, LLVMValueRef b, const int *mask, int n);
 /* The lane sums of m vectors of one type (m up to 16), as one vector: v[j]'s sum in lane lane[j]. */
 LLVMValueRef bn_gen_lane_sums(bn_gen *g, LLVMValueRef *v, int m, int *lane);
+/* The sum of a double vector's lanes, in lane order. */
+LLVMValueRef bn_gen_hsum_f64(bn_gen *g, LLVMValueRef v);
 /* A float or float vector constant of type t; exp(x) without a call (gen_util.c). */
 LLVMValueRef bn_gen_constf(LLVMTypeRef t, double c);
 LLVMValueRef bn_gen_exp(bn_gen *g, LLVMValueRef x);
@@ -70,10 +72,10 @@ void bn_gen_rows_tokens(bn_gen *g, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRe
 
 /* Adds `void name(ptr qa, ptr w, ptr out, ptr resid, i64 T, i64 n0, i64 n1)` (gen_matmul.c), or with
  * pro (1 + a BN_NQ_* mode) `void name(ptr qa, ptr w, ptr out, ptr resid, ptr x, ptr wn, ptr tmp, i64 T,
- * i64 n0, i64 n1)` whose prologue fills qa from x first (bn_gen_matmul_begin); over TP2 weights, or
- * TP1 (t1). */
+ * i64 n0, i64 n1)` whose prologue fills qa from x first (bn_gen_matmul_begin); over weights of type
+ * wt: TP2, TP1 or TG2. */
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, int pro,
-                   float eps, int t1, bn_isa isa);
+                   float eps, bn_dtype wt, bn_isa isa);
 /* The same signatures over TL2 weights by table lookups; n0, n1 multiples of 16 (gen_matmul_lut.c). */
 void bn_gen_matmul_lut(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode,
                        int pro, float eps, bn_isa isa);

@@ -23,7 +23,13 @@
  * (every offset a constant), more go in a loop. Accumulators
  * live in allocas that mem2reg turns into registers. The epilogue
  * dequantizes in double like the reference kernels, so results agree bit
- * for bit. */
+ * for bit.
+ *
+ * TG2 (a scale per 256-group): each group's int32 lanes, less the lanes of the token's own
+ * activation sum over the group (the offset trick per group, from a dot product with ones), are
+ * summed per row, widened to double and multiplied by the group's scale: every product is exact
+ * and so is their sum (ref/ref.h), whatever the order, so the total rounded to float is the
+ * reference's. */
 #include <string.h>
 
 #include "../../ir/ir.h"
@@ -35,8 +41,8 @@ enum { TILE = 4 };
 typedef struct {
   int64_t row_bytes, meta, groups; /* groups: whole ones (TP1: of 320 elements, then a last of K % 320) */
   bn_mm_mode mode;
-  int t1;              /* the weights are TP1 */
-  int64_t wrow, scales; /* a row's packed bytes; the row scales' offset in w */
+  int t1, gs;          /* the weights are TP1; TG2 (group scales) */
+  int64_t wrow, scales; /* a row's packed bytes; the row (TG2: group) scales' offset in w */
 } mm;
 
 /* the parameters: qa, w, out, resid, T, n0, n1 */
@@ -56,9 +62,38 @@ enum { ROWS = 4, CHAINS = 4, PREFETCH_BYTES = 6144, BLOCK_BYTES = 16384, UNROLL_
 typedef struct {
   int rr, tt, chains, lanes, avx512;
   LLVMValueRef arow[TILE], wrow[ROWS], acc[ROWS][TILE][CHAINS];
+  LLVMValueRef sbase, sstride, dacc[TILE]; /* TG2: the tile's rows' scales of group 0, bytes to the next group;
+                                             * per token its rows' double sums */
+  LLVMValueRef qacc[TILE];                  /* TG2: the group's activation sums per token, in lanes */
   LLVMValueRef gstride; /* bytes from a row's group to its next: 64 x the rows of its block of 4 */
   int64_t ahead;        /* decode: prefetch distance in bytes, a whole number of blocks */
 } dt;
+
+/* TG2: the group's int32 lanes of every (row, token) of the tile, less the token's activation sums,
+ * summed per row in one lane-sum tree, widened to double and multiplied by the rows' scales of the
+ * group (side by side in TG2) into one double vector per token; the chains start the next group at 0. */
+static void fold_group(bn_gen *g, dt *d, LLVMValueRef gi) {
+  LLVMTypeRef vacc = LLVMVectorType(g->i32, d->avx512 ? 16 : 8), vd = LLVMVectorType(g->f64, (unsigned)d->rr);
+  LLVMValueRef v[ROWS * TILE];
+  int lane[ROWS * TILE];
+  for (int r = 0; r < d->rr; r++)
+    for (int i = 0; i < d->tt; i++) {
+      LLVMValueRef sum = d->acc[r][i][0];
+      for (int c = 1; c < d->chains; c++) sum = LLVMBuildAdd(g->b, sum, d->acc[r][i][c], "");
+      v[r * d->tt + i] = LLVMBuildSub(g->b, sum, d->qacc[i], "");
+      for (int c = 0; c < d->chains; c++) d->acc[r][i][c] = LLVMConstNull(vacc);
+    }
+  LLVMValueRef sums = bn_gen_lane_sums(g, v, d->rr * d->tt, lane);
+  LLVMValueRef sc = bn_gen_load(g, LLVMVectorType(g->f32, (unsigned)d->rr), d->sbase, LLVMBuildMul(g->b, gi, d->sstride, ""));
+  sc = LLVMBuildFPExt(g->b, sc, vd, "");
+  for (int i = 0; i < d->tt; i++) {
+    int pick[ROWS];
+    for (int r = 0; r < d->rr; r++) pick[r] = lane[r * d->tt + i];
+    LLVMValueRef row = LLVMBuildSIToFP(g->b, bn_gen_shuffle(g, sums, NULL, pick, d->rr), vd, "");
+    d->dacc[i] = LLVMBuildFAdd(g->b, d->dacc[i], LLVMBuildFMul(g->b, row, sc, ""), ""); /* exact: any order */
+    d->qacc[i] = NULL;
+  }
+}
 
 /* One group at index gi of pos chunks of 64 elements (grp: its number when constant, for the AVX2 chain
  * choice): TP2's 256 elements, or TP1's 320 (or the last group's K % 320), whose codes are
@@ -90,10 +125,20 @@ static void group(bn_gen *g, dt *d, LLVMValueRef gi, int64_t grp, int pos) {
       }
     }
     for (int i = 0; i < d->tt; i++) {
-      LLVMValueRef sum16[ROWS] = {NULL};
+      LLVMValueRef sum16[ROWS] = {NULL}, q16 = NULL;
       for (int s = 0; s < pos; s++) {
         LLVMValueRef a = bn_gen_load(g, vb, d->arow[i], LLVMBuildAdd(g->b, aoff, bn_gen_c64(g, s * 64 + h * d->lanes), ""));
         LLVMValueRef a32 = d->avx512 ? LLVMBuildBitCast(g->b, a, v16i32, "") : a;
+        if (k->gs) { /* the token's activations summed in the code sums' lanes: a dot product with ones */
+          LLVMValueRef one = bn_gen_splat(g->i8, d->lanes, 1);
+          if (d->avx512) {
+            LLVMValueRef args[3] = {d->qacc[i] ? d->qacc[i] : LLVMConstNull(v16i32), LLVMBuildBitCast(g->b, one, v16i32, ""), a32};
+            d->qacc[i] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
+          } else {
+            LLVMValueRef args[2] = {one, a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
+            q16 = q16 ? LLVMBuildAdd(g->b, q16, p, "") : p;
+          }
+        }
         for (int r = 0; r < d->rr; r++) {
           if (d->avx512) {
             int c = s % d->chains;
@@ -110,26 +155,39 @@ static void group(bn_gen *g, dt *d, LLVMValueRef gi, int64_t grp, int pos) {
         LLVMValueRef args[2] = {sum16[r], bn_gen_splat(g->i16, 16, 1)};
         d->acc[r][i][c] = LLVMBuildAdd(g->b, d->acc[r][i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
       }
+      if (q16) {
+        LLVMValueRef args[2] = {q16, bn_gen_splat(g->i16, 16, 1)}, w = bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2);
+        d->qacc[i] = d->qacc[i] ? LLVMBuildAdd(g->b, d->qacc[i], w, "") : w;
+      }
     }
   }
+  if (k->gs) fold_group(g, d, gi);
 }
 
-/* The accumulators through allocas (a loop over groups carries them; mem2reg makes them registers). */
-static void acc_io(bn_gen *g, dt *d, LLVMValueRef slot[ROWS][TILE][CHAINS], int store) {
-  LLVMTypeRef vacc = LLVMVectorType(g->i32, d->avx512 ? 16 : 8);
+/* The accumulators through allocas (a loop over groups carries them; mem2reg makes them registers):
+ * the int32 chains, and TG2's double lanes after them. */
+static void acc_io(bn_gen *g, dt *d, LLVMValueRef slot[ROWS][TILE][CHAINS + 1], int store) {
+  LLVMTypeRef vacc = LLVMVectorType(g->i32, d->avx512 ? 16 : 8), vd = LLVMVectorType(g->f64, (unsigned)d->rr);
+  const mm *k = g->ctx;
   for (int r = 0; r < d->rr; r++)
-    for (int i = 0; i < d->tt; i++)
+    for (int i = 0; i < d->tt; i++) {
       for (int c = 0; c < d->chains; c++) {
         if (store) LLVMBuildStore(g->b, d->acc[r][i][c], slot[r][i][c]);
         else d->acc[r][i][c] = LLVMBuildLoad2(g->b, vacc, slot[r][i][c], "");
       }
+      if (k->gs && r == 0) { /* the token's double sums ride in row 0's spare slot */
+        if (store) LLVMBuildStore(g->b, d->dacc[i], slot[0][i][CHAINS]);
+        else d->dacc[i] = LLVMBuildLoad2(g->b, vd, slot[0][i][CHAINS], "");
+      }
+    }
 }
 
+/* out: per (row, token) the int32 lanes summed over K, or for TG2 the double lanes (two halves). */
 static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, LLVMValueRef out[ROWS][TILE]) {
   const mm *k = g->ctx;
-  dt d = {rr, tt, rr * tt >= 8 ? 1 : rr * tt >= 4 ? 2 : 4, g->isa == BN_ISA_AVX512_VNNI ? 64 : 32,
-          g->isa == BN_ISA_AVX512_VNNI, {0}, {0}, {{{0}}}, NULL, 0};
-  LLVMTypeRef vacc = LLVMVectorType(g->i32, d.avx512 ? 16 : 8);
+  dt d = {.rr = rr, .tt = tt, .chains = rr * tt >= 8 ? 1 : rr * tt >= 4 ? 2 : 4, .lanes = g->isa == BN_ISA_AVX512_VNNI ? 64 : 32,
+          .avx512 = g->isa == BN_ISA_AVX512_VNNI};
+  LLVMTypeRef vacc = LLVMVectorType(g->i32, d.avx512 ? 16 : 8), vd = LLVMVectorType(g->f64, (unsigned)rr);
   for (int i = 0; i < tt; i++) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     d.arow[i] = bn_gen_gep(g, g->arg[QA], LLVMBuildMul(g->b, tok, bn_gen_c64(g, k->row_bytes), ""));
@@ -151,16 +209,24 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
     for (int i = 0; i < tt; i++)
       for (int c = 0; c < CHAINS; c++) d.acc[r][i][c] = LLVMConstNull(vacc);
   }
+  for (int i = 0; i < tt; i++) d.dacc[i] = LLVMConstNull(vd);
+  if (k->gs) { /* TG2 (bn_tg2_scale): block b's scales of group j at b 4 G + j m, a row's after the block's first */
+    LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, blk, bn_gen_c64(g, 4 * k->groups), ""), within, "");
+    d.sbase = bn_gen_gep(g, g->arg[W], LLVMBuildAdd(g->b, bn_gen_c64(g, k->scales), LLVMBuildMul(g->b, at, bn_gen_c64(g, 4), ""), ""));
+    d.sstride = LLVMBuildMul(g->b, m, bn_gen_c64(g, 4), "");
+  }
   d.ahead = (PREFETCH_BYTES + 4 * k->wrow - 1) / (4 * k->wrow) * (4 * k->wrow);
   int pos = k->t1 ? 5 : 4;
   if (k->groups <= UNROLL_GROUPS) /* every offset a constant */
     for (int64_t grp = 0; grp < k->groups; grp++) group(g, &d, bn_gen_c64(g, grp), grp, pos);
   else { /* a loop over runs of u groups: the fully unrolled row outgrows the op cache (measured on K = 6912) */
     int u = k->groups % 2 == 0 ? 2 : 1;
-    LLVMValueRef slot[ROWS][TILE][CHAINS];
+    LLVMValueRef slot[ROWS][TILE][CHAINS + 1];
     for (int r = 0; r < rr; r++)
-      for (int i = 0; i < tt; i++)
+      for (int i = 0; i < tt; i++) {
         for (int c = 0; c < d.chains; c++) slot[r][i][c] = bn_gen_alloca(g, vacc, "acc");
+        if (k->gs && r == 0) slot[0][i][CHAINS] = bn_gen_alloca(g, vd, "dacc");
+      }
     acc_io(g, &d, slot, 1);
     bn_gen_for lg = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, k->groups), u);
     acc_io(g, &d, slot, 0);
@@ -174,8 +240,28 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
     for (int i = 0; i < tt; i++) {
       LLVMValueRef sum = d.acc[r][i][0];
       for (int c = 1; c < d.chains; c++) sum = LLVMBuildAdd(g->b, sum, d.acc[r][i][c], "");
-      out[r][i] = sum;
+      out[r][i] = k->gs ? d.dacc[i] : sum; /* TG2: each token's rows' double sums */
     }
+}
+
+/* TG2's epilogue: each token's rows' double sums rounded to float: the ACC mode stores those, the DQ
+ * modes (double)f / s as bn_ref_dequant with row scale 1 (and the residual added). */
+static void epilogue_g(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, LLVMValueRef acc[ROWS][TILE]) {
+  const mm *k = g->ctx;
+  LLVMTypeRef vf = LLVMVectorType(g->f32, (unsigned)rr), vd = LLVMVectorType(g->f64, (unsigned)rr);
+  for (int i = 0; i < tt; i++) {
+    LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
+    LLVMValueRef arow = bn_gen_gep(g, g->arg[QA], LLVMBuildMul(g->b, tok, bn_gen_c64(g, k->row_bytes), ""));
+    LLVMValueRef off4 = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, g->N), ""), n, ""),
+                                     bn_gen_c64(g, 4), "");
+    LLVMValueRef f = LLVMBuildFPTrunc(g->b, acc[0][i], vf, "");
+    if (k->mode != BN_MM_ACC) {
+      LLVMValueRef s = bn_gen_splat_v(g, vd, LLVMBuildFPExt(g->b, bn_gen_load(g, g->f32, arow, bn_gen_c64(g, k->meta)), g->f64, ""));
+      f = LLVMBuildFPTrunc(g->b, LLVMBuildFDiv(g->b, LLVMBuildFPExt(g->b, f, vd, ""), s, ""), vf, "y");
+      if (k->mode == BN_MM_DQ_ADD) f = LLVMBuildFAdd(g->b, bn_gen_load(g, vf, g->arg[RESID], off4), f, "");
+    }
+    bn_gen_store(g, f, g->arg[OUT], off4);
+  }
 }
 
 /* Writes rows n..n+rr of tokens t..t+tt from their int32 vectors: the lane sums in one vector,
@@ -185,6 +271,10 @@ static void epilogue(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
   const mm *k = g->ctx;
   LLVMValueRef v[ROWS * TILE];
   int lane[ROWS * TILE];
+  if (k->gs) {
+    epilogue_g(g, n, rr, t, tt, acc);
+    return;
+  }
   for (int r = 0; r < rr; r++)
     for (int i = 0; i < tt; i++) v[r * tt + i] = acc[r][i];
   LLVMValueRef sum = bn_gen_lane_sums(g, v, rr * tt, lane);
@@ -223,9 +313,10 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
 }
 
 void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t N, bn_mm_mode mode, int pro,
-                   float eps, int t1, bn_isa isa) {
+                   float eps, bn_dtype wt, bn_isa isa) {
+  int t1 = wt == BN_DT_TP1;
   int64_t wrow = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4;
-  mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / (t1 ? 320 : 256), mode, t1, wrow, N * wrow};
+  mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / (t1 ? 320 : 256), mode, t1, wt == BN_DT_TG2, wrow, N * wrow};
   bn_gen g = {.ctx = &k};
   bn_gen_matmul_begin(&g, c, m, name, K, N, pro, eps, isa);
   /* blocks of rows whose weights take about BLOCK_BYTES (a multiple of ROWS), while a token

@@ -294,3 +294,9 @@ LLVMValueRef bn_gen_lane_sums(bn_gen *g, LLVMValueRef *v, int m, int *lane) {
     if (own[0][s] >= 0) lane[own[0][s]] = s;
   return x[0];
 }
+
+LLVMValueRef bn_gen_hsum_f64(bn_gen *g, LLVMValueRef v) {
+  LLVMTypeRef vt = LLVMTypeOf(v);
+  LLVMValueRef args[2] = {LLVMConstReal(g->f64, -0.0), v};
+  return bn_gen_call(g, "llvm.vector.reduce.fadd", &vt, 1, args, 2);
+}

@@ -201,6 +201,7 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
   switch (key->family) {
   case BN_K_MATMUL:
   case BN_K_MATMUL_T1:
+  case BN_K_MATMUL_G:
     if (K <= 0 || K % 256 || N <= 0)
       return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", K, N);
     if (key->pro < 0 || key->pro > BN_NQ_GATE_SILU + 1)
@@ -247,10 +248,13 @@ int bn_llvm_supports(const bn_llvm *j, const kkey *key) { return check_key(j, ke
 /* One emitter per kernel family (kernels.def): a family without one does not compile. */
 typedef void emitter(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa);
 static void emit_MATMUL(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
-  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, 0, isa);
+  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, BN_DT_TP2, isa);
 }
 static void emit_MATMUL_T1(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
-  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, 1, isa);
+  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, BN_DT_TP1, isa);
+}
+static void emit_MATMUL_G(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
+  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, BN_DT_TG2, isa);
 }
 static void emit_MATMUL_LUT(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
   bn_gen_matmul_lut(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, isa);
