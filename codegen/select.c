@@ -32,13 +32,15 @@ static int select_matmul(const bn_graph *g, const bn_node *n, bn_kkey *key) {
   if (mode < 0 || bn_fused_tmatmul(n, &wi) != len || (len && n->body->nodes[len].in[0] != n->body->nodes[len - 1].out))
     return 0;
   const bn_value *w = &g->values[n->in[wi]];
-  if ((w->dtype != BN_DT_TP2 && w->dtype != BN_DT_TL2 && w->dtype != BN_DT_TP1 && w->dtype != BN_DT_TG2) || w->shape.d[1] % 256)
+  int grouped = w->dtype == BN_DT_TG2 || w->dtype == BN_DT_TG2H;
+  if ((w->dtype != BN_DT_TP2 && w->dtype != BN_DT_TL2 && w->dtype != BN_DT_TP1 && !grouped) || w->shape.d[1] % 256)
     return 0;
   if (len && (g->values[n->in[0]].dtype != BN_DT_F32 || g->values[n->in[1]].dtype != BN_DT_F32 || wi != 2))
     return 0; /* operands: x, norm weights, w (, resid), floats */
   int family = w->dtype == BN_DT_TL2 ? BN_K_MATMUL_LUT : w->dtype == BN_DT_TP1 ? BN_K_MATMUL_T1
-               : w->dtype == BN_DT_TG2 ? BN_K_MATMUL_G : BN_K_MATMUL;
-  *key = (bn_kkey){.family = family, .k = w->shape.d[1], .n = w->shape.d[0], .variant = mode};
+               : grouped ? BN_K_MATMUL_G : BN_K_MATMUL;
+  *key = (bn_kkey){.family = family, .k = w->shape.d[1], .n = w->shape.d[0], .variant = mode,
+                   .cache = grouped ? w->dtype : BN_DT_F32}; /* MATMUL_G: TG2 or TG2H */
   if (len) key->pro = 1 + nq, key->eps = (float)n->body->nodes[len - 2].attr[0]; /* the rmsnorm's */
   return 1;
 }

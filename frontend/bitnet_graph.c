@@ -87,6 +87,14 @@ static int weight(importer *im, const char *name, int64_t rows, int64_t cols, in
       return -1;
     }
   }
+  if ((t->dtype == BN_DT_Q2_0 || t->dtype == BN_DT_PQ2_0) && t->data) { /* code 3 is +2: not a trit */
+    int64_t at = bn_q2_first_code3(t->dtype, t->data, (uint64_t)rows * (uint64_t)cols);
+    if (at >= 0) {
+      im->st = bn_fail(im->err, BN_E_UNSUPPORTED, "%s: tensor '%s': element %lld has code 3 (+2): not ternary", im->src->name,
+                       name, (long long)at);
+      return -1;
+    }
+  }
   if (rows && im->arch->interleaved_qk && im->src->gguf_order && t->data && (strstr(name, ".attn_q.") || strstr(name, ".attn_k.")))
     if (!(t = uninterleave(im, name, t, &tr))) return -1;
   int64_t d[2] = {rows ? rows : cols, cols};

@@ -93,11 +93,12 @@ static int ternary(synth *s, const char *name, const bn_tensor_ref *t) {
   /* |y| ~ sqrt(2k/3) * rms(x) before the scale: bring it back to ~rms(x). */
   float scale = (float)(1.0 / sqrt(2.0 * (double)k / 3.0) * (0.8 + 0.4 * bn_rng_unit(&s->rng)));
   bn_ternary_encode(t->dtype, s->trit, cnt, scale, o);
-  if (s->group_scales) { /* each block's f16 d, its last two bytes, times 0.75..1.25 */
-    uint64_t bb = (uint64_t)bn_dtype_table[t->dtype].block_bytes;
-    for (uint64_t b = 0; b < cnt / 256; b++) {
+  if (s->group_scales) { /* each block's f16 d (Q2_0's first, TQ's last two bytes) times 0.75..1.25 */
+    uint64_t bb = (uint64_t)bn_dtype_table[t->dtype].block_bytes, be = (uint64_t)bn_dtype_table[t->dtype].block_elems;
+    uint64_t at = t->dtype == BN_DT_Q2_0 || t->dtype == BN_DT_PQ2_0 ? 0 : bb - 2;
+    for (uint64_t b = 0; b < cnt / be; b++) {
       uint16_t h = bn_float_to_half(scale * (float)(0.75 + 0.5 * bn_rng_unit(&s->rng)));
-      memcpy(o + b * bb + bb - 2, &h, 2);
+      memcpy(o + b * bb + at, &h, 2);
     }
   }
   bn_gguf_w_tensor(s->w, name, (uint32_t)bn_dtype_table[t->dtype].ggml_id, 2, t->dims, o,
@@ -196,8 +197,8 @@ static bn_status check(const bn_synth_params *p, const bn_synth_shape *sh, const
     return bn_fail(err, BN_E_UNSUPPORTED, "synth: embedding type %s (f32, f16, q8_0)", bn_dtype_table[p->embd].name);
   if (!bn_arch_find(arch))
     return bn_fail(err, BN_E_UNSUPPORTED, "synth: arch '%s' (bitnet, bitnet-b1.58, bitnet-25, llama, qwen3)", arch);
-  if (p->group_scales && p->ternary != BN_DT_TQ1_0 && p->ternary != BN_DT_TQ2_0)
-    return bn_fail(err, BN_E_UNSUPPORTED, "synth: --group-scales needs --type tq1_0 or tq2_0 (I2_S has one scale a tensor)");
+  if (p->group_scales && p->ternary == BN_DT_I2_S)
+    return bn_fail(err, BN_E_UNSUPPORTED, "synth: --group-scales needs a block type (tq1_0, tq2_0, pq2_0, q2_0): I2_S has one scale a tensor");
   int64_t g = bn_dtype_table[p->ternary].block_elems;
   if (p->ternary != BN_DT_I2_S && (sh->n_embd % g || sh->n_ff % g))
     return bn_fail(err, BN_E_UNSUPPORTED, "synth: shape %s has rows of %d and %d, not whole %s blocks of %lld (use i2_s)",

@@ -24,7 +24,7 @@ typedef struct {
   const char *chat_template; /* tokenizer.chat_template: "llama3", "bitnet", "chatml" or "none"; NULL: the arch's
                               * own (bitnet-b1.58 / bitnet-25: BitNet 2B-4T's, "bitnet"; llama: "llama3";
                               * qwen3: "chatml"; bitnet: none) */
-  int group_scales;     /* TQ1_0/TQ2_0: each 256-block its own scale (as TriLM's files), not one a tensor */
+  int group_scales;     /* block types: each block its own scale (as TriLM's, Bonsai's files), not one a tensor */
 } bn_synth_params;
 /* The Jinja text of a chat template family bnc synth writes; NULL: none or unknown. */
 const char *bn_synth_chat_template(const char *name);

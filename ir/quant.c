@@ -95,6 +95,12 @@ static void tern_tq1_0(const uint8_t *b, int8_t *t) {
     for (int j = 0; j < 4; j++) *t++ = (int8_t)(tq1_trit(qh[j], n) - 1);
 }
 
+/* Q2_0 / PQ2_0: d, then element j at bits 2 (j % 4) of byte j / 4; code 3 reads as +2 (not a trit:
+ * the importer refuses tensors that use it). */
+static void tern_q2(const uint8_t *b, int n, int8_t *t) {
+  for (int j = 0; j < n; j++) *t++ = (int8_t)(((b[2 + j / 4] >> (2 * (j % 4))) & 3) - 1);
+}
+
 static void tern_tq2_0(const uint8_t *b, int8_t *t) {
   for (int j = 0; j < 64; j += 32)
     for (int l = 0; l < 4; l++)
@@ -214,11 +220,25 @@ void bn_tl2_from_tp2(const void *tp2, uint64_t rows, uint64_t k, void *tl2) {
   memcpy(dst + rows * k / 4, (const uint8_t *)tp2 + rows * k / 4, rows * 4); /* the row scales */
 }
 
-int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, void *tg2) {
+int bn_tg2_groups_fit(bn_dtype t, const void *src, uint64_t rows, uint64_t k, uint64_t group) {
+  uint64_t per = (uint64_t)bn_ternary_group(t, (int64_t)k);
+  if (per >= group || k % group) return per % group == 0 && k % group == 0;
+  float *sc = malloc((k / per + 1) * sizeof *sc);
   int8_t *trit = malloc(k);
-  float *sc = malloc(k / 256 * sizeof *sc + sizeof *sc);
+  int ok = sc && trit;
+  for (uint64_t r = 0; ok && r < rows; r++) { /* the source blocks of each group share one scale */
+    bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
+    for (uint64_t b = 0; ok && b < k / per; b++) ok = sc[b] == sc[b / (group / per) * (group / per)];
+  }
+  free(sc), free(trit);
+  return ok;
+}
+
+int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, bn_dtype to, void *tg2) {
+  uint64_t per = (uint64_t)bn_ternary_group(t, (int64_t)k), group = to == BN_DT_TG2H ? 128 : 256;
+  int8_t *trit = malloc(k);
+  float *sc = malloc((k / per + 1) * sizeof *sc);
   uint8_t *out = tg2;
-  uint64_t per = (uint64_t)bn_ternary_group(t, (int64_t)k); /* elements a source scale covers: 256 or k */
   if (!trit || !sc) return free(trit), free(sc), -1;
   for (uint64_t r = 0; r < rows; r++) { /* codes first: a TP2 row write also puts a row scale where TG2's start */
     bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
@@ -226,10 +246,23 @@ int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, 
   }
   for (uint64_t r = 0; r < rows; r++) {
     bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
-    for (uint64_t g = 0; g < k / 256; g++) memcpy(out + bn_tg2_scale(rows, k, r, g), &sc[g * 256 / per], 4);
+    for (uint64_t g = 0; g < k / group; g++) memcpy(out + bn_tg2_scale(rows, k, group, r, g), &sc[g * group / per], 4);
   }
   free(trit), free(sc);
   return 0;
+}
+
+int64_t bn_q2_first_code3(bn_dtype t, const void *data, uint64_t n) {
+  uint64_t be = (uint64_t)bn_dtype_table[t].block_elems, bb = (uint64_t)bn_dtype_table[t].block_bytes;
+  const uint8_t *p = data;
+  for (uint64_t b = 0; b < n / be; b++)
+    for (uint64_t i = 0; i < be / 4; i++) {
+      uint8_t x = p[b * bb + 2 + i];
+      if ((x & (x >> 1) & 0x55) == 0) continue; /* no 2-bit field is 3 */
+      for (int f = 0; f < 4; f++)
+        if ((x >> (2 * f) & 3) == 3) return (int64_t)(b * be + 4 * i + (uint64_t)f);
+    }
+  return -1;
 }
 
 float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint64_t row, uint64_t k) {
@@ -241,17 +274,20 @@ float bn_ternary_row_scale(bn_dtype t, const void *tensor, uint64_t total, uint6
   case BN_DT_TP1: return rdf(p + total / k * bn_tp1_row_bytes(k) + 4 * row);
   case BN_DT_TQ1_0: return rdh(p + row * k / 256 * 54 + 52);
   case BN_DT_TQ2_0: return rdh(p + row * k / 256 * 66 + 64);
+  case BN_DT_Q2_0: return rdh(p + row * k / 64 * 18);
+  case BN_DT_PQ2_0: return rdh(p + row * k / 128 * 34);
   default: return 0;
   }
 }
 
 int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint64_t k) {
-  if (t != BN_DT_TQ1_0 && t != BN_DT_TQ2_0) return 1;
+  if (t != BN_DT_TQ1_0 && t != BN_DT_TQ2_0 && t != BN_DT_Q2_0 && t != BN_DT_PQ2_0) return 1;
   const uint8_t *p = tensor;
-  int bb = bn_dtype_table[t].block_bytes;
+  int bb = bn_dtype_table[t].block_bytes, at = t == BN_DT_Q2_0 || t == BN_DT_PQ2_0 ? 0 : bb - 2; /* d's place */
+  uint64_t per = k / (uint64_t)bn_dtype_table[t].block_elems;
   for (uint64_t r = 0; r < rows; r++)
-    for (uint64_t b = 1; b < k / 256; b++)
-      if (memcmp(p + (r * k / 256 + b) * bb + bb - 2, p + (r * k / 256) * bb + bb - 2, 2)) return 0;
+    for (uint64_t b = 1; b < per; b++)
+      if (memcmp(p + (r * per + b) * bb + at, p + (r * per) * bb + at, 2)) return 0;
   return 1;
 }
 
@@ -270,7 +306,12 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
   }
   if (t == BN_DT_TG2) { /* one whole row: n is its length; a scale per group */
     tern_tp2(tensor, total / n, n, start / n, trit);
-    for (uint64_t g = 0; g < n / 256; g++) scale[g] = rdf((const uint8_t *)tensor + bn_tg2_scale(total / n, n, start / n, g));
+    for (uint64_t g = 0; g < n / 256; g++) scale[g] = rdf((const uint8_t *)tensor + bn_tg2_scale(total / n, n, 256, start / n, g));
+    return;
+  }
+  if (t == BN_DT_TG2H) { /* as TG2, a scale per 128 */
+    tern_tp2(tensor, total / n, n, start / n, trit);
+    for (uint64_t g = 0; g < n / 128; g++) scale[g] = rdf((const uint8_t *)tensor + bn_tg2_scale(total / n, n, 128, start / n, g));
     return;
   }
   if (t == BN_DT_TP1) { /* one whole row: n is its length */
@@ -285,7 +326,10 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
   }
   const uint8_t *p = (const uint8_t *)tensor + start / info->block_elems * info->block_bytes;
   for (uint64_t i = 0; i < n; i += info->block_elems, p += info->block_bytes) {
-    if (t == BN_DT_TQ1_0) {
+    if (t == BN_DT_Q2_0 || t == BN_DT_PQ2_0) {
+      tern_q2(p, info->block_elems, trit + i);
+      *scale++ = rdh(p);
+    } else if (t == BN_DT_TQ1_0) {
       tern_tq1_0(p, trit + i);
       *scale++ = rdh(p + 52);
     } else {
@@ -349,6 +393,13 @@ void bn_ternary_encode(bn_dtype t, const int8_t *trit, uint64_t n, float scale, 
     memcpy(o + n / 4, &scale, 4);
     return;
   }
+  if (t == BN_DT_Q2_0 || t == BN_DT_PQ2_0) { /* d first, then the codes */
+    uint64_t be = (uint64_t)bn_dtype_table[t].block_elems, bb = (uint64_t)bn_dtype_table[t].block_bytes;
+    memset(o, 0, n / be * bb);
+    for (uint64_t e = 0; e < n; e++) o[e / be * bb + 2 + e % be / 4] |= (uint8_t)((trit[e] + 1) << (2 * (e % 4)));
+    for (uint64_t b = 0; b < n / be; b++) memcpy(o + b * bb, &d, 2);
+    return;
+  }
   for (uint64_t b = 0; b < n / 256; b++, trit += 256) {
     if (t == BN_DT_TQ2_0) {
       uint8_t *qs = o + b * 66;
@@ -409,12 +460,13 @@ void bn_dequant(bn_dtype t, const void *tensor, uint64_t total, uint64_t start, 
     }
     return;
   }
-  if (info->ternary) {
+  if (info->ternary) { /* in blocks (Q2_0's code 3 is +2 here, as ggml reads it) */
     int8_t trit[256];
-    float sc;
-    for (uint64_t i = 0; i < n; i += 256) {
-      bn_ternary_decode(t, tensor, total, start + i, 256, trit, &sc);
-      for (int k = 0; k < 256; k++) out[i + k] = trit[k] * sc;
+    float sc[4];
+    uint64_t be = (uint64_t)info->block_elems;
+    for (uint64_t i = 0; i < n; i += be) {
+      bn_ternary_decode(t, tensor, total, start + i, be, trit, sc);
+      for (uint64_t k = 0; k < be; k++) out[i + k] = trit[k] * sc[0];
     }
     return;
   }

@@ -55,15 +55,20 @@ int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint6
  * they are; a tile of 4 rows reads one stream front to back. Writes row `row`
  * of a tensor of `rows` rows. */
 void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale);
-/* TG2: TP2's codes, then one f32 scale per 256-element group (rows x k / 256 of them), laid as TP2
+/* TG2: TP2's codes, then one f32 scale per 256-element group (rows x k / 256 of them; TG2H: per 128), laid as TP2
  * lays the codes: the scales of group g of a block's m rows side by side (bn_tg2_scale), one load
  * for a tile of rows. For TQ tensors whose blocks within a row differ in scale. Writes a whole
  * tensor from one; -1 out of memory. */
-int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, void *tg2);
-/* The byte offset of row r's scale of group g in a TG2 tensor (from its start). */
-static inline uint64_t bn_tg2_scale(uint64_t rows, uint64_t k, uint64_t r, uint64_t g) {
+int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, bn_dtype to, void *tg2);
+/* Whether every run of `group` elements of each row shares one scale in the ternary tensor. */
+int bn_tg2_groups_fit(bn_dtype t, const void *src, uint64_t rows, uint64_t k, uint64_t group);
+/* Q2_0 / PQ2_0: the first element whose code is 3 (+2, not a trit), or -1. */
+int64_t bn_q2_first_code3(bn_dtype t, const void *data, uint64_t n);
+/* The byte offset of row r's scale of group g (of `group` elements: 256 TG2, 128 TG2H) from the
+ * tensor's start. */
+static inline uint64_t bn_tg2_scale(uint64_t rows, uint64_t k, uint64_t group, uint64_t r, uint64_t g) {
   uint64_t b = r / 4, m = rows - 4 * b < 4 ? rows - 4 * b : 4;
-  return rows * k / 4 + 4 * (b * 4 * (k / 256) + g * m + r % 4);
+  return rows * k / 4 + 4 * (b * 4 * (k / group) + g * m + r % 4);
 }
 /* The byte offset of group g of row r. */
 static inline uint64_t bn_tp2_group(uint64_t rows, uint64_t k, uint64_t r, uint64_t g) {

@@ -32,6 +32,7 @@ uint64_t bn_value_bytes(bn_dtype t, const bn_shape *s, int64_t tokens) {
   if (t == BN_DT_QA8) return (uint64_t)(n / k * bn_qa8_row_bytes(k));
   if (t == BN_DT_TP2) return k % 256 ? 0 : (uint64_t)(n / 4 + n / k * 4);
   if (t == BN_DT_TG2) return k % 256 ? 0 : (uint64_t)(n / 4 + n / 256 * 4);
+  if (t == BN_DT_TG2H) return k % 256 ? 0 : (uint64_t)(n / 4 + n / 128 * 4);
   if (t == BN_DT_TP1) return k % 256 ? 0 : (uint64_t)(n / k * (bn_tp1_row_bytes((uint64_t)k) + 4));
   if (t == BN_DT_TL2) return k % 256 || n / k % 16 ? 0 : (uint64_t)(n / 4 + n / k * 4);
   return bn_dtype_nbytes(t, (uint64_t)n);
@@ -178,13 +179,13 @@ bn_status bn_rule_tmatmul(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_
   NEED(0, 2, BN_DT_QA8);
   bn_status st = check_weight(g, n, 1, in_val(g, n, 0)->shape.d[1], 1, err);
   if (st) return st;
-  bn_dtype acc = in_val(g, n, 1)->dtype == BN_DT_TG2 ? BN_DT_F32 : BN_DT_I32; /* TG2: the group-scaled sums */
+  bn_dtype w = in_val(g, n, 1)->dtype, acc = w == BN_DT_TG2 || w == BN_DT_TG2H ? BN_DT_F32 : BN_DT_I32; /* group-scaled sums */
   return out2(dt, out, acc, in_val(g, n, 0)->shape.d[0], in_val(g, n, 1)->shape.d[0]);
 }
 
 /* dequant(acc i32[T, N] (TG2: f32), xq qa8[T, K], W ternary[N, K] [, scale f32[1]]) -> f32[T, N] */
 bn_status bn_rule_dequant(const bn_graph *g, const bn_node *n, bn_dtype *dt, bn_shape *out, bn_error *err) {
-  NEED(0, 2, n->n_in > 2 && in_val(g, n, 2)->dtype == BN_DT_TG2 ? BN_DT_F32 : BN_DT_I32);
+  NEED(0, 2, n->n_in > 2 && (in_val(g, n, 2)->dtype == BN_DT_TG2 || in_val(g, n, 2)->dtype == BN_DT_TG2H) ? BN_DT_F32 : BN_DT_I32);
   NEED(1, 2, BN_DT_QA8);
   const bn_value *acc = in_val(g, n, 0), *xq = in_val(g, n, 1);
   bn_status st = check_weight(g, n, 2, xq->shape.d[1], 1, err);

@@ -50,7 +50,7 @@ bn_status bn_pass_pack_weights(bn_graph *g, const bn_pass_opts *o, bn_error *err
     const bn_node *n = &g->nodes[i];
     int wi = n->op == BN_OP_TMATMUL ? 1 : n->op == BN_OP_DEQUANT ? 2 : -1;
     const bn_value *w = wi >= 0 ? &g->values[n->in[wi]] : NULL;
-    if (!w || w->dtype == BN_DT_TP2 || w->dtype == BN_DT_TL2 || w->dtype == BN_DT_TG2 || w->shape.d[1] % 256) { /* rows of whole 256-groups only (not 3B's 3200) */
+    if (!w || w->dtype == BN_DT_TP2 || w->dtype == BN_DT_TL2 || w->dtype == BN_DT_TG2 || w->dtype == BN_DT_TG2H || w->shape.d[1] % 256) { /* rows of whole 256-groups only (not 3B's 3200) */
       bn_rw_copy(&rw, i);
       continue;
     }

@@ -23,11 +23,11 @@
 
 /* The kernel of family (TP2, TP1 or lookup-table) in the three modes against the reference results,
  * run as two row ranges as two threads would (split on a multiple of 16 for the tables). */
-static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t *qa, const float *resid,
-                        const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
+static void check_modes_t(bn_llvm *j, int family, bn_dtype wt, const uint8_t *w, const uint8_t *qa, const float *resid,
+                          const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
   bn_error err = {0};
   for (int mode = 0; mode < 3; mode++) {
-    bn_kkey key = {.family = family, .k = K, .n = N, .variant = mode};
+    bn_kkey key = {.family = family, .k = K, .n = N, .variant = mode, .cache = family == BN_K_MATMUL_G ? wt : BN_DT_F32};
     void *fn;
     if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
     bn_mm_kernel k = (bn_mm_kernel)fn;
@@ -52,6 +52,11 @@ static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t 
   }
 }
 
+static void check_modes(bn_llvm *j, int family, const uint8_t *w, const uint8_t *qa, const float *resid,
+                        const int32_t *acc_ref, const float *y_ref, int32_t *acc, float *y, int T, int K, int N) {
+  check_modes_t(j, family, BN_DT_TP2, w, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
+}
+
 static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   int64_t dims[2] = {N, K};
   bn_shape s = bn_shape_make(2, dims);
@@ -69,7 +74,7 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   bn_value wv = {BN_VAL_WEIGHT, "w", BN_DT_TP2, s, -1, w, 0};
   int32_t *acc_ref = malloc((size_t)T * N * 4), *acc = malloc((size_t)T * N * 4);
   float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4), bs[64];
-  static_assert(sizeof bs / sizeof *bs >= 1536 / 256, "a scale per group of the largest K");
+  static_assert(sizeof bs / sizeof *bs >= 6912 / 128, "a scale per group of the largest K");
   bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
   bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
   check_modes(j, BN_K_MATMUL, w, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
@@ -85,20 +90,24 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   uint8_t *w1 = malloc(bn_value_bytes(BN_DT_TP1, &s, 0)); /* and at 1.6 bits */
   bn_tp1_from_tp2(w, (uint64_t)N, (uint64_t)K, w1);
   check_modes(j, BN_K_MATMUL_T1, w1, qa, resid, acc_ref, y_ref, acc, y, T, K, N);
-  /* TG2: the same codes with a scale per 256-group (f16 values, as TQ blocks have, 0.5x..1.5x a row's) */
-  uint8_t *wg = malloc(bn_value_bytes(BN_DT_TG2, &s, 0));
-  memcpy(wg, w, (size_t)N * K / 4);
-  for (int i = 0; i < N * K / 256; i++) {
-    float d = bn_half_to_float(bn_float_to_half((float)(0.01 * (0.5 + bn_rng_unit(rng)))));
-    memcpy(wg + (size_t)N * K / 4 + 4 * (size_t)i, &d, 4);
+  /* TG2 and TG2H: the same codes with a scale per 256 (128) elements (f16 values, as TQ and PQ2_0
+   * blocks have, 0.5x..1.5x a row's) */
+  for (int h = 0; h < 2; h++) {
+    bn_dtype gt = h ? BN_DT_TG2H : BN_DT_TG2;
+    uint8_t *wg = malloc(bn_value_bytes(gt, &s, 0));
+    memcpy(wg, w, (size_t)N * K / 4);
+    for (int i = 0; i < N * K / (h ? 128 : 256); i++) {
+      float d = bn_half_to_float(bn_float_to_half((float)(0.01 * (0.5 + bn_rng_unit(rng)))));
+      memcpy(wg + (size_t)N * K / 4 + 4 * (size_t)i, &d, 4);
+    }
+    bn_value gv = {BN_VAL_WEIGHT, "w", gt, s, -1, wg, 0};
+    int32_t *acc_g = malloc((size_t)T * N * 4);
+    float *y_g = malloc((size_t)T * N * 4);
+    bn_ref_tmatmul(qa, T, K, N, &gv, acc_g, scr, bs);
+    bn_ref_dequant(acc_g, qa, T, K, N, &gv, 1.0f, y_g);
+    check_modes_t(j, BN_K_MATMUL_G, gt, wg, qa, resid, acc_g, y_g, acc, y, T, K, N);
+    free(wg), free(acc_g), free(y_g);
   }
-  bn_value gv = {BN_VAL_WEIGHT, "w", BN_DT_TG2, s, -1, wg, 0};
-  int32_t *acc_g = malloc((size_t)T * N * 4);
-  float *y_g = malloc((size_t)T * N * 4);
-  bn_ref_tmatmul(qa, T, K, N, &gv, acc_g, scr, bs);
-  bn_ref_dequant(acc_g, qa, T, K, N, &gv, 1.0f, y_g);
-  check_modes(j, BN_K_MATMUL_G, wg, qa, resid, acc_g, y_g, acc, y, T, K, N);
-  free(wg), free(acc_g), free(y_g);
   free(w1), free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
 }
 
@@ -330,12 +339,12 @@ static void test_prologue(void **state) {
     for (int si = 0; si < 5; si++)
       for (int pro = 1; pro <= 3; pro++)
         for (int mode = BN_MM_DQ; mode <= BN_MM_DQ_ADD; mode++)
-          for (int fam = 0; fam < 4; fam++) { /* packed, lookup-table, 1.6-bit, group scales */
+          for (int fam = 0; fam < 5; fam++) { /* packed, lookup-table, 1.6-bit, group scales (256, 128) */
             int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2], in_w = pro > 1 ? 2 * K : K;
             if (fam == 1 && N % 16) continue;
             int64_t d[2] = {N, K}, rb = bn_qa8_row_bytes(K);
             bn_shape s = bn_shape_make(2, d);
-            uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0)), *tl = malloc(bn_value_bytes(fam == 2 ? BN_DT_TP1 : fam == 3 ? BN_DT_TG2 : BN_DT_TL2, &s, 0));
+            uint8_t *w = malloc(bn_value_bytes(BN_DT_TP2, &s, 0)), *tl = malloc(bn_value_bytes(fam == 2 ? BN_DT_TP1 : fam == 3 ? BN_DT_TG2 : fam == 4 ? BN_DT_TG2H : BN_DT_TL2, &s, 0));
             int8_t *trit = malloc((size_t)K), *scr = malloc((size_t)K);
             for (int r = 0; r < N; r++) {
               for (int k = 0; k < K; k++) trit[k] = (int8_t)(bn_rng_next(&rng) % 3) - 1;
@@ -343,9 +352,9 @@ static void test_prologue(void **state) {
             }
             if (fam == 1) bn_tl2_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
             if (fam == 2) bn_tp1_from_tp2(w, (uint64_t)N, (uint64_t)K, tl);
-            if (fam == 3) { /* TG2: the codes, then a scale per group */
+            if (fam >= 3) { /* TG2 (TG2H): the codes, then a scale per group of 256 (128) */
               memcpy(tl, w, (size_t)N * K / 4);
-              for (int i = 0; i < N * K / 256; i++) {
+              for (int i = 0; i < N * K / (fam == 4 ? 128 : 256); i++) {
                 float dg = (float)(0.01 + bn_rng_unit(&rng));
                 memcpy(tl + (size_t)N * K / 4 + 4 * (size_t)i, &dg, 4);
               }
@@ -361,7 +370,8 @@ static void test_prologue(void **state) {
             for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
             ref_nq(pro - 1, x, wn, T, K, m, yn, qref);
             bn_kkey key = {.family = fam == 1 ? BN_K_MATMUL_LUT : fam == 2 ? BN_K_MATMUL_T1 : fam ? BN_K_MATMUL_G : BN_K_MATMUL,
-                           .k = K, .n = N, .variant = mode, .eps = 1e-5f, .pro = pro};
+                           .k = K, .n = N, .variant = mode, .eps = 1e-5f, .pro = pro,
+                           .cache = fam == 3 ? BN_DT_TG2 : fam == 4 ? BN_DT_TG2H : BN_DT_F32};
             void *fn;
             if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
             bn_mmp_kernel k = (bn_mmp_kernel)fn;
@@ -379,7 +389,7 @@ static void test_prologue(void **state) {
             char what[64];
             snprintf(what, sizeof what, "%s prologue %d", bn_isa_name((bn_isa)isa), pro);
             check_codes(qa[0], qref, T, K, 0, what);
-            bn_value wv = {BN_VAL_WEIGHT, "w", fam == 3 ? BN_DT_TG2 : BN_DT_TP2, s, -1, fam == 3 ? tl : w, 0};
+            bn_value wv = {BN_VAL_WEIGHT, "w", fam == 3 ? BN_DT_TG2 : fam == 4 ? BN_DT_TG2H : BN_DT_TP2, s, -1, fam >= 3 ? tl : w, 0};
             bn_ref_tmatmul(qa[0], T, K, N, &wv, acc, scr, bs);
             bn_ref_dequant(acc, qa[0], T, K, N, &wv, 1.0f, want);
             for (int i = 0; i < T * N; i++) {
@@ -387,6 +397,7 @@ static void test_prologue(void **state) {
               if (y[i] != e)
                 fail_msg("%s %s prologue %d mode %d T=%d K=%d N=%d [%d]: %g != %g", bn_isa_name((bn_isa)isa),
                          fam == 1 ? "lut" : fam == 2 ? "1.6-bit" : fam ? "group-scaled" : "packed", pro, mode, T, K, N, i, y[i], e);
+              /* fam 3, 4: TG2, TG2H */
             }
             n_kernels++;
             free(w), free(tl), free(trit), free(scr), free(x), free(wn), free(resid), free(m), free(yn), free(tmp);

@@ -8,7 +8,7 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: bnc synth -o OUT.gguf [--shape tiny|large|3b|2b4t] [--arch ARCH] [--type tq1_0|tq2_0|i2_s]\n"
+    "usage: bnc synth -o OUT.gguf [--shape tiny|large|3b|2b4t] [--arch ARCH] [--type tq1_0|tq2_0|i2_s|pq2_0|q2_0]\n"
     "                 [--embd f16|f32|q8_0] [--seed N] [--chat-template llama3|bitnet|chatml|none] [--group-scales]\n"
     "  Writes a real-format GGUF with seeded random ternary weights and a working tokenizer.\n"
     "  --shape  tiny (default; for tests), large (bitnet_b1_58-large), 3b, 2b4t (BitNet b1.58 2B-4T)\n"
@@ -21,8 +21,8 @@ static const char HELP[] =
     "  --chat-template  the tokenizer.chat_template it carries (default: the arch's own: BitNet 2B-4T's,\n"
     "           bitnet, for bitnet-b1.58 / bitnet-25; llama3 for llama; chatml for qwen3; none for bitnet);\n"
     "           bnc serve renders these families\n"
-    "  --group-scales  with tq1_0 / tq2_0: every 256-block its own scale (0.75-1.25 x the tensor's), as\n"
-    "           TriLM's and Llama3-8B-1.58's files have\n";
+    "  --group-scales  with a block type: every block its own scale (0.75-1.25 x the tensor's), as\n"
+    "           TriLM's and Llama3-8B-1.58's (tq types, 256) and Ternary-Bonsai's (pq2_0, 128) files have\n";
 
 int bn_cmd_synth(int argc, char **argv) {
   bn_synth_params p = {bn_synth_find_shape("tiny"), NULL, BN_DT_I2_S, BN_DT_F16, 1, 1, NULL, 0};

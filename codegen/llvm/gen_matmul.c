@@ -25,7 +25,7 @@
  * dequantizes in double like the reference kernels, so results agree bit
  * for bit.
  *
- * TG2 (a scale per 256-group): each group's int32 lanes, less the lanes of the token's own
+ * TG2 (a scale per 256-group; TG2H per 128, a chain each): each group's int32 lanes, less the lanes of the token's own
  * activation sum over the group (the offset trick per group, from a dot product with ones), are
  * summed per row, widened to double and multiplied by the group's scale: every product is exact
  * and so is their sum (ref/ref.h), whatever the order, so the total rounded to float is the
@@ -41,7 +41,7 @@ enum { TILE = 4 };
 typedef struct {
   int64_t row_bytes, meta, groups; /* groups: whole ones (TP1: of 320 elements, then a last of K % 320) */
   bn_mm_mode mode;
-  int t1, gs;          /* the weights are TP1; TG2 (group scales) */
+  int t1, gs;          /* the weights are TP1; scales a 256-group has: 1 TG2, 2 TG2H (0: a row's) */
   int64_t wrow, scales; /* a row's packed bytes; the row (TG2: group) scales' offset in w */
 } mm;
 
@@ -64,7 +64,7 @@ typedef struct {
   LLVMValueRef arow[TILE], wrow[ROWS], acc[ROWS][TILE][CHAINS];
   LLVMValueRef sbase, sstride, dacc[TILE]; /* TG2: the tile's rows' scales of group 0, bytes to the next group;
                                              * per token its rows' double sums */
-  LLVMValueRef qacc[TILE];                  /* TG2: the group's activation sums per token, in lanes */
+  LLVMValueRef qacc[TILE][2];               /* TG2: the group's (TG2H: each half's) activation sums per token */
   LLVMValueRef gstride; /* bytes from a row's group to its next: 64 x the rows of its block of 4 */
   int64_t ahead;        /* decode: prefetch distance in bytes, a whole number of blocks */
 } dt;
@@ -73,26 +73,31 @@ typedef struct {
  * summed per row in one lane-sum tree, widened to double and multiplied by the rows' scales of the
  * group (side by side in TG2) into one double vector per token; the chains start the next group at 0. */
 static void fold_group(bn_gen *g, dt *d, LLVMValueRef gi) {
+  const mm *k = g->ctx;
   LLVMTypeRef vacc = LLVMVectorType(g->i32, d->avx512 ? 16 : 8), vd = LLVMVectorType(g->f64, (unsigned)d->rr);
-  LLVMValueRef v[ROWS * TILE];
-  int lane[ROWS * TILE];
-  for (int r = 0; r < d->rr; r++)
+  for (int h = 0; h < k->gs; h++) { /* TG2: the group; TG2H: each half, chain h */
+    LLVMValueRef v[ROWS * TILE];
+    int lane[ROWS * TILE];
+    for (int r = 0; r < d->rr; r++)
+      for (int i = 0; i < d->tt; i++) {
+        LLVMValueRef sum = d->acc[r][i][k->gs == 2 ? h : 0];
+        for (int c = 1; c < d->chains && k->gs == 1; c++) sum = LLVMBuildAdd(g->b, sum, d->acc[r][i][c], "");
+        v[r * d->tt + i] = LLVMBuildSub(g->b, sum, d->qacc[i][h], "");
+      }
+    LLVMValueRef sums = bn_gen_lane_sums(g, v, d->rr * d->tt, lane);
+    LLVMValueRef at = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, gi, bn_gen_c64(g, k->gs), ""), bn_gen_c64(g, h), ""), d->sstride, "");
+    LLVMValueRef sc = LLVMBuildFPExt(g->b, bn_gen_load(g, LLVMVectorType(g->f32, (unsigned)d->rr), d->sbase, at), vd, "");
     for (int i = 0; i < d->tt; i++) {
-      LLVMValueRef sum = d->acc[r][i][0];
-      for (int c = 1; c < d->chains; c++) sum = LLVMBuildAdd(g->b, sum, d->acc[r][i][c], "");
-      v[r * d->tt + i] = LLVMBuildSub(g->b, sum, d->qacc[i], "");
-      for (int c = 0; c < d->chains; c++) d->acc[r][i][c] = LLVMConstNull(vacc);
+      int pick[ROWS];
+      for (int r = 0; r < d->rr; r++) pick[r] = lane[r * d->tt + i];
+      LLVMValueRef row = LLVMBuildSIToFP(g->b, bn_gen_shuffle(g, sums, NULL, pick, d->rr), vd, "");
+      d->dacc[i] = LLVMBuildFAdd(g->b, d->dacc[i], LLVMBuildFMul(g->b, row, sc, ""), ""); /* exact: any order */
+      d->qacc[i][h] = NULL;
     }
-  LLVMValueRef sums = bn_gen_lane_sums(g, v, d->rr * d->tt, lane);
-  LLVMValueRef sc = bn_gen_load(g, LLVMVectorType(g->f32, (unsigned)d->rr), d->sbase, LLVMBuildMul(g->b, gi, d->sstride, ""));
-  sc = LLVMBuildFPExt(g->b, sc, vd, "");
-  for (int i = 0; i < d->tt; i++) {
-    int pick[ROWS];
-    for (int r = 0; r < d->rr; r++) pick[r] = lane[r * d->tt + i];
-    LLVMValueRef row = LLVMBuildSIToFP(g->b, bn_gen_shuffle(g, sums, NULL, pick, d->rr), vd, "");
-    d->dacc[i] = LLVMBuildFAdd(g->b, d->dacc[i], LLVMBuildFMul(g->b, row, sc, ""), ""); /* exact: any order */
-    d->qacc[i] = NULL;
   }
+  for (int r = 0; r < d->rr; r++)
+    for (int i = 0; i < d->tt; i++)
+      for (int c = 0; c < d->chains; c++) d->acc[r][i][c] = LLVMConstNull(vacc);
 }
 
 /* One group at index gi of pos chunks of 64 elements (grp: its number when constant, for the AVX2 chain
@@ -125,39 +130,41 @@ static void group(bn_gen *g, dt *d, LLVMValueRef gi, int64_t grp, int pos) {
       }
     }
     for (int i = 0; i < d->tt; i++) {
-      LLVMValueRef sum16[ROWS] = {NULL}, q16 = NULL;
+      LLVMValueRef sum16[ROWS][2] = {{NULL}}, q16[2] = {NULL};
       for (int s = 0; s < pos; s++) {
+        int j = k->gs == 2 ? s / 2 : 0; /* TG2H: positions 0, 1 are the first 128, 2, 3 the second */
         LLVMValueRef a = bn_gen_load(g, vb, d->arow[i], LLVMBuildAdd(g->b, aoff, bn_gen_c64(g, s * 64 + h * d->lanes), ""));
         LLVMValueRef a32 = d->avx512 ? LLVMBuildBitCast(g->b, a, v16i32, "") : a;
         if (k->gs) { /* the token's activations summed in the code sums' lanes: a dot product with ones */
           LLVMValueRef one = bn_gen_splat(g->i8, d->lanes, 1);
           if (d->avx512) {
-            LLVMValueRef args[3] = {d->qacc[i] ? d->qacc[i] : LLVMConstNull(v16i32), LLVMBuildBitCast(g->b, one, v16i32, ""), a32};
-            d->qacc[i] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
+            LLVMValueRef args[3] = {d->qacc[i][j] ? d->qacc[i][j] : LLVMConstNull(v16i32), LLVMBuildBitCast(g->b, one, v16i32, ""), a32};
+            d->qacc[i][j] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
           } else {
             LLVMValueRef args[2] = {one, a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
-            q16 = q16 ? LLVMBuildAdd(g->b, q16, p, "") : p;
+            q16[j] = q16[j] ? LLVMBuildAdd(g->b, q16[j], p, "") : p;
           }
         }
         for (int r = 0; r < d->rr; r++) {
           if (d->avx512) {
-            int c = s % d->chains;
+            int c = k->gs == 2 ? j : s % d->chains; /* TG2H: a chain per half */
             LLVMValueRef args[3] = {d->acc[r][i][c], LLVMBuildBitCast(g->b, codes[r][s], v16i32, ""), a32};
             d->acc[r][i][c] = bn_gen_call(g, "llvm.x86.avx512.vpdpbusd.512", NULL, 0, args, 3);
           } else {
             LLVMValueRef args[2] = {codes[r][s], a}, p = bn_gen_call(g, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, args, 2);
-            sum16[r] = sum16[r] ? LLVMBuildAdd(g->b, sum16[r], p, "") : p;
+            sum16[r][j] = sum16[r][j] ? LLVMBuildAdd(g->b, sum16[r][j], p, "") : p;
           }
         }
       }
-      for (int r = 0; r < d->rr && !d->avx512; r++) {
-        int c = (int)((grp * 2 + h) % d->chains);
-        LLVMValueRef args[2] = {sum16[r], bn_gen_splat(g->i16, 16, 1)};
-        d->acc[r][i][c] = LLVMBuildAdd(g->b, d->acc[r][i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
-      }
-      if (q16) {
-        LLVMValueRef args[2] = {q16, bn_gen_splat(g->i16, 16, 1)}, w = bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2);
-        d->qacc[i] = d->qacc[i] ? LLVMBuildAdd(g->b, d->qacc[i], w, "") : w;
+      for (int r = 0; r < d->rr && !d->avx512; r++)
+        for (int j = 0; j < 2 && sum16[r][j]; j++) {
+          int c = k->gs == 2 ? j : (int)((grp * 2 + h) % d->chains);
+          LLVMValueRef args[2] = {sum16[r][j], bn_gen_splat(g->i16, 16, 1)};
+          d->acc[r][i][c] = LLVMBuildAdd(g->b, d->acc[r][i][c], bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2), "");
+        }
+      for (int j = 0; j < 2 && q16[j]; j++) {
+        LLVMValueRef args[2] = {q16[j], bn_gen_splat(g->i16, 16, 1)}, w = bn_gen_call(g, "llvm.x86.avx2.pmadd.wd", NULL, 0, args, 2);
+        d->qacc[i][j] = d->qacc[i][j] ? LLVMBuildAdd(g->b, d->qacc[i][j], w, "") : w;
       }
     }
   }
@@ -185,8 +192,8 @@ static void acc_io(bn_gen *g, dt *d, LLVMValueRef slot[ROWS][TILE][CHAINS + 1], 
 /* out: per (row, token) the int32 lanes summed over K, or for TG2 the double lanes (two halves). */
 static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, LLVMValueRef out[ROWS][TILE]) {
   const mm *k = g->ctx;
-  dt d = {.rr = rr, .tt = tt, .chains = rr * tt >= 8 ? 1 : rr * tt >= 4 ? 2 : 4, .lanes = g->isa == BN_ISA_AVX512_VNNI ? 64 : 32,
-          .avx512 = g->isa == BN_ISA_AVX512_VNNI};
+  dt d = {.rr = rr, .tt = tt, .chains = k->gs == 2 ? 2 : rr * tt >= 8 ? 1 : rr * tt >= 4 ? 2 : 4, /* TG2H: one a half */
+          .lanes = g->isa == BN_ISA_AVX512_VNNI ? 64 : 32, .avx512 = g->isa == BN_ISA_AVX512_VNNI};
   LLVMTypeRef vacc = LLVMVectorType(g->i32, d.avx512 ? 16 : 8), vd = LLVMVectorType(g->f64, (unsigned)rr);
   for (int i = 0; i < tt; i++) {
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
@@ -211,7 +218,7 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
   }
   for (int i = 0; i < tt; i++) d.dacc[i] = LLVMConstNull(vd);
   if (k->gs) { /* TG2 (bn_tg2_scale): block b's scales of group j at b 4 G + j m, a row's after the block's first */
-    LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, blk, bn_gen_c64(g, 4 * k->groups), ""), within, "");
+    LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, blk, bn_gen_c64(g, 4 * k->groups * k->gs), ""), within, "");
     d.sbase = bn_gen_gep(g, g->arg[W], LLVMBuildAdd(g->b, bn_gen_c64(g, k->scales), LLVMBuildMul(g->b, at, bn_gen_c64(g, 4), ""), ""));
     d.sstride = LLVMBuildMul(g->b, m, bn_gen_c64(g, 4), "");
   }
@@ -316,7 +323,8 @@ void bn_gen_matmul(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t 
                    float eps, bn_dtype wt, bn_isa isa) {
   int t1 = wt == BN_DT_TP1;
   int64_t wrow = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4;
-  mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / (t1 ? 320 : 256), mode, t1, wt == BN_DT_TG2, wrow, N * wrow};
+  mm k = {bn_qa8_row_bytes(K), bn_qa8_row_bytes(K) - 64, K / (t1 ? 320 : 256), mode, t1,
+          wt == BN_DT_TG2 ? 1 : wt == BN_DT_TG2H ? 2 : 0, wrow, N * wrow};
   bn_gen g = {.ctx = &k};
   bn_gen_matmul_begin(&g, c, m, name, K, N, pro, eps, isa);
   /* blocks of rows whose weights take about BLOCK_BYTES (a multiple of ROWS), while a token

@@ -202,6 +202,8 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
   case BN_K_MATMUL:
   case BN_K_MATMUL_T1:
   case BN_K_MATMUL_G:
+    if (key->family == BN_K_MATMUL_G && key->cache != BN_DT_TG2 && key->cache != BN_DT_TG2H)
+      return bn_fail(err, BN_E_INVALID, "llvm: group-scaled matmul over type %d (TG2 or TG2H)", (int)key->cache);
     if (K <= 0 || K % 256 || N <= 0)
       return bn_fail(err, BN_E_INVALID, "llvm: matmul K=%lld N=%lld (K: whole 256-groups)", K, N);
     if (key->pro < 0 || key->pro > BN_NQ_GATE_SILU + 1)
@@ -254,7 +256,7 @@ static void emit_MATMUL_T1(LLVMContextRef c, LLVMModuleRef m, const char *name, 
   bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, BN_DT_TP1, isa);
 }
 static void emit_MATMUL_G(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
-  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, BN_DT_TG2, isa);
+  bn_gen_matmul(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, key->cache, isa);
 }
 static void emit_MATMUL_LUT(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
   bn_gen_matmul_lut(c, m, name, key->k, key->n, (bn_mm_mode)key->variant, key->pro, key->eps, isa);
@@ -412,7 +414,8 @@ void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
   else if (name) snprintf(variant, sizeof variant, "%s", name);
   else snprintf(variant, sizeof variant, "v%d", v);
   char family[16];
-  snprintf(family, sizeof family, "%s", (unsigned)f < BN_K_COUNT ? bn_kfamilies[f].name : "unknown");
+  snprintf(family, sizeof family, "%s%s", (unsigned)f < BN_K_COUNT ? bn_kfamilies[f].name : "unknown",
+           f == BN_K_MATMUL_G && key->cache == BN_DT_TG2H ? "h" : ""); /* TG2H's scales per 128 */
   uint32_t eps_bits;
   memcpy(&eps_bits, &key->eps, 4);
   snprintf(buf, cap, "bn_%s_%s_%s_k%lld_n%lld_e%08x_g%s", family, bn_isa_name(isa), variant,

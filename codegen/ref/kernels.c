@@ -39,11 +39,12 @@ void bn_ref_tmatmul(const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn
     bn_ternary_decode(w->dtype, w->data, total, (uint64_t)(n * K), (uint64_t)K, trit, bscale);
     for (int64_t t = 0; t < T; t++) {
       const int8_t *q = (const int8_t *)(qa + t * stride);
-      if (w->dtype == BN_DT_TG2) { /* each group's exact sum times its scale, summed in double, rounded once */
+      if (w->dtype == BN_DT_TG2 || w->dtype == BN_DT_TG2H) { /* each group's exact sum times its scale, in double */
         double sum = 0;
-        for (int64_t g = 0; g < K / 256; g++) {
+        int64_t gs = w->dtype == BN_DT_TG2 ? 256 : 128;
+        for (int64_t g = 0; g < K / gs; g++) {
           int32_t a = 0;
-          for (int64_t i = g * 256; i < g * 256 + 256; i++) a += q[i] * trit[i];
+          for (int64_t i = g * gs; i < g * gs + gs; i++) a += q[i] * trit[i];
           sum += (double)a * bscale[g];
         }
         float f = (float)sum;
@@ -62,12 +63,13 @@ void bn_ref_dequant(const int32_t *acc, const uint8_t *qa, int64_t T, int64_t K,
   int64_t stride = bn_qa8_row_bytes(K);
   uint64_t total = (uint64_t)N * (uint64_t)K;
   for (int64_t n = 0; n < N; n++) {
-    double rs = w->dtype == BN_DT_TG2 ? 1 : bn_ternary_row_scale(w->dtype, w->data, total, (uint64_t)n, (uint64_t)K);
+    int grouped = w->dtype == BN_DT_TG2 || w->dtype == BN_DT_TG2H;
+    double rs = grouped ? 1 : bn_ternary_row_scale(w->dtype, w->data, total, (uint64_t)n, (uint64_t)K);
     for (int64_t t = 0; t < T; t++) {
       float s, f;
       memcpy(&s, qa + t * stride + stride - 64, 4);
       memcpy(&f, &acc[t * N + n], 4); /* TG2: the tmatmul's group-scaled float */
-      double a = w->dtype == BN_DT_TG2 ? (double)f : (double)acc[t * N + n];
+      double a = grouped ? (double)f : (double)acc[t * N + n];
       y[t * N + n] = (float)(a * rs / s * tensor_scale); /* as bn_ref_bitlinear */
     }
   }

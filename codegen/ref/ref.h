@@ -18,7 +18,7 @@ void bn_ref_quantize(const float *x, int64_t T, int64_t K, uint8_t *qa);
 void bn_ref_bitlinear(const float *x, int64_t T, int64_t K, int64_t N, const bn_value *w, float tensor_scale,
                       float *y, int8_t *q_scratch, float *s_scratch, int8_t *trit, float *bscale);
 /* acc[t][n] = sum_i q[t][i] * trit[n][i] over QA8 rows (exact int32). TG2 weights: the sum over
- * 256-groups g of (that sum over g) * scale[n][g], in double (exact while a row's scales lie within
+ * 256-groups (TG2H: 128) g of (that sum over g) * scale[n][g], in double (exact while a row's scales lie within
  * 2^20 of each other), rounded once to the float stored in acc's place; dequant's row scale is then 1. */
 void bn_ref_tmatmul(const uint8_t *qa, int64_t T, int64_t K, int64_t N, const bn_value *w, int32_t *acc,
                     int8_t *trit, float *bscale);
