@@ -106,6 +106,16 @@ def tq2_0(t, d):
     return np.concatenate([qs, dd], axis=2).astype(np.uint8).tobytes()
 
 
+def pq2_0(t, d):
+    """PQ2_0 (id 142, PrismML's llama.cpp fork: block_pq2_0): per 128 elements f16 d, then 32 bytes of
+    2-bit codes c = trit + 1, element j at bits 2 (j % 4) of byte j / 4. d [N, K/128]."""
+    N, K = t.shape
+    c = (t + 1).to(torch.uint8).reshape(N, K // 128, 32, 4).numpy()
+    qs = (c[..., 0] | c[..., 1] << 2 | c[..., 2] << 4 | c[..., 3] << 6).astype(np.uint8)
+    dd = d.reshape(N, K // 128, 1).half().numpy().view(np.uint8).reshape(N, K // 128, 2)
+    return np.concatenate([dd, qs], axis=2).astype(np.uint8).tobytes()
+
+
 def i2_s(t, scale):
     """I2_S (id 36): 128-element blocks in 32 bytes, element j at byte j%32, bits 6-2(j/32); f32 scale after."""
     c = (t.flatten() + 1).to(torch.uint8).reshape(-1, 4, 32).numpy()
@@ -230,6 +240,8 @@ def hf_to_gguf(path, arch, model, tern, tokname, template, fmt, heads, kv_heads,
             if fmt == "TQ2_0":
                 scb = sc if sc.dim() == 2 else torch.full((t.shape[0], t.shape[1] // 256), sc.item())
                 tensors.append((gname, 35, [t.shape[1], t.shape[0]], tq2_0(t, scb)))
+            elif fmt == "PQ2_0":
+                tensors.append((gname, 142, [t.shape[1], t.shape[0]], pq2_0(t, sc)))
             else:
                 tensors.append((gname, 36, [t.shape[1], t.shape[0]], i2_s(t, float(np.float32(sc.item())))))
         else:
@@ -305,6 +317,18 @@ gm = transformers.LlamaForCausalLM(lc)
 d, tern = save_dir("llama-groups", gm, GROUPS_Q, "llama3", LLAMA3_TEMPLATE, "float-grouped", torch.float32, group=256)
 reference("llama-groups", d)
 hf_to_gguf(os.path.join(OUT, "llama-groups.gguf"), "llama", gm, tern, "llama3", LLAMA3_TEMPLATE, "TQ2_0", 4, 2)
+# 6. Ternary-Bonsai's format: qwen3 with a scale per 128 weights (PQ2_0); transformers reads the float weights
+#    t*d_g (AutoBitLinear offline, weight_scale 1), bnc the PQ2_0 GGUF of the same numbers
+bq = transformers.Qwen3ForCausalLM(qc)
+with torch.no_grad():
+    for n, p in bq.named_parameters():
+        if "norm" in n: p.uniform_(0.5, 1.5)
+    bq.model.embed_tokens.weight.mul_(0.2)
+d, tern = save_dir("qwen3-pq2_0", bq, GROUPS_Q, "qwen2", CHATML_TEMPLATE, "float-grouped", torch.float32, group=128)
+reference("qwen3-pq2_0", d)
+hf_to_gguf(os.path.join(OUT, "qwen3-pq2_0.gguf"), "qwen3", bq, tern, "qwen2", CHATML_TEMPLATE, "PQ2_0", 8, 4,
+           [("qwen3.attention.key_length", 64), ("qwen3.attention.value_length", 64)])
+
 with open(os.path.join(OUT, "keys.txt"), "w") as f:
     for m in (bm, lm, qm):
         f.write("\n".join(f"{k} {tuple(v.shape)}" for k, v in m.state_dict().items()) + "\n\n")
