@@ -56,6 +56,26 @@ for arch in bitnet bitnet-b1.58; do
   done
 done
 
+# llama and qwen3: synth files of every layout (pq2_0 with a scale per 128), the ir round trip (rmsnorm's
+# group for qwen3), and Hugging Face directories: compile DIR, then the plan gives the directory's logits
+for arch in llama qwen3; do
+  for type in tq2_0 pq2_0; do
+    m="$WORK/tiny-$arch-$type.gguf"
+    $BNC synth --shape tiny --arch $arch --type $type --group-scales -o "$m" 2>/dev/null || fail "synth $arch $type"
+    $BNC ir "$m" > "$WORK/a.bnir" && $BNC ir "$WORK/a.bnir" | cmp -s - "$WORK/a.bnir" || fail "ir round trip $arch $type"
+    $BNC run "$m" -p "hello world" -n 4 --temp 0 --ignore-eos >/dev/null 2>&1 || fail "run $arch $type"
+  done
+done
+$BNC ir "$WORK/tiny-qwen3-tq2_0.gguf" | grep -q "rmsnorm .*group = 64" || fail "qwen3's per-head norm not in the IR"
+for d in qwen3-packed bitnet-master; do
+  $BNC compile "$SRC/tests/data/hf/$d" -o "$WORK/hf.bnplan" 2>"$WORK/err" || fail "compile $d: $(cat "$WORK/err")"
+  $BNC eval "$SRC/tests/data/hf/$d" --tokens "3 14 15 92" --logits-out "$WORK/hf1.bin" 2>/dev/null || fail "eval $d"
+  $BNC eval "$WORK/hf.bnplan" --tokens "3 14 15 92" --logits-out "$WORK/hf2.bin" 2>/dev/null || fail "eval $d plan"
+  cmp -s "$WORK/hf1.bin" "$WORK/hf2.bin" || fail "$d: the plan's logits differ from the directory's"
+done
+mkdir -p "$WORK/empty-dir"
+expect_error "directory without config" "no config.json" -- $BNC run "$WORK/empty-dir" -p hi
+
 # The model that ships with the repo
 ls "$SRC"/examples/*.gguf >/dev/null 2>&1 || fail "no example model in examples/"
 for m in "$SRC"/examples/*.gguf; do
