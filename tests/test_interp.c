@@ -38,10 +38,10 @@ static float *run_ref(const bn_model *m, const int32_t *tok, int n, int chunk) {
 
 /* name.gguf, or with dir the Hugging Face directory `name`; positions from `first` on within tol of the
  * logit range, those before within 1e-2 (see qwen3's test) */
-static void check_hf_model(const char *name, int dir, double tol, int first) {
+static void check_hf_ref(const char *name, const char *ref, int dir, double tol, int first) {
   char path[512], lpath[512];
   snprintf(path, sizeof path, "%s/%s%s", BNC_TEST_DATA, name, dir ? "" : ".gguf");
-  snprintf(lpath, sizeof lpath, "%s/%s.logits", BNC_TEST_DATA, name);
+  snprintf(lpath, sizeof lpath, "%s/%s.logits", BNC_TEST_DATA, ref);
   bn_source f;
   bn_model m;
   bn_error err = {0};
@@ -67,6 +67,7 @@ static void check_hf_model(const char *name, int dir, double tol, int first) {
   bn_source_close(&f);
 }
 
+static void check_hf_model(const char *name, int dir, double tol, int first) { check_hf_ref(name, name, dir, tol, first); }
 static void check_hf_file(const char *name) { check_hf_model(name, 0, 1e-4, 0); }
 
 /* tests/data/hf (make.py): Hugging Face directories transformers ran, and GGUF files of the same
@@ -84,6 +85,8 @@ static void test_hf_dir_qwen3_sharded(void **s) { (void)s; check_hf_model("hf/qw
 static void test_hf_llama_tq2_0(void **s) { (void)s; check_hf_model("hf/llama-packed", 0, 1e-5, 0); }
 static void test_hf_qwen3_i2_s(void **s) { (void)s; check_hf_model("hf/qwen3-packed", 0, 1e-5, 1); }
 static void test_hf_llama_group_scales(void **s) { (void)s; check_hf_model("hf/llama-groups", 0, 1e-5, 0); }
+/* the same weights as PQ2_0 (Ternary-Bonsai's type), re-encoded by make_pq2.py in plain Python */
+static void test_hf_llama_pq2_0(void **s) { (void)s; check_hf_ref("hf/llama-groups-pq2_0", "hf/llama-groups", 0, 1e-5, 0); }
 static void test_hf_t2_tq2_0(void **s) { (void)s; check_hf_file("t2-TQ2_0"); }
 static void test_hf_t2_tq1_0(void **s) { (void)s; check_hf_file("t2-TQ1_0"); }
 static void test_hf_t2_i2_s(void **s) { (void)s; check_hf_file("t2-I2_S"); }
@@ -372,7 +375,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hf_t2_tq2_0),          cmocka_unit_test(test_hf_t2_tq1_0),
       cmocka_unit_test(test_hf_t2_i2_s),           cmocka_unit_test(test_hf_b158_tq2_0),
-      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_bitnet_packed), cmocka_unit_test(test_hf_dir_bitnet_master), cmocka_unit_test(test_hf_bitnet_i2_s), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales),        cmocka_unit_test(test_float_forward_bitnet), cmocka_unit_test(test_float_forward_llama_qwen3),
+      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_bitnet_packed), cmocka_unit_test(test_hf_dir_bitnet_master), cmocka_unit_test(test_hf_bitnet_i2_s), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales), cmocka_unit_test(test_hf_llama_pq2_0),        cmocka_unit_test(test_float_forward_bitnet), cmocka_unit_test(test_float_forward_llama_qwen3),
       cmocka_unit_test(test_float_forward_b158),   cmocka_unit_test(test_quantize_row),
       cmocka_unit_test(test_eval_rejects_bad_tokens), cmocka_unit_test(test_per_tensor_scale),
   };
