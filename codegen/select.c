@@ -90,6 +90,10 @@ int bn_kernel_select(const bn_graph *g, int i, bn_kkey *key) {
     *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = BN_NQ_RMSNORM, .eps = (float)n->attr[0]};
     return 1;
   }
+  if (n->op == BN_OP_QUANTIZE && g->values[n->in[0]].dtype == BN_DT_F32 && g->values[n->in[0]].shape.rank == 2) {
+    *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = g->values[n->in[0]].shape.d[1], .variant = BN_NQ_QUANT};
+    return 1; /* no sub-norm before it */
+  }
   int mode = nq_mode(n);
   if (mode >= 0) {
     const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];

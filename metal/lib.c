@@ -78,6 +78,9 @@ static bn_status add_node(builder *b, int i, bn_dtype kv, bn_error *err) {
     return bn_fail(err, BN_E_UNSUPPORTED, "metal: node %%%s (%s) is no kernel family the Metal backend emits",
                    g->values[n->out].name, bn_op_table[n->op].name);
   bn_mtl_bind v[5];
+  if (key.family == BN_K_NORM_QUANT && key.variant == BN_NQ_QUANT)
+    return bn_fail(err, BN_E_UNSUPPORTED, "metal: node %%%s: a quantize without a norm (llama, qwen3) has no Metal kernel yet",
+                   g->values[n->out].name);
   switch (key.family) {
   case BN_K_MATMUL: {
     int wi = 1;

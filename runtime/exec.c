@@ -108,7 +108,7 @@ static bn_status bind_kernel(bn_exec *e, int i, const bn_kkey *key, void *fn, bn
   case BN_K_SLICE: *j = jit_of(key->family, fn, v[n->in[0]], NULL, NULL, v[n->out], 0, 1); break;
   case BN_K_NORM_QUANT:
     if (key->k > e->tmp_width) e->tmp_width = key->k;
-    *j = jit_of(key->family, fn, v[n->in[0]], v[n->in[1]], NULL, v[n->out], key->k, 1);
+    *j = jit_of(key->family, fn, v[n->in[0]], n->n_in > 1 ? v[n->in[1]] : NULL, NULL, v[n->out], key->k, 1);
     break;
   case BN_K_ROPE: {
     int r = 0, dims = (int)n->attr[2];

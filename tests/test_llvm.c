@@ -316,6 +316,13 @@ static void test_norm_quant(void **state) {
           for (int i = 0; i < T * K; i++)
             if (yn[i] != y[i]) fail_msg("%s rmsnorm K=%d [%d]: %g vs %g", bn_isa_name((bn_isa)isa), K, i, yn[i], y[i]);
           free(yn);
+          /* a quantize alone (llama's, qwen3's): the reference's QA8 rows of x, byte for byte */
+          if (bn_llvm_norm_quant(j, K, BN_NQ_QUANT, 0, &k, &err)) fail_msg("%s", err.msg);
+          bn_ref_quantize(x, T, K, want);
+          memset(got, 0, (size_t)(T * rb)); /* the meta bytes after the scale and sum: neither writes them */
+          k(x, NULL, got, tmp, T, 0, T);
+          snprintf(what, sizeof what, "%s quantize alone", bn_isa_name((bn_isa)isa));
+          check_codes(got, want, T, K, 1, what);
         }
         free(x), free(w), free(m), free(y), free(tmp), free(want), free(got);
       }

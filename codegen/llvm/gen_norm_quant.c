@@ -4,6 +4,7 @@
  *   GATE_*: q = quantize(rmsnorm(act(g) * u, w)), g|u the two halves of a row
  *           (act = relu2 or silu), act(g) * u first written to tmp.
  *   RMSNORM: y = rmsnorm(x, w), float rows (the final norm).
+ *   QUANT:  q = quantize(x), a quantize alone (no sub-norm before it: llama, qwen3).
  *
  * Per row: the sum of squares in double lanes, inv = (float)(1 / sqrt(ss / K
  * + eps)) in double, y = (x * inv) * w in float, s = 127 / max(max|y|, 1e-5),
@@ -71,9 +72,11 @@ static void ss_body(bn_gen *g, LLVMValueRef k, row *r) {
   LLVMBuildStore(g->b, bn_gen_call(g, "llvm.fma", &t, 1, args, 3), r->ss); /* x * x is exact: fma == add */
 }
 
-/* y = (x * inv) * w */
+/* y = (x * inv) * w; QUANT: x */
 static LLVMValueRef norm(bn_gen *g, row *r, LLVMValueRef k) {
-  LLVMValueRef x = bn_gen_load(g, vf(g), r->src, off4(g, k)), w = bn_gen_load(g, vf(g), r->wn, off4(g, k));
+  LLVMValueRef x = bn_gen_load(g, vf(g), r->src, off4(g, k));
+  if (r->mode == BN_NQ_QUANT) return x;
+  LLVMValueRef w = bn_gen_load(g, vf(g), r->wn, off4(g, k));
   return LLVMBuildFMul(g->b, LLVMBuildFMul(g->b, x, r->inv, ""), w, "");
 }
 
@@ -162,6 +165,11 @@ void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef
     r.src = tmp;
     kloop(g, gate_body, &r);
   } else r.src = xrow;
+  if (mode == BN_NQ_QUANT) { /* no norm: the codes of x itself */
+    quantize_row(g, &r);
+    bn_gen_for_end(g, &lt);
+    return;
+  }
   LLVMBuildStore(g->b, LLVMConstNull(vss(g)), r.ss);
   bn_gen_for ls = bn_gen_for_begin(g, bn_gen_c64(g, 0), bn_gen_c64(g, K), bn_ss_lanes(K));
   ss_body(g, ls.i, &r);
