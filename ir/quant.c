@@ -246,7 +246,10 @@ int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, 
   }
   for (uint64_t r = 0; r < rows; r++) {
     bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
-    for (uint64_t g = 0; g < k / group; g++) memcpy(out + bn_tg2_scale(rows, k, group, r, g), &sc[g * group / per], 4);
+    for (uint64_t g = 0; g < k / group; g++) { /* the sources' d are f16: exact */
+      uint16_t h = bn_float_to_half(sc[g * group / per]);
+      memcpy(out + bn_tg2_scale(rows, k, group, r, g), &h, 2);
+    }
   }
   free(trit), free(sc);
   return 0;
@@ -306,12 +309,12 @@ void bn_ternary_decode(bn_dtype t, const void *tensor, uint64_t total, uint64_t 
   }
   if (t == BN_DT_TG2) { /* one whole row: n is its length; a scale per group */
     tern_tp2(tensor, total / n, n, start / n, trit);
-    for (uint64_t g = 0; g < n / 256; g++) scale[g] = rdf((const uint8_t *)tensor + bn_tg2_scale(total / n, n, 256, start / n, g));
+    for (uint64_t g = 0; g < n / 256; g++) scale[g] = rdh((const uint8_t *)tensor + bn_tg2_scale(total / n, n, 256, start / n, g));
     return;
   }
   if (t == BN_DT_TG2H) { /* as TG2, a scale per 128 */
     tern_tp2(tensor, total / n, n, start / n, trit);
-    for (uint64_t g = 0; g < n / 128; g++) scale[g] = rdf((const uint8_t *)tensor + bn_tg2_scale(total / n, n, 128, start / n, g));
+    for (uint64_t g = 0; g < n / 128; g++) scale[g] = rdh((const uint8_t *)tensor + bn_tg2_scale(total / n, n, 128, start / n, g));
     return;
   }
   if (t == BN_DT_TP1) { /* one whole row: n is its length */

@@ -55,7 +55,8 @@ int bn_ternary_rows_uniform(bn_dtype t, const void *tensor, uint64_t rows, uint6
  * they are; a tile of 4 rows reads one stream front to back. Writes row `row`
  * of a tensor of `rows` rows. */
 void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, const int8_t *trit, float scale);
-/* TG2: TP2's codes, then one f32 scale per 256-element group (rows x k / 256 of them; TG2H: per 128), laid as TP2
+/* TG2: TP2's codes, then one f16 scale per 256-element group (rows x k / 256 of them; TG2H: per 128: the
+ * TQ and PQ2_0 blocks' d, as they are), laid as TP2
  * lays the codes: the scales of group g of a block's m rows side by side (bn_tg2_scale), one load
  * for a tile of rows. For TQ tensors whose blocks within a row differ in scale. Writes a whole
  * tensor from one; -1 out of memory. */
@@ -68,7 +69,7 @@ int64_t bn_q2_first_code3(bn_dtype t, const void *data, uint64_t n);
  * tensor's start. */
 static inline uint64_t bn_tg2_scale(uint64_t rows, uint64_t k, uint64_t group, uint64_t r, uint64_t g) {
   uint64_t b = r / 4, m = rows - 4 * b < 4 ? rows - 4 * b : 4;
-  return rows * k / 4 + 4 * (b * 4 * (k / group) + g * m + r % 4);
+  return rows * k / 4 + 2 * (b * 4 * (k / group) + g * m + r % 4);
 }
 /* The byte offset of group g of row r. */
 static inline uint64_t bn_tp2_group(uint64_t rows, uint64_t k, uint64_t r, uint64_t g) {

@@ -31,8 +31,8 @@ uint64_t bn_value_bytes(bn_dtype t, const bn_shape *s, int64_t tokens) {
   if (n <= 0 || k <= 0) return 0;
   if (t == BN_DT_QA8) return (uint64_t)(n / k * bn_qa8_row_bytes(k));
   if (t == BN_DT_TP2) return k % 256 ? 0 : (uint64_t)(n / 4 + n / k * 4);
-  if (t == BN_DT_TG2) return k % 256 ? 0 : (uint64_t)(n / 4 + n / 256 * 4);
-  if (t == BN_DT_TG2H) return k % 256 ? 0 : (uint64_t)(n / 4 + n / 128 * 4);
+  if (t == BN_DT_TG2) return k % 256 ? 0 : (uint64_t)(n / 4 + n / 256 * 2);
+  if (t == BN_DT_TG2H) return k % 256 ? 0 : (uint64_t)(n / 4 + n / 128 * 2);
   if (t == BN_DT_TP1) return k % 256 ? 0 : (uint64_t)(n / k * (bn_tp1_row_bytes((uint64_t)k) + 4));
   if (t == BN_DT_TL2) return k % 256 || n / k % 16 ? 0 : (uint64_t)(n / 4 + n / k * 4);
   return bn_dtype_nbytes(t, (uint64_t)n);

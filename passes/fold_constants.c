@@ -26,16 +26,15 @@ bn_status bn_pass_fold_constants(bn_graph *g, const bn_pass_opts *o, bn_error *e
     const bn_value *s = n->op == BN_OP_DEQUANT && n->n_in == 4 ? &g->values[n->in[3]] : NULL;
     int dequant_users = 0;
     for (int k = 0; s && k < g->n_nodes; k++) dequant_users += g->nodes[k].op == BN_OP_DEQUANT && g->nodes[k].in[2] == n->in[2];
-    if (!s || !s->data || (w->dtype != BN_DT_TP2 && w->dtype != BN_DT_TG2 && w->dtype != BN_DT_TG2H) || !owned(g, w->data) || dequant_users != 1) {
+    if (!s || !s->data || w->dtype != BN_DT_TP2 || !owned(g, w->data) || dequant_users != 1) {
       bn_rw_copy(&rw, i);
       continue;
     }
     float scale;
     memcpy(&scale, s->data, 4);
     uint64_t rows = (uint64_t)w->shape.d[0], k = (uint64_t)w->shape.d[1];
-    float *row_scale = (float *)((uint8_t *)w->data + rows * k / 4); /* TP2, TG2: scales follow the codes */
-    uint64_t n_scales = w->dtype == BN_DT_TG2 ? rows * (k / 256) : w->dtype == BN_DT_TG2H ? rows * (k / 128) : rows;
-    for (uint64_t r = 0; r < n_scales; r++) row_scale[r] *= scale;
+    float *row_scale = (float *)((uint8_t *)w->data + rows * k / 4); /* TP2: scales follow the codes */
+    for (uint64_t r = 0; r < rows; r++) row_scale[r] *= scale;
     int in[3] = {bn_rw_val(&rw, n->in[0]), bn_rw_val(&rw, n->in[1]), bn_rw_val(&rw, n->in[2])};
     rw.map[n->out] = bn_rw_add(&rw, BN_OP_DEQUANT, g->values[n->out].name, in, 3, NULL);
   }

@@ -97,8 +97,8 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
     uint8_t *wg = malloc(bn_value_bytes(gt, &s, 0));
     memcpy(wg, w, (size_t)N * K / 4);
     for (int i = 0; i < N * K / (h ? 128 : 256); i++) {
-      float d = bn_half_to_float(bn_float_to_half((float)(0.01 * (0.5 + bn_rng_unit(rng)))));
-      memcpy(wg + (size_t)N * K / 4 + 4 * (size_t)i, &d, 4);
+      uint16_t d = bn_float_to_half((float)(0.01 * (0.5 + bn_rng_unit(rng))));
+      memcpy(wg + (size_t)N * K / 4 + 2 * (size_t)i, &d, 2);
     }
     bn_value gv = {BN_VAL_WEIGHT, "w", gt, s, -1, wg, 0};
     int32_t *acc_g = malloc((size_t)T * N * 4);
@@ -362,8 +362,8 @@ static void test_prologue(void **state) {
             if (fam >= 3) { /* TG2 (TG2H): the codes, then a scale per group of 256 (128) */
               memcpy(tl, w, (size_t)N * K / 4);
               for (int i = 0; i < N * K / (fam == 4 ? 128 : 256); i++) {
-                float dg = (float)(0.01 + bn_rng_unit(&rng));
-                memcpy(tl + (size_t)N * K / 4 + 4 * (size_t)i, &dg, 4);
+                uint16_t dg = bn_float_to_half((float)(0.01 + bn_rng_unit(&rng)));
+                memcpy(tl + (size_t)N * K / 4 + 2 * (size_t)i, &dg, 2);
               }
             }
             float *x = malloc((size_t)T * in_w * 4), *wn = malloc((size_t)K * 4), *resid = malloc((size_t)T * N * 4);

@@ -86,7 +86,7 @@ static void fold_group(bn_gen *g, dt *d, LLVMValueRef gi) {
       }
     LLVMValueRef sums = bn_gen_lane_sums(g, v, d->rr * d->tt, lane);
     LLVMValueRef at = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, gi, bn_gen_c64(g, k->gs), ""), bn_gen_c64(g, h), ""), d->sstride, "");
-    LLVMValueRef sc = LLVMBuildFPExt(g->b, bn_gen_load(g, LLVMVectorType(g->f32, (unsigned)d->rr), d->sbase, at), vd, "");
+    LLVMValueRef sc = LLVMBuildFPExt(g->b, bn_gen_load(g, LLVMVectorType(g->f16, (unsigned)d->rr), d->sbase, at), vd, "");
     for (int i = 0; i < d->tt; i++) {
       int pick[ROWS];
       for (int r = 0; r < d->rr; r++) pick[r] = lane[r * d->tt + i];
@@ -219,8 +219,8 @@ static void dot_tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt, 
   for (int i = 0; i < tt; i++) d.dacc[i] = LLVMConstNull(vd);
   if (k->gs) { /* TG2 (bn_tg2_scale): block b's scales of group j at b 4 G + j m, a row's after the block's first */
     LLVMValueRef at = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, blk, bn_gen_c64(g, 4 * k->groups * k->gs), ""), within, "");
-    d.sbase = bn_gen_gep(g, g->arg[W], LLVMBuildAdd(g->b, bn_gen_c64(g, k->scales), LLVMBuildMul(g->b, at, bn_gen_c64(g, 4), ""), ""));
-    d.sstride = LLVMBuildMul(g->b, m, bn_gen_c64(g, 4), "");
+    d.sbase = bn_gen_gep(g, g->arg[W], LLVMBuildAdd(g->b, bn_gen_c64(g, k->scales), LLVMBuildMul(g->b, at, bn_gen_c64(g, 2), ""), ""));
+    d.sstride = LLVMBuildMul(g->b, m, bn_gen_c64(g, 2), ""); /* f16 scales */
   }
   d.ahead = (PREFETCH_BYTES + 4 * k->wrow - 1) / (4 * k->wrow) * (4 * k->wrow);
   int pos = k->t1 ? 5 : 4;
