@@ -20,34 +20,6 @@ static const char *QWEN2_RE = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}
 static const cJSON *item(const cJSON *j, const char *k) { return j ? cJSON_GetObjectItemCaseSensitive(j, k) : NULL; }
 static int is_str(const cJSON *v, const char *s) { return cJSON_IsString(v) && !strcmp(v->valuestring, s); }
 
-static cJSON *load(const char *dir, const char *file, char **text_out, bn_error *err, bn_status *st) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", dir, file);
-  *st = BN_OK;
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return NULL;
-  char *buf = NULL;
-  long n = fseek(fp, 0, SEEK_END) ? -1 : ftell(fp);
-  if (n < 0 || n > (256L << 20)) *st = bn_fail(err, BN_E_FORMAT, "%s: not a file of at most 256 MiB", path);
-  else if (!(buf = malloc((size_t)n + 1))) *st = bn_fail(err, BN_E_NOMEM, "out of memory");
-  else if (fseek(fp, 0, SEEK_SET) || fread(buf, 1, (size_t)n, fp) != (size_t)n) *st = bn_fail(err, BN_E_IO, "%s: read failed", path);
-  fclose(fp);
-  if (*st) return free(buf), NULL;
-  buf[n] = 0;
-  if (text_out) {
-    *text_out = buf;
-    return NULL;
-  }
-  cJSON *j = cJSON_ParseWithLength(buf, (size_t)n);
-  free(buf);
-  if (!cJSON_IsObject(j)) {
-    cJSON_Delete(j);
-    *st = bn_fail(err, BN_E_FORMAT, "%s: not a JSON object", path);
-    return NULL;
-  }
-  return j;
-}
-
 /* The pre-tokenizer: a Split on a regex bnc knows, then ByteLevel without its own regex. */
 static bn_status pre_tokenizer(const char *dir, const cJSON *pt, bn_vocab_pre *pre, bn_error *err) {
   const cJSON *split = NULL, *bl = NULL;
@@ -156,16 +128,16 @@ bn_status bn_hf_vocab(const char *dir, const cJSON *config, int n_vocab, bn_voca
   memset(v, 0, sizeof *v);
   v->bos = v->eos = v->unk = -1;
   bn_status st;
-  cJSON *tok = load(dir, "tokenizer.json", NULL, err, &st), *tc = NULL;
+  cJSON *tok = bn_hf_read_json(dir, "tokenizer.json", 0, err, &st), *tc = NULL;
   if (!tok) return st ? st : bn_fail(err, BN_E_FORMAT, "%s: no tokenizer.json (bnc reads the tokenizer from it)", dir);
-  tc = load(dir, "tokenizer_config.json", NULL, err, &st);
+  tc = bn_hf_read_json(dir, "tokenizer_config.json", 0, err, &st);
   if (!st) st = fill(dir, tok, tc, config, n_vocab, v, err);
   const cJSON *ct = item(tc, "chat_template");
   if (cJSON_IsArray(ct)) /* [{name, template}]: the default one */
     for (const cJSON *e = ct->child; e; e = e->next)
       if (is_str(item(e, "name"), "default")) ct = item(e, "template");
   char *jinja = NULL;
-  if (!st && !cJSON_IsString(ct)) load(dir, "chat_template.jinja", &jinja, err, &st);
+  if (!st && !cJSON_IsString(ct)) jinja = bn_hf_read_text(dir, "chat_template.jinja", NULL, err, &st);
   const char *tmpl = cJSON_IsString(ct) ? ct->valuestring : jinja;
   if (!st && tmpl && strlen(tmpl) > BN_CHAT_TEMPLATE_MAX)
     st = bn_fail(err, BN_E_FORMAT, "%s: the chat template is longer than %d bytes", dir, BN_CHAT_TEMPLATE_MAX);

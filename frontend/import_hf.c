@@ -41,7 +41,7 @@ struct bn_hf {
   bn_hparams hp;
 };
 
-static char *read_file(const char *dir, const char *file, size_t *len, bn_error *err, bn_status *st) {
+char *bn_hf_read_text(const char *dir, const char *file, size_t *len, bn_error *err, bn_status *st) {
   char path[1024];
   snprintf(path, sizeof path, "%s/%s", dir, file);
   *st = BN_OK;
@@ -63,9 +63,9 @@ static char *read_file(const char *dir, const char *file, size_t *len, bn_error 
   return buf;
 }
 
-static cJSON *read_json(const char *dir, const char *file, int required, bn_error *err, bn_status *st) {
+cJSON *bn_hf_read_json(const char *dir, const char *file, int required, bn_error *err, bn_status *st) {
   size_t n;
-  char *text = read_file(dir, file, &n, err, st);
+  char *text = bn_hf_read_text(dir, file, &n, err, st);
   if (!text) {
     if (!*st && required) *st = bn_fail(err, BN_E_FORMAT, "%s: no %s (a Hugging Face model directory needs one)", dir, file);
     return NULL;
@@ -392,7 +392,7 @@ static bn_status add_tensor(bn_hf *h, const bn_st_tensor *t, bn_error *err) {
 /* Shard file names from the index: plain names in the directory, each opened once. */
 static bn_status open_shards(bn_hf *h, bn_error *err) {
   bn_status st;
-  cJSON *idx = read_json(h->dir, "model.safetensors.index.json", 0, err, &st);
+  cJSON *idx = bn_hf_read_json(h->dir, "model.safetensors.index.json", 0, err, &st);
   if (st) return st;
   const char *names[MAX_SHARDS];
   int n = 0;
@@ -441,7 +441,7 @@ bn_status bn_hf_open(bn_hf **out, const char *dir, bn_error *err) {
   if (!h) return bn_fail(err, BN_E_NOMEM, "out of memory");
   snprintf(h->dir, sizeof h->dir, "%s", dir);
   bn_status st;
-  if (!(h->config = read_json(dir, "config.json", 1, err, &st)) || (st = read_config(h, err)) || (st = open_shards(h, err)))
+  if (!(h->config = bn_hf_read_json(dir, "config.json", 1, err, &st)) || (st = read_config(h, err)) || (st = open_shards(h, err)))
     goto fail;
   int total = 0;
   for (int s = 0; s < h->n_shards; s++) total += h->shard[s].n;
