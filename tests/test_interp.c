@@ -85,6 +85,8 @@ static void test_hf_dir_qwen3_sharded(void **s) { (void)s; check_hf_model("hf/qw
 static void test_hf_llama_tq2_0(void **s) { (void)s; check_hf_model("hf/llama-packed", 0, 1e-5, 0); }
 static void test_hf_qwen3_i2_s(void **s) { (void)s; check_hf_model("hf/qwen3-packed", 0, 1e-5, 1); }
 static void test_hf_llama_group_scales(void **s) { (void)s; check_hf_model("hf/llama-groups", 0, 1e-5, 0); }
+/* Ternary-Bonsai's format: qwen3, PQ2_0 with a scale per 128 (transformers over the float values t·d_g) */
+static void test_hf_qwen3_pq2_0(void **s) { (void)s; check_hf_model("hf/qwen3-pq2_0", 0, 1e-5, 0); }
 /* the same weights as PQ2_0 (Ternary-Bonsai's type), re-encoded by make_pq2.py in plain Python */
 static void test_hf_llama_pq2_0(void **s) { (void)s; check_hf_ref("hf/llama-groups-pq2_0", "hf/llama-groups", 0, 1e-5, 0); }
 static void test_hf_t2_tq2_0(void **s) { (void)s; check_hf_file("t2-TQ2_0"); }
@@ -375,7 +377,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hf_t2_tq2_0),          cmocka_unit_test(test_hf_t2_tq1_0),
       cmocka_unit_test(test_hf_t2_i2_s),           cmocka_unit_test(test_hf_b158_tq2_0),
-      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_bitnet_packed), cmocka_unit_test(test_hf_dir_bitnet_master), cmocka_unit_test(test_hf_bitnet_i2_s), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales), cmocka_unit_test(test_hf_llama_pq2_0),        cmocka_unit_test(test_float_forward_bitnet), cmocka_unit_test(test_float_forward_llama_qwen3),
+      cmocka_unit_test(test_hf_b158_tq1_0), cmocka_unit_test(test_hf_dir_bitnet_packed), cmocka_unit_test(test_hf_dir_bitnet_master), cmocka_unit_test(test_hf_bitnet_i2_s), cmocka_unit_test(test_hf_dir_llama_packed), cmocka_unit_test(test_hf_dir_qwen3_sharded), cmocka_unit_test(test_hf_llama_tq2_0), cmocka_unit_test(test_hf_qwen3_i2_s), cmocka_unit_test(test_hf_llama_group_scales), cmocka_unit_test(test_hf_llama_pq2_0), cmocka_unit_test(test_hf_qwen3_pq2_0),        cmocka_unit_test(test_float_forward_bitnet), cmocka_unit_test(test_float_forward_llama_qwen3),
       cmocka_unit_test(test_float_forward_b158),   cmocka_unit_test(test_quantize_row),
       cmocka_unit_test(test_eval_rejects_bad_tokens), cmocka_unit_test(test_per_tensor_scale),
   };

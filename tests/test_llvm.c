@@ -761,6 +761,34 @@ static void test_group_scales(void **state) {
     bn_memplan_free(&mp), bn_model_free(&ref), bn_model_free(&opt), bn_gguf_close(&f);
     remove(path);
   }
+  /* and against transformers (tests/data/hf/make.py): TQ2_0 blocks as TG2, Bonsai's PQ2_0 as TG2H, compiled */
+  const char *files[] = {"hf/llama-groups", "hf/qwen3-pq2_0"};
+  for (int c = 0; c < 2; c++) {
+    char path[512], lpath[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, files[c]);
+    snprintf(lpath, sizeof lpath, "%s/%s.logits", BNC_TEST_DATA, files[c]);
+    bn_error err = {0};
+    bn_gguf f;
+    bn_model m;
+    bn_memplan mp;
+    bn_pass_opts po = {.max_tokens = 16, .verify = 1};
+    if (bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) || bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
+      fail_msg("%s", err.msg);
+    size_t len, V = (size_t)m.hp.n_vocab;
+    float *want = tu_read(lpath, &len), *got = malloc(12 * V * sizeof *got);
+    assert_non_null(want);
+    int32_t tok[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+    bn_session_params sp = {.n_ctx = 64, .exec = {.backend = bn_backend_find("llvm"), .threads = 2}, .sampler = bn_sampler_defaults()};
+    bn_session *s;
+    if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(bn_session_eval(s, tok, 12, got, &err), BN_OK);
+    double rel = tu_rel_to_range(got, want, 12 * V);
+    printf("  %s compiled, LLVM, 2 threads: max |diff| / logit range against transformers %.3g\n", files[c], rel);
+    assert_true(rel < 1e-5);
+    bn_session_free(s);
+    free(want), free(got);
+    bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+  }
 }
 
 /* Nodes without generated code are counted and named (bnc says so in one line): a model 64 wide
