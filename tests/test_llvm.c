@@ -157,8 +157,12 @@ static uint8_t *random_weights(bn_dtype t, int N, int K, uint64_t *rng) {
     uint8_t *p = w + b * (size_t)d->block_bytes;
     float v = (float)(bn_rng_unit(rng) * 0.2 - 0.1);
     uint16_t h = bn_float_to_half(t == BN_DT_F16 ? v : (float)(0.01 + 0.01 * bn_rng_unit(rng)));
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    uint16_t bf = (uint16_t)(bits >> 16);
     if (t == BN_DT_F32) memcpy(p, &v, 4);
     else if (t == BN_DT_F16) memcpy(p, &h, 2);
+    else if (t == BN_DT_BF16) memcpy(p, &bf, 2);
     else memcpy(p + (t == BN_DT_Q6_K ? 208 : 0), &h, 2);
   }
   return w;
@@ -176,9 +180,9 @@ static void test_float_matmul(void **state) {
     /* K = 80 and 48: whole steps of the split accumulators and vectors left over, or only those;
        the block formats: 1, 3 and 6 blocks of K, tokens in tiles of 4, 2 and 1 */
     const int shapes[][3] = {{1, 256, 600}, {5, 512, 33}, {4, 1536, 7}, {13, 256, 1}, {7, 80, 9}, {3, 48, 5}, {7, 768, 11}, {2, 1536, 20}};
-    const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
+    const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K, BN_DT_BF16};
     for (int si = 0; si < 8; si++)
-      for (int wt = 0; wt < 5; wt++) {
+      for (int wt = 0; wt < 6; wt++) {
         int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
         bn_dtype type = types[wt];
         if (K % bn_dtype_table[type].block_elems) continue;
@@ -212,9 +216,9 @@ static void test_rows(void **state) {
     bn_error err = {0};
     if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
     uint64_t rng = 31;
-    const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
+    const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K, BN_DT_BF16};
     const int32_t tok[5] = {3, 0, 6, 3, 1};
-    for (int wt = 0; wt < 5; wt++) {
+    for (int wt = 0; wt < 6; wt++) {
       int V = 7, width = types[wt] == BN_DT_Q6_K ? 512 : 96;
       uint8_t *w = random_weights(types[wt], V, width, &rng);
       float *y = malloc(5 * (size_t)width * 4), *want = malloc(5 * (size_t)width * 4);
@@ -510,7 +514,7 @@ static void test_bad_keys(void **state) {
       {{.family = BN_K_MATMUL_F, .k = 100, .n = 8, .variant = BN_DT_F16}, "float matmul K=100 type f16"},
       {{.family = BN_K_MATMUL_F, .k = 48, .n = 8, .variant = BN_DT_Q8_0}, "float matmul K=48 type q8_0"},
       {{.family = BN_K_MATMUL_F, .k = 288, .n = 8, .variant = BN_DT_Q6_K}, "float matmul K=288 type q6_k"},
-      {{.family = BN_K_MATMUL_F, .k = 256, .n = 8, .variant = BN_DT_BF16}, "float matmul K=256 type bf16"},
+      {{.family = BN_K_MATMUL_F, .k = 100, .n = 8, .variant = BN_DT_BF16}, "float matmul K=100 type bf16"},
       {{.family = BN_K_NORM_QUANT, .k = 256, .variant = 5}, "norm-quantize K=256 mode 5"},
       {{.family = BN_K_ATTENTION, .k = 64, .n = 6, .variant = 4}, "attention heads 6/4 head_dim 64"},
       {{.family = BN_K_EMBED, .k = 100, .n = 8, .variant = BN_DT_Q8_0}, "embedding K=100 type q8_0"},

@@ -1,5 +1,5 @@
 /* Weight blocks decoded to float vectors, exactly as the reference's
- * bn_dequant computes them: f32 as is, f16 by vcvtph2ps, q8_0 as d * q, q4_0
+ * bn_dequant computes them: f32 as is, f16 by vcvtph2ps, bf16 shifted into an f32's upper half, q8_0 as d * q, q4_0
  * as d * (nibble - 8), q6_k as (d * scale) * q, all in float. Shared by the
  * float matmul and the embedding gather. */
 #include "../../ir/ir.h"
@@ -9,7 +9,8 @@ int bn_gen_matmul_f_block(bn_dtype wtype, bn_isa isa) {
   int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8;
   switch (wtype) {
   case BN_DT_F32:
-  case BN_DT_F16: return lanes;
+  case BN_DT_F16:
+  case BN_DT_BF16: return lanes;
   case BN_DT_Q8_0:
   case BN_DT_Q4_0: return 32;
   case BN_DT_Q6_K: return 256;
@@ -18,7 +19,7 @@ int bn_gen_matmul_f_block(bn_dtype wtype, bn_isa isa) {
 }
 
 int64_t bn_gen_block_bytes(bn_dtype t, int lanes) {
-  return t == BN_DT_F32 ? 4 * lanes : t == BN_DT_F16 ? 2 * lanes : bn_dtype_table[t].block_bytes;
+  return t == BN_DT_F32 ? 4 * lanes : t == BN_DT_F16 || t == BN_DT_BF16 ? 2 * lanes : bn_dtype_table[t].block_bytes;
 }
 
 static LLVMValueRef half_at(bn_gen *g, LLVMValueRef blk, int64_t off) {
@@ -40,6 +41,11 @@ LLVMValueRef bn_gen_decode(bn_gen *g, bn_dtype t, int lanes, LLVMValueRef blk, i
   case BN_DT_F32: return bn_gen_load(g, vf, blk, bn_gen_c64(g, e * 4));
   case BN_DT_F16:
     return LLVMBuildFPExt(g->b, bn_gen_load(g, LLVMVectorType(g->f16, (unsigned)lanes), blk, bn_gen_c64(g, e * 2)), vf, "");
+  case BN_DT_BF16: { /* the upper half of an f32: widen, shift up 16 */
+    LLVMValueRef h = bn_gen_load(g, LLVMVectorType(g->i16, (unsigned)lanes), blk, bn_gen_c64(g, e * 2));
+    h = LLVMBuildShl(g->b, LLVMBuildZExt(g->b, h, LLVMVectorType(g->i32, (unsigned)lanes), ""), ci(g, lanes, 16), "");
+    return LLVMBuildBitCast(g->b, h, vf, "");
+  }
   case BN_DT_Q8_0: { /* d, 32 int8: d * q */
     LLVMValueRef q = bn_gen_load(g, LLVMVectorType(g->i8, (unsigned)lanes), blk, bn_gen_c64(g, 2 + e));
     return LLVMBuildFMul(g->b, bn_gen_splat_v(g, vf, half_at(g, blk, 0)), LLVMBuildSIToFP(g->b, q, vf, ""), "");
