@@ -235,23 +235,20 @@ int bn_tg2_groups_fit(bn_dtype t, const void *src, uint64_t rows, uint64_t k, ui
 }
 
 int bn_tg2_from_ternary(bn_dtype t, const void *src, uint64_t rows, uint64_t k, bn_dtype to, void *tg2) {
-  uint64_t per = (uint64_t)bn_ternary_group(t, (int64_t)k), group = to == BN_DT_TG2H ? 128 : 256;
+  uint64_t per = (uint64_t)bn_ternary_group(t, (int64_t)k), group = to == BN_DT_TG2H ? 128 : 256, ng = k / group;
   int8_t *trit = malloc(k);
   float *sc = malloc((k / per + 1) * sizeof *sc);
+  uint16_t *gs = malloc((rows * ng + 1) * sizeof *gs); /* kept until every row's codes are down */
   uint8_t *out = tg2;
-  if (!trit || !sc) return free(trit), free(sc), -1;
-  for (uint64_t r = 0; r < rows; r++) { /* codes first: a TP2 row write also puts a row scale where TG2's start */
+  if (!trit || !sc || !gs) return free(trit), free(sc), free(gs), -1;
+  for (uint64_t r = 0; r < rows; r++) { /* a TP2 row write also puts a row scale where TG2's scales go: those last */
     bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
     bn_tp2_write_row(tg2, rows, k, r, trit, 0);
+    for (uint64_t g = 0; g < ng; g++) gs[r * ng + g] = bn_float_to_half(sc[g * group / per]); /* f16 sources: exact */
   }
-  for (uint64_t r = 0; r < rows; r++) {
-    bn_ternary_decode(t, src, rows * k, r * k, k, trit, sc);
-    for (uint64_t g = 0; g < k / group; g++) { /* the sources' d are f16: exact */
-      uint16_t h = bn_float_to_half(sc[g * group / per]);
-      memcpy(out + bn_tg2_scale(rows, k, group, r, g), &h, 2);
-    }
-  }
-  free(trit), free(sc);
+  for (uint64_t r = 0; r < rows; r++)
+    for (uint64_t g = 0; g < ng; g++) memcpy(out + bn_tg2_scale(rows, k, group, r, g), &gs[r * ng + g], 2);
+  free(trit), free(sc), free(gs);
   return 0;
 }
 
