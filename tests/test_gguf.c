@@ -374,33 +374,23 @@ static void test_hf_bad_dirs(void **state) {
   free(b);
   hf_expect(d, "data_offsets lie outside");
 
-  hf_copy("llama-packed", d); /* a dtype that disagrees */
-  hf_edit(d, "model.safetensors", "\"dtype\":\"U8\"", "\"dtype\":\"I8\"");
-  hf_expect(d, "has dtype I8");
-
-  hf_copy("llama-packed", d); /* config.json disagrees with the shapes */
-  hf_edit(d, "config.json", "\"intermediate_size\": 512", "\"intermediate_size\": 768");
-  hf_expect(d, "config.json says [64, 768] (packed: four rows a byte)");
-
-  hf_copy("llama-packed", d);
-  hf_edit(d, "config.json", "\"model_type\": \"llama\"", "\"model_type\": \"gpt2\"");
-  hf_expect(d, "model_type 'gpt2' is not supported");
-
-  hf_copy("llama-packed", d);
-  hf_edit(d, "config.json", "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"");
-  hf_expect(d, "RoPE scaling ('yarn') is not supported");
-
-  hf_copy("llama-packed", d);
-  hf_edit(d, "config.json", "\"quant_method\": \"bitnet\"", "\"quant_method\": \"gptq\"");
-  hf_expect(d, "quant_method 'gptq'");
-
-  hf_copy("llama-packed", d);
-  hf_edit(d, "config.json", "{", "[");
-  hf_expect(d, "config.json: not a JSON object");
-
-  hf_copy("llama-packed", d);
-  hf_edit(d, "tokenizer.json", "\\p{N}{1,3}", "\\p{N}{1,4}");
-  hf_expect(d, "the pre_tokenizer is not one bnc knows");
+  static const struct { /* one edit of a copy of llama-packed each, and the error it must give */
+    const char *file, *from, *to, *want;
+  } edits[] = {
+      {"model.safetensors", "\"dtype\":\"U8\"", "\"dtype\":\"I8\"", "has dtype I8"},
+      {"config.json", "\"intermediate_size\": 512", "\"intermediate_size\": 768", /* the shapes disagree */
+       "config.json says [64, 768] (packed: four rows a byte)"},
+      {"config.json", "\"model_type\": \"llama\"", "\"model_type\": \"gpt2\"", "model_type 'gpt2' is not supported"},
+      {"config.json", "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"", "RoPE scaling ('yarn') is not supported"},
+      {"config.json", "\"quant_method\": \"bitnet\"", "\"quant_method\": \"gptq\"", "quant_method 'gptq'"},
+      {"config.json", "{", "[", "config.json: not a JSON object"},
+      {"tokenizer.json", "\\p{N}{1,3}", "\\p{N}{1,4}", "the pre_tokenizer is not one bnc knows"},
+  };
+  for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+    hf_copy("llama-packed", d);
+    hf_edit(d, edits[i].file, edits[i].from, edits[i].to);
+    hf_expect(d, edits[i].want);
+  }
 
   hf_copy("llama-packed", d);
   snprintf(st_path, sizeof st_path, "%s/tokenizer.json", d);
