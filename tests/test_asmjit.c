@@ -146,70 +146,84 @@ static void test_embedding_rows(void **state) {
 /* The packed (TP2) and the 1.6-bit (TP1: the same trits re-laid) matmuls against the reference over TP2,
  * bit for bit: decode and token tiles, K with TP1's every tail (K % 320) and runs of 4 groups, row
  * ranges split anywhere (TP1 on AVX2: at whole blocks, as the executor splits). */
+/* The ternary matmul over TP2, TP1 (the same trits at 1.6 bits) and TG2 / TG2H (the same codes with an
+ * f16 scale per 256 / 128 elements, 0.5x..1.5x of 0.01, as TQ and PQ2_0 blocks have), every mode, against
+ * bn_ref_tmatmul and bn_ref_dequant over the same weights, bit for bit. */
 static void test_ternary_matmul(void **state) {
   (void)state;
+  static const char *const KIND[] = {"tp2", "tp1", "tg2", "tg2h"};
   for (int ia = 0; ia < 2; ia++)
-    for (int t1 = 0; t1 < 2; t1++) {
-    bn_codegen *cg = open_isa(ISAS[ia]);
-    bn_kkey probe = {.family = BN_K_MATMUL, .k = 256, .n = 4, .variant = BN_MM_DQ};
-    if (!cg || !bn_codegen_supports(cg, &probe)) { /* no such ISA here (or AVX-512 without VNNI) */
-      bn_codegen_close(cg);
-      continue;
-    }
-  static const int Ts[] = {1, 2, 3, 5, 8, 13, 29}, Ks[] = {256, 512, 768, 1536, 2560, 2816}, Ns[] = {1, 3, 4, 17, 64, 132};
-  uint64_t rng = 77;
-  int checked = 0, family = t1 ? BN_K_MATMUL_T1 : BN_K_MATMUL;
-  for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
-    for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
-      for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
-        int T = Ts[a], K = Ks[b], N = Ns[c];
-        if (!bn_codegen_supports(cg, &(bn_kkey){.family = family, .k = K, .n = N, .variant = BN_MM_DQ})) {
-          assert_true(t1 && ia == 0 && N % 4); /* AVX2's TP1 kernels: whole blocks of 4 rows only */
-          continue;
-        }
-        bn_value wv = random_tp2(N, K, &rng);
-        uint8_t *w = (uint8_t *)wv.data;
-        if (t1) { /* the same trits and scales at 1.6 bits (the reference reads wv's TP2) */
-          w = malloc(bn_value_bytes(BN_DT_TP1, &wv.shape, 0));
-          bn_tp1_from_tp2(wv.data, (uint64_t)N, (uint64_t)K, w);
-        }
-        int8_t *scr = malloc((size_t)K);
-        float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), bs[64];
-        for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 8 - 4) * (i % 7 == 0 ? 30 : 1);
-        for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
-        uint8_t *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
-        bn_ref_quantize(x, T, K, qa);
-        int32_t *acc_ref = malloc((size_t)T * N * 4), *acc = malloc((size_t)T * N * 4);
-        float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
-        bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
-        bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
-        for (int mode = BN_MM_ACC; mode <= BN_MM_DQ_ADD; mode++) {
-          bn_kkey key = {.family = family, .k = K, .n = N, .variant = mode};
-          void *fn = kernel(cg, key);
-          void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
-          memset(out, 0x5a, (size_t)T * N * 4);
-          int split = (int)(bn_rng_next(&rng) % (uint64_t)(N + 1));
-          if (t1 && ia == 0) split &= ~3;
-          ((bn_mm_kernel)fn)(qa, w, out, resid, T, 0, split);
-          ((bn_mm_kernel)fn)(qa, w, out, resid, T, split, N);
-          for (int i = 0; i < T * N; i++) {
-            if (mode == BN_MM_ACC && acc[i] != acc_ref[i])
-              fail_msg("%s %s ACC T=%d K=%d N=%d [%d]: %d, the reference %d", ISAS[ia], t1 ? "tp1" : "tp2", T, K, N, i,
-                       acc[i], acc_ref[i]);
-            float want = mode == BN_MM_DQ ? y_ref[i] : resid[i] + y_ref[i];
-            if (mode != BN_MM_ACC && memcmp(&y[i], &want, 4))
-              fail_msg("%s %s mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", ISAS[ia], t1 ? "tp1" : "tp2", mode, T,
-                       K, N, i, y[i], want);
-          }
-          checked++;
-        }
-        if (t1) free(w);
-        free((void *)wv.data), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
+    for (int kind = 0; kind < 4; kind++) {
+      bn_codegen *cg = open_isa(ISAS[ia]);
+      bn_kkey probe = {.family = BN_K_MATMUL, .k = 256, .n = 4, .variant = BN_MM_DQ};
+      if (!cg || !bn_codegen_supports(cg, &probe)) { /* no such ISA here (or AVX-512 without VNNI) */
+        bn_codegen_close(cg);
+        continue;
       }
-  bn_codegen_close(cg);
-  printf("  %d ternary matmul kernels checked (%s, %s)\n", checked, ISAS[ia], t1 ? "tp1" : "tp2");
-  assert_true(checked >= (t1 && ia == 0 ? 300 : 700));
-  }
+      static const int Ts[] = {1, 2, 3, 5, 8, 13, 29}, Ks[] = {256, 512, 768, 1536, 2560, 2816}, Ns[] = {1, 3, 4, 17, 64, 132};
+      uint64_t rng = 77;
+      int checked = 0, t1 = kind == 1, family = t1 ? BN_K_MATMUL_T1 : kind ? BN_K_MATMUL_G : BN_K_MATMUL;
+      bn_dtype gt = kind == 2 ? BN_DT_TG2 : BN_DT_TG2H;
+      for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
+        for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
+          for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
+            int T = Ts[a], K = Ks[b], N = Ns[c];
+            bn_kkey key = {.family = family, .k = K, .n = N, .variant = BN_MM_DQ, .cache = kind >= 2 ? gt : BN_DT_F32};
+            if (!bn_codegen_supports(cg, &key)) {
+              assert_true(t1 && ia == 0 && N % 4); /* AVX2's TP1 kernels: whole blocks of 4 rows only */
+              continue;
+            }
+            bn_value wv = random_tp2(N, K, &rng);
+            uint8_t *w = (uint8_t *)wv.data;
+            if (t1) { /* the same trits and scales at 1.6 bits (the reference reads wv's TP2) */
+              w = malloc(bn_value_bytes(BN_DT_TP1, &wv.shape, 0));
+              bn_tp1_from_tp2(wv.data, (uint64_t)N, (uint64_t)K, w);
+            } else if (kind >= 2) { /* TP2's codes, then the group scales; the reference reads these */
+              int gsz = kind == 2 ? 256 : 128;
+              w = realloc(w, bn_value_bytes(gt, &wv.shape, 0));
+              for (int i = 0; i < N * K / gsz; i++) {
+                uint16_t d = bn_float_to_half((float)(0.01 * (0.5 + bn_rng_unit(&rng))));
+                memcpy(w + (size_t)N * K / 4 + 2 * (size_t)i, &d, 2);
+              }
+              wv.data = w, wv.dtype = gt;
+            }
+            int8_t *scr = malloc((size_t)K);
+            float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), bs[64];
+            for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 8 - 4) * (i % 7 == 0 ? 30 : 1);
+            for (int i = 0; i < T * N; i++) resid[i] = (float)(bn_rng_unit(&rng) - 0.5);
+            uint8_t *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
+            bn_ref_quantize(x, T, K, qa);
+            int32_t *acc_ref = malloc((size_t)T * N * 4), *acc = malloc((size_t)T * N * 4);
+            float *y_ref = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
+            bn_ref_tmatmul(qa, T, K, N, &wv, acc_ref, scr, bs);
+            bn_ref_dequant(acc_ref, qa, T, K, N, &wv, 1.0f, y_ref);
+            for (int mode = BN_MM_ACC; mode <= BN_MM_DQ_ADD; mode++) {
+              key.variant = mode;
+              void *fn = kernel(cg, key);
+              void *out = mode == BN_MM_ACC ? (void *)acc : (void *)y;
+              memset(out, 0x5a, (size_t)T * N * 4);
+              int split = (int)(bn_rng_next(&rng) % (uint64_t)(N + 1));
+              if (t1 && ia == 0) split &= ~3;
+              ((bn_mm_kernel)fn)(qa, w, out, resid, T, 0, split);
+              ((bn_mm_kernel)fn)(qa, w, out, resid, T, split, N);
+              for (int i = 0; i < T * N; i++) {
+                if (mode == BN_MM_ACC && acc[i] != acc_ref[i]) /* TG2: the float's bits */
+                  fail_msg("%s %s ACC T=%d K=%d N=%d [%d]: %d, the reference %d", ISAS[ia], KIND[kind], T, K, N, i, acc[i],
+                           acc_ref[i]);
+                float want = mode == BN_MM_DQ ? y_ref[i] : resid[i] + y_ref[i];
+                if (mode != BN_MM_ACC && memcmp(&y[i], &want, 4))
+                  fail_msg("%s %s mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", ISAS[ia], KIND[kind], mode, T, K,
+                           N, i, y[i], want);
+              }
+              checked++;
+            }
+            if (t1) free(w);
+            free((void *)wv.data), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
+          }
+      bn_codegen_close(cg);
+      printf("  %d ternary matmul kernels checked (%s, %s)\n", checked, ISAS[ia], KIND[kind]);
+      assert_true(checked >= (t1 && ia == 0 ? 300 : 700));
+    }
 }
 
 /* RMSNorm + quantize (and RMSNorm alone, and relu2's gate before it), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
@@ -539,9 +553,11 @@ static void open_file(const char *name, bn_gguf *f, bn_model *m, bn_memplan *mp)
  * 16 tokens identical to LLVM's. */
 static void test_files_match_llvm(void **state) {
   (void)state;
-  static const char *const files[] = {"t2-TQ2_0", "t2-TQ1_0", "t2-I2_S", "b158-TQ2_0", "b158-TQ1_0",
+  static const char *const files[] = {"t2-TQ2_0",        "t2-TQ1_0",       "t2-I2_S", "b158-TQ2_0", "b158-TQ1_0",
+                                      "hf/llama-groups", "hf/qwen3-pq2_0", /* group scales: TG2, TG2H */
                                       "../../examples/bitnet-kjv-i2_s"};
   static const int32_t tok[12] = {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+  enum { FILES = sizeof files / sizeof *files };
   bn_error err = {0};
   if (!bn_backend_find("asmjit")) assert_int_equal(bn_backend_register(&bn_backend_asmjit, &err), BN_OK);
   const bn_backend *oracle = bn_backend_find("llvm") ? bn_backend_find("llvm") : bn_backend_find("ref");
@@ -568,6 +584,9 @@ static void test_files_match_llvm(void **state) {
         if (!strcmp(isa, "avx512")) break; /* this CPU has no AVX-512 */
         fail_msg("%s", err.msg);
       }
+      char kinds[256] = ""; /* every ternary matmul, group-scaled ones too, runs generated code */
+      bn_exec_ref_nodes(bn_session_exec(s), kinds, sizeof kinds);
+      if (strstr(kinds, "tmatmul")) fail_msg("%s, %s: a ternary matmul on the reference kernels (%s)", files[fi], isa, kinds);
       float *out = chunk_and_steps(s, tok, 12, V);
       int32_t greedy[16];
       float *step = malloc(V * sizeof *step); /* greedy: the argmax of the last logits, fed back */
@@ -593,7 +612,7 @@ static void test_files_match_llvm(void **state) {
       if (memcmp(greedy, greedy_want, sizeof greedy)) fail_msg("%s, %s, %d threads: greedy tokens differ", files[fi], isa, threads);
       size_t lbytes = 0;
       snprintf(path, sizeof path, "%s/%s.logits", BNC_TEST_DATA, files[fi]);
-      float *hf = fi < 5 ? tu_read(path, &lbytes) : NULL;
+      float *hf = fi < FILES - 1 ? tu_read(path, &lbytes) : NULL;
       if (hf && lbytes == 12 * V * 4 && tu_rel_to_range(out, hf, 12 * V) > 1e-4)
         fail_msg("%s: asmjit's logits differ from transformers' by %.3g of their range", files[fi], tu_rel_to_range(out, hf, 12 * V));
       free(hf), free(out);
@@ -601,7 +620,7 @@ static void test_files_match_llvm(void **state) {
     free(want);
     bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
   }
-  printf("  6 models: largest difference from %s's logits %.3g of their range\n", oracle->name, worst);
+  printf("  %d models: largest difference from %s's logits %.3g of their range\n", (int)FILES, oracle->name, worst);
 }
 
 /* K/V caches in F16 (bnc run --kv f16): on the example model and a file with transformers' logits, a

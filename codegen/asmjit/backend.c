@@ -36,6 +36,11 @@ static int be_supports(void *self, const bn_kkey *key) {
     return (b->vnni || !b->avx512) && key->pro >= 0 && key->pro <= 1 + BN_NQ_GATE_SILU && key->k > 0 && key->k % 256 == 0 &&
            key->k <= MAX_ROW && key->n > 0 && key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD &&
            key->n * key->k / 4 < (1LL << 31);
+  case BN_K_MATMUL_G: { /* TG2 or TG2H, TP2's shapes */
+    bn_kkey packed = *key;
+    packed.family = BN_K_MATMUL;
+    return (key->cache == BN_DT_TG2 || key->cache == BN_DT_TG2H) && be_supports(self, &packed);
+  }
   case BN_K_MATMUL_T1: { /* K bounds the decode chains (3 x K x 255 x 128 < 2^31) and the stack used; AVX2 whole blocks */
     bn_kkey packed = *key;
     packed.family = BN_K_MATMUL;
@@ -57,7 +62,6 @@ static int be_supports(void *self, const bn_kkey *key) {
            (key->cache == BN_DT_F32 || key->cache == BN_DT_F16);
   case BN_K_PEAK: return b->vnni || !b->avx512; /* the ISA's dot product */
   case BN_K_MATMUL_LUT:
-  case BN_K_MATMUL_G:
   case BN_K_COUNT: return 0; /* not emitted: LLVM's kernel (auto) or the reference's */
   }
   return 0;
@@ -69,7 +73,8 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   switch (key->family) { /* what be_supports says yes to */
   case BN_K_MATMUL:
   case BN_K_MATMUL_T1:
-    bn_asmjit_matmul(a, b->avx512, key->family == BN_K_MATMUL_T1, key->k, key->n, key->variant, key->pro, key->eps);
+  case BN_K_MATMUL_G:
+    bn_asmjit_matmul(a, b->avx512, key->family == BN_K_MATMUL_T1 ? BN_DT_TP1 : key->family == BN_K_MATMUL_G ? (bn_dtype)key->cache : BN_DT_TP2, key->k, key->n, key->variant, key->pro, key->eps);
     break;
   case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, b->avx512, key->k, key->variant, key->eps); break;
   case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, 0); break;
@@ -79,7 +84,6 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_ATTENTION: bn_asmjit_attention(a, b->avx512, key->k, key->n, key->variant, key->cache == BN_DT_F16); break;
   case BN_K_PEAK: bn_asmjit_peak(a, b->avx512); break;
   case BN_K_MATMUL_LUT:
-  case BN_K_MATMUL_G:
   case BN_K_COUNT: bn_asm_free(a); return snprintf(msg, cap, "asmjit: no emitter for this family"), NULL;
   }
   void *fn = bn_asm_finish(a, msg, cap);

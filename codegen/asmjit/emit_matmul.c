@@ -19,6 +19,7 @@ enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1
  * of one block of 4 rows. */
 typedef struct {
   int W, t1, mode, scratch; /* scratch: the weights are TP1 unpacked into TP2 at rsp from row rbp on (unpack_t1) */
+  int gs;                   /* TG2: a scale per 256-group (1) or per 128 (2, TG2H); 0: a row's */
   int64_t K, N, block;
   int32_t scales;
 } mmk;
@@ -331,9 +332,260 @@ static void tile_t1_avx2(bn_asm *a, const mmk *m) {
   }
 }
 
+/* TG2 (a scale per 256-group, TG2H per 128; codegen/llvm/gen_matmul.c has the story): each group's
+ * int32 lanes, less the token's activation sums over the group (a vpdpbusd / vpmaddubsw with ones),
+ * are reduced per (row, token), widened to double and multiplied by the group's scale into a double
+ * sum: every product and partial sum is exact (ref/ref.h), so any order gives the reference's bits.
+ * The red zone holds the tile's scale pointer (SPTR: row r9's scale of the group, 2 m bytes on a group,
+ * m the block's rows), the scalar tiles' double sums (DSUM, four) and AVX2's int16 ones (ONES16). */
+enum { SPTR = -8, DSUM = -48, ONES16 = -96, ONES = 26, IDXLO = 25, IDXHI = 27, D0 = 28 };
+
+/* The tile's start: SPTR = w + scales + 2 ((r9 / 4) 4 G + r9 % 4), G the row's scales; the sums zeroed. */
+static void g_start(bn_asm *a, const mmk *m, int n) {
+  int64_t G = m->K / 256 * m->gs;
+  op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
+  op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(8 * G - 8)); /* 8 G b + 2 (r9 % 4) = (8 G - 8) b + 2 r9 */
+  op(a, "lea", bn_gp(RAX), bn_memx(RAX, R9, 2, m->scales, 0), NONE);
+  op(a, "add", bn_gp(RAX), bn_gp(RSI), NONE);
+  op(a, "mov", bn_mem(RSP, SPTR, 8), bn_gp(RAX), NONE);
+  op(a, "xor", bn_gpd(RAX), bn_gpd(RAX), NONE);
+  for (int k = 0; k < 4 && k < n; k++) op(a, "mov", bn_mem(RSP, DSUM + 8 * k, 8), bn_gp(RAX), NONE);
+}
+
+/* The next group's scales: 2 m bytes on (m = 4 within whole blocks; r12 / 32 for a single row). */
+static void g_next(bn_asm *a, int rows) {
+  if (rows > 1) op(a, "add", bn_mem(RSP, SPTR, 8), bn_imm(8), NONE);
+  else {
+    op(a, "mov", bn_gp(RAX), bn_gp(R12), NONE);
+    op(a, "shr", bn_gp(RAX), bn_imm(5), NONE);
+    op(a, "add", bn_mem(RSP, SPTR, 8), bn_gp(RAX), NONE);
+  }
+}
+
+/* DSUM slot k += eax (a group's exact sum of row r) times row r's scale; vectors s0, s1 (xmm). */
+static void g_scalar(bn_asm *a, int r, int k, int s0, int s1) {
+  op(a, "vcvtsi2sd", bn_vec(s0, 16), bn_vec(s0, 16), bn_gpd(RAX));
+  op(a, "mov", bn_gp(RAX), bn_mem(RSP, SPTR, 8), NONE);
+  bn_asm_emit(a, bn_asm_inst("vpinsrw"), bn_vec(s1, 16), bn_vec(s1, 16), bn_mem(RAX, 2 * r, 2), bn_imm(0));
+  op(a, "vcvtph2ps", bn_vec(s1, 16), bn_vec(s1, 16), NONE);
+  op(a, "vcvtss2sd", bn_vec(s1, 16), bn_vec(s1, 16), bn_vec(s1, 16));
+  op(a, "vmulsd", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s1, 16));
+  op(a, "vaddsd", bn_vec(s0, 16), bn_vec(s0, 16), bn_mem(RSP, DSUM + 8 * k, 8));
+  op(a, "vmovsd", bn_mem(RSP, DSUM + 8 * k, 8), bn_vec(s0, 16), NONE);
+}
+
+/* Row r9 + r of token t from its double sum in xmm s0: (float)sum (ACC: its bits), or (float)((double)f / s)
+ * as bn_ref_dequant with row scale 1, plus the residual. */
+static void g_epilogue(bn_asm *a, const mmk *m, int r, int t, int s0, int s1) {
+  int32_t meta = (int32_t)((m->K + 63) / 64 * 64), row = (int32_t)(meta + 64) * t, at = (int32_t)(4 * (t * m->N + r));
+  op(a, "vcvtsd2ss", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s0, 16));
+  if (m->mode != BN_MM_ACC) {
+    op(a, "vcvtss2sd", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s0, 16));
+    op(a, "vcvtss2sd", bn_vec(s1, 16), bn_vec(s1, 16), bn_mem(R14, row + meta, 4)); /* the token's scale */
+    op(a, "vdivsd", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s1, 16));
+    op(a, "vcvtsd2ss", bn_vec(s0, 16), bn_vec(s0, 16), bn_vec(s0, 16));
+    if (m->mode == BN_MM_DQ_ADD) op(a, "vaddss", bn_vec(s0, 16), bn_vec(s0, 16), bn_memx(RCX, R11, 4, at, 4));
+  }
+  op(a, "vmovss", bn_memx(RDX, R11, 4, at, 4), bn_vec(s0, 16), NONE);
+}
+
+/* The 4 x 4 tile's fold: tree16's lane 4 t + r (accumulators less the tokens' sums q0..q0+3), widened,
+ * times the rows' scales [s0..s3 s0..s3] into D0 (tokens 0, 1) and D0 + 1 (2, 3). */
+static void fold16(bn_asm *a, int q0) {
+  for (int v = 0; v < 16; v++) op(a, "vpsubd", bn_vec(v, 64), bn_vec(v, 64), bn_vec(q0 + v % 4, 64));
+  tree16(a, "vpaddd");
+  op(a, "mov", bn_gp(RAX), bn_mem(RSP, SPTR, 8), NONE);
+  op(a, "vcvtph2ps", bn_vec(8, 16), bn_mem(RAX, 0, 8), NONE);
+  op(a, "vcvtps2pd", bn_vec(8, 32), bn_vec(8, 16), NONE);
+  bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(8, 64), bn_vec(8, 64), bn_vec(8, 32), bn_imm(1));
+  bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(7, 32), bn_vec(6, 64), bn_imm(1), NONE);
+  op(a, "vcvtdq2pd", bn_vec(6, 64), bn_vec(6, 32), NONE);
+  op(a, "vcvtdq2pd", bn_vec(7, 64), bn_vec(7, 32), NONE);
+  op(a, "vfmadd231pd", bn_vec(D0, 64), bn_vec(6, 64), bn_vec(8, 64));
+  op(a, "vfmadd231pd", bn_vec(D0 + 1, 64), bn_vec(7, 64), bn_vec(8, 64));
+}
+
+/* The 4 x 1 tile's fold: accumulators 0..3 less the token's sum q0 folded to one vector whose 128-bit lane r
+ * sums to row r's group sum; widened (rows 0, 1 and 2, 3), times each row's scale four times (IDXLO, IDXHI
+ * pick them) into D0, D0 + 1. Vectors 10..15. */
+static void fold4(bn_asm *a, int q0) {
+  for (int r = 0; r < 4; r++) op(a, "vpsubd", bn_vec(r, 64), bn_vec(r, 64), bn_vec(q0, 64));
+  for (int p = 0; p < 2; p++) { /* 512-bit halves folded: [A0+A2 A1+A3 B0+B2 B1+B3] */
+    bn_asm_emit(a, bn_asm_inst("vshufi64x2"), bn_vec(10 + 2 * p, 64), bn_vec(2 * p, 64), bn_vec(2 * p + 1, 64), bn_imm(0x44));
+    bn_asm_emit(a, bn_asm_inst("vshufi64x2"), bn_vec(11 + 2 * p, 64), bn_vec(2 * p, 64), bn_vec(2 * p + 1, 64), bn_imm(0xee));
+    op(a, "vpaddd", bn_vec(10 + 2 * p, 64), bn_vec(10 + 2 * p, 64), bn_vec(11 + 2 * p, 64));
+  }
+  bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(11, 64), bn_vec(10, 64), bn_vec(12, 64), bn_imm(0x88));
+  bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(13, 64), bn_vec(10, 64), bn_vec(12, 64), bn_imm(0xdd));
+  op(a, "vpaddd", bn_vec(10, 64), bn_vec(11, 64), bn_vec(13, 64));
+  bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(11, 32), bn_vec(10, 64), bn_imm(1), NONE);
+  op(a, "vcvtdq2pd", bn_vec(10, 64), bn_vec(10, 32), NONE);
+  op(a, "vcvtdq2pd", bn_vec(11, 64), bn_vec(11, 32), NONE);
+  op(a, "mov", bn_gp(RAX), bn_mem(RSP, SPTR, 8), NONE);
+  op(a, "vcvtph2ps", bn_vec(12, 16), bn_mem(RAX, 0, 8), NONE);
+  op(a, "vcvtps2pd", bn_vec(12, 32), bn_vec(12, 16), NONE);
+  op(a, "vpermpd", bn_vec(13, 64), bn_vec(IDXLO, 64), bn_vec(12, 64));
+  op(a, "vpermpd", bn_vec(14, 64), bn_vec(IDXHI, 64), bn_vec(12, 64));
+  op(a, "vfmadd231pd", bn_vec(D0, 64), bn_vec(10, 64), bn_vec(13, 64));
+  op(a, "vfmadd231pd", bn_vec(D0 + 1, 64), bn_vec(11, 64), bn_vec(14, 64));
+}
+
+/* The TG2 tile (AVX-512 VNNI): 4 x 4 (codes unpacked from memory, so 16 accumulators, the tokens' sums
+ * and the double sums fit), 4 x 1 (decode: the rows' bytes in WV), 1 x 4, 1 x 1 (a lane sum each). */
+static void tile_g(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t row_bytes = (m->K + 63) / 64 * 64 + 64;
+  int n = rows * tt, big = n == 16, q0 = big ? 20 : 8, grp = bn_asm_new_label(a);
+  g_start(a, m, n);
+  for (int c = 0; c < n; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+  for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(q0 + t, 64), bn_vec(q0 + t, 64), bn_vec(q0 + t, 64));
+  if (rows == 4)
+    for (int d = 0; d < 2; d++) op(a, "vpxord", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(D0 + d, 64));
+  if (n == 4 && tt == 1) { /* fold4's picks: qwords 0,0,0,0,1,1,1,1 and 2,2,2,2,3,3,3,3 */
+    for (int h = 0; h < 2; h++) {
+      op(a, "mov", bn_gp(RAX), bn_imm(h ? 0x0303030302020202LL : 0x0101010100000000LL), NONE);
+      op(a, "vmovq", bn_vec(h ? IDXHI : IDXLO, 16), bn_gp(RAX), NONE);
+      op(a, "vpmovzxbq", bn_vec(h ? IDXHI : IDXLO, 64), bn_vec(h ? IDXHI : IDXLO, 16), NONE);
+    }
+  }
+  splat_i(a, ONES, 0x01010101, 64);
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  for (int r = 0; r < rows && !big; r++) {
+    if (rows == 4) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
+    op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
+  }
+  for (int c = 0; c < 4; c++) {
+    for (int r = 0; r < rows; r++) {
+      bn_asm_op src = big ? bn_mem(R15, 64 * r, 64) : bn_vec(WV + r, 64);
+      if (c) op(a, "vpsrlw", bn_vec(CV + r, 64), src, bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(CV + r, 64), bn_vec(MASK, 64), c ? bn_vec(CV + r, 64) : src);
+    }
+    for (int t = 0; t < tt; t++) {
+      op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c), 64), NONE);
+      op(a, "vpdpbusd", bn_vec(q0 + t, 64), bn_vec(ONES, 64), bn_vec(QV, 64));
+      for (int r = 0; r < rows; r++) op(a, "vpdpbusd", bn_vec(r * tt + t, 64), bn_vec(CV + r, 64), bn_vec(QV, 64));
+    }
+    if ((c + 1) % (4 / m->gs)) continue;
+    if (big) fold16(a, q0); /* a group (TG2H: half of one) done */
+    else if (rows == 4) fold4(a, q0);
+    else
+      for (int t = 0; t < tt; t++) {
+        op(a, "vpsubd", bn_vec(t, 64), bn_vec(t, 64), bn_vec(q0 + t, 64));
+        hsum(a, t, S0, 64);
+        g_scalar(a, 0, t, S0, S1);
+      }
+    g_next(a, rows);
+    for (int v = 0; v < n; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
+    for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(q0 + t, 64), bn_vec(q0 + t, 64), bn_vec(q0 + t, 64));
+  }
+  group_end(a, m, rows, grp);
+  if (rows == 1) {
+    for (int t = 0; t < tt; t++) {
+      op(a, "vmovsd", bn_vec(S0, 16), bn_mem(RSP, DSUM + 8 * t, 8), NONE);
+      g_epilogue(a, m, 0, t, S0, S1);
+    }
+    return;
+  }
+  if (tt == 1) { /* D0: rows 0, 1 in 256-bit halves, D0 + 1: rows 2, 3; each half summed into all its lanes */
+    for (int d = 0; d < 2; d++) {
+      op(a, "vpermilpd", bn_vec(9, 64), bn_vec(D0 + d, 64), bn_imm(0x55));
+      op(a, "vaddpd", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(9, 64));
+      bn_asm_emit(a, bn_asm_inst("vshuff64x2"), bn_vec(9, 64), bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_imm(0xb1));
+      op(a, "vaddpd", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(9, 64));
+      op(a, "vmovapd", bn_vec(10, 16), bn_vec(D0 + d, 16), NONE);
+      bn_asm_emit(a, bn_asm_inst("vextractf64x4"), bn_vec(11, 32), bn_vec(D0 + d, 64), bn_imm(1), NONE);
+      g_epilogue(a, m, 2 * d, 0, 10, 12);
+      g_epilogue(a, m, 2 * d + 1, 0, 11, 12);
+    }
+    return;
+  }
+  int32_t rb = (int32_t)row_bytes, meta = rb - 64, nb = (int32_t)(4 * m->N);
+  for (int h = 0; h < 2; h++) { /* tokens 2 h, 2 h + 1: rows 0..3 each */
+    op(a, "vcvtpd2ps", bn_vec(7, 32), bn_vec(D0 + h, 64), NONE);
+    if (m->mode != BN_MM_ACC) {
+      for (int i = 0; i < 2; i++) {
+        op(a, "vcvtss2sd", bn_vec(9 + i, 16), bn_vec(9 + i, 16), bn_mem(R14, rb * (2 * h + i) + meta, 4));
+        op(a, "vbroadcastsd", bn_vec(9 + i, 32), bn_vec(9 + i, 16), NONE);
+      }
+      bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(9, 64), bn_vec(9, 64), bn_vec(10, 32), bn_imm(1));
+      op(a, "vcvtps2pd", bn_vec(11, 64), bn_vec(7, 32), NONE);
+      op(a, "vdivpd", bn_vec(11, 64), bn_vec(11, 64), bn_vec(9, 64));
+      op(a, "vcvtpd2ps", bn_vec(7, 32), bn_vec(11, 64), NONE);
+    }
+    bn_asm_emit(a, bn_asm_inst("vextractf128"), bn_vec(13, 16), bn_vec(7, 32), bn_imm(1), NONE);
+    for (int i = 0; i < 2; i++) {
+      int v = i ? 13 : 7, t = 2 * h + i;
+      if (m->mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(v, 16), bn_vec(v, 16), bn_memx(RCX, R11, 4, nb * t, 16));
+      op(a, "vmovups", bn_memx(RDX, R11, 4, nb * t, 16), bn_vec(v, 16), NONE);
+    }
+  }
+}
+
+/* The AVX2 TG2 tile, tile_avx2's shapes and vectors but for: the tokens' int16 sums of the group in
+ * 0..3 (vpmaddubsw with byte ones, in 15; int16 ones at ONES16), each (row, token) folded by a lane sum
+ * into its DSUM slot when its group (TG2H: half) is done. */
+static void tile_avx2_g(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t row_bytes = (m->K + 63) / 64 * 64 + 64;
+  int n = rows * tt, grp = bn_asm_new_label(a);
+  g_start(a, m, n);
+  splat_i(a, 15, 0x00010001, 32);
+  op(a, "vmovdqu", bn_mem(RSP, ONES16, 32), bn_vec(15, 32), NONE);
+  splat_i(a, 15, 0x01010101, 32);
+  for (int i = 0; i < 4; i++) {
+    op(a, "vpxor", bn_vec(i, 32), bn_vec(i, 32), bn_vec(i, 32));
+    op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
+  }
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  if (rows == 4)
+    for (int r = 0; r < rows; r++) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE);
+  for (int c = 0; c < 4; c++) {
+    for (int h = 0; h < 2; h++) {
+      for (int r = 0; r < rows; r++) {
+        op(a, "vmovdqu", bn_vec(8 + r, 32), bn_mem(R15, 64 * r + 32 * h, 32), NONE);
+        if (c) op(a, "vpsrlw", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_imm(2 * c));
+        op(a, "vpand", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_vec(14, 32));
+      }
+      for (int t = 0; t < tt; t++) {
+        op(a, "vmovdqu", bn_vec(12, 32), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c + 32 * h), 32), NONE);
+        op(a, "vpmaddubsw", bn_vec(13, 32), bn_vec(15, 32), bn_vec(12, 32));
+        op(a, "vpaddw", bn_vec(t, 32), bn_vec(t, 32), bn_vec(13, 32));
+        for (int r = 0; r < rows; r++) {
+          op(a, "vpmaddubsw", bn_vec(13, 32), bn_vec(8 + r, 32), bn_vec(12, 32));
+          op(a, "vpaddw", bn_vec(4 + r * tt + t, 32), bn_vec(4 + r * tt + t, 32), bn_vec(13, 32));
+        }
+      }
+    }
+    if ((c + 1) % (4 / m->gs)) continue;
+    for (int r = 0; r < rows; r++) /* a group (TG2H: half of one) done */
+      for (int t = 0; t < tt; t++) {
+        int v = 4 + r * tt + t;
+        op(a, "vpmaddwd", bn_vec(13, 32), bn_vec(v, 32), bn_mem(RSP, ONES16, 32));
+        op(a, "vpmaddwd", bn_vec(12, 32), bn_vec(t, 32), bn_mem(RSP, ONES16, 32));
+        op(a, "vpsubd", bn_vec(13, 32), bn_vec(13, 32), bn_vec(12, 32));
+        hsum(a, 13, 12, 32);
+        g_scalar(a, r, r * tt + t, 12, 13);
+        op(a, "vpxor", bn_vec(v, 32), bn_vec(v, 32), bn_vec(v, 32));
+      }
+    for (int t = 0; t < tt; t++) op(a, "vpxor", bn_vec(t, 32), bn_vec(t, 32), bn_vec(t, 32));
+    g_next(a, rows);
+  }
+  group_end(a, m, rows, grp);
+  for (int r = 0; r < rows; r++)
+    for (int t = 0; t < tt; t++) {
+      op(a, "vmovsd", bn_vec(12, 16), bn_mem(RSP, DSUM + 8 * (r * tt + t), 8), NONE);
+      g_epilogue(a, m, r, t, 12, 13);
+    }
+}
+
 /* One tile of rows x tt, for the ISA (W: 64 AVX-512 VNNI, 32 AVX2). */
 static void any_tile(bn_asm *a, const mmk *m, int rows, int tt) {
-  if (m->t1 && m->W == 32) tile_t1_avx2(a, m); /* decode's 4 x 1 only: prefill unpacks (matmul_rows) */
+  if (m->gs && m->W == 64) tile_g(a, m, rows, tt);
+  else if (m->gs) tile_avx2_g(a, m, rows, tt);
+  else if (m->t1 && m->W == 32) tile_t1_avx2(a, m); /* decode's 4 x 1 only: prefill unpacks (matmul_rows) */
   else if (m->t1) tile_t1(a, m, rows, tt);
   else if (m->W == 64) tile(a, m, rows, tt);
   else tile_avx2(a, m, rows, tt);
@@ -692,10 +944,11 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
 /* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
-void bn_asmjit_matmul(bn_asm *a, int avx512, int t1, int64_t K, int64_t N, int mode, int pro, float eps) {
-  int W = avx512 ? 64 : 32;
+void bn_asmjit_matmul(bn_asm *a, int avx512, bn_dtype wt, int64_t K, int64_t N, int mode, int pro, float eps) {
+  int W = avx512 ? 64 : 32, t1 = wt == BN_DT_TP1;
   int64_t rb = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4; /* a row's packed bytes */
-  mmk m = {.W = W, .t1 = t1, .mode = mode, .K = K, .N = N, .block = 4 * rb, .scales = (int32_t)(N * rb)};
+  mmk m = {.W = W, .t1 = t1, .gs = wt == BN_DT_TG2 ? 1 : wt == BN_DT_TG2H ? 2 : 0, .mode = mode, .K = K, .N = N,
+           .block = 4 * rb, .scales = (int32_t)(N * rb)};
   enter(a, 6);
   enum { ARGS = 8 + 6 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
