@@ -83,6 +83,11 @@ static const char prelude[] =
     "  const float fa = float(a), p = fa * rs, pe = fma(fa, rs, -p), q = p / s;\n"
     "  return q + (fma(-q, s, p) + pe) / s;\n"
     "}\n"
+    "// A TG2 group's f16 scale times 2^24: an integer below 2^40 (every finite half is a multiple of 2^-24)\n"
+    "static inline long bn_scale24(ushort h) {\n"
+    "  const long m = h & 1023, e = h >> 10 & 31, v = e ? (m | 1024) << (e - 1) : m;\n"
+    "  return h & 0x8000 ? -v : v;\n"
+    "}\n"
     "constant float BN_EXP_HI[13] = {1, 1, 0.5, 0.166666672, 0.0416666679, 0.00833333377, 0.00138888892,\n"
     "    0.000198412701, 2.48015876e-05, 2.75573188e-06, 2.755732e-07, 2.50521079e-08, 2.08767559e-09};\n"
     "constant float BN_EXP_LO[13] = {0, 0, 0, -4.96705388e-09, -1.24176347e-09, -4.34617203e-10, -3.36310944e-11,\n"
@@ -131,6 +136,9 @@ int bn_metal_supports(const bn_kkey *key) {
   case BN_K_MATMUL: /* the tiles' float sums are exact while K 128 < 2^24 */
     return key->k % 256 == 0 && key->k > 0 && key->n > 0 && !key->pro &&
            (!(key->variant & BN_MTL_MANY) || key->k * 128 < (1 << 24));
+  case BN_K_MATMUL_G: /* TG2, TG2H; the sums in 64-bit integers: below 2^15 x 2^40 x K / 256 < 2^63 */
+    return key->k % 256 == 0 && key->k > 0 && key->k <= 65536 && key->n > 0 && !key->pro &&
+           (key->cache == BN_DT_TG2 || key->cache == BN_DT_TG2H);
   case BN_K_MATMUL_F: return loader(key->variant) && key->k > 0 && key->n > 0;
   case BN_K_EMBED: return loader(key->variant) && key->k > 0;
   case BN_K_NORM_QUANT: return key->k > 0 && key->eps >= 0 && key->eps < 1e30f; /* a number MSL can spell */
@@ -222,6 +230,60 @@ static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "    for (uint i = 0; i < 32; i++) a += part[p * 32 + i];\n"
               "    const uint o = (t0 + t) * N + r;\n");
   mm_store(s, mode);
+}
+
+/* Ternary matmul over TG2 weights (an f16 scale per 256-group; TG2H per 128), emit_mm's shape: a lane's
+ * trit sums of each group (half) times the group's scale as an integer (bn_scale24) summed in 64 bits,
+ * the lanes' sums met in the block: the exact sum of the reference's products times 2^24, so its float,
+ * times 2^-24, is the reference's (float)(exact double sum). ACC stores the float's bits. */
+static void emit_mg(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
+  int64_t K = key->k, N = key->n, stride = bn_qa8_row_bytes(K);
+  int mode = key->variant, half = key->cache == BN_DT_TG2H;
+  snprintf(k->name, sizeof k->name, "mg%s_%s_k%lld_n%lld", half ? "h" : "", mm_mode(mode), (long long)K, (long long)N);
+  const char *ops[] = {"device const uchar *qa", "device const uchar *w",
+                       mode == BN_MM_ACC ? "device int *y" : "device float *y", "device const float *resid"};
+  k->threads = 128, k->groups_x = (uint32_t)((N + MM_ROWS - 1) / MM_ROWS), k->tok_tile = MM_TT, k->tg_block = 1;
+  k->tg_bytes = 4 * MM_R * MM_TT * 32 * 8;
+  open_kernel(s, k, ops, mode == BN_MM_DQ_ADD ? 4 : 3);
+  bn_sbuf_put(s,
+              "  const uint K = %lld, N = %lld, STRIDE = %lld, TT = %d, R = %d, GS = %d; // GS: scales a 256-group has\n"
+              "  const uint r0 = tgp.x * (4 * R) + sg * R, t0 = tgp.y * TT, nt = min(st.T - t0, TT);\n"
+              "  long acc[R * TT];\n"
+              "  for (uint p = 0; p < R * TT; p++) acc[p] = 0;\n"
+              "  for (uint rr = 0; rr < R && r0 + rr < N; rr++) {\n"
+              "    const uint r = r0 + rr, m = min(N - r / 4 * 4, 4u);\n"
+              "    device const uchar *row = w + ulong(r / 4) * K + (r %% 4) * 64;\n"
+              "    device const ushort *sc = (device const ushort *)(w + ulong(N) * (K / 4)) + ulong(r / 4) * 4 * (K / 256 * GS) + r %% 4;\n"
+              "    for (uint g = 0; g < K / 256; g++) {\n"
+              "      const long s0 = bn_scale24(sc[GS * g * m]), s1 = bn_scale24(sc[(GS * g + GS - 1) * m]);\n"
+              "      for (uint b = lane; b < 64; b += 32) {\n"
+              "        const uint c = row[g * m * 64 + b];\n"
+              "        const int w0 = int(c & 3) - 1, w1 = int(c >> 2 & 3) - 1, w2 = int(c >> 4 & 3) - 1, w3 = int(c >> 6) - 1;\n"
+              "        for (uint t = 0; t < nt; t++) {\n"
+              "          device const char *q = (device const char *)(qa + (t0 + t) * STRIDE) + g * 256 + b;\n"
+              "          acc[rr * TT + t] += long(w0 * q[0] + w1 * q[64]) * s0 + long(w2 * q[128] + w3 * q[192]) * s1;\n"
+              "        }\n"
+              "      }\n"
+              "    }\n"
+              "  }\n"
+              "  threadgroup long *part = (threadgroup long *)tgm + sg * (R * TT * 32);\n"
+              "  for (uint p = 0; p < R * TT; p++) part[p * 32 + lane] = acc[p];\n"
+              "  simdgroup_barrier(mem_flags::mem_threadgroup);\n"
+              "  for (uint p = lane; p < R * TT; p += 32) {\n"
+              "    const uint r = r0 + p / TT, t = p %% TT;\n"
+              "    if (r >= N || t >= nt) continue;\n"
+              "    long a = 0;\n"
+              "    for (uint i = 0; i < 32; i++) a += part[p * 32 + i];\n"
+              "    const float f = float(a) * 5.9604644775390625e-8f; // 2^-24\n"
+              "    const uint o = (t0 + t) * N + r;\n",
+              (long long)K, (long long)N, (long long)stride, MM_TT, MM_R, half ? 2 : 1);
+  if (mode == BN_MM_ACC) bn_sbuf_put(s, "    y[o] = as_type<int>(f);\n");
+  else
+    bn_sbuf_put(s,
+                "    const float sa = *(device const float *)(qa + (t0 + t) * STRIDE + STRIDE - 64), q = f / sa;\n"
+                "    y[o] = %s(q + fma(-q, sa, f) / sa); // (double)f / s rounded\n",
+                mode == BN_MM_DQ_ADD ? "resid[o] + " : "");
+  bn_sbuf_put(s, "  }\n}\n");
 }
 
 /* Ternary matmul for many tokens: a group computes a tile of 32 rows x 32 tokens with
@@ -536,6 +598,7 @@ bn_status bn_metal_emit(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *src, bn_e
   }
   switch (key->family) {
   case BN_K_MATMUL: (key->variant & BN_MTL_MANY ? emit_mmt : emit_mm)(key, k, src); break;
+  case BN_K_MATMUL_G: emit_mg(key, k, src); break;
   case BN_K_MATMUL_F: emit_mf(key, k, src); break;
   case BN_K_NORM_QUANT: emit_nq(key, k, src); break;
   case BN_K_ATTENTION: (key->variant & BN_MTL_STORE ? emit_store : emit_attention)(key, k, src); break;

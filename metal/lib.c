@@ -82,7 +82,8 @@ static bn_status add_node(builder *b, int i, bn_dtype kv, bn_error *err) {
     return bn_fail(err, BN_E_UNSUPPORTED, "metal: node %%%s: a quantize without a norm (llama, qwen3) has no Metal kernel yet",
                    g->values[n->out].name);
   switch (key.family) {
-  case BN_K_MATMUL: {
+  case BN_K_MATMUL:
+  case BN_K_MATMUL_G: {
     int wi = 1;
     if (key.pro) { /* the prologue into the QA8 rows of the body's quantize */
       const bn_graph *body = n->body;

@@ -154,6 +154,67 @@ static void test_ternary_matmul(void **state) {
   kl_free(&l);
 }
 
+/* ---- ternary matmul with group scales (TG2, TG2H): the float of the exact sum, the reference's bits ---- */
+
+static void test_group_matmul(void **state) {
+  (void)state;
+  const int shapes[][3] = {{1, 256, 1}, {1, 256, 5}, {3, 512, 8}, {8, 256, 13}, {9, 768, 37}, {1, 1536, 9}, {17, 2560, 6}};
+  enum { NS = sizeof shapes / sizeof *shapes };
+  klib l = {0};
+  int idx[NS][2][3];
+  for (int s = 0; s < NS; s++)
+    for (int h = 0; h < 2; h++)
+      for (int m = 0; m < 3; m++)
+        idx[s][h][m] = kl_add(&l, (bn_kkey){.family = BN_K_MATMUL_G, .k = shapes[s][1], .n = shapes[s][2],
+                                            .variant = BN_MM_ACC + m, .cache = h ? BN_DT_TG2H : BN_DT_TG2});
+  bn_error err = {0};
+  if (kl_compile(&l, &err)) fail_msg("%s", err.msg);
+  uint64_t rng = 11;
+  double worst = 0;
+  for (int s = 0; s < NS; s++)
+    for (int h = 0; h < 2; h++) {
+      int T = shapes[s][0], K = shapes[s][1], N = shapes[s][2], G = K / (h ? 128 : 256);
+      bn_value wv;
+      uint8_t *w = random_tp2(N, K, &rng, &wv); /* TP2's codes, then the rows' scales of each group, as f16 */
+      wv.dtype = h ? BN_DT_TG2H : BN_DT_TG2;
+      wv.data = w = realloc(w, (size_t)N * K / 4 + 2 * (size_t)N * G);
+      for (int i = 0; i < N * G; i++) {
+        uint16_t d = bn_float_to_half(frand(&rng, 0.005f, 0.015f) * (i % 5 == 0 ? -1 : 1));
+        memcpy(w + (size_t)N * K / 4 + 2 * (size_t)i, &d, 2);
+      }
+      int64_t rb = bn_qa8_row_bytes(K);
+      float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
+      float *want = malloc((size_t)T * N * 4);
+      uint8_t *qa = malloc((size_t)(T * rb));
+      int32_t *acc = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4);
+      int8_t *trit = malloc((size_t)K);
+      float bscale[64];
+      for (int i = 0; i < T * K; i++) x[i] = frand(&rng, -3, 3);
+      for (int i = 0; i < T * N; i++) resid[i] = frand(&rng, -1, 1);
+      bn_ref_quantize(x, T, K, qa);
+      bn_ref_tmatmul(qa, T, K, N, &wv, acc, trit, bscale);
+      bn_ref_dequant(acc, qa, T, K, N, &wv, 1.0f, want);
+      void *b[4] = {qa, w, got, resid};
+      memset(got, 0x55, (size_t)T * N * 4);
+      kl_run(&l, idx[s][h][0], T, 0, 0, b);
+      for (int i = 0; i < T * N; i++)
+        if (got[i] != acc[i]) fail_msg("mg%s T=%d K=%d N=%d [%d]: bits %08x, the reference's %08x", h ? "h" : "", T, K, N, i, got[i], acc[i]);
+      for (int m = 1; m < 3; m++) {
+        b[2] = y;
+        kl_run(&l, idx[s][h][m], T, 0, 0, b);
+        for (int i = 0; i < T * N; i++) {
+          double ref = want[i] + (m == 2 ? resid[i] : 0), mag = fabs(want[i]) + (m == 2 ? fabs(resid[i]) : 0);
+          double e = fabs(y[i] - (float)ref) / fmax(mag, 1e-30);
+          worst = fmax(worst, e);
+          if (e > 1e-6) fail_msg("mg%s mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", h ? "h" : "", m, T, K, N, i, y[i], ref);
+        }
+      }
+      free(w), free(x), free(resid), free(y), free(want), free(qa), free(acc), free(got), free(trit);
+    }
+  print_message("group-scaled ternary matmul (TG2, TG2H): float sums the reference's bits; dequantized within %.2g relative\n", worst);
+  kl_free(&l);
+}
+
 /* ---- float matmul (the output projection) over every weight type ---- */
 
 /* Random weights of type t (N rows of K): floats drawn in [-0.1, 0.1), block formats' codes as
@@ -804,7 +865,8 @@ static void test_models(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ternary_matmul), cmocka_unit_test(test_float_matmul), cmocka_unit_test(test_norm_quant),
+      cmocka_unit_test(test_ternary_matmul),
+      cmocka_unit_test(test_group_matmul), cmocka_unit_test(test_float_matmul), cmocka_unit_test(test_norm_quant),
       cmocka_unit_test(test_attention),      cmocka_unit_test(test_rope_rows),      cmocka_unit_test(test_mutations_fail), cmocka_unit_test(test_msl_only), cmocka_unit_test(test_metal_section), cmocka_unit_test(test_nodes), cmocka_unit_test(test_models),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
