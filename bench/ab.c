@@ -8,11 +8,13 @@
  * tgN on each in turn (which goes first alternating), so each pair of runs
  * shares the same second; it prints every round and the median of B / A.
  * With --plans the two sessions run two plans (A and B) instead, e.g. one
- * model compiled two ways; with --kv one plan over K/V caches of two types.
+ * model compiled two ways; with --kv one plan over K/V caches of two types; with --backends one plan
+ * on two backends (e.g. asmjit llvm).
  *
  *   build/bench/ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH] [-p PROMPT]
  *   build/bench/ab --plans A.bnplan B.bnplan [options]
  *   build/bench/ab --kv f32 f16 PLAN [options]
+ *   build/bench/ab --backends asmjit llvm PLAN [options]
  *   e.g. build/bench/ab large.bnplan BNC_QKV_PHASE 0 1 -t 2 -r 20
  * -d: each tgN after DEPTH tokens of context (untimed, run once per session), as bnc bench -d;
  * -p: time a PROMPT-token prompt (ppN, in chunks of the plan's batch) instead. */
@@ -58,17 +60,22 @@ int main(int argc, char **argv) {
   extern const bn_backend bn_backend_asmjit;
   bn_backend_register(&bn_backend_asmjit, NULL); /* auto's first member, as bnc registers it */
 #endif
-  int plans = argc > 1 && !strcmp(argv[1], "--plans"), kvs = argc > 1 && !strcmp(argv[1], "--kv"), first = plans ? 4 : 5;
+  int plans = argc > 1 && !strcmp(argv[1], "--plans"), kvs = argc > 1 && !strcmp(argv[1], "--kv");
+  int bks = argc > 1 && !strcmp(argv[1], "--backends"), first = plans ? 4 : 5;
   bn_dtype kv[2] = {BN_DT_F32, BN_DT_F32};
-  for (int v = 0; kvs && v < 2 && argc > 3; v++)
-    kv[v] = !strcmp(argv[2 + v], "f16") ? BN_DT_F16 : strcmp(argv[2 + v], "f32") ? BN_DT_COUNT : BN_DT_F32;
-  if (argc < first || kv[0] == BN_DT_COUNT || kv[1] == BN_DT_COUNT) {
+  const bn_backend *be[2] = {bn_backend_default(), bn_backend_default()};
+  for (int v = 0; v < 2 && argc > 3; v++) {
+    if (kvs) kv[v] = !strcmp(argv[2 + v], "f16") ? BN_DT_F16 : strcmp(argv[2 + v], "f32") ? BN_DT_COUNT : BN_DT_F32;
+    if (bks) be[v] = bn_backend_find(argv[2 + v]);
+  }
+  if (argc < first || kv[0] == BN_DT_COUNT || kv[1] == BN_DT_COUNT || !be[0] || !be[1]) {
     fputs("usage: ab PLAN VAR A B [-t THREADS] [-r ROUNDS] [-n TOKENS] [-d DEPTH] [-p PROMPT]\n"
           "       ab --plans A.bnplan B.bnplan [options]\n"
-          "       ab --kv f32 f16 PLAN [options]\n", stderr);
+          "       ab --kv f32 f16 PLAN [options]\n"
+          "       ab --backends asmjit llvm PLAN [options]\n", stderr);
     return 2;
   }
-  const char *plan = kvs ? argv[4] : argv[1];
+  const char *plan = kvs || bks ? argv[4] : argv[1];
   int threads = 2, rounds = 20, n = 64, depth = 0, prompt = 0;
   for (int i = first; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);
@@ -91,10 +98,10 @@ int main(int argc, char **argv) {
   bn_session *s[2];
   for (int v = 0; v < 2; v++) {
     bn_plan *pv = &p[plans ? v : 0];
-    if (!plans && !kvs) setenv(argv[2], argv[3 + v], 1);
+    if (!plans && !kvs && !bks) setenv(argv[2], argv[3 + v], 1);
     bn_session_params sp = {
         .n_ctx = ctx + n + 8,
-        .exec = {.backend = bn_backend_default(), .threads = threads, .kv = kv[v], .target = pv->target, .pool = pool},
+        .exec = {.backend = be[v], .threads = threads, .kv = kv[v], .target = pv->target, .pool = pool},
         .sampler = bn_sampler_defaults()};
     bn_cli_exec_env(&sp.exec); /* VAR as bnc maps it */
     if (bn_session_create(&pv->model, &pv->mem, &sp, &s[v], &err)) return fprintf(stderr, "ab: %s\n", err.msg), 1;
@@ -107,6 +114,7 @@ int main(int argc, char **argv) {
   else snprintf(what, sizeof what, "tg%d after %d tokens", n, depth);
   if (plans) printf("%s on %d thread(s), %s (A) against %s (B)\n", what, threads, argv[2], argv[3]);
   else if (kvs) printf("%s: %s on %d thread(s), K/V cache %s (A) against %s (B)\n", plan, what, threads, argv[2], argv[3]);
+  else if (bks) printf("%s: %s on %d thread(s), backend %s (A) against %s (B)\n", plan, what, threads, argv[2], argv[3]);
   else printf("%s: %s on %d thread(s), %s=%s (A) against %s=%s (B)\n", argv[1], what, threads, argv[2], argv[3], argv[2], argv[4]);
   for (int r = 0; r < rounds; r++) {
     for (int k = 0; k < 2; k++) {

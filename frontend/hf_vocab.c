@@ -1,7 +1,9 @@
 /* tokenizer.json (+ tokenizer_config.json) -> bn_vocab: a byte-level BPE
  * (model.vocab, model.merges as "a b" or ["a", "b"]), its added tokens
  * (special -> control, else user-defined), the pre-tokenizer recognised by its
- * regex (llama3's or qwen2's: bnc never compiles a regex a file brings), and
+ * regex (llama3's or qwen2's: bnc never compiles a regex a file brings); or a
+ * SentencePiece-style BPE (byte_fallback, U+2581 for spaces: Llama 2's, Mistral's)
+ * in either form transformers writes; and
  * bos/eos, add_bos and the chat template from tokenizer_config.json (or
  * chat_template.jinja). Ids the files leave unused up to config.json's
  * vocab_size become unused placeholder tokens. */
@@ -44,6 +46,27 @@ static bn_status pre_tokenizer(const char *dir, const cJSON *pt, bn_vocab_pre *p
   return BN_OK;
 }
 
+/* A byte-fallback BPE's form: Llama 2's file (normalizer Prepend U+2581, Replace " " by it; no
+ * pre-tokenizer) or transformers' newer one (no normalizer; Metaspace, prepend_scheme "first", no split). */
+static bn_status spm_form(const char *dir, const cJSON *norm, const cJSON *pt, bn_vocab_pre *pre, bn_error *err) {
+  const cJSON *n0 = cJSON_GetArrayItem(item(norm, "normalizers"), 0), *n1 = cJSON_GetArrayItem(item(norm, "normalizers"), 1);
+  if ((!pt || cJSON_IsNull(pt)) && is_str(item(norm, "type"), "Sequence") && cJSON_GetArraySize(item(norm, "normalizers")) == 2 &&
+      is_str(item(n0, "type"), "Prepend") && is_str(item(n0, "prepend"), "\xe2\x96\x81") && is_str(item(n1, "type"), "Replace") &&
+      is_str(item(item(n1, "pattern"), "String"), " ") && is_str(item(n1, "content"), "\xe2\x96\x81"))
+    return *pre = BN_PRE_LLAMA3, BN_OK;
+  if ((!norm || cJSON_IsNull(norm)) && is_str(item(pt, "type"), "Metaspace") && is_str(item(pt, "replacement"), "\xe2\x96\x81") &&
+      is_str(item(pt, "prepend_scheme"), "first") && cJSON_IsFalse(item(pt, "split")))
+    return *pre = BN_PRE_SPM_FIRST, BN_OK;
+  return bn_fail(err, BN_E_UNSUPPORTED, "%s/tokenizer.json: a byte-fallback BPE whose normalizer and pre_tokenizer are not "
+                 "Llama 2's (Prepend and Replace with U+2581) or Metaspace's (prepend_scheme \"first\", split false)", dir);
+}
+
+/* "<0xAB>": Llama 2's byte tokens. */
+static int byte_token(const char *s) {
+  return strlen(s) == 6 && !strncmp(s, "<0x", 3) && strchr("0123456789ABCDEF", s[3]) && strchr("0123456789ABCDEF", s[4]) &&
+         s[3] && s[4] && s[5] == '>';
+}
+
 /* An id from a token's text ("<|begin_of_text|>" or {"content": ...}) or a number; -1 if none. */
 static int token_id(const bn_vocab *v, const cJSON *j) {
   if (cJSON_IsObject(j)) j = item(j, "content");
@@ -61,14 +84,14 @@ static bn_status fill(const char *dir, const cJSON *tok, const cJSON *tc, const 
               *added = item(tok, "added_tokens"), *norm = item(tok, "normalizer");
   if (!is_str(item(model, "type"), "BPE") || !cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
     return bn_fail(err, BN_E_UNSUPPORTED, "%s/tokenizer.json: model is not a BPE with vocab and merges (the form bnc reads)", dir);
-  if (cJSON_IsTrue(item(model, "byte_fallback")))
-    return bn_fail(err, BN_E_UNSUPPORTED, "%s/tokenizer.json: a byte-fallback (SentencePiece-style) BPE is not supported", dir);
-  if (norm && !cJSON_IsNull(norm) && !is_str(item(norm, "type"), "NFC"))
+  int spm = cJSON_IsTrue(item(model, "byte_fallback"));
+  if (!spm && norm && !cJSON_IsNull(norm) && !is_str(item(norm, "type"), "NFC"))
     return bn_fail(err, BN_E_UNSUPPORTED, "%s/tokenizer.json: normalizer '%.40s' is not supported", dir,
                    cJSON_IsString(item(norm, "type")) ? item(norm, "type")->valuestring : "?");
-  bn_status st = pre_tokenizer(dir, item(tok, "pre_tokenizer"), &v->pre, err);
+  bn_status st = spm ? spm_form(dir, norm, item(tok, "pre_tokenizer"), &v->pre, err)
+                     : pre_tokenizer(dir, item(tok, "pre_tokenizer"), &v->pre, err);
   if (st) return st;
-  v->kind = BN_VOCAB_BPE;
+  v->kind = spm ? BN_VOCAB_SPM : BN_VOCAB_BPE;
   v->n_tokens = n_vocab;
   v->tokens = calloc((size_t)n_vocab, sizeof *v->tokens);
   v->scores = calloc((size_t)n_vocab, sizeof *v->scores);
@@ -88,7 +111,8 @@ static bn_status fill(const char *dir, const cJSON *tok, const cJSON *tc, const 
       if (v->tokens[i] && (!pass || strcmp(v->tokens[i], s)))
         return bn_fail(err, BN_E_FORMAT, "%s/tokenizer.json: id %d is given twice", dir, i);
       if (!v->tokens[i] && !(v->tokens[i] = strdup(s))) return bn_fail(err, BN_E_NOMEM, "out of memory");
-      v->types[i] = !pass ? BN_TOK_NORMAL : cJSON_IsTrue(item(e, "special")) ? BN_TOK_CONTROL : BN_TOK_USER;
+      v->types[i] = pass ? (cJSON_IsTrue(item(e, "special")) ? BN_TOK_CONTROL : BN_TOK_USER)
+                    : spm && byte_token(s) ? BN_TOK_BYTE : BN_TOK_NORMAL;
     }
   for (int i = 0; i < n_vocab; i++) /* ids nobody named: placeholders */
     if (!v->tokens[i]) {
@@ -113,7 +137,7 @@ static bn_status fill(const char *dir, const cJSON *tok, const cJSON *tc, const 
   if (v->bos < 0) v->bos = token_id(v, item(config, "bos_token_id"));
   v->eos = token_id(v, item(tc, "eos_token"));
   if (v->eos < 0) v->eos = token_id(v, item(config, "eos_token_id"));
-  v->unk = -1;
+  v->unk = spm ? token_id(v, item(model, "unk_token")) : -1;
   const cJSON *ab = item(tc, "add_bos_token"), *pp = item(tok, "post_processor");
   if (cJSON_IsBool(ab)) v->add_bos = cJSON_IsTrue(ab) && v->bos >= 0;
   else { /* a TemplateProcessing that puts bos first, as llama3's does */

@@ -6,8 +6,11 @@
 #include "ir.h"
 
 typedef enum { BN_VOCAB_SPM, BN_VOCAB_BPE } bn_vocab_kind;
-/* The BPE pre-tokenizer's split: llama3's regex (digits in threes) or qwen2's (one digit a piece). */
-typedef enum { BN_PRE_LLAMA3, BN_PRE_QWEN2, BN_PRE_COUNT } bn_vocab_pre;
+/* The BPE pre-tokenizer's split: llama3's regex (digits in threes) or qwen2's (one digit a piece). SPM
+ * vocabularies: U+2581 before every text (SentencePiece's dummy prefix, LLAMA3's value), or SPM_FIRST:
+ * only before a text at the prompt's start that does not begin with a space (transformers' Metaspace,
+ * prepend_scheme "first"). */
+typedef enum { BN_PRE_LLAMA3, BN_PRE_QWEN2, BN_PRE_SPM_FIRST, BN_PRE_COUNT } bn_vocab_pre;
 
 enum { BN_TOK_NORMAL = 1, BN_TOK_UNKNOWN = 2, BN_TOK_CONTROL = 3, BN_TOK_USER = 4, BN_TOK_UNUSED = 5, BN_TOK_BYTE = 6 };
 
@@ -16,10 +19,10 @@ typedef struct {
   bn_vocab_pre pre;
   int n_tokens;
   char **tokens;     /* NUL-terminated copies */
-  float *scores;     /* SPM merge scores (may be all 0) */
+  float *scores;     /* SPM merge scores (may be all 0); unused where an SPM vocabulary has merges */
   int32_t *types;    /* BN_TOK_* */
   int n_merges;
-  char **merges;     /* BPE: "left right", rank = index */
+  char **merges;     /* BPE (and tokenizer.json's SPM-style BPE): "left right", rank = index */
   int bos, eos, unk; /* -1 when absent */
   int add_bos;
   char *chat_template; /* tokenizer.chat_template (Jinja text, kept as it is); NULL: none */

@@ -29,10 +29,16 @@ int bn_bpe_cp_to_byte(uint32_t cp) {
   return cp < 324 ? table[cp] : -1;
 }
 
-bn_status bn_tok_bpe_init(bn_tokenizer *t, bn_error *err) {
+bn_status bn_tok_merges_init(bn_tokenizer *t, bn_error *err) {
   if (bn_strmap_init(&t->merge, (size_t)t->v->n_merges))
     return bn_fail(err, BN_E_NOMEM, "tokenizer: out of memory");
   for (int i = 0; i < t->v->n_merges; i++) bn_strmap_add(&t->merge, t->v->merges[i], strlen(t->v->merges[i]), i);
+  return BN_OK;
+}
+
+bn_status bn_tok_bpe_init(bn_tokenizer *t, bn_error *err) {
+  bn_status st = bn_tok_merges_init(t, err);
+  if (st) return st;
   int code;
   PCRE2_SIZE off;
   t->re = pcre2_compile((PCRE2_SPTR)(t->v->pre == BN_PRE_QWEN2 ? QWEN2_PRE : LLAMA3_PRE), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
@@ -49,8 +55,7 @@ void bn_tok_bpe_fini(bn_tokenizer *t) {
   bn_strmap_free(&t->merge);
 }
 
-/* Priority of merging "a" and "b": minus the rank of the merge "a b". */
-static double bpe_prio(const bn_tokenizer *t, const char *s, size_t la, size_t lb) {
+double bn_bpe_prio(const bn_tokenizer *t, const char *s, size_t la, size_t lb) {
   char key[256];
   if (la + lb + 2 > sizeof key) return -INFINITY;
   memcpy(key, s, la);
@@ -79,7 +84,7 @@ static bn_status encode_piece(const bn_tokenizer *t, const char *p, size_t n, bn
   char *buf = malloc(n * 2 + 1), *q = buf;
   if (!buf) return BN_E_NOMEM;
   for (size_t i = 0; i < n; i++) q += bn_utf8_encode(bn_bpe_byte_to_cp((unsigned char)p[i]), q);
-  bn_status st = bn_symbols_merge(t, buf, (size_t)(q - buf), bpe_prio, bpe_emit, out);
+  bn_status st = bn_symbols_merge(t, buf, (size_t)(q - buf), bn_bpe_prio, bpe_emit, out);
   free(buf);
   return st;
 }

@@ -27,9 +27,12 @@ typedef struct {
 
 bn_status bn_idbuf_push(bn_idbuf *b, int32_t id);
 
-bn_status bn_tok_spm_encode(const bn_tokenizer *t, const char *text, size_t len, bn_idbuf *out, bn_error *err);
+/* first: the text starts the prompt (BN_PRE_SPM_FIRST prefixes only such a text). */
+bn_status bn_tok_spm_encode(const bn_tokenizer *t, const char *text, size_t len, int first, bn_idbuf *out,
+                            bn_error *err);
 bn_status bn_tok_bpe_encode(const bn_tokenizer *t, const char *text, size_t len, bn_idbuf *out, bn_error *err);
 bn_status bn_tok_bpe_init(bn_tokenizer *t, bn_error *err);
+bn_status bn_tok_merges_init(bn_tokenizer *t, bn_error *err); /* the merge ranks alone (bn_bpe_prio) */
 void bn_tok_bpe_fini(bn_tokenizer *t);
 /* Inverse of GPT-2's byte table (bn_bpe_byte_to_cp in ir/model.h). */
 int bn_bpe_cp_to_byte(uint32_t cp); /* -1 if not a mapped code point */
@@ -42,6 +45,8 @@ typedef struct {
 } bn_symbols;
 
 typedef double (*bn_pair_prio)(const bn_tokenizer *t, const char *s, size_t len_a, size_t len_b);
+/* Priority of merging "a" and "b": minus the rank of the merge "a b" (-inf: none). */
+double bn_bpe_prio(const bn_tokenizer *t, const char *s, size_t len_a, size_t len_b);
 /* Splits buf into UTF-8 characters, then repeatedly merges the adjacent pair
  * of highest priority (leftmost on ties) until none is mergeable, in O(n log n). Calls
  * emit(t, piece, len, out) for each final symbol in order. */

@@ -1,6 +1,8 @@
 /* SentencePiece-style BPE ("llama" vocab): spaces become U+2581, one is
- * prefixed, adjacent pieces merge by highest token score, and any piece
- * without a token falls back to its bytes as <0xXX> tokens. */
+ * prefixed (bn_vocab_pre says when), adjacent pieces merge by highest token score
+ * (or, where the vocabulary has merges, as tokenizer.json's byte-fallback BPE:
+ * the pair of lowest merge rank), and any piece without a token falls back to
+ * its bytes as <0xXX> tokens. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,18 +25,19 @@ static bn_status spm_emit(const bn_tokenizer *t, const char *s, size_t len, bn_i
   return BN_OK;
 }
 
-bn_status bn_tok_spm_encode(const bn_tokenizer *t, const char *text, size_t len, bn_idbuf *out, bn_error *err) {
+bn_status bn_tok_spm_encode(const bn_tokenizer *t, const char *text, size_t len, int first, bn_idbuf *out,
+                            bn_error *err) {
   if (!len) return BN_OK;
   size_t spaces = 1;
   for (size_t i = 0; i < len; i++) spaces += text[i] == ' ';
   char *buf = malloc(len + 2 * spaces + 1), *p = buf;
   if (!buf) return bn_fail(err, BN_E_NOMEM, "tokenizer: out of memory");
-  memcpy(p, "\xe2\x96\x81", 3), p += 3;
+  if (t->v->pre != BN_PRE_SPM_FIRST || (first && text[0] != ' ')) memcpy(p, "\xe2\x96\x81", 3), p += 3;
   for (size_t i = 0; i < len; i++) {
     if (text[i] == ' ') memcpy(p, "\xe2\x96\x81", 3), p += 3;
     else *p++ = text[i];
   }
-  bn_status st = bn_symbols_merge(t, buf, (size_t)(p - buf), spm_prio, spm_emit, out);
+  bn_status st = bn_symbols_merge(t, buf, (size_t)(p - buf), t->v->n_merges ? bn_bpe_prio : spm_prio, spm_emit, out);
   free(buf);
   if (st == BN_E_RANGE) return bn_fail(err, st, "prompt: more than %d tokens", out->cap);
   if (st) return bn_fail(err, st, "tokenizer: out of memory");

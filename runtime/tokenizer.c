@@ -80,17 +80,17 @@ bn_status bn_tok_create(const bn_vocab *v, bn_tokenizer **out, bn_error *err) {
     memmove(t->special_len + k + 1, t->special_len + k, (size_t)(t->n_special_len - k) * sizeof *t->special_len);
     t->special_len[k] = (int)l, t->n_special_len++;
   }
-  if (v->kind == BN_VOCAB_BPE) {
+  if (v->kind == BN_VOCAB_BPE)
     for (int b = 0; b < 256; b++) {
       char u[5] = {0};
       bn_utf8_encode(bn_bpe_byte_to_cp((unsigned char)b), u);
       t->byte_tok[b] = bn_strmap_get(&t->tok, u, strlen(u));
     }
-    bn_status st = bn_tok_bpe_init(t, err);
-    if (st) {
-      bn_tok_free(t);
-      return st;
-    }
+  /* BPE: its merges and pre-tokenizer; SPM from tokenizer.json: its merges */
+  bn_status st = v->kind == BN_VOCAB_BPE ? bn_tok_bpe_init(t, err) : v->n_merges ? bn_tok_merges_init(t, err) : BN_OK;
+  if (st) {
+    bn_tok_free(t);
+    return st;
   }
   *out = t;
   return BN_OK;
@@ -110,8 +110,9 @@ void bn_tok_free(bn_tokenizer *t) {
   free(t);
 }
 
-bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int32_t *ids, int cap,
-                        int *n, bn_error *err) {
+/* Text that starts the prompt (first) or follows an added token. */
+static bn_status encode(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int first, int32_t *ids,
+                        int cap, int *n, bn_error *err) {
   long bad = bn_utf8_invalid_at(text, len);
   *n = 0;
   if (bad >= 0)
@@ -119,10 +120,15 @@ bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int
   bn_idbuf b = {ids, cap, 0};
   if (add_bos && t->v->bos >= 0 && bn_idbuf_push(&b, t->v->bos))
     return bn_fail(err, BN_E_RANGE, "prompt: more than %d tokens", cap);
-  bn_status st = t->v->kind == BN_VOCAB_SPM ? bn_tok_spm_encode(t, text, len, &b, err)
+  bn_status st = t->v->kind == BN_VOCAB_SPM ? bn_tok_spm_encode(t, text, len, first, &b, err)
                                             : bn_tok_bpe_encode(t, text, len, &b, err);
   *n = b.n;
   return st;
+}
+
+bn_status bn_tok_encode(const bn_tokenizer *t, const char *text, size_t len, int add_bos, int32_t *ids, int cap,
+                        int *n, bn_error *err) {
+  return encode(t, text, len, add_bos, 1, ids, cap, n, err);
 }
 
 /* The added token at text[i], longest first: its id, or -1. */
@@ -153,7 +159,7 @@ bn_status bn_tok_encode_special(const bn_tokenizer *t, const char *text, size_t 
     if (id < 0 && i < len) continue;
     int got = 0;
     if (i > seg) { /* the plain text before it */
-      bn_status st = bn_tok_encode(t, text + seg, i - seg, 0, ids + *n, cap - *n, &got, err);
+      bn_status st = encode(t, text + seg, i - seg, 0, seg == 0, ids + *n, cap - *n, &got, err);
       *n += got;
       if (st) return st;
     }

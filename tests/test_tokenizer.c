@@ -10,10 +10,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
 
+#include "../frontend/hf.h"
 #include "../frontend/import.h"
 #include "../frontend/synth.h"
 #include "../ir/rng.h"
@@ -391,12 +393,79 @@ static void test_hf_tokenizer_ids(void **state) {
   free(js);
 }
 
+/* spm-tokens.json: the ids tokenizers 0.23 gives its texts through SentencePiece-style tokenizer.json files
+ * (byte-fallback BPE over U+2581, in Llama 2's form and in transformers' Metaspace form, which differ in
+ * where the U+2581 goes), and its decoding of them; bnc's, from the same files, must be equal. */
+static void test_hf_spm_ids(void **state) {
+  (void)state;
+  size_t len = 0;
+  char *js = (char *)tu_read(BNC_TEST_DATA "/hf/spm-tokens.json", &len);
+  assert_non_null(js);
+  cJSON *ref = cJSON_ParseWithLength(js, len);
+  assert_non_null(ref);
+  const cJSON *texts = cJSON_GetObjectItem(ref, "texts");
+  int n_vocab = cJSON_GetObjectItem(ref, "n_vocab")->valueint, checked = 0, bytes = 0;
+  static const char *const forms[] = {"legacy", "metaspace"};
+  for (int f = 0; f < 2; f++) {
+    char dir[512], key[32];
+    snprintf(dir, sizeof dir, "%s/hf/spm-%s", BNC_TEST_DATA, forms[f]);
+    bn_vocab v;
+    bn_error err = {0};
+    if (bn_hf_vocab(dir, NULL, n_vocab, &v, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(v.kind, BN_VOCAB_SPM);
+    bn_tokenizer *t;
+    assert_int_equal(bn_tok_create(&v, &t, &err), BN_OK);
+    snprintf(key, sizeof key, "%s_decoded", forms[f]);
+    const cJSON *want = cJSON_GetObjectItem(ref, forms[f]), *dec = cJSON_GetObjectItem(ref, key);
+    for (int k = 0; k < cJSON_GetArraySize(texts); k++) {
+      const char *text = cJSON_GetArrayItem(texts, k)->valuestring;
+      const cJSON *w = cJSON_GetArrayItem(want, k);
+      int32_t ids[512];
+      int n;
+      assert_int_equal(bn_tok_encode_special(t, text, strlen(text), 0, ids, 512, &n, &err), BN_OK);
+      if (n != cJSON_GetArraySize(w)) fail_msg("spm-%s text %d: %d ids, tokenizers %d", forms[f], k, n, cJSON_GetArraySize(w));
+      for (int i = 0; i < n; i++) {
+        if (ids[i] != cJSON_GetArrayItem(w, i)->valueint)
+          fail_msg("spm-%s text %d: id %d is %d, tokenizers' %d", forms[f], k, i, ids[i], cJSON_GetArrayItem(w, i)->valueint);
+        bytes += v.types[ids[i]] == BN_TOK_BYTE;
+      }
+      char out[1024];
+      bn_tok_decode(t, ids, n, out, sizeof out);
+      if (strcmp(out, cJSON_GetArrayItem(dec, k)->valuestring))
+        fail_msg("spm-%s text %d decodes to '%s', tokenizers to '%s'", forms[f], k, out, cJSON_GetArrayItem(dec, k)->valuestring);
+      checked++;
+    }
+    bn_tok_free(t);
+    bn_vocab_free(&v);
+  }
+  printf("  %d texts through 2 SentencePiece-style tokenizer.json forms: ids and text as tokenizers gives them (%d byte-fallback ids)\n",
+         checked, bytes);
+  assert_true(bytes > 10); /* the fallback was exercised */
+  /* a form bnc does not read (Metaspace splitting words) is refused by name */
+  char tmpl[] = "/tmp/bnc-spm-XXXXXX", path[600];
+  assert_non_null(mkdtemp(tmpl));
+  size_t tl = 0;
+  char *tj = (char *)tu_read(BNC_TEST_DATA "/hf/spm-metaspace/tokenizer.json", &tl), *at = strstr(tj, "\"split\": false");
+  assert_non_null(at);
+  memcpy(at, "\"split\":  true", 15);
+  snprintf(path, sizeof path, "%s/tokenizer.json", tmpl);
+  assert_int_equal(tu_write(path, tj, tl), 0);
+  bn_vocab v;
+  bn_error err = {0};
+  assert_int_equal(bn_hf_vocab(tmpl, NULL, n_vocab, &v, &err), BN_E_UNSUPPORTED);
+  assert_non_null(strstr(err.msg, "Metaspace"));
+  printf("  %s\n", err.msg);
+  remove(path), rmdir(tmpl), free(tj);
+  cJSON_Delete(ref);
+  free(js);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spm_known_tokenization), cmocka_unit_test(test_bpe_known_tokenization),
       cmocka_unit_test(test_invalid_utf8_and_overflow), cmocka_unit_test(test_synth_vocabs_roundtrip),
       cmocka_unit_test(test_vocab_check),            cmocka_unit_test(test_tokenizer_on_any_bytes),
-      cmocka_unit_test(test_merge_matches_quadratic), cmocka_unit_test(test_hf_tokenizer_ids),
+      cmocka_unit_test(test_merge_matches_quadratic), cmocka_unit_test(test_hf_tokenizer_ids), cmocka_unit_test(test_hf_spm_ids),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
