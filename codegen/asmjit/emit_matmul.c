@@ -20,6 +20,7 @@ enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1
 typedef struct {
   int W, t1, mode, scratch; /* scratch: the weights are TP1 unpacked into TP2 at rsp from row rbp on (unpack_t1) */
   int gs;                   /* TG2: a scale per 256-group (1) or per 128 (2, TG2H); 0: a row's */
+  int qimg;                 /* TG2 decode: the token's group sums are at rsp + the group's offset (g_token_sums) */
   int64_t K, N, block;
   int32_t scales;
 } mmk;
@@ -431,6 +432,345 @@ static void fold4(bn_asm *a, int q0) {
   op(a, "vfmadd231pd", bn_vec(D0 + 1, 64), bn_vec(11, 64), bn_vec(14, 64));
 }
 
+/* The 4 x 1 tiles' outputs: D0 holds rows 0, 1 in its 256-bit halves, D0 + 1 rows 2, 3; each half summed
+ * into all its lanes (exact), then stored as g_epilogue does. */
+static void g_rows4_epilogue(bn_asm *a, const mmk *m) {
+  for (int d = 0; d < 2; d++) {
+    op(a, "vpermilpd", bn_vec(9, 64), bn_vec(D0 + d, 64), bn_imm(0x55));
+    op(a, "vaddpd", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(9, 64));
+    bn_asm_emit(a, bn_asm_inst("vshuff64x2"), bn_vec(9, 64), bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_imm(0xb1));
+    op(a, "vaddpd", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(9, 64));
+    op(a, "vmovapd", bn_vec(10, 16), bn_vec(D0 + d, 16), NONE);
+    bn_asm_emit(a, bn_asm_inst("vextractf64x4"), bn_vec(11, 32), bn_vec(D0 + d, 64), bn_imm(1), NONE);
+    g_epilogue(a, m, 2 * d, 0, 10, 12);
+    g_epilogue(a, m, 2 * d + 1, 0, 11, 12);
+  }
+}
+
+/* Vectors d, d + 1: the 128-bit lanes of x, y folded (tree4's first two steps, pairs (x, y) of rows):
+ * d = [x0 + x2, x1 + x3, y0 + y2, y1 + y3], d + 1 scratch. */
+static void fold_halves(bn_asm *a, int d, int x, int y) {
+  bn_asm_emit(a, bn_asm_inst("vshufi64x2"), bn_vec(d, 64), bn_vec(x, 64), bn_vec(y, 64), bn_imm(0x44));
+  bn_asm_emit(a, bn_asm_inst("vshufi64x2"), bn_vec(d + 1, 64), bn_vec(x, 64), bn_vec(y, 64), bn_imm(0xee));
+  op(a, "vpaddd", bn_vec(d, 64), bn_vec(d, 64), bn_vec(d + 1, 64));
+}
+
+/* d = [a's 4 lanes | b's | c's | d's] from fold_halves' [a, b] in p and [c, d] in q (scratch d + 1). */
+static void fold_rows(bn_asm *a, int d, int p, int q) {
+  bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(d, 64), bn_vec(p, 64), bn_vec(q, 64), bn_imm(0x88));
+  bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(d + 1, 64), bn_vec(p, 64), bn_vec(q, 64), bn_imm(0xdd));
+  op(a, "vpaddd", bn_vec(d, 64), bn_vec(d, 64), bn_vec(d + 1, 64));
+}
+
+/* The token's activation sums of every group of the call's one token (QA8 at rdi), in the lanes the decode
+ * tile's fold leaves its sums in, each 64-byte vector at rsp + the group's offset in the row: TG2, the 16
+ * lanes' sums folded as fold_halves and fold_rows fold a row (4 lanes), in each 128-bit lane; TG2H, the two
+ * halves' folded once more, [h0: 2 lanes, h1: 2 lanes]. Vectors 0..3, QV, ONES. */
+static void g_token_sums(bn_asm *a, const mmk *m) {
+  int grp = bn_asm_new_label(a);
+  splat_i(a, ONES, 0x01010101, 64);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  for (int h = 0; h < 2; h++) op(a, "vpxord", bn_vec(h, 64), bn_vec(h, 64), bn_vec(h, 64));
+  for (int c = 0; c < 4; c++) {
+    op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(RDI, R11, 1, 64 * c, 64), NONE);
+    op(a, "vpdpbusd", bn_vec(m->gs == 2 ? c / 2 : 0, 64), bn_vec(ONES, 64), bn_vec(QV, 64));
+  }
+  for (int h = 0; h < m->gs; h++) { /* each to 4 lanes: j = the sum of lanes j, j + 4, j + 8, j + 12 */
+    bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(2, 32), bn_vec(h, 64), bn_imm(1), NONE);
+    op(a, "vpaddd", bn_vec(h, 32), bn_vec(h, 32), bn_vec(2, 32));
+    op(a, "vextracti128", bn_vec(2, 16), bn_vec(h, 32), bn_imm(1));
+    op(a, "vpaddd", bn_vec(h, 16), bn_vec(h, 16), bn_vec(2, 16));
+  }
+  if (m->gs == 2) {
+    op(a, "vpunpcklqdq", bn_vec(2, 16), bn_vec(0, 16), bn_vec(1, 16));
+    op(a, "vpunpckhqdq", bn_vec(3, 16), bn_vec(0, 16), bn_vec(1, 16));
+    op(a, "vpaddd", bn_vec(0, 16), bn_vec(2, 16), bn_vec(3, 16));
+  }
+  bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(0, 64), bn_vec(0, 64), bn_vec(0, 64), bn_imm(0)); /* to every lane */
+  op(a, "vmovdqa64", bn_memx(RSP, R11, 1, 0, 64), bn_vec(0, 64), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(m->K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+}
+
+/* The decode tile over TG2 (4 rows, the call's one token): the rows' bytes in WV, accumulators 0..3 (TG2H:
+ * 4..7 the second half); a group's fold is one tree (TG2H: of 8, the halves side by side, 2 lanes each),
+ * less the token's sums of g_token_sums in one subtraction, widened and times the rows' scales (picked by
+ * IDXLO, IDXHI) into D0, D0 + 1. */
+static void tile_g_decode(bn_asm *a, const mmk *m) {
+  int grp = bn_asm_new_label(a), h2 = m->gs == 2, nacc = h2 ? 8 : 4;
+  static const int64_t PICK[2][2] = {{0x0101010100000000LL, 0x0303030302020202LL}, {0x0505010104040000LL, 0x0707030306060202LL}};
+  g_start(a, m, 4);
+  for (int v = 0; v < nacc; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
+  for (int d = 0; d < 2; d++) op(a, "vpxord", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(D0 + d, 64));
+  for (int h = 0; h < 2; h++) { /* the scales' picks for lanes of rows 0, 1 and of rows 2, 3 */
+    op(a, "mov", bn_gp(RAX), bn_imm(PICK[h2][h]), NONE);
+    op(a, "vmovq", bn_vec(h ? IDXHI : IDXLO, 16), bn_gp(RAX), NONE);
+    op(a, "vpmovzxbq", bn_vec(h ? IDXHI : IDXLO, 64), bn_vec(h ? IDXHI : IDXLO, 16), NONE);
+  }
+  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  for (int r = 0; r < 4; r++) {
+    op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE);
+    op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
+  }
+  for (int c = 0; c < 4; c++) {
+    for (int r = 0; r < 4; r++) {
+      if (c) op(a, "vpsrlw", bn_vec(CV + r, 64), bn_vec(WV + r, 64), bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(CV + r, 64), bn_vec(MASK, 64), bn_vec(c ? CV + r : WV + r, 64));
+    }
+    op(a, "vmovdqu64", bn_vec(QV, 64), bn_memx(R14, R11, 1, 64 * c, 64), NONE);
+    for (int r = 0; r < 4; r++) op(a, "vpdpbusd", bn_vec(r + (h2 && c >= 2 ? 4 : 0), 64), bn_vec(CV + r, 64), bn_vec(QV, 64));
+  }
+  fold_halves(a, 8, 0, 1), fold_halves(a, 10, 2, 3); /* V in 8: row r's lanes in 128-bit lane r */
+  fold_rows(a, 12, 8, 10);
+  if (h2) { /* and the second half's, then [h0 h0 h1 h1] a row */
+    fold_halves(a, 8, 4, 5), fold_halves(a, 10, 6, 7);
+    fold_rows(a, 14, 8, 10);
+    op(a, "vpunpcklqdq", bn_vec(8, 64), bn_vec(12, 64), bn_vec(14, 64));
+    op(a, "vpunpckhqdq", bn_vec(9, 64), bn_vec(12, 64), bn_vec(14, 64));
+    op(a, "vpaddd", bn_vec(12, 64), bn_vec(8, 64), bn_vec(9, 64));
+  }
+  op(a, "vpsubd", bn_vec(12, 64), bn_vec(12, 64), bn_memx(RSP, R11, 1, 0, 64)); /* less the token's sums */
+  bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(13, 32), bn_vec(12, 64), bn_imm(1), NONE);
+  op(a, "vcvtdq2pd", bn_vec(12, 64), bn_vec(12, 32), NONE);
+  op(a, "vcvtdq2pd", bn_vec(13, 64), bn_vec(13, 32), NONE);
+  op(a, "mov", bn_gp(RAX), bn_mem(RSP, SPTR, 8), NONE); /* the 4 rows' scales (TG2H: of each half) */
+  op(a, "vcvtph2ps", bn_vec(14, 16 * (1 + h2)), bn_mem(RAX, 0, 8 * (1 + h2)), NONE);
+  op(a, "vcvtps2pd", bn_vec(14, 32 * (1 + h2)), bn_vec(14, 16 * (1 + h2)), NONE);
+  op(a, "vpermpd", bn_vec(15, 64), bn_vec(IDXLO, 64), bn_vec(14, 64));
+  op(a, "vpermpd", bn_vec(14, 64), bn_vec(IDXHI, 64), bn_vec(14, 64));
+  op(a, "vfmadd231pd", bn_vec(D0, 64), bn_vec(12, 64), bn_vec(15, 64));
+  op(a, "vfmadd231pd", bn_vec(D0 + 1, 64), bn_vec(13, 64), bn_vec(14, 64));
+  op(a, "add", bn_mem(RSP, SPTR, 8), bn_imm(8 * (1 + h2)), NONE);
+  for (int v = 0; v < nacc; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
+  group_end(a, m, 4, grp);
+  g_rows4_epilogue(a, m);
+}
+
+/* Prefill over TG2 (AVX-512 VNNI, 8 tokens or more, K <= PG_MAXK), tokens in the lanes instead of K: 16
+ * rows' codes are unpacked once (pg_unpack) into chunks of 64 bytes, row r's 4 codes of elements 4i..4i+3
+ * in dword r of chunk i, and each vpdpbusd multiplies a chunk by one token's 4 activations broadcast
+ * ({1to16}) from its QA8 row: a row's sum over a group lands in its own lane, so a group's fold is per token
+ * one subtraction of the token's group sum (pg_token_sums, once per chunk of tokens), a widening and two
+ * multiply-adds by the rows' scales in double: no lane-sum tree. Tiles of 16 rows x 8 tokens; the frame
+ * (below) on the stack. */
+enum { PG_TT = 8, PG_TC = 256, PG_MAXK = 16384 };
+
+/* The frame's parts, bytes from rsp: the chunks (16 K), the scales (as doubles, 16 rows of fold f at f x its
+ * elements, K bytes), the token sums (of fold f and chunk token j at 8 f x its elements + 4 j, 8 K), slots. */
+typedef struct {
+  int32_t ss, qs, slot, size;
+} pg_frame;
+
+static pg_frame pg_layout(const mmk *m) {
+  int32_t K = (int32_t)m->K;
+  return (pg_frame){.ss = 16 * K, .qs = 17 * K, .slot = 25 * K, .size = 25 * K + 64};
+}
+
+/* The sums of the activations of each fold (a group; TG2H: half one) of tokens r13.. of this chunk (slot + 16
+ * of them): at rbx + r11 x 8, rbx = the frame's sums + 4 j. Vectors 0..2, ONES; rbp, r14, rbx, r11, rax. */
+static void pg_token_sums(bn_asm *a, const mmk *m, const pg_frame *f) {
+  int64_t rb = (m->K + 63) / 64 * 64 + 64, gsz = 256 / m->gs;
+  int tok = bn_asm_new_label(a), fold = bn_asm_new_label(a);
+  splat_i(a, ONES, 0x01010101, 64); /* the tiles use its register */
+  op(a, "mov", bn_gp(R14), bn_gp(R13), NONE);
+  op(a, "imul", bn_gp(R14), bn_gp(R14), bn_imm(rb));
+  op(a, "add", bn_gp(R14), bn_gp(RDI), NONE);
+  op(a, "xor", bn_gpd(RBP), bn_gpd(RBP), NONE);
+  bn_asm_bind(a, tok);
+  op(a, "lea", bn_gp(RBX), bn_memx(RSP, RBP, 4, f->qs, 0), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, fold);
+  op(a, "vpxord", bn_vec(0, 64), bn_vec(0, 64), bn_vec(0, 64));
+  for (int c = 0; c < gsz / 64; c++) {
+    op(a, "vmovdqu64", bn_vec(1, 64), bn_memx(R14, R11, 1, 64 * c, 64), NONE);
+    op(a, "vpdpbusd", bn_vec(0, 64), bn_vec(ONES, 64), bn_vec(1, 64));
+  }
+  hsum(a, 0, 2, 64);
+  op(a, "mov", bn_memx(RBX, R11, 8, 0, 4), bn_gpd(RAX), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(gsz), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(m->K), NONE);
+  op(a, "jl", bn_label(fold), NONE, NONE);
+  op(a, "add", bn_gp(R14), bn_imm(rb), NONE);
+  op(a, "inc", bn_gp(RBP), NONE, NONE);
+  op(a, "cmp", bn_gp(RBP), bn_mem(RSP, f->slot + 16, 8), NONE);
+  op(a, "jl", bn_label(tok), NONE, NONE);
+}
+
+/* Rows r9..r9+15 (4 whole blocks) into the frame: per 256-group, the 16 rows' 64 bytes transposed by dwords
+ * (row r's bytes 4d..4d+3 to dword r of vector d: unpacks of dwords, qwords, then 128-bit lanes twice), each
+ * shifted by 2c and masked: chunk 16 c + d of the group (elements 64 c + 4 d..); and every fold's 16 scales
+ * as doubles. Every vector; rax, rbx, r11, r15. */
+static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
+  int32_t K = (int32_t)m->K, G = (int32_t)(m->K / 256 * m->gs), gsz = 256 / m->gs;
+  int grp = bn_asm_new_label(a), fold = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(R15), bn_gp(R9), NONE);
+  op(a, "shr", bn_gp(R15), bn_imm(2), NONE);
+  op(a, "imul", bn_gp(R15), bn_gp(R15), bn_imm(K)); /* block r9 / 4: K bytes */
+  op(a, "add", bn_gp(R15), bn_gp(RSI), NONE);
+  op(a, "mov", bn_gp(RBX), bn_gp(RSP), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  for (int r = 0; r < 16; r++) op(a, "vmovdqu64", bn_vec(r, 64), bn_memx(R15, R11, 1, (r / 4) * K + 64 * (r % 4), 64), NONE);
+  for (int p = 0; p < 8; p++) {
+    op(a, "vpunpckldq", bn_vec(16 + 2 * p, 64), bn_vec(2 * p, 64), bn_vec(2 * p + 1, 64));
+    op(a, "vpunpckhdq", bn_vec(17 + 2 * p, 64), bn_vec(2 * p, 64), bn_vec(2 * p + 1, 64));
+  }
+  for (int q = 0; q < 4; q++) /* 4 q + e: rows 4 q.. of elements d = 4 L + e in lane L */
+    for (int e = 0; e < 4; e++)
+      op(a, e % 2 ? "vpunpckhqdq" : "vpunpcklqdq", bn_vec(4 * q + e, 64), bn_vec(16 + 4 * q + e / 2, 64),
+         bn_vec(18 + 4 * q + e / 2, 64));
+  for (int e = 0; e < 4; e++)
+    for (int h = 0; h < 4; h++)
+      bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(16 + 4 * e + h, 64), bn_vec(h < 2 ? e : 8 + e, 64),
+                  bn_vec(h < 2 ? 4 + e : 12 + e, 64), bn_imm(h % 2 ? 0xee : 0x44));
+  for (int e = 0; e < 4; e++)
+    for (int L = 0; L < 4; L++) /* vector d = 4 L + e: rows 0..15 */
+      bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(4 * L + e, 64), bn_vec(16 + 4 * e + L / 2, 64),
+                  bn_vec(18 + 4 * e + L / 2, 64), bn_imm(L % 2 ? 0xdd : 0x88));
+  for (int d = 0; d < 16; d++)
+    for (int c = 0; c < 4; c++) {
+      int v = 16 + (d * 4 + c) % 16;
+      if (c) op(a, "vpsrlw", bn_vec(v, 64), bn_vec(d, 64), bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(v, 64), bn_vec(c ? v : d, 64), bn_bcst(bn_mem(RSP, f->slot + 24, 4), 16));
+      op(a, "vmovdqa64", bn_mem(RBX, 64 * (16 * c + d), 64), bn_vec(v, 64), NONE);
+    }
+  op(a, "add", bn_gp(RBX), bn_imm(64 * 64), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+  /* the scales: block q's 4 rows of fold j at w + scales + 2 ((r9 / 4 + q) 4 G + 4 j) */
+  op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
+  op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(8 * G));
+  op(a, "add", bn_gp(RAX), bn_gp(RSI), NONE);
+  op(a, "add", bn_gp(RAX), bn_imm(m->scales), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, fold);
+  for (int h = 0; h < 2; h++) {
+    op(a, "vmovq", bn_vec(h, 16), bn_mem(RAX, 16 * G * h, 8), NONE);
+    bn_asm_emit(a, bn_asm_inst("vpinsrq"), bn_vec(h, 16), bn_vec(h, 16), bn_mem(RAX, 16 * G * h + 8 * G, 8), bn_imm(1));
+  }
+  bn_asm_emit(a, bn_asm_inst("vinserti128"), bn_vec(0, 32), bn_vec(0, 32), bn_vec(1, 16), bn_imm(1));
+  op(a, "vcvtph2ps", bn_vec(0, 64), bn_vec(0, 32), NONE);
+  bn_asm_emit(a, bn_asm_inst("vextractf64x4"), bn_vec(1, 32), bn_vec(0, 64), bn_imm(1), NONE);
+  op(a, "vcvtps2pd", bn_vec(0, 64), bn_vec(0, 32), NONE);
+  op(a, "vcvtps2pd", bn_vec(1, 64), bn_vec(1, 32), NONE);
+  op(a, "vmovapd", bn_memx(RSP, R11, 1, f->ss, 64), bn_vec(0, 64), NONE);
+  op(a, "vmovapd", bn_memx(RSP, R11, 1, f->ss + 64, 64), bn_vec(1, 64), NONE);
+  op(a, "add", bn_gp(RAX), bn_imm(8), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(gsz), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(fold), NONE, NONE);
+}
+
+/* Rows r9..r9+15 x tokens rbp..rbp+tt-1 of the chunk (r13 its first): accumulators 0..tt-1 (a row a lane),
+ * the double sums 8.., 2 a token (rows 0..7, 8..15); per fold the token's sum off, widened, times the
+ * scales; then as g_epilogue, 16 outputs a token at once. */
+static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
+  int64_t K = m->K, rb = (K + 63) / 64 * 64 + 64, ch = 64 / m->gs;
+  int32_t meta = (int32_t)rb - 64, nb = (int32_t)(4 * m->N);
+  int fold = bn_asm_new_label(a);
+  op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(rb));
+  op(a, "lea", bn_gp(R14), bn_memx(RDI, RAX, 1, 0, 0), NONE);
+  op(a, "lea", bn_gp(RBX), bn_memx(RSP, RBP, 4, f->qs, 0), NONE);
+  for (int v = 8; v < 8 + 2 * tt; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
+  op(a, "mov", bn_gp(R15), bn_gp(RSP), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, fold);
+  for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(t, 64), bn_vec(t, 64), bn_vec(t, 64));
+  for (int i = 0; i < ch; i++) {
+    op(a, "vmovdqa64", bn_vec(24, 64), bn_mem(R15, 64 * i, 64), NONE);
+    for (int t = 0; t < tt; t++)
+      op(a, "vpdpbusd", bn_vec(t, 64), bn_vec(24, 64), bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 4 * i), 4), 16));
+  }
+  for (int t = 0; t < tt; t++) {
+    op(a, "vpsubd", bn_vec(t, 64), bn_vec(t, 64), bn_bcst(bn_memx(RBX, R11, 8, 4 * t, 4), 16));
+    bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(25, 32), bn_vec(t, 64), bn_imm(1), NONE);
+    op(a, "vcvtdq2pd", bn_vec(26, 64), bn_vec(t, 32), NONE);
+    op(a, "vcvtdq2pd", bn_vec(25, 64), bn_vec(25, 32), NONE);
+    op(a, "vfmadd231pd", bn_vec(8 + 2 * t, 64), bn_vec(26, 64), bn_memx(RSP, R11, 1, f->ss, 64));
+    op(a, "vfmadd231pd", bn_vec(9 + 2 * t, 64), bn_vec(25, 64), bn_memx(RSP, R11, 1, f->ss + 64, 64));
+  }
+  op(a, "add", bn_gp(R15), bn_imm(64 * ch), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(4 * ch), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(fold), NONE, NONE);
+  op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE); /* the first output: (r13 + rbp) N + r9 */
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(m->N));
+  op(a, "add", bn_gp(RAX), bn_gp(R9), NONE);
+  for (int t = 0; t < tt; t++)
+    for (int h = 0; h < 2; h++) {
+      int d = 8 + 2 * t + h;
+      int32_t at = nb * t + 32 * h;
+      op(a, "vcvtpd2ps", bn_vec(26, 32), bn_vec(d, 64), NONE);
+      if (m->mode != BN_MM_ACC) { /* (double)f / s rounded, as bn_ref_dequant with row scale 1 */
+        op(a, "vcvtss2sd", bn_vec(25, 16), bn_vec(25, 16), bn_mem(R14, (int32_t)rb * t + meta, 4));
+        op(a, "vbroadcastsd", bn_vec(25, 64), bn_vec(25, 16), NONE);
+        op(a, "vcvtps2pd", bn_vec(26, 64), bn_vec(26, 32), NONE);
+        op(a, "vdivpd", bn_vec(26, 64), bn_vec(26, 64), bn_vec(25, 64));
+        op(a, "vcvtpd2ps", bn_vec(26, 32), bn_vec(26, 64), NONE);
+        if (m->mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(26, 32), bn_vec(26, 32), bn_memx(RCX, RAX, 4, at, 32));
+      }
+      op(a, "vmovups", bn_memx(RDX, RAX, 4, at, 32), bn_vec(26, 32), NONE);
+    }
+}
+
+/* Rows r9..r12 (16 a tile, whole blocks) for all T tokens, in chunks of PG_TC tokens: their sums, then per
+ * 16 rows the unpacking and tiles of PG_TT tokens, then one at a time. Leaves r9 = r12 and the code mask
+ * in MASK. */
+static void prefill_g(bn_asm *a, const mmk *m) {
+  pg_frame f = pg_layout(m);
+  int chunk = bn_asm_new_label(a), rows = bn_asm_new_label(a), tiles = bn_asm_new_label(a), ones = bn_asm_new_label(a);
+  int rows_next = bn_asm_new_label(a), full = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE);
+  op(a, "sub", bn_gp(RSP), bn_imm(f.size + 64), NONE);
+  op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
+  op(a, "mov", bn_mem(RSP, f.slot, 8), bn_gp(RAX), NONE);
+  op(a, "mov", bn_mem(RSP, f.slot + 8, 8), bn_gp(R9), NONE);
+  op(a, "mov", bn_mem(RSP, f.slot + 24, 4), bn_imm(0x03030303), NONE);
+  op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
+  bn_asm_bind(a, chunk); /* tokens r13.. : min(PG_TC, T - r13) of them */
+  op(a, "mov", bn_gp(RAX), bn_gp(R8), NONE);
+  op(a, "sub", bn_gp(RAX), bn_gp(R13), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_imm(PG_TC), NONE);
+  op(a, "jle", bn_label(full), NONE, NONE);
+  op(a, "mov", bn_gpd(RAX), bn_imm(PG_TC), NONE);
+  bn_asm_bind(a, full);
+  op(a, "mov", bn_mem(RSP, f.slot + 16, 8), bn_gp(RAX), NONE);
+  pg_token_sums(a, m, &f);
+  op(a, "mov", bn_gp(R9), bn_mem(RSP, f.slot + 8, 8), NONE);
+  bn_asm_bind(a, rows);
+  pg_unpack(a, m, &f);
+  op(a, "xor", bn_gpd(RBP), bn_gpd(RBP), NONE);
+  bn_asm_bind(a, tiles);
+  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
+  op(a, "jg", bn_label(ones), NONE, NONE);
+  pg_tile(a, m, &f, PG_TT);
+  op(a, "add", bn_gp(RBP), bn_imm(PG_TT), NONE);
+  op(a, "jmp", bn_label(tiles), NONE, NONE);
+  bn_asm_bind(a, ones);
+  op(a, "cmp", bn_gp(RBP), bn_mem(RSP, f.slot + 16, 8), NONE);
+  op(a, "jge", bn_label(rows_next), NONE, NONE);
+  pg_tile(a, m, &f, 1);
+  op(a, "inc", bn_gp(RBP), NONE, NONE);
+  op(a, "jmp", bn_label(ones), NONE, NONE);
+  bn_asm_bind(a, rows_next);
+  op(a, "add", bn_gp(R9), bn_imm(16), NONE);
+  op(a, "cmp", bn_gp(R9), bn_gp(R12), NONE);
+  op(a, "jl", bn_label(rows), NONE, NONE);
+  op(a, "add", bn_gp(R13), bn_imm(PG_TC), NONE);
+  op(a, "cmp", bn_gp(R13), bn_gp(R8), NONE);
+  op(a, "jl", bn_label(chunk), NONE, NONE);
+  op(a, "mov", bn_gp(RSP), bn_mem(RSP, f.slot, 8), NONE);
+  splat_i(a, MASK, 0x03030303, 64);
+}
+
 /* The TG2 tile (AVX-512 VNNI): 4 x 4 (codes unpacked from memory, so 16 accumulators, the tokens' sums
  * and the double sums fit), 4 x 1 (decode: the rows' bytes in WV), 1 x 4, 1 x 1 (a lane sum each). */
 static void tile_g(bn_asm *a, const mmk *m, int rows, int tt) {
@@ -488,17 +828,8 @@ static void tile_g(bn_asm *a, const mmk *m, int rows, int tt) {
     }
     return;
   }
-  if (tt == 1) { /* D0: rows 0, 1 in 256-bit halves, D0 + 1: rows 2, 3; each half summed into all its lanes */
-    for (int d = 0; d < 2; d++) {
-      op(a, "vpermilpd", bn_vec(9, 64), bn_vec(D0 + d, 64), bn_imm(0x55));
-      op(a, "vaddpd", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(9, 64));
-      bn_asm_emit(a, bn_asm_inst("vshuff64x2"), bn_vec(9, 64), bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_imm(0xb1));
-      op(a, "vaddpd", bn_vec(D0 + d, 64), bn_vec(D0 + d, 64), bn_vec(9, 64));
-      op(a, "vmovapd", bn_vec(10, 16), bn_vec(D0 + d, 16), NONE);
-      bn_asm_emit(a, bn_asm_inst("vextractf64x4"), bn_vec(11, 32), bn_vec(D0 + d, 64), bn_imm(1), NONE);
-      g_epilogue(a, m, 2 * d, 0, 10, 12);
-      g_epilogue(a, m, 2 * d + 1, 0, 11, 12);
-    }
+  if (tt == 1) {
+    g_rows4_epilogue(a, m);
     return;
   }
   int32_t rb = (int32_t)row_bytes, meta = rb - 64, nb = (int32_t)(4 * m->N);
@@ -583,7 +914,8 @@ static void tile_avx2_g(bn_asm *a, const mmk *m, int rows, int tt) {
 
 /* One tile of rows x tt, for the ISA (W: 64 AVX-512 VNNI, 32 AVX2). */
 static void any_tile(bn_asm *a, const mmk *m, int rows, int tt) {
-  if (m->gs && m->W == 64) tile_g(a, m, rows, tt);
+  if (m->qimg) tile_g_decode(a, m);
+  else if (m->gs && m->W == 64) tile_g(a, m, rows, tt);
   else if (m->gs) tile_avx2_g(a, m, rows, tt);
   else if (m->t1 && m->W == 32) tile_t1_avx2(a, m); /* decode's 4 x 1 only: prefill unpacks (matmul_rows) */
   else if (m->t1) tile_t1(a, m, rows, tt);
@@ -878,6 +1210,18 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
       }
     }
   }
+  int gdec = m->gs && W == 64; /* decode over TG2: the token's group sums once, K bytes at rsp (g_token_sums) */
+  if (gdec) {
+    int skip = bn_asm_new_label(a);
+    op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE);
+    op(a, "sub", bn_gp(RSP), bn_imm(m->K + 64), NONE);
+    op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
+    op(a, "mov", bn_mem(RSP, (int32_t)m->K, 8), bn_gp(RAX), NONE);
+    op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
+    op(a, "jne", bn_label(skip), NONE, NONE);
+    g_token_sums(a, m);
+    bn_asm_bind(a, skip);
+  }
   splat_i(a, W == 64 ? MASK : 14, 0x03030303, W); /* TP2's code mask (TP1's unpacked too) */
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
@@ -894,7 +1238,13 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     int many = bn_asm_new_label(a);
     op(a, "cmp", bn_gp(R8), bn_imm(1), NONE);
     op(a, "jg", bn_label(many), NONE, NONE);
-    token_loop(a, m, 4); /* decode: one block, one stream */
+    if (gdec) { /* decode: one block, one stream */
+      mmk dm = *m;
+      dm.qimg = 1;
+      op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
+      op(a, "mov", bn_gp(R14), bn_gp(RDI), NONE);
+      token_tiles(a, &dm, 4, 1);
+    } else token_loop(a, m, 4);
     op(a, "add", bn_gp(R9), bn_imm(4), NONE);
     op(a, "jmp", bn_label(next), NONE, NONE);
     bn_asm_bind(a, many); /* prefill: blocks of up to `block` rows, r9..r12 */
@@ -904,6 +1254,20 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "mov", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
+    if (gdec && m->K <= PG_MAXK) { /* 8 tokens or more over 16 rows or more: tokens in the lanes (prefill_g) */
+      int small = bn_asm_new_label(a);
+      op(a, "cmp", bn_gp(R8), bn_imm(PG_TT), NONE);
+      op(a, "jl", bn_label(small), NONE, NONE);
+      op(a, "mov", bn_gp(RAX), bn_gp(R12), NONE);
+      op(a, "sub", bn_gp(RAX), bn_gp(R9), NONE);
+      op(a, "cmp", bn_gp(RAX), bn_imm(16), NONE);
+      op(a, "jl", bn_label(small), NONE, NONE);
+      op(a, "and", bn_gp(RAX), bn_imm(-16), NONE);
+      op(a, "lea", bn_gp(R12), bn_memx(R9, RAX, 1, 0, 0), NONE);
+      prefill_g(a, m);
+      op(a, "jmp", bn_label(next), NONE, NONE);
+      bn_asm_bind(a, small);
+    }
     op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
@@ -939,6 +1303,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
   op(a, "jl", bn_label(row_loop), NONE, NONE);
   bn_asm_bind(a, done);
   if (m->t1) op(a, "mov", bn_gp(RSP), bn_mem(RSP, (int32_t)(BLOCK / 4 * m->K), 8), NONE);
+  if (gdec) op(a, "mov", bn_gp(RSP), bn_mem(RSP, (int32_t)m->K, 8), NONE);
 }
 
 /* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a

@@ -72,7 +72,7 @@ static Operand operand(const bn_asm_op &o) {
     x86::Mem m = o.index >= 0 ? x86::ptr(x86::gpq((uint32_t)o.base), x86::gpq((uint32_t)o.index),
                                          o.scale == 8 ? 3 : o.scale == 4 ? 2 : o.scale == 2 ? 1 : 0, o.disp, o.size)
                               : x86::ptr(x86::gpq((uint32_t)o.base), o.disp, o.size);
-    return m;
+    return o.reg == 16 ? m._1to16() : o.reg == 8 ? m._1to8() : o.reg == 4 ? m._1to4() : o.reg == 2 ? m._1to2() : m;
   }
   case BN_ASM_IMM: return Imm(o.imm);
   case BN_ASM_LABEL: return Label((uint32_t)o.imm);

@@ -16,11 +16,12 @@ typedef struct bn_asm_rt bn_asm_rt; /* executable memory that finished code live
 
 /* Operands. Registers by number: general purpose 0..15 (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi,
  * r8..r15), vectors 0..31, masks 0..7. A memory operand: [base + index * scale + disp], size bytes
- * wide (0: implied by the instruction). */
+ * wide (0: implied by the instruction); bn_bcst makes it an AVX-512 broadcast of that element. */
 typedef enum { BN_ASM_NONE, BN_ASM_GP, BN_ASM_VEC, BN_ASM_K, BN_ASM_MEM, BN_ASM_IMM, BN_ASM_LABEL } bn_asm_kind;
 typedef struct {
   uint8_t kind, size; /* GP: 4 or 8 bytes; VEC: 16, 32 or 64 (xmm, ymm, zmm); MEM: the access width */
-  int8_t reg, base, index, scale; /* MEM: base and index registers (-1: none), scale 1, 2, 4 or 8 */
+  int8_t reg, base, index, scale; /* MEM: base and index registers (-1: none), scale 1, 2, 4 or 8; reg: the
+                                   * broadcast's element count (0: none) */
   int32_t disp;
   int64_t imm; /* IMM: the value; LABEL: the label */
 } bn_asm_op;
@@ -36,6 +37,12 @@ static inline bn_asm_op bn_mem(int base, int32_t disp, int bytes) {
 }
 static inline bn_asm_op bn_memx(int base, int index, int scale, int32_t disp, int bytes) {
   return (bn_asm_op){BN_ASM_MEM, (uint8_t)bytes, 0, (int8_t)base, (int8_t)index, (int8_t)scale, disp, 0};
+}
+
+/* m (of one element, size bytes) broadcast to n elements: {1toN} (n 2, 4, 8 or 16). */
+static inline bn_asm_op bn_bcst(bn_asm_op m, int n) {
+  m.reg = (int8_t)n;
+  return m;
 }
 
 bn_asm_rt *bn_asm_rt_new(void);
