@@ -557,7 +557,7 @@ static void tile_g_decode(bn_asm *a, const mmk *m) {
  * one subtraction of the token's group sum (pg_token_sums, once per chunk of tokens), a widening and two
  * multiply-adds by the rows' scales in double: no lane-sum tree. Tiles of 16 rows x 8 tokens; the frame
  * (below) on the stack. */
-enum { PG_TT = 8, PG_TC = 256, PG_MAXK = 16384 };
+enum { PG_TT = 8, PG_TC = 256, PG_MAXK = 16384, PW = 27, PX = 28, PY = 29 }; /* PW: a chunk; PX, PY: scratch */
 
 /* The frame's parts, bytes from rsp: the chunks (16 K), the scales (as doubles, 16 rows of fold f at f x its
  * elements, K bytes), the token sums (of fold f and chunk token j at 8 f x its elements + 4 j, 8 K), slots. */
@@ -678,23 +678,23 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(rb));
   op(a, "lea", bn_gp(R14), bn_memx(RDI, RAX, 1, 0, 0), NONE);
   op(a, "lea", bn_gp(RBX), bn_memx(RSP, RBP, 4, f->qs, 0), NONE);
-  for (int v = 8; v < 8 + 2 * tt; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
+  for (int v = tt; v < 3 * tt; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
   op(a, "mov", bn_gp(R15), bn_gp(RSP), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, fold);
   for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(t, 64), bn_vec(t, 64), bn_vec(t, 64));
   for (int i = 0; i < ch; i++) {
-    op(a, "vmovdqa64", bn_vec(24, 64), bn_mem(R15, 64 * i, 64), NONE);
+    op(a, "vmovdqa64", bn_vec(PW, 64), bn_mem(R15, 64 * i, 64), NONE);
     for (int t = 0; t < tt; t++)
-      op(a, "vpdpbusd", bn_vec(t, 64), bn_vec(24, 64), bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 4 * i), 4), 16));
+      op(a, "vpdpbusd", bn_vec(t, 64), bn_vec(PW, 64), bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 4 * i), 4), 16));
   }
   for (int t = 0; t < tt; t++) {
     op(a, "vpsubd", bn_vec(t, 64), bn_vec(t, 64), bn_bcst(bn_memx(RBX, R11, 8, 4 * t, 4), 16));
-    bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(25, 32), bn_vec(t, 64), bn_imm(1), NONE);
-    op(a, "vcvtdq2pd", bn_vec(26, 64), bn_vec(t, 32), NONE);
-    op(a, "vcvtdq2pd", bn_vec(25, 64), bn_vec(25, 32), NONE);
-    op(a, "vfmadd231pd", bn_vec(8 + 2 * t, 64), bn_vec(26, 64), bn_memx(RSP, R11, 1, f->ss, 64));
-    op(a, "vfmadd231pd", bn_vec(9 + 2 * t, 64), bn_vec(25, 64), bn_memx(RSP, R11, 1, f->ss + 64, 64));
+    bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(PX, 32), bn_vec(t, 64), bn_imm(1), NONE);
+    op(a, "vcvtdq2pd", bn_vec(PY, 64), bn_vec(t, 32), NONE);
+    op(a, "vcvtdq2pd", bn_vec(PX, 64), bn_vec(PX, 32), NONE);
+    op(a, "vfmadd231pd", bn_vec(tt + 2 * t, 64), bn_vec(PY, 64), bn_memx(RSP, R11, 1, f->ss, 64));
+    op(a, "vfmadd231pd", bn_vec(tt + 1 + 2 * t, 64), bn_vec(PX, 64), bn_memx(RSP, R11, 1, f->ss + 64, 64));
   }
   op(a, "add", bn_gp(R15), bn_imm(64 * ch), NONE);
   op(a, "add", bn_gp(R11), bn_imm(4 * ch), NONE);
@@ -705,18 +705,18 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   op(a, "add", bn_gp(RAX), bn_gp(R9), NONE);
   for (int t = 0; t < tt; t++)
     for (int h = 0; h < 2; h++) {
-      int d = 8 + 2 * t + h;
+      int d = tt + 2 * t + h;
       int32_t at = nb * t + 32 * h;
-      op(a, "vcvtpd2ps", bn_vec(26, 32), bn_vec(d, 64), NONE);
+      op(a, "vcvtpd2ps", bn_vec(PY, 32), bn_vec(d, 64), NONE);
       if (m->mode != BN_MM_ACC) { /* (double)f / s rounded, as bn_ref_dequant with row scale 1 */
-        op(a, "vcvtss2sd", bn_vec(25, 16), bn_vec(25, 16), bn_mem(R14, (int32_t)rb * t + meta, 4));
-        op(a, "vbroadcastsd", bn_vec(25, 64), bn_vec(25, 16), NONE);
-        op(a, "vcvtps2pd", bn_vec(26, 64), bn_vec(26, 32), NONE);
-        op(a, "vdivpd", bn_vec(26, 64), bn_vec(26, 64), bn_vec(25, 64));
-        op(a, "vcvtpd2ps", bn_vec(26, 32), bn_vec(26, 64), NONE);
-        if (m->mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(26, 32), bn_vec(26, 32), bn_memx(RCX, RAX, 4, at, 32));
+        op(a, "vcvtss2sd", bn_vec(PX, 16), bn_vec(PX, 16), bn_mem(R14, (int32_t)rb * t + meta, 4));
+        op(a, "vbroadcastsd", bn_vec(PX, 64), bn_vec(PX, 16), NONE);
+        op(a, "vcvtps2pd", bn_vec(PY, 64), bn_vec(PY, 32), NONE);
+        op(a, "vdivpd", bn_vec(PY, 64), bn_vec(PY, 64), bn_vec(PX, 64));
+        op(a, "vcvtpd2ps", bn_vec(PY, 32), bn_vec(PY, 64), NONE);
+        if (m->mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(PY, 32), bn_vec(PY, 32), bn_memx(RCX, RAX, 4, at, 32));
       }
-      op(a, "vmovups", bn_memx(RDX, RAX, 4, at, 32), bn_vec(26, 32), NONE);
+      op(a, "vmovups", bn_memx(RDX, RAX, 4, at, 32), bn_vec(PY, 32), NONE);
     }
 }
 
