@@ -36,7 +36,13 @@ typedef void (*bn_mf_kernel)(const float *x, const void *w, float *y, int64_t T,
 typedef void (*bn_nq_kernel)(const float *x, const float *w, uint8_t *qa, float *tmp, int64_t T, int64_t t0, int64_t t1);
 enum { BN_NQ_PLAIN = BN_FUSED_NORM, BN_NQ_GATE_RELU2 = BN_FUSED_GATE_RELU2, BN_NQ_GATE_SILU = BN_FUSED_GATE_SILU,
        BN_NQ_RMSNORM, /* RMSNORM: qa is K floats per row */
-       BN_NQ_QUANT }; /* QUANT: a quantize alone (llama's and qwen3's, without sub-norms): w unused */
+       BN_NQ_QUANT,   /* QUANT: a quantize alone (llama's and qwen3's, without sub-norms): w unused */
+       BN_NQ_GATE_RELU2_Q = BN_FUSED_GATE_RELU2_Q, BN_NQ_GATE_SILU_Q = BN_FUSED_GATE_SILU_Q }; /* a gate, then quantize: w unused */
+/* Whether a BN_NQ_* mode reads g | u rows (2K floats) through a gate, and whether it normalizes. */
+static inline int bn_nq_gated(int mode) {
+  return mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU || mode == BN_NQ_GATE_RELU2_Q || mode == BN_NQ_GATE_SILU_Q;
+}
+static inline int bn_nq_normed(int mode) { return mode <= BN_NQ_RMSNORM; }
 
 /* Causal GQA attention of heads h0..h1 for T tokens at pos.. over the caches of n_ctx
  * positions, head-major as bn_ref_kv_store writes them (this step's K/V stored already), their

@@ -27,6 +27,7 @@ void bn_kkey_describe(const bn_kkey *key, char *buf, size_t cap) {
 /* A ternary matmul node, with or without a norm + quantize prologue: its key; 0 if not one. */
 static int select_matmul(const bn_graph *g, const bn_node *n, bn_kkey *key) {
   int len = 0, nq = n->body ? bn_fused_norm_quant(n->body, &len) : -1, wi;
+  if (nq > BN_FUSED_GATE_SILU) return 0; /* a prologue normalizes (fuse-prologue makes no other) */
   if (nq < 0) len = 0;
   int mode = n->body && n->body->n_nodes > len ? bn_fused_matmul(n->body, len) : -1;
   if (mode < 0 || bn_fused_tmatmul(n, &wi) != len || (len && n->body->nodes[len].in[0] != n->body->nodes[len - 1].out))
@@ -95,11 +96,11 @@ int bn_kernel_select(const bn_graph *g, int i, bn_kkey *key) {
     return 1; /* no sub-norm before it */
   }
   int mode = nq_mode(n);
-  if (mode >= 0) {
+  if (mode >= 0) { /* the node before the quantize: the rmsnorm (or, without one, the gate's product) */
     const bn_node *norm = &n->body->nodes[n->body->n_nodes - 2];
     int64_t K = n->body->values[norm->out].shape.d[1];
-    if (g->values[n->in[1]].dtype != BN_DT_F32) return 0;
-    *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = mode, .eps = (float)norm->attr[0]};
+    if (g->values[n->in[0]].dtype != BN_DT_F32 || (bn_nq_normed(mode) && g->values[n->in[1]].dtype != BN_DT_F32)) return 0;
+    *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = mode, .eps = bn_nq_normed(mode) ? (float)norm->attr[0] : 0};
     return 1;
   }
   return 0;

@@ -20,17 +20,19 @@ int bn_fused_norm_quant(const bn_graph *body, int *len) {
   const bn_node *b = body->nodes;
   if (body->n_nodes >= 2 && b[0].op == BN_OP_RMSNORM && b[1].op == BN_OP_QUANTIZE && b[1].in[0] == b[0].out)
     return *len = 2, BN_FUSED_NORM;
-  if (body->n_nodes < 6) return -1;
+  if (body->n_nodes < 5) return -1;
   int relu2 = b[2].op == BN_OP_RELU2;
+  int norm = body->n_nodes >= 6 && b[4].op == BN_OP_RMSNORM && b[5].op == BN_OP_QUANTIZE && b[4].in[0] == b[3].out &&
+             b[5].in[0] == b[4].out;
   if (b[0].op != BN_OP_SLICE || b[1].op != BN_OP_SLICE || (!relu2 && b[2].op != BN_OP_SILU) || b[3].op != BN_OP_MUL ||
-      b[4].op != BN_OP_RMSNORM || b[5].op != BN_OP_QUANTIZE)
+      (!norm && (b[4].op != BN_OP_QUANTIZE || b[4].in[0] != b[3].out)))
     return -1;
   double F = b[0].attr[1];
   if (b[0].attr[0] != 0 || b[1].attr[0] != F || b[1].attr[1] != F || b[2].in[0] != b[0].out || b[3].in[0] != b[2].out ||
-      b[3].in[1] != b[1].out || b[4].in[0] != b[3].out || b[5].in[0] != b[4].out ||
-      body->values[b[0].in[0]].shape.d[1] != 2 * (int64_t)F)
+      b[3].in[1] != b[1].out || body->values[b[0].in[0]].shape.d[1] != 2 * (int64_t)F)
     return -1;
-  *len = 6;
+  *len = norm ? 6 : 5;
+  if (!norm) return relu2 ? BN_FUSED_GATE_RELU2_Q : BN_FUSED_GATE_SILU_Q;
   return relu2 ? BN_FUSED_GATE_RELU2 : BN_FUSED_GATE_SILU;
 }
 

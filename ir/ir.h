@@ -138,9 +138,10 @@ int bn_graph_rename_value(bn_graph *g, int id, const char *name);
  * that maps them to kernel families. A fused node's ternary matmul: the body index of its
  * tmatmul, -1 if it has none; *w (if not NULL) the node's operand index of the matmul's weights. */
 int bn_fused_tmatmul(const bn_node *n, int *w);
-/* Body nodes [0, *len) as a norm + quantize: rmsnorm, quantize (len 2), or the FFN gate
- * (slice, slice, relu2 | silu, mul, rmsnorm, quantize: len 6); -1: neither. */
-enum { BN_FUSED_NORM, BN_FUSED_GATE_RELU2, BN_FUSED_GATE_SILU };
+/* Body nodes [0, *len) as a norm + quantize: rmsnorm, quantize (len 2), the FFN gate
+ * (slice, slice, relu2 | silu, mul, rmsnorm, quantize: len 6), or the gate without the norm
+ * (llama's, qwen3's: len 5, GATE_*_Q; numbered after the kernels' two other modes, kernels.h); -1: none. */
+enum { BN_FUSED_NORM, BN_FUSED_GATE_RELU2, BN_FUSED_GATE_SILU, BN_FUSED_GATE_RELU2_Q = 5, BN_FUSED_GATE_SILU_Q };
 int bn_fused_norm_quant(const bn_graph *body, int *len);
 /* Body nodes [at, end) as a ternary matmul: tmatmul, dequant (DQ), and a residual add (DQ_ADD); -1: neither. */
 enum { BN_FUSED_DQ = 1, BN_FUSED_DQ_ADD };

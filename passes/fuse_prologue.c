@@ -5,10 +5,10 @@
  * and a step runs one kernel (and, on threads, meets at one barrier) fewer. */
 #include "rewrite.h"
 
-/* Is fused node n a norm + quantize kernel, whole? */
+/* Is fused node n a norm + quantize kernel, whole (a gate without the norm stays a kernel of its own)? */
 static int is_norm_quant(const bn_node *n) {
-  int len;
-  return n->body && bn_fused_norm_quant(n->body, &len) >= 0 && len == n->body->n_nodes &&
+  int len, mode = n->body ? bn_fused_norm_quant(n->body, &len) : -1;
+  return mode >= 0 && mode <= BN_FUSED_GATE_SILU && len == n->body->n_nodes &&
          n->body->outputs[0] == n->body->nodes[len - 1].out;
 }
 

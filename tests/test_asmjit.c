@@ -226,7 +226,7 @@ static void test_ternary_matmul(void **state) {
     }
 }
 
-/* RMSNorm + quantize (and RMSNorm alone, and relu2's gate before it), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
+/* RMSNorm + quantize (and RMSNorm alone, a quantize alone, and the gates before it), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
  * bn_ref_quantize, bn_ref_tmatmul and bn_ref_dequant, bit for bit, over widths, tokens and row ranges. */
 static void test_norm_quantize(void **state) {
   (void)state;
@@ -249,7 +249,8 @@ static void test_norm_quantize(void **state) {
       bn_ref_rmsnorm(x, T, K, wn, eps, ynorm);
       memset(qa_ref, 0x5a, (size_t)(T * rb)); /* the bytes after the scale and sum are neither's to write */
       bn_ref_quantize(ynorm, T, K, qa_ref);
-      for (int silu = 0; silu < 2; silu++) { /* the gates: rows g | u of 2K, act(g) u normalized and quantized */
+      for (int gi = 0; gi < 4; gi++) { /* the gates: rows g | u of 2K, act(g) u normalized (gi < 2; llama's not) and quantized */
+        int silu = gi % 2, normed = gi < 2;
         float *gu = malloc((size_t)T * K * 8), *m = malloc((size_t)T * K * 4), *mn = malloc((size_t)T * K * 4);
         for (int i = 0; i < 2 * T * K; i++) gu[i] = (float)(bn_rng_unit(&rng) * 4 - 2);
         for (int t = 0; t < T; t++)
@@ -260,11 +261,12 @@ static void test_norm_quantize(void **state) {
         bn_ref_rmsnorm(m, T, K, wn, eps, mn);
         uint8_t *want = aligned_alloc(64, (size_t)(T * rb)), *got = aligned_alloc(64, (size_t)(T * rb));
         memset(want, 0x5a, (size_t)(T * rb)), memset(got, 0x5a, (size_t)(T * rb));
-        bn_ref_quantize(mn, T, K, want);
-        bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = silu ? BN_NQ_GATE_SILU : BN_NQ_GATE_RELU2, .eps = eps};
+        bn_ref_quantize(normed ? mn : m, T, K, want);
+        int mode = normed ? (silu ? BN_NQ_GATE_SILU : BN_NQ_GATE_RELU2) : silu ? BN_NQ_GATE_SILU_Q : BN_NQ_GATE_RELU2_Q;
+        bn_kkey key = {.family = BN_K_NORM_QUANT, .k = K, .variant = mode, .eps = eps};
         void *fn = kernel(cg, key);
         ((bn_nq_kernel)fn)(gu, wn, got, tmp, T, 0, T);
-        if (!silu && memcmp(got, want, (size_t)(T * rb))) fail_msg("relu2's gate K=%d T=%d differs from the reference", K, T);
+        if (!silu && memcmp(got, want, (size_t)(T * rb))) fail_msg("relu2's gate (mode %d) K=%d T=%d differs from the reference", mode, K, T);
         int moved = 0; /* silu: exp is not libm's, so a code may move by one on a rounding tie (0.1 % of them at most) */
         for (int t = 0; silu && t < T; t++) {
           for (int i = 0; i < K; i++) {
@@ -288,6 +290,16 @@ static void test_norm_quantize(void **state) {
         ((bn_nq_kernel)fn)(x, wn, out, tmp, T, 0, T / 2), ((bn_nq_kernel)fn)(x, wn, out, tmp, T, T / 2, T);
         if (mode ? memcmp(y, ynorm, (size_t)T * K * 4) : memcmp(qa, qa_ref, (size_t)(T * rb)))
           fail_msg("norm-quantize mode %d K=%d T=%d differs from the reference", mode, K, T);
+        checked++;
+      }
+      { /* QUANT: x quantized as it is (llama's and qwen3's quantizes, no norm before them) */
+        uint8_t *want = aligned_alloc(64, (size_t)(T * rb));
+        memset(want, 0x5a, (size_t)(T * rb)), memset(qa, 0x5a, (size_t)(T * rb));
+        bn_ref_quantize(x, T, K, want);
+        void *fn = kernel(cg, (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = BN_NQ_QUANT});
+        ((bn_nq_kernel)fn)(x, NULL, qa, tmp, T, 0, T / 2), ((bn_nq_kernel)fn)(x, NULL, qa, tmp, T, T / 2, T);
+        if (memcmp(qa, want, (size_t)(T * rb))) fail_msg("quantize K=%d T=%d differs from the reference", K, T);
+        free(want);
         checked++;
       }
       /* the matmul with the prologue: QA8 scratch filled from x, then rows n0..n1 */

@@ -249,19 +249,21 @@ static void test_rows(void **state) {
 }
 
 /* The reference's QA8 rows of T rows of x (K floats, or the gate's g | u of 2K) in norm + quantize
- * mode `mode` (BN_NQ_*): act(g) * u into m, rmsnorm into y (K floats a row each), codes into q. */
+ * mode `mode` (BN_NQ_*): act(g) * u into m, rmsnorm into y (K floats a row each; the _Q gates: none),
+ * codes into q. */
 static void ref_nq(int mode, const float *x, const float *wn, int T, int K, float *m, float *y, uint8_t *q) {
   const float *src = x;
-  if (mode != BN_NQ_PLAIN) { /* the gate's act(g) * u, as the reference kernels compute it */
+  if (bn_nq_gated(mode)) { /* the gate's act(g) * u, as the reference kernels compute it */
+    int relu2 = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_RELU2_Q;
     for (int t = 0; t < T; t++)
       for (int i = 0; i < K; i++) {
         float g = x[t * 2 * K + i], u = x[t * 2 * K + K + i];
-        m[t * K + i] = (mode == BN_NQ_GATE_RELU2 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g))) * u;
+        m[t * K + i] = (relu2 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g))) * u;
       }
     src = m;
   }
-  bn_ref_rmsnorm(src, T, K, wn, 1e-5f, y);
-  bn_ref_quantize(y, T, K, q);
+  if (bn_nq_normed(mode)) bn_ref_rmsnorm(src, T, K, wn, 1e-5f, y);
+  bn_ref_quantize(bn_nq_normed(mode) ? y : src, T, K, q);
 }
 
 /* Generated codes against the reference's. The norm's sum of squares follows the reference's
@@ -287,7 +289,7 @@ static void check_codes(const uint8_t *got, const uint8_t *want, int T, int K, i
   if (diff > T * K / 1000 + 1) fail_msg("%s K=%d: %d codes differ", what, K, diff);
 }
 
-/* rmsnorm + quantize and the gate: QA8 rows equal to the reference's. */
+/* rmsnorm + quantize and the gates (with the norm, and without: llama's): QA8 rows equal to the reference's. */
 static void test_norm_quant(void **state) {
   (void)state;
   for (int isa = 0; isa < 2; isa++) {
@@ -296,9 +298,10 @@ static void test_norm_quant(void **state) {
     if (bn_llvm_create((bn_isa)isa, &j, &err)) continue;
     uint64_t rng = 17;
     const int shapes[][2] = {{1, 256}, {3, 512}, {5, 1536}, {2, 2560}, {4, 6912}};
+    static const int modes[] = {BN_NQ_PLAIN, BN_NQ_GATE_RELU2, BN_NQ_GATE_SILU, BN_NQ_GATE_RELU2_Q, BN_NQ_GATE_SILU_Q};
     for (int si = 0; si < 5; si++)
-      for (int mode = 0; mode < 3; mode++) {
-        int T = shapes[si][0], K = shapes[si][1], in_w = mode ? 2 * K : K;
+      for (int mi = 0; mi < 5; mi++) {
+        int mode = modes[mi], T = shapes[si][0], K = shapes[si][1], in_w = bn_nq_gated(mode) ? 2 * K : K;
         float *x = malloc((size_t)T * in_w * 4), *w = malloc((size_t)K * 4), *m = malloc((size_t)T * K * 4);
         float *y = malloc((size_t)T * K * 4), *tmp = malloc((size_t)K * 4);
         int64_t rb = bn_qa8_row_bytes(K);
@@ -311,7 +314,7 @@ static void test_norm_quant(void **state) {
         k(x, w, got, tmp, T, 0, T);
         char what[64];
         snprintf(what, sizeof what, "%s norm-quantize mode %d", bn_isa_name((bn_isa)isa), mode);
-        check_codes(got, want, T, K, mode != BN_NQ_GATE_SILU, what);
+        check_codes(got, want, T, K, mode != BN_NQ_GATE_SILU && mode != BN_NQ_GATE_SILU_Q, what);
         /* rmsnorm alone (the final norm): the float rows, the same operations: the same bits */
         if (mode == 0) {
           float *yn = malloc((size_t)T * K * 4);
@@ -515,7 +518,7 @@ static void test_bad_keys(void **state) {
       {{.family = BN_K_MATMUL_F, .k = 48, .n = 8, .variant = BN_DT_Q8_0}, "float matmul K=48 type q8_0"},
       {{.family = BN_K_MATMUL_F, .k = 288, .n = 8, .variant = BN_DT_Q6_K}, "float matmul K=288 type q6_k"},
       {{.family = BN_K_MATMUL_F, .k = 100, .n = 8, .variant = BN_DT_BF16}, "float matmul K=100 type bf16"},
-      {{.family = BN_K_NORM_QUANT, .k = 256, .variant = 5}, "norm-quantize K=256 mode 5"},
+      {{.family = BN_K_NORM_QUANT, .k = 256, .variant = 7}, "norm-quantize K=256 mode 7"},
       {{.family = BN_K_ATTENTION, .k = 64, .n = 6, .variant = 4}, "attention heads 6/4 head_dim 64"},
       {{.family = BN_K_EMBED, .k = 100, .n = 8, .variant = BN_DT_Q8_0}, "embedding K=100 type q8_0"},
       {{.family = BN_K_SLICE, .k = 64, .n = 32, .variant = 40}, "slice of 32 columns from 40 of 64"},

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../codegen/ref/ref.h"
+#include "../codegen/kernels.h"
 #include "../frontend/synth.h"
 #include "../ir/irparse.h"
 #include "../ir/quant.h"
@@ -166,9 +167,9 @@ static void test_pipeline_other_tools_files(void **state) {
 
 static void test_pipeline_synth(void **state) {
   (void)state;
-  const char *archs[] = {"bitnet", "bitnet-b1.58"};
+  const char *archs[] = {"bitnet", "bitnet-b1.58", "llama", "qwen3"};
   const bn_dtype types[] = {BN_DT_TQ1_0, BN_DT_TQ2_0, BN_DT_I2_S};
-  for (int a = 0; a < 2; a++)
+  for (int a = 0; a < 4; a++)
     for (int t = 0; t < 3; t++) {
       char path[512], what[64];
       snprintf(what, sizeof what, "synth %s %s", archs[a], bn_dtype_table[types[t]].name);
@@ -319,6 +320,48 @@ static void test_each_pass_shape_of_graph(void **state) {
   }
   bn_model_free(&m);
   bn_gguf_close(&f);
+}
+
+/* llama's FFN gate has no sub-norm: fuse-gate makes slice, slice, silu, mul, quantize one kernel (a gate
+ * without the norm), which stays a node of its own (a prologue normalizes); the selector gives it the
+ * norm-quantize family's GATE_SILU_Q mode. (check_model compares its logits with the unfused graph's.) */
+static void test_gate_without_norm(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/passes-llama.gguf", BNC_TEST_TMP);
+  bn_synth_params p = {bn_synth_find_shape("tiny"), "llama", BN_DT_TQ2_0, BN_DT_F16, 3, 0, NULL, 0};
+  bn_error err = {0};
+  bn_gguf f;
+  bn_model m;
+  bn_memplan mp;
+  bn_pass_opts po = {.max_tokens = 8, .verify = 1};
+  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
+      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
+    fail_msg("%s", err.msg);
+  int h[BN_OP_COUNT], gates = 0;
+  histogram(&m.graph, h);
+  assert_int_equal(h[BN_OP_SILU] + h[BN_OP_MUL], 0);
+  for (int i = 0; i < m.graph.n_nodes; i++) {
+    const bn_node *n = &m.graph.nodes[i];
+    int len, mode = n->body ? bn_fused_norm_quant(n->body, &len) : -1;
+    if (mode < 0) continue;
+    bn_kkey key;
+    if (len == 5) {
+      assert_int_equal(mode, BN_FUSED_GATE_SILU_Q);
+      assert_int_equal(n->body->n_nodes, 5);
+      assert_int_equal(n->n_in, 1); /* the gate|up rows alone */
+      assert_true(bn_kernel_select(&m.graph, i, &key));
+      assert_int_equal(key.family, BN_K_NORM_QUANT);
+      assert_int_equal(key.variant, BN_NQ_GATE_SILU_Q);
+      assert_int_equal(key.k, m.hp.n_ff);
+      gates++;
+    } else assert_true(len == 2); /* every prologue normalizes */
+  }
+  assert_int_equal(gates, m.hp.n_layer);
+  bn_memplan_free(&mp);
+  bn_model_free(&m);
+  bn_gguf_close(&f);
+  remove(path);
 }
 
 /* fuse-prologue leaves a quantized row with a second reader as it was: the kernel
@@ -581,7 +624,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_packed_matmul_exact),
       cmocka_unit_test(test_pipeline_other_tools_files),
-      cmocka_unit_test(test_pipeline_synth),
+      cmocka_unit_test(test_pipeline_synth), cmocka_unit_test(test_gate_without_norm),
       cmocka_unit_test(test_each_pass_shape_of_graph),
       cmocka_unit_test(test_prologue_needs_one_reader),
       cmocka_unit_test(test_fold_constants),

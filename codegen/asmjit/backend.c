@@ -46,8 +46,8 @@ static int be_supports(void *self, const bn_kkey *key) {
     packed.family = BN_K_MATMUL;
     return (b->avx512 || key->n % 4 == 0) && key->k <= 16384 && be_supports(self, &packed);
   }
-  case BN_K_NORM_QUANT: /* RMSNorm + quantize, RMSNorm alone, a gate first */
-    return key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_RMSNORM &&
+  case BN_K_NORM_QUANT: /* RMSNorm + quantize, RMSNorm alone, a gate first, a quantize alone (or after a gate) */
+    return key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_GATE_SILU_Q &&
            key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW;
   case BN_K_ROPE: /* half a head a whole number of vectors */
     return key->k > 0 && key->k % (2 * lanes) == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;

@@ -1052,46 +1052,11 @@ static void block_tokens(bn_asm *a, const mmk *m, int rows, int tt) {
   bn_asm_bind(a, end);
 }
 
-/* One row's RMSNorm (+ quantize), W = 64 (AVX-512) or 32 (AVX2) bytes a vector, bit for bit as
- * bn_ref_rmsnorm and bn_ref_quantize: the sum of squares in 16 double lanes (element i in lane i % 16,
- * each square exact; 2 or 4 vectors of them) added lane by lane in order; inv = (float)(1 / sqrt(ss / K +
- * eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to [tmp], then s = 127 / max(max |y|,
- * 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their sum, s and the sum after the
- * codes (QA8). x, w, q, tmp: pointer registers; vectors 0..9, rax, the red zone. */
-static void nq_row(bn_asm *a, int W, int64_t K, float eps, int rmsnorm_only, int x, int w, int q, int tmp) {
+/* The codes of the row y at [y] (its max |y| in vector 5's lanes, the |.| mask in 6) into the QA8 row at
+ * [q]: nq_row's end. */
+static void quant_tail(bn_asm *a, int W, int64_t K, int tmp, int q) {
   int32_t meta = (int32_t)((K + 63) / 64 * 64);
-  int L = W / 4, nacc = 128 / W, acc[4] = {0, 1, 8, 9}; /* the double lanes' vectors: W / 8 lanes each */
-  for (int h = 0; h < nacc; h++) op(a, "vxorpd", bn_vec(acc[h], 32), bn_vec(acc[h], 32), bn_vec(acc[h], 32));
-  for (int64_t c = 0; c < K; c += 16)
-    for (int h = 0; h < nacc; h++) {
-      op(a, "vcvtps2pd", bn_vec(2, W), bn_mem(x, (int32_t)(4 * c + W / 2 * h), W / 2), NONE);
-      op(a, "vmulpd", bn_vec(2, W), bn_vec(2, W), bn_vec(2, W));
-      op(a, "vaddpd", bn_vec(acc[h], W), bn_vec(acc[h], W), bn_vec(2, W));
-    }
-  for (int h = 0; h < nacc; h++) op(a, "vmovupd", bn_mem(RSP, -128 + W * h, W), bn_vec(acc[h], W), NONE);
-  op(a, "vmovsd", bn_vec(3, 16), bn_mem(RSP, -128, 8), NONE);
-  for (int l = 1; l < 16; l++) op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_mem(RSP, -128 + 8 * l, 8));
-  constant(a, 4, (double)K, 0);
-  op(a, "vdivsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
-  constant(a, 4, (double)eps, 0);
-  op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
-  op(a, "vsqrtsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
-  constant(a, 4, 1.0, 0);
-  op(a, "vdivsd", bn_vec(3, 16), bn_vec(4, 16), bn_vec(3, 16));
-  op(a, "vcvtsd2ss", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
-  op(a, "vbroadcastss", bn_vec(3, W), bn_vec(3, 16), NONE); /* inv */
-  op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32)); /* max |y| */
-  splat_i(a, 6, 0x7fffffff, W);                                 /* |.| mask */
-  for (int64_t c = 0; c < K; c += L) {
-    op(a, "vmulps", bn_vec(2, W), bn_vec(3, W), bn_mem(x, (int32_t)(4 * c), W));
-    op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), bn_mem(w, (int32_t)(4 * c), W));
-    op(a, "vmovups", bn_mem(rmsnorm_only ? q : tmp, (int32_t)(4 * c), W), bn_vec(2, W), NONE);
-    if (!rmsnorm_only) {
-      op(a, W == 64 ? "vpandd" : "vpand", bn_vec(2, W), bn_vec(2, W), bn_vec(6, W));
-      op(a, "vmaxps", bn_vec(5, W), bn_vec(5, W), bn_vec(2, W));
-    }
-  }
-  if (rmsnorm_only) return;
+  int L = W / 4;
   fold(a, 5, "vmaxps", W); /* the row's max */
   constant(a, 4, 1e-5, 1);
   op(a, "vmaxss", bn_vec(5, 16), bn_vec(5, 16), bn_vec(4, 16));
@@ -1116,6 +1081,65 @@ static void nq_row(bn_asm *a, int W, int64_t K, float eps, int rmsnorm_only, int
   }
   hsum(a, 7, 8, W);
   op(a, "mov", bn_mem(q, meta + 4, 4), bn_gpd(RAX), NONE);
+}
+
+/* QUANT: max |x| of the row, then quant_tail over x itself. */
+static void quant_row(bn_asm *a, int W, int64_t K, int x, int q) {
+  op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32));
+  splat_i(a, 6, 0x7fffffff, W);
+  for (int64_t c = 0; c < K; c += W / 4) {
+    op(a, W == 64 ? "vpandd" : "vpand", bn_vec(2, W), bn_vec(6, W), bn_mem(x, (int32_t)(4 * c), W));
+    op(a, "vmaxps", bn_vec(5, W), bn_vec(5, W), bn_vec(2, W));
+  }
+  quant_tail(a, W, K, x, q);
+}
+
+/* One row's RMSNorm (+ quantize), W = 64 (AVX-512) or 32 (AVX2) bytes a vector, bit for bit as
+ * bn_ref_rmsnorm and bn_ref_quantize: the sum of squares in 16 double lanes (element i in lane i % 16,
+ * each square exact; 2 or 4 vectors of them) added lane by lane in order; inv = (float)(1 / sqrt(ss / K +
+ * eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to [tmp], then s = 127 / max(max |y|,
+ * 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their sum, s and the sum after the
+ * codes (QA8). QUANT: the same codes of y = x (bn_ref_quantize alone). x, w, q, tmp: pointer registers;
+ * vectors 0..9, rax, the red zone. */
+static void nq_row(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
+  int L = W / 4, nacc = 128 / W, acc[4] = {0, 1, 8, 9}; /* the double lanes' vectors: W / 8 lanes each */
+  int rmsnorm_only = mode == BN_NQ_RMSNORM, norm = mode != BN_NQ_QUANT;
+  for (int h = 0; h < nacc && norm; h++) op(a, "vxorpd", bn_vec(acc[h], 32), bn_vec(acc[h], 32), bn_vec(acc[h], 32));
+  for (int64_t c = 0; c < K && norm; c += 16)
+    for (int h = 0; h < nacc; h++) {
+      op(a, "vcvtps2pd", bn_vec(2, W), bn_mem(x, (int32_t)(4 * c + W / 2 * h), W / 2), NONE);
+      op(a, "vmulpd", bn_vec(2, W), bn_vec(2, W), bn_vec(2, W));
+      op(a, "vaddpd", bn_vec(acc[h], W), bn_vec(acc[h], W), bn_vec(2, W));
+    }
+  if (!norm) {
+    quant_row(a, W, K, x, q);
+    return;
+  }
+  for (int h = 0; h < nacc; h++) op(a, "vmovupd", bn_mem(RSP, -128 + W * h, W), bn_vec(acc[h], W), NONE);
+  op(a, "vmovsd", bn_vec(3, 16), bn_mem(RSP, -128, 8), NONE);
+  for (int l = 1; l < 16; l++) op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_mem(RSP, -128 + 8 * l, 8));
+  constant(a, 4, (double)K, 0);
+  op(a, "vdivsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
+  constant(a, 4, (double)eps, 0);
+  op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(4, 16));
+  op(a, "vsqrtsd", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
+  constant(a, 4, 1.0, 0);
+  op(a, "vdivsd", bn_vec(3, 16), bn_vec(4, 16), bn_vec(3, 16));
+  op(a, "vcvtsd2ss", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
+  op(a, "vbroadcastss", bn_vec(3, W), bn_vec(3, 16), NONE); /* inv */
+  op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32)); /* max |y| */
+  splat_i(a, 6, 0x7fffffff, W);                                 /* |.| mask */
+  for (int64_t c = 0; c < K; c += L) {
+    op(a, "vmulps", bn_vec(2, W), bn_vec(3, W), bn_mem(x, (int32_t)(4 * c), W));
+    op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), bn_mem(w, (int32_t)(4 * c), W));
+    op(a, "vmovups", bn_mem(rmsnorm_only ? q : tmp, (int32_t)(4 * c), W), bn_vec(2, W), NONE);
+    if (!rmsnorm_only) {
+      op(a, W == 64 ? "vpandd" : "vpand", bn_vec(2, W), bn_vec(2, W), bn_vec(6, W));
+      op(a, "vmaxps", bn_vec(5, W), bn_vec(5, W), bn_vec(2, W));
+    }
+  }
+  if (rmsnorm_only) return;
+  quant_tail(a, W, K, tmp, q);
 }
 
 /* The FFN gate's middle, act(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
@@ -1148,16 +1172,16 @@ static void gate_row(bn_asm *a, int W, int64_t K, int silu, int x, int tmp) {
 
 /* One row of a norm + quantize kernel: the gate first (into tmp, then normalized in place) or not. */
 static void nq_any(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
-  if (mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU) {
-    gate_row(a, W, K, mode == BN_NQ_GATE_SILU, x, tmp);
+  if (bn_nq_gated(mode)) {
+    gate_row(a, W, K, mode == BN_NQ_GATE_SILU || mode == BN_NQ_GATE_SILU_Q, x, tmp);
     x = tmp;
   }
-  nq_row(a, W, K, eps, mode == BN_NQ_RMSNORM, x, w, q, tmp);
+  nq_row(a, W, K, eps, bn_nq_normed(mode) ? mode : BN_NQ_QUANT, x, w, q, tmp);
 }
 
 /* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), every mode. */
 void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps) {
-  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU ? 8 * K : 4 * K;
+  int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = bn_nq_gated(mode) ? 8 * K : 4 * K;
   int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R10), bn_mem(RSP, 8, 8), NONE); /* t1 */
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);

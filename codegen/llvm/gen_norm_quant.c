@@ -5,6 +5,7 @@
  *           (act = relu2 or silu), act(g) * u first written to tmp.
  *   RMSNORM: y = rmsnorm(x, w), float rows (the final norm).
  *   QUANT:  q = quantize(x), a quantize alone (no sub-norm before it: llama, qwen3).
+ *   GATE_*_Q: q = quantize(act(g) * u), the gate without the norm (llama's, qwen3's FFN).
  *
  * Per row: the sum of squares in double lanes, inv = (float)(1 / sqrt(ss / K
  * + eps)) in double, y = (x * inv) * w in float, s = 127 / max(max|y|, 1e-5),
@@ -52,7 +53,7 @@ static void gate_body(bn_gen *g, LLVMValueRef k, row *r) {
   LLVMValueRef gv = bn_gen_load(g, vf(g), r->grow, off4(g, k));
   LLVMValueRef uv = bn_gen_load(g, vf(g), r->grow, off4(g, LLVMBuildAdd(g->b, k, bn_gen_c64(g, g->K), "")));
   LLVMValueRef a;
-  if (r->mode == BN_NQ_GATE_RELU2) { /* relu2: g > 0 ? g * g : 0 */
+  if (r->mode == BN_NQ_GATE_RELU2 || r->mode == BN_NQ_GATE_RELU2_Q) { /* relu2: g > 0 ? g * g : 0 */
     LLVMValueRef pos = LLVMBuildFCmp(g->b, LLVMRealOGT, gv, bn_gen_constf(vf(g), 0), "");
     a = LLVMBuildSelect(g->b, pos, LLVMBuildFMul(g->b, gv, gv, ""), bn_gen_constf(vf(g), 0), "");
   } else { /* silu: g / (1 + exp(-g)) */
@@ -72,10 +73,10 @@ static void ss_body(bn_gen *g, LLVMValueRef k, row *r) {
   LLVMBuildStore(g->b, bn_gen_call(g, "llvm.fma", &t, 1, args, 3), r->ss); /* x * x is exact: fma == add */
 }
 
-/* y = (x * inv) * w; QUANT: x */
+/* y = (x * inv) * w; without a norm (QUANT, GATE_*_Q): x */
 static LLVMValueRef norm(bn_gen *g, row *r, LLVMValueRef k) {
   LLVMValueRef x = bn_gen_load(g, vf(g), r->src, off4(g, k));
-  if (r->mode == BN_NQ_QUANT) return x;
+  if (!bn_nq_normed(r->mode)) return x;
   LLVMValueRef w = bn_gen_load(g, vf(g), r->wn, off4(g, k));
   return LLVMBuildFMul(g->b, LLVMBuildFMul(g->b, x, r->inv, ""), w, "");
 }
@@ -149,7 +150,7 @@ static void quantize_row(bn_gen *g, row *r) {
 void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef wn, LLVMValueRef qa, LLVMValueRef tmp,
                     LLVMValueRef t0, LLVMValueRef t1) {
   int64_t K = g->K;
-  int gate = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU;
+  int gate = bn_nq_gated(mode);
   int64_t rb = mode == BN_NQ_RMSNORM ? 4 * K : bn_qa8_row_bytes(K), in_w = gate ? 2 * K : K;
   row r = {.mode = mode, .lanes = lanes_of(g), .wn = wn};
   LLVMTypeRef vi = LLVMVectorType(g->i32, (unsigned)r.lanes);
@@ -165,7 +166,7 @@ void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef
     r.src = tmp;
     kloop(g, gate_body, &r);
   } else r.src = xrow;
-  if (mode == BN_NQ_QUANT) { /* no norm: the codes of x itself */
+  if (!bn_nq_normed(mode)) { /* no norm: the codes of x (or of the gate's product) itself */
     quantize_row(g, &r);
     bn_gen_for_end(g, &lt);
     return;

@@ -223,7 +223,7 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
                      K, v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
     break;
   case BN_K_NORM_QUANT:
-    if (K <= 0 || K % lanes || v < 0 || v > BN_NQ_QUANT)
+    if (K <= 0 || K % lanes || v < 0 || v > BN_NQ_GATE_SILU_Q)
       return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d", K, v);
     break;
   case BN_K_SLICE:
@@ -398,12 +398,12 @@ bn_status bn_llvm_object(bn_llvm *j, const kkey *key, void **data, size_t *size,
 /* The symbol: family, ISA, variant and shape, so that two keys never share a name
  * (a variant outside its family's names, as a key being refused has, prints as a number). */
 void bn_llvm_key_name(const kkey *key, bn_isa isa, char *buf, size_t cap) {
-  static const char *modes[] = {"acc", "dq", "dqadd"}, *nq_modes[] = {"norm", "gate_relu2", "gate_silu", "rmsnorm", "quant"};
+  static const char *modes[] = {"acc", "dq", "dqadd"}, *nq_modes[] = {"norm", "gate_relu2", "gate_silu", "rmsnorm", "quant", "gate_relu2_q", "gate_silu_q"};
   int f = key->family, v = key->variant;
   const char *name = NULL;
   if (bn_kfamily_tmatmul(f)) name = v >= 0 && v < 3 ? modes[v] : NULL;
   else if (f == BN_K_MATMUL_F || f == BN_K_EMBED) name = v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : NULL;
-  else if (f == BN_K_NORM_QUANT) name = v >= 0 && v <= BN_NQ_QUANT ? nq_modes[v] : NULL;
+  else if (f == BN_K_NORM_QUANT) name = v >= 0 && v <= BN_NQ_GATE_SILU_Q ? nq_modes[v] : NULL;
   else if (f == BN_K_ROPE) name = "neox";
   else if (f != BN_K_ATTENTION && f != BN_K_SLICE) name = "";
   char variant[32];
