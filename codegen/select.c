@@ -84,11 +84,11 @@ int bn_kernel_select(const bn_graph *g, int i, bn_kkey *key) {
     *key = (bn_kkey){.family = BN_K_SLICE, .k = in->shape.d[1], .n = out->shape.d[1], .variant = (int)n->attr[0]};
     return 1;
   }
-  if (n->op == BN_OP_RMSNORM) { /* alone: the final norm */
-    int64_t K = g->values[n->out].shape.d[1];
-    if (n->attr[1] != 0) return 0; /* per-head groups: the reference kernel */
+  if (n->op == BN_OP_RMSNORM) { /* alone: the final norm, or qwen3's per-head q/k norms (n: the group) */
+    int64_t K = g->values[n->out].shape.d[1], group = (int64_t)n->attr[1];
+    if (group < 0 || group > K || (group && K % group)) return 0;
     if (g->values[n->in[1]].dtype != BN_DT_F32 || g->values[n->in[0]].dtype != BN_DT_F32) return 0;
-    *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .variant = BN_NQ_RMSNORM, .eps = (float)n->attr[0]};
+    *key = (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .n = group, .variant = BN_NQ_RMSNORM, .eps = (float)n->attr[0]};
     return 1;
   }
   if (n->op == BN_OP_QUANTIZE && g->values[n->in[0]].dtype == BN_DT_F32 && g->values[n->in[0]].shape.rank == 2) {

@@ -134,11 +134,17 @@ void bn_tp2_write_row(void *tensor, uint64_t rows, uint64_t k, uint64_t row, con
   memcpy((uint8_t *)tensor + rows * k / 4 + 4 * row, &scale, 4);
 }
 
-void bn_tp2_copy_row(void *dst, uint64_t dst_rows, uint64_t dr, const void *src, uint64_t src_rows, uint64_t sr,
-                     uint64_t k) {
+void bn_tp2_copy_row(bn_dtype t, void *dst, uint64_t dst_rows, uint64_t dr, const void *src, uint64_t src_rows,
+                     uint64_t sr, uint64_t k) {
   for (uint64_t g = 0; g < k / 256; g++)
     memcpy((uint8_t *)dst + bn_tp2_group(dst_rows, k, dr, g), (const uint8_t *)src + bn_tp2_group(src_rows, k, sr, g), 64);
-  memcpy((uint8_t *)dst + dst_rows * k / 4 + 4 * dr, (const uint8_t *)src + src_rows * k / 4 + 4 * sr, 4);
+  if (t == BN_DT_TP2) {
+    memcpy((uint8_t *)dst + dst_rows * k / 4 + 4 * dr, (const uint8_t *)src + src_rows * k / 4 + 4 * sr, 4);
+    return;
+  }
+  uint64_t group = t == BN_DT_TG2 ? 256 : 128;
+  for (uint64_t g = 0; g < k / group; g++)
+    memcpy((uint8_t *)dst + bn_tg2_scale(dst_rows, k, group, dr, g), (const uint8_t *)src + bn_tg2_scale(src_rows, k, group, sr, g), 2);
 }
 
 /* The 256 trits of the TP2 group at p: 64 bytes, 4 shifts of 64 elements. */

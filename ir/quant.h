@@ -76,9 +76,10 @@ static inline uint64_t bn_tp2_group(uint64_t rows, uint64_t k, uint64_t r, uint6
   uint64_t b = r / 4, m = rows - 4 * b < 4 ? rows - 4 * b : 4;
   return b * k + (g * m + r % 4) * 64;
 }
-/* Copies row sr of src (src_rows rows) to row dr of dst (dst_rows rows), codes and scale. */
-void bn_tp2_copy_row(void *dst, uint64_t dst_rows, uint64_t dr, const void *src, uint64_t src_rows, uint64_t sr,
-                     uint64_t k);
+/* Copies row sr of src (src_rows rows) to row dr of dst (dst_rows rows), codes and scale(s): t is TP2,
+ * TG2 or TG2H. */
+void bn_tp2_copy_row(bn_dtype t, void *dst, uint64_t dst_rows, uint64_t dr, const void *src, uint64_t src_rows,
+                     uint64_t sr, uint64_t k);
 
 /* TP1, bnc's 1.6-bit packed ternary layout (bnc compile --weights t1): as TP2 but
  * each row in groups of 320 elements, 64 bytes each (bn_tp1_row_bytes: the last

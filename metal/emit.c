@@ -141,7 +141,9 @@ int bn_metal_supports(const bn_kkey *key) {
            (key->cache == BN_DT_TG2 || key->cache == BN_DT_TG2H);
   case BN_K_MATMUL_F: return loader(key->variant) && key->k > 0 && key->n > 0;
   case BN_K_EMBED: return loader(key->variant) && key->k > 0;
-  case BN_K_NORM_QUANT: return key->k > 0 && key->eps >= 0 && key->eps < 1e30f; /* a number MSL can spell */
+  case BN_K_NORM_QUANT: /* eps a number MSL can spell; a group (n) for RMSNORM alone */
+    return key->k > 0 && key->eps >= 0 && key->eps < 1e30f && key->variant >= 0 && key->variant <= BN_NQ_GATE_SILU_Q &&
+           (!key->n || (key->variant == BN_NQ_RMSNORM && key->n > 0 && key->k % key->n == 0));
   case BN_K_ATTENTION:
     return key->k > 0 && key->k <= 1024 && key->n > 0 && (key->variant & ~BN_MTL_STORE) > 0 &&
            key->n % (key->variant & ~BN_MTL_STORE) == 0 && (key->cache == BN_DT_F32 || key->cache == BN_DT_F16);
@@ -380,7 +382,8 @@ static void emit_mf(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
 }
 
 static const char *nq_mode(int v) {
-  return v == BN_NQ_PLAIN ? "nq" : v == BN_NQ_GATE_RELU2 ? "relu2" : v == BN_NQ_GATE_SILU ? "silu" : "rmsnorm";
+  static const char *const name[] = {"nq", "relu2", "silu", "rmsnorm", "quant", "relu2q", "siluq"};
+  return v >= 0 && v <= BN_NQ_GATE_SILU_Q ? name[v] : "?";
 }
 
 /* Norm (+ gate) + quantize, one group of NQ_THREADS a token: the sum of squares in float pairs,
@@ -389,21 +392,25 @@ static const char *nq_mode(int v) {
  * (ir/ir.h). RMSNORM mode writes the normed floats instead. The gate's act(g) * u is recomputed in
  * each pass: the same bits every time, and no scratch row. */
 static void emit_nq(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
-  int64_t K = key->k, stride = bn_qa8_row_bytes(K);
-  int mode = key->variant, gate = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU, nsg = NQ_THREADS / 32;
-  snprintf(k->name, sizeof k->name, "%s_k%lld", nq_mode(mode), (long long)K);
+  int64_t K = key->n ? key->n : key->k, W = key->k, stride = bn_qa8_row_bytes(K); /* K normed alone; W a row */
+  int mode = key->variant, gate = bn_nq_gated(mode), normed = bn_nq_normed(mode), nsg = NQ_THREADS / 32;
+  snprintf(k->name, sizeof k->name, "%s_k%lld", nq_mode(mode), (long long)W);
+  if (key->n) snprintf(k->name + strlen(k->name), sizeof k->name - strlen(k->name), "_g%lld", (long long)K);
   const char *ops[] = {"device const float *x", "device const float *wn",
                        mode == BN_NQ_RMSNORM ? "device float *y" : "device uchar *qa"};
-  k->threads = NQ_THREADS, k->groups_x = 1, k->tok_tile = 1, k->tg_block = 1;
+  k->threads = NQ_THREADS, k->groups_x = (uint32_t)(W / K), k->tok_tile = 1, k->tg_block = 1; /* a group per piece */
   k->tg_bytes = (uint32_t)((2 * NQ_THREADS + 1 + 2 * nsg) * 4);
-  open_kernel(s, k, ops, 3);
-  bn_sbuf_put(s, "  const uint K = %lld, NT = %d, NSG = %d;\n  const float EPS = %.9g;\n", (long long)K, NQ_THREADS, nsg,
-              key->eps);
-  bn_sbuf_put(s, "  device const float *xr = x + tgp.y * %lld;\n", (long long)(gate ? 2 * K : K));
-  if (mode == BN_NQ_GATE_RELU2) bn_sbuf_put(s, "#define H(i) ((xr[i] > 0 ? xr[i] * xr[i] : 0.0f) * xr[K + (i)])\n");
-  else if (mode == BN_NQ_GATE_SILU) bn_sbuf_put(s, "#define H(i) (xr[i] / (1.0f + exp(-xr[i])) * xr[K + (i)])\n");
+  if (!normed) ops[1] = ops[2]; /* no norm weights: x, qa */
+  open_kernel(s, k, ops, normed ? 3 : 2);
+  bn_sbuf_put(s, "  const uint K = %lld, NT = %d, NSG = %d;\n", (long long)K, NQ_THREADS, nsg);
+  if (normed) bn_sbuf_put(s, "  const float EPS = %.9g;\n", key->eps);
+  bn_sbuf_put(s, "  device const float *xr = x + tgp.y * %lld + tgp.x * K;\n", (long long)(gate ? 2 * W : W));
+  if (mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_RELU2_Q)
+    bn_sbuf_put(s, "#define H(i) ((xr[i] > 0 ? xr[i] * xr[i] : 0.0f) * xr[K + (i)])\n");
+  else if (gate) bn_sbuf_put(s, "#define H(i) (xr[i] / (1.0f + exp(-xr[i])) * xr[K + (i)])\n");
   else bn_sbuf_put(s, "#define H(i) xr[i]\n");
-  bn_sbuf_put(s,
+  bn_sbuf_put(s, normed ? "#define Y(i) (H(i) * inv * wn[i])\n" : "#define Y(i) H(i)\n");
+  if (normed) bn_sbuf_put(s,
               "  bn_ff ss = bn_ff{0, 0};\n"
               "  for (uint i = tid; i < K; i += NT) ss = bn_ff_add(ss, bn_two_prod(H(i), H(i)));\n"
               "  tgm[2 * tid] = ss.hi, tgm[2 * tid + 1] = ss.lo;\n"
@@ -415,12 +422,12 @@ static void emit_nq(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "  threadgroup_barrier(mem_flags::mem_threadgroup);\n"
               "  const float inv = tgm[2 * NT];\n");
   if (mode == BN_NQ_RMSNORM) {
-    bn_sbuf_put(s, "  for (uint i = tid; i < K; i += NT) y[tgp.y * K + i] = H(i) * inv * wn[i];\n#undef H\n}\n");
+    bn_sbuf_put(s, "  for (uint i = tid; i < K; i += NT) y[tgp.y * %lld + tgp.x * K + i] = Y(i);\n#undef Y\n#undef H\n}\n", (long long)W);
     return;
   }
   bn_sbuf_put(s,
               "  float mx = 0;\n"
-              "  for (uint i = tid; i < K; i += NT) mx = max(mx, abs(H(i) * inv * wn[i]));\n"
+              "  for (uint i = tid; i < K; i += NT) mx = max(mx, abs(Y(i)));\n"
               "  mx = simd_max(mx);\n"
               "  if (lane == 0) tgm[2 * NT + 1 + sg] = mx;\n"
               "  threadgroup_barrier(mem_flags::mem_threadgroup);\n"
@@ -430,7 +437,7 @@ static void emit_nq(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "  device uchar *row = qa + tgp.y * %lld;\n"
               "  int sum = 0;\n"
               "  for (uint i = tid; i < K; i += NT) {\n"
-              "    const float q = clamp(rint(H(i) * inv * wn[i] * sc), -128.0f, 127.0f);\n"
+              "    const float q = clamp(rint(Y(i) * sc), -128.0f, 127.0f);\n"
               "    ((device char *)row)[i] = char(q);\n"
               "    sum += int(q);\n"
               "  }\n"
@@ -443,7 +450,7 @@ static void emit_nq(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
               "  for (uint g = 0; g < NSG; g++) sum += as_type<int>(tgm[2 * NT + 1 + NSG + g]);\n"
               "  *(device float *)(row + %lld) = sc;\n"
               "  *(device int *)(row + %lld) = sum;\n"
-              "#undef H\n}\n",
+              "#undef Y\n#undef H\n}\n",
               (long long)stride, (long long)(stride - 64), (long long)(stride - 64), (long long)(stride - 60));
 }
 

@@ -78,9 +78,6 @@ static bn_status add_node(builder *b, int i, bn_dtype kv, bn_error *err) {
     return bn_fail(err, BN_E_UNSUPPORTED, "metal: node %%%s (%s) is no kernel family the Metal backend emits",
                    g->values[n->out].name, bn_op_table[n->op].name);
   bn_mtl_bind v[5];
-  if (key.family == BN_K_NORM_QUANT && key.variant == BN_NQ_QUANT)
-    return bn_fail(err, BN_E_UNSUPPORTED, "metal: node %%%s: a quantize without a norm (llama, qwen3) has no Metal kernel yet",
-                   g->values[n->out].name);
   switch (key.family) {
   case BN_K_MATMUL:
   case BN_K_MATMUL_G: {
@@ -103,6 +100,10 @@ static bn_status add_node(builder *b, int i, bn_dtype kv, bn_error *err) {
   case BN_K_MATMUL_F:
   case BN_K_EMBED:
   case BN_K_NORM_QUANT:
+    if (key.family == BN_K_NORM_QUANT && !bn_nq_normed(key.variant)) { /* a quantize alone, or after a gate: x, qa */
+      v[0] = at_value(b, i, 0), v[1] = at_value(b, i, -1);
+      return add(b, i, &key, v, 2, err);
+    }
     v[0] = at_value(b, i, 0), v[1] = at_value(b, i, 1), v[2] = at_value(b, i, -1);
     return add(b, i, &key, v, 3, err);
   case BN_K_SLICE:

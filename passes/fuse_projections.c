@@ -1,8 +1,8 @@
 /* fuse-projections: matmuls that read the same quantized input (Q, K and V;
  * gate and up) become one over their weights concatenated by rows, so the
  * activations are read once: tmatmul + dequant over [W1; W2; ...] and a
- * slice per original result. TP2 keeps a scale per row, so tensors with
- * different scales concatenate exactly. */
+ * slice per original result. TP2 keeps a scale per row (TG2, TG2H per group
+ * of a row), so tensors with different scales concatenate exactly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +30,10 @@ static void group_name(const bn_graph *g, const group *gr, char *out, size_t cap
   }
 }
 
-/* [W1; W2; ...] in TP2: every row's codes and scale. */
+/* [W1; W2; ...] in their type (TP2, TG2 or TG2H): every row's codes and scales. */
 static int concat_weights(bn_rw *rw, const group *gr, const char *name) {
   const bn_graph *g = rw->src;
+  bn_dtype t = g->values[g->nodes[gr->mm[0]].in[1]].dtype;
   int64_t K = g->values[g->nodes[gr->mm[0]].in[1]].shape.d[1], N = 0;
   int have_data = 1;
   for (int k = 0; k < gr->n; k++) {
@@ -42,11 +43,11 @@ static int concat_weights(bn_rw *rw, const group *gr, const char *name) {
   }
   int64_t d[2] = {N, K};
   bn_shape s = bn_shape_make(2, d);
-  size_t nbytes = (size_t)bn_value_bytes(BN_DT_TP2, &s, 0);
+  size_t nbytes = (size_t)bn_value_bytes(t, &s, 0);
   char wn[200];
   snprintf(wn, sizeof wn, "%s.w", name);
   if (!have_data) {
-    int id = bn_graph_add_weight(&rw->dst, wn, BN_DT_TP2, s, NULL, nbytes);
+    int id = bn_graph_add_weight(&rw->dst, wn, t, s, NULL, nbytes);
     if (id < 0) rw->st = bn_fail(rw->err, BN_E_NOMEM, "out of memory");
     return id;
   }
@@ -56,9 +57,9 @@ static int concat_weights(bn_rw *rw, const group *gr, const char *name) {
     const bn_value *w = &g->values[g->nodes[gr->mm[k]].in[1]];
     int64_t n = w->shape.d[0];
     for (int64_t r = 0; r < n; r++, row++)
-      bn_tp2_copy_row(out, (uint64_t)N, (uint64_t)row, w->data, (uint64_t)n, (uint64_t)r, (uint64_t)K);
+      bn_tp2_copy_row(t, out, (uint64_t)N, (uint64_t)row, w->data, (uint64_t)n, (uint64_t)r, (uint64_t)K);
   }
-  return bn_rw_weight(rw, wn, BN_DT_TP2, s, out, nbytes);
+  return bn_rw_weight(rw, wn, t, s, out, nbytes);
 }
 
 bn_status bn_pass_fuse_projections(bn_graph *g, const bn_pass_opts *o, bn_error *err) {
@@ -75,11 +76,12 @@ bn_status bn_pass_fuse_projections(bn_graph *g, const bn_pass_opts *o, bn_error 
   }
   for (int i = 0; i < g->n_nodes && !st; i++) {
     const bn_node *t = &g->nodes[i];
-    if (t->op != BN_OP_TMATMUL || g->values[t->in[1]].dtype != BN_DT_TP2 || rw.uses[t->out] != 1) continue;
+    bn_dtype wt = g->values[t->in[1]].dtype;
+    if (t->op != BN_OP_TMATMUL || (wt != BN_DT_TP2 && wt != BN_DT_TG2 && wt != BN_DT_TG2H) || rw.uses[t->out] != 1) continue;
     const bn_node *dq = &g->nodes[user[t->out]];
     if (dq->op != BN_OP_DEQUANT || dq->n_in != 3 || dq->in[1] != t->in[0] || dq->in[2] != t->in[1]) continue;
     group *gr = &groups[t->in[0]];
-    if (gr->n == MAX_GROUP) continue;
+    if (gr->n == MAX_GROUP || (gr->n && g->values[g->nodes[gr->mm[0]].in[1]].dtype != wt)) continue; /* one type a group */
     gr->mm[gr->n] = i;
     gr->dq[gr->n++] = user[t->out];
   }

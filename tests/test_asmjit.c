@@ -292,6 +292,15 @@ static void test_norm_quantize(void **state) {
           fail_msg("norm-quantize mode %d K=%d T=%d differs from the reference", mode, K, T);
         checked++;
       }
+      { /* RMSNORM by groups of 64 (qwen3's per-head q/k norms): each piece normed as a row of its own */
+        float *yg = malloc((size_t)T * K * 4);
+        bn_ref_rmsnorm(x, T * K / 64, 64, wn, eps, yg);
+        void *fn = kernel(cg, (bn_kkey){.family = BN_K_NORM_QUANT, .k = K, .n = 64, .variant = BN_NQ_RMSNORM, .eps = eps});
+        ((bn_nq_kernel)fn)(x, wn, (uint8_t *)y, tmp, T, 0, T / 2), ((bn_nq_kernel)fn)(x, wn, (uint8_t *)y, tmp, T, T / 2, T);
+        if (memcmp(y, yg, (size_t)T * K * 4)) fail_msg("rmsnorm by groups of 64, K=%d T=%d differs from the reference", K, T);
+        free(yg);
+        checked++;
+      }
       { /* QUANT: x quantized as it is (llama's and qwen3's quantizes, no norm before them) */
         uint8_t *want = aligned_alloc(64, (size_t)(T * rb));
         memset(want, 0x5a, (size_t)(T * rb)), memset(qa, 0x5a, (size_t)(T * rb));

@@ -291,16 +291,17 @@ static void test_float_matmul(void **state) {
 
 static void ref_nq(int mode, const float *x, const float *wn, int T, int K, float eps, float *m, float *y, uint8_t *q) {
   const float *src = x;
-  if (mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU) {
+  if (bn_nq_gated(mode)) {
+    int relu2 = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_RELU2_Q;
     for (int t = 0; t < T; t++)
       for (int i = 0; i < K; i++) {
         float g = x[t * 2 * K + i], u = x[t * 2 * K + K + i];
-        m[t * K + i] = (mode == BN_NQ_GATE_RELU2 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g))) * u;
+        m[t * K + i] = (relu2 ? (g > 0 ? g * g : 0.0f) : g / (1.0f + expf(-g))) * u;
       }
     src = m;
   }
-  bn_ref_rmsnorm(src, T, K, wn, eps, y);
-  if (q) bn_ref_quantize(y, T, K, q);
+  if (bn_nq_normed(mode)) bn_ref_rmsnorm(src, T, K, wn, eps, y);
+  if (q) bn_ref_quantize(bn_nq_normed(mode) ? y : src, T, K, q);
 }
 
 /* The codes against the reference's: the norm's sum of squares is float here, double there, so a
@@ -329,19 +330,21 @@ static void check_codes(const uint8_t *got, const uint8_t *want, int T, int K, c
 static void test_norm_quant(void **state) {
   (void)state;
   const int shapes[][2] = {{1, 32}, {3, 96}, {9, 256}, {1, 512}, {4, 1000}, {2, 2560}, {1, 6912}};
+  enum { MODES = BN_NQ_GATE_SILU_Q + 2 }; /* every mode, then RMSNORM by groups of 8 (qwen3's per-head norms) */
   klib l = {0};
-  int idx[7][4];
+  int idx[7][MODES];
   for (int s = 0; s < 7; s++)
-    for (int m = 0; m < 4; m++)
-      idx[s][m] = kl_add(&l, (bn_kkey){.family = BN_K_NORM_QUANT, .k = shapes[s][1], .variant = m, .eps = 1e-5f});
+    for (int m = 0; m < MODES; m++)
+      idx[s][m] = kl_add(&l, (bn_kkey){.family = BN_K_NORM_QUANT, .k = shapes[s][1], .n = m < MODES - 1 ? 0 : 8,
+                                       .variant = m < MODES - 1 ? m : BN_NQ_RMSNORM, .eps = 1e-5f});
   bn_error err = {0};
   if (kl_compile(&l, &err)) fail_msg("%s", err.msg);
   uint64_t rng = 13;
   double worst = 0;
   for (int s = 0; s < 7; s++)
-    for (int mode = 0; mode < 4; mode++) {
-      int T = shapes[s][0], K = shapes[s][1], gate = mode == BN_NQ_GATE_RELU2 || mode == BN_NQ_GATE_SILU;
-      int in_w = gate ? 2 * K : K;
+    for (int mi = 0; mi < MODES; mi++) {
+      int mode = mi < MODES - 1 ? mi : BN_NQ_RMSNORM, group = mi < MODES - 1 ? 0 : 8;
+      int T = shapes[s][0], K = shapes[s][1], in_w = bn_nq_gated(mode) ? 2 * K : K;
       int64_t rb = bn_qa8_row_bytes(K);
       float *x = malloc((size_t)T * in_w * 4), *wn = malloc((size_t)K * 4), *m = malloc((size_t)T * K * 4);
       float *y = malloc((size_t)T * K * 4), *got_y = malloc((size_t)T * K * 4);
@@ -349,9 +352,11 @@ static void test_norm_quant(void **state) {
       memset(got, 0x5a, (size_t)(T * rb));
       for (int i = 0; i < T * in_w; i++) x[i] = frand(&rng, -3, 3);
       for (int i = 0; i < K; i++) wn[i] = frand(&rng, 0.5f, 1.5f);
-      ref_nq(mode, x, wn, T, K, 1e-5f, m, y, mode == BN_NQ_RMSNORM ? NULL : want);
+      if (group) bn_ref_rmsnorm(x, T * K / group, group, wn, 1e-5f, y); /* each piece a row of its own */
+      else ref_nq(mode, x, wn, T, K, 1e-5f, m, y, mode == BN_NQ_RMSNORM ? NULL : want);
       void *b[3] = {x, wn, mode == BN_NQ_RMSNORM ? (void *)got_y : got};
-      kl_run(&l, idx[s][mode], T, 0, 0, b);
+      if (!bn_nq_normed(mode)) b[1] = got; /* x, qa */
+      kl_run(&l, idx[s][mi], T, 0, 0, b);
       char what[48];
       snprintf(what, sizeof what, "norm-quantize mode %d", mode);
       if (mode != BN_NQ_RMSNORM) check_codes(got, want, T, K, what);
@@ -359,11 +364,12 @@ static void test_norm_quant(void **state) {
         for (int i = 0; i < T * K; i++) {
           double e = fabs(got_y[i] - y[i]) / fmax(fabs(y[i]), 1e-30);
           worst = fmax(worst, e);
-          if (e > 1e-6) fail_msg("rmsnorm K=%d [%d]: %.9g, the reference %.9g", K, i, got_y[i], y[i]);
+          if (e > 1e-6) fail_msg("rmsnorm K=%d group %d [%d]: %.9g, the reference %.9g", K, group, i, got_y[i], y[i]);
         }
       free(x), free(wn), free(m), free(y), free(got_y), free(want), free(got);
     }
-  print_message("rmsnorm: within %.2g relative\n", worst);
+  print_message("norm-quantize, every mode (a quantize alone, the gates with and without the norm, rmsnorm whole "
+                "and by groups of 8): codes as check_codes allows; rmsnorm within %.2g relative\n", worst);
   kl_free(&l);
 }
 
@@ -861,6 +867,9 @@ static void test_models(void **state) {
   check_model(BNC_TEST_DATA "/b158-TQ2_0.gguf", 16, 40, BN_DT_F32);
   check_model(BNC_TEST_DATA "/t2-I2_S.gguf", 8, 21, BN_DT_F16);
   check_model(BNC_SOURCE_DIR "/examples/bitnet-kjv-tq2_0.gguf", 64, 200, BN_DT_F32);
+  /* llama with TQ2_0's block scales (TG2, the gate without a norm) and qwen3 with PQ2_0's (TG2H, per-head norms) */
+  check_model(BNC_TEST_DATA "/hf/llama-groups.gguf", 16, 40, BN_DT_F32);
+  check_model(BNC_TEST_DATA "/hf/qwen3-pq2_0.gguf", 16, 40, BN_DT_F16);
 }
 
 int main(void) {

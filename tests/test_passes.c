@@ -147,7 +147,8 @@ static void check_model(const char *path, const char *what) {
   float *d = run(&opt.graph, tok, 12, 5, V);
   assert_memory_equal(b, d, 12 * V * sizeof *b);
   printf("  %s: %d re-laid as TP1, logits bit-identical\n", what, tp2 - eligible);
-  assert_true(tp2 - eligible > 0 && eligible > 0);
+  assert_true(tp2 == 0 || (tp2 - eligible > 0 && eligible > 0)); /* none: every linear group-scaled (TG2H) */
+  if (!tp2) assert_int_equal(weights_of_type(&opt.graph, BN_DT_TG2H), 4 * m.hp.n_layer); /* q|k|v, o, gate|up, down */
   free(a), free(b), free(c), free(d), free(shapes), free(all);
   bn_memplan_free(&mp);
   bn_model_free(&m);
@@ -180,6 +181,19 @@ static void test_pipeline_synth(void **state) {
       check_model(path, what);
       remove(path);
     }
+  /* a scale per block (TG2: TQ2_0's 256; TG2H: PQ2_0's 128), concatenated by fuse-projections as they are */
+  const char *garch[] = {"llama", "qwen3"};
+  const bn_dtype gtype[] = {BN_DT_TQ2_0, BN_DT_PQ2_0};
+  for (int c = 0; c < 2; c++) {
+    char path[512], what[64];
+    snprintf(what, sizeof what, "synth %s %s, a scale per block", garch[c], bn_dtype_table[gtype[c]].name);
+    snprintf(path, sizeof path, "%s/passes-g%d.gguf", BNC_TEST_TMP, c);
+    bn_synth_params p = {bn_synth_find_shape("tiny"), garch[c], gtype[c], BN_DT_F16, 3, 0, NULL, 1};
+    bn_error err = {0};
+    assert_int_equal(bn_synth_write(&p, path, &err), BN_OK);
+    check_model(path, what);
+    remove(path);
+  }
 }
 
 /* Integer parts exactly: tmatmul over TP2-packed weights equals the int32

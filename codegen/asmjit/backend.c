@@ -48,7 +48,8 @@ static int be_supports(void *self, const bn_kkey *key) {
   }
   case BN_K_NORM_QUANT: /* RMSNorm + quantize, RMSNorm alone, a gate first, a quantize alone (or after a gate) */
     return key->variant >= BN_NQ_PLAIN && key->variant <= BN_NQ_GATE_SILU_Q &&
-           key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW;
+           key->k > 0 && key->k % (key->variant == BN_NQ_RMSNORM ? 16 : 64) == 0 && key->k <= MAX_ROW &&
+           (!key->n || (key->variant == BN_NQ_RMSNORM && key->n > 0 && key->n % 16 == 0 && key->k % key->n == 0));
   case BN_K_ROPE: /* half a head a whole number of vectors */
     return key->k > 0 && key->k % (2 * lanes) == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
   case BN_K_MATMUL_F: { /* rows of whole vectors (F32, F16) or blocks (Q8_0, Q4_0, Q6_K) */
@@ -76,7 +77,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_MATMUL_G:
     bn_asmjit_matmul(a, b->avx512, key->family == BN_K_MATMUL_T1 ? BN_DT_TP1 : key->family == BN_K_MATMUL_G ? (bn_dtype)key->cache : BN_DT_TP2, key->k, key->n, key->variant, key->pro, key->eps);
     break;
-  case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, b->avx512, key->k, key->variant, key->eps); break;
+  case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, b->avx512, key->k, key->n, key->variant, key->eps); break;
   case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, 0); break;
   case BN_K_EMBED: bn_asmjit_rows(a, b->avx512, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
   case BN_K_ROPE: bn_asmjit_rope(a, b->avx512, key->k, key->n); break;

@@ -1179,11 +1179,18 @@ static void nq_any(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int 
   nq_row(a, W, K, eps, bn_nq_normed(mode) ? mode : BN_NQ_QUANT, x, w, q, tmp);
 }
 
-/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), every mode. */
-void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int mode, float eps) {
+/* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), every mode; group: RMSNORM over
+ * each group-wide piece of a row alone (tokens t0..t1 as rows of group floats, K / group a token). */
+void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int64_t group, int mode, float eps) {
+  int64_t per = group ? K / group : 1;
+  if (group) K = group;
   int64_t out_row = mode == BN_NQ_RMSNORM ? 4 * K : (K + 63) / 64 * 64 + 64, in_row = bn_nq_gated(mode) ? 8 * K : 4 * K;
   int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R10), bn_mem(RSP, 8, 8), NONE); /* t1 */
+  if (per > 1) {
+    op(a, "imul", bn_gp(R9), bn_gp(R9), bn_imm(per));
+    op(a, "imul", bn_gp(R10), bn_gp(R10), bn_imm(per));
+  }
   op(a, "cmp", bn_gp(R9), bn_gp(R10), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   op(a, "imul", bn_gp(R11), bn_gp(R9), bn_imm(in_row));

@@ -89,7 +89,9 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
 
 /* Adds `void name(ptr x, ptr w, ptr qa, ptr tmp, i64 T, i64 t0, i64 t1)`: rmsnorm + quantize
  * (mode 0) or the gate act(g) * u + rmsnorm + quantize (mode 1 relu2, 2 silu) (gen_norm_quant.c). */
-void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa);
+/* group: RMSNORM over each group-wide piece of a row alone (rows of group floats, K / group of them a token); 0: whole rows. */
+void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t group, int mode, float eps,
+                       bn_isa isa);
 /* Its rows [t0, t1) emitted into the function g is building (K = g->K). */
 void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef wn, LLVMValueRef qa, LLVMValueRef tmp,
                     LLVMValueRef t0, LLVMValueRef t1);

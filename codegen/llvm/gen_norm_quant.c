@@ -188,10 +188,16 @@ void bn_gen_nq_rows(bn_gen *g, int mode, float eps, LLVMValueRef x, LLVMValueRef
   bn_gen_for_end(g, &lt);
 }
 
-void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int mode, float eps, bn_isa isa) {
+void bn_gen_norm_quant(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_t K, int64_t group, int mode, float eps,
+                       bn_isa isa) {
   bn_gen g = {0};
-  bn_gen_begin(&g, c, m, name, 4, 3, isa, K, 0);
-  bn_gen_nq_rows(&g, mode, eps, g.arg[X], g.arg[WN], g.arg[QA], g.arg[TMP], g.arg[T0], g.arg[T1]);
+  bn_gen_begin(&g, c, m, name, 4, 3, isa, group ? group : K, 0);
+  LLVMValueRef t0 = g.arg[T0], t1 = g.arg[T1];
+  if (group) { /* tokens t0..t1 are rows t0 K / group.. of group floats */
+    t0 = LLVMBuildMul(g.b, t0, bn_gen_c64(&g, K / group), "");
+    t1 = LLVMBuildMul(g.b, t1, bn_gen_c64(&g, K / group), "");
+  }
+  bn_gen_nq_rows(&g, mode, eps, g.arg[X], g.arg[WN], g.arg[QA], g.arg[TMP], t0, t1);
   bn_gen_end(&g);
 }
 

@@ -223,8 +223,9 @@ static bn_status check_key(const bn_llvm *j, const kkey *key, bn_error *err) {
                      K, v >= 0 && v < BN_DT_COUNT ? bn_dtype_table[v].name : "?");
     break;
   case BN_K_NORM_QUANT:
-    if (K <= 0 || K % lanes || v < 0 || v > BN_NQ_GATE_SILU_Q)
-      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d", K, v);
+    if (K <= 0 || K % lanes || v < 0 || v > BN_NQ_GATE_SILU_Q ||
+        (N && (v != BN_NQ_RMSNORM || N < 0 || N % lanes || K % N)))
+      return bn_fail(err, BN_E_UNSUPPORTED, "llvm: norm-quantize K=%lld mode %d group %lld", K, v, N);
     break;
   case BN_K_SLICE:
     if (K <= 0 || N <= 0 || v < 0 || v + N > K)
@@ -268,7 +269,7 @@ static void emit_PEAK(LLVMContextRef c, LLVMModuleRef m, const char *name, const
   bn_gen_peak(c, m, name, isa);
 }
 static void emit_NORM_QUANT(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
-  bn_gen_norm_quant(c, m, name, key->k, key->variant, key->eps, isa);
+  bn_gen_norm_quant(c, m, name, key->k, key->n, key->variant, key->eps, isa);
 }
 static void emit_ATTENTION(LLVMContextRef c, LLVMModuleRef m, const char *name, const kkey *key, bn_isa isa) {
   bn_gen_attention(c, m, name, (int)key->n, key->variant, (int)key->k, key->cache, isa);
