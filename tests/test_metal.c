@@ -564,6 +564,10 @@ static void test_msl_only(void **state) {
       {.family = BN_K_MATMUL_F, .k = 256, .n = 9, .variant = BN_DT_Q6_K},
       {.family = BN_K_NORM_QUANT, .k = 96, .variant = BN_NQ_GATE_SILU, .eps = 1e-6f},
       {.family = BN_K_NORM_QUANT, .k = 96, .variant = BN_NQ_RMSNORM, .eps = 1e-6f},
+      {.family = BN_K_NORM_QUANT, .k = 96, .n = 32, .variant = BN_NQ_RMSNORM, .eps = 1e-6f},
+      {.family = BN_K_NORM_QUANT, .k = 96, .variant = BN_NQ_QUANT},
+      {.family = BN_K_NORM_QUANT, .k = 96, .variant = BN_NQ_GATE_SILU_Q},
+      {.family = BN_K_MATMUL_G, .k = 512, .n = 13, .variant = BN_MM_DQ, .cache = BN_DT_TG2H},
       {.family = BN_K_ATTENTION, .k = 80, .n = 4, .variant = 2, .cache = BN_DT_F16},
       {.family = BN_K_ATTENTION, .k = 80, .n = 2, .variant = 2 | BN_MTL_STORE, .cache = BN_DT_F16},
       {.family = BN_K_ROPE, .k = 64, .n = 3},
@@ -588,6 +592,13 @@ static void test_msl_only(void **state) {
   if (bn_metal_lint(lib.source, &err)) fail_msg("the example model's library: %s", err.msg);
   for (int i = 0; i < lib.n_steps; i++) /* each dispatch binds the buffers its kernel declares */
     assert_int_equal(lib.steps[i].n_bind, lib.kernels[lib.steps[i].kernel].n_buffers);
+  bn_metal_lib_free(&lib), bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
+  /* and qwen3's with group scales (the group-scaled matmul, per-head norms, the gate without a norm) */
+  if (bn_gguf_open(&f, BNC_TEST_DATA "/hf/qwen3-pq2_0.gguf", &err) || bn_import_gguf(&f, &m, &err) ||
+      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_metal_build(&m.graph, &mp, BN_DT_F16, &lib, &err))
+    fail_msg("%s", err.msg);
+  if (bn_metal_lint(lib.source, &err)) fail_msg("qwen3-pq2_0's library: %s", err.msg);
+  for (int i = 0; i < lib.n_steps; i++) assert_int_equal(lib.steps[i].n_bind, lib.kernels[lib.steps[i].kernel].n_buffers);
   bn_metal_lib_free(&lib), bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
   /* what a Mac rejects: each a small change to a kernel that passes */
   const char *ok = "#include <metal_stdlib>\nusing namespace metal;\nstruct bn_step { uint T; };\n"
