@@ -109,9 +109,10 @@ static void test_embedding_rows(void **state) {
     bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
     for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
-      for (int f16 = 0; f16 < 2; f16++) {
+      for (int kind = 0; kind < 3; kind++) { /* F32, F16, BF16 */
+        int f16 = kind == 1, bf16 = kind == 2;
         int64_t W = widths[wi], V = 37, T = 6;
-        bn_kkey key = {.family = BN_K_EMBED, .k = W, .n = V, .variant = f16 ? BN_DT_F16 : BN_DT_F32};
+        bn_kkey key = {.family = BN_K_EMBED, .k = W, .n = V, .variant = bf16 ? BN_DT_BF16 : f16 ? BN_DT_F16 : BN_DT_F32};
         void *fn = kernel(cg, key);
         uint16_t *h = malloc((size_t)(V * W) * 2);
         float *f = malloc((size_t)(V * W) * 4), *y = malloc((size_t)(T * W + 16) * 4);
@@ -121,13 +122,15 @@ static void test_embedding_rows(void **state) {
         }
         int32_t ids[6] = {0, 36, 5, 5, 17, 1};
         for (int64_t i = 0; i < T * W + 16; i++) y[i] = 99.0f;
-        ((bn_rows_kernel)fn)(ids, f16 ? (void *)h : (void *)f, y, T, 0, 3);
-        ((bn_rows_kernel)fn)(ids, f16 ? (void *)h : (void *)f, y, T, 3, T);
+        ((bn_rows_kernel)fn)(ids, f16 || bf16 ? (void *)h : (void *)f, y, T, 0, 3);
+        ((bn_rows_kernel)fn)(ids, f16 || bf16 ? (void *)h : (void *)f, y, T, 3, T);
         for (int64_t t = 0; t < T; t++)
           for (int64_t j = 0; j < W; j++) {
+            uint32_t hb = (uint32_t)h[ids[t] * W + j] << 16;
             float want = f16 ? bn_half_to_float(h[ids[t] * W + j]) : f[ids[t] * W + j];
+            if (bf16) memcpy(&want, &hb, 4);
             if (memcmp(&y[t * W + j], &want, 4))
-              fail_msg("%s embed %s W=%lld: y[%lld][%lld] %g, want %g", ISAS[ia], f16 ? "f16" : "f32", (long long)W,
+              fail_msg("%s embed %s W=%lld: y[%lld][%lld] %g, want %g", ISAS[ia], bf16 ? "bf16" : f16 ? "f16" : "f32", (long long)W,
                        (long long)t, (long long)j, y[t * W + j], want);
           }
         for (int i = 0; i < 16; i++) assert_true(y[T * W + i] == 99.0f);
@@ -137,7 +140,7 @@ static void test_embedding_rows(void **state) {
     bn_codegen_close(cg);
   }
   printf("  %d embedding kernels checked\n", checked);
-  assert_true(checked >= 18);
+  assert_true(checked >= 27);
 }
 
 /* The ternary matmul (AVX-512 VNNI) in its three modes against bn_ref_tmatmul / bn_ref_dequant: the
@@ -368,21 +371,21 @@ static void test_rope(void **state) {
  * the LLVM kernel is held to; on both ISAs. Block data is random, its f16 scales small and finite. */
 static void test_float_matmul(void **state) {
   (void)state;
-  static const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
+  static const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_BF16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
   static const int Ks[] = {16, 48, 64, 96, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3};
   for (int ia = 0; ia < 2; ia++) {
     bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
     uint64_t rng = 41;
     int checked = 0;
-    for (int ti = 0; ti < 5; ti++)
+    for (int ti = 0; ti < 6; ti++)
       for (int a = 0; a < 6; a++)
         for (int b = 0; b < 3; b++)
           for (int c = 0; c < 2; c++) {
             bn_dtype dt = types[ti];
             int K = Ks[a], N = Ns[b], T = Ts[c], E = (int)bn_dtype_table[dt].block_elems, B = (int)bn_dtype_table[dt].block_bytes;
             bn_kkey key = {.family = BN_K_MATMUL_F, .k = K, .n = N, .variant = dt};
-            if (K % (dt == BN_DT_F32 || dt == BN_DT_F16 ? 16 : E)) continue;
+            if (K % (dt == BN_DT_F32 || dt == BN_DT_F16 || dt == BN_DT_BF16 ? 16 : E)) continue;
             int64_t dims[2] = {N, K};
             bn_shape sh = bn_shape_make(2, dims);
             size_t bytes = bn_value_bytes(dt, &sh, 0);
@@ -392,6 +395,13 @@ static void test_float_matmul(void **state) {
               for (int i = 0; i < N * K; i++) ((float *)w)[i] = (float)(bn_rng_unit(&rng) * 2 - 1);
             else if (dt == BN_DT_F16)
               for (int i = 0; i < N * K; i++) ((uint16_t *)w)[i] = (uint16_t)(bn_rng_next(&rng) & 0x3bff); /* halves below 1 */
+            else if (dt == BN_DT_BF16) /* the upper halves of floats in [-1, 1) */
+              for (int i = 0; i < N * K; i++) {
+                float f = (float)(bn_rng_unit(&rng) * 2 - 1);
+                uint32_t u;
+                memcpy(&u, &f, 4);
+                ((uint16_t *)w)[i] = (uint16_t)(u >> 16);
+              }
             else /* each block's d: a half in [2^-8, 2^-4) */
               for (size_t blk = 0; blk < bytes / (size_t)B; blk++) {
                 uint16_t d = (uint16_t)(0x1c00 + bn_rng_next(&rng) % 0x1000);

@@ -31,7 +31,8 @@ static int be_supports(void *self, const bn_kkey *key) {
   case BN_K_SLICE: return key->k > 0 && key->n > 0 && key->variant >= 0 && key->variant + key->n <= key->k && key->n <= MAX_ROW &&
                           key->k * 4 < (1LL << 31);
   case BN_K_EMBED:
-    return (key->variant == BN_DT_F32 || key->variant == BN_DT_F16) && key->k > 0 && key->k <= MAX_ROW;
+    return (key->variant == BN_DT_F32 || key->variant == BN_DT_F16 || key->variant == BN_DT_BF16) && key->k > 0 &&
+           key->k <= MAX_ROW;
   case BN_K_MATMUL: /* AVX-512 VNNI or AVX2; a prologue of RMSNorm + quantize, or of a gate first */
     return (b->vnni || !b->avx512) && key->pro >= 0 && key->pro <= 1 + BN_NQ_GATE_SILU && key->k > 0 && key->k % 256 == 0 &&
            key->k <= MAX_ROW && key->n > 0 && key->variant >= BN_MM_ACC && key->variant <= BN_MM_DQ_ADD &&
@@ -52,8 +53,8 @@ static int be_supports(void *self, const bn_kkey *key) {
            (!key->n || (key->variant == BN_NQ_RMSNORM && key->n > 0 && key->n % 16 == 0 && key->k % key->n == 0));
   case BN_K_ROPE: /* half a head a whole number of vectors */
     return key->k > 0 && key->k % (2 * lanes) == 0 && key->k <= 4096 && key->n > 0 && key->n < 65536;
-  case BN_K_MATMUL_F: { /* rows of whole vectors (F32, F16) or blocks (Q8_0, Q4_0, Q6_K) */
-    int v = key->variant, block = v == BN_DT_F32 || v == BN_DT_F16 ? lanes : v == BN_DT_Q8_0 || v == BN_DT_Q4_0 ? 32
+  case BN_K_MATMUL_F: { /* rows of whole vectors (F32, F16, BF16) or blocks (Q8_0, Q4_0, Q6_K) */
+    int v = key->variant, block = v == BN_DT_F32 || v == BN_DT_F16 || v == BN_DT_BF16 ? lanes : v == BN_DT_Q8_0 || v == BN_DT_Q4_0 ? 32
                                                                         : v == BN_DT_Q6_K                  ? 256
                                                                                                            : 0;
     return block && key->k > 0 && key->k % block == 0 && key->k <= MAX_ROW && key->n > 0 && key->n * key->k * 4 < (1LL << 40);
@@ -78,8 +79,8 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
     bn_asmjit_matmul(a, b->avx512, key->family == BN_K_MATMUL_T1 ? BN_DT_TP1 : key->family == BN_K_MATMUL_G ? (bn_dtype)key->cache : BN_DT_TP2, key->k, key->n, key->variant, key->pro, key->eps);
     break;
   case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, b->avx512, key->k, key->n, key->variant, key->eps); break;
-  case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, 0); break;
-  case BN_K_EMBED: bn_asmjit_rows(a, b->avx512, 1, key->k, key->k, 0, key->variant == BN_DT_F16); break;
+  case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, BN_DT_F32); break;
+  case BN_K_EMBED: bn_asmjit_rows(a, b->avx512, 1, key->k, key->k, 0, (bn_dtype)key->variant); break;
   case BN_K_ROPE: bn_asmjit_rope(a, b->avx512, key->k, key->n); break;
   case BN_K_MATMUL_F: bn_asmjit_matmul_f(a, b->avx512, key->k, key->n, (bn_dtype)key->variant); break;
   case BN_K_ATTENTION: bn_asmjit_attention(a, b->avx512, key->k, key->n, key->variant, key->cache == BN_DT_F16); break;

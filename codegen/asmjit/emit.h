@@ -155,7 +155,7 @@ static inline void vexp(bn_asm *a, int d, int x, int sc, int bytes) {
 }
 
 /* The kernels, by family: kernels.h has their calling conventions, emit_*.c what each does. */
-void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, int f16);
+void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, bn_dtype t);
 void bn_asmjit_matmul(bn_asm *a, int avx512, bn_dtype wt, int64_t K, int64_t N, int mode, int pro, float eps);
 void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int64_t group, int mode, float eps);
 void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads);

@@ -2,13 +2,24 @@
  * projection, AVX-512 or AVX2 (16 or 8 float lanes). */
 #include "emit.h"
 
-/* Copies n floats from [src] to [dst] (f16: n halves at src, widened), vectors of `lanes`, the
+/* Vector v (vb bytes) = the vb / 4 halves at m widened to floats: F16 by vcvtph2ps, BF16 into the upper
+ * half of each float (bn_dequant's value). */
+static void widen(bn_asm *a, bn_dtype t, int v, int vb, bn_asm_op m) {
+  if (t == BN_DT_F16) {
+    op(a, "vcvtph2ps", bn_vec(v, vb), m, NONE);
+    return;
+  }
+  op(a, "vpmovzxwd", bn_vec(v, vb), m, NONE);
+  op(a, "vpslld", bn_vec(v, vb), bn_vec(v, vb), bn_imm(16));
+}
+
+/* Copies n floats from [src] to [dst] (F16, BF16: n halves at src, widened), vectors of `lanes`, the
  * remainder under a mask (AVX-512) or one at a time (AVX2). Uses vector 0, mask 1, rax. */
-static void copy_row(bn_asm *a, int avx512, int src, int dst, int64_t n, int f16) {
-  int lanes = avx512 ? 16 : 8, vb = lanes * 4, ib = f16 ? 2 : 4;
+static void copy_row(bn_asm *a, int avx512, int src, int dst, int64_t n, bn_dtype t) {
+  int lanes = avx512 ? 16 : 8, vb = lanes * 4, half = t != BN_DT_F32, ib = half ? 2 : 4;
   int64_t full = n / lanes * lanes;
   for (int64_t c = 0; c < full; c += lanes) {
-    if (f16) op(a, "vcvtph2ps", bn_vec(0, vb), bn_mem(src, (int32_t)(c * ib), vb / 2), NONE);
+    if (half) widen(a, t, 0, vb, bn_mem(src, (int32_t)(c * ib), vb / 2));
     else op(a, "vmovups", bn_vec(0, vb), bn_mem(src, (int32_t)(c * ib), vb), NONE);
     op(a, "vmovups", bn_mem(dst, (int32_t)(c * 4), vb), bn_vec(0, vb), NONE);
   }
@@ -18,17 +29,20 @@ static void copy_row(bn_asm *a, int avx512, int src, int dst, int64_t n, int f16
     op(a, "mov", bn_gpd(RAX), bn_imm((1 << rem) - 1), NONE);
     op(a, "kmovw", bn_kreg(1), bn_gpd(RAX), NONE);
     bn_asm_mask(a, 1, 1);
-    if (f16) op(a, "vcvtph2ps", bn_vec(0, 64), bn_mem(src, (int32_t)(full * ib), 32), NONE);
+    if (t == BN_DT_F16) op(a, "vcvtph2ps", bn_vec(0, 64), bn_mem(src, (int32_t)(full * ib), 32), NONE);
+    else if (t == BN_DT_BF16) op(a, "vpmovzxwd", bn_vec(0, 64), bn_mem(src, (int32_t)(full * ib), 32), NONE);
     else op(a, "vmovups", bn_vec(0, 64), bn_mem(src, (int32_t)(full * ib), 64), NONE);
+    if (t == BN_DT_BF16) op(a, "vpslld", bn_vec(0, 64), bn_vec(0, 64), bn_imm(16));
     bn_asm_mask(a, 1, 0);
     op(a, "vmovups", bn_mem(dst, (int32_t)(full * 4), 64), bn_vec(0, 64), NONE);
     return;
   }
   for (int64_t c = full; c < n; c++) {
-    if (f16) {
+    if (half) {
       op(a, "movzx", bn_gpd(RAX), bn_mem(src, (int32_t)(c * 2), 2), NONE);
+      if (t == BN_DT_BF16) op(a, "shl", bn_gpd(RAX), bn_imm(16), NONE);
       op(a, "vmovd", bn_vec(0, 16), bn_gpd(RAX), NONE);
-      op(a, "vcvtph2ps", bn_vec(0, 16), bn_vec(0, 16), NONE);
+      if (t == BN_DT_F16) op(a, "vcvtph2ps", bn_vec(0, 16), bn_vec(0, 16), NONE);
     } else op(a, "vmovss", bn_vec(0, 16), bn_mem(src, (int32_t)(c * 4), 4), NONE);
     op(a, "vmovss", bn_mem(dst, (int32_t)(c * 4), 4), bn_vec(0, 16), NONE);
   }
@@ -36,15 +50,15 @@ static void copy_row(bn_asm *a, int avx512, int src, int dst, int64_t n, int f16
 
 /* A bn_rows_kernel (in: rdi, w: rsi, y: rdx, T: rcx, t0: r8, t1: r9): for rows t0..t1, r10 the
  * source row and r11 the destination row of n floats, then copy_row. embed: the source row is
- * row in[t] of the table w (K wide, f16 or f32); else columns off.. of row t of in (K wide). */
-void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, int f16) {
+ * row in[t] of the table w (K wide, of type t: F32, F16 or BF16); else columns off.. of row t of in (K wide). */
+void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, bn_dtype t) {
   int loop = bn_asm_new_label(a), done = bn_asm_new_label(a);
   op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
   bn_asm_bind(a, loop);
   if (embed) {
     op(a, "movsxd", bn_gp(RAX), bn_memx(RDI, R8, 4, 0, 4), NONE); /* the token id */
-    op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(K * (f16 ? 2 : 4)));
+    op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(K * (t == BN_DT_F32 ? 4 : 2)));
     op(a, "lea", bn_gp(R10), bn_memx(RSI, RAX, 1, 0, 0), NONE);
   } else {
     op(a, "imul", bn_gp(RAX), bn_gp(R8), bn_imm(K * 4));
@@ -52,7 +66,7 @@ void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int6
   }
   op(a, "imul", bn_gp(RAX), bn_gp(R8), bn_imm(n * 4));
   op(a, "lea", bn_gp(R11), bn_memx(RDX, RAX, 1, 0, 0), NONE);
-  copy_row(a, avx512, R10, R11, n, f16);
+  copy_row(a, avx512, R10, R11, n, t);
   loop_end(a, R8, R9, loop);
   bn_asm_bind(a, done);
   leave(a, 0);
@@ -191,15 +205,15 @@ static void decode(bn_asm *a, int W, bn_dtype dt, int p, int32_t blk) {
   op(a, "vmulps", bn_vec(4, W), bn_vec(4, W), bn_vec(dt == BN_DT_Q6_K ? 6 : 10, W));
 }
 
-/* One row's dot products with token rax's x into the accumulators 0..3: F32/F16 unrolled over K (row at
+/* One row's dot products with token rax's x into the accumulators 0..3: F32/F16/BF16 unrolled over K (row at
  * r10); a block type block by block in a loop (rbx the block, r12 its x, r13 the row's end). */
 static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
   int L = W / 4;
-  if (dt == BN_DT_F32 || dt == BN_DT_F16) {
-    int64_t wb = dt == BN_DT_F16 ? 2 : 4;
+  if (dt == BN_DT_F32 || dt == BN_DT_F16 || dt == BN_DT_BF16) {
+    int64_t wb = dt == BN_DT_F32 ? 4 : 2;
     for (int64_t c = 0; c < K; c += L) {
       if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
-      if (wb == 2) op(a, "vcvtph2ps", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 2), W / 2), NONE);
+      if (wb == 2) widen(a, dt, 4, W, bn_mem(R10, (int32_t)(c * 2), W / 2));
       else op(a, "vmovups", bn_vec(4, W), bn_mem(R10, (int32_t)(c * 4), W), NONE);
       op(a, "vfmadd231ps", bn_vec((int)(c / L % 4), W), bn_vec(4, W), bn_mem(RAX, (int32_t)(c * 4), W));
     }
@@ -235,16 +249,18 @@ static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
   op(a, "jb", bn_label(blk), NONE, NONE);
 }
 
-/* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), weights F32, F16, Q8_0, Q4_0 or Q6_K: for each
+/* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), weights F32, F16, BF16, Q8_0, Q4_0 or Q6_K: for each
  * row n and token t the dot product in float lanes (rows decoded as the reference decodes them, fused
  * multiply-adds, four chains, then a tree), as the LLVM kernel does: within 1e-5 of the largest output
  * of the reference, which sums in double. Decode streams each row once, prefetching ahead. */
 void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt) {
   int W = avx512 ? 64 : 32;
-  int64_t row = dt == BN_DT_F32 ? 4 * K : dt == BN_DT_F16 ? 2 * K : K / bn_dtype_table[dt].block_elems * bn_dtype_table[dt].block_bytes;
+  int64_t row = dt == BN_DT_F32   ? 4 * K
+                : dt == BN_DT_F16 || dt == BN_DT_BF16 ? 2 * K
+                                                       : K / bn_dtype_table[dt].block_elems * bn_dtype_table[dt].block_bytes;
   int nl = bn_asm_new_label(a), tl = bn_asm_new_label(a), tdone = bn_asm_new_label(a), done = bn_asm_new_label(a);
   enter(a, 5); /* rbx, r12..r14 for the block loop; the y index in rbx after it */
-  if (dt != BN_DT_F32 && dt != BN_DT_F16) { /* decode's constants */
+  if (dt != BN_DT_F32 && dt != BN_DT_F16 && dt != BN_DT_BF16) { /* decode's constants */
     splat_i(a, 7, 0x0f, W);
     splat_i(a, 8, 3, W);
     splat_i(a, 9, 32, W);
