@@ -186,6 +186,18 @@ static void mm_store(bn_sbuf *s, int mode) {
   bn_sbuf_put(s, "  }\n}\n");
 }
 
+/* A ternary matmul kernel's opening (mm, mg): PREFIX_MODE_kK_nN over qa, w, y (int in ACC mode) and resid
+ * (DQ_ADD), 4 simdgroups of MM_R rows for MM_TT tokens, each lane's partials `part` bytes in the block. */
+static void mm_open(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s, const char *prefix, int part) {
+  int mode = key->variant;
+  snprintf(k->name, sizeof k->name, "%s_%s_k%lld_n%lld", prefix, mm_mode(mode), (long long)key->k, (long long)key->n);
+  const char *ops[] = {"device const uchar *qa", "device const uchar *w",
+                       mode == BN_MM_ACC ? "device int *y" : "device float *y", "device const float *resid"};
+  k->threads = 128, k->groups_x = (uint32_t)((key->n + MM_ROWS - 1) / MM_ROWS), k->tok_tile = MM_TT, k->tg_block = 1;
+  k->tg_bytes = (uint32_t)(4 * MM_R * MM_TT * 32 * part);
+  open_kernel(s, k, ops, mode == BN_MM_DQ_ADD ? 4 : 3);
+}
+
 /* Ternary matmul over TP2 weights (ir/quant.h): a lane takes bytes lane and lane + 32 of each
  * 64-byte group of its simdgroup's rows (4 codes a byte, 64 elements apart), the codes unpacked
  * once for all tokens of the group and multiplied as they are (trit + 1: the row's code sum comes
@@ -193,12 +205,7 @@ static void mm_store(bn_sbuf *s, int mode) {
 static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
   int64_t K = key->k, N = key->n, stride = bn_qa8_row_bytes(K);
   int mode = key->variant;
-  snprintf(k->name, sizeof k->name, "mm_%s_k%lld_n%lld", mm_mode(mode), (long long)K, (long long)N);
-  const char *ops[] = {"device const uchar *qa", "device const uchar *w",
-                       mode == BN_MM_ACC ? "device int *y" : "device float *y", "device const float *resid"};
-  k->threads = 128, k->groups_x = (uint32_t)((N + MM_ROWS - 1) / MM_ROWS), k->tok_tile = MM_TT, k->tg_block = 1;
-  k->tg_bytes = 4 * MM_R * MM_TT * 32 * 4;
-  open_kernel(s, k, ops, mode == BN_MM_DQ_ADD ? 4 : 3);
+  mm_open(key, k, s, "mm", 4);
   bn_sbuf_put(s,
               "  const uint K = %lld, N = %lld, STRIDE = %lld, TT = %d, R = %d;\n"
               "  const uint r0 = tgp.x * (4 * R) + sg * R, t0 = tgp.y * TT, nt = min(st.T - t0, TT);\n"
@@ -241,12 +248,7 @@ static void emit_mm(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
 static void emit_mg(const bn_kkey *key, bn_mtl_kernel *k, bn_sbuf *s) {
   int64_t K = key->k, N = key->n, stride = bn_qa8_row_bytes(K);
   int mode = key->variant, half = key->cache == BN_DT_TG2H;
-  snprintf(k->name, sizeof k->name, "mg%s_%s_k%lld_n%lld", half ? "h" : "", mm_mode(mode), (long long)K, (long long)N);
-  const char *ops[] = {"device const uchar *qa", "device const uchar *w",
-                       mode == BN_MM_ACC ? "device int *y" : "device float *y", "device const float *resid"};
-  k->threads = 128, k->groups_x = (uint32_t)((N + MM_ROWS - 1) / MM_ROWS), k->tok_tile = MM_TT, k->tg_block = 1;
-  k->tg_bytes = 4 * MM_R * MM_TT * 32 * 8;
-  open_kernel(s, k, ops, mode == BN_MM_DQ_ADD ? 4 : 3);
+  mm_open(key, k, s, half ? "mgh" : "mg", 8);
   bn_sbuf_put(s,
               "  const uint K = %lld, N = %lld, STRIDE = %lld, TT = %d, R = %d, GS = %d; // GS: scales a 256-group has\n"
               "  const uint r0 = tgp.x * (4 * R) + sg * R, t0 = tgp.y * TT, nt = min(st.T - t0, TT);\n"

@@ -146,52 +146,6 @@ static void tile(bn_asm *a, const mmk *m, int rows, int tt) {
       }
 }
 
-/* The AVX2 tile (no VNNI, 16 vectors): rows x tt <= 4 (4 x 1 decode, 2 x 2, 1 x 4, 1 x 1), gp registers
- * as tile's. Per group and 32 of its elements, the codes (shifted, masked) times the activations by
- * vpmaddubsw, adjacent pairs summed into int16 lanes; those of a group summed in int16 (8 of at most
- * 2 x 2 x 127 each: no overflow), then widened once by vpmaddwd with ones into the int32 accumulators.
- * Vectors: accumulators 0.., int16 sums 4.., codes 8.., activations 12, product 13, the code mask 14, ones 15. */
-static void tile_avx2(bn_asm *a, const mmk *m, int rows, int tt) {
-  int64_t K = m->K, row_bytes = (K + 63) / 64 * 64 + 64;
-  int n = rows * tt, grp = bn_asm_new_label(a);
-  for (int i = 0; i < n; i++) {
-    op(a, "vpxor", bn_vec(i, 32), bn_vec(i, 32), bn_vec(i, 32));
-    op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
-  }
-  splat_i(a, 15, 0x00010001, 32);
-  op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
-  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
-  bn_asm_bind(a, grp);
-  if (rows == 4 && tt == 1)
-    for (int r = 0; r < rows; r++) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE);
-  for (int c = 0; c < 4; c++)
-    for (int h = 0; h < 2; h++) {
-      for (int r = 0; r < rows; r++) {
-        op(a, "vmovdqu", bn_vec(8 + r, 32), bn_mem(R15, 64 * r + 32 * h, 32), NONE);
-        if (c) op(a, "vpsrlw", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_imm(2 * c));
-        op(a, "vpand", bn_vec(8 + r, 32), bn_vec(8 + r, 32), bn_vec(14, 32));
-      }
-      for (int t = 0; t < tt; t++) {
-        op(a, "vmovdqu", bn_vec(12, 32), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c + 32 * h), 32), NONE);
-        for (int r = 0; r < rows; r++) {
-          op(a, "vpmaddubsw", bn_vec(13, 32), bn_vec(8 + r, 32), bn_vec(12, 32));
-          op(a, "vpaddw", bn_vec(4 + r * tt + t, 32), bn_vec(4 + r * tt + t, 32), bn_vec(13, 32));
-        }
-      }
-    }
-  for (int i = 0; i < n; i++) {
-    op(a, "vpmaddwd", bn_vec(13, 32), bn_vec(4 + i, 32), bn_vec(15, 32));
-    op(a, "vpaddd", bn_vec(i, 32), bn_vec(i, 32), bn_vec(13, 32));
-    op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
-  }
-  group_end(a, m, rows, grp);
-  for (int r = 0; r < rows; r++)
-    for (int t = 0; t < tt; t++) {
-      hsum(a, r * tt + t, 13, 32);
-      epilogue(a, m, r, t, 12, 13);
-    }
-}
-
 /* TP1's constants (AVX-512): bytes of 1, 85 and 170 (the codes' thresholds). AVX2 keeps its own in the
  * red zone (RED: 0x80, 85 - 128, 170 - 128, int16 ones, 32 bytes each; matmul_rows stores them). */
 enum { ONE = 26, T85 = 30, T170 = 27, RED = -128 };
@@ -854,24 +808,31 @@ static void tile_g(bn_asm *a, const mmk *m, int rows, int tt) {
   }
 }
 
-/* The AVX2 TG2 tile, tile_avx2's shapes and vectors but for: the tokens' int16 sums of the group in
- * 0..3 (vpmaddubsw with byte ones, in 15; int16 ones at ONES16), each (row, token) folded by a lane sum
- * into its DSUM slot when its group (TG2H: half) is done. */
-static void tile_avx2_g(bn_asm *a, const mmk *m, int rows, int tt) {
-  int64_t row_bytes = (m->K + 63) / 64 * 64 + 64;
+/* The AVX2 tile (no VNNI, 16 vectors): rows x tt <= 4 (4 x 1 decode, 2 x 2, 1 x 4, 1 x 1), gp registers
+ * as tile's. Per group and 32 of its elements, the codes (shifted, masked) times the activations by
+ * vpmaddubsw, adjacent pairs summed into int16 lanes; those of a group summed in int16 (8 of at most
+ * 2 x 2 x 127 each: no overflow), then widened once by vpmaddwd with ones into the int32 accumulators.
+ * Vectors: accumulators 0.., int16 sums 4.., codes 8.., activations 12, product 13, the code mask 14, ones 15.
+ * TG2: 0..3 are the tokens' int16 sums of the group instead (vpmaddubsw with byte ones, in 15; int16 ones
+ * at ONES16), and each (row, token) is folded by a lane sum into its DSUM slot when its group (TG2H: half)
+ * is done. */
+static void tile_avx2(bn_asm *a, const mmk *m, int rows, int tt) {
+  int64_t K = m->K, row_bytes = (K + 63) / 64 * 64 + 64;
   int n = rows * tt, grp = bn_asm_new_label(a);
-  g_start(a, m, n);
-  splat_i(a, 15, 0x00010001, 32);
-  op(a, "vmovdqu", bn_mem(RSP, ONES16, 32), bn_vec(15, 32), NONE);
-  splat_i(a, 15, 0x01010101, 32);
-  for (int i = 0; i < 4; i++) {
+  if (m->gs) {
+    g_start(a, m, n);
+    splat_i(a, 15, 0x00010001, 32);
+    op(a, "vmovdqu", bn_mem(RSP, ONES16, 32), bn_vec(15, 32), NONE);
+  }
+  for (int i = 0; i < (m->gs ? 4 : n); i++) {
     op(a, "vpxor", bn_vec(i, 32), bn_vec(i, 32), bn_vec(i, 32));
     op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
   }
+  splat_i(a, 15, m->gs ? 0x01010101 : 0x00010001, 32);
   op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
-  if (rows == 4)
+  if (rows == 4 && tt == 1)
     for (int r = 0; r < rows; r++) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE);
   for (int c = 0; c < 4; c++) {
     for (int h = 0; h < 2; h++) {
@@ -882,15 +843,17 @@ static void tile_avx2_g(bn_asm *a, const mmk *m, int rows, int tt) {
       }
       for (int t = 0; t < tt; t++) {
         op(a, "vmovdqu", bn_vec(12, 32), bn_memx(R14, R11, 1, (int32_t)(row_bytes * t + 64 * c + 32 * h), 32), NONE);
-        op(a, "vpmaddubsw", bn_vec(13, 32), bn_vec(15, 32), bn_vec(12, 32));
-        op(a, "vpaddw", bn_vec(t, 32), bn_vec(t, 32), bn_vec(13, 32));
+        if (m->gs) { /* the token's activations summed */
+          op(a, "vpmaddubsw", bn_vec(13, 32), bn_vec(15, 32), bn_vec(12, 32));
+          op(a, "vpaddw", bn_vec(t, 32), bn_vec(t, 32), bn_vec(13, 32));
+        }
         for (int r = 0; r < rows; r++) {
           op(a, "vpmaddubsw", bn_vec(13, 32), bn_vec(8 + r, 32), bn_vec(12, 32));
           op(a, "vpaddw", bn_vec(4 + r * tt + t, 32), bn_vec(4 + r * tt + t, 32), bn_vec(13, 32));
         }
       }
     }
-    if ((c + 1) % (4 / m->gs)) continue;
+    if (!m->gs || (c + 1) % (4 / m->gs)) continue;
     for (int r = 0; r < rows; r++) /* a group (TG2H: half of one) done */
       for (int t = 0; t < tt; t++) {
         int v = 4 + r * tt + t;
@@ -904,11 +867,21 @@ static void tile_avx2_g(bn_asm *a, const mmk *m, int rows, int tt) {
     for (int t = 0; t < tt; t++) op(a, "vpxor", bn_vec(t, 32), bn_vec(t, 32), bn_vec(t, 32));
     g_next(a, rows);
   }
+  for (int i = 0; i < n && !m->gs; i++) {
+    op(a, "vpmaddwd", bn_vec(13, 32), bn_vec(4 + i, 32), bn_vec(15, 32));
+    op(a, "vpaddd", bn_vec(i, 32), bn_vec(i, 32), bn_vec(13, 32));
+    op(a, "vpxor", bn_vec(4 + i, 32), bn_vec(4 + i, 32), bn_vec(4 + i, 32));
+  }
   group_end(a, m, rows, grp);
   for (int r = 0; r < rows; r++)
     for (int t = 0; t < tt; t++) {
-      op(a, "vmovsd", bn_vec(12, 16), bn_mem(RSP, DSUM + 8 * (r * tt + t), 8), NONE);
-      g_epilogue(a, m, r, t, 12, 13);
+      if (m->gs) {
+        op(a, "vmovsd", bn_vec(12, 16), bn_mem(RSP, DSUM + 8 * (r * tt + t), 8), NONE);
+        g_epilogue(a, m, r, t, 12, 13);
+        continue;
+      }
+      hsum(a, r * tt + t, 13, 32);
+      epilogue(a, m, r, t, 12, 13);
     }
 }
 
@@ -916,7 +889,6 @@ static void tile_avx2_g(bn_asm *a, const mmk *m, int rows, int tt) {
 static void any_tile(bn_asm *a, const mmk *m, int rows, int tt) {
   if (m->qimg) tile_g_decode(a, m);
   else if (m->gs && m->W == 64) tile_g(a, m, rows, tt);
-  else if (m->gs) tile_avx2_g(a, m, rows, tt);
   else if (m->t1 && m->W == 32) tile_t1_avx2(a, m); /* decode's 4 x 1 only: prefill unpacks (matmul_rows) */
   else if (m->t1) tile_t1(a, m, rows, tt);
   else if (m->W == 64) tile(a, m, rows, tt);
