@@ -95,6 +95,42 @@ static uint8_t *random_tp2(int N, int K, uint64_t *rng, bn_value *v) {
 
 /* ---- ternary matmul: integer sums exactly the reference's, dequantized within 1e-6 ---- */
 
+/* Kernels idx[0..2] (ACC, DQ, DQ_ADD) over the weights wv (w their bytes) against bn_ref_tmatmul and
+ * bn_ref_dequant on T random rows: ACC's 32 bits equal (TG2: the float's), the dequantized within 1e-6
+ * relative (the largest so far in *worst). */
+static void check_mm(klib *l, const int idx[3], const char *kind, int T, const bn_value *wv, const uint8_t *w,
+                     uint64_t *rng, double *worst) {
+  int K = (int)wv->shape.d[1], N = (int)wv->shape.d[0];
+  int64_t rb = bn_qa8_row_bytes(K);
+  float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
+  float *want = malloc((size_t)T * N * 4);
+  uint8_t *qa = malloc((size_t)(T * rb));
+  int32_t *acc = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4);
+  int8_t *trit = malloc((size_t)K);
+  float bscale[64];
+  for (int i = 0; i < T * K; i++) x[i] = frand(rng, -3, 3);
+  for (int i = 0; i < T * N; i++) resid[i] = frand(rng, -1, 1);
+  bn_ref_quantize(x, T, K, qa);
+  bn_ref_tmatmul(qa, T, K, N, wv, acc, trit, bscale);
+  bn_ref_dequant(acc, qa, T, K, N, wv, 1.0f, want);
+  void *b[4] = {qa, (void *)w, got, resid};
+  memset(got, 0x55, (size_t)T * N * 4);
+  kl_run(l, idx[0], T, 0, 0, b);
+  for (int i = 0; i < T * N; i++)
+    if (got[i] != acc[i]) fail_msg("%s T=%d K=%d N=%d [%d]: %08x, the reference %08x", kind, T, K, N, i, got[i], acc[i]);
+  for (int m = 1; m < 3; m++) {
+    b[2] = y;
+    kl_run(l, idx[m], T, 0, 0, b);
+    for (int i = 0; i < T * N; i++) {
+      double ref = want[i] + (m == 2 ? resid[i] : 0), mag = fabs(want[i]) + (m == 2 ? fabs(resid[i]) : 0);
+      double e = fabs(y[i] - (float)ref) / fmax(mag, 1e-30);
+      *worst = fmax(*worst, e);
+      if (e > 1e-6) fail_msg("%s mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", kind, m, T, K, N, i, y[i], ref);
+    }
+  }
+  free(x), free(resid), free(y), free(want), free(qa), free(acc), free(got), free(trit);
+}
+
 static void test_ternary_matmul(void **state) {
   (void)state;
   /* tokens, K, N: tiles of 8 and 32 tokens and 8 and 32 rows, whole and with some left over */
@@ -115,40 +151,11 @@ static void test_ternary_matmul(void **state) {
   uint64_t rng = 7;
   double worst = 0;
   for (int s = 0; s < NS; s++) {
-    int T = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
     bn_value wv;
-    uint8_t *w = random_tp2(N, K, &rng, &wv);
-    int64_t rb = bn_qa8_row_bytes(K);
-    float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
-    float *want = malloc((size_t)T * N * 4);
-    uint8_t *qa = malloc((size_t)(T * rb));
-    int32_t *acc = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4);
-    int8_t *trit = malloc((size_t)K);
-    float bscale[64];
-    for (int i = 0; i < T * K; i++) x[i] = frand(&rng, -3, 3);
-    for (int i = 0; i < T * N; i++) resid[i] = frand(&rng, -1, 1);
-    bn_ref_quantize(x, T, K, qa);
-    bn_ref_tmatmul(qa, T, K, N, &wv, acc, trit, bscale);
-    bn_ref_dequant(acc, qa, T, K, N, &wv, 1.0f, want);
-    for (int many = 0; many < 2; many++) {
-      const char *kind = many ? "mmt (simdgroup_matrix tiles)" : "mm";
-      void *b[4] = {qa, w, got, resid};
-      memset(got, 0x55, (size_t)T * N * 4);
-      kl_run(&l, idx[s][many][0], T, 0, 0, b);
-      for (int i = 0; i < T * N; i++)
-        if (got[i] != acc[i]) fail_msg("%s T=%d K=%d N=%d [%d]: %d, the reference %d", kind, T, K, N, i, got[i], acc[i]);
-      for (int m = 1; m < 3; m++) {
-        b[2] = y;
-        kl_run(&l, idx[s][many][m], T, 0, 0, b);
-        for (int i = 0; i < T * N; i++) {
-          double ref = want[i] + (m == 2 ? resid[i] : 0), mag = fabs(want[i]) + (m == 2 ? fabs(resid[i]) : 0);
-          double e = fabs(y[i] - (float)ref) / fmax(mag, 1e-30);
-          worst = fmax(worst, e);
-          if (e > 1e-6) fail_msg("%s mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", kind, m, T, K, N, i, y[i], ref);
-        }
-      }
-    }
-    free(w), free(x), free(resid), free(y), free(want), free(qa), free(acc), free(got), free(trit);
+    uint8_t *w = random_tp2(shapes[s][2], shapes[s][1], &rng, &wv);
+    for (int many = 0; many < 2; many++)
+      check_mm(&l, idx[s][many], many ? "mmt (simdgroup_matrix tiles)" : "mm", shapes[s][0], &wv, w, &rng, &worst);
+    free(w);
   }
   print_message("ternary matmul, both kernels: integer sums equal; dequantized within %.2g relative\n", worst);
   kl_free(&l);
@@ -173,7 +180,7 @@ static void test_group_matmul(void **state) {
   double worst = 0;
   for (int s = 0; s < NS; s++)
     for (int h = 0; h < 2; h++) {
-      int T = shapes[s][0], K = shapes[s][1], N = shapes[s][2], G = K / (h ? 128 : 256);
+      int K = shapes[s][1], N = shapes[s][2], G = K / (h ? 128 : 256);
       bn_value wv;
       uint8_t *w = random_tp2(N, K, &rng, &wv); /* TP2's codes, then the rows' scales of each group, as f16 */
       wv.dtype = h ? BN_DT_TG2H : BN_DT_TG2;
@@ -182,34 +189,8 @@ static void test_group_matmul(void **state) {
         uint16_t d = bn_float_to_half(frand(&rng, 0.005f, 0.015f) * (i % 5 == 0 ? -1 : 1));
         memcpy(w + (size_t)N * K / 4 + 2 * (size_t)i, &d, 2);
       }
-      int64_t rb = bn_qa8_row_bytes(K);
-      float *x = malloc((size_t)T * K * 4), *resid = malloc((size_t)T * N * 4), *y = malloc((size_t)T * N * 4);
-      float *want = malloc((size_t)T * N * 4);
-      uint8_t *qa = malloc((size_t)(T * rb));
-      int32_t *acc = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4);
-      int8_t *trit = malloc((size_t)K);
-      float bscale[64];
-      for (int i = 0; i < T * K; i++) x[i] = frand(&rng, -3, 3);
-      for (int i = 0; i < T * N; i++) resid[i] = frand(&rng, -1, 1);
-      bn_ref_quantize(x, T, K, qa);
-      bn_ref_tmatmul(qa, T, K, N, &wv, acc, trit, bscale);
-      bn_ref_dequant(acc, qa, T, K, N, &wv, 1.0f, want);
-      void *b[4] = {qa, w, got, resid};
-      memset(got, 0x55, (size_t)T * N * 4);
-      kl_run(&l, idx[s][h][0], T, 0, 0, b);
-      for (int i = 0; i < T * N; i++)
-        if (got[i] != acc[i]) fail_msg("mg%s T=%d K=%d N=%d [%d]: bits %08x, the reference's %08x", h ? "h" : "", T, K, N, i, got[i], acc[i]);
-      for (int m = 1; m < 3; m++) {
-        b[2] = y;
-        kl_run(&l, idx[s][h][m], T, 0, 0, b);
-        for (int i = 0; i < T * N; i++) {
-          double ref = want[i] + (m == 2 ? resid[i] : 0), mag = fabs(want[i]) + (m == 2 ? fabs(resid[i]) : 0);
-          double e = fabs(y[i] - (float)ref) / fmax(mag, 1e-30);
-          worst = fmax(worst, e);
-          if (e > 1e-6) fail_msg("mg%s mode %d T=%d K=%d N=%d [%d]: %.9g, the reference %.9g", h ? "h" : "", m, T, K, N, i, y[i], ref);
-        }
-      }
-      free(w), free(x), free(resid), free(y), free(want), free(qa), free(acc), free(got), free(trit);
+      check_mm(&l, idx[s][h], h ? "mgh" : "mg", shapes[s][0], &wv, w, &rng, &worst);
+      free(w);
     }
   print_message("group-scaled ternary matmul (TG2, TG2H): float sums the reference's bits; dequantized within %.2g relative\n", worst);
   kl_free(&l);
