@@ -31,6 +31,7 @@
 #include "../runtime/plan.h"
 #include "../runtime/plan_format.h"
 #include "../runtime/session.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 static char dir[512];
@@ -242,14 +243,11 @@ static void write_plans(void) {
   snprintf(aot_plan, sizeof aot_plan, "%s/aot-objects.bnplan", BNC_TEST_TMP);
   bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 11, 0, NULL, 0};
   bn_error err = {0};
-  assert_int_equal(bn_synth_write(&p, gguf, &err), BN_OK);
   bn_gguf f;
   bn_model m;
   bn_memplan mp;
-  assert_int_equal(bn_gguf_open(&f, gguf, &err), BN_OK);
-  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  if (tu_model(gguf, &p, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   bn_codegen *cg;
   bn_objcode aot;
   if (bn_codegen_open(bn_backend_find("llvm"), NULL, &cg, &err) || bn_codegen_objects(cg, &m.graph, &aot, &err))

@@ -17,6 +17,7 @@
 #include "../include/bnc.h"
 #include "../passes/pass.h"
 #include "../runtime/plan.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 static char plan_path[512];
@@ -32,9 +33,7 @@ static int setup(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
-  if (bn_synth_write(&p, gguf, &err) || bn_gguf_open(&f, gguf, &err)) fail_msg("%s", err.msg);
-  if (bn_import_gguf(&f, &m, &err) || bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) ||
-      bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, plan_path, &err))
+  if (tu_model(gguf, &p, &po, &f, &m, &mp, &err) || bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, plan_path, &err))
     fail_msg("%s", err.msg);
   bn_memplan_free(&mp);
   bn_model_free(&m);

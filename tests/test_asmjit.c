@@ -18,6 +18,7 @@
 #include "../ir/rng.h"
 #include "../passes/pass.h"
 #include "../runtime/session.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 extern const bn_backend bn_backend_asmjit;
@@ -518,9 +519,7 @@ static void test_models_match_the_reference(void **state) {
     bn_model m;
     bn_memplan mp;
     bn_pass_opts po = {.max_tokens = 8, .verify = 1};
-    if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
-        bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-      fail_msg("%s", err.msg);
+    if (tu_model(path, &p, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
     static const int32_t tok[10] = {1, 5, 9, 200, 31, 77, 4, 8, 15, 16};
     size_t V = (size_t)m.hp.n_vocab;
     float *outs[7] = {NULL};
@@ -572,8 +571,7 @@ static void open_file(const char *name, bn_gguf *f, bn_model *m, bn_memplan *mp)
   bn_error err = {0};
   bn_pass_opts po = {.max_tokens = 16, .verify = 1};
   snprintf(path, sizeof path, "%s/%s.gguf", BNC_TEST_DATA, name);
-  if (bn_gguf_open(f, path, &err) || bn_import_gguf(f, m, &err) || bn_pass_run_pipeline(&m->graph, &po, mp, NULL, NULL, &err))
-    fail_msg("%s: %s", path, err.msg);
+  if (tu_model(path, NULL, &po, f, m, mp, &err)) fail_msg("%s: %s", path, err.msg);
 }
 
 /* The files other tools wrote (tests/data, with transformers' logits) and the example model: asmjit's
@@ -734,9 +732,7 @@ static void test_sequences_batched(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_pass_opts po = {.max_tokens = 16, .verify = 1};
-  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
-      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-    fail_msg("%s", err.msg);
+  if (tu_model(path, &p, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   size_t V = (size_t)m.hp.n_vocab;
   enum { NS = 4, ND = 4 };
   static const int32_t prompt[NS][7] = {{1, 5, 9, 200, 31, 77, 4}, {8, 15, 16}, {23, 42, 99, 7, 3}, {11}};

@@ -16,6 +16,7 @@
 #include "../frontend/synth.h"
 #include "../passes/pass.h"
 #include "../runtime/session.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 /* ---- the toy backend: the final RMSNorm (NORM_QUANT, mode RMSNORM) on the reference kernel ---- */
@@ -94,8 +95,7 @@ static int setup(void **state) {
   bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet", BN_DT_TQ2_0, BN_DT_F16, 5, 0, NULL, 0};
   bn_error err = {0};
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
-  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
-      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) {
+  if (tu_model(path, &p, &po, &f, &m, &mp, &err)) {
     fprintf(stderr, "%s\n", err.msg);
     return -1;
   }

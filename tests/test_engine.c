@@ -17,6 +17,7 @@
 #include "../passes/pass.h"
 #include "../runtime/engine.h"
 #include "../runtime/tokenizer.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 static bn_gguf f;
@@ -30,9 +31,7 @@ static int setup(void **state) {
   bn_synth_params p = {bn_synth_find_shape("tiny"), "bitnet-b1.58", BN_DT_I2_S, BN_DT_F16, 3, 0, NULL, 0};
   bn_pass_opts po = {.max_tokens = 16, .verify = 1};
   bn_error err = {0};
-  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
-      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-    fail_msg("%s", err.msg);
+  if (tu_model(path, &p, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "../codegen/ref/ref.h"
 #include "../ir/quant.h"
 #include "../ir/rng.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 /* The kernel of family (TP2, TP1 or lookup-table) in the three modes against the reference results,
@@ -787,8 +788,7 @@ static void test_group_scales(void **state) {
     bn_model m;
     bn_memplan mp;
     bn_pass_opts po = {.max_tokens = 16, .verify = 1};
-    if (bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) || bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-      fail_msg("%s", err.msg);
+    if (tu_model(path, NULL, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
     size_t len, V = (size_t)m.hp.n_vocab;
     float *want = tu_read(lpath, &len), *got = malloc(12 * V * sizeof *got);
     assert_non_null(want);
@@ -819,9 +819,7 @@ static void test_fallbacks_reported(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
-  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
-      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-    fail_msg("%s", err.msg);
+  if (tu_model(path, &p, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   bn_session_params sp = {.n_ctx = 16, .exec = {.backend = bn_backend_find("llvm"), .threads = 1}, .sampler = bn_sampler_defaults()};
   bn_session *s;
   if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);

@@ -21,6 +21,7 @@
 #include "../metal/emit.h"
 #include "../metal/lint.h"
 #include "../metal/sim/sim.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 /* ---- a library of single kernels, compiled once, each run as the dispatch table would ---- */
@@ -565,18 +566,15 @@ static void test_msl_only(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_mtl_lib lib;
-  if (bn_gguf_open(&f, BNC_SOURCE_DIR "/examples/bitnet-kjv-tq2_0.gguf", &err) || bn_import_gguf(&f, &m, &err))
-    fail_msg("%s", err.msg);
   bn_pass_opts po = {.max_tokens = 64};
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_metal_build(&m.graph, &mp, BN_DT_F32, &lib, &err))
+  if (tu_model(BNC_SOURCE_DIR "/examples/bitnet-kjv-tq2_0.gguf", NULL, &po, &f, &m, &mp, &err) || bn_metal_build(&m.graph, &mp, BN_DT_F32, &lib, &err))
     fail_msg("%s", err.msg);
   if (bn_metal_lint(lib.source, &err)) fail_msg("the example model's library: %s", err.msg);
   for (int i = 0; i < lib.n_steps; i++) /* each dispatch binds the buffers its kernel declares */
     assert_int_equal(lib.steps[i].n_bind, lib.kernels[lib.steps[i].kernel].n_buffers);
   bn_metal_lib_free(&lib), bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
   /* and qwen3's with group scales (the group-scaled matmul, per-head norms, the gate without a norm) */
-  if (bn_gguf_open(&f, BNC_TEST_DATA "/hf/qwen3-pq2_0.gguf", &err) || bn_import_gguf(&f, &m, &err) ||
-      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_metal_build(&m.graph, &mp, BN_DT_F16, &lib, &err))
+  if (tu_model(BNC_TEST_DATA "/hf/qwen3-pq2_0.gguf", NULL, &po, &f, &m, &mp, &err) || bn_metal_build(&m.graph, &mp, BN_DT_F16, &lib, &err))
     fail_msg("%s", err.msg);
   if (bn_metal_lint(lib.source, &err)) fail_msg("qwen3-pq2_0's library: %s", err.msg);
   for (int i = 0; i < lib.n_steps; i++) assert_int_equal(lib.steps[i].n_bind, lib.kernels[lib.steps[i].kernel].n_buffers);
@@ -624,9 +622,8 @@ static void test_metal_section(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_error err = {0};
-  if (bn_gguf_open(&f, BNC_TEST_DATA "/t2-TQ2_0.gguf", &err) || bn_import_gguf(&f, &m, &err)) fail_msg("%s", err.msg);
   bn_pass_opts po = {.max_tokens = 16};
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  if (tu_model(BNC_TEST_DATA "/t2-TQ2_0.gguf", NULL, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   uint8_t *sec;
   size_t n;
   if (bn_metal_section(&m.graph, &mp, &sec, &n, &err)) fail_msg("%s", err.msg);
@@ -694,9 +691,8 @@ static void check_model(const char *path, int max_tokens, int n, bn_dtype kv) {
   bn_model m;
   bn_memplan mp;
   bn_error err = {0};
-  if (bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err)) fail_msg("%s", err.msg);
   bn_pass_opts po = {.max_tokens = max_tokens, .verify = 1};
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  if (tu_model(path, NULL, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   int32_t *tok = malloc((size_t)n * sizeof *tok);
   uint64_t rng = 29;
   for (int i = 0; i < n; i++) tok[i] = (int32_t)(bn_rng_next(&rng) % (uint64_t)m.hp.n_vocab);
@@ -736,9 +732,8 @@ static void check_nodes(const char *path, int n, int warm) {
   bn_model m;
   bn_memplan mp;
   bn_error err = {0};
-  if (bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err)) fail_msg("%s", err.msg);
   bn_pass_opts po = {.max_tokens = n > warm ? n : warm, .verify = 1};
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  if (tu_model(path, NULL, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   const bn_graph *g = &m.graph;
   bn_mtl_lib lib;
   if (bn_metal_build(g, &mp, BN_DT_F32, &lib, &err)) fail_msg("%s", err.msg);

@@ -18,6 +18,7 @@
 #include "../passes/pass.h"
 #include "../runtime/plan.h"
 #include "../runtime/session.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 #define EX BNC_TEST_DATA "/../../examples"
@@ -49,9 +50,7 @@ typedef struct {
 static void compile(const char *path, compiled *c) {
   bn_error err = {0};
   bn_pass_opts po = {.max_tokens = 32, .verify = 1};
-  if (bn_gguf_open(&c->f, path, &err) || bn_import_gguf(&c->f, &c->m, &err) ||
-      bn_pass_run_pipeline(&c->m.graph, &po, &c->mp, NULL, NULL, &err))
-    fail_msg("%s", err.msg);
+  if (tu_model(path, NULL, &po, &c->f, &c->m, &c->mp, &err)) fail_msg("%s", err.msg);
 }
 
 static void release(compiled *c) {

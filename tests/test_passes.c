@@ -18,6 +18,7 @@
 #include "../ir/rng.h"
 #include "../passes/pass.h"
 #include "../passes/rewrite.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 static float *run(const bn_graph *g, const int32_t *tok, int n, int chunk, size_t V) {
@@ -349,9 +350,7 @@ static void test_gate_without_norm(void **state) {
   bn_model m;
   bn_memplan mp;
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
-  if (bn_synth_write(&p, path, &err) || bn_gguf_open(&f, path, &err) || bn_import_gguf(&f, &m, &err) ||
-      bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err))
-    fail_msg("%s", err.msg);
+  if (tu_model(path, &p, &po, &f, &m, &mp, &err)) fail_msg("%s", err.msg);
   int h[BN_OP_COUNT], gates = 0;
   histogram(&m.graph, h);
   assert_int_equal(h[BN_OP_SILU] + h[BN_OP_MUL], 0);

@@ -17,6 +17,7 @@
 #include "../passes/pass.h"
 #include "../runtime/plan.h"
 #include "../runtime/session.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 static char plan_path[512], gguf_path[512];
@@ -27,9 +28,7 @@ static void compile(const char *gguf, const char *out, int batch) {
   bn_memplan mp;
   bn_error err = {0};
   bn_pass_opts po = {.max_tokens = batch, .verify = 1};
-  assert_int_equal(bn_gguf_open(&f, gguf, &err), BN_OK);
-  assert_int_equal(bn_import_gguf(&f, &m, &err), BN_OK);
-  if (bn_pass_run_pipeline(&m.graph, &po, &mp, NULL, NULL, &err) || bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, out, &err))
+  if (tu_model(gguf, NULL, &po, &f, &m, &mp, &err) || bn_plan_write(&m, &mp, &(bn_plan_write_opts){0}, out, &err))
     fail_msg("%s", err.msg);
   bn_memplan_free(&mp);
   bn_model_free(&m);
@@ -40,9 +39,7 @@ static void compile(const char *gguf, const char *out, int batch) {
 static void load(bn_gguf *f, bn_model *m, bn_memplan *mp) {
   bn_error err = {0};
   bn_pass_opts po = {.max_tokens = 8, .verify = 1};
-  assert_int_equal(bn_gguf_open(f, gguf_path, &err), BN_OK);
-  assert_int_equal(bn_import_gguf(f, m, &err), BN_OK);
-  if (bn_pass_run_pipeline(&m->graph, &po, mp, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  if (tu_model(gguf_path, NULL, &po, f, m, mp, &err)) fail_msg("%s", err.msg);
 }
 
 static float *eval_session(const bn_model *m, const bn_memplan *mp, const int32_t *tok, int n, int poison) {
