@@ -505,23 +505,26 @@ static void tile_g_decode(bn_asm *a, const mmk *m) {
 }
 
 /* Prefill over TG2 (AVX-512 VNNI, 8 tokens or more, K <= PG_MAXK), tokens in the lanes instead of K: 16
- * rows' codes are unpacked once (pg_unpack) into chunks of 64 bytes, row r's 4 codes of elements 4i..4i+3
- * in dword r of chunk i, and each vpdpbusd multiplies a chunk by one token's 4 activations broadcast
+ * rows' code bytes are transposed once (pg_unpack) so that a shift and a mask give a chunk of 64 bytes, row
+ * r's 4 codes of elements 4i..4i+3 in dword r of chunk i, and each vpdpbusd multiplies a chunk by one
+ * token's 4 activations broadcast
  * ({1to16}) from its QA8 row: a row's sum over a group lands in its own lane, so a group's fold is per token
  * one subtraction of the token's group sum (pg_token_sums, once per chunk of tokens), a widening and two
  * multiply-adds by the rows' scales in double: no lane-sum tree. Tiles of 16 rows x 8 tokens; the frame
  * (below) on the stack. */
-enum { PG_TT = 8, PG_TC = 256, PG_MAXK = 16384, PW = 27, PX = 28, PY = 29 }; /* PW: a chunk; PX, PY: scratch */
+enum { PG_TT = 16, PG_TC = 256, PG_MAXK = 16384 };
+enum { SC = 25, PW = 27, PX = 28, PY = 29, PP = 30 }; /* SC, SC + 1: a fold's scales; PW: a chunk, PP: 4; PX, PY: scratch */
 
-/* The frame's parts, bytes from rsp: the chunks (16 K), the scales (as doubles, 16 rows of fold f at f x its
- * elements, K bytes), the token sums (of fold f and chunk token j at 8 f x its elements + 4 j, 8 K), slots. */
+/* The frame's parts, bytes from rsp: the codes (4 K), the scales (as doubles, 16 rows of fold f at f x its
+ * elements, K bytes), the token sums (of fold f and chunk token j at 8 f x its elements + 4 j, 8 K), a tile's
+ * double sums (token t's 16 at 128 t), slots. */
 typedef struct {
-  int32_t ss, qs, slot, size;
+  int32_t ss, qs, ds, slot, size;
 } pg_frame;
 
 static pg_frame pg_layout(const mmk *m) {
   int32_t K = (int32_t)m->K;
-  return (pg_frame){.ss = 16 * K, .qs = 17 * K, .slot = 25 * K, .size = 25 * K + 64};
+  return (pg_frame){.ss = 4 * K, .qs = 5 * K, .ds = 13 * K, .slot = 13 * K + 128 * PG_TT, .size = 13 * K + 128 * PG_TT + 64};
 }
 
 /* The sums of the activations of each fold (a group; TG2H: half one) of tokens r13.. of this chunk (slot + 16
@@ -555,9 +558,9 @@ static void pg_token_sums(bn_asm *a, const mmk *m, const pg_frame *f) {
 }
 
 /* Rows r9..r9+15 (4 whole blocks) into the frame: per 256-group, the 16 rows' 64 bytes transposed by dwords
- * (row r's bytes 4d..4d+3 to dword r of vector d: unpacks of dwords, qwords, then 128-bit lanes twice), each
- * shifted by 2c and masked: chunk 16 c + d of the group (elements 64 c + 4 d..); and every fold's 16 scales
- * as doubles. Every vector; rax, rbx, r11, r15. */
+ * (row r's bytes 4d..4d+3 to dword r of vector d: unpacks of dwords, qwords, then 128-bit lanes twice),
+ * vector d shifted by 2c and masked being chunk 16 c + d of the group (elements 64 c + 4 d..); and every
+ * fold's 16 scales as doubles. Every vector; rax, rbx, r11, r15. */
 static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
   int32_t K = (int32_t)m->K, G = (int32_t)(m->K / 256 * m->gs), gsz = 256 / m->gs;
   int grp = bn_asm_new_label(a), fold = bn_asm_new_label(a);
@@ -585,14 +588,8 @@ static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
     for (int L = 0; L < 4; L++) /* vector d = 4 L + e: rows 0..15 */
       bn_asm_emit(a, bn_asm_inst("vshufi32x4"), bn_vec(4 * L + e, 64), bn_vec(16 + 4 * e + L / 2, 64),
                   bn_vec(18 + 4 * e + L / 2, 64), bn_imm(L % 2 ? 0xdd : 0x88));
-  for (int d = 0; d < 16; d++)
-    for (int c = 0; c < 4; c++) {
-      int v = 16 + (d * 4 + c) % 16;
-      if (c) op(a, "vpsrlw", bn_vec(v, 64), bn_vec(d, 64), bn_imm(2 * c));
-      op(a, "vpandd", bn_vec(v, 64), bn_vec(c ? v : d, 64), bn_bcst(bn_mem(RSP, f->slot + 24, 4), 16));
-      op(a, "vmovdqa64", bn_mem(RBX, 64 * (16 * c + d), 64), bn_vec(v, 64), NONE);
-    }
-  op(a, "add", bn_gp(RBX), bn_imm(64 * 64), NONE);
+  for (int d = 0; d < 16; d++) op(a, "vmovdqa64", bn_mem(RBX, 64 * d, 64), bn_vec(d, 64), NONE);
+  op(a, "add", bn_gp(RBX), bn_imm(16 * 64), NONE);
   op(a, "add", bn_gp(R11), bn_imm(256), NONE);
   op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
   op(a, "jl", bn_label(grp), NONE, NONE);
@@ -622,46 +619,59 @@ static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
 }
 
 /* Rows r9..r9+15 x tokens rbp..rbp+tt-1 of the chunk (r13 its first): accumulators 0..tt-1 (a row a lane),
- * the double sums 8.., 2 a token (rows 0..7, 8..15); per fold the token's sum off, widened, times the
- * scales; then as g_epilogue, 16 outputs a token at once. */
+ * the double sums in the frame; per fold the token's sum off, widened, times the scales (an exact product:
+ * the multiply-add of the reference); then as g_epilogue, 16 outputs a token at once. */
 static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
-  int64_t K = m->K, rb = (K + 63) / 64 * 64 + 64, ch = 64 / m->gs;
+  int64_t K = m->K, rb = (K + 63) / 64 * 64 + 64;
   int32_t meta = (int32_t)rb - 64, nb = (int32_t)(4 * m->N);
-  int fold = bn_asm_new_label(a);
+  int group = bn_asm_new_label(a);
   op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE);
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(rb));
   op(a, "lea", bn_gp(R14), bn_memx(RDI, RAX, 1, 0, 0), NONE);
   op(a, "lea", bn_gp(RBX), bn_memx(RSP, RBP, 4, f->qs, 0), NONE);
-  for (int v = tt; v < 3 * tt; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
+  op(a, "vpxord", bn_vec(PY, 64), bn_vec(PY, 64), bn_vec(PY, 64));
+  for (int v = 0; v < 2 * tt; v++) op(a, "vmovapd", bn_mem(RSP, f->ds + 64 * v, 64), bn_vec(PY, 64), NONE);
   op(a, "mov", bn_gp(R15), bn_gp(RSP), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
-  bn_asm_bind(a, fold);
-  for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(t, 64), bn_vec(t, 64), bn_vec(t, 64));
-  for (int i = 0; i < ch; i++) {
-    op(a, "vmovdqa64", bn_vec(PW, 64), bn_mem(R15, 64 * i, 64), NONE);
-    for (int t = 0; t < tt; t++)
-      op(a, "vpdpbusd", bn_vec(t, 64), bn_vec(PW, 64), bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 4 * i), 4), 16));
+  bn_asm_bind(a, group);
+  for (int h = 0; h < m->gs; h++) { /* a fold: chunks 16 c + d, c = cf.. of it */
+    int cf = 4 / m->gs * h;
+    for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(t, 64), bn_vec(t, 64), bn_vec(t, 64));
+    for (int d = 0; d < 16; d++) {
+      op(a, "vmovdqa64", bn_vec(PP, 64), bn_mem(R15, 64 * d, 64), NONE);
+      for (int c = cf; c < cf + 4 / m->gs; c++) {
+        if (c) op(a, "vpsrlw", bn_vec(PW, 64), bn_vec(PP, 64), bn_imm(2 * c));
+        op(a, "vpandd", bn_vec(PW, 64), bn_vec(c ? PW : PP, 64), bn_vec(MASK, 64));
+        for (int t = 0; t < tt; t++)
+          op(a, "vpdpbusd", bn_vec(t, 64), bn_vec(PW, 64), bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 64 * c + 4 * d), 4), 16));
+      }
+    }
+    int32_t e = 256 / m->gs * h; /* the fold's first element in the group */
+    op(a, "vmovapd", bn_vec(SC, 64), bn_memx(RSP, R11, 1, f->ss + e, 64), NONE);
+    op(a, "vmovapd", bn_vec(SC + 1, 64), bn_memx(RSP, R11, 1, f->ss + e + 64, 64), NONE);
+    for (int t = 0; t < tt; t++) {
+      op(a, "vpsubd", bn_vec(t, 64), bn_vec(t, 64), bn_bcst(bn_memx(RBX, R11, 8, 8 * e + 4 * t, 4), 16));
+      bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(PX, 32), bn_vec(t, 64), bn_imm(1), NONE);
+      op(a, "vcvtdq2pd", bn_vec(PY, 64), bn_vec(t, 32), NONE);
+      op(a, "vcvtdq2pd", bn_vec(PX, 64), bn_vec(PX, 32), NONE);
+      for (int q = 0; q < 2; q++) {
+        int v = q ? PX : PY;
+        op(a, "vfmadd213pd", bn_vec(v, 64), bn_vec(SC + q, 64), bn_mem(RSP, f->ds + 128 * t + 64 * q, 64));
+        op(a, "vmovapd", bn_mem(RSP, f->ds + 128 * t + 64 * q, 64), bn_vec(v, 64), NONE);
+      }
+    }
   }
-  for (int t = 0; t < tt; t++) {
-    op(a, "vpsubd", bn_vec(t, 64), bn_vec(t, 64), bn_bcst(bn_memx(RBX, R11, 8, 4 * t, 4), 16));
-    bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(PX, 32), bn_vec(t, 64), bn_imm(1), NONE);
-    op(a, "vcvtdq2pd", bn_vec(PY, 64), bn_vec(t, 32), NONE);
-    op(a, "vcvtdq2pd", bn_vec(PX, 64), bn_vec(PX, 32), NONE);
-    op(a, "vfmadd231pd", bn_vec(tt + 2 * t, 64), bn_vec(PY, 64), bn_memx(RSP, R11, 1, f->ss, 64));
-    op(a, "vfmadd231pd", bn_vec(tt + 1 + 2 * t, 64), bn_vec(PX, 64), bn_memx(RSP, R11, 1, f->ss + 64, 64));
-  }
-  op(a, "add", bn_gp(R15), bn_imm(64 * ch), NONE);
-  op(a, "add", bn_gp(R11), bn_imm(4 * ch), NONE);
+  op(a, "add", bn_gp(R15), bn_imm(16 * 64), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
   op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
-  op(a, "jl", bn_label(fold), NONE, NONE);
+  op(a, "jl", bn_label(group), NONE, NONE);
   op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE); /* the first output: (r13 + rbp) N + r9 */
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(m->N));
   op(a, "add", bn_gp(RAX), bn_gp(R9), NONE);
   for (int t = 0; t < tt; t++)
     for (int h = 0; h < 2; h++) {
-      int d = tt + 2 * t + h;
       int32_t at = nb * t + 32 * h;
-      op(a, "vcvtpd2ps", bn_vec(PY, 32), bn_vec(d, 64), NONE);
+      op(a, "vcvtpd2ps", bn_vec(PY, 32), bn_mem(RSP, f->ds + 128 * t + 64 * h, 64), NONE);
       if (m->mode != BN_MM_ACC) { /* (double)f / s rounded, as bn_ref_dequant with row scale 1 */
         op(a, "vcvtss2sd", bn_vec(PX, 16), bn_vec(PX, 16), bn_mem(R14, (int32_t)rb * t + meta, 4));
         op(a, "vbroadcastsd", bn_vec(PX, 64), bn_vec(PX, 16), NONE);
@@ -675,18 +685,17 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
 }
 
 /* Rows r9..r12 (16 a tile, whole blocks) for all T tokens, in chunks of PG_TC tokens: their sums, then per
- * 16 rows the unpacking and tiles of PG_TT tokens, then one at a time. Leaves r9 = r12 and the code mask
+ * 16 rows the unpacking and tiles of PG_TT tokens, one of PG_TT / 2, then one token at a time. Leaves r9 = r12 and the code mask
  * in MASK. */
 static void prefill_g(bn_asm *a, const mmk *m) {
   pg_frame f = pg_layout(m);
   int chunk = bn_asm_new_label(a), rows = bn_asm_new_label(a), tiles = bn_asm_new_label(a), ones = bn_asm_new_label(a);
-  int rows_next = bn_asm_new_label(a), full = bn_asm_new_label(a);
+  int rows_next = bn_asm_new_label(a), full = bn_asm_new_label(a), half = bn_asm_new_label(a);
   op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE);
   op(a, "sub", bn_gp(RSP), bn_imm(f.size + 64), NONE);
   op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
   op(a, "mov", bn_mem(RSP, f.slot, 8), bn_gp(RAX), NONE);
   op(a, "mov", bn_mem(RSP, f.slot + 8, 8), bn_gp(R9), NONE);
-  op(a, "mov", bn_mem(RSP, f.slot + 24, 4), bn_imm(0x03030303), NONE);
   op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
   bn_asm_bind(a, chunk); /* tokens r13.. : min(PG_TC, T - r13) of them */
   op(a, "mov", bn_gp(RAX), bn_gp(R8), NONE);
@@ -700,14 +709,21 @@ static void prefill_g(bn_asm *a, const mmk *m) {
   op(a, "mov", bn_gp(R9), bn_mem(RSP, f.slot + 8, 8), NONE);
   bn_asm_bind(a, rows);
   pg_unpack(a, m, &f);
+  splat_i(a, MASK, 0x03030303, 64);
   op(a, "xor", bn_gpd(RBP), bn_gpd(RBP), NONE);
   bn_asm_bind(a, tiles);
   op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
-  op(a, "jg", bn_label(ones), NONE, NONE);
+  op(a, "jg", bn_label(half), NONE, NONE);
   pg_tile(a, m, &f, PG_TT);
   op(a, "add", bn_gp(RBP), bn_imm(PG_TT), NONE);
   op(a, "jmp", bn_label(tiles), NONE, NONE);
+  bn_asm_bind(a, half); /* 8 of the last 15 */
+  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT / 2, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
+  op(a, "jg", bn_label(ones), NONE, NONE);
+  pg_tile(a, m, &f, PG_TT / 2);
+  op(a, "add", bn_gp(RBP), bn_imm(PG_TT / 2), NONE);
   bn_asm_bind(a, ones);
   op(a, "cmp", bn_gp(RBP), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jge", bn_label(rows_next), NONE, NONE);
@@ -722,7 +738,6 @@ static void prefill_g(bn_asm *a, const mmk *m) {
   op(a, "cmp", bn_gp(R13), bn_gp(R8), NONE);
   op(a, "jl", bn_label(chunk), NONE, NONE);
   op(a, "mov", bn_gp(RSP), bn_mem(RSP, f.slot, 8), NONE);
-  splat_i(a, MASK, 0x03030303, 64);
 }
 
 /* The TG2 tile (AVX-512 VNNI): 4 x 4 (codes unpacked from memory, so 16 accumulators, the tokens' sums
@@ -1259,7 +1274,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
     if (gdec && m->K <= PG_MAXK) { /* 8 tokens or more over 16 rows or more: tokens in the lanes (prefill_g) */
       int small = bn_asm_new_label(a);
-      op(a, "cmp", bn_gp(R8), bn_imm(PG_TT), NONE);
+      op(a, "cmp", bn_gp(R8), bn_imm(PG_TT / 2), NONE);
       op(a, "jl", bn_label(small), NONE, NONE);
       op(a, "mov", bn_gp(RAX), bn_gp(R12), NONE);
       op(a, "sub", bn_gp(RAX), bn_gp(R9), NONE);
