@@ -38,8 +38,9 @@ static double time_kernel(bn_mm_kernel k, const uint8_t *qa, const uint8_t *w, s
   return t[2];
 }
 
-const bn_kfamily bn_layout_family[BN_LAYOUTS] = {BN_K_MATMUL, BN_K_MATMUL_LUT, BN_K_MATMUL_T1};
-const char *const bn_layout_name[BN_LAYOUTS] = {"packed", "lookup table", "1.6-bit"};
+const bn_kfamily bn_layout_family[BN_FIXTURES] = {BN_K_MATMUL, BN_K_MATMUL_LUT, BN_K_MATMUL_T1, BN_K_MATMUL_G, BN_K_MATMUL_G};
+const bn_dtype bn_layout_dtype[BN_FIXTURES] = {BN_DT_TP2, BN_DT_TL2, BN_DT_TP1, BN_DT_TG2, BN_DT_TG2H};
+const char *const bn_layout_name[BN_FIXTURES] = {"packed", "lookup table", "1.6-bit", "scale per 256", "scale per 128"};
 
 bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_fixture *f, bn_error *err) {
   memset(f, 0, sizeof *f);
@@ -49,11 +50,16 @@ bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_
   if (!wb || T < 1 || T > 65536 || K > (1 << 20))
     return bn_fail(err, BN_E_INVALID, "a K=%lld N=%lld T=%lld matmul has no valid shape", (long long)K, (long long)N,
                    (long long)T);
-  f->bytes[BN_LAYOUT_TP2] = f->bytes[BN_LAYOUT_TL2] = wb, f->bytes[BN_LAYOUT_TP1] = bn_value_bytes(BN_DT_TP1, &s, 0);
-  f->stride = (wb + 63) / 64 * 64, f->copies = stream ? (int)(STREAM_BYTES / f->stride) + 1 : 1;
+  size_t most = 0;
+  for (int l = 0; l < BN_FIXTURES; l++) {
+    f->bytes[l] = bn_value_bytes(bn_layout_dtype[l], &s, 0);
+    most = f->bytes[l] > most ? f->bytes[l] : most;
+  }
+  f->stride = (most + 63) / 64 * 64, f->copies = stream ? (int)(STREAM_BYTES / f->stride) + 1 : 1;
   int fail = 0;
-  for (int l = 0; l < BN_LAYOUTS; l++)
-    if (l != BN_LAYOUT_TL2 || N % 16 == 0) fail |= !(f->w[l] = aligned_alloc(64, f->stride * (size_t)f->copies));
+  for (int l = 0; l < BN_FIXTURES; l++)
+    if ((l != BN_LAYOUT_TL2 || N % 16 == 0) && (bn_layout_family[l] != BN_K_MATMUL_G || N % 4 == 0))
+      fail |= !(f->w[l] = aligned_alloc(64, f->stride * (size_t)f->copies));
   f->qa = aligned_alloc(64, rb * (size_t)T);
   f->y = malloc((size_t)N * (size_t)T * sizeof *f->y);
   if (fail || !f->qa || !f->y) {
@@ -68,13 +74,21 @@ bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_
   for (int64_t t = 0; t < T; t++) memcpy(f->qa + rb * (size_t)t + rb - 64, &(float){1.0f}, 4);
   if (f->w[BN_LAYOUT_TL2]) bn_tl2_from_tp2(tp, (uint64_t)N, (uint64_t)K, f->w[BN_LAYOUT_TL2]);
   bn_tp1_from_tp2(tp, (uint64_t)N, (uint64_t)K, f->w[BN_LAYOUT_TP1]);
-  for (int l = 0; l < BN_LAYOUTS; l++)
+  for (int l = BN_LAYOUT_TG2; l <= BN_LAYOUT_TG2H; l++) /* TP2's codes, then f16 scales in [0.5, 2) */
+    if (f->w[l]) {
+      memcpy(f->w[l], tp, (size_t)(N * K / 4));
+      for (size_t i = (size_t)(N * K / 4); i + 1 < f->bytes[l]; i += 2) {
+        uint16_t h = (uint16_t)(0x3800 + bn_rng_next(&rng) % 0x800);
+        memcpy(f->w[l] + i, &h, 2);
+      }
+    }
+  for (int l = 0; l < BN_FIXTURES; l++)
     for (int c = 1; c < f->copies && f->w[l]; c++) memcpy(f->w[l] + f->stride * (size_t)c, f->w[l], f->bytes[l]);
   return BN_OK;
 }
 
 void bn_mm_fixture_free(bn_mm_fixture *f) {
-  for (int l = 0; l < BN_LAYOUTS; l++) free(f->w[l]);
+  for (int l = 0; l < BN_FIXTURES; l++) free(f->w[l]);
   free(f->qa), free(f->y);
   memset(f, 0, sizeof *f);
 }

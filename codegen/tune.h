@@ -5,10 +5,12 @@
 
 #include "backend.h"
 
-/* The weight layouts a ternary matmul may take, their kernel families and names. */
-enum { BN_LAYOUT_TP2, BN_LAYOUT_TL2, BN_LAYOUT_TP1, BN_LAYOUTS };
-extern const bn_kfamily bn_layout_family[BN_LAYOUTS];
-extern const char *const bn_layout_name[BN_LAYOUTS];
+/* The weight layouts a ternary matmul may take (the tuner's choice: BN_LAYOUTS), then the group-scaled ones
+ * of the same codes (bnc bench --kernel times them too); their kernel families, keys' dtypes and names. */
+enum { BN_LAYOUT_TP2, BN_LAYOUT_TL2, BN_LAYOUT_TP1, BN_LAYOUTS, BN_LAYOUT_TG2 = BN_LAYOUTS, BN_LAYOUT_TG2H, BN_FIXTURES };
+extern const bn_kfamily bn_layout_family[BN_FIXTURES];
+extern const bn_dtype bn_layout_dtype[BN_FIXTURES];
+extern const char *const bn_layout_name[BN_FIXTURES];
 
 /* The tuner's measurement of one matmul shape: microseconds per call of each
  * layout's kernel (0: the backend has none for the shape) for one token and for
@@ -23,13 +25,14 @@ bn_status bn_tune_matmul(bn_codegen *cg, int64_t K, int64_t N, int batch, bn_tun
 
 /* What the tuner and bnc bench --kernel time a ternary matmul on: random TP2
  * weights (codes 0 or 1, row scales 1), the same as TL2 (NULL unless N % 16 =
- * 0) and as TP1, each in `copies` copies stride bytes apart — with stream, as
+ * 0), as TP1 and with random f16 scales per 256 and 128 elements (TG2, TG2H;
+ * NULL unless N % 4 = 0), each in `copies` copies stride bytes apart — with stream, as
  * many as exceed the last-level cache, so a decode step reads them from memory
  * as a real one does — T random QA8 rows, and T x N floats of output. */
 typedef struct {
-  uint8_t *w[BN_LAYOUTS], *qa; /* by layout */
+  uint8_t *w[BN_FIXTURES], *qa; /* by layout */
   float *y;
-  size_t bytes[BN_LAYOUTS], stride;
+  size_t bytes[BN_FIXTURES], stride;
   int copies;
 } bn_mm_fixture;
 bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_fixture *f, bn_error *err);

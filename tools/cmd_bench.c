@@ -30,7 +30,9 @@ static const char HELP[] =
     "  --kernel: the fused ternary matmul+dequant kernel alone on a [T x K] x [K -> N] product,\n"
     "  in GOPS (2 ops per multiply-add) and, for one token, GB/s of weights streamed (with T > 1\n"
     "  the weights come from cache, as a prompt chunk's do, and those cells stay empty): the packed\n"
-    "  (dot-product) kernel and, when N is a multiple of 16, the lookup-table kernel on the same weights.\n"
+    "  (dot-product) kernel, when N is a multiple of 16 the lookup-table kernel on the same weights,\n"
+    "  the 1.6-bit one, and when N is a multiple of 4 the kernels with an f16 scale per 256 and per\n"
+    "  128 weights (TQ2_0 blocks of their own scale, PQ2_0).\n"
     "  Before every repetition bench measures, on the test's threads, memory read bandwidth (the\n"
     "  best of 3 passes over 512 MiB in 2 MiB pages, as plans' weights) and the int8 multiply-add\n"
     "  peak, and takes the repetition's fraction of them: tgN's bound streams the weights and\n"
@@ -460,10 +462,11 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
    * every layer from memory; a prompt chunk reuses its weights from cache, as prefill does */
   bn_mm_fixture f;
   if (bn_mm_fixture_make(K, N, T, T == 1, &f, &err)) return bn_codegen_close(jit), bn_cli_fail(&err);
-  mm_job jobs[BN_LAYOUTS];
-  int paths = 0, layout[BN_LAYOUTS];
-  for (int l = 0; l < BN_LAYOUTS; l++) { /* every layout the backend has a kernel for */
-    bn_kkey key = {.family = bn_layout_family[l], .k = K, .n = N, .variant = BN_MM_DQ};
+  mm_job jobs[BN_FIXTURES];
+  int paths = 0, layout[BN_FIXTURES];
+  for (int l = 0; l < BN_FIXTURES; l++) { /* every layout the backend has a kernel for */
+    bn_kfamily fam = bn_layout_family[l];
+    bn_kkey key = {.family = fam, .k = K, .n = N, .variant = BN_MM_DQ, .cache = fam == BN_K_MATMUL_G ? bn_layout_dtype[l] : 0};
     void *fn;
     if (!f.w[l] || !bn_codegen_supports(jit, &key)) continue;
     if (bn_codegen_get(jit, &key, &fn, &err)) return bn_mm_fixture_free(&f), bn_codegen_close(jit), bn_cli_fail(&err);
@@ -515,7 +518,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
         printf("{\"threads\": %d, \"path\": \"%s\", \"us\": %.3f, \"stddev\": %.3f, \"gops\": %.2f, "
                "\"int8_peak_gmacs\": %.1f, \"fraction_of_peak\": %.4f, \"weight_gbs\": %.2f, \"bandwidth_gbs\": %.2f, "
                "\"fraction_of_bandwidth\": %.4f}\n",
-               threads->vals[ti], (const char *[]){"packed", "lut", "t1"}[layout[p]], med, sd, gops, median(peak, reps), median(of_peak, reps), gbs,
+               threads->vals[ti], (const char *[]){"packed", "lut", "t1", "g256", "g128"}[layout[p]], med, sd, gops, median(peak, reps), median(of_peak, reps), gbs,
                median(bw, reps), median(of_bw, reps));
     }
     bn_pool_free(pool);

@@ -668,20 +668,16 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE); /* the first output: (r13 + rbp) N + r9 */
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(m->N));
   op(a, "add", bn_gp(RAX), bn_gp(R9), NONE);
-  for (int t = 0; t < tt; t++)
-    for (int h = 0; h < 2; h++) {
-      int32_t at = nb * t + 32 * h;
-      op(a, "vcvtpd2ps", bn_vec(PY, 32), bn_mem(RSP, f->ds + 128 * t + 64 * h, 64), NONE);
-      if (m->mode != BN_MM_ACC) { /* (double)f / s rounded, as bn_ref_dequant with row scale 1 */
-        op(a, "vcvtss2sd", bn_vec(PX, 16), bn_vec(PX, 16), bn_mem(R14, (int32_t)rb * t + meta, 4));
-        op(a, "vbroadcastsd", bn_vec(PX, 64), bn_vec(PX, 16), NONE);
-        op(a, "vcvtps2pd", bn_vec(PY, 64), bn_vec(PY, 32), NONE);
-        op(a, "vdivpd", bn_vec(PY, 64), bn_vec(PY, 64), bn_vec(PX, 64));
-        op(a, "vcvtpd2ps", bn_vec(PY, 32), bn_vec(PY, 64), NONE);
-        if (m->mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(PY, 32), bn_vec(PY, 32), bn_memx(RCX, RAX, 4, at, 32));
-      }
-      op(a, "vmovups", bn_memx(RDX, RAX, 4, at, 32), bn_vec(PY, 32), NONE);
-    }
+  for (int t = 0; t < tt; t++) {
+    op(a, "vcvtpd2ps", bn_vec(PY, 32), bn_mem(RSP, f->ds + 128 * t, 64), NONE);
+    op(a, "vcvtpd2ps", bn_vec(PX, 32), bn_mem(RSP, f->ds + 128 * t + 64, 64), NONE);
+    bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(PY, 64), bn_vec(PY, 64), bn_vec(PX, 32), bn_imm(1));
+    /* bn_ref_dequant's (float)((double)f / s) with row scale 1 is the float quotient: a double holds more than
+     * twice a float's digits, so rounding the double quotient to float rounds the exact one */
+    if (m->mode != BN_MM_ACC) op(a, "vdivps", bn_vec(PY, 64), bn_vec(PY, 64), bn_bcst(bn_mem(R14, (int32_t)rb * t + meta, 4), 16));
+    if (m->mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(PY, 64), bn_vec(PY, 64), bn_memx(RCX, RAX, 4, nb * t, 64));
+    op(a, "vmovups", bn_memx(RDX, RAX, 4, nb * t, 64), bn_vec(PY, 64), NONE);
+  }
 }
 
 /* Rows r9..r12 (16 a tile, whole blocks) for all T tokens, in chunks of PG_TC tokens: their sums, then per
