@@ -512,8 +512,9 @@ static void tile_g_decode(bn_asm *a, const mmk *m) {
  * one subtraction of the token's group sum (pg_token_sums, once per chunk of tokens), a widening and two
  * multiply-adds by the rows' scales in double: no lane-sum tree. Tiles of 16 rows x 8 tokens; the frame
  * (below) on the stack. */
-enum { PG_TT = 16, PG_TC = 256, PG_MAXK = 16384 };
-enum { SC = 25, PW = 27, PX = 28, PY = 29, PP = 30 }; /* SC, SC + 1: a fold's scales; PW: a chunk, PP: 4; PX, PY: scratch */
+enum { PG_TT = 16, PG_PASS = 2, PG_TC = 256, PG_MAXK = 16384 }; /* PG_PASS: folds a tile's pass (below) */
+enum { SC = 16, QX = 24, QY = 25, PW = 27, PX = 28, PY = 29, PP = 30 }; /* SC..: the folds' scales; PW: a chunk, PP (and
+                                                                      PP - 4): 4; PX, PY, QX, QY: scratch */
 
 /* The frame's parts, bytes from rsp: the codes (4 K), the scales (as doubles, 16 rows of fold f at f x its
  * elements, K bytes), the token sums (of fold f and chunk token j at 8 f x its elements + 4 j, 8 K), a tile's
@@ -618,13 +619,51 @@ static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
   op(a, "jl", bn_label(fold), NONE, NONE);
 }
 
-/* Rows r9..r9+15 x tokens rbp..rbp+tt-1 of the chunk (r13 its first): accumulators 0..tt-1 (a row a lane),
- * the double sums in the frame; per fold the token's sum off, widened, times the scales (an exact product:
- * the multiply-add of the reference); then as g_epilogue, 16 outputs a token at once. */
+/* One pass of a tile (below) over `groups` 256-groups from r11 (their codes at r15): nf = groups x gs folds
+ * at once, accumulators h tt + t for fold h and token t (a row a lane); then per token each fold's token sum
+ * off, widened, times the scales (an exact product: the reference's multiply-add, in its order) into the
+ * double sums, loaded and stored once a pass. */
+static void pg_pass(bn_asm *a, const mmk *m, const pg_frame *f, int tt, int groups) {
+  int64_t rb = (m->K + 63) / 64 * 64 + 64;
+  int nf = groups * m->gs, fs = 256 / m->gs; /* folds, a fold's elements */
+  for (int v = 0; v < nf * tt; v++) op(a, "vpxord", bn_vec(v, 64), bn_vec(v, 64), bn_vec(v, 64));
+  for (int d = 0; d < 16; d++) { /* chunk 16 c + d: elements 64 c + 4 d.. of group g */
+    for (int g = 0; g < groups; g++) op(a, "vmovdqa64", bn_vec(PP - 4 * g, 64), bn_mem(R15, 1024 * g + 64 * d, 64), NONE);
+    for (int k = 0; k < 4; k++) /* the folds in turn, so that 16 accumulators hide vpdpbusd's latency */
+      for (int g = 0; g < groups; g++) {
+        int c = m->gs == 2 ? k % 2 * 2 + k / 2 : k, pp = PP - 4 * g;
+        if (c) op(a, "vpsrlw", bn_vec(PW, 64), bn_vec(pp, 64), bn_imm(2 * c));
+        op(a, "vpandd", bn_vec(PW, 64), bn_vec(c ? PW : pp, 64), bn_vec(MASK, 64));
+        for (int t = 0; t < tt; t++)
+          op(a, "vpdpbusd", bn_vec((256 * g + 64 * c) / fs * tt + t, 64), bn_vec(PW, 64),
+             bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 256 * g + 64 * c + 4 * d), 4), 16));
+      }
+  }
+  for (int h = 0; h < nf; h++) /* fold h's scales, rows 0..7 and 8..15 */
+    for (int q = 0; q < 2; q++) op(a, "vmovapd", bn_vec(SC + 2 * h + q, 64), bn_memx(RSP, R11, 1, f->ss + fs * h + 64 * q, 64), NONE);
+  for (int t = 0; t < tt; t++) {
+    for (int h = 0; h < nf; h++) {
+      int v = h * tt + t, lo = h ? QY : PY, hi = h ? QX : PX;
+      op(a, "vpsubd", bn_vec(v, 64), bn_vec(v, 64), bn_bcst(bn_memx(RBX, R11, 8, 8 * fs * h + 4 * t, 4), 16));
+      bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(hi, 32), bn_vec(v, 64), bn_imm(1), NONE);
+      op(a, "vcvtdq2pd", bn_vec(lo, 64), bn_vec(v, 32), NONE);
+      op(a, "vcvtdq2pd", bn_vec(hi, 64), bn_vec(hi, 32), NONE);
+      for (int q = 0; q < 2; q++)
+        if (!h) op(a, "vfmadd213pd", bn_vec(q ? PX : PY, 64), bn_vec(SC + q, 64), bn_mem(RSP, f->ds + 128 * t + 64 * q, 64));
+        else op(a, "vfmadd231pd", bn_vec(q ? PX : PY, 64), bn_vec(q ? QX : QY, 64), bn_vec(SC + 2 * h + q, 64));
+    }
+    for (int q = 0; q < 2; q++) op(a, "vmovapd", bn_mem(RSP, f->ds + 128 * t + 64 * q, 64), bn_vec(q ? PX : PY, 64), NONE);
+  }
+  op(a, "add", bn_gp(R15), bn_imm(1024 * groups), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256 * groups), NONE);
+}
+
+/* Rows r9..r9+15 x tokens rbp..rbp+tt-1 of the chunk (r13 its first), the double sums in the frame: passes
+ * of PG_PASS folds, the last over the groups left; then as g_epilogue, 16 outputs a token at once. */
 static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
-  int64_t K = m->K, rb = (K + 63) / 64 * 64 + 64;
+  int64_t K = m->K, rb = (K + 63) / 64 * 64 + 64, gp = PG_PASS / m->gs, full = K / 256 / gp * gp * 256;
   int32_t meta = (int32_t)rb - 64, nb = (int32_t)(4 * m->N);
-  int group = bn_asm_new_label(a);
+  int pass = bn_asm_new_label(a);
   op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE);
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(rb));
   op(a, "lea", bn_gp(R14), bn_memx(RDI, RAX, 1, 0, 0), NONE);
@@ -633,38 +672,13 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   for (int v = 0; v < 2 * tt; v++) op(a, "vmovapd", bn_mem(RSP, f->ds + 64 * v, 64), bn_vec(PY, 64), NONE);
   op(a, "mov", bn_gp(R15), bn_gp(RSP), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
-  bn_asm_bind(a, group);
-  for (int h = 0; h < m->gs; h++) { /* a fold: chunks 16 c + d, c = cf.. of it */
-    int cf = 4 / m->gs * h;
-    for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(t, 64), bn_vec(t, 64), bn_vec(t, 64));
-    for (int d = 0; d < 16; d++) {
-      op(a, "vmovdqa64", bn_vec(PP, 64), bn_mem(R15, 64 * d, 64), NONE);
-      for (int c = cf; c < cf + 4 / m->gs; c++) {
-        if (c) op(a, "vpsrlw", bn_vec(PW, 64), bn_vec(PP, 64), bn_imm(2 * c));
-        op(a, "vpandd", bn_vec(PW, 64), bn_vec(c ? PW : PP, 64), bn_vec(MASK, 64));
-        for (int t = 0; t < tt; t++)
-          op(a, "vpdpbusd", bn_vec(t, 64), bn_vec(PW, 64), bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 64 * c + 4 * d), 4), 16));
-      }
-    }
-    int32_t e = 256 / m->gs * h; /* the fold's first element in the group */
-    op(a, "vmovapd", bn_vec(SC, 64), bn_memx(RSP, R11, 1, f->ss + e, 64), NONE);
-    op(a, "vmovapd", bn_vec(SC + 1, 64), bn_memx(RSP, R11, 1, f->ss + e + 64, 64), NONE);
-    for (int t = 0; t < tt; t++) {
-      op(a, "vpsubd", bn_vec(t, 64), bn_vec(t, 64), bn_bcst(bn_memx(RBX, R11, 8, 8 * e + 4 * t, 4), 16));
-      bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(PX, 32), bn_vec(t, 64), bn_imm(1), NONE);
-      op(a, "vcvtdq2pd", bn_vec(PY, 64), bn_vec(t, 32), NONE);
-      op(a, "vcvtdq2pd", bn_vec(PX, 64), bn_vec(PX, 32), NONE);
-      for (int q = 0; q < 2; q++) {
-        int v = q ? PX : PY;
-        op(a, "vfmadd213pd", bn_vec(v, 64), bn_vec(SC + q, 64), bn_mem(RSP, f->ds + 128 * t + 64 * q, 64));
-        op(a, "vmovapd", bn_mem(RSP, f->ds + 128 * t + 64 * q, 64), bn_vec(v, 64), NONE);
-      }
-    }
+  if (full) {
+    bn_asm_bind(a, pass);
+    pg_pass(a, m, f, tt, (int)gp);
+    op(a, "cmp", bn_gp(R11), bn_imm(full), NONE);
+    op(a, "jl", bn_label(pass), NONE, NONE);
   }
-  op(a, "add", bn_gp(R15), bn_imm(16 * 64), NONE);
-  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
-  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
-  op(a, "jl", bn_label(group), NONE, NONE);
+  if (K > full) pg_pass(a, m, f, tt, (int)((K - full) / 256));
   op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE); /* the first output: (r13 + rbp) N + r9 */
   op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(m->N));
   op(a, "add", bn_gp(RAX), bn_gp(R9), NONE);
@@ -681,10 +695,11 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
 }
 
 /* Rows r9..r12 (16 a tile, whole blocks) for all T tokens, in chunks of PG_TC tokens: their sums, then per
- * 16 rows the unpacking and tiles of PG_TT tokens, one of PG_TT / 2, then one token at a time. Leaves r9 = r12 and the code mask
+ * 16 rows the unpacking and tiles of PG_TT / gs tokens, one of half that, then one token at a time. Leaves r9 = r12 and the code mask
  * in MASK. */
 static void prefill_g(bn_asm *a, const mmk *m) {
   pg_frame f = pg_layout(m);
+  int tt = PG_TT / PG_PASS; /* a tile's tokens: 16 accumulators */
   int chunk = bn_asm_new_label(a), rows = bn_asm_new_label(a), tiles = bn_asm_new_label(a), ones = bn_asm_new_label(a);
   int rows_next = bn_asm_new_label(a), full = bn_asm_new_label(a), half = bn_asm_new_label(a);
   op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE);
@@ -708,18 +723,18 @@ static void prefill_g(bn_asm *a, const mmk *m) {
   splat_i(a, MASK, 0x03030303, 64);
   op(a, "xor", bn_gpd(RBP), bn_gpd(RBP), NONE);
   bn_asm_bind(a, tiles);
-  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT, 0), NONE);
+  op(a, "lea", bn_gp(RAX), bn_mem(RBP, tt, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jg", bn_label(half), NONE, NONE);
-  pg_tile(a, m, &f, PG_TT);
-  op(a, "add", bn_gp(RBP), bn_imm(PG_TT), NONE);
+  pg_tile(a, m, &f, tt);
+  op(a, "add", bn_gp(RBP), bn_imm(tt), NONE);
   op(a, "jmp", bn_label(tiles), NONE, NONE);
   bn_asm_bind(a, half); /* 8 of the last 15 */
-  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT / 2, 0), NONE);
+  op(a, "lea", bn_gp(RAX), bn_mem(RBP, tt / 2, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jg", bn_label(ones), NONE, NONE);
-  pg_tile(a, m, &f, PG_TT / 2);
-  op(a, "add", bn_gp(RBP), bn_imm(PG_TT / 2), NONE);
+  pg_tile(a, m, &f, tt / 2);
+  op(a, "add", bn_gp(RBP), bn_imm(tt / 2), NONE);
   bn_asm_bind(a, ones);
   op(a, "cmp", bn_gp(RBP), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jge", bn_label(rows_next), NONE, NONE);
