@@ -271,6 +271,11 @@ $BNC bench --kernel 256,64,2 -r 1 >"$WORK/kbench" 2>&1 || fail "bench --kernel: 
 grep -q "^| 1 | packed | .* | | |$" "$WORK/kbench" || fail "bench --kernel T > 1 shows bandwidth cells: $(cat "$WORK/kbench")"
 $BNC bench --kernel 256,64,1 -t 1 -r 1 >"$WORK/kbench1" 2>&1 || fail "bench --kernel T = 1"
 grep -q "^| 1 | packed | .* | [0-9.]* | [0-9]*% |$" "$WORK/kbench1" || fail "bench --kernel T = 1 lacks bandwidth: $(cat "$WORK/kbench1")"
+for g in 256 128; do # the group-scaled kernels beside it, where N is whole blocks of 4 rows
+  grep -q "^| 1 | scale per $g | " "$WORK/kbench" || fail "bench --kernel lacks the scale-per-$g kernel: $(cat "$WORK/kbench")"
+done
+$BNC bench --kernel 256,66,2 -r 1 >"$WORK/kbench2" 2>&1 || fail "bench --kernel N = 66"
+! grep -q "scale per" "$WORK/kbench2" || fail "bench --kernel times group-scaled kernels over rows not in blocks of 4: $(cat "$WORK/kbench2")"
 fi
 expect_error "bench bad kernel" "--kernel K,N,T needs K a multiple of 256" -- $BNC bench --kernel 100,64,2
 # sizes a user types are bounded before any arithmetic: huge, overflowing, trailing text, missing parts
