@@ -120,7 +120,7 @@ static void tile(bn_asm *a, const mmk *m, int rows, int tt) {
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
   for (int r = 0; r < rows; r++) {
-    if (rows == 4 && tt == 1) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
+    if (rows == 4) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* the weight stream (decode, a few tokens) */
     op(a, "vmovdqu64", bn_vec(wv + r, 64), bn_mem(R15, 64 * r, 64), NONE);
   }
   for (int c = 0; c < 4; c++) { /* elements 64 c .. 64 c + 63 of the group: bits 2 c of each byte */
