@@ -249,28 +249,6 @@ static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
   op(a, "jb", bn_label(blk), NONE, NONE);
 }
 
-/* Four tokens' dot products with one F32/F16/BF16 row (r10, AVX-512): each chunk of the row widened once, token
- * i's four chains in accumulators 4 i..4 i + 3, fed exactly as row_dot feeds one token's (x of token i at rax +
- * 4 K i), so a token's bits do not depend on the tokens beside it. */
-static void row_dot4(bn_asm *a, int64_t K, bn_dtype dt) {
-  int64_t wb = dt == BN_DT_F32 ? 4 : 2;
-  for (int64_t c = 0; c < K; c += 16) {
-    if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
-    if (wb == 2) widen(a, dt, 16, 64, bn_mem(R10, (int32_t)(c * 2), 32));
-    else op(a, "vmovups", bn_vec(16, 64), bn_mem(R10, (int32_t)(c * 4), 64), NONE);
-    for (int i = 0; i < 4; i++)
-      op(a, "vfmadd231ps", bn_vec(4 * i + (int)(c / 16 % 4), 64), bn_vec(16, 64), bn_mem(RAX, (int32_t)(4 * (K * i + c)), 64));
-  }
-}
-
-/* Accumulators v..v + 3 into lane 0 of v, in row_dot's order (vector 1 scratch). */
-static void reduce4(bn_asm *a, int v, int W) {
-  op(a, "vaddps", bn_vec(v, W), bn_vec(v, W), bn_vec(v + 1, W));
-  op(a, "vaddps", bn_vec(v + 2, W), bn_vec(v + 2, W), bn_vec(v + 3, W));
-  op(a, "vaddps", bn_vec(v, W), bn_vec(v, W), bn_vec(v + 2, W));
-  fold(a, v, "vaddps", W);
-}
-
 /* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), weights F32, F16, BF16, Q8_0, Q4_0 or Q6_K: for each
  * row n and token t the dot product in float lanes (rows decoded as the reference decodes them, fused
  * multiply-adds, four chains, then a tree), as the LLVM kernel does: within 1e-5 of the largest output
@@ -305,31 +283,15 @@ void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt
   op(a, "add", bn_gp(R10), bn_gp(RSI), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE); /* t */
   op(a, "mov", bn_gp(RAX), bn_gp(RDI), NONE);   /* token t's x */
-  if (avx512 && (dt == BN_DT_F32 || dt == BN_DT_F16 || dt == BN_DT_BF16)) { /* tokens four at a time */
-    int t4 = bn_asm_new_label(a), rest = bn_asm_new_label(a);
-    bn_asm_bind(a, t4);
-    op(a, "lea", bn_gp(RBX), bn_mem(R11, 4, 0), NONE);
-    op(a, "cmp", bn_gp(RBX), bn_gp(RCX), NONE);
-    op(a, "jg", bn_label(rest), NONE, NONE);
-    for (int c = 0; c < 16; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
-    row_dot4(a, K, dt);
-    op(a, "imul", bn_gp(RBX), bn_gp(R11), bn_imm(N));
-    op(a, "add", bn_gp(RBX), bn_gp(R8), NONE);
-    for (int i = 0; i < 4; i++) {
-      reduce4(a, 4 * i, W);
-      op(a, "vmovss", bn_memx(RDX, RBX, 4, (int32_t)(4 * N * i), 4), bn_vec(4 * i, 16), NONE);
-    }
-    op(a, "add", bn_gp(RAX), bn_imm(4 * K * 4), NONE);
-    op(a, "add", bn_gp(R11), bn_imm(4), NONE);
-    op(a, "jmp", bn_label(t4), NONE, NONE);
-    bn_asm_bind(a, rest);
-  }
-  op(a, "cmp", bn_gp(R11), bn_gp(RCX), NONE);
-  op(a, "jge", bn_label(tdone), NONE, NONE);
+  op(a, "test", bn_gp(RCX), bn_gp(RCX), NONE);
+  op(a, "jle", bn_label(tdone), NONE, NONE);
   bn_asm_bind(a, tl);
   for (int c = 0; c < 4; c++) op(a, "vpxor", bn_vec(c, 32), bn_vec(c, 32), bn_vec(c, 32));
   row_dot(a, W, K, dt);
-  reduce4(a, 0, W);
+  op(a, "vaddps", bn_vec(0, W), bn_vec(0, W), bn_vec(1, W));
+  op(a, "vaddps", bn_vec(2, W), bn_vec(2, W), bn_vec(3, W));
+  op(a, "vaddps", bn_vec(0, W), bn_vec(0, W), bn_vec(2, W));
+  fold(a, 0, "vaddps", W);
   op(a, "imul", bn_gp(RBX), bn_gp(R11), bn_imm(N)); /* y[t N + n] */
   op(a, "add", bn_gp(RBX), bn_gp(R8), NONE);
   op(a, "vmovss", bn_memx(RDX, RBX, 4, 0, 4), bn_vec(0, 16), NONE);
