@@ -507,12 +507,12 @@ static void tile_g_decode(bn_asm *a, const mmk *m) {
 /* Prefill over TG2 (AVX-512 VNNI, 8 tokens or more, K <= PG_MAXK), tokens in the lanes instead of K: 16
  * rows' code bytes are transposed once (pg_unpack) so that a shift and a mask give a chunk of 64 bytes, row
  * r's 4 codes of elements 4i..4i+3 in dword r of chunk i, and each vpdpbusd multiplies a chunk by one
- * token's 4 activations broadcast
- * ({1to16}) from its QA8 row: a row's sum over a group lands in its own lane, so a group's fold is per token
- * one subtraction of the token's group sum (pg_token_sums, once per chunk of tokens), a widening and two
- * multiply-adds by the rows' scales in double: no lane-sum tree. Tiles of 16 rows x 8 tokens; the frame
- * (below) on the stack. */
-enum { PG_TT = 16, PG_PASS = 2, PG_TC = 256, PG_MAXK = 16384 }; /* PG_PASS: folds a tile's pass (below) */
+ * token's 4 activations broadcast ({1to16}) from its QA8 row: a row's sum over a group lands in its own
+ * lane, so a group's fold is per token one subtraction of the token's group sum (pg_token_sums, once per
+ * chunk of tokens), a widening and two multiply-adds by the rows' scales in double: no lane-sum tree.
+ * Tiles of 16 rows x 8 tokens taking two folds a pass (pg_pass); the frame (below) on the stack. */
+enum { PG_TT = 16, PG_PASS = 2, PG_TC = 256, PG_MAXK = 16384 }; /* a tile's accumulators, folds a pass (pg_pass), a
+                                                                    chunk's tokens, K's limit (the frame's size) */
 enum { SC = 16, QX = 24, QY = 25, PW = 27, PX = 28, PY = 29, PP = 30 }; /* SC..: the folds' scales; PW: a chunk, PP (and
                                                                       PP - 4): 4; PX, PY, QX, QY: scratch */
 
@@ -695,8 +695,8 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
 }
 
 /* Rows r9..r12 (16 a tile, whole blocks) for all T tokens, in chunks of PG_TC tokens: their sums, then per
- * 16 rows the unpacking and tiles of PG_TT / gs tokens, one of half that, then one token at a time. Leaves r9 = r12 and the code mask
- * in MASK. */
+ * 16 rows the unpacking and tiles of 8 tokens, one of 4, then one token at a time. Leaves r9 = r12 and the
+ * code mask in MASK. */
 static void prefill_g(bn_asm *a, const mmk *m) {
   pg_frame f = pg_layout(m);
   int tt = PG_TT / PG_PASS; /* a tile's tokens: 16 accumulators */
@@ -729,7 +729,7 @@ static void prefill_g(bn_asm *a, const mmk *m) {
   pg_tile(a, m, &f, tt);
   op(a, "add", bn_gp(RBP), bn_imm(tt), NONE);
   op(a, "jmp", bn_label(tiles), NONE, NONE);
-  bn_asm_bind(a, half); /* 8 of the last 15 */
+  bn_asm_bind(a, half); /* 4 of the last 7 */
   op(a, "lea", bn_gp(RAX), bn_mem(RBP, tt / 2, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jg", bn_label(ones), NONE, NONE);
