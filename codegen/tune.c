@@ -39,8 +39,13 @@ static double time_kernel(bn_mm_kernel k, const uint8_t *qa, const uint8_t *w, s
 }
 
 const bn_kfamily bn_layout_family[BN_FIXTURES] = {BN_K_MATMUL, BN_K_MATMUL_LUT, BN_K_MATMUL_T1, BN_K_MATMUL_G, BN_K_MATMUL_G};
-const bn_dtype bn_layout_dtype[BN_FIXTURES] = {BN_DT_TP2, BN_DT_TL2, BN_DT_TP1, BN_DT_TG2, BN_DT_TG2H};
+static const bn_dtype bn_layout_dtype[BN_FIXTURES] = {BN_DT_TP2, BN_DT_TL2, BN_DT_TP1, BN_DT_TG2, BN_DT_TG2H};
 const char *const bn_layout_name[BN_FIXTURES] = {"packed", "lookup table", "1.6-bit", "scale per 256", "scale per 128"};
+
+bn_kkey bn_layout_key(int l, int64_t K, int64_t N) {
+  bn_kfamily fam = bn_layout_family[l];
+  return (bn_kkey){.family = fam, .k = K, .n = N, .variant = BN_MM_DQ, .cache = fam == BN_K_MATMUL_G ? bn_layout_dtype[l] : 0};
+}
 
 bn_status bn_mm_fixture_make(int64_t K, int64_t N, int64_t T, int stream, bn_mm_fixture *f, bn_error *err) {
   memset(f, 0, sizeof *f);
@@ -104,7 +109,7 @@ bn_status bn_tune_matmul(bn_codegen *cg, int64_t K, int64_t N, int batch, bn_tun
    * another layout must win by 3 % (noise) to be chosen */
   double best = 0;
   for (int l = 0; l < BN_LAYOUTS && !st; l++) {
-    bn_kkey key = {.family = bn_layout_family[l], .k = K, .n = N, .variant = BN_MM_DQ};
+    bn_kkey key = bn_layout_key(l, K, N);
     void *fn;
     if (!f.w[l] || !bn_codegen_supports(cg, &key)) continue;
     if ((st = bn_codegen_get(cg, &key, &fn, err))) break;

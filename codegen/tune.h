@@ -6,11 +6,12 @@
 #include "backend.h"
 
 /* The weight layouts a ternary matmul may take (the tuner's choice: BN_LAYOUTS), then the group-scaled ones
- * of the same codes (bnc bench --kernel times them too); their kernel families, keys' dtypes and names. */
+ * of the same codes (bnc bench --kernel times them too); their kernel families and names. */
 enum { BN_LAYOUT_TP2, BN_LAYOUT_TL2, BN_LAYOUT_TP1, BN_LAYOUTS, BN_LAYOUT_TG2 = BN_LAYOUTS, BN_LAYOUT_TG2H, BN_FIXTURES };
 extern const bn_kfamily bn_layout_family[BN_FIXTURES];
-extern const bn_dtype bn_layout_dtype[BN_FIXTURES];
 extern const char *const bn_layout_name[BN_FIXTURES];
+/* The fused matmul + dequant kernel's key for layout l of a K -> N product. */
+bn_kkey bn_layout_key(int l, int64_t K, int64_t N);
 
 /* The tuner's measurement of one matmul shape: microseconds per call of each
  * layout's kernel (0: the backend has none for the shape) for one token and for

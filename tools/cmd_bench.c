@@ -465,8 +465,7 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
   mm_job jobs[BN_FIXTURES];
   int paths = 0, layout[BN_FIXTURES];
   for (int l = 0; l < BN_FIXTURES; l++) { /* every layout the backend has a kernel for */
-    bn_kfamily fam = bn_layout_family[l];
-    bn_kkey key = {.family = fam, .k = K, .n = N, .variant = BN_MM_DQ, .cache = fam == BN_K_MATMUL_G ? bn_layout_dtype[l] : 0};
+    bn_kkey key = bn_layout_key(l, K, N);
     void *fn;
     if (!f.w[l] || !bn_codegen_supports(jit, &key)) continue;
     if (bn_codegen_get(jit, &key, &fn, &err)) return bn_mm_fixture_free(&f), bn_codegen_close(jit), bn_cli_fail(&err);

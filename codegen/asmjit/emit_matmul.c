@@ -511,8 +511,8 @@ static void tile_g_decode(bn_asm *a, const mmk *m) {
  * lane, so a group's fold is per token one subtraction of the token's group sum (pg_token_sums, once per
  * chunk of tokens), a widening and two multiply-adds by the rows' scales in double: no lane-sum tree.
  * Tiles of 16 rows x 8 tokens taking two folds a pass (pg_pass); the frame (below) on the stack. */
-enum { PG_TT = 16, PG_PASS = 2, PG_TC = 256, PG_MAXK = 16384 }; /* a tile's accumulators, folds a pass (pg_pass), a
-                                                                    chunk's tokens, K's limit (the frame's size) */
+enum { PG_TT = 8, PG_PASS = 2, PG_TC = 256, PG_MAXK = 16384 }; /* a tile's tokens, folds a pass (pg_pass: 16
+                                                                   accumulators), a chunk's tokens, K's limit */
 enum { SC = 16, QX = 24, QY = 25, PW = 27, PX = 28, PY = 29, PP = 30 }; /* SC..: the folds' scales; PW: a chunk, PP (and
                                                                       PP - 4): 4; PX, PY, QX, QY: scratch */
 
@@ -525,7 +525,8 @@ typedef struct {
 
 static pg_frame pg_layout(const mmk *m) {
   int32_t K = (int32_t)m->K;
-  return (pg_frame){.ss = 4 * K, .qs = 5 * K, .ds = 13 * K, .slot = 13 * K + 128 * PG_TT, .size = 13 * K + 128 * PG_TT + 64};
+  int32_t slot = 13 * K + 128 * PG_TT;
+  return (pg_frame){.ss = 4 * K, .qs = 5 * K, .ds = 13 * K, .slot = slot, .size = slot + 64};
 }
 
 /* The sums of the activations of each fold (a group; TG2H: half one) of tokens r13.. of this chunk (slot + 16
@@ -699,7 +700,6 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
  * code mask in MASK. */
 static void prefill_g(bn_asm *a, const mmk *m) {
   pg_frame f = pg_layout(m);
-  int tt = PG_TT / PG_PASS; /* a tile's tokens: 16 accumulators */
   int chunk = bn_asm_new_label(a), rows = bn_asm_new_label(a), tiles = bn_asm_new_label(a), ones = bn_asm_new_label(a);
   int rows_next = bn_asm_new_label(a), full = bn_asm_new_label(a), half = bn_asm_new_label(a);
   op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE);
@@ -723,18 +723,18 @@ static void prefill_g(bn_asm *a, const mmk *m) {
   splat_i(a, MASK, 0x03030303, 64);
   op(a, "xor", bn_gpd(RBP), bn_gpd(RBP), NONE);
   bn_asm_bind(a, tiles);
-  op(a, "lea", bn_gp(RAX), bn_mem(RBP, tt, 0), NONE);
+  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jg", bn_label(half), NONE, NONE);
-  pg_tile(a, m, &f, tt);
-  op(a, "add", bn_gp(RBP), bn_imm(tt), NONE);
+  pg_tile(a, m, &f, PG_TT);
+  op(a, "add", bn_gp(RBP), bn_imm(PG_TT), NONE);
   op(a, "jmp", bn_label(tiles), NONE, NONE);
   bn_asm_bind(a, half); /* 4 of the last 7 */
-  op(a, "lea", bn_gp(RAX), bn_mem(RBP, tt / 2, 0), NONE);
+  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT / 2, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jg", bn_label(ones), NONE, NONE);
-  pg_tile(a, m, &f, tt / 2);
-  op(a, "add", bn_gp(RBP), bn_imm(tt / 2), NONE);
+  pg_tile(a, m, &f, PG_TT / 2);
+  op(a, "add", bn_gp(RBP), bn_imm(PG_TT / 2), NONE);
   bn_asm_bind(a, ones);
   op(a, "cmp", bn_gp(RBP), bn_mem(RSP, f.slot + 16, 8), NONE);
   op(a, "jge", bn_label(rows_next), NONE, NONE);
@@ -1285,7 +1285,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
     if (gdec && m->K <= PG_MAXK) { /* 8 tokens or more over 16 rows or more: tokens in the lanes (prefill_g) */
       int small = bn_asm_new_label(a);
-      op(a, "cmp", bn_gp(R8), bn_imm(PG_TT / 2), NONE);
+      op(a, "cmp", bn_gp(R8), bn_imm(PG_TT), NONE);
       op(a, "jl", bn_label(small), NONE, NONE);
       op(a, "mov", bn_gp(RAX), bn_gp(R12), NONE);
       op(a, "sub", bn_gp(RAX), bn_gp(R9), NONE);

@@ -29,10 +29,8 @@ static void copy_row(bn_asm *a, int avx512, int src, int dst, int64_t n, bn_dtyp
     op(a, "mov", bn_gpd(RAX), bn_imm((1 << rem) - 1), NONE);
     op(a, "kmovw", bn_kreg(1), bn_gpd(RAX), NONE);
     bn_asm_mask(a, 1, 1);
-    if (t == BN_DT_F16) op(a, "vcvtph2ps", bn_vec(0, 64), bn_mem(src, (int32_t)(full * ib), 32), NONE);
-    else if (t == BN_DT_BF16) op(a, "vpmovzxwd", bn_vec(0, 64), bn_mem(src, (int32_t)(full * ib), 32), NONE);
+    if (half) widen(a, t, 0, 64, bn_mem(src, (int32_t)(full * ib), 32)); /* the mask is on its load */
     else op(a, "vmovups", bn_vec(0, 64), bn_mem(src, (int32_t)(full * ib), 64), NONE);
-    if (t == BN_DT_BF16) op(a, "vpslld", bn_vec(0, 64), bn_vec(0, 64), bn_imm(16));
     bn_asm_mask(a, 1, 0);
     op(a, "vmovups", bn_mem(dst, (int32_t)(full * 4), 64), bn_vec(0, 64), NONE);
     return;
