@@ -44,7 +44,10 @@ static void exp_chunk(bn_asm *a, int W, int masked, int base) {
  * token's key count, [rsp + 32] the Q score rows, [rsp + 64] T. Registers: r10 t, r11 h, rbx the tile's
  * q and y row offset, r12 the KV head's offset, r13 n, r14 the key, r15 K or V rows or a score row,
  * rbp the tile's score rows, r9 and rax scratch. */
-enum { LOCALS = 80, TARGS = 8 + 6 * 8 + LOCALS }; /* the stack arguments: pos, h0, h1, n_ctx */
+/* The frame (64-byte aligned) from [rsp + 64]: T, the caller's rsp, the stack arguments pos, h0, h1,
+ * n_ctx copied to [rsp + AR], the key block [BLO, BHI) of heads16, Q^T (hd x 16 floats) from QT, then
+ * for F16 caches 16 keys widened (16 x hd floats). KB: heads16's keys per block. */
+enum { AR = 80, BLO = 112, BHI = 120, QT = 192, ARGS6 = 8 + 6 * 8, KB = 256 };
 
 /* For token r10 and head r11: rbx = the offset of its q and y rows, (r10 H + r11) hd 4; r12 = its KV
  * head's offset in the caches, (r11 / (H / kvh)) n_ctx hd es, n_ctx at [rsp + nctx]. */
@@ -208,31 +211,340 @@ static void tile(bn_asm *a, int Q, int64_t hd, int64_t H, int64_t kvh, int es) {
     op(a, "add", bn_gp(RAX), bn_gp(RBP), NONE);
     op(a, "mov", bn_mem(RSP, 32 + 8 * i, 8), bn_gp(RAX), NONE);
   }
-  op(a, "mov", bn_gp(R11), bn_mem(RSP, TARGS + 8, 8), NONE); /* h0 */
-  op(a, "cmp", bn_gp(R11), bn_mem(RSP, TARGS + 16, 8), NONE);
+  op(a, "mov", bn_gp(R11), bn_mem(RSP, AR + 8, 8), NONE); /* h0 */
+  op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
   op(a, "jge", bn_label(end), NONE, NONE);
   bn_asm_bind(a, hl);
-  head_offsets(a, hd, H, kvh, es, TARGS + 24);
-  op(a, "mov", bn_gp(R13), bn_mem(RSP, TARGS, 8), NONE);
+  head_offsets(a, hd, H, kvh, es, AR + 24);
+  op(a, "mov", bn_gp(R13), bn_mem(RSP, AR, 8), NONE);
   op(a, "lea", bn_gp(R13), bn_memx(R13, R10, 1, Q, 0), NONE); /* pos + t + Q */
   tile_scores(a, Q, hd, H, es);
   for (int i = 0; i < Q; i++) tile_softmax(a, Q, i);
   tile_output(a, Q, hd, H, es);
   op(a, "inc", bn_gp(R11), NONE, NONE);
-  op(a, "cmp", bn_gp(R11), bn_mem(RSP, TARGS + 16, 8), NONE);
+  op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
+  op(a, "jl", bn_label(hl), NONE, NONE);
+  bn_asm_bind(a, end);
+}
+
+/* Vectors 0..15 (rows) transposed into 0..15 (columns) through 16..31: 32-bit then 64-bit interleaves
+ * within 128-bit lanes, then two rounds of 128-bit lane shuffles. */
+static void transpose16(bn_asm *a) {
+  for (int k = 0; k < 8; k++) {
+    op(a, "vunpcklps", bn_vec(16 + 2 * k, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+    op(a, "vunpckhps", bn_vec(17 + 2 * k, 64), bn_vec(2 * k, 64), bn_vec(2 * k + 1, 64));
+  }
+  for (int k = 0; k < 4; k++) /* vector 4 k + c: column 4 L + c of rows 4 k..4 k + 3 in 128-bit lane L */
+    for (int c = 0; c < 4; c++)
+      op(a, c % 2 ? "vunpckhpd" : "vunpcklpd", bn_vec(4 * k + c, 64), bn_vec(16 + 4 * k + c / 2, 64), bn_vec(18 + 4 * k + c / 2, 64));
+  for (int c = 0; c < 4; c++) {
+    bn_asm_emit(a, bn_asm_inst("vshuff32x4"), bn_vec(16 + 4 * c, 64), bn_vec(c, 64), bn_vec(4 + c, 64), bn_imm(0x44));
+    bn_asm_emit(a, bn_asm_inst("vshuff32x4"), bn_vec(17 + 4 * c, 64), bn_vec(c, 64), bn_vec(4 + c, 64), bn_imm(0xee));
+    bn_asm_emit(a, bn_asm_inst("vshuff32x4"), bn_vec(18 + 4 * c, 64), bn_vec(8 + c, 64), bn_vec(12 + c, 64), bn_imm(0x44));
+    bn_asm_emit(a, bn_asm_inst("vshuff32x4"), bn_vec(19 + 4 * c, 64), bn_vec(8 + c, 64), bn_vec(12 + c, 64), bn_imm(0xee));
+  }
+  for (int c = 0; c < 4; c++)
+    for (int L = 0; L < 4; L++)
+      bn_asm_emit(a, bn_asm_inst("vshuff32x4"), bn_vec(4 * L + c, 64), bn_vec(16 + 4 * c + L / 2, 64), bn_vec(18 + 4 * c + L / 2, 64),
+                  bn_imm(L % 2 ? 0xdd : 0x88));
+}
+
+/* exp(x) of vector x into d as vexp computes it, its constants preloaded in vectors C..C+9 (exp16_consts). */
+static void exp16_consts(bn_asm *a, int C) {
+  static const double K[] = {-87.0, 1.44269504088896341, 0.693359375, -2.12194440e-4, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0};
+  for (int i = 0; i < 10; i++) splat(a, C + i, (float)K[i], 64);
+}
+static void exp16(bn_asm *a, int d, int x, int n, int r, int C) {
+  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(C, 64));
+  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(C + 1, 64));
+  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
+  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 2, 64));
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 3, 64));
+  op(a, "vmovaps", bn_vec(d, 64), bn_vec(C + 4, 64), NONE);
+  for (int i = 5; i < 10; i++) op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(C + i, 64));
+  op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(C + 9, 64)); /* the last coefficient, 1, twice */
+  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
+}
+
+/* k2 = the lanes from m up (m in 1..15). */
+static void lanes_from(bn_asm *a, int m) {
+  op(a, "mov", bn_gpd(RAX), bn_imm(0xffff & ~((1 << m) - 1)), NONE);
+  op(a, "kmovw", bn_kreg(2), bn_gpd(RAX), NONE);
+}
+
+/* The scores of tile16's key group r14..r14 + 15 for its 16 tokens: per element d of the head, the
+ * tokens' q_d (a vector of Q^T) times each key's k_d broadcast from its row, 16 accumulators (one per
+ * key, a token per lane); scaled and stored as rows r14.. of the transposed scores (rbp, 64 bytes a key).
+ * F16 rows are widened into the frame's key buffer first. */
+static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
+  int dl = bn_asm_new_label(a);
+  int32_t rowb = (int32_t)(hd * 4);
+  op(a, "imul", bn_gp(R15), bn_gp(R14), bn_imm(hd * es));
+  op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+  op(a, "add", bn_gp(R15), bn_gp(RSI), NONE);
+  if (es == 2) {
+    for (int k = 0; k < 16; k++)
+      for (int v = 0; v < hd / 16; v++) {
+        op(a, "vcvtph2ps", bn_vec(16, 64), bn_mem(R15, (int32_t)(k * hd * 2 + 32 * v), 32), NONE);
+        op(a, "vmovaps", bn_mem(RSP, kbuf + k * rowb + 64 * v, 64), bn_vec(16, 64), NONE);
+      }
+    op(a, "lea", bn_gp(R15), bn_mem(RSP, kbuf, 0), NONE);
+  }
+  for (int k = 0; k < 16; k++) op(a, "vpxord", bn_vec(k, 64), bn_vec(k, 64), bn_vec(k, 64));
+  op(a, "lea", bn_gp(RAX), bn_mem(RSP, QT, 0), NONE);
+  op(a, "lea", bn_gp(R9), bn_mem(RSP, (int32_t)(QT + hd * 64), 0), NONE);
+  bn_asm_bind(a, dl); /* 8 elements of the head a pass */
+  for (int dd = 0; dd < 8; dd++) {
+    op(a, "vmovaps", bn_vec(16 + dd % 2, 64), bn_mem(RAX, 64 * dd, 64), NONE);
+    for (int k = 0; k < 16; k++)
+      op(a, "vfmadd231ps", bn_vec(k, 64), bn_vec(16 + dd % 2, 64), bn_bcst(bn_mem(R15, k * rowb + 4 * dd, 4), 16));
+  }
+  op(a, "add", bn_gp(RAX), bn_imm(512), NONE);
+  op(a, "add", bn_gp(R15), bn_imm(32), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R9), NONE);
+  op(a, "jb", bn_label(dl), NONE, NONE);
+  splat(a, 17, (float)(1.0 / sqrt((double)hd)), 64);
+  op(a, "mov", bn_gp(RAX), bn_gp(R14), NONE);
+  op(a, "shl", bn_gp(RAX), bn_imm(6), NONE);
+  op(a, "add", bn_gp(RAX), bn_gp(RBP), NONE);
+  for (int k = 0; k < 16; k++) {
+    op(a, "vmulps", bn_vec(k, 64), bn_vec(k, 64), bn_vec(17, 64));
+    op(a, "vmovups", bn_mem(RAX, 64 * k, 64), bn_vec(k, 64), NONE);
+  }
+}
+
+/* The softmax of tile16's transposed scores, all 16 tokens at once (a token per lane): rows 0..n - 16
+ * are every token's keys, row n - 16 + m (m = 1..15) only tokens m..15's. Each lane's max, then e_j =
+ * exp(s_j - max) in place (zero where a token does not see the key) and each lane's sum to [rsp + SUMS].
+ * r9: the first diagonal row. */
+static void softmax16(bn_asm *a) {
+  int ml = bn_asm_new_label(a), el = bn_asm_new_label(a);
+  enum { C = 16 };
+  op(a, "imul", bn_gp(RAX), bn_gp(R13), bn_imm(64));
+  op(a, "lea", bn_gp(R9), bn_memx(RBP, RAX, 1, -64 * 15, 0), NONE);
+  splat(a, 7, -3.0e38, 64);
+  op(a, "vmovaps", bn_vec(8, 64), bn_vec(7, 64), NONE);
+  op(a, "mov", bn_gp(R14), bn_gp(RBP), NONE);
+  bn_asm_bind(a, ml);
+  op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_mem(R14, 0, 64));
+  op(a, "add", bn_gp(R14), bn_imm(64), NONE);
+  op(a, "cmp", bn_gp(R14), bn_gp(R9), NONE);
+  op(a, "jb", bn_label(ml), NONE, NONE);
+  for (int m = 1; m < 16; m++) {
+    lanes_from(a, m);
+    bn_asm_mask(a, 2, 0);
+    op(a, "vmaxps", bn_vec(8, 64), bn_vec(8, 64), bn_mem(R9, 64 * (m - 1), 64));
+  }
+  op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_vec(8, 64));
+  exp16_consts(a, C);
+  op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64));
+  op(a, "mov", bn_gp(R14), bn_gp(RBP), NONE);
+  for (int m = 0; m < 16; m++) { /* m = 0: the loop over the common rows; then the diagonal */
+    if (!m) bn_asm_bind(a, el);
+    bn_asm_op row = m ? bn_mem(R9, 64 * (m - 1), 64) : bn_mem(R14, 0, 64);
+    op(a, "vmovups", bn_vec(0, 64), row, NONE);
+    op(a, "vsubps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(7, 64));
+    exp16(a, 2, 0, 3, 4, C);
+    if (m) {
+      lanes_from(a, m);
+      bn_asm_mask(a, 2, 1);
+      op(a, "vmovaps", bn_vec(2, 64), bn_vec(2, 64), NONE);
+    }
+    op(a, "vmovups", row, bn_vec(2, 64), NONE);
+    op(a, "vaddps", bn_vec(5, 64), bn_vec(5, 64), bn_vec(2, 64));
+    if (!m) {
+      op(a, "add", bn_gp(R14), bn_imm(64), NONE);
+      op(a, "cmp", bn_gp(R14), bn_gp(R9), NONE);
+      op(a, "jb", bn_label(el), NONE, NONE);
+    }
+  }
+}
+
+/* rax = tile16's 16 softmax sums: after the T score rows, at scores + (T n_ctx + t) floats. */
+static void sums_at(bn_asm *a) {
+  op(a, "mov", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
+  op(a, "imul", bn_gp(RAX), bn_mem(RSP, 0, 8), NONE);
+  op(a, "add", bn_gp(RAX), bn_gp(R8), NONE);
+  op(a, "lea", bn_gp(RAX), bn_memx(RAX, R10, 4, 0, 0), NONE);
+}
+
+/* y_i += sum_j e_ij v_j over the keys [BLO, BHI) of the block for tile16's tokens, Qo at a time: Qo x nv
+ * accumulators (zero in the first block, else y's partial sums), e_ij broadcast from the transposed rows
+ * (zero where token i does not see key j), a V row's vectors loaded once for the Qo tokens; divided by
+ * each token's sum after its last block (BHI = n). */
+static void output16(bn_asm *a, int64_t hd, int64_t H, int es) {
+  int nv = (int)(hd / 16), Qo = 8;
+  while (Qo > 1 && Qo * (nv + 1) > 31) Qo /= 2;
+  int B = Qo * nv; /* the broadcasts B..B + Qo - 1, a V vector in 31 */
+  int64_t qrow = H * hd * 4;
+  for (int s = 0; s < 16 / Qo; s++) {
+    int yl = bn_asm_new_label(a), zero = bn_asm_new_label(a), go = bn_asm_new_label(a), store = bn_asm_new_label(a);
+#define YV(i, v) bn_memx(RCX, RBX, 1, (int32_t)((s * Qo + (i)) * qrow + 64 * (v)), 64)
+    op(a, "cmp", bn_mem(RSP, BLO, 8), bn_imm(0), NONE);
+    op(a, "je", bn_label(zero), NONE, NONE);
+    for (int i = 0; i < Qo; i++)
+      for (int v = 0; v < nv; v++) op(a, "vmovups", bn_vec(i * nv + v, 64), YV(i, v), NONE);
+    op(a, "jmp", bn_label(go), NONE, NONE);
+    bn_asm_bind(a, zero);
+    for (int c = 0; c < B; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
+    bn_asm_bind(a, go);
+    op(a, "mov", bn_gp(R14), bn_mem(RSP, BLO, 8), NONE);
+    op(a, "imul", bn_gp(R15), bn_gp(R14), bn_imm(hd * es));
+    op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
+    op(a, "add", bn_gp(R15), bn_gp(RDX), NONE);
+    op(a, "shl", bn_gp(R14), bn_imm(6), NONE);
+    op(a, "lea", bn_gp(R14), bn_memx(RBP, R14, 1, 4 * s * Qo, 0), NONE);
+    op(a, "mov", bn_gp(RAX), bn_mem(RSP, BHI, 8), NONE);
+    op(a, "shl", bn_gp(RAX), bn_imm(6), NONE);
+    op(a, "lea", bn_gp(RAX), bn_memx(RBP, RAX, 1, 4 * s * Qo, 0), NONE);
+    bn_asm_bind(a, yl);
+    for (int i = 0; i < Qo; i++) op(a, "vbroadcastss", bn_vec(B + i, 64), bn_mem(R14, 4 * i, 4), NONE);
+    for (int v = 0; v < nv; v++) {
+      load_kv(a, es, 31, 64, R15, 16 * es * v);
+      for (int i = 0; i < Qo; i++) op(a, "vfmadd231ps", bn_vec(i * nv + v, 64), bn_vec(B + i, 64), bn_vec(31, 64));
+    }
+    op(a, "add", bn_gp(R14), bn_imm(64), NONE);
+    op(a, "add", bn_gp(R15), bn_imm(hd * es), NONE);
+    op(a, "cmp", bn_gp(R14), bn_gp(RAX), NONE);
+    op(a, "jb", bn_label(yl), NONE, NONE);
+    op(a, "cmp", bn_mem(RSP, BHI, 8), bn_gp(R13), NONE);
+    op(a, "jne", bn_label(store), NONE, NONE);
+    sums_at(a);
+    for (int i = 0; i < Qo; i++) {
+      op(a, "vbroadcastss", bn_vec(B, 64), bn_mem(RAX, 4 * (s * Qo + i), 4), NONE);
+      for (int v = 0; v < nv; v++) op(a, "vdivps", bn_vec(i * nv + v, 64), bn_vec(i * nv + v, 64), bn_vec(B, 64));
+    }
+    bn_asm_bind(a, store);
+    for (int i = 0; i < Qo; i++)
+      for (int v = 0; v < nv; v++) op(a, "vmovups", YV(i, v), bn_vec(i * nv + v, 64), NONE);
+#undef YV
+  }
+}
+
+/* For tile16 r10 of head r11: rbx, r12 (head_offsets), r13 = n = pos + t + 16, rbp = its transposed
+ * score rows (scores + t n_ctx floats). */
+static void tile16_at(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
+  head_offsets(a, hd, H, kvh, es, AR + 24);
+  op(a, "mov", bn_gp(R13), bn_mem(RSP, AR, 8), NONE);
+  op(a, "lea", bn_gp(R13), bn_memx(R13, R10, 1, 16, 0), NONE);
+  op(a, "mov", bn_gp(RBP), bn_gp(R10), NONE);
+  op(a, "imul", bn_gp(RBP), bn_mem(RSP, 0, 8), NONE);
+  op(a, "add", bn_gp(RBP), bn_gp(R8), NONE);
+}
+
+/* body() on every tile16 (r10 = t = 0, 16, .. while t + 16 <= T) that sees keys of the block [BLO, BLO
+ * + KB) (BLO < n), with BHI = min(BLO + KB, n); or, blocks 0, on every tile. */
+static void tiles16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, int blocks,
+                    void (*body)(bn_asm *, int64_t, int64_t, int)) {
+  int tl = bn_asm_new_label(a), next = bn_asm_new_label(a), lo = bn_asm_new_label(a);
+  op(a, "xor", bn_gpd(R10), bn_gpd(R10), NONE);
+  bn_asm_bind(a, tl);
+  tile16_at(a, hd, H, kvh, es);
+  if (blocks) {
+    op(a, "mov", bn_gp(RAX), bn_mem(RSP, BLO, 8), NONE);
+    op(a, "cmp", bn_gp(RAX), bn_gp(R13), NONE);
+    op(a, "jge", bn_label(next), NONE, NONE);
+    op(a, "add", bn_gp(RAX), bn_imm(KB), NONE);
+    op(a, "cmp", bn_gp(RAX), bn_gp(R13), NONE);
+    op(a, "jle", bn_label(lo), NONE, NONE);
+    op(a, "mov", bn_gp(RAX), bn_gp(R13), NONE);
+    bn_asm_bind(a, lo);
+    op(a, "mov", bn_mem(RSP, BHI, 8), bn_gp(RAX), NONE);
+  }
+  body(a, hd, H, es);
+  bn_asm_bind(a, next);
+  op(a, "add", bn_gp(R10), bn_imm(16), NONE);
+  op(a, "lea", bn_gp(RAX), bn_mem(R10, 16, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
+  op(a, "jle", bn_label(tl), NONE, NONE);
+}
+
+/* The scores of the block's keys for tile16: Q^T (its queries transposed into the frame, 16 x 16
+ * blocks), then groups of 16 keys from BLO to BHI, a group never past n (the last one then ends at n,
+ * overlapping the one before: the same sums again). */
+static void scores16(bn_asm *a, int64_t hd, int64_t H, int es) {
+  int gl = bn_asm_new_label(a), full = bn_asm_new_label(a);
+  int64_t qrow = H * hd * 4;
+  for (int db = 0; db < hd / 16; db++) {
+    for (int i = 0; i < 16; i++) op(a, "vmovups", bn_vec(i, 64), bn_memx(RDI, RBX, 1, (int32_t)(i * qrow + 64 * db), 64), NONE);
+    transpose16(a);
+    for (int j = 0; j < 16; j++) op(a, "vmovaps", bn_mem(RSP, (int32_t)(QT + 64 * (16 * db + j)), 64), bn_vec(j, 64), NONE);
+  }
+  op(a, "mov", bn_gp(R14), bn_mem(RSP, BLO, 8), NONE);
+  bn_asm_bind(a, gl);
+  op(a, "lea", bn_gp(RAX), bn_mem(R14, 16, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_gp(R13), NONE);
+  op(a, "jle", bn_label(full), NONE, NONE);
+  op(a, "lea", bn_gp(R14), bn_mem(R13, -16, 0), NONE);
+  bn_asm_bind(a, full);
+  group16(a, hd, es, (int32_t)(QT + hd * 64));
+  op(a, "add", bn_gp(R14), bn_imm(16), NONE);
+  op(a, "cmp", bn_gp(R14), bn_mem(RSP, BHI, 8), NONE);
+  op(a, "jl", bn_label(gl), NONE, NONE);
+}
+
+/* tile16's softmax, its sums after the T score rows. */
+static void softmax16_sums(bn_asm *a, int64_t hd, int64_t H, int es) {
+  (void)hd, (void)H, (void)es;
+  softmax16(a);
+  sums_at(a);
+  op(a, "vmovups", bn_mem(RAX, 0, 64), bn_vec(5, 64), NONE);
+}
+
+/* Every tile of 16 tokens (t + 16 <= T), tokens in the lanes, for heads h0..h1: each head's scores, a
+ * block of KB keys at a time read by every tile before the next (a deep context's K and V rows come from
+ * memory once per call, not once per tile), the softmaxes, then the outputs block by block likewise
+ * (the partial sums in y between blocks: each sum runs over its keys in order, as without blocks). */
+static void heads16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
+  int hl = bn_asm_new_label(a), end = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(R11), bn_mem(RSP, AR + 8, 8), NONE);
+  op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
+  op(a, "jge", bn_label(end), NONE, NONE);
+  bn_asm_bind(a, hl);
+  for (int pass = 0; pass < 3; pass++) {
+    if (pass == 1) {
+      tiles16(a, hd, H, kvh, es, 0, softmax16_sums);
+      continue;
+    }
+    int bl = bn_asm_new_label(a);
+    op(a, "mov", bn_mem(RSP, BLO, 8), bn_imm(0), NONE);
+    bn_asm_bind(a, bl);
+    tiles16(a, hd, H, kvh, es, 1, pass ? output16 : scores16);
+    op(a, "mov", bn_gp(RAX), bn_mem(RSP, BLO, 8), NONE);
+    op(a, "add", bn_gp(RAX), bn_imm(KB), NONE);
+    op(a, "mov", bn_mem(RSP, BLO, 8), bn_gp(RAX), NONE);
+    op(a, "sub", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE); /* while BLO < pos + T */
+    op(a, "cmp", bn_gp(RAX), bn_mem(RSP, AR, 8), NONE);
+    op(a, "jl", bn_label(bl), NONE, NONE);
+  }
+  op(a, "inc", bn_gp(R11), NONE, NONE);
+  op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
   op(a, "jl", bn_label(hl), NONE, NONE);
   bn_asm_bind(a, end);
 }
 
 static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
-  int t4 = bn_asm_new_label(a), t1 = bn_asm_new_label(a), done = bn_asm_new_label(a);
+  int t16 = bn_asm_new_label(a), t4 = bn_asm_new_label(a), t1 = bn_asm_new_label(a), done = bn_asm_new_label(a);
   enter(a, 6);
-  op(a, "sub", bn_gp(RSP), bn_imm(LOCALS), NONE);
-  op(a, "mov", bn_gp(RAX), bn_mem(RSP, TARGS + 24, 8), NONE);
+  op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE); /* the frame 64-byte aligned, the caller's rsp at [rsp + 72] */
+  op(a, "sub", bn_gp(RSP), bn_imm(QT + hd * 64 * (es == 2 ? 2 : 1)), NONE);
+  op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
+  op(a, "mov", bn_mem(RSP, 72, 8), bn_gp(RAX), NONE);
+  for (int k = 0; k < 4; k++) {
+    op(a, "mov", bn_gp(R10), bn_mem(RAX, ARGS6 + 8 * k, 8), NONE);
+    op(a, "mov", bn_mem(RSP, AR + 8 * k, 8), bn_gp(R10), NONE);
+  }
+  op(a, "mov", bn_gp(RAX), bn_mem(RSP, AR + 24, 8), NONE);
   op(a, "shl", bn_gp(RAX), bn_imm(2), NONE);
   op(a, "mov", bn_mem(RSP, 0, 8), bn_gp(RAX), NONE);
   op(a, "mov", bn_mem(RSP, 64, 8), bn_gp(R9), NONE);
-  op(a, "xor", bn_gpd(R10), bn_gpd(R10), NONE);
+  op(a, "cmp", bn_gp(R9), bn_imm(16), NONE);
+  op(a, "jl", bn_label(t16), NONE, NONE);
+  heads16(a, hd, H, kvh, es);
+  bn_asm_bind(a, t16);
+  op(a, "mov", bn_gp(R10), bn_mem(RSP, 64, 8), NONE); /* the tokens left: from T rounded down to 16 */
+  op(a, "and", bn_gp(R10), bn_imm(-16), NONE);
   bn_asm_bind(a, t4);
   op(a, "lea", bn_gp(RAX), bn_mem(R10, 4, 0), NONE);
   op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
@@ -247,7 +559,7 @@ static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int e
   op(a, "inc", bn_gp(R10), NONE, NONE);
   op(a, "jmp", bn_label(t1), NONE, NONE);
   bn_asm_bind(a, done);
-  op(a, "add", bn_gp(RSP), bn_imm(LOCALS), NONE);
+  op(a, "mov", bn_gp(RSP), bn_mem(RSP, 72, 8), NONE);
   leave(a, 6);
 }
 
