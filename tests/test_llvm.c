@@ -833,7 +833,10 @@ static void test_fallbacks_reported(void **state) {
   bn_memplan_free(&mp), bn_model_free(&m), bn_gguf_close(&f);
 }
 
-int main(void) {
+/* argv[1]: run only the tests matching this pattern; "-PATTERN": all but those (ctest splits the file so) */
+int main(int argc, char **argv) {
+  if (argc > 1 && argv[1][0] == '-') cmocka_set_skip_filter(argv[1] + 1);
+  else if (argc > 1) cmocka_set_test_filter(argv[1]);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_avx512_vnni),

@@ -11,4 +11,4 @@ if [ "${1:-}" = "--sanitize" ]; then dir=build-asan opts="-DBNC_SANITIZE=ON -DCM
 if [ "${1:-}" = "--no-llvm" ]; then dir=build-nollvm opts="-DBNC_LLVM=OFF"; fi
 cmake -S . -B "$dir" $opts >/dev/null
 cmake --build "$dir" -j "$(nproc)"
-cd "$dir" && ctest --output-on-failure
+cd "$dir" && ctest --output-on-failure -j "$(nproc)"
