@@ -87,13 +87,13 @@ static void tile_scores(bn_asm *a, int Q, int64_t hd, int64_t H, int es) {
   op(a, "cmp", bn_gp(RAX), bn_gp(R13), NONE);
   op(a, "jg", bn_label(rest), NONE, NONE);
   for (int c = 0; c < 16; c++) op(a, "vpxord", bn_vec(c, 64), bn_vec(c, 64), bn_vec(c, 64));
-  for (int v = 0; v < nv; v++)
-    for (int k = 0; k < KB; k++) {
-      load_kv(a, es, 16, 64, R15, (int32_t)(k * hd * es + 16 * es * v));
-      for (int i = 0; i < Q; i++) /* tree16 puts vector 4 r + t in lane 4 t + r: key k of token i in lane 4 i + k */
-        op(a, "vfmadd231ps", bn_vec(Q == 4 ? 4 * k + i : 4 * (k % 4) + k / 4, 64), bn_vec(16, 64),
-           bn_memx(RDI, RBX, 1, (int32_t)(i * qrow + 64 * v), 64));
-    }
+  for (int vk = 0; vk < nv * KB; vk++) { /* one token: a key's row front to back, keys in turn (one stream) */
+    int v = Q == 1 ? vk % (int)nv : vk / KB, k = Q == 1 ? vk / (int)nv : vk % KB;
+    load_kv(a, es, 16, 64, R15, (int32_t)(k * hd * es + 16 * es * v));
+    for (int i = 0; i < Q; i++) /* tree16 puts vector 4 r + t in lane 4 t + r: key k of token i in lane 4 i + k */
+      op(a, "vfmadd231ps", bn_vec(Q == 4 ? 4 * k + i : 4 * (k % 4) + k / 4, 64), bn_vec(16, 64),
+         bn_memx(RDI, RBX, 1, (int32_t)(i * qrow + 64 * v), 64));
+  }
   tree16(a, "vaddps");
   splat(a, 17, scale, 64);
   op(a, "vmulps", bn_vec(6, 64), bn_vec(6, 64), bn_vec(17, 64));
