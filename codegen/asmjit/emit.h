@@ -121,26 +121,29 @@ static inline void leave(bn_asm *a, int n) {
  * polynomial of r, scaled by 2^n. x is clamped below at -87 (the result there ~1e-38) and is changed.
  * AVX-512 scales with vscalefps (inf past the float range); AVX2 clamps x above at 88 and builds 2^n in
  * the exponent bits (the same products in range). Scratch: vectors sc..sc+2 and rax. */
+/* vexp's constants: the clamp, log2 e, ln 2 in two parts, then the polynomial's coefficients (the last, 1,
+ * taken twice). */
+static const float BN_EXP_K[10] = {-87.0f, 1.44269504088896341f, 0.693359375f, -2.12194440e-4f, 1.0f / 720, 1.0f / 120,
+                                   1.0f / 24, 1.0f / 6, 0.5f, 1.0f};
 static inline void vexp(bn_asm *a, int d, int x, int sc, int bytes) {
-  static const float C[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
   int n = sc, r = sc + 1, c = sc + 2, W = bytes;
-  splat(a, c, -87.0, W);
+  splat(a, c, BN_EXP_K[0], W);
   op(a, "vmaxps", bn_vec(x, W), bn_vec(x, W), bn_vec(c, W));
   if (W == 32) {
     splat(a, c, 88.0, W);
     op(a, "vminps", bn_vec(x, W), bn_vec(x, W), bn_vec(c, W));
   }
-  splat(a, c, 1.44269504088896341, W);
+  splat(a, c, BN_EXP_K[1], W);
   op(a, "vmulps", bn_vec(n, W), bn_vec(x, W), bn_vec(c, W));
   bn_asm_emit(a, bn_asm_inst(W == 64 ? "vrndscaleps" : "vroundps"), bn_vec(n, W), bn_vec(n, W), bn_imm(W == 64 ? 0 : 8), NONE);
-  splat(a, c, 0.693359375, W); /* ln 2, high part (exact in float) */
+  splat(a, c, BN_EXP_K[2], W); /* ln 2, high part (exact in float) */
   op(a, "vmovaps", bn_vec(r, W), bn_vec(x, W), NONE);
   op(a, "vfnmadd231ps", bn_vec(r, W), bn_vec(n, W), bn_vec(c, W));
-  splat(a, c, -2.12194440e-4, W); /* ln 2 - the high part */
+  splat(a, c, BN_EXP_K[3], W); /* ln 2 - the high part */
   op(a, "vfnmadd231ps", bn_vec(r, W), bn_vec(n, W), bn_vec(c, W));
-  splat(a, d, C[0], W);
-  for (int i = 1; i < 7; i++) { /* Horner: p = p r + C[i] */
-    splat(a, c, C[i], W);
+  splat(a, d, BN_EXP_K[4], W);
+  for (int i = 5; i < 11; i++) { /* Horner: p = p r + K[i] */
+    splat(a, c, BN_EXP_K[i < 10 ? i : 9], W);
     op(a, "vfmadd213ps", bn_vec(d, W), bn_vec(r, W), bn_vec(c, W));
   }
   if (W == 64) {
@@ -152,6 +155,23 @@ static inline void vexp(bn_asm *a, int d, int x, int sc, int bytes) {
   op(a, "vpaddd", bn_vec(n, W), bn_vec(n, W), bn_vec(c, W));
   op(a, "vpslld", bn_vec(n, W), bn_vec(n, W), bn_imm(23));
   op(a, "vmulps", bn_vec(d, W), bn_vec(d, W), bn_vec(n, W));
+}
+
+/* vexp on AVX-512 with its constants preloaded in vectors C..C + 9 (vexp_consts): the same operations, the
+ * same results, none of the splats in a loop. Scratch: vectors n and r. */
+static inline void vexp_consts(bn_asm *a, int C) {
+  for (int i = 0; i < 10; i++) splat(a, C + i, BN_EXP_K[i], 64);
+}
+static inline void vexp_pre(bn_asm *a, int d, int x, int n, int r, int C) {
+  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(C, 64));
+  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(C + 1, 64));
+  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
+  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 2, 64));
+  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 3, 64));
+  op(a, "vmovaps", bn_vec(d, 64), bn_vec(C + 4, 64), NONE);
+  for (int i = 5; i < 11; i++) op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(C + (i < 10 ? i : 9), 64));
+  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
 }
 
 /* The kernels, by family: kernels.h has their calling conventions, emit_*.c what each does. */

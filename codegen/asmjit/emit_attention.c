@@ -249,24 +249,6 @@ static void transpose16(bn_asm *a) {
                   bn_imm(L % 2 ? 0xdd : 0x88));
 }
 
-/* exp(x) of vector x into d as vexp computes it, its constants preloaded in vectors C..C+9 (exp16_consts). */
-static void exp16_consts(bn_asm *a, int C) {
-  static const double K[] = {-87.0, 1.44269504088896341, 0.693359375, -2.12194440e-4, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0};
-  for (int i = 0; i < 10; i++) splat(a, C + i, (float)K[i], 64);
-}
-static void exp16(bn_asm *a, int d, int x, int n, int r, int C) {
-  op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(C, 64));
-  op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(C + 1, 64));
-  bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
-  op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
-  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 2, 64));
-  op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 3, 64));
-  op(a, "vmovaps", bn_vec(d, 64), bn_vec(C + 4, 64), NONE);
-  for (int i = 5; i < 10; i++) op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(C + i, 64));
-  op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(C + 9, 64)); /* the last coefficient, 1, twice */
-  op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
-}
-
 /* k2 = the lanes from m up (m in 1..15). */
 static void lanes_from(bn_asm *a, int m) {
   op(a, "mov", bn_gpd(RAX), bn_imm(0xffff & ~((1 << m) - 1)), NONE);
@@ -316,9 +298,11 @@ static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
 
 /* The softmax of tile16's transposed scores, all 16 tokens at once (a token per lane): rows 0..n - 16
  * are every token's keys, row n - 16 + m (m = 1..15) only tokens m..15's. Each lane's max, then e_j =
- * exp(s_j - max) in place (zero where a token does not see the key) and each lane's sum to [rsp + SUMS].
- * r9: the first diagonal row. */
-static void softmax16(bn_asm *a) {
+ * exp(s_j - max) in place (zero where a token does not see the key) and each lane's sum after the T score
+ * rows (sums_at). r9: the first diagonal row. */
+static void sums_at(bn_asm *a);
+static void softmax16(bn_asm *a, int64_t hd, int64_t H, int es) {
+  (void)hd, (void)H, (void)es;
   int ml = bn_asm_new_label(a), el = bn_asm_new_label(a);
   enum { C = 16 };
   op(a, "imul", bn_gp(RAX), bn_gp(R13), bn_imm(64));
@@ -337,7 +321,7 @@ static void softmax16(bn_asm *a) {
     op(a, "vmaxps", bn_vec(8, 64), bn_vec(8, 64), bn_mem(R9, 64 * (m - 1), 64));
   }
   op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_vec(8, 64));
-  exp16_consts(a, C);
+  vexp_consts(a, C);
   op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64));
   op(a, "mov", bn_gp(R14), bn_gp(RBP), NONE);
   for (int m = 0; m < 16; m++) { /* m = 0: the loop over the common rows; then the diagonal */
@@ -345,7 +329,7 @@ static void softmax16(bn_asm *a) {
     bn_asm_op row = m ? bn_mem(R9, 64 * (m - 1), 64) : bn_mem(R14, 0, 64);
     op(a, "vmovups", bn_vec(0, 64), row, NONE);
     op(a, "vsubps", bn_vec(0, 64), bn_vec(0, 64), bn_vec(7, 64));
-    exp16(a, 2, 0, 3, 4, C);
+    vexp_pre(a, 2, 0, 3, 4, C);
     if (m) {
       lanes_from(a, m);
       bn_asm_mask(a, 2, 1);
@@ -359,6 +343,8 @@ static void softmax16(bn_asm *a) {
       op(a, "jb", bn_label(el), NONE, NONE);
     }
   }
+  sums_at(a);
+  op(a, "vmovups", bn_mem(RAX, 0, 64), bn_vec(5, 64), NONE);
 }
 
 /* rax = tile16's 16 softmax sums: after the T score rows, at scores + (T n_ctx + t) floats. */
@@ -484,12 +470,18 @@ static void scores16(bn_asm *a, int64_t hd, int64_t H, int es) {
   op(a, "jl", bn_label(gl), NONE, NONE);
 }
 
-/* tile16's softmax, its sums after the T score rows. */
-static void softmax16_sums(bn_asm *a, int64_t hd, int64_t H, int es) {
-  (void)hd, (void)H, (void)es;
-  softmax16(a);
-  sums_at(a);
-  op(a, "vmovups", bn_mem(RAX, 0, 64), bn_vec(5, 64), NONE);
+/* body() on every tile16 for each block of KB keys, from BLO = 0 while BLO < pos + T. */
+static void blocks16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, void (*body)(bn_asm *, int64_t, int64_t, int)) {
+  int bl = bn_asm_new_label(a);
+  op(a, "mov", bn_mem(RSP, BLO, 8), bn_imm(0), NONE);
+  bn_asm_bind(a, bl);
+  tiles16(a, hd, H, kvh, es, 1, body);
+  op(a, "mov", bn_gp(RAX), bn_mem(RSP, BLO, 8), NONE);
+  op(a, "add", bn_gp(RAX), bn_imm(KB), NONE);
+  op(a, "mov", bn_mem(RSP, BLO, 8), bn_gp(RAX), NONE);
+  op(a, "sub", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, AR, 8), NONE);
+  op(a, "jl", bn_label(bl), NONE, NONE);
 }
 
 /* Every tile of 16 tokens (t + 16 <= T), tokens in the lanes, for heads h0..h1: each head's scores, a
@@ -502,22 +494,9 @@ static void heads16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
   op(a, "jge", bn_label(end), NONE, NONE);
   bn_asm_bind(a, hl);
-  for (int pass = 0; pass < 3; pass++) {
-    if (pass == 1) {
-      tiles16(a, hd, H, kvh, es, 0, softmax16_sums);
-      continue;
-    }
-    int bl = bn_asm_new_label(a);
-    op(a, "mov", bn_mem(RSP, BLO, 8), bn_imm(0), NONE);
-    bn_asm_bind(a, bl);
-    tiles16(a, hd, H, kvh, es, 1, pass ? output16 : scores16);
-    op(a, "mov", bn_gp(RAX), bn_mem(RSP, BLO, 8), NONE);
-    op(a, "add", bn_gp(RAX), bn_imm(KB), NONE);
-    op(a, "mov", bn_mem(RSP, BLO, 8), bn_gp(RAX), NONE);
-    op(a, "sub", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE); /* while BLO < pos + T */
-    op(a, "cmp", bn_gp(RAX), bn_mem(RSP, AR, 8), NONE);
-    op(a, "jl", bn_label(bl), NONE, NONE);
-  }
+  blocks16(a, hd, H, kvh, es, scores16);
+  tiles16(a, hd, H, kvh, es, 0, softmax16);
+  blocks16(a, hd, H, kvh, es, output16);
   op(a, "inc", bn_gp(R11), NONE, NONE);
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
   op(a, "jl", bn_label(hl), NONE, NONE);
