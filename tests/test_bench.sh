@@ -22,10 +22,13 @@ BNC_BENCH_DELAY_US=2000 $B --baseline base >"$WORK/slow.md" 2>/dev/null
 rc=$?
 [ $rc -eq 3 ] || fail "a planted slowdown exits $rc, not 3"
 grep -q "| tg32 | 1 | .* | \*\*slower\*\* |" "$WORK/slow.md" || fail "the slowdown is not called slower: $(tail -4 "$WORK/slow.md")"
-# unchanged runs are not, in three trials (at a 25 % threshold: a shared machine, other tests beside; bench/README.md
-# gives the rates at 2 and 10 %)
+# unchanged runs are not, in three trials (at a 25 % threshold: a shared machine; bench/README.md gives the rates at 2
+# and 10 %). A trial called slower is run once more: a burst of the host's steal time (seen: 3x on pp16 of this tiny
+# model, a few ms a repetition) does not last two runs, a real slowdown does.
 for t in 1 2 3; do
-  $B --baseline base --threshold 25 >"$WORK/same.md" 2>/dev/null || fail "unchanged run $t called slower: $(tail -3 "$WORK/same.md")"
+  $B --baseline base --threshold 25 >"$WORK/same.md" 2>/dev/null ||
+    $B --baseline base --threshold 25 >"$WORK/same.md" 2>/dev/null ||
+    fail "unchanged run $t called slower twice in a row: $(tail -3 "$WORK/same.md")"
 done
 expect_bad() {
   "$@" >/dev/null 2>"$WORK/err"
