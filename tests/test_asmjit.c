@@ -373,7 +373,7 @@ static void test_rope(void **state) {
 static void test_float_matmul(void **state) {
   (void)state;
   static const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_BF16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
-  static const int Ks[] = {16, 48, 64, 96, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3, 9};
+  static const int Ks[] = {16, 48, 64, 96, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3, 6, 9};
   for (int ia = 0; ia < 2; ia++) {
     bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
@@ -382,7 +382,7 @@ static void test_float_matmul(void **state) {
     for (int ti = 0; ti < 6; ti++)
       for (int a = 0; a < 6; a++)
         for (int b = 0; b < 3; b++)
-          for (int c = 0; c < 3; c++) {
+          for (int c = 0; c < 4; c++) {
             bn_dtype dt = types[ti];
             int K = Ks[a], N = Ns[b], T = Ts[c], E = (int)bn_dtype_table[dt].block_elems, B = (int)bn_dtype_table[dt].block_bytes;
             bn_kkey key = {.family = BN_K_MATMUL_F, .k = K, .n = N, .variant = dt};

@@ -247,6 +247,88 @@ static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
   op(a, "jb", bn_label(blk), NONE, NONE);
 }
 
+/* Row r10's dot products with g tokens' x (token u at rax + 4 K u) into accumulators 4u..4u+3, F32/F16/BF16:
+ * each chunk widened once for the g tokens, each token's chains in row_dot's order (so its bits are its own). */
+static void row_dot_g(bn_asm *a, int W, int64_t K, bn_dtype dt, int g) {
+  int L = W / 4, wv0 = W == 64 ? 16 : 12;
+  int64_t wb = dt == BN_DT_F32 ? 4 : 2;
+  for (int64_t c = 0; c < K; c += L) {
+    int v = wv0 + (int)(c / L % 4);
+    if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
+    if (wb == 2) widen(a, dt, v, W, bn_mem(R10, (int32_t)(c * 2), W / 2));
+    else op(a, "vmovups", bn_vec(v, W), bn_mem(R10, (int32_t)(c * 4), W), NONE);
+    for (int u = 0; u < g; u++)
+      op(a, "vfmadd231ps", bn_vec(4 * u + (int)(c / L % 4), W), bn_vec(v, W), bn_mem(RAX, (int32_t)((c + u * K) * 4), W));
+  }
+}
+
+/* Several tokens over F32/F16/BF16 rows: the rows in blocks that stay in L2, and for each block the tokens g at a
+ * time, each row's chunks widened once for the g (the activations of g tokens stay in L1: streaming every token's
+ * from L2 for each row, as one token at a time does, bounded a step of 8 tokens on large at 1.6 G FMA/s).
+ * Rows r12..r13 of a block, token r11 (x at rax), row r15; then jumps to `next` with r14 = g. */
+static void rows_g(bn_asm *a, int W, int64_t K, int64_t N, int64_t row, bn_dtype dt, int g, int next) {
+  int rl = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(R15), bn_gp(R12), NONE);
+  bn_asm_bind(a, rl);
+  op(a, "imul", bn_gp(R10), bn_gp(R15), bn_imm(row));
+  op(a, "add", bn_gp(R10), bn_gp(RSI), NONE);
+  for (int c = 0; c < 4 * g; c++) op(a, "vpxor", bn_vec(c, 32), bn_vec(c, 32), bn_vec(c, 32));
+  row_dot_g(a, W, K, dt, g);
+  for (int u = 0; u < g; u++) { /* row_dot's tree, then y[(t + u) N + n] */
+    int v = 4 * u;
+    op(a, "vaddps", bn_vec(v, W), bn_vec(v, W), bn_vec(v + 1, W));
+    op(a, "vaddps", bn_vec(v + 2, W), bn_vec(v + 2, W), bn_vec(v + 3, W));
+    op(a, "vaddps", bn_vec(v, W), bn_vec(v, W), bn_vec(v + 2, W));
+    fold(a, v, "vaddps", W); /* scratch: vector 1, token 0's, already summed */
+    op(a, "lea", bn_gp(RBX), bn_mem(R11, u, 0), NONE);
+    op(a, "imul", bn_gp(RBX), bn_gp(RBX), bn_imm(N));
+    op(a, "add", bn_gp(RBX), bn_gp(R15), NONE);
+    op(a, "vmovss", bn_memx(RDX, RBX, 4, 0, 4), bn_vec(v, 16), NONE);
+  }
+  op(a, "inc", bn_gp(R15), NONE, NONE);
+  op(a, "cmp", bn_gp(R15), bn_gp(R13), NONE);
+  op(a, "jl", bn_label(rl), NONE, NONE);
+  op(a, "mov", bn_gp(R14), bn_imm(g), NONE);
+  op(a, "jmp", bn_label(next), NONE, NONE);
+}
+
+/* The tokens of a call of 2 or more over F32/F16/BF16 rows n0..n1 (rows_g), then to done. */
+static void tokens_g(bn_asm *a, int W, int64_t K, int64_t N, int64_t row, bn_dtype dt, int done) {
+  int G = (int)(32768 / (4 * K)), RB = (int)(65536 / row); /* x of G tokens in 32 KiB; a block of rows in 64 KiB */
+  G = G < 1 ? 1 : G > W / 16 ? W / 16 : G;                    /* 4 tokens' chains in zmm0..15, 2 in ymm0..7 */
+  RB = RB < 1 ? 1 : RB;
+  int blk = bn_asm_new_label(a), tg = bn_asm_new_label(a), next = bn_asm_new_label(a), body[5];
+  for (int g = 1; g <= G; g++) body[g] = bn_asm_new_label(a);
+  op(a, "mov", bn_gp(R12), bn_gp(R8), NONE);
+  bn_asm_bind(a, blk);
+  op(a, "lea", bn_gp(R13), bn_mem(R12, RB, 0), NONE);
+  op(a, "cmp", bn_gp(R13), bn_gp(R9), NONE);
+  op(a, "cmovg", bn_gp(R13), bn_gp(R9), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  op(a, "mov", bn_gp(RAX), bn_gp(RDI), NONE);
+  bn_asm_bind(a, tg);
+  op(a, "mov", bn_gp(R14), bn_gp(RCX), NONE);
+  op(a, "sub", bn_gp(R14), bn_gp(R11), NONE);
+  for (int g = G; g > 1; g--) {
+    op(a, "cmp", bn_gp(R14), bn_imm(g), NONE);
+    op(a, "jge", bn_label(body[g]), NONE, NONE);
+  }
+  for (int g = 1; g <= G; g++) {
+    bn_asm_bind(a, body[g]);
+    rows_g(a, W, K, N, row, dt, g, next);
+  }
+  bn_asm_bind(a, next);
+  op(a, "add", bn_gp(R11), bn_gp(R14), NONE);
+  op(a, "imul", bn_gp(R14), bn_gp(R14), bn_imm(4 * K));
+  op(a, "add", bn_gp(RAX), bn_gp(R14), NONE);
+  op(a, "cmp", bn_gp(R11), bn_gp(RCX), NONE);
+  op(a, "jl", bn_label(tg), NONE, NONE);
+  op(a, "mov", bn_gp(R12), bn_gp(R13), NONE);
+  op(a, "cmp", bn_gp(R12), bn_gp(R9), NONE);
+  op(a, "jl", bn_label(blk), NONE, NONE);
+  op(a, "jmp", bn_label(done), NONE, NONE);
+}
+
 /* bn_mf_kernel (x rdi, w rsi, y rdx, T rcx, n0 r8, n1 r9), weights F32, F16, BF16, Q8_0, Q4_0 or Q6_K: for each
  * row n and token t the dot product in float lanes (rows decoded as the reference decodes them, fused
  * multiply-adds, four chains, then a tree), as the LLVM kernel does: within 1e-5 of the largest output
@@ -257,7 +339,7 @@ void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt
                 : dt == BN_DT_F16 || dt == BN_DT_BF16 ? 2 * K
                                                        : K / bn_dtype_table[dt].block_elems * bn_dtype_table[dt].block_bytes;
   int nl = bn_asm_new_label(a), tl = bn_asm_new_label(a), tdone = bn_asm_new_label(a), done = bn_asm_new_label(a);
-  enter(a, 5); /* rbx, r12..r14 for the block loop; the y index in rbx after it */
+  enter(a, 5); /* rbx, r12..r15: the block loops; the y index in rbx */
   if (dt != BN_DT_F32 && dt != BN_DT_F16 && dt != BN_DT_BF16) { /* decode's constants */
     splat_i(a, 7, 0x0f, W);
     splat_i(a, 8, 3, W);
@@ -276,6 +358,13 @@ void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt
   }
   op(a, "cmp", bn_gp(R8), bn_gp(R9), NONE);
   op(a, "jge", bn_label(done), NONE, NONE);
+  if ((dt == BN_DT_F32 || dt == BN_DT_F16 || dt == BN_DT_BF16) && K <= 8192) { /* unrolled over K: its code grows with it */
+    int one = bn_asm_new_label(a);
+    op(a, "cmp", bn_gp(RCX), bn_imm(1), NONE);
+    op(a, "jle", bn_label(one), NONE, NONE);
+    tokens_g(a, W, K, N, row, dt, done);
+    bn_asm_bind(a, one);
+  }
   bn_asm_bind(a, nl);
   op(a, "imul", bn_gp(R10), bn_gp(R8), bn_imm(row)); /* the row */
   op(a, "add", bn_gp(R10), bn_gp(RSI), NONE);
