@@ -89,6 +89,9 @@ void bn_gen_matmul_f(LLVMContextRef c, LLVMModuleRef m, const char *name, int64_
   bn_gen g = {.ctx = &k};
   bn_gen_begin(&g, c, m, name, 3, 3, isa, K, N);
   k.vf = LLVMVectorType(g.f32, (unsigned)lanes);
-  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], 1, lanes == 16 ? 4 : 2, 0, tile); /* 4 x tt chains */
+  /* 4 x tt chains; rows in blocks of 64 KiB with the token tiles outside them, so a tile's x stays in L1 across a
+   * block's rows and the block in L2 across the tiles (rows outside read every token's x from L2 for each row) */
+  int64_t block = 65536 / (K / elems * k.bytes);
+  bn_gen_rows_tokens(&g, g.arg[N0], g.arg[N1], g.arg[T_], 1, lanes == 16 ? 4 : 2, block > 1 ? (int)block : 0, tile);
   bn_gen_end(&g);
 }
