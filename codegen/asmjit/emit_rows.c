@@ -263,9 +263,8 @@ static void row_dot_g(bn_asm *a, int W, int64_t K, bn_dtype dt, int g) {
 }
 
 /* Several tokens over F32/F16/BF16 rows: the rows in blocks that stay in L2, and for each block the tokens g at a
- * time, each row's chunks widened once for the g (the activations of g tokens stay in L1: streaming every token's
- * from L2 for each row, as one token at a time does, bounded a step of 8 tokens on large at 1.6 G FMA/s).
- * Rows r12..r13 of a block, token r11 (x at rax), row r15; then jumps to `next` with r14 = g. */
+ * time, each row's chunks widened once for the g, whose x stay in L1 (a row reading every token's x from L2 was
+ * the bound: bench/README.md). Rows r12..r13 of a block, token r11 (x at rax), row r15; then to `next`, r14 = g. */
 static void rows_g(bn_asm *a, int W, int64_t K, int64_t N, int64_t row, bn_dtype dt, int g, int next) {
   int rl = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R15), bn_gp(R12), NONE);
