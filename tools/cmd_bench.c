@@ -48,8 +48,9 @@ static const char HELP[] =
     "                    NAME.json under BNC_BENCH_DIR (default $XDG_DATA_HOME/bnc/bench, ~/.local/share/bnc/bench)\n"
     "  --baseline NAME   compare each row with the same test of that baseline: new / old of the median\n"
     "                    fraction of the bound (tg: of the bandwidth bound, pp: of the int8 peak, each measured\n"
-    "                    beside its repetition, since this machine's limits move from minute to minute; rows\n"
-    "                    without a peak: of tokens/s) with a 95 % bootstrap interval; the verdict is faster or\n"
+    "                    beside its repetition, since this machine's limits move from minute to minute; pp rows\n"
+    "                    without a peak and tg rows whose weights fit in a cache: of tokens/s) with a 95 %\n"
+    "                    bootstrap interval; the verdict is faster or\n"
     "                    slower only where the interval clears 1 +- the threshold, else no change. The exit\n"
     "                    status is 3 when a row is slower.\n"
     "  --threshold PCT   the verdict's margin, in percent (default 2)\n"
@@ -235,9 +236,9 @@ static void print_md(const bn_bench_run *r, const bn_bench_run *base, const bn_b
            w->peak_med, 100 * w->frac_med, w->test[0] == 't' ? "(bandwidth)" : "(int8 peak)", lat);
   }
   if (!baseline) return;
-  printf("\nagainst baseline %s (threshold ±%.1f%%; new / old of the fraction of the bound, 95%% bootstrap interval):\n\n"
+  printf("\nagainst baseline %s (threshold ±%.1f%%; new / old of the fraction of the bound%s, 95%% bootstrap interval):\n\n"
          "| test | threads | old t/s | new t/s | new / old | interval | verdict |\n| --- | ---: | ---: | ---: | ---: | --- | --- |\n",
-         baseline, 100 * thr);
+         baseline, 100 * thr, r->fits_cache || base->fits_cache ? " (tg: of tokens/s, the weights in a cache)" : "");
   for (int c = 0; c < n_cmp; c++) {
     const bn_bench_row *w = &r->rows[cmp[c].now];
     printf("| %s | %d | %.2f | %.2f | %.3f | %.3f – %.3f | %s |\n", w->test, w->threads, base->rows[cmp[c].base].median,
