@@ -117,22 +117,23 @@ static inline void leave(bn_asm *a, int n) {
 }
 
 
-/* d = exp(x), float lanes, `bytes` wide: n = round(x log2 e), r = x - n ln 2 (in two parts), a degree-6
- * polynomial of r, scaled by 2^n. x is clamped below at -87 (the result there ~1e-38) and is changed.
- * AVX-512 scales with vscalefps (inf past the float range); AVX2 clamps x above at 88 and builds 2^n in
- * the exponent bits (the same products in range). Scratch: vectors sc..sc+2 and rax. */
-/* vexp's constants: the clamp, log2 e, ln 2 in two parts, then the polynomial's coefficients (the last, 1,
- * taken twice). */
-static const float BN_EXP_K[10] = {-87.0f, 1.44269504088896341f, 0.693359375f, -2.12194440e-4f, 1.0f / 720, 1.0f / 120,
-                                   1.0f / 24, 1.0f / 6, 0.5f, 1.0f};
+/* d = exp(x), float lanes, `bytes` wide, the LLVM kernels' exp (bn_gen_exp) operation for operation, so
+ * both backends' softmaxes and gates give the same bits: x clamped to [-87.3, 88], n = rint(x log2 e),
+ * r = x - n ln 2 (in two parts), p = 1 + r + r^2 P(r) (Cephes' degree-5 P), scaled by 2^n (vscalefps on
+ * AVX-512, the exponent bits on AVX2: the same product, 2^n being normal). x is changed. Scratch:
+ * vectors sc..sc+2 and rax. */
+/* Its constants: the clamp below, log2 e, ln 2 in two parts (the second negated), P's coefficients, 1, the
+ * clamp above. */
+static const float BN_EXP_K[12] = {-87.3f, 1.44269504088896341f, 0.693359375f, -2.12194440e-4f, 1.9875691500e-4f,
+                                   1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                                   5.0000001201e-1f, 1.0f, 88.0f};
+enum { BN_EXP_NK = 12 };
 static inline void vexp(bn_asm *a, int d, int x, int sc, int bytes) {
   int n = sc, r = sc + 1, c = sc + 2, W = bytes;
   splat(a, c, BN_EXP_K[0], W);
   op(a, "vmaxps", bn_vec(x, W), bn_vec(x, W), bn_vec(c, W));
-  if (W == 32) {
-    splat(a, c, 88.0, W);
-    op(a, "vminps", bn_vec(x, W), bn_vec(x, W), bn_vec(c, W));
-  }
+  splat(a, c, BN_EXP_K[11], W);
+  op(a, "vminps", bn_vec(x, W), bn_vec(x, W), bn_vec(c, W));
   splat(a, c, BN_EXP_K[1], W);
   op(a, "vmulps", bn_vec(n, W), bn_vec(x, W), bn_vec(c, W));
   bn_asm_emit(a, bn_asm_inst(W == 64 ? "vrndscaleps" : "vroundps"), bn_vec(n, W), bn_vec(n, W), bn_imm(W == 64 ? 0 : 8), NONE);
@@ -142,10 +143,14 @@ static inline void vexp(bn_asm *a, int d, int x, int sc, int bytes) {
   splat(a, c, BN_EXP_K[3], W); /* ln 2 - the high part */
   op(a, "vfnmadd231ps", bn_vec(r, W), bn_vec(n, W), bn_vec(c, W));
   splat(a, d, BN_EXP_K[4], W);
-  for (int i = 5; i < 11; i++) { /* Horner: p = p r + K[i] */
-    splat(a, c, BN_EXP_K[i < 10 ? i : 9], W);
+  for (int i = 5; i < 10; i++) { /* Horner: p = p r + K[i] */
+    splat(a, c, BN_EXP_K[i], W);
     op(a, "vfmadd213ps", bn_vec(d, W), bn_vec(r, W), bn_vec(c, W));
   }
+  op(a, "vmulps", bn_vec(c, W), bn_vec(r, W), bn_vec(r, W));
+  splat(a, x, 1.0, W);
+  op(a, "vaddps", bn_vec(r, W), bn_vec(r, W), bn_vec(x, W));
+  op(a, "vfmadd213ps", bn_vec(d, W), bn_vec(c, W), bn_vec(r, W)); /* p r^2 + (r + 1) */
   if (W == 64) {
     op(a, "vscalefps", bn_vec(d, W), bn_vec(d, W), bn_vec(n, W));
     return;
@@ -157,20 +162,24 @@ static inline void vexp(bn_asm *a, int d, int x, int sc, int bytes) {
   op(a, "vmulps", bn_vec(d, W), bn_vec(d, W), bn_vec(n, W));
 }
 
-/* vexp on AVX-512 with its constants preloaded in vectors C..C + 9 (vexp_consts): the same operations, the
- * same results, none of the splats in a loop. Scratch: vectors n and r. */
+/* vexp on AVX-512 with its constants preloaded in vectors C..C + BN_EXP_NK - 1 (vexp_consts): the same
+ * operations, the same results, none of the splats in a loop. Scratch: vectors n and r; x is changed. */
 static inline void vexp_consts(bn_asm *a, int C) {
-  for (int i = 0; i < 10; i++) splat(a, C + i, BN_EXP_K[i], 64);
+  for (int i = 0; i < BN_EXP_NK; i++) splat(a, C + i, BN_EXP_K[i], 64);
 }
 static inline void vexp_pre(bn_asm *a, int d, int x, int n, int r, int C) {
   op(a, "vmaxps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(C, 64));
+  op(a, "vminps", bn_vec(x, 64), bn_vec(x, 64), bn_vec(C + 11, 64));
   op(a, "vmulps", bn_vec(n, 64), bn_vec(x, 64), bn_vec(C + 1, 64));
   bn_asm_emit(a, bn_asm_inst("vrndscaleps"), bn_vec(n, 64), bn_vec(n, 64), bn_imm(0), NONE);
   op(a, "vmovaps", bn_vec(r, 64), bn_vec(x, 64), NONE);
   op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 2, 64));
   op(a, "vfnmadd231ps", bn_vec(r, 64), bn_vec(n, 64), bn_vec(C + 3, 64));
   op(a, "vmovaps", bn_vec(d, 64), bn_vec(C + 4, 64), NONE);
-  for (int i = 5; i < 11; i++) op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(C + (i < 10 ? i : 9), 64));
+  for (int i = 5; i < 10; i++) op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(r, 64), bn_vec(C + i, 64));
+  op(a, "vmulps", bn_vec(x, 64), bn_vec(r, 64), bn_vec(r, 64));
+  op(a, "vaddps", bn_vec(r, 64), bn_vec(r, 64), bn_vec(C + 10, 64));
+  op(a, "vfmadd213ps", bn_vec(d, 64), bn_vec(x, 64), bn_vec(r, 64));
   op(a, "vscalefps", bn_vec(d, 64), bn_vec(d, 64), bn_vec(n, 64));
 }
 

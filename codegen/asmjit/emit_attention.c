@@ -31,16 +31,20 @@ static void exp_chunk(bn_asm *a, int W, int masked, int base) {
   op(a, "vaddps", bn_vec(5, W), bn_vec(5, W), bn_vec(2, W));
 }
 
-/* The AVX-512 kernel, tokens in tiles of Q = 4 (then one at a time), so each K and V row read serves
+/* Every tile and ISA sums in one order, the LLVM kernel's, so that a token's output has the same bits in
+ * any chunk and on either backend: a dot product's chains over head_dim (one on AVX-512, even and odd vectors
+ * on AVX2) of lanes, then the halving tree of the lanes; a softmax sum with key j in lane j mod lanes (the
+ * last ones under a mask), then the halving tree; the output's sum over the keys in order, times 1 / sum.
+ * The AVX-512 kernel, tokens in tiles of Q = 4 (then one at a time), so each K and V row read serves
  * Q tokens; per tile and head three passes:
  *   scores: blocks of 16 / Q keys x Q tokens, 16 accumulators (a key's vectors loaded once, q from
  *           memory), their lane sums in one tree16 and stored to the tokens' rows; keys left one by one;
  *           every token of the tile scores the tile's n = pos + t + Q keys (the cache holds them);
  *   softmax: per token, its max over its own pos + t + i + 1 keys, exp and their sum (16 at a time, the
  *           tail under a mask), zeros for the keys it does not see;
- *   output:  y_i = sum_j e_ij v_j / sum_i over the n keys, Q x 6 vectors of y (Q = 1: 16) in registers,
+ *   output:  y_i = sum_j e_ij v_j (1 / sum_i) over the n keys, Q x 6 vectors of y (Q = 1: 16) in registers,
  *           a V row's vectors loaded once for the Q tokens.
- * Score rows: token t's at scores + t n_ctx. Locals: [rsp] n_ctx 4, [rsp + 8] the Q sums, [rsp + 24] a
+ * Score rows: token t's at scores + t n_ctx. Locals: [rsp] n_ctx 4, [rsp + 8] the Q inverse sums, [rsp + 24] a
  * token's key count, [rsp + 32] the Q score rows, [rsp + 64] T. Registers: r10 t, r11 h, rbx the tile's
  * q and y row offset, r12 the KV head's offset, r13 n, r14 the key, r15 K or V rows or a score row,
  * rbp the tile's score rows, r9 and rax scratch. */
@@ -166,6 +170,8 @@ static void tile_softmax(bn_asm *a, int Q, int i) {
   op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64));
   key_pass(a, 1); /* e_j in place of the scores, and their sum */
   fold(a, 5, "vaddps", 64);
+  constant(a, 0, 1.0, 1);
+  op(a, "vdivss", bn_vec(5, 16), bn_vec(0, 16), bn_vec(5, 16)); /* y = acc (1 / sum), as LLVM's kernel */
   op(a, "vmovss", bn_mem(RSP, 8 + 4 * i, 4), bn_vec(5, 16), NONE);
   for (int m = 0; m < Q - 1 - i; m++) /* the keys of later tokens: no weight */
     op(a, "mov", bn_memx(R15, R13, 4, -4 * (Q - 1 - i) + 4 * m, 4), bn_imm(0), NONE);
@@ -193,7 +199,7 @@ static void tile_output(bn_asm *a, int Q, int64_t hd, int64_t H, int es) {
     for (int i = 0; i < Q; i++) {
       op(a, "vbroadcastss", bn_vec(29, 64), bn_mem(RSP, 8 + 4 * i, 4), NONE);
       for (int v = 0; v < n; v++) {
-        op(a, "vdivps", bn_vec(i * n + v, 64), bn_vec(i * n + v, 64), bn_vec(29, 64));
+        op(a, "vmulps", bn_vec(i * n + v, 64), bn_vec(i * n + v, 64), bn_vec(29, 64));
         op(a, "vmovups", bn_memx(RCX, RBX, 1, (int32_t)(i * qrow + 64 * (v0 + v)), 64), bn_vec(i * n + v, 64), NONE);
       }
     }
@@ -255,12 +261,39 @@ static void lanes_from(bn_asm *a, int m) {
   op(a, "kmovw", bn_kreg(2), bn_gpd(RAX), NONE);
 }
 
-/* The scores of tile16's key group r14..r14 + 15 for its 16 tokens: per element d of the head, the
- * tokens' q_d (a vector of Q^T) times each key's k_d broadcast from its row, 16 accumulators (one per
- * key, a token per lane); scaled and stored as rows r14.. of the transposed scores (rbp, 64 bytes a key).
- * F16 rows are widened into the frame's key buffer first. */
+/* The products of head elements l, l + 8, l + 16, .. (vector v's lane l) of 4 keys with 16 tokens' queries:
+ * a chain over v into slot x of each key, the same for l + 8 into slot y, then x += y (the first level of
+ * the tree below). Key k's slots are vectors 5 k..5 k + 4; Q^T's vectors in 20, 21; keys at r15, rowb bytes
+ * apart. */
+static void pair4(bn_asm *a, int64_t hd, int32_t rowb, int l, int x, int y) {
+  for (int k = 0; k < 4; k++) {
+    op(a, "vpxord", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64));
+    op(a, "vpxord", bn_vec(5 * k + y, 64), bn_vec(5 * k + y, 64), bn_vec(5 * k + y, 64));
+  }
+  for (int d = l; d < hd; d += 16) {
+    op(a, "vmovaps", bn_vec(20, 64), bn_mem(RSP, (int32_t)(QT + 64 * d), 64), NONE);
+    op(a, "vmovaps", bn_vec(21, 64), bn_mem(RSP, (int32_t)(QT + 64 * (d + 8)), 64), NONE);
+    for (int k = 0; k < 4; k++) {
+      op(a, "vfmadd231ps", bn_vec(5 * k + x, 64), bn_vec(20, 64), bn_bcst(bn_mem(R15, k * rowb + 4 * d, 4), 16));
+      op(a, "vfmadd231ps", bn_vec(5 * k + y, 64), bn_vec(21, 64), bn_bcst(bn_mem(R15, k * rowb + 4 * (d + 8), 4), 16));
+    }
+  }
+  for (int k = 0; k < 4; k++) op(a, "vaddps", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + y, 64));
+}
+
+/* Slot x += slot y of the 4 keys. */
+static void add4(bn_asm *a, int x, int y) {
+  for (int k = 0; k < 4; k++) op(a, "vaddps", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + y, 64));
+}
+
+/* The scores of tile16's key group r14..r14 + 15 for its 16 tokens (a token per lane), in the order of the
+ * one-token kernels' and LLVM's dot products, so that every backend and tile gives the same bits: per head
+ * element l of a vector (0..15), a chain over the vectors of the head, then the halving tree over l ((l, l +
+ * 8), then (l, l + 4), (l, l + 2), (0, 1)), evaluated so that a key needs 5 vectors: 4 keys at a time, each
+ * k_d broadcast from its row. Scaled and stored as rows r14.. of the transposed scores (rbp, 64 bytes a
+ * key). F16 rows are widened into the frame's key buffer first. */
 static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
-  int dl = bn_asm_new_label(a);
+  int kl = bn_asm_new_label(a);
   int32_t rowb = (int32_t)(hd * 4);
   op(a, "imul", bn_gp(R15), bn_gp(R14), bn_imm(hd * es));
   op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
@@ -273,33 +306,42 @@ static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
       }
     op(a, "lea", bn_gp(R15), bn_mem(RSP, kbuf, 0), NONE);
   }
-  for (int k = 0; k < 16; k++) op(a, "vpxord", bn_vec(k, 64), bn_vec(k, 64), bn_vec(k, 64));
-  op(a, "lea", bn_gp(RAX), bn_mem(RSP, QT, 0), NONE);
-  op(a, "lea", bn_gp(R9), bn_mem(RSP, (int32_t)(QT + hd * 64), 0), NONE);
-  bn_asm_bind(a, dl); /* 8 elements of the head a pass */
-  for (int dd = 0; dd < 8; dd++) {
-    op(a, "vmovaps", bn_vec(16 + dd % 2, 64), bn_mem(RAX, 64 * dd, 64), NONE);
-    for (int k = 0; k < 16; k++)
-      op(a, "vfmadd231ps", bn_vec(k, 64), bn_vec(16 + dd % 2, 64), bn_bcst(bn_mem(R15, k * rowb + 4 * dd, 4), 16));
-  }
-  op(a, "add", bn_gp(RAX), bn_imm(512), NONE);
-  op(a, "add", bn_gp(R15), bn_imm(32), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_gp(R9), NONE);
-  op(a, "jb", bn_label(dl), NONE, NONE);
-  splat(a, 17, (float)(1.0 / sqrt((double)hd)), 64);
+  splat(a, 22, (float)(1.0 / sqrt((double)hd)), 64);
   op(a, "mov", bn_gp(RAX), bn_gp(R14), NONE);
   op(a, "shl", bn_gp(RAX), bn_imm(6), NONE);
   op(a, "add", bn_gp(RAX), bn_gp(RBP), NONE);
-  for (int k = 0; k < 16; k++) {
-    op(a, "vmulps", bn_vec(k, 64), bn_vec(k, 64), bn_vec(17, 64));
-    op(a, "vmovups", bn_mem(RAX, 64 * k, 64), bn_vec(k, 64), NONE);
+  op(a, "mov", bn_gpd(R9), bn_imm(4), NONE);
+  bn_asm_bind(a, kl); /* 4 keys an iteration */
+  pair4(a, hd, rowb, 0, 0, 1);
+  pair4(a, hd, rowb, 4, 1, 2);
+  add4(a, 0, 1);
+  pair4(a, hd, rowb, 2, 1, 2);
+  pair4(a, hd, rowb, 6, 2, 3);
+  add4(a, 1, 2);
+  add4(a, 0, 1);
+  pair4(a, hd, rowb, 1, 1, 2);
+  pair4(a, hd, rowb, 5, 2, 3);
+  add4(a, 1, 2);
+  pair4(a, hd, rowb, 3, 2, 3);
+  pair4(a, hd, rowb, 7, 3, 4);
+  add4(a, 2, 3);
+  add4(a, 1, 2);
+  add4(a, 0, 1);
+  for (int k = 0; k < 4; k++) {
+    op(a, "vmulps", bn_vec(5 * k, 64), bn_vec(5 * k, 64), bn_vec(22, 64));
+    op(a, "vmovups", bn_mem(RAX, 64 * k, 64), bn_vec(5 * k, 64), NONE);
   }
+  op(a, "add", bn_gp(RAX), bn_imm(256), NONE);
+  op(a, "add", bn_gp(R15), bn_imm(4 * rowb), NONE); /* F16: the widened rows */
+  op(a, "dec", bn_gpd(R9), NONE, NONE);
+  op(a, "jnz", bn_label(kl), NONE, NONE);
 }
 
 /* The softmax of tile16's transposed scores, all 16 tokens at once (a token per lane): rows 0..n - 16
  * are every token's keys, row n - 16 + m (m = 1..15) only tokens m..15's. Each lane's max, then e_j =
- * exp(s_j - max) in place (zero where a token does not see the key) and each lane's sum after the T score
- * rows (sums_at). r9: the first diagonal row. */
+ * exp(s_j - max) in place (zero where a token does not see the key), added to key j mod 16's sums (16
+ * vectors in the frame's Q^T area), their halving tree, and each lane's 1 / sum after the T score rows
+ * (sums_at). r9: the first diagonal row. */
 static void sums_at(bn_asm *a);
 static void softmax16(bn_asm *a, int64_t hd, int64_t H, int es) {
   (void)hd, (void)H, (void)es;
@@ -323,6 +365,7 @@ static void softmax16(bn_asm *a, int64_t hd, int64_t H, int es) {
   op(a, "vmaxps", bn_vec(7, 64), bn_vec(7, 64), bn_vec(8, 64));
   vexp_consts(a, C);
   op(a, "vpxord", bn_vec(5, 64), bn_vec(5, 64), bn_vec(5, 64));
+  for (int l = 0; l < 16; l++) op(a, "vmovaps", bn_mem(RSP, QT + 64 * l, 64), bn_vec(5, 64), NONE);
   op(a, "mov", bn_gp(R14), bn_gp(RBP), NONE);
   for (int m = 0; m < 16; m++) { /* m = 0: the loop over the common rows; then the diagonal */
     if (!m) bn_asm_bind(a, el);
@@ -336,18 +379,28 @@ static void softmax16(bn_asm *a, int64_t hd, int64_t H, int es) {
       op(a, "vmovaps", bn_vec(2, 64), bn_vec(2, 64), NONE);
     }
     op(a, "vmovups", row, bn_vec(2, 64), NONE);
-    op(a, "vaddps", bn_vec(5, 64), bn_vec(5, 64), bn_vec(2, 64));
+    if (m) op(a, "lea", bn_gp(RAX), bn_mem(R9, 64 * (m - 1), 0), NONE); /* key j's sum: 64 (j mod 16) */
+    else op(a, "mov", bn_gp(RAX), bn_gp(R14), NONE);
+    op(a, "sub", bn_gp(RAX), bn_gp(RBP), NONE);
+    op(a, "and", bn_gpd(RAX), bn_imm(1023), NONE);
+    op(a, "vaddps", bn_vec(5, 64), bn_vec(2, 64), bn_memx(RSP, RAX, 1, QT, 64));
+    op(a, "vmovaps", bn_memx(RSP, RAX, 1, QT, 64), bn_vec(5, 64), NONE);
     if (!m) {
       op(a, "add", bn_gp(R14), bn_imm(64), NONE);
       op(a, "cmp", bn_gp(R14), bn_gp(R9), NONE);
       op(a, "jb", bn_label(el), NONE, NONE);
     }
   }
+  for (int l = 0; l < 16; l++) op(a, "vmovaps", bn_vec(l, 64), bn_mem(RSP, QT + 64 * l, 64), NONE);
+  for (int w = 8; w >= 1; w /= 2) /* the halving tree over j mod 16 */
+    for (int l = 0; l < w; l++) op(a, "vaddps", bn_vec(l, 64), bn_vec(l, 64), bn_vec(l + w, 64));
+  splat(a, 1, 1.0, 64);
+  op(a, "vdivps", bn_vec(0, 64), bn_vec(1, 64), bn_vec(0, 64)); /* each token's 1 / sum */
   sums_at(a);
-  op(a, "vmovups", bn_mem(RAX, 0, 64), bn_vec(5, 64), NONE);
+  op(a, "vmovups", bn_mem(RAX, 0, 64), bn_vec(0, 64), NONE);
 }
 
-/* rax = tile16's 16 softmax sums: after the T score rows, at scores + (T n_ctx + t) floats. */
+/* rax = tile16's 16 inverse softmax sums: after the T score rows, at scores + (T n_ctx + t) floats. */
 static void sums_at(bn_asm *a) {
   op(a, "mov", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
   op(a, "imul", bn_gp(RAX), bn_mem(RSP, 0, 8), NONE);
@@ -357,8 +410,8 @@ static void sums_at(bn_asm *a) {
 
 /* y_i += sum_j e_ij v_j over the keys [BLO, BHI) of the block for tile16's tokens, Qo at a time: Qo x nv
  * accumulators (zero in the first block, else y's partial sums), e_ij broadcast from the transposed rows
- * (zero where token i does not see key j), a V row's vectors loaded once for the Qo tokens; divided by
- * each token's sum after its last block (BHI = n). */
+ * (zero where token i does not see key j), a V row's vectors loaded once for the Qo tokens; times each
+ * token's 1 / sum after its last block (BHI = n). */
 static void output16(bn_asm *a, int64_t hd, int64_t H, int es) {
   int nv = (int)(hd / 16), Qo = 8;
   while (Qo > 1 && Qo * (nv + 1) > 31) Qo /= 2;
@@ -399,7 +452,7 @@ static void output16(bn_asm *a, int64_t hd, int64_t H, int es) {
     sums_at(a);
     for (int i = 0; i < Qo; i++) {
       op(a, "vbroadcastss", bn_vec(B, 64), bn_mem(RAX, 4 * (s * Qo + i), 4), NONE);
-      for (int v = 0; v < nv; v++) op(a, "vdivps", bn_vec(i * nv + v, 64), bn_vec(i * nv + v, 64), bn_vec(B, 64));
+      for (int v = 0; v < nv; v++) op(a, "vmulps", bn_vec(i * nv + v, 64), bn_vec(i * nv + v, 64), bn_vec(B, 64));
     }
     bn_asm_bind(a, store);
     for (int i = 0; i < Qo; i++)
@@ -545,7 +598,7 @@ static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int e
 /* bn_attn_kernel (q rdi, kc rsi, vc rdx, y rcx, scores r8, T r9; pos, h0, h1, n_ctx on the stack): the
  * AVX-512 kernel above, or on AVX2 (16 registers) one token at a time: per head the scores q.k_j /
  * sqrt(hd) of positions j <= pos + t (q read from memory, two chains), their max, e_j = exp(score_j -
- * max) and their sum (8 at a time, the tail by vmaskmovps), then y = sum_j e_j v_j / sum in slices of 8
+ * max) and their sum (8 at a time, the tail by vmaskmovps), then y = sum_j e_j v_j (1 / sum) in slices of 8
  * vectors, each a pass over the positions. Float lanes as the LLVM kernel.
  * Registers: r10 t, r11 h, rbx the row of q and y, r12 the KV head's offset, r13 the positions, r14 j,
  * r15 k_j or v_j; the scale 6, the max 7, the sum 5, y's sums 8..15. */
@@ -615,6 +668,8 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
   exp_chunk(a, W, 1, R8);
   bn_asm_bind(a, s2end);
   fold(a, 5, "vaddps", W);
+  constant(a, 0, 1.0, 1);
+  op(a, "vdivss", bn_vec(5, 16), bn_vec(0, 16), bn_vec(5, 16)); /* 1 / sum */
   op(a, "vbroadcastss", bn_vec(5, W), bn_vec(5, 16), NONE);
   int slice = 8; /* y's vectors summed in one pass over the positions */
   for (int v0 = 0; v0 < nv; v0 += slice) {
@@ -632,7 +687,7 @@ void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t k
     op(a, "add", bn_gp(R15), bn_imm(hd * es), NONE);
     loop_end(a, R14, R13, s3);
     for (int v = 0; v < n; v++) {
-      op(a, "vdivps", bn_vec(QR + v, W), bn_vec(QR + v, W), bn_vec(5, W));
+      op(a, "vmulps", bn_vec(QR + v, W), bn_vec(QR + v, W), bn_vec(5, W));
       op(a, "vmovups", bn_memx(RCX, RBX, 1, W * (v0 + v), W), bn_vec(QR + v, W), NONE);
     }
   }

@@ -203,6 +203,8 @@ static void decode(bn_asm *a, int W, bn_dtype dt, int p, int32_t blk) {
   op(a, "vmulps", bn_vec(4, W), bn_vec(4, W), bn_vec(dt == BN_DT_Q6_K ? 6 : 10, W));
 }
 
+static void row_blocks(bn_asm *a, int W, bn_dtype dt, int ub);
+
 /* One row's dot products with token rax's x into the accumulators 0..3: F32/F16/BF16 unrolled over K (row at
  * r10); a block type block by block in a loop (rbx the block, r12 its x, r13 the row's end). */
 static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
@@ -218,13 +220,30 @@ static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
     return;
   }
   int64_t E = bn_dtype_table[dt].block_elems, B = bn_dtype_table[dt].block_bytes, nb = K / E;
-  int ub = dt == BN_DT_Q6_K ? 1 : nb % 4 == 0 ? 4 : nb % 2 == 0 ? 2 : 1; /* blocks an iteration */
-  int blk = bn_asm_new_label(a);
+  /* blocks an iteration: 4, or the fewest that make a multiple of 4 vectors (the chains of the vectors of a row
+   * in turn, as the LLVM kernel's), then the blocks left unrolled after the loop */
+  int ub = dt != BN_DT_Q6_K && nb % 4 == 0 ? 4 : E / L % 4 == 0 ? 1 : E / L % 2 == 0 ? 2 : 4;
+  int64_t nloop = nb / ub * ub;
+  int blk = bn_asm_new_label(a), rest = bn_asm_new_label(a);
   op(a, "mov", bn_gp(RBX), bn_gp(R10), NONE);
   op(a, "mov", bn_gp(R12), bn_gp(RAX), NONE);
-  op(a, "lea", bn_gp(R13), bn_mem(R10, (int32_t)(nb * B), 0), NONE);
+  op(a, "lea", bn_gp(R13), bn_mem(R10, (int32_t)(nloop * B), 0), NONE);
+  if (!nloop) op(a, "jmp", bn_label(rest), NONE, NONE);
   bn_asm_bind(a, blk);
   for (int64_t off = 0; off < ub * B; off += 64) op(a, "prefetcht0", bn_mem(RBX, (int32_t)(4096 + off), 64), NONE, NONE);
+  row_blocks(a, W, dt, ub);
+  op(a, "add", bn_gp(RBX), bn_imm(ub * B), NONE);
+  op(a, "add", bn_gp(R12), bn_imm(4 * E * ub), NONE);
+  op(a, "cmp", bn_gp(RBX), bn_gp(R13), NONE);
+  op(a, "jb", bn_label(blk), NONE, NONE);
+  bn_asm_bind(a, rest);
+  row_blocks(a, W, dt, (int)(nb - nloop));
+}
+
+/* ub blocks of a row (rbx, x at r12) into the accumulators 0..3: vector v of them in chain v mod 4. */
+static void row_blocks(bn_asm *a, int W, bn_dtype dt, int ub) {
+  int L = W / 4;
+  int64_t E = bn_dtype_table[dt].block_elems, B = bn_dtype_table[dt].block_bytes;
   for (int u = 0; u < ub; u++) {
     int32_t at = (int32_t)(u * B);
     if (dt == BN_DT_Q6_K && W == 64) {
@@ -241,10 +260,6 @@ static void row_dot(bn_asm *a, int W, int64_t K, bn_dtype dt) {
       op(a, "vfmadd231ps", bn_vec((int)((u * E / L + p) % 4), W), bn_vec(4, W), bn_mem(R12, (int32_t)(4 * (u * E + L * p)), W));
     }
   }
-  op(a, "add", bn_gp(RBX), bn_imm(ub * B), NONE);
-  op(a, "add", bn_gp(R12), bn_imm(4 * E * ub), NONE);
-  op(a, "cmp", bn_gp(RBX), bn_gp(R13), NONE);
-  op(a, "jb", bn_label(blk), NONE, NONE);
 }
 
 /* Row r10's dot products with g tokens' x (token u at rax + 4 K u) into accumulators 4u..4u+3, F32/F16/BF16:

@@ -5,7 +5,8 @@
  * tile's common keys j < pos + t + 1 and i more. Per head, three passes, the
  * first and last over blocks of KEYS keys with every tile reading a block
  * before the next (head()):
- *   scores: s_ij = q_i . k_j * scale, a block of keys per iteration (a vector's
+ *   scores: s_ij = q_i . k_j * scale (on AVX2 in two chains, even and odd vectors
+ *           of head_dim, then added), a block of keys per iteration (a vector's
  *           lanes of dot products in flight: 4 keys x 4 tokens, 16 keys x 1), the
  *           lane sums of the block in one tree (bn_gen_lane_sums); a head's
  *           keys lie one after another in the cache (head-major), read front
@@ -14,9 +15,9 @@
  *           the next head's K rows after its V rows), so that no stream starts
  *           cold;
  *           token t's scores at scores + t * (pos + T) floats;
- *   softmax: per token, p_ij = exp(s_ij - max_i) a vector of keys at a time
- *           (bn_gen_exp), and 1 / their sum after the T score rows;
- *   output: sum_j p_ij v_j / sum_i, Q x head_dim / lanes accumulators (in y
+ *   softmax: per token, p_ij = exp(s_ij - max_i) a vector of keys at a time, the
+ *           last under a mask (bn_gen_exp), and 1 / their sum after the T score rows;
+ *   output: sum_j p_ij v_j (1 / sum_i), Q x head_dim / lanes accumulators (in y
  *           between key blocks), V rows prefetched likewise.
  * The caches hold F32, or F16 widened as they are loaded (vcvtph2ps).
  * Float lanes (the reference sums in double; agreement ~1e-6 relative). */
@@ -30,6 +31,7 @@ enum { AHEAD = 8, MAXQ = 4, KEYS = 256 }; /* MAXQ: a prompt tile's tokens */
 
 typedef struct {
   int heads, group, hd, nv, lanes;
+  int chains;        /* a dot product's chains over head_dim (vector v in chain v mod chains), as asmjit's */
   int es;            /* a cache element's bytes: 4 (F32) or 2 (F16) */
   int64_t row_bytes; /* a key's slice of the cache: head_dim elements */
   double scale;
@@ -47,16 +49,15 @@ typedef struct {
   LLVMValueRef yrow[MAXQ];  /* and output */
   LLVMValueRef sc[MAXQ];    /* token i's scores */
   LLVMValueRef acc[MAXQ][32];
-  LLVMValueRef mxv, mx1, sumv, sum1; /* allocas of the softmax */
+  LLVMValueRef mxv, mx1, sumv; /* allocas of the softmax */
   LLVMValueRef kb0, kb1;    /* the block of keys being read */
 } at;
 
-/* The sum of a vector's lanes as a tree (reassociation allowed). */
-static LLVMValueRef hsum(bn_gen *g, LLVMTypeRef vf, LLVMValueRef v) {
-  LLVMValueRef args[2] = {LLVMConstReal(g->f32, 0.0), v};
-  LLVMValueRef s = bn_gen_call(g, "llvm.vector.reduce.fadd", &vf, 1, args, 2);
-  LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
-  return s;
+/* The sum of a vector's lanes, bn_gen_lane_sums' halving tree. */
+static LLVMValueRef hsum(bn_gen *g, LLVMValueRef v) {
+  int at;
+  LLVMValueRef s = bn_gen_lane_sums(g, &v, 1, &at);
+  return LLVMBuildExtractElement(g->b, s, LLVMConstInt(g->i32, (unsigned)at, 0), "");
 }
 
 /* The address of key/value j for this head in cache c ([kv_heads][n_ctx][head_dim]). */
@@ -102,17 +103,17 @@ static void score_keys(bn_gen *g, at *a, LLVMValueRef j, int kb, int i0, int i1,
     LLVMValueRef row = slice(g, a, g->arg[KC], jj), k[32];
     for (int v = 0; v < a->nv; v++) k[v] = load_kv(g, a, row, v);
     for (int i = i0; i < i1; i++) {
-      LLVMValueRef d = NULL;
+      LLVMValueRef d[2] = {NULL, NULL};
       for (int v = 0; v < a->nv; v++) {
-        LLVMValueRef q = bn_gen_load(g, a->vf, a->qrow[i], bn_gen_c64(g, v * a->lanes * 4));
-        if (!d) d = LLVMBuildFMul(g->b, q, k[v], "");
+        LLVMValueRef q = bn_gen_load(g, a->vf, a->qrow[i], bn_gen_c64(g, v * a->lanes * 4)), *c = &d[v % a->chains];
+        if (!*c) *c = LLVMBuildFMul(g->b, q, k[v], "");
         else {
-          LLVMValueRef args[3] = {q, k[v], d};
+          LLVMValueRef args[3] = {q, k[v], *c};
           LLVMTypeRef vf = a->vf;
-          d = bn_gen_call(g, "llvm.fma", &vf, 1, args, 3);
+          *c = bn_gen_call(g, "llvm.fma", &vf, 1, args, 3);
         }
       }
-      dot[(i - i0) * kb + kk] = d;
+      dot[(i - i0) * kb + kk] = d[1] ? LLVMBuildFAdd(g->b, d[0], d[1], "") : d[0];
     }
   }
   LLVMValueRef sums = bn_gen_lane_sums(g, dot, m, lane);
@@ -170,7 +171,24 @@ static LLVMValueRef fold_exp(bn_gen *g, at *a, LLVMValueRef sum, LLVMValueRef x,
   return LLVMBuildFAdd(g->b, sum, p, "");
 }
 
-/* p_j = exp(s_j - max) over keys [0, n) of one score row, in place; returns their sum. */
+/* The keys [whole, n) of score row sc (fewer than a vector) as one vector under a mask: p = exp(s - mx) stored
+ * in place and added to the sum (lanes past n read and write nothing and add zero). */
+static void exp_tail(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef whole, LLVMValueRef n, LLVMValueRef mx) {
+  LLVMTypeRef over[2] = {a->vf, g->ptr};
+  LLVMValueRef idx[16], zero = LLVMConstNull(a->vf), at_ = bn_gen_gep(g, sc, off4(g, whole));
+  for (int i = 0; i < a->lanes; i++) idx[i] = LLVMConstInt(g->i32, (unsigned)i, 0);
+  LLVMValueRef rem = LLVMBuildTrunc(g->b, LLVMBuildSub(g->b, n, whole, ""), g->i32, "");
+  LLVMValueRef mask = LLVMBuildICmp(g->b, LLVMIntULT, LLVMConstVector(idx, (unsigned)a->lanes), bn_gen_splat_v(g, LLVMVectorType(g->i32, (unsigned)a->lanes), rem), "");
+  LLVMValueRef align = LLVMConstInt(g->i32, 4, 0), la[4] = {at_, align, mask, zero};
+  LLVMValueRef x = bn_gen_call(g, "llvm.masked.load", over, 2, la, 4);
+  LLVMValueRef p = LLVMBuildSelect(g->b, mask, bn_gen_exp(g, LLVMBuildFSub(g->b, x, bn_gen_splat_v(g, a->vf, mx), "")), zero, "");
+  LLVMValueRef sa[4] = {p, at_, align, mask};
+  bn_gen_call(g, "llvm.masked.store", over, 2, sa, 4);
+  LLVMBuildStore(g->b, LLVMBuildFAdd(g->b, LLVMBuildLoad2(g->b, a->vf, a->sumv, ""), p, ""), a->sumv);
+}
+
+/* p_j = exp(s_j - max) over keys [0, n) of one score row, in place; returns their sum: key j in lane j mod
+ * lanes (the last ones under a mask), then the halving tree, as asmjit's kernels sum them. */
 static LLVMValueRef softmax_row(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef n) {
   LLVMBuildStore(g->b, bn_gen_constf(a->vf, -INFINITY), a->mxv);
   LLVMBuildStore(g->b, LLVMConstReal(g->f32, -INFINITY), a->mx1);
@@ -180,9 +198,14 @@ static LLVMValueRef softmax_row(bn_gen *g, at *a, LLVMValueRef sc, LLVMValueRef 
   LLVMValueRef margs[2] = {bn_gen_call(g, "llvm.vector.reduce.fmax", &vf, 1, &mv, 1), LLVMBuildLoad2(g->b, g->f32, a->mx1, "")};
   LLVMValueRef mx = bn_gen_call(g, "llvm.maxnum", &g->f32, 1, margs, 2);
   LLVMBuildStore(g->b, LLVMConstNull(a->vf), a->sumv);
-  LLVMBuildStore(g->b, LLVMConstReal(g->f32, 0.0), a->sum1);
-  row_pass(g, a, sc, n, a->sumv, a->sum1, fold_exp, mx);
-  return LLVMBuildFAdd(g->b, hsum(g, a->vf, LLVMBuildLoad2(g->b, a->vf, a->sumv, "")), LLVMBuildLoad2(g->b, g->f32, a->sum1, ""), "");
+  LLVMValueRef whole = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, n, bn_gen_c64(g, a->lanes), ""), bn_gen_c64(g, a->lanes), "");
+  bn_gen_for l = bn_gen_for_begin(g, bn_gen_c64(g, 0), whole, a->lanes);
+  LLVMValueRef at_ = bn_gen_gep(g, sc, off4(g, l.i));
+  LLVMBuildStore(g->b, fold_exp(g, a, LLVMBuildLoad2(g->b, a->vf, a->sumv, ""), bn_gen_load(g, a->vf, at_, bn_gen_c64(g, 0)),
+                                bn_gen_splat_v(g, a->vf, mx), at_), a->sumv);
+  bn_gen_for_end(g, &l);
+  exp_tail(g, a, sc, whole, n, mx);
+  return hsum(g, LLVMBuildLoad2(g->b, a->vf, a->sumv, ""));
 }
 
 /* The scores of keys [from, to) in blocks of kb keys. */
@@ -266,7 +289,7 @@ static void value_block(bn_gen *g, at *a) {
   acc_io(g, a, 1);
 }
 
-/* The diagonal keys' values, then y = acc / sum (the inverse sums after the score rows). */
+/* The diagonal keys' values, then y = acc (1 / sum) (the inverse sums after the score rows). */
 static void value_diagonal(bn_gen *g, at *a) {
   acc_io(g, a, 0);
   for (int e = 0; e + 1 < a->q; e++) value_key(g, a, LLVMBuildAdd(g->b, a->n0, bn_gen_c64(g, e), ""), e + 1, a->q, 0);
@@ -317,7 +340,7 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
                       bn_isa isa) {
   int lanes = isa == BN_ISA_AVX512_VNNI ? 16 : 8, nv = hd / lanes, es = cache == BN_DT_F16 ? 2 : 4;
   at a = {.heads = heads, .group = heads / kv_heads, .hd = hd, .nv = nv, .lanes = lanes, .es = es,
-          .row_bytes = (int64_t)hd * es, .scale = 1.0 / sqrt((double)hd), .q = 1};
+          .row_bytes = (int64_t)hd * es, .scale = 1.0 / sqrt((double)hd), .q = 1, .chains = lanes == 8 ? 2 : 1};
   bn_gen g = {.ctx = &a};
   bn_gen_begin(&g, c, m, name, 5, 5, isa, hd, heads);
   a.vf = LLVMVectorType(g.f32, (unsigned)lanes);
@@ -325,7 +348,7 @@ void bn_gen_attention(LLVMContextRef c, LLVMModuleRef m, const char *name, int h
   /* tokens per tile: the value pass holds q x nv accumulators (up to 24 of AVX-512's 32 registers, 10 of AVX2's 16) */
   int qmax = (isa == BN_ISA_AVX512_VNNI ? 24 : 10) / nv;
   qmax = qmax < 1 ? 1 : qmax > MAXQ ? MAXQ : qmax;
-  a.sumv = bn_gen_alloca(&g, a.vf, "sum"), a.sum1 = bn_gen_alloca(&g, g.f32, "sum1");
+  a.sumv = bn_gen_alloca(&g, a.vf, "sum");
   a.mxv = bn_gen_alloca(&g, a.vf, "mx"), a.mx1 = bn_gen_alloca(&g, g.f32, "mx1");
   for (int i = 0; i < MAXQ; i++)
     for (int v = 0; v < nv; v++) a.acc[i][v] = bn_gen_alloca(&g, a.vf, "acc");

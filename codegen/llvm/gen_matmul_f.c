@@ -4,9 +4,11 @@
  * block is decoded to float vectors exactly as the reference dequantizes it
  * (bn_gen_decode) and
  * multiplied into up to four tokens' accumulators with fused multiply-adds; a
- * loop over K keeps the code small. Float accumulation in vector lanes
- * differs from the reference's double sums by float rounding only (tested
- * within 1e-5). */
+ * loop over K keeps the code small. A token's four chains end as (a0 + a1) +
+ * (a2 + a3), then the halving tree of bn_gen_lane_sums: asmjit's kernel sums in
+ * this order too, so the two give the same bits. Float accumulation in vector
+ * lanes differs from the reference's double sums by float rounding only
+ * (tested within 1e-5). */
 #include "../../ir/ir.h"
 #include "gen.h"
 
@@ -43,8 +45,10 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
       LLVMBuildStore(g->b, LLVMConstNull(vf), acc[i][u]);
     }
   }
-  for (int pass = 0; pass < 2; pass++) { /* whole steps of sb blocks, then the blocks left one at a time */
-    int64_t from = pass ? nb / sb * sb : 0, to = pass ? nb : nb / sb * sb, step = pass ? 1 : sb;
+  /* whole steps of sb blocks (U vectors or a multiple), then the blocks left, unrolled: vector v of the row (v
+   * counted from its start) in chain v mod U, as asmjit's kernel has it */
+  for (int64_t pass = 0, v = 0; pass < 2; pass++) {
+    int64_t from = pass ? nb / sb * sb : 0, to = pass ? nb : nb / sb * sb, step = pass ? to - from : sb;
     if (from == to) continue;
     bn_gen_for lb = bn_gen_for_begin(g, bn_gen_c64(g, from), bn_gen_c64(g, to), step);
     LLVMValueRef woff = LLVMBuildMul(g->b, lb.i, bn_gen_c64(g, k->bytes), "");
@@ -54,7 +58,7 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
       LLVMTypeRef pt = g->ptr;
       bn_gen_call(g, "llvm.prefetch", &pt, 1, args, 4);
     }
-    for (int64_t b = 0, v = 0; b < step; b++) {
+    for (int64_t b = 0; b < step; b++) {
       LLVMValueRef blk = bn_gen_gep(g, wrow, LLVMBuildAdd(g->b, woff, bn_gen_c64(g, b * k->bytes), ""));
       LLVMValueRef e0 = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, lb.i, bn_gen_c64(g, b), ""), bn_gen_c64(g, k->elems), "");
       for (int p = 0; p < per_block; p++, v++) {
@@ -70,10 +74,12 @@ static void tile(bn_gen *g, LLVMValueRef n, int rr, LLVMValueRef t, int tt) {
     bn_gen_for_end(g, &lb);
   }
   for (int i = 0; i < tt; i++) {
-    LLVMValueRef v = LLVMBuildLoad2(g->b, vf, acc[i][0], "");
-    for (int u = 1; u < U; u++) v = LLVMBuildFAdd(g->b, v, LLVMBuildLoad2(g->b, vf, acc[i][u], ""), "");
-    LLVMValueRef args[2] = {LLVMConstReal(g->f32, 0.0), v};
-    LLVMValueRef sum = bn_gen_call(g, "llvm.vector.reduce.fadd", &vf, 1, args, 2);
+    LLVMValueRef a4[4], lane[1];
+    for (int u = 0; u < U; u++) a4[u] = LLVMBuildLoad2(g->b, vf, acc[i][u], "");
+    LLVMValueRef v = LLVMBuildFAdd(g->b, LLVMBuildFAdd(g->b, a4[0], a4[1], ""), LLVMBuildFAdd(g->b, a4[2], a4[3], ""), "");
+    int at;
+    lane[0] = bn_gen_lane_sums(g, &v, 1, &at);
+    LLVMValueRef sum = LLVMBuildExtractElement(g->b, lane[0], LLVMConstInt(g->i32, (unsigned)at, 0), "");
     LLVMValueRef tok = LLVMBuildAdd(g->b, t, bn_gen_c64(g, i), "");
     LLVMValueRef off = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, bn_gen_c64(g, g->N), ""), n, ""),
                                     bn_gen_c64(g, 4), "");
