@@ -281,16 +281,24 @@ static void pair4(bn_asm *a, int64_t hd, int32_t rowb, int l, int x, int y) {
   for (int k = 0; k < 4; k++) op(a, "vaddps", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + y, 64));
 }
 
-/* Slot x += slot y of the 4 keys. */
-static void add4(bn_asm *a, int x, int y) {
-  for (int k = 0; k < 4; k++) op(a, "vaddps", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + y, 64));
+/* Into slot x of the 4 keys, the node of the halving tree that sums lane positions l, l + s, l + 2 s, ..: its
+ * two halves (l and l + s at step 2 s) in slots x and x + 1, added; at s = 8 the pair (l, l + 8). Slots up
+ * to x + 4 in use. */
+static void tree4(bn_asm *a, int64_t hd, int32_t rowb, int l, int s, int x) {
+  if (s == 8) {
+    pair4(a, hd, rowb, l, x, x + 1);
+    return;
+  }
+  tree4(a, hd, rowb, l, 2 * s, x);
+  tree4(a, hd, rowb, l + s, 2 * s, x + 1);
+  for (int k = 0; k < 4; k++) op(a, "vaddps", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + x + 1, 64));
 }
 
 /* The scores of tile16's key group r14..r14 + 15 for its 16 tokens (a token per lane), in the order of the
  * one-token kernels' and LLVM's dot products, so that every backend and tile gives the same bits: per head
  * element l of a vector (0..15), a chain over the vectors of the head, then the halving tree over l ((l, l +
- * 8), then (l, l + 4), (l, l + 2), (0, 1)), evaluated so that a key needs 5 vectors: 4 keys at a time, each
- * k_d broadcast from its row. Scaled and stored as rows r14.. of the transposed scores (rbp, 64 bytes a
+ * 8), then (l, l + 4), (l, l + 2), (0, 1)), evaluated depth first so that a key needs 5 vectors (tree4): 4
+ * keys at a time, each k_d broadcast from its row. Scaled and stored as rows r14.. of the transposed scores (rbp, 64 bytes a
  * key). F16 rows are widened into the frame's key buffer first. */
 static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
   int kl = bn_asm_new_label(a);
@@ -312,21 +320,7 @@ static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
   op(a, "add", bn_gp(RAX), bn_gp(RBP), NONE);
   op(a, "mov", bn_gpd(R9), bn_imm(4), NONE);
   bn_asm_bind(a, kl); /* 4 keys an iteration */
-  pair4(a, hd, rowb, 0, 0, 1);
-  pair4(a, hd, rowb, 4, 1, 2);
-  add4(a, 0, 1);
-  pair4(a, hd, rowb, 2, 1, 2);
-  pair4(a, hd, rowb, 6, 2, 3);
-  add4(a, 1, 2);
-  add4(a, 0, 1);
-  pair4(a, hd, rowb, 1, 1, 2);
-  pair4(a, hd, rowb, 5, 2, 3);
-  add4(a, 1, 2);
-  pair4(a, hd, rowb, 3, 2, 3);
-  pair4(a, hd, rowb, 7, 3, 4);
-  add4(a, 2, 3);
-  add4(a, 1, 2);
-  add4(a, 0, 1);
+  tree4(a, hd, rowb, 0, 1, 0);
   for (int k = 0; k < 4; k++) {
     op(a, "vmulps", bn_vec(5 * k, 64), bn_vec(5 * k, 64), bn_vec(22, 64));
     op(a, "vmovups", bn_mem(RAX, 64 * k, 64), bn_vec(5 * k, 64), NONE);
