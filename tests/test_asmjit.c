@@ -536,14 +536,18 @@ static void test_peak_loop(void **state) {
   }
 }
 
-/* The logits of tok[0..n) as one chunk, then (from a reset) one token at a time: 2 n rows of V, malloc'd. */
+/* The logits of tok[0..n) as one chunk, then (from a reset) decoded one token at a time, each after those
+ * before it: 2 n rows of V, malloc'd. The session holds the n tokens after. */
 static float *chunk_and_steps(bn_session *s, const int32_t *tok, int n, size_t V) {
   bn_error err = {0};
   float *out = malloc(2 * (size_t)n * V * sizeof *out);
+  const float *last;
   if (bn_session_eval(s, tok, n, out, &err)) fail_msg("%s", err.msg);
   bn_session_reset(s);
-  for (int i = 0; i < n; i++)
-    if (bn_session_eval(s, tok + i, 1, out + (size_t)(n + i) * V, &err)) fail_msg("%s", err.msg);
+  for (int i = 0; i < n; i++) {
+    if (bn_session_append(s, tok + i, 1, &last, &err)) fail_msg("%s", err.msg);
+    memcpy(out + (size_t)(n + i) * V, last, V * sizeof *out);
+  }
   return out;
 }
 
@@ -619,7 +623,7 @@ static void open_file(const char *name, bn_gguf *f, bn_model *m, bn_memplan *mp)
 /* The files other tools wrote (tests/data, with transformers' logits) and the example model: asmjit's
  * logits of a 12-token chunk and of 12 single steps, on each ISA and 1..3 threads, against LLVM's on the
  * same ISA and 1 thread: the same bits (every float kernel of both sums in one order; where bnc has no
- * LLVM, the reference's within 1e-6 of the logit range), a chunk of 16 (a tile of 16 tokens on AVX-512)
+ * LLVM, the reference's within 1e-6 of the logit range), the chunk's logits its single steps' bits, a chunk of 16 (a tile of 16 tokens on AVX-512)
  * against the chunk of 12 likewise, and against transformers' (tests/data: 1e-4, what
  * tests/data/README.md calls faithful); greedy continuations of 16 tokens identical to LLVM's. */
 static void test_files_match_llvm(void **state) {
@@ -659,17 +663,17 @@ static void test_files_match_llvm(void **state) {
       bn_exec_ref_nodes(bn_session_exec(s), kinds, sizeof kinds);
       if (b % 4 && strstr(kinds, "tmatmul")) fail_msg("%s, %s: a ternary matmul on the reference kernels (%s)", files[fi], isa, kinds);
       float *out = chunk_and_steps(s, tok, 12, V);
+      if (b % 4 && memcmp(out, out + 12 * V, 12 * V * sizeof *out)) /* every tile sums in the one-token order */
+        fail_msg("%s, %s, %d threads: the 12-token chunk's logits differ from its single steps'", files[fi], isa, threads);
       int32_t greedy[16];
-      float *step = malloc(V * sizeof *step); /* greedy: the argmax of the last logits, fed back */
-      memcpy(step, out + 23 * V, V * sizeof *step);
+      const float *step = out + 23 * V; /* greedy: the argmax of the last logits, appended */
       for (int i = 0; i < 16; i++) {
-        if (i && bn_session_eval(s, &greedy[i - 1], 1, step, &err)) fail_msg("%s", err.msg);
+        if (i && bn_session_append(s, &greedy[i - 1], 1, &step, &err)) fail_msg("%s", err.msg);
         int arg = 0;
         for (size_t v = 1; v < V; v++)
           if (step[v] > step[arg]) arg = (int)v;
         greedy[i] = arg;
       }
-      free(step);
       /* the prompt and 4 tokens of its continuation as one chunk of 16 (attention's 16-token tiles on AVX-512):
        * its first 12 positions within the bound of the 12-token chunk's (on this backend, ISA and thread
        * count only attention's order differs) */
