@@ -121,8 +121,11 @@ static float *logits(const bn_backend *be, int threads, int *jit_nodes, int *ref
   float *out = malloc(2 * NT * V * sizeof *out);
   if (bn_session_eval(s, tok, NT, out, &err)) fail_msg("%s", err.msg);
   bn_session_reset(s);
-  for (int i = 0; i < NT; i++)
-    if (bn_session_eval(s, tok + i, 1, out + (NT + i) * V, &err)) fail_msg("%s", err.msg);
+  for (int i = 0; i < NT; i++) { /* each after the tokens before it */
+    const float *last;
+    if (bn_session_append(s, tok + i, 1, &last, &err)) fail_msg("%s", err.msg);
+    memcpy(out + (NT + i) * V, last, V * sizeof *out);
+  }
   char kinds[256];
   if (jit_nodes) *jit_nodes = bn_exec_jit_nodes(bn_session_exec(s), NULL);
   if (ref_nodes) *ref_nodes = bn_exec_ref_nodes(bn_session_exec(s), kinds, sizeof kinds);
