@@ -298,8 +298,8 @@ static void tree4(bn_asm *a, int64_t hd, int32_t rowb, int l, int s, int x) {
  * one-token kernels' and LLVM's dot products, so that every backend and tile gives the same bits: per head
  * element l of a vector (0..15), a chain over the vectors of the head, then the halving tree over l ((l, l +
  * 8), then (l, l + 4), (l, l + 2), (0, 1)), evaluated depth first so that a key needs 5 vectors (tree4): 4
- * keys at a time, each k_d broadcast from its row. Scaled and stored as rows r14.. of the transposed scores (rbp, 64 bytes a
- * key). F16 rows are widened into the frame's key buffer first. */
+ * keys at a time, each k_d broadcast from its row. Scaled and stored as rows r14.. of the transposed scores
+ * (rbp, 64 bytes a key). F16 rows are widened into the frame's key buffer first. */
 static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
   int kl = bn_asm_new_label(a);
   int32_t rowb = (int32_t)(hd * 4);
@@ -595,7 +595,7 @@ static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int e
  * max) and their sum (8 at a time, the tail by vmaskmovps), then y = sum_j e_j v_j (1 / sum) in slices of 8
  * vectors, each a pass over the positions. Float lanes as the LLVM kernel.
  * Registers: r10 t, r11 h, rbx the row of q and y, r12 the KV head's offset, r13 the positions, r14 j,
- * r15 k_j or v_j; the scale 6, the max 7, the sum 5, y's sums 8..15. */
+ * r15 k_j or v_j; the scale 6, the max 7, the sum 5 (then 1 / sum), y's sums 8..15. */
 void bn_asmjit_attention(bn_asm *a, int avx512, int64_t hd, int64_t H, int64_t kvh, int f16) {
   int es = f16 ? 2 : 4;
   if (avx512) {
