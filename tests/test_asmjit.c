@@ -175,7 +175,7 @@ static void test_ternary_matmul(void **state) {
         bn_codegen_close(cg);
         continue;
       }
-      static const int Ts[] = {1, 2, 3, 5, 8, 13, 29, 300}, Ks[] = {256, 512, 768, 1536, 2560, 2816}, Ns[] = {1, 3, 4, 17, 64, 132};
+      static const int Ts[] = {1, 2, 3, 5, 8, 13, 29, 93, 300}, Ks[] = {256, 512, 768, 1536, 2560, 2816}, Ns[] = {1, 3, 4, 17, 64, 132};
       uint64_t rng = 77;
       int checked = 0, t1 = kind == 1, family = t1 ? BN_K_MATMUL_T1 : kind ? BN_K_MATMUL_G : BN_K_MATMUL;
       bn_dtype gt = kind == 2 ? BN_DT_TG2 : BN_DT_TG2H;

@@ -559,13 +559,13 @@ static void pg_token_sums(bn_asm *a, const mmk *m, const pg_frame *f) {
   op(a, "jl", bn_label(tok), NONE, NONE);
 }
 
-/* Rows r9..r9+15 (4 whole blocks) into the frame: per 256-group, the 16 rows' 64 bytes transposed by dwords
+/* Rows r9..r9+15's codes (4 whole blocks) to rsp: per 256-group, the 16 rows' 64 bytes transposed by dwords
  * (row r's bytes 4d..4d+3 to dword r of vector d: unpacks of dwords, qwords, then 128-bit lanes twice),
- * vector d shifted by 2c and masked being chunk 16 c + d of the group (elements 64 c + 4 d..); and every
- * fold's 16 scales as doubles. Every vector; rax, rbx, r11, r15. */
-static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
-  int32_t K = (int32_t)m->K, G = (int32_t)(m->K / 256 * m->gs), gsz = 256 / m->gs;
-  int grp = bn_asm_new_label(a), fold = bn_asm_new_label(a);
+ * vector d shifted by 2c and masked being chunk 16 c + d of the group (elements 64 c + 4 d..). Every
+ * vector; rbx, r11, r15. pg_unpack adds every fold's 16 scales as doubles (rax). */
+static void pg_codes(bn_asm *a, const mmk *m) {
+  int32_t K = (int32_t)m->K;
+  int grp = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R15), bn_gp(R9), NONE);
   op(a, "shr", bn_gp(R15), bn_imm(2), NONE);
   op(a, "imul", bn_gp(R15), bn_gp(R15), bn_imm(K)); /* block r9 / 4: K bytes */
@@ -573,7 +573,10 @@ static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
   op(a, "mov", bn_gp(RBX), bn_gp(RSP), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
-  for (int r = 0; r < 16; r++) op(a, "vmovdqu64", bn_vec(r, 64), bn_memx(R15, R11, 1, (r / 4) * K + 64 * (r % 4), 64), NONE);
+  for (int r = 0; r < 16; r++) {
+    op(a, "prefetcht0", bn_memx(R15, R11, 1, (r / 4 + 4) * K + 64 * (r % 4), 64), NONE, NONE); /* the next 16 rows' */
+    op(a, "vmovdqu64", bn_vec(r, 64), bn_memx(R15, R11, 1, (r / 4) * K + 64 * (r % 4), 64), NONE);
+  }
   for (int p = 0; p < 8; p++) {
     op(a, "vpunpckldq", bn_vec(16 + 2 * p, 64), bn_vec(2 * p, 64), bn_vec(2 * p + 1, 64));
     op(a, "vpunpckhdq", bn_vec(17 + 2 * p, 64), bn_vec(2 * p, 64), bn_vec(2 * p + 1, 64));
@@ -595,6 +598,12 @@ static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
   op(a, "add", bn_gp(R11), bn_imm(256), NONE);
   op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
   op(a, "jl", bn_label(grp), NONE, NONE);
+}
+
+static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
+  int32_t K = (int32_t)m->K, G = (int32_t)(m->K / 256 * m->gs), gsz = 256 / m->gs;
+  int fold = bn_asm_new_label(a);
+  pg_codes(a, m);
   /* the scales: block q's 4 rows of fold j at w + scales + 2 ((r9 / 4 + q) 4 G + 4 j) */
   op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
   op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
@@ -695,60 +704,137 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   }
 }
 
-/* Rows r9..r12 (16 a tile, whole blocks) for all T tokens, in chunks of PG_TC tokens: their sums, then per
- * 16 rows the unpacking and tiles of 8 tokens, one of 4, then one token at a time. Leaves r9 = r12 and the
- * code mask in MASK. */
-static void prefill_g(bn_asm *a, const mmk *m) {
-  pg_frame f = pg_layout(m);
-  int chunk = bn_asm_new_label(a), rows = bn_asm_new_label(a), tiles = bn_asm_new_label(a), ones = bn_asm_new_label(a);
-  int rows_next = bn_asm_new_label(a), full = bn_asm_new_label(a), half = bn_asm_new_label(a);
+/* The loops prefill_g and prefill_r share, over rows r9..r12 (16 a tile, whole blocks) and all T tokens:
+ * the frame f on the stack; chunks of tc tokens, for each `sums` (unless NULL), then per 16 rows `unpack`
+ * and tiles of tt tokens while tt remain, one of each half down to 4, then one token at a time. Leaves
+ * r9 = r12 and the code mask in MASK. */
+static void lanes_loops(bn_asm *a, const mmk *m, const pg_frame *f, int tt0, int tc,
+                        void (*sums)(bn_asm *, const mmk *, const pg_frame *),
+                        void (*unpack)(bn_asm *, const mmk *, const pg_frame *),
+                        void (*tile)(bn_asm *, const mmk *, const pg_frame *, int)) {
+  int chunk = bn_asm_new_label(a), rows = bn_asm_new_label(a), full = bn_asm_new_label(a);
   op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE);
-  op(a, "sub", bn_gp(RSP), bn_imm(f.size + 64), NONE);
+  op(a, "sub", bn_gp(RSP), bn_imm(f->size + 64), NONE);
   op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
-  op(a, "mov", bn_mem(RSP, f.slot, 8), bn_gp(RAX), NONE);
-  op(a, "mov", bn_mem(RSP, f.slot + 8, 8), bn_gp(R9), NONE);
+  op(a, "mov", bn_mem(RSP, f->slot, 8), bn_gp(RAX), NONE);
+  op(a, "mov", bn_mem(RSP, f->slot + 8, 8), bn_gp(R9), NONE);
   op(a, "xor", bn_gpd(R13), bn_gpd(R13), NONE);
-  bn_asm_bind(a, chunk); /* tokens r13.. : min(PG_TC, T - r13) of them */
+  bn_asm_bind(a, chunk); /* tokens r13.. : min(tc, T - r13) of them */
   op(a, "mov", bn_gp(RAX), bn_gp(R8), NONE);
   op(a, "sub", bn_gp(RAX), bn_gp(R13), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_imm(PG_TC), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_imm(tc), NONE);
   op(a, "jle", bn_label(full), NONE, NONE);
-  op(a, "mov", bn_gpd(RAX), bn_imm(PG_TC), NONE);
+  op(a, "mov", bn_gpd(RAX), bn_imm(tc), NONE);
   bn_asm_bind(a, full);
-  op(a, "mov", bn_mem(RSP, f.slot + 16, 8), bn_gp(RAX), NONE);
-  pg_token_sums(a, m, &f);
-  op(a, "mov", bn_gp(R9), bn_mem(RSP, f.slot + 8, 8), NONE);
+  op(a, "mov", bn_mem(RSP, f->slot + 16, 8), bn_gp(RAX), NONE);
+  if (sums) sums(a, m, f);
+  op(a, "mov", bn_gp(R9), bn_mem(RSP, f->slot + 8, 8), NONE);
   bn_asm_bind(a, rows);
-  pg_unpack(a, m, &f);
+  unpack(a, m, f);
   splat_i(a, MASK, 0x03030303, 64);
   op(a, "xor", bn_gpd(RBP), bn_gpd(RBP), NONE);
-  bn_asm_bind(a, tiles);
-  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT, 0), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
-  op(a, "jg", bn_label(half), NONE, NONE);
-  pg_tile(a, m, &f, PG_TT);
-  op(a, "add", bn_gp(RBP), bn_imm(PG_TT), NONE);
-  op(a, "jmp", bn_label(tiles), NONE, NONE);
-  bn_asm_bind(a, half); /* 4 of the last 7 */
-  op(a, "lea", bn_gp(RAX), bn_mem(RBP, PG_TT / 2, 0), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f.slot + 16, 8), NONE);
-  op(a, "jg", bn_label(ones), NONE, NONE);
-  pg_tile(a, m, &f, PG_TT / 2);
-  op(a, "add", bn_gp(RBP), bn_imm(PG_TT / 2), NONE);
-  bn_asm_bind(a, ones);
-  op(a, "cmp", bn_gp(RBP), bn_mem(RSP, f.slot + 16, 8), NONE);
-  op(a, "jge", bn_label(rows_next), NONE, NONE);
-  pg_tile(a, m, &f, 1);
-  op(a, "inc", bn_gp(RBP), NONE, NONE);
-  op(a, "jmp", bn_label(ones), NONE, NONE);
-  bn_asm_bind(a, rows_next);
+  for (int tt = tt0; tt >= 1; tt /= 2) {
+    if (tt == 2) continue;
+    int loop = bn_asm_new_label(a), end = bn_asm_new_label(a);
+    bn_asm_bind(a, loop);
+    op(a, "lea", bn_gp(RAX), bn_mem(RBP, tt, 0), NONE);
+    op(a, "cmp", bn_gp(RAX), bn_mem(RSP, f->slot + 16, 8), NONE);
+    op(a, "jg", bn_label(end), NONE, NONE);
+    tile(a, m, f, tt);
+    op(a, "add", bn_gp(RBP), bn_imm(tt), NONE);
+    if (tt == tt0 || tt == 1) op(a, "jmp", bn_label(loop), NONE, NONE);
+    bn_asm_bind(a, end);
+  }
   op(a, "add", bn_gp(R9), bn_imm(16), NONE);
   op(a, "cmp", bn_gp(R9), bn_gp(R12), NONE);
   op(a, "jl", bn_label(rows), NONE, NONE);
-  op(a, "add", bn_gp(R13), bn_imm(PG_TC), NONE);
+  op(a, "add", bn_gp(R13), bn_imm(tc), NONE);
   op(a, "cmp", bn_gp(R13), bn_gp(R8), NONE);
   op(a, "jl", bn_label(chunk), NONE, NONE);
-  op(a, "mov", bn_gp(RSP), bn_mem(RSP, f.slot, 8), NONE);
+  op(a, "mov", bn_gp(RSP), bn_mem(RSP, f->slot, 8), NONE);
+}
+
+/* TG2's prefill: per chunk of PG_TC tokens their group sums, per 16 rows the codes and scales, tiles of 8. */
+static void prefill_g(bn_asm *a, const mmk *m) {
+  pg_frame f = pg_layout(m);
+  lanes_loops(a, m, &f, PG_TT, PG_TC, pg_token_sums, pg_unpack, pg_tile);
+}
+
+/* Prefill over TP2 (AVX-512 VNNI, PR_MINT tokens or more over 16 rows or more, K <= PR_MAXK), rows in the
+ * lanes: as prefill_g without folds, each of a tile's tokens sums its 16 rows in one accumulator over the
+ * whole row, so the epilogue needs no lane-sum tree (which cost the 4 x 4 tiles about a tenth of large's
+ * 1536-wide matmuls) and dequantizes a token's 16 rows at once, in double as the reference. Tiles of 16
+ * tokens (then 8, 4, 1) over chunks of PR_TC tokens, whose activations stay in L2 across a chunk's rows;
+ * the frame: the 16 rows' codes (4 K bytes), then slots. Fewer tokens or wider rows keep the 4 x 4 tiles,
+ * which measured faster there (bench/README.md). */
+enum { PR_TT = 16, PR_TC = 128, PR_MINT = 64, PR_MAXK = 2048 };
+enum { PR_SC = 22, PR_LO = 24, PR_HI = 25, PR_S = 26 }; /* the rows' scales (2), the epilogue's scratch */
+
+/* Tokens rbp..rbp+tt-1 of the chunk (r13 its first) x rows r9..r9+15, the codes at rsp. */
+static void pr_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
+  int64_t K = m->K, rb = (K + 63) / 64 * 64 + 64;
+  int32_t meta = (int32_t)rb - 64, nb = (int32_t)(4 * m->N);
+  int grp = bn_asm_new_label(a);
+  (void)f;
+  op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE);
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(rb));
+  op(a, "lea", bn_gp(R14), bn_memx(RDI, RAX, 1, 0, 0), NONE);
+  for (int t = 0; t < tt; t++) op(a, "vpxord", bn_vec(t, 64), bn_vec(t, 64), bn_vec(t, 64));
+  op(a, "mov", bn_gp(R15), bn_gp(RSP), NONE);
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  bn_asm_bind(a, grp);
+  for (int d = 0; d < 16; d++) { /* chunk 16 c + d: elements 64 c + 4 d.. of the group */
+    int pp = 16 + d % 2;
+    op(a, "vmovdqa64", bn_vec(pp, 64), bn_mem(R15, 64 * d, 64), NONE);
+    for (int c = 0; c < 4; c++) {
+      int pw = 18 + c;
+      if (c) op(a, "vpsrlw", bn_vec(pw, 64), bn_vec(pp, 64), bn_imm(2 * c));
+      op(a, "vpandd", bn_vec(pw, 64), bn_vec(c ? pw : pp, 64), bn_vec(MASK, 64));
+      for (int t = 0; t < tt; t++)
+        op(a, "vpdpbusd", bn_vec(t, 64), bn_vec(pw, 64), bn_bcst(bn_memx(R14, R11, 1, (int32_t)(rb * t + 64 * c + 4 * d), 4), 16));
+    }
+  }
+  op(a, "add", bn_gp(R15), bn_imm(1024), NONE);
+  op(a, "add", bn_gp(R11), bn_imm(256), NONE);
+  op(a, "cmp", bn_gp(R11), bn_imm(K), NONE);
+  op(a, "jl", bn_label(grp), NONE, NONE);
+  op(a, "lea", bn_gp(RAX), bn_memx(R13, RBP, 1, 0, 0), NONE); /* the first output: (r13 + rbp) N + r9 */
+  op(a, "imul", bn_gp(RAX), bn_gp(RAX), bn_imm(m->N));
+  op(a, "add", bn_gp(RAX), bn_gp(R9), NONE);
+  if (m->mode != BN_MM_ACC)
+    for (int h = 0; h < 2; h++) /* the rows' scales as doubles */
+      op(a, "vcvtps2pd", bn_vec(PR_SC + h, 64), bn_memx(RSI, R9, 4, m->scales + 32 * h, 32), NONE);
+  for (int t = 0; t < tt; t++) {
+    int32_t row = (int32_t)rb * t;
+    op(a, "vpsubd", bn_vec(t, 64), bn_vec(t, 64), bn_bcst(bn_mem(R14, row + meta + 4, 4), 16)); /* less the sum of the codes */
+    if (m->mode == BN_MM_ACC) {
+      op(a, "vmovdqu32", bn_memx(RDX, RAX, 4, nb * t, 64), bn_vec(t, 64), NONE);
+      continue;
+    }
+    op(a, "vcvtss2sd", bn_vec(PR_S, 16), bn_vec(PR_S, 16), bn_mem(R14, row + meta, 4)); /* the token's scale */
+    op(a, "vbroadcastsd", bn_vec(PR_S, 64), bn_vec(PR_S, 16), NONE);
+    bn_asm_emit(a, bn_asm_inst("vextracti64x4"), bn_vec(PR_HI, 32), bn_vec(t, 64), bn_imm(1), NONE);
+    op(a, "vcvtdq2pd", bn_vec(PR_LO, 64), bn_vec(t, 32), NONE);
+    op(a, "vcvtdq2pd", bn_vec(PR_HI, 64), bn_vec(PR_HI, 32), NONE);
+    for (int h = 0; h < 2; h++) {
+      op(a, "vmulpd", bn_vec(PR_LO + h, 64), bn_vec(PR_LO + h, 64), bn_vec(PR_SC + h, 64));
+      op(a, "vdivpd", bn_vec(PR_LO + h, 64), bn_vec(PR_LO + h, 64), bn_vec(PR_S, 64));
+      op(a, "vcvtpd2ps", bn_vec(PR_LO + h, 32), bn_vec(PR_LO + h, 64), NONE);
+    }
+    bn_asm_emit(a, bn_asm_inst("vinsertf64x4"), bn_vec(PR_LO, 64), bn_vec(PR_LO, 64), bn_vec(PR_HI, 32), bn_imm(1));
+    if (m->mode == BN_MM_DQ_ADD) op(a, "vaddps", bn_vec(PR_LO, 64), bn_vec(PR_LO, 64), bn_memx(RCX, RAX, 4, nb * t, 64));
+    op(a, "vmovups", bn_memx(RDX, RAX, 4, nb * t, 64), bn_vec(PR_LO, 64), NONE);
+  }
+}
+
+static void pr_codes(bn_asm *a, const mmk *m, const pg_frame *f) {
+  (void)f;
+  pg_codes(a, m);
+}
+
+static void prefill_r(bn_asm *a, const mmk *m) {
+  int32_t codes = (int32_t)(4 * m->K);
+  lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, pr_codes, pr_tile);
 }
 
 /* The TG2 tile (AVX-512 VNNI): 4 x 4 (codes unpacked from memory, so 16 accumulators, the tokens' sums
@@ -1214,6 +1300,23 @@ static void prefill(bn_asm *a, const mmk *m, int next) {
   op(a, "jmp", bn_label(next), NONE, NONE);
 }
 
+/* Prefill by 16-row tiles (prefill_r, prefill_g) when T r8 >= min_t and r9..r12 (whole blocks) hold 16 rows
+ * or more: over the first multiple of 16 of them, then on to `next` (the rows left go the 4-row way). */
+static void lanes16(bn_asm *a, const mmk *m, int min_t, void (*prefill16)(bn_asm *, const mmk *), int next) {
+  int small = bn_asm_new_label(a);
+  op(a, "cmp", bn_gp(R8), bn_imm(min_t), NONE);
+  op(a, "jl", bn_label(small), NONE, NONE);
+  op(a, "mov", bn_gp(RAX), bn_gp(R12), NONE);
+  op(a, "sub", bn_gp(RAX), bn_gp(R9), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_imm(16), NONE);
+  op(a, "jl", bn_label(small), NONE, NONE);
+  op(a, "and", bn_gp(RAX), bn_imm(-16), NONE);
+  op(a, "lea", bn_gp(R12), bn_memx(R9, RAX, 1, 0, 0), NONE);
+  prefill16(a, m);
+  op(a, "jmp", bn_label(next), NONE, NONE);
+  bn_asm_bind(a, small);
+}
+
 /* The matmul over rows r9..r10, T r8 tokens of QA8 at rdi (w rsi, out rdx, resid rcx), callee-saved
  * registers pushed already. */
 static void matmul_rows(bn_asm *a, const mmk *m) {
@@ -1283,20 +1386,8 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "mov", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
-    if (gdec && m->K <= PG_MAXK) { /* 8 tokens or more over 16 rows or more: tokens in the lanes (prefill_g) */
-      int small = bn_asm_new_label(a);
-      op(a, "cmp", bn_gp(R8), bn_imm(PG_TT), NONE);
-      op(a, "jl", bn_label(small), NONE, NONE);
-      op(a, "mov", bn_gp(RAX), bn_gp(R12), NONE);
-      op(a, "sub", bn_gp(RAX), bn_gp(R9), NONE);
-      op(a, "cmp", bn_gp(RAX), bn_imm(16), NONE);
-      op(a, "jl", bn_label(small), NONE, NONE);
-      op(a, "and", bn_gp(RAX), bn_imm(-16), NONE);
-      op(a, "lea", bn_gp(R12), bn_memx(R9, RAX, 1, 0, 0), NONE);
-      prefill_g(a, m);
-      op(a, "jmp", bn_label(next), NONE, NONE);
-      bn_asm_bind(a, small);
-    }
+    if (W == 64 && !m->gs && !m->t1 && m->K <= PR_MAXK) lanes16(a, m, PR_MINT, prefill_r, next); /* rows in the lanes */
+    if (gdec && m->K <= PG_MAXK) lanes16(a, m, PG_TT, prefill_g, next); /* tokens in the lanes */
     op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
