@@ -563,13 +563,16 @@ static void pg_token_sums(bn_asm *a, const mmk *m, const pg_frame *f) {
  * (row r's bytes 4d..4d+3 to dword r of vector d: unpacks of dwords, qwords, then 128-bit lanes twice),
  * vector d shifted by 2c and masked being chunk 16 c + d of the group (elements 64 c + 4 d..). Every
  * vector; rbx, r11, r15. pg_unpack adds every fold's 16 scales as doubles (rax). */
-static void pg_codes(bn_asm *a, const mmk *m) {
+static void pg_codes(bn_asm *a, const mmk *m, int32_t scratch) {
   int32_t K = (int32_t)m->K;
   int grp = bn_asm_new_label(a);
-  op(a, "mov", bn_gp(R15), bn_gp(R9), NONE);
-  op(a, "shr", bn_gp(R15), bn_imm(2), NONE);
-  op(a, "imul", bn_gp(R15), bn_gp(R15), bn_imm(K)); /* block r9 / 4: K bytes */
-  op(a, "add", bn_gp(R15), bn_gp(RSI), NONE);
+  if (m->scratch) op(a, "mov", bn_gp(R15), bn_mem(RSP, scratch, 8), NONE); /* TP1's 16 rows unpacked there */
+  else {
+    op(a, "mov", bn_gp(R15), bn_gp(R9), NONE);
+    op(a, "shr", bn_gp(R15), bn_imm(2), NONE);
+    op(a, "imul", bn_gp(R15), bn_gp(R15), bn_imm(K)); /* block r9 / 4: K bytes */
+    op(a, "add", bn_gp(R15), bn_gp(RSI), NONE);
+  }
   op(a, "mov", bn_gp(RBX), bn_gp(RSP), NONE);
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
@@ -603,7 +606,7 @@ static void pg_codes(bn_asm *a, const mmk *m) {
 static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
   int32_t K = (int32_t)m->K, G = (int32_t)(m->K / 256 * m->gs), gsz = 256 / m->gs;
   int fold = bn_asm_new_label(a);
-  pg_codes(a, m);
+  pg_codes(a, m, 0);
   /* the scales: block q's 4 rows of fold j at w + scales + 2 ((r9 / 4 + q) 4 G + 4 j) */
   op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
   op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
@@ -827,15 +830,16 @@ static void pr_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   }
 }
 
+/* The codes from w, or (m->scratch) from TP1's rows unpacked at the stack pointer lanes_loops saved. */
 static void pr_codes(bn_asm *a, const mmk *m, const pg_frame *f) {
-  (void)f;
-  pg_codes(a, m);
+  pg_codes(a, m, f->slot);
 }
 
 static void prefill_r(bn_asm *a, const mmk *m) {
   int32_t codes = (int32_t)(4 * m->K);
   lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, pr_codes, pr_tile);
 }
+
 
 /* The TG2 tile (AVX-512 VNNI): 4 x 4 (codes unpacked from memory, so 16 accumulators, the tokens' sums
  * and the double sums fit), 4 x 1 (decode: the rows' bytes in WV), 1 x 4, 1 x 1 (a lane sum each). */
@@ -1300,6 +1304,24 @@ static void prefill(bn_asm *a, const mmk *m, int next) {
   op(a, "jmp", bn_label(next), NONE, NONE);
 }
 
+/* TP1's code thresholds (AVX-512): c = (x > 85) + (x > 170). */
+static void t1_constants(bn_asm *a) {
+  splat_i(a, ONE, 0x01010101, 64);
+  splat_i(a, T85, 0x55555555, 64);
+  splat_i(a, T170, (int32_t)0xaaaaaaaa, 64);
+}
+
+/* prefill_r over TP1: rows r9..r9+15 unpacked into TP2 in the scratch (unpack_t1), then prefill_r over them,
+ * which uses every vector: the thresholds set again after. */
+static void prefill_r1(bn_asm *a, const mmk *m) {
+  mmk tp2 = *m;
+  tp2.t1 = 0, tp2.scratch = 1, tp2.block = m->K;
+  op(a, "lea", bn_gp(R12), bn_mem(R9, 16, 0), NONE);
+  unpack_t1(a, m);
+  prefill_r(a, &tp2);
+  t1_constants(a);
+}
+
 /* Prefill by 16-row tiles (prefill_r, prefill_g) when T r8 >= min_t and r9..r12 (whole blocks) hold 16 rows
  * or more: over the first multiple of 16 of them, then on to `next` (the rows left go the 4-row way). */
 static void lanes16(bn_asm *a, const mmk *m, int min_t, void (*prefill16)(bn_asm *, const mmk *), int next) {
@@ -1325,11 +1347,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
   int row_loop = bn_asm_new_label(a), single = bn_asm_new_label(a), next = bn_asm_new_label(a);
   int done = bn_asm_new_label(a), block4 = bn_asm_new_label(a);
   if (m->t1) { /* TP1's code thresholds: c = (x > 85) + (x > 170) */
-    if (W == 64) {
-      splat_i(a, ONE, 0x01010101, W);
-      splat_i(a, T85, 0x55555555, W);
-      splat_i(a, T170, (int32_t)0xaaaaaaaa, W);
-    }
+    if (W == 64) t1_constants(a);
     op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE); /* the scratch, 64-byte aligned, the old rsp after it */
     op(a, "sub", bn_gp(RSP), bn_imm(BLOCK / 4 * m->K + 64), NONE);
     op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
@@ -1398,6 +1416,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
       if (W == 64) {
         op(a, "cmp", bn_gp(R8), bn_imm(8), NONE);
         op(a, "jl", bn_label(direct), NONE, NONE);
+        if (m->K <= PR_MAXK) lanes16(a, m, PR_MINT, prefill_r1, next);
       }
       unpack_t1(a, m);
       prefill(a, &tp2, next);
