@@ -559,7 +559,8 @@ static void pg_token_sums(bn_asm *a, const mmk *m, const pg_frame *f) {
   op(a, "jl", bn_label(tok), NONE, NONE);
 }
 
-/* Rows r9..r9+15's codes (4 whole blocks) to rsp: per 256-group, the 16 rows' 64 bytes transposed by dwords
+/* Rows r9..r9+15's codes (4 whole blocks of w; with m->scratch, the TP2 rows at the pointer in the stack slot
+ * `scratch`) to rsp: per 256-group, the 16 rows' 64 bytes transposed by dwords
  * (row r's bytes 4d..4d+3 to dword r of vector d: unpacks of dwords, qwords, then 128-bit lanes twice),
  * vector d shifted by 2c and masked being chunk 16 c + d of the group (elements 64 c + 4 d..). Every
  * vector; rbx, r11, r15. pg_unpack adds every fold's 16 scales as doubles (rax). */
