@@ -246,8 +246,9 @@ static void test_ternary_matmul(void **state) {
 static void test_norm_quantize(void **state) {
   (void)state;
   for (int ia = 0; ia < 2; ia++) {
-    bn_codegen *cg = open_isa(ISAS[ia]), *lc = open_llvm(ISAS[ia]);
+    bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
+    bn_codegen *lc = open_llvm(ISAS[ia]);
   static const int Ks[] = {256, 512, 1536, 2560}, Ts[] = {1, 3, 9};
   uint64_t rng = 21;
   int checked = 0;
@@ -392,8 +393,9 @@ static void test_float_matmul(void **state) {
   static const bn_dtype types[] = {BN_DT_F32, BN_DT_F16, BN_DT_BF16, BN_DT_Q8_0, BN_DT_Q4_0, BN_DT_Q6_K};
   static const int Ks[] = {16, 48, 64, 96, 256, 2560}, Ns[] = {1, 5, 33}, Ts[] = {1, 3, 6, 9};
   for (int ia = 0; ia < 2; ia++) {
-    bn_codegen *cg = open_isa(ISAS[ia]), *lc = open_llvm(ISAS[ia]);
+    bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
+    bn_codegen *lc = open_llvm(ISAS[ia]);
     uint64_t rng = 41;
     int checked = 0;
     for (int ti = 0; ti < 6; ti++)
@@ -459,8 +461,9 @@ static void test_float_matmul(void **state) {
 static void test_attention(void **state) {
   (void)state;
   for (int ia = 0; ia < 2; ia++) {
-    bn_codegen *cg = open_isa(ISAS[ia]), *lc = open_llvm(ISAS[ia]);
+    bn_codegen *cg = open_isa(ISAS[ia]);
     if (!cg) continue;
+    bn_codegen *lc = open_llvm(ISAS[ia]);
     /* heads, KV heads, head size, tokens, position, q scaled by 60 (a peaked softmax) */
     const int cfg[][6] = {{4, 4, 64, 1, 0, 0},    {8, 2, 64, 3, 5, 0},    {20, 5, 128, 7, 40, 0}, {6, 2, 64, 1, 200, 0},
                           {4, 1, 64, 12, 0, 1},   {4, 1, 64, 40, 3, 1},   {16, 16, 96, 5, 33, 0}, {4, 1, 96, 1, 16, 0},

@@ -559,15 +559,15 @@ static void pg_token_sums(bn_asm *a, const mmk *m, const pg_frame *f) {
   op(a, "jl", bn_label(tok), NONE, NONE);
 }
 
-/* Rows r9..r9+15's codes (4 whole blocks of w; with m->scratch, the TP2 rows at the pointer in the stack slot
- * `scratch`) to rsp: per 256-group, the 16 rows' 64 bytes transposed by dwords
+/* Rows r9..r9+15's codes (4 whole blocks of w; with m->scratch, TP1's rows unpacked into TP2 at the stack
+ * pointer lanes_loops saved in f's slot) to rsp: per 256-group, the 16 rows' 64 bytes transposed by dwords
  * (row r's bytes 4d..4d+3 to dword r of vector d: unpacks of dwords, qwords, then 128-bit lanes twice),
  * vector d shifted by 2c and masked being chunk 16 c + d of the group (elements 64 c + 4 d..). Every
  * vector; rbx, r11, r15. pg_unpack adds every fold's 16 scales as doubles (rax). */
-static void pg_codes(bn_asm *a, const mmk *m, int32_t scratch) {
+static void pg_codes(bn_asm *a, const mmk *m, const pg_frame *f) {
   int32_t K = (int32_t)m->K;
   int grp = bn_asm_new_label(a);
-  if (m->scratch) op(a, "mov", bn_gp(R15), bn_mem(RSP, scratch, 8), NONE); /* TP1's 16 rows unpacked there */
+  if (m->scratch) op(a, "mov", bn_gp(R15), bn_mem(RSP, f->slot, 8), NONE);
   else {
     op(a, "mov", bn_gp(R15), bn_gp(R9), NONE);
     op(a, "shr", bn_gp(R15), bn_imm(2), NONE);
@@ -607,7 +607,7 @@ static void pg_codes(bn_asm *a, const mmk *m, int32_t scratch) {
 static void pg_unpack(bn_asm *a, const mmk *m, const pg_frame *f) {
   int32_t K = (int32_t)m->K, G = (int32_t)(m->K / 256 * m->gs), gsz = 256 / m->gs;
   int fold = bn_asm_new_label(a);
-  pg_codes(a, m, 0);
+  pg_codes(a, m, f);
   /* the scales: block q's 4 rows of fold j at w + scales + 2 ((r9 / 4 + q) 4 G + 4 j) */
   op(a, "mov", bn_gp(RAX), bn_gp(R9), NONE);
   op(a, "shr", bn_gp(RAX), bn_imm(2), NONE);
@@ -831,16 +831,10 @@ static void pr_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   }
 }
 
-/* The codes from w, or (m->scratch) from TP1's rows unpacked at the stack pointer lanes_loops saved. */
-static void pr_codes(bn_asm *a, const mmk *m, const pg_frame *f) {
-  pg_codes(a, m, f->slot);
-}
-
 static void prefill_r(bn_asm *a, const mmk *m) {
   int32_t codes = (int32_t)(4 * m->K);
-  lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, pr_codes, pr_tile);
+  lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, pg_codes, pr_tile);
 }
-
 
 /* The TG2 tile (AVX-512 VNNI): 4 x 4 (codes unpacked from memory, so 16 accumulators, the tokens' sums
  * and the double sums fit), 4 x 1 (decode: the rows' bytes in WV), 1 x 4, 1 x 1 (a lane sum each). */
@@ -1305,6 +1299,13 @@ static void prefill(bn_asm *a, const mmk *m, int next) {
   op(a, "jmp", bn_label(next), NONE, NONE);
 }
 
+/* The TP2 kernel's view of TP1 rows unpacked into the scratch (unpack_t1). */
+static mmk unpacked_t1(const mmk *m) {
+  mmk tp2 = *m;
+  tp2.t1 = 0, tp2.scratch = 1, tp2.block = m->K;
+  return tp2;
+}
+
 /* TP1's code thresholds (AVX-512): c = (x > 85) + (x > 170). */
 static void t1_constants(bn_asm *a) {
   splat_i(a, ONE, 0x01010101, 64);
@@ -1315,9 +1316,8 @@ static void t1_constants(bn_asm *a) {
 /* prefill_r over TP1: rows r9..r9+15 unpacked into TP2 in the scratch (unpack_t1), then prefill_r over them,
  * which uses every vector: the thresholds set again after. */
 static void prefill_r1(bn_asm *a, const mmk *m) {
-  mmk tp2 = *m;
-  tp2.t1 = 0, tp2.scratch = 1, tp2.block = m->K;
-  op(a, "lea", bn_gp(R12), bn_mem(R9, 16, 0), NONE);
+  mmk tp2 = unpacked_t1(m);
+  op(a, "lea", bn_gp(R12), bn_mem(R9, 16, 0), NONE); /* pg_codes reads the scratch's first 16 rows */
   unpack_t1(a, m);
   prefill_r(a, &tp2);
   t1_constants(a);
@@ -1412,8 +1412,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
     if (m->t1) { /* 8 tokens or more (AVX2: 2), unpacked once into TP2 in the scratch */
       int direct = bn_asm_new_label(a);
-      mmk tp2 = *m;
-      tp2.t1 = 0, tp2.scratch = 1, tp2.block = m->K;
+      mmk tp2 = unpacked_t1(m);
       if (W == 64) {
         op(a, "cmp", bn_gp(R8), bn_imm(8), NONE);
         op(a, "jl", bn_label(direct), NONE, NONE);
