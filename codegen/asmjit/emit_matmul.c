@@ -709,7 +709,8 @@ static void pg_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
 }
 
 /* The loops prefill_g and prefill_r share, over rows r9..r12 (16 a tile, whole blocks) and all T tokens:
- * the frame f on the stack; chunks of tc tokens, for each `sums` (unless NULL), then per 16 rows `unpack`
+ * the frame f on the stack (its slots: the old rsp, the first row, the chunk's tokens; two more for
+ * `unpack`); chunks of tc tokens, for each `sums` (unless NULL), then per 16 rows `unpack`
  * and tiles of tt tokens while tt remain, one of each half down to 4, then one token at a time. Leaves
  * r9 = r12 and the code mask in MASK. */
 static void lanes_loops(bn_asm *a, const mmk *m, const pg_frame *f, int tt0, int tc,
@@ -1077,18 +1078,18 @@ static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
     }
 }
 
-/* Prefill over TP1 (on AVX2 from 2 tokens): the whole 4-row blocks of rows r9..r12 unpacked into TP2 at rsp
- * (K bytes a block), once for all the tokens, which TP2's tiles then read: the extraction paid once, not per
+/* Prefill over TP1 (on AVX2 from 2 tokens): the whole 4-row blocks of rows r9..r12 unpacked into TP2 at `to`
+ * (rsp, or a frame's slot holding the scratch; K bytes a block), once for all the tokens, which TP2's tiles then read: the extraction paid once, not per
  * token tile. Runs of 4 groups (1280 elements, 5 TP2 groups) in a loop, then the groups left (K % 1280,
  * whole TP2 groups). */
-static void unpack_t1(bn_asm *a, const mmk *m) {
+static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   int64_t K = m->K, runs = K / 1280, groups = (K + 319) / 320;
   int blk = bn_asm_new_label(a), run = bn_asm_new_label(a);
   if (m->W == 64) /* 1 << shift for the masked adds (the tiles' accumulators) */
     for (int s = 0; s < 4; s++) splat_i(a, s, 0x01010101 << (2 * s), 64);
   row_base(a, m);
   op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
-  op(a, "mov", bn_gp(R14), bn_gp(RSP), NONE);
+  op(a, "mov", bn_gp(R14), to, NONE);
   op(a, "mov", bn_gp(R13), bn_gp(R9), NONE);
   bn_asm_bind(a, blk);
   op(a, "mov", bn_gp(R11), bn_gp(R15), NONE);
@@ -1313,13 +1314,25 @@ static void t1_constants(bn_asm *a) {
   splat_i(a, T170, (int32_t)0xaaaaaaaa, 64);
 }
 
-/* prefill_r over TP1: rows r9..r9+15 unpacked into TP2 in the scratch (unpack_t1), then prefill_r over them,
- * which uses every vector: the thresholds set again after. */
-static void prefill_r1(bn_asm *a, const mmk *m) {
+/* lanes_loops' codes over TP1: rows r9..r9+15 unpacked into TP2 in the scratch matmul_rows made (unpack_t1,
+ * after its thresholds again: prefill_r's tiles use every vector), then transposed (pg_codes). Per chunk of
+ * tokens, as TP2's, so that the chunk's activations stay in L2 across the rows. */
+static void pr1_codes(bn_asm *a, const mmk *m, const pg_frame *f) {
   mmk tp2 = unpacked_t1(m);
-  op(a, "lea", bn_gp(R12), bn_mem(R9, 16, 0), NONE); /* pg_codes reads the scratch's first 16 rows */
-  unpack_t1(a, m);
-  prefill_r(a, &tp2);
+  op(a, "mov", bn_mem(RSP, f->slot + 24, 8), bn_gp(R12), NONE);
+  op(a, "mov", bn_mem(RSP, f->slot + 32, 8), bn_gp(R13), NONE);
+  op(a, "lea", bn_gp(R12), bn_mem(R9, 16, 0), NONE);
+  t1_constants(a);
+  unpack_t1(a, m, bn_mem(RSP, f->slot, 8));
+  op(a, "mov", bn_gp(R12), bn_mem(RSP, f->slot + 24, 8), NONE);
+  op(a, "mov", bn_gp(R13), bn_mem(RSP, f->slot + 32, 8), NONE);
+  pg_codes(a, &tp2, f);
+}
+
+/* prefill_r over TP1 (pr1_codes); the thresholds set again after. */
+static void prefill_r1(bn_asm *a, const mmk *m) {
+  int32_t codes = (int32_t)(4 * m->K);
+  lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, pr1_codes, pr_tile);
   t1_constants(a);
 }
 
@@ -1405,7 +1418,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "mov", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
-    if (W == 64 && !m->gs && !m->t1 && m->K <= PR_MAXK) lanes16(a, m, PR_MINT, prefill_r, next); /* rows in the lanes */
+    if (W == 64 && !m->gs && m->K <= PR_MAXK) lanes16(a, m, PR_MINT, m->t1 ? prefill_r1 : prefill_r, next); /* rows in the lanes */
     if (gdec && m->K <= PG_MAXK) lanes16(a, m, PG_TT, prefill_g, next); /* tokens in the lanes */
     op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
@@ -1416,9 +1429,8 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
       if (W == 64) {
         op(a, "cmp", bn_gp(R8), bn_imm(8), NONE);
         op(a, "jl", bn_label(direct), NONE, NONE);
-        if (m->K <= PR_MAXK) lanes16(a, m, PR_MINT, prefill_r1, next);
       }
-      unpack_t1(a, m);
+      unpack_t1(a, m, bn_gp(RSP));
       prefill(a, &tp2, next);
       bn_asm_bind(a, direct);
     }
