@@ -20,6 +20,7 @@
 #include "../runtime/session.h"
 #include "testmodel.h"
 #include "testutil.h"
+#include "tie.h"
 
 extern const bn_backend bn_backend_asmjit;
 
@@ -243,29 +244,18 @@ static void test_ternary_matmul(void **state) {
 
 /* RMSNorm + quantize (and RMSNorm alone, a quantize alone, and the gates before it), standalone and as a matmul's prologue, against bn_ref_rmsnorm,
  * bn_ref_quantize, bn_ref_tmatmul and bn_ref_dequant, bit for bit, over widths, tokens and row ranges. */
-/* The dequantization's exact ties: acc 297 (three codes of 99 by +1 trits), row scale 0x1.34af26p-1, token
- * scale 99 make acc rs / s = 0x1.cf06b9p+0 exactly, halfway between two floats: half to even gives
- * 0x1.cf06b8p+0 (rounded from an inexact quotient, it could land on either side). 16 rows (odd ones -1
- * trits), tokens up to the rows-in-the-lanes tiles, TP2 and TP1, every mode that dequantizes. */
+/* The dequantization's exact tie (tie.h) on every tile: tokens up to the rows-in-the-lanes tiles, TP2 and
+ * TP1, both modes that dequantize. */
 static void test_dequant_tie(void **state) {
   (void)state;
-  enum { K = 256, N = 16 };
-  const float rs = 0x1.34af26p-1f, s = 99.0f, want = 0x1.cf06b8p+0f;
-  int64_t dims[2] = {N, K}, rb = bn_qa8_row_bytes(K);
-  bn_shape sh = bn_shape_make(2, dims);
-  uint8_t *tp2 = malloc(bn_value_bytes(BN_DT_TP2, &sh, 0)), *tp1 = malloc(bn_value_bytes(BN_DT_TP1, &sh, 0));
-  int8_t trit[K];
-  for (int r = 0; r < N; r++) {
-    memset(trit, 0, sizeof trit);
-    trit[0] = trit[1] = trit[2] = (int8_t)(r % 2 ? -1 : 1);
-    bn_tp2_write_row(tp2, N, K, (uint64_t)r, trit, rs);
-  }
-  bn_tp1_from_tp2(tp2, N, K, tp1);
+  bn_shape sh = tie_shape();
+  uint8_t *tp2 = tie_tp2(), *tp1 = malloc(bn_value_bytes(BN_DT_TP1, &sh, 0));
+  bn_tp1_from_tp2(tp2, TIE_N, TIE_K, tp1);
   static const int Ts[] = {1, 4, 16, 64, 93};
   int checked = 0;
   for (int ia = 0; ia < 2; ia++) {
     bn_codegen *cg = open_isa(ISAS[ia]);
-    bn_kkey probe = {.family = BN_K_MATMUL, .k = K, .n = N, .variant = BN_MM_DQ};
+    bn_kkey probe = {.family = BN_K_MATMUL, .k = TIE_K, .n = TIE_N, .variant = BN_MM_DQ};
     if (!cg || !bn_codegen_supports(cg, &probe)) {
       bn_codegen_close(cg);
       continue;
@@ -274,21 +264,12 @@ static void test_dequant_tie(void **state) {
       for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
         for (int mode = BN_MM_DQ; mode <= BN_MM_DQ_ADD; mode++) {
           int T = Ts[a];
-          bn_kkey key = {.family = t1 ? BN_K_MATMUL_T1 : BN_K_MATMUL, .k = K, .n = N, .variant = mode};
-          uint8_t *qa = aligned_alloc(64, (size_t)(T * rb));
-          float *y = malloc((size_t)T * N * 4), *resid = calloc((size_t)T * N, 4);
-          memset(qa, 0, (size_t)(T * rb));
-          for (int t = 0; t < T; t++) {
-            int32_t sum = 3 * 99;
-            memset(qa + t * rb, 99, 3);
-            memcpy(qa + t * rb + rb - 64, &s, 4);
-            memcpy(qa + t * rb + rb - 60, &sum, 4);
-          }
-          ((bn_mm_kernel)kernel(cg, key))(qa, t1 ? tp1 : tp2, y, resid, T, 0, N);
-          for (int i = 0; i < T * N; i++) {
-            float w = i % 2 ? -want : want;
-            if (memcmp(&y[i], &w, 4)) fail_msg("%s %s T=%d mode %d [%d]: %a, want %a", ISAS[ia], t1 ? "tp1" : "tp2", T, mode, i, y[i], w);
-          }
+          bn_kkey key = {.family = t1 ? BN_K_MATMUL_T1 : BN_K_MATMUL, .k = TIE_K, .n = TIE_N, .variant = mode};
+          uint8_t *qa = tie_qa(T);
+          float *y = malloc((size_t)T * TIE_N * 4), *resid = calloc((size_t)T * TIE_N, 4);
+          ((bn_mm_kernel)kernel(cg, key))(qa, t1 ? tp1 : tp2, y, resid, T, 0, TIE_N);
+          int i = tie_wrong(y, T);
+          if (i >= 0) fail_msg("%s %s T=%d mode %d [%d]: %a, want %a", ISAS[ia], t1 ? "tp1" : "tp2", T, mode, i, y[i], i % 2 ? -TIE_WANT : TIE_WANT);
           checked++;
           free(qa), free(y), free(resid);
         }

@@ -21,6 +21,7 @@
 #include "../ir/rng.h"
 #include "testmodel.h"
 #include "testutil.h"
+#include "tie.h"
 
 /* The kernel of family (TP2, TP1 or lookup-table) in the three modes against the reference results,
  * run as two row ranges as two threads would (split on a multiple of 16 for the tables). */
@@ -112,6 +113,31 @@ static void check_shape(bn_llvm *j, int T, int K, int N, uint64_t *rng) {
   free(w1), free(w), free(trit), free(scr), free(x), free(resid), free(qa), free(acc_ref), free(acc), free(y_ref), free(y);
 }
 
+/* The dequantization's exact tie (tie.h): the packed, lookup-table and 1.6-bit kernels give the even float. */
+static void check_tie(bn_llvm *j) {
+  bn_shape sh = tie_shape();
+  uint8_t *w[3] = {tie_tp2(), malloc(bn_value_bytes(BN_DT_TL2, &sh, 0)), malloc(bn_value_bytes(BN_DT_TP1, &sh, 0))};
+  bn_tl2_from_tp2(w[0], TIE_N, TIE_K, w[1]);
+  bn_tp1_from_tp2(w[0], TIE_N, TIE_K, w[2]);
+  static const int fam[3] = {BN_K_MATMUL, BN_K_MATMUL_LUT, BN_K_MATMUL_T1}, Ts[] = {1, 4, 13};
+  bn_error err = {0};
+  for (int f = 0; f < 3; f++)
+    for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
+      for (int mode = BN_MM_DQ; mode <= BN_MM_DQ_ADD; mode++) {
+        int T = Ts[a];
+        bn_kkey key = {.family = fam[f], .k = TIE_K, .n = TIE_N, .variant = mode};
+        void *fn;
+        if (bn_llvm_get(j, &key, &fn, &err)) fail_msg("%s", err.msg);
+        uint8_t *qa = tie_qa(T);
+        float *y = malloc((size_t)T * TIE_N * 4), *resid = calloc((size_t)T * TIE_N, 4);
+        ((bn_mm_kernel)fn)(qa, w[f], y, resid, T, 0, TIE_N);
+        int i = tie_wrong(y, T);
+        if (i >= 0) fail_msg("%s family %d T=%d mode %d [%d]: %a, want %a", bn_isa_name(bn_llvm_isa(j)), fam[f], T, mode, i, y[i], i % 2 ? -TIE_WANT : TIE_WANT);
+        free(qa), free(y), free(resid);
+      }
+  for (int f = 0; f < 3; f++) free(w[f]);
+}
+
 static void run_isa(bn_isa isa) {
   bn_llvm *j;
   bn_error err = {0};
@@ -131,8 +157,9 @@ static void run_isa(bn_isa isa) {
   check_shape(j, 9, 6912, 7, &rng);   /* and its FFN */
   check_shape(j, 2, 6912, 32, &rng);
   check_shape(j, 1, 2560, 160, &rng);
+  check_tie(j);
   bn_codegen_counts c = bn_llvm_get_counts(j);
-  printf("  %s: %d shapes x 3 modes, packed, group-scaled and 1.6-bit (and the lookup-table kernel where N %% 16 = 0), %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
+  printf("  %s: %d shapes x 3 modes, packed, group-scaled and 1.6-bit (and the lookup-table kernel where N %% 16 = 0), and an exact tie, %d kernels (%d built, %d from the disk cache) in %.2f s\n", bn_isa_name(isa), n + 4,
          c.built + c.cached, c.built, c.cached, c.seconds);
   bn_llvm_free(j);
 }
