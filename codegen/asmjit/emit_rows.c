@@ -263,13 +263,15 @@ static void row_blocks(bn_asm *a, int W, bn_dtype dt, int ub) {
 }
 
 /* Row r10's dot products with g tokens' x (token u at rax + 4 K u) into accumulators 4u..4u+3, F32/F16/BF16:
- * each chunk widened once for the g tokens, each token's chains in row_dot's order (so its bits are its own). */
-static void row_dot_g(bn_asm *a, int W, int64_t K, bn_dtype dt, int g) {
+ * each chunk widened once for the g tokens, each token's chains in row_dot's order (so its bits are its own).
+ * Prefetches `ahead` bytes on: the same row of the next block, so that every token group's pass over a block
+ * (not only the first's) streams the next one in. */
+static void row_dot_g(bn_asm *a, int W, int64_t K, bn_dtype dt, int g, int64_t ahead) {
   int L = W / 4, wv0 = W == 64 ? 16 : 12;
   int64_t wb = dt == BN_DT_F32 ? 4 : 2;
   for (int64_t c = 0; c < K; c += L) {
     int v = wv0 + (int)(c / L % 4);
-    if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + 4096), 64), NONE, NONE);
+    if (c % 32 == 0) op(a, "prefetcht0", bn_mem(R10, (int32_t)(c * wb + ahead), 64), NONE, NONE);
     if (wb == 2) widen(a, dt, v, W, bn_mem(R10, (int32_t)(c * 2), W / 2));
     else op(a, "vmovups", bn_vec(v, W), bn_mem(R10, (int32_t)(c * 4), W), NONE);
     for (int u = 0; u < g; u++)
@@ -280,14 +282,14 @@ static void row_dot_g(bn_asm *a, int W, int64_t K, bn_dtype dt, int g) {
 /* Several tokens over F32/F16/BF16 rows: the rows in blocks that stay in L2, and for each block the tokens g at a
  * time, each row's chunks widened once for the g, whose x stay in L1 (a row reading every token's x from L2 was
  * the bound: bench/README.md). Rows r12..r13 of a block, token r11 (x at rax), row r15; then to `next`, r14 = g. */
-static void rows_g(bn_asm *a, int W, int64_t K, int64_t N, int64_t row, bn_dtype dt, int g, int next) {
+static void rows_g(bn_asm *a, int W, int64_t K, int64_t N, int64_t row, bn_dtype dt, int g, int next, int64_t ahead) {
   int rl = bn_asm_new_label(a);
   op(a, "mov", bn_gp(R15), bn_gp(R12), NONE);
   bn_asm_bind(a, rl);
   op(a, "imul", bn_gp(R10), bn_gp(R15), bn_imm(row));
   op(a, "add", bn_gp(R10), bn_gp(RSI), NONE);
   for (int c = 0; c < 4 * g; c++) op(a, "vpxor", bn_vec(c, 32), bn_vec(c, 32), bn_vec(c, 32));
-  row_dot_g(a, W, K, dt, g);
+  row_dot_g(a, W, K, dt, g, ahead);
   for (int u = 0; u < g; u++) { /* row_dot's tree, then y[(t + u) N + n] */
     int v = 4 * u;
     op(a, "vaddps", bn_vec(v, W), bn_vec(v, W), bn_vec(v + 1, W));
@@ -329,7 +331,7 @@ static void tokens_g(bn_asm *a, int W, int64_t K, int64_t N, int64_t row, bn_dty
   }
   for (int g = 1; g <= G; g++) {
     bn_asm_bind(a, body[g]);
-    rows_g(a, W, K, N, row, dt, g, next);
+    rows_g(a, W, K, N, row, dt, g, next, RB * row);
   }
   bn_asm_bind(a, next);
   op(a, "add", bn_gp(R11), bn_gp(R14), NONE);
