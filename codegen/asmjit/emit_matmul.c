@@ -1079,9 +1079,9 @@ static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
 }
 
 /* Prefill over TP1 (on AVX2 from 2 tokens): the whole 4-row blocks of rows r9..r12 unpacked into TP2 at `to`
- * (rsp, or a frame's slot holding the scratch; K bytes a block), once for all the tokens, which TP2's tiles then read: the extraction paid once, not per
- * token tile. Runs of 4 groups (1280 elements, 5 TP2 groups) in a loop, then the groups left (K % 1280,
- * whole TP2 groups). */
+ * (rsp, or a frame's slot holding the scratch; K bytes a block), once for all the tokens, which TP2's tiles
+ * then read: the extraction paid once, not per token tile. Runs of 4 groups (1280 elements, 5 TP2 groups) in
+ * a loop, then the groups left (K % 1280, whole TP2 groups). */
 static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   int64_t K = m->K, runs = K / 1280, groups = (K + 319) / 320;
   int blk = bn_asm_new_label(a), run = bn_asm_new_label(a);
