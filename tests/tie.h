@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codegen/kernels.h"
 #include "../ir/quant.h"
 
 enum { TIE_K = 256, TIE_N = 16 };
@@ -44,13 +45,22 @@ static inline uint8_t *tie_qa(int T) {
   return qa;
 }
 
-/* The index of the first of T x TIE_N outputs that is not the tie's even float (its sign by row), or -1. */
-static inline int tie_wrong(const float *y, int T) {
-  for (int i = 0; i < T * TIE_N; i++) {
-    float w = i % 2 ? -TIE_WANT : TIE_WANT;
-    if (memcmp(&y[i], &w, 4)) return i;
+/* Output i's expected bits: the even float, its sign by row. */
+static inline float tie_want(int i) { return i % 2 ? -TIE_WANT : TIE_WANT; }
+
+/* Runs the dequantizing kernel fn over the tie's weights w for T tokens; the index
+ * of the first output that is not tie_want's bits (its value in *got), or -1. */
+static inline int tie_run(bn_mm_kernel fn, const uint8_t *w, int T, float *got) {
+  uint8_t *qa = tie_qa(T);
+  float *y = malloc((size_t)T * TIE_N * 4), *resid = calloc((size_t)T * TIE_N, 4);
+  fn(qa, w, y, resid, T, 0, TIE_N);
+  int wrong = -1;
+  for (int i = 0; i < T * TIE_N && wrong < 0; i++) {
+    float want = tie_want(i);
+    if (memcmp(&y[i], &want, 4)) wrong = i, *got = y[i];
   }
-  return -1;
+  free(qa), free(y), free(resid);
+  return wrong;
 }
 
 #endif

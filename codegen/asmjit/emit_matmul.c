@@ -832,11 +832,6 @@ static void pr_tile(bn_asm *a, const mmk *m, const pg_frame *f, int tt) {
   }
 }
 
-static void prefill_r(bn_asm *a, const mmk *m) {
-  int32_t codes = (int32_t)(4 * m->K);
-  lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, pg_codes, pr_tile);
-}
-
 /* The TG2 tile (AVX-512 VNNI): 4 x 4 (codes unpacked from memory, so 16 accumulators, the tokens' sums
  * and the double sums fit), 4 x 1 (decode: the rows' bytes in WV), 1 x 4, 1 x 1 (a lane sum each). */
 static void tile_g(bn_asm *a, const mmk *m, int rows, int tt) {
@@ -1329,11 +1324,13 @@ static void pr1_codes(bn_asm *a, const mmk *m, const pg_frame *f) {
   pg_codes(a, &tp2, f);
 }
 
-/* prefill_r over TP1 (pr1_codes); the thresholds set again after. */
-static void prefill_r1(bn_asm *a, const mmk *m) {
+/* The rows-in-the-lanes prefill over TP2, or over TP1 unpacked per chunk (pr1_codes; its thresholds set
+ * again after). */
+static void prefill_r(bn_asm *a, const mmk *m) {
   int32_t codes = (int32_t)(4 * m->K);
-  lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, pr1_codes, pr_tile);
-  t1_constants(a);
+  lanes_loops(a, m, &(pg_frame){.slot = codes, .size = codes + 64}, PR_TT, PR_TC, NULL, m->t1 ? pr1_codes : pg_codes,
+              pr_tile);
+  if (m->t1) t1_constants(a);
 }
 
 /* Prefill by 16-row tiles (prefill_r, prefill_g) when T r8 >= min_t and r9..r12 (whole blocks) hold 16 rows
@@ -1418,7 +1415,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "mov", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
-    if (W == 64 && !m->gs && m->K <= PR_MAXK) lanes16(a, m, PR_MINT, m->t1 ? prefill_r1 : prefill_r, next); /* rows in the lanes */
+    if (W == 64 && !m->gs && m->K <= PR_MAXK) lanes16(a, m, PR_MINT, prefill_r, next); /* rows in the lanes */
     if (gdec && m->K <= PG_MAXK) lanes16(a, m, PG_TT, prefill_g, next); /* tokens in the lanes */
     op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
