@@ -578,7 +578,8 @@ static void pg_codes(bn_asm *a, const mmk *m, const pg_frame *f) {
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
   for (int r = 0; r < 16; r++) {
-    op(a, "prefetcht0", bn_memx(R15, R11, 1, (r / 4 + 4) * K + 64 * (r % 4), 64), NONE, NONE); /* the next 16 rows' */
+    if (!m->scratch) /* the next 16 rows' (TP1's are unpack_t1's to fetch) */
+      op(a, "prefetcht0", bn_memx(R15, R11, 1, (r / 4 + 4) * K + 64 * (r % 4), 64), NONE, NONE);
     op(a, "vmovdqu64", bn_vec(r, 64), bn_memx(R15, R11, 1, (r / 4) * K + 64 * (r % 4), 64), NONE);
   }
   for (int p = 0; p < 8; p++) {
@@ -1044,12 +1045,13 @@ static void row_base(bn_asm *a, const mmk *m) {
  * + r) 64), the last group of pos positions. A byte's code c = (x > 85) + (x > 170); x_(p+1) = 3 x_p by two
  * byte adds. AVX-512: compares into masks, whose masked adds of 1 << shift (vectors 0..3) build the TP2 bytes
  * in a register; AVX2 (two halves of 32 bytes): codes_avx2, shifted and or-ed. */
-static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
+static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos, int32_t ahead) {
   int x = W == 64 ? WV : 8, c = W == 64 ? CV : 9, t = W == 64 ? S0 : 10, acc = W == 64 ? S1 : 15;
   for (int hv = 0; hv < 64 / W; hv++)
     for (int gl = g0; gl < g0 + n; gl++) {
       int m = gl + 1 < g0 + n ? 5 : pos;
       op(a, W == 64 ? "vmovdqu64" : "vmovdqu", bn_vec(x, W), bn_mem(R11, (gl * 4 + r) * 64 + W * hv, W), NONE);
+      if (hv == 0) op(a, "prefetcht0", bn_mem(R11, ahead + (gl * 4 + r) * 64, 64), NONE, NONE);
       for (int p = 0; p < m; p++) {
         int h = 5 * gl + p, s = h % 4;
         if (W == 64) {
@@ -1079,6 +1081,7 @@ static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos) {
  * a loop, then the groups left (K % 1280, whole TP2 groups). */
 static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   int64_t K = m->K, runs = K / 1280, groups = (K + 319) / 320;
+  int32_t ahead = (int32_t)(4 * m->block); /* each code byte's place 16 rows on: the next call's */
   int blk = bn_asm_new_label(a), run = bn_asm_new_label(a);
   if (m->W == 64) /* 1 << shift for the masked adds (the tiles' accumulators) */
     for (int s = 0; s < 4; s++) splat_i(a, s, 0x01010101 << (2 * s), 64);
@@ -1092,7 +1095,7 @@ static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   if (runs) {
     op(a, "xor", bn_gpd(RBX), bn_gpd(RBX), NONE);
     bn_asm_bind(a, run);
-    for (int r = 0; r < 4; r++) unpack_row(a, m->W, r, 0, 4, 5);
+    for (int r = 0; r < 4; r++) unpack_row(a, m->W, r, 0, 4, 5, ahead);
     op(a, "add", bn_gp(R11), bn_imm(1024), NONE);
     op(a, "add", bn_gp(RAX), bn_imm(1280), NONE);
     op(a, "inc", bn_gp(RBX), NONE, NONE);
@@ -1101,7 +1104,7 @@ static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   }
   if (groups > runs * 4)
     for (int r = 0; r < 4; r++)
-      unpack_row(a, m->W, r, 0, (int)(groups - runs * 4), K % 320 ? (int)(K % 320) / 64 : 5);
+      unpack_row(a, m->W, r, 0, (int)(groups - runs * 4), K % 320 ? (int)(K % 320) / 64 : 5, ahead);
   op(a, "add", bn_gp(R15), bn_imm(m->block), NONE);
   op(a, "add", bn_gp(R14), bn_imm(K), NONE);
   op(a, "add", bn_gp(R13), bn_imm(4), NONE);
