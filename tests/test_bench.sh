@@ -16,6 +16,9 @@ B="$BNC bench $p -p 16 -n 32 -r 5 -t 1"
 $B --save base -o json >"$WORK/base.json" 2>"$WORK/err" || fail "bench --save: $(cat "$WORK/err")"
 [ -f "$WORK/baselines/base.json" ] || fail "no baseline file written"
 grep -q '"token_ms_p99"' "$WORK/base.json" || fail "tg rows lack latency percentiles"
+# the int8 bound counts the ternary matmuls only, by hand for tiny (2 layers; embd 256, kv 128, ffn 512):
+# 2 (256 * 256 * 2 + 256 * 128 * 2 + 256 * 512 * 3) = 1179648, not the F16 head's 512 * 256 a token
+grep -q '"macs_per_token":[[:space:]]*1179648,' "$WORK/base.json" || fail "ternary multiply-adds: $(grep macs "$WORK/base.json")"
 # a planted slowdown (BNC_BENCH_DELAY_US, 2 ms a token: several times a token's time on any backend, the reference
 # kernels of a bnc without LLVM too) is reported slower, and the exit status says so
 BNC_BENCH_DELAY_US=2000 $B --baseline base >"$WORK/slow.md" 2>/dev/null
@@ -30,6 +33,19 @@ for t in 1 2 3; do
     $B --baseline base --threshold 25 >"$WORK/same.md" 2>/dev/null ||
     fail "unchanged run $t called slower twice in a row: $(tail -3 "$WORK/same.md")"
 done
+# a baseline whose bound counted 4x the work (as one that counted a head would, less so) compares its pp rows
+# by tokens/s against the peak, not by the fractions of two different bounds (a 4x slowdown)
+python3 - "$WORK/baselines/base.json" "$WORK/baselines/other.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["macs_per_token"] *= 4
+for r in d["rows"]:
+    if r["test"].startswith("pp"): r["fraction_of_bound"] = [4 * f for f in r["fraction_of_bound"]]
+json.dump(d, open(sys.argv[2], "w"))
+PY
+$B --baseline other --threshold 25 >"$WORK/other.md" 2>/dev/null ||
+  $B --baseline other --threshold 25 >"$WORK/other.md" 2>/dev/null ||
+  fail "a baseline with another bound called slower twice: $(tail -3 "$WORK/other.md")"
 expect_bad() {
   "$@" >/dev/null 2>"$WORK/err"
   [ $? -ne 0 ] && [ $(grep -c . "$WORK/err") -eq 1 ] || fail "$*: $(cat "$WORK/err")"

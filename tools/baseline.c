@@ -115,6 +115,8 @@ bn_status bn_bench_load(bn_bench_run *r, const char *path, bn_error *err) {
   s = cJSON_GetObjectItem(root, "plan");
   snprintf(r->plan_id, sizeof r->plan_id, "%s", cJSON_IsString(s) ? s->valuestring : "?");
   r->fits_cache = cJSON_IsTrue(cJSON_GetObjectItem(root, "weights_fit_in_cache"));
+  s = cJSON_GetObjectItem(root, "macs_per_token");
+  r->macs = cJSON_IsNumber(s) && s->valuedouble > 0 && s->valuedouble < 1e15 ? s->valuedouble : 0;
   cJSON_ArrayForEach(o, rows) {
     bn_bench_row *w = &r->rows[r->n_rows];
     const cJSON *t = cJSON_GetObjectItem(o, "test"), *th = cJSON_GetObjectItem(o, "threads");
@@ -167,6 +169,10 @@ int bn_bench_compare(const bn_bench_run *now, const bn_bench_run *base, double t
       int by_bound = a->frac[0] > 0 && b->frac[0] > 0 && !(a->test[0] == 't' && (base->fits_cache || now->fits_cache));
       c->now = i, c->base = j;
       bootstrap(by_bound ? a->frac : a->tps, a->n, by_bound ? b->frac : b->tps, b->n, &c->ratio, &c->lo, &c->hi);
+      if (by_bound && a->test[0] == 'p' && base->macs > 0 && now->macs > 0) { /* bounds that count other work */
+        double k = base->macs / now->macs;
+        c->ratio *= k, c->lo *= k, c->hi *= k;
+      }
       c->verdict = c->lo > 1 + threshold ? 1 : c->hi < 1 - threshold ? -1 : 0;
       break;
     }

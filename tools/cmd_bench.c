@@ -158,8 +158,9 @@ static void latencies(bn_bench_row *w, double *lat, int n) {
   }
 }
 
-/* Bytes the weights of one token's forward pass read, its multiply-adds, and
- * the K/V cache bytes attention reads per position of context. */
+/* Bytes the weights of one token's forward pass read, its ternary multiply-adds (the int8 work a prompt's
+ * every token does; a float head runs for its last token only), and the K/V cache bytes attention reads
+ * per position of context. */
 static void model_cost(const bn_model *m, bn_dtype kv, double *bytes, double *macs, double *kv_per_pos) {
   *bytes = 0, *macs = 0, *kv_per_pos = 0;
   const bn_graph *g = &m->graph;
@@ -173,7 +174,7 @@ static void model_cost(const bn_model *m, bn_dtype kv, double *bytes, double *ma
         used_as_matrix |= g->nodes[k].in[a] == i && g->nodes[k].op != BN_OP_EMBED;
     if (!used_as_matrix) continue; /* the embedding table is read one row per token */
     *bytes += (double)v->nbytes;
-    if (v->shape.rank == 2) *macs += (double)v->shape.d[0] * (double)v->shape.d[1];
+    if (v->shape.rank == 2 && bn_dtype_table[v->dtype].ternary) *macs += (double)v->shape.d[0] * (double)v->shape.d[1];
   }
 }
 
@@ -219,7 +220,7 @@ static void print_json(const bn_bench_run *r, const bn_bench_cmp *cmp, int n_cmp
 static void print_md(const bn_bench_run *r, const bn_bench_run *base, const bn_bench_cmp *cmp, int n_cmp,
                      const char *baseline, double thr) {
   printf("model: %s | kernels: %s | weights read per token: %.1f MB | K/V read per position: %.1f KB%s | "
-         "multiply-adds per token: %.2f G\n\n", r->model, r->isa, r->wbytes / 1e6, r->kv / 1e3,
+         "ternary multiply-adds per token: %.2f G\n\n", r->model, r->isa, r->wbytes / 1e6, r->kv / 1e3,
          strstr(r->plan_id, "f16 K/V") ? " (f16)" : "", r->macs / 1e9);
   if (r->fits_cache)
     printf("note: the weights fit in a cache these threads use: a buffer of their size, read again and again, reads at "

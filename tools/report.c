@@ -178,7 +178,7 @@ bn_status bn_bench_html(const bn_bench_run *r, const bn_bench_run *base, const b
   esc(f, r->model);
   fputs("</h1>\n<p>", f);
   esc(f, r->version);
-  fprintf(f, " · kernels %s · weights read per token %.1f MB · multiply-adds per token %.2f G", r->isa, r->wbytes / 1e6,
+  fprintf(f, " · kernels %s · weights read per token %.1f MB · ternary multiply-adds per token %.2f G", r->isa, r->wbytes / 1e6,
           r->macs / 1e9);
   if (base) {
     fputs(" · baseline: ", f);
