@@ -583,7 +583,7 @@ static void poison_dead(bn_exec *e, int node) {
 
 typedef struct {
   bn_exec *e;
-  int n, last_only;
+  int n, rows; /* rows: BN_ROWS_ALL, _LAST or _NONE */
   int row; /* the row of the last token's output */
   const bn_exec_seg *segs; /* the step's sequences: segment s's rows from e->seg_t0[s] */
   int n_segs;
@@ -663,12 +663,13 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
     int64_t t0 = th ? 0 : bn_trace_now_ns();
     const jit_node *j = &e->jit[i];
     if (n == 1 && j->skip1) continue; /* a slice or RoPE its q/k/v phase did */
+    if (i == out_node && sp->rows == BN_ROWS_NONE) continue; /* no logits wanted */
     if (j->family == BN_K_ATTENTION && j->split && n == 1 && j->qkv) /* K/V stored by the phase */
       run_attention(e, i, th, nth, e->q1, e->env.val[g->nodes[i].out], 1, e->env.pos, sp->segs[0].seq);
     else if (j->family == BN_K_ATTENTION && j->split) attention_segments(e, sp, i, th, nth);
     else if (many && g->nodes[i].op == BN_OP_ROPE) rope_segments(e, sp, i, th, nth);
     else if (many && i == out_node) head_segments(e, sp, i, th, nth);
-    else if (j->fn && j->family == BN_K_MATMUL_F && sp->last_only && i == out_node) { /* the last token's logits */
+    else if (j->fn && j->family == BN_K_MATMUL_F && sp->rows == BN_ROWS_LAST && i == out_node) { /* the last token's logits */
       jit_node last = *j;
       last.a = (const float *)last.a + (size_t)(n - 1) * (size_t)g->values[g->nodes[i].in[0]].shape.d[1];
       run_share(e, &last, 1, th, nth);
@@ -695,7 +696,7 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
 }
 
 /* Checks the segments, copies their tokens one after another into the step's input and runs it. */
-static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, int last_only, const float **out,
+static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, int rows, const float **out,
                               bn_error *err) {
   const bn_graph *g = e->g;
   int max = e->mp->max_tokens, T = 0, graphs = e->cg && bn_codegen_runs_graphs(e->cg);
@@ -723,7 +724,7 @@ static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, i
   e->step++;
   if (graphs) { /* the backend runs the whole step, and says how long each node took */
     memset(e->node_secs, 0, (size_t)g->n_nodes * sizeof *e->node_secs);
-    bn_graph_step gs = {.tokens = e->tokens, .n = T, .pos = segs[0].pos, .last_only = last_only,
+    bn_graph_step gs = {.tokens = e->tokens, .n = T, .pos = segs[0].pos, .last_only = rows != BN_ROWS_ALL,
                         .node_seconds = e->node_secs};
     if ((st = bn_codegen_run_graph(e->cg, &gs, err))) return st;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -733,22 +734,23 @@ static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, i
     *out = gs.out;
     return BN_OK;
   }
-  step sp = {.e = e, .n = T, .last_only = last_only, .row = T - 1, .segs = segs, .n_segs = n_segs};
+  step sp = {.e = e, .n = T, .rows = rows, .row = T - 1, .segs = segs, .n_segs = n_segs};
   bn_pool_run(e->pool, run_step, &sp);
   const bn_value *ov = &g->values[g->outputs[0]];
-  *out = e->env.val[g->outputs[0]];
-  if (last_only && n_segs == 1) *out += (size_t)sp.row * (size_t)ov->shape.d[ov->shape.rank - 1];
+  *out = rows == BN_ROWS_NONE ? NULL : e->env.val[g->outputs[0]];
+  if (rows == BN_ROWS_LAST && n_segs == 1) *out += (size_t)sp.row * (size_t)ov->shape.d[ov->shape.rank - 1];
   return BN_OK;
 }
 
-bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
+bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int rows, const float **out,
                       bn_error *err) {
   bn_exec_seg seg = {.tokens = tokens, .n = n, .pos = pos, .seq = 0};
-  return run_segments(e, &seg, 1, last_only, out, err);
+  if (rows < BN_ROWS_ALL || rows > BN_ROWS_NONE) return bn_fail(err, BN_E_INVALID, "eval: output rows %d (0..2)", rows);
+  return run_segments(e, &seg, 1, rows, out, err);
 }
 
 bn_status bn_exec_run_batch(bn_exec *e, const bn_exec_seg *segs, int n_segs, const float **out, bn_error *err) {
-  return run_segments(e, segs, n_segs, 1, out, err);
+  return run_segments(e, segs, n_segs, BN_ROWS_LAST, out, err);
 }
 
 void bn_exec_set_poison(bn_exec *e, int on) { e->poison = on; }

@@ -68,9 +68,11 @@ int bn_exec_ref_nodes(const bn_exec *e, char *kinds, size_t cap);
  * another build of bnc's code generator"); else NULL. */
 const char *bn_exec_aot_missing(const bn_exec *e);
 void bn_exec_free(bn_exec *e);
-/* Runs tokens[0..n) at positions pos..; *out: the first output [n x width], or with
- * last_only the last token's row (the output projection then computes only that row). */
-bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int last_only, const float **out,
+/* Which rows of the output a step computes: every token's, the last token's (the output projection then
+ * computes only that row), or none (a prompt's earlier chunk: the projection is not run, *out is NULL). */
+enum { BN_ROWS_ALL, BN_ROWS_LAST, BN_ROWS_NONE };
+/* Runs tokens[0..n) at positions pos..; *out: the first output, the rows `rows` says [n or 1 x width]. */
+bn_status bn_exec_run(bn_exec *e, const int32_t *tokens, int n, int pos, int rows, const float **out,
                       bn_error *err);
 /* Runs several sequences' tokens as one step of their total (every matmul reads its weights once for
  * all of them; RoPE, the K/V store and attention per sequence, each in its own caches); *out: the logits

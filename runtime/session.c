@@ -66,7 +66,8 @@ void bn_session_free(bn_session *s) {
   free(s);
 }
 
-/* Runs tokens[0..n) at positions pos.. in chunks; *last gets the final row. */
+/* Runs tokens[0..n) at positions pos.. in chunks; *last gets the final row (without `all`, the chunks
+ * before the last compute no logits). */
 static bn_status run_chunks(bn_session *s, const int32_t *tokens, int n, int pos, float *all, const float **last,
                             bn_error *err) {
   int V = s->m->hp.n_vocab;
@@ -74,7 +75,8 @@ static bn_status run_chunks(bn_session *s, const int32_t *tokens, int n, int pos
     int c = n - i < s->p.n_batch ? n - i : s->p.n_batch;
     const float *out;
     int64_t t0 = bn_trace_now_ns();
-    bn_status st = bn_exec_run(s->exec, tokens + i, c, pos + i, !all, &out, err);
+    int rows = all ? BN_ROWS_ALL : i + c < n ? BN_ROWS_NONE : BN_ROWS_LAST;
+    bn_status st = bn_exec_run(s->exec, tokens + i, c, pos + i, rows, &out, err);
     if (s->trace) bn_trace_add(s->trace, "prompt chunk", "stage", t0, bn_trace_now_ns(), 0, c);
     if (st) return st;
     if (all) memcpy(all + (size_t)i * V, out, (size_t)c * V * sizeof *out);
@@ -131,7 +133,7 @@ bn_status bn_session_generate(bn_session *s, const char *prompt, int n_predict, 
     if (fn && fn(tok, piece, plen, user)) break;
     double tg = bn_now();
     int64_t t0 = bn_trace_now_ns();
-    st = bn_exec_run(s->exec, &s->hist[n], 1, n, 1, &last, err);
+    st = bn_exec_run(s->exec, &s->hist[n], 1, n, BN_ROWS_LAST, &last, err);
     if (s->trace) bn_trace_add(s->trace, "decode step", "stage", t0, bn_trace_now_ns(), 0, 1);
     s->t.gen_s += bn_now() - tg;
     n++;

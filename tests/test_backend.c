@@ -133,6 +133,38 @@ static float *logits(const bn_backend *be, int threads, int *jit_nodes, int *ref
   return out;
 }
 
+/* A prompt in chunks of 3 runs the output projection once, for its last chunk: the logits of its last token
+ * are the bits of the same prompt in one call, on the reference kernels and the default backend, 1 and 2
+ * threads. */
+static void test_prompt_chunks_skip_the_head(void **state) {
+  (void)state;
+  size_t V = (size_t)m.hp.n_vocab;
+  for (int b = 0; b < 2; b++)
+    for (int threads = 1; threads <= 2; threads++) {
+      bn_session_params sp = {.n_ctx = 32, .n_batch = 3, .exec = {.backend = b ? NULL : bn_backend_find("ref"),
+                                                                  .threads = threads},
+                              .sampler = bn_sampler_defaults()};
+      bn_session *s;
+      bn_error err = {0};
+      if (bn_session_create(&m, &mp, &sp, &s, &err)) fail_msg("%s", err.msg);
+      float *all = malloc(NT * V * sizeof *all);
+      const float *last;
+      if (bn_session_eval(s, tok, NT, all, &err)) fail_msg("%s", err.msg);
+      bn_session_reset(s);
+      const bn_exec_stat *st;
+      int n = bn_exec_stats(bn_session_exec(s), &st), head = -1;
+      for (int k = 0; k < n; k++)
+        if (!strcmp(st[k].kind, "output_proj")) head = k;
+      assert_true(head >= 0);
+      long before = st[head].calls;
+      if (bn_session_append(s, tok, NT, &last, &err)) fail_msg("%s", err.msg);
+      assert_int_equal(st[head].calls - before, 1); /* 4 chunks, one projection */
+      if (memcmp(last, all + (NT - 1) * V, V * sizeof *last)) fail_msg("backend %d, %d threads: other logits", b, threads);
+      free(all);
+      bn_session_free(s);
+    }
+}
+
 static void test_toy_backend_defers_the_rest(void **state) {
   (void)state;
   bn_error err = {0};
@@ -223,6 +255,7 @@ int main(void) {
       cmocka_unit_test(test_registry),
       cmocka_unit_test(test_families_and_selection),
       cmocka_unit_test(test_toy_backend_defers_the_rest),
+      cmocka_unit_test(test_prompt_chunks_skip_the_head),
       cmocka_unit_test(test_device_runs_whole_steps),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
