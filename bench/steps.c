@@ -2,7 +2,7 @@
  * tokens of context first (untimed), then N steps of one token each for all S at once; prints ms a
  * step, tokens/s and each kernel kind's ms a step (the executor's statistics).
  *
- *   build/bench/steps PLAN [-s SEQS] [-d DEPTH] [-n STEPS] [-t THREADS] [-b BACKEND]
+ *   build/bench/steps PLAN [-s SEQS] [-d DEPTH] [-n STEPS] [-t THREADS] [-b BACKEND] [-k f32|f16 (K/V cache)]
  *   e.g. build/bench/steps large.bnplan -s 8 -d 40 -n 20 -t 2 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,23 +18,26 @@ int main(int argc, char **argv) {
   bn_backend_register(&bn_backend_asmjit, NULL); /* auto's first member, as bnc registers it */
 #endif
   int S = 8, depth = 40, steps = 20, threads = 2;
+  bn_dtype kv = BN_DT_F32;
   const bn_backend *be = bn_backend_default();
   for (int i = 2; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);
     if (!strcmp(argv[i], "-b")) {
       if (!(be = bn_backend_find(argv[i + 1]))) return fprintf(stderr, "steps: no backend %s\n", argv[i + 1]), 2;
-    } else if (!strcmp(argv[i], "-s") && v > 0 && v <= 64) S = v;
+    } else if (!strcmp(argv[i], "-k") && (!strcmp(argv[i + 1], "f16") || !strcmp(argv[i + 1], "f32")))
+      kv = argv[i + 1][1] == '1' ? BN_DT_F16 : BN_DT_F32;
+    else if (!strcmp(argv[i], "-s") && v > 0 && v <= 64) S = v;
     else if (!strcmp(argv[i], "-d") && v >= 0 && v <= 65536) depth = v;
     else if (!strcmp(argv[i], "-n") && v > 0 && v <= 100000) steps = v;
     else if (!strcmp(argv[i], "-t") && v > 0 && v <= 256) threads = v;
     else return fprintf(stderr, "steps: bad option %s %s\n", argv[i], argv[i + 1]), 2;
   }
-  if (argc < 2 || argc % 2) return fputs("usage: steps PLAN [-s SEQS] [-d DEPTH] [-n STEPS] [-t THREADS] [-b BACKEND]\n", stderr), 2;
+  if (argc < 2 || argc % 2) return fputs("usage: steps PLAN [-s SEQS] [-d DEPTH] [-n STEPS] [-t THREADS] [-b BACKEND] [-k f32|f16]\n", stderr), 2;
   bn_plan p;
   bn_error err = {0};
   if (bn_plan_open(&p, argv[1], &err)) return fprintf(stderr, "steps: %s\n", err.msg), 1;
   bn_session_params sp = {.n_ctx = depth + steps + 8,
-                          .exec = {.backend = be, .threads = threads, .target = p.target, .n_seq = S},
+                          .exec = {.backend = be, .threads = threads, .target = p.target, .n_seq = S, .kv = kv},
                           .sampler = bn_sampler_defaults()};
   bn_session *s;
   if (bn_session_create(&p.model, &p.mem, &sp, &s, &err)) return fprintf(stderr, "steps: %s\n", err.msg), 1;
