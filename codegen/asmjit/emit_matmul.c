@@ -1227,15 +1227,18 @@ static void nq_row(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int 
 /* The FFN gate's middle, act(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
  * computes it: relu2(g) = g > 0 ? g g : 0, exactly; silu(g) = g / (1 + exp(-g)), with vexp's exp for
  * libm's (a code may then move by one on a rounding tie, as with the LLVM kernel). Vectors 2..4, 8, 9,
- * and vexp's scratch (24..26 on AVX-512, 10..12 on AVX2); mask 2. */
+ * exp's scratch (24, 25 and its constants 12..23 on AVX-512; 10..12 on AVX2); mask 2. */
 static void gate_row(bn_asm *a, int W, int64_t K, int silu, int x, int tmp) {
+  int pre = silu && W == 64; /* exp's constants in vectors 12..23 (vexp_pre), not splat per vector */
   op(a, "vxorps", bn_vec(8, 32), bn_vec(8, 32), bn_vec(8, 32));
   if (silu) splat(a, 9, 1.0, W);
+  if (pre) vexp_consts(a, 12);
   for (int64_t c = 0; c < K; c += W / 4) {
     op(a, "vmovups", bn_vec(2, W), bn_mem(x, (int32_t)(4 * c), W), NONE);
     if (silu) {
       op(a, "vsubps", bn_vec(3, W), bn_vec(8, W), bn_vec(2, W)); /* -g */
-      vexp(a, 4, 3, W == 64 ? 24 : 10, W);
+      if (pre) vexp_pre(a, 4, 3, 24, 25, 12);
+      else vexp(a, 4, 3, W == 64 ? 24 : 10, W);
       op(a, "vaddps", bn_vec(4, W), bn_vec(4, W), bn_vec(9, W));
       op(a, "vdivps", bn_vec(2, W), bn_vec(2, W), bn_vec(4, W));
     } else if (W == 64) {
