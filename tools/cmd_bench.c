@@ -165,17 +165,19 @@ static void model_cost(const bn_model *m, bn_dtype kv, double *bytes, double *ma
   *bytes = 0, *macs = 0, *kv_per_pos = 0;
   const bn_graph *g = &m->graph;
   for (int L = 0; L < bn_ref_kv_layers(g); L++) *kv_per_pos += 2.0 * (double)bn_ref_kv_width(g, L) * (kv == BN_DT_F16 ? 2 : 4);
+  char *matrix = calloc((size_t)g->n_values + 1, 1); /* read whole by some node other than an embedding */
+  if (!matrix) return;
+  for (int k = 0; k < g->n_nodes; k++)
+    for (int a = 0; a < g->nodes[k].n_in; a++)
+      if (g->nodes[k].op != BN_OP_EMBED && g->nodes[k].in[a] >= 0 && g->nodes[k].in[a] < g->n_values)
+        matrix[g->nodes[k].in[a]] = 1;
   for (int i = 0; i < g->n_values; i++) {
     const bn_value *v = &g->values[i];
-    if (v->kind != BN_VAL_WEIGHT) continue;
-    int used_as_matrix = 0;
-    for (int k = 0; k < g->n_nodes; k++)
-      for (int a = 0; a < g->nodes[k].n_in; a++)
-        used_as_matrix |= g->nodes[k].in[a] == i && g->nodes[k].op != BN_OP_EMBED;
-    if (!used_as_matrix) continue; /* the embedding table is read one row per token */
+    if (v->kind != BN_VAL_WEIGHT || !matrix[i]) continue; /* the embedding table is read one row per token */
     *bytes += (double)v->nbytes;
     if (v->shape.rank == 2 && bn_dtype_table[v->dtype].ternary) *macs += (double)v->shape.d[0] * (double)v->shape.d[1];
   }
+  free(matrix);
 }
 
 static void print_json(const bn_bench_run *r, const bn_bench_cmp *cmp, int n_cmp) {
