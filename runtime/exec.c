@@ -731,7 +731,7 @@ static bn_status run_segments(bn_exec *e, const bn_exec_seg *segs, int n_segs, i
       bn_exec_stat *s = &e->stats[e->kind_of[i]];
       s->seconds += e->node_secs[i], s->calls++;
     }
-    *out = gs.out;
+    *out = rows == BN_ROWS_NONE ? NULL : gs.out;
     return BN_OK;
   }
   step sp = {.e = e, .n = T, .rows = rows, .row = T - 1, .segs = segs, .n_segs = n_segs};
