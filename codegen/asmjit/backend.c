@@ -1,6 +1,7 @@
 /* The asmjit backend: x86 kernels emitted instruction by instruction through the C shim
  * (shim/shim.h), every shape a constant, for AVX-512 (VNNI) or AVX2. The lookup-table matmul is not
  * emitted: under auto LLVM builds it, under asmjit its nodes run the reference kernels. */
+#include <cpuid.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@ typedef struct {
 
 typedef struct {
   bn_asm_rt *rt;
-  int avx512, vnni;
+  int avx512, vnni, ahead; /* ahead: decode_ahead's */
   emitted *done; /* every kernel emitted, by key: a key seen again reuses its code */
   int n_done, cap_done;
   bn_codegen_counts counts;
@@ -76,7 +77,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_MATMUL:
   case BN_K_MATMUL_T1:
   case BN_K_MATMUL_G:
-    bn_asmjit_matmul(a, b->avx512, key->family == BN_K_MATMUL_T1 ? BN_DT_TP1 : key->family == BN_K_MATMUL_G ? (bn_dtype)key->cache : BN_DT_TP2, key->k, key->n, key->variant, key->pro, key->eps);
+    bn_asmjit_matmul(a, b->avx512, b->ahead, key->family == BN_K_MATMUL_T1 ? BN_DT_TP1 : key->family == BN_K_MATMUL_G ? (bn_dtype)key->cache : BN_DT_TP2, key->k, key->n, key->variant, key->pro, key->eps);
     break;
   case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, b->avx512, key->k, key->n, key->variant, key->eps); break;
   case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, BN_DT_F32); break;
@@ -92,6 +93,15 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   if (listing) *listing = strdup(bn_asm_listing(a));
   bn_asm_free(a);
   return fn;
+}
+
+/* Bytes a decode tile prefetches ahead of its weight stream: 12 KiB on AMD's family 1Ah (Zen 5), 6 KiB
+ * elsewhere and for a portable target (bench/README.md has both CPUs' pairings). */
+static int decode_ahead(int native) {
+  unsigned a, b, c, d;
+  if (!native || !__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541 /* "Auth" */ || !__get_cpuid(1, &a, &b, &c, &d))
+    return 6144;
+  return (a >> 8 & 0xf) + (a >> 20 & 0xff) >= 0x1a ? 12288 : 6144;
 }
 
 static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
@@ -112,6 +122,7 @@ static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
   if (!b || !(b->rt = bn_asm_rt_new())) return free(b), bn_fail(err, BN_E_NOMEM, "out of memory");
   b->avx512 = isa ? !strcmp(isa, "avx512") : host512;
   b->vnni = b->avx512 && __builtin_cpu_supports("avx512vnni");
+  b->ahead = decode_ahead(!o->target || !strcmp(o->target, "native"));
   *self = b;
   return BN_OK;
 }

@@ -10,7 +10,6 @@
  * interleaves (bn_tp2_group), is a tile read front to back: per group four activation vectors loaded
  * once feed the 16 products of its rows, two chains a row; a short last block goes row by row, a
  * row's groups then 64 x its rows apart. */
-enum { AHEAD = 6144 }; /* bytes of the weight stream a decode tile prefetches ahead, as the LLVM kernel does */
 enum { AHEAD_T1 = 12288 }; /* the same over TP1, whose bytes take longer each (bench/README.md) */
 enum { BLOCK = 24 };   /* prefill: rows a token tile's activations serve from L1 (bench/README.md) */
 
@@ -22,7 +21,7 @@ typedef struct {
   int gs;                   /* TG2: a scale per 256-group (1) or per 128 (2, TG2H); 0: a row's */
   int qimg;                 /* TG2 decode: the token's group sums are at rsp + the group's offset (g_token_sums) */
   int64_t K, N, block;
-  int32_t scales;
+  int32_t scales, ahead; /* ahead: bytes of the weight stream a TP2/TG2 decode tile prefetches ahead */
 } mmk;
 
 /* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9.
@@ -120,7 +119,7 @@ static void tile(bn_asm *a, const mmk *m, int rows, int tt) {
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
   for (int r = 0; r < rows; r++) {
-    if (rows == 4) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* the weight stream (decode, a few tokens) */
+    if (rows == 4) op(a, "prefetcht0", bn_mem(R15, m->ahead + 64 * r, 64), NONE, NONE); /* the weight stream (decode, a few tokens) */
     op(a, "vmovdqu64", bn_vec(wv + r, 64), bn_mem(R15, 64 * r, 64), NONE);
   }
   for (int c = 0; c < 4; c++) { /* elements 64 c .. 64 c + 63 of the group: bits 2 c of each byte */
@@ -467,7 +466,7 @@ static void tile_g_decode(bn_asm *a, const mmk *m) {
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
   for (int r = 0; r < 4; r++) {
-    op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE);
+    op(a, "prefetcht0", bn_mem(R15, m->ahead + 64 * r, 64), NONE, NONE);
     op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
   }
   for (int c = 0; c < 4; c++) {
@@ -855,7 +854,7 @@ static void tile_g(bn_asm *a, const mmk *m, int rows, int tt) {
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
   for (int r = 0; r < rows && !big; r++) {
-    if (rows == 4) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE); /* decode's stream */
+    if (rows == 4) op(a, "prefetcht0", bn_mem(R15, m->ahead + 64 * r, 64), NONE, NONE); /* decode's stream */
     op(a, "vmovdqu64", bn_vec(WV + r, 64), bn_mem(R15, 64 * r, 64), NONE);
   }
   for (int c = 0; c < 4; c++) {
@@ -941,7 +940,7 @@ static void tile_avx2(bn_asm *a, const mmk *m, int rows, int tt) {
   op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
   bn_asm_bind(a, grp);
   if (rows == 4 && tt == 1)
-    for (int r = 0; r < rows; r++) op(a, "prefetcht0", bn_mem(R15, AHEAD + 64 * r, 64), NONE, NONE);
+    for (int r = 0; r < rows; r++) op(a, "prefetcht0", bn_mem(R15, m->ahead + 64 * r, 64), NONE, NONE);
   for (int c = 0; c < 4; c++) {
     for (int h = 0; h < 2; h++) {
       for (int r = 0; r < rows; r++) {
@@ -1463,11 +1462,11 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
 /* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
-void bn_asmjit_matmul(bn_asm *a, int avx512, bn_dtype wt, int64_t K, int64_t N, int mode, int pro, float eps) {
+void bn_asmjit_matmul(bn_asm *a, int avx512, int ahead, bn_dtype wt, int64_t K, int64_t N, int mode, int pro, float eps) {
   int W = avx512 ? 64 : 32, t1 = wt == BN_DT_TP1;
   int64_t rb = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4; /* a row's packed bytes */
   mmk m = {.W = W, .t1 = t1, .gs = wt == BN_DT_TG2 ? 1 : wt == BN_DT_TG2H ? 2 : 0, .mode = mode, .K = K, .N = N,
-           .block = 4 * rb, .scales = (int32_t)(N * rb)};
+           .block = 4 * rb, .scales = (int32_t)(N * rb), .ahead = ahead};
   enter(a, 6);
   enum { ARGS = 8 + 6 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
