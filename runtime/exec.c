@@ -22,9 +22,9 @@ typedef struct {
   int64_t granule; /* matmuls: rows are split in multiples of this (bn_kfamily_granule) */
   const float *wn; /* with a norm + quantize prologue (bn_mmp_kernel): the norm weights (a is then x); else NULL */
   int64_t xw;      /* and x's row in floats */
-  int64_t granule1; /* matmuls: the granule of a one-token step, when not granule (0) */
+  int64_t granule1; /* matmuls: the granule of a q/k/v phase's rows (whole heads), when not granule (0) */
   int qkv;          /* 1 + the index in bn_exec.qkv of the phase this matmul or attention is part of, else 0 */
-  int skip1;        /* a one-token step skips this node: its q/k/v phase does its work */
+  int skip;         /* every step skips this node: its q/k/v phase does its work */
 } jit_node;
 
 /* A prologue matmul splits a chunk by tokens when every thread gets this many (each thread then
@@ -64,9 +64,11 @@ struct bn_exec {
   int n_rope;
   jit_node *jit;
   int n_jit;
-  bn_qkv *qkv; /* the one-token q/k/v phases (qkv.h) */
+  bn_qkv *qkv; /* the q/k/v phases (qkv.h) */
   int n_qkv;
-  float *q1, *k1; /* their rotated q and k rows */
+  float *qp;      /* their rotated q: a step's rows, qmax wide */
+  float *k1;      /* and each thread's rotated k row: k1_width floats a thread */
+  int64_t qmax, k1_width;
   double *node_secs; /* a graph backend's time per node in a step */
 };
 
@@ -177,7 +179,7 @@ static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
   }
   int64_t a, b; /* this thread's rows, tokens or heads */
   bn_ksplit split = bn_kfamilies[j->family].split;
-  if (split == BN_SPLIT_ROWS) bn_pool_share(j->N, T == 1 && j->granule1 ? j->granule1 : j->granule, i, n, &a, &b);
+  if (split == BN_SPLIT_ROWS) bn_pool_share(j->N, j->granule1 ? j->granule1 : j->granule, i, n, &a, &b);
   else {
     int64_t all = split == BN_SPLIT_HEADS ? j->N : T;
     a = all * i / n, b = all * (i + 1) / n;
@@ -304,28 +306,9 @@ static void *kv_alloc(size_t bytes) {
   return a;
 }
 
-/* Columns [n0, n1) of a one-token step's X = [q | k | v], whole heads computed by this
- * thread (qkv.h): q rotated into q1, k rotated into k1 and stored with v in the K/V cache
- * at pos, as the RoPE nodes and bn_ref_kv_store would. */
-static void run_qkv(bn_exec *e, const bn_qkv *q, int64_t n0, int64_t n1) {
-  const float *x = e->env.val[e->g->nodes[q->mm].out];
-  const jit_node *rq = &e->jit[q->skip[BN_QKV_ROPE_Q]], *rk = &e->jit[q->skip[BN_QKV_ROPE_K]];
-  int64_t hd = q->head_dim, qw = q->qw, kw = q->kw, n_ctx = e->n_ctx, pos = e->env.pos;
-  void *kc = e->env.kc[q->layer], *vc = e->env.vc[q->layer];
-  int64_t a = n0, b = n1 < qw ? n1 : qw;
-  if (b > a) ((bn_rope_kernel)rq->fn)(x, e->q1, rq->w, 1, pos, a / hd, b / hd, n_ctx);
-  a = (n0 > qw ? n0 : qw) - qw, b = (n1 < qw + kw ? n1 : qw + kw) - qw;
-  if (b > a) {
-    ((bn_rope_kernel)rk->fn)(x + qw, e->k1, rk->w, 1, pos, a / hd, b / hd, n_ctx);
-    for (int64_t h = a / hd; h < b / hd; h++) bn_ref_kv_row(e->env.kv, kc, (h * n_ctx + pos) * hd, e->k1 + h * hd, (int)hd);
-  }
-  a = (n0 > qw + kw ? n0 : qw + kw) - qw - kw, b = n1 - qw - kw;
-  for (int64_t h = a / hd; h < b / hd; h++) bn_ref_kv_row(e->env.kv, vc, (h * n_ctx + pos) * hd, x + qw + kw + h * hd, (int)hd);
-}
-
 static int64_t gcd(int64_t a, int64_t b) { return b ? gcd(b, a % b) : a; }
 
-/* The q/k/v phases of one-token steps, where every part has generated code and the
+/* The q/k/v phases, where every part has generated code and the
  * projection's heads split over the threads with the largest share at most 1/8 above the mean
  * (a share is whole heads; on 2b4t's 30, 8 heads against 7.5 on 4 threads, 2 against 1.875 on
  * 16); none with opts->no_qkv_phase. */
@@ -350,12 +333,13 @@ static bn_status make_qkv(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
     if (m->N % gran || most * 8 * nth > 9 * heads) continue;
     e->qkv[e->n_qkv++] = q;
     m->granule1 = gran, m->qkv = e->jit[a].qkv = e->n_qkv;
-    for (int s = 0; s < 5; s++) e->jit[q.skip[s]].skip1 = 1;
+    for (int s = 0; s < 5; s++) e->jit[q.skip[s]].skip = 1;
     if (q.qw > qmax) qmax = q.qw;
     if (q.kw > kmax) kmax = q.kw;
   }
-  if (e->n_qkv && (!(e->q1 = aligned_alloc(64, (size_t)(qmax + 16) * 4)) || /* and a vector of slack */
-                   !(e->k1 = aligned_alloc(64, (size_t)(kmax + 16) * 4))))
+  e->qmax = qmax, e->k1_width = kmax + 16; /* and a vector of slack */
+  if (e->n_qkv && (!(e->qp = aligned_alloc(64, ((size_t)e->mp->max_tokens * (size_t)qmax + 16) * 4)) ||
+                   !(e->k1 = aligned_alloc(64, (size_t)nth * (size_t)e->k1_width * 4))))
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
   return BN_OK;
 }
@@ -556,7 +540,7 @@ void bn_exec_free(bn_exec *e) {
   free(e->arena), free(e->tokens), free(e->env.val), free(e->env.body_val), free(e->kc_all), free(e->vc_all);
   free(e->seg_t0), free(e->seq_busy);
   free(e->scratch_mem), free(e->kind_of), free(e->stats), free(e->last), free(e->jit), free(e->scores), free(e->tmp);
-  free(e->pqa), free(e->qkv), free(e->q1), free(e->k1), free(e->node_secs);
+  free(e->pqa), free(e->qkv), free(e->qp), free(e->k1), free(e->node_secs);
   for (int r = 0; r < e->n_rope; r++) free(e->rope[r]);
   if (e->own_pool) bn_pool_free(e->pool);
   bn_codegen_close(e->cg);
@@ -589,23 +573,50 @@ typedef struct {
   int n_segs;
 } step;
 
-/* Attention node i over every segment: each thread stores its KV heads' rows of every segment in its
- * sequence's caches, then, once all are stored, attends for its heads. */
+/* Attention node i over every segment: unless its q/k/v phase stored them, each thread stores its KV
+ * heads' rows of every segment in its sequence's caches; then, once all are stored, attends for its
+ * heads (q: the phase's rotated rows, or the node's input). */
 static void attention_segments(bn_exec *e, const step *sp, int i, int th, int nth) {
   const bn_node *nd = &e->g->nodes[i];
   int layer = (int)nd->attr[0], H = (int)nd->attr[1], kvh = (int)nd->attr[2], hd = (int)nd->attr[3];
-  const float *q = e->env.val[nd->in[0]], *k = e->env.val[nd->in[1]], *v = e->env.val[nd->in[2]];
+  const float *q = e->jit[i].qkv ? e->qp : e->env.val[nd->in[0]], *k = e->env.val[nd->in[1]], *v = e->env.val[nd->in[2]];
   float *y = e->env.val[nd->out];
-  for (int s = 0; s < sp->n_segs; s++) {
+  for (int s = 0; s < sp->n_segs && !e->jit[i].qkv; s++) {
     const bn_exec_seg *g = &sp->segs[s];
     int64_t at = (int64_t)e->seg_t0[s] * kvh * hd;
     bn_ref_kv_store(k + at, v + at, g->n, kvh, hd, g->pos, e->n_ctx, e->env.kv, e->kc_all[g->seq * e->n_layers + layer],
                     e->vc_all[g->seq * e->n_layers + layer], kvh * th / nth, kvh * (th + 1) / nth);
   }
-  bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
+  if (!e->jit[i].qkv) bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
   for (int s = 0; s < sp->n_segs; s++) {
     int64_t at = (int64_t)e->seg_t0[s] * H * hd;
     run_attention(e, i, th, nth, q + at, y + at, sp->segs[s].n, sp->segs[s].pos, sp->segs[s].seq);
+  }
+}
+
+/* Tokens [t0, t1) x columns [n0, n1) (whole heads) of a step's X = [q | k | v], which this thread
+ * computed (qkv.h): q rotated into qp's rows, k rotated (through the thread's row of k1) and stored with v
+ * in each token's sequence's K/V cache at its position, as the slices, RoPEs and K/V store would. */
+static void run_qkv(bn_exec *e, const step *sp, const bn_qkv *q, int64_t t0, int64_t t1, int64_t n0, int64_t n1, int th) {
+  const float *X = e->env.val[e->g->nodes[q->mm].out];
+  const jit_node *rq = &e->jit[q->skip[BN_QKV_ROPE_Q]], *rk = &e->jit[q->skip[BN_QKV_ROPE_K]];
+  int64_t hd = q->head_dim, qw = q->qw, kw = q->kw, n_ctx = e->n_ctx;
+  float *k1 = e->k1 + (size_t)th * (size_t)e->k1_width;
+  int64_t qa = n0 / hd, qb = (n1 < qw ? n1 : qw) / hd; /* heads of q, k and v */
+  int64_t ka = ((n0 > qw ? n0 : qw) - qw) / hd, kb = ((n1 < qw + kw ? n1 : qw + kw) - qw) / hd;
+  int64_t va = ((n0 > qw + kw ? n0 : qw + kw) - qw - kw) / hd, vb = (n1 - qw - kw) / hd;
+  for (int s = 0; s < sp->n_segs; s++) {
+    const bn_exec_seg *g = &sp->segs[s];
+    int64_t a = t0 > e->seg_t0[s] ? t0 : e->seg_t0[s], b = t1 < e->seg_t0[s] + g->n ? t1 : e->seg_t0[s] + g->n;
+    void *kc = e->kc_all[g->seq * e->n_layers + q->layer], *vc = e->vc_all[g->seq * e->n_layers + q->layer];
+    for (int64_t t = a; t < b; t++) {
+      const float *x = X + t * (qw + 2 * kw);
+      int64_t pos = g->pos + t - e->seg_t0[s];
+      if (qb > qa) ((bn_rope_kernel)rq->fn)(x, e->qp + t * qw, rq->w, 1, pos, qa, qb, n_ctx);
+      if (kb > ka) ((bn_rope_kernel)rk->fn)(x + qw, k1, rk->w, 1, pos, ka, kb, n_ctx);
+      for (int64_t h = ka; h < kb; h++) bn_ref_kv_row(e->env.kv, kc, (h * n_ctx + pos) * hd, k1 + h * hd, (int)hd);
+      for (int64_t h = va; h < vb; h++) bn_ref_kv_row(e->env.kv, vc, (h * n_ctx + pos) * hd, x + qw + kw + h * hd, (int)hd);
+    }
   }
 }
 
@@ -662,11 +673,9 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
   for (int i = 0; i < g->n_nodes; i++) {
     int64_t t0 = th ? 0 : bn_trace_now_ns();
     const jit_node *j = &e->jit[i];
-    if (n == 1 && j->skip1) continue; /* a slice or RoPE its q/k/v phase did */
+    if (j->skip) continue; /* a slice or RoPE its q/k/v phase did */
     if (i == out_node && sp->rows == BN_ROWS_NONE) continue; /* no logits wanted */
-    if (j->family == BN_K_ATTENTION && j->split && n == 1 && j->qkv) /* K/V stored by the phase */
-      run_attention(e, i, th, nth, e->q1, e->env.val[g->nodes[i].out], 1, e->env.pos, sp->segs[0].seq);
-    else if (j->family == BN_K_ATTENTION && j->split) attention_segments(e, sp, i, th, nth);
+    if (j->family == BN_K_ATTENTION && j->split) attention_segments(e, sp, i, th, nth);
     else if (many && g->nodes[i].op == BN_OP_ROPE) rope_segments(e, sp, i, th, nth);
     else if (many && i == out_node) head_segments(e, sp, i, th, nth);
     else if (j->fn && j->family == BN_K_MATMUL_F && sp->rows == BN_ROWS_LAST && i == out_node) { /* the last token's logits */
@@ -676,10 +685,11 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
       if (th == 0) sp->row = 0;
     } else if (j->fn) {
       run_share(e, j, n, th, nth);
-      if (n == 1 && j->qkv) { /* this thread's heads of q, k and v, as soon as it has them */
-        int64_t n0, n1;
-        bn_pool_share(j->N, j->granule1, th, nth, &n0, &n1);
-        run_qkv(e, &e->qkv[j->qkv - 1], n0, n1);
+      if (j->qkv) { /* this thread's share of q, k and v (run_share's: tokens, or whole heads), at once */
+        int64_t t0 = 0, t1 = n, n0 = 0, n1 = j->N;
+        if (j->wn && n >= PRO_SPLIT_TOKENS * nth) t0 = (int64_t)n * th / nth, t1 = (int64_t)n * (th + 1) / nth;
+        else bn_pool_share(j->N, j->granule1, th, nth, &n0, &n1);
+        run_qkv(e, sp, &e->qkv[j->qkv - 1], t0, t1, n0, n1, th);
       }
     } else if (th == 0) bn_ref_run_node(&e->env, i);
     bn_pool_barrier(e->pool);

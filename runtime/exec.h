@@ -39,7 +39,7 @@ typedef struct {
   bn_pool *pool;             /* NULL: the executor starts `threads` threads; else it runs on this pool of
                               * the caller's (which outlives it; threads is then its size) */
   const bn_kcache *cache;    /* the kernel disk cache (outlives the executor); NULL: none */
-  int no_qkv_phase;          /* decoding runs the q/k/v slices, RoPEs and K/V store as nodes (comparisons) */
+  int no_qkv_phase;          /* steps run the q/k/v slices, RoPEs and K/V store as nodes (comparisons) */
   int n_seq;                 /* sequences, each with K/V caches of n_ctx positions (0 or 1: one; at most
                               * BN_EXEC_MAX_SEQ) */
   bn_dtype kv;               /* the K/V caches' element type: BN_DT_F32 (0: exact) or BN_DT_F16 (half the bytes,

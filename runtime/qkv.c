@@ -1,4 +1,4 @@
-/* Finds a decode step's q/k/v pattern (qkv.h). */
+/* Finds a step's q/k/v pattern (qkv.h). */
 #include "qkv.h"
 
 static int readers(const bn_graph *g, int v) {

@@ -147,7 +147,7 @@ if [ $LLVM -eq 1 ]; then # the phase needs generated RoPE kernels
 # decoding rotates and stores q/k/v in the projection's phase (--stats says so); BNC_QKV_PHASE=0 runs the
 # nodes, and the greedy text is the same
 $BNC run "$p" -p "hello" -n 12 --temp 0 --ignore-eos -t 2 --stats >"$WORK/qkv1" 2>"$WORK/stats" || fail "run -t 2"
-grep -q "^decode: [1-9][0-9]* layers rotate and store q/k/v" "$WORK/stats" || fail "stats lack the q/k/v phase: $(cat "$WORK/stats")"
+grep -q "^q/k/v: [1-9][0-9]* layers rotate and store q/k/v" "$WORK/stats" || fail "stats lack the q/k/v phase: $(cat "$WORK/stats")"
 BNC_QKV_PHASE=0 $BNC run "$p" -p "hello" -n 12 --temp 0 --ignore-eos -t 2 --stats >"$WORK/qkv0" 2>"$WORK/stats" || fail "run nodes"
 grep -q "^decode:" "$WORK/stats" && fail "BNC_QKV_PHASE=0 still reports the phase"
 cmp -s "$WORK/qkv0" "$WORK/qkv1" || fail "the q/k/v phase changed the greedy text"

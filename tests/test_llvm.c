@@ -672,15 +672,20 @@ static void check_model(const char *path, const char *what) {
     bn_session_free(s);
   }
   for (int nodes = 0; nodes < 2; nodes++) {
-    /* the nodes themselves (no_qkv_phase) decode the same bits as the phase; and so does the
-     * phase with every dead value poisoned after its last reader (the phase reads q/k/v after
-     * the slices, their readers in the plan, have been skipped) */
+    /* the nodes themselves (no_qkv_phase) evaluate the prompt (chunks of 16 split by tokens, then 4 by
+     * whole heads) and decode with the same bits as the phase; and so does the phase with every dead
+     * value poisoned after its last reader (the phase reads q/k/v after the slices, their readers in
+     * the plan, have been skipped) */
     bn_session_params sp = {.n_ctx = 64, .exec = {.backend = bn_backend_find("llvm"), .threads = 2, .no_qkv_phase = nodes},
                             .sampler = bn_sampler_defaults()};
     bn_session *s;
     if (bn_session_create(&opt, &mp, &sp, &s, &err)) fail_msg("%s: %s", what, err.msg);
     if (nodes) assert_int_equal(bn_exec_qkv_phases(bn_session_exec(s)), 0);
     else bn_exec_set_poison(bn_session_exec(s), 1);
+    float *got = malloc(NT * V * sizeof *got);
+    assert_int_equal(bn_session_eval(s, tok, NT, got, &err), BN_OK);
+    assert_memory_equal(got, packed, NT * V * sizeof *got);
+    free(got);
     decode(s, tok, dec, V);
     assert_memory_equal(dec, dec_one, ND * V * sizeof *dec);
     bn_session_free(s);

@@ -180,8 +180,8 @@ static void print_stats(bn_session *s, double load) {
     fprintf(stderr, "%-*s %8ld %10.2f %6.1f%% %10.1f\n", w, sorted[i].kind, sorted[i].calls, sorted[i].seconds * 1e3,
             total > 0 ? 100 * sorted[i].seconds / total : 0, sorted[i].calls ? sorted[i].seconds * 1e6 / sorted[i].calls : 0);
   fprintf(stderr, "%-*s %8s %10.2f\n", w, "all kernels", "", total * 1e3);
-  if (bn_exec_qkv_phases(e)) /* the skipped nodes' calls and times are the prompt's alone */
-    fprintf(stderr, "decode: %d layers rotate and store q/k/v right after their projection (slice, rope: prompt only)\n",
+  if (bn_exec_qkv_phases(e)) /* the skipped nodes have no rows; the phase's time is in the projection's */
+    fprintf(stderr, "q/k/v: %d layers rotate and store q/k/v right after their projection (no slice or rope nodes)\n",
             bn_exec_qkv_phases(e));
   fprintf(stderr, "arena %.2f MiB, KV cache %.2f MiB\n", bn_exec_arena_bytes(e) / 1048576.0, bn_exec_kv_bytes(e) / 1048576.0);
 }
