@@ -66,9 +66,9 @@ struct bn_exec {
   int n_jit;
   bn_qkv *qkv; /* the q/k/v phases (qkv.h) */
   int n_qkv;
-  float *qp;      /* their rotated q: a step's rows, qmax wide */
+  float *qp;      /* their rotated q: a step's rows, the widest q's floats each */
   float *k1;      /* and each thread's rotated k row: k1_width floats a thread */
-  int64_t qmax, k1_width;
+  int64_t k1_width;
   double *node_secs; /* a graph backend's time per node in a step */
 };
 
@@ -337,7 +337,7 @@ static bn_status make_qkv(bn_exec *e, const bn_exec_opts *opts, bn_error *err) {
     if (q.qw > qmax) qmax = q.qw;
     if (q.kw > kmax) kmax = q.kw;
   }
-  e->qmax = qmax, e->k1_width = kmax + 16; /* and a vector of slack */
+  e->k1_width = kmax + 16; /* and a vector of slack */
   if (e->n_qkv && (!(e->qp = aligned_alloc(64, ((size_t)e->mp->max_tokens * (size_t)qmax + 16) * 4)) ||
                    !(e->k1 = aligned_alloc(64, (size_t)nth * (size_t)e->k1_width * 4))))
     return bn_fail(err, BN_E_NOMEM, "executor: out of memory");
