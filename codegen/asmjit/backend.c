@@ -17,7 +17,8 @@ typedef struct {
 
 typedef struct {
   bn_asm_rt *rt;
-  int avx512, vnni, ahead; /* ahead: decode_ahead's */
+  int avx512, vnni;
+  bn_asmjit_tuning tune; /* tuning's */
   emitted *done; /* every kernel emitted, by key: a key seen again reuses its code */
   int n_done, cap_done;
   bn_codegen_counts counts;
@@ -77,7 +78,7 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   case BN_K_MATMUL:
   case BN_K_MATMUL_T1:
   case BN_K_MATMUL_G:
-    bn_asmjit_matmul(a, b->avx512, b->ahead, key->family == BN_K_MATMUL_T1 ? BN_DT_TP1 : key->family == BN_K_MATMUL_G ? (bn_dtype)key->cache : BN_DT_TP2, key->k, key->n, key->variant, key->pro, key->eps);
+    bn_asmjit_matmul(a, b->avx512, &b->tune, key->family == BN_K_MATMUL_T1 ? BN_DT_TP1 : key->family == BN_K_MATMUL_G ? (bn_dtype)key->cache : BN_DT_TP2, key->k, key->n, key->variant, key->pro, key->eps);
     break;
   case BN_K_NORM_QUANT: bn_asmjit_norm_quant(a, b->avx512, key->k, key->n, key->variant, key->eps); break;
   case BN_K_SLICE: bn_asmjit_rows(a, b->avx512, 0, key->k, key->n, key->variant, BN_DT_F32); break;
@@ -95,13 +96,14 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
   return fn;
 }
 
-/* Bytes a decode tile prefetches ahead of its weight stream: 12 KiB on AMD's family 1Ah (Zen 5), 6 KiB
- * elsewhere and for a portable target (bench/README.md has both CPUs' pairings). */
-static int decode_ahead(int native) {
+/* The matmul emitter's choices for this CPU: on AMD's family 1Ah (Zen 5: two 512-bit vpdpbusd a cycle) decode
+ * prefetches 12 KiB ahead and prompts keep the 4 x 4 tiles at every K; elsewhere, and for a portable target,
+ * 6 KiB and rows in the lanes at K <= 2048 (bench/README.md has both CPUs' pairings). */
+static bn_asmjit_tuning tuning(int native) {
   unsigned a, b, c, d;
-  if (!native || !__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541 /* "Auth" */ || !__get_cpuid(1, &a, &b, &c, &d))
-    return 6144;
-  return (a >> 8 & 0xf) + (a >> 20 & 0xff) >= 0x1a ? 12288 : 6144;
+  int zen5 = native && __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 /* "Auth" */ &&
+             __get_cpuid(1, &a, &b, &c, &d) && (a >> 8 & 0xf) + (a >> 20 & 0xff) >= 0x1a;
+  return zen5 ? (bn_asmjit_tuning){.ahead = 12288, .rows_in_lanes = 0} : (bn_asmjit_tuning){.ahead = 6144, .rows_in_lanes = 1};
 }
 
 static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
@@ -122,7 +124,7 @@ static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
   if (!b || !(b->rt = bn_asm_rt_new())) return free(b), bn_fail(err, BN_E_NOMEM, "out of memory");
   b->avx512 = isa ? !strcmp(isa, "avx512") : host512;
   b->vnni = b->avx512 && __builtin_cpu_supports("avx512vnni");
-  b->ahead = decode_ahead(!o->target || !strcmp(o->target, "native"));
+  b->tune = tuning(!o->target || !strcmp(o->target, "native"));
   *self = b;
   return BN_OK;
 }

@@ -185,8 +185,14 @@ static inline void vexp_pre(bn_asm *a, int d, int x, int n, int r, int C) {
 
 /* The kernels, by family: kernels.h has their calling conventions, emit_*.c what each does. */
 void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, bn_dtype t);
-/* ahead: bytes a TP2 decode tile prefetches ahead of its weight stream (the backend's choice for the CPU) */
-void bn_asmjit_matmul(bn_asm *a, int avx512, int ahead, bn_dtype wt, int64_t K, int64_t N, int mode, int pro, float eps);
+/* The matmul emitter's choices that depend on the CPU (the backend's, measured: bench/README.md): the bytes a
+ * TP2/TG2 decode tile prefetches ahead of its weight stream; whether a prompt over TP2/TP1 with K <= 2048
+ * puts 16 rows in the lanes (else the 4 x 4 tiles, as at larger K). */
+typedef struct {
+  int ahead, rows_in_lanes;
+} bn_asmjit_tuning;
+void bn_asmjit_matmul(bn_asm *a, int avx512, const bn_asmjit_tuning *tune, bn_dtype wt, int64_t K, int64_t N, int mode,
+                      int pro, float eps);
 void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int64_t group, int mode, float eps);
 void bn_asmjit_rope(bn_asm *a, int avx512, int64_t hd, int64_t heads);
 void bn_asmjit_matmul_f(bn_asm *a, int avx512, int64_t K, int64_t N, bn_dtype dt);

@@ -22,6 +22,7 @@ typedef struct {
   int qimg;                 /* TG2 decode: the token's group sums are at rsp + the group's offset (g_token_sums) */
   int64_t K, N, block;
   int32_t scales, ahead; /* ahead: bytes of the weight stream a TP2/TG2 decode tile prefetches ahead */
+  int lanes;             /* a prompt over TP2/TP1 with K <= PR_MAXK may put rows in the lanes (prefill_r) */
 } mmk;
 
 /* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9.
@@ -1420,7 +1421,7 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
     op(a, "mov", bn_gp(RAX), bn_imm(full), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
     op(a, "cmovg", bn_gp(R12), bn_gp(RAX), NONE);
-    if (W == 64 && !m->gs && m->K <= PR_MAXK) lanes16(a, m, PR_MINT, prefill_r, next); /* rows in the lanes */
+    if (W == 64 && !m->gs && m->lanes && m->K <= PR_MAXK) lanes16(a, m, PR_MINT, prefill_r, next); /* rows in the lanes */
     if (gdec && m->K <= PG_MAXK) lanes16(a, m, PG_TT, prefill_g, next); /* tokens in the lanes */
     op(a, "lea", bn_gp(RAX), bn_mem(R9, BLOCK, 0), NONE);
     op(a, "cmp", bn_gp(R12), bn_gp(RAX), NONE);
@@ -1462,11 +1463,13 @@ static void matmul_rows(bn_asm *a, const mmk *m) {
 /* bn_mm_kernel (n1 the 7th argument, on the stack); with pro (1 + BN_NQ_PLAIN or a gate's mode) a
  * bn_mmp_kernel: qa rdi is scratch it first fills with the T rows of x r8 normalized by wn r9 (tmp, T, n0,
  * n1 on the stack). */
-void bn_asmjit_matmul(bn_asm *a, int avx512, int ahead, bn_dtype wt, int64_t K, int64_t N, int mode, int pro, float eps) {
+void bn_asmjit_matmul(bn_asm *a, int avx512, const bn_asmjit_tuning *tune, bn_dtype wt, int64_t K, int64_t N, int mode,
+                      int pro, float eps) {
   int W = avx512 ? 64 : 32, t1 = wt == BN_DT_TP1;
   int64_t rb = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4; /* a row's packed bytes */
   mmk m = {.W = W, .t1 = t1, .gs = wt == BN_DT_TG2 ? 1 : wt == BN_DT_TG2H ? 2 : 0, .mode = mode, .K = K, .N = N,
-           .block = 4 * rb, .scales = (int32_t)(N * rb), .ahead = ahead};
+           .block = 4 * rb, .scales = (int32_t)(N * rb), .ahead = tune->ahead,
+           .lanes = tune->rows_in_lanes};
   enter(a, 6);
   enum { ARGS = 8 + 6 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
