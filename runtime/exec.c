@@ -30,6 +30,9 @@ typedef struct {
 /* A prologue matmul splits a chunk by tokens when every thread gets this many (each thread then
  * quantizes only its own tokens), else by rows (each quantizes the chunk's few tokens itself). */
 enum { PRO_SPLIT_TOKENS = 8 };
+static int by_tokens(const jit_node *j, int64_t T, int nth) {
+  return j->wn && T >= (int64_t)PRO_SPLIT_TOKENS * nth;
+}
 
 struct bn_exec {
   const bn_graph *g;
@@ -170,7 +173,7 @@ static void run_attention(bn_exec *e, int node, int i, int n, const float *q, fl
 /* Thread i of n runs its share of a split kernel for T tokens: matmuls rows
  * [N i / n, N (i + 1) / n) in whole granules, RoPE heads, norms tokens. */
 static void run_share(bn_exec *e, const jit_node *j, int64_t T, int i, int n) {
-  if (j->wn && T >= (int64_t)PRO_SPLIT_TOKENS * n) { /* a prologue matmul by tokens */
+  if (by_tokens(j, T, n)) { /* a prologue matmul by tokens */
     int64_t t0 = T * i / n, t1 = T * (i + 1) / n;
     const float *resid = j->resid ? (const float *)j->resid + t0 * j->N : NULL;
     ((bn_mmp_kernel)j->fn)(pqa_of(e, i), j->w, (float *)j->out + t0 * j->N, resid, (const float *)j->a + t0 * j->xw,
@@ -687,7 +690,7 @@ static void run_step(void *ctx, int th, int nth) { /* thread th of nth */
       run_share(e, j, n, th, nth);
       if (j->qkv) { /* this thread's share of q, k and v (run_share's: tokens, or whole heads), at once */
         int64_t t0 = 0, t1 = n, n0 = 0, n1 = j->N;
-        if (j->wn && n >= PRO_SPLIT_TOKENS * nth) t0 = (int64_t)n * th / nth, t1 = (int64_t)n * (th + 1) / nth;
+        if (by_tokens(j, n, nth)) t0 = (int64_t)n * th / nth, t1 = (int64_t)n * (th + 1) / nth;
         else bn_pool_share(j->N, j->granule1, th, nth, &n0, &n1);
         run_qkv(e, sp, &e->qkv[j->qkv - 1], t0, t1, n0, n1, th);
       }
