@@ -144,12 +144,12 @@ $BNC run "$p" -p "hello" -n 4 --stats --profile "$WORK/trace.json" >/dev/null 2>
 grep -q "fused:rmsnorm+quantize+tmatmul+dequant+add" "$WORK/stats" || fail "stats table lacks kernel kinds"
 grep -q '"traceEvents"' "$WORK/trace.json" || fail "profile is not a Chrome trace"
 if [ $LLVM -eq 1 ]; then # the phase needs generated RoPE kernels
-# decoding rotates and stores q/k/v in the projection's phase (--stats says so); BNC_QKV_PHASE=0 runs the
+# every step rotates and stores q/k/v in the projection's phase (--stats says so); BNC_QKV_PHASE=0 runs the
 # nodes, and the greedy text is the same
 $BNC run "$p" -p "hello" -n 12 --temp 0 --ignore-eos -t 2 --stats >"$WORK/qkv1" 2>"$WORK/stats" || fail "run -t 2"
 grep -q "^q/k/v: [1-9][0-9]* layers rotate and store q/k/v" "$WORK/stats" || fail "stats lack the q/k/v phase: $(cat "$WORK/stats")"
 BNC_QKV_PHASE=0 $BNC run "$p" -p "hello" -n 12 --temp 0 --ignore-eos -t 2 --stats >"$WORK/qkv0" 2>"$WORK/stats" || fail "run nodes"
-grep -q "^decode:" "$WORK/stats" && fail "BNC_QKV_PHASE=0 still reports the phase"
+grep -q "^q/k/v:" "$WORK/stats" && fail "BNC_QKV_PHASE=0 still reports the phase"
 cmp -s "$WORK/qkv0" "$WORK/qkv1" || fail "the q/k/v phase changed the greedy text"
 fi
 $BNC compile "$WORK/tiny-bitnet-b1.58-tq2_0.gguf" -o "$WORK/again.bnplan" 2>/dev/null
