@@ -582,15 +582,16 @@ typedef struct {
 static void attention_segments(bn_exec *e, const step *sp, int i, int th, int nth) {
   const bn_node *nd = &e->g->nodes[i];
   int layer = (int)nd->attr[0], H = (int)nd->attr[1], kvh = (int)nd->attr[2], hd = (int)nd->attr[3];
-  const float *q = e->jit[i].qkv ? e->qp : e->env.val[nd->in[0]], *k = e->env.val[nd->in[1]], *v = e->env.val[nd->in[2]];
+  int stored = e->jit[i].qkv != 0; /* by the phase */
+  const float *q = stored ? e->qp : e->env.val[nd->in[0]], *k = e->env.val[nd->in[1]], *v = e->env.val[nd->in[2]];
   float *y = e->env.val[nd->out];
-  for (int s = 0; s < sp->n_segs && !e->jit[i].qkv; s++) {
+  for (int s = 0; s < sp->n_segs && !stored; s++) {
     const bn_exec_seg *g = &sp->segs[s];
     int64_t at = (int64_t)e->seg_t0[s] * kvh * hd;
     bn_ref_kv_store(k + at, v + at, g->n, kvh, hd, g->pos, e->n_ctx, e->env.kv, e->kc_all[g->seq * e->n_layers + layer],
                     e->vc_all[g->seq * e->n_layers + layer], kvh * th / nth, kvh * (th + 1) / nth);
   }
-  if (!e->jit[i].qkv) bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
+  if (!stored) bn_pool_barrier(e->pool); /* every head reads this step's K/V rows, stored by KV heads */
   for (int s = 0; s < sp->n_segs; s++) {
     int64_t at = (int64_t)e->seg_t0[s] * H * hd;
     run_attention(e, i, th, nth, q + at, y + at, sp->segs[s].n, sp->segs[s].pos, sp->segs[s].seq);
