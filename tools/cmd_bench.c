@@ -161,12 +161,13 @@ static void latencies(bn_bench_row *w, double *lat, int n) {
 /* Bytes the weights of one token's forward pass read, its ternary multiply-adds (the int8 work a prompt's
  * every token does; a float head runs for its last token only), and the K/V cache bytes attention reads
  * per position of context. */
-static void model_cost(const bn_model *m, bn_dtype kv, double *bytes, double *macs, double *kv_per_pos) {
+/* 0, or -1 when out of memory. */
+static int model_cost(const bn_model *m, bn_dtype kv, double *bytes, double *macs, double *kv_per_pos) {
   *bytes = 0, *macs = 0, *kv_per_pos = 0;
   const bn_graph *g = &m->graph;
   for (int L = 0; L < bn_ref_kv_layers(g); L++) *kv_per_pos += 2.0 * (double)bn_ref_kv_width(g, L) * (kv == BN_DT_F16 ? 2 : 4);
   char *matrix = calloc((size_t)g->n_values + 1, 1); /* read whole by some node other than an embedding */
-  if (!matrix) return;
+  if (!matrix) return -1;
   for (int k = 0; k < g->n_nodes; k++)
     for (int a = 0; a < g->nodes[k].n_in; a++)
       if (g->nodes[k].op != BN_OP_EMBED && g->nodes[k].in[a] >= 0 && g->nodes[k].in[a] < g->n_values)
@@ -178,6 +179,7 @@ static void model_cost(const bn_model *m, bn_dtype kv, double *bytes, double *ma
     if (v->shape.rank == 2 && bn_dtype_table[v->dtype].ternary) *macs += (double)v->shape.d[0] * (double)v->shape.d[1];
   }
   free(matrix);
+  return 0;
 }
 
 static void print_json(const bn_bench_run *r, const bn_bench_cmp *cmp, int n_cmp) {
@@ -348,7 +350,8 @@ int bn_cmd_bench(int argc, char **argv) {
   bn_cli_model cm;
   if (bn_cli_open_model(model, (int)batch, &cm, &err)) return free(run), free(base), free(cmp), bn_cli_fail(&err);
   bn_codegen *jit = NULL; /* the limits' peak loop */
-  if (bn_cli_codegen(bn_backend_default(), NULL, &jit, &err)) return bn_cli_close_model(&cm), bn_cli_fail(&err);
+  if (bn_cli_codegen(bn_backend_default(), NULL, &jit, &err))
+    return bn_cli_close_model(&cm), free(run), free(base), free(cmp), bn_cli_fail(&err);
   snprintf(run->model, sizeof run->model, "%s", model);
   snprintf(run->isa, sizeof run->isa, "%s", bn_codegen_get_info(jit).isa);
   snprintf(run->version, sizeof run->version, "bnc %s", bnc_version());
@@ -359,7 +362,6 @@ int bn_cmd_bench(int argc, char **argv) {
   else snprintf(run->plan_id, sizeof run->plan_id, "hf %.60s, %d nodes", model, cm.m->graph.n_nodes);
   if (kv == BN_DT_F16) /* a baseline over the other cache type is another configuration (a note says so) */
     snprintf(run->plan_id + strlen(run->plan_id), sizeof run->plan_id - strlen(run->plan_id), ", f16 K/V cache");
-  model_cost(cm.m, kv, &run->wbytes, &run->macs, &run->kv);
   int max_pp = 0, max_d = 0;
   for (int i = 0; i < pp.n; i++) max_pp = pp.vals[i] > max_pp ? pp.vals[i] : max_pp;
   for (int i = 0; i < depths.n; i++) max_d = depths.vals[i] > max_d ? depths.vals[i] : max_d;
@@ -371,6 +373,10 @@ int bn_cmd_bench(int argc, char **argv) {
                               max_d, longest, model, have);
   }
   int32_t *tok = malloc((size_t)(max_d + max_pp + 1) * sizeof *tok);
+  if (!tok || model_cost(cm.m, kv, &run->wbytes, &run->macs, &run->kv)) {
+    free(tok), bn_codegen_close(jit), bn_cli_close_model(&cm), free(run), free(base), free(cmp);
+    return fputs("bnc: out of memory\n", stderr), 1;
+  }
   uint64_t rng = 7;
   for (int i = 0; i <= max_d + max_pp; i++) tok[i] = (int32_t)(bn_rng_next(&rng) % (uint64_t)cm.m->hp.n_vocab);
   bn_cli_limits *lim;
