@@ -35,8 +35,8 @@ static void exp_chunk(bn_asm *a, int W, int masked, int base) {
  * any chunk and on either backend: a dot product's chains over head_dim (one on AVX-512, even and odd vectors
  * on AVX2) of lanes, then the halving tree of the lanes; a softmax sum with key j in lane j mod lanes (the
  * last ones under a mask), then the halving tree; the output's sum over the keys in order, times 1 / sum.
- * The AVX-512 kernel, tokens in tiles of Q = 4 (then one at a time), so each K and V row read serves
- * Q tokens; per tile and head three passes:
+ * The AVX-512 kernel's small tiles (what the 16-token tiles below leave): tokens in tiles of Q = 4, then
+ * one at a time, so each K and V row read serves Q tokens; per tile and head three passes:
  *   scores: blocks of 16 / Q keys x Q tokens, 16 accumulators (a key's vectors loaded once, q from
  *           memory), their lane sums in one tree16 and stored to the tokens' rows; keys left one by one;
  *           every token of the tile scores the tile's n = pos + t + Q keys (the cache holds them);
@@ -49,9 +49,10 @@ static void exp_chunk(bn_asm *a, int W, int masked, int base) {
  * q and y row offset, r12 the KV head's offset, r13 n, r14 the key, r15 K or V rows or a score row,
  * rbp the tile's score rows, r9 and rax scratch. */
 /* The frame (64-byte aligned) from [rsp + 64]: T, the caller's rsp, the stack arguments pos, h0, h1,
- * n_ctx copied to [rsp + AR], the key block [BLO, BHI) of heads16, Q^T (hd x 16 floats) from QT, then
- * for F16 caches 16 keys widened (16 x hd floats). KB: heads16's keys per block. */
-enum { AR = 80, BLO = 112, BHI = 120, QT = 192, ARGS6 = 8 + 6 * 8, KB = 256 };
+ * n_ctx copied to [rsp + AR], the key block [BLO, BHI) of heads16, the second tile's score rows' distance
+ * (TB) and a saved rdx (RDXS) of group(), two tiles' Q^T (hd x 16 floats each) from QT, then for F16 caches
+ * 16 keys widened (16 x hd floats). KB: heads16's keys per block. */
+enum { AR = 80, BLO = 112, BHI = 120, TB = 128, RDXS = 136, QT = 192, ARGS6 = 8 + 6 * 8, KB = 256 };
 
 /* For token r10 and head r11: rbx = the offset of its q and y rows, (r10 H + r11) hd 4; r12 = its KV
  * head's offset in the caches, (r11 / (H / kvh)) n_ctx hd es, n_ctx at [rsp + nctx]. */
@@ -261,48 +262,65 @@ static void lanes_from(bn_asm *a, int m) {
   op(a, "kmovw", bn_kreg(2), bn_gpd(RAX), NONE);
 }
 
-/* The products of head elements l, l + 8, l + 16, .. (vector v's lane l) of 4 keys with 16 tokens' queries:
- * a chain over v into slot x of each key, the same for l + 8 into slot y, then x += y (the first level of
- * the tree below). Key k's slots are vectors 5 k..5 k + 4; Q^T's vectors in 20, 21; keys at r15, rowb bytes
- * apart. */
-static void pair4(bn_asm *a, int64_t hd, int32_t rowb, int l, int x, int y) {
-  for (int k = 0; k < 4; k++) {
-    op(a, "vpxord", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64));
-    op(a, "vpxord", bn_vec(5 * k + y, 64), bn_vec(5 * k + y, 64), bn_vec(5 * k + y, 64));
+/* The products of head elements l, l + 8, l + 16, .. (vector v's lane l) of `keys` keys with the queries of
+ * `tiles` tiles of 16 tokens: a chain over v into slot x of each (key, tile) stream, the same for l + 8 into
+ * slot y, then x += y (the first level of the tree below). Stream s = k tiles + g owns vectors 5 s..5 s + 4;
+ * tile g's Q^T vectors in 20 + 2 g, 21 + 2 g; keys at r15, rowb bytes apart. One tile: each k_d a broadcast
+ * memory operand; two: broadcast once into 24, 25 for both tiles (a load a FMA instead of 1.25: this core
+ * sustains about two loads a cycle beside two FMAs, bench/README.md). */
+static void pair(bn_asm *a, int64_t hd, int32_t rowb, int keys, int tiles, int l, int x, int y) {
+  int n = keys * tiles;
+  for (int st = 0; st < n; st++) {
+    op(a, "vpxord", bn_vec(5 * st + x, 64), bn_vec(5 * st + x, 64), bn_vec(5 * st + x, 64));
+    op(a, "vpxord", bn_vec(5 * st + y, 64), bn_vec(5 * st + y, 64), bn_vec(5 * st + y, 64));
   }
   for (int d = l; d < hd; d += 16) {
-    op(a, "vmovaps", bn_vec(20, 64), bn_mem(RSP, (int32_t)(QT + 64 * d), 64), NONE);
-    op(a, "vmovaps", bn_vec(21, 64), bn_mem(RSP, (int32_t)(QT + 64 * (d + 8)), 64), NONE);
-    for (int k = 0; k < 4; k++) {
-      op(a, "vfmadd231ps", bn_vec(5 * k + x, 64), bn_vec(20, 64), bn_bcst(bn_mem(R15, k * rowb + 4 * d, 4), 16));
-      op(a, "vfmadd231ps", bn_vec(5 * k + y, 64), bn_vec(21, 64), bn_bcst(bn_mem(R15, k * rowb + 4 * (d + 8), 4), 16));
+    for (int g = 0; g < tiles; g++) {
+      int32_t qt = (int32_t)(QT + g * hd * 64);
+      op(a, "vmovaps", bn_vec(20 + 2 * g, 64), bn_mem(RSP, qt + 64 * d, 64), NONE);
+      op(a, "vmovaps", bn_vec(21 + 2 * g, 64), bn_mem(RSP, qt + 64 * (d + 8), 64), NONE);
+    }
+    for (int k = 0; k < keys; k++) {
+      bn_asm_op kx = bn_bcst(bn_mem(R15, k * rowb + 4 * d, 4), 16), ky = bn_bcst(bn_mem(R15, k * rowb + 4 * (d + 8), 4), 16);
+      if (tiles > 1) {
+        op(a, "vbroadcastss", bn_vec(24, 64), bn_mem(R15, k * rowb + 4 * d, 4), NONE);
+        op(a, "vbroadcastss", bn_vec(25, 64), bn_mem(R15, k * rowb + 4 * (d + 8), 4), NONE);
+        kx = bn_vec(24, 64), ky = bn_vec(25, 64);
+      }
+      for (int g = 0; g < tiles; g++) {
+        int st = k * tiles + g;
+        op(a, "vfmadd231ps", bn_vec(5 * st + x, 64), bn_vec(20 + 2 * g, 64), kx);
+        op(a, "vfmadd231ps", bn_vec(5 * st + y, 64), bn_vec(21 + 2 * g, 64), ky);
+      }
     }
   }
-  for (int k = 0; k < 4; k++) op(a, "vaddps", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + y, 64));
+  for (int st = 0; st < n; st++) op(a, "vaddps", bn_vec(5 * st + x, 64), bn_vec(5 * st + x, 64), bn_vec(5 * st + y, 64));
 }
 
-/* Into slot x of the 4 keys, the node of the halving tree that sums lane positions l, l + s, l + 2 s, ..: its
- * two halves (l and l + s at step 2 s) in slots x and x + 1, added; at s = 8 the pair (l, l + 8). Slots up
- * to x + 4 in use. */
-static void tree4(bn_asm *a, int64_t hd, int32_t rowb, int l, int s, int x) {
+/* Into slot x of every stream, the node of the halving tree that sums lane positions l, l + s, l + 2 s, ..:
+ * its two halves (l and l + s at step 2 s) in slots x and x + 1, added; at s = 8 the pair (l, l + 8). Slots
+ * up to x + 4 in use. */
+static void tree(bn_asm *a, int64_t hd, int32_t rowb, int keys, int tiles, int l, int s, int x) {
   if (s == 8) {
-    pair4(a, hd, rowb, l, x, x + 1);
+    pair(a, hd, rowb, keys, tiles, l, x, x + 1);
     return;
   }
-  tree4(a, hd, rowb, l, 2 * s, x);
-  tree4(a, hd, rowb, l + s, 2 * s, x + 1);
-  for (int k = 0; k < 4; k++) op(a, "vaddps", bn_vec(5 * k + x, 64), bn_vec(5 * k + x, 64), bn_vec(5 * k + x + 1, 64));
+  tree(a, hd, rowb, keys, tiles, l, 2 * s, x);
+  tree(a, hd, rowb, keys, tiles, l + s, 2 * s, x + 1);
+  for (int st = 0; st < keys * tiles; st++)
+    op(a, "vaddps", bn_vec(5 * st + x, 64), bn_vec(5 * st + x, 64), bn_vec(5 * st + x + 1, 64));
 }
 
-/* The scores of tile16's key group r14..r14 + 15 for its 16 tokens (a token per lane), in the order of the
- * one-token kernels' and LLVM's dot products, so that every backend and tile gives the same bits: per head
- * element l of a vector (0..15), a chain over the vectors of the head, then the halving tree over l ((l, l +
- * 8), then (l, l + 4), (l, l + 2), (0, 1)), evaluated depth first so that a key needs 5 vectors (tree4): 4
- * keys at a time, each k_d broadcast from its row. Scaled and stored as rows r14.. of the transposed scores
+/* The scores of the key group r14..r14 + 15 for the 16 tokens of one tile (a token per lane; tiles = 2: of
+ * two, the second's rows [rsp + TB] bytes after the first's), in the order of the one-token kernels' and
+ * LLVM's dot products, so that every backend and tile gives the same bits: per head element l of a vector
+ * (0..15), a chain over the vectors of the head, then the halving tree over l ((l, l + 8), then (l, l + 4),
+ * (l, l + 2), (0, 1)), evaluated depth first so that a stream needs 5 vectors (tree): 4 keys at a time (2
+ * of two tiles), each k_d broadcast from its row. Scaled and stored as rows r14.. of the transposed scores
  * (rbp, 64 bytes a key). F16 rows are widened into the frame's key buffer first. */
-static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
-  int kl = bn_asm_new_label(a);
-  int32_t rowb = (int32_t)(hd * 4);
+static void group(bn_asm *a, int64_t hd, int es, int tiles) {
+  int kl = bn_asm_new_label(a), keys = 4 / tiles;
+  int32_t rowb = (int32_t)(hd * 4), kbuf = (int32_t)(QT + 2 * hd * 64);
   op(a, "imul", bn_gp(R15), bn_gp(R14), bn_imm(hd * es));
   op(a, "add", bn_gp(R15), bn_gp(R12), NONE);
   op(a, "add", bn_gp(R15), bn_gp(RSI), NONE);
@@ -314,21 +332,30 @@ static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
       }
     op(a, "lea", bn_gp(R15), bn_mem(RSP, kbuf, 0), NONE);
   }
-  splat(a, 22, (float)(1.0 / sqrt((double)hd)), 64);
+  splat(a, 26, (float)(1.0 / sqrt((double)hd)), 64);
   op(a, "mov", bn_gp(RAX), bn_gp(R14), NONE);
   op(a, "shl", bn_gp(RAX), bn_imm(6), NONE);
   op(a, "add", bn_gp(RAX), bn_gp(RBP), NONE);
-  op(a, "mov", bn_gpd(R9), bn_imm(4), NONE);
-  bn_asm_bind(a, kl); /* 4 keys an iteration */
-  tree4(a, hd, rowb, 0, 1, 0);
-  for (int k = 0; k < 4; k++) {
-    op(a, "vmulps", bn_vec(5 * k, 64), bn_vec(5 * k, 64), bn_vec(22, 64));
-    op(a, "vmovups", bn_mem(RAX, 64 * k, 64), bn_vec(5 * k, 64), NONE);
+  if (tiles > 1) { /* the second tile's rows at rdx */
+    op(a, "mov", bn_mem(RSP, RDXS, 8), bn_gp(RDX), NONE);
+    op(a, "mov", bn_gp(RDX), bn_gp(RAX), NONE);
+    op(a, "add", bn_gp(RDX), bn_mem(RSP, TB, 8), NONE);
   }
-  op(a, "add", bn_gp(RAX), bn_imm(256), NONE);
-  op(a, "add", bn_gp(R15), bn_imm(4 * rowb), NONE); /* F16: the widened rows */
+  op(a, "mov", bn_gpd(R9), bn_imm(16 / keys), NONE);
+  bn_asm_bind(a, kl); /* `keys` keys an iteration */
+  tree(a, hd, rowb, keys, tiles, 0, 1, 0);
+  for (int k = 0; k < keys; k++)
+    for (int g = 0; g < tiles; g++) {
+      int v = 5 * (k * tiles + g);
+      op(a, "vmulps", bn_vec(v, 64), bn_vec(v, 64), bn_vec(26, 64));
+      op(a, "vmovups", bn_mem(g ? RDX : RAX, 64 * k, 64), bn_vec(v, 64), NONE);
+    }
+  op(a, "add", bn_gp(RAX), bn_imm(64 * keys), NONE);
+  if (tiles > 1) op(a, "add", bn_gp(RDX), bn_imm(64 * keys), NONE);
+  op(a, "add", bn_gp(R15), bn_imm(keys * rowb), NONE); /* F16: the widened rows */
   op(a, "dec", bn_gpd(R9), NONE, NONE);
   op(a, "jnz", bn_label(kl), NONE, NONE);
+  if (tiles > 1) op(a, "mov", bn_gp(RDX), bn_mem(RSP, RDXS, 8), NONE);
 }
 
 /* The softmax of tile16's transposed scores, all 16 tokens at once (a token per lane): rows 0..n - 16
@@ -337,8 +364,8 @@ static void group16(bn_asm *a, int64_t hd, int es, int32_t kbuf) {
  * vectors in the frame's Q^T area), their halving tree, and each lane's 1 / sum after the T score rows
  * (sums_at). r9: the first diagonal row. */
 static void sums_at(bn_asm *a);
-static void softmax16(bn_asm *a, int64_t hd, int64_t H, int es) {
-  (void)hd, (void)H, (void)es;
+static void softmax16(bn_asm *a, int64_t hd, int64_t H, int es, int tiles) {
+  (void)hd, (void)H, (void)es, (void)tiles;
   int ml = bn_asm_new_label(a), el = bn_asm_new_label(a);
   enum { C = 16 };
   op(a, "imul", bn_gp(RAX), bn_gp(R13), bn_imm(64));
@@ -406,7 +433,8 @@ static void sums_at(bn_asm *a) {
  * accumulators (zero in the first block, else y's partial sums), e_ij broadcast from the transposed rows
  * (zero where token i does not see key j), a V row's vectors loaded once for the Qo tokens; times each
  * token's 1 / sum after its last block (BHI = n). */
-static void output16(bn_asm *a, int64_t hd, int64_t H, int es) {
+static void output16(bn_asm *a, int64_t hd, int64_t H, int es, int tiles) {
+  (void)tiles;
   int nv = (int)(hd / 16), Qo = 8;
   while (Qo > 1 && Qo * (nv + 1) > 31) Qo /= 2;
   int B = Qo * nv; /* the broadcasts B..B + Qo - 1, a V vector in 31 */
@@ -466,14 +494,23 @@ static void tile16_at(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
   op(a, "add", bn_gp(RBP), bn_gp(R8), NONE);
 }
 
-/* body() on every tile16 (r10 = t = 0, 16, .. while t + 16 <= T) that sees keys of the block [BLO, BLO
- * + KB) (BLO < n), with BHI = min(BLO + KB, n); or, blocks 0, on every tile. */
-static void tiles16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, int blocks,
-                    void (*body)(bn_asm *, int64_t, int64_t, int)) {
-  int tl = bn_asm_new_label(a), next = bn_asm_new_label(a), lo = bn_asm_new_label(a);
-  op(a, "xor", bn_gpd(R10), bn_gpd(R10), NONE);
+typedef void tile_body(bn_asm *a, int64_t hd, int64_t H, int es, int tiles);
+
+/* body() on every tile16 (r10 = t = 0, 16, .. while t + 16 <= T; from32: from T rounded down to 32) or, tiles
+ * = 2, on every pair of them (t = 0, 32, .. while t + 32 <= T; r13 then the second's n), that sees keys of the
+ * block [BLO, BLO + KB) (BLO < n), with BHI = min(BLO + KB, n); or, blocks 0, on every tile. */
+static void tiles16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, int blocks, int tiles, int from32, tile_body *body) {
+  int tl = bn_asm_new_label(a), next = bn_asm_new_label(a), lo = bn_asm_new_label(a), end = bn_asm_new_label(a);
+  if (from32) {
+    op(a, "mov", bn_gp(R10), bn_mem(RSP, 64, 8), NONE);
+    op(a, "and", bn_gp(R10), bn_imm(-32), NONE);
+  } else op(a, "xor", bn_gpd(R10), bn_gpd(R10), NONE);
   bn_asm_bind(a, tl);
+  op(a, "lea", bn_gp(RAX), bn_mem(R10, 16 * tiles, 0), NONE);
+  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
+  op(a, "jg", bn_label(end), NONE, NONE);
   tile16_at(a, hd, H, kvh, es);
+  if (tiles > 1) op(a, "add", bn_gp(R13), bn_imm(16), NONE);
   if (blocks) {
     op(a, "mov", bn_gp(RAX), bn_mem(RSP, BLO, 8), NONE);
     op(a, "cmp", bn_gp(RAX), bn_gp(R13), NONE);
@@ -485,25 +522,28 @@ static void tiles16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, int b
     bn_asm_bind(a, lo);
     op(a, "mov", bn_mem(RSP, BHI, 8), bn_gp(RAX), NONE);
   }
-  body(a, hd, H, es);
+  body(a, hd, H, es, tiles);
   bn_asm_bind(a, next);
-  op(a, "add", bn_gp(R10), bn_imm(16), NONE);
-  op(a, "lea", bn_gp(RAX), bn_mem(R10, 16, 0), NONE);
-  op(a, "cmp", bn_gp(RAX), bn_mem(RSP, 64, 8), NONE);
-  op(a, "jle", bn_label(tl), NONE, NONE);
+  op(a, "add", bn_gp(R10), bn_imm(16 * tiles), NONE);
+  op(a, "jmp", bn_label(tl), NONE, NONE);
+  bn_asm_bind(a, end);
 }
 
-/* The scores of the block's keys for tile16: Q^T (its queries transposed into the frame, 16 x 16
- * blocks), then groups of 16 keys from BLO to BHI, a group never past n (the last one then ends at n,
- * overlapping the one before: the same sums again). */
-static void scores16(bn_asm *a, int64_t hd, int64_t H, int es) {
+/* The scores of the block's keys for a tile16 (or a pair: tiles = 2): Q^T (the queries transposed into the
+ * frame, 16 x 16 blocks, a tile's after the other's), then groups of 16 keys from BLO to BHI, a group never
+ * past n (the last one then ends at n, overlapping the one before: the same sums again; a pair's first tile
+ * also scores the keys only its second sees, rows that nothing reads). */
+static void scores16(bn_asm *a, int64_t hd, int64_t H, int es, int tiles) {
   int gl = bn_asm_new_label(a), full = bn_asm_new_label(a);
   int64_t qrow = H * hd * 4;
-  for (int db = 0; db < hd / 16; db++) {
-    for (int i = 0; i < 16; i++) op(a, "vmovups", bn_vec(i, 64), bn_memx(RDI, RBX, 1, (int32_t)(i * qrow + 64 * db), 64), NONE);
-    transpose16(a);
-    for (int j = 0; j < 16; j++) op(a, "vmovaps", bn_mem(RSP, (int32_t)(QT + 64 * (16 * db + j)), 64), bn_vec(j, 64), NONE);
-  }
+  for (int g = 0; g < tiles; g++)
+    for (int db = 0; db < hd / 16; db++) {
+      for (int i = 0; i < 16; i++)
+        op(a, "vmovups", bn_vec(i, 64), bn_memx(RDI, RBX, 1, (int32_t)((16 * g + i) * qrow + 64 * db), 64), NONE);
+      transpose16(a);
+      for (int j = 0; j < 16; j++)
+        op(a, "vmovaps", bn_mem(RSP, (int32_t)(QT + g * hd * 64 + 64 * (16 * db + j)), 64), bn_vec(j, 64), NONE);
+    }
   op(a, "mov", bn_gp(R14), bn_mem(RSP, BLO, 8), NONE);
   bn_asm_bind(a, gl);
   op(a, "lea", bn_gp(RAX), bn_mem(R14, 16, 0), NONE);
@@ -511,18 +551,22 @@ static void scores16(bn_asm *a, int64_t hd, int64_t H, int es) {
   op(a, "jle", bn_label(full), NONE, NONE);
   op(a, "lea", bn_gp(R14), bn_mem(R13, -16, 0), NONE);
   bn_asm_bind(a, full);
-  group16(a, hd, es, (int32_t)(QT + hd * 64));
+  group(a, hd, es, tiles);
   op(a, "add", bn_gp(R14), bn_imm(16), NONE);
   op(a, "cmp", bn_gp(R14), bn_mem(RSP, BHI, 8), NONE);
   op(a, "jl", bn_label(gl), NONE, NONE);
 }
 
-/* body() on every tile16 for each block of KB keys, from BLO = 0 while BLO < pos + T. */
-static void blocks16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, void (*body)(bn_asm *, int64_t, int64_t, int)) {
+/* body() on every tile16 for each block of KB keys, from BLO = 0 while BLO < pos + T; the scores by pairs
+ * of tiles first, then the tile left. */
+static void blocks16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, tile_body *body) {
   int bl = bn_asm_new_label(a);
   op(a, "mov", bn_mem(RSP, BLO, 8), bn_imm(0), NONE);
   bn_asm_bind(a, bl);
-  tiles16(a, hd, H, kvh, es, 1, body);
+  if (body == scores16) {
+    tiles16(a, hd, H, kvh, es, 1, 2, 0, body);
+    tiles16(a, hd, H, kvh, es, 1, 1, 1, body);
+  } else tiles16(a, hd, H, kvh, es, 1, 1, 0, body);
   op(a, "mov", bn_gp(RAX), bn_mem(RSP, BLO, 8), NONE);
   op(a, "add", bn_gp(RAX), bn_imm(KB), NONE);
   op(a, "mov", bn_mem(RSP, BLO, 8), bn_gp(RAX), NONE);
@@ -542,7 +586,7 @@ static void heads16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
   op(a, "jge", bn_label(end), NONE, NONE);
   bn_asm_bind(a, hl);
   blocks16(a, hd, H, kvh, es, scores16);
-  tiles16(a, hd, H, kvh, es, 0, softmax16);
+  tiles16(a, hd, H, kvh, es, 0, 1, 0, softmax16);
   blocks16(a, hd, H, kvh, es, output16);
   op(a, "inc", bn_gp(R11), NONE, NONE);
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
@@ -554,7 +598,7 @@ static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int e
   int t16 = bn_asm_new_label(a), t4 = bn_asm_new_label(a), t1 = bn_asm_new_label(a), done = bn_asm_new_label(a);
   enter(a, 6);
   op(a, "mov", bn_gp(RAX), bn_gp(RSP), NONE); /* the frame 64-byte aligned, the caller's rsp at [rsp + 72] */
-  op(a, "sub", bn_gp(RSP), bn_imm(QT + hd * 64 * (es == 2 ? 2 : 1)), NONE);
+  op(a, "sub", bn_gp(RSP), bn_imm(QT + hd * 64 * (es == 2 ? 3 : 2)), NONE);
   op(a, "and", bn_gp(RSP), bn_imm(-64), NONE);
   op(a, "mov", bn_mem(RSP, 72, 8), bn_gp(RAX), NONE);
   for (int k = 0; k < 4; k++) {
@@ -564,6 +608,8 @@ static void attention_tiled(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int e
   op(a, "mov", bn_gp(RAX), bn_mem(RSP, AR + 24, 8), NONE);
   op(a, "shl", bn_gp(RAX), bn_imm(2), NONE);
   op(a, "mov", bn_mem(RSP, 0, 8), bn_gp(RAX), NONE);
+  op(a, "shl", bn_gp(RAX), bn_imm(4), NONE);
+  op(a, "mov", bn_mem(RSP, TB, 8), bn_gp(RAX), NONE); /* a tile's 16 score rows */
   op(a, "mov", bn_mem(RSP, 64, 8), bn_gp(R9), NONE);
   op(a, "cmp", bn_gp(R9), bn_imm(16), NONE);
   op(a, "jl", bn_label(t16), NONE, NONE);
