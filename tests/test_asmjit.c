@@ -517,7 +517,9 @@ static void test_attention(void **state) {
                           {8, 2, 64, 13, 250, 0}, {4, 2, 32, 1, 15, 0},   {2, 1, 256, 2, 17, 0},
                           /* then tiles of 16 tokens (and what is left of T) */
                           {16, 16, 96, 16, 0, 0}, {20, 5, 128, 33, 7, 0}, {4, 1, 64, 48, 100, 1}, {8, 2, 32, 17, 250, 0},
-                          {2, 1, 256, 16, 5, 0},  {6, 2, 64, 40, 530, 1}};
+                          {2, 1, 256, 16, 5, 0},  {6, 2, 64, 40, 530, 1},
+                          /* pairs of 16-token tiles (the scores two tiles at a time) at the smallest and largest heads */
+                          {4, 2, 32, 64, 3, 1},   {2, 1, 256, 35, 9, 0}};
     enum { NC = sizeof cfg / sizeof *cfg };
     uint64_t rng = 55;
     for (int c = 0; c < 2 * NC; c++) {
