@@ -504,17 +504,16 @@ static int bench_kernel(const char *spec, const list *threads, int reps, const c
     for (int p = 0; p < paths; p++) {
       double us[64], bw[64], peak[64], of_peak[64], of_bw[64], med, sd;
       const uint8_t *w0 = jobs[p].w;
-      for (int i = 0, at = 0; i < inner; i++, at = (at + 1) % f.copies) { /* the warm-up: pages touched, caches filled */
-        jobs[p].w = w0 + f.stride * (size_t)at;
-        bn_pool_run(pool, mm_run, &jobs[p]);
-      }
-      for (int r = 0, at = 0; r < reps; r++) { /* each repetition against the limits measured just before it */
-        bn_cli_limits_now(lim, pool, &bw[r], &peak[r]);
+      /* r = -1: the warm-up (pages touched, caches filled); then each repetition against the limits measured just
+       * before it */
+      for (int r = -1, at = 0; r < reps; r++) {
+        if (r >= 0) bn_cli_limits_now(lim, pool, &bw[r], &peak[r]);
         double t0 = bn_now();
         for (int i = 0; i < inner; i++, at = (at + 1) % f.copies) {
           jobs[p].w = w0 + f.stride * (size_t)at;
           bn_pool_run(pool, mm_run, &jobs[p]);
         }
+        if (r < 0) continue;
         us[r] = (bn_now() - t0) / inner * 1e6;
         of_peak[r] = peak[r] > 0 ? macs / us[r] / 1e3 / peak[r] : 0, of_bw[r] = f.bytes[layout[p]] / us[r] / 1e3 / bw[r];
       }

@@ -557,13 +557,13 @@ static void scores16(bn_asm *a, int64_t hd, int64_t H, int es, int tiles) {
   op(a, "jl", bn_label(gl), NONE, NONE);
 }
 
-/* body() on every tile16 for each block of KB keys, from BLO = 0 while BLO < pos + T; the scores by pairs
- * of tiles first, then the tile left. */
-static void blocks16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, tile_body *body) {
+/* body() on every tile16 for each block of KB keys, from BLO = 0 while BLO < pos + T; with pairs, on pairs
+ * of tiles first, then on the tile left. */
+static void blocks16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es, tile_body *body, int pairs) {
   int bl = bn_asm_new_label(a);
   op(a, "mov", bn_mem(RSP, BLO, 8), bn_imm(0), NONE);
   bn_asm_bind(a, bl);
-  if (body == scores16) {
+  if (pairs) {
     tiles16(a, hd, H, kvh, es, 1, 2, 0, body);
     tiles16(a, hd, H, kvh, es, 1, 1, 1, body);
   } else tiles16(a, hd, H, kvh, es, 1, 1, 0, body);
@@ -585,9 +585,9 @@ static void heads16(bn_asm *a, int64_t hd, int64_t H, int64_t kvh, int es) {
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
   op(a, "jge", bn_label(end), NONE, NONE);
   bn_asm_bind(a, hl);
-  blocks16(a, hd, H, kvh, es, scores16);
+  blocks16(a, hd, H, kvh, es, scores16, 1);
   tiles16(a, hd, H, kvh, es, 0, 1, 0, softmax16);
-  blocks16(a, hd, H, kvh, es, output16);
+  blocks16(a, hd, H, kvh, es, output16, 0);
   op(a, "inc", bn_gp(R11), NONE, NONE);
   op(a, "cmp", bn_gp(R11), bn_mem(RSP, AR + 16, 8), NONE);
   op(a, "jl", bn_label(hl), NONE, NONE);
