@@ -1134,69 +1134,118 @@ static void block_tokens(bn_asm *a, const mmk *m, int rows, int tt) {
   bn_asm_bind(a, end);
 }
 
-/* The codes of the row y at [y] (its max |y| in vector 5's lanes, the |.| mask in 6) into the QA8 row at
+/* A norm + quantize row's pointers (registers) and shape; W the vector bytes (64 AVX-512, 32 AVX2). */
+typedef struct {
+  int W, x, w, q, tmp, silu, rms_only;
+  int64_t K;
+} nqrow;
+typedef void row_step(bn_asm *a, const nqrow *p, int32_t e);
+
+/* Floats e.. of row pointer b, and bytes e.. of the QA8 row, at r11 (row_steps' element). */
+static bn_asm_op fl(int b, int32_t e, int bytes) { return bn_memx(b, R11, 4, 4 * e, bytes); }
+static bn_asm_op by(int b, int32_t e, int bytes) { return bn_memx(b, R11, 1, e, bytes); }
+
+/* step(e) over the elements e = 0, n, 2 n, .. of a K-wide row in order: a loop of `unroll` steps an
+ * iteration, r11 its first element, then the steps past the last whole iteration (r11 at their start). A
+ * loop, not K / n copies: 2b4t's FFN row unrolled was 100 KB of code a token, fetched from L2 each time. */
+static void row_steps(bn_asm *a, const nqrow *p, int n, int unroll, row_step *step) {
+  int64_t per = (int64_t)n * unroll, whole = p->K / per * per;
+  op(a, "xor", bn_gpd(R11), bn_gpd(R11), NONE);
+  if (whole) {
+    int l = bn_asm_new_label(a);
+    bn_asm_bind(a, l);
+    for (int u = 0; u < unroll; u++) step(a, p, u * n);
+    op(a, "add", bn_gp(R11), bn_imm(per), NONE);
+    op(a, "cmp", bn_gp(R11), bn_imm(whole), NONE);
+    op(a, "jl", bn_label(l), NONE, NONE);
+  }
+  for (int64_t c = whole; c < p->K; c += n) step(a, p, (int32_t)(c - whole));
+}
+
+/* y's codes, scale s in vector 4: round-half-even(y s) to the QA8 row, their sum into vector 7. */
+static void code_step(bn_asm *a, const nqrow *p, int32_t e) {
+  int W = p->W;
+  op(a, "vmulps", bn_vec(2, W), bn_vec(4, W), fl(p->tmp, e, W));
+  bn_asm_emit(a, bn_asm_inst(W == 64 ? "vrndscaleps" : "vroundps"), bn_vec(2, W), bn_vec(2, W), bn_imm(W == 64 ? 0 : 8),
+              NONE); /* half to even */
+  op(a, "vcvtps2dq", bn_vec(2, W), bn_vec(2, W), NONE);
+  op(a, "vpaddd", bn_vec(7, W), bn_vec(7, W), bn_vec(2, W));
+  if (W == 64) op(a, "vpmovsdb", by(p->q, e, 16), bn_vec(2, 64), NONE);
+  else { /* 8 codes: int32 -> int16 -> int8, exact (|code| <= 127) */
+    op(a, "vextracti128", bn_vec(8, 16), bn_vec(2, 32), bn_imm(1));
+    op(a, "vpackssdw", bn_vec(2, 16), bn_vec(2, 16), bn_vec(8, 16));
+    op(a, "vpacksswb", bn_vec(2, 16), bn_vec(2, 16), bn_vec(2, 16));
+    op(a, "vmovq", by(p->q, e, 8), bn_vec(2, 16), NONE);
+  }
+}
+
+/* The codes of the row y at [tmp] (its max |y| in vector 5's lanes, the |.| mask in 6) into the QA8 row at
  * [q]: nq_row's end. */
-static void quant_tail(bn_asm *a, int W, int64_t K, int tmp, int q) {
-  int32_t meta = (int32_t)((K + 63) / 64 * 64);
-  int L = W / 4;
+static void quant_tail(bn_asm *a, const nqrow *p) {
+  int W = p->W;
+  int32_t meta = (int32_t)((p->K + 63) / 64 * 64);
   fold(a, 5, "vmaxps", W); /* the row's max */
   constant(a, 4, 1e-5, 1);
   op(a, "vmaxss", bn_vec(5, 16), bn_vec(5, 16), bn_vec(4, 16));
   constant(a, 4, 127.0, 1);
   op(a, "vdivss", bn_vec(4, 16), bn_vec(4, 16), bn_vec(5, 16)); /* s */
-  op(a, "vmovss", bn_mem(q, meta, 4), bn_vec(4, 16), NONE);
+  op(a, "vmovss", bn_mem(p->q, meta, 4), bn_vec(4, 16), NONE);
   op(a, "vbroadcastss", bn_vec(4, W), bn_vec(4, 16), NONE);
   op(a, "vpxor", bn_vec(7, 32), bn_vec(7, 32), bn_vec(7, 32)); /* the sum of the codes */
-  for (int64_t c = 0; c < K; c += L) {
-    op(a, "vmulps", bn_vec(2, W), bn_vec(4, W), bn_mem(tmp, (int32_t)(4 * c), W));
-    bn_asm_emit(a, bn_asm_inst(W == 64 ? "vrndscaleps" : "vroundps"), bn_vec(2, W), bn_vec(2, W), bn_imm(W == 64 ? 0 : 8),
-                NONE); /* half to even */
-    op(a, "vcvtps2dq", bn_vec(2, W), bn_vec(2, W), NONE);
-    op(a, "vpaddd", bn_vec(7, W), bn_vec(7, W), bn_vec(2, W));
-    if (W == 64) op(a, "vpmovsdb", bn_mem(q, (int32_t)c, 16), bn_vec(2, 64), NONE);
-    else { /* 8 codes: int32 -> int16 -> int8, exact (|code| <= 127) */
-      op(a, "vextracti128", bn_vec(8, 16), bn_vec(2, 32), bn_imm(1));
-      op(a, "vpackssdw", bn_vec(2, 16), bn_vec(2, 16), bn_vec(8, 16));
-      op(a, "vpacksswb", bn_vec(2, 16), bn_vec(2, 16), bn_vec(2, 16));
-      op(a, "vmovq", bn_mem(q, (int32_t)c, 8), bn_vec(2, 16), NONE);
-    }
-  }
+  row_steps(a, p, W / 4, 4, code_step);
   hsum(a, 7, 8, W);
-  op(a, "mov", bn_mem(q, meta + 4, 4), bn_gpd(RAX), NONE);
+  op(a, "mov", bn_mem(p->q, meta + 4, 4), bn_gpd(RAX), NONE);
 }
 
-/* QUANT: max |x| of the row, then quant_tail over x itself. */
-static void quant_row(bn_asm *a, int W, int64_t K, int x, int q) {
-  op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32));
-  splat_i(a, 6, 0x7fffffff, W);
-  for (int64_t c = 0; c < K; c += W / 4) {
-    op(a, W == 64 ? "vpandd" : "vpand", bn_vec(2, W), bn_vec(6, W), bn_mem(x, (int32_t)(4 * c), W));
+/* Vector 5 = max(vector 5, |x|) (the mask in 6). */
+static void max_step(bn_asm *a, const nqrow *p, int32_t e) {
+  op(a, p->W == 64 ? "vpandd" : "vpand", bn_vec(2, p->W), bn_vec(6, p->W), fl(p->x, e, p->W));
+  op(a, "vmaxps", bn_vec(5, p->W), bn_vec(5, p->W), bn_vec(2, p->W));
+}
+
+/* 16 squares in double, element i into lane i % 16 of the accumulators 0, 1 (AVX2: 0, 1, 8, 9). */
+static void square_step(bn_asm *a, const nqrow *p, int32_t e) {
+  static const int acc[4] = {0, 1, 8, 9};
+  int W = p->W;
+  for (int h = 0; h < 128 / W; h++) {
+    op(a, "vcvtps2pd", bn_vec(2, W), fl(p->x, e + W / 8 * h, W / 2), NONE);
+    op(a, "vmulpd", bn_vec(2, W), bn_vec(2, W), bn_vec(2, W));
+    op(a, "vaddpd", bn_vec(acc[h], W), bn_vec(acc[h], W), bn_vec(2, W));
+  }
+}
+
+/* y = x inv w (inv in vector 3) to [q] (RMSNORM) or [tmp] with its |y| into vector 5's max. */
+static void norm_step(bn_asm *a, const nqrow *p, int32_t e) {
+  int W = p->W;
+  op(a, "vmulps", bn_vec(2, W), bn_vec(3, W), fl(p->x, e, W));
+  op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), fl(p->w, e, W));
+  op(a, "vmovups", fl(p->rms_only ? p->q : p->tmp, e, W), bn_vec(2, W), NONE);
+  if (!p->rms_only) {
+    op(a, W == 64 ? "vpandd" : "vpand", bn_vec(2, W), bn_vec(2, W), bn_vec(6, W));
     op(a, "vmaxps", bn_vec(5, W), bn_vec(5, W), bn_vec(2, W));
   }
-  quant_tail(a, W, K, x, q);
 }
 
-/* One row's RMSNorm (+ quantize), W = 64 (AVX-512) or 32 (AVX2) bytes a vector, bit for bit as
- * bn_ref_rmsnorm and bn_ref_quantize: the sum of squares in 16 double lanes (element i in lane i % 16,
- * each square exact; 2 or 4 vectors of them) added lane by lane in order; inv = (float)(1 / sqrt(ss / K +
- * eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to [tmp], then s = 127 / max(max |y|,
- * 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their sum, s and the sum after the
- * codes (QA8). QUANT: the same codes of y = x (bn_ref_quantize alone). x, w, q, tmp: pointer registers;
- * vectors 0..9, rax, the red zone. */
-static void nq_row(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
-  int L = W / 4, nacc = 128 / W, acc[4] = {0, 1, 8, 9}; /* the double lanes' vectors: W / 8 lanes each */
-  int rmsnorm_only = mode == BN_NQ_RMSNORM, norm = mode != BN_NQ_QUANT;
-  for (int h = 0; h < nacc && norm; h++) op(a, "vxorpd", bn_vec(acc[h], 32), bn_vec(acc[h], 32), bn_vec(acc[h], 32));
-  for (int64_t c = 0; c < K && norm; c += 16)
-    for (int h = 0; h < nacc; h++) {
-      op(a, "vcvtps2pd", bn_vec(2, W), bn_mem(x, (int32_t)(4 * c + W / 2 * h), W / 2), NONE);
-      op(a, "vmulpd", bn_vec(2, W), bn_vec(2, W), bn_vec(2, W));
-      op(a, "vaddpd", bn_vec(acc[h], W), bn_vec(acc[h], W), bn_vec(2, W));
-    }
-  if (!norm) {
-    quant_row(a, W, K, x, q);
+/* One row's RMSNorm (+ quantize), bit for bit as bn_ref_rmsnorm and bn_ref_quantize: the sum of squares in
+ * 16 double lanes (element i in lane i % 16, each square exact; 2 or 4 vectors of them) added lane by lane
+ * in order; inv = (float)(1 / sqrt(ss / K + eps)); y = x inv w rounded twice. RMSNORM: y to [q]. Else y to
+ * [tmp], then s = 127 / max(max |y|, 1e-5), the codes round-half-even(y s) (in range: |y s| <= 127), their
+ * sum, s and the sum after the codes (QA8). QUANT: the same codes of y = x (bn_ref_quantize alone), max |x|
+ * first. x, w, q, tmp: pointer registers; vectors 0..9, rax, r11, the red zone. */
+static void nq_row(bn_asm *a, nqrow p, float eps, int mode) {
+  int W = p.W, nacc = 128 / W, acc[4] = {0, 1, 8, 9}; /* the double lanes' vectors: W / 8 lanes each */
+  int64_t K = p.K;
+  p.rms_only = mode == BN_NQ_RMSNORM;
+  op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32)); /* max |y| */
+  if (mode == BN_NQ_QUANT) {
+    splat_i(a, 6, 0x7fffffff, W);
+    row_steps(a, &p, W / 4, 4, max_step);
+    p.tmp = p.x;
+    quant_tail(a, &p);
     return;
   }
+  for (int h = 0; h < nacc; h++) op(a, "vxorpd", bn_vec(acc[h], 32), bn_vec(acc[h], 32), bn_vec(acc[h], 32));
+  row_steps(a, &p, 16, 4, square_step);
   for (int h = 0; h < nacc; h++) op(a, "vmovupd", bn_mem(RSP, -128 + W * h, W), bn_vec(acc[h], W), NONE);
   op(a, "vmovsd", bn_vec(3, 16), bn_mem(RSP, -128, 8), NONE);
   for (int l = 1; l < 16; l++) op(a, "vaddsd", bn_vec(3, 16), bn_vec(3, 16), bn_mem(RSP, -128 + 8 * l, 8));
@@ -1209,59 +1258,54 @@ static void nq_row(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int 
   op(a, "vdivsd", bn_vec(3, 16), bn_vec(4, 16), bn_vec(3, 16));
   op(a, "vcvtsd2ss", bn_vec(3, 16), bn_vec(3, 16), bn_vec(3, 16));
   op(a, "vbroadcastss", bn_vec(3, W), bn_vec(3, 16), NONE); /* inv */
-  op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32)); /* max |y| */
-  splat_i(a, 6, 0x7fffffff, W);                                 /* |.| mask */
-  for (int64_t c = 0; c < K; c += L) {
-    op(a, "vmulps", bn_vec(2, W), bn_vec(3, W), bn_mem(x, (int32_t)(4 * c), W));
-    op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), bn_mem(w, (int32_t)(4 * c), W));
-    op(a, "vmovups", bn_mem(rmsnorm_only ? q : tmp, (int32_t)(4 * c), W), bn_vec(2, W), NONE);
-    if (!rmsnorm_only) {
-      op(a, W == 64 ? "vpandd" : "vpand", bn_vec(2, W), bn_vec(2, W), bn_vec(6, W));
-      op(a, "vmaxps", bn_vec(5, W), bn_vec(5, W), bn_vec(2, W));
-    }
-  }
-  if (rmsnorm_only) return;
-  quant_tail(a, W, K, tmp, q);
+  splat_i(a, 6, 0x7fffffff, W);                             /* |.| mask */
+  row_steps(a, &p, W / 4, 4, norm_step);
+  if (!p.rms_only) quant_tail(a, &p);
 }
 
-/* The FFN gate's middle, act(g) * u of the row x = g | u (2K floats) into [tmp], as the reference
- * computes it: relu2(g) = g > 0 ? g g : 0, exactly; silu(g) = g / (1 + exp(-g)), with vexp's exp for
- * libm's (a code may then move by one on a rounding tie, as with the LLVM kernel). Vectors 2..4, 8, 9,
- * exp's scratch (24, 25 and its constants 12..23 on AVX-512; 10..12 on AVX2); mask 2. */
-static void gate_row(bn_asm *a, int W, int64_t K, int silu, int x, int tmp) {
-  int pre = silu && W == 64; /* exp's constants in vectors 12..23 (vexp_pre), not splat per vector */
-  op(a, "vxorps", bn_vec(8, 32), bn_vec(8, 32), bn_vec(8, 32));
-  if (silu) splat(a, 9, 1.0, W);
-  if (pre) vexp_consts(a, 12);
-  for (int64_t c = 0; c < K; c += W / 4) {
-    op(a, "vmovups", bn_vec(2, W), bn_mem(x, (int32_t)(4 * c), W), NONE);
-    if (silu) {
-      op(a, "vsubps", bn_vec(3, W), bn_vec(8, W), bn_vec(2, W)); /* -g */
-      if (pre) vexp_pre(a, 4, 3, 24, 25, 12);
-      else vexp(a, 4, 3, W == 64 ? 24 : 10, W);
-      op(a, "vaddps", bn_vec(4, W), bn_vec(4, W), bn_vec(9, W));
-      op(a, "vdivps", bn_vec(2, W), bn_vec(2, W), bn_vec(4, W));
-    } else if (W == 64) {
-      bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_kreg(2), bn_vec(2, 64), bn_vec(8, 64), bn_imm(0x1e)); /* g > 0 */
-      bn_asm_mask(a, 2, 1);
-      op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
-    } else {
-      bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_vec(3, 32), bn_vec(2, 32), bn_vec(8, 32), bn_imm(0x1e)); /* g > 0 */
-      op(a, "vmulps", bn_vec(2, 32), bn_vec(2, 32), bn_vec(2, 32));
-      op(a, "vandps", bn_vec(2, 32), bn_vec(2, 32), bn_vec(3, 32));
-    }
-    op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), bn_mem(x, (int32_t)(4 * (K + c)), W));
-    op(a, "vmovups", bn_mem(tmp, (int32_t)(4 * c), W), bn_vec(2, W), NONE);
+/* act(g) * u of one vector (g | u at [x], 2K floats) to [tmp]: relu2(g) = g > 0 ? g g : 0, exactly; silu(g)
+ * = g / (1 + exp(-g)), with vexp's exp for libm's. */
+static void gate_step(bn_asm *a, const nqrow *p, int32_t e) {
+  int W = p->W;
+  op(a, "vmovups", bn_vec(2, W), fl(p->x, e, W), NONE);
+  if (p->silu) {
+    op(a, "vsubps", bn_vec(3, W), bn_vec(8, W), bn_vec(2, W)); /* -g */
+    if (W == 64) vexp_pre(a, 4, 3, 24, 25, 12);
+    else vexp(a, 4, 3, 10, W);
+    op(a, "vaddps", bn_vec(4, W), bn_vec(4, W), bn_vec(9, W));
+    op(a, "vdivps", bn_vec(2, W), bn_vec(2, W), bn_vec(4, W));
+  } else if (W == 64) {
+    bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_kreg(2), bn_vec(2, 64), bn_vec(8, 64), bn_imm(0x1e)); /* g > 0 */
+    bn_asm_mask(a, 2, 1);
+    op(a, "vmulps", bn_vec(2, 64), bn_vec(2, 64), bn_vec(2, 64));
+  } else {
+    bn_asm_emit(a, bn_asm_inst("vcmpps"), bn_vec(3, 32), bn_vec(2, 32), bn_vec(8, 32), bn_imm(0x1e)); /* g > 0 */
+    op(a, "vmulps", bn_vec(2, 32), bn_vec(2, 32), bn_vec(2, 32));
+    op(a, "vandps", bn_vec(2, 32), bn_vec(2, 32), bn_vec(3, 32));
   }
+  op(a, "vmulps", bn_vec(2, W), bn_vec(2, W), fl(p->x, (int32_t)p->K + e, W));
+  op(a, "vmovups", fl(p->tmp, e, W), bn_vec(2, W), NONE);
+}
+
+/* The FFN gate's middle, act(g) * u of the row into [tmp], as the reference computes it (a code may then
+ * move by one on a rounding tie of exp against libm's, as with the LLVM kernel). Vectors 2..4, 8, 9, exp's
+ * scratch (24, 25 and its constants 12..23 on AVX-512; 10..12 on AVX2); mask 2. */
+static void gate_row(bn_asm *a, const nqrow *p) {
+  op(a, "vxorps", bn_vec(8, 32), bn_vec(8, 32), bn_vec(8, 32));
+  if (p->silu) splat(a, 9, 1.0, p->W);
+  if (p->silu && p->W == 64) vexp_consts(a, 12);
+  row_steps(a, p, p->W / 4, p->silu ? 2 : 4, gate_step);
 }
 
 /* One row of a norm + quantize kernel: the gate first (into tmp, then normalized in place) or not. */
 static void nq_any(bn_asm *a, int W, int64_t K, float eps, int mode, int x, int w, int q, int tmp) {
+  nqrow p = {.W = W, .x = x, .w = w, .q = q, .tmp = tmp, .K = K,
+             .silu = mode == BN_NQ_GATE_SILU || mode == BN_NQ_GATE_SILU_Q};
   if (bn_nq_gated(mode)) {
-    gate_row(a, W, K, mode == BN_NQ_GATE_SILU || mode == BN_NQ_GATE_SILU_Q, x, tmp);
-    x = tmp;
+    gate_row(a, &p);
+    p.x = tmp;
   }
-  nq_row(a, W, K, eps, bn_nq_normed(mode) ? mode : BN_NQ_QUANT, x, w, q, tmp);
+  nq_row(a, p, eps, bn_nq_normed(mode) ? mode : BN_NQ_QUANT);
 }
 
 /* bn_nq_kernel (x rdi, w rsi, qa rdx, tmp rcx, T r8, t0 r9, t1 on the stack), every mode; group: RMSNORM over
