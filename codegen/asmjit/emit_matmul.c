@@ -1203,9 +1203,12 @@ static void max_step(bn_asm *a, const nqrow *p, int32_t e) {
   op(a, "vmaxps", bn_vec(5, p->W), bn_vec(5, p->W), bn_vec(2, p->W));
 }
 
-/* 16 squares in double, element i into lane i % 16 of the accumulators 0, 1 (AVX2: 0, 1, 8, 9). */
+/* The sum of squares' double accumulators: W / 8 lanes each, 128 / W of them. */
+static const int SQ_ACC[4] = {0, 1, 8, 9};
+
+/* 16 squares in double, element i into lane i % 16 of the accumulators. */
 static void square_step(bn_asm *a, const nqrow *p, int32_t e) {
-  static const int acc[4] = {0, 1, 8, 9};
+  const int *acc = SQ_ACC;
   int W = p->W;
   for (int h = 0; h < 128 / W; h++) {
     op(a, "vcvtps2pd", bn_vec(2, W), fl(p->x, e + W / 8 * h, W / 2), NONE);
@@ -1233,7 +1236,8 @@ static void norm_step(bn_asm *a, const nqrow *p, int32_t e) {
  * sum, s and the sum after the codes (QA8). QUANT: the same codes of y = x (bn_ref_quantize alone), max |x|
  * first. x, w, q, tmp: pointer registers; vectors 0..9, rax, r11, the red zone. */
 static void nq_row(bn_asm *a, nqrow p, float eps, int mode) {
-  int W = p.W, nacc = 128 / W, acc[4] = {0, 1, 8, 9}; /* the double lanes' vectors: W / 8 lanes each */
+  int W = p.W, nacc = 128 / W;
+  const int *acc = SQ_ACC;
   int64_t K = p.K;
   p.rms_only = mode == BN_NQ_RMSNORM;
   op(a, "vxorps", bn_vec(5, 32), bn_vec(5, 32), bn_vec(5, 32)); /* max |y| */
