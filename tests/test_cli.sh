@@ -100,6 +100,8 @@ for c in inspect ir compile run eval perplexity bench; do
   expect_error "$c --bogus" "unknown option '--bogus'" -- $BNC $c "$m" --bogus
   expect_error "$c --bogus 1" "unknown option '--bogus'" -- $BNC $c "$m" --bogus 1
 done
+$BNC compile "$m" -o "$WORK/inspect.bnplan" >/dev/null 2>&1 || fail "compile for inspect"
+expect_error "inspect a plan" "is a bnc plan, not a GGUF: \`bnc ir" -- $BNC inspect "$WORK/inspect.bnplan"
 expect_error "synth stray argument" "unexpected argument" -- $BNC synth "$m"
 expect_error "eval --temp" "unknown option '--temp'" -- $BNC eval "$m" --tokens "1 2" --logits-out "$WORK/x.bin" --temp 0
 expect_error "unknown BNC_ISA" "BNC_ISA=sse is unknown" -- env BNC_ISA=sse $BNC run "$m" -p hi -n 1

@@ -23,12 +23,16 @@ static void print_value(const bn_gguf_kv *kv) {
 int bn_cmd_inspect(int argc, char **argv) {
   if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
     printf("usage: bnc inspect MODEL.gguf\n  Prints the GGUF version, every key/value pair and the tensor table\n"
-           "  (name, type, shape innermost first as stored, bytes).\n");
+           "  (name, type, shape innermost first as stored, bytes). A .bnplan: `bnc ir PLAN` prints its graph.\n");
     return 0;
   }
   for (int i = 1; i < argc; i++)
     if (argv[i][0] == '-') return bn_cli_usage_error("inspect", "unknown option '%s'", argv[i]);
   if (argc != 2) return bn_cli_usage_error("inspect", "expects one GGUF file");
+  if (bn_plan_sniff(argv[1])) {
+    fprintf(stderr, "bnc: %s is a bnc plan, not a GGUF: `bnc ir %s` prints its graph\n", argv[1], argv[1]);
+    return 1;
+  }
   bn_gguf f;
   bn_error err = {0};
   if (bn_gguf_open(&f, argv[1], &err)) return bn_cli_fail(&err);
