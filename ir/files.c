@@ -153,7 +153,7 @@ bn_status bn_file_load(const char *path, size_t min_size, int huge_copy, const c
                        bn_error *err) {
   memset(v, 0, sizeof *v);
   int fd = open(path, O_RDONLY);
-  if (fd < 0) return bn_fail(err, BN_E_IO, "%s: cannot open", path);
+  if (fd < 0) return bn_fail(err, BN_E_IO, "%s: cannot open: %s", path, strerror(errno));
   struct stat sb;
   if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
     close(fd);

@@ -12,6 +12,7 @@ typedef void *yyscan_t;
 %code {
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #define YYSTYPE BNIR_STYPE
@@ -261,7 +262,7 @@ bn_status bn_ir_parse(const char *text, size_t len, const char *name, bn_graph *
 
 bn_status bn_ir_parse_file(const char *path, bn_graph *g, bn_error *err) {
   FILE *fp = fopen(path, "rb");
-  if (!fp) return bn_fail(err, BN_E_IO, "%s: cannot open", path);
+  if (!fp) return bn_fail(err, BN_E_IO, "%s: cannot open: %s", path, strerror(errno));
   fseek(fp, 0, SEEK_END);
   long n = ftell(fp);
   fseek(fp, 0, SEEK_SET);

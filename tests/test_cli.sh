@@ -83,7 +83,7 @@ for m in "$SRC"/examples/*.gguf; do
 done
 
 m="$WORK/tiny-bitnet-i2_s.gguf"
-expect_error "missing file" "nope.gguf: cannot open" -- $BNC run "$WORK/nope.gguf" -p hi
+expect_error "missing file" "nope.gguf: cannot open: No such file or directory" -- $BNC run "$WORK/nope.gguf" -p hi
 expect_error "empty prompt" "prompt: empty" -- $BNC run "$m" -p ""
 # more threads than CPUs: said once, the threads capped, the same greedy text
 cpus=$(nproc)
@@ -102,6 +102,7 @@ for c in inspect ir compile run eval perplexity bench; do
 done
 $BNC compile "$m" -o "$WORK/inspect.bnplan" >/dev/null 2>&1 || fail "compile for inspect"
 expect_error "inspect a plan" "is a bnc plan, not a GGUF: \`bnc ir" -- $BNC inspect "$WORK/inspect.bnplan"
+expect_error "compile a plan" "is a bnc plan already" -- $BNC compile "$WORK/inspect.bnplan" -o "$WORK/again.bnplan"
 expect_error "synth stray argument" "unexpected argument" -- $BNC synth "$m"
 expect_error "eval --temp" "unknown option '--temp'" -- $BNC eval "$m" --tokens "1 2" --logits-out "$WORK/x.bin" --temp 0
 expect_error "unknown BNC_ISA" "BNC_ISA=sse is unknown" -- env BNC_ISA=sse $BNC run "$m" -p hi -n 1

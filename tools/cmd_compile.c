@@ -174,6 +174,10 @@ int bn_cmd_compile(int argc, char **argv) {
   if (!metal && !bn_cli_has(backend->targets, target))
     return bn_cli_usage_error("compile", "--target must be one of %s for the %s backend, got '%s'", backend->targets,
                               backend->name, target);
+  if (bn_plan_sniff(in)) {
+    fprintf(stderr, "bnc: %s is a bnc plan already: compile reads a GGUF or a Hugging Face model directory\n", in);
+    return 1;
+  }
   bn_error err = {0};
   bn_source f;
   bn_model m;

@@ -1,6 +1,7 @@
 /* bnc perplexity: how well a model predicts a text file. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "../runtime/session.h"
@@ -47,7 +48,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
   if (!model || !file) return bn_cli_usage_error("perplexity", "needs MODEL and -f FILE");
   bn_error err = {0};
   FILE *fp = !strcmp(file, "-") ? stdin : fopen(file, "rb");
-  if (!fp) return bn_fail(&err, BN_E_IO, "%s: cannot open", file), bn_cli_fail(&err);
+  if (!fp) return bn_fail(&err, BN_E_IO, "%s: cannot open: %s", file, strerror(errno)), bn_cli_fail(&err);
   /* read to the end in growing steps: pipes and /proc files have no size to ask for */
   size_t len = 0, cap = 1 << 16;
   char *text = malloc(cap + 1);
