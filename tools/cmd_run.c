@@ -1,5 +1,6 @@
 /* bnc run: generate text; bnc eval: write the logits of given tokens.
  * Both take a .bnplan or a GGUF (compiled in memory first). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,8 +296,8 @@ int bn_cmd_eval(int argc, char **argv) {
   if (!st) {
     FILE *fp = fopen(o.logits_out, "wb");
     if (!fp || fwrite(logits, sizeof *logits, (size_t)n * V, fp) != (size_t)n * V)
-      st = bn_fail(&err, BN_E_IO, "%s: cannot write the logits", o.logits_out);
-    if (fp && fclose(fp)) st = bn_fail(&err, BN_E_IO, "%s: cannot write the logits", o.logits_out);
+      st = bn_fail(&err, BN_E_IO, "%s: cannot write the logits: %s", o.logits_out, strerror(errno));
+    if (fp && fclose(fp) && !st) st = bn_fail(&err, BN_E_IO, "%s: cannot write the logits: %s", o.logits_out, strerror(errno));
   }
   if (!st) fprintf(stderr, "wrote %d x %zu logits to %s\n", n, V, o.logits_out);
   bn_session_free(s);
