@@ -118,6 +118,8 @@ grep -q "^bnc: stopped after [0-9]* tokens: the context of 10 tokens is full" "$
 expect_error "non-UTF-8 prompt" "invalid UTF-8 at byte 2" -- $BNC run "$m" -p "$(printf 'ab\377')"
 expect_error "prompt past context" "do not fit the context of 8" -- $BNC run "$m" -c 8 -p "one two three four five six seven eight nine"
 expect_error "token out of range" "outside the vocabulary" -- $BNC eval "$m" --tokens "1 99999" --logits-out "$WORK/x"
+expect_error "ir into no folder" "ir: $WORK/nodir/x.txt: cannot write: No such file or directory" -- $BNC ir "$m" -o "$WORK/nodir/x.txt"
+expect_error "plan's ir into no folder" "cannot write: No such file or directory" -- $BNC ir "$WORK/inspect.bnplan" -o "$WORK/nodir/x.txt"
 expect_error "logits into no folder" "cannot write the logits: No such file or directory" -- $BNC eval "$m" --tokens "1 2" --logits-out "$WORK/nodir/x"
 expect_error "bad token list" "not a list of token ids" -- $BNC eval "$m" --tokens "1 x" --logits-out "$WORK/x"
 expect_error "unknown option" "unknown option '--frobnicate'" -- $BNC run "$m" --frobnicate 1

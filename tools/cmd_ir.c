@@ -1,4 +1,5 @@
 /* bnc ir: print the graph IR of a GGUF model or a .bnir file. */
+#include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -191,7 +192,12 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_codegen *cg = NULL;
     if ((st = bn_plan_open(&plan, in, &err))) return bn_cli_fail(&err);
     FILE *fp = out ? fopen(out, "wb") : stdout;
-    int ok = fp != NULL;
+    if (!fp) {
+      int e = errno;
+      bn_plan_close(&plan);
+      return bn_fail(&err, BN_E_IO, "ir: %s: cannot write: %s", out, strerror(e)), bn_cli_fail(&err);
+    }
+    int ok = 1;
     if (ok && metal) ok = emit_metal(fp, &plan.model.graph, &plan.mem, &err);
     else if (ok && emit) { /* the plan's kernels, for its target */
       if (!(st = bn_cli_codegen(backend, plan.target, &cg, &err))) ok = emit_kernels(fp, &plan.model.graph, cg, emit, &err);
@@ -216,7 +222,13 @@ int bn_cmd_ir(int argc, char **argv) {
     return bn_fail(&err, BN_E_UNSUPPORTED, "--svg needs Graphviz's dot program (apt-get install graphviz), or use --dot"),
            bn_cli_fail(&err);
   }
-  int ok = fp != NULL;
+  if (!fp) {
+    int e = errno;
+    bn_model_free(&m);
+    bn_source_close(&f);
+    return bn_fail(&err, BN_E_IO, "ir: %s: cannot write: %s", out, strerror(e)), bn_cli_fail(&err);
+  }
+  int ok = 1;
   if (emit && fp) {
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
