@@ -10,9 +10,9 @@ typedef void *yyscan_t;
 }
 
 %code {
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <errno.h>
 #include <string.h>
 
 #define YYSTYPE BNIR_STYPE

@@ -133,6 +133,13 @@ static int emit_metal(FILE *fp, const bn_graph *g, const bn_memplan *mp, bn_erro
   return ok;
 }
 
+/* Where the IR goes: the file out (created or truncated), else standard output; NULL with the reason. */
+static FILE *open_out(const char *out, bn_error *err) {
+  FILE *fp = out ? fopen(out, "wb") : stdout;
+  if (!fp) bn_fail(err, BN_E_IO, "ir: %s: cannot write: %s", out, strerror(errno));
+  return fp;
+}
+
 int bn_cmd_ir(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *after = NULL, *emit = NULL;
   int dot = 0, svg = 0, lo = 1, hi = 0;
@@ -191,23 +198,19 @@ int bn_cmd_ir(int argc, char **argv) {
     bn_plan plan;
     bn_codegen *cg = NULL;
     if ((st = bn_plan_open(&plan, in, &err))) return bn_cli_fail(&err);
-    FILE *fp = out ? fopen(out, "wb") : stdout;
-    if (!fp) {
-      int e = errno;
-      bn_plan_close(&plan);
-      return bn_fail(&err, BN_E_IO, "ir: %s: cannot write: %s", out, strerror(e)), bn_cli_fail(&err);
-    }
+    FILE *fp = open_out(out, &err);
+    if (!fp) return bn_plan_close(&plan), bn_cli_fail(&err);
     int ok = 1;
-    if (ok && metal) ok = emit_metal(fp, &plan.model.graph, &plan.mem, &err);
-    else if (ok && emit) { /* the plan's kernels, for its target */
+    if (metal) ok = emit_metal(fp, &plan.model.graph, &plan.mem, &err);
+    else if (emit) { /* the plan's kernels, for its target */
       if (!(st = bn_cli_codegen(backend, plan.target, &cg, &err))) ok = emit_kernels(fp, &plan.model.graph, cg, emit, &err);
       bn_codegen_close(cg);
-    } else if (ok) {
+    } else {
       char *text = text_of(&(dump_ctx){.dot = dot, .lo = lo, .hi = hi}, &plan.model.graph);
       ok = text && fputs(text, fp) >= 0;
       free(text);
     }
-    if (out && fp) ok = fclose(fp) == 0 && ok;
+    if (out) ok = fclose(fp) == 0 && ok;
     bn_plan_close(&plan);
     if (st) return bn_cli_fail(&err);
     if (!ok) fprintf(stderr, "bnc: ir: %s: cannot write%s%s\n", out ? out : "standard output", err.msg[0] ? ": " : "", err.msg);
@@ -215,7 +218,7 @@ int bn_cmd_ir(int argc, char **argv) {
   } else st = ends_with(in, ".bnir") ? bn_ir_parse_file(in, g, &err) : bn_cli_load(in, &f, &m, &err);
   if (st) return bn_cli_fail(&err);
   pid_t dot_pid = 0;
-  FILE *fp = svg ? svg_pipe(out, &dot_pid) : out ? fopen(out, "wb") : stdout;
+  FILE *fp = svg ? svg_pipe(out, &dot_pid) : open_out(out, &err);
   if (svg && !fp) {
     bn_model_free(&m);
     bn_source_close(&f);
@@ -223,13 +226,12 @@ int bn_cmd_ir(int argc, char **argv) {
            bn_cli_fail(&err);
   }
   if (!fp) {
-    int e = errno;
     bn_model_free(&m);
     bn_source_close(&f);
-    return bn_fail(&err, BN_E_IO, "ir: %s: cannot write: %s", out, strerror(e)), bn_cli_fail(&err);
+    return bn_cli_fail(&err);
   }
   int ok = 1;
-  if (emit && fp) {
+  if (emit) {
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
     bn_codegen *cg = NULL;
@@ -243,7 +245,7 @@ int bn_cmd_ir(int argc, char **argv) {
     ok = metal ? emit_metal(fp, g, &mp, &err) : emit_kernels(fp, g, cg, emit, &err);
     bn_memplan_free(&mp);
     bn_codegen_close(cg);
-  } else if (after && fp) {
+  } else if (after) {
     dump_ctx d = {fp, after, 1, dot, lo, hi};
     bn_pass_opts po = {.max_tokens = 32, .verify = 1};
     bn_memplan mp;
@@ -255,12 +257,12 @@ int bn_cmd_ir(int argc, char **argv) {
     }
     bn_memplan_free(&mp);
     ok = d.ok;
-  } else if (fp) {
+  } else {
     char *text = text_of(&(dump_ctx){.dot = dot, .lo = lo, .hi = hi}, g);
     ok = text && fputs(text, fp) >= 0;
     free(text);
   }
-  if ((out || svg) && fp) ok = fclose(fp) == 0 && ok;
+  if (out || svg) ok = fclose(fp) == 0 && ok;
   int status = 0;
   if (svg && (waitpid(dot_pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))) {
     ok = 1; /* said below */

@@ -1,7 +1,7 @@
 /* bnc perplexity: how well a model predicts a text file. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <errno.h>
 #include <string.h>
 
 #include "../runtime/session.h"
