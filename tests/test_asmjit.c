@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "../codegen/asmjit/emit.h"
 #include "../codegen/backend.h"
 #include "../codegen/ref/ref.h"
 #include "../frontend/import.h"
@@ -253,6 +254,63 @@ static void test_ternary_matmul(void **state) {
       printf("  %d ternary matmul kernels checked (%s, %s)\n", checked, CFGS[ia], KIND[kind]);
       assert_true(checked >= (t1 && ia == 0 ? 300 : 700));
     }
+}
+
+/* The 1.6-bit prompt's two ways of unpacking (by compares; by VBMI lookups, which the backend takes where the
+ * CPU has them) under both prompt tilings (4 x 4; rows in the lanes), whatever this CPU's tuning picks: each
+ * kernel emitted with the tuning given, against the reference over the same trits, bit for bit. K has every
+ * tail of a run of 4 groups (K % 1280: 256..1024) and none. */
+static void test_t1_unpacking(void **state) {
+  (void)state;
+  if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw")) skip();
+  static uint8_t lut[512];
+  bn_asmjit_t1_tables(lut);
+  int vbmi = __builtin_cpu_supports("avx512vbmi") != 0;
+  static const int Ts[] = {8, 64, 93, 130}, Ks[] = {256, 512, 768, 1024, 1280, 1536, 2304}, Ns[] = {16, 36};
+  uint64_t rng = 91;
+  int checked = 0;
+  bn_asm_rt *rt = bn_asm_rt_new();
+  assert_non_null(rt);
+  for (int tiling = 0; tiling < 2; tiling++)
+    for (int by_lut = 0; by_lut <= vbmi; by_lut++) {
+      bn_asmjit_tuning tune = {.ahead = 6144, .rows_in_lanes = tiling, .t1_lut = by_lut ? lut : NULL};
+      for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
+        for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
+          int K = Ks[b], N = Ns[c];
+          char msg[200];
+          bn_asm *a = bn_asm_new(rt, 0);
+          bn_asmjit_matmul(a, 1, &tune, BN_DT_TP1, K, N, BN_MM_DQ, 0, 0);
+          bn_mm_kernel fn = (bn_mm_kernel)bn_asm_finish(a, msg, sizeof msg);
+          bn_asm_free(a);
+          if (!fn) fail_msg("K=%d N=%d: %s", K, N, msg);
+          bn_value wv = random_tp2(N, K, &rng);
+          uint8_t *w = malloc(bn_value_bytes(BN_DT_TP1, &wv.shape, 0));
+          bn_tp1_from_tp2(wv.data, (uint64_t)N, (uint64_t)K, w);
+          for (size_t t = 0; t < sizeof Ts / sizeof *Ts; t++) {
+            int T = Ts[t];
+            int8_t *scr = malloc((size_t)K);
+            float *x = malloc((size_t)T * K * 4), bs[64];
+            for (int i = 0; i < T * K; i++) x[i] = (float)(bn_rng_unit(&rng) * 8 - 4);
+            uint8_t *qa = aligned_alloc(64, (size_t)(T * bn_qa8_row_bytes(K)));
+            bn_ref_quantize(x, T, K, qa);
+            int32_t *acc = malloc((size_t)T * N * 4);
+            float *want = malloc((size_t)T * N * 4), *got = malloc((size_t)T * N * 4);
+            bn_ref_tmatmul(qa, T, K, N, &wv, acc, scr, bs);
+            bn_ref_dequant(acc, qa, T, K, N, &wv, 1.0f, want);
+            memset(got, 0x5a, (size_t)T * N * 4);
+            fn(qa, w, got, NULL, T, 0, N);
+            if (memcmp(got, want, (size_t)T * N * 4))
+              fail_msg("TP1 by %s, %s: T=%d K=%d N=%d differs from the reference", by_lut ? "lookups" : "compares",
+                       tiling ? "rows in the lanes" : "4 x 4 tiles", T, K, N);
+            checked++;
+            free(scr), free(x), free(qa), free(acc), free(want), free(got);
+          }
+          free(w), free((void *)wv.data);
+        }
+    }
+  bn_asm_rt_free(rt);
+  printf("  %d 1.6-bit prompts checked (both tilings; by compares%s)\n", checked, vbmi ? " and by lookups" : "");
+  assert_true(checked >= 100);
 }
 
 /* The dequantization's exact tie (tie.h) on every tile: tokens up to the rows-in-the-lanes tiles, TP2 and
@@ -942,6 +1000,7 @@ int main(void) {
       cmocka_unit_test(test_slices),
       cmocka_unit_test(test_embedding_rows),
       cmocka_unit_test(test_ternary_matmul),
+      cmocka_unit_test(test_t1_unpacking),
       cmocka_unit_test(test_dequant_tie),
       cmocka_unit_test(test_norm_quantize),
       cmocka_unit_test(test_rope),

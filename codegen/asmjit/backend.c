@@ -19,6 +19,7 @@ typedef struct {
   bn_asm_rt *rt;
   int avx512, vnni;
   bn_asmjit_tuning tune; /* tuning's */
+  uint8_t t1_lut[512];    /* tune.t1_lut's tables, which the kernels read */
   emitted *done; /* every kernel emitted, by key: a key seen again reuses its code */
   int n_done, cap_done;
   bn_codegen_counts counts;
@@ -125,6 +126,10 @@ static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
   b->avx512 = isa ? !strcmp(isa, "avx512") : host512;
   b->vnni = b->avx512 && __builtin_cpu_supports("avx512vnni");
   b->tune = tuning(!o->target || !strcmp(o->target, "native"));
+  if (b->avx512 && (!o->target || !strcmp(o->target, "native")) && __builtin_cpu_supports("avx512vbmi")) {
+    bn_asmjit_t1_tables(b->t1_lut);
+    b->tune.t1_lut = b->t1_lut;
+  }
   *self = b;
   return BN_OK;
 }

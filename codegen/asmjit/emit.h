@@ -187,10 +187,15 @@ static inline void vexp_pre(bn_asm *a, int d, int x, int n, int r, int C) {
 void bn_asmjit_rows(bn_asm *a, int avx512, int embed, int64_t K, int64_t n, int64_t off, bn_dtype t);
 /* The matmul emitter's choices that depend on the CPU (the backend's, measured: bench/README.md): the bytes a
  * TP2/TG2 decode tile prefetches ahead of its weight stream; whether a prompt over TP2/TP1 with K <= 2048
- * puts 16 rows in the lanes (else the 4 x 4 tiles, as at larger K). */
+ * puts 16 rows in the lanes (else the 4 x 4 tiles, as at larger K); on a CPU with AVX-512 VBMI, the tables
+ * bn_asmjit_t1_tables fills, by which prompts unpack TP1 (NULL: by compares). */
 typedef struct {
   int ahead, rows_in_lanes;
+  const uint8_t *t1_lut;
 } bn_asmjit_tuning;
+/* TP1's two lookup tables (256 bytes each) from a byte x to TP2's byte of its codes c0..c3 (c0 in the low
+ * bits), then of c1..c4: the codes as the kernels extract them, (x > 85) + (x > 170) and x <- 3 x. */
+void bn_asmjit_t1_tables(uint8_t lut[512]);
 void bn_asmjit_matmul(bn_asm *a, int avx512, const bn_asmjit_tuning *tune, bn_dtype wt, int64_t K, int64_t N, int mode,
                       int pro, float eps);
 void bn_asmjit_norm_quant(bn_asm *a, int avx512, int64_t K, int64_t group, int mode, float eps);

@@ -23,6 +23,7 @@ typedef struct {
   int64_t K, N, block;
   int32_t scales, ahead; /* ahead: bytes of the weight stream a TP2/TG2 decode tile prefetches ahead */
   int lanes;             /* a prompt over TP2/TP1 with K <= PR_MAXK may put rows in the lanes (prefill_r) */
+  const uint8_t *lut;    /* TP1's lookup tables (AVX-512 VBMI: unpack_lut), or NULL */
 } mmk;
 
 /* Row r9 + r of token r13 + t (its QA8 row at r14 + t row_bytes) from its lane sum in eax; r11 = r13 N + r9.
@@ -1075,6 +1076,53 @@ static void unpack_row(bn_asm *a, int W, int r, int g0, int n, int pos, int32_t 
     }
 }
 
+void bn_asmjit_t1_tables(uint8_t lut[512]) {
+  for (int q = 0; q < 256; q++) {
+    unsigned x = (unsigned)q, c[5];
+    for (int p = 0; p < 5; p++, x = 3 * x & 255) c[p] = (x > 85) + (x > 170);
+    lut[q] = (uint8_t)(c[0] | c[1] << 2 | c[2] << 4 | c[3] << 6);
+    lut[256 + q] = (uint8_t)(c[1] | c[2] << 2 | c[3] << 4 | c[4] << 6);
+  }
+}
+
+/* unpack_lut's registers: the tables (A: codes 0..3 of a byte, H: 1..4; 4 vectors each), the masks of TP2
+ * vectors 1..3's low codes, the 4 groups' bytes, their A and H bytes. */
+enum { LUT_A = 4, LUT_H = 8, LUT_M = 12, LUT_X = 16, LUT_XA = 0, LUT_XH = 21 };
+
+/* Vector d = table t's bytes at the bytes of vector x (k1: their top bits, k2 the rest): two vpermi2b of
+ * 128 entries each, merging. */
+static void lookup(bn_asm *a, int d, int x, int t) {
+  op(a, "vmovdqa64", bn_vec(d, 64), bn_vec(x, 64), NONE);
+  bn_asm_mask(a, 1, 0);
+  op(a, "vpermi2b", bn_vec(d, 64), bn_vec(t + 2, 64), bn_vec(t + 3, 64));
+  bn_asm_mask(a, 2, 0);
+  op(a, "vpermi2b", bn_vec(d, 64), bn_vec(t, 64), bn_vec(t + 1, 64));
+}
+
+/* unpack_row by lookups (AVX-512 VBMI): row r's nv TP2 vectors (5 from a run of 4 TP1 groups, fewer from a
+ * tail) at rax. Chunks 4 v..4 v + 3 are TP1 group v's codes from v on and group v - 1's last 4 - v, so TP2
+ * vector v is A(x_v) << 2 v beside H(x_(v-1)) >> (8 - 2 v), bytewise: shifts of words, a bitwise select. */
+static void unpack_lut(bn_asm *a, int r, int nv, int32_t ahead) {
+  for (int g = 0; g < nv && g < 4; g++) {
+    int x = LUT_X + g;
+    op(a, "vmovdqu64", bn_vec(x, 64), bn_mem(R11, (g * 4 + r) * 64, 64), NONE);
+    op(a, "prefetcht0", bn_mem(R11, ahead + (g * 4 + r) * 64, 64), NONE, NONE);
+    op(a, "vpmovb2m", bn_kreg(1), bn_vec(x, 64), NONE);
+    op(a, "knotq", bn_kreg(2), bn_kreg(1), NONE);
+    lookup(a, LUT_XA + g, x, LUT_A);
+    if (g + 1 < nv) lookup(a, LUT_XH + g, x, LUT_H);
+  }
+  for (int v = 0; v < nv; v++) {
+    int d = v == 0 ? LUT_XA : v == 4 ? LUT_XH + 3 : S0;
+    if (v % 4) {
+      op(a, "vpsrlw", bn_vec(S0, 64), bn_vec(LUT_XH + v - 1, 64), bn_imm(8 - 2 * v));
+      op(a, "vpsllw", bn_vec(S1, 64), bn_vec(LUT_XA + v, 64), bn_imm(2 * v));
+      bn_asm_emit(a, bn_asm_inst("vpternlogd"), bn_vec(S0, 64), bn_vec(S1, 64), bn_vec(LUT_M + v - 1, 64), bn_imm(0xe4));
+    }
+    op(a, "vmovdqu64", bn_mem(RAX, (4 * v + r) * 64, 64), bn_vec(d, 64), NONE);
+  }
+}
+
 /* Prefill over TP1 (on AVX2 from 2 tokens): the whole 4-row blocks of rows r9..r12 unpacked into TP2 at `to`
  * (rsp, or a frame's slot holding the scratch; K bytes a block), once for all the tokens, which TP2's tiles
  * then read: the extraction paid once, not per token tile. Runs of 4 groups (1280 elements, 5 TP2 groups) in
@@ -1083,7 +1131,12 @@ static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   int64_t K = m->K, runs = K / 1280, groups = (K + 319) / 320;
   int32_t ahead = (int32_t)(4 * m->block); /* each code byte's place 16 rows on: the next call's */
   int blk = bn_asm_new_label(a), run = bn_asm_new_label(a);
-  if (m->W == 64) /* 1 << shift for the masked adds (the tiles' accumulators) */
+  if (m->lut) { /* the tables, the masks of the low 2, 4, 6 bits */
+    op(a, "mov", bn_gp(RAX), bn_imm((int64_t)(intptr_t)m->lut), NONE);
+    for (int v = 0; v < 8; v++) op(a, "vmovdqu64", bn_vec(LUT_A + v, 64), bn_mem(RAX, 64 * v, 64), NONE);
+    static const int32_t low[3] = {0x03030303, 0x0f0f0f0f, 0x3f3f3f3f};
+    for (int v = 0; v < 3; v++) splat_i(a, LUT_M + v, low[v], 64);
+  } else if (m->W == 64) /* 1 << shift for the masked adds (the tiles' accumulators) */
     for (int s = 0; s < 4; s++) splat_i(a, s, 0x01010101 << (2 * s), 64);
   row_base(a, m);
   op(a, "mov", bn_gp(R15), bn_gp(RBX), NONE);
@@ -1095,16 +1148,19 @@ static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   if (runs) {
     op(a, "xor", bn_gpd(RBX), bn_gpd(RBX), NONE);
     bn_asm_bind(a, run);
-    for (int r = 0; r < 4; r++) unpack_row(a, m->W, r, 0, 4, 5, ahead);
+    for (int r = 0; r < 4; r++)
+      if (m->lut) unpack_lut(a, r, 5, ahead);
+      else unpack_row(a, m->W, r, 0, 4, 5, ahead);
     op(a, "add", bn_gp(R11), bn_imm(1024), NONE);
     op(a, "add", bn_gp(RAX), bn_imm(1280), NONE);
     op(a, "inc", bn_gp(RBX), NONE, NONE);
     op(a, "cmp", bn_gp(RBX), bn_imm(runs), NONE);
     op(a, "jl", bn_label(run), NONE, NONE);
   }
-  if (groups > runs * 4)
-    for (int r = 0; r < 4; r++)
-      unpack_row(a, m->W, r, 0, (int)(groups - runs * 4), K % 320 ? (int)(K % 320) / 64 : 5, ahead);
+  for (int r = 0; r < 4 && groups > runs * 4; r++) {
+    if (m->lut) unpack_lut(a, r, (int)(K % 1280 / 256), ahead);
+    else unpack_row(a, m->W, r, 0, (int)(groups - runs * 4), K % 320 ? (int)(K % 320) / 64 : 5, ahead);
+  }
   op(a, "add", bn_gp(R15), bn_imm(m->block), NONE);
   op(a, "add", bn_gp(R14), bn_imm(K), NONE);
   op(a, "add", bn_gp(R13), bn_imm(4), NONE);
@@ -1517,7 +1573,7 @@ void bn_asmjit_matmul(bn_asm *a, int avx512, const bn_asmjit_tuning *tune, bn_dt
   int64_t rb = t1 ? (int64_t)bn_tp1_row_bytes((uint64_t)K) : K / 4; /* a row's packed bytes */
   mmk m = {.W = W, .t1 = t1, .gs = wt == BN_DT_TG2 ? 1 : wt == BN_DT_TG2H ? 2 : 0, .mode = mode, .K = K, .N = N,
            .block = 4 * rb, .scales = (int32_t)(N * rb), .ahead = tune->ahead,
-           .lanes = tune->rows_in_lanes};
+           .lanes = tune->rows_in_lanes, .lut = avx512 && t1 ? tune->t1_lut : NULL};
   enter(a, 6);
   enum { ARGS = 8 + 6 * 8 }; /* the stack arguments, above the return address and the saves */
   if (!pro) op(a, "mov", bn_gp(R10), bn_mem(RSP, ARGS, 8), NONE);
