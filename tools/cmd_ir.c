@@ -219,13 +219,8 @@ int bn_cmd_ir(int argc, char **argv) {
   if (st) return bn_cli_fail(&err);
   pid_t dot_pid = 0;
   FILE *fp = svg ? svg_pipe(out, &dot_pid) : open_out(out, &err);
-  if (svg && !fp) {
-    bn_model_free(&m);
-    bn_source_close(&f);
-    return bn_fail(&err, BN_E_UNSUPPORTED, "--svg needs Graphviz's dot program (apt-get install graphviz), or use --dot"),
-           bn_cli_fail(&err);
-  }
-  if (!fp) {
+  if (!fp) { /* open_out said why */
+    if (svg) bn_fail(&err, BN_E_UNSUPPORTED, "--svg needs Graphviz's dot program (apt-get install graphviz), or use --dot");
     bn_model_free(&m);
     bn_source_close(&f);
     return bn_cli_fail(&err);

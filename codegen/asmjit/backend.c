@@ -99,12 +99,18 @@ static void *emit(asmjit_be *b, const bn_kkey *key, char **listing, char *msg, s
 
 /* The matmul emitter's choices for this CPU: on AMD's family 1Ah (Zen 5: two 512-bit vpdpbusd a cycle) decode
  * prefetches 12 KiB ahead and prompts keep the 4 x 4 tiles at every K; elsewhere, and for a portable target,
- * 6 KiB and rows in the lanes at K <= 2048 (bench/README.md has both CPUs' pairings). */
-static bn_asmjit_tuning tuning(int native) {
+ * 6 KiB and rows in the lanes at K <= 2048 (bench/README.md has both CPUs' pairings). With AVX-512 VBMI
+ * (native only: x86-64-v4 lacks it) prompts unpack TP1 by the tables it fills into lut. */
+static bn_asmjit_tuning tuning(int native, int avx512, uint8_t lut[512]) {
   unsigned a, b, c, d;
   int zen5 = native && __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 /* "Auth" */ &&
              __get_cpuid(1, &a, &b, &c, &d) && (a >> 8 & 0xf) + (a >> 20 & 0xff) >= 0x1a;
-  return zen5 ? (bn_asmjit_tuning){.ahead = 12288, .rows_in_lanes = 0} : (bn_asmjit_tuning){.ahead = 6144, .rows_in_lanes = 1};
+  bn_asmjit_tuning t = zen5 ? (bn_asmjit_tuning){.ahead = 12288, .rows_in_lanes = 0} : (bn_asmjit_tuning){.ahead = 6144, .rows_in_lanes = 1};
+  if (native && avx512 && __builtin_cpu_supports("avx512vbmi")) {
+    bn_asmjit_t1_tables(lut);
+    t.t1_lut = lut;
+  }
+  return t;
 }
 
 static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
@@ -125,11 +131,7 @@ static bn_status be_open(const bn_backend_opts *o, void **self, bn_error *err) {
   if (!b || !(b->rt = bn_asm_rt_new())) return free(b), bn_fail(err, BN_E_NOMEM, "out of memory");
   b->avx512 = isa ? !strcmp(isa, "avx512") : host512;
   b->vnni = b->avx512 && __builtin_cpu_supports("avx512vnni");
-  b->tune = tuning(!o->target || !strcmp(o->target, "native"));
-  if (b->avx512 && (!o->target || !strcmp(o->target, "native")) && __builtin_cpu_supports("avx512vbmi")) {
-    bn_asmjit_t1_tables(b->t1_lut);
-    b->tune.t1_lut = b->t1_lut;
-  }
+  b->tune = tuning(!o->target || !strcmp(o->target, "native"), b->avx512, b->t1_lut);
   *self = b;
   return BN_OK;
 }

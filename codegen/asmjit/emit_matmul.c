@@ -1148,19 +1148,21 @@ static void unpack_t1(bn_asm *a, const mmk *m, bn_asm_op to) {
   if (runs) {
     op(a, "xor", bn_gpd(RBX), bn_gpd(RBX), NONE);
     bn_asm_bind(a, run);
-    for (int r = 0; r < 4; r++)
+    for (int r = 0; r < 4; r++) {
       if (m->lut) unpack_lut(a, r, 5, ahead);
       else unpack_row(a, m->W, r, 0, 4, 5, ahead);
+    }
     op(a, "add", bn_gp(R11), bn_imm(1024), NONE);
     op(a, "add", bn_gp(RAX), bn_imm(1280), NONE);
     op(a, "inc", bn_gp(RBX), NONE, NONE);
     op(a, "cmp", bn_gp(RBX), bn_imm(runs), NONE);
     op(a, "jl", bn_label(run), NONE, NONE);
   }
-  for (int r = 0; r < 4 && groups > runs * 4; r++) {
-    if (m->lut) unpack_lut(a, r, (int)(K % 1280 / 256), ahead);
-    else unpack_row(a, m->W, r, 0, (int)(groups - runs * 4), K % 320 ? (int)(K % 320) / 64 : 5, ahead);
-  }
+  if (groups > runs * 4)
+    for (int r = 0; r < 4; r++) {
+      if (m->lut) unpack_lut(a, r, (int)(K % 1280 / 256), ahead);
+      else unpack_row(a, m->W, r, 0, (int)(groups - runs * 4), K % 320 ? (int)(K % 320) / 64 : 5, ahead);
+    }
   op(a, "add", bn_gp(R15), bn_imm(m->block), NONE);
   op(a, "add", bn_gp(R14), bn_imm(K), NONE);
   op(a, "add", bn_gp(R13), bn_imm(4), NONE);
